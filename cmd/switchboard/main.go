@@ -1,0 +1,282 @@
+// Command switchboard is the Switchboard realtime gateway: a
+// Centrifugo-compatible hub, circles, a worker gateway and their tools in
+// one binary.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/config"
+)
+
+// buildVersion is set with -ldflags "-X main.buildVersion=v1.2.3".
+var buildVersion = ""
+
+func version() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// CLI is the command line of the switchboard binary.
+type CLI struct {
+	Serve       ServeCmd       `cmd:"" default:"withargs" help:"Run the server (default command)."`
+	Version     VersionCmd     `cmd:"" help:"Print the version."`
+	Checkconfig CheckconfigCmd `cmd:"" help:"Validate a configuration file."`
+	Gentoken    GentokenCmd    `cmd:"" help:"Print an HS256 connection token for a user."`
+	Genconfig   GenconfigCmd   `cmd:"" help:"Write a starter configuration with random secrets."`
+}
+
+// ServeCmd runs the server.
+type ServeCmd struct {
+	Config    string `short:"c" help:"Configuration file (JSON, YAML or TOML)." type:"path"`
+	Host      string `help:"Listen address (overrides http_server.address)."`
+	Port      int    `help:"Listen port (overrides http_server.port)." default:"-1"`
+	LogFormat string `help:"Log format: text or json (overrides log.format)."`
+	LogLevel  string `help:"Log level: debug, info, warn, error (overrides log.level)."`
+}
+
+// loadConfig reads file + env, then applies flags on top.
+func (s *ServeCmd) loadConfig() (config.Config, error) {
+	cfg, err := config.Load(s.Config)
+	if err != nil {
+		return cfg, err
+	}
+	if s.Host != "" {
+		cfg.HTTPServer.Address = s.Host
+	}
+	if s.Port >= 0 {
+		if s.Port > 65535 {
+			return cfg, fmt.Errorf("--port: %d is out of range 0-65535", s.Port)
+		}
+		cfg.HTTPServer.Port = s.Port
+	}
+	if s.LogFormat != "" {
+		cfg.Log.Format = s.LogFormat
+	}
+	if s.LogLevel != "" {
+		cfg.Log.Level = s.LogLevel
+	}
+	return cfg, cfg.Validate()
+}
+
+// Run starts the server and blocks until a signal or a fatal error. The
+// first SIGINT/SIGTERM shuts down gracefully; a second forces exit.
+func (s *ServeCmd) Run(out *output) error {
+	cfg, err := s.loadConfig()
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(cfg.Log.Format, cfg.Log.Level)
+	if err != nil {
+		return err
+	}
+	m := &Main{Config: cfg, Logger: logger}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := m.Run(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(out.stdout, "switchboard %s listening on %s (WebSocket %s)\n", version(), m.URL(), "ws://"+m.Addr()+"/connection/websocket")
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	select {
+	case err := <-m.serveErrCh():
+		return err
+	case sig := <-sigs:
+		logger.Info("shutting down", "signal", sig.String(), "timeout", time.Duration(cfg.Shutdown.Timeout))
+	}
+	go func() {
+		<-sigs
+		logger.Error("second signal: forcing exit")
+		os.Exit(1)
+	}()
+	sctx, scancel := context.WithTimeout(context.Background(), time.Duration(cfg.Shutdown.Timeout))
+	defer scancel()
+	if err := m.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+func (m *Main) serveErrCh() <-chan error { return m.serveErr }
+
+// VersionCmd prints the version.
+type VersionCmd struct{}
+
+// Run prints the version.
+func (VersionCmd) Run(out *output) error {
+	fmt.Fprintf(out.stdout, "switchboard %s\n", version())
+	return nil
+}
+
+// CheckconfigCmd validates a configuration file.
+type CheckconfigCmd struct {
+	Config string `short:"c" required:"" help:"Configuration file to check." type:"path"`
+}
+
+// Run loads and validates the file.
+func (c *CheckconfigCmd) Run(out *output) error {
+	if _, err := config.Load(c.Config); err != nil {
+		return err
+	}
+	fmt.Fprintf(out.stdout, "%s: configuration is valid\n", c.Config)
+	return nil
+}
+
+// GentokenCmd prints a connection token.
+type GentokenCmd struct {
+	User   string        `required:"" help:"User ID (the token's sub claim)."`
+	TTL    time.Duration `default:"1h" help:"Token lifetime (0 = never expires)."`
+	Config string        `short:"c" help:"Take the secret from this configuration file." type:"path"`
+	Secret string        `help:"HMAC secret (instead of --config)."`
+}
+
+// Run signs and prints the token.
+func (g *GentokenCmd) Run(out *output) error {
+	secret := g.Secret
+	if secret == "" {
+		cfg, err := config.Load(g.Config)
+		if err != nil {
+			return err
+		}
+		secret = cfg.Client.Token.HMACSecretKey
+	}
+	if secret == "" {
+		return errors.New("no secret: pass --secret or a --config with client.token.hmac_secret_key")
+	}
+	if g.TTL < 0 {
+		return errors.New("--ttl: must not be negative")
+	}
+	tok, err := auth.SignConnect(secret, g.User, g.TTL, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out.stdout, tok)
+	return nil
+}
+
+// GenconfigCmd writes a starter configuration.
+type GenconfigCmd struct {
+	Output string `short:"o" default:"config.json" help:"File to write (\"-\" = standard output)."`
+	Force  bool   `help:"Overwrite an existing file."`
+}
+
+// Run writes the configuration.
+func (g *GenconfigCmd) Run(out *output) error {
+	data, err := config.Generate()
+	if err != nil {
+		return err
+	}
+	if g.Output == "-" {
+		_, err := out.stdout.Write(data)
+		return err
+	}
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if g.Force {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	f, err := os.OpenFile(g.Output, flags, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("%s exists; use --force to overwrite", g.Output)
+		}
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out.stdout, "wrote %s\n", g.Output)
+	return nil
+}
+
+type output struct {
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// run parses args and runs the command; it returns the exit status.
+func run(args []string, stdout, stderr io.Writer) int {
+	var cli CLI
+	out := &output{stdout: stdout, stderr: stderr}
+	exitCode := -1
+	parser, err := kong.New(&cli,
+		kong.Name("switchboard"),
+		kong.Description("Realtime gateway: Centrifugo-compatible hub, circles and worker gateway in one binary."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { exitCode = code; panic(exitSignal{}) }),
+		kong.UsageOnError(),
+		kong.Bind(out),
+	)
+	if err != nil {
+		fmt.Fprintln(stderr, "switchboard:", err)
+		return 2
+	}
+	code := func() (code int) {
+		defer func() {
+			if r := recover(); r != nil {
+				if _, ok := r.(exitSignal); !ok {
+					panic(r)
+				}
+				code = exitCode
+			}
+		}()
+		kctx, err := parser.Parse(args)
+		if err != nil {
+			fmt.Fprintln(stderr, "switchboard:", err)
+			return 2
+		}
+		if err := kctx.Run(); err != nil {
+			fmt.Fprintln(stderr, "switchboard:", strings.TrimSpace(err.Error()))
+			return exitStatus(err)
+		}
+		return 0
+	}()
+	return code
+}
+
+type exitSignal struct{}
+
+// exitStatusError carries a specific exit status.
+type exitStatusError struct {
+	code int
+	err  error
+}
+
+func (e *exitStatusError) Error() string { return e.err.Error() }
+func (e *exitStatusError) Unwrap() error { return e.err }
+
+func exitStatus(err error) int {
+	var es *exitStatusError
+	if errors.As(err, &es) {
+		return es.code
+	}
+	return 1
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}

@@ -1,0 +1,273 @@
+// Package memory is the embedded, single-process hub.Broker and
+// hub.PresenceManager: history lives in process memory, publications are
+// delivered synchronously to the hub.
+package memory
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/internal/hub"
+)
+
+// DefaultMetaTTL is how long a history stream's epoch and offset outlive
+// its last publication when the caller sets no MetaTTL.
+const DefaultMetaTTL = 30 * 24 * time.Hour
+
+const numShards = 64
+
+// SweepInterval is how often expired streams are removed.
+const SweepInterval = time.Minute
+
+var (
+	_ hub.Broker          = (*Broker)(nil)
+	_ hub.PresenceManager = (*Presence)(nil)
+	_ hub.Closer          = (*Broker)(nil)
+)
+
+type entry struct {
+	pub      *hub.Publication
+	expireAt time.Time
+}
+
+type stream struct {
+	mu         sync.Mutex
+	epoch      string
+	top        uint64
+	entries    []entry // oldest first
+	metaExpire time.Time
+}
+
+type streamShard struct {
+	mu      sync.Mutex
+	streams map[string]*stream
+}
+
+// Broker keeps history in memory and delivers publications to the
+// handler given to Run. Publications of one channel with history are
+// delivered in offset order.
+type Broker struct {
+	now     func() time.Time
+	seed    maphash.Seed
+	shards  [numShards]streamShard
+	handler hub.BrokerEventHandler
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+}
+
+// New returns a memory broker. now may be nil (time.Now).
+func New(now func() time.Time) *Broker {
+	if now == nil {
+		now = time.Now
+	}
+	b := &Broker{now: now, seed: maphash.MakeSeed(), stop: make(chan struct{}), done: make(chan struct{})}
+	for i := range b.shards {
+		b.shards[i].streams = map[string]*stream{}
+	}
+	return b
+}
+
+// Run starts delivery to h and the expiry sweeper (stopped by Close).
+func (b *Broker) Run(h hub.BrokerEventHandler) error {
+	if h == nil {
+		return errors.New("memory broker: nil handler")
+	}
+	b.handler = h
+	go b.sweep()
+	return nil
+}
+
+// Close stops the sweeper. It is idempotent.
+func (b *Broker) Close(ctx context.Context) error {
+	b.once.Do(func() { close(b.stop) })
+	select {
+	case <-b.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *Broker) sweep() {
+	defer close(b.done)
+	t := time.NewTicker(SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+			b.removeExpired()
+		}
+	}
+}
+
+func (b *Broker) removeExpired() {
+	now := b.now()
+	for i := range b.shards {
+		s := &b.shards[i]
+		s.mu.Lock()
+		for name, st := range s.streams {
+			st.mu.Lock()
+			st.trim(now)
+			if now.After(st.metaExpire) {
+				delete(s.streams, name)
+			}
+			st.mu.Unlock()
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Subscribe is a no-op: one process has no remote interest to declare.
+func (b *Broker) Subscribe(string) error { return nil }
+
+// Unsubscribe is a no-op.
+func (b *Broker) Unsubscribe(string) error { return nil }
+
+func newEpoch() string {
+	var buf [5]byte
+	_, _ = rand.Read(buf[:])
+	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(buf[:])
+}
+
+// getStream returns channel's stream, creating it when create is true.
+func (b *Broker) getStream(channel string, create bool, metaTTL time.Duration) *stream {
+	s := &b.shards[maphash.String(b.seed, channel)%numShards]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.streams[channel]
+	if st == nil && create {
+		if metaTTL <= 0 {
+			metaTTL = DefaultMetaTTL
+		}
+		st = &stream{epoch: newEpoch(), metaExpire: b.now().Add(metaTTL)}
+		s.streams[channel] = st
+	}
+	return st
+}
+
+func (st *stream) trim(now time.Time) {
+	i := 0
+	for i < len(st.entries) && !now.Before(st.entries[i].expireAt) {
+		st.entries[i] = entry{}
+		i++
+	}
+	if i > 0 {
+		st.entries = st.entries[i:]
+	}
+}
+
+// Publish stores pub when opts enable history and delivers it.
+func (b *Broker) Publish(_ context.Context, channel string, pub *hub.Publication, opts hub.PublishOptions) (hub.StreamPosition, error) {
+	if opts.HistorySize <= 0 || opts.HistoryTTL <= 0 {
+		b.handler.HandlePublication(channel, pub, hub.StreamPosition{})
+		return hub.StreamPosition{}, nil
+	}
+	metaTTL := opts.MetaTTL
+	if metaTTL <= 0 {
+		metaTTL = DefaultMetaTTL
+	}
+	st := b.getStream(channel, true, metaTTL)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	now := b.now()
+	st.top++
+	pub.Offset = st.top
+	st.trim(now)
+	st.entries = append(st.entries, entry{pub: pub, expireAt: now.Add(opts.HistoryTTL)})
+	if over := len(st.entries) - opts.HistorySize; over > 0 {
+		for i := 0; i < over; i++ {
+			st.entries[i] = entry{}
+		}
+		st.entries = st.entries[over:]
+	}
+	if exp := now.Add(metaTTL); exp.After(st.metaExpire) {
+		st.metaExpire = exp
+	}
+	sp := hub.StreamPosition{Offset: st.top, Epoch: st.epoch}
+	// Delivered under the stream lock so offsets reach subscribers in order.
+	b.handler.HandlePublication(channel, pub, sp)
+	return sp, nil
+}
+
+// PublishJoin delivers a join event.
+func (b *Broker) PublishJoin(_ context.Context, channel string, info *hub.ClientInfo) error {
+	b.handler.HandleJoin(channel, info)
+	return nil
+}
+
+// PublishLeave delivers a leave event.
+func (b *Broker) PublishLeave(_ context.Context, channel string, info *hub.ClientInfo) error {
+	b.handler.HandleLeave(channel, info)
+	return nil
+}
+
+// History returns publications after opts.Since (or from the start), at
+// most opts.Limit of them (0 = none, negative = all), newest first when
+// opts.Reverse. A channel without a stream gets one, so its epoch is stable
+// from the first read.
+func (b *Broker) History(_ context.Context, channel string, opts hub.HistoryOptions) (hub.HistoryResult, error) {
+	st := b.getStream(channel, true, opts.MetaTTL)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.trim(b.now())
+	res := hub.HistoryResult{Position: hub.StreamPosition{Offset: st.top, Epoch: st.epoch}}
+	if opts.Limit == 0 {
+		return res, nil
+	}
+	list := st.entries
+	if opts.Since != nil {
+		from := len(list)
+		for i, e := range list {
+			if e.pub.Offset > opts.Since.Offset {
+				from = i
+				break
+			}
+		}
+		if opts.Reverse {
+			// Reverse with since: publications before the position, newest first.
+			to := 0
+			for i, e := range list {
+				if e.pub.Offset < opts.Since.Offset {
+					to = i + 1
+				}
+			}
+			list = list[:to]
+		} else {
+			list = list[from:]
+		}
+	}
+	n := len(list)
+	if opts.Limit > 0 && opts.Limit < n {
+		n = opts.Limit
+	}
+	out := make([]*hub.Publication, 0, n)
+	if opts.Reverse {
+		for i := len(list) - 1; i >= 0 && len(out) < n; i-- {
+			out = append(out, list[i].pub)
+		}
+	} else {
+		for i := 0; i < n; i++ {
+			out = append(out, list[i].pub)
+		}
+	}
+	res.Publications = out
+	return res, nil
+}
+
+// RemoveHistory drops channel's stream; the next publication starts a new
+// epoch.
+func (b *Broker) RemoveHistory(_ context.Context, channel string) error {
+	s := &b.shards[maphash.String(b.seed, channel)%numShards]
+	s.mu.Lock()
+	delete(s.streams, channel)
+	s.mu.Unlock()
+	return nil
+}

@@ -1,0 +1,78 @@
+package clientproto
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Method label values; anything else is "unknown".
+var methodNames = []string{"connect", "subscribe", "unsubscribe", "publish", "presence", "presence_stats",
+	"history", "ping", "send", "rpc", "refresh", "sub_refresh", "pong", "unknown"}
+
+type metrics struct {
+	commands     *prometheus.CounterVec
+	commandTime  *prometheus.HistogramVec
+	errors       *prometheus.CounterVec
+	messagesOut  prometheus.Counter
+	framesOut    prometheus.Counter
+	bytesOut     prometheus.Counter
+	messagesIn   prometheus.Counter
+	disconnects  *prometheus.CounterVec
+	queueDropped prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_client_commands_total", Help: "Client protocol commands by method.",
+		}, []string{"method"}),
+		commandTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "switchboard_client_command_duration_seconds", Help: "Client command handling latency by method.",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"method"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_client_command_errors_total", Help: "Client command error replies by method and code.",
+		}, []string{"method", "code"}),
+		messagesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_client_messages_sent_total", Help: "Protocol messages (replies and pushes) written to clients.",
+		}),
+		framesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_client_frames_sent_total", Help: "Transport frames written to clients (several messages may share one).",
+		}),
+		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_client_bytes_sent_total", Help: "Bytes written to clients.",
+		}),
+		messagesIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_client_messages_received_total", Help: "Transport messages received from clients.",
+		}),
+		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_client_disconnects_total", Help: "Server-initiated disconnects by code.",
+		}, []string{"code"}),
+		queueDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_client_slow_disconnects_total", Help: "Clients disconnected because their outgoing queue overflowed.",
+		}),
+	}
+	for _, name := range methodNames {
+		m.commands.WithLabelValues(name)
+		m.commandTime.WithLabelValues(name)
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.commands, m.commandTime, m.errors, m.messagesOut, m.framesOut, m.bytesOut, m.messagesIn, m.disconnects, m.queueDropped} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// codeLabel bounds the code label: server codes are a known set, any
+// other (API-supplied) code is "other".
+func codeLabel(code uint32) string {
+	if (code >= 100 && code <= 112) || (code >= 3000 && code <= 3013) || (code >= 3500 && code <= 3509) {
+		return strconv.FormatUint(uint64(code), 10)
+	}
+	return "other"
+}

@@ -1,0 +1,108 @@
+// Package clientproto implements the Centrifugo client protocol v2 (JSON
+// and Protobuf) on top of the hub. It is transport-agnostic: a transport
+// adapter feeds each received message to a Session and gives it a
+// Transport to write to.
+package clientproto
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/hub"
+)
+
+// Defaults of Config.
+const (
+	DefaultPingInterval      = 25 * time.Second
+	DefaultPongTimeout       = 8 * time.Second
+	DefaultStaleCloseDelay   = 10 * time.Second
+	DefaultExpiredCloseDelay = 25 * time.Second
+	DefaultChannelLimit      = 128
+	DefaultQueueMaxSize      = 1 << 20
+	DefaultHistoryMaxLimit   = 300
+	DefaultMaxRPCInFlight    = 16
+)
+
+// TokenVerifier verifies connection and subscription tokens.
+type TokenVerifier interface {
+	VerifyConnect(token string) (auth.ConnectClaims, error)
+	VerifySubscribe(token string) (auth.SubscribeClaims, error)
+}
+
+// Config configures a Server. Zero durations and limits mean defaults.
+type Config struct {
+	Hub    *hub.Hub      // required
+	Tokens TokenVerifier // required
+	// RPC handles client rpc commands; nil answers ErrMethodNotFound.
+	RPC hub.RPCHandler
+	// AllowAnonymous lets clients connect without a token (user "").
+	AllowAnonymous    bool
+	PingInterval      time.Duration
+	PongTimeout       time.Duration
+	StaleCloseDelay   time.Duration
+	ExpiredCloseDelay time.Duration
+	// ChannelLimit caps subscriptions per connection.
+	ChannelLimit int
+	// QueueMaxSize caps queued outgoing bytes per connection; a client
+	// beyond it is disconnected as slow.
+	QueueMaxSize int
+	// CommandRateLimit caps commands per second per connection; 0 = none.
+	CommandRateLimit int
+	// HistoryMaxLimit caps publications returned to a client history call.
+	HistoryMaxLimit int
+	// MaxRPCInFlight caps concurrent rpc calls per connection.
+	MaxRPCInFlight int
+	Version        string
+	Logger         *slog.Logger
+	Registerer     prometheus.Registerer
+}
+
+// Server creates Sessions sharing one configuration and metrics.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+}
+
+// NewServer validates cfg, fills defaults and registers metrics.
+func NewServer(cfg Config) (*Server, error) {
+	if cfg.Hub == nil || cfg.Tokens == nil {
+		return nil, errors.New("clientproto: hub and token verifier are required")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.PingInterval, DefaultPingInterval)
+	def(&cfg.PongTimeout, DefaultPongTimeout)
+	def(&cfg.StaleCloseDelay, DefaultStaleCloseDelay)
+	def(&cfg.ExpiredCloseDelay, DefaultExpiredCloseDelay)
+	if cfg.PongTimeout >= cfg.PingInterval {
+		return nil, errors.New("clientproto: pong timeout must be shorter than ping interval")
+	}
+	defInt := func(d *int, v int) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	defInt(&cfg.ChannelLimit, DefaultChannelLimit)
+	defInt(&cfg.QueueMaxSize, DefaultQueueMaxSize)
+	defInt(&cfg.HistoryMaxLimit, DefaultHistoryMaxLimit)
+	defInt(&cfg.MaxRPCInFlight, DefaultMaxRPCInFlight)
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, log: cfg.Logger.With("component", "clientproto"), metrics: m}, nil
+}

@@ -1,0 +1,349 @@
+package clientproto
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/hub"
+)
+
+// Transport is the connection a Session writes to. Write is called by one
+// goroutine at a time; Close may be called concurrently with Write and more
+// than once.
+type Transport interface {
+	// Write sends one transport message (it may hold several protocol
+	// messages).
+	Write(data []byte) error
+	// Close closes the connection telling the client d's code and reason.
+	Close(d hub.Disconnect)
+}
+
+type sessionState uint8
+
+const (
+	stateConnecting sessionState = iota
+	stateConnected
+	stateClosed
+)
+
+type pending struct {
+	offset uint64
+	frame  []byte
+}
+
+type subscription struct {
+	opts       hub.ChannelOptions
+	info       []byte
+	joinLeave  bool
+	positioned bool
+	syncing    bool
+	buffer     []pending
+	expireAt   int64
+	serverSide bool
+}
+
+// Session is one client connection speaking the protocol. It implements
+// hub.Subscriber and hub.Client. The transport adapter calls HandleMessage
+// for each received message from a single goroutine and Closed once when
+// the connection ends.
+type Session struct {
+	srv    *Server
+	t      Transport
+	format format
+	fmtIdx int
+
+	// opMu serialises subscribe/unsubscribe between the read goroutine and
+	// server API calls. Lock order: opMu, then hub locks, then mu.
+	opMu sync.Mutex
+
+	mu        sync.Mutex
+	state     sessionState
+	id        string
+	user      string
+	connInfo  []byte
+	expireAt  int64
+	subs      map[string]*subscription
+	queue     [][]byte
+	queued    int
+	writing   bool
+	closeSent bool
+	pongWait  bool
+	timer     *time.Timer
+	timerKind uint8
+	rpcs      int
+	rate      rateLimiter
+	wg        sync.WaitGroup // flush, rpc and close goroutines
+}
+
+const (
+	timerStale uint8 = iota
+	timerPing
+	timerPong
+)
+
+// NewSession starts a session on t using the JSON (FormatJSON) or
+// Protobuf (FormatProtobuf) format. The client must send connect within
+// the stale delay.
+func (s *Server) NewSession(t Transport, fmtIdx int) *Session {
+	if fmtIdx != FormatProtobuf {
+		fmtIdx = FormatJSON
+	}
+	ss := &Session{srv: s, t: t, format: formats[fmtIdx], fmtIdx: fmtIdx}
+	ss.mu.Lock()
+	ss.timerKind = timerStale
+	ss.timer = time.AfterFunc(s.cfg.StaleCloseDelay, ss.onTimer)
+	ss.mu.Unlock()
+	return ss
+}
+
+// ID returns the client id ("" before connect).
+// It is set once by connect, before the session is registered in the hub.
+func (s *Session) ID() string { return s.id }
+
+// UserID returns the authenticated user ("" for anonymous).
+func (s *Session) UserID() string { return s.user }
+
+// Format implements hub.Subscriber.
+func (s *Session) Format() int { return s.fmtIdx }
+
+// Deliver implements hub.Subscriber: it queues frame unless the
+// subscription is being set up (then it is held until the subscribe reply
+// is queued). It never blocks.
+func (s *Session) Deliver(channel string, offset uint64, frame []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sub := s.subs[channel]
+	if sub == nil || s.state == stateClosed {
+		return
+	}
+	if sub.syncing {
+		sub.buffer = append(sub.buffer, pending{offset: offset, frame: frame})
+		return
+	}
+	s.enqueueLocked(frame)
+}
+
+// enqueueLocked queues one protocol message and starts a writer when none
+// runs. A queue beyond QueueMaxSize disconnects the client as slow.
+func (s *Session) enqueueLocked(msg []byte) {
+	if s.state == stateClosed || s.closeSent {
+		return
+	}
+	if s.queued+len(msg) > s.srv.cfg.QueueMaxSize {
+		s.srv.metrics.queueDropped.Inc()
+		s.disconnectLocked(hub.DisconnectSlow)
+		return
+	}
+	s.queue = append(s.queue, msg)
+	s.queued += len(msg)
+	if !s.writing {
+		s.writing = true
+		s.wg.Add(1)
+		go s.flush()
+	}
+}
+
+// flush writes queued messages, coalescing everything queued into one
+// transport message per write, until the queue is empty.
+func (s *Session) flush() {
+	defer s.wg.Done()
+	var buf []byte
+	for {
+		s.mu.Lock()
+		if len(s.queue) == 0 || s.state == stateClosed || s.closeSent {
+			s.writing = false
+			s.queue, s.queued = nil, 0
+			s.mu.Unlock()
+			return
+		}
+		msgs := s.queue
+		s.queue, s.queued = nil, 0
+		s.mu.Unlock()
+
+		var data []byte
+		if len(msgs) == 1 {
+			data = msgs[0]
+		} else {
+			buf = s.format.appendBatch(buf[:0], msgs)
+			data = buf
+		}
+		m := s.srv.metrics
+		m.messagesOut.Add(float64(len(msgs)))
+		m.framesOut.Inc()
+		m.bytesOut.Add(float64(len(data)))
+		if err := s.t.Write(data); err != nil {
+			s.mu.Lock()
+			s.writing = false
+			s.queue, s.queued = nil, 0
+			s.disconnectLocked(hub.DisconnectWriteError)
+			s.mu.Unlock()
+			return
+		}
+		if cap(buf) > 64<<10 {
+			buf = nil
+		}
+	}
+}
+
+// Disconnect implements hub.Client: the connection is closed with d. It
+// does not block.
+func (s *Session) Disconnect(d hub.Disconnect) {
+	s.mu.Lock()
+	s.disconnectLocked(d)
+	s.mu.Unlock()
+}
+
+func (s *Session) disconnectLocked(d hub.Disconnect) {
+	if s.closeSent || s.state == stateClosed {
+		return
+	}
+	s.closeSent = true
+	s.srv.metrics.disconnects.WithLabelValues(codeLabel(d.Code)).Inc()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.t.Close(d)
+	}()
+}
+
+// Closed tells the session its connection ended. It releases
+// subscriptions, presence and the hub registration and waits for the
+// session's goroutines. Call it once, after the last HandleMessage.
+func (s *Session) Closed() {
+	s.opMu.Lock()
+	s.mu.Lock()
+	wasConnected := s.state == stateConnected
+	s.state = stateClosed
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	subs := s.subs
+	s.subs = nil
+	s.queue, s.queued = nil, 0
+	s.mu.Unlock()
+	h := s.srv.cfg.Hub
+	for ch, sub := range subs {
+		s.releaseSubscription(ch, sub)
+	}
+	if wasConnected {
+		h.RemoveClient(s)
+	}
+	s.opMu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *Session) clientInfo(chanInfo []byte) *hub.ClientInfo {
+	return &hub.ClientInfo{ClientID: s.id, UserID: s.user, ConnInfo: s.connInfo, ChanInfo: chanInfo}
+}
+
+func (s *Session) releaseSubscription(ch string, sub *subscription) {
+	h := s.srv.cfg.Hub
+	h.RemoveSubscriber(ch, s)
+	ctx := context.Background()
+	if sub.opts.Presence {
+		if err := h.RemovePresence(ctx, ch, s.id, s.user); err != nil {
+			s.srv.log.Warn("remove presence failed", "channel", ch, "error", err)
+		}
+	}
+	if sub.opts.JoinLeave {
+		if err := h.PublishLeave(ctx, ch, s.clientInfo(sub.info)); err != nil {
+			s.srv.log.Warn("publish leave failed", "channel", ch, "error", err)
+		}
+	}
+}
+
+func (s *Session) onTimer() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == stateClosed || s.closeSent {
+		return
+	}
+	cfg := &s.srv.cfg
+	switch s.timerKind {
+	case timerStale:
+		if s.state == stateConnecting {
+			s.disconnectLocked(hub.DisconnectStale)
+		}
+		return
+	case timerPing:
+		now := time.Now().Unix()
+		grace := int64(cfg.ExpiredCloseDelay / time.Second)
+		if s.expireAt > 0 && now >= s.expireAt+grace {
+			s.disconnectLocked(hub.DisconnectExpired)
+			return
+		}
+		for _, sub := range s.subs {
+			if sub.expireAt > 0 && now >= sub.expireAt+grace {
+				s.disconnectLocked(hub.DisconnectSubExpired)
+				return
+			}
+		}
+		s.pongWait = true
+		s.enqueueLocked(s.format.ping())
+		s.timerKind = timerPong
+		s.timer.Reset(cfg.PongTimeout)
+	case timerPong:
+		if s.pongWait {
+			s.disconnectLocked(hub.DisconnectNoPong)
+			return
+		}
+		s.timerKind = timerPing
+		s.timer.Reset(cfg.PingInterval - cfg.PongTimeout)
+	}
+}
+
+// HandleMessage processes one transport message holding one or more
+// commands. A malformed message disconnects the client (bad request).
+// data must stay unmodified until HandleMessage returns; the session copies
+// what it keeps.
+func (s *Session) HandleMessage(data []byte) {
+	s.srv.metrics.messagesIn.Inc()
+	if len(data) == 0 {
+		s.Disconnect(hub.DisconnectBadRequest)
+		return
+	}
+	dec := s.format.newDecoder(data)
+	for {
+		cmd, err := dec.Decode()
+		if err != nil && !errors.Is(err, io.EOF) {
+			s.srv.log.Debug("malformed command", "error", err)
+			s.Disconnect(hub.DisconnectBadRequest)
+			return
+		}
+		if cmd != nil {
+			if !s.handleCommand(cmd) {
+				return
+			}
+		}
+		if errors.Is(err, io.EOF) || cmd == nil {
+			return
+		}
+	}
+}
+
+// newClientID returns a random client id.
+func newClientID() string { return uuid.NewString() }
+
+func ttlSeconds(expireAt int64, now time.Time) uint32 {
+	if expireAt <= 0 {
+		return 0
+	}
+	d := expireAt - now.Unix()
+	if d < 0 {
+		return 0
+	}
+	return uint32(d)
+}
+
+func errTokenToHub(err error) (*hub.Error, bool) {
+	if errors.Is(err, auth.ErrTokenExpired) {
+		return hub.ErrTokenExpired, true
+	}
+	return nil, false
+}

@@ -1,0 +1,44 @@
+package hub
+
+import "context"
+
+// BrokerEventHandler receives what a Broker delivers to this process. The
+// hub implements it. Calls for one channel arrive in publication order.
+type BrokerEventHandler interface {
+	HandlePublication(channel string, pub *Publication, sp StreamPosition)
+	HandleJoin(channel string, info *ClientInfo)
+	HandleLeave(channel string, info *ClientInfo)
+}
+
+// Broker moves publications and join/leave events between processes and
+// keeps channel history. Implementations must be safe for concurrent use and
+// deliver publications of one channel to the handler in offset order.
+type Broker interface {
+	// Run starts delivering events to h. It is called once before use.
+	Run(h BrokerEventHandler) error
+	// Subscribe declares this process's interest in channel; Unsubscribe
+	// withdraws it. The hub calls them when the first local subscriber
+	// arrives and the last one leaves.
+	Subscribe(channel string) error
+	Unsubscribe(channel string) error
+	// Publish stores pub in history (when opts enable it), assigns its
+	// offset and delivers it to every interested process.
+	Publish(ctx context.Context, channel string, pub *Publication, opts PublishOptions) (StreamPosition, error)
+	PublishJoin(ctx context.Context, channel string, info *ClientInfo) error
+	PublishLeave(ctx context.Context, channel string, info *ClientInfo) error
+	History(ctx context.Context, channel string, opts HistoryOptions) (HistoryResult, error)
+	RemoveHistory(ctx context.Context, channel string) error
+}
+
+// PresenceManager keeps who is present in channels.
+type PresenceManager interface {
+	AddPresence(ctx context.Context, channel, clientID string, info *ClientInfo) error
+	RemovePresence(ctx context.Context, channel, clientID, userID string) error
+	Presence(ctx context.Context, channel string) (map[string]*ClientInfo, error)
+	PresenceStats(ctx context.Context, channel string) (PresenceStats, error)
+}
+
+// Closer is implemented by brokers that hold resources.
+type Closer interface {
+	Close(ctx context.Context) error
+}

@@ -1,0 +1,557 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const numShards = 64
+
+// MaxFormats bounds the number of wire formats (Codecs) a Hub serves.
+const MaxFormats = 4
+
+// Codec encodes pushes for one wire format. The returned bytes are one
+// complete message of that format; the same slice is queued to every
+// subscriber using the format, so subscribers must not modify it.
+type Codec interface {
+	EncodePublication(channel string, pub *Publication) ([]byte, error)
+	EncodeJoin(channel string, info *ClientInfo) ([]byte, error)
+	EncodeLeave(channel string, info *ClientInfo) ([]byte, error)
+}
+
+// Subscriber receives pushes of the channels it subscribed to.
+type Subscriber interface {
+	// Format is the index of the Codec that encodes pushes for it.
+	Format() int
+	// Deliver queues an encoded push of channel. offset is the
+	// publication's offset (0 for join/leave and channels without
+	// history). Deliver is called with hub locks held: it must not block
+	// and must not call back into the Hub synchronously.
+	Deliver(channel string, offset uint64, frame []byte)
+}
+
+// Client is a connection the hub can act on for the server API.
+type Client interface {
+	ID() string
+	UserID() string
+	// Disconnect closes the connection with d. It must not block.
+	Disconnect(d Disconnect)
+	// ServerSubscribe subscribes the connection to channel on the
+	// server's behalf and tells the client.
+	ServerSubscribe(ctx context.Context, channel string, opts ServerSubscribe) error
+	// ServerUnsubscribe removes a subscription and tells the client.
+	ServerUnsubscribe(ctx context.Context, channel string, code uint32, reason string)
+	// Refresh updates the connection's expiry (unix seconds, 0 = never) or
+	// expires it at once.
+	Refresh(expireAt int64, expired bool, info []byte)
+}
+
+// ServerSubscribe are options of a subscription made by the server API.
+type ServerSubscribe struct {
+	ChanInfo     []byte
+	RecoverSince *StreamPosition
+}
+
+// Config configures a Hub. Zero values mean defaults.
+type Config struct {
+	Broker     Broker          // required
+	Presence   PresenceManager // required
+	Codecs     []Codec         // one per wire format, at most MaxFormats
+	Namespaces Namespaces
+	// ConnectionLimit caps connections of this process; 0 = unlimited.
+	ConnectionLimit int
+	// UserConnectionLimit caps connections of one user; 0 = unlimited.
+	UserConnectionLimit int
+	Logger              *slog.Logger
+	Registerer          prometheus.Registerer
+	Now                 func() time.Time
+}
+
+type subEntry struct {
+	sub       Subscriber
+	format    uint8
+	joinLeave bool
+}
+
+type channelSubs struct {
+	subs           []subEntry
+	index          map[Subscriber]int
+	formats        [MaxFormats]int
+	joinLeaveCount int
+}
+
+type shard struct {
+	mu       sync.RWMutex
+	channels map[string]*channelSubs
+}
+
+type clientShard struct {
+	mu      sync.RWMutex
+	clients map[string]Client
+	users   map[string]map[string]Client
+}
+
+// Hub is the realtime core. It is safe for concurrent use.
+type Hub struct {
+	cfg      Config
+	log      *slog.Logger
+	seed     maphash.Seed
+	shards   [numShards]shard
+	cshards  [numShards]clientShard
+	numConns atomic.Int64
+	numSubs  atomic.Int64
+	closing  atomic.Bool
+	started  time.Time
+	metrics  *hubMetrics
+	// brokerMu serialises the broker interest transitions of one channel.
+	interest [numShards]sync.Mutex
+}
+
+// New validates cfg and returns a Hub wired to its Broker.
+func New(cfg Config) (*Hub, error) {
+	if cfg.Broker == nil || cfg.Presence == nil {
+		return nil, errors.New("hub: broker and presence manager are required")
+	}
+	if len(cfg.Codecs) == 0 || len(cfg.Codecs) > MaxFormats {
+		return nil, fmt.Errorf("hub: need 1 to %d codecs, got %d", MaxFormats, len(cfg.Codecs))
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Namespaces.Named == nil {
+		cfg.Namespaces.Named = map[string]ChannelOptions{}
+	}
+	h := &Hub{cfg: cfg, log: cfg.Logger.With("component", "hub"), seed: maphash.MakeSeed(), started: cfg.Now()}
+	for i := range h.shards {
+		h.shards[i].channels = map[string]*channelSubs{}
+		h.cshards[i].clients = map[string]Client{}
+		h.cshards[i].users = map[string]map[string]Client{}
+	}
+	m, err := newHubMetrics(cfg.Registerer, h)
+	if err != nil {
+		return nil, err
+	}
+	h.metrics = m
+	if err := cfg.Broker.Run(h); err != nil {
+		return nil, fmt.Errorf("hub: run broker: %w", err)
+	}
+	return h, nil
+}
+
+func (h *Hub) shardIndex(key string) int {
+	return int(maphash.String(h.seed, key) % numShards)
+}
+
+// ChannelOptions resolves channel to its namespace options.
+func (h *Hub) ChannelOptions(channel string) (ChannelOptions, error) {
+	return h.cfg.Namespaces.Resolve(channel)
+}
+
+// Now returns the hub's clock reading.
+func (h *Hub) Now() time.Time { return h.cfg.Now() }
+
+// Closing reports whether Shutdown has begun.
+func (h *Hub) Closing() bool { return h.closing.Load() }
+
+// AddClient registers a connected client, enforcing connection limits
+// (ErrLimitExceeded wrapped with the reason). Disconnect code for a limit
+// is the caller's choice (DisconnectConnectionLimit).
+func (h *Hub) AddClient(c Client) error {
+	if h.closing.Load() {
+		return ErrNotAvailable
+	}
+	if lim := h.cfg.ConnectionLimit; lim > 0 && h.numConns.Load() >= int64(lim) {
+		return fmt.Errorf("%w: connection limit", ErrLimitExceeded)
+	}
+	s := &h.cshards[h.shardIndex(c.UserID())]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	byUser := s.users[c.UserID()]
+	if lim := h.cfg.UserConnectionLimit; lim > 0 && c.UserID() != "" && len(byUser) >= lim {
+		return fmt.Errorf("%w: user connection limit", ErrLimitExceeded)
+	}
+	if byUser == nil {
+		byUser = map[string]Client{}
+		s.users[c.UserID()] = byUser
+	}
+	byUser[c.ID()] = c
+	cs := &h.cshards[h.shardIndex(c.ID())]
+	if cs != s {
+		cs.mu.Lock()
+		cs.clients[c.ID()] = c
+		cs.mu.Unlock()
+	} else {
+		s.clients[c.ID()] = c
+	}
+	h.numConns.Add(1)
+	return nil
+}
+
+// RemoveClient forgets a client registered with AddClient.
+func (h *Hub) RemoveClient(c Client) {
+	s := &h.cshards[h.shardIndex(c.UserID())]
+	s.mu.Lock()
+	if byUser := s.users[c.UserID()]; byUser != nil {
+		if _, ok := byUser[c.ID()]; ok {
+			delete(byUser, c.ID())
+			h.numConns.Add(-1)
+		}
+		if len(byUser) == 0 {
+			delete(s.users, c.UserID())
+		}
+	}
+	cs := &h.cshards[h.shardIndex(c.ID())]
+	if cs != s {
+		cs.mu.Lock()
+		delete(cs.clients, c.ID())
+		cs.mu.Unlock()
+	} else {
+		delete(s.clients, c.ID())
+	}
+	s.mu.Unlock()
+}
+
+// UserClients returns the connections of user; when clientID is not
+// empty, only that connection (if it belongs to user).
+func (h *Hub) UserClients(user, clientID string) []Client {
+	s := &h.cshards[h.shardIndex(user)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	byUser := s.users[user]
+	if clientID != "" {
+		if c, ok := byUser[clientID]; ok {
+			return []Client{c}
+		}
+		return nil
+	}
+	out := make([]Client, 0, len(byUser))
+	for _, c := range byUser {
+		out = append(out, c)
+	}
+	return out
+}
+
+// NumClients returns the number of registered connections.
+func (h *Hub) NumClients() int { return int(h.numConns.Load()) }
+
+// NumUsers returns the number of distinct users connected.
+func (h *Hub) NumUsers() int {
+	n := 0
+	for i := range h.cshards {
+		s := &h.cshards[i]
+		s.mu.RLock()
+		n += len(s.users)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+// NumSubscriptions returns the number of local subscriptions.
+func (h *Hub) NumSubscriptions() int { return int(h.numSubs.Load()) }
+
+// Channels returns local channels with their subscriber counts.
+func (h *Hub) Channels() map[string]int {
+	out := map[string]int{}
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.RLock()
+		for name, c := range s.channels {
+			out[name] = len(c.subs)
+		}
+		s.mu.RUnlock()
+	}
+	return out
+}
+
+// NumChannels returns the number of channels with local subscribers.
+func (h *Hub) NumChannels() int {
+	n := 0
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.RLock()
+		n += len(s.channels)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+// Uptime is the time since New.
+func (h *Hub) Uptime() time.Duration { return h.cfg.Now().Sub(h.started) }
+
+// AddSubscriber adds sub to channel's local subscribers. joinLeave asks
+// for join/leave pushes. The first local subscriber of a channel declares
+// interest to the broker. Adding a subscriber twice is ErrAlreadySubscribed.
+func (h *Hub) AddSubscriber(channel string, sub Subscriber, joinLeave bool) error {
+	f := sub.Format()
+	if f < 0 || f >= len(h.cfg.Codecs) {
+		return fmt.Errorf("hub: subscriber format %d has no codec", f)
+	}
+	idx := h.shardIndex(channel)
+	h.interest[idx].Lock()
+	defer h.interest[idx].Unlock()
+	s := &h.shards[idx]
+	s.mu.Lock()
+	c := s.channels[channel]
+	first := c == nil
+	if first {
+		c = &channelSubs{index: map[Subscriber]int{}}
+		s.channels[channel] = c
+	}
+	if _, dup := c.index[sub]; dup {
+		s.mu.Unlock()
+		return ErrAlreadySubscribed
+	}
+	c.index[sub] = len(c.subs)
+	c.subs = append(c.subs, subEntry{sub: sub, format: uint8(f), joinLeave: joinLeave})
+	c.formats[f]++
+	if joinLeave {
+		c.joinLeaveCount++
+	}
+	s.mu.Unlock()
+	h.numSubs.Add(1)
+	if first {
+		if err := h.cfg.Broker.Subscribe(channel); err != nil {
+			h.removeLocked(idx, channel, sub)
+			return fmt.Errorf("hub: broker subscribe: %w", err)
+		}
+	}
+	return nil
+}
+
+// RemoveSubscriber removes sub from channel; the last local subscriber
+// withdraws interest from the broker. It reports whether sub was there.
+func (h *Hub) RemoveSubscriber(channel string, sub Subscriber) bool {
+	idx := h.shardIndex(channel)
+	h.interest[idx].Lock()
+	defer h.interest[idx].Unlock()
+	return h.removeLocked(idx, channel, sub)
+}
+
+func (h *Hub) removeLocked(idx int, channel string, sub Subscriber) bool {
+	s := &h.shards[idx]
+	s.mu.Lock()
+	c := s.channels[channel]
+	if c == nil {
+		s.mu.Unlock()
+		return false
+	}
+	i, ok := c.index[sub]
+	if !ok {
+		s.mu.Unlock()
+		return false
+	}
+	e := c.subs[i]
+	last := len(c.subs) - 1
+	if i != last {
+		c.subs[i] = c.subs[last]
+		c.index[c.subs[i].sub] = i
+	}
+	c.subs[last] = subEntry{}
+	c.subs = c.subs[:last]
+	delete(c.index, sub)
+	c.formats[e.format]--
+	if e.joinLeave {
+		c.joinLeaveCount--
+	}
+	empty := len(c.subs) == 0
+	if empty {
+		delete(s.channels, channel)
+	}
+	s.mu.Unlock()
+	h.numSubs.Add(-1)
+	if empty {
+		if err := h.cfg.Broker.Unsubscribe(channel); err != nil {
+			h.log.Error("broker unsubscribe failed", "channel", channel, "error", err)
+		}
+	}
+	return true
+}
+
+// HandlePublication fans a publication out to local subscribers: it is
+// encoded once per format in use and the same bytes go to every subscriber.
+func (h *Hub) HandlePublication(channel string, pub *Publication, _ StreamPosition) {
+	h.fanout(channel, pub.Offset, false, func(c Codec) ([]byte, error) { return c.EncodePublication(channel, pub) })
+	h.metrics.publications.Inc()
+}
+
+// HandleJoin delivers a join push to subscribers that asked for them.
+func (h *Hub) HandleJoin(channel string, info *ClientInfo) {
+	h.fanout(channel, 0, true, func(c Codec) ([]byte, error) { return c.EncodeJoin(channel, info) })
+}
+
+// HandleLeave delivers a leave push to subscribers that asked for them.
+func (h *Hub) HandleLeave(channel string, info *ClientInfo) {
+	h.fanout(channel, 0, true, func(c Codec) ([]byte, error) { return c.EncodeLeave(channel, info) })
+}
+
+func (h *Hub) fanout(channel string, offset uint64, joinLeave bool, encode func(Codec) ([]byte, error)) {
+	s := &h.shards[h.shardIndex(channel)]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c := s.channels[channel]
+	if c == nil || (joinLeave && c.joinLeaveCount == 0) {
+		return
+	}
+	var frames [MaxFormats][]byte
+	for f, n := range c.formats {
+		if n == 0 {
+			continue
+		}
+		b, err := encode(h.cfg.Codecs[f])
+		if err != nil {
+			h.log.Error("encode push failed", "format", f, "error", err)
+			continue
+		}
+		frames[f] = b
+	}
+	delivered := 0
+	for i := range c.subs {
+		e := &c.subs[i]
+		if joinLeave && !e.joinLeave {
+			continue
+		}
+		if fr := frames[e.format]; fr != nil {
+			e.sub.Deliver(channel, offset, fr)
+			delivered++
+		}
+	}
+	h.metrics.deliveries.Add(float64(delivered))
+}
+
+// Publish publishes data into channel with the channel's history options.
+// info, when not nil, names the publishing client.
+func (h *Hub) Publish(ctx context.Context, channel string, data []byte, info *ClientInfo, tags map[string]string) (StreamPosition, error) {
+	opts, err := h.ChannelOptions(channel)
+	if err != nil {
+		return StreamPosition{}, err
+	}
+	return h.PublishWithOptions(ctx, channel, &Publication{Data: data, Info: info, Tags: tags}, opts, false)
+}
+
+// PublishWithOptions publishes pub with explicit channel options;
+// skipHistory bypasses history even when the namespace keeps it.
+func (h *Hub) PublishWithOptions(ctx context.Context, channel string, pub *Publication, opts ChannelOptions, skipHistory bool) (StreamPosition, error) {
+	po := PublishOptions{}
+	if opts.HistoryEnabled() && !skipHistory {
+		po.HistorySize, po.HistoryTTL = opts.HistorySize, opts.HistoryTTL
+	}
+	start := time.Now()
+	sp, err := h.cfg.Broker.Publish(ctx, channel, pub, po)
+	h.metrics.observeBroker("publish", start, err)
+	if err != nil {
+		return StreamPosition{}, fmt.Errorf("hub: publish: %w", err)
+	}
+	return sp, nil
+}
+
+// PublishJoin announces info joining channel.
+func (h *Hub) PublishJoin(ctx context.Context, channel string, info *ClientInfo) error {
+	return h.cfg.Broker.PublishJoin(ctx, channel, info)
+}
+
+// PublishLeave announces info leaving channel.
+func (h *Hub) PublishLeave(ctx context.Context, channel string, info *ClientInfo) error {
+	return h.cfg.Broker.PublishLeave(ctx, channel, info)
+}
+
+// History reads channel history. It returns ErrNotAvailable when the
+// channel's namespace keeps none.
+func (h *Hub) History(ctx context.Context, channel string, opts HistoryOptions) (HistoryResult, error) {
+	co, err := h.ChannelOptions(channel)
+	if err != nil {
+		return HistoryResult{}, err
+	}
+	if !co.HistoryEnabled() {
+		return HistoryResult{}, ErrNotAvailable
+	}
+	start := time.Now()
+	r, err := h.cfg.Broker.History(ctx, channel, opts)
+	h.metrics.observeBroker("history", start, err)
+	return r, err
+}
+
+// RemoveHistory drops channel's history.
+func (h *Hub) RemoveHistory(ctx context.Context, channel string) error {
+	if _, err := h.ChannelOptions(channel); err != nil {
+		return err
+	}
+	return h.cfg.Broker.RemoveHistory(ctx, channel)
+}
+
+// AddPresence records info as present in channel.
+func (h *Hub) AddPresence(ctx context.Context, channel string, info *ClientInfo) error {
+	return h.cfg.Presence.AddPresence(ctx, channel, info.ClientID, info)
+}
+
+// RemovePresence removes a client's presence from channel.
+func (h *Hub) RemovePresence(ctx context.Context, channel, clientID, userID string) error {
+	return h.cfg.Presence.RemovePresence(ctx, channel, clientID, userID)
+}
+
+// Presence lists the clients present in channel (ErrNotAvailable when the
+// namespace has no presence).
+func (h *Hub) Presence(ctx context.Context, channel string) (map[string]*ClientInfo, error) {
+	co, err := h.ChannelOptions(channel)
+	if err != nil {
+		return nil, err
+	}
+	if !co.Presence {
+		return nil, ErrNotAvailable
+	}
+	return h.cfg.Presence.Presence(ctx, channel)
+}
+
+// PresenceStats counts the clients and users present in channel.
+func (h *Hub) PresenceStats(ctx context.Context, channel string) (PresenceStats, error) {
+	co, err := h.ChannelOptions(channel)
+	if err != nil {
+		return PresenceStats{}, err
+	}
+	if !co.Presence {
+		return PresenceStats{}, ErrNotAvailable
+	}
+	return h.cfg.Presence.PresenceStats(ctx, channel)
+}
+
+// Shutdown stops accepting clients, disconnects every client with
+// DisconnectShutdown (clients reconnect elsewhere) and waits until all are
+// gone or ctx ends. It is idempotent.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.closing.Store(true)
+	for i := range h.cshards {
+		s := &h.cshards[i]
+		s.mu.RLock()
+		list := make([]Client, 0, len(s.clients))
+		for _, c := range s.clients {
+			list = append(list, c)
+		}
+		s.mu.RUnlock()
+		for _, c := range list {
+			c.Disconnect(DisconnectShutdown)
+		}
+	}
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for h.numConns.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("hub: shutdown: %d clients still connected: %w", h.numConns.Load(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	if c, ok := h.cfg.Broker.(Closer); ok {
+		return c.Close(ctx)
+	}
+	return nil
+}

@@ -1,0 +1,219 @@
+// Package ws is the WebSocket transport of the Centrifugo-compatible client
+// protocol (/connection/websocket), built on github.com/lxzan/gws.
+package ws
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/lxzan/gws"
+
+	"github.com/switchboard-rt/switchboard/internal/clientproto"
+	"github.com/switchboard-rt/switchboard/internal/hub"
+)
+
+// Defaults of Config.
+const (
+	DefaultMessageSizeLimit = 65536
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultReadBufferSize   = 1024
+	ProtobufSubprotocol     = "centrifuge-protobuf"
+)
+
+// Config configures a Handler. Zero values mean defaults.
+type Config struct {
+	Server *clientproto.Server // required
+	// AllowedOrigins lists origins allowed to connect from browsers
+	// ("*" allows any; a request without Origin is always allowed). Empty
+	// allows only same-host origins.
+	AllowedOrigins []string
+	// MessageSizeLimit caps incoming message size in bytes.
+	MessageSizeLimit int
+	// ReadBufferSize is the per-connection read buffer in bytes.
+	ReadBufferSize int
+	// WriteTimeout bounds one write to a client.
+	WriteTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Handler upgrades HTTP requests to protocol sessions.
+type Handler struct {
+	cfg      Config
+	log      *slog.Logger
+	// plain serves clients asking for no subprotocol; proto those asking
+	// for centrifuge-protobuf (gws fails negotiation otherwise).
+	plain, proto *gws.Upgrader
+}
+
+// New returns a Handler for cfg.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Server == nil {
+		return nil, errors.New("ws: server is required")
+	}
+	if cfg.MessageSizeLimit <= 0 {
+		cfg.MessageSizeLimit = DefaultMessageSizeLimit
+	}
+	if cfg.ReadBufferSize <= 0 {
+		cfg.ReadBufferSize = DefaultReadBufferSize
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "ws")}
+	opt := func(subprotocols []string) *gws.ServerOption {
+		return &gws.ServerOption{
+			ReadMaxPayloadSize: cfg.MessageSizeLimit,
+			ReadBufferSize:     cfg.ReadBufferSize,
+			SubProtocols:       subprotocols,
+			HandshakeTimeout:   10 * time.Second,
+			NewSession:         func() gws.SessionStorage { return &slot{} },
+			Logger:             gwsLogger{h.log},
+		}
+	}
+	h.plain = gws.NewUpgrader(&events{h: h}, opt(nil))
+	h.proto = gws.NewUpgrader(&events{h: h}, opt([]string{ProtobufSubprotocol}))
+	return h, nil
+}
+
+func writeJSONError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{"code": status, "message": msg}})
+}
+
+// OriginAllowed reports whether a browser origin may connect.
+func OriginAllowed(allowed []string, origin, host string) bool {
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	if len(allowed) == 0 {
+		return strings.EqualFold(u.Host, host)
+	}
+	for _, a := range allowed {
+		if a == "*" || strings.EqualFold(a, origin) {
+			return true
+		}
+		if strings.HasPrefix(a, "*.") || strings.Contains(a, "://*.") {
+			suffix := a[strings.Index(a, "*")+1:]
+			if strings.HasSuffix(strings.ToLower(u.Host), strings.ToLower(strings.TrimPrefix(suffix, "."))) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// ServeHTTP upgrades the request and runs the connection's read loop in
+// the calling goroutine until the connection ends.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		writeJSONError(w, http.StatusBadRequest, "websocket upgrade expected")
+		return
+	}
+	if !OriginAllowed(h.cfg.AllowedOrigins, r.Header.Get("Origin"), r.Host) {
+		h.log.Debug("origin rejected", "origin", r.Header.Get("Origin"))
+		writeJSONError(w, http.StatusForbidden, "origin not allowed")
+		return
+	}
+	format, upgrader := clientproto.FormatJSON, h.plain
+	if headerHasToken(r.Header.Get("Sec-WebSocket-Protocol"), ProtobufSubprotocol) {
+		format, upgrader = clientproto.FormatProtobuf, h.proto
+	} else if r.URL.Query().Get("cf_protocol") == "protobuf" {
+		format = clientproto.FormatProtobuf
+	}
+	conn, err := upgrader.Upgrade(w, r)
+	if err != nil {
+		h.log.Debug("upgrade failed", "error", err)
+		return
+	}
+	t := &transport{conn: conn, writeTimeout: h.cfg.WriteTimeout}
+	conn.Session().(*slot).s = h.cfg.Server.NewSession(t, format)
+	conn.ReadLoop()
+}
+
+func headerHasToken(v, token string) bool {
+	for _, p := range strings.Split(v, ",") {
+		if strings.EqualFold(strings.TrimSpace(p), token) {
+			return true
+		}
+	}
+	return false
+}
+
+type transport struct {
+	conn         *gws.Conn
+	writeTimeout time.Duration
+}
+
+func (t *transport) Write(data []byte) error {
+	_ = t.conn.SetWriteDeadline(time.Now().Add(t.writeTimeout))
+	return t.conn.WriteMessage(gws.OpcodeText, data)
+}
+
+func (t *transport) Close(d hub.Disconnect) {
+	if d == hub.DisconnectSlow || d == hub.DisconnectWriteError {
+		// The peer does not read; a close frame would block behind its
+		// full buffer.
+		_ = t.conn.NetConn().Close()
+		return
+	}
+	_ = t.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = t.conn.WriteClose(uint16(d.Code), []byte(d.Reason))
+}
+
+type events struct{ h *Handler }
+
+func session(c *gws.Conn) *clientproto.Session { return c.Session().(*slot).s }
+
+func (e *events) OnOpen(*gws.Conn) {}
+
+func (e *events) OnClose(c *gws.Conn, _ error) {
+	if s := session(c); s != nil {
+		s.Closed()
+	}
+}
+
+func (e *events) OnPing(c *gws.Conn, payload []byte) { _ = c.WritePong(payload) }
+
+func (e *events) OnPong(*gws.Conn, []byte) {}
+
+func (e *events) OnMessage(c *gws.Conn, msg *gws.Message) {
+	// The JSON decoder aliases strings into its input, and gws reuses its
+	// buffer after Close: the session gets its own copy.
+	data := bytes.Clone(msg.Bytes())
+	msg.Close()
+	session(c).HandleMessage(data)
+}
+
+// slot is a one-value gws.SessionStorage holding the connection's
+// session, far smaller than gws's default map.
+type slot struct{ s *clientproto.Session }
+
+func (s *slot) Len() int { return 1 }
+func (s *slot) Load(string) (any, bool) {
+	return s.s, s.s != nil
+}
+func (s *slot) Delete(string) {}
+func (s *slot) Store(_ string, v any) {
+	if ss, ok := v.(*clientproto.Session); ok {
+		s.s = ss
+	}
+}
+func (s *slot) Range(f func(string, any) bool) { f("session", s.s) }
+
+type gwsLogger struct{ l *slog.Logger }
+
+func (g gwsLogger) Error(v ...any) { g.l.Error("websocket error", "detail", v) }
