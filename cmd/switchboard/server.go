@@ -222,11 +222,7 @@ func (m *Main) closeAll(ctx context.Context) error {
 
 // newLogger builds the process logger.
 func newLogger(format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", level)
-	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: config.Log{Level: level}.SlogLevel()}
 	switch format {
 	case "json":
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil

@@ -195,10 +195,17 @@ func (s *Session) connect(ctx context.Context, cmd *protocol.Command) error {
 	s.state = stateConnected
 	s.expireAt = claims.ExpireAt
 	s.timerKind = timerPing
-	s.timer.Reset(cfg.PingInterval)
+	if cfg.PingInterval > 0 {
+		s.timer.Reset(cfg.PingInterval)
+	} else {
+		s.timer.Stop()
+	}
 	s.mu.Unlock()
 
-	res := &protocol.ConnectResult{Client: s.id, Version: cfg.Version, Ping: uint32(cfg.PingInterval / time.Second), Pong: true}
+	res := &protocol.ConnectResult{Client: s.id, Version: cfg.Version}
+	if cfg.PingInterval > 0 {
+		res.Ping, res.Pong = uint32(cfg.PingInterval/time.Second), cfg.PongTimeout > 0
+	}
 	if claims.ExpireAt > 0 {
 		res.Expires, res.Ttl = true, ttlSeconds(claims.ExpireAt, now)
 	}

@@ -40,8 +40,10 @@ type Config struct {
 	// RPC handles client rpc commands; nil answers ErrMethodNotFound.
 	RPC hub.RPCHandler
 	// AllowAnonymous lets clients connect without a token (user "").
-	AllowAnonymous    bool
-	PingInterval      time.Duration
+	AllowAnonymous bool
+	// PingInterval between server pings; negative disables pings.
+	PingInterval time.Duration
+	// PongTimeout for the client's pong; negative disables the check.
 	PongTimeout       time.Duration
 	StaleCloseDelay   time.Duration
 	ExpiredCloseDelay time.Duration
@@ -78,11 +80,16 @@ func NewServer(cfg Config) (*Server, error) {
 			*d = v
 		}
 	}
-	def(&cfg.PingInterval, DefaultPingInterval)
-	def(&cfg.PongTimeout, DefaultPongTimeout)
+	// Negative ping interval or pong timeout disable pings or pong checks.
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = DefaultPingInterval
+	}
+	if cfg.PongTimeout == 0 {
+		cfg.PongTimeout = DefaultPongTimeout
+	}
 	def(&cfg.StaleCloseDelay, DefaultStaleCloseDelay)
 	def(&cfg.ExpiredCloseDelay, DefaultExpiredCloseDelay)
-	if cfg.PongTimeout >= cfg.PingInterval {
+	if cfg.PingInterval > 0 && cfg.PongTimeout >= cfg.PingInterval {
 		return nil, errors.New("clientproto: pong timeout must be shorter than ping interval")
 	}
 	defInt := func(d *int, v int) {

@@ -284,8 +284,12 @@ func (s *Session) onTimer() {
 				return
 			}
 		}
-		s.pongWait = true
 		s.enqueueLocked(s.format.ping())
+		if cfg.PongTimeout < 0 {
+			s.timer.Reset(cfg.PingInterval)
+			return
+		}
+		s.pongWait = true
 		s.timerKind = timerPong
 		s.timer.Reset(cfg.PongTimeout)
 	case timerPong:

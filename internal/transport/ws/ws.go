@@ -44,8 +44,8 @@ type Config struct {
 
 // Handler upgrades HTTP requests to protocol sessions.
 type Handler struct {
-	cfg      Config
-	log      *slog.Logger
+	cfg Config
+	log *slog.Logger
 	// plain serves clients asking for no subprotocol; proto those asking
 	// for centrifuge-protobuf (gws fails negotiation otherwise).
 	plain, proto *gws.Upgrader

@@ -1,0 +1,444 @@
+package clientproto
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/centrifugal/protocol"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/broker/memory"
+	"github.com/switchboard-rt/switchboard/internal/hub"
+)
+
+const secret = "secret"
+
+type fakeTransport struct {
+	mu      sync.Mutex
+	writes  [][]byte
+	closed  *hub.Disconnect
+	block   chan struct{} // when set, Write blocks until closed
+	session *Session
+	done    chan struct{}
+}
+
+func newFakeTransport() *fakeTransport { return &fakeTransport{done: make(chan struct{})} }
+
+func (f *fakeTransport) Write(data []byte) error {
+	if f.block != nil {
+		<-f.block
+	}
+	f.mu.Lock()
+	f.writes = append(f.writes, append([]byte(nil), data...))
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fakeTransport) Close(d hub.Disconnect) {
+	f.mu.Lock()
+	first := f.closed == nil
+	if first {
+		f.closed = &d
+	}
+	f.mu.Unlock()
+	if first {
+		// Like a real transport: the read loop ends and reports it.
+		go func() {
+			f.session.Closed()
+			close(f.done)
+		}()
+	}
+}
+
+func (f *fakeTransport) disconnect() *hub.Disconnect {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.closed
+}
+
+// messages splits the JSON writes into protocol messages.
+func (f *fakeTransport) messages() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, w := range f.writes {
+		out = append(out, strings.Split(string(w), "\n")...)
+	}
+	return out
+}
+
+type harness struct {
+	t   *testing.T
+	hub *hub.Hub
+	srv *Server
+}
+
+func newHarness(t *testing.T, mod func(*Config)) *harness {
+	t.Helper()
+	h, err := hub.New(hub.Config{Broker: memory.New(nil), Presence: memory.NewPresence(), Codecs: Codecs(),
+		Namespaces: hub.Namespaces{Named: map[string]hub.ChannelOptions{
+			"chat": {AllowSubscribeForClient: true, AllowPublishForSubscriber: true, AllowHistoryForSubscriber: true, HistorySize: 1000, HistoryTTL: time.Minute, ForceRecovery: true},
+		}}})
+	require.NoError(t, err)
+	cfg := Config{Hub: h, Tokens: auth.NewTokenVerifier(secret, "", "")}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := NewServer(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, h.Shutdown(ctx))
+	})
+	return &harness{t: t, hub: h, srv: srv}
+}
+
+func (h *harness) session(format int) (*Session, *fakeTransport) {
+	ft := newFakeTransport()
+	s := h.srv.NewSession(ft, format)
+	ft.session = s
+	h.t.Cleanup(func() {
+		s.Disconnect(hub.DisconnectConnectionClosed)
+		select {
+		case <-ft.done:
+		case <-time.After(5 * time.Second):
+			h.t.Error("session did not close")
+		}
+	})
+	return s, ft
+}
+
+func tok(t testing.TB, user string) string {
+	s, err := auth.SignConnect(secret, user, time.Hour, time.Now())
+	require.NoError(t, err)
+	return s
+}
+
+func waitUntil(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timeout: %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func hasMessage(ft *fakeTransport, substr string) func() bool {
+	return func() bool {
+		for _, m := range ft.messages() {
+			if strings.Contains(m, substr) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func TestConnectSubscribePublishJSON(t *testing.T) {
+	h := newHarness(t, nil)
+	s, ft := h.session(FormatJSON)
+	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}` + "\n" + `{"id":2,"subscribe":{"channel":"chat:a"}}`))
+	waitUntil(t, hasMessage(ft, `"id":2,"subscribe":{"recoverable":true`), "subscribe reply")
+	require.Contains(t, ft.messages()[0], `"id":1,"connect":{"client":`)
+	require.Contains(t, ft.messages()[0], `"ping":25,"pong":true`)
+
+	s.HandleMessage([]byte(`{"id":3,"publish":{"channel":"chat:a","data":{"x":1}}}`))
+	waitUntil(t, hasMessage(ft, `{"push":{"channel":"chat:a","pub":{"data":{"x":1},"info":{"user":"u1"`), "own publication")
+	waitUntil(t, hasMessage(ft, `{"id":3,"publish":{}}`), "publish reply")
+
+	for _, tc := range []struct{ cmd, want string }{
+		{`{"id":4,"subscribe":{"channel":"chat:a"}}`, `{"id":4,"error":{"code":105,"message":"already subscribed"}}`},
+		{`{"id":5,"subscribe":{"channel":"nope:a"}}`, `{"id":5,"error":{"code":102,"message":"unknown channel"}}`},
+		{`{"id":6,"publish":{"channel":"chat:b","data":{}}}`, `{"id":6,"error":{"code":103,"message":"permission denied"}}`},
+		{`{"id":7,"rpc":{"method":"m","data":{}}}`, `{"id":7,"error":{"code":104,"message":"method not found"}}`},
+		{`{"id":8,"presence":{"channel":"chat:a"}}`, `{"id":8,"error":{"code":108,"message":"not available"}}`},
+		{`{"id":9,"history":{"channel":"chat:a","limit":5}}`, `{"id":9,"history":{"publications":[{"data":{"x":1}`},
+		{`{"id":10,"history":{"channel":"chat:a","since":{"offset":0,"epoch":"wrong"}}}`, `{"id":10,"error":{"code":112`},
+		{`{"id":11,"unsubscribe":{"channel":"chat:a"}}`, `{"id":11,"unsubscribe":{}}`},
+		{`{"id":12,"ping":{}}`, `{"id":12,"ping":{}}`},
+	} {
+		s.HandleMessage([]byte(tc.cmd))
+		waitUntil(t, hasMessage(ft, tc.want), tc.want)
+	}
+	require.Nil(t, ft.disconnect())
+}
+
+func TestProtobufConnect(t *testing.T) {
+	h := newHarness(t, nil)
+	s, ft := h.session(FormatProtobuf)
+	cmd := &protocol.Command{Id: 1, Connect: &protocol.ConnectRequest{Token: tok(t, "u1")}}
+	b, err := cmd.MarshalVT()
+	require.NoError(t, err)
+	frame := binary.AppendUvarint(nil, uint64(len(b)))
+	s.HandleMessage(append(frame, b...))
+	waitUntil(t, func() bool { ft.mu.Lock(); defer ft.mu.Unlock(); return len(ft.writes) == 1 }, "connect reply")
+	ft.mu.Lock()
+	w := ft.writes[0]
+	ft.mu.Unlock()
+	l, n := binary.Uvarint(w)
+	require.Equal(t, len(w)-n, int(l))
+	var rep protocol.Reply
+	require.NoError(t, rep.UnmarshalVT(w[n:]))
+	require.Equal(t, uint32(1), rep.Id)
+	require.NotEmpty(t, rep.Connect.Client)
+}
+
+func TestCommandBeforeConnectIsBadRequest(t *testing.T) {
+	h := newHarness(t, nil)
+	s, ft := h.session(FormatJSON)
+	s.HandleMessage([]byte(`{"id":1,"subscribe":{"channel":"chat:a"}}`))
+	waitUntil(t, func() bool { return ft.disconnect() != nil }, "disconnect")
+	require.Equal(t, hub.DisconnectBadRequest, *ft.disconnect())
+}
+
+func TestMalformedAndInvalidToken(t *testing.T) {
+	h := newHarness(t, nil)
+	for _, tc := range []struct {
+		in   string
+		want hub.Disconnect
+	}{
+		{`{"id":1,"connect":`, hub.DisconnectBadRequest},
+		{`{"id":1,"connect":{"token":"garbage"}}`, hub.DisconnectInvalidToken},
+		{`{"id":1}`, hub.DisconnectBadRequest},
+	} {
+		s, ft := h.session(FormatJSON)
+		s.HandleMessage([]byte(tc.in))
+		waitUntil(t, func() bool { return ft.disconnect() != nil }, tc.in)
+		require.Equal(t, tc.want, *ft.disconnect(), tc.in)
+	}
+}
+
+func TestAnonymousNeedsPermission(t *testing.T) {
+	h := newHarness(t, nil)
+	s, ft := h.session(FormatJSON)
+	s.HandleMessage([]byte(`{"id":1,"connect":{}}`))
+	waitUntil(t, hasMessage(ft, `{"id":1,"error":{"code":101,"message":"unauthorized"}}`), "unauthorized")
+}
+
+func TestStaleConnectionClosed(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.StaleCloseDelay = 20 * time.Millisecond })
+	_, ft := h.session(FormatJSON)
+	waitUntil(t, func() bool { return ft.disconnect() != nil }, "stale disconnect")
+	require.Equal(t, hub.DisconnectStale, *ft.disconnect())
+}
+
+func TestNoPongDisconnects(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.PingInterval = 30 * time.Millisecond; c.PongTimeout = 10 * time.Millisecond })
+	s, ft := h.session(FormatJSON)
+	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}`))
+	waitUntil(t, hasMessage(ft, `{}`), "ping")
+	waitUntil(t, func() bool { return ft.disconnect() != nil }, "no pong disconnect")
+	require.Equal(t, hub.DisconnectNoPong, *ft.disconnect())
+}
+
+func TestPongKeepsConnection(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.PingInterval = 20 * time.Millisecond; c.PongTimeout = 15 * time.Millisecond })
+	s, ft := h.session(FormatJSON)
+	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}`))
+	pings := func() int {
+		n := 0
+		for _, m := range ft.messages() {
+			if m == "{}" {
+				n++
+			}
+		}
+		return n
+	}
+	answered := 0
+	deadline := time.Now().Add(5 * time.Second)
+	for answered < 5 && time.Now().Before(deadline) {
+		if pings() > answered {
+			s.HandleMessage([]byte(`{}`))
+			answered++
+		}
+		time.Sleep(time.Millisecond)
+	}
+	require.Equal(t, 5, answered)
+	require.Nil(t, ft.disconnect())
+}
+
+func TestSlowConsumerDisconnected(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.QueueMaxSize = 4096 })
+	s, ft := h.session(FormatJSON)
+	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}` + "\n" + `{"id":2,"subscribe":{"channel":"chat:slow"}}`))
+	waitUntil(t, hasMessage(ft, `"id":2`), "subscribed")
+	ft.block = make(chan struct{}) // the peer stops reading
+	defer close(ft.block)
+	payload, _ := json.Marshal(map[string]string{"p": strings.Repeat("x", 500)})
+	for i := 0; i < 50 && ft.disconnect() == nil; i++ {
+		_, err := h.hub.Publish(context.Background(), "chat:slow", payload, nil, nil)
+		require.NoError(t, err)
+	}
+	waitUntil(t, func() bool { return ft.disconnect() != nil }, "slow disconnect")
+	require.Equal(t, hub.DisconnectSlow, *ft.disconnect())
+}
+
+func TestChannelLimit(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.ChannelLimit = 1 })
+	s, ft := h.session(FormatJSON)
+	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}` + "\n" + `{"id":2,"subscribe":{"channel":"chat:a"}}` + "\n" + `{"id":3,"subscribe":{"channel":"chat:b"}}`))
+	waitUntil(t, hasMessage(ft, `{"id":3,"error":{"code":106,"message":"limit exceeded"}}`), "limit")
+}
+
+func TestCommandRateLimit(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.CommandRateLimit = 2 })
+	s, ft := h.session(FormatJSON)
+	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}`))
+	for i := 2; i < 8; i++ {
+		s.HandleMessage([]byte(`{"id":` + string(rune('0'+i)) + `,"ping":{}}`))
+	}
+	waitUntil(t, hasMessage(ft, `"code":111`), "rate limited")
+}
+
+func TestRecoveryHoldsConcurrentPublications(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		_, err := h.hub.Publish(ctx, "chat:r", []byte(`{"n":0}`), nil, nil)
+		require.NoError(t, err)
+	}
+	hr, err := h.hub.History(ctx, "chat:r", hub.HistoryOptions{})
+	require.NoError(t, err)
+	s, ft := h.session(FormatJSON)
+	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}`))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 200; i++ { // below the recovery cap of 300
+			select {
+			case <-stop:
+				return
+			default:
+				_, _ = h.hub.Publish(ctx, "chat:r", []byte(`{"n":1}`), nil, nil)
+			}
+		}
+	}()
+	s.HandleMessage([]byte(`{"id":2,"subscribe":{"channel":"chat:r","recover":true,"offset":1,"epoch":"` + hr.Position.Epoch + `"}}`))
+	waitUntil(t, hasMessage(ft, `"id":2`), "subscribe reply")
+	close(stop)
+	wg.Wait()
+	// Offsets must arrive strictly increasing by one: reply publications
+	// first, then live ones, no gap and no duplicate.
+	var offsets []uint64
+	for _, m := range ft.messages() {
+		var r protocol.Reply
+		require.NoError(t, json.Unmarshal([]byte(m), &r))
+		if r.Subscribe != nil {
+			require.True(t, r.Subscribe.Recovered)
+			for _, p := range r.Subscribe.Publications {
+				offsets = append(offsets, p.Offset)
+			}
+		}
+		if r.Push != nil && r.Push.Pub != nil {
+			offsets = append(offsets, r.Push.Pub.Offset)
+		}
+	}
+	require.NotEmpty(t, offsets)
+	require.Equal(t, uint64(2), offsets[0])
+	for i := 1; i < len(offsets); i++ {
+		require.Equal(t, offsets[i-1]+1, offsets[i], "offsets %v", offsets)
+	}
+}
+
+func TestCoalescedWrites(t *testing.T) {
+	h := newHarness(t, nil)
+	s, ft := h.session(FormatJSON)
+	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}` + "\n" + `{"id":2,"subscribe":{"channel":"chat:c"}}`))
+	waitUntil(t, hasMessage(ft, `"id":2`), "subscribed")
+	ft.mu.Lock()
+	before := len(ft.writes)
+	ft.mu.Unlock()
+	ft.block = make(chan struct{})
+	for i := 0; i < 20; i++ {
+		_, err := h.hub.Publish(context.Background(), "chat:c", []byte(`{}`), nil, nil)
+		require.NoError(t, err)
+	}
+	close(ft.block)
+	waitUntil(t, func() bool { return len(ft.messages()) >= 22 }, "all delivered")
+	ft.mu.Lock()
+	frames := len(ft.writes) - before
+	ft.mu.Unlock()
+	require.Less(t, frames, 20, "queued messages share frames")
+}
+
+// FuzzHandleJSON feeds arbitrary JSON command frames to a connected
+// session: it must never panic and must either answer or disconnect.
+func FuzzHandleJSON(f *testing.F) {
+	f.Add([]byte(`{"id":2,"subscribe":{"channel":"chat:a","recover":true,"offset":3,"epoch":"x"}}`))
+	f.Add([]byte(`{"id":3,"publish":{"channel":"chat:a","data":{"a":[1,2]}}}` + "\n" + `{"id":4,"history":{"channel":"chat:a","limit":-1}}`))
+	f.Add([]byte(`{"id":5,"presence_stats":{"channel":"chat:a"}}` + "\n" + `{}`))
+	f.Add([]byte(`{"id":6,"rpc":{"method":"x","data":null}}`))
+	f.Add([]byte("\n\n"))
+	f.Add([]byte(`{"id":7,"unsubscribe":{"channel":"chat:a"}}{"id":8}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzSession(t, FormatJSON, data)
+	})
+}
+
+// FuzzHandleProtobuf does the same for length-delimited Protobuf frames.
+func FuzzHandleProtobuf(f *testing.F) {
+	for _, c := range []*protocol.Command{
+		{Id: 2, Subscribe: &protocol.SubscribeRequest{Channel: "chat:a", Recover: true, Offset: 1}},
+		{Id: 3, Publish: &protocol.PublishRequest{Channel: "chat:a", Data: []byte("{}")}},
+		{Id: 4, History: &protocol.HistoryRequest{Channel: "chat:a", Limit: 10}},
+		{},
+	} {
+		b, _ := c.MarshalVT()
+		frame := binary.AppendUvarint(nil, uint64(len(b)))
+		frame = append(frame, b...)
+		f.Add(frame)
+		f.Add(frame[:len(frame)/2]) // a message split in two
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fuzzSession(t, FormatProtobuf, data)
+	})
+}
+
+var fuzzHarness struct {
+	once sync.Once
+	srv  *Server
+	tok  string
+}
+
+func fuzzSession(t *testing.T, format int, data []byte) {
+	fuzzHarness.once.Do(func() {
+		h, err := hub.New(hub.Config{Broker: memory.New(nil), Presence: memory.NewPresence(), Codecs: Codecs(),
+			Namespaces: hub.Namespaces{Named: map[string]hub.ChannelOptions{"chat": {AllowSubscribeForClient: true,
+				AllowPublishForSubscriber: true, HistorySize: 5, HistoryTTL: time.Minute, Presence: true, AllowPresenceForSubscriber: true}}}})
+		if err != nil {
+			panic(err)
+		}
+		fuzzHarness.srv, _ = NewServer(Config{Hub: h, Tokens: auth.NewTokenVerifier(secret, "", "")})
+		fuzzHarness.tok = tok(t, "fuzz")
+	})
+	ft := newFakeTransport()
+	s := fuzzHarness.srv.NewSession(ft, format)
+	ft.session = s
+	var connect []byte
+	if format == FormatJSON {
+		connect = []byte(`{"id":1,"connect":{"token":"` + fuzzHarness.tok + `"}}`)
+	} else {
+		b, _ := (&protocol.Command{Id: 1, Connect: &protocol.ConnectRequest{Token: fuzzHarness.tok}}).MarshalVT()
+		connect = append(binary.AppendUvarint(nil, uint64(len(b))), b...)
+	}
+	s.HandleMessage(connect)
+	s.HandleMessage(bytes.Clone(data))
+	s.Disconnect(hub.DisconnectConnectionClosed)
+	select {
+	case <-ft.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("session did not close")
+	}
+}

@@ -1,0 +1,382 @@
+package config
+
+import (
+	"log/slog"
+	"math"
+	"time"
+)
+
+// Defaults. Each is the value Default fills in; the zero value of a field is
+// not necessarily its default (see each field).
+const (
+	DefaultHTTPAddress = "127.0.0.1"
+	DefaultHTTPPort    = 8080
+
+	DefaultLogLevel  = "info"
+	DefaultLogFormat = "text"
+
+	DefaultPingInterval        = 25 * time.Second
+	DefaultPongTimeout         = 8 * time.Second
+	DefaultExpiredCloseDelay   = 25 * time.Second
+	DefaultStaleCloseDelay     = 10 * time.Second
+	DefaultChannelLimit        = 128
+	DefaultClientQueueMaxSize  = 1048576
+	DefaultChannelMaxLength    = 255
+	DefaultWSMessageSizeLimit  = 65536
+	DefaultBrokerType          = BrokerMemory
+	DefaultShutdownTimeout     = 30 * time.Second
+	DefaultRunnerWorkers       = 1
+	DefaultRunnerBasePath      = "/__runner"
+	DefaultRunnerTokenHeader   = "x-runner-token"
+	DefaultRunnerTimeout       = 30 * time.Second
+	DefaultRunnerMaxInFlight   = 64
+	DefaultRunnerQueueSize     = 1024
+	DefaultRunnerQueueTimeout  = 5 * time.Second
+	DefaultRunnerMaxBody       = 1 << 20
+	DefaultRunnerPingInterval  = 10 * time.Second
+	DefaultCirclesDataDir      = "./data"
+	DefaultCirclesScriptTime   = 30 * time.Second
+	DefaultCirclesMaxSteps     = 100_000_000
+	DefaultCirclesMaxScript    = 65536
+	DefaultCirclesMaxOutput    = 1 << 20
+	DefaultCirclesConcurrency  = 4
+	DefaultCirclesQueueSize    = 256
+	DefaultGeneratedOriginHTTP = "http://localhost:8080"
+)
+
+// Broker types accepted in broker.type.
+const (
+	BrokerMemory = "memory"
+	BrokerRedis  = "redis"
+)
+
+// Fixed channel name syntax. Centrifugo makes these configurable; Switchboard
+// fixes them to Centrifugo's defaults and accepts the corresponding Centrifugo
+// keys only with exactly these values.
+const (
+	NamespaceBoundary = ":"
+	UserBoundary      = "#"
+	UserSeparator     = ","
+)
+
+// Config is the whole server configuration. JSON, YAML and TOML files use the
+// json tag names. Obtain one with Default, Load or Parse; a Config built by
+// hand should start from Default and be checked with Validate.
+type Config struct {
+	HTTPServer HTTPServer  `json:"http_server" yaml:"http_server" toml:"http_server"`
+	Log        Log         `json:"log" yaml:"log" toml:"log"`
+	Client     Client      `json:"client" yaml:"client" toml:"client"`
+	HTTPAPI    HTTPAPI     `json:"http_api" yaml:"http_api" toml:"http_api"`
+	Channel    Channel     `json:"channel" yaml:"channel" toml:"channel"`
+	WebSocket  WebSocket   `json:"websocket" yaml:"websocket" toml:"websocket"`
+	Broker     Broker      `json:"broker" yaml:"broker" toml:"broker"`
+	Shutdown   ShutdownCfg `json:"shutdown" yaml:"shutdown" toml:"shutdown"`
+	Runner     Runner      `json:"runner" yaml:"runner" toml:"runner"`
+	Circles    Circles     `json:"circles" yaml:"circles" toml:"circles"`
+}
+
+// HTTPServer is the main listener.
+type HTTPServer struct {
+	// Address is the interface to listen on (default "127.0.0.1"; "" or
+	// "0.0.0.0" = all interfaces).
+	Address string `json:"address" yaml:"address" toml:"address"`
+	// Port is the TCP port (default 8080; 0 = pick a free port, for tests).
+	Port int `json:"port" yaml:"port" toml:"port"`
+}
+
+// Log configures the process logger.
+type Log struct {
+	// Level is one of debug, info (default), warn, error; Centrifugo's
+	// trace, fatal and none are accepted too (see SlogLevel).
+	Level string `json:"level" yaml:"level" toml:"level"`
+	// Format is text (default) or json.
+	Format string `json:"format" yaml:"format" toml:"format"`
+}
+
+// LogLevels lists the accepted log.level values.
+var LogLevels = []string{"trace", "debug", "info", "warn", "error", "fatal", "none"}
+
+// SlogLevel maps Level to a slog level: trace is below debug, fatal above
+// error, and none above everything (nothing is logged). An unknown level
+// (which Validate rejects) maps to info.
+func (l Log) SlogLevel() slog.Level {
+	switch l.Level {
+	case "trace":
+		return slog.LevelDebug - 4
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	case "fatal":
+		return slog.LevelError + 4
+	case "none":
+		return slog.Level(math.MaxInt32)
+	default:
+		return slog.LevelInfo
+	}
+}
+
+// TokenCfg verifies client connection JWTs (HS256).
+type TokenCfg struct {
+	// HMACSecretKey is the HS256 secret; empty = token auth disabled.
+	HMACSecretKey string `json:"hmac_secret_key" yaml:"hmac_secret_key" toml:"hmac_secret_key"`
+	// Audience, when set, must equal the token's aud claim.
+	Audience string `json:"audience" yaml:"audience" toml:"audience"`
+	// Issuer, when set, must equal the token's iss claim.
+	Issuer string `json:"issuer" yaml:"issuer" toml:"issuer"`
+}
+
+// Client configures realtime client connections.
+type Client struct {
+	Token TokenCfg `json:"token" yaml:"token" toml:"token"`
+	// AllowedOrigins lists the Origin header values accepted on WebSocket
+	// upgrade; "*" accepts any. Empty = only same-origin / no Origin header.
+	AllowedOrigins []string `json:"allowed_origins" yaml:"allowed_origins" toml:"allowed_origins"`
+	// PingInterval between server pings (default 25s; negative = no pings).
+	PingInterval Duration `json:"ping_interval" yaml:"ping_interval" toml:"ping_interval"`
+	// PongTimeout for the client's pong after a ping (default 8s; negative =
+	// pongs not checked). Must be below PingInterval when both are positive.
+	PongTimeout Duration `json:"pong_timeout" yaml:"pong_timeout" toml:"pong_timeout"`
+	// ExpiredCloseDelay before closing a connection whose token expired and
+	// was not refreshed (default 25s).
+	ExpiredCloseDelay Duration `json:"expired_close_delay" yaml:"expired_close_delay" toml:"expired_close_delay"`
+	// StaleCloseDelay before closing a connection that sent no connect
+	// command (default 10s).
+	StaleCloseDelay Duration `json:"stale_close_delay" yaml:"stale_close_delay" toml:"stale_close_delay"`
+	// ChannelLimit is the maximum subscriptions per connection (default 128,
+	// 0 = unlimited).
+	ChannelLimit int `json:"channel_limit" yaml:"channel_limit" toml:"channel_limit"`
+	// UserConnectionLimit is the maximum connections per user ID (0 = unlimited).
+	UserConnectionLimit int `json:"user_connection_limit" yaml:"user_connection_limit" toml:"user_connection_limit"`
+	// ConnectionLimit is the maximum connections per node (0 = unlimited).
+	ConnectionLimit int `json:"connection_limit" yaml:"connection_limit" toml:"connection_limit"`
+	// QueueMaxSize is the byte size of a connection's outgoing queue; a
+	// client whose queue overflows is disconnected (default 1048576).
+	QueueMaxSize int `json:"queue_max_size" yaml:"queue_max_size" toml:"queue_max_size"`
+	// CommandRateLimit is commands per second per connection (0 = unlimited).
+	// Switchboard extension.
+	CommandRateLimit int `json:"command_rate_limit" yaml:"command_rate_limit" toml:"command_rate_limit"`
+	// AllowAnonymousConnectWithoutToken accepts connect commands without a
+	// token as anonymous (empty user ID).
+	AllowAnonymousConnectWithoutToken bool `json:"allow_anonymous_connect_without_token" yaml:"allow_anonymous_connect_without_token" toml:"allow_anonymous_connect_without_token"`
+}
+
+// HTTPAPI configures the server HTTP API (/api).
+type HTTPAPI struct {
+	// Key is the API key expected in X-API-Key or "Authorization: apikey K".
+	Key string `json:"key" yaml:"key" toml:"key"`
+	// Insecure disables the key check. Never in production.
+	Insecure bool `json:"insecure" yaml:"insecure" toml:"insecure"`
+}
+
+// Channel configures channels and namespaces. The namespace boundary ":",
+// user boundary "#" and user separator "," are fixed.
+type Channel struct {
+	// WithoutNamespace applies to channels without a namespace prefix.
+	WithoutNamespace NamespaceOptions `json:"without_namespace" yaml:"without_namespace" toml:"without_namespace"`
+	// Namespaces apply to channels "name:..." by their prefix.
+	Namespaces []Namespace `json:"namespaces" yaml:"namespaces" toml:"namespaces"`
+	// MaxLength is the maximum channel name length in bytes (default 255).
+	MaxLength int `json:"max_length" yaml:"max_length" toml:"max_length"`
+}
+
+// Namespace is a named set of channel options. In files, the options sit
+// beside "name" in the same object.
+type Namespace struct {
+	// Name must match ^[-a-zA-Z0-9_.]{2,}$ and be unique.
+	Name             string `json:"name" yaml:"name" toml:"name"`
+	NamespaceOptions `yaml:",inline"`
+}
+
+// NamespaceOptions are the per-channel behaviours (Centrifugo v6 channel
+// options). The zero value is "everything off": no presence, no history, no
+// client-side subscribe/publish permissions.
+type NamespaceOptions struct {
+	Presence           bool     `json:"presence" yaml:"presence" toml:"presence"`
+	JoinLeave          bool     `json:"join_leave" yaml:"join_leave" toml:"join_leave"`
+	ForcePushJoinLeave bool     `json:"force_push_join_leave" yaml:"force_push_join_leave" toml:"force_push_join_leave"`
+	HistorySize        int      `json:"history_size" yaml:"history_size" toml:"history_size"`
+	HistoryTTL         Duration `json:"history_ttl" yaml:"history_ttl" toml:"history_ttl"`
+	ForceRecovery      bool     `json:"force_recovery" yaml:"force_recovery" toml:"force_recovery"`
+	ForcePositioning   bool     `json:"force_positioning" yaml:"force_positioning" toml:"force_positioning"`
+
+	AllowSubscribeForClient    bool `json:"allow_subscribe_for_client" yaml:"allow_subscribe_for_client" toml:"allow_subscribe_for_client"`
+	AllowSubscribeForAnonymous bool `json:"allow_subscribe_for_anonymous" yaml:"allow_subscribe_for_anonymous" toml:"allow_subscribe_for_anonymous"`
+
+	AllowPublishForSubscriber bool `json:"allow_publish_for_subscriber" yaml:"allow_publish_for_subscriber" toml:"allow_publish_for_subscriber"`
+	AllowPublishForClient     bool `json:"allow_publish_for_client" yaml:"allow_publish_for_client" toml:"allow_publish_for_client"`
+	AllowPublishForAnonymous  bool `json:"allow_publish_for_anonymous" yaml:"allow_publish_for_anonymous" toml:"allow_publish_for_anonymous"`
+
+	AllowPresenceForSubscriber bool `json:"allow_presence_for_subscriber" yaml:"allow_presence_for_subscriber" toml:"allow_presence_for_subscriber"`
+	AllowPresenceForClient     bool `json:"allow_presence_for_client" yaml:"allow_presence_for_client" toml:"allow_presence_for_client"`
+	AllowPresenceForAnonymous  bool `json:"allow_presence_for_anonymous" yaml:"allow_presence_for_anonymous" toml:"allow_presence_for_anonymous"`
+
+	AllowHistoryForSubscriber bool `json:"allow_history_for_subscriber" yaml:"allow_history_for_subscriber" toml:"allow_history_for_subscriber"`
+	AllowHistoryForClient     bool `json:"allow_history_for_client" yaml:"allow_history_for_client" toml:"allow_history_for_client"`
+	AllowHistoryForAnonymous  bool `json:"allow_history_for_anonymous" yaml:"allow_history_for_anonymous" toml:"allow_history_for_anonymous"`
+
+	AllowUserLimitedChannels bool `json:"allow_user_limited_channels" yaml:"allow_user_limited_channels" toml:"allow_user_limited_channels"`
+}
+
+// WebSocket configures the Centrifugo-protocol WebSocket transport.
+type WebSocket struct {
+	// MessageSizeLimit is the maximum incoming message size in bytes
+	// (default 65536).
+	MessageSizeLimit int `json:"message_size_limit" yaml:"message_size_limit" toml:"message_size_limit"`
+	// ReadBufferSize in bytes (0 = transport default).
+	ReadBufferSize int `json:"read_buffer_size" yaml:"read_buffer_size" toml:"read_buffer_size"`
+	// WriteBufferSize in bytes (0 = transport default).
+	WriteBufferSize int `json:"write_buffer_size" yaml:"write_buffer_size" toml:"write_buffer_size"`
+}
+
+// Broker selects how publications travel between nodes.
+type Broker struct {
+	// Type is "memory" (default, single process) or "redis".
+	Type string `json:"type" yaml:"type" toml:"type"`
+	// RedisURL is a redis:// or rediss:// URL, required when Type is redis.
+	RedisURL string `json:"redis_url" yaml:"redis_url" toml:"redis_url"`
+}
+
+// ShutdownCfg configures graceful shutdown.
+type ShutdownCfg struct {
+	// Timeout for draining on shutdown (default 30s).
+	Timeout Duration `json:"timeout" yaml:"timeout" toml:"timeout"`
+}
+
+// Runner configures the worker gateway (HTTP tasks/events executed by worker
+// processes over stdin/stdout). It is disabled while Command is empty.
+type Runner struct {
+	// Command is the worker argv. In files a list, or a single string split
+	// like a shell would (whitespace, single and double quotes, backslash).
+	Command []string `json:"command" yaml:"command" toml:"command" cfg:"argv"`
+	// Workers is the number of worker processes (default 1).
+	Workers int `json:"workers" yaml:"workers" toml:"workers"`
+	// BasePath of the HTTP endpoints (default "/__runner"); starts with "/",
+	// no trailing slash.
+	BasePath string `json:"base_path" yaml:"base_path" toml:"base_path"`
+	// Token, when set, is required in the TokenHeader header.
+	Token string `json:"token" yaml:"token" toml:"token"`
+	// TokenHeader names the auth header (default "x-runner-token").
+	TokenHeader string `json:"token_header" yaml:"token_header" toml:"token_header"`
+	// Allow lists the exposed task and event IDs.
+	Allow RunnerAllow `json:"allow" yaml:"allow" toml:"allow"`
+	// Timeout per task or event (default 30s).
+	Timeout Duration `json:"timeout" yaml:"timeout" toml:"timeout"`
+	// MaxInFlight is the maximum requests being executed at once (default 64).
+	MaxInFlight int `json:"max_in_flight" yaml:"max_in_flight" toml:"max_in_flight"`
+	// QueueSize is the maximum requests waiting for a worker (default 1024).
+	QueueSize int `json:"queue_size" yaml:"queue_size" toml:"queue_size"`
+	// QueueTimeout is the longest a request waits for a worker (default 5s).
+	QueueTimeout Duration `json:"queue_timeout" yaml:"queue_timeout" toml:"queue_timeout"`
+	// CORS settings of the HTTP endpoints.
+	CORS RunnerCORS `json:"cors" yaml:"cors" toml:"cors"`
+	// MaxBody is the maximum request body in bytes (default 1 MiB); files may
+	// also use strings such as "2MiB".
+	MaxBody int64 `json:"max_body" yaml:"max_body" toml:"max_body" cfg:"bytesize"`
+	// MaxJobs a worker runs before it is recycled (0 = unlimited).
+	MaxJobs int `json:"max_jobs" yaml:"max_jobs" toml:"max_jobs"`
+	// TTL is a worker's maximum lifetime (0 = none).
+	TTL Duration `json:"ttl" yaml:"ttl" toml:"ttl"`
+	// IdleTTL recycles a worker idle this long (0 = none).
+	IdleTTL Duration `json:"idle_ttl" yaml:"idle_ttl" toml:"idle_ttl"`
+	// MaxMemory recycles a worker whose RSS exceeds it, in bytes (0 = none);
+	// files may also use strings such as "512MB" or "1GiB".
+	MaxMemory int64 `json:"max_memory" yaml:"max_memory" toml:"max_memory" cfg:"bytesize"`
+	// PingInterval between health pings to idle workers (default 10s).
+	PingInterval Duration `json:"ping_interval" yaml:"ping_interval" toml:"ping_interval"`
+}
+
+// RunnerAllow lists exposed task and event IDs.
+type RunnerAllow struct {
+	Tasks  []string `json:"tasks" yaml:"tasks" toml:"tasks"`
+	Events []string `json:"events" yaml:"events" toml:"events"`
+}
+
+// RunnerCORS configures CORS on the worker gateway.
+type RunnerCORS struct {
+	// Origins allowed (default ["*"]).
+	Origins []string `json:"origins" yaml:"origins" toml:"origins"`
+}
+
+// Circles configures the multi-tenant circles endpoint (ws://host/{key}).
+type Circles struct {
+	// Keys are the circle public keys (secp256k1, hex, 66 or 130 characters).
+	Keys []string `json:"keys" yaml:"keys" toml:"keys"`
+	// EnableAuth requires signature authentication before play.
+	EnableAuth bool `json:"enable_auth" yaml:"enable_auth" toml:"enable_auth"`
+	// RedisURL, when set, routes play scripts to Redis work queues.
+	RedisURL string `json:"redis_url" yaml:"redis_url" toml:"redis_url"`
+	// DataDir holds durable circle state (default "./data").
+	DataDir string `json:"data_dir" yaml:"data_dir" toml:"data_dir"`
+	// ScriptTimeout per play (default 30s).
+	ScriptTimeout Duration `json:"script_timeout" yaml:"script_timeout" toml:"script_timeout"`
+	// MaxSteps per script execution (default 100000000).
+	MaxSteps uint64 `json:"max_steps" yaml:"max_steps" toml:"max_steps"`
+	// MaxScriptSize in bytes (default 65536).
+	MaxScriptSize int `json:"max_script_size" yaml:"max_script_size" toml:"max_script_size"`
+	// MaxOutputSize in bytes (default 1 MiB).
+	MaxOutputSize int `json:"max_output_size" yaml:"max_output_size" toml:"max_output_size"`
+	// Concurrency is scripts run at once per circle (default 4).
+	Concurrency int `json:"concurrency" yaml:"concurrency" toml:"concurrency"`
+	// QueueSize is scripts waiting per circle (default 256).
+	QueueSize int `json:"queue_size" yaml:"queue_size" toml:"queue_size"`
+}
+
+// Default returns a Config with every default filled in. It is valid.
+func Default() Config {
+	return Config{
+		HTTPServer: HTTPServer{Address: DefaultHTTPAddress, Port: DefaultHTTPPort},
+		Log:        Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		Client: Client{
+			PingInterval:      Duration(DefaultPingInterval),
+			PongTimeout:       Duration(DefaultPongTimeout),
+			ExpiredCloseDelay: Duration(DefaultExpiredCloseDelay),
+			StaleCloseDelay:   Duration(DefaultStaleCloseDelay),
+			ChannelLimit:      DefaultChannelLimit,
+			QueueMaxSize:      DefaultClientQueueMaxSize,
+		},
+		Channel:   Channel{MaxLength: DefaultChannelMaxLength},
+		WebSocket: WebSocket{MessageSizeLimit: DefaultWSMessageSizeLimit},
+		Broker:    Broker{Type: DefaultBrokerType},
+		Shutdown:  ShutdownCfg{Timeout: Duration(DefaultShutdownTimeout)},
+		Runner: Runner{
+			Workers:      DefaultRunnerWorkers,
+			BasePath:     DefaultRunnerBasePath,
+			TokenHeader:  DefaultRunnerTokenHeader,
+			Timeout:      Duration(DefaultRunnerTimeout),
+			MaxInFlight:  DefaultRunnerMaxInFlight,
+			QueueSize:    DefaultRunnerQueueSize,
+			QueueTimeout: Duration(DefaultRunnerQueueTimeout),
+			CORS:         RunnerCORS{Origins: []string{"*"}},
+			MaxBody:      DefaultRunnerMaxBody,
+			PingInterval: Duration(DefaultRunnerPingInterval),
+		},
+		Circles: Circles{
+			DataDir:       DefaultCirclesDataDir,
+			ScriptTimeout: Duration(DefaultCirclesScriptTime),
+			MaxSteps:      DefaultCirclesMaxSteps,
+			MaxScriptSize: DefaultCirclesMaxScript,
+			MaxOutputSize: DefaultCirclesMaxOutput,
+			Concurrency:   DefaultCirclesConcurrency,
+			QueueSize:     DefaultCirclesQueueSize,
+		},
+	}
+}
+
+// Namespace returns the options of the namespace called name; "" returns
+// Channel.WithoutNamespace. ok is false when no such namespace exists.
+// Lookup is linear; callers resolving channels on a hot path should index
+// the namespaces once.
+func (c Config) Namespace(name string) (NamespaceOptions, bool) {
+	if name == "" {
+		return c.Channel.WithoutNamespace, true
+	}
+	for _, ns := range c.Channel.Namespaces {
+		if ns.Name == name {
+			return ns.NamespaceOptions, true
+		}
+	}
+	return NamespaceOptions{}, false
+}

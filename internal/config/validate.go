@@ -1,0 +1,285 @@
+package config
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// NamespaceNamePattern is the rule every namespace name must match
+// (Centrifugo's).
+const NamespaceNamePattern = `^[-a-zA-Z0-9_.]{2,}$`
+
+var (
+	namespaceNameRe = regexp.MustCompile(NamespaceNamePattern)
+	hostnameRe      = regexp.MustCompile(`^[a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?$`)
+	headerNameRe    = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+)
+
+// Validate checks every value of c and returns all problems joined
+// (errors.Join), each naming its key path, or nil.
+func (c *Config) Validate() error {
+	v := &validator{}
+
+	// http_server
+	if a := c.HTTPServer.Address; a != "" {
+		h := strings.TrimSuffix(strings.TrimPrefix(a, "["), "]")
+		if net.ParseIP(h) == nil && (strings.Contains(a, ":") || !hostnameRe.MatchString(a)) {
+			v.add("http_server.address", "%q is not an IP address or host name (give the port in http_server.port)", a)
+		}
+	}
+	v.rangeInt("http_server.port", c.HTTPServer.Port, 0, 65535)
+
+	// log
+	if !slices.Contains(LogLevels, c.Log.Level) {
+		v.add("log.level", "unknown level %q (use one of %s)", c.Log.Level, strings.Join(LogLevels, ", "))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		v.add("log.format", "unknown format %q (use text or json)", c.Log.Format)
+	}
+
+	// client
+	cl := c.Client
+	for i, o := range cl.AllowedOrigins {
+		p := fmt.Sprintf("client.allowed_origins[%d]", i)
+		if o == "" || strings.ContainsAny(o, " \t\r\n") {
+			v.add(p, "%q is not an origin (use \"*\" or e.g. \"https://example.com\")", o)
+		}
+	}
+	if cl.PingInterval > 0 && cl.PongTimeout > 0 && cl.PongTimeout >= cl.PingInterval {
+		v.add("client.pong_timeout", "%s must be less than client.ping_interval (%s)", cl.PongTimeout, cl.PingInterval)
+	}
+	v.nonNegDur("client.expired_close_delay", cl.ExpiredCloseDelay)
+	v.nonNegDur("client.stale_close_delay", cl.StaleCloseDelay)
+	v.nonNeg("client.channel_limit", cl.ChannelLimit)
+	v.nonNeg("client.user_connection_limit", cl.UserConnectionLimit)
+	v.nonNeg("client.connection_limit", cl.ConnectionLimit)
+	v.positive("client.queue_max_size", cl.QueueMaxSize)
+	v.nonNeg("client.command_rate_limit", cl.CommandRateLimit)
+
+	// channel
+	v.positive("channel.max_length", c.Channel.MaxLength)
+	v.namespaceOptions("channel.without_namespace", c.Channel.WithoutNamespace)
+	seen := map[string]int{}
+	for i, ns := range c.Channel.Namespaces {
+		p := fmt.Sprintf("channel.namespaces[%d]", i)
+		if !namespaceNameRe.MatchString(ns.Name) {
+			v.add(p+".name", "%q must match %s", ns.Name, NamespaceNamePattern)
+		} else if j, dup := seen[ns.Name]; dup {
+			v.add(p+".name", "duplicate namespace name %q (also channel.namespaces[%d])", ns.Name, j)
+		} else {
+			seen[ns.Name] = i
+		}
+		v.namespaceOptions(p, ns.NamespaceOptions)
+	}
+
+	// websocket
+	v.positive("websocket.message_size_limit", c.WebSocket.MessageSizeLimit)
+	v.nonNeg("websocket.read_buffer_size", c.WebSocket.ReadBufferSize)
+	v.nonNeg("websocket.write_buffer_size", c.WebSocket.WriteBufferSize)
+
+	// broker
+	switch c.Broker.Type {
+	case BrokerMemory:
+		if c.Broker.RedisURL != "" {
+			v.checkRedisURL("broker.redis_url", c.Broker.RedisURL)
+		}
+	case BrokerRedis:
+		if c.Broker.RedisURL == "" {
+			v.add("broker.redis_url", "required when broker.type is %q", BrokerRedis)
+		} else {
+			v.checkRedisURL("broker.redis_url", c.Broker.RedisURL)
+		}
+	default:
+		v.add("broker.type", "unknown broker %q (use %q or %q)", c.Broker.Type, BrokerMemory, BrokerRedis)
+	}
+
+	// shutdown
+	v.nonNegDur("shutdown.timeout", c.Shutdown.Timeout)
+
+	// runner
+	r := c.Runner
+	if len(r.Command) > 0 && r.Command[0] == "" {
+		v.add("runner.command[0]", "program name is empty")
+	}
+	v.positive("runner.workers", r.Workers)
+	switch {
+	case !strings.HasPrefix(r.BasePath, "/"):
+		v.add("runner.base_path", "%q must start with \"/\"", r.BasePath)
+	case len(r.BasePath) > 1 && strings.HasSuffix(r.BasePath, "/"):
+		v.add("runner.base_path", "%q must not end with \"/\"", r.BasePath)
+	case r.BasePath == "/":
+		v.add("runner.base_path", "must not be \"/\" alone")
+	case strings.ContainsAny(r.BasePath, " ?#\t\r\n"):
+		v.add("runner.base_path", "%q must be a plain URL path", r.BasePath)
+	}
+	if !headerNameRe.MatchString(r.TokenHeader) {
+		v.add("runner.token_header", "%q is not a valid HTTP header name", r.TokenHeader)
+	}
+	v.nonEmptyItems("runner.allow.tasks", r.Allow.Tasks)
+	v.nonEmptyItems("runner.allow.events", r.Allow.Events)
+	v.positiveDur("runner.timeout", r.Timeout)
+	v.positive("runner.max_in_flight", r.MaxInFlight)
+	v.nonNeg("runner.queue_size", r.QueueSize)
+	v.nonNegDur("runner.queue_timeout", r.QueueTimeout)
+	v.nonEmptyItems("runner.cors.origins", r.CORS.Origins)
+	if r.MaxBody <= 0 {
+		v.add("runner.max_body", "must be positive, got %d", r.MaxBody)
+	}
+	v.nonNeg("runner.max_jobs", r.MaxJobs)
+	v.nonNegDur("runner.ttl", r.TTL)
+	v.nonNegDur("runner.idle_ttl", r.IdleTTL)
+	if r.MaxMemory < 0 {
+		v.add("runner.max_memory", "must not be negative, got %d", r.MaxMemory)
+	}
+	v.positiveDur("runner.ping_interval", r.PingInterval)
+
+	// circles
+	ci := c.Circles
+	seenKey := map[string]int{}
+	for i, k := range ci.Keys {
+		p := fmt.Sprintf("circles.keys[%d]", i)
+		if _, err := hex.DecodeString(k); err != nil || (len(k) != 66 && len(k) != 130) {
+			v.add(p, "%q is not a hex secp256k1 public key (66 characters compressed or 130 uncompressed)", truncate(k))
+			continue
+		}
+		lk := strings.ToLower(k)
+		if j, dup := seenKey[lk]; dup {
+			v.add(p, "duplicate key (also circles.keys[%d])", j)
+		}
+		seenKey[lk] = i
+	}
+	if ci.RedisURL != "" {
+		v.checkRedisURL("circles.redis_url", ci.RedisURL)
+	}
+	if ci.DataDir == "" {
+		v.add("circles.data_dir", "must not be empty")
+	}
+	v.positiveDur("circles.script_timeout", ci.ScriptTimeout)
+	if ci.MaxSteps == 0 {
+		v.add("circles.max_steps", "must be positive")
+	}
+	v.positive("circles.max_script_size", ci.MaxScriptSize)
+	v.positive("circles.max_output_size", ci.MaxOutputSize)
+	v.positive("circles.concurrency", ci.Concurrency)
+	v.nonNeg("circles.queue_size", ci.QueueSize)
+
+	return errors.Join(v.errs...)
+}
+
+type validator struct{ errs []error }
+
+func (v *validator) add(path, format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+}
+
+func (v *validator) rangeInt(path string, n, lo, hi int) {
+	if n < lo || n > hi {
+		v.add(path, "%d out of range %d..%d", n, lo, hi)
+	}
+}
+
+func (v *validator) nonNeg(path string, n int) {
+	if n < 0 {
+		v.add(path, "must not be negative, got %d", n)
+	}
+}
+
+func (v *validator) positive(path string, n int) {
+	if n <= 0 {
+		v.add(path, "must be positive, got %d", n)
+	}
+}
+
+func (v *validator) nonNegDur(path string, d Duration) {
+	if d < 0 {
+		v.add(path, "must not be negative, got %s", d)
+	}
+}
+
+func (v *validator) positiveDur(path string, d Duration) {
+	if d <= 0 {
+		v.add(path, "must be positive, got %s", d)
+	}
+}
+
+func (v *validator) nonEmptyItems(path string, l []string) {
+	for i, s := range l {
+		if strings.TrimSpace(s) == "" {
+			v.add(fmt.Sprintf("%s[%d]", path, i), "must not be empty")
+		}
+	}
+}
+
+func (v *validator) checkRedisURL(path, s string) {
+	u, err := url.Parse(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the URL, which may hold a password
+		}
+		v.add(path, "invalid URL: %v", err)
+		return
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		v.add(path, "scheme must be redis:// or rediss://, got %q", u.Scheme)
+		return
+	}
+	if u.Host == "" {
+		v.add(path, "missing host in %q", redactURL(u))
+	}
+	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
+		for _, r := range db {
+			if r < '0' || r > '9' {
+				v.add(path, "database %q in the path must be a number", db)
+				break
+			}
+		}
+	}
+}
+
+func (v *validator) namespaceOptions(p string, o NamespaceOptions) {
+	if o.HistorySize < 0 {
+		v.add(p+".history_size", "must not be negative, got %d", o.HistorySize)
+	}
+	if o.HistoryTTL < 0 {
+		v.add(p+".history_ttl", "must not be negative, got %s", o.HistoryTTL)
+	} else if o.HistoryTTL.Std()%time.Second != 0 {
+		v.add(p+".history_ttl", "must be a whole number of seconds, got %s", o.HistoryTTL)
+	}
+	if o.HistorySize > 0 && o.HistoryTTL <= 0 {
+		v.add(p+".history_ttl", "must be set when history_size is set (history needs both)")
+	}
+	if o.HistoryTTL > 0 && o.HistorySize <= 0 {
+		v.add(p+".history_size", "must be set when history_ttl is set (history needs both)")
+	}
+	if o.ForceRecovery && (o.HistorySize <= 0 || o.HistoryTTL <= 0) {
+		v.add(p+".force_recovery", "requires history_size and history_ttl")
+	}
+}
+
+func redactURL(u *url.URL) string {
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			c := *u
+			c.User = url.UserPassword(u.User.Username(), "xxxxx")
+			return c.String()
+		}
+	}
+	return u.String()
+}
+
+func truncate(s string) string {
+	if len(s) > 20 {
+		return s[:17] + "..."
+	}
+	return s
+}
