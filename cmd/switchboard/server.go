@@ -34,6 +34,7 @@ type Main struct {
 	ln       net.Listener
 	http     *http.Server
 	hub      *hub.Hub
+	ws       *ws.Handler
 	registry *prometheus.Registry
 	closers  []func(context.Context) error
 	serveErr chan error
@@ -134,6 +135,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	m.ws = wsh
 	if cfg.HTTPAPI.Key == "" && !cfg.HTTPAPI.Insecure {
 		log.Warn("http_api.key is empty: the server API rejects every request")
 	}
@@ -197,6 +199,11 @@ func (m *Main) Shutdown(ctx context.Context) error {
 		}
 		if m.hub != nil {
 			if err := m.hub.Shutdown(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if m.ws != nil {
+			if err := m.ws.Wait(ctx); err != nil {
 				errs = append(errs, err)
 			}
 		}

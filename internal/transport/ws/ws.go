@@ -4,12 +4,15 @@ package ws
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -22,7 +25,7 @@ import (
 const (
 	DefaultMessageSizeLimit = 65536
 	DefaultWriteTimeout     = 10 * time.Second
-	DefaultReadBufferSize   = 1024
+	DefaultReadBufferSize   = 512
 	ProtobufSubprotocol     = "centrifuge-protobuf"
 )
 
@@ -49,6 +52,24 @@ type Handler struct {
 	// plain serves clients asking for no subprotocol; proto those asking
 	// for centrifuge-protobuf (gws fails negotiation otherwise).
 	plain, proto *gws.Upgrader
+	conns        sync.WaitGroup // one read goroutine per connection
+}
+
+// Wait blocks until every connection's read goroutine has ended or ctx is
+// done. The hub's Shutdown disconnects the clients; Wait lets the owner
+// confirm the goroutines are gone.
+func (h *Handler) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		h.conns.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("ws: connections still open: %w", ctx.Err())
+	}
 }
 
 // New returns a Handler for cfg.
@@ -116,8 +137,9 @@ func OriginAllowed(allowed []string, origin, host string) bool {
 	return false
 }
 
-// ServeHTTP upgrades the request and runs the connection's read loop in
-// the calling goroutine until the connection ends.
+// ServeHTTP upgrades the request and hands the connection to its own read
+// goroutine, so net/http's per-request goroutine, buffers and request are
+// released (they would otherwise stay pinned for the connection's life).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		writeJSONError(w, http.StatusBadRequest, "websocket upgrade expected")
@@ -139,9 +161,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Debug("upgrade failed", "error", err)
 		return
 	}
-	t := &transport{conn: conn, writeTimeout: h.cfg.WriteTimeout}
+	t := &transport{conn: conn, opcode: gws.OpcodeText, writeTimeout: h.cfg.WriteTimeout}
+	if format == clientproto.FormatProtobuf {
+		t.opcode = gws.OpcodeBinary
+	}
 	conn.Session().(*slot).s = h.cfg.Server.NewSession(t, format)
-	conn.ReadLoop()
+	h.conns.Add(1)
+	go func() {
+		defer h.conns.Done()
+		conn.ReadLoop()
+	}()
 }
 
 func headerHasToken(v, token string) bool {
@@ -155,12 +184,13 @@ func headerHasToken(v, token string) bool {
 
 type transport struct {
 	conn         *gws.Conn
+	opcode       gws.Opcode // text for JSON, binary for Protobuf
 	writeTimeout time.Duration
 }
 
 func (t *transport) Write(data []byte) error {
 	_ = t.conn.SetWriteDeadline(time.Now().Add(t.writeTimeout))
-	return t.conn.WriteMessage(gws.OpcodeText, data)
+	return t.conn.WriteMessage(t.opcode, data)
 }
 
 func (t *transport) Close(d hub.Disconnect) {
@@ -195,7 +225,15 @@ func (e *events) OnMessage(c *gws.Conn, msg *gws.Message) {
 	// buffer after Close: the session gets its own copy.
 	data := bytes.Clone(msg.Bytes())
 	msg.Close()
-	session(c).HandleMessage(data)
+	// Commands run deep (token parsing, codecs); running them on a
+	// short-lived goroutine keeps the long-lived read goroutine's stack at
+	// its minimum. The read loop waits, so commands stay in order.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		session(c).HandleMessage(data)
+	}()
+	<-done
 }
 
 // slot is a one-value gws.SessionStorage holding the connection's
