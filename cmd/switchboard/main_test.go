@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -91,3 +92,5 @@ func eventually(t testing.TB, cond func() bool, msg string) {
 	}
 	t.Fatalf("condition not met: %s", msg)
 }
+
+func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }

@@ -203,7 +203,7 @@ func (m *Main) Shutdown(ctx context.Context) error {
 			}
 		}
 		if m.ws != nil {
-			if err := m.ws.Wait(ctx); err != nil {
+			if err := m.ws.Shutdown(ctx); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -52,23 +52,40 @@ type Handler struct {
 	// plain serves clients asking for no subprotocol; proto those asking
 	// for centrifuge-protobuf (gws fails negotiation otherwise).
 	plain, proto *gws.Upgrader
-	conns        sync.WaitGroup // one read goroutine per connection
+	mu           sync.Mutex
+	conns        map[*gws.Conn]struct{} // connections whose read goroutine runs
+	closing      bool
 }
 
-// Wait blocks until every connection's read goroutine has ended or ctx is
-// done. The hub's Shutdown disconnects the clients; Wait lets the owner
-// confirm the goroutines are gone.
-func (h *Handler) Wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		h.conns.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("ws: connections still open: %w", ctx.Err())
+// Shutdown refuses new upgrades, closes connections still open (the hub
+// has already disconnected every connected client; this catches sockets
+// that never sent connect) and waits for their read goroutines to end.
+func (h *Handler) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.closing = true
+	open := make([]*gws.Conn, 0, len(h.conns))
+	for c := range h.conns {
+		open = append(open, c)
+	}
+	h.mu.Unlock()
+	for _, c := range open {
+		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = c.WriteClose(uint16(hub.DisconnectShutdown.Code), []byte(hub.DisconnectShutdown.Reason))
+	}
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		h.mu.Lock()
+		n := len(h.conns)
+		h.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ws: %d connections still open: %w", n, ctx.Err())
+		case <-t.C:
+		}
 	}
 }
 
@@ -89,7 +106,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "ws")}
+	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "ws"), conns: map[*gws.Conn]struct{}{}}
 	opt := func(subprotocols []string) *gws.ServerOption {
 		return &gws.ServerOption{
 			ReadMaxPayloadSize: cfg.MessageSizeLimit,
@@ -165,10 +182,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if format == clientproto.FormatProtobuf {
 		t.opcode = gws.OpcodeBinary
 	}
+	h.mu.Lock()
+	if h.closing {
+		h.mu.Unlock()
+		_ = conn.WriteClose(uint16(hub.DisconnectShutdown.Code), []byte(hub.DisconnectShutdown.Reason))
+		return
+	}
+	h.conns[conn] = struct{}{}
+	h.mu.Unlock()
 	conn.Session().(*slot).s = h.cfg.Server.NewSession(t, format)
-	h.conns.Add(1)
 	go func() {
-		defer h.conns.Done()
+		defer func() {
+			h.mu.Lock()
+			delete(h.conns, conn)
+			h.mu.Unlock()
+		}()
 		conn.ReadLoop()
 	}()
 }
