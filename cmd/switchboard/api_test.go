@@ -236,3 +236,22 @@ func TestCLI(t *testing.T) {
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "secret")
 }
+
+func TestMessageSizeLimit(t *testing.T) {
+	cfg := testConfig()
+	cfg.WebSocket.MessageSizeLimit = 1024
+	m := startServer(t, cfg)
+	c := newGoClient(t, m, "gina", false, token(t, "gina", time.Hour))
+	disconnected := make(chan struct{}, 4)
+	c.OnConnecting(func(e centrifuge.ConnectingEvent) {
+		if e.Code != 0 {
+			disconnected <- struct{}{}
+		}
+	})
+	require.NoError(t, c.Connect())
+	waitFor(t, c.connected, "connected")
+	_, err := c.Publish(context.Background(), "chat:big", []byte(`{"x":"`+strings.Repeat("x", 4096)+`"}`))
+	require.Error(t, err)
+	waitFor(t, disconnected, "connection closed for an oversized message")
+	eventually(t, func() bool { return m.Hub().NumClients() <= 1 }, "server dropped the oversized connection")
+}

@@ -70,6 +70,7 @@ type Session struct {
 	expireAt  int64
 	subs      map[string]*subscription
 	queue     [][]byte
+	spare     [][]byte // the writer's previous batch, reused as the next queue
 	queued    int
 	writing   bool
 	closeSent bool
@@ -140,6 +141,9 @@ func (s *Session) enqueueLocked(msg []byte) {
 		s.disconnectLocked(hub.DisconnectSlow)
 		return
 	}
+	if s.queue == nil && s.spare != nil {
+		s.queue, s.spare = s.spare, nil
+	}
 	s.queue = append(s.queue, msg)
 	s.queued += len(msg)
 	if !s.writing {
@@ -159,6 +163,7 @@ func (s *Session) flush() {
 		if len(s.queue) == 0 || s.state == stateClosed || s.closeSent {
 			s.writing = false
 			s.queue, s.queued = nil, 0
+			s.spare = nil // idle connections keep no batch buffer
 			s.mu.Unlock()
 			return
 		}
@@ -187,6 +192,12 @@ func (s *Session) flush() {
 		}
 		if cap(buf) > 64<<10 {
 			buf = nil
+		}
+		clear(msgs)
+		if cap(msgs) <= 64 {
+			s.mu.Lock()
+			s.spare = msgs[:0]
+			s.mu.Unlock()
 		}
 	}
 }
