@@ -582,6 +582,14 @@ func (s *Session) rpc(cmd *protocol.Command) error {
 		s.mu.Unlock()
 		return hub.ErrTooManyRequests
 	}
+	if s.state == stateClosed {
+		s.mu.Unlock()
+		return hub.ErrNotAvailable
+	}
+	if s.rpcCtx == nil {
+		s.rpcCtx, s.rpcCancel = context.WithCancel(context.Background())
+	}
+	ctx := s.rpcCtx
 	s.rpcs++
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -590,7 +598,7 @@ func (s *Session) rpc(cmd *protocol.Command) error {
 	go func() {
 		defer s.wg.Done()
 		start := time.Now()
-		data, err := handler.HandleRPC(context.Background(), req)
+		data, err := handler.HandleRPC(ctx, req)
 		s.srv.metrics.commandTime.WithLabelValues("rpc").Observe(time.Since(start).Seconds())
 		s.mu.Lock()
 		s.rpcs--

@@ -78,6 +78,8 @@ type Session struct {
 	timer     *time.Timer
 	timerKind uint8
 	rpcs      int
+	rpcCancel context.CancelFunc // cancels in-flight rpc calls; set by the first rpc
+	rpcCtx    context.Context
 	rate      rateLimiter
 	wg        sync.WaitGroup // flush, rpc and close goroutines
 }
@@ -237,6 +239,9 @@ func (s *Session) Closed() {
 	subs := s.subs
 	s.subs = nil
 	s.queue, s.queued = nil, 0
+	if s.rpcCancel != nil {
+		s.rpcCancel()
+	}
 	s.mu.Unlock()
 	h := s.srv.cfg.Hub
 	for ch, sub := range subs {

@@ -442,3 +442,36 @@ func fuzzSession(t *testing.T, format int, data []byte) {
 		t.Fatal("session did not close")
 	}
 }
+
+type blockingRPC struct{ started chan struct{} }
+
+func (b blockingRPC) HandleRPC(ctx context.Context, req hub.RPCRequest) ([]byte, error) {
+	if req.Method == "echo" {
+		return req.Data, nil
+	}
+	if req.Method == "fail" {
+		return nil, &hub.Error{Code: 1000, Message: "custom failure"}
+	}
+	close(b.started)
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func TestRPCRepliesAndCancellationOnClose(t *testing.T) {
+	rpc := blockingRPC{started: make(chan struct{})}
+	h := newHarness(t, func(c *Config) { c.RPC = rpc })
+	s, ft := h.session(FormatJSON)
+	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}`))
+	s.HandleMessage([]byte(`{"id":2,"rpc":{"method":"echo","data":{"v":1}}}`))
+	waitUntil(t, hasMessage(ft, `{"id":2,"rpc":{"data":{"v":1}}}`), "echo reply")
+	s.HandleMessage([]byte(`{"id":3,"rpc":{"method":"fail","data":{}}}`))
+	waitUntil(t, hasMessage(ft, `{"id":3,"error":{"code":1000,"message":"custom failure"}}`), "custom error")
+	s.HandleMessage([]byte(`{"id":4,"rpc":{"method":"block","data":{}}}`))
+	<-rpc.started
+	s.Disconnect(hub.DisconnectConnectionClosed)
+	select {
+	case <-ft.done: // Closed returned: the blocked rpc was cancelled
+	case <-time.After(5 * time.Second):
+		t.Fatal("close waited for the in-flight rpc")
+	}
+}
