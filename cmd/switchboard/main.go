@@ -49,7 +49,17 @@ type ServeCmd struct {
 	Host      string `help:"Listen address (overrides http_server.address)."`
 	Port      int    `help:"Listen port (overrides http_server.port)." default:"-1"`
 	LogFormat string `help:"Log format: text or json (overrides log.format)."`
-	LogLevel  string `help:"Log level: debug, info, warn, error (overrides log.level)."`
+	LogLevel  string `help:"Log level: trace, debug, info, warn, error (overrides log.level)."`
+	Debug     bool   `short:"d" help:"Debug logging (same as --log-level debug)."`
+	Verbose   int    `short:"v" type:"counter" help:"More logging: -v debug, -vv trace."`
+
+	Keys       []string `short:"k" name:"key" sep:"none" help:"Host a circle for this secp256k1 public key (hex); repeatable (adds to circles.keys)."`
+	PublicKeys string   `name:"public-keys" help:"Comma-separated circle keys (adds to circles.keys)."`
+	EnableAuth bool     `name:"enable-auth" help:"Require signature authentication before play (circles.enable_auth)."`
+	RedisURL   string   `name:"redis-url" help:"Route circle plays through Redis queues (circles.redis_url)."`
+
+	Worker  string `name:"worker" help:"Worker command for the worker gateway, e.g. \"node worker.js\" (runner.command)."`
+	Workers int    `name:"workers" help:"Worker processes (runner.workers)."`
 }
 
 // loadConfig reads file + env, then applies flags on top.
@@ -73,7 +83,41 @@ func (s *ServeCmd) loadConfig() (config.Config, error) {
 	if s.LogLevel != "" {
 		cfg.Log.Level = s.LogLevel
 	}
-	return cfg, cfg.Validate()
+	if s.Debug || s.Verbose == 1 {
+		cfg.Log.Level = "debug"
+	}
+	if s.Verbose > 1 {
+		cfg.Log.Level = "trace"
+	}
+	cfg.Circles.Keys = append(cfg.Circles.Keys, s.Keys...)
+	for _, k := range strings.Split(s.PublicKeys, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			cfg.Circles.Keys = append(cfg.Circles.Keys, k)
+		}
+	}
+	if s.EnableAuth {
+		cfg.Circles.EnableAuth = true
+	}
+	if s.RedisURL != "" {
+		cfg.Circles.RedisURL = s.RedisURL
+	}
+	if s.Worker != "" {
+		argv, err := config.SplitCommand(s.Worker)
+		if err != nil {
+			return cfg, fmt.Errorf("--worker: %w", err)
+		}
+		cfg.Runner.Command = argv
+	}
+	if s.Workers != 0 {
+		if s.Workers < 0 {
+			return cfg, fmt.Errorf("--workers: %d must be at least 1", s.Workers)
+		}
+		cfg.Runner.Workers = s.Workers
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, &exitStatusError{code: 2, err: err}
+	}
+	return cfg, nil
 }
 
 // Run starts the server and blocks until a signal or a fatal error. The

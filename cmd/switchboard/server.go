@@ -98,10 +98,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if cfg.Broker.Type != "" && cfg.Broker.Type != "memory" {
 		return fmt.Errorf("broker.type: %q is not available in this build; use \"memory\"", cfg.Broker.Type)
 	}
+	ns := namespaces(cfg.Channel)
+	circles, err := circleNamespaces(cfg, &ns)
+	if err != nil {
+		return err
+	}
 	broker := memory.New(nil)
 	h, err := hub.New(hub.Config{
 		Broker: broker, Presence: memory.NewPresence(), Codecs: clientproto.Codecs(),
-		Namespaces: namespaces(cfg.Channel), ConnectionLimit: cfg.Client.ConnectionLimit,
+		Namespaces: ns, ConnectionLimit: cfg.Client.ConnectionLimit,
 		UserConnectionLimit: cfg.Client.UserConnectionLimit, Logger: log, Registerer: reg,
 	})
 	if err != nil {
@@ -111,7 +116,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.closers = append(m.closers, func(ctx context.Context) error { return broker.Close(ctx) })
 
 	var rpc hub.RPCHandler
-	extra, err := m.extensions(ctx, reg, &rpc)
+	extra, err := m.extensions(ctx, reg, circles, &rpc)
 	if err != nil {
 		return err
 	}

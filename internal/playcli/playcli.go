@@ -109,7 +109,7 @@ func Play(ctx context.Context, url, keyFile string, script io.Reader, out io.Wri
 	if len(src) > MaxScriptSize {
 		return fmt.Errorf("%w: script is larger than %d bytes", ErrUsage, MaxScriptSize)
 	}
-	c, err := client.Dial(ctx, client.Config{URL: url, PrivateKey: key, KeepAliveInterval: -1})
+	c, err := client.Dial(ctx, client.Config{URL: url, PrivateKey: key})
 	if err != nil {
 		return fmt.Errorf("play: %w", err)
 	}

@@ -1,0 +1,12 @@
+package bench
+
+// Cmd is the `switchboard bench` command group, meant to be embedded in the CLI's kong
+// grammar. Each subcommand's Run takes the context bound with
+// kong.BindTo(ctx, (*context.Context)(nil)); cancelling it (Ctrl-C) stops the run cleanly and
+// prints the partial result.
+type Cmd struct {
+	Conns  ConnsCmd  `cmd:"" help:"Open N connections subscribed to K channels each; report connect rate, failures and server memory per connection."`
+	Fanout FanoutCmd `cmd:"" help:"Publish to S subscribers over C channels; report deliveries/s, latency percentiles, loss and duplicates."`
+	RPC    RPCCmd    `cmd:"" name:"rpc" help:"Time round trips of client rpc or publish commands."`
+	Plot   PlotCmd   `cmd:"" help:"Render SVG charts from a file of bench JSON results."`
+}

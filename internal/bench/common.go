@@ -1,0 +1,344 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// ClientFlags are the connection options shared by every bench command.
+type ClientFlags struct {
+	URL       string        `help:"WebSocket endpoint of the server." default:"ws://127.0.0.1:8000/connection/websocket"`
+	Protocol  string        `help:"Client protocol format: json or protobuf." enum:"json,protobuf" default:"json"`
+	Secret    string        `help:"HMAC secret to sign HS256 connect tokens (sub=user-N)." env:"SWITCHBOARD_BENCH_SECRET"`
+	TokenFile string        `help:"File with one connect token per line, used round-robin instead of --secret." type:"path"`
+	TokenTTL  time.Duration `help:"Lifetime of the tokens signed from --secret." default:"1h"`
+
+	DialConcurrency  int           `help:"Connections being opened at once." default:"64"`
+	ConnectRate      float64       `help:"Cap on new connections per second (0 = as fast as --dial-concurrency allows)." default:"0"`
+	HandshakeTimeout time.Duration `help:"Limit for dial + WebSocket handshake + connect/subscribe replies, per connection." default:"10s"`
+	SourceIPs        []string      `name:"source-ips" help:"Local addresses to spread connections over (default: 127.0.0.2, 127.0.0.3, … when more connections than --per-source-addr go to a loopback server)."`
+	PerSourceAddr    int           `help:"Connections per source address before moving to the next (0 = min(60000, local port range - 1000))." default:"0"`
+
+	Duration time.Duration `help:"Length of the measurement phase (hold, publish or rpc loop)." default:"10s"`
+	Timeout  time.Duration `help:"Hard cap on the whole run, connection ramp and drain included." default:"2m"`
+
+	ServerPID     int    `help:"PID of the server under test, for RSS (/proc/PID/status VmRSS) and CPU."`
+	ServerMetrics string `help:"Prometheus URL of the server (process_resident_memory_bytes), when --server-pid is not available."`
+
+	JSON  bool   `help:"Print the result as JSON on stdout." name:"json"`
+	Label string `help:"Free-form label copied into the result (e.g. the server name)."`
+}
+
+func (f *ClientFlags) validate(conns int) error {
+	var errs []string
+	u, err := url.Parse(f.URL)
+	switch {
+	case err != nil:
+		errs = append(errs, fmt.Sprintf("--url: %v", err))
+	case u.Scheme != "ws" && u.Scheme != "wss":
+		errs = append(errs, fmt.Sprintf("--url: scheme must be ws or wss, got %q", u.Scheme))
+	case u.Hostname() == "":
+		errs = append(errs, "--url: missing host")
+	}
+	if _, err := newCodec(f.Protocol); err != nil {
+		errs = append(errs, "--protocol: "+err.Error())
+	}
+	if f.Secret == "" && f.TokenFile == "" {
+		errs = append(errs, "one of --secret or --token-file is required")
+	}
+	if f.Secret != "" && f.TokenFile != "" {
+		errs = append(errs, "--secret and --token-file are mutually exclusive")
+	}
+	if f.DialConcurrency < 1 || f.DialConcurrency > 10000 {
+		errs = append(errs, "--dial-concurrency must be in 1..10000")
+	}
+	if f.ConnectRate < 0 {
+		errs = append(errs, "--connect-rate must not be negative")
+	}
+	if f.Duration <= 0 {
+		errs = append(errs, "--duration must be positive")
+	}
+	if f.Timeout <= 0 {
+		errs = append(errs, "--timeout must be positive")
+	}
+	if f.HandshakeTimeout <= 0 {
+		errs = append(errs, "--handshake-timeout must be positive")
+	}
+	if f.PerSourceAddr < 0 {
+		errs = append(errs, "--per-source-addr must not be negative")
+	}
+	for _, s := range f.SourceIPs {
+		if net.ParseIP(s) == nil {
+			errs = append(errs, fmt.Sprintf("--source-ips: %q is not an IP address", s))
+		}
+	}
+	if conns < 0 {
+		errs = append(errs, "connection count must not be negative")
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	if conns > 0 && len(f.SourceIPs) == 0 && u != nil {
+		per := f.perAddr()
+		if conns > per && !isLoopbackHost(u.Hostname()) {
+			return fmt.Errorf("%d connections exceed %d per source address and the server is not on loopback: give --source-ips", conns, per)
+		}
+	}
+	return nil
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (f *ClientFlags) perAddr() int {
+	if f.PerSourceAddr > 0 {
+		return f.PerSourceAddr
+	}
+	return defaultPerAddr(ephemeralPorts())
+}
+
+// defaultPerAddr keeps 1000 ports of the local range free for everything else, and never
+// exceeds 60,000 per address.
+func defaultPerAddr(ports int) int {
+	n := ports - 1000
+	if n > 60000 {
+		n = 60000
+	}
+	if n < 1000 {
+		n = 1000
+	}
+	return n
+}
+
+// sourceFunc returns the source address chooser for conns connections, nil when the kernel's
+// default source address is enough.
+func (f *ClientFlags) sourceFunc(conns int) func(int) net.IP {
+	per := f.perAddr()
+	if len(f.SourceIPs) > 0 {
+		ips := make([]net.IP, len(f.SourceIPs))
+		for i, s := range f.SourceIPs {
+			ips[i] = net.ParseIP(s)
+		}
+		return func(idx int) net.IP { return ips[(idx/per)%len(ips)] }
+	}
+	if conns <= per {
+		return nil
+	}
+	return func(idx int) net.IP { return loopbackSource(idx / per) }
+}
+
+// loopbackSource returns the k-th spread source address: 127.0.0.2, 127.0.0.3, … 127.0.1.0, …
+func loopbackSource(k int) net.IP {
+	n := k + 2
+	return net.IPv4(127, byte(n>>16), byte(n>>8), byte(n))
+}
+
+// tokenSource returns the connect token for connection idx.
+func (f *ClientFlags) tokenSource() (func(int) (string, error), error) {
+	if f.TokenFile != "" {
+		toks, err := readTokens(f.TokenFile)
+		if err != nil {
+			return nil, err
+		}
+		return func(i int) (string, error) { return toks[i%len(toks)], nil }, nil
+	}
+	secret := []byte(f.Secret)
+	ttl := f.TokenTTL
+	if ttl <= 0 {
+		ttl = time.Hour
+	}
+	exp := time.Now().Add(ttl).Unix()
+	return func(i int) (string, error) { return signToken(secret, "user-"+strconv.Itoa(i), exp) }, nil
+}
+
+func signToken(secret []byte, sub string, exp int64) (string, error) {
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": sub, "exp": exp})
+	s, err := t.SignedString(secret)
+	if err != nil {
+		return "", fmt.Errorf("sign token: %w", err)
+	}
+	return s, nil
+}
+
+func readTokens(path string) ([]string, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("token file: %w", err)
+	}
+	defer fh.Close()
+	var toks []string
+	sc := bufio.NewScanner(fh)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if s := strings.TrimSpace(sc.Text()); s != "" && !strings.HasPrefix(s, "#") {
+			toks = append(toks, s)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("token file: %w", err)
+	}
+	if len(toks) == 0 {
+		return nil, fmt.Errorf("token file %s: no tokens", path)
+	}
+	return toks, nil
+}
+
+// checkFDs raises the open-files limit and fails early when conns cannot fit.
+func checkFDs(conns int) error {
+	lim, err := raiseNoFile()
+	if err != nil {
+		return err
+	}
+	need := uint64(conns) + 256
+	if need > lim {
+		return fmt.Errorf("%d connections need about %d file descriptors but the limit is %d: raise `ulimit -n` (hard limit: ulimit -Hn) or split the load over several processes", conns, need, lim)
+	}
+	return nil
+}
+
+// pacer hands out send slots at a fixed rate (rate > 0) or immediately (rate == 0).
+type pacer struct {
+	rate  float64
+	start time.Time
+	mu    sync.Mutex
+	n     int64
+}
+
+func newPacer(rate float64) *pacer { return &pacer{rate: rate, start: time.Now()} }
+
+// wait blocks until the next slot is due; false when ctx ended first.
+func (p *pacer) wait(ctx context.Context) bool {
+	if p.rate <= 0 {
+		return ctx.Err() == nil
+	}
+	p.mu.Lock()
+	due := p.start.Add(time.Duration(float64(p.n) / p.rate * float64(time.Second)))
+	p.n++
+	p.mu.Unlock()
+	d := time.Until(due)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// ramp opens n connections with the given concurrency and rate cap, calling open for each
+// index, until all are done, ctx ends, or stop returns true.
+func ramp(ctx context.Context, n, concurrency int, rate float64, open func(ctx context.Context, idx int)) {
+	if concurrency > n {
+		concurrency = n
+	}
+	p := newPacer(rate)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < concurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for idx := range next {
+				open(ctx, idx)
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if !p.wait(ctx) {
+			break
+		}
+		select {
+		case next <- i:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(next)
+	wg.Wait()
+}
+
+// cpuMeter measures this process's CPU use over an interval.
+type cpuMeter struct {
+	wall0 time.Time
+	cpu0  time.Duration
+}
+
+func startCPU() cpuMeter { return cpuMeter{time.Now(), selfCPU()} }
+
+// percent returns CPU use since start in percent of one core, and the number of cores.
+func (m cpuMeter) percent() float64 {
+	wall := time.Since(m.wall0)
+	if wall <= 0 {
+		return 0
+	}
+	return 100 * float64(selfCPU()-m.cpu0) / float64(wall)
+}
+
+// Machine describes where a result was measured.
+type Machine struct {
+	Cores     int    `json:"cores"`
+	GoVersion string `json:"go_version"`
+	CPUModel  string `json:"cpu_model,omitempty"`
+	// LoadAvg is /proc/loadavg's 1-minute load when the run started: other work on the
+	// machine skews results, so it is recorded with them.
+	LoadAvg float64 `json:"load_avg_1m"`
+}
+
+func machine() Machine {
+	m := Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version()}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			m.LoadAvg, _ = strconv.ParseFloat(f[0], 64)
+		}
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				if i := strings.IndexByte(line, ':'); i >= 0 {
+					m.CPUModel = strings.TrimSpace(line[i+1:])
+				}
+				break
+			}
+		}
+	}
+	return m
+}
+
+// writeResult prints v as indented JSON, or as text via the text func.
+func writeResult(w io.Writer, asJSON bool, v any, text func(io.Writer)) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(v); err != nil {
+			return fmt.Errorf("write result: %w", err)
+		}
+		return nil
+	}
+	text(w)
+	return nil
+}

@@ -1,0 +1,356 @@
+package circle
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/lxzan/gws"
+
+	"github.com/switchboard-rt/switchboard/internal/auth"
+)
+
+const sessionKey = "circle.session"
+
+// Methods of the circles protocol.
+const (
+	MethodFetchNonce   = "fetch_nonce"
+	MethodAuthenticate = "authenticate"
+	MethodPlay         = "play"
+	MethodWhoami       = "whoami"
+	MethodPing         = "ping"
+)
+
+// session is one WebSocket connection to one circle.
+type session struct {
+	s      *Server
+	id     uint64
+	circle string
+	socket *gws.Conn
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // frame goroutines (plays)
+	wmu    sync.Mutex     // serialises writes with their deadlines
+
+	mu       sync.Mutex
+	pubkey   auth.PublicKey // zero until authenticated
+	inflight int
+}
+
+func newSession(s *Server, circle string) *session {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &session{s: s, id: s.nextID.Add(1), circle: circle, ctx: ctx, cancel: cancel}
+}
+
+// events adapts gws callbacks to sessions.
+type events struct{ s *Server }
+
+func sessionOf(c *gws.Conn) *session {
+	v, ok := c.Session().Load(sessionKey)
+	if !ok {
+		return nil
+	}
+	return v.(*session)
+}
+
+func (e *events) touch(c *gws.Conn) {
+	_ = c.SetReadDeadline(time.Now().Add(e.s.cfg.IdleTimeout))
+}
+
+func (e *events) OnOpen(c *gws.Conn) { e.touch(c) }
+
+func (e *events) OnClose(c *gws.Conn, err error) {
+	if sess := sessionOf(c); sess != nil {
+		sess.cancel()
+	}
+}
+
+func (e *events) OnPing(c *gws.Conn, payload []byte) {
+	e.touch(c)
+	if sess := sessionOf(c); sess != nil {
+		sess.writeFrame(c, gws.OpcodePong, payload)
+	}
+}
+
+func (e *events) OnPong(c *gws.Conn, payload []byte) { e.touch(c) }
+
+func (e *events) OnMessage(c *gws.Conn, msg *gws.Message) {
+	defer msg.Close()
+	sess := sessionOf(c)
+	if sess == nil {
+		_ = c.WriteClose(1011, nil)
+		return
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			e.s.log.Error("circle message handler panicked", "panic", fmt.Sprint(r))
+			_ = c.WriteClose(1011, []byte("internal error"))
+		}
+	}()
+	e.touch(c)
+	if msg.Opcode != gws.OpcodeText {
+		_ = c.WriteClose(1003, []byte("text frames only"))
+		return
+	}
+	sess.handleFrame(msg.Bytes())
+}
+
+// handleFrame answers one frame. Frames without plays are answered inline,
+// in order; frames with plays run in a goroutine owned by the session.
+func (sess *session) handleFrame(data []byte) {
+	f := decodeFrame(data, sess.s.cfg.MaxBatch)
+	if f.fatal != nil {
+		sess.s.m.requests.WithLabelValues("invalid", fmt.Sprint(f.fatal.Code)).Inc()
+		sess.write(encodeResponse(nil, nil, f.fatal))
+		return
+	}
+	hasPlay := false
+	for i, r := range f.reqs {
+		if f.bad[i] == nil && r.Method == MethodPlay {
+			hasPlay = true
+		}
+	}
+	if !hasPlay {
+		sess.answer(f, false)
+		return
+	}
+	sess.mu.Lock()
+	full := sess.inflight >= sess.s.cfg.MaxInflight
+	if !full {
+		sess.inflight++
+	}
+	sess.mu.Unlock()
+	if full {
+		sess.answer(f, true)
+		return
+	}
+	sess.wg.Add(1)
+	go func() {
+		defer sess.wg.Done()
+		defer func() {
+			sess.mu.Lock()
+			sess.inflight--
+			sess.mu.Unlock()
+		}()
+		defer func() {
+			if r := recover(); r != nil {
+				sess.s.log.Error("circle play handler panicked", "panic", fmt.Sprint(r))
+			}
+		}()
+		sess.answer(f, false)
+	}()
+}
+
+// answer runs the frame's requests in order and writes the response(s).
+func (sess *session) answer(f frame, rejectPlays bool) {
+	var out []json.RawMessage
+	for i, r := range f.reqs {
+		var resp json.RawMessage
+		if f.bad[i] != nil {
+			sess.s.m.requests.WithLabelValues("invalid", fmt.Sprint(f.bad[i].Code)).Inc()
+			resp = encodeResponse(r.ID, nil, f.bad[i])
+		} else {
+			var result any
+			var rerr *RPCError
+			if rejectPlays && r.Method == MethodPlay {
+				rerr = newError(CodeTooMany, fmt.Sprintf("more than %d plays in flight on this connection", sess.s.cfg.MaxInflight))
+			} else {
+				result, rerr = sess.call(r)
+			}
+			code := "0"
+			if rerr != nil {
+				code = fmt.Sprint(rerr.Code)
+			}
+			sess.s.m.requests.WithLabelValues(methodLabel(r.Method), code).Inc()
+			if r.notification() {
+				continue
+			}
+			resp = encodeResponse(r.ID, result, rerr)
+		}
+		if sess.ctx.Err() != nil {
+			return // connection gone
+		}
+		if !f.batch {
+			sess.write(resp)
+			return
+		}
+		out = append(out, resp)
+	}
+	if f.batch && len(out) > 0 {
+		b, _ := json.Marshal(out)
+		sess.write(b)
+	}
+}
+
+func methodLabel(m string) string {
+	switch m {
+	case MethodFetchNonce, MethodAuthenticate, MethodPlay, MethodWhoami, MethodPing:
+		return m
+	}
+	return "unknown"
+}
+
+func (sess *session) write(b []byte) { sess.writeFrame(sess.socket, gws.OpcodeText, b) }
+
+// writeFrame writes one frame under the write deadline. The deadline is
+// cleared afterwards so that frames gws writes on its own (close replies)
+// never meet a stale deadline. A failed write closes the connection.
+func (sess *session) writeFrame(c *gws.Conn, op gws.Opcode, b []byte) {
+	if c == nil {
+		return
+	}
+	sess.wmu.Lock()
+	defer sess.wmu.Unlock()
+	_ = c.SetWriteDeadline(time.Now().Add(sess.s.cfg.WriteTimeout))
+	err := c.WriteMessage(op, b)
+	_ = c.SetWriteDeadline(time.Time{})
+	if err != nil {
+		sess.s.log.Debug("circle write failed", "conn", sess.id, "err", err)
+		_ = c.NetConn().Close()
+	}
+}
+
+func (sess *session) call(r request) (any, *RPCError) {
+	switch r.Method {
+	case MethodFetchNonce:
+		return sess.fetchNonce(r.Params)
+	case MethodAuthenticate:
+		return sess.authenticate(r.Params)
+	case MethodPlay:
+		return sess.play(r.Params)
+	case MethodWhoami:
+		return sess.whoami()
+	case MethodPing:
+		return "pong", nil
+	}
+	return nil, newError(CodeMethodNotFound, nil)
+}
+
+type nonceResult struct {
+	Nonce     string `json:"nonce"`
+	ExpiresAt int64  `json:"expires_at"`
+}
+
+func (sess *session) fetchNonce(params json.RawMessage) (any, *RPCError) {
+	var p struct {
+		PubKey *string `json:"pubkey"`
+	}
+	if err := decodeParams(params, &p, "pubkey"); err != nil {
+		return nil, err
+	}
+	if p.PubKey == nil {
+		return nil, newError(CodeInvalidParams, "pubkey is required")
+	}
+	pk, err := auth.ParsePublicKey(*p.PubKey)
+	if err != nil {
+		return nil, newError(CodeInvalidParams, "pubkey is not a secp256k1 (66 or 130 hex) or ed25519 (64 hex) public key")
+	}
+	nonce, exp, err := sess.s.nonces.Issue(auth.NonceBinding{Conn: sess.id, Circle: sess.circle, PubKey: pk.String()})
+	if errors.Is(err, auth.ErrNonceLimit) {
+		return nil, newError(CodeTooMany, "too many outstanding nonces")
+	}
+	if err != nil {
+		sess.s.log.Error("circle nonce issue failed", "err", err)
+		return nil, newError(CodeInternalError, nil)
+	}
+	return nonceResult{Nonce: nonce, ExpiresAt: exp.Unix()}, nil
+}
+
+func (sess *session) authenticate(params json.RawMessage) (any, *RPCError) {
+	var p struct {
+		PubKey    *string `json:"pubkey"`
+		Signature *string `json:"signature"`
+	}
+	if err := decodeParams(params, &p, "pubkey", "signature"); err != nil {
+		return nil, err
+	}
+	if p.PubKey == nil || p.Signature == nil {
+		return nil, newError(CodeInvalidParams, "pubkey and signature are required")
+	}
+	fail := func(reason string) (any, *RPCError) {
+		sess.s.m.auths.WithLabelValues("failed").Inc()
+		return nil, newError(CodeInvalidCreds, reason)
+	}
+	pk, err := auth.ParsePublicKey(*p.PubKey)
+	if err != nil {
+		return fail("malformed public key")
+	}
+	nonce, err := sess.s.nonces.Take(auth.NonceBinding{Conn: sess.id, Circle: sess.circle, PubKey: pk.String()})
+	switch {
+	case errors.Is(err, auth.ErrNonceExpired):
+		return fail("nonce expired; call fetch_nonce again")
+	case err != nil:
+		return fail("no nonce issued for this key on this connection; call fetch_nonce first")
+	}
+	if err := auth.VerifySignature(pk, []byte(nonce), *p.Signature); err != nil {
+		return fail("signature does not verify")
+	}
+	sess.mu.Lock()
+	sess.pubkey = pk
+	sess.mu.Unlock()
+	sess.s.m.auths.WithLabelValues("ok").Inc()
+	sess.s.log.Debug("circle client authenticated", "conn", sess.id, "circle", sess.circle, "pubkey", pk.String())
+	return map[string]bool{"authenticated": true}, nil
+}
+
+func (sess *session) caller() string {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if sess.pubkey.IsZero() {
+		return ""
+	}
+	return sess.pubkey.String()
+}
+
+func (sess *session) whoami() (any, *RPCError) {
+	var pk *string
+	if c := sess.caller(); c != "" {
+		pk = &c
+	}
+	return struct {
+		Circle string  `json:"circle"`
+		PubKey *string `json:"pubkey"`
+	}{sess.circle, pk}, nil
+}
+
+func (sess *session) play(params json.RawMessage) (any, *RPCError) {
+	var p struct {
+		Script *string `json:"script"`
+	}
+	if err := decodeParams(params, &p, "script"); err != nil {
+		return nil, err
+	}
+	if p.Script == nil {
+		return nil, newError(CodeInvalidParams, "script is required")
+	}
+	caller := sess.caller()
+	if sess.s.cfg.EnableAuth && caller == "" {
+		return nil, newError(CodeAuthRequired, nil)
+	}
+	if !sess.s.beginPlay() {
+		return nil, newError(CodeExecution, "server shutting down")
+	}
+	defer sess.s.plays.Done()
+	ctx, cancel := context.WithTimeout(sess.ctx, sess.s.cfg.PlayTimeout)
+	defer cancel()
+	start := time.Now()
+	out, err := sess.s.cfg.Player.Play(ctx, sess.circle, caller, *p.Script)
+	sess.s.m.playDur.Observe(time.Since(start).Seconds())
+	if err == nil {
+		return out, nil
+	}
+	var cm interface{ ClientMessage() string }
+	switch {
+	case errors.As(err, &cm):
+		return nil, newError(CodeExecution, cm.ClientMessage())
+	case errors.Is(err, context.DeadlineExceeded):
+		return nil, newError(CodeExecution, fmt.Sprintf("timeout: play exceeded %s", sess.s.cfg.PlayTimeout))
+	case errors.Is(err, context.Canceled):
+		return nil, newError(CodeExecution, "cancelled")
+	}
+	sess.s.log.Error("circle play failed", "circle", sess.circle, "err", err)
+	return nil, newError(CodeInternalError, nil)
+}

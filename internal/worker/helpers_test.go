@@ -1,0 +1,120 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var nodeWorker = []string{"node", "testdata/testworker.js"}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type testPool struct {
+	*Pool
+	reg  *prometheus.Registry
+	logs *syncBuffer
+}
+
+func mustPool(tb testing.TB, cfg Config) *testPool {
+	tb.Helper()
+	if cfg.Command == nil {
+		cfg.Command = nodeWorker
+	}
+	logs := &syncBuffer{}
+	reg := prometheus.NewRegistry()
+	cfg.Registerer = reg
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	p, err := New(cfg)
+	require.NoError(tb, err)
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(tb, p.Shutdown(ctx))
+	})
+	return &testPool{Pool: p, reg: reg, logs: logs}
+}
+
+// waitFor polls cond until it holds or the timeout expires.
+func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func metricValue(tb testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	tb.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(tb, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+					continue next
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			case m.Histogram != nil:
+				return float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return 0
+}
+
+func task(id string, input any) Request {
+	b, _ := json.Marshal(input)
+	return Request{Kind: KindTask, ID: id, Input: b}
+}
+
+func (p *testPool) pid(tb testing.TB) int {
+	tb.Helper()
+	var res json.RawMessage
+	waitFor(tb, 10*time.Second, "worker up", func() bool { // cold start may exceed short timeouts
+		var err error
+		res, err = p.Do(context.Background(), task("test.pid", nil))
+		return err == nil
+	})
+	var pid int
+	require.NoError(tb, json.Unmarshal(res, &pid))
+	return pid
+}
