@@ -493,18 +493,26 @@ func (s *Session) publish(ctx context.Context, req *protocol.PublishRequest) (*p
 	return &protocol.Reply{Publish: &protocol.PublishResult{}}, nil
 }
 
-func (s *Session) presence(ctx context.Context, req *protocol.PresenceRequest) (*protocol.Reply, error) {
-	h := s.srv.cfg.Hub
-	opts, err := h.ChannelOptions(req.Channel)
+// checkPresence tells whether the client may read channel's presence.
+func (s *Session) checkPresence(ch string) error {
+	opts, err := s.srv.cfg.Hub.ChannelOptions(ch)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !opts.Presence {
-		return nil, hub.ErrNotAvailable
+		return hub.ErrNotAvailable
 	}
-	_, ok := s.subscribed(req.Channel)
+	_, ok := s.subscribed(ch)
 	if !allowedFor(opts.AllowPresenceForSubscriber, opts.AllowPresenceForClient, opts.AllowPresenceForAnonymous, ok, s.user) {
-		return nil, hub.ErrPermissionDenied
+		return hub.ErrPermissionDenied
+	}
+	return nil
+}
+
+func (s *Session) presence(ctx context.Context, req *protocol.PresenceRequest) (*protocol.Reply, error) {
+	h := s.srv.cfg.Hub
+	if err := s.checkPresence(req.Channel); err != nil {
+		return nil, err
 	}
 	p, err := h.Presence(ctx, req.Channel)
 	if err != nil {
@@ -519,16 +527,8 @@ func (s *Session) presence(ctx context.Context, req *protocol.PresenceRequest) (
 
 func (s *Session) presenceStats(ctx context.Context, req *protocol.PresenceStatsRequest) (*protocol.Reply, error) {
 	h := s.srv.cfg.Hub
-	opts, err := h.ChannelOptions(req.Channel)
-	if err != nil {
+	if err := s.checkPresence(req.Channel); err != nil {
 		return nil, err
-	}
-	if !opts.Presence {
-		return nil, hub.ErrNotAvailable
-	}
-	_, ok := s.subscribed(req.Channel)
-	if !allowedFor(opts.AllowPresenceForSubscriber, opts.AllowPresenceForClient, opts.AllowPresenceForAnonymous, ok, s.user) {
-		return nil, hub.ErrPermissionDenied
 	}
 	st, err := h.PresenceStats(ctx, req.Channel)
 	if err != nil {
