@@ -293,7 +293,7 @@ func (s *Session) subscribeCmd(ctx context.Context, cmd *protocol.Command) error
 // recovery. The caller holds opMu and must call finishSubscribe.
 func (s *Session) beginSubscribe(ctx context.Context, ch string, opts hub.ChannelOptions, p subscribeParams) (*protocol.SubscribeResult, error) {
 	h := s.srv.cfg.Hub
-	sub := &subscription{opts: opts, info: p.chanInfo, expireAt: p.expireAt, serverSide: p.serverSide, syncing: true,
+	sub := &subscription{s: s, opts: opts, info: p.chanInfo, expireAt: p.expireAt, serverSide: p.serverSide, syncing: true,
 		joinLeave: opts.JoinLeave && (p.joinLeave || opts.ForcePushJoinLeave)}
 	s.mu.Lock()
 	switch {
@@ -319,8 +319,9 @@ func (s *Session) beginSubscribe(ctx context.Context, ch string, opts hub.Channe
 		if s.subs[ch] == sub {
 			delete(s.subs, ch)
 		}
+		sub.removed = true
 		s.mu.Unlock()
-		h.RemoveSubscriber(ch, s)
+		h.RemoveSubscriber(ch, sub)
 		if opts.Presence {
 			_ = h.RemovePresence(ctx, ch, s.id, s.user)
 		}
@@ -332,7 +333,7 @@ func (s *Session) beginSubscribe(ctx context.Context, ch string, opts hub.Channe
 func (s *Session) setupSubscription(ctx context.Context, ch string, sub *subscription, p subscribeParams) (*protocol.SubscribeResult, error) {
 	h := s.srv.cfg.Hub
 	opts := sub.opts
-	if err := h.AddSubscriber(ch, s, sub.joinLeave); err != nil {
+	if err := h.AddSubscriber(ch, sub, sub.joinLeave); err != nil {
 		return nil, err
 	}
 	if opts.Presence {
@@ -446,6 +447,9 @@ func (s *Session) removeSubscription(ch string) bool {
 	s.mu.Lock()
 	sub := s.subs[ch]
 	delete(s.subs, ch)
+	if sub != nil {
+		sub.removed = true
+	}
 	s.mu.Unlock()
 	if sub == nil {
 		return false

@@ -14,7 +14,7 @@ const UnsubscribeCodeServer = 2000
 
 var (
 	_ hub.Client     = (*Session)(nil)
-	_ hub.Subscriber = (*Session)(nil)
+	_ hub.Subscriber = (*subscription)(nil)
 )
 
 // ServerSubscribe implements hub.Client: it subscribes the connection to

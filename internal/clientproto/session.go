@@ -37,7 +37,11 @@ type pending struct {
 	frame  []byte
 }
 
+// subscription is one channel subscription of a session. It is the
+// hub.Subscriber the hub delivers to, so a delivery needs no lookup.
 type subscription struct {
+	s          *Session
+	removed    bool // guarded by s.mu: late deliveries are dropped
 	opts       hub.ChannelOptions
 	info       []byte
 	joinLeave  bool
@@ -113,16 +117,16 @@ func (s *Session) ID() string { return s.id }
 func (s *Session) UserID() string { return s.user }
 
 // Format implements hub.Subscriber.
-func (s *Session) Format() int { return s.fmtIdx }
+func (sub *subscription) Format() int { return sub.s.fmtIdx }
 
 // Deliver implements hub.Subscriber: it queues frame unless the
 // subscription is being set up (then it is held until the subscribe reply
 // is queued). It never blocks.
-func (s *Session) Deliver(channel string, offset uint64, frame []byte) {
+func (sub *subscription) Deliver(_ string, offset uint64, frame []byte) {
+	s := sub.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sub := s.subs[channel]
-	if sub == nil || s.state == stateClosed {
+	if sub.removed || s.state == stateClosed {
 		return
 	}
 	if sub.syncing {
@@ -238,6 +242,9 @@ func (s *Session) Closed() {
 	}
 	subs := s.subs
 	s.subs = nil
+	for _, sub := range subs {
+		sub.removed = true
+	}
 	s.queue, s.queued = nil, 0
 	if s.rpcCancel != nil {
 		s.rpcCancel()
@@ -260,7 +267,7 @@ func (s *Session) clientInfo(chanInfo []byte) *hub.ClientInfo {
 
 func (s *Session) releaseSubscription(ch string, sub *subscription) {
 	h := s.srv.cfg.Hub
-	h.RemoveSubscriber(ch, s)
+	h.RemoveSubscriber(ch, sub)
 	ctx := context.Background()
 	if sub.opts.Presence {
 		if err := h.RemovePresence(ctx, ch, s.id, s.user); err != nil {
