@@ -3,6 +3,7 @@ package clientproto
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/centrifugal/protocol"
@@ -310,6 +311,9 @@ func (s *Session) beginSubscribe(ctx context.Context, ch string, opts hub.Channe
 	if s.subs == nil {
 		s.subs = map[string]*subscription{}
 	}
+	// The decoder's strings alias the whole inbound message (token
+	// included): the kept key gets its own copy.
+	ch = strings.Clone(ch)
 	s.subs[ch] = sub
 	s.mu.Unlock()
 

@@ -191,14 +191,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.conns[conn] = struct{}{}
 	h.mu.Unlock()
 	conn.Session().(*slot).s = h.cfg.Server.NewSession(t, format)
-	go func() {
-		defer func() {
-			h.mu.Lock()
-			delete(h.conns, conn)
-			h.mu.Unlock()
-		}()
-		conn.ReadLoop()
-	}()
+	// ReadLoop runs directly as the goroutine's function: any wrapper frame
+	// tips the goroutine past the minimum stack size. OnClose, which ends
+	// ReadLoop, forgets the connection.
+	go conn.ReadLoop()
 }
 
 func headerHasToken(v, token string) bool {
@@ -242,6 +238,9 @@ func (e *events) OnClose(c *gws.Conn, _ error) {
 	if s := session(c); s != nil {
 		s.Closed()
 	}
+	e.h.mu.Lock()
+	delete(e.h.conns, c)
+	e.h.mu.Unlock()
 }
 
 func (e *events) OnPing(c *gws.Conn, payload []byte) { _ = c.WritePong(payload) }
