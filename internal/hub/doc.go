@@ -4,6 +4,7 @@
 // wire format, and a Broker moves publications, presence and history
 // (in memory by default, Redis when several processes share channels).
 //
-// Lock order: shard.mu before any Subscriber's own locks. The hub never
-// calls into a Broker while holding a shard lock.
+// Lock order: a channel shard's lock before any Subscriber's own locks.
+// Client and user index shards are leaf locks: never two held at once. The
+// hub never calls into a Broker while holding a shard lock.
 package hub

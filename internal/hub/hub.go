@@ -93,10 +93,16 @@ type shard struct {
 	channels map[string]*channelSubs
 }
 
+// clientShard indexes clients by id; userShard by user. The two arrays
+// are separate and a goroutine never holds two of their locks at once.
 type clientShard struct {
 	mu      sync.RWMutex
 	clients map[string]Client
-	users   map[string]map[string]Client
+}
+
+type userShard struct {
+	mu    sync.RWMutex
+	users map[string]map[string]Client
 }
 
 // Hub is the realtime core. It is safe for concurrent use.
@@ -106,6 +112,7 @@ type Hub struct {
 	seed     maphash.Seed
 	shards   [numShards]shard
 	cshards  [numShards]clientShard
+	ushards  [numShards]userShard
 	numConns atomic.Int64
 	numSubs  atomic.Int64
 	closing  atomic.Bool
@@ -136,7 +143,7 @@ func New(cfg Config) (*Hub, error) {
 	for i := range h.shards {
 		h.shards[i].channels = map[string]*channelSubs{}
 		h.cshards[i].clients = map[string]Client{}
-		h.cshards[i].users = map[string]map[string]Client{}
+		h.ushards[i].users = map[string]map[string]Client{}
 	}
 	m, err := newHubMetrics(cfg.Registerer, h)
 	if err != nil {
@@ -174,58 +181,57 @@ func (h *Hub) AddClient(c Client) error {
 	if lim := h.cfg.ConnectionLimit; lim > 0 && h.numConns.Load() >= int64(lim) {
 		return fmt.Errorf("%w: connection limit", ErrLimitExceeded)
 	}
-	s := &h.cshards[h.shardIndex(c.UserID())]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	byUser := s.users[c.UserID()]
+	us := &h.ushards[h.shardIndex(c.UserID())]
+	us.mu.Lock()
+	byUser := us.users[c.UserID()]
 	if lim := h.cfg.UserConnectionLimit; lim > 0 && c.UserID() != "" && len(byUser) >= lim {
+		us.mu.Unlock()
 		return fmt.Errorf("%w: user connection limit", ErrLimitExceeded)
 	}
 	if byUser == nil {
 		byUser = map[string]Client{}
-		s.users[c.UserID()] = byUser
+		us.users[c.UserID()] = byUser
 	}
 	byUser[c.ID()] = c
+	us.mu.Unlock()
+
 	cs := &h.cshards[h.shardIndex(c.ID())]
-	if cs != s {
-		cs.mu.Lock()
-		cs.clients[c.ID()] = c
-		cs.mu.Unlock()
-	} else {
-		s.clients[c.ID()] = c
-	}
+	cs.mu.Lock()
+	cs.clients[c.ID()] = c
+	cs.mu.Unlock()
 	h.numConns.Add(1)
 	return nil
 }
 
 // RemoveClient forgets a client registered with AddClient.
 func (h *Hub) RemoveClient(c Client) {
-	s := &h.cshards[h.shardIndex(c.UserID())]
-	s.mu.Lock()
-	if byUser := s.users[c.UserID()]; byUser != nil {
+	us := &h.ushards[h.shardIndex(c.UserID())]
+	us.mu.Lock()
+	removed := false
+	if byUser := us.users[c.UserID()]; byUser != nil {
 		if _, ok := byUser[c.ID()]; ok {
 			delete(byUser, c.ID())
-			h.numConns.Add(-1)
+			removed = true
 		}
 		if len(byUser) == 0 {
-			delete(s.users, c.UserID())
+			delete(us.users, c.UserID())
 		}
 	}
+	us.mu.Unlock()
+
 	cs := &h.cshards[h.shardIndex(c.ID())]
-	if cs != s {
-		cs.mu.Lock()
-		delete(cs.clients, c.ID())
-		cs.mu.Unlock()
-	} else {
-		delete(s.clients, c.ID())
+	cs.mu.Lock()
+	delete(cs.clients, c.ID())
+	cs.mu.Unlock()
+	if removed {
+		h.numConns.Add(-1)
 	}
-	s.mu.Unlock()
 }
 
 // UserClients returns the connections of user; when clientID is not
 // empty, only that connection (if it belongs to user).
 func (h *Hub) UserClients(user, clientID string) []Client {
-	s := &h.cshards[h.shardIndex(user)]
+	s := &h.ushards[h.shardIndex(user)]
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	byUser := s.users[user]
@@ -248,8 +254,8 @@ func (h *Hub) NumClients() int { return int(h.numConns.Load()) }
 // NumUsers returns the number of distinct users connected.
 func (h *Hub) NumUsers() int {
 	n := 0
-	for i := range h.cshards {
-		s := &h.cshards[i]
+	for i := range h.ushards {
+		s := &h.ushards[i]
 		s.mu.RLock()
 		n += len(s.users)
 		s.mu.RUnlock()

@@ -292,3 +292,41 @@ func (o *orderSub) Deliver(_ string, off uint64, _ []byte) {
 	o.offsets = append(o.offsets, off)
 	o.mu.Unlock()
 }
+
+// TestClientChurnDoesNotDeadlock registers and removes many clients of
+// many users from many goroutines at once (a lock-order inversion between
+// the user and client indexes once deadlocked exactly this).
+func TestClientChurnDoesNotDeadlock(t *testing.T) {
+	b := memory.New(nil)
+	h, err := hub.New(hub.Config{Broker: b, Presence: memory.NewPresence(), Codecs: []hub.Codec{rawCodec{"json"}}})
+	require.NoError(t, err)
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = h.Shutdown(ctx)
+	}()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var wg sync.WaitGroup
+		for w := 0; w < 16; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := 0; i < 2000; i++ {
+					c := &fakeClient{id: fmt.Sprintf("c%d-%d", w, i), user: fmt.Sprintf("u%d", i%97)}
+					require.NoError(t, h.AddClient(c))
+					h.RemoveClient(c)
+				}
+			}(w)
+		}
+		wg.Wait()
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("client churn deadlocked")
+	}
+	require.Equal(t, 0, h.NumClients())
+	require.Equal(t, 0, h.NumUsers())
+}
