@@ -11,7 +11,7 @@
 #
 # Environment:
 #   SERVERS          servers to measure, in order (switchboard, centrifugo)   [switchboard]
-#   SWITCHBOARD_BIN  switchboard binary (built from this tree when unset)
+#   SB_BIN  switchboard binary (built from this tree when unset)
 #   CENTRIFUGO_BIN   centrifugo binary (build it from a fetched snapshot; never committed)
 #   BENCH            bench command (default: "<switchboard> bench", or the standalone
 #                    internal/bench/cmd/sbbench when the CLI does not have it yet)
@@ -44,13 +44,13 @@ OUT=$(cd "$OUT" && pwd)
 RESULTS=$OUT/results.json
 : > "$RESULTS"
 
-if [ -z "${SWITCHBOARD_BIN:-}" ]; then
-	SWITCHBOARD_BIN=$OUT/switchboard
-	(cd "$ROOT" && go build -o "$SWITCHBOARD_BIN" ./cmd/switchboard)
+if [ -z "${SB_BIN:-}" ]; then
+	SB_BIN=$OUT/switchboard
+	(cd "$ROOT" && go build -o "$SB_BIN" ./cmd/switchboard)
 fi
 if [ -z "${BENCH:-}" ]; then
-	if "$SWITCHBOARD_BIN" bench --help >/dev/null 2>&1; then
-		BENCH="$SWITCHBOARD_BIN bench"
+	if "$SB_BIN" bench --help >/dev/null 2>&1; then
+		BENCH="$SB_BIN bench"
 	else
 		(cd "$ROOT" && go build -o "$OUT/sbbench" ./internal/bench/cmd/sbbench)
 		BENCH=$OUT/sbbench
@@ -73,10 +73,17 @@ config $PORT_SWITCHBOARD > "$OUT/switchboard.json"
 config $PORT_CENTRIFUGO > "$OUT/centrifugo.json"
 
 PID=
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 start() { # $1 = server; sets PID and URL
+	for p in $PORT_SWITCHBOARD $PORT_CENTRIFUGO; do
+		if port_open "$p"; then
+			echo "port $p is already in use: stop whatever listens there first" >&2
+			exit 1
+		fi
+	done
 	case $1 in
 	switchboard)
-		"$SWITCHBOARD_BIN" serve -c "$OUT/switchboard.json" >>"$OUT/switchboard.log" 2>&1 &
+		"$SB_BIN" serve -c "$OUT/switchboard.json" >>"$OUT/switchboard.log" 2>&1 &
 		PORT=$PORT_SWITCHBOARD ;;
 	centrifugo)
 		"${CENTRIFUGO_BIN:?set CENTRIFUGO_BIN}" -c "$OUT/centrifugo.json" >>"$OUT/centrifugo.log" 2>&1 &
@@ -86,7 +93,11 @@ start() { # $1 = server; sets PID and URL
 	PID=$!
 	URL=ws://127.0.0.1:$PORT/connection/websocket
 	for _ in $(seq 100); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+		if ! kill -0 "$PID" 2>/dev/null; then
+			echo "$1 exited at startup; see $OUT/$1.log" >&2
+			exit 1
+		fi
+		if port_open "$PORT"; then
 			sleep 1 # let the runtime settle before the RSS baseline
 			return
 		fi
@@ -127,7 +138,7 @@ for n in $CONNS; do
 done
 for n in $FANOUT_SUBS; do
 	for s in $SERVERS; do
-		run "$s" fanout -s "$n" --channels 1 --rate 0 --publishers 2 --api-key "$APIKEY" --duration "$DURATION" --drain 10s
+		run "$s" fanout -s "$n" --channels 1 --rate 0 --publishers 8 --api-key "$APIKEY" --duration "$DURATION" --drain 10s
 	done
 done
 for r in $LAT_RATES; do

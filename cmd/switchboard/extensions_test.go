@@ -154,3 +154,34 @@ func TestRunnerThroughTheBinary(t *testing.T) {
 	_, err = c.RPC(context.Background(), "app.tasks.missing", []byte(`{}`))
 	require.ErrorContains(t, err, "method not found")
 }
+
+func TestKeygenAndPlayCommands(t *testing.T) {
+	dir := t.TempDir()
+	var keyOut, errOut strings.Builder
+	require.Equal(t, 0, run([]string{"keygen"}, &keyOut, &errOut), errOut.String())
+	var circleKey string
+	for _, line := range strings.Split(keyOut.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, "public_key_compressed: "); ok {
+			circleKey = v
+		}
+	}
+	require.Len(t, circleKey, 66)
+	keyFile := filepath.Join(dir, "me.key")
+	var me strings.Builder
+	require.Equal(t, 0, run([]string{"keygen"}, &me, &errOut))
+	require.NoError(t, writeFile(keyFile, me.String()))
+	script := filepath.Join(dir, "s.star")
+	require.NoError(t, writeFile(script, "x = 40\nx + 2\n"))
+
+	cfg := testConfig()
+	cfg.Circles.Keys = []string{circleKey}
+	cfg.Circles.EnableAuth = true
+	cfg.Circles.DataDir = dir
+	m := startServer(t, cfg)
+	var out strings.Builder
+	code := run([]string{"play", "--url", "ws://" + m.Addr() + "/" + circleKey, "--key-file", keyFile, script}, &out, &errOut)
+	require.Equal(t, 0, code, errOut.String())
+	require.Equal(t, "42\n", out.String())
+	code = run([]string{"play", "--url", "ws://" + m.Addr() + "/" + circleKey, "--key-file", filepath.Join(dir, "missing"), script}, &out, &errOut)
+	require.Equal(t, 2, code)
+}

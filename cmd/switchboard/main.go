@@ -18,7 +18,9 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/bench"
 	"github.com/switchboard-rt/switchboard/internal/config"
+	"github.com/switchboard-rt/switchboard/internal/playcli"
 )
 
 // buildVersion is set with -ldflags "-X main.buildVersion=v1.2.3".
@@ -41,6 +43,45 @@ type CLI struct {
 	Checkconfig CheckconfigCmd `cmd:"" help:"Validate a configuration file."`
 	Gentoken    GentokenCmd    `cmd:"" help:"Print an HS256 connection token for a user."`
 	Genconfig   GenconfigCmd   `cmd:"" help:"Write a starter configuration with random secrets."`
+	Keygen      KeygenCmd      `cmd:"" help:"Print a new secp256k1 private key and both public key encodings."`
+	Play        PlayCmd        `cmd:"" help:"Run a script on a circle (authenticating with a key file)."`
+	Bench       bench.Cmd      `cmd:"" help:"Load-test a Centrifugo-compatible server (conns, fanout, rpc, plot)."`
+}
+
+// KeygenCmd prints a new key pair; the output is itself a valid key file.
+type KeygenCmd struct{}
+
+// Run prints the key pair.
+func (KeygenCmd) Run(out *output) error {
+	return withExit(playcli.Keygen(out.stdout))
+}
+
+// PlayCmd runs a script on a circle.
+type PlayCmd struct {
+	URL     string        `required:"" help:"Circle URL, ws://host:port/{circle_key}."`
+	KeyFile string        `name:"key-file" help:"Private key file (from keygen); omit to play unauthenticated."`
+	Timeout time.Duration `default:"60s" help:"Limit for the whole run."`
+	Script  string        `arg:"" optional:"" help:"Script file, or - (default) for standard input."`
+}
+
+// Run connects, authenticates, plays and prints the result.
+func (p *PlayCmd) Run(ctx context.Context, out *output) error {
+	f, err := playcli.OpenScript(p.Script, os.Stdin)
+	if err != nil {
+		return withExit(err)
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
+	defer cancel()
+	return withExit(playcli.Play(ctx, p.URL, p.KeyFile, f, out.stdout))
+}
+
+// withExit attaches playcli's exit status (2 for usage errors) to err.
+func withExit(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &exitStatusError{code: playcli.ExitCode(err), err: err}
 }
 
 // ServeCmd runs the server.
@@ -264,6 +305,13 @@ type output struct {
 
 // run parses args and runs the command; it returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
+	// Commands other than serve (which traps signals itself) stop on the
+	// first interrupt through this context.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(args) == 0 || args[0] == "serve" || strings.HasPrefix(args[0], "-") {
+		stop() // serve: first signal graceful, second forced, handled in ServeCmd.Run
+	}
 	var cli CLI
 	out := &output{stdout: stdout, stderr: stderr}
 	exitCode := -1
@@ -274,6 +322,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		kong.Exit(func(code int) { exitCode = code; panic(exitSignal{}) }),
 		kong.UsageOnError(),
 		kong.Bind(out),
+		kong.BindTo(ctx, (*context.Context)(nil)),
 	)
 	if err != nil {
 		fmt.Fprintln(stderr, "switchboard:", err)

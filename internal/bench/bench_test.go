@@ -328,7 +328,7 @@ func TestCodecs(t *testing.T) {
 				&protocol.Reply{Push: &protocol.Push{Channel: "a", Pub: &protocol.Publication{Data: []byte(`{"t":1,"s":2}`)}}},
 			)
 			var got []*protocol.Reply
-			require.NoError(t, cd.decode(out, func(r *protocol.Reply) { got = append(got, r) }))
+			require.NoError(t, cd.decode(out, func(r *protocol.Reply) { got = append(got, r) }, nil))
 			require.Len(t, got, 3)
 			require.Nil(t, got[0], "empty reply is a ping")
 			require.True(t, got[1].Connect.Pong)
@@ -338,8 +338,8 @@ func TestCodecs(t *testing.T) {
 	}
 	_, err := newCodec("xml")
 	require.Error(t, err)
-	require.Error(t, protobufCodec{}.decode([]byte{10, 1}, func(*protocol.Reply) {}))
-	require.Error(t, jsonCodec{}.decode([]byte(`{"id":`), func(*protocol.Reply) {}))
+	require.Error(t, protobufCodec{}.decode([]byte{10, 1}, func(*protocol.Reply) {}, nil))
+	require.Error(t, jsonCodec{}.decode([]byte(`{"id":`), func(*protocol.Reply) {}, nil))
 }
 
 func FuzzDecodeReplies(f *testing.F) {
@@ -350,10 +350,15 @@ func FuzzDecodeReplies(f *testing.F) {
 		if js {
 			cd = jsonCodec{}
 		}
-		_ = cd.decode(b, func(*protocol.Reply) {})
+		pub := func(ch, data []byte) {
+			if len(data) == 0 || data[0] != '{' || data[len(data)-1] != '}' {
+				t.Fatalf("fast path returned bad data %q", data)
+			}
+		}
+		_ = cd.decode(b, func(*protocol.Reply) {}, pub)
 		// Split in two must not panic either.
 		if len(b) > 1 {
-			_ = cd.decode(b[:len(b)/2], func(*protocol.Reply) {})
+			_ = cd.decode(b[:len(b)/2], func(*protocol.Reply) {}, pub)
 		}
 	})
 }
@@ -424,3 +429,56 @@ func TestErrClass(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestFastJSONPub(t *testing.T) {
+	tests := []struct {
+		line, ch, data string
+		ok             bool
+	}{
+		{`{"push":{"channel":"bench:ch0","pub":{"data":{"t":1,"s":2},"offset":5}}}`, "bench:ch0", `{"t":1,"s":2}`, true},
+		{`{"push":{"channel":"c","pub":{"data":{"a":"}{\\\"","b":{"c":1}}}}}`, "c", `{"a":"}{\\\"","b":{"c":1}}`, true},
+		{`{"push":{"pub":{"data":{}},"channel":"c"}}`, "", "", false},
+		{`{"push":{"channel":"c\\"x","pub":{"data":{}}}}`, "", "", false},
+		{`{"push":{"channel":"c","pub":{"data":"str"}}}`, "", "", false},
+		{`{"push":{"channel":"c","pub":{"data":{"unterminated":1`, "", "", false},
+		{`{"push":{"channel":"c","join":{"info":{}}}}`, "", "", false},
+		{`{"id":1,"connect":{}}`, "", "", false},
+	}
+	for _, tc := range tests {
+		ch, data, ok := fastJSONPub([]byte(tc.line))
+		require.Equal(t, tc.ok, ok, tc.line)
+		if ok {
+			require.Equal(t, tc.ch, string(ch))
+			require.Equal(t, tc.data, string(data))
+		}
+	}
+	// The fast path and the full decoder agree on what the servers send.
+	line := encodeReplies(t, false, &protocol.Reply{Push: &protocol.Push{Channel: "bench:ch7", Pub: &protocol.Publication{Data: appendStamp(nil, 5, 6, 1, 80), Offset: 3}}})
+	ch, data, ok := fastJSONPub(line)
+	require.True(t, ok, string(line))
+	require.Equal(t, "bench:ch7", string(ch))
+	require.Equal(t, string(appendStamp(nil, 5, 6, 1, 80)), string(data))
+}
+
+func TestSummaryTables(t *testing.T) {
+	in := `{"kind":"conns","label":"peer","conns_requested":1000,"established":1000,"server_rss_per_conn":40960,"connect_rate":2000}
+{"kind":"conns","label":"us","conns_requested":1000,"established":1000,"server_rss_per_conn":10240,"connect_rate":3000}
+{"kind":"fanout","label":"peer","subscribers":100,"offered_rate":0,"deliveries_per_second":1000,"latency":{"p99_ms":4}}
+{"kind":"fanout","label":"us","subscribers":100,"offered_rate":0,"deliveries_per_second":1500,"latency":{"p99_ms":2},"lost":3}
+{"kind":"fanout","label":"us","subscribers":100,"offered_rate":5,"latency":{"p50_ms":1,"p99_ms":2}}
+{"kind":"rpc","label":"peer","command":"publish","replies_per_second":100,"latency":{"p50_ms":1}}`
+	rs, err := decodeAll[summaryResult]([]byte(in))
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	writeSummary(&buf, rs)
+	out := buf.String()
+	require.Contains(t, out, "| 1000 conns | 40.0 KB | 10.0 KB | 0.25 |")
+	require.Contains(t, out, "| 100 subscribers | 1000 | 1500 (lost 3+0, dup 0) | 1.50 |")
+	require.Contains(t, out, "100 subs × 5 msg/s = 500 deliveries/s | – | 1.00 | – |")
+	require.Contains(t, out, "| publish | 100 | – | – |")
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if strings.HasPrefix(line, "|") {
+			require.True(t, strings.HasSuffix(line, "|"), line)
+		}
+	}
+}

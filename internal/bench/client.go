@@ -86,6 +86,7 @@ type conn struct {
 	pong        bool // server wants pongs; read goroutine only after connect reply
 	pendingSubs int  // read goroutine only
 	ready       chan error
+	up          atomic.Bool // connect and subscribe replies all arrived (set on the read goroutine)
 	closing     atomic.Bool // we are closing it
 	serverGone  atomic.Bool // the server closed it while we still wanted it
 	done        chan struct{}
@@ -213,10 +214,6 @@ func (c *conn) OnPong(*gws.Conn, []byte) {}
 // OnClose implements gws.Event: a close we did not ask for is counted by its code.
 func (c *conn) OnClose(_ *gws.Conn, err error) {
 	defer close(c.done)
-	c.signal(errClosedDuringSetup)
-	if c.closing.Load() {
-		return
-	}
 	key := "io: " + errClass(err)
 	var ce *gws.CloseError
 	if errors.As(err, &ce) {
@@ -224,6 +221,14 @@ func (c *conn) OnClose(_ *gws.Conn, err error) {
 		if len(ce.Reason) > 0 {
 			key += " " + truncate(string(ce.Reason), 60)
 		}
+	}
+	if !c.up.Load() {
+		// Still in dial: the failure is reported by dial, not as a disconnect.
+		c.signal(fmt.Errorf("%w: %s", errClosedDuringSetup, key))
+		return
+	}
+	if c.closing.Load() {
+		return
 	}
 	c.serverGone.Store(true)
 	c.p.closedEarly.Add(1)
@@ -239,7 +244,11 @@ func (c *conn) OnClose(_ *gws.Conn, err error) {
 // OnMessage implements gws.Event; it runs on the connection's read goroutine.
 func (c *conn) OnMessage(_ *gws.Conn, m *gws.Message) {
 	now := time.Now().UnixNano()
-	err := c.p.cfg.codec.decode(m.Bytes(), func(r *protocol.Reply) { c.handle(r, now) })
+	err := c.p.cfg.codec.decode(m.Bytes(), func(r *protocol.Reply) { c.handle(r, now) }, func(ch, data []byte) {
+		if c.p.onPub != nil {
+			c.p.onPub(c, c.slotOfBytes(ch), data, now)
+		}
+	})
 	_ = m.Close()
 	if err != nil {
 		c.p.mu.Lock()
@@ -272,6 +281,7 @@ func (c *conn) handle(r *protocol.Reply, now int64) {
 			c.pong = r.Connect.Pong
 		}
 		if len(c.channels) == 0 {
+			c.up.Store(true)
 			c.signal(nil)
 			return
 		}
@@ -299,6 +309,7 @@ func (c *conn) handle(r *protocol.Reply, now int64) {
 		}
 		c.pendingSubs--
 		if c.pendingSubs == 0 {
+			c.up.Store(true)
 			c.signal(nil)
 		}
 	default:
@@ -324,6 +335,22 @@ func (c *conn) handlePush(p *protocol.Push, now int64) {
 		c.p.closeCodes["push disconnect "+strconv.Itoa(int(p.Disconnect.Code))]++
 		c.p.mu.Unlock()
 	}
+}
+
+// slotOfBytes is slotOf without converting ch to a string.
+func (c *conn) slotOfBytes(ch []byte) int {
+	if len(c.channels) == 1 {
+		if string(ch) == c.channels[0] {
+			return 0
+		}
+		return -1
+	}
+	for i, s := range c.channels {
+		if string(ch) == s {
+			return i
+		}
+	}
+	return -1
 }
 
 // slotOf maps a channel name to this connection's subscription slot, -1 if unknown.

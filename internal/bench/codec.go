@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,7 +16,9 @@ type codec interface {
 	// appendCommand appends one command, framed for batching in a single WebSocket message.
 	appendCommand(dst []byte, cmd *protocol.Command) ([]byte, error)
 	// decode calls fn for every reply in a WebSocket message; a nil reply is a server ping.
-	decode(frame []byte, fn func(*protocol.Reply)) error
+	// Publication pushes may instead go to pub (when not nil) without building a Reply; channel
+	// and data alias frame and are valid during the call only.
+	decode(frame []byte, fn func(*protocol.Reply), pub func(channel, data []byte)) error
 	// pong returns the empty command that answers a server ping.
 	pong() []byte
 	opcode() gws.Opcode
@@ -45,7 +48,7 @@ func (jsonCodec) appendCommand(dst []byte, cmd *protocol.Command) ([]byte, error
 	return append(dst, b...), nil
 }
 
-func (jsonCodec) decode(frame []byte, fn func(*protocol.Reply)) error {
+func (jsonCodec) decode(frame []byte, fn func(*protocol.Reply), pub func(channel, data []byte)) error {
 	for len(frame) > 0 {
 		var line []byte
 		if i := indexByte(frame, '\n'); i >= 0 {
@@ -60,6 +63,12 @@ func (jsonCodec) decode(frame []byte, fn func(*protocol.Reply)) error {
 		if len(line) == 2 && line[0] == '{' && line[1] == '}' {
 			fn(nil)
 			continue
+		}
+		if pub != nil {
+			if ch, data, ok := fastJSONPub(line); ok {
+				pub(ch, data)
+				continue
+			}
 		}
 		r := new(protocol.Reply)
 		l := jlexer.Lexer{Data: line}
@@ -96,7 +105,7 @@ func (protobufCodec) appendCommand(dst []byte, cmd *protocol.Command) ([]byte, e
 
 var errShortFrame = errors.New("decode protobuf reply: truncated length-delimited message")
 
-func (protobufCodec) decode(frame []byte, fn func(*protocol.Reply)) error {
+func (protobufCodec) decode(frame []byte, fn func(*protocol.Reply), _ func(channel, data []byte)) error {
 	for len(frame) > 0 {
 		l, n := binary.Uvarint(frame)
 		if n <= 0 || l > uint64(len(frame)-n) {
@@ -142,4 +151,53 @@ func trimSpace(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+var (
+	jsonPubPrefix = []byte(`{"push":{"channel":"`)
+	jsonPubMiddle = []byte(`","pub":{"data":`)
+)
+
+// fastJSONPub recognises the canonical encoding of a publication push,
+// {"push":{"channel":"C","pub":{"data":D,...}}}, as both Centrifugo and Switchboard write it,
+// and returns C and D without allocating. Anything else (other field order, escapes in the
+// channel, non-object data) returns ok=false and goes through the full decoder.
+func fastJSONPub(line []byte) (channel, data []byte, ok bool) {
+	if !bytes.HasPrefix(line, jsonPubPrefix) {
+		return nil, nil, false
+	}
+	rest := line[len(jsonPubPrefix):]
+	q := bytes.IndexByte(rest, '"')
+	if q < 0 || bytes.IndexByte(rest[:q], '\\') >= 0 || !bytes.HasPrefix(rest[q:], jsonPubMiddle) {
+		return nil, nil, false
+	}
+	channel = rest[:q]
+	rest = rest[q+len(jsonPubMiddle):]
+	if len(rest) == 0 || rest[0] != '{' {
+		return nil, nil, false
+	}
+	// Find the end of the data object: count braces outside strings.
+	depth, inStr, esc := 0, false, false
+	for i, b := range rest {
+		switch {
+		case esc:
+			esc = false
+		case inStr:
+			if b == '\\' {
+				esc = true
+			} else if b == '"' {
+				inStr = false
+			}
+		case b == '"':
+			inStr = true
+		case b == '{':
+			depth++
+		case b == '}':
+			depth--
+			if depth == 0 {
+				return channel, rest[:i+1], true
+			}
+		}
+	}
+	return nil, nil, false
 }

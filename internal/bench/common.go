@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,7 +24,7 @@ import (
 type ClientFlags struct {
 	URL       string        `help:"WebSocket endpoint of the server." default:"ws://127.0.0.1:8000/connection/websocket"`
 	Protocol  string        `help:"Client protocol format: json or protobuf." enum:"json,protobuf" default:"json"`
-	Secret    string        `help:"HMAC secret to sign HS256 connect tokens (sub=user-N)." env:"SWITCHBOARD_BENCH_SECRET"`
+	Secret    string        `help:"HMAC secret to sign HS256 connect tokens (sub=user-N)." env:"BENCH_SECRET"`
 	TokenFile string        `help:"File with one connect token per line, used round-robin instead of --secret." type:"path"`
 	TokenTTL  time.Duration `help:"Lifetime of the tokens signed from --secret." default:"1h"`
 
@@ -38,6 +39,8 @@ type ClientFlags struct {
 
 	ServerPID     int    `help:"PID of the server under test, for RSS (/proc/PID/status VmRSS) and CPU."`
 	ServerMetrics string `help:"Prometheus URL of the server (process_resident_memory_bytes), when --server-pid is not available."`
+
+	CPUProfile string `help:"Write the tool's own CPU profile (pprof) to this file." type:"path"`
 
 	JSON  bool   `help:"Print the result as JSON on stdout." name:"json"`
 	Label string `help:"Free-form label copied into the result (e.g. the server name)."`
@@ -202,6 +205,25 @@ func readTokens(path string) ([]string, error) {
 	return toks, nil
 }
 
+// startProfile starts the tool's CPU profile when --cpu-profile is set; stop writes it.
+func (f *ClientFlags) startProfile() (stop func(), err error) {
+	if f.CPUProfile == "" {
+		return func() {}, nil
+	}
+	fh, err := os.Create(f.CPUProfile)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(fh); err != nil {
+		fh.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = fh.Close()
+	}, nil
+}
+
 // checkFDs raises the open-files limit and fails early when conns cannot fit.
 func checkFDs(conns int) error {
 	lim, err := raiseNoFile()
@@ -297,6 +319,17 @@ func (m cpuMeter) percent() float64 {
 		return 0
 	}
 	return 100 * float64(selfCPU()-m.cpu0) / float64(wall)
+}
+
+// cpuSampler reports this process's CPU use since its previous sample (for progress lines).
+type cpuSampler struct{ m cpuMeter }
+
+func newCPUSampler() *cpuSampler { return &cpuSampler{startCPU()} }
+
+func (c *cpuSampler) sample() float64 {
+	p := c.m.percent()
+	c.m = startCPU()
+	return p
 }
 
 // Machine describes where a result was measured.

@@ -94,7 +94,12 @@ func (c *ConnsCmd) Run(ctx context.Context) error {
 	if err := checkFDs(c.Conns); err != nil {
 		return err
 	}
+	stopProf, err := c.startProfile()
+	if err != nil {
+		return err
+	}
 	res, err := c.run(ctx)
+	stopProf()
 	if err != nil {
 		return err
 	}
@@ -140,10 +145,16 @@ func (c *ConnsCmd) run(parent context.Context) (*ConnsResult, error) {
 	res.ServerRSSBefore = sample()
 
 	var errs errCounter
+	cpuNow := newCPUSampler()
 	connLat := new(Histogram)
 	var opened atomic.Int64
+	var lastOpen int64
 	stop := progress(ctx, output, progressEnabled(c.JSON), func() string {
-		return fmt.Sprintf("conns: %d/%d open, %d failed, %d closed by server", p.established.Load(), c.Conns, errs.total(), p.closedEarly.Load())
+		open := p.established.Load()
+		rate := open - lastOpen // per second: progress redraws once a second
+		lastOpen = open
+		return fmt.Sprintf("conns: %d/%d open (%d/s), %d failed, %d closed by server, client cpu %.0f%%",
+			open, c.Conns, rate, errs.total(), p.closedEarly.Load(), cpuNow.sample())
 	})
 	defer stop()
 

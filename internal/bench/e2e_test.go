@@ -19,7 +19,6 @@ func TestMain(m *testing.M) {
 		// net/http keeps idle-connection goroutines for a moment after CloseIdleConnections.
 		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
 		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
 	)
 }
 
@@ -252,4 +251,18 @@ func TestKongWiring(t *testing.T) {
 
 	_, err = p.Parse([]string{"bench", "conns", "--protocol", "xml"})
 	require.Error(t, err)
+}
+
+func TestCloseDuringSetupIsAConnectFailure(t *testing.T) {
+	f := newFakeServer(t)
+	f.closeOnConnect = 3500
+	cmd := &ConnsCmd{ClientFlags: testFlags(f, "json"), Conns: 3, Subs: 1, Channels: 1, Prefix: "bench:ch"}
+	out := capture(t, func() error { return cmd.Run(context.Background()) })
+	var res ConnsResult
+	require.NoError(t, json.Unmarshal(out, &res), string(out))
+	require.Equal(t, int64(0), res.Established)
+	require.Equal(t, uint64(3), res.Failed)
+	require.Contains(t, res.Errors[0].What, "close 3500")
+	require.Empty(t, res.Disconnects, "not counted as disconnects of established connections")
+	require.Equal(t, int64(0), res.StillOpen)
 }

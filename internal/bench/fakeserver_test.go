@@ -52,6 +52,8 @@ type fakeServer struct {
 	dupEvery  int    // duplicate every n-th publication to every subscriber (0 = never)
 	kickUser  string // close this user's connection with code 3008 on its first publication
 	rejectSub bool   // answer subscribe with error 103
+	// closeOnConnect closes the connection with this code instead of replying to connect.
+	closeOnConnect uint16
 
 	mu     sync.Mutex
 	subs   map[string][]*fakeConn
@@ -196,6 +198,10 @@ func (f *fakeServer) handle(c *fakeConn, cmd *protocol.Command) {
 	// The JSON decoder is zero-copy: anything kept must be cloned before the frame is recycled.
 	switch {
 	case cmd.Connect != nil:
+		if f.closeOnConnect != 0 {
+			_ = c.ws.WriteClose(f.closeOnConnect, []byte("invalid token"))
+			return
+		}
 		c.user = "user?"
 		if cmd.Connect.Token != "" {
 			c.user = strings.Clone(tokenSub(cmd.Connect.Token))

@@ -30,7 +30,7 @@ type FanoutCmd struct {
 	Rate        float64       `help:"Publications per second over all channels (0 = as fast as the publishers go)." default:"100"`
 	Via         string        `help:"Publish through the server HTTP API or client publish commands." enum:"api,client" default:"api"`
 	APIURL      string        `help:"Server API base URL (default: http(s)://<host of --url>/api)." name:"api-url"`
-	APIKey      string        `help:"Server API key (X-API-Key)." name:"api-key" env:"SWITCHBOARD_BENCH_API_KEY"`
+	APIKey      string        `help:"Server API key (X-API-Key)." name:"api-key" env:"BENCH_API_KEY"`
 	Publishers  int           `help:"Concurrent publishers (HTTP clients or publisher connections)." default:"4"`
 	Inflight    int           `help:"Outstanding publish commands per publisher connection (--via client)." default:"32"`
 	PayloadSize int           `help:"Approximate payload size in bytes." default:"64"`
@@ -147,7 +147,12 @@ func (c *FanoutCmd) Run(ctx context.Context) error {
 	if err := checkFDs(n + c.Publishers); err != nil {
 		return err
 	}
+	stopProf, err := c.startProfile()
+	if err != nil {
+		return err
+	}
 	res, err := c.run(ctx)
+	stopProf()
 	if err != nil {
 		return err
 	}
@@ -246,10 +251,18 @@ func (c *FanoutCmd) run(parent context.Context) (*FanoutResult, error) {
 	var connErrs errCounter
 	var pubMu sync.Mutex
 	var pubConns []*conn
+	var prevSnap *HistSnapshot
+	var prevDelivered uint64
+	cpuNow := newCPUSampler()
 	stopProg := progress(ctx, output, progressEnabled(c.JSON), func() string {
 		snap := p.latency().Snapshot()
-		return fmt.Sprintf("fanout: %d/%d conns, %d failed, published %d, delivered %d, p99 %.2f ms, lost conns %d",
-			p.established.Load(), total, connErrs.total(), sumAtomic(st.acked), p.delivered(), ms(snap.Quantile(0.99)), p.closedEarly.Load())
+		cur := snap.Sub(prevSnap) // the last second only
+		prevSnap = snap
+		d := p.delivered()
+		rate := d - prevDelivered
+		prevDelivered = d
+		return fmt.Sprintf("fanout: %d/%d conns, %d failed, published %d, delivered %d (%d/s), p99 now %.2f ms, closed by server %d, client cpu %.0f%%",
+			p.established.Load(), total, connErrs.total(), sumAtomic(st.acked), d, rate, ms(cur.Quantile(0.99)), p.closedEarly.Load(), cpuNow.sample())
 	})
 	defer stopProg()
 	t0 := time.Now()

@@ -15,13 +15,14 @@ import (
 	"strings"
 )
 
-// PlotCmd is `switchboard bench plot`: it reads bench results (the --json output of conns and
-// fanout runs, concatenated or as a JSON array) and writes SVG charts: server memory against
-// connections, latency against offered load, and fan-out throughput against subscribers.
-// Results are grouped into series by their label.
+// PlotCmd is `switchboard bench plot`: it reads bench results (the --json output of conns,
+// fanout and rpc runs, concatenated or as a JSON array) and writes SVG charts (server memory
+// against connections, latency against offered load, fan-out throughput against subscribers)
+// and summary.md, Markdown tables side by side per label with ratios when there are two labels
+// (second / first). Results are grouped into series by their label.
 type PlotCmd struct {
 	In  string `help:"File of bench JSON results." required:"" type:"existingfile"`
-	Out string `help:"Directory for the SVG files (memory.svg, latency.svg, throughput.svg)." required:""`
+	Out string `help:"Directory for memory.svg, latency.svg, throughput.svg and summary.md." required:""`
 }
 
 // Run renders the charts; it writes only the charts for which results exist.
@@ -40,6 +41,15 @@ func (c *PlotCmd) Run(ctx context.Context) error {
 	charts := buildCharts(rs)
 	if len(charts) == 0 {
 		return errors.New("plot: no conns or fanout results to plot")
+	}
+	srs, err := decodeAll[summaryResult](b)
+	if err != nil {
+		return fmt.Errorf("plot: %s: %w", c.In, err)
+	}
+	var sum bytes.Buffer
+	writeSummary(&sum, srs)
+	if err := os.WriteFile(filepath.Join(c.Out, "summary.md"), sum.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("plot: %w", err)
 	}
 	for name, ch := range charts {
 		if ctx.Err() != nil {
@@ -69,19 +79,22 @@ type plotResult struct {
 	Latency      Latency `json:"latency"`
 }
 
-func decodeResults(b []byte) ([]plotResult, error) {
+func decodeResults(b []byte) ([]plotResult, error) { return decodeAll[plotResult](b) }
+
+// decodeAll reads a JSON array of T or a stream of concatenated T values.
+func decodeAll[T any](b []byte) ([]T, error) {
 	b = bytes.TrimSpace(b)
 	if len(b) > 0 && b[0] == '[' {
-		var rs []plotResult
+		var rs []T
 		if err := json.Unmarshal(b, &rs); err != nil {
 			return nil, err
 		}
 		return rs, nil
 	}
-	var rs []plotResult
+	var rs []T
 	dec := json.NewDecoder(bytes.NewReader(b))
 	for {
-		var r plotResult
+		var r T
 		err := dec.Decode(&r)
 		if errors.Is(err, io.EOF) {
 			return rs, nil

@@ -82,7 +82,12 @@ func (c *RPCCmd) Run(ctx context.Context) error {
 	if err := checkFDs(c.Conns); err != nil {
 		return err
 	}
+	stopProf, err := c.startProfile()
+	if err != nil {
+		return err
+	}
 	res, err := c.run(ctx)
+	stopProf()
 	if err != nil {
 		return err
 	}
@@ -148,8 +153,14 @@ func (c *RPCCmd) run(parent context.Context) (*RPCResult, error) {
 	hist := new(Histogram)
 	var sent, ok, timeouts atomic.Uint64
 	var replyErrs errCounter
+	var prevSnap *HistSnapshot
+	cpuNow := newCPUSampler()
 	stopProg := progress(ctx, output, progressEnabled(c.JSON), func() string {
-		return fmt.Sprintf("rpc: %d conns, %d sent, %d ok, p99 %.2f ms", len(conns), sent.Load(), ok.Load(), ms(hist.Quantile(0.99)))
+		snap := hist.Snapshot()
+		cur := snap.Sub(prevSnap)
+		prevSnap = snap
+		return fmt.Sprintf("rpc: %d conns, %d sent, %d ok, %d/s, p99 now %.2f ms, client cpu %.0f%%",
+			len(conns), sent.Load(), ok.Load(), cur.Count(), ms(cur.Quantile(0.99)), cpuNow.sample())
 	})
 	defer stopProg()
 	cpu := startCPU()
