@@ -11,7 +11,7 @@ DUR=${1:-10s}
 BIN=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$BIN"' EXIT
 
-go build -o "$BIN/benchgateway" ./internal/gateway/cmd/benchgateway
+go build -o "$BIN/switchboard" ./cmd/switchboard
 go build -o "$BIN/benchproxy" ./internal/gateway/cmd/benchproxy
 cat > "$BIN/post.lua" <<'LUA'
 wrk.method = "POST"
@@ -20,7 +20,9 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["x-runner-token"] = "secret"
 LUA
 
-"$BIN/benchgateway" -addr 127.0.0.1:7070 -worker "node sdk/worker-node/examples/worker.js" -workers 1 &
+# (a) is the real server: `switchboard serve --worker ... --workers 1`, token from the environment.
+env -i PATH="$PATH" HOME="${HOME:-/tmp}" SWITCHBOARD_RUNNER_TOKEN=secret \
+  "$BIN/switchboard" serve --port 7070 --log-level warn --worker "node sdk/worker-node/examples/worker.js" --workers 1 >/dev/null &
 node internal/gateway/testdata/bench/node-http-server.js 7071 &
 "$BIN/benchproxy" -addr 127.0.0.1:7072 -target http://127.0.0.1:7071 2>/dev/null &
 
