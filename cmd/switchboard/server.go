@@ -135,6 +135,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	m.closers = append(m.closers, func(context.Context) error { proto.Close(); return nil })
 	wsh, err := ws.New(ws.Config{Server: proto, AllowedOrigins: cfg.Client.AllowedOrigins,
 		MessageSizeLimit: cfg.WebSocket.MessageSizeLimit, ReadBufferSize: cfg.WebSocket.ReadBufferSize, Logger: log})
 	if err != nil {
@@ -212,6 +213,7 @@ func (m *Main) Shutdown(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
+
 		if err := m.closeAll(ctx); err != nil {
 			errs = append(errs, err)
 		}

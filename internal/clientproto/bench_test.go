@@ -74,6 +74,7 @@ func BenchmarkSessionFanout(b *testing.B) {
 				s.Closed()
 			}
 			_ = h.Shutdown(ctx)
+			srv.Close()
 		})
 	}
 }

@@ -58,9 +58,15 @@ type Config struct {
 	HistoryMaxLimit int
 	// MaxRPCInFlight caps concurrent rpc calls per connection.
 	MaxRPCInFlight int
-	Version        string
-	Logger         *slog.Logger
-	Registerer     prometheus.Registerer
+	// Writers caps the goroutines writing to connections at once; 0 means
+	// 4 x GOMAXPROCS.
+	Writers int
+	// WriteStall is how long one blocked write may hold a writer before a
+	// replacement starts; 0 means DefaultWriteStall.
+	WriteStall time.Duration
+	Version    string
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 // Server creates Sessions sharing one configuration and metrics.
@@ -68,7 +74,12 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
+	writers *writerPool
 }
+
+// Close stops the server's writer pool. Call it after every session has
+// closed (after the hub's Shutdown).
+func (s *Server) Close() { s.writers.close() }
 
 // NewServer validates cfg, fills defaults and registers metrics.
 func NewServer(cfg Config) (*Server, error) {
@@ -111,5 +122,6 @@ func NewServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, log: cfg.Logger.With("component", "clientproto"), metrics: m}, nil
+	return &Server{cfg: cfg, log: cfg.Logger.With("component", "clientproto"), metrics: m,
+		writers: newWriterPool(cfg.Writers, cfg.WriteStall)}, nil
 }

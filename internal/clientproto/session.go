@@ -74,7 +74,6 @@ type Session struct {
 	expireAt  int64
 	subs      map[string]*subscription
 	queue     [][]byte
-	spare     [][]byte // the writer's previous batch, reused as the next queue
 	queued    int
 	writing   bool
 	closeSent bool
@@ -147,65 +146,62 @@ func (s *Session) enqueueLocked(msg []byte) {
 		s.disconnectLocked(hub.DisconnectSlow)
 		return
 	}
-	if s.queue == nil && s.spare != nil {
-		s.queue, s.spare = s.spare, nil
-	}
 	s.queue = append(s.queue, msg)
 	s.queued += len(msg)
 	if !s.writing {
 		s.writing = true
-		s.wg.Add(1)
-		go s.flush()
+		s.srv.writers.submit(s)
 	}
 }
 
-// flush writes queued messages, coalescing everything queued into one
-// transport message per write, until the queue is empty.
-func (s *Session) flush() {
-	defer s.wg.Done()
-	var buf []byte
-	for {
-		s.mu.Lock()
-		if len(s.queue) == 0 || s.state == stateClosed || s.closeSent {
-			s.writing = false
-			s.queue, s.queued = nil, 0
-			s.spare = nil // idle connections keep no batch buffer
-			s.mu.Unlock()
-			return
-		}
-		msgs := s.queue
+// flushOnce writes everything queued as one transport message. It reports
+// whether more was queued meanwhile (the session stays marked as writing
+// and must be submitted again).
+func (s *Session) flushOnce(w *poolWorker) bool {
+	s.mu.Lock()
+	if len(s.queue) == 0 || s.state == stateClosed || s.closeSent {
+		s.writing = false
 		s.queue, s.queued = nil, 0
 		s.mu.Unlock()
-
-		var data []byte
-		if len(msgs) == 1 {
-			data = msgs[0]
-		} else {
-			buf = s.format.appendBatch(buf[:0], msgs)
-			data = buf
-		}
-		m := s.srv.metrics
-		m.messagesOut.Add(float64(len(msgs)))
-		m.framesOut.Inc()
-		m.bytesOut.Add(float64(len(data)))
-		if err := s.t.Write(data); err != nil {
-			s.mu.Lock()
-			s.writing = false
-			s.queue, s.queued = nil, 0
-			s.disconnectLocked(hub.DisconnectWriteError)
-			s.mu.Unlock()
-			return
-		}
-		if cap(buf) > 64<<10 {
-			buf = nil
-		}
-		clear(msgs)
-		if cap(msgs) <= 64 {
-			s.mu.Lock()
-			s.spare = msgs[:0]
-			s.mu.Unlock()
-		}
+		return false
 	}
+	msgs := s.queue
+	s.queue, s.queued = nil, 0
+	s.mu.Unlock()
+
+	data := msgs[0]
+	if len(msgs) > 1 {
+		data = s.format.appendBatch(make([]byte, 0, batchSize(msgs)), msgs)
+	}
+	m := s.srv.metrics
+	m.messagesOut.Add(float64(len(msgs)))
+	m.framesOut.Inc()
+	m.bytesOut.Add(float64(len(data)))
+	w.writeStart.Store(time.Now().UnixNano())
+	err := s.t.Write(data)
+	w.writeStart.Store(0)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.writing = false
+		s.queue, s.queued = nil, 0
+		s.disconnectLocked(hub.DisconnectWriteError)
+		return false
+	}
+	if len(s.queue) > 0 && s.state != stateClosed && !s.closeSent {
+		return true
+	}
+	s.writing = false
+	return false
+}
+
+func batchSize(msgs [][]byte) int {
+	n := len(msgs)
+	for _, m := range msgs {
+		n += len(m)
+	}
+	return n
 }
 
 // Disconnect implements hub.Client: the connection is closed with d. It

@@ -97,6 +97,7 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		require.NoError(t, h.Shutdown(ctx))
+		srv.Close()
 	})
 	return &harness{t: t, hub: h, srv: srv}
 }
@@ -474,4 +475,24 @@ func TestRPCRepliesAndCancellationOnClose(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("close waited for the in-flight rpc")
 	}
+}
+
+func TestStuckSocketDoesNotBlockOthers(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Writers = 1; c.WriteStall = 20 * time.Millisecond })
+	stuck, stuckT := h.session(FormatJSON)
+	other, otherT := h.session(FormatJSON)
+	for _, s := range []*Session{stuck, other} {
+		s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}` + "\n" + `{"id":2,"subscribe":{"channel":"chat:s"}}`))
+	}
+	waitUntil(t, hasMessage(stuckT, `"id":2`), "stuck subscribed")
+	waitUntil(t, hasMessage(otherT, `"id":2`), "other subscribed")
+	stuckT.block = make(chan struct{}) // this peer stops reading: its writes block
+	defer close(stuckT.block)
+	for i := 0; i < 3; i++ {
+		_, err := h.hub.Publish(context.Background(), "chat:s", []byte(`{"n":`+string(rune('0'+i))+`}`), nil, nil)
+		require.NoError(t, err)
+	}
+	// With one writer, the other connection is served once the stuck
+	// writer is detached.
+	waitUntil(t, hasMessage(otherT, `{"n":2}`), "other connection served despite a stuck peer")
 }
