@@ -174,7 +174,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
-	m.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	// Hijacked WebSocket connections drop these deadlines; they bound API
+	// requests and idle keep-alive connections.
+	m.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	m.serveErr = make(chan error, 1)
 	m.wg.Add(1)
 	go func() {

@@ -2,6 +2,7 @@ package clientproto
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -183,6 +184,10 @@ func (s *Session) connect(ctx context.Context, cmd *protocol.Command) error {
 	s.id = newClientID()
 	s.user = claims.User
 	s.connInfo = claims.Info
+	// Held from registration on, so no server API push can be queued
+	// before the connect reply.
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
 	if err := cfg.Hub.AddClient(s); err != nil {
 		if errors.Is(err, hub.ErrLimitExceeded) {
 			return disconnect(hub.DisconnectConnectionLimit)
@@ -195,11 +200,12 @@ func (s *Session) connect(ctx context.Context, cmd *protocol.Command) error {
 	s.mu.Lock()
 	s.state = stateConnected
 	s.expireAt = claims.ExpireAt
-	s.timerKind = timerPing
 	if cfg.PingInterval > 0 {
+		s.timerKind = timerPing
 		s.timer.Reset(cfg.PingInterval)
 	} else {
-		s.timer.Stop()
+		s.timerKind = timerCheck
+		s.timer.Reset(expiryCheckInterval(cfg))
 	}
 	s.mu.Unlock()
 
@@ -210,8 +216,6 @@ func (s *Session) connect(ctx context.Context, cmd *protocol.Command) error {
 	if claims.ExpireAt > 0 {
 		res.Expires, res.Ttl = true, ttlSeconds(claims.ExpireAt, now)
 	}
-	s.opMu.Lock()
-	defer s.opMu.Unlock()
 	var started []string
 	for _, ch := range claims.Channels {
 		opts, err := cfg.Hub.ChannelOptions(ch)
@@ -234,7 +238,7 @@ func (s *Session) connect(ctx context.Context, cmd *protocol.Command) error {
 		res.Subs[ch] = sr
 		started = append(started, ch)
 	}
-	s.finishSubscribe(s.encode(&protocol.Reply{Id: cmd.Id, Connect: res}), started)
+	s.finishSubscribe([][]byte{s.encode(&protocol.Reply{Id: cmd.Id, Connect: res})}, started)
 	return nil
 }
 
@@ -285,7 +289,7 @@ func (s *Session) subscribeCmd(ctx context.Context, cmd *protocol.Command) error
 	if err != nil {
 		return err
 	}
-	s.finishSubscribe(s.encode(&protocol.Reply{Id: cmd.Id, Subscribe: res}), []string{ch})
+	s.finishSubscribe([][]byte{s.encode(&protocol.Reply{Id: cmd.Id, Subscribe: res})}, []string{ch})
 	return nil
 }
 
@@ -372,16 +376,11 @@ func (s *Session) setupSubscription(ctx context.Context, ch string, sub *subscri
 		sameEpoch := hr.Position.Epoch == p.epoch
 		recovered := sameEpoch && len(pubs) <= limit &&
 			((len(pubs) == 0 && hr.Position.Offset == p.offset) || (len(pubs) > 0 && pubs[0].Offset == p.offset+1))
-		if !sameEpoch {
+		if !sameEpoch || len(pubs) > limit {
+			// Not recoverable: a partial window would leave a silent gap.
 			pubs = nil
 		}
-		if len(pubs) > limit {
-			pubs = pubs[len(pubs)-limit:]
-		}
-		res.Publications = make([]*protocol.Publication, len(pubs))
-		for i, pub := range pubs {
-			res.Publications[i] = pubToProto(pub)
-		}
+		res.Publications = s.protoPubs(pubs)
 		res.Recovered, res.WasRecovering = recovered, true
 		res.Epoch, res.Offset = hr.Position.Epoch, hr.Position.Offset
 	} else {
@@ -410,16 +409,19 @@ func filterBuffer(buf []pending, upto uint64) []pending {
 	return out
 }
 
-// finishSubscribe queues frame (the subscribe reply or push) and then the
-// pushes held while the listed subscriptions were set up.
-func (s *Session) finishSubscribe(frame []byte, channels []string) {
+// finishSubscribe queues frames (the subscribe reply or push, and any
+// recovered publications) and then the pushes held while the listed
+// subscriptions were set up.
+func (s *Session) finishSubscribe(frames [][]byte, channels []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if frame == nil {
-		s.disconnectLocked(hub.Disconnect{Code: 3506, Reason: "inappropriate protocol"})
-		return
+	for _, frame := range frames {
+		if frame == nil {
+			s.disconnectLocked(hub.Disconnect{Code: 3506, Reason: "inappropriate protocol"})
+			return
+		}
+		s.enqueueLocked(frame)
 	}
-	s.enqueueLocked(frame)
 	for _, ch := range channels {
 		sub := s.subs[ch]
 		if sub == nil {
@@ -435,9 +437,36 @@ func (s *Session) finishSubscribe(frame []byte, channels []string) {
 			}
 			s.enqueueLocked(p.frame)
 		}
-		sub.buffer = nil
+		sub.buffer, sub.buffered = nil, 0
 		sub.syncing = false
 	}
+}
+
+// protoPubs converts publications for this session's format. A JSON
+// client cannot carry binary payloads: those are left out (and counted)
+// rather than failing the whole reply.
+func (s *Session) protoPubs(in []*hub.Publication) []*protocol.Publication {
+	out := make([]*protocol.Publication, 0, len(in))
+	for _, p := range in {
+		if s.fmtIdx == FormatJSON && !jsonSafe(p) {
+			s.srv.metrics.skippedBinary.Inc()
+			continue
+		}
+		out = append(out, pubToProto(p))
+	}
+	return out
+}
+
+func jsonSafe(p *hub.Publication) bool {
+	if !json.Valid(p.Data) {
+		return false
+	}
+	if i := p.Info; i != nil {
+		if (len(i.ConnInfo) > 0 && !json.Valid(i.ConnInfo)) || (len(i.ChanInfo) > 0 && !json.Valid(i.ChanInfo)) {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Session) unsubscribeCmd(ctx context.Context, req *protocol.UnsubscribeRequest) (*protocol.Reply, error) {
@@ -573,11 +602,7 @@ func (s *Session) history(ctx context.Context, req *protocol.HistoryRequest) (*p
 	if req.Since != nil && req.Since.Epoch != "" && req.Since.Epoch != hr.Position.Epoch {
 		return nil, hub.ErrUnrecoverablePosition
 	}
-	pubs := make([]*protocol.Publication, len(hr.Publications))
-	for i, p := range hr.Publications {
-		pubs[i] = pubToProto(p)
-	}
-	return &protocol.Reply{History: &protocol.HistoryResult{Publications: pubs, Epoch: hr.Position.Epoch, Offset: hr.Position.Offset}}, nil
+	return &protocol.Reply{History: &protocol.HistoryResult{Publications: s.protoPubs(hr.Publications), Epoch: hr.Position.Epoch, Offset: hr.Position.Offset}}, nil
 }
 
 func (s *Session) rpc(cmd *protocol.Command) error {

@@ -11,15 +11,16 @@ var methodNames = []string{"connect", "subscribe", "unsubscribe", "publish", "pr
 	"history", "ping", "send", "rpc", "refresh", "sub_refresh", "pong", "unknown"}
 
 type metrics struct {
-	commands     *prometheus.CounterVec
-	commandTime  *prometheus.HistogramVec
-	errors       *prometheus.CounterVec
-	messagesOut  prometheus.Counter
-	framesOut    prometheus.Counter
-	bytesOut     prometheus.Counter
-	messagesIn   prometheus.Counter
-	disconnects  *prometheus.CounterVec
-	queueDropped prometheus.Counter
+	commands      *prometheus.CounterVec
+	commandTime   *prometheus.HistogramVec
+	errors        *prometheus.CounterVec
+	messagesOut   prometheus.Counter
+	framesOut     prometheus.Counter
+	bytesOut      prometheus.Counter
+	messagesIn    prometheus.Counter
+	disconnects   *prometheus.CounterVec
+	queueDropped  prometheus.Counter
+	skippedBinary prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -52,6 +53,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		queueDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_client_slow_disconnects_total", Help: "Clients disconnected because their outgoing queue overflowed.",
 		}),
+		skippedBinary: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_client_binary_skipped_total", Help: "Binary publications left out of history or recovery replies to JSON clients.",
+		}),
 	}
 	for _, name := range methodNames {
 		m.commands.WithLabelValues(name)
@@ -60,7 +64,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.commands, m.commandTime, m.errors, m.messagesOut, m.framesOut, m.bytesOut, m.messagesIn, m.disconnects, m.queueDropped} {
+	for _, c := range []prometheus.Collector{m.commands, m.commandTime, m.errors, m.messagesOut, m.framesOut, m.bytesOut, m.messagesIn, m.disconnects, m.queueDropped, m.skippedBinary} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

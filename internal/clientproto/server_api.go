@@ -36,7 +36,13 @@ func (s *Session) ServerSubscribe(ctx context.Context, channel string, o hub.Ser
 	}
 	push := &protocol.Push{Channel: channel, Subscribe: &protocol.Subscribe{
 		Recoverable: res.Recoverable, Epoch: res.Epoch, Offset: res.Offset, Positioned: res.Positioned, Data: res.Data}}
-	s.finishSubscribe(s.encode(&protocol.Reply{Push: push}), []string{channel})
+	frames := [][]byte{s.encode(&protocol.Reply{Push: push})}
+	// The subscribe push has no room for publications: recovered ones
+	// follow it as ordinary pushes, before anything held during setup.
+	for _, p := range res.Publications {
+		frames = append(frames, s.encode(&protocol.Reply{Push: &protocol.Push{Channel: channel, Pub: p}}))
+	}
+	s.finishSubscribe(frames, []string{channel})
 	return nil
 }
 

@@ -48,6 +48,7 @@ type subscription struct {
 	positioned bool
 	syncing    bool
 	buffer     []pending
+	buffered   int // bytes in buffer, counted against QueueMaxSize
 	expireAt   int64
 	serverSide bool
 }
@@ -91,6 +92,8 @@ const (
 	timerStale uint8 = iota
 	timerPing
 	timerPong
+	timerCheck // pings disabled: only token expiry is checked
+
 )
 
 // NewSession starts a session on t using the JSON (FormatJSON) or
@@ -129,7 +132,13 @@ func (sub *subscription) Deliver(_ string, offset uint64, frame []byte) {
 		return
 	}
 	if sub.syncing {
+		if s.queued+sub.buffered+len(frame) > s.srv.cfg.QueueMaxSize {
+			s.srv.metrics.queueDropped.Inc()
+			s.disconnectLocked(hub.DisconnectSlow)
+			return
+		}
 		sub.buffer = append(sub.buffer, pending{offset: offset, frame: frame})
+		sub.buffered += len(frame)
 		return
 	}
 	s.enqueueLocked(frame)
@@ -257,8 +266,12 @@ func (s *Session) Closed() {
 	s.wg.Wait()
 }
 
+// clientInfo describes the session; the caller must not hold s.mu.
 func (s *Session) clientInfo(chanInfo []byte) *hub.ClientInfo {
-	return &hub.ClientInfo{ClientID: s.id, UserID: s.user, ConnInfo: s.connInfo, ChanInfo: chanInfo}
+	s.mu.Lock()
+	connInfo := s.connInfo // the server API's refresh may replace it
+	s.mu.Unlock()
+	return &hub.ClientInfo{ClientID: s.id, UserID: s.user, ConnInfo: connInfo, ChanInfo: chanInfo}
 }
 
 func (s *Session) releaseSubscription(ch string, sub *subscription) {
@@ -290,18 +303,14 @@ func (s *Session) onTimer() {
 			s.disconnectLocked(hub.DisconnectStale)
 		}
 		return
-	case timerPing:
-		now := time.Now().Unix()
-		grace := int64(cfg.ExpiredCloseDelay / time.Second)
-		if s.expireAt > 0 && now >= s.expireAt+grace {
-			s.disconnectLocked(hub.DisconnectExpired)
-			return
+	case timerCheck:
+		if !s.expiredLocked() {
+			s.timer.Reset(expiryCheckInterval(cfg))
 		}
-		for _, sub := range s.subs {
-			if sub.expireAt > 0 && now >= sub.expireAt+grace {
-				s.disconnectLocked(hub.DisconnectSubExpired)
-				return
-			}
+		return
+	case timerPing:
+		if s.expiredLocked() {
+			return
 		}
 		s.enqueueLocked(s.format.ping())
 		if cfg.PongTimeout < 0 {
@@ -319,6 +328,31 @@ func (s *Session) onTimer() {
 		s.timerKind = timerPing
 		s.timer.Reset(cfg.PingInterval - cfg.PongTimeout)
 	}
+}
+
+// expiredLocked disconnects the session when its connection token, or a
+// subscription token, expired more than ExpiredCloseDelay ago without a
+// refresh. It reports whether it did.
+func (s *Session) expiredLocked() bool {
+	now := time.Now().Unix()
+	grace := int64(s.srv.cfg.ExpiredCloseDelay / time.Second)
+	if s.expireAt > 0 && now >= s.expireAt+grace {
+		s.disconnectLocked(hub.DisconnectExpired)
+		return true
+	}
+	for _, sub := range s.subs {
+		if sub.expireAt > 0 && now >= sub.expireAt+grace {
+			s.disconnectLocked(hub.DisconnectSubExpired)
+			return true
+		}
+	}
+	return false
+}
+
+// expiryCheckInterval is how often expiry is checked when pings, which
+// otherwise carry the check, are disabled.
+func expiryCheckInterval(cfg *Config) time.Duration {
+	return min(max(cfg.ExpiredCloseDelay, time.Second), DefaultPingInterval)
 }
 
 // HandleMessage processes one transport message holding one or more

@@ -496,3 +496,94 @@ func TestStuckSocketDoesNotBlockOthers(t *testing.T) {
 	// writer is detached.
 	waitUntil(t, hasMessage(otherT, `{"n":2}`), "other connection served despite a stuck peer")
 }
+
+func TestExpiryEnforcedWithoutPings(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.PingInterval = -1; c.ExpiredCloseDelay = time.Millisecond })
+	s, ft := h.session(FormatJSON)
+	tk, err := auth.SignConnect(secret, "u1", time.Second, time.Now())
+	require.NoError(t, err)
+	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tk + `"}}`))
+	waitUntil(t, hasMessage(ft, `"id":1,"connect"`), "connect")
+	waitUntil(t, func() bool { return ft.disconnect() != nil }, "expired connection closed")
+	require.Equal(t, hub.DisconnectExpired, *ft.disconnect())
+}
+
+func TestRefreshInfoConcurrentWithPublish(t *testing.T) {
+	h := newHarness(t, nil)
+	s, ft := h.session(FormatJSON)
+	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}` + "\n" + `{"id":2,"subscribe":{"channel":"chat:a"}}`))
+	waitUntil(t, hasMessage(ft, `"id":2,"subscribe"`), "subscribed")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 50; i++ {
+			s.Refresh(0, false, []byte(`{"a":1}`))
+		}
+	}()
+	for i := 0; i < 50; i++ {
+		s.HandleMessage([]byte(`{"id":3,"publish":{"channel":"chat:a","data":{}}}`))
+	}
+	<-done
+}
+
+func TestServerSubscribeRecoverDeliversMissed(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	var sp hub.StreamPosition
+	for i := 1; i <= 3; i++ {
+		var err error
+		sp, err = h.hub.Publish(ctx, "chat:r", []byte(`{"n":`+string(rune('0'+i))+`}`), nil, nil)
+		require.NoError(t, err)
+	}
+	s, ft := h.session(FormatJSON)
+	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}`))
+	waitUntil(t, hasMessage(ft, `"id":1,"connect"`), "connect")
+	require.NoError(t, s.ServerSubscribe(ctx, "chat:r", hub.ServerSubscribe{RecoverSince: &hub.StreamPosition{Offset: 1, Epoch: sp.Epoch}}))
+	waitUntil(t, hasMessage(ft, `{"n":3}`), "missed publications pushed")
+	var order []string
+	for _, m := range ft.messages() {
+		if strings.Contains(m, `"subscribe":`) || strings.Contains(m, `"pub":`) {
+			order = append(order, m)
+		}
+	}
+	require.Len(t, order, 3)
+	require.Contains(t, order[0], `"subscribe":`)
+	require.Contains(t, order[1], `{"n":2}`)
+	require.Contains(t, order[2], `{"n":3}`)
+}
+
+func TestRecoveryBeyondLimitSendsNoPartialWindow(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.HistoryMaxLimit = 3 })
+	ctx := context.Background()
+	var sp hub.StreamPosition
+	for i := 0; i < 10; i++ {
+		var err error
+		sp, err = h.hub.Publish(ctx, "chat:w", []byte(`{}`), nil, nil)
+		require.NoError(t, err)
+	}
+	s, ft := h.session(FormatJSON)
+	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}` + "\n" +
+		`{"id":2,"subscribe":{"channel":"chat:w","recover":true,"offset":0,"epoch":"` + sp.Epoch + `"}}`))
+	waitUntil(t, hasMessage(ft, `"id":2,"subscribe"`), "subscribe reply")
+	for _, m := range ft.messages() {
+		if strings.Contains(m, `"id":2`) {
+			require.NotContains(t, m, `"publications"`)
+			require.NotContains(t, m, `"recovered":true`)
+			require.Contains(t, m, `"offset":10`)
+		}
+	}
+}
+
+func TestBinaryPublicationDoesNotBreakJSONHistory(t *testing.T) {
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	_, err := h.hub.Publish(ctx, "chat:b", []byte{0xff, 0x00, 0x01}, nil, nil)
+	require.NoError(t, err)
+	_, err = h.hub.Publish(ctx, "chat:b", []byte(`{"ok":true}`), nil, nil)
+	require.NoError(t, err)
+	s, ft := h.session(FormatJSON)
+	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}` + "\n" +
+		`{"id":2,"subscribe":{"channel":"chat:b"}}` + "\n" + `{"id":3,"history":{"channel":"chat:b","limit":10}}`))
+	waitUntil(t, hasMessage(ft, `"id":3,"history":{"publications":[{"data":{"ok":true}`), "history without the binary one")
+	require.Nil(t, ft.disconnect())
+}

@@ -178,7 +178,9 @@ func (h *Hub) AddClient(c Client) error {
 	if h.closing.Load() {
 		return ErrNotAvailable
 	}
-	if lim := h.cfg.ConnectionLimit; lim > 0 && h.numConns.Load() >= int64(lim) {
+	// Reserve the slot first so concurrent connects cannot overshoot.
+	if n := h.numConns.Add(1); h.cfg.ConnectionLimit > 0 && n > int64(h.cfg.ConnectionLimit) {
+		h.numConns.Add(-1)
 		return fmt.Errorf("%w: connection limit", ErrLimitExceeded)
 	}
 	us := &h.ushards[h.shardIndex(c.UserID())]
@@ -186,6 +188,7 @@ func (h *Hub) AddClient(c Client) error {
 	byUser := us.users[c.UserID()]
 	if lim := h.cfg.UserConnectionLimit; lim > 0 && c.UserID() != "" && len(byUser) >= lim {
 		us.mu.Unlock()
+		h.numConns.Add(-1)
 		return fmt.Errorf("%w: user connection limit", ErrLimitExceeded)
 	}
 	if byUser == nil {
@@ -199,7 +202,12 @@ func (h *Hub) AddClient(c Client) error {
 	cs.mu.Lock()
 	cs.clients[c.ID()] = c
 	cs.mu.Unlock()
-	h.numConns.Add(1)
+	// Shutdown may have taken its snapshot of clients after the check
+	// above: don't stay registered behind its back.
+	if h.closing.Load() {
+		h.RemoveClient(c)
+		return ErrNotAvailable
+	}
 	return nil
 }
 

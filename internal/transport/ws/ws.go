@@ -68,8 +68,14 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 		open = append(open, c)
 	}
 	h.mu.Unlock()
+	// Bound every pending write first (a deadline change applies to writes
+	// in progress), so close frames don't queue one by one behind stuck
+	// sockets.
+	deadline := time.Now().Add(time.Second)
 	for _, c := range open {
-		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = c.SetWriteDeadline(deadline)
+	}
+	for _, c := range open {
 		_ = c.WriteClose(uint16(hub.DisconnectShutdown.Code), []byte(hub.DisconnectShutdown.Reason))
 	}
 	t := time.NewTicker(5 * time.Millisecond)
@@ -144,9 +150,12 @@ func OriginAllowed(allowed []string, origin, host string) bool {
 		if a == "*" || strings.EqualFold(a, origin) {
 			return true
 		}
-		if strings.HasPrefix(a, "*.") || strings.Contains(a, "://*.") {
-			suffix := a[strings.Index(a, "*")+1:]
-			if strings.HasSuffix(strings.ToLower(u.Host), strings.ToLower(strings.TrimPrefix(suffix, "."))) {
+		// "*.example.com" or "https://*.example.com": subdomains only, and
+		// the scheme when one is given.
+		if i := strings.Index(a, "*."); i >= 0 {
+			scheme, domain := a[:i], strings.ToLower(a[i+1:]) // "https://", ".example.com"
+			if (scheme == "" || strings.EqualFold(scheme, u.Scheme+"://")) &&
+				strings.HasSuffix(strings.ToLower(u.Hostname()), domain) {
 				return true
 			}
 		}
