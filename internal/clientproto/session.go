@@ -85,7 +85,7 @@ type Session struct {
 	rpcCancel context.CancelFunc // cancels in-flight rpc calls; set by the first rpc
 	rpcCtx    context.Context
 	rate      rateLimiter
-	wg        sync.WaitGroup // flush, rpc and close goroutines
+	wg        sync.WaitGroup // rpc and close goroutines
 }
 
 const (

@@ -88,5 +88,4 @@ var (
 	DisconnectChannelLimit      = Disconnect{3505, "channel limit"}
 	DisconnectPermissionDenied  = Disconnect{3507, "permission denied"}
 	DisconnectTooManyErrors     = Disconnect{3509, "too many errors"}
-	DisconnectMessageSize       = Disconnect{3501, "message too big"}
 )
