@@ -362,6 +362,27 @@ func machine() Machine {
 	return m
 }
 
+// textResult is a scenario result that can print itself as text.
+type textResult interface{ text(io.Writer) }
+
+// execute runs one scenario needing fds connections: the open-files check,
+// the tool's CPU profile around run, then the result as JSON or text.
+func execute[R textResult](f *ClientFlags, fds int, run func() (R, error)) error {
+	if err := checkFDs(fds); err != nil {
+		return err
+	}
+	stopProf, err := f.startProfile()
+	if err != nil {
+		return err
+	}
+	res, err := run()
+	stopProf()
+	if err != nil {
+		return err
+	}
+	return writeResult(output, f.JSON, res, res.text)
+}
+
 // writeResult prints v as indented JSON, or as text via the text func.
 func writeResult(w io.Writer, asJSON bool, v any, text func(io.Writer)) error {
 	if asJSON {

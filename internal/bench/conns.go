@@ -91,19 +91,7 @@ func (c *ConnsCmd) Run(ctx context.Context) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
-	if err := checkFDs(c.Conns); err != nil {
-		return err
-	}
-	stopProf, err := c.startProfile()
-	if err != nil {
-		return err
-	}
-	res, err := c.run(ctx)
-	stopProf()
-	if err != nil {
-		return err
-	}
-	return writeResult(output, c.JSON, res, res.text)
+	return execute(&c.ClientFlags, c.Conns, func() (*ConnsResult, error) { return c.run(ctx) })
 }
 
 func (c *ConnsCmd) run(parent context.Context) (*ConnsResult, error) {

@@ -144,19 +144,7 @@ func (c *FanoutCmd) Run(ctx context.Context) error {
 	if c.Via == "client" {
 		n += c.Publishers
 	}
-	if err := checkFDs(n + c.Publishers); err != nil {
-		return err
-	}
-	stopProf, err := c.startProfile()
-	if err != nil {
-		return err
-	}
-	res, err := c.run(ctx)
-	stopProf()
-	if err != nil {
-		return err
-	}
-	return writeResult(output, c.JSON, res, res.text)
+	return execute(&c.ClientFlags, n+c.Publishers, func() (*FanoutResult, error) { return c.run(ctx) })
 }
 
 // fanoutState is the shared bookkeeping of one fanout run.

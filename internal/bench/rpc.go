@@ -79,19 +79,7 @@ func (c *RPCCmd) Run(ctx context.Context) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
-	if err := checkFDs(c.Conns); err != nil {
-		return err
-	}
-	stopProf, err := c.startProfile()
-	if err != nil {
-		return err
-	}
-	res, err := c.run(ctx)
-	stopProf()
-	if err != nil {
-		return err
-	}
-	return writeResult(output, c.JSON, res, res.text)
+	return execute(&c.ClientFlags, c.Conns, func() (*RPCResult, error) { return c.run(ctx) })
 }
 
 type rpcReply struct {
