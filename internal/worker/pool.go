@@ -187,15 +187,9 @@ func (p *Pool) runSlot(s *slot, w *proc) {
 				p.mu.Unlock()
 				continue
 			}
-			p.mu.Lock()
-			if p.closed {
-				p.mu.Unlock()
-				nw.fail(reasonShutdown, errors.New("pool closed"))
+			if !p.install(s, nw) {
 				return
 			}
-			s.cur, s.state = nw, slotRunning
-			p.dispatchWaitersLocked()
-			p.mu.Unlock()
 			w = nw
 		}
 		select {
@@ -254,17 +248,26 @@ func (p *Pool) runSlot(s *slot, w *proc) {
 			w = nil
 			continue
 		}
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			nw.fail(reasonShutdown, errors.New("pool closed"))
+		if !p.install(s, nw) {
 			return
 		}
-		s.cur, s.state = nw, slotRunning
-		p.dispatchWaitersLocked()
-		p.mu.Unlock()
 		w = nw
 	}
+}
+
+// install makes nw the slot's running worker and hands it waiting
+// requests. It reports false, failing nw, when the pool closed meanwhile.
+func (p *Pool) install(s *slot, nw *proc) bool {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		nw.fail(reasonShutdown, errors.New("pool closed")) // fail takes p.mu
+		return false
+	}
+	s.cur, s.state = nw, slotRunning
+	p.dispatchWaitersLocked()
+	p.mu.Unlock()
+	return true
 }
 
 // sleep waits d or until the pool closes; false means closed.
