@@ -73,6 +73,12 @@ type Config struct {
 	Shutdown   ShutdownCfg `json:"shutdown" yaml:"shutdown" toml:"shutdown"`
 	Runner     Runner      `json:"runner" yaml:"runner" toml:"runner"`
 	Circles    Circles     `json:"circles" yaml:"circles" toml:"circles"`
+
+	// NoEffect lists the keys (and CENTRIFUGO_* variables) that were
+	// accepted but change nothing in Switchboard: Centrifugo options of
+	// features it lacks, switched off or tuned. Load fills it; the server
+	// logs it once at startup. It is not a configuration key.
+	NoEffect []string `json:"-" yaml:"-" toml:"-"`
 }
 
 // HTTPServer is the main listener.
@@ -225,10 +231,10 @@ type WebSocket struct {
 	// MessageSizeLimit is the maximum incoming message size in bytes
 	// (default 65536).
 	MessageSizeLimit int `json:"message_size_limit" yaml:"message_size_limit" toml:"message_size_limit"`
-	// ReadBufferSize in bytes (0 = transport default).
+	// ReadBufferSize in bytes (0 = transport default). Centrifugo's
+	// write_buffer_size is accepted without effect: gws sizes its own
+	// write buffers and ignores a configured size.
 	ReadBufferSize int `json:"read_buffer_size" yaml:"read_buffer_size" toml:"read_buffer_size"`
-	// WriteBufferSize in bytes (0 = transport default).
-	WriteBufferSize int `json:"write_buffer_size" yaml:"write_buffer_size" toml:"write_buffer_size"`
 }
 
 // Broker selects how publications travel between nodes.
