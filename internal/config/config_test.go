@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"os"
@@ -12,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/BurntSushi/toml"
-	"gopkg.in/yaml.v3"
+	"github.com/pelletier/go-toml/v2"
+	"go.yaml.in/yaml/v3"
 )
 
 func mustRead(t *testing.T, name string) []byte {
@@ -185,11 +184,11 @@ func TestRoundTripAllEncoders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tb bytes.Buffer
-	if err := toml.NewEncoder(&tb).Encode(c); err != nil {
+	ts, err := toml.Marshal(c)
+	if err != nil {
 		t.Fatal(err)
 	}
-	for format, data := range map[string][]byte{"json": js, "yaml": ys, "toml": tb.Bytes()} {
+	for format, data := range map[string][]byte{"json": js, "yaml": ys, "toml": ts} {
 		got, err := Parse(data, format)
 		if err != nil {
 			t.Errorf("%s: %v\n%s", format, err, data)
