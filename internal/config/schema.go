@@ -72,7 +72,8 @@ var (
 	envIndex   map[string]leaf
 )
 
-// EnvPrefix starts every environment variable ApplyEnv reads.
+// EnvPrefix starts every Switchboard environment variable ApplyEnv reads
+// (CentrifugoEnvPrefix names the aliases).
 const EnvPrefix = "SWITCHBOARD_"
 
 func schemaLeaves() []leaf {
