@@ -60,23 +60,16 @@ func (p hubPublisher) Publish(ctx context.Context, circleKey, channel string, da
 func (m *Main) extensions(ctx context.Context, reg prometheus.Registerer, circles *circle.Registry, rpc *hub.RPCHandler) ([]route, error) {
 	var routes []route
 	if r := m.Config.Runner; len(r.Command) > 0 {
-		pool, err := worker.New(worker.Config{
-			Command: r.Command, Workers: r.Workers,
-			Timeout: r.Timeout.Std(), MaxInFlight: r.MaxInFlight,
-			QueueSize: r.QueueSize, QueueTimeout: r.QueueTimeout.Std(),
-			MaxJobs: r.MaxJobs, TTL: r.TTL.Std(), IdleTTL: r.IdleTTL.Std(),
-			MaxMemory: r.MaxMemory, PingInterval: r.PingInterval.Std(),
-			AllowTasks: r.Allow.Tasks, AllowEvents: r.Allow.Events,
-			Logger: m.Logger, Registerer: reg,
-		})
+		wc := r.WorkerConfig()
+		wc.Logger, wc.Registerer = m.Logger, reg
+		pool, err := worker.New(wc)
 		if err != nil {
 			return nil, fmt.Errorf("runner: %w", err)
 		}
 		m.closers = append(m.closers, pool.Shutdown)
-		gw, err := gateway.New(gateway.Config{
-			BasePath: r.BasePath, Token: r.Token, TokenHeader: r.TokenHeader,
-			CORSOrigins: r.CORS.Origins, MaxBody: r.MaxBody, Logger: m.Logger,
-		}, pool)
+		gc := r.GatewayConfig()
+		gc.Logger = m.Logger
+		gw, err := gateway.New(gc, pool)
 		if err != nil {
 			return nil, fmt.Errorf("runner: %w", err)
 		}

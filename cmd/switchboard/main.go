@@ -221,10 +221,14 @@ type CheckconfigCmd struct {
 
 // Run loads and validates the file.
 func (c *CheckconfigCmd) Run(out *output) error {
-	if _, err := config.Load(c.Config); err != nil {
+	cfg, err := config.Load(c.Config)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out.stdout, "%s: configuration is valid\n", c.Config)
+	if len(cfg.NoEffect) > 0 {
+		fmt.Fprintf(out.stdout, "accepted without effect in Switchboard: %s\n", strings.Join(cfg.NoEffect, ", "))
+	}
 	return nil
 }
 

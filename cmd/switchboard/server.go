@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,29 +53,6 @@ func (m *Main) URL() string { return "http://" + m.Addr() }
 // Hub exposes the core for tests.
 func (m *Main) Hub() *hub.Hub { return m.hub }
 
-func channelOptions(o config.NamespaceOptions) hub.ChannelOptions {
-	return hub.ChannelOptions{
-		Presence: o.Presence, JoinLeave: o.JoinLeave, ForcePushJoinLeave: o.ForcePushJoinLeave,
-		HistorySize: o.HistorySize, HistoryTTL: time.Duration(o.HistoryTTL), ForceRecovery: o.ForceRecovery,
-		ForcePositioning:        o.ForcePositioning,
-		AllowSubscribeForClient: o.AllowSubscribeForClient, AllowSubscribeForAnonymous: o.AllowSubscribeForAnonymous,
-		AllowPublishForSubscriber: o.AllowPublishForSubscriber, AllowPublishForClient: o.AllowPublishForClient,
-		AllowPublishForAnonymous:   o.AllowPublishForAnonymous,
-		AllowPresenceForSubscriber: o.AllowPresenceForSubscriber, AllowPresenceForClient: o.AllowPresenceForClient,
-		AllowPresenceForAnonymous: o.AllowPresenceForAnonymous,
-		AllowHistoryForSubscriber: o.AllowHistoryForSubscriber, AllowHistoryForClient: o.AllowHistoryForClient,
-		AllowHistoryForAnonymous: o.AllowHistoryForAnonymous, AllowUserLimitedChannels: o.AllowUserLimitedChannels,
-	}
-}
-
-func namespaces(c config.Channel) hub.Namespaces {
-	ns := hub.Namespaces{Default: channelOptions(c.WithoutNamespace), Named: map[string]hub.ChannelOptions{}, MaxLength: c.MaxLength}
-	for _, n := range c.Namespaces {
-		ns.Named[n.Name] = channelOptions(n.NamespaceOptions)
-	}
-	return ns
-}
-
 // Run validates the configuration, wires every component, starts
 // listening and serving, and returns. Serve errors surface from Wait.
 func (m *Main) Run(ctx context.Context) (err error) {
@@ -91,6 +69,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}()
 	log := m.Logger
+	if len(cfg.NoEffect) > 0 {
+		log.Warn("configuration keys without effect in Switchboard (Centrifugo options of features it does not have, switched off or tuned)",
+			"keys", strings.Join(cfg.NoEffect, ", "))
+	}
 	m.registry = prometheus.NewRegistry()
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg := m.registry
@@ -98,7 +80,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if cfg.Broker.Type != "" && cfg.Broker.Type != "memory" {
 		return fmt.Errorf("broker.type: %q is not available in this build; use \"memory\"", cfg.Broker.Type)
 	}
-	ns := namespaces(cfg.Channel)
+	ns := cfg.Channel.HubNamespaces()
 	circles, err := circleNamespaces(cfg, &ns)
 	if err != nil {
 		return err

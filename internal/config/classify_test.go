@@ -1,126 +1,260 @@
 package config
 
 import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
 
-// Centrifugo v6.9 configuration keys (from its configtypes package), by
-// parent. Each must be either a Switchboard key, a fixed-value key, or
-// reported as unsupported: none may fall through as "unknown key".
-var centrifugoV6Keys = map[string][]string{
-	"": {"http_server", "log", "engine", "broker", "presence_manager", "map_broker", "controller", "shared_poll",
-		"client", "channel", "rpc", "proxies", "http_api", "grpc_api", "consumers", "websocket", "sse", "http_stream",
-		"webtransport", "uni_sse", "uni_http_stream", "uni_websocket", "uni_grpc", "emulation", "admin", "prometheus",
-		"health", "swagger", "debug", "init", "opentelemetry", "graphite", "usage_stats", "node", "shutdown", "pid_file",
-		"enable_unreleased_features"},
-	"http_server": {"address", "port", "internal_address", "internal_port", "tls", "tls_autocert", "tls_external",
-		"internal_tls", "http3", "h2c_external"},
-	"log": {"level", "file"},
-	"client": {"proxy", "allowed_origins", "token", "subscription_token", "allow_anonymous_connect_without_token",
-		"disallow_anonymous_connection_tokens", "ping_interval", "pong_timeout", "expired_close_delay",
-		"expired_sub_close_delay", "stale_close_delay", "channel_limit", "queue_max_size", "presence_update_interval",
-		"concurrency", "channel_position_check_delay", "channel_position_max_time_lag", "connection_limit",
-		"user_connection_limit", "connection_rate_limit", "connect_include_server_time", "history_max_publication_limit",
-		"recovery_max_publication_limit", "insecure_skip_token_signature_verify", "user_id_http_header", "insecure",
-		"subscribe_to_user_personal_channel", "connect_code_to_unidirectional_disconnect"},
-	"client.token": {"hmac_secret_key", "hmac_previous_secret_key", "hmac_previous_secret_key_valid_until",
-		"rsa_public_key", "ecdsa_public_key", "jwks_public_endpoint", "audience", "audience_regex", "issuer",
-		"issuer_regex", "user_id_claim", "insecure_skip_jwks_endpoint_safety_check"},
-	"channel": {"proxy", "without_namespace", "namespaces", "history_meta_ttl", "publication_data_format",
-		"max_length", "private_prefix", "namespace_boundary", "user_boundary", "user_separator"},
-	"channel.without_namespace": {"presence", "join_leave", "force_push_join_leave", "map_clients_presence_channel_prefix",
-		"map_users_presence_channel_prefix", "history_size", "history_ttl", "history_meta_ttl", "force_positioning",
-		"allow_positioning", "force_recovery", "allow_recovery", "force_recovery_mode", "auto_cache_recover",
-		"allowed_delta_types", "allow_tags_filter", "delta_publish", "allow_subscribe_for_anonymous",
-		"allow_subscribe_for_client", "allow_publish_for_anonymous", "allow_publish_for_subscriber",
-		"allow_publish_for_client", "allow_presence_for_anonymous", "allow_presence_for_subscriber",
-		"allow_presence_for_client", "allow_history_for_anonymous", "allow_history_for_subscriber",
-		"allow_history_for_client", "allow_user_limited_channels", "channel_regex", "publication_data_format",
-		"subscribe_proxy_enabled", "subscribe_proxy_name", "publish_proxy_enabled", "publish_proxy_name",
-		"sub_refresh_proxy_enabled", "sub_refresh_proxy_name", "subscribe_stream_proxy_enabled",
-		"subscribe_stream_proxy_name", "subscribe_stream_proxy_bidirectional", "subscription_type", "map", "shared_poll"},
-	"http_api":  {"disabled", "handler_prefix", "key", "error_mode", "external", "insecure"},
-	"websocket": {"disabled", "handler_prefix", "compression", "compression_min_size", "compression_level", "read_buffer_size", "use_write_buffer_pool", "write_buffer_size", "write_timeout", "message_size_limit", "decompressed_message_size_limit"},
-	"broker":    {"enabled", "type", "redis", "nats", "postgres", "redisnats"},
-	"shutdown":  {"timeout"},
+// centrifugoV6Keys reads testdata/centrifugo_v6_keys.txt: every Centrifugo
+// v6 key path with its default ("" when none).
+func centrifugoV6Keys(t *testing.T) map[string]string {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", "centrifugo_v6_keys.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, def, _ := strings.Cut(line, "\t")
+		out[k] = def
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(out) < 1000 {
+		t.Fatalf("only %d Centrifugo keys read", len(out))
+	}
+	return out
 }
 
-func typeAt(path string) reflect.Type {
-	t := reflect.TypeOf(Config{})
-	if path == "" {
-		return t
-	}
-	for _, k := range strings.Split(path, ".") {
-		f, ok := fieldByName(t, k)
-		if !ok {
-			return nil
-		}
-		t = f.typ
-		if t.Kind() == reflect.Slice {
-			t = t.Elem()
+// switchboardKey reports whether the generic Centrifugo path is a
+// Switchboard key or object.
+func switchboardKey(path string) bool {
+	path = strings.TrimSuffix(path, "[]")
+	for _, k := range Keys() {
+		if k == path || strings.HasPrefix(k, path+".") || strings.HasPrefix(k, path+"[]") {
+			return true
 		}
 	}
-	return t
+	return false
 }
 
+// covering returns the table entry that classifies path: its own, or the
+// nearest enclosing section's.
+func covering(path string) (string, centrifugoKey, bool) {
+	for p := path; p != ""; {
+		if k, ok := lookupKey(p); ok && (p == path || k.class == section) {
+			return p, k, true
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return "", centrifugoKey{}, false
+}
+
+// Every Centrifugo v6 key is a Switchboard key or classified by the table;
+// the table names only Centrifugo keys (or legacy ones) and never shadows
+// a Switchboard key.
 func TestCentrifugoKeysClassified(t *testing.T) {
-	supported, unsup, fix := 0, 0, 0
-	for parent, keys := range centrifugoV6Keys {
-		pt := typeAt(parent)
-		if pt == nil {
-			t.Fatalf("parent %q is not a Switchboard object", parent)
-		}
-		for _, k := range keys {
-			_, known := fieldByName(pt, k)
-			_, un := unsupportedKey(parent, k)
-			_, fx := fixed[joinPath(parent, k)]
-			switch {
-			case known && (un || fx):
-				t.Errorf("%s is both supported and unsupported/fixed", joinPath(parent, k))
-			case known:
-				supported++
-			case un:
-				unsup++
-			case fx:
-				fix++
-			default:
-				t.Errorf("Centrifugo key %s is not classified", joinPath(parent, k))
+	keys := centrifugoV6Keys(t)
+	counts := map[string]int{}
+	for k := range keys {
+		_, rule, covered := covering(k)
+		switch {
+		case switchboardKey(k):
+			if _, own := lookupKey(k); own {
+				t.Errorf("%s is a Switchboard key and in the Centrifugo table", k)
 			}
+			counts["supported"]++
+		case covered:
+			counts[[]string{"no effect", "off only", "section", "fixed", "legacy"}[rule.class]]++
+		default:
+			t.Errorf("Centrifugo key %s is not classified", k)
 		}
 	}
-	// Namespace entries share the without_namespace classification.
-	for _, k := range centrifugoV6Keys["channel.without_namespace"] {
-		_, known := fieldByName(reflect.TypeOf(Namespace{}), k)
-		_, un := unsupportedKey("channel.namespaces[]", k)
-		if known == un {
-			t.Errorf("namespace key %s: supported=%v unsupported=%v", k, known, un)
+	for k, rule := range centrifugoKeys {
+		if rule.class == legacy {
+			if _, ok := keys[k]; ok {
+				t.Errorf("%s is a v6 key but classified legacy", k)
+			}
+			continue
+		}
+		_, exact := keys[k]
+		prefix := false
+		for ck := range keys {
+			prefix = prefix || strings.HasPrefix(ck, k+".") || strings.HasPrefix(ck, k+"[]")
+		}
+		if !exact && !prefix {
+			t.Errorf("table entry %s is not a Centrifugo v6 key", k)
+		}
+		if rule.class == section && !prefix {
+			t.Errorf("table entry %s is a section but has no keys inside", k)
 		}
 	}
-	t.Logf("Centrifugo v6 keys: %d supported, %d unsupported, %d fixed", supported, unsup, fix)
+	t.Logf("Centrifugo v6 keys: %v", counts)
 }
 
-func TestUnsupportedNeverShadowsSupported(t *testing.T) {
-	for parent, set := range unsupported {
-		p := parent
-		if p == "#ns" {
-			p = "channel.without_namespace"
-		}
-		pt := typeAt(p)
-		if pt == nil {
-			t.Fatalf("unsupported parent %q is not a Switchboard object", parent)
-		}
-		for k := range set {
-			if _, ok := fieldByName(pt, k); ok {
-				t.Errorf("%s is listed unsupported but is a Switchboard key", joinPath(p, k))
+// setPath stores v at a generic path in doc, creating objects and
+// one-element lists on the way.
+func setPath(doc map[string]any, path string, v any) {
+	parts := strings.Split(path, ".")
+	m := doc
+	for i, part := range parts {
+		name, isList := strings.CutSuffix(part, "[]")
+		last := i == len(parts)-1
+		switch {
+		case last && !isList:
+			if _, exists := m[name]; !exists {
+				m[name] = v
 			}
+			return
+		case isList:
+			l, _ := m[name].([]any)
+			if len(l) == 0 {
+				l = []any{map[string]any{}}
+				m[name] = l
+			}
+			if last {
+				return
+			}
+			m = l[0].(map[string]any)
+		default:
+			sub, ok := m[name].(map[string]any)
+			if !ok {
+				sub = map[string]any{}
+				m[name] = sub
+			}
+			m = sub
 		}
 	}
-	for k := range fixed {
-		i := strings.LastIndex(k, ".")
-		if _, ok := fieldByName(typeAt(k[:i]), k[i+1:]); ok {
-			t.Errorf("fixed key %s is a Switchboard key", k)
+}
+
+func defaultValue(def string) any {
+	switch def {
+	case "":
+		return nil
+	case "[]":
+		return []any{}
+	case "{}":
+		return map[string]any{}
+	}
+	return def
+}
+
+// A Centrifugo configuration with every v6 key at its default starts
+// Switchboard: each such key is supported or without effect.
+func TestCentrifugoDefaultsLoad(t *testing.T) {
+	keys := centrifugoV6Keys(t)
+	doc := map[string]any{}
+	paths := make([]string, 0, len(keys))
+	for k := range keys {
+		paths = append(paths, k)
+	}
+	slices.Sort(paths) // parents before children
+	setPath(doc, "channel.namespaces[].name", "ns")
+	for _, k := range paths {
+		setPath(doc, k, defaultValue(keys[k]))
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse(b, "json")
+	if err != nil {
+		t.Fatalf("Centrifugo defaults do not load: %v", err)
+	}
+	for _, want := range []string{"admin.enabled", "usage_stats.disabled", "engine.type", "channel.namespaces[0].delta_publish", "websocket.write_buffer_size"} {
+		if !slices.Contains(c.NoEffect, want) {
+			t.Errorf("NoEffect lacks %s", want)
 		}
 	}
+	for _, k := range c.NoEffect {
+		if switchboardKey(strings.NewReplacer("[0]", "[]").Replace(k)) {
+			t.Errorf("Switchboard key %s listed as without effect", k)
+		}
+	}
+}
+
+// Each key that turns a missing feature on is an error naming it.
+func TestCentrifugoFeaturesOn(t *testing.T) {
+	for path, rule := range centrifugoKeys {
+		var doc map[string]any
+		want := path
+		switch {
+		case rule.class == offOnly:
+			doc = map[string]any{}
+			setPath(doc, path, "on")
+		case rule.class == section && rule.gate != nil && reflect.ValueOf(rule.gate).Pointer() == reflect.ValueOf(enabledGate).Pointer():
+			doc = map[string]any{}
+			setPath(doc, path+".enabled", true)
+			want = path + ".enabled"
+		case rule.class == section && rule.gate != nil && reflect.ValueOf(rule.gate).Pointer() == reflect.ValueOf(engineGate).Pointer():
+			doc = map[string]any{}
+			setPath(doc, path+".enabled", true)
+			setPath(doc, path+".type", "redis")
+			want = path + ".type"
+		case rule.class == legacy:
+			doc = map[string]any{}
+			setPath(doc, path, map[string]any{})
+		default:
+			continue
+		}
+		if strings.Contains(path, "[]") && !strings.HasPrefix(path, "channel.") {
+			continue // inside a list of a section: checked below
+		}
+		want = strings.ReplaceAll(want, "[]", "[0]")
+		if strings.HasPrefix(want, "channel.namespaces") {
+			continue
+		}
+		b, _ := json.Marshal(doc)
+		_, err := Parse(b, "json")
+		if err == nil || !strings.Contains(err.Error(), `key "`+want+`" is a Centrifugo feature not supported by Switchboard`) {
+			t.Errorf("%s: %s: got %v", path, b, err)
+		}
+	}
+	for _, tc := range []struct{ doc, key string }{
+		{`{"rpc":{"namespaces":[{"name":"x","proxy_enabled":true}]}}`, "rpc.namespaces[0].proxy_enabled"},
+		{`{"consumers":[{"name":"x","enabled":true}]}`, "consumers[0].enabled"},
+		{`{"broker":{"type":"redis","redis":{"address":"redis://x"}}}`, "broker.redis"},
+		{`{"channel":{"namespaces":[{"name":"ab","subscription_type":"map"}]}}`, "channel.namespaces[0].subscription_type"},
+	} {
+		_, err := Parse([]byte(tc.doc), "json")
+		wantErr(t, err, `key "`+tc.key+`" is a Centrifugo feature not supported by Switchboard`)
+	}
+}
+
+// The keys of the issue: they only switch off or tune missing features.
+func TestNoEffectKeysLoad(t *testing.T) {
+	c := mustParse(t, `{"usage_stats":{"disabled":true},"admin":{"enabled":false,"password":"p","secret":"s"},
+		"prometheus":{"enabled":true},"health":{"enabled":true},"log":{"level":"warn"},
+		"engine":{"type":"memory","redis":{"address":"redis://x"}},"broker":{"redis":{"address":"redis://x"}},
+		"websocket":{"write_buffer_size":4096,"compression":false},"client":{"history_max_publication_limit":300},
+		"channel":{"namespaces":[{"name":"ab","delta_publish":false,"subscribe_proxy_name":"p"}]}}`, "json")
+	want := []string{"admin.enabled", "admin.password", "admin.secret", "broker.redis.address",
+		"channel.namespaces[0].delta_publish", "channel.namespaces[0].subscribe_proxy_name",
+		"client.history_max_publication_limit", "engine.redis.address", "engine.type", "health.enabled",
+		"prometheus.enabled", "usage_stats.disabled", "websocket.compression", "websocket.write_buffer_size"}
+	if !reflect.DeepEqual(c.NoEffect, want) {
+		t.Errorf("NoEffect = %q\nwant %q", c.NoEffect, want)
+	}
+	if c.Log.Level != "warn" {
+		t.Errorf("log.level = %q", c.Log.Level)
+	}
+	_, err := Parse([]byte(`{"prometheus":{"handler_prefix":"/m"}}`), "json")
+	wantErr(t, err, `prometheus.handler_prefix: Switchboard fixes this to "/metrics"`)
 }

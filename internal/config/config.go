@@ -4,10 +4,19 @@ import (
 	"log/slog"
 	"math"
 	"time"
+
+	"github.com/switchboard-rt/switchboard/internal/clientproto"
+	"github.com/switchboard-rt/switchboard/internal/dispatch"
+	"github.com/switchboard-rt/switchboard/internal/gateway"
+	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/script"
+	"github.com/switchboard-rt/switchboard/internal/transport/ws"
+	"github.com/switchboard-rt/switchboard/internal/worker"
 )
 
-// Defaults. Each is the value Default fills in; the zero value of a field is
-// not necessarily its default (see each field).
+// Defaults owned by the server process itself. Every other default is the
+// component's own constant (hub, clientproto, transport/ws, worker,
+// gateway, script, dispatch), which Default refers to.
 const (
 	DefaultHTTPAddress = "127.0.0.1"
 	DefaultHTTPPort    = 8080
@@ -15,32 +24,9 @@ const (
 	DefaultLogLevel  = "info"
 	DefaultLogFormat = "text"
 
-	DefaultPingInterval        = 25 * time.Second
-	DefaultPongTimeout         = 8 * time.Second
-	DefaultExpiredCloseDelay   = 25 * time.Second
-	DefaultStaleCloseDelay     = 10 * time.Second
-	DefaultChannelLimit        = 128
-	DefaultClientQueueMaxSize  = 1048576
-	DefaultChannelMaxLength    = 255
-	DefaultWSMessageSizeLimit  = 65536
 	DefaultBrokerType          = BrokerMemory
 	DefaultShutdownTimeout     = 30 * time.Second
-	DefaultRunnerWorkers       = 1
-	DefaultRunnerBasePath      = "/__runner"
-	DefaultRunnerTokenHeader   = "x-runner-token"
-	DefaultRunnerTimeout       = 30 * time.Second
-	DefaultRunnerMaxInFlight   = 64
-	DefaultRunnerQueueSize     = 1024
-	DefaultRunnerQueueTimeout  = 5 * time.Second
-	DefaultRunnerMaxBody       = 1 << 20
-	DefaultRunnerPingInterval  = 10 * time.Second
 	DefaultCirclesDataDir      = "./data"
-	DefaultCirclesScriptTime   = 30 * time.Second
-	DefaultCirclesMaxSteps     = 100_000_000
-	DefaultCirclesMaxScript    = 65536
-	DefaultCirclesMaxOutput    = 1 << 20
-	DefaultCirclesConcurrency  = 4
-	DefaultCirclesQueueSize    = 256
 	DefaultGeneratedOriginHTTP = "http://localhost:8080"
 )
 
@@ -54,9 +40,9 @@ const (
 // fixes them to Centrifugo's defaults and accepts the corresponding Centrifugo
 // keys only with exactly these values.
 const (
-	NamespaceBoundary = ":"
-	UserBoundary      = "#"
-	UserSeparator     = ","
+	NamespaceBoundary = hub.NamespaceSeparator
+	UserBoundary      = hub.UserBoundary
+	UserSeparator     = hub.UserSeparator
 )
 
 // Config is the whole server configuration. JSON, YAML and TOML files use the
@@ -73,6 +59,12 @@ type Config struct {
 	Shutdown   ShutdownCfg `json:"shutdown" yaml:"shutdown" toml:"shutdown"`
 	Runner     Runner      `json:"runner" yaml:"runner" toml:"runner"`
 	Circles    Circles     `json:"circles" yaml:"circles" toml:"circles"`
+
+	// NoEffect lists the keys (and CENTRIFUGO_* variables) that were
+	// accepted but change nothing in Switchboard: Centrifugo options of
+	// features it lacks, switched off or tuned. Load fills it; the server
+	// logs it once at startup. It is not a configuration key.
+	NoEffect []string `json:"-" yaml:"-" toml:"-"`
 }
 
 // HTTPServer is the main listener.
@@ -225,10 +217,10 @@ type WebSocket struct {
 	// MessageSizeLimit is the maximum incoming message size in bytes
 	// (default 65536).
 	MessageSizeLimit int `json:"message_size_limit" yaml:"message_size_limit" toml:"message_size_limit"`
-	// ReadBufferSize in bytes (0 = transport default).
+	// ReadBufferSize in bytes (default 512; 0 = transport default). Centrifugo's
+	// write_buffer_size is accepted without effect: gws sizes its own
+	// write buffers and ignores a configured size.
 	ReadBufferSize int `json:"read_buffer_size" yaml:"read_buffer_size" toml:"read_buffer_size"`
-	// WriteBufferSize in bytes (0 = transport default).
-	WriteBufferSize int `json:"write_buffer_size" yaml:"write_buffer_size" toml:"write_buffer_size"`
 }
 
 // Broker selects how publications travel between nodes.
@@ -330,37 +322,37 @@ func Default() Config {
 		HTTPServer: HTTPServer{Address: DefaultHTTPAddress, Port: DefaultHTTPPort},
 		Log:        Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 		Client: Client{
-			PingInterval:      Duration(DefaultPingInterval),
-			PongTimeout:       Duration(DefaultPongTimeout),
-			ExpiredCloseDelay: Duration(DefaultExpiredCloseDelay),
-			StaleCloseDelay:   Duration(DefaultStaleCloseDelay),
-			ChannelLimit:      DefaultChannelLimit,
-			QueueMaxSize:      DefaultClientQueueMaxSize,
+			PingInterval:      Duration(clientproto.DefaultPingInterval),
+			PongTimeout:       Duration(clientproto.DefaultPongTimeout),
+			ExpiredCloseDelay: Duration(clientproto.DefaultExpiredCloseDelay),
+			StaleCloseDelay:   Duration(clientproto.DefaultStaleCloseDelay),
+			ChannelLimit:      clientproto.DefaultChannelLimit,
+			QueueMaxSize:      clientproto.DefaultQueueMaxSize,
 		},
-		Channel:   Channel{MaxLength: DefaultChannelMaxLength},
-		WebSocket: WebSocket{MessageSizeLimit: DefaultWSMessageSizeLimit},
+		Channel:   Channel{MaxLength: hub.DefaultMaxChannelLength},
+		WebSocket: WebSocket{MessageSizeLimit: ws.DefaultMessageSizeLimit, ReadBufferSize: ws.DefaultReadBufferSize},
 		Broker:    Broker{Type: DefaultBrokerType},
 		Shutdown:  ShutdownCfg{Timeout: Duration(DefaultShutdownTimeout)},
 		Runner: Runner{
-			Workers:      DefaultRunnerWorkers,
-			BasePath:     DefaultRunnerBasePath,
-			TokenHeader:  DefaultRunnerTokenHeader,
-			Timeout:      Duration(DefaultRunnerTimeout),
-			MaxInFlight:  DefaultRunnerMaxInFlight,
-			QueueSize:    DefaultRunnerQueueSize,
-			QueueTimeout: Duration(DefaultRunnerQueueTimeout),
+			Workers:      worker.DefaultWorkers,
+			BasePath:     gateway.DefaultBasePath,
+			TokenHeader:  gateway.DefaultTokenHeader,
+			Timeout:      Duration(worker.DefaultTimeout),
+			MaxInFlight:  worker.DefaultMaxInFlight,
+			QueueSize:    worker.DefaultQueueSize,
+			QueueTimeout: Duration(worker.DefaultQueueTimeout),
 			CORS:         RunnerCORS{Origins: []string{"*"}},
-			MaxBody:      DefaultRunnerMaxBody,
-			PingInterval: Duration(DefaultRunnerPingInterval),
+			MaxBody:      gateway.DefaultMaxBody,
+			PingInterval: Duration(worker.DefaultPingInterval),
 		},
 		Circles: Circles{
 			DataDir:       DefaultCirclesDataDir,
-			ScriptTimeout: Duration(DefaultCirclesScriptTime),
-			MaxSteps:      DefaultCirclesMaxSteps,
-			MaxScriptSize: DefaultCirclesMaxScript,
-			MaxOutputSize: DefaultCirclesMaxOutput,
-			Concurrency:   DefaultCirclesConcurrency,
-			QueueSize:     DefaultCirclesQueueSize,
+			ScriptTimeout: Duration(script.DefaultTimeout),
+			MaxSteps:      script.DefaultMaxSteps,
+			MaxScriptSize: script.DefaultMaxScriptSize,
+			MaxOutputSize: script.DefaultMaxOutputSize,
+			Concurrency:   dispatch.DefaultConcurrency,
+			QueueSize:     dispatch.DefaultQueueSize,
 		},
 	}
 }

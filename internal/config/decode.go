@@ -4,189 +4,223 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/v2"
 )
 
 // maxProblems caps the problems reported for one document.
 const maxProblems = 100
 
-// decoder overlays a generic tree onto a Config, collecting every problem.
-type decoder struct {
+// problems collects every error found while loading, capped at maxProblems.
+type problems struct {
 	errs    []error
 	dropped int
 }
 
-func (d *decoder) add(err error) {
-	if len(d.errs) >= maxProblems {
-		d.dropped++
+func (p *problems) add(err error) {
+	if len(p.errs) >= maxProblems {
+		p.dropped++
 		return
 	}
-	d.errs = append(d.errs, err)
+	p.errs = append(p.errs, err)
 }
 
-func (d *decoder) fail(path, format string, args ...any) {
-	d.add(fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
-}
-
-func (d *decoder) err() error {
-	if d.dropped > 0 {
-		return errors.Join(append(d.errs, fmt.Errorf("... and %d more problems", d.dropped))...)
+func (p *problems) err() error {
+	if p.dropped > 0 {
+		return errors.Join(append(p.errs, fmt.Errorf("... and %d more problems", p.dropped))...)
 	}
-	return errors.Join(d.errs...)
+	return errors.Join(p.errs...)
 }
 
-// object decodes m into the struct dst. path is the concrete key path
-// ("channel.namespaces[1]"), gpath the generic one ("channel.namespaces[]").
-func (d *decoder) object(path, gpath string, m map[string]any, dst reflect.Value) {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	t := dst.Type()
-	for _, k := range keys {
-		v := m[k]
-		kp, kg := joinPath(path, k), joinPath(gpath, k)
-		if f, ok := fieldByName(t, k); ok {
-			d.value(kp, kg, v, dst.FieldByIndex(f.index), f.opt)
-			continue
-		}
-		if want, ok := fixed[kg]; ok {
-			if s, isStr := v.(string); v != nil && (!isStr || s != want) {
-				d.fail(kp, "Switchboard fixes this to %q; got %s (remove the key or set it to %q)", want, describe(v), want)
-			}
-			continue
-		}
-		if hint, ok := unsupportedKey(gpath, k); ok {
-			msg := fmt.Sprintf("key %q is a Centrifugo feature not supported by Switchboard", kp)
-			if hint != "" {
-				msg += " (" + hint + ")"
-			}
-			d.add(errors.New(msg))
-			continue
-		}
-		msg := fmt.Sprintf("unknown key %q", kp)
-		if strings.Contains(k, ".") {
-			msg += " (dotted keys are not expanded; nest the objects instead)"
-		} else if s := suggest(t, path, k); len(s) > 0 {
-			q := make([]string, len(s))
-			for i, x := range s {
-				q[i] = strconv.Quote(x)
-			}
-			msg += " (did you mean " + strings.Join(q, " or ") + "?)"
-		}
-		d.add(errors.New(msg))
+// unmarshal decodes k onto c (keys absent from k keep c's values). Every
+// failing key is added to p as "name: message", where name is the key path
+// passed through rename (for environment variables).
+func unmarshal(k *koanf.Koanf, c *Config, p *problems, rename func(path string) string) {
+	err := k.UnmarshalWithConf("", c, koanf.UnmarshalConf{Tag: "json", DecoderConfig: &mapstructure.DecoderConfig{
+		DecodeHook: mapstructure.DecodeHookFuncType(convert),
+		TagName:    "json",
+		Squash:     true,
+	}})
+	for _, e := range leafErrors(err) {
+		p.add(e.format(rename))
 	}
 }
 
-// value decodes v into dst. A null value leaves dst unchanged.
-func (d *decoder) value(path, gpath string, v any, dst reflect.Value, opt string) {
+type keyError struct {
+	path string
+	err  error
+}
+
+func (e keyError) format(rename func(string) string) error {
+	name := e.path
+	if rename != nil {
+		name = rename(name)
+	}
+	var ie indexError
+	if errors.As(e.err, &ie) {
+		name = fmt.Sprintf("%s[%d]", name, ie.i)
+	}
+	if name == "" {
+		return e.err
+	}
+	return fmt.Errorf("%s: %w", name, e.err)
+}
+
+// indexError is a problem with one element of a list.
+type indexError struct {
+	i   int
+	err error
+}
+
+func (e indexError) Error() string { return e.err.Error() }
+
+// leafErrors flattens mapstructure's joined errors into the innermost
+// DecodeError of each failing key.
+func leafErrors(err error) []keyError {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []keyError
+		for _, e := range j.Unwrap() {
+			out = append(out, leafErrors(e)...)
+		}
+		return out
+	}
+	if de, ok := err.(*mapstructure.DecodeError); ok {
+		inner := de.Unwrap()
+		if hasDecodeError(inner) {
+			return leafErrors(inner)
+		}
+		return []keyError{{path: de.Name(), err: plainError(inner)}}
+	}
+	if hasDecodeError(err) {
+		if u := errors.Unwrap(err); u != nil {
+			return leafErrors(u) // mapstructure's "decoding failed" wrapper
+		}
+	}
+	return []keyError{{err: err}}
+}
+
+func hasDecodeError(err error) bool {
+	var de *mapstructure.DecodeError
+	return errors.As(err, &de)
+}
+
+// plainError replaces mapstructure's Go-typed messages with the wording of
+// convert, which runs first for every value and catches almost everything.
+func plainError(err error) error {
+	var ue *mapstructure.UnconvertibleTypeError
+	if errors.As(err, &ue) {
+		return fmt.Errorf("expected %s, got %s", kindName(ue.Expected.Type()), describe(ue.Value))
+	}
+	return err
+}
+
+var (
+	durationType  = reflect.TypeOf(Duration(0))
+	stringsType   = reflect.TypeOf([]string(nil))
+	anySliceType  = reflect.TypeOf([]any(nil))
+	anyMapType    = reflect.TypeOf(map[string]any(nil))
+	jsonNumberTyp = reflect.TypeOf(json.Number(""))
+)
+
+// convert is the decode hook: it turns each parsed value into the type of
+// the field it lands in, accepting what Centrifugo accepts (numbers and
+// booleans written as strings, a number where a string is expected, a
+// single string for a list) and rejecting the rest with a message that
+// names the expected and the given value.
+func convert(_ reflect.Type, to reflect.Type, v any) (any, error) {
 	if v == nil {
-		return
+		return nil, nil
 	}
-	t := dst.Type()
 	switch {
-	case t == durationType:
-		r, err := durationFrom(v)
-		if err != nil {
-			d.fail(path, "%v", err)
-			return
+	case to == durationType:
+		return durationFrom(v)
+	case to.Kind() == reflect.Struct:
+		if _, ok := v.(map[string]any); !ok {
+			return nil, fmt.Errorf("expected object, got %s", describe(v))
 		}
-		dst.SetInt(int64(r))
-	case t.Kind() == reflect.Struct:
-		m, ok := v.(map[string]any)
-		if !ok {
-			d.fail(path, "expected object, got %s", describe(v))
-			return
+		return v, nil
+	case to.Kind() == reflect.Slice && to.Elem().Kind() == reflect.Struct:
+		if _, ok := v.([]any); !ok {
+			return nil, fmt.Errorf("expected list of objects, got %s", describe(v))
 		}
-		d.object(path, gpath, m, dst)
-	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct:
-		l, ok := v.([]any)
-		if !ok {
-			d.fail(path, "expected list of objects, got %s", describe(v))
-			return
-		}
-		out := reflect.MakeSlice(t, len(l), len(l))
-		for i, e := range l {
-			ep := fmt.Sprintf("%s[%d]", path, i)
-			m, ok := e.(map[string]any)
-			if !ok {
-				d.fail(ep, "expected object, got %s", describe(e))
-				continue
-			}
-			d.object(ep, gpath+"[]", m, out.Index(i))
-		}
-		dst.Set(out)
-	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
-		var out []string
+		return v, nil
+	case to == stringsType:
 		switch x := v.(type) {
+		case []string:
+			return x, nil
+		case string:
+			return []string{x}, nil
 		case []any:
-			out = make([]string, 0, len(x))
+			out := make([]string, 0, len(x))
 			for i, e := range x {
 				s, ok := scalarString(e)
 				if !ok {
-					d.fail(fmt.Sprintf("%s[%d]", path, i), "expected string, got %s", describe(e))
-					continue
+					return nil, indexError{i, fmt.Errorf("expected string, got %s", describe(e))}
 				}
 				out = append(out, s)
 			}
-		case string:
-			if opt == "argv" {
-				args, err := SplitCommand(x)
-				if err != nil {
-					d.fail(path, "%v", err)
-					return
-				}
-				out = args
-			} else {
-				out = []string{x}
-			}
-		default:
-			d.fail(path, "expected list of strings, got %s", describe(v))
-			return
+			return out, nil
 		}
-		dst.Set(reflect.ValueOf(out).Convert(t))
-	case t.Kind() == reflect.String:
-		s, ok := scalarString(v)
-		if !ok {
-			d.fail(path, "expected string, got %s", describe(v))
-			return
+		return nil, fmt.Errorf("expected list of strings, got %s", describe(v))
+	case to.Kind() == reflect.String:
+		if s, ok := scalarString(v); ok {
+			return s, nil
 		}
-		dst.SetString(s)
-	case t.Kind() == reflect.Bool:
+		return nil, fmt.Errorf("expected string, got %s", describe(v))
+	case to.Kind() == reflect.Bool:
 		switch x := v.(type) {
 		case bool:
-			dst.SetBool(x)
+			return x, nil
 		case string:
-			b, err := strconv.ParseBool(x)
-			if err != nil {
-				d.fail(path, "expected boolean, got %s", describe(v))
-				return
+			if b, err := strconv.ParseBool(x); err == nil {
+				return b, nil
 			}
-			dst.SetBool(b)
-		default:
-			d.fail(path, "expected boolean, got %s", describe(v))
 		}
-	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
-		n, err := intFrom(v, opt, t.Bits())
+		return nil, fmt.Errorf("expected boolean, got %s", describe(v))
+	case to.Kind() >= reflect.Int && to.Kind() <= reflect.Int64:
+		n, err := intFrom(v, to.Bits())
 		if err != nil {
-			d.fail(path, "%v", err)
-			return
+			return nil, err
 		}
-		dst.SetInt(n)
-	case t.Kind() >= reflect.Uint && t.Kind() <= reflect.Uint64:
-		n, err := uintFrom(v, t.Bits())
+		return reflect.ValueOf(n).Convert(to).Interface(), nil
+	case to.Kind() >= reflect.Uint && to.Kind() <= reflect.Uint64:
+		n, err := uintFrom(v, to.Bits())
 		if err != nil {
-			d.fail(path, "%v", err)
-			return
+			return nil, err
 		}
-		dst.SetUint(n)
-	default:
-		d.fail(path, "internal error: unsupported field type %s", t)
+		return reflect.ValueOf(n).Convert(to).Interface(), nil
 	}
+	return v, nil
+}
+
+// number returns the literal text of a parsed number, and whether v is one.
+func number(v any) (string, bool) {
+	switch x := v.(type) {
+	case json.Number:
+		return string(x), true
+	case int:
+		return strconv.Itoa(x), true
+	case int64:
+		return strconv.FormatInt(x, 10), true
+	case uint64:
+		return strconv.FormatUint(x, 10), true
+	case float64:
+		s := strconv.FormatFloat(x, 'g', -1, 64)
+		if !strings.ContainsAny(s, ".eIN") {
+			s += ".0" // 8080.0 is not an integer, as in JSON
+		}
+		return s, true
+	}
+	return "", false
 }
 
 // scalarString accepts strings, and numbers as their literal text.
@@ -194,41 +228,31 @@ func scalarString(v any) (string, bool) {
 	switch x := v.(type) {
 	case string:
 		return x, true
-	case json.Number:
-		return string(x), true
+	case time.Time: // a YAML or TOML date where a string is expected
+		return x.Format(time.RFC3339Nano), true
 	}
-	return "", false
+	if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
+		return "", false
+	}
+	return number(v)
 }
 
-func intFrom(v any, opt string, bits int) (int64, error) {
-	var (
-		n   int64
-		err error
-	)
-	switch x := v.(type) {
-	case json.Number:
-		n, err = strconv.ParseInt(string(x), 10, 64)
-		if err != nil {
-			if isInteger(string(x)) {
-				return 0, fmt.Errorf("integer %s out of range", x)
-			}
+func intFrom(v any, bits int) (int64, error) {
+	s, isNum := number(v)
+	if !isNum {
+		str, ok := v.(string)
+		if !ok {
 			return 0, fmt.Errorf("expected integer, got %s", describe(v))
 		}
-	case string:
-		if opt == "bytesize" {
-			n, err = ParseByteSize(x)
-			if err != nil {
-				return 0, err
-			}
-			break
-		}
-		n, err = strconv.ParseInt(strings.TrimSpace(x), 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("expected integer, got %s", describe(v))
-		}
-	default:
-		if opt == "bytesize" {
-			return 0, fmt.Errorf("expected integer or size string (\"512MB\"), got %s", describe(v))
+		s = strings.TrimSpace(str)
+	}
+	if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
+		return 0, fmt.Errorf("%v is not a finite number", f)
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		if isInteger(s) {
+			return 0, fmt.Errorf("integer %s out of range", s)
 		}
 		return 0, fmt.Errorf("expected integer, got %s", describe(v))
 	}
@@ -242,21 +266,20 @@ func intFrom(v any, opt string, bits int) (int64, error) {
 }
 
 func uintFrom(v any, bits int) (uint64, error) {
-	var s string
-	switch x := v.(type) {
-	case json.Number:
-		s = string(x)
-	case string:
-		s = strings.TrimSpace(x)
-	default:
-		return 0, fmt.Errorf("expected non-negative integer, got %s", describe(v))
+	s, isNum := number(v)
+	if !isNum {
+		str, ok := v.(string)
+		if !ok {
+			return 0, fmt.Errorf("expected non-negative integer, got %s", describe(v))
+		}
+		s = strings.TrimSpace(str)
 	}
 	n, err := strconv.ParseUint(s, 10, bits)
 	if err != nil {
-		if strings.HasPrefix(s, "-") && isInteger(s) {
+		switch {
+		case strings.HasPrefix(s, "-") && isInteger(s):
 			return 0, fmt.Errorf("must not be negative, got %s", s)
-		}
-		if isInteger(s) {
+		case isInteger(s):
 			return 0, fmt.Errorf("integer %s out of range", s)
 		}
 		return 0, fmt.Errorf("expected non-negative integer, got %s", describe(v))
@@ -264,9 +287,64 @@ func uintFrom(v any, bits int) (uint64, error) {
 	return n, nil
 }
 
-// overlay applies the tree m onto c. It reports every key and type problem.
-func overlay(c *Config, m map[string]any) error {
-	d := &decoder{}
-	d.object("", "", m, reflect.ValueOf(c).Elem())
-	return d.err()
+// durationFrom converts a parsed value: a duration string, or integer
+// seconds (as a number or a string).
+func durationFrom(v any) (Duration, error) {
+	if d, ok := v.(Duration); ok {
+		return d, nil
+	}
+	if s, ok := v.(string); ok {
+		return ParseDuration(s)
+	}
+	if s, ok := number(v); ok {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("expected duration (string like \"25s\" or integer seconds), got number %s", s)
+		}
+		return secondsDuration(n)
+	}
+	return 0, fmt.Errorf("expected duration (string like \"25s\" or integer seconds), got %s", describe(v))
+}
+
+func kindName(t reflect.Type) string {
+	switch {
+	case t == durationType:
+		return "duration"
+	case t.Kind() == reflect.Struct:
+		return "object"
+	case t.Kind() == reflect.Slice:
+		return "list"
+	case t.Kind() == reflect.Bool:
+		return "boolean"
+	case t.Kind() == reflect.String:
+		return "string"
+	}
+	return "integer"
+}
+
+// describe renders a parsed value for error messages: `string "abc"`,
+// `integer 5`, `number 1.5`, `boolean true`, `list`, `object`, `null`.
+func describe(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case string:
+		if len(x) > 60 {
+			x = x[:57] + "..."
+		}
+		return "string " + strconv.Quote(x)
+	case bool:
+		return "boolean " + strconv.FormatBool(x)
+	case []any, []string:
+		return "list"
+	case map[string]any:
+		return "object"
+	}
+	if s, ok := number(v); ok {
+		if isInteger(s) {
+			return "integer " + s
+		}
+		return "number " + s
+	}
+	return fmt.Sprintf("%T", v)
 }

@@ -7,6 +7,9 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/v2"
 )
 
 // ReservedEnv lists SWITCHBOARD_* variables that ApplyEnv ignores because
@@ -17,10 +20,17 @@ var ReservedEnv = []string{"SWITCHBOARD_CONFIG"}
 
 const testEnvPrefix = "SWITCHBOARD_TEST_"
 
-// ApplyEnv overlays SWITCHBOARD_* variables from environ ("NAME=value"
+// CentrifugoEnvPrefix starts the Centrifugo v6 environment variables that
+// ApplyEnv accepts as aliases of the SWITCHBOARD_* ones.
+const CentrifugoEnvPrefix = "CENTRIFUGO_"
+
+// ApplyEnv overlays environment variables from environ ("NAME=value"
 // entries, as os.Environ returns) onto c. Every scalar and list key has one:
 // its key path upper-cased with "." replaced by "_", after the prefix, e.g.
 // SWITCHBOARD_HTTP_SERVER_PORT=9000 or SWITCHBOARD_CLIENT_TOKEN_HMAC_SECRET_KEY.
+// Centrifugo v6's names for the same keys (CENTRIFUGO_HTTP_SERVER_PORT,
+// CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY, ...) are aliases; when both are
+// set, SWITCHBOARD_* wins.
 //
 // Values: strings as is; integers, booleans (strconv.ParseBool) and
 // durations ("25s" or integer seconds) parsed; byte sizes accept "512MB";
@@ -29,54 +39,79 @@ const testEnvPrefix = "SWITCHBOARD_TEST_"
 // key's zero value. Namespaces cannot be set by environment.
 //
 // A SWITCHBOARD_* variable that maps to no key, or has a bad value, is an
-// error naming it; all such errors are returned joined. Variables in
-// ReservedEnv and SWITCHBOARD_TEST_* are ignored. c is not validated.
+// error naming it; all such errors are returned joined. A CENTRIFUGO_*
+// variable that maps to no Switchboard key is listed in c.NoEffect.
+// Variables in ReservedEnv and SWITCHBOARD_TEST_* are ignored. c is not
+// validated.
 func ApplyEnv(c *Config, environ []string) error {
 	schemaLeaves()
-	vals := map[string]string{}
+	p := &problems{}
+	own := map[string]bool{} // SWITCHBOARD_* names set, which beat their aliases
 	for _, kv := range environ {
-		name, val, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(name, EnvPrefix) {
-			continue
+		if name, _, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(name, EnvPrefix) {
+			own[name] = true
 		}
-		vals[name] = val // later entries win, like the process environment
 	}
-	names := make([]string, 0, len(vals))
-	for n := range vals {
-		names = append(names, n)
+	for _, prefix := range []string{CentrifugoEnvPrefix, EnvPrefix} { // the last one wins
+		setBy := map[string]string{} // key path -> variable
+		var stray []string
+		prov := env.Provider(".", env.Opt{
+			Prefix:      prefix,
+			EnvironFunc: func() []string { return environ },
+			TransformFunc: func(name, val string) (string, any) {
+				if strings.HasPrefix(name, testEnvPrefix) || isReserved(name) {
+					return "", nil
+				}
+				own := own[EnvPrefix+strings.TrimPrefix(name, prefix)]
+				if prefix != EnvPrefix && own {
+					return "", nil
+				}
+				l, ok := envIndex[EnvPrefix+strings.TrimPrefix(name, prefix)]
+				if !ok {
+					if prefix == EnvPrefix {
+						p.add(unknownEnvError(name))
+					} else {
+						stray = append(stray, name)
+					}
+					return "", nil
+				}
+				v, err := envValue(l, val)
+				if err != nil {
+					p.add(fmt.Errorf("%s (%s): %w", name, l.path, err))
+					return "", nil
+				}
+				setBy[l.path] = name
+				return l.path, v
+			},
+		})
+		k := koanf.New(".")
+		if err := k.Load(prov, nil); err != nil {
+			return fmt.Errorf("environment: %w", err)
+		}
+		unmarshal(k, c, p, func(path string) string { return fmt.Sprintf("%s (%s)", setBy[path], path) })
+		c.addNoEffect(stray...)
 	}
-	sort.Strings(names)
+	c.normalize()
+	return p.err()
+}
 
-	d := &decoder{}
-	root := reflect.ValueOf(c).Elem()
-	for _, name := range names {
-		if strings.HasPrefix(name, testEnvPrefix) || isReserved(name) {
-			continue
+// envValue converts a variable's text for the key l: lists and tagged keys
+// here, scalars by the decode hook; "" is the key's zero value.
+func envValue(l leaf, val string) (any, error) {
+	t := l.field.typ
+	if val == "" {
+		if t.Kind() == reflect.Slice {
+			return []string{}, nil
 		}
-		l, ok := envIndex[name]
-		if !ok {
-			d.add(unknownEnvError(name))
-			continue
-		}
-		val := vals[name]
-		where := fmt.Sprintf("%s (%s)", name, l.path)
-		dst := root.FieldByIndex(l.index)
-		if val == "" {
-			dst.Set(reflect.Zero(dst.Type()))
-			continue
-		}
-		if dst.Kind() == reflect.Slice {
-			list, err := envList(val, l.field.opt)
-			if err != nil {
-				d.fail(where, "%v", err)
-				continue
-			}
-			dst.Set(reflect.ValueOf(list).Convert(dst.Type()))
-			continue
-		}
-		d.value(where, l.path, val, dst, l.field.opt)
+		return reflect.Zero(t).Interface(), nil
 	}
-	return d.err()
+	if t.Kind() == reflect.Slice {
+		return envList(val, l.field.opt)
+	}
+	if l.field.opt != "" {
+		return taggedValue(l.field.opt, val)
+	}
+	return val, nil
 }
 
 func isReserved(name string) bool {

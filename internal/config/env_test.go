@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -111,4 +112,40 @@ func TestEnvOverridesFile(t *testing.T) {
 	// Unknown variables fail Load.
 	_, err = load(p, []string{"SWITCHBOARD_HTTP_APIKEY=x"})
 	wantErr(t, err, "unknown environment variable SWITCHBOARD_HTTP_APIKEY")
+}
+
+// Centrifugo v6 variable names are aliases of the Switchboard ones; the
+// SWITCHBOARD_* name wins when both are set.
+func TestCentrifugoEnvAliases(t *testing.T) {
+	c := Default()
+	err := ApplyEnv(&c, []string{
+		"CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY=centrifugo-secret",
+		"CENTRIFUGO_HTTP_API_KEY=centrifugo-key",
+		"SWITCHBOARD_HTTP_API_KEY=switchboard-key",
+		"CENTRIFUGO_HTTP_SERVER_PORT=not-a-port", // shadowed: never parsed
+		"SWITCHBOARD_HTTP_SERVER_PORT=9001",
+		"CENTRIFUGO_CLIENT_ALLOWED_ORIGINS=http://a.example,http://b.example",
+		"CENTRIFUGO_ADMIN_PASSWORD=x",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Client.Token.HMACSecretKey != "centrifugo-secret" || c.HTTPAPI.Key != "switchboard-key" || c.HTTPServer.Port != 9001 ||
+		!reflect.DeepEqual(c.Client.AllowedOrigins, []string{"http://a.example", "http://b.example"}) {
+		t.Errorf("got %+v", c)
+	}
+	if !reflect.DeepEqual(c.NoEffect, []string{"CENTRIFUGO_ADMIN_PASSWORD"}) {
+		t.Errorf("NoEffect = %q", c.NoEffect)
+	}
+	// A bad alias value is an error naming the alias.
+	c = Default()
+	wantErr(t, ApplyEnv(&c, []string{"CENTRIFUGO_CLIENT_PING_INTERVAL=soon"}), "CENTRIFUGO_CLIENT_PING_INTERVAL (client.ping_interval): invalid duration")
+	// Every Switchboard variable has its Centrifugo alias.
+	for name, path := range EnvVars() {
+		c = Default()
+		alias := CentrifugoEnvPrefix + strings.TrimPrefix(name, EnvPrefix)
+		if err := ApplyEnv(&c, []string{alias + "="}); err != nil || len(c.NoEffect) != 0 {
+			t.Errorf("%s (%s): %v %q", alias, path, err, c.NoEffect)
+		}
+	}
 }

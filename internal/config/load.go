@@ -5,17 +5,24 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
 	"strings"
+
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/providers/rawbytes"
+	"github.com/knadh/koanf/v2"
 )
 
 // Load builds the server configuration: Default, overlaid with the file at
 // path (format chosen by extension: .json, .yaml, .yml or .toml), overlaid
-// with the SWITCHBOARD_* environment (see ApplyEnv), then validated. path ""
-// means defaults plus environment only. The error lists every problem found,
-// each naming its key path or variable.
+// with the environment (see ApplyEnv), then validated. path "" means
+// defaults plus environment only. The error lists every problem found,
+// each naming its key path or variable. Keys accepted without effect are
+// listed in Config.NoEffect, for one startup warning.
 func Load(path string) (Config, error) {
 	return load(path, os.Environ())
 }
@@ -27,15 +34,12 @@ func load(path string, environ []string) (Config, error) {
 		if err != nil {
 			return Config{}, err
 		}
-		data, err := readLimited(path)
-		if err != nil {
-			return Config{}, err
+		if st, err := os.Stat(path); err != nil {
+			return Config{}, fmt.Errorf("config: %w", err)
+		} else if st.Size() > MaxConfigSize {
+			return Config{}, fmt.Errorf("config %s: larger than the %d byte limit", path, MaxConfigSize)
 		}
-		tree, err := parseTree(data, format)
-		if err != nil {
-			return Config{}, fmt.Errorf("config %s: %w", path, err)
-		}
-		if err := overlay(&c, tree); err != nil {
+		if err := c.overlay(file.Provider(path), format); err != nil {
 			return Config{}, fmt.Errorf("config %s:\n%w", path, err)
 		}
 	}
@@ -66,38 +70,105 @@ func formatOf(path string) (string, error) {
 	}
 }
 
-func readLimited(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxConfigSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	if len(data) > MaxConfigSize {
-		return nil, fmt.Errorf("config %s: larger than the %d byte limit", path, MaxConfigSize)
-	}
-	return data, nil
-}
-
 // Parse decodes a configuration document in format ("json", "yaml"/"yml" or
 // "toml") over Default and validates it, with the same strict rules as Load.
 // It does not read the environment.
 func Parse(data []byte, format string) (Config, error) {
-	c := Default()
-	tree, err := parseTree(data, strings.ToLower(format))
-	if err != nil {
-		return Config{}, err
+	if len(data) > MaxConfigSize {
+		return Config{}, fmt.Errorf("config document is %d bytes, larger than the %d byte limit", len(data), MaxConfigSize)
 	}
-	if err := overlay(&c, tree); err != nil {
+	c := Default()
+	if err := c.overlay(rawbytes.Provider(data), strings.ToLower(format)); err != nil {
 		return Config{}, err
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// overlay loads one document through koanf and decodes it onto c: the
+// keys are checked first (unknown keys, Centrifugo classification), then
+// decoded; every problem is returned at once.
+func (c *Config) overlay(prov koanf.Provider, format string) error {
+	parser, err := parserFor(format)
+	if err != nil {
+		return err
+	}
+	k := koanf.New(".")
+	if err := k.Load(prov, parser); err != nil {
+		return err
+	}
+	p := &problems{}
+	cl := &classifier{p: p}
+	cl.object(reflect.TypeOf(Config{}), "", "", k.Raw())
+	convertTagged(k, p)
+	unmarshal(k, c, p, nil)
+	if err := p.err(); err != nil {
+		return err
+	}
+	c.addNoEffect(cl.noEffect...)
+	c.normalize()
+	return nil
+}
+
+// convertTagged applies the string forms of keys tagged cfg:"argv" (a
+// command line) and cfg:"bytesize" ("512MB") before decoding.
+func convertTagged(k *koanf.Koanf, p *problems) {
+	for _, l := range schemaLeaves() {
+		if l.field.opt == "" || l.envName == "" {
+			continue
+		}
+		s, ok := k.Get(l.path).(string)
+		if !ok {
+			continue
+		}
+		v, err := taggedValue(l.field.opt, s)
+		if err != nil {
+			p.add(fmt.Errorf("%s: %w", l.path, err))
+			k.Delete(l.path)
+			continue
+		}
+		if err := k.Set(l.path, v); err != nil {
+			p.add(fmt.Errorf("%s: %w", l.path, err))
+		}
+	}
+}
+
+func taggedValue(opt, s string) (any, error) {
+	switch opt {
+	case "argv":
+		return SplitCommand(s)
+	case "bytesize":
+		return ParseByteSize(s)
+	}
+	return s, nil
+}
+
+func (c *Config) addNoEffect(keys ...string) {
+	if len(keys) == 0 {
+		return
+	}
+	c.NoEffect = append(c.NoEffect, keys...)
+	sort.Strings(c.NoEffect)
+	c.NoEffect = slices.Compact(c.NoEffect)
+}
+
+// normalize turns empty lists into nil, so an empty list in a file or an
+// empty environment variable means the same as an absent key.
+func (c *Config) normalize() {
+	root := reflect.ValueOf(c).Elem()
+	for _, l := range schemaLeaves() {
+		if l.envName == "" {
+			continue
+		}
+		if f := root.FieldByIndex(l.index); f.Kind() == reflect.Slice && f.Len() == 0 && !f.IsNil() {
+			f.SetZero()
+		}
+	}
+	if len(c.Channel.Namespaces) == 0 {
+		c.Channel.Namespaces = nil
+	}
 }
 
 // Generate returns a working starter configuration as indented JSON: random

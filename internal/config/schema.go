@@ -16,10 +16,7 @@ type fieldInfo struct {
 	typ   reflect.Type
 }
 
-var (
-	durationType = reflect.TypeOf(Duration(0))
-	fieldsCache  sync.Map // reflect.Type -> []fieldInfo
-)
+var fieldsCache sync.Map // reflect.Type -> []fieldInfo
 
 // fieldsOf lists the keys of struct type t in declaration order.
 func fieldsOf(t reflect.Type) []fieldInfo {
@@ -59,10 +56,6 @@ func fieldByName(t reflect.Type, name string) (fieldInfo, bool) {
 	return fieldInfo{}, false
 }
 
-// isStruct reports whether t is a nested configuration object (not a
-// Duration, which is a scalar).
-func isStruct(t reflect.Type) bool { return t.Kind() == reflect.Struct && t != durationType }
-
 // leaf is one settable key of the whole schema.
 type leaf struct {
 	path  string // generic key path, namespaces as "channel.namespaces[]"
@@ -79,7 +72,8 @@ var (
 	envIndex   map[string]leaf
 )
 
-// EnvPrefix starts every environment variable ApplyEnv reads.
+// EnvPrefix starts every Switchboard environment variable ApplyEnv reads
+// (CentrifugoEnvPrefix names the aliases).
 const EnvPrefix = "SWITCHBOARD_"
 
 func schemaLeaves() []leaf {
@@ -141,169 +135,6 @@ func EnvVars() map[string]string {
 		out[k] = l.path
 	}
 	return out
-}
-
-// ---- Centrifugo keys Switchboard does not support ----
-
-// unsupported maps a generic parent path to the Centrifugo v6 keys under it
-// that name features Switchboard lacks, each with an optional hint.
-// Namespace options are listed under "#ns" and apply to both
-// channel.without_namespace and every channel.namespaces[] entry.
-var unsupported = map[string]map[string]string{
-	"": {
-		"engine":                     "use broker.type and broker.redis_url",
-		"presence_manager":           "presence follows broker.type",
-		"map_broker":                 "",
-		"controller":                 "",
-		"shared_poll":                "",
-		"rpc":                        "",
-		"proxies":                    "",
-		"grpc_api":                   "use the HTTP API",
-		"consumers":                  "",
-		"sse":                        "",
-		"http_stream":                "",
-		"webtransport":               "",
-		"uni_sse":                    "",
-		"uni_http_stream":            "",
-		"uni_websocket":              "",
-		"uni_grpc":                   "",
-		"emulation":                  "",
-		"admin":                      "",
-		"prometheus":                 "",
-		"health":                     "",
-		"swagger":                    "",
-		"debug":                      "",
-		"init":                       "",
-		"dev":                        "",
-		"opentelemetry":              "",
-		"graphite":                   "",
-		"usage_stats":                "",
-		"node":                       "",
-		"pid_file":                   "",
-		"enable_unreleased_features": "",
-		"redis":                      "use broker.type and broker.redis_url",
-		"nats":                       "",
-		"tls":                        "terminate TLS in a reverse proxy",
-		"tls_autocert":               "terminate TLS in a reverse proxy",
-	},
-	"http_server": {
-		"internal_address": "",
-		"internal_port":    "",
-		"tls":              "terminate TLS in a reverse proxy",
-		"tls_autocert":     "terminate TLS in a reverse proxy",
-		"tls_external":     "",
-		"internal_tls":     "",
-		"http3":            "",
-		"h2c_external":     "",
-	},
-	"log": {
-		"file": "logs go to standard error",
-	},
-	"client": {
-		"proxy":                                     "",
-		"subscription_token":                        "",
-		"disallow_anonymous_connection_tokens":      "",
-		"expired_sub_close_delay":                   "",
-		"presence_update_interval":                  "",
-		"concurrency":                               "",
-		"channel_position_check_delay":              "",
-		"channel_position_max_time_lag":             "",
-		"connection_rate_limit":                     "",
-		"connect_include_server_time":               "",
-		"history_max_publication_limit":             "",
-		"recovery_max_publication_limit":            "",
-		"insecure_skip_token_signature_verify":      "",
-		"user_id_http_header":                       "",
-		"insecure":                                  "",
-		"subscribe_to_user_personal_channel":        "",
-		"connect_code_to_unidirectional_disconnect": "",
-		"allowed_delta_types":                       "",
-	},
-	"client.token": {
-		"hmac_previous_secret_key":                 "",
-		"hmac_previous_secret_key_valid_until":     "",
-		"rsa_public_key":                           "only HS256 (hmac_secret_key) is supported",
-		"ecdsa_public_key":                         "only HS256 (hmac_secret_key) is supported",
-		"jwks_public_endpoint":                     "only HS256 (hmac_secret_key) is supported",
-		"audience_regex":                           "use audience",
-		"issuer_regex":                             "use issuer",
-		"user_id_claim":                            "",
-		"insecure_skip_jwks_endpoint_safety_check": "",
-	},
-	"channel": {
-		"proxy":                   "",
-		"history_meta_ttl":        "",
-		"publication_data_format": "",
-		"private_prefix":          "",
-		"patterns":                "",
-	},
-	"#ns": {
-		"history_meta_ttl":                      "",
-		"allow_positioning":                     "use force_positioning",
-		"allow_recovery":                        "use force_recovery",
-		"force_recovery_mode":                   "",
-		"auto_cache_recover":                    "",
-		"allowed_delta_types":                   "",
-		"allow_tags_filter":                     "",
-		"delta_publish":                         "",
-		"channel_regex":                         "",
-		"publication_data_format":               "",
-		"subscribe_proxy_enabled":               "",
-		"subscribe_proxy_name":                  "",
-		"publish_proxy_enabled":                 "",
-		"publish_proxy_name":                    "",
-		"sub_refresh_proxy_enabled":             "",
-		"sub_refresh_proxy_name":                "",
-		"subscribe_stream_proxy_enabled":        "",
-		"subscribe_stream_proxy_name":           "",
-		"subscribe_stream_proxy_bidirectional":  "",
-		"subscription_type":                     "",
-		"map":                                   "",
-		"shared_poll":                           "",
-		"map_clients_presence_channel_prefix":   "",
-		"map_users_presence_channel_prefix":     "",
-		"allow_subscribe_for_client_when_ready": "",
-	},
-	"http_api": {
-		"disabled":   "",
-		"error_mode": "",
-		"external":   "",
-	},
-	"websocket": {
-		"disabled":                        "",
-		"compression":                     "",
-		"compression_min_size":            "",
-		"compression_level":               "",
-		"use_write_buffer_pool":           "",
-		"write_timeout":                   "",
-		"decompressed_message_size_limit": "",
-	},
-	"broker": {
-		"enabled":   "set broker.type",
-		"redis":     "use broker.redis_url",
-		"nats":      "",
-		"postgres":  "",
-		"redisnats": "",
-	},
-}
-
-// fixed lists Centrifugo keys Switchboard accepts only with one value,
-// because it hard-codes that behaviour.
-var fixed = map[string]string{
-	"channel.namespace_boundary": NamespaceBoundary,
-	"channel.user_boundary":      UserBoundary,
-	"channel.user_separator":     UserSeparator,
-	"http_api.handler_prefix":    "/api",
-	"websocket.handler_prefix":   "/connection/websocket",
-}
-
-func unsupportedKey(gpath, key string) (hint string, ok bool) {
-	set := gpath
-	if gpath == "channel.without_namespace" || gpath == "channel.namespaces[]" {
-		set = "#ns"
-	}
-	hint, ok = unsupported[set][key]
-	return hint, ok
 }
 
 // ---- suggestions ----

@@ -84,7 +84,6 @@ func (c *Config) Validate() error {
 	// websocket
 	v.positive("websocket.message_size_limit", c.WebSocket.MessageSizeLimit)
 	v.nonNeg("websocket.read_buffer_size", c.WebSocket.ReadBufferSize)
-	v.nonNeg("websocket.write_buffer_size", c.WebSocket.WriteBufferSize)
 
 	// broker
 	switch c.Broker.Type {

@@ -111,7 +111,7 @@ func (d *Duration) UnmarshalYAML(unmarshal func(any) error) error {
 	if err := unmarshal(&v); err != nil {
 		return err
 	}
-	r, err := durationFrom(normalizeScalar(v))
+	r, err := durationFrom(v)
 	if err != nil {
 		return err
 	}
@@ -122,44 +122,12 @@ func (d *Duration) UnmarshalYAML(unmarshal func(any) error) error {
 // UnmarshalTOML decodes a TOML string (duration or integer seconds) or
 // integer (seconds).
 func (d *Duration) UnmarshalTOML(v any) error {
-	r, err := durationFrom(normalizeScalar(v))
+	r, err := durationFrom(v)
 	if err != nil {
 		return err
 	}
 	*d = r
 	return nil
-}
-
-// normalizeScalar maps Go integer kinds to json.Number so durationFrom and
-// friends see one representation.
-func normalizeScalar(v any) any {
-	switch x := v.(type) {
-	case int:
-		return json.Number(strconv.FormatInt(int64(x), 10))
-	case int64:
-		return json.Number(strconv.FormatInt(x, 10))
-	case uint64:
-		return json.Number(strconv.FormatUint(x, 10))
-	case float64:
-		return json.Number(strconv.FormatFloat(x, 'g', -1, 64))
-	}
-	return v
-}
-
-// durationFrom converts a generic decoded value.
-func durationFrom(v any) (Duration, error) {
-	switch x := v.(type) {
-	case string:
-		return ParseDuration(x)
-	case json.Number:
-		n, err := strconv.ParseInt(string(x), 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("expected duration (string like \"25s\" or integer seconds), got number %s", x)
-		}
-		return secondsDuration(n)
-	default:
-		return 0, fmt.Errorf("expected duration (string like \"25s\" or integer seconds), got %s", describe(v))
-	}
 }
 
 // ParseByteSize parses a byte count: a plain integer, or a number with a
@@ -273,31 +241,4 @@ func SplitCommand(s string) ([]string, error) {
 		args = append(args, cur.String())
 	}
 	return args, nil
-}
-
-// describe renders a generic decoded value for error messages:
-// `string "abc"`, `number 1.5`, `boolean true`, `list`, `object`, `null`.
-func describe(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "null"
-	case string:
-		if len(x) > 60 {
-			x = x[:57] + "..."
-		}
-		return "string " + strconv.Quote(x)
-	case bool:
-		return "boolean " + strconv.FormatBool(x)
-	case json.Number:
-		if isInteger(string(x)) {
-			return "integer " + string(x)
-		}
-		return "number " + string(x)
-	case []any:
-		return "list"
-	case map[string]any:
-		return "object"
-	default:
-		return fmt.Sprintf("%T", v)
-	}
 }

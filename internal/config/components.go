@@ -1,0 +1,82 @@
+package config
+
+import (
+	"github.com/switchboard-rt/switchboard/internal/gateway"
+	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/worker"
+)
+
+// The one conversion of each configuration section into the component
+// configuration it feeds. components_test.go fails when a field is added on
+// either side without being mapped here.
+
+// HubOptions returns o as hub channel options.
+func (o NamespaceOptions) HubOptions() hub.ChannelOptions {
+	return hub.ChannelOptions{
+		Presence:                   o.Presence,
+		JoinLeave:                  o.JoinLeave,
+		ForcePushJoinLeave:         o.ForcePushJoinLeave,
+		HistorySize:                o.HistorySize,
+		HistoryTTL:                 o.HistoryTTL.Std(),
+		ForceRecovery:              o.ForceRecovery,
+		ForcePositioning:           o.ForcePositioning,
+		AllowSubscribeForClient:    o.AllowSubscribeForClient,
+		AllowSubscribeForAnonymous: o.AllowSubscribeForAnonymous,
+		AllowPublishForSubscriber:  o.AllowPublishForSubscriber,
+		AllowPublishForClient:      o.AllowPublishForClient,
+		AllowPublishForAnonymous:   o.AllowPublishForAnonymous,
+		AllowPresenceForSubscriber: o.AllowPresenceForSubscriber,
+		AllowPresenceForClient:     o.AllowPresenceForClient,
+		AllowPresenceForAnonymous:  o.AllowPresenceForAnonymous,
+		AllowHistoryForSubscriber:  o.AllowHistoryForSubscriber,
+		AllowHistoryForClient:      o.AllowHistoryForClient,
+		AllowHistoryForAnonymous:   o.AllowHistoryForAnonymous,
+		AllowUserLimitedChannels:   o.AllowUserLimitedChannels,
+	}
+}
+
+// HubNamespaces returns the channel section as the hub's namespaces.
+func (c Channel) HubNamespaces() hub.Namespaces {
+	ns := hub.Namespaces{
+		Default:   c.WithoutNamespace.HubOptions(),
+		Named:     make(map[string]hub.ChannelOptions, len(c.Namespaces)),
+		MaxLength: c.MaxLength,
+	}
+	for _, n := range c.Namespaces {
+		ns.Named[n.Name] = n.HubOptions()
+	}
+	return ns
+}
+
+// WorkerConfig returns the runner section as a worker pool configuration.
+// The process settings the file does not hold (Env, Dir, MaxMessageSize,
+// StopGrace, Logger, Registerer) are left for the caller.
+func (r Runner) WorkerConfig() worker.Config {
+	return worker.Config{
+		Command:      r.Command,
+		Workers:      r.Workers,
+		Timeout:      r.Timeout.Std(),
+		MaxInFlight:  r.MaxInFlight,
+		QueueSize:    r.QueueSize,
+		QueueTimeout: r.QueueTimeout.Std(),
+		MaxJobs:      r.MaxJobs,
+		TTL:          r.TTL.Std(),
+		IdleTTL:      r.IdleTTL.Std(),
+		MaxMemory:    r.MaxMemory,
+		PingInterval: r.PingInterval.Std(),
+		AllowTasks:   r.Allow.Tasks,
+		AllowEvents:  r.Allow.Events,
+	}
+}
+
+// GatewayConfig returns the runner section as the worker gateway's HTTP
+// configuration (RetryAfter and Logger are left for the caller).
+func (r Runner) GatewayConfig() gateway.Config {
+	return gateway.Config{
+		BasePath:    r.BasePath,
+		Token:       r.Token,
+		TokenHeader: r.TokenHeader,
+		CORSOrigins: r.CORS.Origins,
+		MaxBody:     r.MaxBody,
+	}
+}
