@@ -18,10 +18,12 @@
 #   OUT              output directory                                           [bench-out]
 #   CONNS            connection counts for the memory runs            [1000 5000 10000 19000]
 #   FANOUT_SUBS      subscriber counts for the throughput runs                [1000 10000 19000]
+#   FANOUT_PUBLISHERS API publishers in the throughput runs                             [8]
 #   LAT_SUBS         subscribers for the latency runs                                   [10000]
 #   LAT_RATES        publications/s for the latency runs (x LAT_SUBS = deliveries/s) [1 5 10 20]
 #   DURATION         measurement phase per run                                          [10s]
 #   PROTOCOL         json or protobuf                                                    [json]
+#   SCENARIOS        scenario groups to run, of: conns fanout latency rpc              [all four]
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,6 +35,15 @@ LAT_SUBS=${LAT_SUBS:-10000}
 LAT_RATES=${LAT_RATES:-1 5 10 20}
 DURATION=${DURATION:-10s}
 PROTOCOL=${PROTOCOL:-json}
+FANOUT_PUBLISHERS=${FANOUT_PUBLISHERS:-8}
+SCENARIOS=${SCENARIOS:-conns fanout latency rpc}
+for sc in $SCENARIOS; do
+	case $sc in
+	conns | fanout | latency | rpc) ;;
+	*) echo "SCENARIOS: unknown scenario group $sc (want conns, fanout, latency, rpc)" >&2; exit 2 ;;
+	esac
+done
+want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 SECRET=bench-secret-0123456789abcdef
 APIKEY=bench-api-key
 PORT_SWITCHBOARD=18100
@@ -131,22 +142,22 @@ run() { # $1 = server, rest = bench arguments
 	sleep 2 # let TIME_WAIT sockets and memory go
 }
 
-for n in $CONNS; do
+want conns && for n in $CONNS; do
 	for s in $SERVERS; do
 		run "$s" conns -n "$n" --subs 1 --channels 1000 --duration "$DURATION" --settle 5s
 	done
 done
-for n in $FANOUT_SUBS; do
+want fanout && for n in $FANOUT_SUBS; do
 	for s in $SERVERS; do
-		run "$s" fanout -s "$n" --channels 1 --rate 0 --publishers 8 --api-key "$APIKEY" --duration "$DURATION" --drain 10s
+		run "$s" fanout -s "$n" --channels 1 --rate 0 --publishers "$FANOUT_PUBLISHERS" --api-key "$APIKEY" --duration "$DURATION" --drain 10s
 	done
 done
-for r in $LAT_RATES; do
+want latency && for r in $LAT_RATES; do
 	for s in $SERVERS; do
 		run "$s" fanout -s "$LAT_SUBS" --channels 1 --rate "$r" --publishers 2 --api-key "$APIKEY" --duration "$DURATION" --drain 10s
 	done
 done
-for s in $SERVERS; do
+want rpc && for s in $SERVERS; do
 	run "$s" rpc -n 10 --kind publish --channel bench:rpc --duration "$DURATION"
 done
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/centrifugal/centrifuge-go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 )
 
@@ -186,13 +188,24 @@ func TestHealthAndMetrics(t *testing.T) {
 	apiCall(t, m, "publish", map[string]any{"channel": "chat:m", "data": map[string]any{}})
 	resp, err = http.Get(m.URL() + "/metrics")
 	require.NoError(t, err)
-	b, _ := io.ReadAll(resp.Body)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
 	resp.Body.Close()
+	require.NoError(t, err)
 	for _, name := range []string{"switchboard_connections", "switchboard_subscriptions", "switchboard_client_commands_total",
 		"switchboard_client_command_duration_seconds", "switchboard_api_requests_total", "switchboard_broker_operation_seconds",
 		"switchboard_client_slow_disconnects_total", "go_goroutines"} {
-		require.Contains(t, string(b), name)
+		require.Contains(t, fams, name)
 	}
+	var publishes float64
+	for _, mt := range fams["switchboard_api_requests_total"].GetMetric() {
+		for _, l := range mt.GetLabel() {
+			if l.GetName() == "method" && l.GetValue() == "publish" {
+				publishes += mt.GetCounter().GetValue()
+			}
+		}
+	}
+	require.Equal(t, 1.0, publishes, "the one publish call is counted")
 }
 
 func TestCLI(t *testing.T) {

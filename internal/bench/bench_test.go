@@ -363,27 +363,6 @@ func FuzzDecodeReplies(f *testing.F) {
 	})
 }
 
-func TestParseMetricAndProc(t *testing.T) {
-	text := "# HELP process_resident_memory_bytes x\nprocess_resident_memory_bytes_extra 1\nprocess_resident_memory_bytes{a=\"b\"} 5\nprocess_resident_memory_bytes 1.2345e+07\n"
-	v, err := parseMetric(strings.NewReader(text), "process_resident_memory_bytes")
-	require.NoError(t, err)
-	require.Equal(t, 1.2345e7, v)
-	_, err = parseMetric(strings.NewReader("foo 1\n"), "process_resident_memory_bytes")
-	require.Error(t, err)
-
-	rss, err := parseVmRSS([]byte("Name:\tx\nVmRSS:\t   1234 kB\n"))
-	require.NoError(t, err)
-	require.Equal(t, uint64(1234*1024), rss)
-	_, err = parseVmRSS([]byte("Name: x\n"))
-	require.Error(t, err)
-
-	self, err := procRSS(selfPID())
-	require.NoError(t, err)
-	require.Greater(t, self, uint64(1<<20))
-	_, err = procCPU(selfPID())
-	require.NoError(t, err)
-}
-
 func TestPlot(t *testing.T) {
 	in := `{"kind":"conns","label":"a","established":1000,"server_rss_after":10485760}
 {"kind":"conns","label":"a","established":2000,"server_rss_after":20971520}

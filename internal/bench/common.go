@@ -344,21 +344,7 @@ type Machine struct {
 
 func machine() Machine {
 	m := Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version()}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		if f := strings.Fields(string(b)); len(f) > 0 {
-			m.LoadAvg, _ = strconv.ParseFloat(f[0], 64)
-		}
-	}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, "model name") {
-				if i := strings.IndexByte(line, ':'); i >= 0 {
-					m.CPUModel = strings.TrimSpace(line[i+1:])
-				}
-				break
-			}
-		}
-	}
+	m.LoadAvg, m.CPUModel = hostLoad()
 	return m
 }
 

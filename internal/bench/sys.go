@@ -1,18 +1,18 @@
 package bench
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/procfs"
 )
 
 // selfCPU returns the user+system CPU time this process has used.
@@ -42,20 +42,37 @@ func raiseNoFile() (uint64, error) {
 // ephemeralPorts returns the size of the local port range (net.ipv4.ip_local_port_range),
 // or 28232 (the Linux default) when it cannot be read.
 func ephemeralPorts() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	fs, err := procfs.NewDefaultFS()
 	if err != nil {
 		return 28232
 	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
+	return portRange(fs)
+}
+
+func portRange(fs procfs.FS) int {
+	r, err := fs.SysctlInts("net.ipv4.ip_local_port_range")
+	if err != nil || len(r) != 2 || r[1] < r[0] {
 		return 28232
 	}
-	lo, err1 := strconv.Atoi(f[0])
-	hi, err2 := strconv.Atoi(f[1])
-	if err1 != nil || err2 != nil || hi < lo {
-		return 28232
+	return r[1] - r[0] + 1
+}
+
+// hostLoad returns the 1-minute load average and the CPU model name, zero where /proc does not
+// tell them.
+func hostLoad() (load1 float64, cpuModel string) {
+	fs, err := procfs.NewDefaultFS()
+	if err != nil {
+		return 0, ""
 	}
-	return hi - lo + 1
+	return loadAvg(fs), cpuModelName(fs)
+}
+
+func loadAvg(fs procfs.FS) float64 {
+	l, err := fs.LoadAvg()
+	if err != nil {
+		return 0
+	}
+	return l.Load1
 }
 
 // isTTY reports whether f is a character device (a terminal).
@@ -108,6 +125,7 @@ func (p *serverProbe) metric(ctx context.Context, name string) (float64, error) 
 	if err != nil {
 		return 0, fmt.Errorf("metrics: %w", err)
 	}
+	req.Header.Set("Accept", string(expfmt.NewFormat(expfmt.TypeTextPlain))) // not OpenMetrics or protobuf
 	resp, err := c.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("metrics: %w", err)
@@ -119,84 +137,65 @@ func (p *serverProbe) metric(ctx context.Context, name string) (float64, error) 
 	return parseMetric(io.LimitReader(resp.Body, 16<<20), name)
 }
 
-// parseMetric finds an unlabelled sample of name in Prometheus text exposition format.
+// parseMetric returns the unlabelled sample of the gauge, counter or untyped metric name in
+// Prometheus text exposition format.
 func parseMetric(r io.Reader, name string) (float64, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(line) == 0 || line[0] == '#' || !bytes.HasPrefix(line, []byte(name)) {
-			continue
-		}
-		rest := line[len(name):]
-		if len(rest) == 0 || (rest[0] != ' ' && rest[0] != '\t') {
-			continue // a longer name or a labelled series
-		}
-		f := strings.Fields(string(rest))
-		if len(f) == 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[0], 64)
-		if err != nil {
-			return 0, fmt.Errorf("metric %s: %w", name, err)
-		}
-		return v, nil
-	}
-	if err := sc.Err(); err != nil {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(r)
+	if err != nil {
 		return 0, fmt.Errorf("metrics: %w", err)
+	}
+	for _, m := range fams[name].GetMetric() {
+		if len(m.GetLabel()) != 0 {
+			continue
+		}
+		switch {
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue(), nil
+		case m.Counter != nil:
+			return m.GetCounter().GetValue(), nil
+		case m.Untyped != nil:
+			return m.GetUntyped().GetValue(), nil
+		}
 	}
 	return 0, fmt.Errorf("metric %s not found", name)
 }
 
-// procRSS reads VmRSS of pid from /proc/PID/status.
+// procRSS returns VmRSS of pid (/proc/PID/status).
 func procRSS(pid int) (uint64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0, fmt.Errorf("server rss: %w", err)
 	}
-	return parseVmRSS(b)
+	return statusRSS(p)
 }
 
-func parseVmRSS(b []byte) (uint64, error) {
-	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(line, "VmRSS:") {
-			continue
-		}
-		f := strings.Fields(line[len("VmRSS:"):])
-		if len(f) < 1 {
-			break
-		}
-		kb, err := strconv.ParseUint(f[0], 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("server rss: %w", err)
-		}
-		return kb * 1024, nil
+func statusRSS(p procfs.Proc) (uint64, error) {
+	st, err := p.NewStatus()
+	if err != nil {
+		return 0, fmt.Errorf("server rss: %w", err)
 	}
-	return 0, errors.New("server rss: no VmRSS line")
+	if st.VmRSS == 0 { // no VmRSS line: a zombie or a kernel thread
+		return 0, fmt.Errorf("server rss: no VmRSS for pid %d", p.PID)
+	}
+	return st.VmRSS, nil
 }
 
-// procCPU reads utime+stime of pid from /proc/PID/stat (clock ticks of 1/100 s on Linux).
+// procCPU returns the user+system CPU time of pid (/proc/PID/stat).
 func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0, fmt.Errorf("server cpu: %w", err)
 	}
-	// The command name (field 2) may contain spaces; fields after its closing paren are fixed.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errors.New("server cpu: malformed stat")
+	return statCPU(p)
+}
+
+func statCPU(p procfs.Proc) (time.Duration, error) {
+	st, err := p.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("server cpu: %w", err)
 	}
-	f := strings.Fields(string(b[i+1:]))
-	// After ')' : state(3) ... utime is field 14, stime 15 => indexes 11 and 12 here.
-	if len(f) < 13 {
-		return 0, errors.New("server cpu: short stat")
-	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, errors.New("server cpu: bad stat numbers")
-	}
-	return time.Duration(ut+st) * 10 * time.Millisecond, nil
+	return time.Duration(st.CPUTime() * float64(time.Second)), nil
 }
 
 func selfPID() int { return os.Getpid() }

@@ -3,13 +3,11 @@
 package worker
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
-	"os"
 	"os/exec"
-	"strconv"
 	"syscall"
+
+	"github.com/prometheus/procfs"
 )
 
 // setProcAttr puts the worker in its own process group so that a kill
@@ -31,28 +29,16 @@ func killProc(cmd *exec.Cmd) {
 
 // rssBytes reads VmRSS from /proc/PID/status (Linux).
 func rssBytes(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0, err
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		line := sc.Bytes()
-		if !bytes.HasPrefix(line, []byte("VmRSS:")) {
-			continue
-		}
-		f := bytes.Fields(line[len("VmRSS:"):])
-		if len(f) == 0 {
-			break
-		}
-		n, err := strconv.ParseInt(string(f[0]), 10, 64)
-		if err != nil {
-			return 0, err
-		}
-		if len(f) > 1 && string(f[1]) == "kB" {
-			n *= 1024
-		}
-		return n, nil
+	st, err := p.NewStatus()
+	if err != nil {
+		return 0, err
 	}
-	return 0, errors.New("no VmRSS in /proc status")
+	if st.VmRSS == 0 {
+		return 0, errors.New("no VmRSS in /proc status")
+	}
+	return int64(st.VmRSS), nil
 }
