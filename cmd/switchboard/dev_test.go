@@ -220,3 +220,32 @@ func TestDevBannerIsParseable(t *testing.T) {
 	_, err = applyDev(&cfg, bytes.NewReader(nil))
 	require.ErrorContains(t, err, "--dev: generate secret")
 }
+
+// TestReadmeBenchExamplesAgainstReadmeConfig boots the configuration the
+// README shows (secrets filled in, port 0) and runs the README's bench
+// examples against it: each must succeed.
+func TestReadmeBenchExamplesAgainstReadmeConfig(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	require.NoError(t, err)
+	text := string(readme)
+	sec := text[strings.Index(text, "## Configuration"):]
+	start := strings.Index(sec, "```json\n") + len("```json\n")
+	block := sec[start : start+strings.Index(sec[start:], "```")]
+	block = strings.Replace(block, `"…"`, `"readme-secret"`, 1)
+	block = strings.Replace(block, `"…"`, `"readme-api-key"`, 1)
+	cfg, err := config.Parse([]byte(block), "json")
+	require.NoError(t, err, block)
+	cfg.HTTPServer.Port = 0
+	m := startServer(t, cfg)
+	for _, args := range readmeBenchExamples(t, "ws://"+m.Addr()+"/connection/websocket", "readme-secret", "readme-api-key") {
+		require.Equal(t, 0, run(args, io.Discard, os.Stderr), "%v", args)
+	}
+}
+
+func TestReadmeTestCommandRetests(t *testing.T) {
+	for _, f := range []string{"README.md", "Makefile"} {
+		data, err := os.ReadFile(filepath.Join("..", "..", f))
+		require.NoError(t, err)
+		require.Contains(t, string(data), "go test -race -count=1 ./...", f)
+	}
+}
