@@ -111,9 +111,17 @@ func printDevBanner(w io.Writer, cfg config.Config, info devInfo, baseURL, wsURL
 		fmt.Fprintf(&b, "  namespaces added: %s (chat: subscribe, publish, presence, history, recovery)\n", strings.Join(info.namespaces, ", "))
 	}
 	fmt.Fprintf(&b, "  token: %s  (user %q, valid %s)\n", tok, devUser, devTokenTTL)
-	fmt.Fprintf(&b, "  publish: curl -s -X POST %s/api/publish -H 'X-API-Key: %s' -d '%s'\n", baseURL, cfg.HTTPAPI.Key, body)
-	fmt.Fprintf(&b, "  bench: switchboard bench fanout --url %s --secret %s --api-key %s -s 100\n",
-		wsURL, cfg.Client.Token.HMACSecretKey, cfg.HTTPAPI.Key)
+	header := ""
+	if cfg.HTTPAPI.Key != "" { // empty only with http_api.insecure
+		header = " -H 'X-API-Key: " + cfg.HTTPAPI.Key + "'"
+	}
+	fmt.Fprintf(&b, "  publish: curl -s -X POST %s/api/publish%s -d '%s'\n", baseURL, header, body)
+	apiKeyFlag := ""
+	if cfg.HTTPAPI.Key != "" {
+		apiKeyFlag = " --api-key " + cfg.HTTPAPI.Key
+	}
+	fmt.Fprintf(&b, "  bench: switchboard bench fanout --url %s --secret %s%s -s 100\n",
+		wsURL, cfg.Client.Token.HMACSecretKey, apiKeyFlag)
 	fmt.Fprintf(&b, "%s\n\n", bar)
 	_, err = io.WriteString(w, b.String())
 	return err
