@@ -371,7 +371,8 @@ type textResult interface {
 
 // ErrAllFailed is returned (wrapped) after the result is printed when a run
 // measured nothing: every connection, publication, delivery or command
-// failed. The command then exits non-zero.
+// failed. The command then exits non-zero. A run interrupted before anything
+// failed is not a failure.
 var ErrAllFailed = errors.New("bench: nothing succeeded")
 
 func allFailed(what string, counts []Count) error {
@@ -382,7 +383,7 @@ func allFailed(what string, counts []Count) error {
 }
 
 func (r *ConnsResult) failure() error {
-	if r.Established == 0 && r.Requested > 0 {
+	if r.Established == 0 && r.Failed > 0 {
 		return allFailed(fmt.Sprintf("every connection failed (%d of %d)", r.Failed, r.Requested), r.Errors)
 	}
 	return nil
@@ -390,11 +391,11 @@ func (r *ConnsResult) failure() error {
 
 func (r *FanoutResult) failure() error {
 	switch {
-	case r.Established == 0:
+	case r.Established == 0 && r.ConnFailed > 0:
 		return allFailed(fmt.Sprintf("every subscriber connection failed (%d)", r.ConnFailed), r.ConnErrors)
 	case r.Published == 0 && r.PublishFailed > 0:
 		return allFailed(fmt.Sprintf("every publication failed (%d)", r.PublishFailed), r.PublishErrors)
-	case r.Published > 0 && r.Delivered == 0:
+	case r.Published > 0 && r.Delivered == 0 && !r.Interrupted:
 		return allFailed(fmt.Sprintf("no delivery of %d publications reached a subscriber", r.Published), r.Disconnects)
 	}
 	return nil
@@ -402,7 +403,7 @@ func (r *FanoutResult) failure() error {
 
 func (r *RPCResult) failure() error {
 	switch {
-	case r.Established == 0:
+	case r.Established == 0 && r.ConnFailed > 0:
 		return allFailed(fmt.Sprintf("every connection failed (%d)", r.ConnFailed), r.ConnErrors)
 	case r.Requests > 0 && r.OK == 0:
 		return allFailed(fmt.Sprintf("every command failed (%d)", r.Requests), r.ReplyErrors)

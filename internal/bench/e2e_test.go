@@ -305,8 +305,12 @@ func TestRPCFailsWhenEveryConnectionFails(t *testing.T) {
 
 func TestFailureRules(t *testing.T) {
 	require.NoError(t, (&ConnsResult{Requested: 3, Established: 1, Failed: 2}).failure())
+	require.NoError(t, (&ConnsResult{Requested: 3, Interrupted: true}).failure(), "stopped before anything failed")
+	require.NoError(t, (&FanoutResult{Published: 5, Interrupted: true}).failure())
 	require.ErrorIs(t, (&ConnsResult{Requested: 3, Failed: 3}).failure(), ErrAllFailed)
 	require.ErrorIs(t, (&FanoutResult{Established: 3, Published: 5}).failure(), ErrAllFailed, "published, nothing delivered")
+	require.ErrorIs(t, (&FanoutResult{ConnFailed: 3}).failure(), ErrAllFailed)
+	require.ErrorIs(t, (&RPCResult{ConnFailed: 2}).failure(), ErrAllFailed)
 	require.ErrorIs(t, (&FanoutResult{Established: 3, PublishFailed: 5, PublishErrors: []Count{{"401", 5}}}).failure(), ErrAllFailed)
 	require.NoError(t, (&FanoutResult{Established: 3, Published: 5, Delivered: 1, Lost: 14}).failure())
 	require.NoError(t, (&RPCResult{Established: 1, Requests: 5, OK: 1}).failure())
