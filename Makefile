@@ -2,7 +2,7 @@
 
 # The README's test command.
 test:
-	go test -race ./...
+	go test -race -count=1 ./...
 
 # Reproduces the Switchboard side of docs/benchmarks.md (about 10 minutes, loopback only).
 # For the side-by-side record: SERVERS="centrifugo switchboard" CENTRIFUGO_BIN=... make bench

@@ -223,7 +223,7 @@ func TestCLI(t *testing.T) {
 	code, _, errOut := runCLI("genconfig", "-o", cfgPath)
 	require.Equal(t, 0, code, errOut)
 	code, _, errOut = runCLI("genconfig", "-o", cfgPath)
-	require.Equal(t, 1, code)
+	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "exists")
 	code, out, _ = runCLI("checkconfig", "-c", cfgPath)
 	require.Equal(t, 0, code)
@@ -236,17 +236,17 @@ func TestCLI(t *testing.T) {
 	bad := dir + "/bad.yaml"
 	require.NoError(t, writeFile(bad, "client:\n  tokne: {}\n"))
 	code, _, errOut = runCLI("checkconfig", "-c", bad)
-	require.Equal(t, 1, code)
+	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "client.tokne")
 
 	code, _, errOut = runCLI("serve", "--port", "99999")
-	require.Equal(t, 1, code)
+	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "--port")
 	code, _, errOut = runCLI("serve", "--nope")
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "--nope")
 	code, _, errOut = runCLI("gentoken", "--user", "x")
-	require.Equal(t, 1, code)
+	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "secret")
 }
 

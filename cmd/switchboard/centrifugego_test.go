@@ -28,7 +28,12 @@ type goClient struct {
 
 func newGoClient(t *testing.T, m *Main, user string, protobuf bool, tok string) *goClient {
 	t.Helper()
-	url := "ws://" + m.Addr() + "/connection/websocket"
+	return newGoClientURL(t, "ws://"+m.Addr()+"/connection/websocket", protobuf, tok)
+}
+
+// newGoClientURL is newGoClient for a server known only by its WebSocket URL.
+func newGoClientURL(t *testing.T, url string, protobuf bool, tok string) *goClient {
+	t.Helper()
 	cfg := centrifuge.Config{Token: tok}
 	var c *centrifuge.Client
 	if protobuf {

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +37,36 @@ func version() string {
 	return "dev"
 }
 
+// versionText is `switchboard version`'s output: the version line, then the
+// module, its VCS revision (with "(modified)" for a dirty tree) and commit
+// time, and the Go version, as far as the build info records them.
+func versionText(v string, bi *debug.BuildInfo) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "switchboard %s\n", v)
+	if bi == nil {
+		b.WriteString("build info: not available\n")
+		return b.String()
+	}
+	fmt.Fprintf(&b, "module: %s %s\n", bi.Main.Path, bi.Main.Version)
+	set := map[string]string{}
+	for _, s := range bi.Settings {
+		set[s.Key] = s.Value
+	}
+	if rev := set["vcs.revision"]; rev != "" {
+		if set["vcs.modified"] == "true" {
+			rev += " (modified)"
+		}
+		fmt.Fprintf(&b, "revision: %s\n", rev)
+		if t := set["vcs.time"]; t != "" {
+			fmt.Fprintf(&b, "commit time: %s\n", t)
+		}
+	} else {
+		b.WriteString("revision: unknown (built without VCS information; see go build -buildvcs)\n")
+	}
+	fmt.Fprintf(&b, "go: %s\n", bi.GoVersion)
+	return b.String()
+}
+
 // CLI is the command line of the switchboard binary.
 type CLI struct {
 	Serve       ServeCmd       `cmd:"" default:"withargs" help:"Run the server (default command)."`
@@ -48,12 +79,44 @@ type CLI struct {
 	Bench       bench.Cmd      `cmd:"" help:"Load-test a Centrifugo-compatible server (conns, fanout, rpc, plot)."`
 }
 
-// KeygenCmd prints a new key pair; the output is itself a valid key file.
-type KeygenCmd struct{}
+// KeygenCmd prints a new key pair (the output is itself a valid key file),
+// or writes it to a file with mode 0600 and prints only the public keys.
+type KeygenCmd struct {
+	Output string `short:"o" help:"Write the key file here (mode 0600) and print only the public keys."`
+	Force  bool   `help:"Overwrite an existing --output file."`
+}
 
-// Run prints the key pair.
-func (KeygenCmd) Run(out *output) error {
-	return withExit(playcli.Keygen(out.stdout))
+// Run generates the key pair and writes it out.
+func (k *KeygenCmd) Run(out *output) error {
+	if k.Force && k.Output == "" {
+		return usageError(errors.New("--force needs -o/--output"))
+	}
+	kp, err := playcli.GenerateKeyPair()
+	if err != nil {
+		return err
+	}
+	if k.Output == "" {
+		if isTerminal(out.stdout) {
+			fmt.Fprintln(out.stderr, "switchboard: warning: printing a private key on a terminal; use -o FILE to write it to a file with mode 0600 instead")
+		}
+		_, err := io.WriteString(out.stdout, kp.KeyFile())
+		return err
+	}
+	if err := writeNew(k.Output, []byte(kp.KeyFile()), k.Force); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out.stdout, "wrote private key to %s (mode 0600)\n%s", k.Output, kp.PublicText())
+	return err
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // PlayCmd runs a script on a circle.
@@ -86,7 +149,8 @@ func withExit(err error) error {
 
 // ServeCmd runs the server.
 type ServeCmd struct {
-	Config    string `short:"c" help:"Configuration file (JSON, YAML or TOML)." type:"path"`
+	Config    string `short:"c" env:"SWITCHBOARD_CONFIG" help:"Configuration file (JSON, YAML or TOML)." type:"path"`
+	Dev       bool   `help:"Development mode: generate and print a secret, an API key, a token and a curl line; add open chat and bench namespaces. Not for production."`
 	Host      string `help:"Listen address (overrides http_server.address)."`
 	Port      int    `help:"Listen port (overrides http_server.port)." default:"-1"`
 	LogFormat string `help:"Log format: text or json (overrides log.format)."`
@@ -103,8 +167,27 @@ type ServeCmd struct {
 	Workers int    `name:"workers" help:"Worker processes (runner.workers)."`
 }
 
-// loadConfig reads file + env, then applies flags on top.
-func (s *ServeCmd) loadConfig() (config.Config, error) {
+// loadConfig reads file + env, then applies flags on top; with --dev it
+// then fills what is missing (see applyDev). Every error is a usage or
+// configuration error (exit status 2).
+func (s *ServeCmd) loadConfig() (config.Config, devInfo, error) {
+	cfg, err := s.mergeConfig()
+	if err != nil {
+		return cfg, devInfo{}, usageError(err)
+	}
+	var info devInfo
+	if s.Dev {
+		if info, err = applyDev(&cfg, rand.Reader); err != nil {
+			return cfg, info, err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, info, usageError(err)
+	}
+	return cfg, info, nil
+}
+
+func (s *ServeCmd) mergeConfig() (config.Config, error) {
 	cfg, err := config.Load(s.Config)
 	if err != nil {
 		return cfg, err
@@ -153,10 +236,10 @@ func (s *ServeCmd) loadConfig() (config.Config, error) {
 		if s.Workers < 0 {
 			return cfg, fmt.Errorf("--workers: %d must be at least 1", s.Workers)
 		}
+		if len(cfg.Runner.Command) == 0 {
+			return cfg, errors.New("--workers needs --worker (or runner.command in the configuration): there is no worker command to run")
+		}
 		cfg.Runner.Workers = s.Workers
-	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, &exitStatusError{code: 2, err: err}
 	}
 	return cfg, nil
 }
@@ -164,13 +247,13 @@ func (s *ServeCmd) loadConfig() (config.Config, error) {
 // Run starts the server and blocks until a signal or a fatal error. The
 // first SIGINT/SIGTERM shuts down gracefully; a second forces exit.
 func (s *ServeCmd) Run(out *output) error {
-	cfg, err := s.loadConfig()
+	cfg, dev, err := s.loadConfig()
 	if err != nil {
 		return err
 	}
 	logger, err := newLogger(cfg.Log.Format, cfg.Log.Level)
 	if err != nil {
-		return err
+		return usageError(err)
 	}
 	m := &Main{Config: cfg, Logger: logger}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -178,7 +261,14 @@ func (s *ServeCmd) Run(out *output) error {
 	if err := m.Run(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(out.stdout, "switchboard %s listening on %s (WebSocket %s)\n", version(), m.URL(), "ws://"+m.Addr()+"/connection/websocket")
+	wsURL := "ws://" + m.Addr() + "/connection/websocket"
+	fmt.Fprintf(out.stdout, "switchboard %s listening on %s (WebSocket %s)\n", version(), m.URL(), wsURL)
+	if s.Dev {
+		logger.Warn("development mode (--dev): not for production; secrets are printed on standard output")
+		if err := printDevBanner(out.stdout, cfg, dev, m.URL(), wsURL, time.Now()); err != nil {
+			logger.Error("dev banner", "error", err)
+		}
+	}
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -208,22 +298,23 @@ func (m *Main) serveErrCh() <-chan error { return m.serveErr }
 // VersionCmd prints the version.
 type VersionCmd struct{}
 
-// Run prints the version.
+// Run prints the version and build information.
 func (VersionCmd) Run(out *output) error {
-	fmt.Fprintf(out.stdout, "switchboard %s\n", version())
-	return nil
+	bi, _ := debug.ReadBuildInfo()
+	_, err := io.WriteString(out.stdout, versionText(version(), bi))
+	return err
 }
 
 // CheckconfigCmd validates a configuration file.
 type CheckconfigCmd struct {
-	Config string `short:"c" required:"" help:"Configuration file to check." type:"path"`
+	Config string `short:"c" required:"" env:"SWITCHBOARD_CONFIG" help:"Configuration file to check." type:"path"`
 }
 
 // Run loads and validates the file.
 func (c *CheckconfigCmd) Run(out *output) error {
 	cfg, err := config.Load(c.Config)
 	if err != nil {
-		return err
+		return usageError(err)
 	}
 	fmt.Fprintf(out.stdout, "%s: configuration is valid\n", c.Config)
 	if len(cfg.NoEffect) > 0 {
@@ -236,7 +327,7 @@ func (c *CheckconfigCmd) Run(out *output) error {
 type GentokenCmd struct {
 	User   string        `required:"" help:"User ID (the token's sub claim)."`
 	TTL    time.Duration `default:"1h" help:"Token lifetime (0 = never expires)."`
-	Config string        `short:"c" help:"Take the secret from this configuration file." type:"path"`
+	Config string        `short:"c" env:"SWITCHBOARD_CONFIG" help:"Take the secret from this configuration file." type:"path"`
 	Secret string        `help:"HMAC secret (instead of --config)."`
 }
 
@@ -246,15 +337,15 @@ func (g *GentokenCmd) Run(out *output) error {
 	if secret == "" {
 		cfg, err := config.Load(g.Config)
 		if err != nil {
-			return err
+			return usageError(err)
 		}
 		secret = cfg.Client.Token.HMACSecretKey
 	}
 	if secret == "" {
-		return errors.New("no secret: pass --secret or a --config with client.token.hmac_secret_key")
+		return usageError(errors.New("no secret: pass --secret or a --config with client.token.hmac_secret_key"))
 	}
 	if g.TTL < 0 {
-		return errors.New("--ttl: must not be negative")
+		return usageError(errors.New("--ttl: must not be negative"))
 	}
 	tok, err := auth.SignConnect(secret, g.User, g.TTL, time.Now())
 	if err != nil {
@@ -266,7 +357,7 @@ func (g *GentokenCmd) Run(out *output) error {
 
 // GenconfigCmd writes a starter configuration.
 type GenconfigCmd struct {
-	Output string `short:"o" default:"config.json" help:"File to write (\"-\" = standard output)."`
+	Output string `short:"o" default:"config.json" help:"File to write (\"-\" = standard output, refused when it is a non-empty file)."`
 	Force  bool   `help:"Overwrite an existing file."`
 }
 
@@ -277,17 +368,67 @@ func (g *GenconfigCmd) Run(out *output) error {
 		return err
 	}
 	if g.Output == "-" {
+		if err := refuseNonEmpty(out.stdout, g.Force); err != nil {
+			return err
+		}
 		_, err := out.stdout.Write(data)
 		return err
 	}
+	if err := sameAsStdout(out.stdout, g.Output); err != nil {
+		return err
+	}
+	if err := writeNew(g.Output, data, g.Force); err != nil {
+		return err
+	}
+	fmt.Fprintf(out.stdout, "wrote %s\n", g.Output)
+	return nil
+}
+
+// refuseNonEmpty is a usage error when w is a regular file that already
+// holds data: `genconfig -o - >> config.json` would append a second
+// document to it (a `>` redirect has already truncated it; nothing can
+// save that file, which is why -o is the default). force skips the check.
+func refuseNonEmpty(w io.Writer, force bool) error {
+	f, ok := w.(*os.File)
+	if !ok || force {
+		return nil
+	}
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() || st.Size() == 0 {
+		return nil
+	}
+	return usageError(fmt.Errorf("standard output is a non-empty file (%d bytes); refusing to add to it: use -o FILE (refuses to overwrite) or --force", st.Size()))
+}
+
+// sameAsStdout is a usage error when standard output is redirected into
+// path itself (`genconfig > config.json`): the shell has truncated the file
+// before genconfig ran, and its own "wrote" line would land in it.
+func sameAsStdout(w io.Writer, path string) error {
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil
+	}
+	so, err := f.Stat()
+	if err != nil || !so.Mode().IsRegular() {
+		return nil
+	}
+	if st, err := os.Stat(path); err == nil && os.SameFile(so, st) {
+		return usageError(fmt.Errorf("standard output is redirected into %s, the file genconfig writes (the redirect has already emptied it): run `switchboard genconfig -o %s --force` without the redirect, or `-o -` to print", path, path))
+	}
+	return nil
+}
+
+// writeNew writes data to a new file with mode 0600; an existing file is a
+// usage error unless force is set (then it is truncated and rewritten).
+func writeNew(path string, data []byte, force bool) error {
 	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	if g.Force {
+	if force {
 		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 	}
-	f, err := os.OpenFile(g.Output, flags, 0o600)
+	f, err := os.OpenFile(path, flags, 0o600)
 	if err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("%s exists; use --force to overwrite", g.Output)
+			return usageError(fmt.Errorf("%s exists; use --force to overwrite", path))
 		}
 		return err
 	}
@@ -295,11 +436,7 @@ func (g *GenconfigCmd) Run(out *output) error {
 		f.Close()
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	fmt.Fprintf(out.stdout, "wrote %s\n", g.Output)
-	return nil
+	return f.Close()
 }
 
 type output struct {
@@ -365,6 +502,18 @@ type exitStatusError struct {
 
 func (e *exitStatusError) Error() string { return e.err.Error() }
 func (e *exitStatusError) Unwrap() error { return e.err }
+
+// usageError marks err as a usage or configuration error (exit status 2).
+func usageError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var es *exitStatusError
+	if errors.As(err, &es) {
+		return err
+	}
+	return &exitStatusError{code: 2, err: err}
+}
 
 func exitStatus(err error) int {
 	var es *exitStatusError

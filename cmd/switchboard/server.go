@@ -61,7 +61,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	cfg := m.Config
 	if err := cfg.Validate(); err != nil {
-		return err
+		return usageError(err)
 	}
 	defer func() {
 		if err != nil {
@@ -78,7 +78,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	reg := m.registry
 
 	if cfg.Broker.Type != "" && cfg.Broker.Type != "memory" {
-		return fmt.Errorf("broker.type: %q is not available in this build; use \"memory\"", cfg.Broker.Type)
+		return usageError(fmt.Errorf("broker.type: %q is not available in this build; use \"memory\"", cfg.Broker.Type))
 	}
 	ns := cfg.Channel.HubNamespaces()
 	circles, err := circleNamespaces(cfg, &ns)

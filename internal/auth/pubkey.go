@@ -93,6 +93,32 @@ func ParseSecp256k1PublicKey(s string) (PublicKey, error) {
 	return secpKey(pk), nil
 }
 
+// CanonicalSecp256k1Hex checks the form of a hex secp256k1 public key
+// (optional 0x, any case, 66 characters 02/03… or 130 characters 04…) and
+// returns its compressed encoding in lowercase hex, the canonical form of
+// PublicKey.String. It does not check that the point is on the curve
+// (ParseSecp256k1PublicKey does); it lets callers without that cost, such
+// as configuration validation, see that two encodings name the same key.
+// Errors wrap ErrInvalidPublicKey.
+func CanonicalSecp256k1Hex(s string) (string, error) {
+	h := strings.ToLower(trim0x(strings.TrimSpace(s)))
+	b, err := hex.DecodeString(h)
+	if err != nil {
+		return "", fmt.Errorf("%w: not hex", ErrInvalidPublicKey)
+	}
+	switch {
+	case len(b) == 33 && (b[0] == 2 || b[0] == 3):
+		return h, nil
+	case len(b) == 65 && b[0] == 4:
+		prefix := "02"
+		if b[64]&1 == 1 {
+			prefix = "03"
+		}
+		return prefix + h[2:66], nil
+	}
+	return "", fmt.Errorf("%w: want 66 hex characters starting 02 or 03, or 130 starting 04", ErrInvalidPublicKey)
+}
+
 func secpKey(pk *secp256k1.PublicKey) PublicKey {
 	return PublicKey{typ: KeySecp256k1, hex: hex.EncodeToString(pk.SerializeCompressed())}
 }

@@ -10,3 +10,15 @@ type Cmd struct {
 	RPC    RPCCmd    `cmd:"" name:"rpc" help:"Time round trips of client rpc or publish commands."`
 	Plot   PlotCmd   `cmd:"" help:"Render SVG charts from a file of bench JSON results."`
 }
+
+// Validate hooks let kong report bad flag values as parse (usage) errors,
+// before anything runs; Run validates again for direct callers.
+
+// Validate checks the flags.
+func (c *ConnsCmd) Validate() error { return c.validate() }
+
+// Validate checks the flags.
+func (c *FanoutCmd) Validate() error { return c.validate() }
+
+// Validate checks the flags.
+func (c *RPCCmd) Validate() error { return c.validate() }

@@ -348,8 +348,54 @@ func machine() Machine {
 	return m
 }
 
-// textResult is a scenario result that can print itself as text.
-type textResult interface{ text(io.Writer) }
+// textResult is a scenario result that can print itself as text and says
+// whether the run failed as a whole.
+type textResult interface {
+	text(io.Writer)
+	failure() error
+}
+
+// ErrAllFailed is returned (wrapped) after the result is printed when a run
+// measured nothing: every connection, publication, delivery or command
+// failed. The command then exits non-zero. A run interrupted before anything
+// failed is not a failure.
+var ErrAllFailed = errors.New("bench: nothing succeeded")
+
+func allFailed(what string, counts []Count) error {
+	if len(counts) > 0 {
+		return fmt.Errorf("%w: %s (first error: %s ×%d)", ErrAllFailed, what, counts[0].What, counts[0].Count)
+	}
+	return fmt.Errorf("%w: %s", ErrAllFailed, what)
+}
+
+func (r *ConnsResult) failure() error {
+	if r.Established == 0 && r.Failed > 0 {
+		return allFailed(fmt.Sprintf("every connection failed (%d of %d)", r.Failed, r.Requested), r.Errors)
+	}
+	return nil
+}
+
+func (r *FanoutResult) failure() error {
+	switch {
+	case r.Established == 0 && r.ConnFailed > 0:
+		return allFailed(fmt.Sprintf("every subscriber connection failed (%d)", r.ConnFailed), r.ConnErrors)
+	case r.Published == 0 && r.PublishFailed > 0:
+		return allFailed(fmt.Sprintf("every publication failed (%d)", r.PublishFailed), r.PublishErrors)
+	case r.Published > 0 && r.Delivered == 0 && !r.Interrupted:
+		return allFailed(fmt.Sprintf("no delivery of %d publications reached a subscriber", r.Published), r.Disconnects)
+	}
+	return nil
+}
+
+func (r *RPCResult) failure() error {
+	switch {
+	case r.Established == 0 && r.ConnFailed > 0:
+		return allFailed(fmt.Sprintf("every connection failed (%d)", r.ConnFailed), r.ConnErrors)
+	case r.Requests > 0 && r.OK == 0:
+		return allFailed(fmt.Sprintf("every command failed (%d)", r.Requests), r.ReplyErrors)
+	}
+	return nil
+}
 
 // execute runs one scenario needing fds connections: the open-files check,
 // the tool's CPU profile around run, then the result as JSON or text.
@@ -366,7 +412,10 @@ func execute[R textResult](f *ClientFlags, fds int, run func() (R, error)) error
 	if err != nil {
 		return err
 	}
-	return writeResult(output, f.JSON, res, res.text)
+	if err := writeResult(output, f.JSON, res, res.text); err != nil {
+		return err
+	}
+	return res.failure()
 }
 
 // writeResult prints v as indented JSON, or as text via the text func.

@@ -33,6 +33,18 @@ func capture(t *testing.T, fn func() error) []byte {
 	return buf.Bytes()
 }
 
+// captureAllFailed is capture for a run that must print its result and then
+// fail with ErrAllFailed (the command exits non-zero).
+func captureAllFailed(t *testing.T, fn func() error) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	old := output
+	output = &buf
+	defer func() { output = old }()
+	require.ErrorIs(t, fn(), ErrAllFailed)
+	return buf.Bytes()
+}
+
 func testFlags(f *fakeServer, proto string) ClientFlags {
 	fl := validFlags()
 	fl.URL = f.wsURL()
@@ -76,7 +88,7 @@ func TestConnsReportsFailures(t *testing.T) {
 	f := newFakeServer(t)
 	f.rejectSub = true
 	cmd := &ConnsCmd{ClientFlags: testFlags(f, "json"), Conns: 5, Subs: 1, Channels: 1, Prefix: "bench:ch"}
-	out := capture(t, func() error { return cmd.Run(context.Background()) })
+	out := captureAllFailed(t, func() error { return cmd.Run(context.Background()) })
 	var res ConnsResult
 	require.NoError(t, json.Unmarshal(out, &res))
 	require.Zero(t, res.Established)
@@ -156,7 +168,11 @@ func TestRPCEndToEnd(t *testing.T) {
 			if tc.method == "" {
 				cmd.Method = "echo"
 			}
-			out := capture(t, func() error { return cmd.Run(context.Background()) })
+			run := capture
+			if tc.method == "nope" {
+				run = captureAllFailed // every command failed: the run fails
+			}
+			out := run(t, func() error { return cmd.Run(context.Background()) })
 			var res RPCResult
 			require.NoError(t, json.Unmarshal(out, &res), string(out))
 			require.Equal(t, int64(3), res.Established)
@@ -257,7 +273,7 @@ func TestCloseDuringSetupIsAConnectFailure(t *testing.T) {
 	f := newFakeServer(t)
 	f.closeOnConnect = 3500
 	cmd := &ConnsCmd{ClientFlags: testFlags(f, "json"), Conns: 3, Subs: 1, Channels: 1, Prefix: "bench:ch"}
-	out := capture(t, func() error { return cmd.Run(context.Background()) })
+	out := captureAllFailed(t, func() error { return cmd.Run(context.Background()) })
 	var res ConnsResult
 	require.NoError(t, json.Unmarshal(out, &res), string(out))
 	require.Equal(t, int64(0), res.Established)
@@ -265,4 +281,50 @@ func TestCloseDuringSetupIsAConnectFailure(t *testing.T) {
 	require.Contains(t, res.Errors[0].What, "close 3500")
 	require.Empty(t, res.Disconnects, "not counted as disconnects of established connections")
 	require.Equal(t, int64(0), res.StillOpen)
+}
+
+func TestFanoutFailsWhenEverySubscriberFails(t *testing.T) {
+	f := newFakeServer(t)
+	f.rejectSub = true
+	cmd := &FanoutCmd{
+		ClientFlags: testFlags(f, "json"), Subscribers: 4, Channels: 1, Prefix: "bench:ch",
+		Rate: 100, Via: "api", APIKey: f.apiKey, Publishers: 1, Inflight: 1, PayloadSize: 10, Drain: time.Second,
+	}
+	out := captureAllFailed(t, func() error { return cmd.Run(context.Background()) })
+	var res FanoutResult
+	require.NoError(t, json.Unmarshal(out, &res), string(out))
+	require.Zero(t, res.Established)
+}
+
+func TestRPCFailsWhenEveryConnectionFails(t *testing.T) {
+	f := newFakeServer(t)
+	f.closeOnConnect = 3500
+	cmd := &RPCCmd{ClientFlags: testFlags(f, "json"), Conns: 2, Kind: "rpc", Method: "echo", PayloadSize: 8}
+	captureAllFailed(t, func() error { return cmd.Run(context.Background()) })
+}
+
+func TestFailureRules(t *testing.T) {
+	require.NoError(t, (&ConnsResult{Requested: 3, Established: 1, Failed: 2}).failure())
+	require.NoError(t, (&ConnsResult{Requested: 3, Interrupted: true}).failure(), "stopped before anything failed")
+	require.NoError(t, (&FanoutResult{Published: 5, Interrupted: true}).failure())
+	require.ErrorIs(t, (&ConnsResult{Requested: 3, Failed: 3}).failure(), ErrAllFailed)
+	require.ErrorIs(t, (&FanoutResult{Established: 3, Published: 5}).failure(), ErrAllFailed, "published, nothing delivered")
+	require.ErrorIs(t, (&FanoutResult{ConnFailed: 3}).failure(), ErrAllFailed)
+	require.ErrorIs(t, (&RPCResult{ConnFailed: 2}).failure(), ErrAllFailed)
+	require.ErrorIs(t, (&FanoutResult{Established: 3, PublishFailed: 5, PublishErrors: []Count{{"401", 5}}}).failure(), ErrAllFailed)
+	require.NoError(t, (&FanoutResult{Established: 3, Published: 5, Delivered: 1, Lost: 14}).failure())
+	require.NoError(t, (&RPCResult{Established: 1, Requests: 5, OK: 1}).failure())
+	err := (&RPCResult{Established: 1, Requests: 5, ReplyErrors: []Count{{"104 method not found", 5}}}).failure()
+	require.ErrorIs(t, err, ErrAllFailed)
+	require.ErrorContains(t, err, "104 method not found")
+}
+
+func TestKongReportsBadFlagsAtParse(t *testing.T) {
+	var cli struct {
+		Bench Cmd `cmd:""`
+	}
+	p, err := kong.New(&cli, kong.Exit(func(int) { t.Fatal("exit") }))
+	require.NoError(t, err)
+	_, err = p.Parse([]string{"bench", "conns", "--url", "http://x", "--secret", "s"})
+	require.ErrorContains(t, err, "--url: scheme must be ws or wss")
 }

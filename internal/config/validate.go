@@ -1,7 +1,6 @@
 package config
 
 import (
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/switchboard-rt/switchboard/internal/auth"
 )
 
 // NamespaceNamePattern is the rule every namespace name must match
@@ -146,11 +147,11 @@ func (c *Config) Validate() error {
 	seenKey := map[string]int{}
 	for i, k := range ci.Keys {
 		p := fmt.Sprintf("circles.keys[%d]", i)
-		if _, err := hex.DecodeString(k); err != nil || (len(k) != 66 && len(k) != 130) {
-			v.add(p, "%q is not a hex secp256k1 public key (66 characters compressed or 130 uncompressed)", truncate(k))
+		lk, err := auth.CanonicalSecp256k1Hex(k) // either encoding of a key is the same key
+		if err != nil {
+			v.add(p, "%q is not a hex secp256k1 public key (66 characters compressed or 130 uncompressed, optional 0x)", truncate(k))
 			continue
 		}
-		lk := strings.ToLower(k)
 		if j, dup := seenKey[lk]; dup {
 			v.add(p, "duplicate key (also circles.keys[%d])", j)
 		}

@@ -25,18 +25,37 @@ const maxKeyFileSize = 64 << 10
 // unreadable or malformed key file, oversized script); ExitCode maps it to 2.
 var ErrUsage = errors.New("usage")
 
-// Keygen generates a secp256k1 key pair and writes three "name: value" lines
-// to w: private_key (64 hex), public_key_compressed (66 hex, the circle key
-// form) and public_key_uncompressed (130 hex). The output is itself a valid
-// key file for Play.
-func Keygen(w io.Writer) error {
+// KeyPair is a generated secp256k1 key pair in hex: Private (64 hex),
+// Compressed (66 hex, the circle key form) and Uncompressed (130 hex).
+type KeyPair struct{ Private, Compressed, Uncompressed string }
+
+// GenerateKeyPair returns a new random secp256k1 key pair.
+func GenerateKeyPair() (KeyPair, error) {
 	k, err := client.GeneratePrivateKey()
+	if err != nil {
+		return KeyPair{}, err
+	}
+	return KeyPair{Private: k.Hex(), Compressed: k.PublicKeyCompressed(), Uncompressed: k.PublicKeyUncompressed()}, nil
+}
+
+// KeyFile is the pair as three "name: value" lines (private_key,
+// public_key_compressed, public_key_uncompressed): a valid key file for Play.
+func (k KeyPair) KeyFile() string {
+	return "private_key: " + k.Private + "\n" + k.PublicText()
+}
+
+// PublicText is the two public key lines of KeyFile, without the private key.
+func (k KeyPair) PublicText() string {
+	return "public_key_compressed: " + k.Compressed + "\npublic_key_uncompressed: " + k.Uncompressed + "\n"
+}
+
+// Keygen generates a key pair and writes its KeyFile text to w.
+func Keygen(w io.Writer) error {
+	k, err := GenerateKeyPair()
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(w, "private_key: %s\npublic_key_compressed: %s\npublic_key_uncompressed: %s\n",
-		k.Hex(), k.PublicKeyCompressed(), k.PublicKeyUncompressed())
-	if err != nil {
+	if _, err := io.WriteString(w, k.KeyFile()); err != nil {
 		return fmt.Errorf("keygen: write: %w", err)
 	}
 	return nil

@@ -55,8 +55,10 @@ export function serverConfig() {
 /**
  * Starts `switchboard serve -c cfg.json` from SWITCHBOARD_BIN or a fresh
  * `go build` and resolves once the first stdout line names the address.
+ * With `args`, runs `switchboard ...args` instead and writes no config
+ * (e.g. `['serve', '--dev', '--port', '0']`).
  */
-export async function startServer(config = serverConfig()) {
+export async function startServer(config = serverConfig(), { args } = {}) {
   const dir = await mkdtemp(path.join(tmpdir(), 'switchboard-interop-'));
   let bin = process.env.SWITCHBOARD_BIN;
   if (bin) {
@@ -74,14 +76,17 @@ export async function startServer(config = serverConfig()) {
       throw new Error(`go build failed in ${repoRoot}: ${e.message}\n${e.stderr ?? ''}`);
     }
   }
-  const cfgPath = path.join(dir, 'cfg.json');
-  await writeFile(cfgPath, JSON.stringify(config, null, 2));
+  if (!args) {
+    const cfgPath = path.join(dir, 'cfg.json');
+    await writeFile(cfgPath, JSON.stringify(config, null, 2));
+    args = ['serve', '-c', cfgPath];
+  }
 
   // The server reads SWITCHBOARD_* variables as config and rejects unknown
   // ones (SWITCHBOARD_BIN among them): start it with none, so that only
   // cfg.json counts.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SWITCHBOARD_')));
-  const proc = spawn(bin, ['serve', '-c', cfgPath], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let stderr = '';
   proc.stderr.setEncoding('utf8');
   proc.stderr.on('data', (d) => {
@@ -91,10 +96,29 @@ export async function startServer(config = serverConfig()) {
     proc.on('exit', (code, signal) => resolve({ code, signal }));
   });
 
+  // One listener from the start: readline emits every line of a chunk at
+  // once, so a listener added after awaiting the first line would miss some.
+  // Lines after the first are kept for waitLine.
   const lines = createInterface({ input: proc.stdout });
+  const later = [];
+  const lineWaiters = new Set();
+  let gotFirst;
+  const firstLine = new Promise((resolve) => {
+    gotFirst = resolve;
+  });
+  let seenFirst = false;
+  lines.on('line', (l) => {
+    if (!seenFirst) {
+      seenFirst = true;
+      gotFirst(l);
+      return;
+    }
+    later.push(l);
+    for (const w of lineWaiters) w();
+  });
   const first = await withTimeout(
     new Promise((resolve, reject) => {
-      lines.once('line', resolve);
+      firstLine.then(resolve);
       proc.once('exit', (code, signal) =>
         reject(new Error(`server exited before listening (code=${code} signal=${signal})`)),
       );
@@ -106,7 +130,6 @@ export async function startServer(config = serverConfig()) {
     proc.kill('SIGKILL');
     throw new Error(`${e.message}\nstderr:\n${stderr}`);
   });
-  lines.on('line', () => {}); // keep draining stdout
   const m = /listening on (http:\/\/[^\s]+)/.exec(first);
   if (!m) {
     proc.kill('SIGKILL');
@@ -119,6 +142,26 @@ export async function startServer(config = serverConfig()) {
     httpURL,
     wsURL,
     stderr: () => stderr,
+    /** Stdout lines after the first one, so far. */
+    lines: () => [...later],
+    /** Resolves with the first stdout line after the first one that satisfies pred. */
+    waitLine(pred, what = 'stdout line') {
+      return withTimeout(
+        new Promise((resolve) => {
+          const check = () => {
+            const l = later.find(pred);
+            if (l !== undefined) {
+              lineWaiters.delete(check);
+              resolve(l);
+            }
+          };
+          lineWaiters.add(check);
+          check();
+        }),
+        TIMEOUT_MS,
+        what,
+      );
+    },
     /** POST /api/{method}; resolves with {status, body}. */
     async api(method, body) {
       const res = await fetch(`${httpURL}/api/${method}`, {

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/config"
+)
+
+// Development mode (`serve --dev`): a server a first-time user can connect
+// to at once. Every value below fills only what the configuration lacks.
+const (
+	devUser     = "dev"
+	devTokenTTL = 24 * time.Hour
+	// devChannel is the channel of the printed curl line and the README.
+	devChannel = "chat:index"
+)
+
+// devNamespaces are added when the configuration does not define them:
+// "chat" grants subscribers everything and keeps history for recovery;
+// "bench" is what `switchboard bench` uses by default (bench:ch0, bench:rpc),
+// kept cheap: no presence, join/leave or history.
+var devNamespaces = []config.Namespace{
+	{Name: "chat", NamespaceOptions: config.NamespaceOptions{
+		Presence: true, JoinLeave: true, ForcePushJoinLeave: true,
+		HistorySize: 100, HistoryTTL: config.Duration(5 * time.Minute), ForceRecovery: true,
+		AllowSubscribeForClient: true, AllowPublishForSubscriber: true, AllowPublishForClient: true,
+		AllowPresenceForSubscriber: true, AllowHistoryForSubscriber: true,
+	}},
+	{Name: "bench", NamespaceOptions: config.NamespaceOptions{
+		AllowSubscribeForClient: true, AllowPublishForClient: true,
+	}},
+}
+
+// devInfo is what development mode generated, for the start banner.
+type devInfo struct {
+	secretGenerated, keyGenerated bool
+	namespaces                    []string // names added
+	originsOpened                 bool
+}
+
+// applyDev fills what cfg lacks for development: random HMAC secret and API
+// key (random reads 32 bytes each), the devNamespaces and any browser origin.
+func applyDev(cfg *config.Config, random io.Reader) (devInfo, error) {
+	var info devInfo
+	gen := func() (string, error) {
+		b := make([]byte, 32)
+		if _, err := io.ReadFull(random, b); err != nil {
+			return "", fmt.Errorf("--dev: generate secret: %w", err)
+		}
+		return hex.EncodeToString(b), nil
+	}
+	var err error
+	if cfg.Client.Token.HMACSecretKey == "" {
+		if cfg.Client.Token.HMACSecretKey, err = gen(); err != nil {
+			return info, err
+		}
+		info.secretGenerated = true
+	}
+	if cfg.HTTPAPI.Key == "" && !cfg.HTTPAPI.Insecure {
+		if cfg.HTTPAPI.Key, err = gen(); err != nil {
+			return info, err
+		}
+		info.keyGenerated = true
+	}
+	for _, d := range devNamespaces {
+		if _, ok := cfg.Namespace(d.Name); !ok {
+			cfg.Channel.Namespaces = append(cfg.Channel.Namespaces, d)
+			info.namespaces = append(info.namespaces, d.Name)
+		}
+	}
+	if len(cfg.Client.AllowedOrigins) == 0 {
+		cfg.Client.AllowedOrigins = []string{"*"}
+		info.originsOpened = true
+	}
+	return info, nil
+}
+
+// printDevBanner writes the development banner: a warning, the secrets, an
+// example connection token and a curl line publishing to devChannel. Each
+// value sits on its own "  name: value" line so scripts can read it.
+func printDevBanner(w io.Writer, cfg config.Config, info devInfo, baseURL, wsURL string, now time.Time) error {
+	tok, err := auth.SignConnect(cfg.Client.Token.HMACSecretKey, devUser, devTokenTTL, now)
+	if err != nil {
+		return fmt.Errorf("--dev: sign example token: %w", err)
+	}
+	origin := func(generated bool) string {
+		if generated {
+			return "generated for this run"
+		}
+		return "from your configuration"
+	}
+	body, _ := json.Marshal(map[string]any{"channel": devChannel, "data": map[string]string{"text": "hello"}})
+	var b strings.Builder
+	bar := strings.Repeat("!", 78)
+	fmt.Fprintf(&b, "\n%s\n", bar)
+	fmt.Fprintf(&b, "!! DEVELOPMENT MODE (--dev): NOT FOR PRODUCTION. Secrets are printed in clear,\n")
+	fmt.Fprintf(&b, "!! channels are open to any token holder, any browser origin may connect.\n")
+	fmt.Fprintf(&b, "%s\n", bar)
+	fmt.Fprintf(&b, "  websocket: %s\n", wsURL)
+	fmt.Fprintf(&b, "  hmac_secret_key: %s  (%s)\n", cfg.Client.Token.HMACSecretKey, origin(info.secretGenerated))
+	if cfg.HTTPAPI.Key != "" {
+		fmt.Fprintf(&b, "  api_key: %s  (%s)\n", cfg.HTTPAPI.Key, origin(info.keyGenerated))
+	}
+	if len(info.namespaces) > 0 {
+		fmt.Fprintf(&b, "  namespaces added: %s (chat: subscribe, publish, presence, history, recovery)\n", strings.Join(info.namespaces, ", "))
+	}
+	fmt.Fprintf(&b, "  token: %s  (user %q, valid %s)\n", tok, devUser, devTokenTTL)
+	header := ""
+	if cfg.HTTPAPI.Key != "" { // empty only with http_api.insecure
+		header = " -H 'X-API-Key: " + cfg.HTTPAPI.Key + "'"
+	}
+	fmt.Fprintf(&b, "  publish: curl -s -X POST %s/api/publish%s -d '%s'\n", baseURL, header, body)
+	apiKeyFlag := ""
+	if cfg.HTTPAPI.Key != "" {
+		apiKeyFlag = " --api-key " + cfg.HTTPAPI.Key
+	}
+	fmt.Fprintf(&b, "  bench: switchboard bench fanout --url %s --secret %s%s -s 100\n",
+		wsURL, cfg.Client.Token.HMACSecretKey, apiKeyFlag)
+	fmt.Fprintf(&b, "%s\n\n", bar)
+	_, err = io.WriteString(w, b.String())
+	return err
+}
