@@ -13,6 +13,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/dispatch"
 	"github.com/switchboard-rt/switchboard/internal/gateway"
 	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/origin"
 	"github.com/switchboard-rt/switchboard/internal/script"
 	"github.com/switchboard-rt/switchboard/internal/store/sqlite"
 	"github.com/switchboard-rt/switchboard/internal/worker"
@@ -73,9 +74,13 @@ func (m *Main) extensions(ctx context.Context, reg prometheus.Registerer, circle
 			return nil, fmt.Errorf("runner: %w", err)
 		}
 		m.closers = append(m.closers, pool.Shutdown)
+		cors, err := origin.New(r.CORS.Origins)
+		if err != nil {
+			return nil, fmt.Errorf("runner.cors.origins%w", err)
+		}
 		gw, err := gateway.New(gateway.Config{
 			BasePath: r.BasePath, Token: r.Token, TokenHeader: r.TokenHeader,
-			CORSOrigins: r.CORS.Origins, MaxBody: r.MaxBody, Logger: m.Logger,
+			Origins: cors, MaxBody: r.MaxBody, Logger: m.Logger,
 		}, pool)
 		if err != nil {
 			return nil, fmt.Errorf("runner: %w", err)
