@@ -121,7 +121,7 @@ func (m *Main) extensions(ctx context.Context, reg prometheus.Registerer, circle
 	srv, err := circle.New(circle.Config{Keys: circles.Keys(), EnableAuth: c.EnableAuth, Player: player,
 		PlayTimeout:    c.ScriptTimeout.Std() + 30*time.Second,
 		MaxMessageSize: max(circle.DefaultMaxMessageSize, c.MaxScriptSize+4096),
-		AllowedOrigins: m.Config.Client.AllowedOrigins, Logger: m.Logger, Metrics: reg})
+		Origins:        m.origins, Logger: m.Logger, Metrics: reg})
 	if err != nil {
 		return nil, fmt.Errorf("circles: %w", err)
 	}

@@ -8,12 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lxzan/gws"
-
 	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/transport/ws"
 )
-
-const sessionKey = "circle.session"
 
 // Methods of the circles protocol.
 const (
@@ -24,16 +21,16 @@ const (
 	MethodPing         = "ping"
 )
 
-// session is one WebSocket connection to one circle.
+// session is one WebSocket connection to one circle; it is the
+// connection's ws.Session.
 type session struct {
 	s      *Server
 	id     uint64
 	circle string
-	socket *gws.Conn
+	conn   *ws.Conn
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // frame goroutines (plays)
-	wmu    sync.Mutex     // serialises writes with their deadlines
 
 	mu       sync.Mutex
 	pubkey   auth.PublicKey // zero until authenticated
@@ -45,57 +42,32 @@ func newSession(s *Server, circle string) *session {
 	return &session{s: s, id: s.nextID.Add(1), circle: circle, ctx: ctx, cancel: cancel}
 }
 
-// events adapts gws callbacks to sessions.
-type events struct{ s *Server }
-
-func sessionOf(c *gws.Conn) *session {
-	v, ok := c.Session().Load(sessionKey)
-	if !ok {
-		return nil
-	}
-	return v.(*session)
+// open is the session's ws.Options.Open.
+func (sess *session) open(c *ws.Conn) ws.Session {
+	sess.conn = c
+	sess.s.mu.Lock()
+	sess.s.sessions[sess] = struct{}{}
+	sess.s.mu.Unlock()
+	sess.s.m.connections.Inc()
+	sess.s.log.Debug("circle connection opened", "circle", sess.circle, "conn", sess.id)
+	return sess
 }
 
-func (e *events) touch(c *gws.Conn) {
-	_ = c.SetReadDeadline(time.Now().Add(e.s.cfg.IdleTimeout))
-}
+// OnMessage answers one text frame (the transport refuses binary ones).
+func (sess *session) OnMessage(data []byte) { sess.handleFrame(data) }
 
-func (e *events) OnOpen(c *gws.Conn) { e.touch(c) }
-
-func (e *events) OnClose(c *gws.Conn, err error) {
-	if sess := sessionOf(c); sess != nil {
-		sess.cancel()
-	}
-}
-
-func (e *events) OnPing(c *gws.Conn, payload []byte) {
-	e.touch(c)
-	if sess := sessionOf(c); sess != nil {
-		sess.writeFrame(c, gws.OpcodePong, payload)
-	}
-}
-
-func (e *events) OnPong(c *gws.Conn, payload []byte) { e.touch(c) }
-
-func (e *events) OnMessage(c *gws.Conn, msg *gws.Message) {
-	defer msg.Close()
-	sess := sessionOf(c)
-	if sess == nil {
-		_ = c.WriteClose(1011, nil)
-		return
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			e.s.log.Error("circle message handler panicked", "panic", fmt.Sprint(r))
-			_ = c.WriteClose(1011, []byte("internal error"))
-		}
-	}()
-	e.touch(c)
-	if msg.Opcode != gws.OpcodeText {
-		_ = c.WriteClose(1003, []byte("text frames only"))
-		return
-	}
-	sess.handleFrame(msg.Bytes())
+// OnClose cuts the session's plays, waits for them and forgets the
+// session.
+func (sess *session) OnClose() {
+	sess.cancel()
+	sess.wg.Wait()
+	sess.s.nonces.DropConn(sess.id)
+	sess.s.mu.Lock()
+	delete(sess.s.sessions, sess)
+	sess.s.mu.Unlock()
+	sess.s.conns.Add(-1)
+	sess.s.m.connections.Dec()
+	sess.s.log.Debug("circle connection closed", "circle", sess.circle, "conn", sess.id)
 }
 
 // handleFrame answers one frame. Frames without plays are answered inline,
@@ -193,23 +165,10 @@ func methodLabel(m string) string {
 	return "unknown"
 }
 
-func (sess *session) write(b []byte) { sess.writeFrame(sess.socket, gws.OpcodeText, b) }
-
-// writeFrame writes one frame under the write deadline. The deadline is
-// cleared afterwards so that frames gws writes on its own (close replies)
-// never meet a stale deadline. A failed write closes the connection.
-func (sess *session) writeFrame(c *gws.Conn, op gws.Opcode, b []byte) {
-	if c == nil {
-		return
-	}
-	sess.wmu.Lock()
-	defer sess.wmu.Unlock()
-	_ = c.SetWriteDeadline(time.Now().Add(sess.s.cfg.WriteTimeout))
-	err := c.WriteMessage(op, b)
-	_ = c.SetWriteDeadline(time.Time{})
-	if err != nil {
+// write sends one response; a failed write drops the connection.
+func (sess *session) write(b []byte) {
+	if err := sess.conn.Write(b); err != nil {
 		sess.s.log.Debug("circle write failed", "conn", sess.id, "err", err)
-		_ = c.NetConn().Close()
 	}
 }
 

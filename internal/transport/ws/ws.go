@@ -62,6 +62,8 @@ type Options struct {
 	Open func(*Conn) Session
 }
 
+var errShutdown = errors.New("ws: shut down during the upgrade")
+
 // Refused is returned by Upgrade when it refused a request before the
 // upgrade and wrote nothing: the caller answers Status with Message in its
 // own error format.
@@ -186,7 +188,8 @@ func HeaderHasToken(h http.Header, name, token string) bool {
 // (nothing written) for a request that is not an upgrade (400), a
 // disallowed origin (403), a connection that cannot be hijacked (505) or
 // during Shutdown (503); any other error means the handshake failed and gws
-// has answered. net/http's request goroutine is released on return.
+// has answered. o.Open is called exactly when Upgrade returns nil.
+// net/http's request goroutine is released on return.
 func (t *Transport) Upgrade(w http.ResponseWriter, r *http.Request, o Options) error {
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		return &Refused{http.StatusBadRequest, "websocket upgrade expected"}
@@ -219,7 +222,7 @@ func (t *Transport) Upgrade(w http.ResponseWriter, r *http.Request, o Options) e
 	if t.closing {
 		t.mu.Unlock()
 		c.Close(t.cfg.ShutdownCode, t.cfg.ShutdownReason)
-		return nil
+		return errShutdown
 	}
 	t.conns[c] = struct{}{}
 	t.mu.Unlock()
