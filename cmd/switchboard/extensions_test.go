@@ -18,7 +18,7 @@ import (
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/stretchr/testify/require"
 
-	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/protocol/eip191"
 )
 
 type rpcConn struct {
@@ -97,7 +97,7 @@ func TestCirclesThroughTheBinary(t *testing.T) {
 		Nonce string `json:"nonce"`
 	}
 	require.NoError(t, json.Unmarshal(res, &nonce))
-	sig := hex.EncodeToString(auth.SignPersonal(user, []byte(nonce.Nonce)))
+	sig := hex.EncodeToString(eip191.Sign(user, []byte(nonce.Nonce)))
 	res, rerr = rc.call("authenticate", map[string]any{"pubkey": userPub, "signature": sig})
 	require.Nil(t, rerr)
 	require.JSONEq(t, `{"authenticated":true}`, string(res))
