@@ -215,7 +215,7 @@ func TestBadAllowedOriginIsAConfigError(t *testing.T) {
 	cfg.Client.AllowedOrigins = []string{"http://ok.example", "example.com"}
 	m := &Main{Config: cfg}
 	err := m.Run(context.Background())
-	require.ErrorContains(t, err, `client.allowed_origins[1] "example.com"`)
+	require.ErrorContains(t, err, `client.allowed_origins[1]: "example.com" is not an origin`)
 	require.NoError(t, m.Shutdown(context.Background()))
 }
 
