@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lxzan/gws"
@@ -252,7 +253,7 @@ func (t *Transport) Shutdown(ctx context.Context) error {
 	// sockets.
 	deadline := time.Now().Add(closeTimeout)
 	for _, c := range open {
-		_ = c.socket.SetWriteDeadline(deadline)
+		c.beginClose(deadline)
 	}
 	for _, c := range open {
 		_ = c.socket.WriteClose(t.cfg.ShutdownCode, []byte(t.cfg.ShutdownReason))
@@ -286,10 +287,12 @@ func (t *Transport) Shutdown(ctx context.Context) error {
 // safe for concurrent use. It doubles as gws's per-connection storage, so
 // a connection costs the transport one small object.
 type Conn struct {
-	socket *gws.Conn
-	t      *Transport
-	s      Session
-	binary bool
+	socket  *gws.Conn
+	t       *Transport
+	s       Session
+	binary  bool
+	closing atomic.Bool // a close frame is being written: keep its deadline
+	wmu     sync.Mutex  // pairs each write with its deadline
 }
 
 // Write sends data as one message (binary or text, per Options.Binary),
@@ -299,18 +302,41 @@ func (c *Conn) Write(data []byte) error {
 	if c.binary {
 		op = gws.OpcodeBinary
 	}
-	_ = c.socket.SetWriteDeadline(time.Now().Add(c.t.cfg.WriteTimeout))
-	if err := c.socket.WriteMessage(op, data); err != nil {
+	if err := c.write(op, data); err != nil {
 		c.Abort()
 		return err
 	}
 	return nil
 }
 
+// write writes one frame under the write timeout, then clears the
+// deadline so that frames gws writes by itself (the close echo) never meet
+// a stale one; a closing connection keeps its close deadline.
+func (c *Conn) write(op gws.Opcode, data []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.socket.SetWriteDeadline(time.Now().Add(c.t.cfg.WriteTimeout))
+	err := c.socket.WriteMessage(op, data)
+	if !c.closing.Load() {
+		_ = c.socket.SetWriteDeadline(time.Time{})
+		if c.closing.Load() { // beginClose ran in between: restore its bound
+			_ = c.socket.SetWriteDeadline(time.Now().Add(closeTimeout))
+		}
+	}
+	return err
+}
+
+// beginClose bounds every write from now on, those in progress included
+// (a deadline change applies to them), by deadline.
+func (c *Conn) beginClose(deadline time.Time) {
+	c.closing.Store(true)
+	_ = c.socket.SetWriteDeadline(deadline)
+}
+
 // Close sends a close frame with code and reason (bounded by one second)
 // and closes the connection. Later calls do nothing.
 func (c *Conn) Close(code uint16, reason string) {
-	_ = c.socket.SetWriteDeadline(time.Now().Add(closeTimeout))
+	c.beginClose(time.Now().Add(closeTimeout))
 	_ = c.socket.WriteClose(code, []byte(reason))
 }
 
@@ -351,8 +377,7 @@ func (e events) OnClose(s *gws.Conn, _ error) {
 func (e events) OnPing(s *gws.Conn, payload []byte) {
 	c := connOf(s)
 	c.touch()
-	_ = s.SetWriteDeadline(time.Now().Add(e.t.cfg.WriteTimeout))
-	_ = s.WritePong(payload)
+	_ = c.write(gws.OpcodePong, payload)
 }
 
 func (e events) OnPong(s *gws.Conn, _ []byte) { connOf(s).touch() }

@@ -195,3 +195,18 @@ func TestShutdown(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	require.NoError(t, e.t.Shutdown(ctx), "idempotent")
 }
+
+// TestCloseEchoAfterQuiet: a client's close is echoed even long after the
+// last write's deadline passed.
+func TestCloseEchoAfterQuiet(t *testing.T) {
+	e := newEnv(t, ws.Config{WriteTimeout: 20 * time.Millisecond}, ws.Options{})
+	c, _, err := dial(t, e.url, nil)
+	require.NoError(t, err)
+	ctx := readCtx(t)
+	require.NoError(t, c.Write(ctx, websocket.MessageText, []byte("x")))
+	_, _, err = c.Read(ctx)
+	require.NoError(t, err)
+	time.Sleep(60 * time.Millisecond) // time passing is what is tested
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, "bye"))
+	require.Eventually(t, func() bool { return e.closed.Load() == 1 }, 5*time.Second, 5*time.Millisecond)
+}
