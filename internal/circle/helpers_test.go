@@ -20,6 +20,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/dispatch"
 	"github.com/switchboard-rt/switchboard/internal/script"
 	"github.com/switchboard-rt/switchboard/internal/store/sqlite"
+	"github.com/switchboard-rt/switchboard/protocol/circles"
 	"github.com/switchboard-rt/switchboard/protocol/eip191"
 )
 
@@ -142,11 +143,7 @@ type rpcResp struct {
 	JSONRPC string          `json:"jsonrpc"`
 	ID      json.RawMessage `json:"id"`
 	Result  json.RawMessage `json:"result"`
-	Error   *struct {
-		Code    int             `json:"code"`
-		Message string          `json:"message"`
-		Data    json.RawMessage `json:"data"`
-	} `json:"error"`
+	Error   *circles.Error  `json:"error"`
 }
 
 func (c *client) send(raw string) {
