@@ -184,8 +184,10 @@ func (s *Server) Match(path string) bool {
 // with {"error":"Circle not found","message":"Circle '<key>' is not
 // available on this server"}; paths that are not one segment get a plain
 // JSON 404; a known circle without a WebSocket upgrade gets 426; a known
-// circle with an upgrade becomes a JSON-RPC session and ServeHTTP returns
-// when the connection ends.
+// circle with an upgrade becomes a JSON-RPC session on the transport, and
+// ServeHTTP returns at once (the transport owns the connection). Refusals
+// of the transport (a disallowed browser origin: 403) and of the server
+// (shutting down, too many connections: 503) are JSON errors.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.Match(r.URL.Path) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "Not found"})
