@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/client"
 	"github.com/switchboard-rt/switchboard/internal/circle"
+	"github.com/switchboard-rt/switchboard/protocol/circles"
 )
 
 // echoPlayer is a circle.Player for the integration test: "caller" returns
@@ -132,8 +133,8 @@ func TestIntegrationRealCircleServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = anon.Play(ctx, "x")
-	var rpcErr *client.RPCError
-	if !errors.As(err, &rpcErr) || rpcErr.Code != client.CodeAuthRequired {
+	var rpcErr *circles.Error
+	if !errors.As(err, &rpcErr) || rpcErr.Code != circles.CodeAuthRequired {
 		t.Fatalf("anonymous play: %v, want -32001", err)
 	}
 	anon.Close()
@@ -162,10 +163,10 @@ func TestIntegrationRealCircleServer(t *testing.T) {
 		t.Fatalf("play caller = %q, %v", caller, err)
 	}
 	_, err = c.Play(ctx, "fail:boom")
-	if !errors.As(err, &rpcErr) || rpcErr.Code != client.CodeExecutionError || !strings.Contains(rpcErr.DataString(), "boom") {
+	if !errors.As(err, &rpcErr) || rpcErr.Code != circles.CodeExecution || !strings.Contains(rpcErr.DataString(), "boom") {
 		t.Fatalf("failing play: %v", err)
 	}
-	if err := c.Call(ctx, "no_such_method", struct{}{}, nil); !errors.As(err, &rpcErr) || rpcErr.Code != client.CodeMethodNotFound {
+	if err := c.Call(ctx, "no_such_method", struct{}{}, nil); !errors.As(err, &rpcErr) || rpcErr.Code != circles.CodeMethodNotFound {
 		t.Fatalf("unknown method: %v", err)
 	}
 

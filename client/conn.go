@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/switchboard-rt/switchboard/protocol/circles"
 )
 
 // Status is the state of a Conn. Transitions are reported in order through
@@ -64,8 +66,8 @@ var (
 	// ErrTooManyInFlight is returned by a call that would exceed
 	// Config.MaxInFlight calls awaiting responses.
 	ErrTooManyInFlight = errors.New("client: too many calls in flight")
-	// ErrAuthFailed wraps authentication failures; the server's *RPCError
-	// (usually CodeInvalidCredentials) is wrapped too.
+	// ErrAuthFailed wraps authentication failures; the server's *circles.Error
+	// (usually circles.CodeInvalidCredentials) is wrapped too.
 	ErrAuthFailed = errors.New("client: authentication failed")
 )
 
@@ -351,7 +353,7 @@ func (c *Conn) Close() error {
 // result (if non-nil). It fails fast with ErrNotConnected while the Conn is
 // not ready, with ErrConnectionLost if the connection drops before the
 // response, with ErrClosed if Close is called, and returns JSON-RPC errors as
-// *RPCError.
+// *circles.Error.
 func (c *Conn) Call(ctx context.Context, method string, params, result any) error {
 	c.mu.Lock()
 	s, st, closed := c.sess, c.status, c.closed
@@ -370,15 +372,11 @@ func (c *Conn) Call(ctx context.Context, method string, params, result any) erro
 	return s.call(ctx, method, params, result)
 }
 
-type playParams struct {
-	Script string `json:"script"`
-}
-
 // Play runs script on the circle and returns its output. Script failures and
-// timeouts are *RPCError with Code CodeExecutionError and the reason in Data.
+// timeouts are *circles.Error with Code circles.CodeExecution and the reason in Data.
 func (c *Conn) Play(ctx context.Context, script string) (string, error) {
 	var out string
-	if err := c.Call(ctx, "play", playParams{Script: script}, &out); err != nil {
+	if err := c.Call(ctx, circles.MethodPlay, circles.PlayParams{Script: script}, &out); err != nil {
 		return "", err
 	}
 	return out, nil
@@ -393,11 +391,8 @@ type Identity struct {
 
 // Whoami asks the server which circle this connection is on and as whom.
 func (c *Conn) Whoami(ctx context.Context) (Identity, error) {
-	var id struct {
-		Circle string  `json:"circle"`
-		PubKey *string `json:"pubkey"`
-	}
-	if err := c.Call(ctx, "whoami", struct{}{}, &id); err != nil {
+	var id circles.WhoamiResult
+	if err := c.Call(ctx, circles.MethodWhoami, struct{}{}, &id); err != nil {
 		return Identity{}, err
 	}
 	out := Identity{Circle: id.Circle}
@@ -529,32 +524,18 @@ func (c *Conn) establish() (*session, error) {
 	return s, nil
 }
 
-type nonceResult struct {
-	Nonce     string `json:"nonce"`
-	ExpiresAt int64  `json:"expires_at"`
-}
-
-type authParams struct {
-	PubKey    string `json:"pubkey"`
-	Signature string `json:"signature"`
-}
-
 func (c *Conn) authenticate(ctx context.Context, s *session) error {
 	pub := c.key.PublicKeyUncompressed()
-	var n nonceResult
-	if err := s.call(ctx, "fetch_nonce", struct {
-		PubKey string `json:"pubkey"`
-	}{pub}, &n); err != nil {
+	var n circles.NonceResult
+	if err := s.call(ctx, circles.MethodFetchNonce, circles.FetchNonceParams{PubKey: pub}, &n); err != nil {
 		return fmt.Errorf("%w: fetch_nonce: %w", ErrAuthFailed, err)
 	}
 	if n.Nonce == "" {
 		return fmt.Errorf("%w: fetch_nonce returned an empty nonce", ErrAuthFailed)
 	}
 	sig := hex.EncodeToString(c.key.SignPersonal([]byte(n.Nonce)))
-	var res struct {
-		Authenticated bool `json:"authenticated"`
-	}
-	if err := s.call(ctx, "authenticate", authParams{PubKey: pub, Signature: sig}, &res); err != nil {
+	var res circles.AuthenticateResult
+	if err := s.call(ctx, circles.MethodAuthenticate, circles.AuthenticateParams{PubKey: pub, Signature: sig}, &res); err != nil {
 		return fmt.Errorf("%w: %w", ErrAuthFailed, err)
 	}
 	if !res.Authenticated {

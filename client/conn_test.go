@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/client"
 	"github.com/switchboard-rt/switchboard/client/circletest"
+	"github.com/switchboard-rt/switchboard/protocol/circles"
 )
 
 func TestMain(m *testing.M) {
@@ -104,8 +105,8 @@ func TestWithoutKeyNoAuthentication(t *testing.T) {
 		t.Fatalf("status %v", c.Status())
 	}
 	_, err = c.Play(ctx, "echo:x")
-	var rpcErr *client.RPCError
-	if !errors.As(err, &rpcErr) || rpcErr.Code != client.CodeAuthRequired {
+	var rpcErr *circles.Error
+	if !errors.As(err, &rpcErr) || rpcErr.Code != circles.CodeAuthRequired {
 		t.Fatalf("play without auth: %v, want -32001", err)
 	}
 	id, err := c.Whoami(ctx)
@@ -132,16 +133,16 @@ func TestRPCErrors(t *testing.T) {
 		wantCode int
 		wantData string
 	}{
-		{"execution error", func() error { _, err := c.Play(ctx, "fail:boom"); return err }, client.CodeExecutionError, "boom"},
-		{"unknown method", func() error { return c.Call(ctx, "nope", struct{}{}, nil) }, client.CodeMethodNotFound, ""},
-		{"bad params", func() error { return c.Call(ctx, "play", []int{1}, nil) }, client.CodeInvalidParams, ""},
+		{"execution error", func() error { _, err := c.Play(ctx, "fail:boom"); return err }, circles.CodeExecution, "boom"},
+		{"unknown method", func() error { return c.Call(ctx, "nope", struct{}{}, nil) }, circles.CodeMethodNotFound, ""},
+		{"bad params", func() error { return c.Call(ctx, "play", []int{1}, nil) }, circles.CodeInvalidParams, "params have the wrong types"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.call()
-			var rpcErr *client.RPCError
+			var rpcErr *circles.Error
 			if !errors.As(err, &rpcErr) {
-				t.Fatalf("error %v (%T) is not *RPCError", err, err)
+				t.Fatalf("error %v (%T) is not *circles.Error", err, err)
 			}
 			if rpcErr.Code != tt.wantCode || rpcErr.DataString() != tt.wantData {
 				t.Fatalf("got code %d data %q, want %d %q", rpcErr.Code, rpcErr.DataString(), tt.wantCode, tt.wantData)
@@ -162,8 +163,8 @@ func TestAuthRejected(t *testing.T) {
 	ctx := testCtx(t)
 
 	_, err := client.Dial(ctx, fastConfig(srv.URL(), mustKey(t), nil))
-	var rpcErr *client.RPCError
-	if !errors.Is(err, client.ErrAuthFailed) || !errors.As(err, &rpcErr) || rpcErr.Code != client.CodeInvalidCredentials {
+	var rpcErr *circles.Error
+	if !errors.Is(err, client.ErrAuthFailed) || !errors.As(err, &rpcErr) || rpcErr.Code != circles.CodeInvalidCredentials {
 		t.Fatalf("dial with unknown key: %v, want ErrAuthFailed wrapping -32002", err)
 	}
 	c, err := client.Dial(ctx, fastConfig(srv.URL(), allowed, nil))

@@ -8,7 +8,9 @@
 // backoff and jitter, re-authenticating each time, until Close. Calls made
 // while it is not ready fail fast with ErrNotConnected; calls in flight when
 // the connection drops fail with ErrConnectionLost; server errors are
-// *RPCError.
+// *circles.Error. The wire protocol (methods, codes, request and result
+// types) is package protocol/circles; the signature is package
+// protocol/eip191. The SDK imports nothing else of this module.
 //
 // A Manager, built with NewManagerBuilder, holds one Conn per server URL and
 // forwards calls to them.

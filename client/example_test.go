@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/client"
+	"github.com/switchboard-rt/switchboard/protocol/circles"
 )
 
 func ExampleParsePrivateKey() {
@@ -36,9 +37,9 @@ func ExampleDial() {
 	defer c.Close()
 
 	out, err := c.Play(ctx, "x = 40\nx + 2")
-	var rpcErr *client.RPCError
+	var rpcErr *circles.Error
 	switch {
-	case errors.As(err, &rpcErr) && rpcErr.Code == client.CodeExecutionError:
+	case errors.As(err, &rpcErr) && rpcErr.Code == circles.CodeExecution:
 		log.Printf("script failed: %s", rpcErr.DataString())
 	case errors.Is(err, client.ErrConnectionLost), errors.Is(err, client.ErrNotConnected):
 		// The Conn reconnects by itself; wait and retry.

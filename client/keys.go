@@ -5,12 +5,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
-	"github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
-	"golang.org/x/crypto/sha3"
+
+	"github.com/switchboard-rt/switchboard/protocol/eip191"
 )
 
 // ErrInvalidKey is wrapped by every error returned for a malformed private
@@ -73,24 +72,7 @@ func (k *PrivateKey) PublicKeyUncompressed() string {
 	return hex.EncodeToString(k.k.PubKey().SerializeUncompressed())
 }
 
-// PersonalMessageHash returns keccak256("\x19Ethereum Signed Message:\n" +
-// decimal byte length of msg + msg), the digest signed by SignPersonal.
-func PersonalMessageHash(msg []byte) []byte {
-	h := sha3.NewLegacyKeccak256()
-	h.Write([]byte("\x19Ethereum Signed Message:\n"))
-	h.Write([]byte(strconv.Itoa(len(msg))))
-	h.Write(msg)
-	return h.Sum(nil)
-}
-
-// SignPersonal signs msg Ethereum personal-sign style (EIP-191) and returns the
-// 65-byte signature r‖s‖v with v in {27, 28}. Signing is deterministic
-// (RFC 6979).
-func (k *PrivateKey) SignPersonal(msg []byte) []byte {
-	compact := ecdsa.SignCompact(k.k, PersonalMessageHash(msg), false)
-	// compact is v‖r‖s with v = 27 + recovery id for an uncompressed key.
-	out := make([]byte, 65)
-	copy(out, compact[1:])
-	out[64] = compact[0]
-	return out
-}
+// SignPersonal signs msg Ethereum personal-sign style (package eip191) and
+// returns the 65-byte signature r‖s‖v with v in {27, 28}. Signing is
+// deterministic (RFC 6979).
+func (k *PrivateKey) SignPersonal(msg []byte) []byte { return eip191.Sign(k.k, msg) }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/switchboard-rt/switchboard/protocol/circles"
 )
 
 // session is one live WebSocket connection: a read loop routing responses to
@@ -33,7 +35,7 @@ type session struct {
 }
 
 type callResult struct {
-	resp response
+	resp circles.Response
 	err  error
 }
 
@@ -62,7 +64,7 @@ func (s *session) readLoop() {
 			s.fail(fmt.Errorf("%w: %v", ErrConnectionLost, err))
 			return
 		}
-		resps, err := decodeResponses(data)
+		resps, err := circles.DecodeResponses(data)
 		if err != nil {
 			s.log.Warn("dropping undecodable frame", "error", err, "size", len(data))
 			continue
@@ -79,7 +81,7 @@ func (s *session) readLoop() {
 	}
 }
 
-func (s *session) deliver(r response) {
+func (s *session) deliver(r circles.Response) {
 	s.mu.Lock()
 	ch, ok := s.pending[r.ID]
 	delete(s.pending, r.ID)
@@ -137,7 +139,7 @@ func (s *session) shutdown(cause error, graceful bool) {
 }
 
 // call sends one request and waits for its response, ctx, or the end of the
-// session. JSON-RPC errors are returned as *RPCError.
+// session. JSON-RPC errors are returned as *circles.Error.
 func (s *session) call(ctx context.Context, method string, params, out any) error {
 	id := s.nextID.Add(1)
 	ch := make(chan callResult, 1)
@@ -154,7 +156,7 @@ func (s *session) call(ctx context.Context, method string, params, out any) erro
 	s.pending[id] = ch
 	s.mu.Unlock()
 
-	data, err := json.Marshal(request{JSONRPC: "2.0", ID: id, Method: method, Params: params})
+	data, err := circles.EncodeRequest(id, method, params)
 	if err != nil {
 		s.forget(id)
 		return fmt.Errorf("client: encode %s request: %w", method, err)

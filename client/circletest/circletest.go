@@ -17,16 +17,19 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
-	"github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
 
 	"github.com/switchboard-rt/switchboard/client"
+	"github.com/switchboard-rt/switchboard/protocol/circles"
+	"github.com/switchboard-rt/switchboard/protocol/eip191"
 )
 
 // Server is an in-process fake circle server for one circle, speaking the
 // circles JSON-RPC 2.0 protocol over WebSocket at ws://127.0.0.1:PORT/{circle}:
 // fetch_nonce and authenticate (with real secp256k1 signature verification by
-// public-key recovery; nonces are per connection, per public key, single-use
-// and expire after 5 minutes), play, whoami, and the standard JSON-RPC errors.
+// public-key recovery, package eip191; nonces are per connection, per public
+// key, single-use and expire after 5 minutes), play, whoami, ping, and the
+// standard JSON-RPC errors. Frames are decoded and answered with package
+// protocol/circles, as the real server does.
 // Other paths get HTTP 404 before any upgrade. Scripts given to play have
 // test meanings instead of being run:
 //
@@ -262,91 +265,56 @@ type session struct {
 	authed string                // pubkey as sent, "" if none
 }
 
-type request struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id"`
-	Method  string          `json:"method"`
-	Params  json.RawMessage `json:"params"`
-}
+// maxBatch bounds the requests of one batch frame.
+const maxBatch = 1024
 
-type rpcError struct {
-	Code    int    `json:"code"`
-	Message string `json:"message"`
-	Data    any    `json:"data,omitempty"`
-}
-
-type response struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id"`
-	Result  any             `json:"result,omitempty"`
-	Error   *rpcError       `json:"error,omitempty"`
-}
-
-func (s *session) write(v any) {
-	data, err := json.Marshal(v)
-	if err != nil {
-		s.f.tb.Errorf("fake server: marshal: %v", err)
-		return
-	}
-	_ = s.ws.Write(s.ctx, websocket.MessageText, data)
-}
+func (s *session) write(b []byte) { _ = s.ws.Write(s.ctx, websocket.MessageText, b) }
 
 func (s *session) handleFrame(data []byte) {
-	trimmed := strings.TrimSpace(string(data))
-	if strings.HasPrefix(trimmed, "[") {
-		var batch []json.RawMessage
-		if err := json.Unmarshal(data, &batch); err != nil || len(batch) == 0 {
-			s.write(response{JSONRPC: "2.0", ID: json.RawMessage("null"), Error: &rpcError{Code: -32700, Message: "Parse error"}})
-			return
-		}
-		var out []response
-		for _, raw := range batch {
-			if r, ok := s.handleOne(raw); ok {
-				out = append(out, r)
-			}
-		}
-		if len(out) > 0 {
-			s.write(out)
-		}
+	f := circles.DecodeFrame(data, maxBatch)
+	if f.Fatal != nil {
+		s.write(circles.EncodeResponse(nil, nil, f.Fatal))
 		return
 	}
-	if r, ok := s.handleOne(data); ok {
-		s.write(r)
+	var out []json.RawMessage
+	for i, r := range f.Requests {
+		var resp json.RawMessage
+		if f.Invalid[i] != nil {
+			resp = circles.EncodeResponse(r.ID, nil, f.Invalid[i])
+		} else {
+			result, rerr, ok := s.handleOne(r)
+			if !ok || r.IsNotification() {
+				continue
+			}
+			resp = circles.EncodeResponse(r.ID, result, rerr)
+		}
+		if !f.Batch {
+			s.write(resp)
+			return
+		}
+		out = append(out, resp)
+	}
+	if len(out) > 0 {
+		s.write(circles.EncodeBatch(out))
 	}
 }
 
-// handleOne answers one request; ok is false when the answer is deferred or
-// never sent.
-func (s *session) handleOne(raw []byte) (response, bool) {
-	var req request
-	if err := json.Unmarshal(raw, &req); err != nil {
-		return response{JSONRPC: "2.0", ID: json.RawMessage("null"), Error: &rpcError{Code: -32700, Message: "Parse error"}}, true
-	}
-	if len(req.ID) == 0 {
-		req.ID = json.RawMessage("null")
-	}
-	resp := response{JSONRPC: "2.0", ID: req.ID}
-	fail := func(code int, msg string, data any) (response, bool) {
-		resp.Error = &rpcError{Code: code, Message: msg, Data: data}
-		return resp, true
-	}
-	if req.JSONRPC != "2.0" || req.Method == "" {
-		return fail(-32600, "Invalid Request", nil)
-	}
+// handleOne answers one valid request; ok is false when the answer is
+// deferred or never sent.
+func (s *session) handleOne(req circles.Request) (result any, rerr *circles.Error, ok bool) {
+	fail := func(code int, data any) (any, *circles.Error, bool) { return nil, circles.NewError(code, data), true }
 	s.f.callsMu.Lock()
 	s.f.calls[req.Method]++
 	s.f.callsMu.Unlock()
 	switch req.Method {
-	case "fetch_nonce":
-		var p struct {
-			PubKey string `json:"pubkey"`
+	case circles.MethodFetchNonce:
+		var p circles.FetchNonceParams
+		if e := circles.DecodeParams(req.Params, &p, circles.FetchNonceParamNames...); e != nil {
+			return nil, e, true
 		}
-		if json.Unmarshal(req.Params, &p) != nil {
-			return fail(-32602, "Invalid params", nil)
-		}
-		pk, err := ParsePublicKey(p.PubKey)
+		pk, err := parsePublicKey(p.PubKey)
 		if err != nil {
-			return fail(-32602, "Invalid params", err.Error())
+			return fail(circles.CodeInvalidParams, err.Error())
 		}
 		b := make([]byte, 16)
 		_, _ = rand.Read(b)
@@ -354,60 +322,59 @@ func (s *session) handleOne(raw []byte) (response, bool) {
 		s.mu.Lock()
 		s.nonces[hex.EncodeToString(pk.SerializeCompressed())] = n
 		s.mu.Unlock()
-		resp.Result = map[string]any{"nonce": n.nonce, "expires_at": n.expires.Unix()}
-		return resp, true
-	case "authenticate":
-		var p struct {
-			PubKey    string `json:"pubkey"`
-			Signature string `json:"signature"`
+		return circles.NonceResult{Nonce: n.nonce, ExpiresAt: n.expires.Unix()}, nil, true
+	case circles.MethodAuthenticate:
+		var p circles.AuthenticateParams
+		if e := circles.DecodeParams(req.Params, &p, circles.AuthenticateParamNames...); e != nil {
+			return nil, e, true
 		}
-		if json.Unmarshal(req.Params, &p) != nil {
-			return fail(-32602, "Invalid params", nil)
-		}
-		pk, err := ParsePublicKey(p.PubKey)
+		pk, err := parsePublicKey(p.PubKey)
 		if err != nil {
-			return fail(-32002, "Invalid Credentials", nil)
+			return fail(circles.CodeInvalidCredentials, nil)
 		}
 		id := hex.EncodeToString(pk.SerializeCompressed())
 		s.mu.Lock()
 		n, ok := s.nonces[id]
 		delete(s.nonces, id) // consumed either way
 		s.mu.Unlock()
-		if !ok || time.Now().After(n.expires) || !VerifyPersonal(pk, n.nonce, p.Signature) {
-			return fail(-32002, "Invalid Credentials", nil)
+		sig, err := hex.DecodeString(strings.TrimPrefix(p.Signature, "0x"))
+		if !ok || err != nil || time.Now().After(n.expires) || !eip191.Verify(pk, []byte(n.nonce), sig) {
+			return fail(circles.CodeInvalidCredentials, nil)
 		}
 		if s.f.allowed != nil && !s.f.allowed(pk) {
-			return fail(-32002, "Invalid Credentials", nil)
+			return fail(circles.CodeInvalidCredentials, nil)
 		}
 		s.mu.Lock()
 		s.authed = p.PubKey
 		s.mu.Unlock()
 		s.f.auths.Add(1)
-		resp.Result = map[string]bool{"authenticated": true}
-		return resp, true
-	case "whoami":
+		return circles.AuthenticateResult{Authenticated: true}, nil, true
+	case circles.MethodWhoami:
 		s.mu.Lock()
-		var pub any
+		var pub *string
 		if s.authed != "" {
-			pub = s.authed
+			a := s.authed
+			pub = &a
 		}
 		s.mu.Unlock()
-		resp.Result = map[string]any{"circle": s.f.circle, "pubkey": pub}
-		return resp, true
-	case "play":
-		var p struct {
-			Script *string `json:"script"`
+		return circles.WhoamiResult{Circle: s.f.circle, PubKey: pub}, nil, true
+	case circles.MethodPing:
+		return "pong", nil, true
+	case circles.MethodPlay:
+		var p circles.PlayParams
+		if e := circles.DecodeParams(req.Params, &p, circles.PlayParamNames...); e != nil {
+			return nil, e, true
 		}
-		if json.Unmarshal(req.Params, &p) != nil || p.Script == nil {
-			return fail(-32602, "Invalid params", nil)
+		if p.Script == "" {
+			return fail(circles.CodeInvalidParams, "script is required")
 		}
 		s.mu.Lock()
 		caller := s.authed
 		s.mu.Unlock()
 		if s.f.requireAuth && caller == "" {
-			return fail(-32001, "Authentication Required", nil)
+			return fail(circles.CodeAuthRequired, nil)
 		}
-		script := *p.Script
+		script := p.Script
 		switch {
 		case script == "block":
 			s.wg.Add(1)
@@ -416,54 +383,31 @@ func (s *session) handleOne(raw []byte) (response, bool) {
 				s.f.blocked <- struct{}{}
 				<-s.ctx.Done()
 			}()
-			return resp, false
+			return nil, nil, false
 		case script == "freeze":
 			s.f.blocked <- struct{}{}
 			<-s.ctx.Done() // the read loop stops: pings go unanswered
-			return resp, false
+			return nil, nil, false
 		case script == "caller":
-			resp.Result = caller
+			return caller, nil, true
 		case strings.HasPrefix(script, "echo:"):
-			resp.Result = strings.TrimPrefix(script, "echo:")
+			return strings.TrimPrefix(script, "echo:"), nil, true
 		case strings.HasPrefix(script, "fail:"):
-			return fail(-32000, "Execution Error", strings.TrimPrefix(script, "fail:"))
+			return fail(circles.CodeExecution, strings.TrimPrefix(script, "fail:"))
 		default:
-			resp.Result = "ran:" + script
+			return "ran:" + script, nil, true
 		}
-		return resp, true
 	default:
-		return fail(-32601, "Method not found", nil)
+		return fail(circles.CodeMethodNotFound, nil)
 	}
 }
 
-// ParsePublicKey parses a hex (optionally 0x-prefixed) compressed or
+// parsePublicKey parses a hex (optionally 0x-prefixed) compressed or
 // uncompressed secp256k1 public key.
-func ParsePublicKey(h string) (*secp256k1.PublicKey, error) {
+func parsePublicKey(h string) (*secp256k1.PublicKey, error) {
 	b, err := hex.DecodeString(strings.TrimPrefix(h, "0x"))
 	if err != nil {
 		return nil, err
 	}
 	return secp256k1.ParsePubKey(b)
-}
-
-// VerifyPersonal checks an Ethereum personal-sign signature (r‖s‖v hex, v in
-// {27,28} or {0,1}) over nonce by recovering the public key.
-func VerifyPersonal(pk *secp256k1.PublicKey, nonce, sigHex string) bool {
-	sig, err := hex.DecodeString(strings.TrimPrefix(sigHex, "0x"))
-	if err != nil || len(sig) != 65 {
-		return false
-	}
-	v := sig[64]
-	if v < 27 {
-		v += 27
-	}
-	if v != 27 && v != 28 {
-		return false
-	}
-	compact := append([]byte{v}, sig[:64]...)
-	got, _, err := ecdsa.RecoverCompact(compact, client.PersonalMessageHash([]byte(nonce)))
-	if err != nil {
-		return false
-	}
-	return got.IsEqual(pk)
 }

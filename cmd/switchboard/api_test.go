@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/centrifugal/centrifuge-go"
+	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
@@ -156,27 +158,67 @@ func TestShutdownDisconnectsWithReconnectCode(t *testing.T) {
 	require.NoError(t, m.Shutdown(ctx), "idempotent")
 }
 
+// TestOriginCheck: client.allowed_origins is one policy for both WebSocket
+// routes, /connection/websocket and /{circle_key}.
 func TestOriginCheck(t *testing.T) {
-	cfg := testConfig()
-	cfg.Client.AllowedOrigins = []string{"http://good.example"}
-	m := startServer(t, cfg)
-	dial := func(origin string) int {
-		req, _ := http.NewRequest(http.MethodGet, m.URL()+"/connection/websocket", nil)
-		req.Header.Set("Connection", "Upgrade")
-		req.Header.Set("Upgrade", "websocket")
-		req.Header.Set("Sec-WebSocket-Version", "13")
-		req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-		if origin != "" {
-			req.Header.Set("Origin", origin)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		resp.Body.Close()
-		return resp.StatusCode
+	circlePriv, err := secp256k1.GeneratePrivateKey()
+	require.NoError(t, err)
+	circleKey := hex.EncodeToString(circlePriv.PubKey().SerializeCompressed())
+	for _, tc := range []struct {
+		name    string
+		allowed []string
+		origins map[string]bool // "SAME": the server's own origin
+	}{
+		{"any", []string{"*"}, map[string]bool{"http://evil.example": true, "": true}},
+		{"wildcard", []string{"https://*.example.com"}, map[string]bool{
+			"https://app.example.com": true, "https://example.com": false, "http://app.example.com": false, "": true}},
+		{"exact", []string{"http://good.example"}, map[string]bool{
+			"http://good.example": true, "http://evil.example": false, "SAME": false, "": true}},
+		{"empty", nil, map[string]bool{"http://good.example": false, "SAME": true, "": true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.Client.AllowedOrigins = tc.allowed
+			cfg.Circles.Keys = []string{circleKey}
+			cfg.Circles.DataDir = t.TempDir()
+			m := startServer(t, cfg)
+			dial := func(path, origin string) int {
+				req, _ := http.NewRequest(http.MethodGet, m.URL()+path, nil)
+				req.Header.Set("Connection", "Upgrade")
+				req.Header.Set("Upgrade", "websocket")
+				req.Header.Set("Sec-WebSocket-Version", "13")
+				req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+				if origin != "" {
+					req.Header.Set("Origin", origin)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				require.NoError(t, err)
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			for o, want := range tc.origins {
+				if o == "SAME" {
+					o = m.URL()
+				}
+				status := http.StatusForbidden
+				if want {
+					status = http.StatusSwitchingProtocols
+				}
+				for _, path := range []string{"/connection/websocket", "/" + circleKey} {
+					require.Equal(t, status, dial(path, o), "%s from %q", path, o)
+				}
+			}
+		})
 	}
-	require.Equal(t, http.StatusForbidden, dial("http://evil.example"))
-	require.Equal(t, http.StatusSwitchingProtocols, dial("http://good.example"))
-	require.Equal(t, http.StatusSwitchingProtocols, dial(""))
+}
+
+func TestBadAllowedOriginIsAConfigError(t *testing.T) {
+	cfg := testConfig()
+	cfg.Client.AllowedOrigins = []string{"http://ok.example", "example.com"}
+	m := &Main{Config: cfg}
+	err := m.Run(context.Background())
+	require.ErrorContains(t, err, `client.allowed_origins[1]: "example.com" is not an origin`)
+	require.NoError(t, m.Shutdown(context.Background()))
 }
 
 func TestHealthAndMetrics(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/dispatch"
 	"github.com/switchboard-rt/switchboard/internal/gateway"
 	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/origin"
 	"github.com/switchboard-rt/switchboard/internal/script"
 	"github.com/switchboard-rt/switchboard/internal/store/sqlite"
 	"github.com/switchboard-rt/switchboard/internal/worker"
@@ -67,7 +68,12 @@ func (m *Main) extensions(ctx context.Context, reg prometheus.Registerer, circle
 			return nil, fmt.Errorf("runner: %w", err)
 		}
 		m.closers = append(m.closers, pool.Shutdown)
+		cors, err := origin.New(r.CORS.Origins)
+		if err != nil {
+			return nil, fmt.Errorf("runner.cors.origins%w", err)
+		}
 		gc := r.GatewayConfig()
+		gc.Origins = cors
 		gc.Logger = m.Logger
 		gw, err := gateway.New(gc, pool)
 		if err != nil {
@@ -109,7 +115,7 @@ func (m *Main) extensions(ctx context.Context, reg prometheus.Registerer, circle
 	srv, err := circle.New(circle.Config{Keys: circles.Keys(), EnableAuth: c.EnableAuth, Player: player,
 		PlayTimeout:    c.ScriptTimeout.Std() + 30*time.Second,
 		MaxMessageSize: max(circle.DefaultMaxMessageSize, c.MaxScriptSize+4096),
-		AllowedOrigins: m.Config.Client.AllowedOrigins, Logger: m.Logger, Metrics: reg})
+		Origins:        m.origins, Logger: m.Logger, Metrics: reg})
 	if err != nil {
 		return nil, fmt.Errorf("circles: %w", err)
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/stretchr/testify/require"
 
-	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/protocol/eip191"
 )
 
 type rpcConn struct {
@@ -97,7 +97,7 @@ func TestCirclesThroughTheBinary(t *testing.T) {
 		Nonce string `json:"nonce"`
 	}
 	require.NoError(t, json.Unmarshal(res, &nonce))
-	sig := hex.EncodeToString(auth.SignPersonal(user, []byte(nonce.Nonce)))
+	sig := hex.EncodeToString(eip191.Sign(user, []byte(nonce.Nonce)))
 	res, rerr = rc.call("authenticate", map[string]any{"pubkey": userPub, "signature": sig})
 	require.Nil(t, rerr)
 	require.JSONEq(t, `{"authenticated":true}`, string(res))
@@ -121,7 +121,19 @@ func TestRunnerThroughTheBinary(t *testing.T) {
 	cfg := testConfig()
 	cfg.Runner.Command = []string{"node", worker}
 	cfg.Runner.Token = "runner-secret"
+	cfg.Runner.CORS.Origins = []string{"https://*.example.com"}
 	m := startServer(t, cfg)
+
+	// runner.cors.origins reaches the gateway through the origin policy.
+	for origin, want := range map[string]string{"https://app.example.com": "https://app.example.com", "https://evil.example": ""} {
+		req, _ := http.NewRequest(http.MethodOptions, m.URL()+"/__runner/task/app.tasks.add", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, want, resp.Header.Get("Access-Control-Allow-Origin"), origin)
+	}
 
 	post := func(path, tok, body string) (int, string) {
 		req, _ := http.NewRequest(http.MethodPost, m.URL()+path, strings.NewReader(body))

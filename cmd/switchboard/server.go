@@ -23,6 +23,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/clientproto"
 	"github.com/switchboard-rt/switchboard/internal/config"
 	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/origin"
 	"github.com/switchboard-rt/switchboard/internal/transport/ws"
 )
 
@@ -35,7 +36,8 @@ type Main struct {
 	ln       net.Listener
 	http     *http.Server
 	hub      *hub.Hub
-	ws       *ws.Handler
+	ws       *ws.Transport
+	origins  *origin.Checker // client.allowed_origins, for every WebSocket route
 	registry *prometheus.Registry
 	closers  []func(context.Context) error
 	serveErr chan error
@@ -97,6 +99,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.hub = h
 	m.closers = append(m.closers, func(ctx context.Context) error { return broker.Close(ctx) })
 
+	if m.origins, err = origin.New(cfg.Client.AllowedOrigins); err != nil {
+		return fmt.Errorf("client.allowed_origins%w", err)
+	}
 	var rpc hub.RPCHandler
 	extra, err := m.extensions(ctx, reg, circles, &rpc)
 	if err != nil {
@@ -118,12 +123,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.closers = append(m.closers, func(context.Context) error { proto.Close(); return nil })
-	wsh, err := ws.New(ws.Config{Server: proto, AllowedOrigins: cfg.Client.AllowedOrigins,
-		MessageSizeLimit: cfg.WebSocket.MessageSizeLimit, ReadBufferSize: cfg.WebSocket.ReadBufferSize, Logger: log})
+	wst, err := ws.New(ws.Config{Origins: m.origins, Subprotocols: []string{clientproto.ProtobufSubprotocol},
+		MessageSizeLimit: cfg.WebSocket.MessageSizeLimit, ReadBufferSize: cfg.WebSocket.ReadBufferSize,
+		ShutdownCode: uint16(hub.DisconnectShutdown.Code), ShutdownReason: hub.DisconnectShutdown.Reason, Logger: log})
 	if err != nil {
 		return err
 	}
-	m.ws = wsh
+	m.ws = wst
 	if cfg.HTTPAPI.Key == "" && !cfg.HTTPAPI.Insecure {
 		log.Warn("http_api.key is empty: the server API rejects every request")
 	}
@@ -134,7 +140,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/connection/websocket", wsh)
+	mux.Handle("/connection/websocket", proto.WebSocketHandler(wst))
 	mux.Handle("/api/", apiH)
 	mux.Handle("/api", apiH)
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {

@@ -10,6 +10,8 @@ import (
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/sha3"
+
+	"github.com/switchboard-rt/switchboard/protocol/eip191"
 )
 
 // web3.js documentation vector: accounts.sign("Some data", key).
@@ -30,8 +32,8 @@ func TestPersonalSignVector(t *testing.T) {
 	b, _ := hex.DecodeString(vecPriv)
 	priv := secp256k1.PrivKeyFromBytes(b)
 	require.Equal(t, vecAddr, ethAddress(priv.PubKey()))
-	require.Equal(t, vecHash, hex.EncodeToString(PersonalHash([]byte("Some data"))))
-	require.Equal(t, vecSig, hex.EncodeToString(SignPersonal(priv, []byte("Some data"))))
+	require.Equal(t, vecHash, hex.EncodeToString(eip191.Hash([]byte("Some data"))))
+	require.Equal(t, vecSig, hex.EncodeToString(eip191.Sign(priv, []byte("Some data"))))
 
 	key := Secp256k1PublicKeyOf(priv.PubKey())
 	require.NoError(t, VerifySignature(key, []byte("Some data"), "0x"+vecSig))
@@ -60,7 +62,7 @@ func TestParsePublicKeyEncodings(t *testing.T) {
 	require.Equal(t, comp, b.String())
 	require.Equal(t, KeySecp256k1, a.Type())
 
-	sig := SignPersonal(priv, []byte("nonce"))
+	sig := eip191.Sign(priv, []byte("nonce"))
 	require.NoError(t, VerifySignature(b, []byte("nonce"), hex.EncodeToString(sig)))
 
 	for _, bad := range []string{"", "02", "zz" + comp[2:], "05" + comp[2:], comp + "00", "04" + strings.Repeat("00", 64)} {
@@ -85,9 +87,12 @@ func TestEd25519(t *testing.T) {
 	require.ErrorIs(t, VerifySignature(key, []byte("n1"), "xyz"), ErrInvalidSignature)
 }
 
-func TestRecoverGarbage(t *testing.T) {
-	_, err := RecoverPersonal([]byte("x"), make([]byte, 65))
+func TestVerifyGarbage(t *testing.T) {
+	b, _ := hex.DecodeString(vecPriv)
+	key := Secp256k1PublicKeyOf(secp256k1.PrivKeyFromBytes(b).PubKey())
+	err := VerifySignature(key, []byte("x"), hex.EncodeToString(make([]byte, 65)))
 	require.True(t, errors.Is(err, ErrInvalidSignature))
+	require.True(t, errors.Is(err, eip191.ErrInvalidSignature))
 }
 
 func FuzzVerifySignature(f *testing.F) {

@@ -16,11 +16,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/switchboard-rt/switchboard/internal/auth"
 	"github.com/switchboard-rt/switchboard/internal/circle"
 	"github.com/switchboard-rt/switchboard/internal/dispatch"
 	"github.com/switchboard-rt/switchboard/internal/script"
 	"github.com/switchboard-rt/switchboard/internal/store/sqlite"
+	"github.com/switchboard-rt/switchboard/protocol/circles"
+	"github.com/switchboard-rt/switchboard/protocol/eip191"
 )
 
 type clock struct {
@@ -106,7 +107,7 @@ func newKey(t testing.TB) key {
 }
 
 func (k key) sign(nonce string) string {
-	return "0x" + hex.EncodeToString(auth.SignPersonal(k.priv, []byte(nonce)))
+	return "0x" + hex.EncodeToString(eip191.Sign(k.priv, []byte(nonce)))
 }
 
 type edKey struct {
@@ -142,11 +143,7 @@ type rpcResp struct {
 	JSONRPC string          `json:"jsonrpc"`
 	ID      json.RawMessage `json:"id"`
 	Result  json.RawMessage `json:"result"`
-	Error   *struct {
-		Code    int             `json:"code"`
-		Message string          `json:"message"`
-		Data    json.RawMessage `json:"data"`
-	} `json:"error"`
+	Error   *circles.Error  `json:"error"`
 }
 
 func (c *client) send(raw string) {

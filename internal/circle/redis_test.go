@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/internal/circle"
 	"github.com/switchboard-rt/switchboard/internal/dispatch"
+	"github.com/switchboard-rt/switchboard/protocol/circles"
 )
 
 func redisURL(tb testing.TB) string {
@@ -43,12 +44,12 @@ func TestRedisModeBuiltInWorkers(t *testing.T) {
 	user := newKey(t)
 	cl := dial(t, s.url+"/"+a.unc)
 	code, _ := cl.errCode("play", map[string]string{"script": "1"})
-	require.Equal(t, circle.CodeAuthRequired, code)
+	require.Equal(t, circles.CodeAuthRequired, code)
 	cl.login(user)
 	require.Equal(t, "42", cl.play("x = 40\nx + 2"))
 	require.Equal(t, user.comp+"@"+a.comp, cl.play("CALLER_ID + '@' + CONTEXT_ID"))
 	code, data := cl.errCode("play", map[string]string{"script": "while True:\n  pass"})
-	require.Equal(t, circle.CodeExecution, code)
+	require.Equal(t, circles.CodeExecution, code)
 	require.Contains(t, data, "timeout")
 }
 
@@ -107,7 +108,7 @@ func TestRedisModeExternalWorker(t *testing.T) {
 		done <- rc.Do(ctx, b.Rpush().Key("rhai_reply:"+id).Element(id).Build()).Error()
 	}()
 	code, data := cl.errCode("play", map[string]string{"script": "x"})
-	require.Equal(t, circle.CodeExecution, code)
+	require.Equal(t, circles.CodeExecution, code)
 	require.Contains(t, data, "worker says no")
 	require.NoError(t, <-done)
 }

@@ -14,10 +14,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/lxzan/gws"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/origin"
+	"github.com/switchboard-rt/switchboard/internal/transport/ws"
 )
 
 // Defaults of Config.
@@ -29,6 +30,7 @@ const (
 	DefaultPlayTimeout    = 60 * time.Second
 	DefaultIdleTimeout    = 120 * time.Second
 	DefaultWriteTimeout   = 10 * time.Second
+	readBufferSize        = 4096
 )
 
 // Player runs a play for a circle on behalf of caller (a canonical public
@@ -73,9 +75,10 @@ type Config struct {
 	// WriteTimeout bounds writing one response; zero means
 	// DefaultWriteTimeout.
 	WriteTimeout time.Duration
-	// AllowedOrigins, when not empty, lists the Origin header values
-	// accepted for upgrades (requests without Origin are accepted).
-	AllowedOrigins []string
+	// Origins decides which browser origins may connect (requests without
+	// Origin always may); nil allows same-origin browsers only, like an
+	// empty client.allowed_origins.
+	Origins *origin.Checker
 	// Logger receives logs; nil means discard.
 	Logger *slog.Logger
 	// Metrics, when not nil, receives the server's collectors.
@@ -83,24 +86,25 @@ type Config struct {
 }
 
 // Server serves the circles over HTTP/WebSocket. It is safe for concurrent
-// use. Every connection's goroutines are owned by the ServeHTTP call that
-// upgraded it; Shutdown closes them and waits.
+// use. Connections run on the shared WebSocket transport (package ws),
+// which owns their read goroutines; each session owns its play goroutines
+// and waits for them when its connection closes. Shutdown closes them all
+// and waits.
 type Server struct {
-	cfg      Config
-	reg      *Registry
-	nonces   *auth.NonceStore
-	log      *slog.Logger
-	upgrader *gws.Upgrader
-	m        *serverMetrics
+	cfg    Config
+	reg    *Registry
+	nonces *auth.NonceStore
+	log    *slog.Logger
+	ws     *ws.Transport
+	m      *serverMetrics
 
-	conns  atomic.Int64
+	conns  atomic.Int64 // admitted connections, upgrading or open
 	nextID atomic.Uint64
 
 	mu       sync.Mutex
 	closing  bool
 	sessions map[*session]struct{}
 	plays    sync.WaitGroup // running plays; Add only under mu while !closing
-	wg       sync.WaitGroup // ServeHTTP calls that upgraded
 }
 
 // New validates cfg (an invalid key is an error naming it) and returns a
@@ -152,12 +156,15 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Logger.With("component", "circle"),
 		sessions: make(map[*session]struct{}),
 	}
-	s.upgrader = gws.NewUpgrader(&events{s: s}, &gws.ServerOption{
-		ReadMaxPayloadSize: cfg.MaxMessageSize,
-		CheckUtf8Enabled:   true,
-		HandshakeTimeout:   cfg.WriteTimeout,
-		Logger:             gwsLogger{s.log},
+	s.ws, err = ws.New(ws.Config{
+		Origins: cfg.Origins, MessageSizeLimit: cfg.MaxMessageSize, ReadBufferSize: readBufferSize,
+		WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout, HandshakeTimeout: cfg.WriteTimeout,
+		TextOnly: true, CheckUTF8: true, ShutdownCode: ws.CloseGoingAway, ShutdownReason: "server shutting down",
+		Logger: cfg.Logger,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("circle: %w", err)
+	}
 	return s, nil
 }
 
@@ -177,8 +184,10 @@ func (s *Server) Match(path string) bool {
 // with {"error":"Circle not found","message":"Circle '<key>' is not
 // available on this server"}; paths that are not one segment get a plain
 // JSON 404; a known circle without a WebSocket upgrade gets 426; a known
-// circle with an upgrade becomes a JSON-RPC session and ServeHTTP returns
-// when the connection ends.
+// circle with an upgrade becomes a JSON-RPC session on the transport, and
+// ServeHTTP returns at once (the transport owns the connection). Refusals
+// of the transport (a disallowed browser origin: 403) and of the server
+// (shutting down, too many connections: 503) are JSON errors.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !s.Match(r.URL.Path) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "Not found"})
@@ -196,68 +205,43 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "Method not allowed", "message": "circles accept only GET with a WebSocket upgrade"})
 		return
 	}
-	if !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") {
+	if !ws.IsUpgrade(r) {
 		s.m.rejected.WithLabelValues("no_upgrade").Inc()
 		w.Header().Set("Upgrade", "websocket")
 		w.Header().Set("Connection", "Upgrade")
 		writeJSON(w, http.StatusUpgradeRequired, map[string]string{"error": "Upgrade Required", "message": fmt.Sprintf("Circle '%s' is served over WebSocket; connect with a WebSocket client", raw)})
 		return
 	}
-	if o := r.Header.Get("Origin"); o != "" && len(s.cfg.AllowedOrigins) > 0 && !contains(s.cfg.AllowedOrigins, o) {
-		s.m.rejected.WithLabelValues("origin").Inc()
-		writeJSON(w, http.StatusForbidden, map[string]string{"error": "Forbidden", "message": "origin not allowed"})
-		return
-	}
-	if _, ok := w.(http.Hijacker); !ok {
-		writeJSON(w, http.StatusHTTPVersionNotSupported, map[string]string{"error": "HTTP Version Not Supported", "message": "circle WebSockets need HTTP/1.1"})
-		return
-	}
 	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "Service Unavailable", "message": "server shutting down"})
 		return
 	}
 	if s.conns.Add(1) > int64(s.cfg.MaxConnections) {
 		s.conns.Add(-1)
-		s.mu.Unlock()
 		s.m.rejected.WithLabelValues("limit").Inc()
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "Service Unavailable", "message": "too many connections"})
 		return
 	}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	defer s.wg.Done()
-	defer s.conns.Add(-1)
-
 	sess := newSession(s, circle)
-	socket, err := s.upgrader.Upgrade(w, r) // on failure gws answers 400 itself
-	if err != nil {
-		s.log.Debug("circle upgrade failed", "err", err)
+	err := s.ws.Upgrade(w, r, ws.Options{Open: sess.open})
+	if err == nil {
+		return // the session lives on; its OnClose releases the slot
+	}
+	s.conns.Add(-1)
+	var refused *ws.Refused
+	if errors.As(err, &refused) {
+		reason := "upgrade"
+		if refused.Status == http.StatusForbidden {
+			reason = "origin"
+		}
+		s.m.rejected.WithLabelValues(reason).Inc()
+		writeJSON(w, refused.Status, map[string]string{"error": http.StatusText(refused.Status), "message": refused.Message})
 		return
 	}
-	sess.socket = socket
-	socket.Session().Store(sessionKey, sess)
-	s.mu.Lock()
-	if s.closing { // Shutdown started while we upgraded
-		s.mu.Unlock()
-		_ = socket.WriteClose(1001, []byte("server shutting down"))
-		return
-	}
-	s.sessions[sess] = struct{}{}
-	s.mu.Unlock()
-	s.m.connections.Inc()
-	s.log.Debug("circle connection opened", "circle", circle, "conn", sess.id)
-
-	socket.ReadLoop() // returns after OnClose, which cancels the session
-	sess.wg.Wait()
-	s.nonces.DropConn(sess.id)
-
-	s.mu.Lock()
-	delete(s.sessions, sess)
-	s.mu.Unlock()
-	s.m.connections.Dec()
-	s.log.Debug("circle connection closed", "circle", circle, "conn", sess.id)
+	s.log.Debug("circle upgrade failed", "err", err) // gws answered 400
 }
 
 // Shutdown stops accepting connections and plays, waits for running plays
@@ -281,27 +265,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	for sess := range s.sessions {
 		sess.cancel() // cuts plays still running
-		if sess.socket != nil {
-			_ = sess.socket.WriteClose(1001, []byte("server shutting down"))
-		}
 	}
 	s.mu.Unlock()
-
-	connsDone := make(chan struct{})
-	go func() { s.wg.Wait(); <-playsDone; close(connsDone) }()
-	select {
-	case <-connsDone:
-	case <-ctx.Done():
-		err = ctx.Err()
-		s.mu.Lock()
-		for sess := range s.sessions {
-			if sess.socket != nil {
-				_ = sess.socket.NetConn().Close()
-			}
-		}
-		s.mu.Unlock()
-		<-connsDone
+	// Closes every connection with 1001 and waits for their sessions'
+	// OnClose, which waits for the session's plays.
+	if werr := s.ws.Shutdown(ctx); werr != nil && err == nil {
+		err = werr
 	}
+	<-playsDone
 	return err
 }
 
@@ -331,30 +302,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
-
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-type gwsLogger struct{ log *slog.Logger }
-
-func (l gwsLogger) Error(v ...any) { l.log.Error("websocket error", "detail", fmt.Sprint(v...)) }
 
 type serverMetrics struct {
 	connections prometheus.Gauge

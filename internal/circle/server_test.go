@@ -17,6 +17,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/internal/circle"
 	"github.com/switchboard-rt/switchboard/internal/dispatch"
+	"github.com/switchboard-rt/switchboard/protocol/circles"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -104,18 +105,18 @@ func TestAuthFlow(t *testing.T) {
 
 	// play before auth
 	code, _ := a.errCode("play", map[string]string{"script": "1"})
-	require.Equal(t, circle.CodeAuthRequired, code)
+	require.Equal(t, circles.CodeAuthRequired, code)
 	// authenticate without nonce
 	code, _ = a.errCode("authenticate", map[string]string{"pubkey": user.comp, "signature": user.sign("x")})
-	require.Equal(t, circle.CodeInvalidCreds, code)
+	require.Equal(t, circles.CodeInvalidCredentials, code)
 
 	// wrong key: signature made by another key than the claimed one
 	n := a.nonce(user.comp)
 	code, _ = a.errCode("authenticate", map[string]string{"pubkey": user.comp, "signature": intruder.sign(n)})
-	require.Equal(t, circle.CodeInvalidCreds, code)
+	require.Equal(t, circles.CodeInvalidCredentials, code)
 	// the nonce was consumed by the failure
 	code, _ = a.errCode("authenticate", map[string]string{"pubkey": user.comp, "signature": user.sign(n)})
-	require.Equal(t, circle.CodeInvalidCreds, code)
+	require.Equal(t, circles.CodeInvalidCredentials, code)
 
 	// good flow; nonce reuse fails
 	n = a.nonce(user.unc)
@@ -123,7 +124,7 @@ func TestAuthFlow(t *testing.T) {
 	a.mustResult("authenticate", map[string]string{"pubkey": user.comp, "signature": user.sign(n)}, &ok)
 	require.True(t, ok["authenticated"])
 	code, _ = a.errCode("authenticate", map[string]string{"pubkey": user.comp, "signature": user.sign(n)})
-	require.Equal(t, circle.CodeInvalidCreds, code)
+	require.Equal(t, circles.CodeInvalidCredentials, code)
 	a.mustResult("whoami", nil, &who)
 	require.Equal(t, user.comp, who["pubkey"])
 	require.Equal(t, user.comp, a.play("CALLER_ID"))
@@ -132,20 +133,20 @@ func TestAuthFlow(t *testing.T) {
 	// auth on A grants nothing on B, and A's nonce is useless on B
 	b := dial(t, s.url+"/"+circleB.comp)
 	code, _ = b.errCode("play", map[string]string{"script": "1"})
-	require.Equal(t, circle.CodeAuthRequired, code)
+	require.Equal(t, circles.CodeAuthRequired, code)
 	nA := a.nonce(user.comp)
 	code, _ = b.errCode("authenticate", map[string]string{"pubkey": user.comp, "signature": user.sign(nA)})
-	require.Equal(t, circle.CodeInvalidCreds, code)
+	require.Equal(t, circles.CodeInvalidCredentials, code)
 	// nor on another connection to the same circle
 	a2 := dial(t, s.url+"/"+circleA.comp)
 	code, _ = a2.errCode("authenticate", map[string]string{"pubkey": user.comp, "signature": user.sign(nA)})
-	require.Equal(t, circle.CodeInvalidCreds, code)
+	require.Equal(t, circles.CodeInvalidCredentials, code)
 
 	// expiry: a nonce older than 5 minutes is refused
 	n = b.nonce(user.comp)
 	clk.Add(5*time.Minute + time.Second)
 	code, data := b.errCode("authenticate", map[string]string{"pubkey": user.comp, "signature": user.sign(n)})
-	require.Equal(t, circle.CodeInvalidCreds, code)
+	require.Equal(t, circles.CodeInvalidCredentials, code)
 	require.Contains(t, data, "expired")
 	// v as 0/1, no 0x
 	n = b.nonce(user.comp)
@@ -156,11 +157,11 @@ func TestAuthFlow(t *testing.T) {
 
 	// bad params
 	code, _ = b.errCode("fetch_nonce", map[string]string{"pubkey": "zz"})
-	require.Equal(t, circle.CodeInvalidParams, code)
+	require.Equal(t, circles.CodeInvalidParams, code)
 	code, _ = b.errCode("fetch_nonce", nil)
-	require.Equal(t, circle.CodeInvalidParams, code)
+	require.Equal(t, circles.CodeInvalidParams, code)
 	code, _ = b.errCode("authenticate", map[string]int{"pubkey": 1})
-	require.Equal(t, circle.CodeInvalidParams, code)
+	require.Equal(t, circles.CodeInvalidParams, code)
 }
 
 func TestEd25519Client(t *testing.T) {
@@ -174,7 +175,7 @@ func TestEd25519Client(t *testing.T) {
 	require.Equal(t, pub, cl.play("CALLER_ID"))
 	n = cl.nonce(pub)
 	code, _ := cl.errCode("authenticate", map[string]string{"pubkey": pub, "signature": hex.EncodeToString(ed25519.Sign(ed.priv, []byte(n+"x")))})
-	require.Equal(t, circle.CodeInvalidCreds, code)
+	require.Equal(t, circles.CodeInvalidCredentials, code)
 }
 
 func TestPlayWithoutAuthAndSemantics(t *testing.T) {
@@ -189,17 +190,17 @@ func TestPlayWithoutAuthAndSemantics(t *testing.T) {
 	for _, src := range []string{"while True:\n  pass", "def f():\n  while True:\n    pass\nf()"} {
 		start := time.Now()
 		code, data := cl.errCode("play", map[string]string{"script": src})
-		require.Equal(t, circle.CodeExecution, code)
+		require.Equal(t, circles.CodeExecution, code)
 		require.Contains(t, data, "timeout")
 		require.Less(t, time.Since(start), 5*time.Second)
 	}
 	code, data := cl.errCode("play", map[string]string{"script": "fail('boom')"})
-	require.Equal(t, circle.CodeExecution, code)
+	require.Equal(t, circles.CodeExecution, code)
 	require.Contains(t, data, "boom")
 	code, _ = cl.errCode("play", map[string]string{"script": "x = "})
-	require.Equal(t, circle.CodeExecution, code)
+	require.Equal(t, circles.CodeExecution, code)
 	code, _ = cl.errCode("play", map[string]int{"script": 3})
-	require.Equal(t, circle.CodeInvalidParams, code)
+	require.Equal(t, circles.CodeInvalidParams, code)
 	require.Equal(t, "pong", func() string { var s string; cl.mustResult("ping", nil, &s); return s }())
 }
 
@@ -208,7 +209,7 @@ func TestStepCapOverWire(t *testing.T) {
 	s := newStack(t, stackOpts{keys: []string{c.comp}, maxSteps: 10_000})
 	cl := dial(t, s.url+"/"+c.comp)
 	code, data := cl.errCode("play", map[string]string{"script": "for i in range(1000000000):\n  pass"})
-	require.Equal(t, circle.CodeExecution, code)
+	require.Equal(t, circles.CodeExecution, code)
 	require.Contains(t, data, "steps")
 }
 
@@ -238,16 +239,16 @@ func TestJSONRPCErrorsAndBatches(t *testing.T) {
 		require.Equal(t, code, r.Error.Code, raw)
 		require.JSONEq(t, id, string(r.ID), raw)
 	}
-	expectErr(`{"jsonrpc":"2.0","id":1,"method":`, circle.CodeParseError, "null")
-	expectErr(`[]`, circle.CodeInvalidRequest, "null")
-	expectErr(`[1,2,3,4,5]`, circle.CodeInvalidRequest, "null")
-	expectErr(`{"jsonrpc":"1.0","id":7,"method":"ping"}`, circle.CodeInvalidRequest, "7")
-	expectErr(`{"jsonrpc":"2.0","id":"x","method":5}`, circle.CodeInvalidRequest, `"x"`)
-	expectErr(`{"jsonrpc":"2.0","id":true,"method":"ping"}`, circle.CodeInvalidRequest, "null")
-	expectErr(`{"jsonrpc":"2.0","id":2,"method":"ping","params":"x"}`, circle.CodeInvalidRequest, "2")
-	expectErr(`"hello"`, circle.CodeInvalidRequest, "null")
-	expectErr(`{"jsonrpc":"2.0","id":3,"method":"nope"}`, circle.CodeMethodNotFound, "3")
-	expectErr(`{"jsonrpc":"2.0","id":4,"method":"play","params":{"script":1}}`, circle.CodeInvalidParams, "4")
+	expectErr(`{"jsonrpc":"2.0","id":1,"method":`, circles.CodeParseError, "null")
+	expectErr(`[]`, circles.CodeInvalidRequest, "null")
+	expectErr(`[1,2,3,4,5]`, circles.CodeInvalidRequest, "null")
+	expectErr(`{"jsonrpc":"1.0","id":7,"method":"ping"}`, circles.CodeInvalidRequest, "7")
+	expectErr(`{"jsonrpc":"2.0","id":"x","method":5}`, circles.CodeInvalidRequest, `"x"`)
+	expectErr(`{"jsonrpc":"2.0","id":true,"method":"ping"}`, circles.CodeInvalidRequest, "null")
+	expectErr(`{"jsonrpc":"2.0","id":2,"method":"ping","params":"x"}`, circles.CodeInvalidRequest, "2")
+	expectErr(`"hello"`, circles.CodeInvalidRequest, "null")
+	expectErr(`{"jsonrpc":"2.0","id":3,"method":"nope"}`, circles.CodeMethodNotFound, "3")
+	expectErr(`{"jsonrpc":"2.0","id":4,"method":"play","params":{"script":1}}`, circles.CodeInvalidParams, "4")
 
 	// notifications get no answer: the next message is the ping reply
 	cl.send(`{"jsonrpc":"2.0","method":"ping"}`)
@@ -295,7 +296,7 @@ func TestInflightLimitAndShutdown(t *testing.T) {
 	require.Eventually(t, func() bool {
 		cl.send(`{"jsonrpc":"2.0","id":2,"method":"play","params":{"script":"1"}}`)
 		r := cl.readResp()
-		return r.Error != nil && r.Error.Code == circle.CodeTooMany
+		return r.Error != nil && r.Error.Code == circles.CodeTooManyRequests
 	}, 5*time.Second, 10*time.Millisecond)
 
 	// shutdown with a short deadline cuts the endless play and closes the connection

@@ -8,32 +8,21 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lxzan/gws"
-
 	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/transport/ws"
+	"github.com/switchboard-rt/switchboard/protocol/circles"
 )
 
-const sessionKey = "circle.session"
-
-// Methods of the circles protocol.
-const (
-	MethodFetchNonce   = "fetch_nonce"
-	MethodAuthenticate = "authenticate"
-	MethodPlay         = "play"
-	MethodWhoami       = "whoami"
-	MethodPing         = "ping"
-)
-
-// session is one WebSocket connection to one circle.
+// session is one WebSocket connection to one circle; it is the
+// connection's ws.Session.
 type session struct {
 	s      *Server
 	id     uint64
 	circle string
-	socket *gws.Conn
+	conn   *ws.Conn
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // frame goroutines (plays)
-	wmu    sync.Mutex     // serialises writes with their deadlines
 
 	mu       sync.Mutex
 	pubkey   auth.PublicKey // zero until authenticated
@@ -45,71 +34,46 @@ func newSession(s *Server, circle string) *session {
 	return &session{s: s, id: s.nextID.Add(1), circle: circle, ctx: ctx, cancel: cancel}
 }
 
-// events adapts gws callbacks to sessions.
-type events struct{ s *Server }
-
-func sessionOf(c *gws.Conn) *session {
-	v, ok := c.Session().Load(sessionKey)
-	if !ok {
-		return nil
-	}
-	return v.(*session)
+// open is the session's ws.Options.Open.
+func (sess *session) open(c *ws.Conn) ws.Session {
+	sess.conn = c
+	sess.s.mu.Lock()
+	sess.s.sessions[sess] = struct{}{}
+	sess.s.mu.Unlock()
+	sess.s.m.connections.Inc()
+	sess.s.log.Debug("circle connection opened", "circle", sess.circle, "conn", sess.id)
+	return sess
 }
 
-func (e *events) touch(c *gws.Conn) {
-	_ = c.SetReadDeadline(time.Now().Add(e.s.cfg.IdleTimeout))
-}
+// OnMessage answers one text frame (the transport refuses binary ones).
+func (sess *session) OnMessage(data []byte) { sess.handleFrame(data) }
 
-func (e *events) OnOpen(c *gws.Conn) { e.touch(c) }
-
-func (e *events) OnClose(c *gws.Conn, err error) {
-	if sess := sessionOf(c); sess != nil {
-		sess.cancel()
-	}
-}
-
-func (e *events) OnPing(c *gws.Conn, payload []byte) {
-	e.touch(c)
-	if sess := sessionOf(c); sess != nil {
-		sess.writeFrame(c, gws.OpcodePong, payload)
-	}
-}
-
-func (e *events) OnPong(c *gws.Conn, payload []byte) { e.touch(c) }
-
-func (e *events) OnMessage(c *gws.Conn, msg *gws.Message) {
-	defer msg.Close()
-	sess := sessionOf(c)
-	if sess == nil {
-		_ = c.WriteClose(1011, nil)
-		return
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			e.s.log.Error("circle message handler panicked", "panic", fmt.Sprint(r))
-			_ = c.WriteClose(1011, []byte("internal error"))
-		}
-	}()
-	e.touch(c)
-	if msg.Opcode != gws.OpcodeText {
-		_ = c.WriteClose(1003, []byte("text frames only"))
-		return
-	}
-	sess.handleFrame(msg.Bytes())
+// OnClose cuts the session's plays, waits for them and forgets the
+// session.
+func (sess *session) OnClose() {
+	sess.cancel()
+	sess.wg.Wait()
+	sess.s.nonces.DropConn(sess.id)
+	sess.s.mu.Lock()
+	delete(sess.s.sessions, sess)
+	sess.s.mu.Unlock()
+	sess.s.conns.Add(-1)
+	sess.s.m.connections.Dec()
+	sess.s.log.Debug("circle connection closed", "circle", sess.circle, "conn", sess.id)
 }
 
 // handleFrame answers one frame. Frames without plays are answered inline,
 // in order; frames with plays run in a goroutine owned by the session.
 func (sess *session) handleFrame(data []byte) {
-	f := decodeFrame(data, sess.s.cfg.MaxBatch)
-	if f.fatal != nil {
-		sess.s.m.requests.WithLabelValues("invalid", fmt.Sprint(f.fatal.Code)).Inc()
-		sess.write(encodeResponse(nil, nil, f.fatal))
+	f := circles.DecodeFrame(data, sess.s.cfg.MaxBatch)
+	if f.Fatal != nil {
+		sess.s.m.requests.WithLabelValues("invalid", fmt.Sprint(f.Fatal.Code)).Inc()
+		sess.write(circles.EncodeResponse(nil, nil, f.Fatal))
 		return
 	}
 	hasPlay := false
-	for i, r := range f.reqs {
-		if f.bad[i] == nil && r.Method == MethodPlay {
+	for i, r := range f.Requests {
+		if f.Invalid[i] == nil && r.Method == circles.MethodPlay {
 			hasPlay = true
 		}
 	}
@@ -145,18 +109,18 @@ func (sess *session) handleFrame(data []byte) {
 }
 
 // answer runs the frame's requests in order and writes the response(s).
-func (sess *session) answer(f frame, rejectPlays bool) {
+func (sess *session) answer(f circles.Frame, rejectPlays bool) {
 	var out []json.RawMessage
-	for i, r := range f.reqs {
+	for i, r := range f.Requests {
 		var resp json.RawMessage
-		if f.bad[i] != nil {
-			sess.s.m.requests.WithLabelValues("invalid", fmt.Sprint(f.bad[i].Code)).Inc()
-			resp = encodeResponse(r.ID, nil, f.bad[i])
+		if f.Invalid[i] != nil {
+			sess.s.m.requests.WithLabelValues("invalid", fmt.Sprint(f.Invalid[i].Code)).Inc()
+			resp = circles.EncodeResponse(r.ID, nil, f.Invalid[i])
 		} else {
 			var result any
-			var rerr *RPCError
-			if rejectPlays && r.Method == MethodPlay {
-				rerr = newError(CodeTooMany, fmt.Sprintf("more than %d plays in flight on this connection", sess.s.cfg.MaxInflight))
+			var rerr *circles.Error
+			if rejectPlays && r.Method == circles.MethodPlay {
+				rerr = circles.NewError(circles.CodeTooManyRequests, fmt.Sprintf("more than %d plays in flight on this connection", sess.s.cfg.MaxInflight))
 			} else {
 				result, rerr = sess.call(r)
 			}
@@ -165,116 +129,92 @@ func (sess *session) answer(f frame, rejectPlays bool) {
 				code = fmt.Sprint(rerr.Code)
 			}
 			sess.s.m.requests.WithLabelValues(methodLabel(r.Method), code).Inc()
-			if r.notification() {
+			if r.IsNotification() {
 				continue
 			}
-			resp = encodeResponse(r.ID, result, rerr)
+			resp = circles.EncodeResponse(r.ID, result, rerr)
 		}
 		if sess.ctx.Err() != nil {
 			return // connection gone
 		}
-		if !f.batch {
+		if !f.Batch {
 			sess.write(resp)
 			return
 		}
 		out = append(out, resp)
 	}
-	if f.batch && len(out) > 0 {
-		b, _ := json.Marshal(out)
-		sess.write(b)
+	if f.Batch && len(out) > 0 {
+		sess.write(circles.EncodeBatch(out))
 	}
 }
 
 func methodLabel(m string) string {
 	switch m {
-	case MethodFetchNonce, MethodAuthenticate, MethodPlay, MethodWhoami, MethodPing:
+	case circles.MethodFetchNonce, circles.MethodAuthenticate, circles.MethodPlay, circles.MethodWhoami, circles.MethodPing:
 		return m
 	}
 	return "unknown"
 }
 
-func (sess *session) write(b []byte) { sess.writeFrame(sess.socket, gws.OpcodeText, b) }
-
-// writeFrame writes one frame under the write deadline. The deadline is
-// cleared afterwards so that frames gws writes on its own (close replies)
-// never meet a stale deadline. A failed write closes the connection.
-func (sess *session) writeFrame(c *gws.Conn, op gws.Opcode, b []byte) {
-	if c == nil {
-		return
-	}
-	sess.wmu.Lock()
-	defer sess.wmu.Unlock()
-	_ = c.SetWriteDeadline(time.Now().Add(sess.s.cfg.WriteTimeout))
-	err := c.WriteMessage(op, b)
-	_ = c.SetWriteDeadline(time.Time{})
-	if err != nil {
+// write sends one response; a failed write drops the connection.
+func (sess *session) write(b []byte) {
+	if err := sess.conn.Write(b); err != nil {
 		sess.s.log.Debug("circle write failed", "conn", sess.id, "err", err)
-		_ = c.NetConn().Close()
 	}
 }
 
-func (sess *session) call(r request) (any, *RPCError) {
+func (sess *session) call(r circles.Request) (any, *circles.Error) {
 	switch r.Method {
-	case MethodFetchNonce:
+	case circles.MethodFetchNonce:
 		return sess.fetchNonce(r.Params)
-	case MethodAuthenticate:
+	case circles.MethodAuthenticate:
 		return sess.authenticate(r.Params)
-	case MethodPlay:
+	case circles.MethodPlay:
 		return sess.play(r.Params)
-	case MethodWhoami:
+	case circles.MethodWhoami:
 		return sess.whoami()
-	case MethodPing:
+	case circles.MethodPing:
 		return "pong", nil
 	}
-	return nil, newError(CodeMethodNotFound, nil)
+	return nil, circles.NewError(circles.CodeMethodNotFound, nil)
 }
 
-type nonceResult struct {
-	Nonce     string `json:"nonce"`
-	ExpiresAt int64  `json:"expires_at"`
-}
-
-func (sess *session) fetchNonce(params json.RawMessage) (any, *RPCError) {
-	var p struct {
-		PubKey *string `json:"pubkey"`
-	}
-	if err := decodeParams(params, &p, "pubkey"); err != nil {
+func (sess *session) fetchNonce(params json.RawMessage) (any, *circles.Error) {
+	var p circles.FetchNonceParams
+	if err := circles.DecodeParams(params, &p, circles.FetchNonceParamNames...); err != nil {
 		return nil, err
 	}
-	if p.PubKey == nil {
-		return nil, newError(CodeInvalidParams, "pubkey is required")
+	if p.PubKey == "" {
+		return nil, circles.NewError(circles.CodeInvalidParams, "pubkey is required")
 	}
-	pk, err := auth.ParsePublicKey(*p.PubKey)
+	pk, err := auth.ParsePublicKey(p.PubKey)
 	if err != nil {
-		return nil, newError(CodeInvalidParams, "pubkey is not a secp256k1 (66 or 130 hex) or ed25519 (64 hex) public key")
+		return nil, circles.NewError(circles.CodeInvalidParams, "pubkey is not a secp256k1 (66 or 130 hex) or ed25519 (64 hex) public key")
 	}
 	nonce, exp, err := sess.s.nonces.Issue(auth.NonceBinding{Conn: sess.id, Circle: sess.circle, PubKey: pk.String()})
 	if errors.Is(err, auth.ErrNonceLimit) {
-		return nil, newError(CodeTooMany, "too many outstanding nonces")
+		return nil, circles.NewError(circles.CodeTooManyRequests, "too many outstanding nonces")
 	}
 	if err != nil {
 		sess.s.log.Error("circle nonce issue failed", "err", err)
-		return nil, newError(CodeInternalError, nil)
+		return nil, circles.NewError(circles.CodeInternalError, nil)
 	}
-	return nonceResult{Nonce: nonce, ExpiresAt: exp.Unix()}, nil
+	return circles.NonceResult{Nonce: nonce, ExpiresAt: exp.Unix()}, nil
 }
 
-func (sess *session) authenticate(params json.RawMessage) (any, *RPCError) {
-	var p struct {
-		PubKey    *string `json:"pubkey"`
-		Signature *string `json:"signature"`
-	}
-	if err := decodeParams(params, &p, "pubkey", "signature"); err != nil {
+func (sess *session) authenticate(params json.RawMessage) (any, *circles.Error) {
+	var p circles.AuthenticateParams
+	if err := circles.DecodeParams(params, &p, circles.AuthenticateParamNames...); err != nil {
 		return nil, err
 	}
-	if p.PubKey == nil || p.Signature == nil {
-		return nil, newError(CodeInvalidParams, "pubkey and signature are required")
+	if p.PubKey == "" || p.Signature == "" {
+		return nil, circles.NewError(circles.CodeInvalidParams, "pubkey and signature are required")
 	}
-	fail := func(reason string) (any, *RPCError) {
+	fail := func(reason string) (any, *circles.Error) {
 		sess.s.m.auths.WithLabelValues("failed").Inc()
-		return nil, newError(CodeInvalidCreds, reason)
+		return nil, circles.NewError(circles.CodeInvalidCredentials, reason)
 	}
-	pk, err := auth.ParsePublicKey(*p.PubKey)
+	pk, err := auth.ParsePublicKey(p.PubKey)
 	if err != nil {
 		return fail("malformed public key")
 	}
@@ -285,7 +225,7 @@ func (sess *session) authenticate(params json.RawMessage) (any, *RPCError) {
 	case err != nil:
 		return fail("no nonce issued for this key on this connection; call fetch_nonce first")
 	}
-	if err := auth.VerifySignature(pk, []byte(nonce), *p.Signature); err != nil {
+	if err := auth.VerifySignature(pk, []byte(nonce), p.Signature); err != nil {
 		return fail("signature does not verify")
 	}
 	sess.mu.Lock()
@@ -293,7 +233,7 @@ func (sess *session) authenticate(params json.RawMessage) (any, *RPCError) {
 	sess.mu.Unlock()
 	sess.s.m.auths.WithLabelValues("ok").Inc()
 	sess.s.log.Debug("circle client authenticated", "conn", sess.id, "circle", sess.circle, "pubkey", pk.String())
-	return map[string]bool{"authenticated": true}, nil
+	return circles.AuthenticateResult{Authenticated: true}, nil
 }
 
 func (sess *session) caller() string {
@@ -305,39 +245,34 @@ func (sess *session) caller() string {
 	return sess.pubkey.String()
 }
 
-func (sess *session) whoami() (any, *RPCError) {
+func (sess *session) whoami() (any, *circles.Error) {
 	var pk *string
 	if c := sess.caller(); c != "" {
 		pk = &c
 	}
-	return struct {
-		Circle string  `json:"circle"`
-		PubKey *string `json:"pubkey"`
-	}{sess.circle, pk}, nil
+	return circles.WhoamiResult{Circle: sess.circle, PubKey: pk}, nil
 }
 
-func (sess *session) play(params json.RawMessage) (any, *RPCError) {
-	var p struct {
-		Script *string `json:"script"`
-	}
-	if err := decodeParams(params, &p, "script"); err != nil {
+func (sess *session) play(params json.RawMessage) (any, *circles.Error) {
+	var p circles.PlayParams
+	if err := circles.DecodeParams(params, &p, circles.PlayParamNames...); err != nil {
 		return nil, err
 	}
-	if p.Script == nil {
-		return nil, newError(CodeInvalidParams, "script is required")
+	if p.Script == "" {
+		return nil, circles.NewError(circles.CodeInvalidParams, "script is required")
 	}
 	caller := sess.caller()
 	if sess.s.cfg.EnableAuth && caller == "" {
-		return nil, newError(CodeAuthRequired, nil)
+		return nil, circles.NewError(circles.CodeAuthRequired, nil)
 	}
 	if !sess.s.beginPlay() {
-		return nil, newError(CodeExecution, "server shutting down")
+		return nil, circles.NewError(circles.CodeExecution, "server shutting down")
 	}
 	defer sess.s.plays.Done()
 	ctx, cancel := context.WithTimeout(sess.ctx, sess.s.cfg.PlayTimeout)
 	defer cancel()
 	start := time.Now()
-	out, err := sess.s.cfg.Player.Play(ctx, sess.circle, caller, *p.Script)
+	out, err := sess.s.cfg.Player.Play(ctx, sess.circle, caller, p.Script)
 	sess.s.m.playDur.Observe(time.Since(start).Seconds())
 	if err == nil {
 		return out, nil
@@ -345,12 +280,12 @@ func (sess *session) play(params json.RawMessage) (any, *RPCError) {
 	var cm interface{ ClientMessage() string }
 	switch {
 	case errors.As(err, &cm):
-		return nil, newError(CodeExecution, cm.ClientMessage())
+		return nil, circles.NewError(circles.CodeExecution, cm.ClientMessage())
 	case errors.Is(err, context.DeadlineExceeded):
-		return nil, newError(CodeExecution, fmt.Sprintf("timeout: play exceeded %s", sess.s.cfg.PlayTimeout))
+		return nil, circles.NewError(circles.CodeExecution, fmt.Sprintf("timeout: play exceeded %s", sess.s.cfg.PlayTimeout))
 	case errors.Is(err, context.Canceled):
-		return nil, newError(CodeExecution, "cancelled")
+		return nil, circles.NewError(circles.CodeExecution, "cancelled")
 	}
 	sess.s.log.Error("circle play failed", "circle", sess.circle, "err", err)
-	return nil, newError(CodeInternalError, nil)
+	return nil, circles.NewError(circles.CodeInternalError, nil)
 }

@@ -70,13 +70,13 @@ func (r Runner) WorkerConfig() worker.Config {
 }
 
 // GatewayConfig returns the runner section as the worker gateway's HTTP
-// configuration (RetryAfter and Logger are left for the caller).
+// configuration (Origins, RetryAfter and Logger are left for the caller:
+// Origins is the checker built from r.CORS.Origins).
 func (r Runner) GatewayConfig() gateway.Config {
 	return gateway.Config{
 		BasePath:    r.BasePath,
 		Token:       r.Token,
 		TokenHeader: r.TokenHeader,
-		CORSOrigins: r.CORS.Origins,
 		MaxBody:     r.MaxBody,
 	}
 }

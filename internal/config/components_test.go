@@ -151,9 +151,9 @@ func TestRunnerMapping(t *testing.T) {
 		"IdleTTL": {"IdleTTL"}, "MaxMemory": {"MaxMemory"}, "PingInterval": {"PingInterval"},
 		"Allow.Tasks": {"AllowTasks"}, "Allow.Events": {"AllowEvents"},
 		"BasePath": {"BasePath"}, "Token": {"Token"}, "TokenHeader": {"TokenHeader"},
-		"CORS.Origins": {"CORSOrigins"}, "MaxBody": {"MaxBody"},
+		"CORS.Origins": {}, "MaxBody": {"MaxBody"},
 	}
-	unmapped := []string{"Env", "Dir", "MaxMessageSize", "StopGrace", "Logger", "Registerer", "RetryAfter"}
+	unmapped := []string{"Env", "Dir", "MaxMessageSize", "StopGrace", "Logger", "Registerer", "RetryAfter", "Origins"}
 	checkMapping(t, want, unmapped, func(r Runner) []reflect.Value {
 		return []reflect.Value{reflect.ValueOf(r.WorkerConfig()), reflect.ValueOf(r.GatewayConfig())}
 	})

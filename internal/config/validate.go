@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/origin"
 )
 
 // NamespaceNamePattern is the rule every namespace name must match
@@ -49,12 +50,7 @@ func (c *Config) Validate() error {
 
 	// client
 	cl := c.Client
-	for i, o := range cl.AllowedOrigins {
-		p := fmt.Sprintf("client.allowed_origins[%d]", i)
-		if o == "" || strings.ContainsAny(o, " \t\r\n") {
-			v.add(p, "%q is not an origin (use \"*\" or e.g. \"https://example.com\")", o)
-		}
-	}
+	v.origins("client.allowed_origins", cl.AllowedOrigins)
 	if cl.PingInterval > 0 && cl.PongTimeout > 0 && cl.PongTimeout >= cl.PingInterval {
 		v.add("client.pong_timeout", "%s must be less than client.ping_interval (%s)", cl.PongTimeout, cl.PingInterval)
 	}
@@ -130,7 +126,7 @@ func (c *Config) Validate() error {
 	v.positive("runner.max_in_flight", r.MaxInFlight)
 	v.nonNeg("runner.queue_size", r.QueueSize)
 	v.nonNegDur("runner.queue_timeout", r.QueueTimeout)
-	v.nonEmptyItems("runner.cors.origins", r.CORS.Origins)
+	v.origins("runner.cors.origins", r.CORS.Origins)
 	if r.MaxBody <= 0 {
 		v.add("runner.max_body", "must be positive, got %d", r.MaxBody)
 	}
@@ -208,6 +204,15 @@ func (v *validator) nonNegDur(path string, d Duration) {
 func (v *validator) positiveDur(path string, d Duration) {
 	if d <= 0 {
 		v.add(path, "must be positive, got %s", d)
+	}
+}
+
+// origins checks each item with the origin policy's own parser.
+func (v *validator) origins(path string, l []string) {
+	for i, o := range l {
+		if _, err := origin.New([]string{o}); err != nil || strings.ContainsAny(o, " \t\r\n") {
+			v.add(fmt.Sprintf("%s[%d]", path, i), "%q is not an origin (use \"*\", e.g. \"https://example.com\" or \"https://*.example.com\")", o)
+		}
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard-rt/switchboard/internal/origin"
 	"github.com/switchboard-rt/switchboard/internal/worker"
 )
 
@@ -46,8 +47,9 @@ type Config struct {
 	// TokenHeader is the auth header (default "x-runner-token"). It is
 	// never forwarded to workers.
 	TokenHeader string
-	// CORSOrigins are the allowed origins (default {"*"}).
-	CORSOrigins []string
+	// Origins decides which browser origins get CORS headers; nil allows
+	// any origin ("*").
+	Origins *origin.Checker
 	// MaxBody bounds a request body in bytes (default 1 MiB); larger
 	// bodies get 413 PAYLOAD_TOO_LARGE.
 	MaxBody int64
@@ -76,8 +78,7 @@ type Handler struct {
 	tokenSum    [32]byte
 	tokenHeader string // canonical form
 	tokenLower  string
-	allowAll    bool
-	origins     map[string]struct{}
+	origins     *origin.Checker
 	retryAfter  string
 }
 
@@ -105,8 +106,8 @@ func New(cfg Config, pool Pool) (*Handler, error) {
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = DefaultRetryAfter
 	}
-	if len(cfg.CORSOrigins) == 0 {
-		cfg.CORSOrigins = []string{"*"}
+	if cfg.Origins == nil {
+		cfg.Origins = origin.MustNew("*")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -117,14 +118,8 @@ func New(cfg Config, pool Pool) (*Handler, error) {
 		log:         cfg.Logger.With("component", "gateway"),
 		tokenHeader: http.CanonicalHeaderKey(cfg.TokenHeader),
 		tokenLower:  strings.ToLower(cfg.TokenHeader),
-		origins:     make(map[string]struct{}),
+		origins:     cfg.Origins,
 		retryAfter:  strconv.Itoa(int((cfg.RetryAfter + time.Second - 1) / time.Second)),
-	}
-	for _, o := range cfg.CORSOrigins {
-		if o == "*" {
-			h.allowAll = true
-		}
-		h.origins[strings.TrimRight(o, "/")] = struct{}{}
 	}
 	if cfg.Token == "" {
 		h.log.Warn("worker gateway has no token: anyone who can reach it may call the exposed tasks and events",
@@ -238,20 +233,20 @@ func (h *Handler) authorized(r *http.Request) bool {
 	return subtle.ConstantTimeCompare(sum[:], h.tokenSum[:]) == 1 && got != ""
 }
 
-// cors sets the allow-origin header on w when the request's origin is
-// allowed and reports whether it is.
+// cors sets the allow-origin header on w when the request has an Origin
+// the policy allows and reports whether it has.
 func (h *Handler) cors(w http.ResponseWriter, r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
+	o := r.Header.Get("Origin")
+	if o == "" {
 		return false
 	}
-	if h.allowAll {
+	if h.origins.Any() {
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		return true
 	}
 	w.Header().Add("Vary", "Origin")
-	if _, ok := h.origins[origin]; ok {
-		w.Header().Set("Access-Control-Allow-Origin", origin)
+	if h.origins.Allowed(o, r.Host) {
+		w.Header().Set("Access-Control-Allow-Origin", o)
 		return true
 	}
 	return false

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/switchboard-rt/switchboard/internal/origin"
 	"github.com/switchboard-rt/switchboard/internal/worker"
 )
 
@@ -289,7 +290,7 @@ func TestCORS(t *testing.T) {
 		require.Equal(t, "*", r.header.Get("Access-Control-Allow-Origin"))
 	})
 	t.Run("listed origins", func(t *testing.T) {
-		e := mustEnv(t, worker.Config{}, Config{CORSOrigins: []string{"https://good.example"}})
+		e := mustEnv(t, worker.Config{}, Config{Origins: origin.MustNew("https://good.example")})
 		r := e.do(t, "OPTIONS", "/__runner/discovery", "", "x-runner-token", "",
 			"Origin", "https://good.example", "Access-Control-Request-Headers", "x-runner-token")
 		require.Equal(t, 204, r.status)
@@ -304,6 +305,44 @@ func TestCORS(t *testing.T) {
 		require.Equal(t, 200, r.status)
 		require.Empty(t, r.header.Get("Access-Control-Allow-Origin"))
 	})
+}
+
+// TestCORSOriginPolicy: the gateway answers preflights by the shared
+// origin policy: "*", a wildcard subdomain, an exact origin, an empty list.
+func TestCORSOriginPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		allowed []string
+		origins map[string]string // Origin -> Access-Control-Allow-Origin ("" none)
+	}{
+		{"any", []string{"*"}, map[string]string{"https://a.example": "*", "null": "*"}},
+		{"wildcard", []string{"https://*.example.com"}, map[string]string{
+			"https://app.example.com": "https://app.example.com", "https://a.b.example.com": "https://a.b.example.com",
+			"https://example.com": "", "http://app.example.com": "", "https://app.example.com.evil": ""}},
+		{"exact", []string{"https://good.example"}, map[string]string{
+			"https://good.example": "https://good.example", "https://evil.example": "", "http://good.example": ""}},
+		{"empty", []string{}, map[string]string{"https://good.example": "", "SAME": "SAME"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := origin.New(tc.allowed)
+			require.NoError(t, err)
+			e := mustEnv(t, worker.Config{}, Config{Origins: c})
+			same := e.srv.URL
+			for o, want := range tc.origins {
+				if o == "SAME" {
+					o, want = same, same
+				}
+				r := e.do(t, "OPTIONS", "/__runner/task/app.tasks.add", "", "Origin", o, "Access-Control-Request-Method", "POST")
+				require.Equal(t, 204, r.status)
+				require.Equal(t, want, r.header.Get("Access-Control-Allow-Origin"), o)
+				if want == "" {
+					require.Empty(t, r.header.Get("Access-Control-Allow-Methods"), o)
+				} else {
+					require.Equal(t, "POST, OPTIONS", r.header.Get("Access-Control-Allow-Methods"), o)
+				}
+			}
+		})
+	}
 }
 
 func TestIDsWithSlashAndEncoding(t *testing.T) {

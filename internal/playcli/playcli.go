@@ -108,7 +108,7 @@ func ReadKeyFile(path string) (string, error) {
 // (no authentication when keyFile is ""), runs the script read from script
 // and writes its output to out, adding a final newline when the output lacks
 // one. ctx bounds the whole run. Script failures are returned as
-// *client.RPCError (errors.As); argument problems wrap ErrUsage.
+// *circles.Error (errors.As); argument problems wrap ErrUsage.
 func Play(ctx context.Context, url, keyFile string, script io.Reader, out io.Writer) error {
 	if err := client.ValidateURL(url); err != nil {
 		return fmt.Errorf("%w: %w", ErrUsage, err)

@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard-rt/switchboard/client"
 	"github.com/switchboard-rt/switchboard/client/circletest"
 	"github.com/switchboard-rt/switchboard/internal/playcli"
+	"github.com/switchboard-rt/switchboard/protocol/circles"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -115,8 +116,8 @@ func TestPlay(t *testing.T) {
 
 	out.Reset()
 	err := playcli.Play(ctx, srv.URL(), keyFile, strings.NewReader("fail:division by zero"), &out)
-	var rpcErr *client.RPCError
-	if !errors.As(err, &rpcErr) || rpcErr.Code != client.CodeExecutionError || !strings.Contains(err.Error(), "division by zero") {
+	var rpcErr *circles.Error
+	if !errors.As(err, &rpcErr) || rpcErr.Code != circles.CodeExecution || !strings.Contains(err.Error(), "division by zero") {
 		t.Fatalf("failing script: %v", err)
 	}
 	if playcli.ExitCode(err) != 1 || out.Len() != 0 {
@@ -125,7 +126,7 @@ func TestPlay(t *testing.T) {
 
 	// Without a key file the server refuses to play.
 	err = playcli.Play(ctx, srv.URL(), "", strings.NewReader("echo:x"), &out)
-	if !errors.As(err, &rpcErr) || rpcErr.Code != client.CodeAuthRequired {
+	if !errors.As(err, &rpcErr) || rpcErr.Code != circles.CodeAuthRequired {
 		t.Fatalf("play without key: %v", err)
 	}
 }
