@@ -267,8 +267,8 @@ func jsonField(name string, v json.RawMessage) error {
 	return nil
 }
 
-type publishRequest struct {
-	Channel        string            `json:"channel"`
+// publishOptions are the fields publish and broadcast share.
+type publishOptions struct {
 	Data           json.RawMessage   `json:"data"`
 	B64Data        string            `json:"b64data"`
 	SkipHistory    bool              `json:"skip_history"`
@@ -279,12 +279,17 @@ type publishRequest struct {
 	VersionEpoch   string            `json:"version_epoch"`
 }
 
-func (r *publishRequest) unsupported() error {
+func (r *publishOptions) unsupported() error {
 	return unsupported(
 		unsupportedField{"idempotency_key", r.IdempotencyKey != ""},
 		unsupportedField{"delta", r.Delta},
 		unsupportedField{"version", r.Version != 0},
 		unsupportedField{"version_epoch", r.VersionEpoch != ""})
+}
+
+type publishRequest struct {
+	Channel string `json:"channel"`
+	publishOptions
 }
 
 // payload returns the publication data of a publish or broadcast: the
@@ -341,8 +346,8 @@ func (h *Handler) publish(ctx context.Context, body json.RawMessage) (any, error
 }
 
 type broadcastRequest struct {
-	publishRequest
 	Channels []string `json:"channels"`
+	publishOptions
 }
 
 func (h *Handler) broadcast(ctx context.Context, body json.RawMessage) (any, error) {
