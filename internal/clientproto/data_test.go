@@ -3,6 +3,7 @@ package clientproto
 import (
 	"context"
 	"encoding/binary"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -162,4 +163,27 @@ type badRPC struct{}
 
 func (badRPC) HandleRPC(context.Context, hub.RPCRequest) ([]byte, error) {
 	return []byte("\"\xff\""), nil
+}
+
+// BenchmarkJSONPublicationEncode measures the UTF-8 check of every JSON
+// frame: "unchecked" is the protocol encoder alone.
+func BenchmarkJSONPublicationEncode(b *testing.B) {
+	data := []byte(`{"text":"` + strings.Repeat("héllo wörld ", 20) + `","n":12345}`)
+	push := &protocol.Reply{Push: &protocol.Push{Channel: "chat:index", Pub: &protocol.Publication{Data: data, Offset: 42}}}
+	b.Run("unchecked", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, err := protocol.NewJSONReplyEncoder().Encode(push); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("checked", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if _, err := (jsonCodec{}).encodeReply(push); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
