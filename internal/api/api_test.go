@@ -1,7 +1,9 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -9,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -83,7 +86,7 @@ type fixture struct {
 	c   *fakeClient
 }
 
-func newFixture(t *testing.T, rpc hub.RPCHandler) *fixture {
+func newFixture(t testing.TB, rpc hub.RPCHandler) *fixture {
 	t.Helper()
 	now := time.Unix(1_700_000_000, 0)
 	hb, err := hub.New(hub.Config{Broker: memory.New(nil), Presence: memory.NewPresence(),
@@ -254,4 +257,33 @@ func TestInvalidUTF8Refused(t *testing.T) {
 	require.Contains(t, got, `"offset":1`)
 	_, got = f.call(t, "history", `{"channel":"chat:a","limit":5}`)
 	require.Contains(t, got, `"b64data":"//4="`)
+}
+
+// FuzzServeHTTP: whatever the body, a method answers JSON that is valid
+// UTF-8, and never panics.
+func FuzzServeHTTP(f *testing.F) {
+	methods := []string{"publish", "broadcast", "subscribe", "unsubscribe", "disconnect", "refresh", "presence",
+		"presence_stats", "history", "history_remove", "channels", "info", "rpc", "batch"}
+	for i, body := range []string{
+		`{"channel":"chat:a","data":{"x":1}}`, `{"channels":["chat:a"],"b64data":"AA=="}`,
+		`{"user":"alice","channel":"chat:a","info":{"a":1}}`, `{"user":"alice","channel":"chat:a"}`,
+		`{"user":"alice","disconnect":{"code":3000}}`, `{"user":"alice","info":"x"}`, `{"channel":"chat:a"}`,
+		`{"channel":"chat:a"}`, `{"channel":"chat:a","limit":-1,"since":{"offset":1}}`, `{"channel":"chat:a"}`,
+		`{"pattern":"{a,[b-c]}*"}`, `{}`, `{"method":"echo","params":[1]}`,
+		`{"commands":[{"publish":{"channel":"chat:a","data":1}},{"history":{"channel":"chat:a","limit":5}}]}`,
+	} {
+		f.Add(uint8(i), []byte(body))
+	}
+	f.Add(uint8(0), []byte("{\"channel\":\"chat:a\",\"data\":\"\xff\"}"))
+	fx := newFixture(f, echoRPC{})
+	f.Fuzz(func(t *testing.T, m uint8, body []byte) {
+		r := httptest.NewRequest(http.MethodPost, "/api/"+methods[int(m)%len(methods)], bytes.NewReader(body))
+		r.Header.Set("X-API-Key", testKey)
+		w := httptest.NewRecorder()
+		fx.h.ServeHTTP(w, r)
+		out := w.Body.Bytes()
+		if !utf8.Valid(out) || !json.Valid(out) {
+			t.Fatalf("reply is not UTF-8 JSON: %q", out)
+		}
+	})
 }

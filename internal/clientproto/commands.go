@@ -480,6 +480,8 @@ func (s *Session) dataAccepted(data []byte) bool {
 	return s.fmtIdx != FormatJSON || hub.IsJSONText(data)
 }
 
+var _ hub.UndeliverableSubscriber = (*subscription)(nil)
+
 // Undeliverable implements hub.UndeliverableSubscriber. As Centrifugo
 // does, a JSON client that cannot be sent a publication (binary data
 // from a Protobuf client or b64data) is disconnected with 3506 rather than
