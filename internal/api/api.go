@@ -34,6 +34,11 @@ type Config struct {
 	// every request.
 	Key      string
 	Insecure bool
+	// TransportErrors answers every method error with an HTTP status and
+	// the error object as the body, as Centrifugo's http_api.error_mode
+	// "transport"; without it, a request can ask for that with the header
+	// X-Centrifugo-Error-Mode: transport.
+	TransportErrors bool
 	// RPC serves the rpc method; nil answers method not found.
 	RPC        hub.RPCHandler
 	MaxBody    int64
@@ -199,7 +204,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.log.Error("api method failed", "method", name, "error", err)
 		}
 		e := toAPIError(err)
-		if strings.EqualFold(r.Header.Get("X-Centrifugo-Error-Mode"), "transport") {
+		if h.cfg.TransportErrors || strings.EqualFold(r.Header.Get("X-Centrifugo-Error-Mode"), "transport") {
 			writeJSON(w, transportStatus(e.Code), e)
 			return
 		}
@@ -294,7 +299,8 @@ type publishRequest struct {
 
 // payload returns the publication data of a publish or broadcast: the
 // b64data bytes (binary, for Protobuf subscribers) or the data JSON, which
-// must be present and UTF-8 text.
+// must be UTF-8 text; nil when neither is given. Whether that data suits a
+// channel is its namespace's CheckPublicationData.
 func payload(data json.RawMessage, b64 string) ([]byte, error) {
 	if b64 != "" {
 		b, err := base64.StdEncoding.DecodeString(b64)
@@ -303,8 +309,8 @@ func payload(data json.RawMessage, b64 string) ([]byte, error) {
 		}
 		return b, nil
 	}
-	if len(data) == 0 || string(data) == "null" {
-		return nil, badRequest("data required")
+	if !isSet(data) {
+		return nil, nil
 	}
 	if err := jsonField("data", data); err != nil {
 		return nil, err
@@ -318,6 +324,9 @@ func (h *Handler) publishOne(ctx context.Context, ch string, data []byte, skipHi
 	}
 	opts, err := h.cfg.Hub.ChannelOptions(ch)
 	if err != nil {
+		return nil, err
+	}
+	if err := opts.CheckPublicationData(data); err != nil {
 		return nil, err
 	}
 	sp, err := h.cfg.Hub.PublishWithOptions(ctx, ch, &hub.Publication{Data: data, Tags: tags, Time: time.Now().UnixMilli()}, opts, skipHistory)

@@ -94,6 +94,9 @@ func newFixture(t testing.TB, rpc hub.RPCHandler) *fixture {
 		Namespaces: hub.Namespaces{Named: map[string]hub.ChannelOptions{
 			"chat": {HistorySize: 10, HistoryTTL: time.Minute, Presence: true},
 			"bare": {},
+			"json": {PublicationDataFormat: hub.DataFormatJSON},
+			"obj":  {PublicationDataFormat: hub.DataFormatJSONObject},
+			"bin":  {PublicationDataFormat: hub.DataFormatBinary},
 		}}})
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -143,6 +146,11 @@ func TestReplyShapes(t *testing.T) {
 		{"broadcast", `{"channels":["chat:a","nope:b",""],"data":{"y":2}}`,
 			`{"result":{"responses":[{"result":{"offset":3,"epoch":"E"}},{"error":{"code":102,"message":"unknown channel"}},{"error":{"code":107,"message":"bad request: channel required"}}]}}`},
 		{"broadcast", `{"channels":["chat:a"]}`, `{"result":{"responses":[{"error":{"code":107,"message":"bad request: data required"}}]}}`},
+		{"publish", `{"channel":"json:a","b64data":"AP8="}`, `{"error":{"code":107,"message":"bad request: data must be JSON in UTF-8 in this namespace"}}`},
+		{"publish", `{"channel":"json:a","b64data":"e30="}`, `{"result":{}}`}, // base64 of {}
+		{"publish", `{"channel":"obj:a","data":[1]}`, `{"error":{"code":107,"message":"bad request: data must be a JSON object in this namespace"}}`},
+		{"publish", `{"channel":"bin:a"}`, `{"result":{}}`},
+		{"broadcast", `{"channels":["bin:a","obj:a"],"data":"s"}`, `{"result":{"responses":[{"result":{}},{"error":{"code":107,"message":"bad request: data must be a JSON object in this namespace"}}]}}`},
 		{"broadcast", `{"channels":[],"data":1}`, `{"error":{"code":107,"message":"bad request: channels required"}}`},
 		{"subscribe", `{"user":"alice","channel":"chat:a","info":{"r":1}}`, `{"result":{}}`},
 		{"subscribe", `{"user":"alice","channel":"chat:a","session":"s"}`, `{"error":{"code":107,"message":"bad request: session is not supported by Switchboard"}}`},
@@ -223,6 +231,17 @@ func TestHTTPErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestTransportErrorsConfig(t *testing.T) {
+	f := newFixture(t, nil)
+	f.h.cfg.TransportErrors = true
+	code, body := f.call(t, "publish", `{"channel":"chat:a"}`)
+	require.Equal(t, http.StatusBadRequest, code)
+	require.JSONEq(t, `{"code":107,"message":"bad request: data required"}`, body)
+	code, body = f.call(t, "batch", `{"commands":[{"publish":{"channel":"nope:a","data":1}}]}`)
+	require.Equal(t, http.StatusOK, code, "batch keeps per-command errors, as in Centrifugo")
+	require.JSONEq(t, `{"replies":[{"error":{"code":102,"message":"unknown channel"}}]}`, body)
 }
 
 // TestInvalidUTF8Refused: data and infos that would reach JSON clients

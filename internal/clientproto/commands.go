@@ -542,7 +542,10 @@ func (s *Session) publish(ctx context.Context, req *protocol.PublishRequest) (*p
 	if !allowedFor(opts.AllowPublishForSubscriber, opts.AllowPublishForClient, opts.AllowPublishForAnonymous, ok, s.user) {
 		return nil, hub.ErrPermissionDenied
 	}
-	if len(req.Data) == 0 || !s.dataAccepted(req.Data) {
+	if err := opts.CheckPublicationData(req.Data); err != nil {
+		return nil, err
+	}
+	if !s.dataAccepted(req.Data) {
 		return nil, hub.ErrBadRequest
 	}
 	var chanInfo []byte

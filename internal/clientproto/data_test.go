@@ -86,19 +86,28 @@ func TestProtobufClientMayPublishBinary(t *testing.T) {
 	requireText(t, jft)
 }
 
-func hasPushData(t *testing.T, ft *fakeTransport, data []byte) bool {
+// protobufReplies decodes every reply a Protobuf session wrote.
+func protobufReplies(t *testing.T, ft *fakeTransport) []*protocol.Reply {
 	ft.mu.Lock()
 	defer ft.mu.Unlock()
+	var out []*protocol.Reply
 	for _, w := range ft.writes {
 		for len(w) > 0 {
 			l, n := binary.Uvarint(w)
 			require.Positive(t, n)
-			var rep protocol.Reply
+			rep := &protocol.Reply{}
 			require.NoError(t, rep.UnmarshalVT(w[n:n+int(l)]))
-			if rep.Push != nil && rep.Push.Pub != nil && string(rep.Push.Pub.Data) == string(data) {
-				return true
-			}
+			out = append(out, rep)
 			w = w[n+int(l):]
+		}
+	}
+	return out
+}
+
+func hasPushData(t *testing.T, ft *fakeTransport, data []byte) bool {
+	for _, rep := range protobufReplies(t, ft) {
+		if rep.Push != nil && rep.Push.Pub != nil && string(rep.Push.Pub.Data) == string(data) {
+			return true
 		}
 	}
 	return false
@@ -139,7 +148,14 @@ func TestReplyThatIsNotTextIsNeverWritten(t *testing.T) {
 	s.HandleMessage(protobufFrame(t,
 		&protocol.Command{Id: 1, Connect: &protocol.ConnectRequest{Token: tok(t, "u1")}},
 		&protocol.Command{Id: 2, Rpc: &protocol.RPCRequest{Method: "echo", Data: []byte{0xff}}}))
-	waitUntil(t, func() bool { ft.mu.Lock(); defer ft.mu.Unlock(); return len(ft.writes) >= 2 }, "rpc reply")
+	waitUntil(t, func() bool {
+		for _, rep := range protobufReplies(t, ft) {
+			if rep.Id == 2 && rep.Rpc != nil && string(rep.Rpc.Data) == "\xff" {
+				return true
+			}
+		}
+		return false
+	}, "binary rpc reply")
 	require.Nil(t, ft.disconnect())
 
 	// A JSON client whose reply would not be UTF-8 gets no such frame: it

@@ -80,3 +80,31 @@ func TestFanoutReportsUndeliverablePushes(t *testing.T) {
 	defer js.mu2.Unlock()
 	require.Equal(t, []uint64{1}, js.missing, "the JSON subscriber is told which push it could not get")
 }
+
+func TestCheckPublicationData(t *testing.T) {
+	for _, tc := range []struct {
+		format string
+		data   string
+		ok     bool
+	}{
+		{hub.DataFormatAny, `{"a":1}`, true},
+		{hub.DataFormatAny, "\xff\x00", true}, // binary: for Protobuf subscribers
+		{hub.DataFormatAny, "", false},
+		{hub.DataFormatJSON, `[1]`, true},
+		{hub.DataFormatJSON, "\"\xff\"", false},
+		{hub.DataFormatJSON, `{`, false},
+		{hub.DataFormatJSON, "", false},
+		{hub.DataFormatJSONObject, ` {"a":1}`, true},
+		{hub.DataFormatJSONObject, `[1]`, false},
+		{hub.DataFormatJSONObject, "", false},
+		{hub.DataFormatBinary, "", true},
+		{hub.DataFormatBinary, "\xff", true},
+	} {
+		err := hub.ChannelOptions{PublicationDataFormat: tc.format}.CheckPublicationData([]byte(tc.data))
+		if tc.ok {
+			require.NoError(t, err, "%q %q", tc.format, tc.data)
+		} else {
+			require.ErrorIs(t, err, hub.ErrBadRequest, "%q %q", tc.format, tc.data)
+		}
+	}
+}
