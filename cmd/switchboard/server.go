@@ -134,6 +134,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		log.Warn("http_api.key is empty: the server API rejects every request")
 	}
 	apiH, err := api.New(api.Config{Hub: h, Key: cfg.HTTPAPI.Key, Insecure: cfg.HTTPAPI.Insecure, RPC: rpc,
+		TransportErrors: cfg.HTTPAPI.ErrorMode == "transport",
 		Version: version(), Logger: log, Registerer: reg})
 	if err != nil {
 		return err

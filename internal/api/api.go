@@ -13,9 +13,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -34,6 +34,11 @@ type Config struct {
 	// every request.
 	Key      string
 	Insecure bool
+	// TransportErrors answers every method error with an HTTP status and
+	// the error object as the body, as Centrifugo's http_api.error_mode
+	// "transport"; without it, a request can ask for that with the header
+	// X-Centrifugo-Error-Mode: transport.
+	TransportErrors bool
 	// RPC serves the rpc method; nil answers method not found.
 	RPC        hub.RPCHandler
 	MaxBody    int64
@@ -93,15 +98,18 @@ func New(cfg Config) (*Handler, error) {
 	return h, nil
 }
 
-// apiError is the wire error object.
-type apiError struct {
-	Code    uint32 `json:"code"`
-	Message string `json:"message"`
-}
-
-func toAPIError(err error) *apiError {
+// toAPIError converts a method error to the wire. 104 reads "not found",
+// as in Centrifugo's server API.
+func toAPIError(err error) *Error {
+	var be *badBody
+	if errors.As(err, &be) {
+		return &Error{Code: 107, Message: be.msg}
+	}
 	he := hub.AsError(err)
-	return &apiError{Code: he.Code, Message: he.Message}
+	if he.Code == hub.ErrMethodNotFound.Code {
+		return &Error{Code: 104, Message: "not found"}
+	}
+	return &Error{Code: he.Code, Message: he.Message}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -112,7 +120,23 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // writeHTTPError answers a request rejected before any method ran.
 func writeHTTPError(w http.ResponseWriter, status int, code uint32, msg string) {
-	writeJSON(w, status, map[string]any{"error": apiError{Code: code, Message: msg}})
+	writeJSON(w, status, response{Error: &Error{Code: code, Message: msg}})
+}
+
+// transportStatus maps an error code to the HTTP status of Centrifugo's
+// "transport" error mode (header X-Centrifugo-Error-Mode: transport).
+func transportStatus(code uint32) int {
+	switch code {
+	case 102, 104:
+		return http.StatusNotFound
+	case 107, 108:
+		return http.StatusBadRequest
+	case 112:
+		return http.StatusRequestedRangeNotSatisfiable
+	case 113:
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
 }
 
 func (h *Handler) authorized(r *http.Request) bool {
@@ -170,21 +194,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	res, err := m(r.Context(), body)
 	h.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	if err != nil {
+		h.requests.WithLabelValues(name, "error").Inc()
 		var be *badBody
 		if errors.As(err, &be) {
-			h.requests.WithLabelValues(name, "error").Inc()
 			writeHTTPError(w, http.StatusBadRequest, 107, be.msg)
 			return
 		}
-		h.requests.WithLabelValues(name, "error").Inc()
 		if hub.AsError(err) == hub.ErrInternal {
 			h.log.Error("api method failed", "method", name, "error", err)
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"error": toAPIError(err)})
+		e := toAPIError(err)
+		if h.cfg.TransportErrors || strings.EqualFold(r.Header.Get("X-Centrifugo-Error-Mode"), "transport") {
+			writeJSON(w, transportStatus(e.Code), e)
+			return
+		}
+		writeJSON(w, http.StatusOK, response{Error: e})
 		return
 	}
 	h.requests.WithLabelValues(name, "ok").Inc()
-	writeJSON(w, http.StatusOK, map[string]any{"result": res})
+	if br, ok := res.(*BatchResponse); ok {
+		writeJSON(w, http.StatusOK, br) // no result wrapper, as in Centrifugo
+		return
+	}
+	writeJSON(w, http.StatusOK, response{Result: res})
 }
 
 // badBody is a request body that does not match the method's shape: HTTP
@@ -203,51 +235,105 @@ func decode(body json.RawMessage, v any) error {
 	return nil
 }
 
+func badRequest(msg string) error {
+	return &hub.Error{Code: 107, Message: "bad request: " + msg}
+}
+
 func required(field, v string) error {
 	if v == "" {
-		return &hub.Error{Code: 107, Message: "bad request: " + field + " required"}
+		return badRequest(field + " required")
 	}
 	return nil
 }
 
-type publishRequest struct {
-	Channel        string            `json:"channel"`
+// unsupported rejects a Centrifugo request field that asks for a feature
+// Switchboard does not have, rather than silently acting without it.
+func unsupported(fields ...unsupportedField) error {
+	for _, f := range fields {
+		if f.set {
+			return badRequest(f.name + " is not supported by Switchboard")
+		}
+	}
+	return nil
+}
+
+type unsupportedField struct {
+	name string
+	set  bool
+}
+
+// jsonField checks a raw JSON request field that will be relayed to
+// clients (data, info): it must be UTF-8 text, or it would poison every
+// JSON connection it reaches.
+func jsonField(name string, v json.RawMessage) error {
+	if len(v) > 0 && !utf8.Valid(v) {
+		return badRequest(name + " is not valid UTF-8")
+	}
+	return nil
+}
+
+// publishOptions are the fields publish and broadcast share.
+type publishOptions struct {
 	Data           json.RawMessage   `json:"data"`
 	B64Data        string            `json:"b64data"`
 	SkipHistory    bool              `json:"skip_history"`
 	Tags           map[string]string `json:"tags"`
 	IdempotencyKey string            `json:"idempotency_key"`
+	Delta          bool              `json:"delta"`
+	Version        uint64            `json:"version"`
+	VersionEpoch   string            `json:"version_epoch"`
 }
 
-type publishResult struct {
-	Offset uint64 `json:"offset,omitempty"`
-	Epoch  string `json:"epoch,omitempty"`
+func (r *publishOptions) unsupported() error {
+	return unsupported(
+		unsupportedField{"idempotency_key", r.IdempotencyKey != ""},
+		unsupportedField{"delta", r.Delta},
+		unsupportedField{"version", r.Version != 0},
+		unsupportedField{"version_epoch", r.VersionEpoch != ""})
 }
 
+type publishRequest struct {
+	Channel string `json:"channel"`
+	publishOptions
+}
+
+// payload returns the publication data of a publish or broadcast: the
+// b64data bytes (binary, for Protobuf subscribers) or the data JSON, which
+// must be UTF-8 text; nil when neither is given. Whether that data suits a
+// channel is its namespace's CheckPublicationData.
 func payload(data json.RawMessage, b64 string) ([]byte, error) {
 	if b64 != "" {
 		b, err := base64.StdEncoding.DecodeString(b64)
 		if err != nil {
-			return nil, &hub.Error{Code: 107, Message: "bad request: b64data is not base64"}
+			return nil, badRequest("b64data is not base64")
 		}
 		return b, nil
 	}
-	if len(data) == 0 || string(data) == "null" {
-		return nil, &hub.Error{Code: 107, Message: "bad request: data required"}
+	if !isSet(data) {
+		return nil, nil
+	}
+	if err := jsonField("data", data); err != nil {
+		return nil, err
 	}
 	return append([]byte(nil), data...), nil
 }
 
-func (h *Handler) publishOne(ctx context.Context, ch string, data []byte, skipHistory bool, tags map[string]string) (publishResult, error) {
+func (h *Handler) publishOne(ctx context.Context, ch string, data []byte, skipHistory bool, tags map[string]string) (*PublishResult, error) {
+	if err := required("channel", ch); err != nil {
+		return nil, err
+	}
 	opts, err := h.cfg.Hub.ChannelOptions(ch)
 	if err != nil {
-		return publishResult{}, err
+		return nil, err
+	}
+	if err := opts.CheckPublicationData(data); err != nil {
+		return nil, err
 	}
 	sp, err := h.cfg.Hub.PublishWithOptions(ctx, ch, &hub.Publication{Data: data, Tags: tags, Time: time.Now().UnixMilli()}, opts, skipHistory)
 	if err != nil {
-		return publishResult{}, err
+		return nil, err
 	}
-	return publishResult{Offset: sp.Offset, Epoch: sp.Epoch}, nil
+	return &PublishResult{Offset: sp.Offset, Epoch: sp.Epoch}, nil
 }
 
 func (h *Handler) publish(ctx context.Context, body json.RawMessage) (any, error) {
@@ -258,6 +344,9 @@ func (h *Handler) publish(ctx context.Context, body json.RawMessage) (any, error
 	if err := required("channel", req.Channel); err != nil {
 		return nil, err
 	}
+	if err := req.unsupported(); err != nil {
+		return nil, err
+	}
 	data, err := payload(req.Data, req.B64Data)
 	if err != nil {
 		return nil, err
@@ -266,17 +355,8 @@ func (h *Handler) publish(ctx context.Context, body json.RawMessage) (any, error
 }
 
 type broadcastRequest struct {
-	Channels       []string          `json:"channels"`
-	Data           json.RawMessage   `json:"data"`
-	B64Data        string            `json:"b64data"`
-	SkipHistory    bool              `json:"skip_history"`
-	Tags           map[string]string `json:"tags"`
-	IdempotencyKey string            `json:"idempotency_key"`
-}
-
-type itemResponse struct {
-	Result any       `json:"result,omitempty"`
-	Error  *apiError `json:"error,omitempty"`
+	Channels []string `json:"channels"`
+	publishOptions
 }
 
 func (h *Handler) broadcast(ctx context.Context, body json.RawMessage) (any, error) {
@@ -285,27 +365,31 @@ func (h *Handler) broadcast(ctx context.Context, body json.RawMessage) (any, err
 		return nil, err
 	}
 	if len(req.Channels) == 0 {
-		return nil, &hub.Error{Code: 107, Message: "bad request: channels required"}
+		return nil, badRequest("channels required")
 	}
-	data, err := payload(req.Data, req.B64Data)
-	if err != nil {
+	if err := req.unsupported(); err != nil {
 		return nil, err
 	}
-	out := make([]itemResponse, len(req.Channels))
+	if req.B64Data != "" {
+		if _, err := base64.StdEncoding.DecodeString(req.B64Data); err != nil {
+			return nil, badRequest("b64data is not base64")
+		}
+	}
+	// Data problems are reported per channel, where Centrifugo reports them.
+	data, dataErr := payload(req.Data, req.B64Data)
+	out := make([]*PublishResponse, len(req.Channels))
 	for i, ch := range req.Channels {
-		res, err := h.publishOne(ctx, ch, data, req.SkipHistory, req.Tags)
+		pr, err := (*PublishResult)(nil), dataErr
+		if err == nil {
+			pr, err = h.publishOne(ctx, ch, data, req.SkipHistory, req.Tags)
+		}
 		if err != nil {
-			out[i].Error = toAPIError(err)
+			out[i] = &PublishResponse{Error: toAPIError(err)}
 			continue
 		}
-		out[i].Result = res
+		out[i] = &PublishResponse{Result: pr}
 	}
-	return map[string]any{"responses": out}, nil
-}
-
-type streamPosition struct {
-	Offset uint64 `json:"offset"`
-	Epoch  string `json:"epoch"`
+	return &BroadcastResult{Responses: out}, nil
 }
 
 type subscribeRequest struct {
@@ -315,28 +399,52 @@ type subscribeRequest struct {
 	Session      string          `json:"session"`
 	Info         json.RawMessage `json:"info"`
 	B64Info      string          `json:"b64info"`
-	RecoverSince *streamPosition `json:"recover_since"`
+	RecoverSince *StreamPosition `json:"recover_since"`
+	ExpireAt     int64           `json:"expire_at"`
+	Data         json.RawMessage `json:"data"`
+	B64Data      string          `json:"b64data"`
+	Override     json.RawMessage `json:"override"`
+	LabelFilter  json.RawMessage `json:"label_filter"`
+	AllUsers     bool            `json:"all_users"`
 }
+
+func isSet(v json.RawMessage) bool { return len(v) > 0 && string(v) != "null" }
 
 func (h *Handler) subscribe(ctx context.Context, body json.RawMessage) (any, error) {
 	var req subscribeRequest
 	if err := decode(body, &req); err != nil {
 		return nil, err
 	}
+	if err := required("channel", req.Channel); err != nil {
+		return nil, err
+	}
 	if err := required("user", req.User); err != nil {
 		return nil, err
 	}
-	if err := required("channel", req.Channel); err != nil {
+	if err := unsupported(
+		unsupportedField{"session", req.Session != ""},
+		unsupportedField{"expire_at", req.ExpireAt != 0},
+		unsupportedField{"data", isSet(req.Data)},
+		unsupportedField{"b64data", req.B64Data != ""},
+		unsupportedField{"override", isSet(req.Override)},
+		unsupportedField{"label_filter", isSet(req.LabelFilter)},
+		unsupportedField{"all_users", req.AllUsers}); err != nil {
+		return nil, err
+	}
+	if err := jsonField("info", req.Info); err != nil {
 		return nil, err
 	}
 	if _, err := h.cfg.Hub.ChannelOptions(req.Channel); err != nil {
 		return nil, err
 	}
-	opts := hub.ServerSubscribe{ChanInfo: req.Info}
+	opts := hub.ServerSubscribe{}
+	if isSet(req.Info) {
+		opts.ChanInfo = req.Info
+	}
 	if req.B64Info != "" {
 		b, err := base64.StdEncoding.DecodeString(req.B64Info)
 		if err != nil {
-			return nil, &hub.Error{Code: 107, Message: "bad request: b64info is not base64"}
+			return nil, badRequest("b64info is not base64")
 		}
 		opts.ChanInfo = b
 	}
@@ -348,14 +456,16 @@ func (h *Handler) subscribe(ctx context.Context, body json.RawMessage) (any, err
 			return nil, err
 		}
 	}
-	return struct{}{}, nil
+	return &EmptyResult{}, nil
 }
 
 type unsubscribeRequest struct {
-	User    string `json:"user"`
-	Channel string `json:"channel"`
-	Client  string `json:"client"`
-	Session string `json:"session"`
+	User        string          `json:"user"`
+	Channel     string          `json:"channel"`
+	Client      string          `json:"client"`
+	Session     string          `json:"session"`
+	LabelFilter json.RawMessage `json:"label_filter"`
+	AllUsers    bool            `json:"all_users"`
 }
 
 func (h *Handler) unsubscribe(ctx context.Context, body json.RawMessage) (any, error) {
@@ -363,16 +473,26 @@ func (h *Handler) unsubscribe(ctx context.Context, body json.RawMessage) (any, e
 	if err := decode(body, &req); err != nil {
 		return nil, err
 	}
+	// Centrifugo's empty channel (all channels) is not supported.
+	if err := required("channel", req.Channel); err != nil {
+		return nil, err
+	}
 	if err := required("user", req.User); err != nil {
 		return nil, err
 	}
-	if err := required("channel", req.Channel); err != nil {
+	if err := unsupported(
+		unsupportedField{"session", req.Session != ""},
+		unsupportedField{"label_filter", isSet(req.LabelFilter)},
+		unsupportedField{"all_users", req.AllUsers}); err != nil {
+		return nil, err
+	}
+	if _, err := h.cfg.Hub.ChannelOptions(req.Channel); err != nil {
 		return nil, err
 	}
 	for _, c := range h.cfg.Hub.UserClients(req.User, req.Client) {
 		c.ServerUnsubscribe(ctx, req.Channel, 0, "")
 	}
-	return struct{}{}, nil
+	return &EmptyResult{}, nil
 }
 
 type disconnectObject struct {
@@ -381,11 +501,13 @@ type disconnectObject struct {
 }
 
 type disconnectRequest struct {
-	User       string            `json:"user"`
-	Client     string            `json:"client"`
-	Session    string            `json:"session"`
-	Whitelist  []string          `json:"whitelist"`
-	Disconnect *disconnectObject `json:"disconnect"`
+	User        string            `json:"user"`
+	Client      string            `json:"client"`
+	Session     string            `json:"session"`
+	Whitelist   []string          `json:"whitelist"`
+	Disconnect  *disconnectObject `json:"disconnect"`
+	LabelFilter json.RawMessage   `json:"label_filter"`
+	AllUsers    bool              `json:"all_users"`
 }
 
 func (h *Handler) disconnect(_ context.Context, body json.RawMessage) (any, error) {
@@ -396,10 +518,16 @@ func (h *Handler) disconnect(_ context.Context, body json.RawMessage) (any, erro
 	if err := required("user", req.User); err != nil {
 		return nil, err
 	}
+	if err := unsupported(
+		unsupportedField{"session", req.Session != ""},
+		unsupportedField{"label_filter", isSet(req.LabelFilter)},
+		unsupportedField{"all_users", req.AllUsers}); err != nil {
+		return nil, err
+	}
 	d := hub.DisconnectForceNoReconnect
 	if req.Disconnect != nil {
 		if req.Disconnect.Code < 3000 || req.Disconnect.Code > 4999 {
-			return nil, &hub.Error{Code: 107, Message: "bad request: disconnect code must be in 3000-4999"}
+			return nil, badRequest("disconnect code must be in 3000-4999")
 		}
 		d = hub.Disconnect{Code: req.Disconnect.Code, Reason: req.Disconnect.Reason}
 	}
@@ -412,16 +540,18 @@ func (h *Handler) disconnect(_ context.Context, body json.RawMessage) (any, erro
 			c.Disconnect(d)
 		}
 	}
-	return struct{}{}, nil
+	return &EmptyResult{}, nil
 }
 
 type refreshRequest struct {
-	User     string          `json:"user"`
-	Client   string          `json:"client"`
-	Session  string          `json:"session"`
-	Expired  bool            `json:"expired"`
-	ExpireAt int64           `json:"expire_at"`
-	Info     json.RawMessage `json:"info"`
+	User        string          `json:"user"`
+	Client      string          `json:"client"`
+	Session     string          `json:"session"`
+	Expired     bool            `json:"expired"`
+	ExpireAt    int64           `json:"expire_at"`
+	Info        json.RawMessage `json:"info"`
+	LabelFilter json.RawMessage `json:"label_filter"`
+	AllUsers    bool            `json:"all_users"`
 }
 
 func (h *Handler) refresh(_ context.Context, body json.RawMessage) (any, error) {
@@ -432,33 +562,40 @@ func (h *Handler) refresh(_ context.Context, body json.RawMessage) (any, error) 
 	if err := required("user", req.User); err != nil {
 		return nil, err
 	}
-	for _, c := range h.cfg.Hub.UserClients(req.User, req.Client) {
-		c.Refresh(req.ExpireAt, req.Expired, req.Info)
+	if err := unsupported(
+		unsupportedField{"session", req.Session != ""},
+		unsupportedField{"label_filter", isSet(req.LabelFilter)},
+		unsupportedField{"all_users", req.AllUsers}); err != nil {
+		return nil, err
 	}
-	return struct{}{}, nil
+	if err := jsonField("info", req.Info); err != nil {
+		return nil, err
+	}
+	var info []byte
+	if isSet(req.Info) {
+		info = req.Info
+	}
+	for _, c := range h.cfg.Hub.UserClients(req.User, req.Client) {
+		c.Refresh(req.ExpireAt, req.Expired, info)
+	}
+	return &EmptyResult{}, nil
 }
 
 type channelRequest struct {
 	Channel string `json:"channel"`
 }
 
-type clientInfo struct {
-	User     string          `json:"user"`
-	Client   string          `json:"client"`
-	ConnInfo json.RawMessage `json:"conn_info,omitempty"`
-	ChanInfo json.RawMessage `json:"chan_info,omitempty"`
-}
-
-func toClientInfo(i *hub.ClientInfo) *clientInfo {
+func toClientInfo(i *hub.ClientInfo) *ClientInfo {
 	if i == nil {
 		return nil
 	}
-	return &clientInfo{User: i.UserID, Client: i.ClientID, ConnInfo: rawJSON(i.ConnInfo), ChanInfo: rawJSON(i.ChanInfo)}
+	return &ClientInfo{User: i.UserID, Client: i.ClientID, ConnInfo: rawJSON(i.ConnInfo), ChanInfo: rawJSON(i.ChanInfo)}
 }
 
-// rawJSON returns b when it is JSON, else nil (binary infos are not shown).
+// rawJSON returns b when it is JSON text, else nil: binary infos are not
+// shown (they cannot travel in a JSON reply).
 func rawJSON(b []byte) json.RawMessage {
-	if len(b) == 0 || !json.Valid(b) {
+	if len(b) == 0 || !hub.IsJSONText(b) {
 		return nil
 	}
 	return b
@@ -481,11 +618,11 @@ func (h *Handler) presence(ctx context.Context, body json.RawMessage) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]*clientInfo, len(p))
+	out := make(map[string]*ClientInfo, len(p))
 	for id, info := range p {
 		out[id] = toClientInfo(info)
 	}
-	return map[string]any{"presence": out}, nil
+	return &PresenceResult{Presence: out}, nil
 }
 
 func (h *Handler) presenceStats(ctx context.Context, body json.RawMessage) (any, error) {
@@ -497,22 +634,14 @@ func (h *Handler) presenceStats(ctx context.Context, body json.RawMessage) (any,
 	if err != nil {
 		return nil, err
 	}
-	return map[string]int{"num_clients": st.NumClients, "num_users": st.NumUsers}, nil
+	return &PresenceStatsResult{NumClients: uint32(st.NumClients), NumUsers: uint32(st.NumUsers)}, nil
 }
 
 type historyRequest struct {
 	Channel string          `json:"channel"`
-	Limit   *int            `json:"limit"`
-	Since   *streamPosition `json:"since"`
+	Limit   int32           `json:"limit"`
+	Since   *StreamPosition `json:"since"`
 	Reverse bool            `json:"reverse"`
-}
-
-type publication struct {
-	Data   json.RawMessage   `json:"data,omitempty"`
-	B64    string            `json:"b64data,omitempty"`
-	Info   *clientInfo       `json:"info,omitempty"`
-	Offset uint64            `json:"offset,omitempty"`
-	Tags   map[string]string `json:"tags,omitempty"`
 }
 
 func (h *Handler) history(ctx context.Context, body json.RawMessage) (any, error) {
@@ -523,10 +652,7 @@ func (h *Handler) history(ctx context.Context, body json.RawMessage) (any, error
 	if err := required("channel", req.Channel); err != nil {
 		return nil, err
 	}
-	opts := hub.HistoryOptions{Limit: 0, Reverse: req.Reverse}
-	if req.Limit != nil {
-		opts.Limit = *req.Limit
-	}
+	opts := hub.HistoryOptions{Limit: int(req.Limit), Reverse: req.Reverse}
 	if req.Since != nil {
 		opts.Since = &hub.StreamPosition{Offset: req.Since.Offset, Epoch: req.Since.Epoch}
 	}
@@ -537,16 +663,16 @@ func (h *Handler) history(ctx context.Context, body json.RawMessage) (any, error
 	if req.Since != nil && req.Since.Epoch != "" && req.Since.Epoch != hr.Position.Epoch {
 		return nil, hub.ErrUnrecoverablePosition
 	}
-	pubs := make([]publication, len(hr.Publications))
+	pubs := make([]*Publication, len(hr.Publications))
 	for i, p := range hr.Publications {
-		pubs[i] = publication{Info: toClientInfo(p.Info), Offset: p.Offset, Tags: p.Tags}
-		if json.Valid(p.Data) {
+		pubs[i] = &Publication{Info: toClientInfo(p.Info), Offset: p.Offset, Tags: p.Tags}
+		if hub.IsJSONText(p.Data) {
 			pubs[i].Data = p.Data
 		} else {
-			pubs[i].B64 = base64.StdEncoding.EncodeToString(p.Data)
+			pubs[i].B64Data = base64.StdEncoding.EncodeToString(p.Data)
 		}
 	}
-	return map[string]any{"publications": pubs, "offset": hr.Position.Offset, "epoch": hr.Position.Epoch}, nil
+	return &HistoryResult{Publications: pubs, Offset: hr.Position.Offset, Epoch: hr.Position.Epoch}, nil
 }
 
 func (h *Handler) historyRemove(ctx context.Context, body json.RawMessage) (any, error) {
@@ -557,7 +683,7 @@ func (h *Handler) historyRemove(ctx context.Context, body json.RawMessage) (any,
 	if err := h.cfg.Hub.RemoveHistory(ctx, ch); err != nil {
 		return nil, err
 	}
-	return struct{}{}, nil
+	return &EmptyResult{}, nil
 }
 
 type channelsRequest struct {
@@ -569,21 +695,20 @@ func (h *Handler) channels(_ context.Context, body json.RawMessage) (any, error)
 	if err := decode(body, &req); err != nil {
 		return nil, err
 	}
+	var g *glob
 	if req.Pattern != "" {
-		if _, err := path.Match(req.Pattern, ""); err != nil {
-			return nil, &hub.Error{Code: 107, Message: "bad request: invalid pattern"}
+		var err error
+		if g, err = compileGlob(req.Pattern); err != nil {
+			return nil, badRequest("invalid pattern: " + err.Error())
 		}
 	}
-	out := map[string]map[string]int{}
+	out := map[string]*ChannelInfo{}
 	for ch, n := range h.cfg.Hub.Channels() {
-		if req.Pattern != "" {
-			if ok, _ := path.Match(req.Pattern, ch); !ok {
-				continue
-			}
+		if n > 0 && (g == nil || g.match(ch)) {
+			out[ch] = &ChannelInfo{NumClients: uint32(n)}
 		}
-		out[ch] = map[string]int{"num_clients": n}
 	}
-	return map[string]any{"channels": out}, nil
+	return &ChannelsResult{Channels: out}, nil
 }
 
 func (h *Handler) info(_ context.Context, body json.RawMessage) (any, error) {
@@ -591,12 +716,12 @@ func (h *Handler) info(_ context.Context, body json.RawMessage) (any, error) {
 		return nil, err
 	}
 	hb := h.cfg.Hub
-	node := map[string]any{
-		"uid": h.cfg.NodeName, "name": h.cfg.NodeName, "version": h.cfg.Version,
-		"num_clients": hb.NumClients(), "num_users": hb.NumUsers(), "num_channels": hb.NumChannels(),
-		"num_subs": hb.NumSubscriptions(), "uptime": int64(hb.Uptime() / time.Second),
+	node := &NodeResult{
+		UID: h.cfg.NodeName, Name: h.cfg.NodeName, Version: h.cfg.Version,
+		NumClients: uint32(hb.NumClients()), NumUsers: uint32(hb.NumUsers()), NumChannels: uint32(hb.NumChannels()),
+		NumSubs: uint32(hb.NumSubscriptions()), Uptime: uint32(hb.Uptime() / time.Second),
 	}
-	return map[string]any{"nodes": []any{node}}, nil
+	return &InfoResult{Nodes: []*NodeResult{node}}, nil
 }
 
 type rpcRequest struct {
@@ -612,6 +737,9 @@ func (h *Handler) rpc(ctx context.Context, body json.RawMessage) (any, error) {
 	if err := required("method", req.Method); err != nil {
 		return nil, err
 	}
+	if err := jsonField("params", req.Params); err != nil {
+		return nil, err
+	}
 	if h.cfg.RPC == nil {
 		return nil, hub.ErrMethodNotFound
 	}
@@ -623,43 +751,59 @@ func (h *Handler) rpc(ctx context.Context, body json.RawMessage) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"data": rawJSON(data)}, nil
+	if len(data) > 0 && !hub.IsJSONText(data) {
+		return nil, fmt.Errorf("api: rpc %q: result is not JSON text", req.Method)
+	}
+	return &RPCResult{Data: data}, nil
 }
 
 type batchRequest struct {
-	Commands []map[string]json.RawMessage `json:"commands"`
-	Parallel bool                         `json:"parallel"`
+	Commands []json.RawMessage `json:"commands"`
+	Parallel bool              `json:"parallel"`
 }
 
+// batch runs commands in order (parallel is accepted: the replies are the
+// same) and answers {"replies": […]}, one {"<method>": result} or
+// {"error": …} per command, as Centrifugo v6 does.
 func (h *Handler) batch(ctx context.Context, body json.RawMessage) (any, error) {
 	var req batchRequest
 	if err := decode(body, &req); err != nil {
 		return nil, err
 	}
-	replies := make([]map[string]any, len(req.Commands))
-	for i, cmd := range req.Commands {
-		if len(cmd) != 1 {
-			replies[i] = map[string]any{"error": apiError{Code: 107, Message: "bad request: each command holds exactly one method"}}
-			continue
-		}
-		for name, params := range cmd {
-			m, ok := h.methods[name]
-			if !ok || name == "batch" {
-				replies[i] = map[string]any{"error": apiError{Code: 104, Message: "method not found"}}
-				continue
-			}
-			res, err := m(ctx, params)
-			if err != nil {
-				var be *badBody
-				if errors.As(err, &be) {
-					replies[i] = map[string]any{"error": apiError{Code: 107, Message: be.msg}}
-				} else {
-					replies[i] = map[string]any{"error": toAPIError(err)}
-				}
-				continue
-			}
-			replies[i] = map[string]any{name: res}
-		}
+	out := &BatchResponse{Replies: make([]map[string]any, len(req.Commands))}
+	for i, raw := range req.Commands {
+		out.Replies[i] = h.batchCommand(ctx, raw)
 	}
-	return map[string]any{"replies": replies}, nil
+	return out, nil
+}
+
+func (h *Handler) batchCommand(ctx context.Context, raw json.RawMessage) map[string]any {
+	var cmd map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &cmd); err != nil || cmd == nil {
+		return map[string]any{"error": &Error{Code: 107, Message: "bad request: each command is an object"}}
+	}
+	if len(cmd) == 0 {
+		return map[string]any{"error": &Error{Code: 104, Message: "not found"}}
+	}
+	if len(cmd) > 1 {
+		return map[string]any{"error": &Error{Code: 107, Message: "bad request: each command holds exactly one method"}}
+	}
+	for name, params := range cmd {
+		m, ok := h.methods[name]
+		if !ok || name == "batch" {
+			return map[string]any{"error": &Error{Code: 104, Message: "not found"}}
+		}
+		if string(params) == "null" {
+			params = json.RawMessage("{}")
+		}
+		res, err := m(ctx, params)
+		if err != nil {
+			if hub.AsError(err) == hub.ErrInternal {
+				h.log.Error("api batch command failed", "method", name, "error", err)
+			}
+			return map[string]any{"error": toAPIError(err)}
+		}
+		return map[string]any{name: res}
+	}
+	return nil
 }

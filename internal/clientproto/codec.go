@@ -2,6 +2,8 @@ package clientproto
 
 import (
 	"encoding/binary"
+	"errors"
+	"unicode/utf8"
 
 	"github.com/centrifugal/protocol"
 
@@ -43,8 +45,22 @@ type jsonCodec struct{}
 
 var jsonPing = []byte("{}")
 
+// errNotText is a JSON message that would not be valid UTF-8: it must
+// never go out in a text frame.
+var errNotText = errors.New("clientproto: JSON message is not valid UTF-8")
+
+// encodeReply encodes every JSON reply and push. The encoder checks JSON
+// syntax but not UTF-8 (raw payloads are copied as they are), so that is
+// checked here: no JSON text frame that is not valid UTF-8 is ever built.
 func (jsonCodec) encodeReply(r *protocol.Reply) ([]byte, error) {
-	return protocol.NewJSONReplyEncoder().Encode(r)
+	b, err := protocol.NewJSONReplyEncoder().Encode(r)
+	if err != nil {
+		return nil, err
+	}
+	if !utf8.Valid(b) {
+		return nil, errNotText
+	}
+	return b, nil
 }
 
 func (jsonCodec) newDecoder(data []byte) protocol.CommandDecoder {

@@ -2,7 +2,6 @@ package clientproto
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -124,7 +123,7 @@ func (s *Session) enqueueReply(r *protocol.Reply) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if b == nil {
-		s.disconnectLocked(hub.Disconnect{Code: 3506, Reason: "inappropriate protocol"})
+		s.disconnectLocked(hub.DisconnectInappropriateProtocol)
 		return
 	}
 	s.enqueueLocked(b)
@@ -152,6 +151,10 @@ func (s *Session) dispatch(cmd *protocol.Command, method string) (*protocol.Repl
 	case "send":
 		// Asynchronous messages need a server-side consumer; none is
 		// configured, so they are counted (commands metric) and dropped.
+		// Malformed ones count as errors (send has no reply).
+		if len(cmd.Send.Data) > 0 && !s.dataAccepted(cmd.Send.Data) {
+			return nil, hub.ErrBadRequest
+		}
 		return nil, nil
 	case "rpc":
 		return nil, s.rpc(cmd)
@@ -417,7 +420,7 @@ func (s *Session) finishSubscribe(frames [][]byte, channels []string) {
 	defer s.mu.Unlock()
 	for _, frame := range frames {
 		if frame == nil {
-			s.disconnectLocked(hub.Disconnect{Code: 3506, Reason: "inappropriate protocol"})
+			s.disconnectLocked(hub.DisconnectInappropriateProtocol)
 			return
 		}
 		s.enqueueLocked(frame)
@@ -458,15 +461,39 @@ func (s *Session) protoPubs(in []*hub.Publication) []*protocol.Publication {
 }
 
 func jsonSafe(p *hub.Publication) bool {
-	if !json.Valid(p.Data) {
+	if !hub.IsJSONText(p.Data) {
 		return false
 	}
 	if i := p.Info; i != nil {
-		if (len(i.ConnInfo) > 0 && !json.Valid(i.ConnInfo)) || (len(i.ChanInfo) > 0 && !json.Valid(i.ChanInfo)) {
+		if (len(i.ConnInfo) > 0 && !hub.IsJSONText(i.ConnInfo)) || (len(i.ChanInfo) > 0 && !hub.IsJSONText(i.ChanInfo)) {
 			return false
 		}
 	}
 	return true
+}
+
+// dataAccepted tells whether a client's payload (publish, rpc, send data)
+// is acceptable for its format: a JSON client's data must be JSON text
+// (valid UTF-8 too), so that it can never poison a JSON subscriber or a
+// channel's history. Protobuf clients may send binary, as in Centrifugo.
+func (s *Session) dataAccepted(data []byte) bool {
+	return s.fmtIdx != FormatJSON || hub.IsJSONText(data)
+}
+
+var _ hub.UndeliverableSubscriber = (*subscription)(nil)
+
+// Undeliverable implements hub.UndeliverableSubscriber. As Centrifugo
+// does, a JSON client that cannot be sent a publication (binary data
+// from a Protobuf client or b64data) is disconnected with 3506 rather than
+// silently missing it. History and recovery leave such publications out.
+func (sub *subscription) Undeliverable(string, uint64) {
+	s := sub.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sub.removed {
+		return
+	}
+	s.disconnectLocked(hub.DisconnectInappropriateProtocol)
 }
 
 func (s *Session) unsubscribeCmd(ctx context.Context, req *protocol.UnsubscribeRequest) (*protocol.Reply, error) {
@@ -515,7 +542,10 @@ func (s *Session) publish(ctx context.Context, req *protocol.PublishRequest) (*p
 	if !allowedFor(opts.AllowPublishForSubscriber, opts.AllowPublishForClient, opts.AllowPublishForAnonymous, ok, s.user) {
 		return nil, hub.ErrPermissionDenied
 	}
-	if len(req.Data) == 0 {
+	if err := opts.CheckPublicationData(req.Data); err != nil {
+		return nil, err
+	}
+	if !s.dataAccepted(req.Data) {
 		return nil, hub.ErrBadRequest
 	}
 	var chanInfo []byte
@@ -607,6 +637,9 @@ func (s *Session) history(ctx context.Context, req *protocol.HistoryRequest) (*p
 
 func (s *Session) rpc(cmd *protocol.Command) error {
 	handler := s.srv.cfg.RPC
+	if len(cmd.Rpc.Data) > 0 && !s.dataAccepted(cmd.Rpc.Data) {
+		return hub.ErrBadRequest
+	}
 	if handler == nil {
 		return hub.ErrMethodNotFound
 	}

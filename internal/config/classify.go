@@ -169,7 +169,6 @@ var centrifugoKeys = map[string]centrifugoKey{
 
 	"channel.proxy":                   {class: section}, // used only by *_proxy_enabled options
 	"channel.history_meta_ttl":        {class: noEffect},
-	"channel.publication_data_format": {class: offOnly},
 	"channel.private_prefix":          {class: offOnly, def: "$"},
 	"channel.namespace_boundary":      {class: fixed, def: NamespaceBoundary},
 	"channel.user_boundary":           {class: fixed, def: UserBoundary},
@@ -184,7 +183,6 @@ var centrifugoKeys = map[string]centrifugoKey{
 	"channel.without_namespace.allow_tags_filter":                    {class: offOnly},
 	"channel.without_namespace.delta_publish":                        {class: offOnly},
 	"channel.without_namespace.channel_regex":                        {class: offOnly},
-	"channel.without_namespace.publication_data_format":              {class: offOnly},
 	"channel.without_namespace.subscribe_proxy_enabled":              {class: offOnly},
 	"channel.without_namespace.subscribe_proxy_name":                 {class: noEffect},
 	"channel.without_namespace.publish_proxy_enabled":                {class: offOnly},
@@ -200,8 +198,8 @@ var centrifugoKeys = map[string]centrifugoKey{
 	"channel.without_namespace.map_clients_presence_channel_prefix":  {class: noEffect},
 	"channel.without_namespace.map_users_presence_channel_prefix":    {class: noEffect},
 
+	"channel.publication_data_format": {class: offOnly, hint: "set it per namespace (channel.without_namespace, channel.namespaces[])"},
 	"http_api.disabled":       {class: offOnly},
-	"http_api.error_mode":     {class: offOnly},
 	"http_api.external":       {class: offOnly},
 	"http_api.handler_prefix": {class: fixed, def: "/api"},
 

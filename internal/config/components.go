@@ -32,6 +32,7 @@ func (o NamespaceOptions) HubOptions() hub.ChannelOptions {
 		AllowHistoryForClient:      o.AllowHistoryForClient,
 		AllowHistoryForAnonymous:   o.AllowHistoryForAnonymous,
 		AllowUserLimitedChannels:   o.AllowUserLimitedChannels,
+		PublicationDataFormat:      o.PublicationDataFormat,
 	}
 }
 

@@ -161,6 +161,9 @@ type HTTPAPI struct {
 	Key string `json:"key" yaml:"key" toml:"key"`
 	// Insecure disables the key check. Never in production.
 	Insecure bool `json:"insecure" yaml:"insecure" toml:"insecure"`
+	// ErrorMode is "" (errors in the reply body with HTTP 200) or
+	// "transport" (method errors as HTTP statuses), as Centrifugo.
+	ErrorMode string `json:"error_mode" yaml:"error_mode" toml:"error_mode"`
 }
 
 // Channel configures channels and namespaces. The namespace boundary ":",
@@ -210,6 +213,10 @@ type NamespaceOptions struct {
 	AllowHistoryForAnonymous  bool `json:"allow_history_for_anonymous" yaml:"allow_history_for_anonymous" toml:"allow_history_for_anonymous"`
 
 	AllowUserLimitedChannels bool `json:"allow_user_limited_channels" yaml:"allow_user_limited_channels" toml:"allow_user_limited_channels"`
+
+	// PublicationDataFormat is "" (any), "json", "json_object" or "binary",
+	// as Centrifugo; publications of another shape are refused with 107.
+	PublicationDataFormat string `json:"publication_data_format" yaml:"publication_data_format" toml:"publication_data_format"`
 }
 
 // WebSocket configures the Centrifugo-protocol WebSocket transport.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/origin"
 )
 
@@ -46,6 +47,12 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		v.add("log.format", "unknown format %q (use text or json)", c.Log.Format)
+	}
+
+	switch c.HTTPAPI.ErrorMode {
+	case "", "transport":
+	default:
+		v.add("http_api.error_mode", "unknown mode %q (use transport, or leave it empty)", c.HTTPAPI.ErrorMode)
 	}
 
 	// client
@@ -268,6 +275,11 @@ func (v *validator) namespaceOptions(p string, o NamespaceOptions) {
 	}
 	if o.ForceRecovery && (o.HistorySize <= 0 || o.HistoryTTL <= 0) {
 		v.add(p+".force_recovery", "requires history_size and history_ttl")
+	}
+	switch o.PublicationDataFormat {
+	case hub.DataFormatAny, hub.DataFormatJSON, hub.DataFormatJSONObject, hub.DataFormatBinary:
+	default:
+		v.add(p+".publication_data_format", "must be json, json_object or binary, got %q", o.PublicationDataFormat)
 	}
 }
 

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"strings"
 	"time"
 )
@@ -26,6 +27,41 @@ type ChannelOptions struct {
 	AllowHistoryForClient      bool
 	AllowHistoryForAnonymous   bool
 	AllowUserLimitedChannels   bool
+	// PublicationDataFormat is Centrifugo's publication_data_format: ""
+	// (any non-empty data), "json", "json_object" or "binary" (empty
+	// allowed). See CheckPublicationData.
+	PublicationDataFormat string
+}
+
+// Publication data formats (Centrifugo's publication_data_format values).
+const (
+	DataFormatAny        = ""
+	DataFormatJSON       = "json"
+	DataFormatJSONObject = "json_object"
+	DataFormatBinary     = "binary"
+)
+
+// CheckPublicationData tells whether data may be published into channels
+// of these options, with a 107 error naming the problem. Whatever the
+// format, data that reaches JSON clients must also be JSON text
+// (IsJSONText): the adapters check that for their JSON sources.
+func (o ChannelOptions) CheckPublicationData(data []byte) error {
+	switch o.PublicationDataFormat {
+	case DataFormatJSON:
+		if !IsJSONText(data) {
+			return &Error{Code: 107, Message: "bad request: data must be JSON in UTF-8 in this namespace"}
+		}
+	case DataFormatJSONObject:
+		if !IsJSONText(data) || bytes.TrimLeft(data, " \t\r\n")[0] != '{' {
+			return &Error{Code: 107, Message: "bad request: data must be a JSON object in this namespace"}
+		}
+	case DataFormatBinary:
+	default:
+		if len(data) == 0 {
+			return &Error{Code: 107, Message: "bad request: data required"}
+		}
+	}
+	return nil
 }
 
 // HistoryEnabled reports whether channels of these options keep history.

@@ -86,6 +86,9 @@ var (
 	DisconnectForceNoReconnect  = Disconnect{3503, "force disconnect"}
 	DisconnectConnectionLimit   = Disconnect{3504, "connection limit"}
 	DisconnectChannelLimit      = Disconnect{3505, "channel limit"}
-	DisconnectPermissionDenied  = Disconnect{3507, "permission denied"}
-	DisconnectTooManyErrors     = Disconnect{3509, "too many errors"}
+	// DisconnectInappropriateProtocol closes a client whose wire format
+	// cannot carry a message (binary data to a JSON client).
+	DisconnectInappropriateProtocol = Disconnect{3506, "inappropriate protocol"}
+	DisconnectPermissionDenied      = Disconnect{3507, "permission denied"}
+	DisconnectTooManyErrors         = Disconnect{3509, "too many errors"}
 )

@@ -38,6 +38,14 @@ type Subscriber interface {
 	Deliver(channel string, offset uint64, frame []byte)
 }
 
+// UndeliverableSubscriber is a Subscriber that wants to know when a push of
+// its channel could not be encoded in its format (binary data for a JSON
+// client). Undeliverable is called like Deliver, with hub locks held.
+// Subscribers without it miss the push.
+type UndeliverableSubscriber interface {
+	Undeliverable(channel string, offset uint64)
+}
+
 // Client is a connection the hub can act on for the server API.
 type Client interface {
 	ID() string
@@ -418,18 +426,20 @@ func (h *Hub) fanout(channel string, offset uint64, joinLeave bool, encode func(
 		return
 	}
 	var frames [MaxFormats][]byte
+	var failed [MaxFormats]bool
 	for f, n := range c.formats {
 		if n == 0 {
 			continue
 		}
 		b, err := encode(h.cfg.Codecs[f])
 		if err != nil {
-			h.log.Error("encode push failed", "format", f, "error", err)
+			h.log.Warn("push cannot be encoded for a format in use", "channel", channel, "format", f, "error", err)
+			failed[f] = true
 			continue
 		}
 		frames[f] = b
 	}
-	delivered := 0
+	delivered, undeliverable := 0, 0
 	for i := range c.subs {
 		e := &c.subs[i]
 		if joinLeave && !e.joinLeave {
@@ -438,9 +448,15 @@ func (h *Hub) fanout(channel string, offset uint64, joinLeave bool, encode func(
 		if fr := frames[e.format]; fr != nil {
 			e.sub.Deliver(channel, offset, fr)
 			delivered++
+		} else if failed[e.format] {
+			undeliverable++
+			if u, ok := e.sub.(UndeliverableSubscriber); ok {
+				u.Undeliverable(channel, offset)
+			}
 		}
 	}
 	h.metrics.deliveries.Add(float64(delivered))
+	h.metrics.undeliverable.Add(float64(undeliverable))
 }
 
 // Publish publishes data into channel with the channel's history options.

@@ -9,8 +9,10 @@ import (
 type hubMetrics struct {
 	publications prometheus.Counter
 	deliveries   prometheus.Counter
-	brokerOps    *prometheus.CounterVec
-	brokerTime   *prometheus.HistogramVec
+	// undeliverable counts subscribers a push could not be encoded for.
+	undeliverable prometheus.Counter
+	brokerOps     *prometheus.CounterVec
+	brokerTime    *prometheus.HistogramVec
 }
 
 func newHubMetrics(reg prometheus.Registerer, h *Hub) (*hubMetrics, error) {
@@ -20,6 +22,9 @@ func newHubMetrics(reg prometheus.Registerer, h *Hub) (*hubMetrics, error) {
 		}),
 		deliveries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_hub_deliveries_total", Help: "Pushes queued to subscribers by fan-out.",
+		}),
+		undeliverable: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchboard_hub_undeliverable_total", Help: "Subscribers a push could not be encoded for (binary data to a JSON client).",
 		}),
 		brokerOps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_broker_operations_total", Help: "Broker operations by kind and result.",
@@ -40,7 +45,7 @@ func newHubMetrics(reg prometheus.Registerer, h *Hub) (*hubMetrics, error) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_channels", Help: "Channels with local subscribers."},
 			func() float64 { return float64(h.NumChannels()) }),
 	}
-	for _, c := range append(gauges, m.publications, m.deliveries, m.brokerOps, m.brokerTime) {
+	for _, c := range append(gauges, m.publications, m.deliveries, m.undeliverable, m.brokerOps, m.brokerTime) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

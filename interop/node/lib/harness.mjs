@@ -164,10 +164,14 @@ export async function startServer(config = serverConfig(), { args } = {}) {
     },
     /** POST /api/{method}; resolves with {status, body}. */
     async api(method, body) {
+      return this.apiRaw(method, JSON.stringify(body));
+    },
+    /** POST /api/{method} with a raw body (string or bytes, e.g. not UTF-8). */
+    async apiRaw(method, raw) {
       const res = await fetch(`${httpURL}/api/${method}`, {
         method: 'POST',
         headers: { 'X-API-Key': API_KEY, 'Content-Type': 'application/json' },
-        body: JSON.stringify(body),
+        body: raw,
         signal: AbortSignal.timeout(TIMEOUT_MS),
       });
       const text = await res.text();

@@ -403,3 +403,174 @@ for (const proto of ['json', 'protobuf']) {
     );
   });
 }
+
+/** Bytes of a JSON text with raw invalid UTF-8 where POISON appears. */
+function poisoned(text) {
+  const bad = Buffer.from([0xff, 0xfe]);
+  const parts = text.split('POISON').map((p) => Buffer.from(p));
+  return Buffer.concat(parts.flatMap((p, i) => (i === 0 ? [p] : [bad, p])));
+}
+
+/**
+ * Sends one text frame (raw bytes, possibly not UTF-8) on a raw JSON
+ * WebSocket and resolves with the replies, by id, once one with lastID
+ * arrived; rejects if any frame from the server is not UTF-8.
+ */
+function rawJSONSession(url, frame, lastID) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, [], { skipUTF8Validation: true });
+    const replies = new Map();
+    const timer = setTimeout(() => {
+      ws.terminate();
+      reject(new Error(`timeout waiting for reply ${lastID}; got ${JSON.stringify([...replies])}`));
+    }, 10_000);
+    ws.on('open', () => ws.send(frame, { binary: false }));
+    ws.on('message', (data, isBinary) => {
+      const buf = Buffer.from(data);
+      if (isBinary || !isUTF8(buf)) {
+        clearTimeout(timer);
+        ws.terminate();
+        reject(new Error(`server sent a frame that is not UTF-8 text: ${buf.toString('hex')}`));
+        return;
+      }
+      for (const line of buf.toString('utf8').split('\n')) {
+        const msg = JSON.parse(line);
+        if (msg.id) replies.set(msg.id, msg);
+      }
+      if (replies.has(lastID)) {
+        clearTimeout(timer);
+        ws.close();
+        resolve(replies);
+      }
+    });
+    ws.on('close', (code) => {
+      clearTimeout(timer);
+      if (!replies.has(lastID)) reject(new Error(`closed with ${code} before reply ${lastID}`));
+    });
+    ws.on('error', reject);
+  });
+}
+
+function isUTF8(buf) {
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(buf);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+for (const proto of ['json', 'protobuf']) {
+  describe(`publications cannot poison a channel (${proto} subscriber)`, () => {
+    it(
+      'refuses data that is not UTF-8 with 107 (API publish, broadcast, batch; client publish), and the subscriber keeps working and recovers',
+      { timeout: 30_000 },
+      traced(async (track) => {
+        const user = `pat-${proto}`;
+        const channel = `chat:poison-${proto}`;
+        const pat = track(newClient(proto, { token: connectToken(user), minReconnectDelay: 50 }));
+        const sub = subscribe(pat, channel);
+        pat.client.connect();
+        const first = await sub.rec.nth('subscribed', 1);
+        const ok = await server.api('publish', { channel, data: { n: 1 } });
+        assert.equal(ok.status, 200, JSON.stringify(ok.body));
+        await sub.rec.nth('publication', 1);
+
+        // Server API: every path is refused with 107 and stores nothing.
+        const pub = await server.apiRaw('publish', poisoned(`{"channel":"${channel}","data":"POISON"}`));
+        assert.equal(pub.status, 200);
+        assert.equal(pub.body.error?.code, 107, JSON.stringify(pub.body));
+        const bc = await server.apiRaw('broadcast', poisoned(`{"channels":["${channel}"],"data":{"k":"POISON"}}`));
+        assert.equal(bc.body.result?.responses?.[0]?.error?.code, 107, JSON.stringify(bc.body));
+        const batch = await server.apiRaw('batch', poisoned(`{"commands":[{"publish":{"channel":"${channel}","data":"POISON"}}]}`));
+        assert.equal(batch.body.replies?.[0]?.error?.code, 107, JSON.stringify(batch.body));
+
+        // A JSON client sending such data (raw frame: the npm client cannot) gets 107 too.
+        const raw = poisoned(
+          `{"id":1,"connect":{"token":"${connectToken(`raw-${proto}`)}"}}\n` +
+            `{"id":2,"subscribe":{"channel":"${channel}"}}\n` +
+            `{"id":3,"publish":{"channel":"${channel}","data":"POISON"}}\n` +
+            `{"id":4,"rpc":{"method":"m","data":"POISON"}}`,
+        );
+        const replies = await rawJSONSession(server.wsURL, raw, 4);
+        assert.ok(replies.get(2).subscribe, JSON.stringify(replies.get(2)));
+        assert.deepEqual(replies.get(3).error, { code: 107, message: 'bad request' });
+        assert.deepEqual(replies.get(4).error, { code: 107, message: 'bad request' });
+
+        // The subscriber is untouched and the channel still works.
+        await server.api('publish', { channel, data: { n: 2 } });
+        const p2 = await sub.rec.nth('publication', 2);
+        assert.equal(p2.offset, 2, 'nothing poisoned was stored');
+        assert.equal(pat.rec.of('disconnected').length, 0);
+
+        // Reconnect with recovery: only the good publications, recovered.
+        pat.gate.close();
+        await server.api('disconnect', { user, disconnect: { code: 3011, reason: 'force reconnect' } });
+        await sub.rec.until('subscribing after disconnect', (r) => r.of('subscribing').length >= 2);
+        await server.api('publish', { channel, data: { n: 3 } });
+        pat.gate.open();
+        const again = await sub.rec.nth('subscribed', 2);
+        assert.equal(again.recovered, true);
+        assert.equal(again.streamPosition.epoch, first.streamPosition.epoch);
+        await sub.rec.until('3 publications', (r) => r.of('publication').length >= 3);
+        assert.deepEqual(
+          sub.rec.of('publication').map((p) => [p.offset, decodeData(p.data).n]),
+          [
+            [1, 1],
+            [2, 2],
+            [3, 3],
+          ],
+        );
+        const hist = await sub.sub.history({ limit: 10 });
+        assert.deepEqual(
+          hist.publications.map((p) => decodeData(p.data).n),
+          [1, 2, 3],
+        );
+        assert.equal(pat.client.state, 'connected');
+      }),
+    );
+  });
+}
+
+describe('binary publications (Protobuf publisher, as in Centrifugo)', () => {
+  it(
+    'reach Protobuf subscribers; a JSON subscriber is disconnected with 3506 and, reconnecting, recovers the rest',
+    { timeout: 30_000 },
+    traced(async (track) => {
+      const channel = 'chat:binary';
+      const pb = track(newClient('protobuf', { token: connectToken('bin-pb') }));
+      const pbSub = subscribe(pb, channel);
+      const js = track(newClient('json', { token: connectToken('bin-js'), minReconnectDelay: 50 }));
+      const jsSub = subscribe(js, channel);
+      pb.client.connect();
+      js.client.connect();
+      await pbSub.rec.nth('subscribed');
+      await jsSub.rec.nth('subscribed');
+
+      const binary = new Uint8Array([0xff, 0x00, 0xfe]);
+      await pbSub.sub.publish(binary);
+      const got = await pbSub.rec.nth('publication', 1);
+      assert.deepEqual([...got.data], [...binary]);
+
+      const dis = await js.rec.nth('disconnected');
+      assert.equal(dis.code, 3506, JSON.stringify(dis));
+      assert.equal(dis.reason, 'inappropriate protocol');
+
+      // JSON publications continue; the JSON client reconnects and recovers
+      // them, without the binary one it cannot carry.
+      await server.api('publish', { channel, data: { n: 2 } });
+      await pbSub.rec.nth('publication', 2);
+      js.client.connect();
+      const again = await jsSub.rec.nth('subscribed', 2);
+      assert.equal(again.wasRecovering, true);
+      const p = await jsSub.rec.nth('publication', 1);
+      assert.equal(p.offset, 2);
+      assert.deepEqual(p.data, { n: 2 });
+      const hist = await js.client.history(channel, { limit: 10 });
+      assert.deepEqual(
+        hist.publications.map((x) => x.offset),
+        [2],
+      );
+    }),
+  );
+});
