@@ -190,7 +190,7 @@ func TestHealthAndMetrics(t *testing.T) {
 	resp.Body.Close()
 	for _, name := range []string{"switchboard_connections", "switchboard_subscriptions", "switchboard_client_commands_total",
 		"switchboard_client_command_duration_seconds", "switchboard_api_requests_total", "switchboard_broker_operation_seconds",
-		"switchboard_client_slow_disconnects_total", "go_goroutines"} {
+		"switchboard_delivery_slow_disconnects_total", "go_goroutines"} {
 		require.Contains(t, string(b), name)
 	}
 }

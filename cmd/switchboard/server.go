@@ -105,7 +105,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	broker := memory.New(nil)
 	h, err := hub.New(hub.Config{
-		Broker: broker, Presence: memory.NewPresence(), Codecs: clientproto.Codecs(),
+		Broker: broker, Presence: memory.NewPresence(),
 		Namespaces: ns, ConnectionLimit: cfg.Client.ConnectionLimit,
 		UserConnectionLimit: cfg.Client.UserConnectionLimit, Logger: log, Registerer: reg,
 	})
