@@ -58,9 +58,9 @@ type subscription struct {
 
 // Session is one client connection speaking the protocol. It implements
 // hub.Client; its subscriptions are its hub.Subscribers. Outgoing messages
-// go through a delivery.Queue; every Enqueue is made with mu held. The transport adapter calls HandleMessage
-// for each received message from a single goroutine and Closed once when
-// the connection ends.
+// go through a delivery.Queue, and every Enqueue is made with mu held. The
+// transport adapter calls HandleMessage for each received message from a
+// single goroutine and Closed once when the connection ends.
 type Session struct {
 	srv    *Server
 	t      Transport

@@ -98,7 +98,8 @@ func eventually(t *testing.T, cond func() bool, what string) {
 }
 
 func TestFramesArriveInOrderCoalesced(t *testing.T) {
-	p := newPool(t, Config{Writers: 1, Clock: clocktest.New(time.Unix(1000, 0))})
+	clk := clocktest.New(time.Unix(1000, 0))
+	p := newPool(t, Config{Writers: 1, Clock: clk})
 	s := newSink()
 	s.block = make(chan struct{})
 	q := p.NewQueue(s, 1<<10)
@@ -117,6 +118,10 @@ func TestFramesArriveInOrderCoalesced(t *testing.T) {
 	require.Equal(t, 2.0, counter(t, p, "batches_total"))
 	require.Equal(t, 4.0, counter(t, p, "bytes_total"))
 	eventually(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.active == 0 }, "an idle pool holds no writer")
+	clk.Advance(DefaultWriteStall)
+	require.Zero(t, clk.Pending(), "nor a stall check timer")
+	require.NoError(t, q.Enqueue([]byte("e")))
+	eventually(t, func() bool { return len(s.frames()) == 5 }, "written after idling")
 }
 
 func TestOverflowClosesAndCallsBack(t *testing.T) {

@@ -45,7 +45,10 @@ type Pool struct {
 	active  int // writers counted against max (not detached)
 	workers map[*worker]struct{}
 	closed  bool
-	check   clock.Timer
+	// check runs monitor while writers exist (armed); an idle pool has no
+	// timer running.
+	check clock.Timer
+	armed bool
 
 	wg sync.WaitGroup
 }
@@ -69,9 +72,6 @@ func NewPool(cfg Config) (*Pool, error) {
 	}
 	p := &Pool{max: cfg.Writers, stall: cfg.WriteStall, clock: clock.OrReal(cfg.Clock), metrics: m,
 		workers: map[*worker]struct{}{}}
-	p.mu.Lock()
-	p.check = p.clock.AfterFunc(p.checkInterval(), p.monitor)
-	p.mu.Unlock()
 	return p, nil
 }
 
@@ -95,6 +95,14 @@ func (p *Pool) spawnLocked() {
 	p.active++
 	p.wg.Add(1)
 	go p.work(w)
+	if !p.armed {
+		p.armed = true
+		if p.check == nil {
+			p.check = p.clock.AfterFunc(p.checkInterval(), p.monitor)
+		} else {
+			p.check.Reset(p.checkInterval())
+		}
+	}
 }
 
 func (p *Pool) next(w *worker) *Queue {
@@ -131,7 +139,7 @@ func (p *Pool) work(w *worker) {
 }
 
 // monitor detaches writers stuck in a write, starts replacements and
-// schedules the next check.
+// schedules the next check while any writer exists.
 func (p *Pool) monitor() {
 	limit := p.clock.Now().Add(-p.stall).UnixNano()
 	p.mu.Lock()
@@ -153,6 +161,10 @@ func (p *Pool) monitor() {
 			break
 		}
 	}
+	if len(p.workers) == 0 {
+		p.armed = false
+		return
+	}
 	p.check.Reset(p.checkInterval())
 }
 
@@ -166,7 +178,9 @@ func (p *Pool) Close() {
 		return
 	}
 	p.closed = true
-	p.check.Stop()
+	if p.check != nil {
+		p.check.Stop()
+	}
 	p.mu.Unlock()
 	p.wg.Wait()
 }
