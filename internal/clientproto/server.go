@@ -37,6 +37,8 @@ type TokenVerifier interface {
 }
 
 // Config configures a Server. Zero durations and limits mean defaults.
+// Its timers (stale, ping, pong, expiry, rate limit) run on the hub's
+// clock (hub.Config.Clock).
 type Config struct {
 	Hub    *hub.Hub      // required
 	Tokens TokenVerifier // required

@@ -54,7 +54,8 @@ type Client interface {
 	UserID() string
 	// Format is the registered format of the connection.
 	Format() FormatID
-	// Send queues a frame of the connection's format. It must not block.
+	// Send queues a frame of the connection's format. The hub calls it
+	// without its locks held; it must not block.
 	Send(frame []byte) error
 	// Disconnect closes the connection with d. It must not block.
 	Disconnect(d Disconnect)
