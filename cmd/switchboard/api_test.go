@@ -237,7 +237,7 @@ func TestHealthAndMetrics(t *testing.T) {
 	require.NoError(t, err)
 	for _, name := range []string{"switchboard_connections", "switchboard_subscriptions", "switchboard_client_commands_total",
 		"switchboard_client_command_duration_seconds", "switchboard_api_requests_total", "switchboard_broker_operation_seconds",
-		"switchboard_client_slow_disconnects_total", "go_goroutines"} {
+		"switchboard_delivery_slow_disconnects_total", "go_goroutines"} {
 		require.Contains(t, fams, name)
 	}
 	var publishes float64

@@ -89,7 +89,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	broker := memory.New(nil)
 	h, err := hub.New(hub.Config{
-		Broker: broker, Presence: memory.NewPresence(), Codecs: clientproto.Codecs(),
+		Broker: broker, Presence: memory.NewPresence(),
 		Namespaces: ns, ConnectionLimit: cfg.Client.ConnectionLimit,
 		UserConnectionLimit: cfg.Client.UserConnectionLimit, Logger: log, Registerer: reg,
 	})
@@ -135,7 +135,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	apiH, err := api.New(api.Config{Hub: h, Key: cfg.HTTPAPI.Key, Insecure: cfg.HTTPAPI.Insecure, RPC: rpc,
 		TransportErrors: cfg.HTTPAPI.ErrorMode == "transport",
-		Version: version(), Logger: log, Registerer: reg})
+		Version:         version(), Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}

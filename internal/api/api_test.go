@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/broker/memory"
+	"github.com/switchboard-rt/switchboard/internal/clock/clocktest"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 )
 
@@ -42,6 +43,8 @@ func (c *fakeClient) got() []string {
 	defer c.mu.Unlock()
 	return append([]string(nil), c.calls...)
 }
+func (c *fakeClient) Format() hub.FormatID { return 0 }
+func (c *fakeClient) Send([]byte) error    { return nil }
 func (c *fakeClient) Disconnect(d hub.Disconnect) {
 	c.record("disconnect " + d.Reason)
 	go c.hub.RemoveClient(c) // as a connection does once closed
@@ -74,10 +77,11 @@ type nopCodec struct{}
 func (nopCodec) EncodePublication(string, *hub.Publication) ([]byte, error) { return []byte("p"), nil }
 func (nopCodec) EncodeJoin(string, *hub.ClientInfo) ([]byte, error)         { return []byte("j"), nil }
 func (nopCodec) EncodeLeave(string, *hub.ClientInfo) ([]byte, error)        { return []byte("l"), nil }
+func (nopCodec) EncodeMessage([]byte) ([]byte, error)                       { return []byte("m"), nil }
 
 type nopSub struct{ n int }
 
-func (*nopSub) Format() int                    { return 0 }
+func (*nopSub) Format() hub.FormatID           { return 0 }
 func (*nopSub) Deliver(string, uint64, []byte) {}
 
 type fixture struct {
@@ -88,9 +92,8 @@ type fixture struct {
 
 func newFixture(t testing.TB, rpc hub.RPCHandler) *fixture {
 	t.Helper()
-	now := time.Unix(1_700_000_000, 0)
 	hb, err := hub.New(hub.Config{Broker: memory.New(nil), Presence: memory.NewPresence(),
-		Now: func() time.Time { return now }, Codecs: []hub.Codec{nopCodec{}},
+		Clock: clocktest.New(time.Unix(1_700_000_000, 0)),
 		Namespaces: hub.Namespaces{Named: map[string]hub.ChannelOptions{
 			"chat": {HistorySize: 10, HistoryTTL: time.Minute, Presence: true},
 			"bare": {},
@@ -104,6 +107,8 @@ func newFixture(t testing.TB, rpc hub.RPCHandler) *fixture {
 		defer cancel()
 		require.NoError(t, hb.Shutdown(ctx))
 	})
+	_, err = hb.RegisterFormat("nop", nopCodec{})
+	require.NoError(t, err)
 	h, err := New(Config{Hub: hb, Key: testKey, RPC: rpc, NodeName: "node1", Version: "v-test", Registerer: prometheus.NewRegistry()})
 	require.NoError(t, err)
 	c := &fakeClient{hub: hb, id: "c1", user: "alice"}

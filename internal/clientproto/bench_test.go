@@ -34,7 +34,7 @@ func (c countingTransport) Close(hub.Disconnect) {}
 func BenchmarkSessionFanout(b *testing.B) {
 	for _, n := range []int{1, 1000, 100000} {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
-			h, err := hub.New(hub.Config{Broker: memory.New(nil), Presence: memory.NewPresence(), Codecs: Codecs(),
+			h, err := hub.New(hub.Config{Broker: memory.New(nil), Presence: memory.NewPresence(),
 				Namespaces: hub.Namespaces{Default: hub.ChannelOptions{AllowSubscribeForClient: true}}})
 			if err != nil {
 				b.Fatal(err)

@@ -10,19 +10,20 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/hub"
 )
 
-// Wire formats, used as hub Codec indexes.
+// Wire formats of the protocol, as NewSession takes them. NewServer
+// registers both with the hub (hub format names FormatNames).
 const (
 	FormatJSON     = 0
 	FormatProtobuf = 1
 )
 
-// Codecs returns the hub codecs of this protocol, indexed by format.
-func Codecs() []hub.Codec { return []hub.Codec{jsonCodec{}, protobufCodec{}} }
+// FormatNames are the hub format names of FormatJSON and FormatProtobuf.
+var FormatNames = [...]string{FormatJSON: "centrifuge-json", FormatProtobuf: "centrifuge-protobuf"}
 
 // format is what differs between the JSON and Protobuf variants of the
 // protocol: message framing and reply encoding.
 type format interface {
-	hub.Codec
+	hub.Encoder
 	encodeReply(r *protocol.Reply) ([]byte, error)
 	newDecoder(data []byte) protocol.CommandDecoder
 	// appendBatch appends msgs as one transport message.
@@ -95,6 +96,10 @@ func (c jsonCodec) EncodeLeave(ch string, info *hub.ClientInfo) ([]byte, error) 
 	return c.push(&protocol.Push{Channel: ch, Leave: &protocol.Leave{Info: infoToProto(info)}})
 }
 
+func (c jsonCodec) EncodeMessage(data []byte) ([]byte, error) {
+	return c.push(&protocol.Push{Message: &protocol.Message{Data: data}})
+}
+
 type protobufCodec struct{}
 
 var protobufPing = []byte{0}
@@ -137,6 +142,10 @@ func (c protobufCodec) EncodeJoin(ch string, info *hub.ClientInfo) ([]byte, erro
 
 func (c protobufCodec) EncodeLeave(ch string, info *hub.ClientInfo) ([]byte, error) {
 	return c.push(&protocol.Push{Channel: ch, Leave: &protocol.Leave{Info: infoToProto(info)}})
+}
+
+func (c protobufCodec) EncodeMessage(data []byte) ([]byte, error) {
+	return c.push(&protocol.Push{Message: &protocol.Message{Data: data}})
 }
 
 var formats = [...]format{FormatJSON: jsonCodec{}, FormatProtobuf: protobufCodec{}}

@@ -64,7 +64,7 @@ func (s *Session) handleCommand(cmd *protocol.Command) bool {
 		s.mu.Unlock()
 		return true
 	}
-	limited := !s.rate.allow(s.srv.cfg.CommandRateLimit, time.Now())
+	limited := !s.rate.allow(s.srv.cfg.CommandRateLimit, s.srv.clock.Now())
 	s.mu.Unlock()
 	if closing || state == stateClosed {
 		return false
@@ -183,7 +183,7 @@ func (s *Session) connect(ctx context.Context, cmd *protocol.Command) error {
 	} else if !cfg.AllowAnonymous {
 		return hub.ErrUnauthorized
 	}
-	now := time.Now()
+	now := s.srv.clock.Now()
 	s.id = newClientID()
 	s.user = claims.User
 	s.connInfo = claims.Info
@@ -359,7 +359,7 @@ func (s *Session) setupSubscription(ctx context.Context, ch string, sub *subscri
 	}
 	res := &protocol.SubscribeResult{Data: nil}
 	if p.expireAt > 0 {
-		res.Expires, res.Ttl = true, ttlSeconds(p.expireAt, time.Now())
+		res.Expires, res.Ttl = true, ttlSeconds(p.expireAt, s.srv.clock.Now())
 	}
 	if !opts.HistoryEnabled() {
 		return res, nil
@@ -699,7 +699,7 @@ func (s *Session) refresh(req *protocol.RefreshRequest) (*protocol.Reply, error)
 	s.mu.Unlock()
 	res := &protocol.RefreshResult{Client: s.id, Version: s.srv.cfg.Version}
 	if c.ExpireAt > 0 {
-		res.Expires, res.Ttl = true, ttlSeconds(c.ExpireAt, time.Now())
+		res.Expires, res.Ttl = true, ttlSeconds(c.ExpireAt, s.srv.clock.Now())
 	}
 	return &protocol.Reply{Refresh: res}, nil
 }
@@ -726,7 +726,7 @@ func (s *Session) subRefresh(req *protocol.SubRefreshRequest) (*protocol.Reply, 
 	}
 	res := &protocol.SubRefreshResult{}
 	if c.ExpireAt > 0 {
-		res.Expires, res.Ttl = true, ttlSeconds(c.ExpireAt, time.Now())
+		res.Expires, res.Ttl = true, ttlSeconds(c.ExpireAt, s.srv.clock.Now())
 	}
 	return &protocol.Reply{SubRefresh: res}, nil
 }

@@ -14,12 +14,8 @@ type metrics struct {
 	commands      *prometheus.CounterVec
 	commandTime   *prometheus.HistogramVec
 	errors        *prometheus.CounterVec
-	messagesOut   prometheus.Counter
-	framesOut     prometheus.Counter
-	bytesOut      prometheus.Counter
 	messagesIn    prometheus.Counter
 	disconnects   *prometheus.CounterVec
-	queueDropped  prometheus.Counter
 	skippedBinary prometheus.Counter
 }
 
@@ -35,24 +31,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_client_command_errors_total", Help: "Client command error replies by method and code.",
 		}, []string{"method", "code"}),
-		messagesOut: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "switchboard_client_messages_sent_total", Help: "Protocol messages (replies and pushes) written to clients.",
-		}),
-		framesOut: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "switchboard_client_frames_sent_total", Help: "Transport frames written to clients (several messages may share one).",
-		}),
-		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "switchboard_client_bytes_sent_total", Help: "Bytes written to clients.",
-		}),
 		messagesIn: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_client_messages_received_total", Help: "Transport messages received from clients.",
 		}),
 		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_client_disconnects_total", Help: "Server-initiated disconnects by code.",
 		}, []string{"code"}),
-		queueDropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "switchboard_client_slow_disconnects_total", Help: "Clients disconnected because their outgoing queue overflowed.",
-		}),
 		skippedBinary: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_client_binary_skipped_total", Help: "Binary publications left out of history or recovery replies to JSON clients.",
 		}),
@@ -64,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.commands, m.commandTime, m.errors, m.messagesOut, m.framesOut, m.bytesOut, m.messagesIn, m.disconnects, m.queueDropped, m.skippedBinary} {
+	for _, c := range []prometheus.Collector{m.commands, m.commandTime, m.errors, m.messagesIn, m.disconnects, m.skippedBinary} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -6,12 +6,15 @@ package clientproto
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/clock"
+	"github.com/switchboard-rt/switchboard/internal/delivery"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 )
 
@@ -34,6 +37,8 @@ type TokenVerifier interface {
 }
 
 // Config configures a Server. Zero durations and limits mean defaults.
+// Its timers (stale, ping, pong, expiry, rate limit) run on the hub's
+// clock (hub.Config.Clock).
 type Config struct {
 	Hub    *hub.Hub      // required
 	Tokens TokenVerifier // required
@@ -58,28 +63,41 @@ type Config struct {
 	HistoryMaxLimit int
 	// MaxRPCInFlight caps concurrent rpc calls per connection.
 	MaxRPCInFlight int
+	// Delivery is the writer pool draining the sessions' queues; nil
+	// starts one of the server's own from Writers and WriteStall, on the
+	// hub's clock and Registerer.
+	Delivery *delivery.Pool
 	// Writers caps the goroutines writing to connections at once; 0 means
 	// 4 x GOMAXPROCS.
 	Writers int
 	// WriteStall is how long one blocked write may hold a writer before a
-	// replacement starts; 0 means DefaultWriteStall.
+	// replacement starts; 0 means delivery.DefaultWriteStall.
 	WriteStall time.Duration
 	Version    string
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
 
-// Server creates Sessions sharing one configuration and metrics.
+// Server creates Sessions sharing one configuration and metrics. Its
+// timers run on the hub's clock.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
-	writers *writerPool
+	clock   clock.Clock
+	pool    *delivery.Pool
+	ownPool bool
+	// formats maps FormatJSON/FormatProtobuf to the hub's format ids.
+	formats [len(formats)]hub.FormatID
 }
 
-// Close stops the server's writer pool. Call it after every session has
-// closed (after the hub's Shutdown).
-func (s *Server) Close() { s.writers.close() }
+// Close stops the server's own writer pool (not one given in Config).
+// Call it after every session has closed (after the hub's Shutdown).
+func (s *Server) Close() {
+	if s.ownPool {
+		s.pool.Close()
+	}
+}
 
 // NewServer validates cfg, fills defaults and registers metrics.
 func NewServer(cfg Config) (*Server, error) {
@@ -122,6 +140,22 @@ func NewServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, log: cfg.Logger.With("component", "clientproto"), metrics: m,
-		writers: newWriterPool(cfg.Writers, cfg.WriteStall)}, nil
+	srv := &Server{cfg: cfg, log: cfg.Logger.With("component", "clientproto"), metrics: m,
+		clock: cfg.Hub.Clock(), pool: cfg.Delivery}
+	for i, f := range formats {
+		id, err := cfg.Hub.RegisterFormat(FormatNames[i], f)
+		if err != nil {
+			return nil, fmt.Errorf("clientproto: %w", err)
+		}
+		srv.formats[i] = id
+	}
+	if srv.pool == nil {
+		srv.pool, err = delivery.NewPool(delivery.Config{Writers: cfg.Writers, WriteStall: cfg.WriteStall,
+			Clock: srv.clock, Registerer: cfg.Registerer})
+		if err != nil {
+			return nil, fmt.Errorf("clientproto: %w", err)
+		}
+		srv.ownPool = true
+	}
+	return srv, nil
 }

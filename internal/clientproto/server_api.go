@@ -2,7 +2,6 @@ package clientproto
 
 import (
 	"context"
-	"time"
 
 	"github.com/centrifugal/protocol"
 
@@ -75,7 +74,7 @@ func (s *Session) Refresh(expireAt int64, expired bool, info []byte) {
 	s.mu.Unlock()
 	push := &protocol.Refresh{}
 	if expireAt > 0 {
-		push.Expires, push.Ttl = true, ttlSeconds(expireAt, time.Now())
+		push.Expires, push.Ttl = true, ttlSeconds(expireAt, s.srv.clock.Now())
 	}
 	s.enqueueReply(&protocol.Reply{Push: &protocol.Push{Refresh: push}})
 }

@@ -10,15 +10,18 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/clock"
+	"github.com/switchboard-rt/switchboard/internal/delivery"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 )
 
 // Transport is the connection a Session writes to. Write is called by one
-// goroutine at a time; Close may be called concurrently with Write and more
-// than once.
+// goroutine at a time (a delivery pool writer); Close may be called
+// concurrently with Write and more than once.
 type Transport interface {
 	// Write sends one transport message (it may hold several protocol
-	// messages).
+	// messages: newline-joined JSON or concatenated length-delimited
+	// Protobuf).
 	Write(data []byte) error
 	// Close closes the connection telling the client d's code and reason.
 	Close(d hub.Disconnect)
@@ -48,15 +51,16 @@ type subscription struct {
 	positioned bool
 	syncing    bool
 	buffer     []pending
-	buffered   int // bytes in buffer, counted against QueueMaxSize
+	buffered   int // bytes in buffer, counted against the queue's room
 	expireAt   int64
 	serverSide bool
 }
 
 // Session is one client connection speaking the protocol. It implements
-// hub.Subscriber and hub.Client. The transport adapter calls HandleMessage
-// for each received message from a single goroutine and Closed once when
-// the connection ends.
+// hub.Client; its subscriptions are its hub.Subscribers. Outgoing messages
+// go through a delivery.Queue, and every Enqueue is made with mu held. The
+// transport adapter calls HandleMessage for each received message from a
+// single goroutine and Closed once when the connection ends.
 type Session struct {
 	srv    *Server
 	t      Transport
@@ -74,12 +78,10 @@ type Session struct {
 	connInfo  []byte
 	expireAt  int64
 	subs      map[string]*subscription
-	queue     [][]byte
-	queued    int
-	writing   bool
+	q         *delivery.Queue
 	closeSent bool
 	pongWait  bool
-	timer     *time.Timer
+	timer     clock.Timer
 	timerKind uint8
 	rpcs      int
 	rpcCancel context.CancelFunc // cancels in-flight rpc calls; set by the first rpc
@@ -104,9 +106,10 @@ func (s *Server) NewSession(t Transport, fmtIdx int) *Session {
 		fmtIdx = FormatJSON
 	}
 	ss := &Session{srv: s, t: t, format: formats[fmtIdx], fmtIdx: fmtIdx}
+	ss.q = s.pool.NewQueue((*sessionSink)(ss), s.cfg.QueueMaxSize)
 	ss.mu.Lock()
 	ss.timerKind = timerStale
-	ss.timer = time.AfterFunc(s.cfg.StaleCloseDelay, ss.onTimer)
+	ss.timer = s.clock.AfterFunc(s.cfg.StaleCloseDelay, ss.onTimer)
 	ss.mu.Unlock()
 	return ss
 }
@@ -119,7 +122,21 @@ func (s *Session) ID() string { return s.id }
 func (s *Session) UserID() string { return s.user }
 
 // Format implements hub.Subscriber.
-func (sub *subscription) Format() int { return sub.s.fmtIdx }
+func (sub *subscription) Format() hub.FormatID { return sub.s.Format() }
+
+// Format implements hub.Client.
+func (s *Session) Format() hub.FormatID { return s.srv.formats[s.fmtIdx] }
+
+// Send implements hub.Client: it queues frame, a message of the session's
+// format, once the session is connected.
+func (s *Session) Send(frame []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != stateConnected || s.closeSent {
+		return delivery.ErrClosed
+	}
+	return s.q.Enqueue(frame)
+}
 
 // Deliver implements hub.Subscriber: it queues frame unless the
 // subscription is being set up (then it is held until the subscribe reply
@@ -132,9 +149,8 @@ func (sub *subscription) Deliver(_ string, offset uint64, frame []byte) {
 		return
 	}
 	if sub.syncing {
-		if s.queued+sub.buffered+len(frame) > s.srv.cfg.QueueMaxSize {
-			s.srv.metrics.queueDropped.Inc()
-			s.disconnectLocked(hub.DisconnectSlow)
+		if sub.buffered+len(frame) > s.q.Room() {
+			s.q.Overflow() // disconnects through sessionSink.Overflow
 			return
 		}
 		sub.buffer = append(sub.buffer, pending{offset: offset, frame: frame})
@@ -144,66 +160,34 @@ func (sub *subscription) Deliver(_ string, offset uint64, frame []byte) {
 	s.enqueueLocked(frame)
 }
 
-// enqueueLocked queues one protocol message and starts a writer when none
-// runs. A queue beyond QueueMaxSize disconnects the client as slow.
+// enqueueLocked queues one protocol message. A queue beyond QueueMaxSize
+// disconnects the client as slow (sessionSink.Overflow).
 func (s *Session) enqueueLocked(msg []byte) {
 	if s.state == stateClosed || s.closeSent {
 		return
 	}
-	if s.queued+len(msg) > s.srv.cfg.QueueMaxSize {
-		s.srv.metrics.queueDropped.Inc()
-		s.disconnectLocked(hub.DisconnectSlow)
-		return
-	}
-	s.queue = append(s.queue, msg)
-	s.queued += len(msg)
-	if !s.writing {
-		s.writing = true
-		s.srv.writers.submit(s)
-	}
+	_ = s.q.Enqueue(msg)
 }
 
-// flushOnce writes everything queued as one transport message. It reports
-// whether more was queued meanwhile (the session stays marked as writing
-// and must be submitted again).
-func (s *Session) flushOnce(w *poolWorker) bool {
-	s.mu.Lock()
-	if len(s.queue) == 0 || s.state == stateClosed || s.closeSent {
-		s.writing = false
-		s.queue, s.queued = nil, 0
-		s.mu.Unlock()
-		return false
-	}
-	msgs := s.queue
-	s.queue, s.queued = nil, 0
-	s.mu.Unlock()
+// sessionSink is the delivery.Sink side of a Session (a conversion, so
+// the queue needs no allocation of its own for it).
+type sessionSink Session
 
+// WriteBatch writes msgs as one transport message.
+func (k *sessionSink) WriteBatch(msgs [][]byte) error {
+	s := (*Session)(k)
 	data := msgs[0]
 	if len(msgs) > 1 {
 		data = s.format.appendBatch(make([]byte, 0, batchSize(msgs)), msgs)
 	}
-	m := s.srv.metrics
-	m.messagesOut.Add(float64(len(msgs)))
-	m.framesOut.Inc()
-	m.bytesOut.Add(float64(len(data)))
-	w.writeStart.Store(time.Now().UnixNano())
-	err := s.t.Write(data)
-	w.writeStart.Store(0)
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err != nil {
-		s.writing = false
-		s.queue, s.queued = nil, 0
-		s.disconnectLocked(hub.DisconnectWriteError)
-		return false
-	}
-	if len(s.queue) > 0 && s.state != stateClosed && !s.closeSent {
-		return true
-	}
-	s.writing = false
-	return false
+	return s.t.Write(data)
 }
+
+// Overflow runs inside an Enqueue, which the session makes with mu held.
+func (k *sessionSink) Overflow() { (*Session)(k).disconnectLocked(hub.DisconnectSlow) }
+
+// WriteFailed runs in a writer goroutine, without the session's locks.
+func (k *sessionSink) WriteFailed(error) { (*Session)(k).Disconnect(hub.DisconnectWriteError) }
 
 func batchSize(msgs [][]byte) int {
 	n := len(msgs)
@@ -226,6 +210,7 @@ func (s *Session) disconnectLocked(d hub.Disconnect) {
 		return
 	}
 	s.closeSent = true
+	s.q.Close()
 	s.srv.metrics.disconnects.WithLabelValues(codeLabel(d.Code)).Inc()
 	s.wg.Add(1)
 	go func() {
@@ -250,7 +235,7 @@ func (s *Session) Closed() {
 	for _, sub := range subs {
 		sub.removed = true
 	}
-	s.queue, s.queued = nil, 0
+	s.q.Close()
 	if s.rpcCancel != nil {
 		s.rpcCancel()
 	}
@@ -334,7 +319,7 @@ func (s *Session) onTimer() {
 // subscription token, expired more than ExpiredCloseDelay ago without a
 // refresh. It reports whether it did.
 func (s *Session) expiredLocked() bool {
-	now := time.Now().Unix()
+	now := s.srv.clock.Now().Unix()
 	grace := int64(s.srv.cfg.ExpiredCloseDelay / time.Second)
 	if s.expireAt > 0 && now >= s.expireAt+grace {
 		s.disconnectLocked(hub.DisconnectExpired)

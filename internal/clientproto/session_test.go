@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
 	"github.com/switchboard-rt/switchboard/internal/broker/memory"
+	"github.com/switchboard-rt/switchboard/internal/clock/clocktest"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 )
 
@@ -25,14 +26,21 @@ type fakeTransport struct {
 	writes  [][]byte
 	closed  *hub.Disconnect
 	block   chan struct{} // when set, Write blocks until closed
+	blocked chan struct{} // receives when a Write starts blocking
 	session *Session
 	done    chan struct{}
 }
 
-func newFakeTransport() *fakeTransport { return &fakeTransport{done: make(chan struct{})} }
+func newFakeTransport() *fakeTransport {
+	return &fakeTransport{done: make(chan struct{}), blocked: make(chan struct{}, 16)}
+}
 
 func (f *fakeTransport) Write(data []byte) error {
 	if f.block != nil {
+		select {
+		case f.blocked <- struct{}{}:
+		default:
+		}
 		<-f.block
 	}
 	f.mu.Lock()
@@ -75,14 +83,17 @@ func (f *fakeTransport) messages() []string {
 }
 
 type harness struct {
-	t   *testing.T
-	hub *hub.Hub
-	srv *Server
+	t     *testing.T
+	hub   *hub.Hub
+	srv   *Server
+	clock *clocktest.Fake // drives the hub, the broker's history and the sessions' timers
 }
 
 func newHarness(t *testing.T, mod func(*Config)) *harness {
 	t.Helper()
-	h, err := hub.New(hub.Config{Broker: memory.New(nil), Presence: memory.NewPresence(), Codecs: Codecs(),
+	// Tokens are checked against the wall clock: start the fake there.
+	clk := clocktest.New(time.Now())
+	h, err := hub.New(hub.Config{Broker: memory.New(clk.Now), Presence: memory.NewPresence(), Clock: clk,
 		Namespaces: hub.Namespaces{Named: map[string]hub.ChannelOptions{
 			"chat": {AllowSubscribeForClient: true, AllowPublishForSubscriber: true, AllowHistoryForSubscriber: true, HistorySize: 1000, HistoryTTL: time.Minute, ForceRecovery: true},
 		}}})
@@ -99,7 +110,7 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 		require.NoError(t, h.Shutdown(ctx))
 		srv.Close()
 	})
-	return &harness{t: t, hub: h, srv: srv}
+	return &harness{t: t, hub: h, srv: srv, clock: clk}
 }
 
 func (h *harness) session(format int) (*Session, *fakeTransport) {
@@ -123,16 +134,14 @@ func tok(t testing.TB, user string) string {
 	return s
 }
 
+// waitUntil polls for what the writer goroutines deliver (no timing
+// involved: timers run on the harness's fake clock).
 func waitUntil(t *testing.T, cond func() bool, what string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timeout: %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	require.Eventually(t, cond, 5*time.Second, time.Millisecond, what)
 }
+
+func connected(ft *fakeTransport) func() bool { return hasMessage(ft, `"id":1,"connect"`) }
 
 func hasMessage(ft *fakeTransport, substr string) func() bool {
 	return func() bool {
@@ -226,45 +235,60 @@ func TestAnonymousNeedsPermission(t *testing.T) {
 	waitUntil(t, hasMessage(ft, `{"id":1,"error":{"code":101,"message":"unauthorized"}}`), "unauthorized")
 }
 
+func disconnected(ft *fakeTransport) func() bool {
+	return func() bool { return ft.disconnect() != nil }
+}
+
 func TestStaleConnectionClosed(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.StaleCloseDelay = 20 * time.Millisecond })
+	h := newHarness(t, nil)
 	_, ft := h.session(FormatJSON)
-	waitUntil(t, func() bool { return ft.disconnect() != nil }, "stale disconnect")
+	h.clock.Advance(DefaultStaleCloseDelay - time.Millisecond)
+	require.Nil(t, ft.disconnect(), "not before the stale delay")
+	h.clock.Advance(time.Millisecond)
+	waitUntil(t, disconnected(ft), "stale disconnect")
 	require.Equal(t, hub.DisconnectStale, *ft.disconnect())
 }
 
+func pings(ft *fakeTransport) int {
+	n := 0
+	for _, m := range ft.messages() {
+		if m == "{}" {
+			n++
+		}
+	}
+	return n
+}
+
 func TestNoPongDisconnects(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.PingInterval = 30 * time.Millisecond; c.PongTimeout = 10 * time.Millisecond })
+	h := newHarness(t, nil)
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}`))
-	waitUntil(t, hasMessage(ft, `{}`), "ping")
-	waitUntil(t, func() bool { return ft.disconnect() != nil }, "no pong disconnect")
+	waitUntil(t, connected(ft), "connect")
+	h.clock.Advance(DefaultPingInterval - time.Millisecond)
+	require.Zero(t, pings(ft), "no ping before the interval")
+	h.clock.Advance(time.Millisecond)
+	waitUntil(t, func() bool { return pings(ft) == 1 }, "ping")
+	h.clock.Advance(DefaultPongTimeout - time.Millisecond)
+	require.Nil(t, ft.disconnect(), "not before the pong timeout")
+	h.clock.Advance(time.Millisecond)
+	waitUntil(t, disconnected(ft), "no pong disconnect")
 	require.Equal(t, hub.DisconnectNoPong, *ft.disconnect())
 }
 
 func TestPongKeepsConnection(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.PingInterval = 20 * time.Millisecond; c.PongTimeout = 15 * time.Millisecond })
+	h := newHarness(t, nil)
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}`))
-	pings := func() int {
-		n := 0
-		for _, m := range ft.messages() {
-			if m == "{}" {
-				n++
-			}
+	waitUntil(t, connected(ft), "connect")
+	for i := 1; i <= 5; i++ {
+		h.clock.Advance(DefaultPingInterval - DefaultPongTimeout)
+		if i == 1 {
+			h.clock.Advance(DefaultPongTimeout) // the first ping comes one interval after connect
 		}
-		return n
+		waitUntil(t, func() bool { return pings(ft) == i }, "ping")
+		s.HandleMessage([]byte(`{}`))
+		h.clock.Advance(DefaultPongTimeout) // the pong check passes
 	}
-	answered := 0
-	deadline := time.Now().Add(5 * time.Second)
-	for answered < 5 && time.Now().Before(deadline) {
-		if pings() > answered {
-			s.HandleMessage([]byte(`{}`))
-			answered++
-		}
-		time.Sleep(time.Millisecond)
-	}
-	require.Equal(t, 5, answered)
 	require.Nil(t, ft.disconnect())
 }
 
@@ -415,7 +439,7 @@ var fuzzHarness struct {
 
 func fuzzSession(t *testing.T, format int, data []byte) {
 	fuzzHarness.once.Do(func() {
-		h, err := hub.New(hub.Config{Broker: memory.New(nil), Presence: memory.NewPresence(), Codecs: Codecs(),
+		h, err := hub.New(hub.Config{Broker: memory.New(nil), Presence: memory.NewPresence(),
 			Namespaces: hub.Namespaces{Named: map[string]hub.ChannelOptions{"chat": {AllowSubscribeForClient: true,
 				AllowPublishForSubscriber: true, HistorySize: 5, HistoryTTL: time.Minute, Presence: true, AllowPresenceForSubscriber: true}}}})
 		if err != nil {
@@ -478,7 +502,7 @@ func TestRPCRepliesAndCancellationOnClose(t *testing.T) {
 }
 
 func TestStuckSocketDoesNotBlockOthers(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Writers = 1; c.WriteStall = 20 * time.Millisecond })
+	h := newHarness(t, func(c *Config) { c.Writers = 1; c.WriteStall = time.Second })
 	stuck, stuckT := h.session(FormatJSON)
 	other, otherT := h.session(FormatJSON)
 	for _, s := range []*Session{stuck, other} {
@@ -492,20 +516,106 @@ func TestStuckSocketDoesNotBlockOthers(t *testing.T) {
 		_, err := h.hub.Publish(context.Background(), "chat:s", []byte(`{"n":`+string(rune('0'+i))+`}`), nil, nil)
 		require.NoError(t, err)
 	}
+	<-stuckT.blocked // the only writer is stuck in this peer's write
+	if hasMessage(otherT, `{"n":2}`)() {
+		return // served before the stuck write began: nothing to detach
+	}
+	h.clock.Advance(time.Second - time.Millisecond)
+	require.False(t, hasMessage(otherT, `{"n":2}`)(), "the writer is not detached before the stall limit")
+	h.clock.Advance(time.Millisecond)
 	// With one writer, the other connection is served once the stuck
 	// writer is detached.
 	waitUntil(t, hasMessage(otherT, `{"n":2}`), "other connection served despite a stuck peer")
 }
 
 func TestExpiryEnforcedWithoutPings(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.PingInterval = -1; c.ExpiredCloseDelay = time.Millisecond })
+	h := newHarness(t, func(c *Config) { c.PingInterval = -1; c.ExpiredCloseDelay = 10 * time.Second })
 	s, ft := h.session(FormatJSON)
-	tk, err := auth.SignConnect(secret, "u1", time.Second, time.Now())
+	tk, err := auth.SignConnect(secret, "u1", time.Minute, h.clock.Now())
 	require.NoError(t, err)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tk + `"}}`))
-	waitUntil(t, hasMessage(ft, `"id":1,"connect"`), "connect")
-	waitUntil(t, func() bool { return ft.disconnect() != nil }, "expired connection closed")
+	waitUntil(t, hasMessage(ft, `"expires":true,"ttl":60`), "connect")
+	// Checked every ExpiredCloseDelay; closed once expiry + delay passed.
+	h.clock.Advance(time.Minute)
+	require.Nil(t, ft.disconnect(), "the expired close delay is a grace period")
+	h.clock.Advance(10 * time.Second)
+	waitUntil(t, disconnected(ft), "expired connection closed")
 	require.Equal(t, hub.DisconnectExpired, *ft.disconnect())
+}
+
+func TestExpiryCheckedAtPings(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.PongTimeout = -1 })
+	s, ft := h.session(FormatJSON)
+	tk, err := auth.SignConnect(secret, "u1", time.Minute, h.clock.Now())
+	require.NoError(t, err)
+	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tk + `"}}`))
+	waitUntil(t, connected(ft), "connect")
+	h.clock.Advance(3 * DefaultPingInterval) // 75 s: expired 15 s ago, within the 25 s delay
+	waitUntil(t, func() bool { return pings(ft) == 3 }, "pings")
+	require.Nil(t, ft.disconnect())
+	h.clock.Advance(DefaultPingInterval) // 100 s
+	waitUntil(t, disconnected(ft), "expired at the next ping")
+	require.Equal(t, hub.DisconnectExpired, *ft.disconnect())
+	require.Equal(t, 3, pings(ft), "no ping to an expired connection")
+}
+
+func TestRecoveryWithinHistoryTTL(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.PingInterval = -1 })
+	ctx := context.Background()
+	var sp hub.StreamPosition
+	for i := 1; i <= 3; i++ {
+		var err error
+		sp, err = h.hub.Publish(ctx, "chat:t", []byte(`{"n":`+string(rune('0'+i))+`}`), nil, nil)
+		require.NoError(t, err)
+	}
+	recoverCmd := func(id string) []byte {
+		return []byte(`{"id":` + id + `,"subscribe":{"channel":"chat:t","recover":true,"offset":1,"epoch":"` + sp.Epoch + `"}}`)
+	}
+	s, ft := h.session(FormatJSON)
+	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}`))
+	h.clock.Advance(time.Minute - time.Millisecond) // the namespace keeps history for a minute
+	s.HandleMessage(recoverCmd("2"))
+	waitUntil(t, hasMessage(ft, `"id":2,"subscribe"`), "first subscribe")
+	require.True(t, hasMessage(ft, `"recovered":true`)())
+	require.True(t, hasMessage(ft, `{"n":3}`)())
+	s.HandleMessage([]byte(`{"id":3,"unsubscribe":{"channel":"chat:t"}}`))
+	waitUntil(t, hasMessage(ft, `"id":3,"unsubscribe"`), "unsubscribed")
+
+	h.clock.Advance(time.Millisecond) // now the publications are gone
+	s.HandleMessage(recoverCmd("4"))
+	waitUntil(t, hasMessage(ft, `"id":4,"subscribe"`), "second subscribe")
+	for _, m := range ft.messages() {
+		if strings.Contains(m, `"id":4`) {
+			require.NotContains(t, m, `"recovered":true`)
+			require.NotContains(t, m, `"publications"`)
+		}
+	}
+}
+
+func TestHubDeliversToOneSession(t *testing.T) {
+	h := newHarness(t, nil)
+	a, at := h.session(FormatJSON)
+	b, bt := h.session(FormatProtobuf)
+	require.ErrorIs(t, h.hub.Deliver("nobody", []byte(`{}`)), hub.ErrNoClient)
+	a.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}`))
+	cmd, err := (&protocol.Command{Id: 1, Connect: &protocol.ConnectRequest{Token: tok(t, "u2")}}).MarshalVT()
+	require.NoError(t, err)
+	b.HandleMessage(append(binary.AppendUvarint(nil, uint64(len(cmd))), cmd...))
+	waitUntil(t, connected(at), "a connected")
+	waitUntil(t, func() bool { bt.mu.Lock(); defer bt.mu.Unlock(); return len(bt.writes) == 1 }, "b connected")
+
+	require.NoError(t, h.hub.Deliver(a.ID(), []byte(`{"to":"a"}`)))
+	require.NoError(t, h.hub.Deliver(b.ID(), []byte(`{"to":"b"}`)))
+	waitUntil(t, hasMessage(at, `{"push":{"message":{"data":{"to":"a"}}}}`), "message push to a")
+	require.False(t, hasMessage(at, `"b"`)(), "a gets only its own message")
+	waitUntil(t, func() bool { bt.mu.Lock(); defer bt.mu.Unlock(); return len(bt.writes) == 2 }, "message to b")
+	bt.mu.Lock()
+	w := bt.writes[1]
+	bt.mu.Unlock()
+	_, n := binary.Uvarint(w)
+	var rep protocol.Reply
+	require.NoError(t, rep.UnmarshalVT(w[n:]))
+	require.Equal(t, `{"to":"b"}`, string(rep.Push.Message.Data), "encoded in b's format")
 }
 
 func TestRefreshInfoConcurrentWithPublish(t *testing.T) {

@@ -167,12 +167,12 @@ var centrifugoKeys = map[string]centrifugoKey{
 	"client.token.user_id_claim":                            {class: offOnly, def: "sub"},
 	"client.token.insecure_skip_jwks_endpoint_safety_check": {class: noEffect},
 
-	"channel.proxy":                   {class: section}, // used only by *_proxy_enabled options
-	"channel.history_meta_ttl":        {class: noEffect},
-	"channel.private_prefix":          {class: offOnly, def: "$"},
-	"channel.namespace_boundary":      {class: fixed, def: NamespaceBoundary},
-	"channel.user_boundary":           {class: fixed, def: UserBoundary},
-	"channel.user_separator":          {class: fixed, def: UserSeparator},
+	"channel.proxy":              {class: section}, // used only by *_proxy_enabled options
+	"channel.history_meta_ttl":   {class: noEffect},
+	"channel.private_prefix":     {class: offOnly, def: "$"},
+	"channel.namespace_boundary": {class: fixed, def: NamespaceBoundary},
+	"channel.user_boundary":      {class: fixed, def: UserBoundary},
+	"channel.user_separator":     {class: fixed, def: UserSeparator},
 
 	"channel.without_namespace.history_meta_ttl":                     {class: noEffect},
 	"channel.without_namespace.allow_positioning":                    {class: offOnly, hint: "use force_positioning"},
@@ -199,9 +199,9 @@ var centrifugoKeys = map[string]centrifugoKey{
 	"channel.without_namespace.map_users_presence_channel_prefix":    {class: noEffect},
 
 	"channel.publication_data_format": {class: offOnly, hint: "set it per namespace (channel.without_namespace, channel.namespaces[])"},
-	"http_api.disabled":       {class: offOnly},
-	"http_api.external":       {class: offOnly},
-	"http_api.handler_prefix": {class: fixed, def: "/api"},
+	"http_api.disabled":               {class: offOnly},
+	"http_api.external":               {class: offOnly},
+	"http_api.handler_prefix":         {class: fixed, def: "/api"},
 
 	"websocket.disabled":                        {class: offOnly},
 	"websocket.handler_prefix":                  {class: fixed, def: "/connection/websocket"},

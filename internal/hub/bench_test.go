@@ -12,7 +12,7 @@ import (
 // countSub models a connection's queue append: it only counts.
 type countSub struct{ n atomic.Int64 }
 
-func (c *countSub) Format() int                    { return 0 }
+func (c *countSub) Format() hub.FormatID           { return 0 }
 func (c *countSub) Deliver(string, uint64, []byte) { c.n.Add(1) }
 
 // BenchmarkFanout measures publishing one message to N local subscribers

@@ -56,10 +56,14 @@ func (u *undeliverableSub) Undeliverable(_ string, offset uint64) {
 }
 
 func TestFanoutReportsUndeliverablePushes(t *testing.T) {
-	h, err := hub.New(hub.Config{Broker: memory.New(nil), Presence: memory.NewPresence(),
-		Codecs: []hub.Codec{failingCodec{rawCodec{"json"}}, rawCodec{"pb"}}, Namespaces: chatNamespaces()})
+	h, err := hub.New(hub.Config{Broker: memory.New(nil), Presence: memory.NewPresence(), Namespaces: chatNamespaces()})
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, h.Shutdown(context.Background())) })
+	jsonID, err := h.RegisterFormat("json", failingCodec{rawCodec{"json"}})
+	require.NoError(t, err)
+	pbID, err := h.RegisterFormat("pb", rawCodec{"pb"})
+	require.NoError(t, err)
+	require.Equal(t, []hub.FormatID{0, 1}, []hub.FormatID{jsonID, pbID})
 
 	js := &undeliverableSub{fakeSub: fakeSub{format: 0}}
 	plain := &fakeSub{format: 0}

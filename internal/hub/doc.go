@@ -1,7 +1,7 @@
 // Package hub is the realtime core: channels, subscriptions, presence,
 // history and fan-out. It knows nothing of WebSocket, HTTP or any wire
-// protocol: client-protocol adapters register Subscribers and a Codec per
-// wire format, and a Broker moves publications, presence and history
+// protocol: each adapter registers its wire formats (RegisterFormat, an
+// Encoder each) and its Subscribers and Clients, and a Broker moves publications, presence and history
 // (in memory by default, Redis when several processes share channels).
 //
 // Lock order: a channel shard's lock before any Subscriber's own locks.

@@ -11,26 +11,36 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-rt/switchboard/internal/clock"
 )
 
 const numShards = 64
 
-// MaxFormats bounds the number of wire formats (Codecs) a Hub serves.
+// MaxFormats bounds the number of wire formats a Hub serves.
 const MaxFormats = 4
 
-// Codec encodes pushes for one wire format. The returned bytes are one
-// complete message of that format; the same slice is queued to every
-// subscriber using the format, so subscribers must not modify it.
-type Codec interface {
+// FormatID is the index RegisterFormat hands back for a wire format.
+type FormatID uint8
+
+// Encoder encodes pushes for one wire format. The returned bytes are one
+// complete message (frame) of that format; the same slice is queued to
+// every subscriber using the format, so subscribers must not modify it.
+type Encoder interface {
 	EncodePublication(channel string, pub *Publication) ([]byte, error)
 	EncodeJoin(channel string, info *ClientInfo) ([]byte, error)
 	EncodeLeave(channel string, info *ClientInfo) ([]byte, error)
+	// EncodeMessage encodes data addressed to one connection (Deliver).
+	EncodeMessage(data []byte) ([]byte, error)
 }
+
+// ErrNoClient is returned by Deliver for a client id not connected here.
+var ErrNoClient = errors.New("hub: no such client")
 
 // Subscriber receives pushes of the channels it subscribed to.
 type Subscriber interface {
-	// Format is the index of the Codec that encodes pushes for it.
-	Format() int
+	// Format is the registered format that encodes pushes for it.
+	Format() FormatID
 	// Deliver queues an encoded push of channel. offset is the
 	// publication's offset (0 for join/leave and channels without
 	// history). Deliver is called with hub locks held: it must not block
@@ -50,6 +60,11 @@ type UndeliverableSubscriber interface {
 type Client interface {
 	ID() string
 	UserID() string
+	// Format is the registered format of the connection.
+	Format() FormatID
+	// Send queues a frame of the connection's format. The hub calls it
+	// without its locks held; it must not block.
+	Send(frame []byte) error
 	// Disconnect closes the connection with d. It must not block.
 	Disconnect(d Disconnect)
 	// ServerSubscribe subscribes the connection to channel on the
@@ -72,7 +87,6 @@ type ServerSubscribe struct {
 type Config struct {
 	Broker     Broker          // required
 	Presence   PresenceManager // required
-	Codecs     []Codec         // one per wire format, at most MaxFormats
 	Namespaces Namespaces
 	// ConnectionLimit caps connections of this process; 0 = unlimited.
 	ConnectionLimit int
@@ -80,12 +94,12 @@ type Config struct {
 	UserConnectionLimit int
 	Logger              *slog.Logger
 	Registerer          prometheus.Registerer
-	Now                 func() time.Time
+	Clock               clock.Clock // nil = the wall clock
 }
 
 type subEntry struct {
 	sub       Subscriber
-	format    uint8
+	format    FormatID
 	joinLeave bool
 }
 
@@ -126,6 +140,11 @@ type Hub struct {
 	closing  atomic.Bool
 	started  time.Time
 	metrics  *hubMetrics
+	clock    clock.Clock
+	// formats[:numFormats] are registered; formatMu serialises RegisterFormat.
+	formatMu   sync.Mutex
+	formats    [MaxFormats]registeredFormat
+	numFormats atomic.Int32
 	// brokerMu serialises the broker interest transitions of one channel.
 	interest [numShards]sync.Mutex
 }
@@ -135,19 +154,14 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.Broker == nil || cfg.Presence == nil {
 		return nil, errors.New("hub: broker and presence manager are required")
 	}
-	if len(cfg.Codecs) == 0 || len(cfg.Codecs) > MaxFormats {
-		return nil, fmt.Errorf("hub: need 1 to %d codecs, got %d", MaxFormats, len(cfg.Codecs))
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	cfg.Clock = clock.OrReal(cfg.Clock)
 	if cfg.Namespaces.Named == nil {
 		cfg.Namespaces.Named = map[string]ChannelOptions{}
 	}
-	h := &Hub{cfg: cfg, log: cfg.Logger.With("component", "hub"), seed: maphash.MakeSeed(), started: cfg.Now()}
+	h := &Hub{cfg: cfg, log: cfg.Logger.With("component", "hub"), seed: maphash.MakeSeed(), clock: cfg.Clock, started: cfg.Clock.Now()}
 	for i := range h.shards {
 		h.shards[i].channels = map[string]*channelSubs{}
 		h.cshards[i].clients = map[string]Client{}
@@ -173,8 +187,46 @@ func (h *Hub) ChannelOptions(channel string) (ChannelOptions, error) {
 	return h.cfg.Namespaces.Resolve(channel)
 }
 
+type registeredFormat struct {
+	name string
+	enc  Encoder
+}
+
+// RegisterFormat adds a wire format and returns its id, which the
+// format's subscribers and clients report. The adapter owning the format
+// registers it once, before its connections subscribe; names are unique.
+func (h *Hub) RegisterFormat(name string, enc Encoder) (FormatID, error) {
+	if name == "" || enc == nil {
+		return 0, errors.New("hub: a format needs a name and an encoder")
+	}
+	h.formatMu.Lock()
+	defer h.formatMu.Unlock()
+	n := int(h.numFormats.Load())
+	for _, f := range h.formats[:n] {
+		if f.name == name {
+			return 0, fmt.Errorf("hub: format %q is already registered", name)
+		}
+	}
+	if n == MaxFormats {
+		return 0, fmt.Errorf("hub: format %q: at most %d formats", name, MaxFormats)
+	}
+	h.formats[n] = registeredFormat{name: name, enc: enc}
+	h.numFormats.Store(int32(n + 1))
+	return FormatID(n), nil
+}
+
+func (h *Hub) encoder(f FormatID) (Encoder, error) {
+	if int32(f) >= h.numFormats.Load() {
+		return nil, fmt.Errorf("hub: format %d is not registered", f)
+	}
+	return h.formats[f].enc, nil
+}
+
+// Clock returns the hub's clock, which adapters share for their timers.
+func (h *Hub) Clock() clock.Clock { return h.clock }
+
 // Now returns the hub's clock reading.
-func (h *Hub) Now() time.Time { return h.cfg.Now() }
+func (h *Hub) Now() time.Time { return h.clock.Now() }
 
 // Closing reports whether Shutdown has begun.
 func (h *Hub) Closing() bool { return h.closing.Load() }
@@ -244,6 +296,32 @@ func (h *Hub) RemoveClient(c Client) {
 	}
 }
 
+// Deliver sends data to one connection of this process, encoded as a
+// message in the connection's format (ErrNoClient when clientID is not
+// connected here). It does not block; the connection's queue limit applies.
+func (h *Hub) Deliver(clientID string, data []byte) error {
+	cs := &h.cshards[h.shardIndex(clientID)]
+	cs.mu.RLock()
+	c := cs.clients[clientID]
+	cs.mu.RUnlock()
+	if c == nil {
+		return ErrNoClient
+	}
+	enc, err := h.encoder(c.Format())
+	if err != nil {
+		return err
+	}
+	frame, err := enc.EncodeMessage(data)
+	if err != nil {
+		return fmt.Errorf("hub: encode message: %w", err)
+	}
+	if err := c.Send(frame); err != nil {
+		return fmt.Errorf("hub: deliver to %s: %w", clientID, err)
+	}
+	h.metrics.deliveries.Inc()
+	return nil
+}
+
 // UserClients returns the connections of user; when clientID is not
 // empty, only that connection (if it belongs to user).
 func (h *Hub) UserClients(user, clientID string) []Client {
@@ -309,15 +387,15 @@ func (h *Hub) NumChannels() int {
 }
 
 // Uptime is the time since New.
-func (h *Hub) Uptime() time.Duration { return h.cfg.Now().Sub(h.started) }
+func (h *Hub) Uptime() time.Duration { return h.clock.Now().Sub(h.started) }
 
 // AddSubscriber adds sub to channel's local subscribers. joinLeave asks
 // for join/leave pushes. The first local subscriber of a channel declares
 // interest to the broker. Adding a subscriber twice is ErrAlreadySubscribed.
 func (h *Hub) AddSubscriber(channel string, sub Subscriber, joinLeave bool) error {
 	f := sub.Format()
-	if f < 0 || f >= len(h.cfg.Codecs) {
-		return fmt.Errorf("hub: subscriber format %d has no codec", f)
+	if _, err := h.encoder(f); err != nil {
+		return err
 	}
 	idx := h.shardIndex(channel)
 	h.interest[idx].Lock()
@@ -335,7 +413,7 @@ func (h *Hub) AddSubscriber(channel string, sub Subscriber, joinLeave bool) erro
 		return ErrAlreadySubscribed
 	}
 	c.index[sub] = len(c.subs)
-	c.subs = append(c.subs, subEntry{sub: sub, format: uint8(f), joinLeave: joinLeave})
+	c.subs = append(c.subs, subEntry{sub: sub, format: f, joinLeave: joinLeave})
 	c.formats[f]++
 	if joinLeave {
 		c.joinLeaveCount++
@@ -403,21 +481,21 @@ func (h *Hub) removeLocked(idx int, channel string, sub Subscriber) bool {
 // HandlePublication fans a publication out to local subscribers: it is
 // encoded once per format in use and the same bytes go to every subscriber.
 func (h *Hub) HandlePublication(channel string, pub *Publication, _ StreamPosition) {
-	h.fanout(channel, pub.Offset, false, func(c Codec) ([]byte, error) { return c.EncodePublication(channel, pub) })
+	h.fanout(channel, pub.Offset, false, func(c Encoder) ([]byte, error) { return c.EncodePublication(channel, pub) })
 	h.metrics.publications.Inc()
 }
 
 // HandleJoin delivers a join push to subscribers that asked for them.
 func (h *Hub) HandleJoin(channel string, info *ClientInfo) {
-	h.fanout(channel, 0, true, func(c Codec) ([]byte, error) { return c.EncodeJoin(channel, info) })
+	h.fanout(channel, 0, true, func(c Encoder) ([]byte, error) { return c.EncodeJoin(channel, info) })
 }
 
 // HandleLeave delivers a leave push to subscribers that asked for them.
 func (h *Hub) HandleLeave(channel string, info *ClientInfo) {
-	h.fanout(channel, 0, true, func(c Codec) ([]byte, error) { return c.EncodeLeave(channel, info) })
+	h.fanout(channel, 0, true, func(c Encoder) ([]byte, error) { return c.EncodeLeave(channel, info) })
 }
 
-func (h *Hub) fanout(channel string, offset uint64, joinLeave bool, encode func(Codec) ([]byte, error)) {
+func (h *Hub) fanout(channel string, offset uint64, joinLeave bool, encode func(Encoder) ([]byte, error)) {
 	s := &h.shards[h.shardIndex(channel)]
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -431,7 +509,7 @@ func (h *Hub) fanout(channel string, offset uint64, joinLeave bool, encode func(
 		if n == 0 {
 			continue
 		}
-		b, err := encode(h.cfg.Codecs[f])
+		b, err := encode(h.formats[f].enc)
 		if err != nil {
 			h.log.Warn("push cannot be encoded for a format in use", "channel", channel, "format", f, "error", err)
 			failed[f] = true

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/broker/memory"
+	"github.com/switchboard-rt/switchboard/internal/clock/clocktest"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 )
 
@@ -25,14 +26,31 @@ func (c rawCodec) EncodeJoin(ch string, i *hub.ClientInfo) ([]byte, error) {
 func (c rawCodec) EncodeLeave(ch string, i *hub.ClientInfo) ([]byte, error) {
 	return []byte(c.name + " leave " + ch + " " + i.UserID), nil
 }
+func (c rawCodec) EncodeMessage(data []byte) ([]byte, error) {
+	return []byte(c.name + " message " + string(data)), nil
+}
+
+// newHubConfig returns a hub with raw formats registered under names (ids
+// 0, 1, … in that order).
+func newHubConfig(t testing.TB, cfg hub.Config, names ...string) *hub.Hub {
+	t.Helper()
+	h, err := hub.New(cfg)
+	require.NoError(t, err)
+	for i, n := range names {
+		id, err := h.RegisterFormat(n, rawCodec{n})
+		require.NoError(t, err)
+		require.Equal(t, hub.FormatID(i), id)
+	}
+	return h
+}
 
 type fakeSub struct {
-	format int
+	format hub.FormatID
 	mu     sync.Mutex
 	got    []string
 }
 
-func (f *fakeSub) Format() int { return f.format }
+func (f *fakeSub) Format() hub.FormatID { return f.format }
 func (f *fakeSub) Deliver(_ string, _ uint64, frame []byte) {
 	f.mu.Lock()
 	f.got = append(f.got, string(frame))
@@ -47,8 +65,7 @@ func (f *fakeSub) frames() []string {
 func newHub(t testing.TB, ns hub.Namespaces) *hub.Hub {
 	t.Helper()
 	b := memory.New(nil)
-	h, err := hub.New(hub.Config{Broker: b, Presence: memory.NewPresence(), Codecs: []hub.Codec{rawCodec{"json"}, rawCodec{"pb"}}, Namespaces: ns})
-	require.NoError(t, err)
+	h := newHubConfig(t, hub.Config{Broker: b, Presence: memory.NewPresence(), Namespaces: ns}, "json", "pb")
 	t.Cleanup(func() { require.NoError(t, h.Shutdown(context.Background())) })
 	return h
 }
@@ -63,7 +80,7 @@ func TestFanoutEncodesOncePerFormat(t *testing.T) {
 	h := newHub(t, chatNamespaces())
 	var subs []*fakeSub
 	for i := 0; i < 4; i++ {
-		s := &fakeSub{format: i % 2}
+		s := &fakeSub{format: hub.FormatID(i % 2)}
 		subs = append(subs, s)
 		require.NoError(t, h.AddSubscriber("chat:a", s, false))
 	}
@@ -129,21 +146,21 @@ func TestHistoryRespectsSizeAndNamespace(t *testing.T) {
 }
 
 func TestHistoryTTL(t *testing.T) {
-	now := time.Unix(1000, 0)
-	var mu sync.Mutex
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	b := memory.New(clock)
-	h, err := hub.New(hub.Config{Broker: b, Presence: memory.NewPresence(), Codecs: []hub.Codec{rawCodec{"json"}},
-		Namespaces: hub.Namespaces{Default: hub.ChannelOptions{HistorySize: 10, HistoryTTL: time.Second}}})
-	require.NoError(t, err)
+	clk := clocktest.New(time.Unix(1000, 0))
+	b := memory.New(clk.Now)
+	h := newHubConfig(t, hub.Config{Broker: b, Presence: memory.NewPresence(), Clock: clk,
+		Namespaces: hub.Namespaces{Default: hub.ChannelOptions{HistorySize: 10, HistoryTTL: time.Second}}}, "json")
 	defer h.Shutdown(context.Background())
 	ctx := context.Background()
-	_, err = h.Publish(ctx, "ttl", []byte("a"), nil, nil)
+	_, err := h.Publish(ctx, "ttl", []byte("a"), nil, nil)
 	require.NoError(t, err)
-	mu.Lock()
-	now = now.Add(2 * time.Second)
-	mu.Unlock()
+	clk.Advance(999 * time.Millisecond)
 	r, err := h.History(ctx, "ttl", hub.HistoryOptions{Limit: -1})
+	require.NoError(t, err)
+	require.Len(t, r.Publications, 1, "kept until the TTL has passed")
+	require.Equal(t, 999*time.Millisecond, h.Uptime())
+	clk.Advance(time.Millisecond)
+	r, err = h.History(ctx, "ttl", hub.HistoryOptions{Limit: -1})
 	require.NoError(t, err)
 	require.Empty(t, r.Publications)
 	require.Equal(t, uint64(1), r.Position.Offset, "the stream position outlives expired publications")
@@ -200,7 +217,16 @@ type fakeClient struct {
 	id, user string
 	mu       sync.Mutex
 	disc     []hub.Disconnect
+	sent     []string
 	onDisc   func()
+}
+
+func (c *fakeClient) Format() hub.FormatID { return 0 }
+func (c *fakeClient) Send(frame []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sent = append(c.sent, string(frame))
+	return nil
 }
 
 func (c *fakeClient) ID() string     { return c.id }
@@ -219,9 +245,7 @@ func (c *fakeClient) Refresh(int64, bool, []byte)                               
 
 func TestClientLimitsAndShutdown(t *testing.T) {
 	b := memory.New(nil)
-	h, err := hub.New(hub.Config{Broker: b, Presence: memory.NewPresence(), Codecs: []hub.Codec{rawCodec{"json"}},
-		ConnectionLimit: 3, UserConnectionLimit: 2})
-	require.NoError(t, err)
+	h := newHubConfig(t, hub.Config{Broker: b, Presence: memory.NewPresence(), ConnectionLimit: 3, UserConnectionLimit: 2}, "json")
 	var clients []*fakeClient
 	for i, u := range []string{"a", "a", "b"} {
 		c := &fakeClient{id: fmt.Sprint(i), user: u}
@@ -250,12 +274,14 @@ func TestClientLimitsAndShutdown(t *testing.T) {
 
 func TestShutdownDeadline(t *testing.T) {
 	b := memory.New(nil)
-	h, err := hub.New(hub.Config{Broker: b, Presence: memory.NewPresence(), Codecs: []hub.Codec{rawCodec{"json"}}})
-	require.NoError(t, err)
+	h := newHubConfig(t, hub.Config{Broker: b, Presence: memory.NewPresence()}, "json")
 	require.NoError(t, h.AddClient(&fakeClient{id: "stuck", user: "u"}))
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	// A deadline already passed: Shutdown gives up at once, naming it.
+	ctx, cancel := context.WithDeadline(context.Background(), time.Unix(0, 0))
 	defer cancel()
-	require.ErrorIs(t, h.Shutdown(ctx), context.DeadlineExceeded)
+	err := h.Shutdown(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.ErrorContains(t, err, "1 clients still connected")
 	_ = b.Close(context.Background())
 }
 
@@ -286,7 +312,7 @@ type orderSub struct {
 	offsets []uint64
 }
 
-func (o *orderSub) Format() int { return 0 }
+func (o *orderSub) Format() hub.FormatID { return 0 }
 func (o *orderSub) Deliver(_ string, off uint64, _ []byte) {
 	o.mu.Lock()
 	o.offsets = append(o.offsets, off)
@@ -298,8 +324,7 @@ func (o *orderSub) Deliver(_ string, off uint64, _ []byte) {
 // the user and client indexes once deadlocked exactly this).
 func TestClientChurnDoesNotDeadlock(t *testing.T) {
 	b := memory.New(nil)
-	h, err := hub.New(hub.Config{Broker: b, Presence: memory.NewPresence(), Codecs: []hub.Codec{rawCodec{"json"}}})
-	require.NoError(t, err)
+	h := newHubConfig(t, hub.Config{Broker: b, Presence: memory.NewPresence()}, "json")
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -329,4 +354,36 @@ func TestClientChurnDoesNotDeadlock(t *testing.T) {
 	}
 	require.Equal(t, 0, h.NumClients())
 	require.Equal(t, 0, h.NumUsers())
+}
+
+func TestDeliverToOneClient(t *testing.T) {
+	h := newHub(t, hub.Namespaces{})
+	a, b := &fakeClient{id: "a", user: "u"}, &fakeClient{id: "b", user: "u"}
+	require.NoError(t, h.AddClient(a))
+	require.NoError(t, h.AddClient(b))
+	require.NoError(t, h.Deliver("b", []byte("hi")))
+	require.Equal(t, []string{"json message hi"}, b.sent, "encoded in the client's format")
+	require.Empty(t, a.sent, "only the addressed connection gets it")
+	h.RemoveClient(b)
+	require.ErrorIs(t, h.Deliver("b", []byte("hi")), hub.ErrNoClient)
+	require.ErrorIs(t, h.Deliver("nobody", []byte("hi")), hub.ErrNoClient)
+	h.RemoveClient(a)
+}
+
+func TestRegisterFormat(t *testing.T) {
+	h := newHubConfig(t, hub.Config{Broker: memory.New(nil), Presence: memory.NewPresence()})
+	defer h.Shutdown(context.Background())
+	require.Error(t, h.AddSubscriber("x", &fakeSub{format: 0}, false), "no format registered yet")
+	for i := 0; i < hub.MaxFormats; i++ {
+		id, err := h.RegisterFormat(fmt.Sprint("f", i), rawCodec{"f"})
+		require.NoError(t, err)
+		require.Equal(t, hub.FormatID(i), id)
+	}
+	_, err := h.RegisterFormat("f0", rawCodec{"f"})
+	require.ErrorContains(t, err, "already registered")
+	_, err = h.RegisterFormat("more", rawCodec{"f"})
+	require.ErrorContains(t, err, "at most")
+	_, err = h.RegisterFormat("", rawCodec{"f"})
+	require.Error(t, err)
+	require.NoError(t, h.AddSubscriber("x", &fakeSub{format: 3}, false))
 }
