@@ -52,7 +52,7 @@ l`,
 		`d = {}
 d["self"] = d
 d`,
-		`10 ** 40`,
+		`10000000000 * 10000000000 * 10000000000`,
 	} {
 		out, err := eng.Run(context.Background(), script.Request{Script: expr})
 		require.NoError(t, err, expr)
