@@ -512,3 +512,28 @@ func (e *Engine) publish(ctx context.Context, circle string, st *runState) built
 		return starlark.None, nil
 	}
 }
+
+// Write is one staged store change; a nil Value deletes Key.
+type Write struct {
+	Key   string
+	Value *string
+}
+
+// Quota bounds the data one circle keeps in the store: MaxKeys keys and
+// MaxBytes bytes (the sum of key and value lengths). Zero means no bound.
+type Quota struct {
+	MaxKeys  int
+	MaxBytes int64
+}
+
+// Check returns a KindQuota *Error naming the first bound that keys/bytes
+// exceed, when that measure grew from before; shrinking is always allowed.
+func (q Quota) Check(beforeKeys, keys int, beforeBytes, bytes int64) error {
+	if q.MaxKeys > 0 && keys > q.MaxKeys && keys > beforeKeys {
+		return &Error{Kind: KindQuota, Msg: fmt.Sprintf("store quota exceeded: the circle would hold %d keys, limit %d (nothing was written)", keys, q.MaxKeys)}
+	}
+	if q.MaxBytes > 0 && bytes > q.MaxBytes && bytes > beforeBytes {
+		return &Error{Kind: KindQuota, Msg: fmt.Sprintf("store quota exceeded: the circle would hold %d bytes, limit %d (nothing was written)", bytes, q.MaxBytes)}
+	}
+	return nil
+}

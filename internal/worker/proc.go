@@ -56,7 +56,7 @@ type proc struct {
 	exitedCh    chan struct{} // closed when Wait returned; exitErr is set
 	exitErr     error
 	callSem     chan struct{} // bounds concurrent calls being served
-	answered    atomic.Bool // it replied to a request: it is not crash-looping
+	answered    atomic.Bool   // it replied to a request: it is not crash-looping
 	exited      atomic.Bool
 	stopping    atomic.Bool
 	stopOnce    sync.Once
