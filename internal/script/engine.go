@@ -187,6 +187,9 @@ func New(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
+// Config returns the configuration with the defaults filled in.
+func (e *Engine) Config() Config { return e.cfg }
+
 // Timeout returns the configured per-run timeout.
 func (e *Engine) Timeout() time.Duration { return e.cfg.Timeout }
 
