@@ -234,10 +234,6 @@ func (c *child) startPlay(id uint64, m parentMsg) {
 		delete(c.plays, id)
 		c.mu.Unlock()
 		cancel(nil)
-		var se *script.Error
-		if errors.As(err, &se) && se.Kind == script.KindMemory {
-			debug.FreeOSMemory() // give the memory back before the next play
-		}
 		c.reply(id, out, err)
 	}()
 }
@@ -338,6 +334,9 @@ type replyLine struct {
 	OK     bool        `json:"ok"`
 	Result *playOutput `json:"result,omitempty"`
 	Error  *replyErr   `json:"error,omitempty"`
+	// Recycle asks the pool for a fresh process: one that tripped the
+	// memory or CPU limit keeps a grown heap or spent CPU time.
+	Recycle bool `json:"recycle,omitempty"`
 }
 
 // reply sends a play's result; a *script.Error keeps its kind as the code.
@@ -351,6 +350,7 @@ func (c *child) reply(id uint64, out string, err error) {
 			se = &script.Error{Kind: script.KindSandbox, Msg: "sandbox failed"}
 		}
 		r.Error = &replyErr{Code: string(se.Kind), Message: se.Msg}
+		r.Recycle = se.Kind == script.KindMemory || se.Kind == script.KindCPU
 	}
 	b, merr := json.Marshal(r)
 	if merr != nil {

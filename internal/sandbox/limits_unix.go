@@ -28,7 +28,7 @@ const dataOverhead = 512 << 20
 func limitSelf(cc childConfig) error {
 	runtime.GOMAXPROCS(1)
 	debug.SetMemoryLimit(cc.MaxMemory + cc.MaxMemory/4 + 32<<20)
-	lim := uint64(2*cc.MaxMemory + dataOverhead)
+	lim := uint64(2*cc.MaxMemory+dataOverhead) * raceFactor
 	if err := syscall.Setrlimit(syscall.RLIMIT_DATA, &syscall.Rlimit{Cur: lim, Max: lim}); err != nil {
 		return fmt.Errorf("set RLIMIT_DATA: %w", err)
 	}
@@ -85,7 +85,8 @@ func exitLimit(ee *exec.ExitError) script.ErrorKind {
 		return ""
 	}
 	switch {
-	case ws.Exited() && ws.ExitStatus() == 2, ws.Signaled() && ws.Signal() == syscall.SIGKILL:
+	case ws.Exited() && ws.ExitStatus() == 2, ws.Signaled() && ws.Signal() == syscall.SIGKILL,
+		raceFactor > 1 && ws.Exited() && ws.ExitStatus() == 66: // ThreadSanitizer out of memory
 		return script.KindMemory
 	case ws.Exited() && ws.ExitStatus() == exitCPU, ws.Signaled() && ws.Signal() == syscall.SIGXCPU:
 		return script.KindCPU

@@ -210,7 +210,9 @@ func TestSeveralAttacksAtOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = runPlay(r, a.src)
+			var out string
+			out, errs[i] = runPlay(r, a.src)
+			t.Logf("attack %d: %.40q %v", i, out, errs[i])
 		}()
 	}
 	wg.Wait()

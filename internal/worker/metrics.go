@@ -32,6 +32,7 @@ const (
 	reasonMaxMemory = "max_memory"
 	reasonShutdown  = "shutdown"
 	reasonTimeout   = "timeout"
+	reasonRequested = "requested"
 )
 
 var (
@@ -39,7 +40,7 @@ var (
 	outcomeLabels = []string{outcomeOK, outcomeError, outcomeNotFound, outcomeTimeout, outcomeCrashed,
 		outcomeOverloaded, outcomeCanceled, outcomeShutdown, outcomeInvalid}
 	reasonLabels = []string{reasonExit, reasonProtocol, reasonPing, reasonSpawn, reasonMaxJobs,
-		reasonTTL, reasonIdleTTL, reasonMaxMemory, reasonTimeout}
+		reasonTTL, reasonIdleTTL, reasonMaxMemory, reasonTimeout, reasonRequested}
 )
 
 type metrics struct {

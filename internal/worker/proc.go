@@ -298,6 +298,11 @@ func (w *proc) handleLine(line []byte) error {
 		return fmt.Errorf("reply for unknown id %d", r.id)
 	}
 	w.answered.Store(true)
+	if r.recycle { // before the caller releases w, so nothing new is sent to it
+		w.pool.mu.Lock()
+		w.pool.recycleLocked(w, reasonRequested)
+		w.pool.mu.Unlock()
+	}
 	c.ch <- result{r: r}
 	return nil
 }

@@ -84,6 +84,8 @@ type reply struct {
 	result json.RawMessage
 	code   string
 	msg    string
+	// recycle: the worker asks to be replaced after this reply.
+	recycle bool
 }
 
 // wireIn is the JSON shape of a worker line.
@@ -96,11 +98,12 @@ type wireIn struct {
 		Message string `json:"message"`
 		Code    string `json:"code"`
 	} `json:"error"`
-	Tasks  []string        `json:"tasks"`
-	Events []string        `json:"events"`
-	Call   *uint64         `json:"call"`
-	Method string          `json:"method"`
-	Params json.RawMessage `json:"params"`
+	Tasks   []string        `json:"tasks"`
+	Events  []string        `json:"events"`
+	Recycle bool            `json:"recycle"`
+	Call    *uint64         `json:"call"`
+	Method  string          `json:"method"`
+	Params  json.RawMessage `json:"params"`
 }
 
 var errBlankLine = errors.New("blank line")
@@ -192,7 +195,7 @@ func decodeSlow(line []byte) (reply, error) {
 	if w.OK == nil {
 		return reply{}, errors.New("reply without ok")
 	}
-	r := reply{id: *w.ID, ok: *w.OK}
+	r := reply{id: *w.ID, ok: *w.OK, recycle: w.Recycle}
 	if r.ok {
 		if len(w.Result) > 0 && !bytes.Equal(w.Result, []byte("null")) {
 			r.result = w.Result
