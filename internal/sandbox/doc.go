@@ -18,7 +18,7 @@
 //     GC work near the cap; RLIMIT_DATA kills the process when a single
 //     allocation jumps past it, and the parent then names the memory limit;
 //   - CPU: a per-play RLIMIT_CPU (SIGXCPU cancels the play, a second one
-//     exits the process), and the child runs at nice 10 with GOMAXPROCS 1;
+//     exits the process), and the child runs at nice 19 with GOMAXPROCS 1;
 //   - wall time: the engine's timeout, and the parent kills and replaces a
 //     sandbox that overruns it.
 //

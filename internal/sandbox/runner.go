@@ -20,7 +20,7 @@ import (
 const (
 	DefaultWorkers   = 2
 	DefaultMaxMemory = 256 << 20
-	DefaultNice      = 10
+	DefaultNice      = 19
 	// DefaultQueueSize bounds plays waiting for a free sandbox.
 	DefaultQueueSize = 1024
 	// wallGrace is how long past the engine's own timeout the parent
@@ -54,7 +54,8 @@ type Config struct {
 	MaxMemory int64
 	// MaxCPU is the per-play CPU time cap (default: Engine.Timeout).
 	MaxCPU time.Duration
-	// Nice is the sandbox scheduling priority (default 10; negative: 0).
+	// Nice is the sandbox scheduling priority (default 19, the lowest;
+	// negative: 0).
 	Nice int
 	// QueueSize bounds plays waiting for a sandbox (default 1024), and
 	// QueueTimeout their wait (default Engine.Timeout).
