@@ -153,3 +153,41 @@ func assertNoError(t *testing.T, err error) bool {
 	}
 	return true
 }
+
+// In Redis mode the server's own queue workers run plays in the sandbox
+// too.
+func TestCircleRedisModeUsesTheSandbox(t *testing.T) {
+	url := os.Getenv("SWITCHBOARD_TEST_REDIS_URL")
+	if url == "" {
+		t.Skip("SWITCHBOARD_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0)")
+	}
+	priv, err := secp256k1.GeneratePrivateKey()
+	require.NoError(t, err)
+	key := hex.EncodeToString(priv.PubKey().SerializeCompressed())
+	cfg := testConfig()
+	cfg.Circles.Keys = []string{key}
+	cfg.Circles.DataDir = t.TempDir()
+	cfg.Circles.RedisURL = url
+	cfg.Circles.MaxMemory = 64 << 20
+	m := startServer(t, cfg)
+	c, _, err := websocket.Dial(context.Background(), "ws://"+m.Addr()+"/"+key, nil)
+	require.NoError(t, err)
+	defer c.CloseNow()
+	rerr := playErr(t, c, "s = \"z\" * 1000000\nfor i in range(13):\n    s = s + s")
+	require.NotNil(t, rerr)
+	require.Contains(t, rerr["data"], "memory limit exceeded (64 MiB)")
+	res, perr := (&rpcConn{t: t, c: c}).call("play", map[string]any{"script": "40 + 2"})
+	require.Nil(t, perr)
+	require.JSONEq(t, `"42"`, string(res))
+}
+
+// Started by hand, the hidden subcommand refuses with a clear message.
+func TestSandboxWorkerByHand(t *testing.T) {
+	var out, errOut bytes.Buffer
+	code := run([]string{"sandbox-worker"}, &out, &errOut)
+	require.Equal(t, 4, code)
+	require.Contains(t, errOut.String(), "sandbox-worker exited with status 4")
+	var help bytes.Buffer
+	run([]string{"--help"}, &help, &help)
+	require.NotContains(t, help.String(), "sandbox-worker", "the subcommand is hidden")
+}
