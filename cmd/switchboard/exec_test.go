@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-rt/switchboard/internal/sandbox"
 )
 
 // execMainEnv makes the test binary act as the switchboard binary: tests
@@ -23,6 +25,11 @@ const execMainEnv = "SWITCHBOARD_TEST_EXEC_MAIN"
 func TestMain(m *testing.M) {
 	if os.Getenv(execMainEnv) == "1" {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	// The sandbox pool of a Main under test starts this test binary as its
+	// sandbox processes.
+	if os.Getenv(sandbox.EnvConfig) != "" {
+		os.Exit(run([]string{"sandbox-worker"}, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/gateway"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/origin"
-	"github.com/switchboard-rt/switchboard/internal/script"
 	"github.com/switchboard-rt/switchboard/internal/store/sqlite"
 	"github.com/switchboard-rt/switchboard/internal/worker"
 )
@@ -91,12 +90,11 @@ func (m *Main) extensions(ctx context.Context, reg prometheus.Registerer, circle
 		return nil, fmt.Errorf("circles: data store: %w", err)
 	}
 	m.closers = append(m.closers, func(context.Context) error { return st.Close() })
-	eng, err := script.New(script.Config{Store: st, Publisher: hubPublisher{m.hub},
-		Timeout: c.ScriptTimeout.Std(), MaxSteps: c.MaxSteps, MaxScriptSize: c.MaxScriptSize,
-		MaxOutputSize: c.MaxOutputSize, Logger: m.Logger, Metrics: reg})
+	eng, err := newSandbox(c, st, hubPublisher{m.hub}, m.Logger, reg)
 	if err != nil {
-		return nil, fmt.Errorf("circles: %w", err)
+		return nil, err
 	}
+	m.closers = append(m.closers, eng.Shutdown)
 	dc := dispatch.Config{Concurrency: c.Concurrency, QueueSize: c.QueueSize, Logger: m.Logger, Metrics: reg}
 	var player interface {
 		circle.Player

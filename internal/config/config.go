@@ -9,6 +9,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/dispatch"
 	"github.com/switchboard-rt/switchboard/internal/gateway"
 	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/sandbox"
 	"github.com/switchboard-rt/switchboard/internal/script"
 	"github.com/switchboard-rt/switchboard/internal/transport/ws"
 	"github.com/switchboard-rt/switchboard/internal/worker"
@@ -321,6 +322,17 @@ type Circles struct {
 	Concurrency int `json:"concurrency" yaml:"concurrency" toml:"concurrency"`
 	// QueueSize is scripts waiting per circle (default 256).
 	QueueSize int `json:"queue_size" yaml:"queue_size" toml:"queue_size"`
+	// Sandboxes is the number of sandbox processes running plays, for all
+	// circles together (default 2).
+	Sandboxes int `json:"sandboxes" yaml:"sandboxes" toml:"sandboxes"`
+	// MaxMemory is the memory cap of one play in bytes (default 256 MiB).
+	MaxMemory int64 `json:"max_memory" yaml:"max_memory" toml:"max_memory" cfg:"bytesize"`
+	// MaxCPU is the CPU time cap of one play (default 30s).
+	MaxCPU Duration `json:"max_cpu" yaml:"max_cpu" toml:"max_cpu"`
+	// StoreMaxKeys and StoreMaxBytes bound each circle's store (defaults
+	// 10000 keys, 16 MiB of keys plus values).
+	StoreMaxKeys  int   `json:"store_max_keys" yaml:"store_max_keys" toml:"store_max_keys"`
+	StoreMaxBytes int64 `json:"store_max_bytes" yaml:"store_max_bytes" toml:"store_max_bytes" cfg:"bytesize"`
 }
 
 // Default returns a Config with every default filled in. It is valid.
@@ -360,6 +372,11 @@ func Default() Config {
 			MaxOutputSize: script.DefaultMaxOutputSize,
 			Concurrency:   dispatch.DefaultConcurrency,
 			QueueSize:     dispatch.DefaultQueueSize,
+			Sandboxes:     sandbox.DefaultWorkers,
+			MaxMemory:     sandbox.DefaultMaxMemory,
+			MaxCPU:        Duration(script.DefaultTimeout),
+			StoreMaxKeys:  script.DefaultQuotaKeys,
+			StoreMaxBytes: script.DefaultQuotaBytes,
 		},
 	}
 }

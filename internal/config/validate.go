@@ -174,6 +174,19 @@ func (c *Config) Validate() error {
 	v.positive("circles.max_output_size", ci.MaxOutputSize)
 	v.positive("circles.concurrency", ci.Concurrency)
 	v.nonNeg("circles.queue_size", ci.QueueSize)
+	if ci.Sandboxes < 1 || ci.Sandboxes > 256 {
+		v.add("circles.sandboxes", "must be 1 to 256, got %d", ci.Sandboxes)
+	}
+	if ci.MaxMemory < 16<<20 {
+		v.add("circles.max_memory", "must be at least 16 MiB, got %d bytes", ci.MaxMemory)
+	}
+	if ci.MaxCPU.Std() < time.Second {
+		v.add("circles.max_cpu", "must be at least 1s, got %s", ci.MaxCPU.Std())
+	}
+	v.positive("circles.store_max_keys", ci.StoreMaxKeys)
+	if ci.StoreMaxBytes <= 0 {
+		v.add("circles.store_max_bytes", "must be positive, got %d", ci.StoreMaxBytes)
+	}
 
 	return errors.Join(v.errs...)
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -102,6 +101,11 @@ const (
 	KindOutput    ErrorKind = "output"
 	KindTooLarge  ErrorKind = "too_large"
 	KindCancelled ErrorKind = "cancelled"
+	// Limits enforced around the engine (the sandbox, the store).
+	KindMemory  ErrorKind = "memory"
+	KindCPU     ErrorKind = "cpu"
+	KindQuota   ErrorKind = "quota"
+	KindSandbox ErrorKind = "sandbox"
 )
 
 // Error is a script failure whose message is meant for the script's
@@ -183,13 +187,19 @@ func New(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
+// Config returns the configuration with the defaults filled in.
+func (e *Engine) Config() Config { return e.cfg }
+
 // Timeout returns the configured per-run timeout.
 func (e *Engine) Timeout() time.Duration { return e.cfg.Timeout }
 
 // Run executes req.Script and returns its result string. The run stops at
 // the first of: completion, ctx done, the timeout, the step cap, the output
 // cap. Script failures are returned as *Error; other errors (a store
-// failure surfaces as a runtime *Error) do not occur.
+// failure surfaces as a runtime *Error) do not occur. When ctx is
+// cancelled with a *Error as its cause (context.WithCancelCause), that
+// error is the result: a supervisor uses it to name the limit it enforced.
+// A *Error returned by the Store (a quota) fails the run with that error.
 func (e *Engine) Run(ctx context.Context, req Request) (string, error) {
 	start := time.Now()
 	out, err := e.run(ctx, req)
@@ -205,9 +215,18 @@ func (e *Engine) Run(ctx context.Context, req Request) (string, error) {
 
 type runState struct {
 	mu        sync.Mutex
-	out       strings.Builder
+	out       limitWriter
 	overflow  bool
 	publishes int
+	failure   *Error // a limit reported by the Store
+}
+
+func (st *runState) fail(e *Error) {
+	st.mu.Lock()
+	if st.failure == nil {
+		st.failure = e
+	}
+	st.mu.Unlock()
 }
 
 func (e *Engine) run(ctx context.Context, req Request) (string, error) {
@@ -234,19 +253,14 @@ func (e *Engine) run(ctx context.Context, req Request) (string, error) {
 	st := &runState{}
 	thread := &starlark.Thread{Name: "play"}
 	thread.SetMaxExecutionSteps(e.cfg.MaxSteps)
-	thread.Print = func(th *starlark.Thread, msg string) {
+	st.out.max = e.cfg.MaxOutputSize
+	thread.Print = func(th *starlark.Thread, msg string) { // print is predeclared; this is a fallback
 		st.mu.Lock()
 		defer st.mu.Unlock()
-		if st.overflow {
-			return
-		}
-		if st.out.Len()+len(msg)+1 > e.cfg.MaxOutputSize {
+		if !st.out.writeString(msg) || !st.out.writeString("\n") {
 			st.overflow = true
 			th.Cancel("output limit exceeded")
-			return
 		}
-		st.out.WriteString(msg)
-		st.out.WriteByte('\n')
 	}
 
 	runCtx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
@@ -273,13 +287,21 @@ func (e *Engine) run(ctx context.Context, req Request) (string, error) {
 
 	st.mu.Lock()
 	overflow := st.overflow
-	output := st.out.String()
+	failure := st.failure
 	st.mu.Unlock()
 
+	var cause *Error
+	if ctx.Err() != nil {
+		errors.As(context.Cause(ctx), &cause)
+	}
 	if err != nil {
 		switch {
+		case cause != nil:
+			return "", cause
+		case failure != nil:
+			return "", failure
 		case overflow:
-			return "", &Error{Kind: KindOutput, Msg: fmt.Sprintf("output exceeds %d bytes", e.cfg.MaxOutputSize)}
+			return "", e.outputErr()
 		case ctx.Err() == nil && errors.Is(runCtx.Err(), context.DeadlineExceeded):
 			return "", &Error{Kind: KindTimeout, Msg: fmt.Sprintf("script exceeded %s", e.cfg.Timeout)}
 		case ctx.Err() != nil:
@@ -296,21 +318,27 @@ func (e *Engine) run(ctx context.Context, req Request) (string, error) {
 		}
 		return "", &Error{Kind: KindRuntime, Msg: err.Error()}
 	}
+	if cause != nil {
+		return "", cause
+	}
+	if failure != nil {
+		return "", failure
+	}
 	if hasResult {
 		if v, ok := globals[resultVar]; ok && v != starlark.None {
-			var s string
-			if str, ok := v.(starlark.String); ok {
-				s = string(str)
-			} else {
-				s = v.String()
+			st.mu.Lock()
+			ok := writeResult(&st.out, v)
+			st.mu.Unlock()
+			if !ok {
+				return "", e.outputErr()
 			}
-			output += s
 		}
 	}
-	if len(output) > e.cfg.MaxOutputSize {
-		return "", &Error{Kind: KindOutput, Msg: fmt.Sprintf("output exceeds %d bytes", e.cfg.MaxOutputSize)}
-	}
-	return output, nil
+	return st.out.b.String(), nil
+}
+
+func (e *Engine) outputErr() *Error {
+	return &Error{Kind: KindOutput, Msg: fmt.Sprintf("output exceeds %d bytes", e.cfg.MaxOutputSize)}
 }
 
 func (e *Engine) predeclared(ctx context.Context, req Request, st *runState) starlark.StringDict {
@@ -319,12 +347,13 @@ func (e *Engine) predeclared(ctx context.Context, req Request, st *runState) sta
 		"CALLER_ID":  starlark.String(req.Caller),
 		"json":       json.Module,
 		"store": &starlarkstruct.Module{Name: "store", Members: starlark.StringDict{
-			"get":    starlark.NewBuiltin("store.get", e.storeGet(ctx, req.Circle)),
-			"set":    starlark.NewBuiltin("store.set", e.storeSet(ctx, req.Circle)),
-			"delete": starlark.NewBuiltin("store.delete", e.storeDelete(ctx, req.Circle)),
-			"keys":   starlark.NewBuiltin("store.keys", e.storeKeys(ctx, req.Circle)),
+			"get":    starlark.NewBuiltin("store.get", e.storeGet(ctx, req.Circle, st)),
+			"set":    starlark.NewBuiltin("store.set", e.storeSet(ctx, req.Circle, st)),
+			"delete": starlark.NewBuiltin("store.delete", e.storeDelete(ctx, req.Circle, st)),
+			"keys":   starlark.NewBuiltin("store.keys", e.storeKeys(ctx, req.Circle, st)),
 		}},
 		"publish": starlark.NewBuiltin("publish", e.publish(ctx, req.Circle, st)),
+		"print":   starlark.NewBuiltin("print", printFn(st)),
 	}
 }
 
@@ -342,13 +371,19 @@ func (e *Engine) checkKey(key string) error {
 	return nil
 }
 
-// storeErr hides driver details from scripts and logs them.
-func (e *Engine) storeErr(op string, err error) error {
+// storeErr hides driver details from scripts and logs them; a *Error (a
+// quota) is passed on and fails the run.
+func (e *Engine) storeErr(st *runState, op string, err error) error {
+	var se *Error
+	if errors.As(err, &se) {
+		st.fail(se)
+		return fmt.Errorf("%s: %s", op, se.Msg)
+	}
 	e.log.Error("store operation failed", "op", op, "err", err)
 	return fmt.Errorf("%s: store unavailable", op)
 }
 
-func (e *Engine) storeGet(ctx context.Context, circle string) builtinFn {
+func (e *Engine) storeGet(ctx context.Context, circle string, st *runState) builtinFn {
 	return func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var key string
 		var def starlark.Value = starlark.None
@@ -363,7 +398,7 @@ func (e *Engine) storeGet(ctx context.Context, circle string) builtinFn {
 		}
 		v, ok, err := e.store.Get(ctx, circle, key)
 		if err != nil {
-			return nil, e.storeErr(b.Name(), err)
+			return nil, e.storeErr(st, b.Name(), err)
 		}
 		if !ok {
 			return def, nil
@@ -372,7 +407,7 @@ func (e *Engine) storeGet(ctx context.Context, circle string) builtinFn {
 	}
 }
 
-func (e *Engine) storeSet(ctx context.Context, circle string) builtinFn {
+func (e *Engine) storeSet(ctx context.Context, circle string, st *runState) builtinFn {
 	return func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var key string
 		var val starlark.Value
@@ -393,13 +428,13 @@ func (e *Engine) storeSet(ctx context.Context, circle string) builtinFn {
 			return nil, fmt.Errorf("%s: value is %d bytes, limit %d", b.Name(), len(s), e.cfg.MaxValueSize)
 		}
 		if err := e.store.Set(ctx, circle, key, s); err != nil {
-			return nil, e.storeErr(b.Name(), err)
+			return nil, e.storeErr(st, b.Name(), err)
 		}
 		return starlark.None, nil
 	}
 }
 
-func (e *Engine) storeDelete(ctx context.Context, circle string) builtinFn {
+func (e *Engine) storeDelete(ctx context.Context, circle string, st *runState) builtinFn {
 	return func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		var key string
 		if err := starlark.UnpackArgs(b.Name(), args, kwargs, "key", &key); err != nil {
@@ -413,13 +448,13 @@ func (e *Engine) storeDelete(ctx context.Context, circle string) builtinFn {
 		}
 		existed, err := e.store.Delete(ctx, circle, key)
 		if err != nil {
-			return nil, e.storeErr(b.Name(), err)
+			return nil, e.storeErr(st, b.Name(), err)
 		}
 		return starlark.Bool(existed), nil
 	}
 }
 
-func (e *Engine) storeKeys(ctx context.Context, circle string) builtinFn {
+func (e *Engine) storeKeys(ctx context.Context, circle string, st *runState) builtinFn {
 	return func(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 		prefix := ""
 		if err := starlark.UnpackArgs(b.Name(), args, kwargs, "prefix?", &prefix); err != nil {
@@ -433,7 +468,7 @@ func (e *Engine) storeKeys(ctx context.Context, circle string) builtinFn {
 		}
 		keys, err := e.store.Keys(ctx, circle, prefix, e.cfg.MaxKeys)
 		if err != nil {
-			return nil, e.storeErr(b.Name(), err)
+			return nil, e.storeErr(st, b.Name(), err)
 		}
 		l := make([]starlark.Value, len(keys))
 		for i, k := range keys {
@@ -479,4 +514,35 @@ func (e *Engine) publish(ctx context.Context, circle string, st *runState) built
 		}
 		return starlark.None, nil
 	}
+}
+
+// Write is one staged store change; a nil Value deletes Key.
+type Write struct {
+	Key   string
+	Value *string
+}
+
+// Defaults of a circle's store quota.
+const (
+	DefaultQuotaKeys  = 10_000
+	DefaultQuotaBytes = 16 << 20
+)
+
+// Quota bounds the data one circle keeps in the store: MaxKeys keys and
+// MaxBytes bytes (the sum of key and value lengths). Zero means no bound.
+type Quota struct {
+	MaxKeys  int
+	MaxBytes int64
+}
+
+// Check returns a KindQuota *Error naming the first bound that keys/bytes
+// exceed, when that measure grew from before; shrinking is always allowed.
+func (q Quota) Check(beforeKeys, keys int, beforeBytes, bytes int64) error {
+	if q.MaxKeys > 0 && keys > q.MaxKeys && keys > beforeKeys {
+		return &Error{Kind: KindQuota, Msg: fmt.Sprintf("store quota exceeded: the circle would hold %d keys, limit %d (nothing was written)", keys, q.MaxKeys)}
+	}
+	if q.MaxBytes > 0 && bytes > q.MaxBytes && bytes > beforeBytes {
+		return &Error{Kind: KindQuota, Msg: fmt.Sprintf("store quota exceeded: the circle would hold %d bytes, limit %d (nothing was written)", bytes, q.MaxBytes)}
+	}
+	return nil
 }

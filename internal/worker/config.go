@@ -64,6 +64,10 @@ type Config struct {
 	// not answered the previous ping by the next one is killed and
 	// replaced (default 10 s; negative disables pings).
 	PingInterval time.Duration
+	// KillOnTimeout kills (and so replaces) a worker whose request ran
+	// past Timeout instead of only sending it a cancel line; for workers
+	// running untrusted code that may not stop on request.
+	KillOnTimeout bool
 	// MaxMessageSize bounds one line from a worker in bytes (default
 	// 16 MiB); a longer line is a protocol violation.
 	MaxMessageSize int

@@ -7,7 +7,11 @@
 // worker at once. The pool bounds in-flight requests per worker and the wait
 // queue, applies per-request timeouts (sending a "cancel" line), pings
 // workers, replaces workers that exit or break the protocol (with backoff),
-// and recycles them gracefully on max jobs, TTL, idle TTL or memory. Every
+// and recycles them gracefully on max jobs, TTL, idle TTL, memory or the
+// worker's own request (a reply with "recycle":true). A request may carry
+// a CallHandler that answers the worker's "call" lines (calls back into
+// the server, e.g. the circle store for the sandbox); KillOnTimeout kills
+// a worker whose request overran instead of only cancelling it. Every
 // failure is reported as an *Error with a stable Code; adapters (the HTTP
 // gateway, the hub's rpc via RPCAdapter) map codes to their wire in one
 // place each.

@@ -31,6 +31,8 @@ const (
 	reasonIdleTTL   = "idle_ttl"
 	reasonMaxMemory = "max_memory"
 	reasonShutdown  = "shutdown"
+	reasonTimeout   = "timeout"
+	reasonRequested = "requested"
 )
 
 var (
@@ -38,7 +40,7 @@ var (
 	outcomeLabels = []string{outcomeOK, outcomeError, outcomeNotFound, outcomeTimeout, outcomeCrashed,
 		outcomeOverloaded, outcomeCanceled, outcomeShutdown, outcomeInvalid}
 	reasonLabels = []string{reasonExit, reasonProtocol, reasonPing, reasonSpawn, reasonMaxJobs,
-		reasonTTL, reasonIdleTTL, reasonMaxMemory}
+		reasonTTL, reasonIdleTTL, reasonMaxMemory, reasonTimeout, reasonRequested}
 )
 
 type metrics struct {

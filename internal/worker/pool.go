@@ -203,7 +203,10 @@ func (p *Pool) runSlot(s *slot, w *proc) {
 			fails = 0
 		case <-w.done:
 			p.m.restart(w.reason)
-			if time.Since(w.started) >= backoffReset {
+			// A worker that served requests before dying (killed on a
+			// timeout, out of memory on one request) is replaced at once;
+			// only a worker that dies before answering backs off.
+			if time.Since(w.started) >= backoffReset || w.answered.Load() {
 				fails = 0
 			}
 			fails++
@@ -480,7 +483,9 @@ func (p *Pool) do(ctx context.Context, req *Request) (json.RawMessage, string, e
 	// c goes back to the pool only on paths where its result was received
 	// (so no one can still send to it).
 	c := callPool.Get().(*call)
+	c.ctx, c.calls = ctx, req.Calls
 	if !w.register(id, c) {
+		c.ctx, c.calls = nil, nil
 		callPool.Put(c)
 		err := newErr(ErrWorkerCrashed, errors.New("worker died before dispatch"))
 		return nil, outcomeCrashed, err
@@ -505,6 +510,9 @@ func (p *Pool) do(ctx context.Context, req *Request) (json.RawMessage, string, e
 	case res = <-c.ch:
 	case <-t.C:
 		if w.abandon(id) {
+			if p.cfg.KillOnTimeout {
+				w.fail(reasonTimeout, fmt.Errorf("task %q ran longer than %s", req.ID, p.cfg.Timeout))
+			}
 			return nil, outcomeTimeout, newErr(ErrTimeout, fmt.Errorf("task %q after %s", req.ID, p.cfg.Timeout))
 		}
 		res = <-c.ch
@@ -514,6 +522,7 @@ func (p *Pool) do(ctx context.Context, req *Request) (json.RawMessage, string, e
 		}
 		res = <-c.ch
 	}
+	c.ctx, c.calls = nil, nil
 	callPool.Put(c)
 	if res.err != nil {
 		return nil, outcomeCrashed, res.err

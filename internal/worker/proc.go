@@ -2,6 +2,7 @@ package worker
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -52,6 +53,10 @@ type proc struct {
 	failOnce    sync.Once
 	reason      string // why it died; written before done is closed
 	readerDone  chan struct{}
+	exitedCh    chan struct{} // closed when Wait returned; exitErr is set
+	exitErr     error
+	callSem     chan struct{} // bounds concurrent calls being served
+	answered    atomic.Bool   // it replied to a request: it is not crash-looping
 	exited      atomic.Bool
 	stopping    atomic.Bool
 	stopOnce    sync.Once
@@ -59,6 +64,10 @@ type proc struct {
 
 type call struct {
 	ch chan result // buffered 1; receives exactly one result
+	// ctx and calls serve the worker's calls for this request (both set
+	// before register, cleared before the call is reused).
+	ctx   context.Context
+	calls CallHandler
 }
 
 type result struct {
@@ -119,6 +128,8 @@ func (p *Pool) spawn(slot int) (*proc, error) {
 		drained:    make(chan struct{}),
 		done:       make(chan struct{}),
 		readerDone: make(chan struct{}),
+		exitedCh:   make(chan struct{}),
+		callSem:    make(chan struct{}, p.cfg.MaxInFlight),
 	}
 	p.mu.Lock()
 	p.procs[w] = struct{}{}
@@ -241,6 +252,18 @@ func (w *proc) readLoop() {
 		w.fail(reasonExit, fmt.Errorf("read from worker: %w", err))
 		return
 	}
+	// End of output: report the exit status (an *exec.ExitError naming a
+	// signal or code) when the process ends soon, else a bare EOF.
+	t := time.NewTimer(exitDrain)
+	defer t.Stop()
+	select {
+	case <-w.exitedCh:
+		if w.exitErr != nil {
+			w.fail(reasonExit, w.exitErr)
+			return
+		}
+	case <-t.C:
+	}
 	w.fail(reasonExit, io.EOF)
 }
 
@@ -257,6 +280,10 @@ func (w *proc) handleLine(line []byte) error {
 		w.pool.announce(r.tasks, r.events)
 		return nil
 	}
+	if r.isCall {
+		w.startCall(r)
+		return nil
+	}
 	w.mu.Lock()
 	c, ok := w.pending[r.id]
 	if ok {
@@ -270,8 +297,55 @@ func (w *proc) handleLine(line []byte) error {
 	if !ok {
 		return fmt.Errorf("reply for unknown id %d", r.id)
 	}
+	w.answered.Store(true)
+	if r.recycle { // before the caller releases w, so nothing new is sent to it
+		w.pool.mu.Lock()
+		w.pool.recycleLocked(w, reasonRequested)
+		w.pool.mu.Unlock()
+	}
 	c.ch <- result{r: r}
 	return nil
+}
+
+// startCall serves a worker's call on a goroutine owned by the pool. Calls
+// for a request that is no longer pending get an error reply. When
+// MaxInFlight calls are being served, reading waits (back pressure).
+func (w *proc) startCall(r reply) {
+	w.mu.Lock()
+	var h CallHandler
+	var ctx context.Context
+	if c, ok := w.pending[r.id]; ok {
+		h, ctx = c.calls, c.ctx
+	}
+	w.mu.Unlock()
+	select {
+	case w.callSem <- struct{}{}:
+	case <-w.done:
+		return
+	}
+	w.pool.goFunc(func() {
+		defer func() { <-w.callSem }()
+		var line []byte
+		if h == nil {
+			line = appendCallReply(nil, r.id, r.callID, nil, CodeNotFound, "no active request accepts calls")
+		} else {
+			res, err := h.HandleCall(ctx, r.method, r.params)
+			if err != nil {
+				code, msg := CodeExecution, err.Error()
+				var e *Error
+				if errors.As(err, &e) {
+					code, msg = e.Code, e.Message
+				}
+				line = appendCallReply(nil, r.id, r.callID, nil, code, msg)
+			} else {
+				line = appendCallReply(nil, r.id, r.callID, res, "", "")
+			}
+		}
+		select {
+		case w.writeCh <- line:
+		case <-w.done:
+		}
+	})
 }
 
 func (w *proc) stderrLoop() {
@@ -293,6 +367,8 @@ func (w *proc) stderrLoop() {
 func (w *proc) waitLoop() {
 	err := w.cmd.Wait()
 	w.exited.Store(true)
+	w.exitErr = err
+	close(w.exitedCh)
 	t := time.NewTimer(exitDrain)
 	select {
 	case <-w.readerDone:

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,7 +47,24 @@ type Request struct {
 	// Context is passed to the worker as is (nil: omitted).
 	Context *RequestContext
 
+	// Calls, when not nil, serves the "call" lines the worker sends while
+	// it handles this request; without it such calls get an error reply.
+	Calls CallHandler
+
 	rpc bool // metrics label "rpc"
+}
+
+// CallHandler serves a worker's calls back into the server for one
+// request: a line {"type":"call","id":REQ,"call":N,"method":M,"params":P}
+// is answered with {"type":"callReply","id":REQ,"call":N,"ok":true,
+// "result":R} or ..."ok":false,"error":{"code":C,"message":T}}. ctx is the
+// request's context. A returned *Error gives the reply its Code and
+// Message; any other error is sent as CodeExecution with its text, so a
+// handler must only return client-safe errors. The result must be valid
+// JSON on one line (nil means null). Calls of one worker may run
+// concurrently; a handler must be safe for that.
+type CallHandler interface {
+	HandleCall(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error)
 }
 
 // reply is a decoded line from a worker.
@@ -55,11 +73,19 @@ type reply struct {
 	tasks  []string
 	events []string
 
-	id     uint64
-	ok     bool
+	id uint64
+	ok bool
+
+	isCall bool // a worker-to-server call for request id
+	callID uint64
+	method string
+	params json.RawMessage
+
 	result json.RawMessage
 	code   string
 	msg    string
+	// recycle: the worker asks to be replaced after this reply.
+	recycle bool
 }
 
 // wireIn is the JSON shape of a worker line.
@@ -72,8 +98,12 @@ type wireIn struct {
 		Message string `json:"message"`
 		Code    string `json:"code"`
 	} `json:"error"`
-	Tasks  []string `json:"tasks"`
-	Events []string `json:"events"`
+	Tasks   []string        `json:"tasks"`
+	Events  []string        `json:"events"`
+	Recycle bool            `json:"recycle"`
+	Call    *uint64         `json:"call"`
+	Method  string          `json:"method"`
+	Params  json.RawMessage `json:"params"`
 }
 
 var errBlankLine = errors.New("blank line")
@@ -143,6 +173,19 @@ func decodeSlow(line []byte) (reply, error) {
 	if w.Type == "ready" {
 		return reply{ready: true, tasks: w.Tasks, events: w.Events}, nil
 	}
+	if w.Type == "call" {
+		if w.ID == nil || w.Call == nil {
+			return reply{}, errors.New("call without id or call number")
+		}
+		if w.Method == "" {
+			return reply{}, errors.New("call without method")
+		}
+		r := reply{isCall: true, id: *w.ID, callID: *w.Call, method: w.Method}
+		if len(w.Params) > 0 && !bytes.Equal(w.Params, []byte("null")) {
+			r.params = w.Params
+		}
+		return r, nil
+	}
 	if w.Type != "" && w.Type != "reply" && w.Type != "result" {
 		return reply{}, fmt.Errorf("unknown message type %q", w.Type)
 	}
@@ -152,7 +195,7 @@ func decodeSlow(line []byte) (reply, error) {
 	if w.OK == nil {
 		return reply{}, errors.New("reply without ok")
 	}
-	r := reply{id: *w.ID, ok: *w.OK}
+	r := reply{id: *w.ID, ok: *w.OK, recycle: w.Recycle}
 	if r.ok {
 		if len(w.Result) > 0 && !bytes.Equal(w.Result, []byte("null")) {
 			r.result = w.Result
@@ -210,6 +253,29 @@ func appendControl(b []byte, typ string, id uint64) []byte {
 	b = append(b, `","id":`...)
 	b = strconv.AppendUint(b, id, 10)
 	return append(b, "}\n"...)
+}
+
+// appendCallReply appends the answer to a worker's call: result on
+// success (code == ""), else the error code and message.
+func appendCallReply(b []byte, id, callID uint64, result json.RawMessage, code, msg string) []byte {
+	b = append(b, `{"type":"callReply","id":`...)
+	b = strconv.AppendUint(b, id, 10)
+	b = append(b, `,"call":`...)
+	b = strconv.AppendUint(b, callID, 10)
+	if code == "" {
+		b = append(b, `,"ok":true,"result":`...)
+		if len(result) == 0 {
+			b = append(b, "null"...)
+		} else {
+			b = append(b, result...)
+		}
+		return append(b, "}\n"...)
+	}
+	b = append(b, `,"ok":false,"error":{"code":`...)
+	b = appendJSONString(b, code)
+	b = append(b, `,"message":`...)
+	b = appendJSONString(b, msg)
+	return append(b, "}}\n"...)
 }
 
 // appendJSONString appends s as a JSON string. Plain ASCII takes a fast

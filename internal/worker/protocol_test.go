@@ -79,6 +79,8 @@ func FuzzDecodeLine(f *testing.F) {
 		`{"id":3,"ok":false,"error":{"message":"Task failed","code":"EXECUTION_ERROR"}}`,
 		`{"type":"ready","tasks":["app.tasks.add"],"events":["app.events.notify"]}`,
 		`{"id":0,"ok":false,"error":{"message":"invalid","code":"INVALID_REQUEST"}}`,
+		`{"type":"call","id":1,"call":2,"method":"store.get","params":{"key":"k"}}`,
+		`{"type":"call","id":1,"call":2}`, `{"id":4,"ok":false,"error":{"code":"memory","message":"m"},"recycle":true}`,
 		`garbage`, ``, `{}`, `{"id":007,"ok":true}`, `{"id":5,"ok":true,"result":"a\"}"}`, `{"id":5,"ok":true,"result":1}} `, `{"id":18446744073709551615,"ok":true,"result":{"a":[1,2,{"b":null}]}}`,
 	} {
 		f.Add([]byte(s), uint8(len(s)/2))
@@ -97,6 +99,13 @@ func FuzzDecodeLine(f *testing.F) {
 			}
 		}
 		if err != nil {
+			return
+		}
+		if r.isCall {
+			require.NotEmpty(t, r.method)
+			if r.params != nil {
+				require.True(t, json.Valid(r.params))
+			}
 			return
 		}
 		if !r.ready {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/switchboard-rt/switchboard/internal/script"
 )
 
 // DefaultFileName is the database file created in the data directory.
@@ -194,4 +196,73 @@ func prefixUpperBound(prefix string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// Usage returns the number of keys of circle and their total size: the sum
+// of key and value lengths in bytes.
+func (s *Store) Usage(ctx context.Context, circle string) (keys int, bytes int64, err error) {
+	return usage(ctx, s.db, circle)
+}
+
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func usage(ctx context.Context, q queryer, circle string) (int, int64, error) {
+	var keys int
+	var bytes int64
+	err := q.QueryRowContext(ctx,
+		`SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(value)), 0) FROM circle_kv WHERE circle = ?`,
+		circle).Scan(&keys, &bytes)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sqlite: usage: %w", err)
+	}
+	return keys, bytes, nil
+}
+
+// Apply makes writes (in order; a nil Value deletes) in one transaction.
+// When the circle would then exceed q in a measure the writes grew, Apply
+// changes nothing and returns the *script.Error of q.Check (KindQuota).
+func (s *Store) Apply(ctx context.Context, circle string, writes []script.Write, q script.Quota) (err error) {
+	if len(writes) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: apply: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	k0, b0, err := usage(ctx, tx, circle)
+	if err != nil {
+		return err
+	}
+	now := s.now().Unix()
+	for _, w := range writes {
+		if w.Value == nil {
+			_, err = tx.ExecContext(ctx, `DELETE FROM circle_kv WHERE circle = ? AND key = ?`, circle, w.Key)
+		} else {
+			_, err = tx.ExecContext(ctx,
+				`INSERT INTO circle_kv (circle, key, value, updated_at) VALUES (?, ?, ?, ?)
+				 ON CONFLICT (circle, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+				circle, w.Key, []byte(*w.Value), now)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: apply: %w", err)
+		}
+	}
+	k1, b1, err := usage(ctx, tx, circle)
+	if err != nil {
+		return err
+	}
+	if err = q.Check(k0, k1, b0, b1); err != nil {
+		return err
+	}
+	if err = tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: apply: %w", err)
+	}
+	return nil
 }
