@@ -71,15 +71,15 @@ func startSlowTask(t *testing.T, client *http.Client, baseURL string) *slowTask 
 		b, err := io.ReadAll(resp.Body)
 		st.done <- slowResult{status: resp.StatusCode, body: string(b), err: err}
 	}()
-	eventually(t, func() bool {
-		select {
-		case r := <-st.done:
-			t.Fatalf("test.slow ended before it started: %+v", r)
-		default:
-		}
+	require.Eventually(t, func() bool {
 		_, err := os.Stat(st.started)
-		return err == nil
-	}, "the worker runs test.slow")
+		return err == nil || len(st.done) > 0
+	}, 10*time.Second, 5*time.Millisecond, "the worker runs test.slow")
+	select {
+	case r := <-st.done:
+		t.Fatalf("test.slow ended before the test released it: %+v", r)
+	default:
+	}
 	return st
 }
 
@@ -131,7 +131,7 @@ func TestShutdownOrder(t *testing.T) {
 	circ, _, err := websocket.Dial(ctx, "ws://"+m.Addr()+"/"+circleKey, nil)
 	require.NoError(t, err)
 	defer circ.CloseNow()
-	eventually(t, func() bool { return m.Hub().NumClients() == 1 }, "alice is a hub client")
+	require.Eventually(t, func() bool { return m.Hub().NumClients() == 1 }, 10*time.Second, 5*time.Millisecond, "alice is a hub client")
 
 	task := startSlowTask(t, client, m.URL())
 
@@ -210,7 +210,7 @@ func TestShutdownDeadline(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	shutErr := make(chan error, 1)
 	go func() { shutErr <- m.Shutdown(ctx) }()
-	eventually(t, func() bool { return m.Hub().Closing() }, "shutdown started")
+	require.Eventually(t, m.Hub().Closing, 10*time.Second, 5*time.Millisecond, "shutdown started")
 	cancel() // the deadline passes with test.slow still running
 	err := waitFor(t, shutErr, "Shutdown returns at its deadline")
 	require.ErrorIs(t, err, context.Canceled)
@@ -245,13 +245,13 @@ func TestSecondSignalForcesExit(t *testing.T) {
 
 	task := startSlowTask(t, &http.Client{}, base)
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	eventually(t, func() bool {
+	require.Eventually(t, func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
 		}
 		return err != nil
-	}, "the first signal closes the listener")
+	}, 10*time.Second, 5*time.Millisecond, "the first signal closes the listener")
 	select {
 	case <-p.exited:
 		t.Fatalf("exited on the first signal with a request in flight; stderr: %s", p.stderr.String())

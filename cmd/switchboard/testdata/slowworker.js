@@ -7,6 +7,9 @@ const fs = require('fs');
 const path = require('path');
 const { createWorker } = require(path.join(__dirname, '..', '..', '..', 'sdk', 'worker-node', 'runner-worker'));
 
+// Switchboard gone (a test killed it): leave rather than poll forever.
+process.stdin.on('end', () => process.exit(0));
+
 createWorker({
   tasks: {
     'test.slow': (input, ctx) => new Promise((resolve, reject) => {
