@@ -117,7 +117,7 @@ func (m *Main) extensions(ctx context.Context, reg prometheus.Registerer, circle
 	if err != nil {
 		return nil, fmt.Errorf("circles: %w", err)
 	}
-	m.closers = append(m.closers, srv.Shutdown)
+	m.realtime = append(m.realtime, srv.Shutdown)
 	if !c.EnableAuth {
 		m.Logger.Warn("circles: authentication is off; anyone may play scripts (use --enable-auth)")
 	}

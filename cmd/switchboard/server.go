@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,7 +40,13 @@ type Main struct {
 	ws       *ws.Transport
 	origins  *origin.Checker // client.allowed_origins, for every WebSocket route
 	registry *prometheus.Registry
-	closers  []func(context.Context) error
+	// closers stop components in reverse start order, after the drain.
+	closers []func(context.Context) error
+	// realtime stop realtime servers other than the hub's clients (circle
+	// sessions); Shutdown runs them at once, concurrently with the drain.
+	realtime []func(context.Context) error
+	closing  atomic.Bool  // set first by Shutdown; /health answers 503
+	requests atomic.Int64 // HTTP requests in their handler
 	serveErr chan error
 	wg       sync.WaitGroup
 	once     sync.Once
@@ -67,6 +74,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	defer func() {
 		if err != nil {
+			m.stopRealtime(context.Background())
 			m.closeAll(context.Background())
 		}
 	}()
@@ -89,7 +97,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	broker := memory.New(nil)
 	h, err := hub.New(hub.Config{
-		Broker: broker, Presence: memory.NewPresence(),
+		// The struct hides the broker's Close from hub.Shutdown: the broker
+		// stops with the other components, after in-flight requests drain.
+		Broker: struct{ hub.Broker }{broker}, Presence: memory.NewPresence(),
 		Namespaces: ns, ConnectionLimit: cfg.Client.ConnectionLimit,
 		UserConnectionLimit: cfg.Client.UserConnectionLimit, Logger: log, Registerer: reg,
 	})
@@ -146,7 +156,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	mux.Handle("/api", apiH)
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		if h.Closing() {
+		if m.closing.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte(`{"status":"shutting down"}`))
 			return
@@ -163,15 +173,28 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
+	// Requests are counted for Shutdown's drain; during shutdown their
+	// connection closes after the response (upgrades excepted).
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.requests.Add(1)
+		defer m.requests.Add(-1)
+		if m.closing.Load() && r.Header.Get("Upgrade") == "" {
+			w.Header().Set("Connection", "close")
+		}
+		mux.ServeHTTP(w, r)
+	})
 	// Hijacked WebSocket connections drop these deadlines; they bound API
 	// requests and idle keep-alive connections.
-	m.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	m.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	m.serveErr = make(chan error, 1)
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		if err := m.http.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		// Shutdown closes the listener itself before http.Server.Shutdown
+		// runs, so Serve may report that close instead of ErrServerClosed.
+		err := m.http.Serve(m.ln)
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !(m.closing.Load() && errors.Is(err, net.ErrClosed)) {
 			m.serveErr <- err
 		}
 		close(m.serveErr)
@@ -183,36 +206,99 @@ func (m *Main) Run(ctx context.Context) (err error) {
 // Wait blocks until the HTTP server stops and returns its error, if any.
 func (m *Main) Wait() error { return <-m.serveErr }
 
-// Shutdown stops accepting connections, disconnects clients with a
-// reconnect code, drains and stops every component within ctx. It is
-// idempotent.
+// Shutdown stops the server within ctx, in this order:
+//
+//  1. mark shutting down: /health answers 503 {"status":"shutting down"};
+//  2. stop accepting: the listener closes, so a load balancer's next
+//     connect is refused and goes to another instance; connections already
+//     open are still answered, each response with Connection: close;
+//  3. at once, disconnect every realtime client (Centrifugo clients get
+//     3001 and reconnect elsewhere; circles refuse new plays and close each
+//     session when its running plays end), while in-flight HTTP requests
+//     (server API, worker gateway) run to completion; then the idle
+//     connections close;
+//  4. stop the other components in reverse start order (client protocol,
+//     circle dispatch and store, workers, broker).
+//
+// If ctx ends during step 3, the connections still open are closed and
+// step 4 runs with the ended ctx, so every component forces its stop. It
+// is idempotent.
 func (m *Main) Shutdown(ctx context.Context) error {
 	m.once.Do(func() {
+		m.closing.Store(true)
+		var mu sync.Mutex
 		var errs []error
+		add := func(err error) {
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}
+		var wg sync.WaitGroup
 		if m.http != nil {
-			// Stop accepting; hijacked WebSocket connections are the hub's.
-			if err := m.http.Shutdown(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("http shutdown: %w", err))
-			}
+			_ = m.ln.Close() // before any client is told to reconnect
+			wg.Add(1)
+			go func() { defer wg.Done(); add(m.drainHTTP(ctx)) }()
 		}
-		if m.hub != nil {
-			if err := m.hub.Shutdown(ctx); err != nil {
-				errs = append(errs, err)
-			}
+		wg.Add(1)
+		go func() { defer wg.Done(); add(m.disconnectClients(ctx)) }()
+		for _, stop := range m.realtime {
+			wg.Add(1)
+			go func() { defer wg.Done(); add(stop(ctx)) }()
 		}
-		if m.ws != nil {
-			if err := m.ws.Shutdown(ctx); err != nil {
-				errs = append(errs, err)
-			}
-		}
-
-		if err := m.closeAll(ctx); err != nil {
-			errs = append(errs, err)
-		}
+		wg.Wait()
+		m.realtime = nil
+		add(m.closeAll(ctx))
 		m.wg.Wait()
 		m.shutErr = errors.Join(errs...)
 	})
 	return m.shutErr
+}
+
+// drainHTTP waits until no request runs: those in flight and those still
+// arriving on connections opened before (answered with Connection: close).
+// Then it closes the idle connections. When ctx ends first it closes every
+// connection.
+func (m *Main) drainHTTP(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for m.requests.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			_ = m.http.Close()
+			return fmt.Errorf("http shutdown: %d requests still running: %w", m.requests.Load(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	// The listener is already closed, hence net.ErrClosed.
+	if err := m.http.Shutdown(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
+		_ = m.http.Close()
+		return fmt.Errorf("http shutdown: requests still running: %w", err)
+	}
+	return nil
+}
+
+// disconnectClients disconnects the hub's clients with 3001, then closes
+// WebSocket connections that never sent connect.
+func (m *Main) disconnectClients(ctx context.Context) error {
+	var errs []error
+	if m.hub != nil {
+		errs = append(errs, m.hub.Shutdown(ctx))
+	}
+	if m.ws != nil {
+		errs = append(errs, m.ws.Shutdown(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// stopRealtime runs the realtime stops one after another (Run's failure
+// path; nothing is serving yet).
+func (m *Main) stopRealtime(ctx context.Context) {
+	for _, stop := range m.realtime {
+		_ = stop(ctx)
+	}
+	m.realtime = nil
 }
 
 func (m *Main) closeAll(ctx context.Context) error {
