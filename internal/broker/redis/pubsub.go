@@ -165,6 +165,7 @@ func (b *Broker) serveShard(s *shard) (live bool, err error) {
 	}
 	s.conn = conn
 	s.mu.Unlock()
+	b.lives.Add(1)
 	if len(want) > 0 {
 		b.log.Info("PUB/SUB resubscribed", "shard", s.id, "channels", len(want))
 	}

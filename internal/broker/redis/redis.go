@@ -101,6 +101,7 @@ type Broker struct {
 	runOnce  sync.Once
 	stopOnce sync.Once
 	started  atomic.Bool
+	lives    atomic.Int64 // PUB/SUB connections that went live
 }
 
 // New validates cfg and returns a Broker. With an Address it creates the
