@@ -27,6 +27,7 @@ const (
 // caching and retries are off, pipelining always on.
 func ClientOption(address string) (rueidis.ClientOption, error) {
 	var opt rueidis.ClientOption
+	address, hosts := splitSentinelHosts(address)
 	u, err := url.Parse(address)
 	if err != nil {
 		return opt, fmt.Errorf("redis address: %w", err)
@@ -39,7 +40,7 @@ func ClientOption(address string) (rueidis.ClientOption, error) {
 		}
 		opt.ForceSingleClient = true
 	case "redis+sentinel", "rediss+sentinel":
-		opt, err = sentinelOption(u)
+		opt, err = sentinelOption(u, hosts)
 		if err != nil {
 			return opt, err
 		}
@@ -57,14 +58,32 @@ func ClientOption(address string) (rueidis.ClientOption, error) {
 	return opt, nil
 }
 
-func sentinelOption(u *url.URL) (rueidis.ClientOption, error) {
+// splitSentinelHosts takes the comma-separated host list out of a Sentinel
+// address (net/url rejects it) and puts a placeholder host in its place.
+func splitSentinelHosts(address string) (string, []string) {
+	scheme, rest, ok := strings.Cut(address, "://")
+	if !ok || !strings.HasSuffix(scheme, "+sentinel") {
+		return address, nil
+	}
+	end := strings.IndexAny(rest, "/?")
+	if end < 0 {
+		end = len(rest)
+	}
+	authority, tail := rest[:end], rest[end:]
+	user := ""
+	if at := strings.LastIndex(authority, "@"); at >= 0 {
+		user, authority = authority[:at+1], authority[at+1:]
+	}
+	return scheme + "://" + user + "sentinel" + tail, strings.Split(authority, ",")
+}
+
+func sentinelOption(u *url.URL, hosts []string) (rueidis.ClientOption, error) {
 	var opt rueidis.ClientOption
 	q := u.Query()
 	opt.Sentinel.MasterSet = q.Get("sentinel_master_name")
 	if opt.Sentinel.MasterSet == "" {
 		return opt, fmt.Errorf("redis address: %s needs sentinel_master_name", u.Scheme)
 	}
-	hosts := strings.Split(u.Host, ",")
 	hosts = append(hosts, q["addr"]...)
 	for _, h := range hosts {
 		h = strings.TrimSpace(h)
