@@ -19,7 +19,6 @@ import (
 
 	"github.com/switchboard-rt/switchboard/internal/api"
 	"github.com/switchboard-rt/switchboard/internal/auth"
-	"github.com/switchboard-rt/switchboard/internal/broker/memory"
 	"github.com/switchboard-rt/switchboard/internal/clientproto"
 	"github.com/switchboard-rt/switchboard/internal/config"
 	"github.com/switchboard-rt/switchboard/internal/hub"
@@ -77,17 +76,18 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg := m.registry
 
-	if cfg.Broker.Type != "" && cfg.Broker.Type != "memory" {
-		return fmt.Errorf("broker.type: %q is not available in this build; use \"memory\"", cfg.Broker.Type)
-	}
 	ns := cfg.Channel.HubNamespaces()
 	circles, err := circleNamespaces(cfg, &ns)
 	if err != nil {
 		return err
 	}
-	broker := memory.New(nil)
+	broker, presence, err := newEngine(cfg, log)
+	if err != nil {
+		return err
+	}
+	m.closers = append(m.closers, broker.Close)
 	h, err := hub.New(hub.Config{
-		Broker: broker, Presence: memory.NewPresence(), Codecs: clientproto.Codecs(),
+		Broker: broker, Presence: presence, Codecs: clientproto.Codecs(),
 		Namespaces: ns, ConnectionLimit: cfg.Client.ConnectionLimit,
 		UserConnectionLimit: cfg.Client.UserConnectionLimit, Logger: log, Registerer: reg,
 	})
@@ -95,7 +95,6 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.hub = h
-	m.closers = append(m.closers, func(ctx context.Context) error { return broker.Close(ctx) })
 
 	var rpc hub.RPCHandler
 	extra, err := m.extensions(ctx, reg, circles, &rpc)

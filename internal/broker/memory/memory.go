@@ -50,6 +50,10 @@ type streamShard struct {
 // handler given to Run. Publications of one channel with history are
 // delivered in offset order.
 type Broker struct {
+	// MetaTTL replaces DefaultMetaTTL for calls that set none; set it
+	// before Run.
+	MetaTTL time.Duration
+
 	now     func() time.Time
 	seed    maphash.Seed
 	shards  [numShards]streamShard
@@ -142,9 +146,6 @@ func (b *Broker) getStream(channel string, create bool, metaTTL time.Duration) *
 	defer s.mu.Unlock()
 	st := s.streams[channel]
 	if st == nil && create {
-		if metaTTL <= 0 {
-			metaTTL = DefaultMetaTTL
-		}
 		st = &stream{epoch: newEpoch(), metaExpire: b.now().Add(metaTTL)}
 		s.streams[channel] = st
 	}
@@ -157,16 +158,23 @@ func (st *stream) trim(now time.Time) {
 	}
 }
 
+func (b *Broker) metaTTL(d time.Duration) time.Duration {
+	switch {
+	case d > 0:
+		return d
+	case b.MetaTTL > 0:
+		return b.MetaTTL
+	}
+	return DefaultMetaTTL
+}
+
 // Publish stores pub when opts enable history and delivers it.
 func (b *Broker) Publish(_ context.Context, channel string, pub *hub.Publication, opts hub.PublishOptions) (hub.StreamPosition, error) {
 	if opts.HistorySize <= 0 || opts.HistoryTTL <= 0 {
 		b.handler.HandlePublication(channel, pub, hub.StreamPosition{})
 		return hub.StreamPosition{}, nil
 	}
-	metaTTL := opts.MetaTTL
-	if metaTTL <= 0 {
-		metaTTL = DefaultMetaTTL
-	}
+	metaTTL := b.metaTTL(opts.MetaTTL)
 	st := b.getStream(channel, true, metaTTL)
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -206,7 +214,7 @@ func (b *Broker) PublishLeave(_ context.Context, channel string, info *hub.Clien
 // opts.Reverse. A channel without a stream gets one, so its epoch is stable
 // from the first read.
 func (b *Broker) History(_ context.Context, channel string, opts hub.HistoryOptions) (hub.HistoryResult, error) {
-	st := b.getStream(channel, true, opts.MetaTTL)
+	st := b.getStream(channel, true, b.metaTTL(opts.MetaTTL))
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.trim(b.now())

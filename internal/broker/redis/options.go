@@ -2,6 +2,7 @@ package redis
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -30,6 +31,10 @@ func ClientOption(address string) (rueidis.ClientOption, error) {
 	address, hosts := splitSentinelHosts(address)
 	u, err := url.Parse(address)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the address, which may hold a password
+		}
 		return opt, fmt.Errorf("redis address: %w", err)
 	}
 	switch u.Scheme {

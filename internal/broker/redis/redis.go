@@ -96,12 +96,13 @@ type Broker struct {
 	handler hub.BrokerEventHandler
 	shards  []*shard
 
-	stop     chan struct{}
-	wg       sync.WaitGroup
-	runOnce  sync.Once
-	stopOnce sync.Once
-	started  atomic.Bool
-	lives    atomic.Int64 // PUB/SUB connections that went live
+	stop        chan struct{}
+	wg          sync.WaitGroup
+	runOnce     sync.Once
+	stopOnce    sync.Once
+	closeClient sync.Once
+	started     atomic.Bool
+	lives       atomic.Int64 // PUB/SUB connections that went live
 }
 
 // New validates cfg and returns a Broker. With an Address it creates the
@@ -210,8 +211,7 @@ func (b *Broker) Close(ctx context.Context) error {
 		return fmt.Errorf("redis broker: close: %w", ctx.Err())
 	}
 	if b.owned {
-		b.client.Close()
-		b.owned = false
+		b.closeClient.Do(b.client.Close)
 	}
 	return nil
 }
