@@ -63,6 +63,9 @@ type Config struct {
 	// PresenceTTL: a presence entry not refreshed (AddPresence) within it
 	// disappears.
 	PresenceTTL time.Duration
+	// PresenceRefresh is how often the broker re-adds the presence entries
+	// this process holds (default PresenceTTL/3; negative: never).
+	PresenceRefresh time.Duration
 	// MetaTTL: how long a stream's epoch and offset outlive its last
 	// publication when PublishOptions.MetaTTL is zero.
 	MetaTTL time.Duration
@@ -95,6 +98,7 @@ type Broker struct {
 	pubsub  string // PUB/SUB channel prefix
 	handler hub.BrokerEventHandler
 	shards  []*shard
+	local   localPresence
 
 	stop        chan struct{}
 	wg          sync.WaitGroup
@@ -117,6 +121,9 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if cfg.PresenceTTL <= 0 {
 		cfg.PresenceTTL = DefaultPresenceTTL
+	}
+	if cfg.PresenceRefresh == 0 {
+		cfg.PresenceRefresh = cfg.PresenceTTL / 3
 	}
 	if cfg.MetaTTL <= 0 {
 		cfg.MetaTTL = DefaultMetaTTL
@@ -168,6 +175,7 @@ func New(cfg Config) (*Broker, error) {
 		}
 		b.client, b.owned = c, true
 	}
+	b.local.entries = map[presenceKey][]byte{}
 	b.shards = make([]*shard, cfg.Shards)
 	for i := range b.shards {
 		b.shards[i] = &shard{id: i, channels: map[string]struct{}{}}
@@ -188,6 +196,13 @@ func (b *Broker) Run(h hub.BrokerEventHandler) error {
 		err = nil
 		b.handler = h
 		b.started.Store(true)
+		if b.cfg.PresenceRefresh > 0 {
+			b.wg.Add(1)
+			go func() {
+				defer b.wg.Done()
+				b.refreshPresence()
+			}()
+		}
 		for _, s := range b.shards {
 			b.wg.Add(1)
 			go func() {

@@ -204,3 +204,31 @@ func publishOpts(t *testing.T, b *Broker, ch, data string, opts hub.PublishOptio
 	require.NoError(t, err)
 	return sp
 }
+
+// The broker refreshes the entries it added until they are removed, so
+// they outlive PresenceTTL while the process lives.
+func TestPresenceRefresher(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	b := newTestBroker(t, Config{PresenceTTL: time.Minute, PresenceRefresh: 10 * time.Millisecond, Now: clock})
+	require.NoError(t, b.Run(brokertest.NewRecorder()))
+	ctx := ctxT(t)
+	require.NoError(t, b.AddPresence(ctx, "r", "c1", &hub.ClientInfo{ClientID: "c1", UserID: "u1"}))
+	require.NoError(t, b.AddPresence(ctx, "r", "c2", &hub.ClientInfo{ClientID: "c2", UserID: "u2"}))
+	require.NoError(t, b.RemovePresence(ctx, "r", "c2", "u2"))
+	score := func() float64 {
+		v, err := b.client.Do(ctx, b.client.B().Zscore().Key(b.key("presence.expire", "r")).Member("c1").Build()).AsFloat64()
+		require.NoError(t, err)
+		return v
+	}
+	first := score()
+	advance(50 * time.Second)
+	require.Eventually(t, func() bool { return score() > first }, 5*time.Second, 10*time.Millisecond, "entry not refreshed")
+	advance(30 * time.Second) // past the first expiry
+	m, err := b.Presence(ctx, "r")
+	require.NoError(t, err)
+	require.Contains(t, m, "c1")
+	require.NotContains(t, m, "c2", "a removed entry is not refreshed back")
+}
