@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -22,9 +24,10 @@ type redisServer struct {
 	t    *testing.T
 	port int
 	cmd  *exec.Cmd
+	args []string // extra arguments (first may be a config file)
 }
 
-func startRedis(t *testing.T) *redisServer {
+func startRedis(t *testing.T, args ...string) *redisServer {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server is not installed; skipping fault test")
@@ -33,7 +36,7 @@ func startRedis(t *testing.T) *redisServer {
 	require.NoError(t, err)
 	port := l.Addr().(*net.TCPAddr).Port
 	require.NoError(t, l.Close())
-	s := &redisServer{t: t, port: port}
+	s := &redisServer{t: t, port: port, args: args}
 	s.start()
 	t.Cleanup(s.kill)
 	return s
@@ -43,8 +46,9 @@ func (s *redisServer) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0"
 
 func (s *redisServer) start() {
 	s.t.Helper()
-	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
+	args := append(append([]string{}, s.args...), "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--loglevel", "warning")
+	s.cmd = exec.Command("redis-server", args...)
 	require.NoError(s.t, s.cmd.Start())
 	require.Eventually(s.t, func() bool {
 		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), 100*time.Millisecond)
@@ -198,4 +202,34 @@ func TestFaultRedisSlow(t *testing.T) {
 		return false
 	}, 10*time.Second, 20*time.Millisecond)
 	require.Greater(t, b.lives.Load(), lives, "the paused PUB/SUB connection was not probed and replaced")
+}
+
+// roundTrip checks that b, running with rec, delivers and stores a publication.
+func roundTrip(t *testing.T, b *Broker, rec *brokertest.Recorder) {
+	t.Helper()
+	subscribe(t, b, "rt")
+	sp := publish(t, b, "rt", "hello")
+	require.Equal(t, uint64(1), sp.Offset)
+	require.Eventually(t, func() bool { return len(rec.Events("rt")) == 1 }, 5*time.Second, 10*time.Millisecond)
+}
+
+func TestAddressUnixSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "redis.sock")
+	startRedis(t, "--unixsocket", sock)
+	b := newTestBroker(t, Config{Address: "unix://" + sock})
+	rec := brokertest.NewRecorder()
+	require.NoError(t, b.Run(rec))
+	roundTrip(t, b, rec)
+}
+
+// A redis+sentinel:// address finds the master through a real Sentinel.
+func TestAddressSentinel(t *testing.T) {
+	master := startRedis(t)
+	conf := filepath.Join(t.TempDir(), "sentinel.conf")
+	require.NoError(t, os.WriteFile(conf, []byte(fmt.Sprintf("sentinel monitor mymaster 127.0.0.1 %d 1\n", master.port)), 0o600))
+	sentinel := startRedis(t, conf, "--sentinel")
+	b := newTestBroker(t, Config{Address: fmt.Sprintf("redis+sentinel://127.0.0.1:%d?sentinel_master_name=mymaster", sentinel.port)})
+	rec := brokertest.NewRecorder()
+	require.NoError(t, b.Run(rec))
+	roundTrip(t, b, rec)
 }
