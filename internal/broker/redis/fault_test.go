@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -232,4 +233,48 @@ func TestAddressSentinel(t *testing.T) {
 	rec := brokertest.NewRecorder()
 	require.NoError(t, b.Run(rec))
 	roundTrip(t, b, rec)
+}
+
+// Sentinel failover: the master dies, Sentinel promotes the replica, and
+// the broker's commands and PUB/SUB follow the new master (the wedged
+// PUB/SUB of Centrifugo's #1189 must not happen).
+func TestFaultSentinelFailover(t *testing.T) {
+	master := startRedis(t)
+	replica := startRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.port))
+	conf := filepath.Join(t.TempDir(), "sentinel.conf")
+	require.NoError(t, os.WriteFile(conf, []byte(fmt.Sprintf(
+		"sentinel monitor mymaster 127.0.0.1 %d 1\nsentinel down-after-milliseconds mymaster 300\nsentinel failover-timeout mymaster 2000\n",
+		master.port)), 0o600))
+	sentinel := startRedis(t, conf, "--sentinel")
+	cfg := fastConfig(fmt.Sprintf("redis+sentinel://127.0.0.1:%d?sentinel_master_name=mymaster", sentinel.port))
+	b := newTestBroker(t, cfg)
+	rec := brokertest.NewRecorder()
+	require.NoError(t, b.Run(rec))
+	roundTrip(t, b, rec)
+	// The replica must have synced before the master goes, or Sentinel
+	// refuses to promote it.
+	require.Eventually(t, func() bool {
+		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{fmt.Sprintf("127.0.0.1:%d", replica.port)}, DisableCache: true})
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		info, err := c.Do(ctx, c.B().Info().Section("replication").Build()).ToString()
+		return err == nil && strings.Contains(info, "master_link_status:up")
+	}, 10*time.Second, 50*time.Millisecond, "replica did not sync")
+
+	master.kill()
+	require.Eventually(t, func() bool {
+		c, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		_, _ = b.Publish(c, "rt", &hub.Publication{Data: []byte("after failover")}, hub.PublishOptions{})
+		for _, ev := range rec.Events("rt") {
+			if string(ev.Pub.Data) == "after failover" {
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 50*time.Millisecond, "no delivery through the promoted replica")
 }
