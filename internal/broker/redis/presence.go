@@ -63,7 +63,7 @@ func (b *Broker) refreshPresence() {
 		}
 		b.local.mu.Unlock()
 		for i := 0; i < len(execs); i += presenceBatch {
-			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PresenceRefresh)
+			ctx, cancel := context.WithTimeout(b.ctx, b.cfg.PresenceRefresh)
 			for _, r := range addPresenceScript.ExecMulti(ctx, b.client, execs[i:min(i+presenceBatch, len(execs))]...) {
 				if err := r.Error(); err != nil {
 					b.log.Warn("presence refresh failed", "error", err)

@@ -43,7 +43,7 @@ func (b *Broker) Subscribe(channel string) error {
 	}
 	s.channels[channel] = struct{}{}
 	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.SubscribeTimeout)
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.SubscribeTimeout)
 	defer cancel()
 	if err := conn.Do(ctx, conn.B().Subscribe().Channel(b.pubsub+channel).Build()).Error(); err != nil {
 		s.mu.Lock()
@@ -64,7 +64,7 @@ func (b *Broker) Unsubscribe(channel string) error {
 	if conn == nil {
 		return nil // the reconnect will not subscribe it
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.SubscribeTimeout)
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.SubscribeTimeout)
 	defer cancel()
 	if err := conn.Do(ctx, conn.B().Unsubscribe().Channel(b.pubsub+channel).Build()).Error(); err != nil {
 		return fmt.Errorf("redis broker: unsubscribe %q: %w", channel, err)
@@ -149,7 +149,7 @@ func (b *Broker) serveShard(s *shard) (live bool, err error) {
 	s.mu.Unlock()
 	for i := 0; i < len(want); i += b.cfg.ResubscribeBatch {
 		batch := want[i:min(i+b.cfg.ResubscribeBatch, len(want))]
-		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.SubscribeTimeout)
+		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.SubscribeTimeout)
 		err := conn.Do(ctx, conn.B().Subscribe().Channel(batch...).Build()).Error()
 		cancel()
 		if err != nil {
@@ -170,7 +170,7 @@ func (b *Broker) serveShard(s *shard) (live bool, err error) {
 		b.log.Info("PUB/SUB resubscribed", "shard", s.id, "channels", len(want))
 	}
 	if len(stale) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.SubscribeTimeout)
+		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.SubscribeTimeout)
 		err := conn.Do(ctx, conn.B().Unsubscribe().Channel(stale...).Build()).Error()
 		cancel()
 		if err != nil {
@@ -189,7 +189,7 @@ func (b *Broker) serveShard(s *shard) (live bool, err error) {
 			}
 			return true, err
 		case <-ping.C:
-			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PingTimeout)
+			ctx, cancel := context.WithTimeout(b.ctx, b.cfg.PingTimeout)
 			err := conn.Do(ctx, conn.B().Ping().Build()).Error()
 			cancel()
 			if err != nil {

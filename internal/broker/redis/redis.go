@@ -101,6 +101,8 @@ type Broker struct {
 	local   localPresence
 
 	stop        chan struct{}
+	ctx         context.Context // cancelled by Close: ends the broker's own round trips
+	cancel      context.CancelFunc
 	wg          sync.WaitGroup
 	runOnce     sync.Once
 	stopOnce    sync.Once
@@ -175,6 +177,7 @@ func New(cfg Config) (*Broker, error) {
 		}
 		b.client, b.owned = c, true
 	}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.local.entries = map[presenceKey][]byte{}
 	b.shards = make([]*shard, cfg.Shards)
 	for i := range b.shards {
@@ -217,7 +220,10 @@ func (b *Broker) Run(h hub.BrokerEventHandler) error {
 // Close stops every goroutine and, when the broker created it, closes the
 // client. It waits for the goroutines until ctx ends; it is idempotent.
 func (b *Broker) Close(ctx context.Context) error {
-	b.stopOnce.Do(func() { close(b.stop) })
+	b.stopOnce.Do(func() {
+		close(b.stop)
+		b.cancel()
+	})
 	done := make(chan struct{})
 	go func() { b.wg.Wait(); close(done) }()
 	select {
