@@ -2,6 +2,9 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -50,4 +53,29 @@ func TestRedisEngineTwoNodes(t *testing.T) {
 
 	_, body = apiCall(t, a, "presence", map[string]any{"channel": "chat:two"})
 	require.Len(t, body["result"].(map[string]any)["presence"], 1, "presence of a client on B, asked on A: %v", body)
+}
+
+// Redis unreachable at start: the server starts, /health is 503 naming
+// Redis, and API publish fails fast with a Centrifugo error.
+func TestRedisEngineUnreachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	cfg := testConfig()
+	cfg.Engine.Type = config.BrokerRedis
+	cfg.Engine.Redis.Address = "redis://" + addr
+	m := startServer(t, cfg)
+
+	resp, err := http.Get(m.URL() + "/health")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.Contains(t, string(body), "redis")
+
+	start := time.Now()
+	_, out := apiCall(t, m, "publish", map[string]any{"channel": "chat:x", "data": map[string]any{}})
+	require.Less(t, time.Since(start), 5*time.Second)
+	require.Equal(t, float64(100), out["error"].(map[string]any)["code"], "body %v", out)
 }

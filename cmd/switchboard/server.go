@@ -81,7 +81,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	broker, presence, err := newEngine(cfg, log)
+	broker, presence, err := newEngine(cfg, log, reg)
 	if err != nil {
 		return err
 	}
@@ -141,6 +141,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		if h.Closing() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte(`{"status":"shutting down"}`))
+			return
+		}
+		if err := engineHealth(r.Context(), broker); err != nil {
+			writeUnhealthy(w, err)
 			return
 		}
 		_, _ = w.Write([]byte(`{}`))

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/require"
 
@@ -107,7 +108,12 @@ func TestFaultRedisRestart(t *testing.T) {
 	publish(t, b, "r0", "before")
 	require.Eventually(t, func() bool { return len(rec.Events("r0")) == 1 }, 5*time.Second, 10*time.Millisecond)
 
+	require.Eventually(t, func() bool { return b.Health(ctxT(t)) == nil }, 5*time.Second, 10*time.Millisecond, "healthy before the restart")
 	srv.kill()
+	require.Eventually(t, func() bool {
+		err := b.Health(ctxT(t))
+		return err != nil && strings.Contains(err.Error(), "redis: ping") && strings.Contains(err.Error(), "PUB/SUB connections are reconnecting")
+	}, 5*time.Second, 10*time.Millisecond, "Health must name Redis while it is down")
 	require.Eventually(t, func() bool {
 		err := b.Subscribe("while-down")
 		return errors.Is(err, hub.ErrNotAvailable) && hub.AsError(err).Code == 108
@@ -133,6 +139,7 @@ func TestFaultRedisRestart(t *testing.T) {
 		}, 10*time.Second, 20*time.Millisecond, "channel %s not resubscribed", ch)
 	}
 	subscribe(t, b, "new-after-restart")
+	require.Eventually(t, func() bool { return b.Health(ctxT(t)) == nil }, 5*time.Second, 10*time.Millisecond, "healthy after the restart")
 }
 
 // With nothing listening, every operation fails fast with an error naming
@@ -169,13 +176,16 @@ func TestFaultRedisUnreachable(t *testing.T) {
 // the wedged PUB/SUB connection is replaced, and everything recovers.
 func TestFaultRedisSlow(t *testing.T) {
 	srv := startRedis(t)
-	b := newTestBroker(t, fastConfig(srv.url()))
+	reg := prometheus.NewRegistry()
+	cfg := fastConfig(srv.url())
+	cfg.Registerer = reg
+	b := newTestBroker(t, cfg)
 	rec := brokertest.NewRecorder()
 	require.NoError(t, b.Run(rec))
 	subscribe(t, b, "slow")
 	publish(t, b, "slow", "1")
 	require.Eventually(t, func() bool { return len(rec.Events("slow")) == 1 }, 5*time.Second, 10*time.Millisecond)
-	lives := b.lives.Load()
+	lives := metricValue(t, reg, "switchboard_redis_pubsub_connects_total")
 
 	srv.admin("CLIENT", "PAUSE", "1500", "ALL")
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
@@ -202,7 +212,7 @@ func TestFaultRedisSlow(t *testing.T) {
 		}
 		return false
 	}, 10*time.Second, 20*time.Millisecond)
-	require.Greater(t, b.lives.Load(), lives, "the paused PUB/SUB connection was not probed and replaced")
+	require.Greater(t, metricValue(t, reg, "switchboard_redis_pubsub_connects_total"), lives, "the paused PUB/SUB connection was not probed and replaced")
 }
 
 // roundTrip checks that b, running with rec, delivers and stores a publication.
@@ -277,4 +287,22 @@ func TestFaultSentinelFailover(t *testing.T) {
 		}
 		return false
 	}, 30*time.Second, 50*time.Millisecond, "no delivery through the promoted replica")
+}
+
+// metricValue reads the counter or gauge called name from reg.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	require.NoError(t, err)
+	for _, f := range fams {
+		if f.GetName() == name {
+			m := f.GetMetric()[0]
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
 }

@@ -17,6 +17,7 @@ import (
 // mu guards channels and conn; no Redis round trip runs under it.
 type shard struct {
 	id       int
+	wasLive  bool // only runShard's goroutine touches it
 	mu       sync.Mutex
 	channels map[string]struct{} // the hub's interest
 	conn     rueidis.DedicatedClient
@@ -28,8 +29,12 @@ func (b *Broker) shardFor(channel string) *shard {
 	return b.shards[h.Sum32()%uint32(len(b.shards))]
 }
 
+// errReconnecting is hub.ErrNotAvailable (errors.Is matches it) marked
+// temporary, so the official clients retry the subscription.
+var errReconnecting = &hub.Error{Code: hub.ErrNotAvailable.Code, Message: hub.ErrNotAvailable.Message, Temporary: true}
+
 // Subscribe declares interest in channel. While the channel's shard is
-// reconnecting it fails with hub.ErrNotAvailable (clients retry).
+// reconnecting it fails with a temporary hub.ErrNotAvailable (108).
 func (b *Broker) Subscribe(channel string) error {
 	if !b.started.Load() {
 		return fmt.Errorf("redis broker: subscribe %q: broker not running", channel)
@@ -39,7 +44,7 @@ func (b *Broker) Subscribe(channel string) error {
 	conn := s.conn
 	if conn == nil {
 		s.mu.Unlock()
-		return fmt.Errorf("redis broker: subscribe %q: PUB/SUB connection %d is reconnecting: %w", channel, s.id, hub.ErrNotAvailable)
+		return fmt.Errorf("redis broker: subscribe %q: PUB/SUB connection %d is reconnecting: %w", channel, s.id, errReconnecting)
 	}
 	s.channels[channel] = struct{}{}
 	s.mu.Unlock()
@@ -49,7 +54,7 @@ func (b *Broker) Subscribe(channel string) error {
 		s.mu.Lock()
 		delete(s.channels, channel)
 		s.mu.Unlock()
-		return fmt.Errorf("redis broker: subscribe %q: %w: %w", channel, hub.ErrNotAvailable, err)
+		return fmt.Errorf("redis broker: subscribe %q: %w: %w", channel, errReconnecting, err)
 	}
 	return nil
 }
@@ -81,6 +86,7 @@ func (b *Broker) onMessage(m rueidis.PubSubMessage) {
 	}
 	f, err := decodeFrame(m.Message)
 	if err != nil {
+		b.metrics.dropped.Inc()
 		b.log.Error("dropping undecodable PUB/SUB frame", "channel", channel, "error", err)
 		return
 	}
@@ -165,7 +171,13 @@ func (b *Broker) serveShard(s *shard) (live bool, err error) {
 	}
 	s.conn = conn
 	s.mu.Unlock()
-	b.lives.Add(1)
+	b.metrics.reconnects.Inc()
+	if !s.wasLive {
+		s.wasLive = true
+		if b.pending.Add(-1) == 0 {
+			close(b.ready)
+		}
+	}
 	if len(want) > 0 {
 		b.log.Info("PUB/SUB resubscribed", "shard", s.id, "channels", len(want))
 	}

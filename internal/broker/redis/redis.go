@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 
 	"github.com/switchboard-rt/switchboard/internal/hub"
@@ -43,6 +44,7 @@ const (
 	DefaultSubscribeTimeout = 5 * time.Second
 	DefaultResubscribeBatch = 512
 	DefaultReconnectDelay   = 250 * time.Millisecond
+	DefaultStartWait        = time.Second
 	MaxReconnectDelay       = 5 * time.Second
 )
 
@@ -81,10 +83,14 @@ type Config struct {
 	// ResubscribeBatch is the number of channels per SUBSCRIBE after a
 	// reconnect.
 	ResubscribeBatch int
+	// StartWait bounds how long Run waits for the first connect of the
+	// PUB/SUB connections (default 1s); Run never fails because Redis is down.
+	StartWait time.Duration
 	// ReconnectDelay is the first pause before redialling a PUB/SUB
 	// connection; it doubles up to MaxReconnectDelay.
 	ReconnectDelay time.Duration
 	Logger         *slog.Logger
+	Registerer     prometheus.Registerer // nil: no metrics registered
 	Now            func() time.Time
 }
 
@@ -99,6 +105,10 @@ type Broker struct {
 	handler hub.BrokerEventHandler
 	shards  []*shard
 	local   localPresence
+	// pending counts shards not yet live once; ready closes at zero.
+	pending atomic.Int32
+	ready   chan struct{}
+	metrics metrics
 
 	stop        chan struct{}
 	ctx         context.Context // cancelled by Close: ends the broker's own round trips
@@ -108,7 +118,6 @@ type Broker struct {
 	stopOnce    sync.Once
 	closeClient sync.Once
 	started     atomic.Bool
-	lives       atomic.Int64 // PUB/SUB connections that went live
 }
 
 // New validates cfg and returns a Broker. With an Address it creates the
@@ -145,6 +154,9 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.ResubscribeBatch <= 0 {
 		cfg.ResubscribeBatch = DefaultResubscribeBatch
 	}
+	if cfg.StartWait <= 0 {
+		cfg.StartWait = DefaultStartWait
+	}
 	if cfg.ReconnectDelay <= 0 {
 		cfg.ReconnectDelay = DefaultReconnectDelay
 	}
@@ -177,8 +189,16 @@ func New(cfg Config) (*Broker, error) {
 		}
 		b.client, b.owned = c, true
 	}
+	if err := b.initMetrics(cfg.Registerer); err != nil {
+		if b.owned {
+			b.client.Close()
+		}
+		return nil, err
+	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.local.entries = map[presenceKey][]byte{}
+	b.ready = make(chan struct{})
+	b.pending.Store(int32(cfg.Shards))
 	b.shards = make([]*shard, cfg.Shards)
 	for i := range b.shards {
 		b.shards[i] = &shard{id: i, channels: map[string]struct{}{}}
@@ -189,7 +209,8 @@ func New(cfg Config) (*Broker, error) {
 // Client returns the broker's Redis client.
 func (b *Broker) Client() rueidis.Client { return b.client }
 
-// Run starts the PUB/SUB shards delivering to h. Close stops them.
+// Run starts the PUB/SUB shards delivering to h and waits up to StartWait
+// for them to connect. Close stops them.
 func (b *Broker) Run(h hub.BrokerEventHandler) error {
 	if h == nil {
 		return errors.New("redis broker: nil handler")
@@ -212,6 +233,13 @@ func (b *Broker) Run(h hub.BrokerEventHandler) error {
 				defer b.wg.Done()
 				b.runShard(s)
 			}()
+		}
+		t := time.NewTimer(b.cfg.StartWait)
+		defer t.Stop()
+		select {
+		case <-b.ready:
+		case <-t.C:
+			b.log.Warn("PUB/SUB not connected yet; subscriptions fail with 108 until it is", "connected", b.shardsUp(), "shards", len(b.shards))
 		}
 	})
 	return err
