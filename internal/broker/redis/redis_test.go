@@ -232,3 +232,38 @@ func TestPresenceRefresher(t *testing.T) {
 	require.Contains(t, m, "c1")
 	require.NotContains(t, m, "c2", "a removed entry is not refreshed back")
 }
+
+// Two brokers on one prefix are two processes of one server: publications,
+// joins and leaves cross between them in order; history and presence are
+// shared.
+func TestTwoBrokersOneServer(t *testing.T) {
+	prefix := testPrefix(t)
+	a := newTestBroker(t, Config{Prefix: prefix})
+	b := newTestBroker(t, Config{Prefix: prefix})
+	recA, recB := brokertest.NewRecorder(), brokertest.NewRecorder()
+	require.NoError(t, a.Run(recA))
+	require.NoError(t, b.Run(recB))
+	subscribe(t, a, "x")
+	subscribe(t, b, "x")
+	ctx := ctxT(t)
+	info := &hub.ClientInfo{ClientID: "c1", UserID: "u1"}
+	publish(t, a, "x", "1")
+	require.NoError(t, b.PublishJoin(ctx, "x", info))
+	publish(t, b, "x", "2")
+	require.NoError(t, a.PublishLeave(ctx, "x", info))
+	for _, rec := range []*brokertest.Recorder{recA, recB} {
+		require.Eventually(t, func() bool { return len(rec.Events("x")) == 4 }, 5*time.Second, 10*time.Millisecond)
+		ev := rec.Events("x")
+		require.Equal(t, "1", string(ev[0].Pub.Data))
+		require.Equal(t, "join", ev[1].Kind)
+		require.Equal(t, uint64(2), ev[2].Pub.Offset)
+		require.Equal(t, "leave", ev[3].Kind)
+	}
+	r, err := b.History(ctx, "x", hub.HistoryOptions{Limit: -1})
+	require.NoError(t, err)
+	require.Len(t, r.Publications, 2)
+	require.NoError(t, a.AddPresence(ctx, "x", "c1", info))
+	m, err := b.Presence(ctx, "x")
+	require.NoError(t, err)
+	require.Contains(t, m, "c1")
+}
