@@ -9,6 +9,7 @@ import (
 	"github.com/centrifugal/protocol"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/errs"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 )
 
@@ -97,15 +98,15 @@ func (s *Session) handleCommand(cmd *protocol.Command) bool {
 }
 
 func (s *Session) replyError(id uint32, method string, err error) {
-	he := hub.AsError(err)
-	if he == hub.ErrInternal {
+	if errs.CodeOf(err) == errs.Internal {
 		s.srv.log.Error("command failed", "method", method, "client", s.id, "error", err)
 	}
-	s.srv.metrics.errors.WithLabelValues(method, codeLabel(he.Code)).Inc()
+	pe := protoError(err)
+	s.srv.metrics.errors.WithLabelValues(method, codeLabel(pe.Code)).Inc()
 	if id == 0 {
 		return
 	}
-	s.enqueueReply(&protocol.Reply{Id: id, Error: &protocol.Error{Code: he.Code, Message: he.Message, Temporary: he.Temporary}})
+	s.enqueueReply(&protocol.Reply{Id: id, Error: pe})
 }
 
 func (s *Session) encode(r *protocol.Reply) []byte {
