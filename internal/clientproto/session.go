@@ -10,9 +10,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
-	"github.com/switchboard-rt/switchboard/internal/errs"
 	"github.com/switchboard-rt/switchboard/internal/clock"
 	"github.com/switchboard-rt/switchboard/internal/delivery"
+	"github.com/switchboard-rt/switchboard/internal/errs"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 )
 

@@ -102,7 +102,9 @@ func Sentinel(code Code, reason string) *Error {
 }
 
 // Wrap returns an error with code and message msg whose cause is err.
-func Wrap(code Code, err error, msg string) *Error { return &Error{Code: code, Message: msg, cause: err} }
+func Wrap(code Code, err error, msg string) *Error {
+	return &Error{Code: code, Message: msg, cause: err}
+}
 
 // E returns the *Error in err's chain, or nil if there is none.
 func E(err error) *Error {
