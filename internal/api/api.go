@@ -492,8 +492,8 @@ func (h *Handler) disconnect(_ context.Context, body json.RawMessage) (any, erro
 	}
 	d := hub.DisconnectForceNoReconnect
 	if req.Disconnect != nil {
-		if req.Disconnect.Code < 3000 || req.Disconnect.Code > 4999 {
-			return nil, badRequest("disconnect code must be in 3000-4999")
+		if req.Disconnect.Code < hub.MinDisconnectCode || req.Disconnect.Code > hub.MaxDisconnectCode {
+			return nil, badRequest(fmt.Sprintf("disconnect code must be in %d-%d", hub.MinDisconnectCode, hub.MaxDisconnectCode))
 		}
 		d = hub.Disconnect{Code: req.Disconnect.Code, Reason: req.Disconnect.Reason}
 	}

@@ -50,6 +50,12 @@ type Disconnect struct {
 	Reason string
 }
 
+// Codes a caller may choose for a disconnect (server API disconnect).
+const (
+	MinDisconnectCode = 3000
+	MaxDisconnectCode = 4999
+)
+
 // Reconnect reports whether clients should reconnect after d.
 func (d Disconnect) Reconnect() bool { return d.Code < 3500 || d.Code >= 5000 }
 
