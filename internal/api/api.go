@@ -20,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
-	"github.com/switchboard-rt/switchboard/internal/errs"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 )
 
@@ -166,7 +165,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeHTTPError(w, errBadBody(be.msg))
 			return
 		}
-		if errs.CodeOf(err) == errs.Internal {
+		if hub.IsInternal(err) {
 			h.log.Error("api method failed", "method", name, "error", err)
 		}
 		e := toAPIError(err)
@@ -764,7 +763,7 @@ func (h *Handler) batchCommand(ctx context.Context, raw json.RawMessage) map[str
 		}
 		res, err := m(ctx, params)
 		if err != nil {
-			if errs.CodeOf(err) == errs.Internal {
+			if hub.IsInternal(err) {
 				h.log.Error("api batch command failed", "method", name, "error", err)
 			}
 			return map[string]any{"error": toAPIError(err)}

@@ -9,7 +9,6 @@ import (
 	"github.com/centrifugal/protocol"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
-	"github.com/switchboard-rt/switchboard/internal/errs"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 )
 
@@ -98,7 +97,7 @@ func (s *Session) handleCommand(cmd *protocol.Command) bool {
 }
 
 func (s *Session) replyError(id uint32, method string, err error) {
-	if errs.CodeOf(err) == errs.Internal {
+	if hub.IsInternal(err) {
 		s.srv.log.Error("command failed", "method", method, "client", s.id, "error", err)
 	}
 	pe := protoError(err)

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/switchboard-rt/switchboard/internal/errs"
@@ -42,6 +43,14 @@ type AppError struct {
 }
 
 func (e *AppError) Error() string { return fmt.Sprintf("application error %d: %s", e.Code, e.Message) }
+
+// IsInternal reports whether err is an internal error, which adapters log
+// and answer with a generic message: neither an application error nor a
+// domain error of another code than errs.Internal.
+func IsInternal(err error) bool {
+	var ae *AppError
+	return !errors.As(err, &ae) && errs.CodeOf(err) == errs.Internal
+}
 
 // Disconnect tells a client why the server closes its connection. Codes
 // 3000-3499 invite a reconnect, 3500-4999 ask the client not to reconnect.

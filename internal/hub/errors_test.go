@@ -45,3 +45,11 @@ func TestSentinelsAreDistinct(t *testing.T) {
 	}
 	require.Equal(t, errs.NotFound, errs.CodeOf(ErrNoClient))
 }
+
+func TestIsInternal(t *testing.T) {
+	require.True(t, IsInternal(ErrInternal))
+	require.True(t, IsInternal(os.ErrNotExist))
+	require.False(t, IsInternal(ErrBadRequest))
+	require.False(t, IsInternal(&AppError{Code: 1000, Message: "app"}))
+	require.False(t, IsInternal(nil))
+}
