@@ -3,6 +3,7 @@ package archtest
 import (
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -70,5 +71,18 @@ func TestNoWireCodesOutsideTables(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The error vocabulary is a leaf: every package may use it.
+func TestErrsIsALeaf(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "./../../internal/errs").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, module+"/") && dep != module+"/internal/errs" {
+			t.Errorf("internal/errs imports %s", dep)
+		}
 	}
 }

@@ -85,13 +85,6 @@ func (e *Error) With(msg string) *Error {
 	return &c
 }
 
-// WithCause returns a copy of e carrying cause (for logs, never for clients).
-func (e *Error) WithCause(cause error) *Error {
-	c := *e
-	c.cause = cause
-	return &c
-}
-
 // New returns an error with code and client-safe message msg.
 func New(code Code, msg string) *Error { return &Error{Code: code, Message: msg} }
 
@@ -106,8 +99,8 @@ func Wrap(code Code, err error, msg string) *Error {
 	return &Error{Code: code, Message: msg, cause: err}
 }
 
-// E returns the *Error in err's chain, or nil if there is none.
-func E(err error) *Error {
+// Find returns the *Error in err's chain, or nil if there is none.
+func Find(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
@@ -121,7 +114,7 @@ func CodeOf(err error) Code {
 	if err == nil {
 		return 0
 	}
-	if e := E(err); e != nil {
+	if e := Find(err); e != nil {
 		return e.Code
 	}
 	return Internal
@@ -131,7 +124,7 @@ func CodeOf(err error) Code {
 // for any other error (and for Internal ones) a generic internal error.
 // Adapters log err when Public(err).Code is Internal.
 func Public(err error) *Error {
-	if e := E(err); e != nil && e.Code != Internal {
+	if e := Find(err); e != nil && e.Code != Internal {
 		return e
 	}
 	return internal

@@ -82,7 +82,7 @@ func (h *Handler) wireError(r *http.Request, err error) (code, msg string, statu
 			h.log.Warn("worker request failed", "path", r.URL.Path, "code", we.Code, "err", we.Err)
 		}
 	}
-	e := errs.E(err)
+	e := errs.Find(err)
 	if e == nil || e.Code == errs.Internal || e.Reason == "" {
 		h.log.Error("worker gateway internal error", "path", r.URL.Path, "err", err)
 		return CodeInternal, "internal error", http.StatusInternalServerError
