@@ -98,45 +98,10 @@ func New(cfg Config) (*Handler, error) {
 	return h, nil
 }
 
-// toAPIError converts a method error to the wire. 104 reads "not found",
-// as in Centrifugo's server API.
-func toAPIError(err error) *Error {
-	var be *badBody
-	if errors.As(err, &be) {
-		return &Error{Code: 107, Message: be.msg}
-	}
-	he := hub.AsError(err)
-	if he.Code == hub.ErrMethodNotFound.Code {
-		return &Error{Code: 104, Message: "not found"}
-	}
-	return &Error{Code: he.Code, Message: he.Message}
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-// writeHTTPError answers a request rejected before any method ran.
-func writeHTTPError(w http.ResponseWriter, status int, code uint32, msg string) {
-	writeJSON(w, status, response{Error: &Error{Code: code, Message: msg}})
-}
-
-// transportStatus maps an error code to the HTTP status of Centrifugo's
-// "transport" error mode (header X-Centrifugo-Error-Mode: transport).
-func transportStatus(code uint32) int {
-	switch code {
-	case 102, 104:
-		return http.StatusNotFound
-	case 107, 108:
-		return http.StatusBadRequest
-	case 112:
-		return http.StatusRequestedRangeNotSatisfiable
-	case 113:
-		return http.StatusConflict
-	}
-	return http.StatusInternalServerError
 }
 
 func (h *Handler) authorized(r *http.Request) bool {
@@ -157,28 +122,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := strings.Trim(strings.TrimPrefix(r.URL.Path, "/api"), "/")
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		writeHTTPError(w, http.StatusMethodNotAllowed, 107, "method not allowed, use POST")
+		writeHTTPError(w, errMethodNotAllowed)
 		return
 	}
 	if !h.authorized(r) {
 		h.requests.WithLabelValues("unauthorized", "error").Inc()
-		writeHTTPError(w, http.StatusUnauthorized, 101, "unauthorized")
+		writeHTTPError(w, errUnauthorized)
 		return
 	}
 	m, ok := h.methods[name]
 	if !ok {
 		h.requests.WithLabelValues("unknown", "error").Inc()
-		writeHTTPError(w, http.StatusNotFound, 104, fmt.Sprintf("method %q not found", name))
+		writeHTTPError(w, errUnknownMethod(fmt.Sprintf("method %q not found", name)))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			writeHTTPError(w, http.StatusRequestEntityTooLarge, 107, fmt.Sprintf("body exceeds %d bytes", h.cfg.MaxBody))
+			writeHTTPError(w, errBodyTooLarge(fmt.Sprintf("body exceeds %d bytes", h.cfg.MaxBody)))
 			return
 		}
-		writeHTTPError(w, http.StatusBadRequest, 107, "cannot read body")
+		writeHTTPError(w, errBodyUnreadable)
 		return
 	}
 	body = bytes.TrimSpace(body)
@@ -187,7 +152,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !json.Valid(body) || body[0] != '{' {
 		h.requests.WithLabelValues(name, "error").Inc()
-		writeHTTPError(w, http.StatusBadRequest, 107, "body must be a JSON object")
+		writeHTTPError(w, errBodyNotObject)
 		return
 	}
 	start := time.Now()
@@ -197,10 +162,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.requests.WithLabelValues(name, "error").Inc()
 		var be *badBody
 		if errors.As(err, &be) {
-			writeHTTPError(w, http.StatusBadRequest, 107, be.msg)
+			writeHTTPError(w, errBadBody(be.msg))
 			return
 		}
-		if hub.AsError(err) == hub.ErrInternal {
+		if hub.IsInternal(err) {
 			h.log.Error("api method failed", "method", name, "error", err)
 		}
 		e := toAPIError(err)
@@ -236,7 +201,7 @@ func decode(body json.RawMessage, v any) error {
 }
 
 func badRequest(msg string) error {
-	return &hub.Error{Code: 107, Message: "bad request: " + msg}
+	return hub.ErrBadRequest.With("bad request: " + msg)
 }
 
 func required(field, v string) error {
@@ -526,8 +491,8 @@ func (h *Handler) disconnect(_ context.Context, body json.RawMessage) (any, erro
 	}
 	d := hub.DisconnectForceNoReconnect
 	if req.Disconnect != nil {
-		if req.Disconnect.Code < 3000 || req.Disconnect.Code > 4999 {
-			return nil, badRequest("disconnect code must be in 3000-4999")
+		if req.Disconnect.Code < hub.MinDisconnectCode || req.Disconnect.Code > hub.MaxDisconnectCode {
+			return nil, badRequest(fmt.Sprintf("disconnect code must be in %d-%d", hub.MinDisconnectCode, hub.MaxDisconnectCode))
 		}
 		d = hub.Disconnect{Code: req.Disconnect.Code, Reason: req.Disconnect.Reason}
 	}
@@ -780,25 +745,25 @@ func (h *Handler) batch(ctx context.Context, body json.RawMessage) (any, error) 
 func (h *Handler) batchCommand(ctx context.Context, raw json.RawMessage) map[string]any {
 	var cmd map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &cmd); err != nil || cmd == nil {
-		return map[string]any{"error": &Error{Code: 107, Message: "bad request: each command is an object"}}
+		return map[string]any{"error": toAPIError(hub.ErrBadRequest.With("bad request: each command is an object"))}
 	}
 	if len(cmd) == 0 {
-		return map[string]any{"error": &Error{Code: 104, Message: "not found"}}
+		return map[string]any{"error": toAPIError(hub.ErrMethodNotFound)}
 	}
 	if len(cmd) > 1 {
-		return map[string]any{"error": &Error{Code: 107, Message: "bad request: each command holds exactly one method"}}
+		return map[string]any{"error": toAPIError(hub.ErrBadRequest.With("bad request: each command holds exactly one method"))}
 	}
 	for name, params := range cmd {
 		m, ok := h.methods[name]
 		if !ok || name == "batch" {
-			return map[string]any{"error": &Error{Code: 104, Message: "not found"}}
+			return map[string]any{"error": toAPIError(hub.ErrMethodNotFound)}
 		}
 		if string(params) == "null" {
 			params = json.RawMessage("{}")
 		}
 		res, err := m(ctx, params)
 		if err != nil {
-			if hub.AsError(err) == hub.ErrInternal {
+			if hub.IsInternal(err) {
 				h.log.Error("api batch command failed", "method", name, "error", err)
 			}
 			return map[string]any{"error": toAPIError(err)}

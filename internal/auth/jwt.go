@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/switchboard-rt/switchboard/internal/errs"
 )
 
 // Sentinel errors of token verification.
 var (
-	ErrTokenInvalid = errors.New("auth: invalid token")
-	ErrTokenExpired = errors.New("auth: token expired")
+	ErrTokenInvalid = &errs.Error{Code: errs.Unauthorized, Reason: "invalid token", Message: "auth: invalid token"}
+	ErrTokenExpired = &errs.Error{Code: errs.Unauthorized, Reason: "token expired", Message: "auth: token expired"}
 )
 
 // ConnectClaims are the claims of a Centrifugo-style connection token.

@@ -3,11 +3,12 @@ package auth
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
 	"time"
+
+	"github.com/switchboard-rt/switchboard/internal/errs"
 )
 
 // Defaults of NonceConfig.
@@ -20,9 +21,9 @@ const (
 
 // Sentinel errors of the nonce store.
 var (
-	ErrNonceNotFound = errors.New("auth: no nonce issued")
-	ErrNonceExpired  = errors.New("auth: nonce expired")
-	ErrNonceLimit    = errors.New("auth: too many outstanding nonces")
+	ErrNonceNotFound = &errs.Error{Code: errs.NotFound, Reason: "no nonce issued", Message: "auth: no nonce issued"}
+	ErrNonceExpired  = &errs.Error{Code: errs.Unauthorized, Reason: "nonce expired", Message: "auth: nonce expired"}
+	ErrNonceLimit    = &errs.Error{Code: errs.LimitExceeded, Reason: "too many outstanding nonces", Message: "auth: too many outstanding nonces"}
 )
 
 // NonceConfig configures a NonceStore. Zero values mean the defaults.

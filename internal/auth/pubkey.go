@@ -3,17 +3,18 @@ package auth
 import (
 	"crypto/ed25519"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
+
+	"github.com/switchboard-rt/switchboard/internal/errs"
 )
 
 // Sentinel errors of public key parsing and signature verification.
 var (
-	ErrInvalidPublicKey = errors.New("auth: invalid public key")
-	ErrInvalidSignature = errors.New("auth: invalid signature")
+	ErrInvalidPublicKey = &errs.Error{Code: errs.Invalid, Reason: "invalid public key", Message: "auth: invalid public key"}
+	ErrInvalidSignature = &errs.Error{Code: errs.Unauthorized, Reason: "invalid signature", Message: "auth: invalid signature"}
 )
 
 // KeyType tells which signature scheme a PublicKey belongs to.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/errs"
 	"github.com/switchboard-rt/switchboard/internal/transport/ws"
 	"github.com/switchboard-rt/switchboard/protocol/circles"
 )
@@ -120,7 +121,7 @@ func (sess *session) answer(f circles.Frame, rejectPlays bool) {
 			var result any
 			var rerr *circles.Error
 			if rejectPlays && r.Method == circles.MethodPlay {
-				rerr = circles.NewError(circles.CodeTooManyRequests, fmt.Sprintf("more than %d plays in flight on this connection", sess.s.cfg.MaxInflight))
+				rerr = rpcError(errs.New(errs.LimitExceeded, fmt.Sprintf("more than %d plays in flight on this connection", sess.s.cfg.MaxInflight)))
 			} else {
 				result, rerr = sess.call(r)
 			}
@@ -176,7 +177,7 @@ func (sess *session) call(r circles.Request) (any, *circles.Error) {
 	case circles.MethodPing:
 		return "pong", nil
 	}
-	return nil, circles.NewError(circles.CodeMethodNotFound, nil)
+	return nil, rpcError(&errs.Error{Code: errs.NotFound})
 }
 
 func (sess *session) fetchNonce(params json.RawMessage) (any, *circles.Error) {
@@ -185,19 +186,19 @@ func (sess *session) fetchNonce(params json.RawMessage) (any, *circles.Error) {
 		return nil, err
 	}
 	if p.PubKey == "" {
-		return nil, circles.NewError(circles.CodeInvalidParams, "pubkey is required")
+		return nil, rpcError(errs.New(errs.Invalid, "pubkey is required"))
 	}
 	pk, err := auth.ParsePublicKey(p.PubKey)
 	if err != nil {
-		return nil, circles.NewError(circles.CodeInvalidParams, "pubkey is not a secp256k1 (66 or 130 hex) or ed25519 (64 hex) public key")
+		return nil, rpcError(errs.New(errs.Invalid, "pubkey is not a secp256k1 (66 or 130 hex) or ed25519 (64 hex) public key"))
 	}
 	nonce, exp, err := sess.s.nonces.Issue(auth.NonceBinding{Conn: sess.id, Circle: sess.circle, PubKey: pk.String()})
 	if errors.Is(err, auth.ErrNonceLimit) {
-		return nil, circles.NewError(circles.CodeTooManyRequests, "too many outstanding nonces")
+		return nil, rpcError(errs.New(errs.LimitExceeded, "too many outstanding nonces"))
 	}
 	if err != nil {
 		sess.s.log.Error("circle nonce issue failed", "err", err)
-		return nil, circles.NewError(circles.CodeInternalError, nil)
+		return nil, rpcError(err)
 	}
 	return circles.NonceResult{Nonce: nonce, ExpiresAt: exp.Unix()}, nil
 }
@@ -208,11 +209,11 @@ func (sess *session) authenticate(params json.RawMessage) (any, *circles.Error) 
 		return nil, err
 	}
 	if p.PubKey == "" || p.Signature == "" {
-		return nil, circles.NewError(circles.CodeInvalidParams, "pubkey and signature are required")
+		return nil, rpcError(errs.New(errs.Invalid, "pubkey and signature are required"))
 	}
 	fail := func(reason string) (any, *circles.Error) {
 		sess.s.m.auths.WithLabelValues("failed").Inc()
-		return nil, circles.NewError(circles.CodeInvalidCredentials, reason)
+		return nil, rpcError(errs.New(errs.Unauthorized, reason))
 	}
 	pk, err := auth.ParsePublicKey(p.PubKey)
 	if err != nil {
@@ -259,14 +260,14 @@ func (sess *session) play(params json.RawMessage) (any, *circles.Error) {
 		return nil, err
 	}
 	if p.Script == "" {
-		return nil, circles.NewError(circles.CodeInvalidParams, "script is required")
+		return nil, rpcError(errs.New(errs.Invalid, "script is required"))
 	}
 	caller := sess.caller()
 	if sess.s.cfg.EnableAuth && caller == "" {
-		return nil, circles.NewError(circles.CodeAuthRequired, nil)
+		return nil, rpcError(errAuthRequired)
 	}
 	if !sess.s.beginPlay() {
-		return nil, circles.NewError(circles.CodeExecution, "server shutting down")
+		return nil, rpcError(errs.New(errs.Unavailable, "server shutting down"))
 	}
 	defer sess.s.plays.Done()
 	ctx, cancel := context.WithTimeout(sess.ctx, sess.s.cfg.PlayTimeout)
@@ -277,15 +278,9 @@ func (sess *session) play(params json.RawMessage) (any, *circles.Error) {
 	if err == nil {
 		return out, nil
 	}
-	var cm interface{ ClientMessage() string }
-	switch {
-	case errors.As(err, &cm):
-		return nil, circles.NewError(circles.CodeExecution, cm.ClientMessage())
-	case errors.Is(err, context.DeadlineExceeded):
-		return nil, circles.NewError(circles.CodeExecution, fmt.Sprintf("timeout: play exceeded %s", sess.s.cfg.PlayTimeout))
-	case errors.Is(err, context.Canceled):
-		return nil, circles.NewError(circles.CodeExecution, "cancelled")
+	rerr, ok := playError(err, sess.s.cfg.PlayTimeout)
+	if !ok {
+		sess.s.log.Error("circle play failed", "circle", sess.circle, "err", err)
 	}
-	sess.s.log.Error("circle play failed", "circle", sess.circle, "err", err)
-	return nil, circles.NewError(circles.CodeInternalError, nil)
+	return nil, rerr
 }

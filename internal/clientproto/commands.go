@@ -97,15 +97,15 @@ func (s *Session) handleCommand(cmd *protocol.Command) bool {
 }
 
 func (s *Session) replyError(id uint32, method string, err error) {
-	he := hub.AsError(err)
-	if he == hub.ErrInternal {
+	if hub.IsInternal(err) {
 		s.srv.log.Error("command failed", "method", method, "client", s.id, "error", err)
 	}
-	s.srv.metrics.errors.WithLabelValues(method, codeLabel(he.Code)).Inc()
+	pe := protoError(err)
+	s.srv.metrics.errors.WithLabelValues(method, codeLabel(pe.Code)).Inc()
 	if id == 0 {
 		return
 	}
-	s.enqueueReply(&protocol.Reply{Id: id, Error: &protocol.Error{Code: he.Code, Message: he.Message, Temporary: he.Temporary}})
+	s.enqueueReply(&protocol.Reply{Id: id, Error: pe})
 }
 
 func (s *Session) encode(r *protocol.Reply) []byte {

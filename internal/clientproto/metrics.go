@@ -59,7 +59,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // codeLabel bounds the code label: server codes are a known set, any
 // other (API-supplied) code is "other".
 func codeLabel(code uint32) string {
-	if (code >= 100 && code <= 112) || (code >= 3000 && code <= 3013) || (code >= 3500 && code <= 3509) {
+	if knownCode(code) {
 		return strconv.FormatUint(uint64(code), 10)
 	}
 	return "other"

@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/auth"
 	"github.com/switchboard-rt/switchboard/internal/clock"
 	"github.com/switchboard-rt/switchboard/internal/delivery"
+	"github.com/switchboard-rt/switchboard/internal/errs"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 )
 
@@ -383,7 +384,7 @@ func ttlSeconds(expireAt int64, now time.Time) uint32 {
 	return uint32(d)
 }
 
-func errTokenToHub(err error) (*hub.Error, bool) {
+func errTokenToHub(err error) (*errs.Error, bool) {
 	if errors.Is(err, auth.ErrTokenExpired) {
 		return hub.ErrTokenExpired, true
 	}

@@ -475,7 +475,7 @@ func (b blockingRPC) HandleRPC(ctx context.Context, req hub.RPCRequest) ([]byte,
 		return req.Data, nil
 	}
 	if req.Method == "fail" {
-		return nil, &hub.Error{Code: 1000, Message: "custom failure"}
+		return nil, &hub.AppError{Code: 1000, Message: "custom failure"}
 	}
 	close(b.started)
 	<-ctx.Done()

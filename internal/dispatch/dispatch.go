@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboard-rt/switchboard/internal/errs"
 	"github.com/switchboard-rt/switchboard/internal/script"
 )
 
@@ -53,18 +54,27 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// clientError is an error whose text is fit for clients.
-type clientError string
+// clientError is an error whose text is fit for clients, with its domain
+// code.
+type clientError struct {
+	msg  string
+	code errs.Code
+}
 
-func (e clientError) Error() string         { return "dispatch: " + string(e) }
-func (e clientError) ClientMessage() string { return string(e) }
+func (e *clientError) Error() string         { return "dispatch: " + e.msg }
+func (e *clientError) ClientMessage() string { return e.msg }
+
+// Unwrap returns the domain error.
+func (e *clientError) Unwrap() error {
+	return &errs.Error{Code: e.code, Message: e.msg, Temporary: true}
+}
 
 // Sentinel errors of Play. Each has a ClientMessage method giving text fit
 // for clients.
 var (
-	ErrQueueFull = error(clientError("circle queue full, try again later"))
-	ErrClosed    = error(clientError("server shutting down"))
-	ErrNoReply   = error(clientError("timed out waiting for a worker"))
+	ErrQueueFull = error(&clientError{"circle queue full, try again later", errs.Unavailable})
+	ErrClosed    = error(&clientError{"server shutting down", errs.Unavailable})
+	ErrNoReply   = error(&clientError{"timed out waiting for a worker", errs.Timeout})
 )
 
 // WorkerError is a failure reported by a worker (a script error, a

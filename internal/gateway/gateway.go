@@ -28,15 +28,6 @@ const (
 	preflightMaxAge    = "600"
 )
 
-// Error codes produced by the gateway itself (the pool's codes are in
-// package worker).
-const (
-	CodeUnauthorized     = "UNAUTHORIZED"
-	CodeMethodNotAllowed = "METHOD_NOT_ALLOWED"
-	CodePayloadTooLarge  = "PAYLOAD_TOO_LARGE"
-	CodeInternal         = "INTERNAL_ERROR"
-)
-
 // Config configures the Handler. Zero values mean the documented default.
 type Config struct {
 	// BasePath is the URL prefix (default "/__runner"); no trailing slash.
@@ -151,7 +142,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !h.authorized(r) {
-		h.writeError(w, r, &worker.Error{Code: CodeUnauthorized, Message: "missing or invalid token"})
+		h.writeError(w, r, errUnauthorized)
 		return
 	}
 	if !ok || rt == routeUnknown {
@@ -162,7 +153,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case routeDiscovery:
 		if r.Method != http.MethodGet && r.Method != http.MethodPost {
 			w.Header().Set("Allow", "GET, POST, OPTIONS")
-			h.writeError(w, r, &worker.Error{Code: CodeMethodNotAllowed, Message: "use GET or POST"})
+			h.writeError(w, r, errMethodNotAllowed("use GET or POST"))
 			return
 		}
 		h.discovery(w)
@@ -170,7 +161,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST, OPTIONS")
-		h.writeError(w, r, &worker.Error{Code: CodeMethodNotAllowed, Message: "use POST"})
+		h.writeError(w, r, errMethodNotAllowed("use POST"))
 		return
 	}
 	kind, key := worker.KindTask, "input"
@@ -300,7 +291,7 @@ func nonNil(s []string) []string {
 // top-level object; a body without that key is the input itself.
 func (h *Handler) readInput(w http.ResponseWriter, r *http.Request, key string) (json.RawMessage, error) {
 	if r.ContentLength > h.cfg.MaxBody {
-		return nil, &worker.Error{Code: CodePayloadTooLarge, Message: "body exceeds " + strconv.FormatInt(h.cfg.MaxBody, 10) + " bytes"}
+		return nil, errPayloadTooLarge("body exceeds " + strconv.FormatInt(h.cfg.MaxBody, 10) + " bytes")
 	}
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
@@ -310,7 +301,7 @@ func (h *Handler) readInput(w http.ResponseWriter, r *http.Request, key string) 
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, &worker.Error{Code: CodePayloadTooLarge, Message: "body exceeds " + strconv.FormatInt(h.cfg.MaxBody, 10) + " bytes"}
+			return nil, errPayloadTooLarge("body exceeds " + strconv.FormatInt(h.cfg.MaxBody, 10) + " bytes")
 		}
 		return nil, &worker.Error{Code: worker.CodeInvalidInput, Message: "cannot read body", Err: err}
 	}
@@ -350,72 +341,4 @@ func (h *Handler) requestContext(r *http.Request) *worker.RequestContext {
 		c.Headers[strings.ToLower(k)] = strings.Join(v, ", ")
 	}
 	return c
-}
-
-// statusFor maps an error code to its HTTP status: the one place where
-// gateway and pool codes meet HTTP. Unknown codes (a worker's own handler
-// error codes) are 500.
-func statusFor(code string) int {
-	switch code {
-	case CodeUnauthorized:
-		return http.StatusUnauthorized
-	case worker.CodeNotExposed, worker.CodeNotFound:
-		return http.StatusNotFound
-	case CodeMethodNotAllowed:
-		return http.StatusMethodNotAllowed
-	case worker.CodeInvalidInput:
-		return http.StatusBadRequest
-	case CodePayloadTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case worker.CodeOverloaded, worker.CodeShuttingDown:
-		return http.StatusServiceUnavailable
-	case worker.CodeTimeout:
-		return http.StatusGatewayTimeout
-	case worker.CodeWorkerCrashed:
-		return http.StatusBadGateway
-	}
-	return http.StatusInternalServerError
-}
-
-// writeError writes {"ok":false,"error":{"code","message"}}. Only the
-// client-safe Code and Message of a *worker.Error are sent; other errors
-// become INTERNAL_ERROR and details go to the log.
-func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var e *worker.Error
-	if !errors.As(err, &e) {
-		h.log.Error("worker gateway internal error", "path", r.URL.Path, "err", err)
-		e = &worker.Error{Code: CodeInternal, Message: "internal error"}
-	}
-	code, msg := e.Code, e.Message
-	switch {
-	case e.Code == worker.CodeCanceled:
-		code, msg = CodeInternal, "request canceled"
-	case e.Remote:
-		if code == "" {
-			code = worker.CodeExecution
-		}
-	case e.Err != nil:
-		h.log.Warn("worker request failed", "path", r.URL.Path, "code", e.Code, "err", e.Err)
-	}
-	status := statusFor(code)
-	if e.Remote && code != worker.CodeNotFound {
-		status = http.StatusInternalServerError
-	}
-	body, _ := json.Marshal(struct {
-		OK    bool `json:"ok"`
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}{Error: struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	}{code, msg}})
-	hd := w.Header()
-	hd.Set("Content-Type", "application/json")
-	if status == http.StatusServiceUnavailable {
-		hd.Set("Retry-After", h.retryAfter)
-	}
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
 }

@@ -42,23 +42,23 @@ const (
 )
 
 // CheckPublicationData tells whether data may be published into channels
-// of these options, with a 107 error naming the problem. Whatever the
+// of these options, with an ErrBadRequest naming the problem. Whatever the
 // format, data that reaches JSON clients must also be JSON text
 // (IsJSONText): the adapters check that for their JSON sources.
 func (o ChannelOptions) CheckPublicationData(data []byte) error {
 	switch o.PublicationDataFormat {
 	case DataFormatJSON:
 		if !IsJSONText(data) {
-			return &Error{Code: 107, Message: "bad request: data must be JSON in UTF-8 in this namespace"}
+			return ErrBadRequest.With("bad request: data must be JSON in UTF-8 in this namespace")
 		}
 	case DataFormatJSONObject:
 		if !IsJSONText(data) || bytes.TrimLeft(data, " \t\r\n")[0] != '{' {
-			return &Error{Code: 107, Message: "bad request: data must be a JSON object in this namespace"}
+			return ErrBadRequest.With("bad request: data must be a JSON object in this namespace")
 		}
 	case DataFormatBinary:
 	default:
 		if len(data) == 0 {
-			return &Error{Code: 107, Message: "bad request: data required"}
+			return ErrBadRequest.With("bad request: data required")
 		}
 	}
 	return nil

@@ -3,58 +3,53 @@ package hub
 import (
 	"errors"
 	"fmt"
+
+	"github.com/switchboard-rt/switchboard/internal/errs"
 )
 
-// Error is the one coded error type of the realtime core. Its codes are the
-// Centrifugo client-protocol error codes; adapters map them to their wire
-// (client protocol error replies, server API error objects, HTTP statuses)
-// in one place each.
-type Error struct {
-	Code      uint32
-	Message   string
-	Temporary bool
-}
-
-func (e *Error) Error() string { return fmt.Sprintf("%d: %s", e.Code, e.Message) }
-
-// Is reports whether target is an *Error with the same code, so that
-// errors.Is(err, hub.ErrPermissionDenied) works on wrapped errors.
-func (e *Error) Is(target error) bool {
-	var t *Error
-	if errors.As(target, &t) {
-		return t.Code == e.Code
-	}
-	return false
-}
-
-// Client-protocol error codes (Centrifugo v2 numbering).
+// The hub returns domain errors (*errs.Error); adapters map them to their
+// wire in one table each (clientproto, api). Conditions callers and the
+// Centrifugo tables branch on are the sentinels below; errors.Is matches a
+// sentinel's code and reason, so fresh copies with other messages match.
 var (
-	ErrInternal              = &Error{Code: 100, Message: "internal server error", Temporary: true}
-	ErrUnauthorized          = &Error{Code: 101, Message: "unauthorized"}
-	ErrUnknownChannel        = &Error{Code: 102, Message: "unknown channel"}
-	ErrPermissionDenied      = &Error{Code: 103, Message: "permission denied"}
-	ErrMethodNotFound        = &Error{Code: 104, Message: "method not found"}
-	ErrAlreadySubscribed     = &Error{Code: 105, Message: "already subscribed"}
-	ErrLimitExceeded         = &Error{Code: 106, Message: "limit exceeded"}
-	ErrBadRequest            = &Error{Code: 107, Message: "bad request"}
-	ErrNotAvailable          = &Error{Code: 108, Message: "not available"}
-	ErrTokenExpired          = &Error{Code: 109, Message: "token expired"}
-	ErrExpired               = &Error{Code: 110, Message: "expired"}
-	ErrTooManyRequests       = &Error{Code: 111, Message: "too many requests", Temporary: true}
-	ErrUnrecoverablePosition = &Error{Code: 112, Message: "unrecoverable position"}
+	ErrInternal         = &errs.Error{Code: errs.Internal, Message: "internal server error", Temporary: true}
+	ErrUnauthorized     = errs.New(errs.Unauthorized, "unauthorized")
+	ErrPermissionDenied = errs.New(errs.PermissionDenied, "permission denied")
+	ErrLimitExceeded    = errs.New(errs.LimitExceeded, "limit exceeded")
+	ErrBadRequest       = errs.New(errs.Invalid, "bad request")
+	ErrNotAvailable     = errs.New(errs.Unavailable, "not available")
+
+	ErrUnknownChannel        = errs.Sentinel(errs.NotFound, "unknown channel")
+	ErrMethodNotFound        = errs.Sentinel(errs.NotFound, "method not found")
+	ErrAlreadySubscribed     = errs.Sentinel(errs.Conflict, "already subscribed")
+	ErrTokenExpired          = errs.Sentinel(errs.Unauthorized, "token expired")
+	ErrUnrecoverablePosition = errs.Sentinel(errs.NotFound, "unrecoverable position")
+	ErrTooManyRequests       = &errs.Error{Code: errs.LimitExceeded, Reason: "too many requests", Message: "too many requests", Temporary: true}
+	// ErrNoClient is returned by Deliver for a client id not connected here.
+	ErrNoClient = errs.Sentinel(errs.NotFound, "no such client")
 )
 
-// AsError converts any error to an *Error: an *Error in the chain is
-// returned as is, anything else becomes ErrInternal (details stay in logs).
-func AsError(err error) *Error {
-	if err == nil {
-		return nil
-	}
-	var e *Error
-	if errors.As(err, &e) {
-		return e
-	}
-	return ErrInternal
+// Sentinels lists the hub's sentinels, for adapter table tests.
+var Sentinels = []*errs.Error{ErrInternal, ErrUnauthorized, ErrPermissionDenied, ErrLimitExceeded,
+	ErrBadRequest, ErrNotAvailable, ErrUnknownChannel, ErrMethodNotFound, ErrAlreadySubscribed,
+	ErrTokenExpired, ErrUnrecoverablePosition, ErrTooManyRequests, ErrNoClient}
+
+// AppError is an error an application handler (an RPC worker) sends to
+// the client as is, with its own code (1000 and above in Centrifugo's
+// numbering, which adapters pass through).
+type AppError struct {
+	Code    uint32
+	Message string
+}
+
+func (e *AppError) Error() string { return fmt.Sprintf("application error %d: %s", e.Code, e.Message) }
+
+// IsInternal reports whether err is an internal error, which adapters log
+// and answer with a generic message: neither an application error nor a
+// domain error of another code than errs.Internal.
+func IsInternal(err error) bool {
+	var ae *AppError
+	return !errors.As(err, &ae) && errs.CodeOf(err) == errs.Internal
 }
 
 // Disconnect tells a client why the server closes its connection. Codes
@@ -64,10 +59,17 @@ type Disconnect struct {
 	Reason string
 }
 
+// Codes a caller may choose for a disconnect (server API disconnect).
+const (
+	MinDisconnectCode = 3000
+	MaxDisconnectCode = 4999
+)
+
 // Reconnect reports whether clients should reconnect after d.
 func (d Disconnect) Reconnect() bool { return d.Code < 3500 || d.Code >= 5000 }
 
-// Disconnect reasons (Centrifugo numbering).
+// Disconnect reasons (Centrifugo numbering): the one table of disconnect
+// codes; every adapter sends them by name.
 var (
 	DisconnectConnectionClosed  = Disconnect{3000, "connection closed"}
 	DisconnectShutdown          = Disconnect{3001, "shutdown"}
@@ -90,5 +92,24 @@ var (
 	// cannot carry a message (binary data to a JSON client).
 	DisconnectInappropriateProtocol = Disconnect{3506, "inappropriate protocol"}
 	DisconnectPermissionDenied      = Disconnect{3507, "permission denied"}
+	DisconnectNotAvailable          = Disconnect{3508, "not available"}
 	DisconnectTooManyErrors         = Disconnect{3509, "too many errors"}
 )
+
+// Disconnects lists the disconnect table.
+var Disconnects = []Disconnect{DisconnectConnectionClosed, DisconnectShutdown, DisconnectServerError,
+	DisconnectExpired, DisconnectSubExpired, DisconnectSlow, DisconnectWriteError, DisconnectInsufficientState,
+	DisconnectForceReconnect, DisconnectNoPong, DisconnectTooManyRequests, DisconnectInvalidToken,
+	DisconnectBadRequest, DisconnectStale, DisconnectForceNoReconnect, DisconnectConnectionLimit,
+	DisconnectChannelLimit, DisconnectInappropriateProtocol, DisconnectPermissionDenied,
+	DisconnectNotAvailable, DisconnectTooManyErrors}
+
+// DisconnectByCode returns the table's entry for code.
+func DisconnectByCode(code uint32) (Disconnect, bool) {
+	for _, d := range Disconnects {
+		if d.Code == code {
+			return d, true
+		}
+	}
+	return Disconnect{}, false
+}

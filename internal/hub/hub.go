@@ -34,9 +34,6 @@ type Encoder interface {
 	EncodeMessage(data []byte) ([]byte, error)
 }
 
-// ErrNoClient is returned by Deliver for a client id not connected here.
-var ErrNoClient = errors.New("hub: no such client")
-
 // Subscriber receives pushes of the channels it subscribed to.
 type Subscriber interface {
 	// Format is the registered format that encodes pushes for it.

@@ -14,6 +14,8 @@ import (
 	"go.starlark.net/starlark"
 	"go.starlark.net/starlarkstruct"
 	"go.starlark.net/syntax"
+
+	"github.com/switchboard-rt/switchboard/internal/errs"
 )
 
 // Defaults of Config.
@@ -120,6 +122,31 @@ func (e *Error) Error() string { return string(e.Kind) + ": " + e.Msg }
 
 // ClientMessage returns the text to show to the client.
 func (e *Error) ClientMessage() string { return e.Error() }
+
+// Unwrap returns the domain error of e's kind (Invalid for a kind not in
+// the table, such as a sandbox call's own code).
+func (e *Error) Unwrap() error {
+	code, ok := kindCodes[e.Kind]
+	if !ok {
+		code = errs.Invalid
+	}
+	return &errs.Error{Code: code, Message: e.ClientMessage(), Reason: string(e.Kind)}
+}
+
+// kindCodes maps error kinds to domain codes.
+var kindCodes = map[ErrorKind]errs.Code{
+	KindSyntax:    errs.Invalid,
+	KindRuntime:   errs.Invalid,
+	KindOutput:    errs.Invalid,
+	KindTimeout:   errs.Timeout,
+	KindSteps:     errs.LimitExceeded,
+	KindTooLarge:  errs.LimitExceeded,
+	KindMemory:    errs.LimitExceeded,
+	KindCPU:       errs.LimitExceeded,
+	KindQuota:     errs.LimitExceeded,
+	KindCancelled: errs.Unavailable,
+	KindSandbox:   errs.Unavailable,
+}
 
 // Engine runs scripts. It is safe for concurrent use; each Run uses its own
 // Starlark thread. It owns no goroutine between runs.

@@ -3,6 +3,8 @@ package worker
 import (
 	"errors"
 	"fmt"
+
+	"github.com/switchboard-rt/switchboard/internal/errs"
 )
 
 // Error codes produced by the pool itself. Handler errors reported by a
@@ -39,7 +41,31 @@ func (e *Error) Error() string {
 	return e.Code + ": " + e.Message
 }
 
-func (e *Error) Unwrap() error { return e.Err }
+// Unwrap returns the cause (Err) and, for the pool's own codes, the
+// domain error (*errs.Error) they stand for, so errs.CodeOf works on pool
+// errors. A handler's error (Remote) has no domain code.
+func (e *Error) Unwrap() []error {
+	out := make([]error, 0, 2)
+	if e.Err != nil {
+		out = append(out, e.Err)
+	}
+	if d, ok := domainCodes[e.Code]; ok && !e.Remote {
+		out = append(out, &errs.Error{Code: d, Message: e.Message, Reason: e.Code, Temporary: d == errs.Unavailable || d == errs.Timeout})
+	}
+	return out
+}
+
+// domainCodes maps the pool's codes to domain codes.
+var domainCodes = map[string]errs.Code{
+	CodeNotFound:      errs.NotFound,
+	CodeNotExposed:    errs.NotFound,
+	CodeInvalidInput:  errs.Invalid,
+	CodeOverloaded:    errs.Unavailable,
+	CodeTimeout:       errs.Timeout,
+	CodeWorkerCrashed: errs.Unavailable,
+	CodeShuttingDown:  errs.Unavailable,
+	CodeCanceled:      errs.Unavailable,
+}
 
 // Is reports whether target is an *Error with the same Code, so that
 // errors.Is(err, worker.ErrTimeout) works.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboard-rt/switchboard/internal/errs"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 )
 
@@ -357,20 +358,18 @@ func TestRPCAdapter(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		req  hub.RPCRequest
-		want *hub.Error
+		want error
 	}{
 		{"not exposed", hub.RPCRequest{Method: "app.other"}, hub.ErrMethodNotFound},
 		{"worker not found", hub.RPCRequest{Method: "missing"}, hub.ErrMethodNotFound},
 		{"bad data", hub.RPCRequest{Method: "app.tasks.add", Data: []byte{0x0a, 0xff}}, hub.ErrBadRequest},
-		{"handler error", hub.RPCRequest{Method: "test.fail", Data: []byte(`{"message":"nope","code":"X"}`)}, &hub.Error{Code: 1000, Message: "nope"}},
-		{"numeric code", hub.RPCRequest{Method: "test.fail", Data: []byte(`{"message":"denied","code":"4003"}`)}, &hub.Error{Code: 4003, Message: "denied"}},
-		{"crash", hub.RPCRequest{Method: "test.crash"}, &hub.Error{Code: 100, Message: "worker unavailable", Temporary: true}},
+		{"handler error", hub.RPCRequest{Method: "test.fail", Data: []byte(`{"message":"nope","code":"X"}`)}, &hub.AppError{Code: 1000, Message: "nope"}},
+		{"numeric code", hub.RPCRequest{Method: "test.fail", Data: []byte(`{"message":"denied","code":"4003"}`)}, &hub.AppError{Code: 4003, Message: "denied"}},
+		{"crash", hub.RPCRequest{Method: "test.crash"}, &errs.Error{Code: errs.Unavailable, Message: "worker unavailable", Temporary: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := a.HandleRPC(ctx, tc.req)
-			var he *hub.Error
-			require.ErrorAs(t, err, &he)
-			require.Equal(t, tc.want, he)
+			require.Equal(t, tc.want, err)
 		})
 	}
 	require.GreaterOrEqual(t, metricValue(t, p.reg, "switchboard_worker_requests_total", map[string]string{"kind": "rpc", "outcome": "ok"}), 2.0)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 
+	"github.com/switchboard-rt/switchboard/internal/errs"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 )
 
@@ -19,12 +20,13 @@ const RPCAppErrorCode = 1000
 // Pool.Exposed).
 //
 // Error mapping (the one place for rpc):
-//   - not exposed, or the worker answers NOT_FOUND → hub.ErrMethodNotFound (104)
-//   - data not valid JSON → hub.ErrBadRequest (107)
-//   - OVERLOADED → hub.ErrTooManyRequests (111)
-//   - TIMEOUT, WORKER_CRASHED, SHUTTING_DOWN, CANCELED → code 100
-//     (internal, temporary) with a short message
-//   - a handler error → code 1000 with the worker's message; if the
+//   - not exposed, or the worker answers NOT_FOUND → hub.ErrMethodNotFound
+//   - data not valid JSON → hub.ErrBadRequest
+//   - OVERLOADED → hub.ErrTooManyRequests
+//   - TIMEOUT → errs.Timeout; WORKER_CRASHED, SHUTTING_DOWN, CANCELED →
+//     errs.Unavailable; both temporary with a short message (code 100 on
+//     the Centrifugo wire)
+//   - a handler error → hub.AppError with code 1000 with the worker's message; if the
 //     worker's code is a decimal number from 1000 to 4294967295 that number
 //     is used instead, so workers can choose application codes.
 type RPCAdapter struct {
@@ -61,7 +63,7 @@ func (a *RPCAdapter) HandleRPC(ctx context.Context, req hub.RPCRequest) ([]byte,
 func rpcError(err error) error {
 	var e *Error
 	if !errors.As(err, &e) {
-		return hub.ErrInternal
+		return err // not coded: internal to every adapter
 	}
 	switch e.Code {
 	case CodeNotFound, CodeNotExposed:
@@ -70,15 +72,17 @@ func rpcError(err error) error {
 		return hub.ErrBadRequest
 	case CodeOverloaded:
 		return hub.ErrTooManyRequests
-	case CodeTimeout, CodeWorkerCrashed, CodeShuttingDown, CodeCanceled:
-		return &hub.Error{Code: hub.ErrInternal.Code, Message: e.Message, Temporary: true}
+	case CodeTimeout:
+		return &errs.Error{Code: errs.Timeout, Message: e.Message, Temporary: true}
+	case CodeWorkerCrashed, CodeShuttingDown, CodeCanceled:
+		return &errs.Error{Code: errs.Unavailable, Message: e.Message, Temporary: true}
 	}
 	if !e.Remote {
-		return hub.ErrInternal
+		return err
 	}
 	code := uint32(RPCAppErrorCode)
 	if n, perr := strconv.ParseUint(e.Code, 10, 32); perr == nil && n >= RPCAppErrorCode {
 		code = uint32(n)
 	}
-	return &hub.Error{Code: code, Message: e.Message}
+	return &hub.AppError{Code: code, Message: e.Message}
 }
