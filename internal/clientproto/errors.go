@@ -40,6 +40,7 @@ var reasonCodes = []struct {
 	{hub.ErrTokenExpired, codeTokenExpired},
 	{hub.ErrTooManyRequests, codeTooManyRequests},
 	{hub.ErrUnrecoverablePosition, codeUnrecoverablePosition},
+	{hub.ErrRetryLater, codeNotAvailable},
 }
 
 // domainCodes maps each domain code to a client-protocol code.

@@ -28,6 +28,7 @@ func TestProtoErrorSentinels(t *testing.T) {
 		{hub.ErrLimitExceeded, &protocol.Error{Code: 106, Message: "limit exceeded"}},
 		{hub.ErrBadRequest, &protocol.Error{Code: 107, Message: "bad request"}},
 		{hub.ErrNotAvailable, &protocol.Error{Code: 108, Message: "not available"}},
+		{hub.ErrRetryLater, &protocol.Error{Code: 108, Message: "not available", Temporary: true}},
 		{hub.ErrTokenExpired, &protocol.Error{Code: 109, Message: "token expired"}},
 		{hub.ErrTooManyRequests, &protocol.Error{Code: 111, Message: "too many requests", Temporary: true}},
 		{hub.ErrUnrecoverablePosition, &protocol.Error{Code: 112, Message: "unrecoverable position"}},

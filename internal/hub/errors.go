@@ -18,6 +18,9 @@ var (
 	ErrLimitExceeded    = errs.New(errs.LimitExceeded, "limit exceeded")
 	ErrBadRequest       = errs.New(errs.Invalid, "bad request")
 	ErrNotAvailable     = errs.New(errs.Unavailable, "not available")
+	// ErrRetryLater is 108 "not available" marked temporary: the official
+	// clients retry (an engine resubscribing after a reconnect).
+	ErrRetryLater = &errs.Error{Code: errs.Unavailable, Message: "not available", Reason: "retry later", Temporary: true}
 
 	ErrUnknownChannel        = errs.Sentinel(errs.NotFound, "unknown channel")
 	ErrMethodNotFound        = errs.Sentinel(errs.NotFound, "method not found")
@@ -32,7 +35,7 @@ var (
 // Sentinels lists the hub's sentinels, for adapter table tests.
 var Sentinels = []*errs.Error{ErrInternal, ErrUnauthorized, ErrPermissionDenied, ErrLimitExceeded,
 	ErrBadRequest, ErrNotAvailable, ErrUnknownChannel, ErrMethodNotFound, ErrAlreadySubscribed,
-	ErrTokenExpired, ErrUnrecoverablePosition, ErrTooManyRequests, ErrNoClient}
+	ErrTokenExpired, ErrUnrecoverablePosition, ErrTooManyRequests, ErrNoClient, ErrRetryLater}
 
 // AppError is an error an application handler (an RPC worker) sends to
 // the client as is, with its own code (1000 and above in Centrifugo's

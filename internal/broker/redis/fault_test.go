@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/broker/brokertest"
+	"github.com/switchboard-rt/switchboard/internal/errs"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 )
 
@@ -116,7 +117,7 @@ func TestFaultRedisRestart(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond, "Health must name Redis while it is down")
 	require.Eventually(t, func() bool {
 		err := b.Subscribe("while-down")
-		return errors.Is(err, hub.ErrNotAvailable) && hub.AsError(err).Code == 108
+		return errors.Is(err, hub.ErrRetryLater)
 	}, 5*time.Second, 10*time.Millisecond, "Subscribe while Redis is down must fail with 108")
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	_, err := b.Publish(ctx, "r0", &hub.Publication{Data: []byte("lost")}, hub.PublishOptions{})
@@ -166,10 +167,10 @@ func TestFaultRedisUnreachable(t *testing.T) {
 		err := op(ctx)
 		cancel()
 		require.ErrorContains(t, err, "redis broker: "+name, name)
-		require.Equal(t, uint32(100), hub.AsError(err).Code, name)
+		require.Equal(t, errs.Internal, errs.CodeOf(err), name)
 	}
 	err = b.Subscribe("c")
-	require.ErrorIs(t, err, hub.ErrNotAvailable)
+	require.ErrorIs(t, err, hub.ErrRetryLater)
 }
 
 // Redis slower than the deadline: operations fail with a deadline error,

@@ -29,12 +29,12 @@ func (b *Broker) shardFor(channel string) *shard {
 	return b.shards[h.Sum32()%uint32(len(b.shards))]
 }
 
-// errReconnecting is hub.ErrNotAvailable (errors.Is matches it) marked
-// temporary, so the official clients retry the subscription.
-var errReconnecting = &hub.Error{Code: hub.ErrNotAvailable.Code, Message: hub.ErrNotAvailable.Message, Temporary: true}
+// errReconnecting is 108, temporary, so the official clients retry the
+// subscription.
+var errReconnecting = hub.ErrRetryLater
 
 // Subscribe declares interest in channel. While the channel's shard is
-// reconnecting it fails with a temporary hub.ErrNotAvailable (108).
+// reconnecting it fails with a temporary 108 (hub.ErrRetryLater).
 func (b *Broker) Subscribe(channel string) error {
 	if !b.started.Load() {
 		return fmt.Errorf("redis broker: subscribe %q: broker not running", channel)
