@@ -102,6 +102,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Broker: struct{ hub.Broker }{broker}, Presence: presence,
 		Namespaces: ns, ConnectionLimit: cfg.Client.ConnectionLimit,
 		UserConnectionLimit: cfg.Client.UserConnectionLimit, Logger: log, Registerer: reg,
+		PositionCheckInterval: time.Duration(cfg.Client.ChannelPositionCheckDelay),
 	})
 	if err != nil {
 		return err
@@ -127,6 +128,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		StaleCloseDelay: time.Duration(cfg.Client.StaleCloseDelay), ExpiredCloseDelay: time.Duration(cfg.Client.ExpiredCloseDelay),
 		ChannelLimit: cfg.Client.ChannelLimit, QueueMaxSize: cfg.Client.QueueMaxSize,
 		CommandRateLimit: cfg.Client.CommandRateLimit, Version: version(), Logger: log, Registerer: reg,
+		CommandTimeout: time.Duration(cfg.Client.CommandTimeout),
 	})
 	if err != nil {
 		return err

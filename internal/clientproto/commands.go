@@ -97,7 +97,12 @@ func (s *Session) handleCommand(cmd *protocol.Command) bool {
 }
 
 func (s *Session) replyError(id uint32, method string, err error) {
-	if hub.IsInternal(err) {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		s.srv.metrics.timeouts.WithLabelValues(method).Inc()
+		s.srv.log.Warn("command timed out (is the broker slow?)", "method", method, "client", s.id,
+			"timeout", s.srv.cfg.CommandTimeout, "error", err)
+	case hub.IsInternal(err):
 		s.srv.log.Error("command failed", "method", method, "client", s.id, "error", err)
 	}
 	pe := protoError(err)
@@ -130,7 +135,8 @@ func (s *Session) enqueueReply(r *protocol.Reply) {
 }
 
 func (s *Session) dispatch(cmd *protocol.Command, method string) (*protocol.Reply, error) {
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.CommandTimeout)
+	defer cancel()
 	switch method {
 	case "connect":
 		return nil, s.connect(ctx, cmd)
@@ -323,6 +329,15 @@ func (s *Session) beginSubscribe(ctx context.Context, ch string, opts hub.Channe
 	ch = strings.Clone(ch)
 	s.subs[ch] = sub
 	s.mu.Unlock()
+	if err := s.awaitRelease(ctx, ch); err != nil {
+		s.mu.Lock()
+		if s.subs[ch] == sub {
+			delete(s.subs, ch)
+		}
+		sub.removed = true
+		s.mu.Unlock()
+		return nil, err
+	}
 
 	res, err := s.setupSubscription(ctx, ch, sub, p)
 	if err != nil {
@@ -396,6 +411,7 @@ func (s *Session) setupSubscription(ctx context.Context, ch string, sub *subscri
 	res.Recoverable, res.Positioned = recoverable, positioned
 	s.mu.Lock()
 	sub.positioned = true
+	sub.epoch, sub.offset = res.Epoch, res.Offset
 	sub.buffer = filterBuffer(sub.buffer, res.Offset)
 	s.mu.Unlock()
 	return res, nil
@@ -430,18 +446,19 @@ func (s *Session) finishSubscribe(frames [][]byte, channels []string) {
 		if sub == nil {
 			continue
 		}
-		var upto uint64
-		for _, p := range sub.buffer {
-			if sub.positioned && p.offset > 0 {
-				if p.offset <= upto {
-					continue
-				}
-				upto = p.offset
-			}
-			s.enqueueLocked(p.frame)
-		}
+		buf := sub.buffer
 		sub.buffer, sub.buffered = nil, 0
 		sub.syncing = false
+		// Held publications follow the position in offset order; a
+		// duplicate is dropped, a gap ends the subscription.
+		for _, p := range buf {
+			if sub.removed {
+				break
+			}
+			if sub.advanceLocked(ch, p.offset) {
+				s.enqueueLocked(p.frame)
+			}
+		}
 	}
 }
 

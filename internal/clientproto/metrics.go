@@ -17,6 +17,9 @@ type metrics struct {
 	messagesIn    prometheus.Counter
 	disconnects   *prometheus.CounterVec
 	skippedBinary prometheus.Counter
+	// insufficient counts subscriptions found to have lost publications.
+	insufficient *prometheus.CounterVec
+	timeouts     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -40,6 +43,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		skippedBinary: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchboard_client_binary_skipped_total", Help: "Binary publications left out of history or recovery replies to JSON clients.",
 		}),
+		insufficient: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_client_insufficient_state_total", Help: "Subscriptions that lost publications (offset gap or behind the stream top), by how it was found.",
+		}, []string{"found_by"}),
+		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_client_command_timeouts_total", Help: "Client commands that ran out of their deadline, by method.",
+		}, []string{"method"}),
 	}
 	for _, name := range methodNames {
 		m.commands.WithLabelValues(name)
@@ -48,7 +57,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.commands, m.commandTime, m.errors, m.messagesIn, m.disconnects, m.skippedBinary} {
+	for _, c := range []prometheus.Collector{m.commands, m.commandTime, m.errors, m.messagesIn, m.disconnects, m.skippedBinary, m.insufficient, m.timeouts} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -28,6 +28,9 @@ const (
 	DefaultQueueMaxSize      = 1 << 20
 	DefaultHistoryMaxLimit   = 300
 	DefaultMaxRPCInFlight    = 16
+	// DefaultCommandTimeout is below the official clients' 5s command
+	// timeout, so they get the error reply rather than a timeout of their own.
+	DefaultCommandTimeout = 4 * time.Second
 )
 
 // TokenVerifier verifies connection and subscription tokens.
@@ -63,6 +66,11 @@ type Config struct {
 	HistoryMaxLimit int
 	// MaxRPCInFlight caps concurrent rpc calls per connection.
 	MaxRPCInFlight int
+	// CommandTimeout is the deadline of one client command (its broker
+	// round trips); the command's context also ends when the connection
+	// goes. 0 = DefaultCommandTimeout. RPC calls are bounded by their
+	// handler instead.
+	CommandTimeout time.Duration
 	// Delivery is the writer pool draining the sessions' queues; nil
 	// starts one of the server's own from Writers and WriteStall, on the
 	// hub's clock and Registerer.
@@ -118,6 +126,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	def(&cfg.StaleCloseDelay, DefaultStaleCloseDelay)
 	def(&cfg.ExpiredCloseDelay, DefaultExpiredCloseDelay)
+	def(&cfg.CommandTimeout, DefaultCommandTimeout)
 	if cfg.PingInterval > 0 && cfg.PongTimeout >= cfg.PingInterval {
 		return nil, errors.New("clientproto: pong timeout must be shorter than ping interval")
 	}

@@ -55,6 +55,13 @@ type subscription struct {
 	buffered   int // bytes in buffer, counted against the queue's room
 	expireAt   int64
 	serverSide bool
+	// epoch and offset are the stream position delivered so far (when
+	// positioned); mark is a stream top shown at markTime that offset has
+	// not reached yet (position.go).
+	epoch    string
+	offset   uint64
+	mark     uint64
+	markTime time.Time
 }
 
 // Session is one client connection speaking the protocol. It implements
@@ -88,7 +95,14 @@ type Session struct {
 	rpcCancel context.CancelFunc // cancels in-flight rpc calls; set by the first rpc
 	rpcCtx    context.Context
 	rate      rateLimiter
-	wg        sync.WaitGroup // rpc and close goroutines
+	wg        sync.WaitGroup // rpc, close and release goroutines
+	// releasing holds, per channel, a subscription ended for insufficient
+	// state that is still being released from the hub.
+	releasing map[string]chan struct{}
+	// ctx is the parent of every command's context; cancel ends it when
+	// the connection goes.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 const (
@@ -107,6 +121,7 @@ func (s *Server) NewSession(t Transport, fmtIdx int) *Session {
 		fmtIdx = FormatJSON
 	}
 	ss := &Session{srv: s, t: t, format: formats[fmtIdx], fmtIdx: fmtIdx}
+	ss.ctx, ss.cancel = context.WithCancel(context.Background())
 	ss.q = s.pool.NewQueue((*sessionSink)(ss), s.cfg.QueueMaxSize)
 	ss.mu.Lock()
 	ss.timerKind = timerStale
@@ -142,11 +157,14 @@ func (s *Session) Send(frame []byte) error {
 // Deliver implements hub.Subscriber: it queues frame unless the
 // subscription is being set up (then it is held until the subscribe reply
 // is queued). It never blocks.
-func (sub *subscription) Deliver(_ string, offset uint64, frame []byte) {
+func (sub *subscription) Deliver(channel string, offset uint64, frame []byte) {
 	s := sub.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if sub.removed || s.state == stateClosed {
+		return
+	}
+	if !sub.syncing && !sub.advanceLocked(channel, offset) {
 		return
 	}
 	if sub.syncing {
@@ -212,6 +230,7 @@ func (s *Session) disconnectLocked(d hub.Disconnect) {
 	}
 	s.closeSent = true
 	s.q.Close()
+	s.cancel()
 	s.srv.metrics.disconnects.WithLabelValues(codeLabel(d.Code)).Inc()
 	s.wg.Add(1)
 	go func() {
@@ -237,6 +256,7 @@ func (s *Session) Closed() {
 		sub.removed = true
 	}
 	s.q.Close()
+	s.cancel()
 	if s.rpcCancel != nil {
 		s.rpcCancel()
 	}
@@ -263,7 +283,9 @@ func (s *Session) clientInfo(chanInfo []byte) *hub.ClientInfo {
 func (s *Session) releaseSubscription(ch string, sub *subscription) {
 	h := s.srv.cfg.Hub
 	h.RemoveSubscriber(ch, sub)
-	ctx := context.Background()
+	// Not the session's context: the connection may be gone already.
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.CommandTimeout)
+	defer cancel()
 	if sub.opts.Presence {
 		if err := h.RemovePresence(ctx, ch, s.id, s.user); err != nil {
 			s.srv.log.Warn("remove presence failed", "channel", ch, "error", err)

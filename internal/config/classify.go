@@ -145,7 +145,6 @@ var centrifugoKeys = map[string]centrifugoKey{
 	"client.expired_sub_close_delay":                   {class: noEffect},
 	"client.presence_update_interval":                  {class: noEffect},
 	"client.concurrency":                               {class: noEffect},
-	"client.channel_position_check_delay":              {class: noEffect},
 	"client.channel_position_max_time_lag":             {class: noEffect},
 	"client.connection_rate_limit":                     {class: offOnly},
 	"client.connect_include_server_time":               {class: offOnly},

@@ -154,6 +154,12 @@ type Client struct {
 	// CommandRateLimit is commands per second per connection (0 = unlimited).
 	// Switchboard extension.
 	CommandRateLimit int `json:"command_rate_limit" yaml:"command_rate_limit" toml:"command_rate_limit"`
+	// CommandTimeout is the deadline of one client command, broker round
+	// trips included (default 4s). Switchboard extension.
+	CommandTimeout Duration `json:"command_timeout" yaml:"command_timeout" toml:"command_timeout"`
+	// ChannelPositionCheckDelay is how often positioned subscriptions are
+	// compared with their stream's top (default 40s; negative = never).
+	ChannelPositionCheckDelay Duration `json:"channel_position_check_delay" yaml:"channel_position_check_delay" toml:"channel_position_check_delay"`
 	// AllowAnonymousConnectWithoutToken accepts connect commands without a
 	// token as anonymous (empty user ID).
 	AllowAnonymousConnectWithoutToken bool `json:"allow_anonymous_connect_without_token" yaml:"allow_anonymous_connect_without_token" toml:"allow_anonymous_connect_without_token"`
@@ -371,12 +377,14 @@ func Default() Config {
 		HTTPServer: HTTPServer{Address: DefaultHTTPAddress, Port: DefaultHTTPPort},
 		Log:        Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 		Client: Client{
-			PingInterval:      Duration(clientproto.DefaultPingInterval),
-			PongTimeout:       Duration(clientproto.DefaultPongTimeout),
-			ExpiredCloseDelay: Duration(clientproto.DefaultExpiredCloseDelay),
-			StaleCloseDelay:   Duration(clientproto.DefaultStaleCloseDelay),
-			ChannelLimit:      clientproto.DefaultChannelLimit,
-			QueueMaxSize:      clientproto.DefaultQueueMaxSize,
+			PingInterval:              Duration(clientproto.DefaultPingInterval),
+			PongTimeout:               Duration(clientproto.DefaultPongTimeout),
+			ExpiredCloseDelay:         Duration(clientproto.DefaultExpiredCloseDelay),
+			StaleCloseDelay:           Duration(clientproto.DefaultStaleCloseDelay),
+			ChannelLimit:              clientproto.DefaultChannelLimit,
+			QueueMaxSize:              clientproto.DefaultQueueMaxSize,
+			CommandTimeout:            Duration(clientproto.DefaultCommandTimeout),
+			ChannelPositionCheckDelay: Duration(hub.DefaultPositionCheckInterval),
 		},
 		Channel:   Channel{MaxLength: hub.DefaultMaxChannelLength, HistoryMetaTTL: Duration(redisbroker.DefaultMetaTTL)},
 		WebSocket: WebSocket{MessageSizeLimit: ws.DefaultMessageSizeLimit, ReadBufferSize: ws.DefaultReadBufferSize},

@@ -69,6 +69,7 @@ func (c *Config) Validate() error {
 	v.nonNeg("client.connection_limit", cl.ConnectionLimit)
 	v.positive("client.queue_max_size", cl.QueueMaxSize)
 	v.nonNeg("client.command_rate_limit", cl.CommandRateLimit)
+	v.positiveDur("client.command_timeout", cl.CommandTimeout)
 
 	// channel
 	v.positive("channel.max_length", c.Channel.MaxLength)

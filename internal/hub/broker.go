@@ -3,7 +3,9 @@ package hub
 import "context"
 
 // BrokerEventHandler receives what a Broker delivers to this process. The
-// hub implements it. Calls for one channel arrive in publication order.
+// hub implements it. Calls for one channel arrive in publication order. A
+// broker that can lose messages (PUB/SUB reconnects) also tells handlers
+// implementing ResubscribeHandler which channels it subscribed again.
 type BrokerEventHandler interface {
 	HandlePublication(channel string, pub *Publication, sp StreamPosition)
 	HandleJoin(channel string, info *ClientInfo)

@@ -6,5 +6,7 @@
 //
 // Lock order: a channel shard's lock before any Subscriber's own locks.
 // Client and user index shards are leaf locks: never two held at once. The
-// hub never calls into a Broker while holding a shard lock.
+// hub never calls into a Broker while holding a shard lock; a channel's
+// broker Subscribe/Unsubscribe runs under that channel's own interest lock
+// (interest.go), which no other channel shares.
 package hub

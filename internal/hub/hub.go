@@ -89,9 +89,18 @@ type Config struct {
 	ConnectionLimit int
 	// UserConnectionLimit caps connections of one user; 0 = unlimited.
 	UserConnectionLimit int
-	Logger              *slog.Logger
-	Registerer          prometheus.Registerer
-	Clock               clock.Clock // nil = the wall clock
+	// PositionCheckInterval is how often positioned subscribers are
+	// compared with their channel's stream top (Centrifugo's
+	// client.channel_position_check_delay); 0 = DefaultPositionCheckInterval,
+	// negative = never (gaps in offsets are still detected).
+	PositionCheckInterval time.Duration
+	// PositionSettle is how long a subscriber may stay behind a stream top
+	// it was shown before that counts as a loss (publications in flight);
+	// 0 = DefaultPositionSettle.
+	PositionSettle time.Duration
+	Logger         *slog.Logger
+	Registerer     prometheus.Registerer
+	Clock          clock.Clock // nil = the wall clock
 }
 
 type subEntry struct {
@@ -142,8 +151,11 @@ type Hub struct {
 	formatMu   sync.Mutex
 	formats    [MaxFormats]registeredFormat
 	numFormats atomic.Int32
-	// brokerMu serialises the broker interest transitions of one channel.
-	interest [numShards]sync.Mutex
+	// interest serialises the broker interest transitions of one channel
+	// (interest.go), never of two.
+	interest [numShards]interestShard
+	// positions runs the stream position checks (position.go).
+	positions positionChecker
 }
 
 // New validates cfg and returns a Hub wired to its Broker.
@@ -161,6 +173,7 @@ func New(cfg Config) (*Hub, error) {
 	h := &Hub{cfg: cfg, log: cfg.Logger.With("component", "hub"), seed: maphash.MakeSeed(), clock: cfg.Clock, started: cfg.Clock.Now()}
 	for i := range h.shards {
 		h.shards[i].channels = map[string]*channelSubs{}
+		h.interest[i].channels = map[string]*channelInterest{}
 		h.cshards[i].clients = map[string]Client{}
 		h.ushards[i].users = map[string]map[string]Client{}
 	}
@@ -169,7 +182,9 @@ func New(cfg Config) (*Hub, error) {
 		return nil, err
 	}
 	h.metrics = m
+	h.startPositionChecks()
 	if err := cfg.Broker.Run(h); err != nil {
+		h.stopPositionChecks()
 		return nil, fmt.Errorf("hub: run broker: %w", err)
 	}
 	return h, nil
@@ -395,8 +410,7 @@ func (h *Hub) AddSubscriber(channel string, sub Subscriber, joinLeave bool) erro
 		return err
 	}
 	idx := h.shardIndex(channel)
-	h.interest[idx].Lock()
-	defer h.interest[idx].Unlock()
+	defer h.lockInterest(idx, channel)()
 	s := &h.shards[idx]
 	s.mu.Lock()
 	c := s.channels[channel]
@@ -430,8 +444,7 @@ func (h *Hub) AddSubscriber(channel string, sub Subscriber, joinLeave bool) erro
 // withdraws interest from the broker. It reports whether sub was there.
 func (h *Hub) RemoveSubscriber(channel string, sub Subscriber) bool {
 	idx := h.shardIndex(channel)
-	h.interest[idx].Lock()
-	defer h.interest[idx].Unlock()
+	defer h.lockInterest(idx, channel)()
 	return h.removeLocked(idx, channel, sub)
 }
 
@@ -634,6 +647,7 @@ func (h *Hub) PresenceStats(ctx context.Context, channel string) (PresenceStats,
 // gone or ctx ends. It is idempotent.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.closing.Store(true)
+	h.stopPositionChecks()
 	for i := range h.cshards {
 		s := &h.cshards[i]
 		s.mu.RLock()

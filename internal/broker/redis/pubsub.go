@@ -180,6 +180,15 @@ func (b *Broker) serveShard(s *shard) (live bool, err error) {
 	}
 	if len(want) > 0 {
 		b.log.Info("PUB/SUB resubscribed", "shard", s.id, "channels", len(want))
+		// Publications sent while the connection was down are lost here:
+		// the hub checks its subscribers' positions.
+		if rh, ok := b.handler.(hub.ResubscribeHandler); ok {
+			chs := make([]string, len(want))
+			for i, ch := range want {
+				chs[i] = strings.TrimPrefix(ch, b.pubsub)
+			}
+			rh.HandleResubscribed(chs)
+		}
 	}
 	if len(stale) > 0 {
 		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.SubscribeTimeout)
