@@ -96,12 +96,16 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	broker := memory.New(nil)
+	// The memory engine is one node: its control plane is a loopback.
+	control := memory.NewControlNetwork().Node()
+	m.closers = append(m.closers, control.Close)
 	h, err := hub.New(hub.Config{
 		// The struct hides the broker's Close from hub.Shutdown: the broker
 		// stops with the other components, after in-flight requests drain.
 		Broker: struct{ hub.Broker }{broker}, Presence: memory.NewPresence(),
 		Namespaces: ns, ConnectionLimit: cfg.Client.ConnectionLimit,
 		UserConnectionLimit: cfg.Client.UserConnectionLimit, Logger: log, Registerer: reg,
+		Cluster: hub.ClusterConfig{Control: control, Version: version()},
 	})
 	if err != nil {
 		return err
@@ -144,8 +148,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		log.Warn("http_api.key is empty: the server API rejects every request")
 	}
 	apiH, err := api.New(api.Config{Hub: h, Key: cfg.HTTPAPI.Key, Insecure: cfg.HTTPAPI.Insecure, RPC: rpc,
-		TransportErrors: cfg.HTTPAPI.ErrorMode == "transport",
-		Version:         version(), Logger: log, Registerer: reg})
+		TransportErrors: cfg.HTTPAPI.ErrorMode == "transport", Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
