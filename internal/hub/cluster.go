@@ -44,38 +44,47 @@ func (h *Hub) HandleControl(data []byte) {
 	}
 }
 
-// command applies a command of another node to the local connections it
-// selects. Subscribe and unsubscribe may wait on the broker: they run in
-// goroutines owned by the cluster, bounded by the sender's deadline.
+// command queues a command of another node for the local connections it
+// selects. One worker applies the queue in arrival order, so commands of
+// one sender keep their order (unsubscribe then subscribe stays so); each
+// is bounded by the sender's deadline. A full queue drops the command.
 func (c *cluster) command(m *controlMessage) {
-	cmd := m.Cmd
-	if len(c.h.UserClients(cmd.User, cmd.Client)) == 0 {
+	if len(c.h.UserClients(m.Cmd.User, m.Cmd.Client)) == 0 {
 		return
+	}
+	timeout := c.cfg.CommandTimeout
+	if t := time.Duration(m.Cmd.Timeout) * time.Millisecond; t > 0 && t < timeout {
+		timeout = t
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.stopped {
-		c.mu.Unlock()
 		return
 	}
-	c.cmds.Add(1)
-	c.mu.Unlock()
-	timeout := c.cfg.CommandTimeout
-	if cmd.Timeout > 0 && time.Duration(cmd.Timeout)*time.Millisecond < timeout {
-		timeout = time.Duration(cmd.Timeout) * time.Millisecond
+	select {
+	case c.queue <- queuedCommand{msg: m, timeout: timeout}:
+	default:
+		c.h.log.Warn("command from another node dropped: queue full", "command", m.Type, "from", m.Node,
+			"user", m.Cmd.User, "queue", cap(c.queue))
 	}
-	run := func() {
-		defer c.cmds.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		if err := c.h.applyCommand(ctx, m.Type, cmd); err != nil {
-			c.h.log.Warn("command from another node failed here", "command", m.Type, "from", m.Node, "user", cmd.User, "error", err)
+}
+
+type queuedCommand struct {
+	msg     *controlMessage
+	timeout time.Duration
+}
+
+// work applies queued commands until stop closes the queue.
+func (c *cluster) work() {
+	defer close(c.done)
+	for q := range c.queue {
+		ctx, cancel := context.WithTimeout(context.Background(), q.timeout)
+		if err := c.h.applyCommand(ctx, q.msg.Type, q.msg.Cmd); err != nil {
+			c.h.log.Warn("command from another node failed here", "command", q.msg.Type, "from", q.msg.Node,
+				"user", q.msg.Cmd.User, "error", err)
 		}
+		cancel()
 	}
-	if m.Type == ctlSubscribe || m.Type == ctlUnsubscribe {
-		go run()
-		return
-	}
-	run() // Disconnect and Refresh do not block.
 }
 
 // applyCommand acts on the local connections cmd selects.

@@ -192,6 +192,7 @@ func TestCommandsReachUserOnOtherNode(t *testing.T) {
 	require.NoError(t, b.RefreshUser(ctx, "alice", "", 1_800_000_000, false, []byte(`{"v":2}`)))
 	require.NoError(t, b.DisconnectUser(ctx, "alice", "", hub.Disconnect{Code: 4000, Reason: "bye"}, []string{"a2"}))
 
+	require.Eventually(t, func() bool { return len(a1.got()) == 3 && len(a2.got()) == 3 }, 5*time.Second, time.Millisecond)
 	require.Equal(t, []string{`subscribe chat:x {"r":1}`, `refresh 1800000000 false {"v":2}`, "disconnect 4000 bye"}, a1.got())
 	require.Equal(t, []string{`subscribe chat:x {"r":1}`, "unsubscribe chat:x", `refresh 1800000000 false {"v":2}`}, a2.got(),
 		"client-targeted unsubscribe and the disconnect whitelist")
@@ -247,4 +248,24 @@ func TestSingleNodeWithoutControlPlane(t *testing.T) {
 	c := connect(t, h, "c1", "alice")
 	require.NoError(t, h.DisconnectUser(context.Background(), "alice", "", hub.DisconnectForceNoReconnect, nil))
 	require.Equal(t, []string{"disconnect 3503 force disconnect"}, c.got())
+}
+
+func TestCommandsFromOneNodeKeepTheirOrder(t *testing.T) {
+	cl := newCluster(t, "a", "b")
+	c := connect(t, cl.hubs["a"], "a1", "alice")
+	ctx := context.Background()
+	for range 20 {
+		require.NoError(t, cl.hubs["b"].SubscribeUser(ctx, "alice", "", "chat:o", hub.ServerSubscribe{}))
+		require.NoError(t, cl.hubs["b"].UnsubscribeUser(ctx, "alice", "", "chat:o"))
+	}
+	require.NoError(t, cl.hubs["b"].SubscribeUser(ctx, "alice", "", "chat:o", hub.ServerSubscribe{}))
+	require.Eventually(t, func() bool { return len(c.got()) == 41 }, 5*time.Second, time.Millisecond)
+	for i, e := range c.got() {
+		if i%2 == 0 {
+			require.Equal(t, "subscribe chat:o ", e, i)
+		} else {
+			require.Equal(t, "unsubscribe chat:o", e, i)
+		}
+	}
+	require.Equal(t, 1, cl.hubs["a"].Channels()["chat:o"])
 }

@@ -19,6 +19,7 @@ const (
 	DefaultAnnounceInterval = 3 * time.Second
 	DefaultCommandTimeout   = 5 * time.Second
 	DefaultSurveyTimeout    = 3 * time.Second
+	DefaultCommandQueue     = 1024
 	// nodeTTLIntervals is the default TTL in announce intervals.
 	nodeTTLIntervals = 3
 )
@@ -46,6 +47,9 @@ type ClusterConfig struct {
 	// SurveyTimeout bounds a survey whose context has no deadline
 	// (default 3s).
 	SurveyTimeout time.Duration
+	// CommandQueue bounds the commands from other nodes waiting to be
+	// applied here (default 1024); more are dropped and logged.
+	CommandQueue int
 }
 
 type nodeEntry struct {
@@ -68,7 +72,8 @@ type cluster struct {
 	timer   clock.Timer
 	stopped bool
 	surveys map[uint64]*pendingSurvey
-	cmds    sync.WaitGroup // commands running; Add under mu while !stopped
+	queue   chan queuedCommand // commands from other nodes; closed by stop
+	done    chan struct{}      // closed when work returns
 
 	surveySeq atomic.Uint64
 }
@@ -105,8 +110,15 @@ func newCluster(h *Hub, cfg ClusterConfig) (*cluster, error) {
 	if cfg.SurveyTimeout <= 0 {
 		cfg.SurveyTimeout = DefaultSurveyTimeout
 	}
+	if cfg.CommandQueue <= 0 {
+		cfg.CommandQueue = DefaultCommandQueue
+	}
+	done := make(chan struct{})
+	if cfg.Control == nil {
+		close(done) // no worker
+	}
 	return &cluster{h: h, cfg: cfg, clock: h.clock, nodes: map[string]nodeEntry{}, left: map[string]time.Time{},
-		surveys: map[uint64]*pendingSurvey{}}, nil
+		surveys: map[uint64]*pendingSurvey{}, queue: make(chan queuedCommand, cfg.CommandQueue), done: done}, nil
 }
 
 // start joins the control plane and announces the node at once.
@@ -114,7 +126,12 @@ func (c *cluster) start() error {
 	if c.cfg.Control == nil {
 		return nil
 	}
+	go c.work()
 	if err := c.cfg.Control.Run(c.cfg.NodeID, c.h); err != nil {
+		c.mu.Lock()
+		c.stopped = true
+		close(c.queue) // ends the worker
+		c.mu.Unlock()
 		return fmt.Errorf("hub: run control plane: %w", err)
 	}
 	c.tick()
@@ -218,18 +235,17 @@ func (c *cluster) stop(ctx context.Context) {
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	close(c.queue)
 	c.mu.Unlock()
 	if err := c.broadcast(ctx, &controlMessage{Type: ctlLeave}); err != nil {
 		c.h.log.Warn("node leave announcement failed; other nodes drop this one after the TTL", "error", err, "ttl", c.cfg.NodeTTL)
 	}
 }
 
-// wait waits for commands received from other nodes to finish.
+// wait waits for the commands received from other nodes to finish.
 func (c *cluster) wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { c.cmds.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-c.done:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("hub: shutdown: commands from other nodes still running: %w", ctx.Err())
