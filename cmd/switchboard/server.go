@@ -148,7 +148,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		log.Warn("http_api.key is empty: the server API rejects every request")
 	}
 	apiH, err := api.New(api.Config{Hub: h, Key: cfg.HTTPAPI.Key, Insecure: cfg.HTTPAPI.Insecure, RPC: rpc,
-		TransportErrors: cfg.HTTPAPI.ErrorMode == "transport", Logger: log, Registerer: reg})
+		TransportErrors: cfg.HTTPAPI.ErrorMode == "transport", Timeout: time.Duration(cfg.HTTPAPI.Timeout),
+		Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
