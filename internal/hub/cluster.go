@@ -16,12 +16,14 @@ func (h *Hub) HandleControl(data []byte) {
 	c := h.cluster
 	m, err := decodeControl(data)
 	if err != nil {
+		c.received.WithLabelValues("unknown", "malformed").Inc()
 		h.log.Warn("control message dropped", "error", err, "size", len(data))
 		return
 	}
 	if m.Node == c.cfg.NodeID {
 		return
 	}
+	c.received.WithLabelValues(m.Type, "received").Inc()
 	switch m.Type {
 	case ctlAnnounce:
 		if c.heard(m.Info) {
@@ -64,6 +66,7 @@ func (c *cluster) command(m *controlMessage) {
 	select {
 	case c.queue <- queuedCommand{msg: m, timeout: timeout}:
 	default:
+		c.received.WithLabelValues(m.Type, "dropped").Inc()
 		c.h.log.Warn("command from another node dropped: queue full", "command", m.Type, "from", m.Node,
 			"user", m.Cmd.User, "queue", cap(c.queue))
 	}
@@ -218,19 +221,17 @@ func (c *cluster) reply(m *controlMessage) {
 }
 
 // survey asks every other live node for op and returns their answers by
-// node id. It ends when all have answered or ctx ends (SurveyTimeout when
-// ctx has no deadline); missing answers are logged and left out.
+// node id. It ends when all have answered, or at ctx's end or after
+// SurveyTimeout, whichever comes first; missing answers are logged and
+// left out.
 func (c *cluster) survey(ctx context.Context, op string) map[string]json.RawMessage {
 	nodes := c.others()
 	out := map[string]json.RawMessage{}
 	if len(nodes) == 0 || c.cfg.Control == nil {
 		return out
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.SurveyTimeout)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.SurveyTimeout)
+	defer cancel()
 	id := c.surveySeq.Add(1)
 	p := &pendingSurvey{replies: make(chan surveyReply, 2*len(nodes)+1)}
 	c.mu.Lock()
@@ -260,6 +261,7 @@ func (c *cluster) survey(ctx context.Context, op string) map[string]json.RawMess
 				missing = append(missing, n)
 			}
 			sort.Strings(missing)
+			c.incomplete.Inc()
 			c.h.log.Warn("survey incomplete: nodes did not answer in time", "op", op, "missing", missing,
 				"answered", len(out), "error", ctx.Err())
 			return out

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/broker/memory"
@@ -268,4 +269,38 @@ func TestCommandsFromOneNodeKeepTheirOrder(t *testing.T) {
 		}
 	}
 	require.Equal(t, 1, cl.hubs["a"].Channels()["chat:o"])
+}
+
+func TestClusterMetrics(t *testing.T) {
+	net := memory.NewControlNetwork()
+	reg := prometheus.NewRegistry()
+	h := newHubConfig(t, hub.Config{Broker: memory.New(nil), Presence: memory.NewPresence(), Registerer: reg,
+		Cluster: hub.ClusterConfig{Control: net.Node(), NodeName: "a"}}, "raw")
+	t.Cleanup(func() { require.NoError(t, h.Shutdown(context.Background())) })
+	other := net.Node()
+	require.NoError(t, other.Run("id-b", muteNode{}))
+	require.NoError(t, other.Broadcast(context.Background(), []byte(`{"t":"node","n":"id-b","i":{"id":"id-b","name":"b"}}`)))
+	h.HandleControl([]byte("garbage"))
+	want := map[string]float64{"switchboard_nodes": 2,
+		`switchboard_control_messages_total{type="node",result="received"}`: 1,
+		`switchboard_control_messages_total{type="unknown",result="malformed"}`: 1}
+	got := map[string]float64{}
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			if len(m.GetLabel()) == 2 {
+				name += fmt.Sprintf(`{type=%q,result=%q}`, m.GetLabel()[1].GetValue(), m.GetLabel()[0].GetValue())
+			}
+			if m.GetGauge() != nil {
+				got[name] = m.GetGauge().GetValue()
+			} else if m.GetCounter() != nil {
+				got[name] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	for k, v := range want {
+		require.Equal(t, v, got[k], k)
+	}
 }

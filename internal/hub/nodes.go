@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/switchboard-rt/switchboard/internal/clock"
 )
 
@@ -31,7 +33,8 @@ type ClusterConfig struct {
 	// messages are sent, every command acts locally).
 	Control ControlPlane
 	// NodeID must be unique among the nodes; "" (the normal case) picks a
-	// fresh random id, so a restarted process is a new node.
+	// fresh random id, so a restarted process is a new node. (A node that
+	// left is ignored for NodeTTL: a fixed id cannot rejoin sooner.)
 	NodeID string
 	// NodeName is shown by the info API; "" = the host name.
 	NodeName string
@@ -44,7 +47,7 @@ type ClusterConfig struct {
 	// CommandTimeout bounds a command received from another node that
 	// carries no deadline (default 5s).
 	CommandTimeout time.Duration
-	// SurveyTimeout bounds a survey whose context has no deadline
+	// SurveyTimeout bounds a survey, even when its context allows more
 	// (default 3s).
 	SurveyTimeout time.Duration
 	// CommandQueue bounds the commands from other nodes waiting to be
@@ -76,6 +79,31 @@ type cluster struct {
 	done    chan struct{}      // closed when work returns
 
 	surveySeq atomic.Uint64
+	// received counts control messages by type and result (received,
+	// malformed, dropped); incomplete counts surveys that ended without
+	// every answer.
+	received   *prometheus.CounterVec
+	incomplete prometheus.Counter
+}
+
+func (c *cluster) register(reg prometheus.Registerer) error {
+	c.received = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_control_messages_total", Help: "Control messages received from other nodes, by type and result.",
+	}, []string{"type", "result"})
+	c.incomplete = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchboard_surveys_incomplete_total", Help: "Surveys that ended before every node answered.",
+	})
+	if reg == nil {
+		return nil
+	}
+	nodes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_nodes", Help: "Live nodes, this one included."},
+		func() float64 { return float64(len(c.others()) + 1) })
+	for _, m := range []prometheus.Collector{nodes, c.received, c.incomplete} {
+		if err := reg.Register(m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func newCluster(h *Hub, cfg ClusterConfig) (*cluster, error) {
@@ -117,8 +145,12 @@ func newCluster(h *Hub, cfg ClusterConfig) (*cluster, error) {
 	if cfg.Control == nil {
 		close(done) // no worker
 	}
-	return &cluster{h: h, cfg: cfg, clock: h.clock, nodes: map[string]nodeEntry{}, left: map[string]time.Time{},
-		surveys: map[uint64]*pendingSurvey{}, queue: make(chan queuedCommand, cfg.CommandQueue), done: done}, nil
+	c := &cluster{h: h, cfg: cfg, clock: h.clock, nodes: map[string]nodeEntry{}, left: map[string]time.Time{},
+		surveys: map[uint64]*pendingSurvey{}, queue: make(chan queuedCommand, cfg.CommandQueue), done: done}
+	if err := c.register(h.cfg.Registerer); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // start joins the control plane and announces the node at once.
@@ -237,6 +269,8 @@ func (c *cluster) stop(ctx context.Context) {
 	}
 	close(c.queue)
 	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.AnnounceInterval)
+	defer cancel()
 	if err := c.broadcast(ctx, &controlMessage{Type: ctlLeave}); err != nil {
 		c.h.log.Warn("node leave announcement failed; other nodes drop this one after the TTL", "error", err, "ttl", c.cfg.NodeTTL)
 	}
