@@ -282,7 +282,7 @@ func TestClusterMetrics(t *testing.T) {
 	require.NoError(t, other.Broadcast(context.Background(), []byte(`{"t":"node","n":"id-b","i":{"id":"id-b","name":"b"}}`)))
 	h.HandleControl([]byte("garbage"))
 	want := map[string]float64{"switchboard_nodes": 2,
-		`switchboard_control_messages_total{type="node",result="received"}`: 1,
+		`switchboard_control_messages_total{type="node",result="received"}`:     1,
 		`switchboard_control_messages_total{type="unknown",result="malformed"}`: 1}
 	got := map[string]float64{}
 	mfs, err := reg.Gather()
