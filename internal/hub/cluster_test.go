@@ -47,7 +47,7 @@ type cluster struct {
 
 const announceEvery = time.Second
 
-func newCluster(t *testing.T, names ...string) *cluster {
+func newCluster(t testing.TB, names ...string) *cluster {
 	t.Helper()
 	c := &cluster{net: memory.NewControlNetwork(), clock: clocktest.New(time.Unix(1_700_000_000, 0)),
 		hubs: map[string]*hub.Hub{}, ctl: map[string]*memory.ControlNode{}, logs: &syncBuffer{}}
@@ -57,7 +57,7 @@ func newCluster(t *testing.T, names ...string) *cluster {
 	return c
 }
 
-func (c *cluster) add(t *testing.T, name string) *hub.Hub {
+func (c *cluster) add(t testing.TB, name string) *hub.Hub {
 	t.Helper()
 	ctl := c.net.Node()
 	h, err := hub.New(hub.Config{Broker: memory.New(nil), Presence: memory.NewPresence(), Namespaces: chatNamespaces(),
@@ -125,7 +125,7 @@ func (c *clusterClient) Refresh(exp int64, expired bool, info []byte) {
 	c.record(fmt.Sprintf("refresh %d %v %s", exp, expired, info))
 }
 
-func connect(t *testing.T, h *hub.Hub, id, user string) *clusterClient {
+func connect(t testing.TB, h *hub.Hub, id, user string) *clusterClient {
 	t.Helper()
 	c := &clusterClient{h: h, id: id, user: user}
 	require.NoError(t, h.AddClient(c))
