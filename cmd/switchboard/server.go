@@ -33,6 +33,10 @@ import (
 type Main struct {
 	Config config.Config
 	Logger *slog.Logger
+	// Control links this process's hub to the other nodes of one server;
+	// nil = the memory engine's one-node loopback. Tests join several
+	// Mains to one memory.ControlNetwork.
+	Control hub.ControlPlane
 
 	ln       net.Listener
 	http     *http.Server
@@ -96,9 +100,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	broker := memory.New(nil)
-	// The memory engine is one node: its control plane is a loopback.
-	control := memory.NewControlNetwork().Node()
-	m.closers = append(m.closers, control.Close)
+	control := m.Control
+	if control == nil { // the memory engine is one node
+		loop := memory.NewControlNetwork().Node()
+		m.closers = append(m.closers, loop.Close)
+		control = loop
+	}
 	h, err := hub.New(hub.Config{
 		// The struct hides the broker's Close from hub.Shutdown: the broker
 		// stops with the other components, after in-flight requests drain.
