@@ -20,7 +20,6 @@ import (
 
 	"github.com/switchboard-rt/switchboard/internal/api"
 	"github.com/switchboard-rt/switchboard/internal/auth"
-	"github.com/switchboard-rt/switchboard/internal/broker/memory"
 	"github.com/switchboard-rt/switchboard/internal/clientproto"
 	"github.com/switchboard-rt/switchboard/internal/config"
 	"github.com/switchboard-rt/switchboard/internal/hub"
@@ -91,25 +90,24 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg := m.registry
 
-	if cfg.Broker.Type != "" && cfg.Broker.Type != "memory" {
-		return usageError(fmt.Errorf("broker.type: %q is not available in this build; use \"memory\"", cfg.Broker.Type))
-	}
 	ns := cfg.Channel.HubNamespaces()
 	circles, err := circleNamespaces(cfg, &ns)
 	if err != nil {
 		return err
 	}
-	broker := memory.New(nil)
-	control := m.Control
-	if control == nil { // the memory engine is one node
-		loop := memory.NewControlNetwork().Node()
-		m.closers = append(m.closers, loop.Close)
-		control = loop
+	broker, presence, err := newEngine(cfg, log, reg)
+	if err != nil {
+		return err
+	}
+	m.closers = append(m.closers, broker.Close)
+	control, err := m.controlPlane(broker)
+	if err != nil {
+		return err
 	}
 	h, err := hub.New(hub.Config{
 		// The struct hides the broker's Close from hub.Shutdown: the broker
 		// stops with the other components, after in-flight requests drain.
-		Broker: struct{ hub.Broker }{broker}, Presence: memory.NewPresence(),
+		Broker: struct{ hub.Broker }{broker}, Presence: presence,
 		Namespaces: ns, ConnectionLimit: cfg.Client.ConnectionLimit,
 		UserConnectionLimit: cfg.Client.UserConnectionLimit, Logger: log, Registerer: reg,
 		Cluster: hub.ClusterConfig{Control: control, Version: version()},
@@ -118,7 +116,6 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.hub = h
-	m.closers = append(m.closers, func(ctx context.Context) error { return broker.Close(ctx) })
 
 	if m.origins, err = origin.New(cfg.Client.AllowedOrigins); err != nil {
 		return fmt.Errorf("client.allowed_origins%w", err)
@@ -170,6 +167,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		if m.closing.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte(`{"status":"shutting down"}`))
+			return
+		}
+		if err := engineHealth(r.Context(), broker); err != nil {
+			writeUnhealthy(w, err)
 			return
 		}
 		_, _ = w.Write([]byte(`{}`))

@@ -78,15 +78,15 @@ func selectedBy(name string) gate {
 }
 
 const (
-	useBroker = "use broker.type and broker.redis_url"
+	useBroker = "use engine.type and engine.redis.address"
+	inAddress = "put it in engine.redis.address"
 	noTLS     = "terminate TLS in a reverse proxy"
 	onlyHS256 = "only HS256 (hmac_secret_key) is supported"
 )
 
 var centrifugoKeys = map[string]centrifugoKey{
 	// Top level.
-	"engine":                              {class: section, gate: engineGate, hint: useBroker},
-	"presence_manager":                    {class: section, gate: engineGate, hint: "presence follows broker.type"},
+	"presence_manager":                    {class: section, gate: engineGate, hint: "presence follows engine.type"},
 	"map_broker":                          {class: section, gate: engineGate},
 	"controller":                          {class: section, gate: engineGate},
 	"shared_poll":                         {class: section}, // used only by shared_poll namespaces
@@ -168,7 +168,6 @@ var centrifugoKeys = map[string]centrifugoKey{
 	"client.token.insecure_skip_jwks_endpoint_safety_check": {class: noEffect},
 
 	"channel.proxy":              {class: section}, // used only by *_proxy_enabled options
-	"channel.history_meta_ttl":   {class: noEffect},
 	"channel.private_prefix":     {class: offOnly, def: "$"},
 	"channel.namespace_boundary": {class: fixed, def: NamespaceBoundary},
 	"channel.user_boundary":      {class: fixed, def: UserBoundary},
@@ -212,6 +211,28 @@ var centrifugoKeys = map[string]centrifugoKey{
 	"websocket.write_buffer_size":               {class: noEffect}, // gws ignores a write buffer size
 	"websocket.write_timeout":                   {class: noEffect},
 	"websocket.decompressed_message_size_limit": {class: noEffect},
+
+	// The Redis engine: what engine.redis.address and Switchboard's own
+	// deadlines do not cover.
+	"engine.redis.connect_timeout":         {class: noEffect},
+	"engine.redis.io_timeout":              {class: noEffect}, // every operation has its caller's deadline
+	"engine.redis.db":                      {class: offOnly, hint: inAddress},
+	"engine.redis.user":                    {class: offOnly, hint: inAddress},
+	"engine.redis.password":                {class: offOnly, hint: inAddress},
+	"engine.redis.client_name":             {class: noEffect},
+	"engine.redis.force_resp2":             {class: offOnly},
+	"engine.redis.cluster_address":         {class: offOnly, hint: "Redis Cluster is not supported"},
+	"engine.redis.tls":                     {class: section, gate: enabledGate, hint: "use a rediss:// engine.redis.address"},
+	"engine.redis.sentinel_address":        {class: offOnly, hint: "use a redis+sentinel:// engine.redis.address"},
+	"engine.redis.sentinel_user":           {class: offOnly, hint: "use a redis+sentinel:// engine.redis.address"},
+	"engine.redis.sentinel_password":       {class: offOnly, hint: "use a redis+sentinel:// engine.redis.address"},
+	"engine.redis.sentinel_master_name":    {class: offOnly, hint: "use a redis+sentinel:// engine.redis.address"},
+	"engine.redis.sentinel_client_name":    {class: noEffect},
+	"engine.redis.sentinel_tls":            {class: section, gate: enabledGate, hint: "use a rediss+sentinel:// engine.redis.address"},
+	"engine.redis.replica_client":          {class: section, gate: enabledGate},
+	"engine.redis.history_use_lists":       {class: offOnly},
+	"engine.redis.presence_hash_field_ttl": {class: offOnly},
+	"engine.redis.presence_user_mapping":   {class: offOnly},
 
 	"broker.enabled":   {class: noEffect}, // broker.type decides
 	"broker.redis":     {class: section, gate: selectedBy("redis"), hint: "use broker.redis_url"},

@@ -178,7 +178,7 @@ func TestCentrifugoDefaultsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Centrifugo defaults do not load: %v", err)
 	}
-	for _, want := range []string{"admin.enabled", "usage_stats.disabled", "engine.type", "channel.namespaces[0].delta_publish", "websocket.write_buffer_size"} {
+	for _, want := range []string{"admin.enabled", "usage_stats.disabled", "engine.redis.connect_timeout", "channel.namespaces[0].delta_publish", "websocket.write_buffer_size"} {
 		if !slices.Contains(c.NoEffect, want) {
 			t.Errorf("NoEffect lacks %s", want)
 		}
@@ -247,7 +247,7 @@ func TestNoEffectKeysLoad(t *testing.T) {
 		"channel":{"namespaces":[{"name":"ab","delta_publish":false,"subscribe_proxy_name":"p"}]}}`, "json")
 	want := []string{"admin.enabled", "admin.password", "admin.secret", "broker.redis.address",
 		"channel.namespaces[0].delta_publish", "channel.namespaces[0].subscribe_proxy_name",
-		"client.history_max_publication_limit", "engine.redis.address", "engine.type", "health.enabled",
+		"client.history_max_publication_limit", "health.enabled",
 		"prometheus.enabled", "usage_stats.disabled", "websocket.compression", "websocket.write_buffer_size"}
 	if !reflect.DeepEqual(c.NoEffect, want) {
 		t.Errorf("NoEffect = %q\nwant %q", c.NoEffect, want)

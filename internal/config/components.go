@@ -1,6 +1,9 @@
 package config
 
 import (
+	"time"
+
+	redisbroker "github.com/switchboard-rt/switchboard/internal/broker/redis"
 	"github.com/switchboard-rt/switchboard/internal/gateway"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/worker"
@@ -81,3 +84,23 @@ func (r Runner) GatewayConfig() gateway.Config {
 		MaxBody:     r.MaxBody,
 	}
 }
+
+// RedisEngine returns the Redis engine configuration and whether the Redis
+// engine is selected (engine.type or broker.type "redis"; broker.redis_url,
+// when broker.type is redis, is the address). Client, Logger and the
+// connection tuning are left for the caller.
+func (c Config) RedisEngine() (redisbroker.Config, bool) {
+	addr := c.Engine.Redis.Address
+	if c.Broker.Type == BrokerRedis && c.Broker.RedisURL != "" {
+		addr = c.Broker.RedisURL
+	}
+	return redisbroker.Config{
+		Address:     addr,
+		Prefix:      c.Engine.Redis.Prefix,
+		PresenceTTL: c.Engine.Redis.PresenceTTL.Std(),
+		MetaTTL:     c.Channel.HistoryMetaTTL.Std(),
+	}, c.Engine.Type == BrokerRedis || c.Broker.Type == BrokerRedis
+}
+
+// MemoryMetaTTL is the memory engine's default history meta TTL.
+func (c Config) MemoryMetaTTL() time.Duration { return c.Channel.HistoryMetaTTL.Std() }

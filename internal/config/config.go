@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/internal/api"
+	redisbroker "github.com/switchboard-rt/switchboard/internal/broker/redis"
 	"github.com/switchboard-rt/switchboard/internal/clientproto"
 	"github.com/switchboard-rt/switchboard/internal/dispatch"
 	"github.com/switchboard-rt/switchboard/internal/gateway"
@@ -27,12 +28,13 @@ const (
 	DefaultLogFormat = "text"
 
 	DefaultBrokerType          = BrokerMemory
+	DefaultRedisAddress        = "redis://127.0.0.1:6379"
 	DefaultShutdownTimeout     = 30 * time.Second
 	DefaultCirclesDataDir      = "./data"
 	DefaultGeneratedOriginHTTP = "http://localhost:8080"
 )
 
-// Broker types accepted in broker.type.
+// Broker types accepted in broker.type and engine.type.
 const (
 	BrokerMemory = "memory"
 	BrokerRedis  = "redis"
@@ -58,6 +60,7 @@ type Config struct {
 	Channel    Channel     `json:"channel" yaml:"channel" toml:"channel"`
 	WebSocket  WebSocket   `json:"websocket" yaml:"websocket" toml:"websocket"`
 	Broker     Broker      `json:"broker" yaml:"broker" toml:"broker"`
+	Engine     Engine      `json:"engine" yaml:"engine" toml:"engine"`
 	Shutdown   ShutdownCfg `json:"shutdown" yaml:"shutdown" toml:"shutdown"`
 	Runner     Runner      `json:"runner" yaml:"runner" toml:"runner"`
 	Circles    Circles     `json:"circles" yaml:"circles" toml:"circles"`
@@ -181,6 +184,9 @@ type Channel struct {
 	Namespaces []Namespace `json:"namespaces" yaml:"namespaces" toml:"namespaces"`
 	// MaxLength is the maximum channel name length in bytes (default 255).
 	MaxLength int `json:"max_length" yaml:"max_length" toml:"max_length"`
+	// HistoryMetaTTL is how long a channel's history epoch and offset
+	// outlive its last publication (default 720h, both engines).
+	HistoryMetaTTL Duration `json:"history_meta_ttl" yaml:"history_meta_ttl" toml:"history_meta_ttl"`
 }
 
 // Namespace is a named set of channel options. In files, the options sit
@@ -242,6 +248,30 @@ type Broker struct {
 	Type string `json:"type" yaml:"type" toml:"type"`
 	// RedisURL is a redis:// or rediss:// URL, required when Type is redis.
 	RedisURL string `json:"redis_url" yaml:"redis_url" toml:"redis_url"`
+}
+
+// Engine selects where history, presence and PUB/SUB live (Centrifugo v6
+// engine section).
+type Engine struct {
+	// Type is "memory" (default, one process) or "redis" (N processes
+	// sharing one Redis). broker.type "redis" selects Redis too.
+	Type  string      `json:"type" yaml:"type" toml:"type"`
+	Redis EngineRedis `json:"redis" yaml:"redis" toml:"redis"`
+}
+
+// EngineRedis configures the Redis engine.
+type EngineRedis struct {
+	// Address is redis://, rediss://, unix:// or
+	// redis+sentinel://host:port[,host:port]?sentinel_master_name=NAME
+	// (default "redis://127.0.0.1:6379"; broker.redis_url, when set, is used
+	// instead).
+	Address string `json:"address" yaml:"address" toml:"address"`
+	// Prefix starts every Redis key and PUB/SUB channel (default
+	// "switchboard", not Centrifugo's: the formats differ).
+	Prefix string `json:"prefix" yaml:"prefix" toml:"prefix"`
+	// PresenceTTL: a presence entry not refreshed within it disappears
+	// (default 60s).
+	PresenceTTL Duration `json:"presence_ttl" yaml:"presence_ttl" toml:"presence_ttl"`
 }
 
 // ShutdownCfg configures graceful shutdown.
@@ -354,10 +384,13 @@ func Default() Config {
 			ChannelLimit:      clientproto.DefaultChannelLimit,
 			QueueMaxSize:      clientproto.DefaultQueueMaxSize,
 		},
-		Channel:   Channel{MaxLength: hub.DefaultMaxChannelLength},
+		Channel:   Channel{MaxLength: hub.DefaultMaxChannelLength, HistoryMetaTTL: Duration(redisbroker.DefaultMetaTTL)},
 		WebSocket: WebSocket{MessageSizeLimit: ws.DefaultMessageSizeLimit, ReadBufferSize: ws.DefaultReadBufferSize},
 		Broker:    Broker{Type: DefaultBrokerType},
-		Shutdown:  ShutdownCfg{Timeout: Duration(DefaultShutdownTimeout)},
+		Engine: Engine{Type: BrokerMemory, Redis: EngineRedis{
+			Address: DefaultRedisAddress, Prefix: redisbroker.DefaultPrefix, PresenceTTL: Duration(redisbroker.DefaultPresenceTTL),
+		}},
+		Shutdown: ShutdownCfg{Timeout: Duration(DefaultShutdownTimeout)},
 		Runner: Runner{
 			Workers:      worker.DefaultWorkers,
 			BasePath:     gateway.DefaultBasePath,

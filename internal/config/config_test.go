@@ -236,7 +236,8 @@ func TestUnknownKeys(t *testing.T) {
 // naming the key that does it.
 func TestUnsupportedCentrifugoKeys(t *testing.T) {
 	cases := []struct{ doc, key string }{
-		{`{"engine":{"type":"redis"}}`, "engine.type"},
+		{`{"engine":{"redis":{"cluster_address":["h:6379"]}}}`, "engine.redis.cluster_address"},
+		{`{"engine":{"redis":{"password":"p"}}}`, "engine.redis.password"},
 		{`{"redis":{"address":"x"}}`, "redis"},
 		{`{"nats":{}}`, "nats"},
 		{`{"consumers":[{"name":"c","enabled":true}]}`, "consumers[0].enabled"},
@@ -546,8 +547,8 @@ func TestProblemCap(t *testing.T) {
 }
 
 func TestParseReportsAllDecodeProblems(t *testing.T) {
-	_, err := Parse([]byte(`{"client":{"tokne":{},"channel_limit":"x"},"engine":{"type":"redis"},"http_server":{"port":"y"}}`), "json")
-	wantErr(t, err, `"client.tokne"`, "client.channel_limit:", `key "engine.type"`, "http_server.port:")
+	_, err := Parse([]byte(`{"client":{"tokne":{},"channel_limit":"x"},"engine":{"redis":{"db":3}},"http_server":{"port":"y"}}`), "json")
+	wantErr(t, err, `"client.tokne"`, "client.channel_limit:", `key "engine.redis.db"`, "http_server.port:")
 }
 
 func TestGenerate(t *testing.T) {

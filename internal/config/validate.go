@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
+	redisbroker "github.com/switchboard-rt/switchboard/internal/broker/redis"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/origin"
 )
@@ -104,6 +105,26 @@ func (c *Config) Validate() error {
 		}
 	default:
 		v.add("broker.type", "unknown broker %q (use %q or %q)", c.Broker.Type, BrokerMemory, BrokerRedis)
+	}
+
+	// engine
+	v.positiveDur("channel.history_meta_ttl", c.Channel.HistoryMetaTTL)
+	switch c.Engine.Type {
+	case BrokerMemory, BrokerRedis:
+	default:
+		v.add("engine.type", "unknown engine %q (use %q or %q)", c.Engine.Type, BrokerMemory, BrokerRedis)
+	}
+	er := c.Engine.Redis
+	if _, err := redisbroker.ClientOption(er.Address); err != nil {
+		v.add("engine.redis.address", "%v", err)
+	}
+	if er.Prefix == "" || strings.ContainsAny(er.Prefix, "{}") {
+		v.add("engine.redis.prefix", "%q must be non-empty without { or }", er.Prefix)
+	}
+	v.positiveDur("engine.redis.presence_ttl", er.PresenceTTL)
+	if c.Engine.Type == BrokerRedis && c.Broker.Type == BrokerRedis && c.Broker.RedisURL != "" &&
+		er.Address != DefaultRedisAddress && er.Address != c.Broker.RedisURL {
+		v.add("engine.redis.address", "differs from broker.redis_url; set one of them")
 	}
 
 	// shutdown

@@ -94,12 +94,11 @@ type childConfig struct {
 // Runner runs plays in the sandbox pool; it implements dispatch.Runner.
 // It is safe for concurrent use; Shutdown stops the pool.
 type Runner struct {
-	cfg  Config
-	eng  script.Config // with defaults applied
-	log  *slog.Logger
-	pool *worker.Pool
-	runs *prometheus.CounterVec
-	durs prometheus.Histogram
+	cfg   Config
+	eng   script.Config // with defaults applied
+	log   *slog.Logger
+	pool  *worker.Pool
+	stats *script.RunMetrics
 }
 
 // New starts the sandbox pool. It fails on an invalid Config, when the
@@ -161,22 +160,9 @@ func New(cfg Config) (*Runner, error) {
 	}
 	r := &Runner{
 		cfg: cfg, eng: ec, log: cfg.Logger.With("component", "sandbox"),
-		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchboard_script_runs_total",
-			Help: "Circle script runs by result (ok or the error kind).",
-		}, []string{"result"}),
-		durs: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "switchboard_script_run_duration_seconds",
-			Help:    "Wall-clock duration of circle script runs.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
-		}),
 	}
-	if cfg.Metrics != nil {
-		for _, c := range []prometheus.Collector{r.runs, r.durs} {
-			if err := cfg.Metrics.Register(c); err != nil {
-				return nil, fmt.Errorf("sandbox: register metrics: %w", err)
-			}
-		}
+	if r.stats, err = script.NewRunMetrics(cfg.Metrics); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	r.pool, err = worker.New(worker.Config{
 		Command: cfg.Command, Env: []string{EnvConfig + "=" + string(cc)},
@@ -222,16 +208,7 @@ type playOutput struct {
 func (r *Runner) Run(ctx context.Context, req script.Request) (string, error) {
 	start := time.Now()
 	out, err := r.run(ctx, req)
-	r.durs.Observe(time.Since(start).Seconds())
-	label := "ok"
-	var se *script.Error
-	switch {
-	case errors.As(err, &se):
-		label = string(se.Kind)
-	case err != nil:
-		label = string(script.KindCancelled)
-	}
-	r.runs.WithLabelValues(label).Inc()
+	r.stats.Observe(start, err)
 	return out, err
 }
 

@@ -127,8 +127,7 @@ type Engine struct {
 	cfg   Config
 	log   *slog.Logger
 	opts  *syntax.FileOptions
-	runs  *prometheus.CounterVec
-	durs  prometheus.Histogram
+	stats *RunMetrics
 	store Store
 }
 
@@ -163,27 +162,16 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	e := &Engine{
-		cfg:  cfg,
-		log:  cfg.Logger.With("component", "script"),
-		opts: &syntax.FileOptions{Set: true, While: true, TopLevelControl: true, GlobalReassign: true},
-		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchboard_script_runs_total",
-			Help: "Circle script runs by result (ok or the error kind).",
-		}, []string{"result"}),
-		durs: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "switchboard_script_run_duration_seconds",
-			Help:    "Wall-clock duration of circle script runs.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
-		}),
+		cfg:   cfg,
+		log:   cfg.Logger.With("component", "script"),
+		opts:  &syntax.FileOptions{Set: true, While: true, TopLevelControl: true, GlobalReassign: true},
 		store: cfg.Store,
 	}
-	if cfg.Metrics != nil {
-		for _, c := range []prometheus.Collector{e.runs, e.durs} {
-			if err := cfg.Metrics.Register(c); err != nil {
-				return nil, fmt.Errorf("script: register metrics: %w", err)
-			}
-		}
+	stats, err := NewRunMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("script: %w", err)
 	}
+	e.stats = stats
 	return e, nil
 }
 
@@ -203,13 +191,7 @@ func (e *Engine) Timeout() time.Duration { return e.cfg.Timeout }
 func (e *Engine) Run(ctx context.Context, req Request) (string, error) {
 	start := time.Now()
 	out, err := e.run(ctx, req)
-	e.durs.Observe(time.Since(start).Seconds())
-	label := "ok"
-	var se *Error
-	if errors.As(err, &se) {
-		label = string(se.Kind)
-	}
-	e.runs.WithLabelValues(label).Inc()
+	e.stats.Observe(start, err)
 	return out, err
 }
 

@@ -30,17 +30,15 @@ var (
 	_ hub.Closer          = (*Broker)(nil)
 )
 
-type entry struct {
-	pub      *hub.Publication
-	expireAt time.Time
-}
-
 type stream struct {
-	mu         sync.Mutex
-	epoch      string
-	top        uint64
-	entries    []entry // oldest first
-	metaExpire time.Time
+	mu      sync.Mutex
+	epoch   string
+	top     uint64
+	entries []*hub.Publication // oldest first
+	// The entries expire together, history TTL after the last publication
+	// (as Centrifugo's Redis streams); epoch and top stay until metaExpire.
+	historyExpire time.Time
+	metaExpire    time.Time
 }
 
 type streamShard struct {
@@ -52,6 +50,10 @@ type streamShard struct {
 // handler given to Run. Publications of one channel with history are
 // delivered in offset order.
 type Broker struct {
+	// MetaTTL replaces DefaultMetaTTL for calls that set none; set it
+	// before Run.
+	MetaTTL time.Duration
+
 	now     func() time.Time
 	seed    maphash.Seed
 	shards  [numShards]streamShard
@@ -144,9 +146,6 @@ func (b *Broker) getStream(channel string, create bool, metaTTL time.Duration) *
 	defer s.mu.Unlock()
 	st := s.streams[channel]
 	if st == nil && create {
-		if metaTTL <= 0 {
-			metaTTL = DefaultMetaTTL
-		}
 		st = &stream{epoch: newEpoch(), metaExpire: b.now().Add(metaTTL)}
 		s.streams[channel] = st
 	}
@@ -154,14 +153,19 @@ func (b *Broker) getStream(channel string, create bool, metaTTL time.Duration) *
 }
 
 func (st *stream) trim(now time.Time) {
-	i := 0
-	for i < len(st.entries) && !now.Before(st.entries[i].expireAt) {
-		st.entries[i] = entry{}
-		i++
+	if len(st.entries) > 0 && !now.Before(st.historyExpire) {
+		st.entries = nil
 	}
-	if i > 0 {
-		st.entries = st.entries[i:]
+}
+
+func (b *Broker) metaTTL(d time.Duration) time.Duration {
+	switch {
+	case d > 0:
+		return d
+	case b.MetaTTL > 0:
+		return b.MetaTTL
 	}
+	return DefaultMetaTTL
 }
 
 // Publish stores pub when opts enable history and delivers it.
@@ -170,10 +174,7 @@ func (b *Broker) Publish(_ context.Context, channel string, pub *hub.Publication
 		b.handler.HandlePublication(channel, pub, hub.StreamPosition{})
 		return hub.StreamPosition{}, nil
 	}
-	metaTTL := opts.MetaTTL
-	if metaTTL <= 0 {
-		metaTTL = DefaultMetaTTL
-	}
+	metaTTL := b.metaTTL(opts.MetaTTL)
 	st := b.getStream(channel, true, metaTTL)
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -181,11 +182,10 @@ func (b *Broker) Publish(_ context.Context, channel string, pub *hub.Publication
 	st.top++
 	pub.Offset = st.top
 	st.trim(now)
-	st.entries = append(st.entries, entry{pub: pub, expireAt: now.Add(opts.HistoryTTL)})
+	st.entries = append(st.entries, pub)
+	st.historyExpire = now.Add(opts.HistoryTTL)
 	if over := len(st.entries) - opts.HistorySize; over > 0 {
-		for i := 0; i < over; i++ {
-			st.entries[i] = entry{}
-		}
+		clear(st.entries[:over])
 		st.entries = st.entries[over:]
 	}
 	if exp := now.Add(metaTTL); exp.After(st.metaExpire) {
@@ -214,7 +214,7 @@ func (b *Broker) PublishLeave(_ context.Context, channel string, info *hub.Clien
 // opts.Reverse. A channel without a stream gets one, so its epoch is stable
 // from the first read.
 func (b *Broker) History(_ context.Context, channel string, opts hub.HistoryOptions) (hub.HistoryResult, error) {
-	st := b.getStream(channel, true, opts.MetaTTL)
+	st := b.getStream(channel, true, b.metaTTL(opts.MetaTTL))
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.trim(b.now())
@@ -226,7 +226,7 @@ func (b *Broker) History(_ context.Context, channel string, opts hub.HistoryOpti
 	if opts.Since != nil {
 		from := len(list)
 		for i, e := range list {
-			if e.pub.Offset > opts.Since.Offset {
+			if e.Offset > opts.Since.Offset {
 				from = i
 				break
 			}
@@ -235,7 +235,7 @@ func (b *Broker) History(_ context.Context, channel string, opts hub.HistoryOpti
 			// Reverse with since: publications before the position, newest first.
 			to := 0
 			for i, e := range list {
-				if e.pub.Offset < opts.Since.Offset {
+				if e.Offset < opts.Since.Offset {
 					to = i + 1
 				}
 			}
@@ -251,23 +251,25 @@ func (b *Broker) History(_ context.Context, channel string, opts hub.HistoryOpti
 	out := make([]*hub.Publication, 0, n)
 	if opts.Reverse {
 		for i := len(list) - 1; i >= 0 && len(out) < n; i-- {
-			out = append(out, list[i].pub)
+			out = append(out, list[i])
 		}
 	} else {
 		for i := 0; i < n; i++ {
-			out = append(out, list[i].pub)
+			out = append(out, list[i])
 		}
 	}
 	res.Publications = out
 	return res, nil
 }
 
-// RemoveHistory drops channel's stream; the next publication starts a new
-// epoch.
+// RemoveHistory drops channel's publications; epoch and top offset stay,
+// so offsets continue.
 func (b *Broker) RemoveHistory(_ context.Context, channel string) error {
-	s := &b.shards[maphash.String(b.seed, channel)%numShards]
-	s.mu.Lock()
-	delete(s.streams, channel)
-	s.mu.Unlock()
+	if st := b.getStream(channel, false, 0); st != nil {
+		st.mu.Lock()
+		clear(st.entries)
+		st.entries = nil
+		st.mu.Unlock()
+	}
 	return nil
 }

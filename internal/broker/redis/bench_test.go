@@ -1,0 +1,88 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/internal/broker/memory"
+	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
+)
+
+type countHandler struct{ n atomic.Int64 }
+
+func (h *countHandler) HandlePublication(string, *hub.Publication, hub.StreamPosition) { h.n.Add(1) }
+func (h *countHandler) HandleJoin(string, *hub.ClientInfo)                             {}
+func (h *countHandler) HandleLeave(string, *hub.ClientInfo)                            {}
+
+// BenchmarkPublishHistory publishes 128-byte publications with history
+// (size 100, TTL 5m) into 16 channels, one goroutine (serial) or
+// GOMAXPROCS×8 goroutines (parallel).
+func BenchmarkPublishHistory(b *testing.B) {
+	opts := hub.PublishOptions{HistorySize: 100, HistoryTTL: 5 * time.Minute}
+	data := make([]byte, 128)
+	run := func(b *testing.B, br hub.Broker) {
+		b.Run("serial", func(b *testing.B) {
+			ctx := context.Background()
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if _, err := br.Publish(ctx, fmt.Sprint("bench", i%16), &hub.Publication{Data: data}, opts); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+		})
+		b.Run("parallel", func(b *testing.B) {
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.SetParallelism(8)
+			var ch atomic.Int64
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				name := fmt.Sprint("bench", ch.Add(1)%16)
+				for pb.Next() {
+					if _, err := br.Publish(ctx, name, &hub.Publication{Data: data}, opts); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
+		})
+	}
+	b.Run("memory", func(b *testing.B) {
+		br := memory.New(nil)
+		if err := br.Run(&countHandler{}); err != nil {
+			b.Fatal(err)
+		}
+		defer br.Close(context.Background())
+		run(b, br)
+	})
+	b.Run("redis", func(b *testing.B) {
+		br, err := New(Config{Address: testenv.RedisURL(b), Prefix: testPrefix(b)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := br.Run(&countHandler{}); err != nil {
+			b.Fatal(err)
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			cleanKeys(ctx, br)
+			_ = br.Close(ctx)
+		}()
+		for i := 0; i < 16; i++ {
+			for try := 0; br.Subscribe(fmt.Sprint("bench", i)) != nil; try++ {
+				if try == 500 {
+					b.Fatal("PUB/SUB shard did not connect")
+				}
+				time.Sleep(10 * time.Millisecond) // the shard is still connecting
+			}
+		}
+		run(b, br)
+	})
+}

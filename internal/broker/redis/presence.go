@@ -1,0 +1,141 @@
+package redis
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/switchboard-rt/switchboard/internal/hub"
+)
+
+// localPresence is what this process added and has not removed: the
+// refresher re-adds it every PresenceRefresh, so entries live while their
+// process does and vanish PresenceTTL after it dies.
+type localPresence struct {
+	mu      sync.Mutex
+	entries map[presenceKey][]byte // encoded info
+}
+
+type presenceKey struct{ channel, client string }
+
+func (b *Broker) addPresenceExec(channel, clientID string, info []byte) rueidis.LuaExec {
+	expire := b.cfg.Now().Add(b.cfg.PresenceTTL).UnixMilli()
+	return rueidis.LuaExec{
+		Keys: []string{b.key("presence.data", channel), b.key("presence.expire", channel)},
+		Args: []string{clientID, rueidis.BinaryString(info), strconv.FormatInt(expire, 10), ms(b.cfg.PresenceTTL)},
+	}
+}
+
+// AddPresence records info under clientID for PresenceTTL; calling it
+// again refreshes the entry (and replaces info). Until RemovePresence the
+// broker refreshes the entry itself every PresenceRefresh.
+func (b *Broker) AddPresence(ctx context.Context, channel, clientID string, info *hub.ClientInfo) error {
+	enc := encodeInfo(info)
+	x := b.addPresenceExec(channel, clientID, enc)
+	if err := addPresenceScript.Exec(ctx, b.client, x.Keys, x.Args).Error(); err != nil {
+		return opErr("add presence", channel, err)
+	}
+	if b.cfg.PresenceRefresh > 0 {
+		b.local.mu.Lock()
+		b.local.entries[presenceKey{channel, clientID}] = enc
+		b.local.mu.Unlock()
+	}
+	return nil
+}
+
+// refreshPresence re-adds every local entry, in batches, until Close.
+func (b *Broker) refreshPresence() {
+	t := time.NewTicker(b.cfg.PresenceRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+		}
+		b.local.mu.Lock()
+		execs := make([]rueidis.LuaExec, 0, len(b.local.entries))
+		for k, enc := range b.local.entries {
+			execs = append(execs, b.addPresenceExec(k.channel, k.client, enc))
+		}
+		b.local.mu.Unlock()
+		for i := 0; i < len(execs); i += presenceBatch {
+			ctx, cancel := context.WithTimeout(b.ctx, b.cfg.PresenceRefresh)
+			for _, r := range addPresenceScript.ExecMulti(ctx, b.client, execs[i:min(i+presenceBatch, len(execs))]...) {
+				if err := r.Error(); err != nil {
+					b.log.Warn("presence refresh failed", "error", err)
+					break
+				}
+			}
+			cancel()
+		}
+	}
+}
+
+const presenceBatch = 512
+
+// RemovePresence forgets clientID in channel; an absent client is not an
+// error.
+func (b *Broker) RemovePresence(ctx context.Context, channel, clientID, _ string) error {
+	b.local.mu.Lock()
+	delete(b.local.entries, presenceKey{channel, clientID})
+	b.local.mu.Unlock()
+	err := remPresenceScript.Exec(ctx, b.client,
+		[]string{b.key("presence.data", channel), b.key("presence.expire", channel)},
+		[]string{clientID},
+	).Error()
+	if err != nil {
+		return opErr("remove presence", channel, err)
+	}
+	return nil
+}
+
+// Presence returns the channel's unexpired entries by client ID; expired
+// ones are removed on the way.
+func (b *Broker) Presence(ctx context.Context, channel string) (map[string]*hub.ClientInfo, error) {
+	m, err := b.presence(ctx, channel)
+	if err != nil {
+		return nil, opErr("presence", channel, err)
+	}
+	return m, nil
+}
+
+// PresenceStats counts the channel's unexpired clients and distinct users.
+func (b *Broker) PresenceStats(ctx context.Context, channel string) (hub.PresenceStats, error) {
+	m, err := b.presence(ctx, channel)
+	if err != nil {
+		return hub.PresenceStats{}, opErr("presence stats", channel, err)
+	}
+	users := make(map[string]struct{}, len(m))
+	for _, info := range m {
+		if info != nil {
+			users[info.UserID] = struct{}{}
+		}
+	}
+	return hub.PresenceStats{NumClients: len(m), NumUsers: len(users)}, nil
+}
+
+func (b *Broker) presence(ctx context.Context, channel string) (map[string]*hub.ClientInfo, error) {
+	kv, err := presenceScript.Exec(ctx, b.client,
+		[]string{b.key("presence.data", channel), b.key("presence.expire", channel)},
+		[]string{strconv.FormatInt(b.cfg.Now().UnixMilli(), 10)},
+	).AsStrSlice()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*hub.ClientInfo, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		info, err := decodeInfo([]byte(kv[i+1]))
+		if err != nil {
+			// An undecodable entry is dropped from the answer, not fatal
+			// for the channel.
+			b.log.Warn("bad presence entry", "channel", channel, "client", kv[i], "error", err)
+			continue
+		}
+		out[kv[i]] = info
+	}
+	return out, nil
+}

@@ -1,0 +1,212 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/switchboard-rt/switchboard/internal/hub"
+)
+
+// shard is one dedicated PUB/SUB connection and the channels it carries.
+// mu guards channels and conn; no Redis round trip runs under it.
+type shard struct {
+	id       int
+	wasLive  bool // only runShard's goroutine touches it
+	mu       sync.Mutex
+	channels map[string]struct{} // the hub's interest
+	conn     rueidis.DedicatedClient
+}
+
+func (b *Broker) shardFor(channel string) *shard {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(channel))
+	return b.shards[h.Sum32()%uint32(len(b.shards))]
+}
+
+// errReconnecting is hub.ErrNotAvailable (errors.Is matches it) marked
+// temporary, so the official clients retry the subscription.
+var errReconnecting = &hub.Error{Code: hub.ErrNotAvailable.Code, Message: hub.ErrNotAvailable.Message, Temporary: true}
+
+// Subscribe declares interest in channel. While the channel's shard is
+// reconnecting it fails with a temporary hub.ErrNotAvailable (108).
+func (b *Broker) Subscribe(channel string) error {
+	if !b.started.Load() {
+		return fmt.Errorf("redis broker: subscribe %q: broker not running", channel)
+	}
+	s := b.shardFor(channel)
+	s.mu.Lock()
+	conn := s.conn
+	if conn == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("redis broker: subscribe %q: PUB/SUB connection %d is reconnecting: %w", channel, s.id, errReconnecting)
+	}
+	s.channels[channel] = struct{}{}
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.SubscribeTimeout)
+	defer cancel()
+	if err := conn.Do(ctx, conn.B().Subscribe().Channel(b.pubsub+channel).Build()).Error(); err != nil {
+		s.mu.Lock()
+		delete(s.channels, channel)
+		s.mu.Unlock()
+		return fmt.Errorf("redis broker: subscribe %q: %w: %w", channel, errReconnecting, err)
+	}
+	return nil
+}
+
+// Unsubscribe withdraws interest in channel.
+func (b *Broker) Unsubscribe(channel string) error {
+	s := b.shardFor(channel)
+	s.mu.Lock()
+	delete(s.channels, channel)
+	conn := s.conn
+	s.mu.Unlock()
+	if conn == nil {
+		return nil // the reconnect will not subscribe it
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.SubscribeTimeout)
+	defer cancel()
+	if err := conn.Do(ctx, conn.B().Unsubscribe().Channel(b.pubsub+channel).Build()).Error(); err != nil {
+		return fmt.Errorf("redis broker: unsubscribe %q: %w", channel, err)
+	}
+	return nil
+}
+
+// onMessage runs on the shard connection's reader goroutine, so frames of
+// one channel reach the handler in Redis order.
+func (b *Broker) onMessage(m rueidis.PubSubMessage) {
+	channel, ok := strings.CutPrefix(m.Channel, b.pubsub)
+	if !ok {
+		return
+	}
+	f, err := decodeFrame(m.Message)
+	if err != nil {
+		b.metrics.dropped.Inc()
+		b.log.Error("dropping undecodable PUB/SUB frame", "channel", channel, "error", err)
+		return
+	}
+	switch f.kind {
+	case kindPub:
+		b.handler.HandlePublication(channel, f.pub, f.sp)
+	case kindJoin:
+		b.handler.HandleJoin(channel, f.info)
+	case kindLeave:
+		b.handler.HandleLeave(channel, f.info)
+	}
+}
+
+// runShard keeps s connected until Close: dial, resubscribe every channel
+// in batches, then probe with PING; any failure drops the connection and
+// starts over after a growing pause.
+func (b *Broker) runShard(s *shard) {
+	delay := b.cfg.ReconnectDelay
+	for {
+		select {
+		case <-b.stop:
+			return
+		default:
+		}
+		live, err := b.serveShard(s)
+		if live {
+			delay = b.cfg.ReconnectDelay
+		}
+		select {
+		case <-b.stop:
+			return
+		default:
+		}
+		b.log.Warn("PUB/SUB connection lost", "shard", s.id, "error", err, "retry_in", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-b.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if delay *= 2; delay > MaxReconnectDelay {
+			delay = MaxReconnectDelay
+		}
+	}
+}
+
+// serveShard runs one connection of s until it fails or Close.
+func (b *Broker) serveShard(s *shard) (live bool, err error) {
+	conn, _ := b.client.Dedicate()
+	// Closed, never returned to the pool: a probe may have timed out on it.
+	defer conn.Close()
+	lost := conn.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: b.onMessage})
+	defer func() {
+		s.mu.Lock()
+		s.conn = nil
+		s.mu.Unlock()
+	}()
+	// Snapshot the interest, subscribe it, then go live; channels dropped
+	// meanwhile are unsubscribed again.
+	s.mu.Lock()
+	want := make([]string, 0, len(s.channels))
+	for ch := range s.channels {
+		want = append(want, b.pubsub+ch)
+	}
+	s.mu.Unlock()
+	for i := 0; i < len(want); i += b.cfg.ResubscribeBatch {
+		batch := want[i:min(i+b.cfg.ResubscribeBatch, len(want))]
+		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.SubscribeTimeout)
+		err := conn.Do(ctx, conn.B().Subscribe().Channel(batch...).Build()).Error()
+		cancel()
+		if err != nil {
+			return false, fmt.Errorf("resubscribe: %w", err)
+		}
+	}
+	s.mu.Lock()
+	var stale []string
+	for _, ch := range want {
+		if _, ok := s.channels[strings.TrimPrefix(ch, b.pubsub)]; !ok {
+			stale = append(stale, ch)
+		}
+	}
+	s.conn = conn
+	s.mu.Unlock()
+	b.metrics.reconnects.Inc()
+	if !s.wasLive {
+		s.wasLive = true
+		if b.pending.Add(-1) == 0 {
+			close(b.ready)
+		}
+	}
+	if len(want) > 0 {
+		b.log.Info("PUB/SUB resubscribed", "shard", s.id, "channels", len(want))
+	}
+	if len(stale) > 0 {
+		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.SubscribeTimeout)
+		err := conn.Do(ctx, conn.B().Unsubscribe().Channel(stale...).Build()).Error()
+		cancel()
+		if err != nil {
+			return true, fmt.Errorf("unsubscribe: %w", err)
+		}
+	}
+	ping := time.NewTicker(b.cfg.PingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return true, nil
+		case err := <-lost:
+			if err == nil {
+				err = rueidis.ErrClosing
+			}
+			return true, err
+		case <-ping.C:
+			ctx, cancel := context.WithTimeout(b.ctx, b.cfg.PingTimeout)
+			err := conn.Do(ctx, conn.B().Ping().Build()).Error()
+			cancel()
+			if err != nil {
+				return true, fmt.Errorf("ping: %w", err)
+			}
+		}
+	}
+}
