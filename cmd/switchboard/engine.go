@@ -49,7 +49,14 @@ func (m *Main) controlPlane(e engine) (hub.ControlPlane, error) {
 	if ce, ok := e.(interface {
 		ControlPlane() (hub.ControlPlane, error)
 	}); ok {
-		return ce.ControlPlane()
+		cp, err := ce.ControlPlane()
+		if err != nil {
+			return nil, fmt.Errorf("engine control plane: %w", err)
+		}
+		if c, ok := cp.(hub.Closer); ok {
+			m.closers = append(m.closers, c.Close) // closed before the engine
+		}
+		return cp, nil
 	}
 	loop := memory.NewControlNetwork().Node()
 	m.closers = append(m.closers, loop.Close)
