@@ -31,8 +31,10 @@ import (
 //     not sent: ctx ended, or the transport is unavailable. Send to a node
 //     that does not exist is not an error; nobody receives the message.
 //   - HandleControl may be called concurrently, and from inside another
-//     node's Broadcast or Send (an in-process plane delivers synchronously);
-//     it must not block, and the hub does not keep data after it returns.
+//     node's Broadcast or Send (an in-process plane delivers synchronously).
+//     It returns promptly, but it may Send an answer (bounded by a
+//     timeout), so a plane must not call it on a goroutine its sends wait
+//     for. The hub does not keep data after it returns.
 type ControlPlane interface {
 	// Run starts delivering to h every message broadcast by any node,
 	// this one included, and every message sent to node. The hub calls

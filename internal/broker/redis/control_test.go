@@ -2,6 +2,8 @@ package redis
 
 import (
 	"context"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,4 +36,43 @@ func TestControlConformance(t *testing.T) {
 		prefix := testPrefix(t)
 		return func() hub.ControlPlane { return newTestControl(t, Config{Prefix: prefix}) }
 	})
+}
+
+type controlRecorder struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (r *controlRecorder) HandleControl(data []byte) {
+	r.mu.Lock()
+	r.got = append(r.got, string(data))
+	r.mu.Unlock()
+}
+
+func (r *controlRecorder) has(s string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Contains(r.got, s)
+}
+
+// After a Redis restart the control connection resubscribes by itself.
+func TestControlSurvivesRedisRestart(t *testing.T) {
+	s := startRedis(t)
+	cfg := Config{Address: s.url(), Prefix: testPrefix(t), ReconnectDelay: 10 * time.Millisecond,
+		PingInterval: 50 * time.Millisecond, PingTimeout: 50 * time.Millisecond}
+	a, b := newTestControl(t, cfg), newTestControl(t, cfg)
+	ra, rb := &controlRecorder{}, &controlRecorder{}
+	require.NoError(t, a.Run("a", ra))
+	require.NoError(t, b.Run("b", rb))
+	ctx := context.Background()
+	require.NoError(t, a.Send(ctx, "b", []byte("before")))
+	require.Eventually(t, func() bool { return rb.has("before") }, 5*time.Second, 5*time.Millisecond)
+
+	s.kill()
+	require.Error(t, a.Broadcast(ctx, []byte("while down")), "publish fails while Redis is down")
+	s.start()
+	require.Eventually(t, func() bool {
+		_ = a.Broadcast(ctx, []byte("after"))
+		return rb.has("after") && ra.has("after")
+	}, 10*time.Second, 20*time.Millisecond, "both nodes resubscribed")
 }
