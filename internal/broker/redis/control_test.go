@@ -76,3 +76,42 @@ func TestControlSurvivesRedisRestart(t *testing.T) {
 		return rb.has("after") && ra.has("after")
 	}, 10*time.Second, 20*time.Millisecond, "both nodes resubscribed")
 }
+
+// chanHandler signals every message it receives.
+type chanHandler chan struct{}
+
+func (c chanHandler) HandleControl([]byte) { c <- struct{}{} }
+
+// BenchmarkControlRoundTrip: one Send from node a until node b handles it,
+// through the test Redis.
+func BenchmarkControlRoundTrip(b *testing.B) {
+	url := testenv.RedisURL(b)
+	prefix := testPrefix(b)
+	mk := func(node string, h hub.ControlHandler) *Control {
+		br, err := New(Config{Address: url, Prefix: prefix})
+		require.NoError(b, err)
+		p, err := br.ControlPlane()
+		require.NoError(b, err)
+		c := p.(*Control)
+		require.NoError(b, c.Run(node, h))
+		b.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			require.NoError(b, c.Close(ctx))
+			require.NoError(b, br.Close(ctx))
+		})
+		return c
+	}
+	got := make(chanHandler, 1)
+	a := mk("a", chanHandler(make(chan struct{}, 1)))
+	mk("b", got)
+	ctx := context.Background()
+	msg := []byte(`{"t":"disconnect","n":"a","c":{"u":"alice","code":3503}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := a.Send(ctx, "b", msg); err != nil {
+			b.Fatal(err)
+		}
+		<-got
+	}
+}
