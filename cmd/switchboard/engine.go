@@ -39,6 +39,30 @@ func newEngine(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (
 	return b, b, nil
 }
 
+// controlPlane returns the plane linking this process to the other nodes:
+// Main.Control when set, the engine's own when it has one (Redis), else a
+// one-node loopback (memory).
+func (m *Main) controlPlane(e engine) (hub.ControlPlane, error) {
+	if m.Control != nil {
+		return m.Control, nil
+	}
+	if ce, ok := e.(interface {
+		ControlPlane() (hub.ControlPlane, error)
+	}); ok {
+		cp, err := ce.ControlPlane()
+		if err != nil {
+			return nil, fmt.Errorf("engine control plane: %w", err)
+		}
+		if c, ok := cp.(hub.Closer); ok {
+			m.closers = append(m.closers, c.Close) // closed before the engine
+		}
+		return cp, nil
+	}
+	loop := memory.NewControlNetwork().Node()
+	m.closers = append(m.closers, loop.Close)
+	return loop, nil
+}
+
 // engineHealthTimeout bounds the engine check of one /health request.
 const engineHealthTimeout = time.Second
 

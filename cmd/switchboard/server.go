@@ -32,6 +32,10 @@ import (
 type Main struct {
 	Config config.Config
 	Logger *slog.Logger
+	// Control links this process's hub to the other nodes of one server;
+	// nil = the memory engine's one-node loopback. Tests join several
+	// Mains to one memory.ControlNetwork.
+	Control hub.ControlPlane
 
 	ln       net.Listener
 	http     *http.Server
@@ -96,6 +100,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.closers = append(m.closers, broker.Close)
+	control, err := m.controlPlane(broker)
+	if err != nil {
+		return err
+	}
 	h, err := hub.New(hub.Config{
 		// The struct hides the broker's Close from hub.Shutdown: the broker
 		// stops with the other components, after in-flight requests drain.
@@ -103,6 +111,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Namespaces: ns, ConnectionLimit: cfg.Client.ConnectionLimit,
 		UserConnectionLimit: cfg.Client.UserConnectionLimit, Logger: log, Registerer: reg,
 		PositionCheckInterval: time.Duration(cfg.Client.ChannelPositionCheckDelay),
+		Cluster:               hub.ClusterConfig{Control: control, Version: version()},
 	})
 	if err != nil {
 		return err
@@ -145,8 +154,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		log.Warn("http_api.key is empty: the server API rejects every request")
 	}
 	apiH, err := api.New(api.Config{Hub: h, Key: cfg.HTTPAPI.Key, Insecure: cfg.HTTPAPI.Insecure, RPC: rpc,
-		TransportErrors: cfg.HTTPAPI.ErrorMode == "transport",
-		Version:         version(), Logger: log, Registerer: reg})
+		TransportErrors: cfg.HTTPAPI.ErrorMode == "transport", Timeout: time.Duration(cfg.HTTPAPI.Timeout),
+		Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}

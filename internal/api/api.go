@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -25,6 +24,9 @@ import (
 
 // DefaultMaxBody caps request bodies.
 const DefaultMaxBody = 1 << 20
+
+// DefaultTimeout bounds one request's work (a batch's as a whole).
+const DefaultTimeout = 5 * time.Second
 
 // Config configures a Handler.
 type Config struct {
@@ -40,10 +42,11 @@ type Config struct {
 	// X-Centrifugo-Error-Mode: transport.
 	TransportErrors bool
 	// RPC serves the rpc method; nil answers method not found.
-	RPC        hub.RPCHandler
-	MaxBody    int64
-	NodeName   string
-	Version    string
+	RPC     hub.RPCHandler
+	MaxBody int64
+	// Timeout is the deadline of a request's context (default
+	// DefaultTimeout); the context also ends when the client goes.
+	Timeout    time.Duration
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -70,8 +73,8 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.NodeName == "" {
-		cfg.NodeName, _ = os.Hostname()
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "api"),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -156,7 +159,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	res, err := m(r.Context(), body)
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.Timeout)
+	defer cancel()
+	res, err := m(ctx, body)
 	h.duration.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	if err != nil {
 		h.requests.WithLabelValues(name, "error").Inc()
@@ -416,10 +421,8 @@ func (h *Handler) subscribe(ctx context.Context, body json.RawMessage) (any, err
 	if req.RecoverSince != nil {
 		opts.RecoverSince = &hub.StreamPosition{Offset: req.RecoverSince.Offset, Epoch: req.RecoverSince.Epoch}
 	}
-	for _, c := range h.cfg.Hub.UserClients(req.User, req.Client) {
-		if err := c.ServerSubscribe(ctx, req.Channel, opts); err != nil && !errors.Is(err, hub.ErrAlreadySubscribed) {
-			return nil, err
-		}
+	if err := h.cfg.Hub.SubscribeUser(ctx, req.User, req.Client, req.Channel, opts); err != nil {
+		return nil, err
 	}
 	return &EmptyResult{}, nil
 }
@@ -454,8 +457,8 @@ func (h *Handler) unsubscribe(ctx context.Context, body json.RawMessage) (any, e
 	if _, err := h.cfg.Hub.ChannelOptions(req.Channel); err != nil {
 		return nil, err
 	}
-	for _, c := range h.cfg.Hub.UserClients(req.User, req.Client) {
-		c.ServerUnsubscribe(ctx, req.Channel, 0, "")
+	if err := h.cfg.Hub.UnsubscribeUser(ctx, req.User, req.Client, req.Channel); err != nil {
+		return nil, err
 	}
 	return &EmptyResult{}, nil
 }
@@ -475,7 +478,7 @@ type disconnectRequest struct {
 	AllUsers    bool              `json:"all_users"`
 }
 
-func (h *Handler) disconnect(_ context.Context, body json.RawMessage) (any, error) {
+func (h *Handler) disconnect(ctx context.Context, body json.RawMessage) (any, error) {
 	var req disconnectRequest
 	if err := decode(body, &req); err != nil {
 		return nil, err
@@ -496,14 +499,8 @@ func (h *Handler) disconnect(_ context.Context, body json.RawMessage) (any, erro
 		}
 		d = hub.Disconnect{Code: req.Disconnect.Code, Reason: req.Disconnect.Reason}
 	}
-	keep := map[string]bool{}
-	for _, id := range req.Whitelist {
-		keep[id] = true
-	}
-	for _, c := range h.cfg.Hub.UserClients(req.User, req.Client) {
-		if !keep[c.ID()] {
-			c.Disconnect(d)
-		}
+	if err := h.cfg.Hub.DisconnectUser(ctx, req.User, req.Client, d, req.Whitelist); err != nil {
+		return nil, err
 	}
 	return &EmptyResult{}, nil
 }
@@ -519,7 +516,7 @@ type refreshRequest struct {
 	AllUsers    bool            `json:"all_users"`
 }
 
-func (h *Handler) refresh(_ context.Context, body json.RawMessage) (any, error) {
+func (h *Handler) refresh(ctx context.Context, body json.RawMessage) (any, error) {
 	var req refreshRequest
 	if err := decode(body, &req); err != nil {
 		return nil, err
@@ -540,8 +537,8 @@ func (h *Handler) refresh(_ context.Context, body json.RawMessage) (any, error) 
 	if isSet(req.Info) {
 		info = req.Info
 	}
-	for _, c := range h.cfg.Hub.UserClients(req.User, req.Client) {
-		c.Refresh(req.ExpireAt, req.Expired, info)
+	if err := h.cfg.Hub.RefreshUser(ctx, req.User, req.Client, req.ExpireAt, req.Expired, info); err != nil {
+		return nil, err
 	}
 	return &EmptyResult{}, nil
 }
@@ -655,7 +652,9 @@ type channelsRequest struct {
 	Pattern string `json:"pattern"`
 }
 
-func (h *Handler) channels(_ context.Context, body json.RawMessage) (any, error) {
+// channels covers every live node: nodes that do not answer before the
+// request's deadline are left out (the hub logs them).
+func (h *Handler) channels(ctx context.Context, body json.RawMessage) (any, error) {
 	var req channelsRequest
 	if err := decode(body, &req); err != nil {
 		return nil, err
@@ -668,7 +667,7 @@ func (h *Handler) channels(_ context.Context, body json.RawMessage) (any, error)
 		}
 	}
 	out := map[string]*ChannelInfo{}
-	for ch, n := range h.cfg.Hub.Channels() {
+	for ch, n := range h.cfg.Hub.ClusterChannels(ctx) {
 		if n > 0 && (g == nil || g.match(ch)) {
 			out[ch] = &ChannelInfo{NumClients: uint32(n)}
 		}
@@ -680,13 +679,14 @@ func (h *Handler) info(_ context.Context, body json.RawMessage) (any, error) {
 	if err := decode(body, &struct{}{}); err != nil {
 		return nil, err
 	}
-	hb := h.cfg.Hub
-	node := &NodeResult{
-		UID: h.cfg.NodeName, Name: h.cfg.NodeName, Version: h.cfg.Version,
-		NumClients: uint32(hb.NumClients()), NumUsers: uint32(hb.NumUsers()), NumChannels: uint32(hb.NumChannels()),
-		NumSubs: uint32(hb.NumSubscriptions()), Uptime: uint32(hb.Uptime() / time.Second),
+	nodes := h.cfg.Hub.Nodes()
+	out := make([]*NodeResult, len(nodes))
+	for i, n := range nodes {
+		out[i] = &NodeResult{UID: n.ID, Name: n.Name, Version: n.Version,
+			NumClients: uint32(n.NumClients), NumUsers: uint32(n.NumUsers), NumChannels: uint32(n.NumChannels),
+			NumSubs: uint32(n.NumSubs), Uptime: uint32(n.Uptime / time.Second)}
 	}
-	return &InfoResult{Nodes: []*NodeResult{node}}, nil
+	return &InfoResult{Nodes: out}, nil
 }
 
 type rpcRequest struct {

@@ -93,7 +93,8 @@ type fixture struct {
 func newFixture(t testing.TB, rpc hub.RPCHandler) *fixture {
 	t.Helper()
 	hb, err := hub.New(hub.Config{Broker: memory.New(nil), Presence: memory.NewPresence(),
-		Clock: clocktest.New(time.Unix(1_700_000_000, 0)),
+		Clock:   clocktest.New(time.Unix(1_700_000_000, 0)),
+		Cluster: hub.ClusterConfig{NodeID: "node1", NodeName: "node1", Version: "v-test"},
 		Namespaces: hub.Namespaces{Named: map[string]hub.ChannelOptions{
 			"chat": {HistorySize: 10, HistoryTTL: time.Minute, Presence: true},
 			"bare": {},
@@ -109,7 +110,7 @@ func newFixture(t testing.TB, rpc hub.RPCHandler) *fixture {
 	})
 	_, err = hb.RegisterFormat("nop", nopCodec{})
 	require.NoError(t, err)
-	h, err := New(Config{Hub: hb, Key: testKey, RPC: rpc, NodeName: "node1", Version: "v-test", Registerer: prometheus.NewRegistry()})
+	h, err := New(Config{Hub: hb, Key: testKey, RPC: rpc, Registerer: prometheus.NewRegistry()})
 	require.NoError(t, err)
 	c := &fakeClient{hub: hb, id: "c1", user: "alice"}
 	require.NoError(t, hb.AddClient(c))

@@ -5,6 +5,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/switchboard-rt/switchboard/internal/api"
 	redisbroker "github.com/switchboard-rt/switchboard/internal/broker/redis"
 	"github.com/switchboard-rt/switchboard/internal/clientproto"
 	"github.com/switchboard-rt/switchboard/internal/dispatch"
@@ -17,7 +18,7 @@ import (
 )
 
 // Defaults owned by the server process itself. Every other default is the
-// component's own constant (hub, clientproto, transport/ws, worker,
+// component's own constant (hub, api, clientproto, transport/ws, worker,
 // gateway, script, dispatch), which Default refers to.
 const (
 	DefaultHTTPAddress = "127.0.0.1"
@@ -174,6 +175,10 @@ type HTTPAPI struct {
 	// ErrorMode is "" (errors in the reply body with HTTP 200) or
 	// "transport" (method errors as HTTP statuses), as Centrifugo.
 	ErrorMode string `json:"error_mode" yaml:"error_mode" toml:"error_mode"`
+	// Timeout is the deadline of one request (a batch as a whole),
+	// commands to other nodes and surveys included (default 5s).
+	// Switchboard extension.
+	Timeout Duration `json:"timeout" yaml:"timeout" toml:"timeout"`
 }
 
 // Channel configures channels and namespaces. The namespace boundary ":",
@@ -376,6 +381,7 @@ func Default() Config {
 	return Config{
 		HTTPServer: HTTPServer{Address: DefaultHTTPAddress, Port: DefaultHTTPPort},
 		Log:        Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
+		HTTPAPI:    HTTPAPI{Timeout: Duration(api.DefaultTimeout)},
 		Client: Client{
 			PingInterval:              Duration(clientproto.DefaultPingInterval),
 			PongTimeout:               Duration(clientproto.DefaultPongTimeout),

@@ -40,7 +40,7 @@ func TestApplyEnv(t *testing.T) {
 	want := Default()
 	want.HTTPServer = HTTPServer{Address: "0.0.0.0", Port: 9000}
 	want.Client.Token.HMACSecretKey = "sekret=with=equals"
-	want.HTTPAPI = HTTPAPI{Key: "apikey", Insecure: true}
+	want.HTTPAPI.Key, want.HTTPAPI.Insecure = "apikey", true
 	want.Log.Level = "debug"
 	want.Client.AllowedOrigins = []string{"http://a.example", "http://b.example"}
 	want.Client.PingInterval = Duration(30 * time.Second)

@@ -55,6 +55,7 @@ func (c *Config) Validate() error {
 	default:
 		v.add("http_api.error_mode", "unknown mode %q (use transport, or leave it empty)", c.HTTPAPI.ErrorMode)
 	}
+	v.positiveDur("http_api.timeout", c.HTTPAPI.Timeout)
 
 	// client
 	cl := c.Client

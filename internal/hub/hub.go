@@ -101,6 +101,7 @@ type Config struct {
 	Logger         *slog.Logger
 	Registerer     prometheus.Registerer
 	Clock          clock.Clock // nil = the wall clock
+	Cluster        ClusterConfig
 }
 
 type subEntry struct {
@@ -156,6 +157,7 @@ type Hub struct {
 	interest [numShards]interestShard
 	// positions runs the stream position checks (position.go).
 	positions positionChecker
+	cluster   *cluster
 }
 
 // New validates cfg and returns a Hub wired to its Broker.
@@ -182,10 +184,17 @@ func New(cfg Config) (*Hub, error) {
 		return nil, err
 	}
 	h.metrics = m
+	if h.cluster, err = newCluster(h, cfg.Cluster); err != nil {
+		return nil, err
+	}
 	h.startPositionChecks()
 	if err := cfg.Broker.Run(h); err != nil {
 		h.stopPositionChecks()
 		return nil, fmt.Errorf("hub: run broker: %w", err)
+	}
+	if err := h.cluster.start(); err != nil {
+		h.stopPositionChecks()
+		return nil, err
 	}
 	return h, nil
 }
@@ -642,12 +651,14 @@ func (h *Hub) PresenceStats(ctx context.Context, channel string) (PresenceStats,
 	return h.cfg.Presence.PresenceStats(ctx, channel)
 }
 
-// Shutdown stops accepting clients, disconnects every client with
-// DisconnectShutdown (clients reconnect elsewhere) and waits until all are
-// gone or ctx ends. It is idempotent.
+// Shutdown stops accepting clients, tells the other nodes this one leaves,
+// disconnects every client with DisconnectShutdown (clients reconnect
+// elsewhere) and waits until all are gone, and commands received from
+// other nodes have finished, or ctx ends. It is idempotent.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.closing.Store(true)
 	h.stopPositionChecks()
+	h.cluster.stop(ctx) // other nodes drop this one at once
 	for i := range h.cshards {
 		s := &h.cshards[i]
 		s.mu.RLock()
@@ -668,6 +679,9 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 			return fmt.Errorf("hub: shutdown: %d clients still connected: %w", h.numConns.Load(), ctx.Err())
 		case <-t.C:
 		}
+	}
+	if err := h.cluster.wait(ctx); err != nil {
+		return err
 	}
 	if c, ok := h.cfg.Broker.(Closer); ok {
 		return c.Close(ctx)
