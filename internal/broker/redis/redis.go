@@ -176,16 +176,9 @@ func New(cfg Config) (*Broker, error) {
 		if cfg.Address == "" {
 			return nil, errors.New("redis broker: an address or a client is required")
 		}
-		opt, err := ClientOption(cfg.Address)
+		c, err := NewClient(cfg.Address, b.log)
 		if err != nil {
 			return nil, fmt.Errorf("redis broker: %w", err)
-		}
-		c, err := rueidis.NewClient(opt)
-		if c == nil {
-			return nil, fmt.Errorf("redis broker: %w", err)
-		}
-		if err != nil {
-			b.log.Warn("redis is not reachable yet", "error", err)
 		}
 		b.client, b.owned = c, true
 	}
