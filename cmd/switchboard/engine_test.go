@@ -147,3 +147,25 @@ func TestSharedRedisClient(t *testing.T) {
 	_, body := apiCall(t, m, "publish", map[string]any{"channel": "chat:shared", "data": map[string]any{}})
 	require.Contains(t, body, "result", "body %v", body)
 }
+
+// An idempotency key is one across processes: a repeat sent to another
+// node answers the first result and publishes nothing.
+func TestRedisEngineIdempotentPublish(t *testing.T) {
+	url := testenv.RedisURL(t)
+	prefix := fmt.Sprintf("sbtest.idem.%d", time.Now().UnixNano())
+	node := func() *Main {
+		cfg := testConfig()
+		cfg.Engine.Type = config.BrokerRedis
+		cfg.Engine.Redis.Address = url
+		cfg.Engine.Redis.Prefix = prefix
+		return startServer(t, cfg)
+	}
+	a, b := node(), node()
+	req := map[string]any{"channel": "chat:idem", "data": map[string]any{"n": 1}, "idempotency_key": "order-17"}
+	_, first := apiCall(t, a, "publish", req)
+	_, again := apiCall(t, b, "publish", req)
+	require.Contains(t, first, "result", "body %v", first)
+	require.Equal(t, first, again)
+	_, body := apiCall(t, b, "history", map[string]any{"channel": "chat:idem", "limit": -1})
+	require.Len(t, body["result"].(map[string]any)["publications"], 1, "body %v", body)
+}

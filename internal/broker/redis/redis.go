@@ -281,9 +281,10 @@ func opErr(op, channel string, err error) error {
 }
 
 // Publish stores pub in the channel's stream when opts enable history and
-// delivers it to every subscribed process.
+// delivers it to every subscribed process; opts.IdempotencyKey makes it
+// PublishIdempotent.
 func (b *Broker) Publish(ctx context.Context, channel string, pub *hub.Publication, opts hub.PublishOptions) (hub.StreamPosition, error) {
-	return b.PublishIdempotent(ctx, channel, pub, opts, "", 0)
+	return b.PublishIdempotent(ctx, channel, pub, opts, opts.IdempotencyKey, opts.IdempotentResultTTL)
 }
 
 // PublishIdempotent is Publish with an idempotency key: while the result
