@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/rueidis"
 
 	"github.com/switchboard-rt/switchboard/internal/broker/memory"
 	redisbroker "github.com/switchboard-rt/switchboard/internal/broker/redis"
@@ -23,7 +25,8 @@ type engine interface {
 }
 
 // newEngine builds the broker and presence manager engine.type selects.
-func newEngine(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (engine, hub.PresenceManager, error) {
+// The Redis client comes from dial (cmd's shared clients).
+func newEngine(cfg config.Config, log *slog.Logger, reg prometheus.Registerer, dial func(string) (rueidis.Client, error)) (engine, hub.PresenceManager, error) {
 	rc, useRedis := cfg.RedisEngine()
 	if !useRedis {
 		b := memory.New(nil)
@@ -31,6 +34,11 @@ func newEngine(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (
 		return b, memory.NewPresence(), nil
 	}
 	rc.Logger, rc.Registerer = log, reg
+	c, err := dial(rc.Address)
+	if err != nil {
+		return nil, nil, fmt.Errorf("engine.redis.address: %w", err)
+	}
+	rc.Client = c
 	b, err := redisbroker.New(rc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("engine.redis: %w", err)
@@ -63,6 +71,29 @@ func (m *Main) controlPlane(e engine) (hub.ControlPlane, error) {
 	return loop, nil
 }
 
+// redisClient returns cmd's one client for address, creating it on first
+// use: the engine and the circles' queues on the same URL share it. It is
+// closed after the components that use it (closers run in reverse).
+func (m *Main) redisClient(address string) (rueidis.Client, error) {
+	if c, ok := m.redisClients[address]; ok {
+		return c, nil
+	}
+	c, err := redisbroker.NewClient(address, m.Logger)
+	if err != nil {
+		return nil, err
+	}
+	if m.redisClients == nil {
+		m.redisClients = map[string]rueidis.Client{}
+	}
+	m.redisClients[address] = c
+	m.closers = append(m.closers, func(context.Context) error {
+		c.Close()
+		delete(m.redisClients, address)
+		return nil
+	})
+	return c, nil
+}
+
 // engineHealthTimeout bounds the engine check of one /health request.
 const engineHealthTimeout = time.Second
 
@@ -80,4 +111,34 @@ func engineHealth(ctx context.Context, e engine) error {
 func writeUnhealthy(w http.ResponseWriter, err error) {
 	w.WriteHeader(http.StatusServiceUnavailable)
 	_ = json.NewEncoder(w).Encode(map[string]string{"status": "engine unavailable", "error": err.Error()})
+}
+
+// applyRedis applies --engine and --redis-url. --redis-url is the one
+// shared Redis: it sets engine.redis.address and circles.redis_url (flags
+// win over the file; use the file for two different Redis servers).
+// --engine redis needs an address: the flag, engine.redis.address set to
+// something other than the default, or broker.redis_url.
+func (s *ServeCmd) applyRedis(cfg *config.Config) error {
+	if s.RedisURL != "" {
+		if _, err := redisbroker.ClientOption(s.RedisURL); err != nil {
+			return fmt.Errorf("--redis-url: %w", err)
+		}
+		cfg.Engine.Redis.Address = s.RedisURL
+		cfg.Circles.RedisURL = s.RedisURL
+		if cfg.Broker.Type == config.BrokerRedis {
+			cfg.Broker.RedisURL = s.RedisURL
+		}
+	}
+	switch s.Engine {
+	case "":
+	case config.BrokerMemory, config.BrokerRedis:
+		cfg.Engine.Type = s.Engine
+	default:
+		return fmt.Errorf("--engine: unknown engine %q (use %q or %q)", s.Engine, config.BrokerMemory, config.BrokerRedis)
+	}
+	if s.Engine == config.BrokerRedis && s.RedisURL == "" && cfg.Broker.RedisURL == "" &&
+		cfg.Engine.Redis.Address == config.DefaultRedisAddress {
+		return errors.New("--engine redis needs --redis-url URL (or engine.redis.address in the configuration)")
+	}
+	return nil
 }

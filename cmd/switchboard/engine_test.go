@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/centrifugal/centrifuge-go"
+	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/config"
@@ -78,4 +80,92 @@ func TestRedisEngineUnreachable(t *testing.T) {
 	_, out := apiCall(t, m, "publish", map[string]any{"channel": "chat:x", "data": map[string]any{}})
 	require.Less(t, time.Since(start), 5*time.Second)
 	require.Equal(t, float64(100), out["error"].(map[string]any)["code"], "body %v", out)
+}
+
+// --engine and --redis-url: the URL is shared by the engine and the circle
+// queues; --engine redis takes an address from the file too.
+func TestEngineFlags(t *testing.T) {
+	const url = "redis://10.0.0.1:6379/2"
+	for _, tc := range []struct {
+		name          string
+		flags         ServeCmd
+		env           map[string]string
+		engine, addr  string
+		circles, errs string
+	}{
+		{name: "redis url alone keeps the memory engine", flags: ServeCmd{RedisURL: url},
+			engine: "memory", addr: url, circles: url},
+		{name: "engine and url", flags: ServeCmd{Engine: "redis", RedisURL: url},
+			engine: "redis", addr: url, circles: url},
+		{name: "engine with the address from the file", flags: ServeCmd{Engine: "redis"},
+			env:    map[string]string{"SWITCHBOARD_ENGINE_REDIS_ADDRESS": url},
+			engine: "redis", addr: url},
+		{name: "flag wins over the file", flags: ServeCmd{Engine: "redis", RedisURL: url},
+			env:    map[string]string{"SWITCHBOARD_ENGINE_REDIS_ADDRESS": "redis://10.0.0.9:6379", "SWITCHBOARD_CIRCLES_REDIS_URL": "redis://10.0.0.9:6379"},
+			engine: "redis", addr: url, circles: url},
+		{name: "memory over a redis file", flags: ServeCmd{Engine: "memory"},
+			env:    map[string]string{"SWITCHBOARD_ENGINE_TYPE": "redis"},
+			engine: "memory", addr: config.DefaultRedisAddress},
+		{name: "engine redis without an address", flags: ServeCmd{Engine: "redis"}, errs: "--engine redis needs --redis-url"},
+		{name: "unknown engine", flags: ServeCmd{Engine: "Redis"}, errs: `--engine: unknown engine "Redis"`},
+		{name: "bad url", flags: ServeCmd{RedisURL: "tcp://x"}, errs: "--redis-url: redis address: scheme"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			s := tc.flags
+			s.Port = -1
+			cfg, _, err := s.loadConfig()
+			if tc.errs != "" {
+				require.ErrorContains(t, err, tc.errs)
+				require.Equal(t, 2, exitStatus(err))
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tc.engine, cfg.Engine.Type)
+			require.Equal(t, tc.addr, cfg.Engine.Redis.Address)
+			require.Equal(t, tc.circles, cfg.Circles.RedisURL)
+		})
+	}
+}
+
+// The engine and the circle queues on one URL share one Redis client.
+func TestSharedRedisClient(t *testing.T) {
+	url := testenv.RedisURL(t)
+	priv, err := secp256k1.GeneratePrivateKey()
+	require.NoError(t, err)
+	cfg := testConfig()
+	cfg.Engine.Type = config.BrokerRedis
+	cfg.Engine.Redis.Address = url
+	cfg.Engine.Redis.Prefix = fmt.Sprintf("sbtest.shared.%d", time.Now().UnixNano())
+	cfg.Circles.Keys = []string{hex.EncodeToString(priv.PubKey().SerializeCompressed())}
+	cfg.Circles.DataDir = t.TempDir()
+	cfg.Circles.RedisURL = url
+	m := startServer(t, cfg)
+	require.Len(t, m.redisClients, 1, "one client for one URL")
+	_, body := apiCall(t, m, "publish", map[string]any{"channel": "chat:shared", "data": map[string]any{}})
+	require.Contains(t, body, "result", "body %v", body)
+}
+
+// An idempotency key is one across processes: a repeat sent to another
+// node answers the first result and publishes nothing.
+func TestRedisEngineIdempotentPublish(t *testing.T) {
+	url := testenv.RedisURL(t)
+	prefix := fmt.Sprintf("sbtest.idem.%d", time.Now().UnixNano())
+	node := func() *Main {
+		cfg := testConfig()
+		cfg.Engine.Type = config.BrokerRedis
+		cfg.Engine.Redis.Address = url
+		cfg.Engine.Redis.Prefix = prefix
+		return startServer(t, cfg)
+	}
+	a, b := node(), node()
+	req := map[string]any{"channel": "chat:idem", "data": map[string]any{"n": 1}, "idempotency_key": "order-17"}
+	_, first := apiCall(t, a, "publish", req)
+	_, again := apiCall(t, b, "publish", req)
+	require.Contains(t, first, "result", "body %v", first)
+	require.Equal(t, first, again)
+	_, body := apiCall(t, b, "history", map[string]any{"channel": "chat:idem", "limit": -1})
+	require.Len(t, body["result"].(map[string]any)["publications"], 1, "body %v", body)
 }

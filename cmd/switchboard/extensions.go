@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/rueidis"
 
 	"github.com/switchboard-rt/switchboard/internal/circle"
 	"github.com/switchboard-rt/switchboard/internal/config"
@@ -104,7 +105,11 @@ func (m *Main) extensions(ctx context.Context, reg prometheus.Registerer, circle
 		player, err = dispatch.NewLocal(dc, eng)
 	} else {
 		// Queue names use the canonical keys, never the raw flag values.
-		player, err = dispatch.NewRedis(ctx, dispatch.RedisConfig{Config: dc, URL: c.RedisURL, Circles: circles.Keys()}, eng)
+		var rc rueidis.Client
+		if rc, err = m.redisClient(c.RedisURL); err != nil {
+			return nil, fmt.Errorf("circles.redis_url: %w", err)
+		}
+		player, err = dispatch.NewRedis(ctx, dispatch.RedisConfig{Config: dc, Client: rc, Circles: circles.Keys()}, eng)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("circles: dispatch: %w", err)

@@ -162,7 +162,8 @@ type ServeCmd struct {
 	Keys       []string `short:"k" name:"key" sep:"none" help:"Host a circle for this secp256k1 public key (hex); repeatable (adds to circles.keys)."`
 	PublicKeys string   `name:"public-keys" help:"Comma-separated circle keys (adds to circles.keys)."`
 	EnableAuth bool     `name:"enable-auth" help:"Require signature authentication before play (circles.enable_auth)."`
-	RedisURL   string   `name:"redis-url" help:"Route circle plays through Redis queues (circles.redis_url)."`
+	RedisURL   string   `name:"redis-url" help:"The shared Redis: sets engine.redis.address and circles.redis_url (circle plays go through Redis queues)."`
+	Engine     string   `name:"engine" help:"Engine: memory or redis (engine.type); redis needs --redis-url or engine.redis.address."`
 
 	Worker  string `name:"worker" help:"Worker command for the worker gateway, e.g. \"node worker.js\" (runner.command)."`
 	Workers int    `name:"workers" help:"Worker processes (runner.workers)."`
@@ -223,8 +224,8 @@ func (s *ServeCmd) mergeConfig() (config.Config, error) {
 	if s.EnableAuth {
 		cfg.Circles.EnableAuth = true
 	}
-	if s.RedisURL != "" {
-		cfg.Circles.RedisURL = s.RedisURL
+	if err := s.applyRedis(&cfg); err != nil {
+		return cfg, err
 	}
 	if s.Worker != "" {
 		argv, err := config.SplitCommand(s.Worker)

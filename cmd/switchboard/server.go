@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/rueidis"
 
 	"github.com/switchboard-rt/switchboard/internal/api"
 	"github.com/switchboard-rt/switchboard/internal/auth"
@@ -45,6 +46,8 @@ type Main struct {
 	registry *prometheus.Registry
 	// closers stop components in reverse start order, after the drain.
 	closers []func(context.Context) error
+	// redisClients are the shared Redis clients by address (redisClient).
+	redisClients map[string]rueidis.Client
 	// realtime stop realtime servers other than the hub's clients (circle
 	// sessions); Shutdown runs them at once, concurrently with the drain.
 	realtime []func(context.Context) error
@@ -95,7 +98,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	broker, presence, err := newEngine(cfg, log, reg)
+	broker, presence, err := newEngine(cfg, log, reg, m.redisClient)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,12 @@ const DefaultMaxBody = 1 << 20
 // DefaultTimeout bounds one request's work (a batch's as a whole).
 const DefaultTimeout = 5 * time.Second
 
+// Idempotent publish limits (Centrifugo keeps results 5 minutes).
+const (
+	DefaultIdempotentResultTTL = 5 * time.Minute
+	DefaultMaxIdempotencyKey   = 256 // bytes
+)
+
 // Config configures a Handler.
 type Config struct {
 	Hub *hub.Hub // required
@@ -46,9 +52,14 @@ type Config struct {
 	MaxBody int64
 	// Timeout is the deadline of a request's context (default
 	// DefaultTimeout); the context also ends when the client goes.
-	Timeout    time.Duration
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
+	Timeout time.Duration
+	// IdempotentResultTTL is how long a publish with an idempotency_key
+	// answers repeats with its first result; MaxIdempotencyKey bounds the
+	// key's length (defaults above).
+	IdempotentResultTTL time.Duration
+	MaxIdempotencyKey   int
+	Logger              *slog.Logger
+	Registerer          prometheus.Registerer
 }
 
 // Handler serves /api/{method}.
@@ -75,6 +86,12 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.IdempotentResultTTL <= 0 {
+		cfg.IdempotentResultTTL = DefaultIdempotentResultTTL
+	}
+	if cfg.MaxIdempotencyKey <= 0 {
+		cfg.MaxIdempotencyKey = DefaultMaxIdempotencyKey
 	}
 	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "api"),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -256,7 +273,6 @@ type publishOptions struct {
 
 func (r *publishOptions) unsupported() error {
 	return unsupported(
-		unsupportedField{"idempotency_key", r.IdempotencyKey != ""},
 		unsupportedField{"delta", r.Delta},
 		unsupportedField{"version", r.Version != 0},
 		unsupportedField{"version_epoch", r.VersionEpoch != ""})
@@ -288,7 +304,15 @@ func payload(data json.RawMessage, b64 string) ([]byte, error) {
 	return append([]byte(nil), data...), nil
 }
 
-func (h *Handler) publishOne(ctx context.Context, ch string, data []byte, skipHistory bool, tags map[string]string) (*PublishResult, error) {
+// checkIdempotencyKey bounds idempotency_key (empty: not idempotent).
+func (h *Handler) checkIdempotencyKey(key string) error {
+	if len(key) > h.cfg.MaxIdempotencyKey {
+		return badRequest(fmt.Sprintf("idempotency_key is longer than %d bytes", h.cfg.MaxIdempotencyKey))
+	}
+	return nil
+}
+
+func (h *Handler) publishOne(ctx context.Context, ch string, data []byte, skipHistory bool, tags map[string]string, key string) (*PublishResult, error) {
 	if err := required("channel", ch); err != nil {
 		return nil, err
 	}
@@ -299,7 +323,8 @@ func (h *Handler) publishOne(ctx context.Context, ch string, data []byte, skipHi
 	if err := opts.CheckPublicationData(data); err != nil {
 		return nil, err
 	}
-	sp, err := h.cfg.Hub.PublishWithOptions(ctx, ch, &hub.Publication{Data: data, Tags: tags, Time: time.Now().UnixMilli()}, opts, skipHistory)
+	pub := &hub.Publication{Data: data, Tags: tags, Time: time.Now().UnixMilli()}
+	sp, err := h.cfg.Hub.PublishIdempotent(ctx, ch, pub, opts, skipHistory, key, h.cfg.IdempotentResultTTL)
 	if err != nil {
 		return nil, err
 	}
@@ -317,11 +342,14 @@ func (h *Handler) publish(ctx context.Context, body json.RawMessage) (any, error
 	if err := req.unsupported(); err != nil {
 		return nil, err
 	}
+	if err := h.checkIdempotencyKey(req.IdempotencyKey); err != nil {
+		return nil, err
+	}
 	data, err := payload(req.Data, req.B64Data)
 	if err != nil {
 		return nil, err
 	}
-	return h.publishOne(ctx, req.Channel, data, req.SkipHistory, req.Tags)
+	return h.publishOne(ctx, req.Channel, data, req.SkipHistory, req.Tags, req.IdempotencyKey)
 }
 
 type broadcastRequest struct {
@@ -340,6 +368,9 @@ func (h *Handler) broadcast(ctx context.Context, body json.RawMessage) (any, err
 	if err := req.unsupported(); err != nil {
 		return nil, err
 	}
+	if err := h.checkIdempotencyKey(req.IdempotencyKey); err != nil {
+		return nil, err
+	}
 	if req.B64Data != "" {
 		if _, err := base64.StdEncoding.DecodeString(req.B64Data); err != nil {
 			return nil, badRequest("b64data is not base64")
@@ -351,7 +382,7 @@ func (h *Handler) broadcast(ctx context.Context, body json.RawMessage) (any, err
 	for i, ch := range req.Channels {
 		pr, err := (*PublishResult)(nil), dataErr
 		if err == nil {
-			pr, err = h.publishOne(ctx, ch, data, req.SkipHistory, req.Tags)
+			pr, err = h.publishOne(ctx, ch, data, req.SkipHistory, req.Tags, req.IdempotencyKey)
 		}
 		if err != nil {
 			out[i] = &PublishResponse{Error: toAPIError(err)}

@@ -148,7 +148,7 @@ func TestReplyShapes(t *testing.T) {
 		{"publish", `{"channel":"nope:a","data":1}`, `{"error":{"code":102,"message":"unknown channel"}}`},
 		{"publish", `{"channel":"chat:a"}`, `{"error":{"code":107,"message":"bad request: data required"}}`},
 		{"publish", `{"data":1}`, `{"error":{"code":107,"message":"bad request: channel required"}}`},
-		{"publish", `{"channel":"chat:a","data":1,"idempotency_key":"x"}`, `{"error":{"code":107,"message":"bad request: idempotency_key is not supported by Switchboard"}}`},
+		{"publish", `{"channel":"chat:a","data":1,"idempotency_key":"` + strings.Repeat("k", 257) + `"}`, `{"error":{"code":107,"message":"bad request: idempotency_key is longer than 256 bytes"}}`},
 		{"broadcast", `{"channels":["chat:a","nope:b",""],"data":{"y":2}}`,
 			`{"result":{"responses":[{"result":{"offset":3,"epoch":"E"}},{"error":{"code":102,"message":"unknown channel"}},{"error":{"code":107,"message":"bad request: channel required"}}]}}`},
 		{"broadcast", `{"channels":["chat:a"]}`, `{"result":{"responses":[{"error":{"code":107,"message":"bad request: data required"}}]}}`},
@@ -311,4 +311,25 @@ func FuzzServeHTTP(f *testing.F) {
 			t.Fatalf("reply is not UTF-8 JSON: %q", out)
 		}
 	})
+}
+
+// publish and broadcast with idempotency_key: a repeat answers the first
+// result and publishes nothing; the key is per channel.
+func TestIdempotentPublish(t *testing.T) {
+	f := newFixture(t, nil)
+	first := `{"result":{"offset":1,"epoch":"E"}}`
+	for range 2 {
+		code, body := f.call(t, "publish", `{"channel":"chat:i","data":{"n":1},"idempotency_key":"k1"}`)
+		require.Equal(t, http.StatusOK, code)
+		require.JSONEq(t, first, epochRe.ReplaceAllString(body, `"epoch":"E"`))
+	}
+	_, body := f.call(t, "broadcast", `{"channels":["chat:i","chat:j"],"data":{"n":2},"idempotency_key":"k1"}`)
+	require.JSONEq(t, `{"result":{"responses":[{"result":{"offset":1,"epoch":"E"}},{"result":{"offset":1,"epoch":"E"}}]}}`,
+		epochRe.ReplaceAllString(body, `"epoch":"E"`), "chat:i repeats k1; chat:j publishes")
+	_, body = f.call(t, "broadcast", `{"channels":["chat:i","chat:j"],"data":{"n":3},"idempotency_key":"k2"}`)
+	require.JSONEq(t, `{"result":{"responses":[{"result":{"offset":2,"epoch":"E"}},{"result":{"offset":2,"epoch":"E"}}]}}`,
+		epochRe.ReplaceAllString(body, `"epoch":"E"`))
+	_, body = f.call(t, "history", `{"channel":"chat:i","limit":-1}`)
+	require.JSONEq(t, `{"result":{"publications":[{"data":{"n":1},"offset":1},{"data":{"n":3},"offset":2}],"epoch":"E","offset":2}}`,
+		epochRe.ReplaceAllString(body, `"epoch":"E"`))
 }

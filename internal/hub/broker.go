@@ -24,7 +24,9 @@ type Broker interface {
 	Subscribe(channel string) error
 	Unsubscribe(channel string) error
 	// Publish stores pub in history (when opts enable it), assigns its
-	// offset and delivers it to every interested process.
+	// offset and delivers it to every interested process. With
+	// opts.IdempotencyKey, a repeat within opts.IdempotentResultTTL returns
+	// the first call's position and stores and delivers nothing.
 	Publish(ctx context.Context, channel string, pub *Publication, opts PublishOptions) (StreamPosition, error)
 	PublishJoin(ctx context.Context, channel string, info *ClientInfo) error
 	PublishLeave(ctx context.Context, channel string, info *ClientInfo) error

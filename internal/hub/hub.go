@@ -569,7 +569,14 @@ func (h *Hub) Publish(ctx context.Context, channel string, data []byte, info *Cl
 // PublishWithOptions publishes pub with explicit channel options;
 // skipHistory bypasses history even when the namespace keeps it.
 func (h *Hub) PublishWithOptions(ctx context.Context, channel string, pub *Publication, opts ChannelOptions, skipHistory bool) (StreamPosition, error) {
-	po := PublishOptions{}
+	return h.PublishIdempotent(ctx, channel, pub, opts, skipHistory, "", 0)
+}
+
+// PublishIdempotent is PublishWithOptions with an idempotency key (see
+// PublishOptions.IdempotencyKey); an empty key or zero resultTTL is a plain
+// publish.
+func (h *Hub) PublishIdempotent(ctx context.Context, channel string, pub *Publication, opts ChannelOptions, skipHistory bool, key string, resultTTL time.Duration) (StreamPosition, error) {
+	po := PublishOptions{IdempotencyKey: key, IdempotentResultTTL: resultTTL}
 	if opts.HistoryEnabled() && !skipHistory {
 		po.HistorySize, po.HistoryTTL = opts.HistorySize, opts.HistoryTTL
 	}

@@ -40,6 +40,12 @@ type PublishOptions struct {
 	HistorySize int           // publications kept; 0 = no history
 	HistoryTTL  time.Duration // how long they are kept; 0 = no history
 	MetaTTL     time.Duration // how long the stream's epoch/offset outlive the last publication; 0 = broker default
+	// IdempotencyKey, with IdempotentResultTTL > 0, makes the publish
+	// idempotent: while the result of a publication with the same key on the
+	// same channel is kept (IdempotentResultTTL), a repeat returns that
+	// position and neither stores nor delivers anything.
+	IdempotencyKey      string
+	IdempotentResultTTL time.Duration
 }
 
 // HistoryOptions select publications from a channel's history.

@@ -85,6 +85,7 @@ func Run(t *testing.T, newBroker NewFunc) {
 		{"SinceLimitReverse", testSinceLimitReverse},
 		{"UnrecoverablePosition", testUnrecoverable},
 		{"PublishWithoutHistory", testWithoutHistory},
+		{"IdempotentPublish", testIdempotentPublish},
 		{"Presence", testPresence},
 		{"JoinLeaveOrder", testJoinLeaveOrder},
 		{"ConcurrentOrder", testConcurrentOrder},
@@ -317,6 +318,68 @@ func testWithoutHistory(t *testing.T, e *env) {
 	ev := e.rec.Events(ch)[0]
 	require.Equal(t, "x", string(ev.Pub.Data))
 	require.Zero(t, ev.Pub.Offset)
+}
+
+// A repeated idempotency key on a channel returns the first position and
+// neither stores nor delivers again, until the result's TTL passes; keys are
+// per channel; concurrent repeats publish once.
+func testIdempotentPublish(t *testing.T, e *env) {
+	const ch, other, plain = "idem", "idem-other", "idem-plain"
+	const ttl = 300 * time.Millisecond
+	for _, c := range []string{ch, other, plain} {
+		e.subscribe(t, c)
+	}
+	withKey := func(o hub.PublishOptions, key string) hub.PublishOptions {
+		o.IdempotencyKey, o.IdempotentResultTTL = key, ttl
+		return o
+	}
+	data := func(c string) []string {
+		var out []string
+		for _, ev := range e.rec.Events(c) {
+			out = append(out, string(ev.Pub.Data))
+		}
+		return out
+	}
+	first := e.publish(t, ch, "a", withKey(hist, "k1"))
+	require.Equal(t, uint64(1), first.Offset)
+	require.Equal(t, first, e.publish(t, ch, "a again", withKey(hist, "k1")), "a repeat returns the first position")
+	require.Equal(t, uint64(2), e.publish(t, ch, "b", withKey(hist, "k2")).Offset)
+	e.publish(t, ch, "end", hist)
+	require.Eventually(t, func() bool { return len(e.rec.Events(ch)) >= 3 }, Wait, tick)
+	require.Equal(t, []string{"a", "b", "end"}, data(ch), "the repeat is not delivered")
+	require.Equal(t, []uint64{1, 2, 3}, offsets(e.history(t, ch, hub.HistoryOptions{Limit: -1}).Publications))
+
+	require.Equal(t, uint64(1), e.publish(t, other, "a", withKey(hist, "k1")).Offset, "keys are per channel")
+
+	require.Zero(t, e.publish(t, plain, "x", withKey(hub.PublishOptions{}, "k1")).Offset)
+	e.publish(t, plain, "x", withKey(hub.PublishOptions{}, "k1"))
+	e.publish(t, plain, "end", hub.PublishOptions{})
+	require.Eventually(t, func() bool { return len(e.rec.Events(plain)) >= 2 }, Wait, tick)
+	require.Equal(t, []string{"x", "end"}, data(plain), "without history a repeat is not delivered either")
+
+	var wg sync.WaitGroup
+	got := make([]hub.StreamPosition, 8)
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sp, err := e.b.Publish(ctx(t), ch, &hub.Publication{Data: []byte("c")}, withKey(hist, "kc"))
+			if err == nil {
+				got[i] = sp
+			}
+		}()
+	}
+	wg.Wait()
+	for _, sp := range got {
+		require.Equal(t, hub.StreamPosition{Offset: 4, Epoch: first.Epoch}, sp, "concurrent repeats publish once")
+	}
+
+	var again hub.StreamPosition
+	require.Eventually(t, func() bool {
+		again = e.publish(t, ch, "a later", withKey(hist, "k1"))
+		return again != first
+	}, Wait, tick, "the key's result never expired")
+	require.Equal(t, uint64(5), again.Offset)
 }
 
 func testPresence(t *testing.T, e *env) {

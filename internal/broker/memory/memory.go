@@ -39,6 +39,13 @@ type stream struct {
 	// (as Centrifugo's Redis streams); epoch and top stay until metaExpire.
 	historyExpire time.Time
 	metaExpire    time.Time
+	// results of idempotent publishes by key, kept until their expiry.
+	results map[string]idemResult
+}
+
+type idemResult struct {
+	sp     hub.StreamPosition
+	expire time.Time
 }
 
 type streamShard struct {
@@ -118,6 +125,7 @@ func (b *Broker) removeExpired() {
 		for name, st := range s.streams {
 			st.mu.Lock()
 			st.trim(now)
+			st.trimResults(now)
 			if now.After(st.metaExpire) {
 				delete(s.streams, name)
 			}
@@ -158,6 +166,14 @@ func (st *stream) trim(now time.Time) {
 	}
 }
 
+func (st *stream) trimResults(now time.Time) {
+	for k, r := range st.results {
+		if !now.Before(r.expire) {
+			delete(st.results, k)
+		}
+	}
+}
+
 func (b *Broker) metaTTL(d time.Duration) time.Duration {
 	switch {
 	case d > 0:
@@ -168,9 +184,13 @@ func (b *Broker) metaTTL(d time.Duration) time.Duration {
 	return DefaultMetaTTL
 }
 
-// Publish stores pub when opts enable history and delivers it.
+// Publish stores pub when opts enable history and delivers it. An
+// idempotent publish (opts.IdempotencyKey) keeps its result in the
+// channel's stream, which lives at least as long.
 func (b *Broker) Publish(_ context.Context, channel string, pub *hub.Publication, opts hub.PublishOptions) (hub.StreamPosition, error) {
-	if opts.HistorySize <= 0 || opts.HistoryTTL <= 0 {
+	history := opts.HistorySize > 0 && opts.HistoryTTL > 0
+	idem := opts.IdempotencyKey != "" && opts.IdempotentResultTTL > 0
+	if !history && !idem {
 		b.handler.HandlePublication(channel, pub, hub.StreamPosition{})
 		return hub.StreamPosition{}, nil
 	}
@@ -179,22 +199,42 @@ func (b *Broker) Publish(_ context.Context, channel string, pub *hub.Publication
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	now := b.now()
-	st.top++
-	pub.Offset = st.top
-	st.trim(now)
-	st.entries = append(st.entries, pub)
-	st.historyExpire = now.Add(opts.HistoryTTL)
-	if over := len(st.entries) - opts.HistorySize; over > 0 {
-		clear(st.entries[:over])
-		st.entries = st.entries[over:]
+	if idem {
+		if r, ok := st.results[opts.IdempotencyKey]; ok && now.Before(r.expire) {
+			return r.sp, nil
+		}
 	}
-	if exp := now.Add(metaTTL); exp.After(st.metaExpire) {
-		st.metaExpire = exp
+	var sp hub.StreamPosition
+	if history {
+		st.top++
+		pub.Offset = st.top
+		st.trim(now)
+		st.entries = append(st.entries, pub)
+		st.historyExpire = now.Add(opts.HistoryTTL)
+		if over := len(st.entries) - opts.HistorySize; over > 0 {
+			clear(st.entries[:over])
+			st.entries = st.entries[over:]
+		}
+		st.extendMeta(now.Add(metaTTL))
+		sp = hub.StreamPosition{Offset: st.top, Epoch: st.epoch}
 	}
-	sp := hub.StreamPosition{Offset: st.top, Epoch: st.epoch}
+	if idem {
+		if st.results == nil {
+			st.results = map[string]idemResult{}
+		}
+		exp := now.Add(opts.IdempotentResultTTL)
+		st.results[opts.IdempotencyKey] = idemResult{sp: sp, expire: exp}
+		st.extendMeta(exp)
+	}
 	// Delivered under the stream lock so offsets reach subscribers in order.
 	b.handler.HandlePublication(channel, pub, sp)
 	return sp, nil
+}
+
+func (st *stream) extendMeta(exp time.Time) {
+	if exp.After(st.metaExpire) {
+		st.metaExpire = exp
+	}
 }
 
 // PublishJoin delivers a join event.

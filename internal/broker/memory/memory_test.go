@@ -252,3 +252,28 @@ func TestPresence(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, st)
 }
+
+// Idempotent results expire on the injected clock, the sweep drops them,
+// and a stream kept only for results outlives a shorter meta TTL.
+func TestIdempotentResultsExpire(t *testing.T) {
+	b, r, c := newBroker(t)
+	o := hub.PublishOptions{IdempotencyKey: "k", IdempotentResultTTL: 5 * time.Minute, MetaTTL: time.Minute}
+	require.Equal(t, hub.StreamPosition{}, publish(t, b, "a", "x", o))
+	c.add(4 * time.Minute)
+	b.removeExpired()
+	publish(t, b, "a", "x", o)
+	require.Equal(t, []string{"a 0 x 0"}, r.pubs, "the result outlives the meta TTL")
+	c.add(time.Minute)
+	publish(t, b, "a", "y", o)
+	require.Equal(t, []string{"a 0 x 0", "a 0 y 0"}, r.pubs, "after the result TTL the key publishes again")
+
+	c.add(5*time.Minute + time.Second)
+	b.removeExpired()
+	for i := range b.shards {
+		s := &b.shards[i]
+		s.mu.Lock()
+		n := len(s.streams)
+		s.mu.Unlock()
+		require.Zero(t, n, "expired results and their stream are swept")
+	}
+}

@@ -86,3 +86,51 @@ func BenchmarkPublishHistory(b *testing.B) {
 		run(b, br)
 	})
 }
+
+// BenchmarkPublishIdempotent is the serial case of BenchmarkPublishHistory
+// with a fresh idempotency key per publication (every call records a
+// result), against a plain publish.
+func BenchmarkPublishIdempotent(b *testing.B) {
+	data := make([]byte, 128)
+	run := func(b *testing.B, br hub.Broker) {
+		for _, idem := range []bool{false, true} {
+			b.Run(map[bool]string{false: "plain", true: "idempotent"}[idem], func(b *testing.B) {
+				ctx := context.Background()
+				b.ReportAllocs()
+				for i := 0; b.Loop(); i++ {
+					opts := hub.PublishOptions{HistorySize: 100, HistoryTTL: 5 * time.Minute}
+					if idem {
+						opts.IdempotencyKey, opts.IdempotentResultTTL = fmt.Sprint("k", i), 5*time.Minute
+					}
+					if _, err := br.Publish(ctx, fmt.Sprint("bench", i%16), &hub.Publication{Data: data}, opts); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+	b.Run("memory", func(b *testing.B) {
+		br := memory.New(nil)
+		if err := br.Run(&countHandler{}); err != nil {
+			b.Fatal(err)
+		}
+		defer br.Close(context.Background())
+		run(b, br)
+	})
+	b.Run("redis", func(b *testing.B) {
+		br, err := New(Config{Address: testenv.RedisURL(b), Prefix: testPrefix(b)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := br.Run(&countHandler{}); err != nil {
+			b.Fatal(err)
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			cleanKeys(ctx, br)
+			_ = br.Close(ctx)
+		}()
+		run(b, br)
+	})
+}

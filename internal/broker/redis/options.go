@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
@@ -61,6 +62,23 @@ func ClientOption(address string) (rueidis.ClientOption, error) {
 	}
 	opt.Dialer.KeepAlive = DefaultKeepAlive
 	return opt, nil
+}
+
+// NewClient creates a client for address (see ClientOption). An unreachable
+// Redis is not an error: it is logged, and commands fail until Redis answers.
+func NewClient(address string, log *slog.Logger) (rueidis.Client, error) {
+	opt, err := ClientOption(address)
+	if err != nil {
+		return nil, err
+	}
+	c, err := rueidis.NewClient(opt)
+	if c == nil {
+		return nil, err
+	}
+	if err != nil {
+		log.Warn("redis is not reachable yet", "error", err)
+	}
+	return c, nil
 }
 
 // splitSentinelHosts takes the comma-separated host list out of a Sentinel

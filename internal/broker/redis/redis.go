@@ -176,16 +176,9 @@ func New(cfg Config) (*Broker, error) {
 		if cfg.Address == "" {
 			return nil, errors.New("redis broker: an address or a client is required")
 		}
-		opt, err := ClientOption(cfg.Address)
+		c, err := NewClient(cfg.Address, b.log)
 		if err != nil {
 			return nil, fmt.Errorf("redis broker: %w", err)
-		}
-		c, err := rueidis.NewClient(opt)
-		if c == nil {
-			return nil, fmt.Errorf("redis broker: %w", err)
-		}
-		if err != nil {
-			b.log.Warn("redis is not reachable yet", "error", err)
 		}
 		b.client, b.owned = c, true
 	}
@@ -288,9 +281,10 @@ func opErr(op, channel string, err error) error {
 }
 
 // Publish stores pub in the channel's stream when opts enable history and
-// delivers it to every subscribed process.
+// delivers it to every subscribed process; opts.IdempotencyKey makes it
+// PublishIdempotent.
 func (b *Broker) Publish(ctx context.Context, channel string, pub *hub.Publication, opts hub.PublishOptions) (hub.StreamPosition, error) {
-	return b.PublishIdempotent(ctx, channel, pub, opts, "", 0)
+	return b.PublishIdempotent(ctx, channel, pub, opts, opts.IdempotencyKey, opts.IdempotentResultTTL)
 }
 
 // PublishIdempotent is Publish with an idempotency key: while the result

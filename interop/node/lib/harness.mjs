@@ -5,7 +5,8 @@
 // Kept outside test/ so that `node --test` does not run it as a test file.
 
 import { spawn, execFile } from 'node:child_process';
-import { createHmac } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
+import { connect as netConnect } from 'node:net';
 import { mkdtemp, rm, writeFile, access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -50,6 +51,39 @@ export function serverConfig() {
       ],
     },
   };
+}
+
+/** INTEROP_ENGINE=redis runs the suites on the Redis engine. */
+export const REDIS_MODE = process.env.INTEROP_ENGINE === 'redis';
+
+/** The test Redis: SWITCHBOARD_TEST_REDIS_URL or redis://127.0.0.1:6379/0. */
+export function redisURL() {
+  return process.env.SWITCHBOARD_TEST_REDIS_URL || 'redis://127.0.0.1:6379/0';
+}
+
+/** Resolves with null when the test Redis accepts TCP connections, else with the reason. */
+export function redisUnreachable(url = redisURL(), ms = 2000) {
+  const u = new URL(url);
+  const port = Number(u.port || 6379);
+  return new Promise((resolve) => {
+    const sock = netConnect({ host: u.hostname, port });
+    const done = (why) => {
+      sock.destroy();
+      resolve(why);
+    };
+    sock.setTimeout(ms, () => done(`no answer from ${u.hostname}:${port} within ${ms} ms`));
+    sock.once('connect', () => done(null));
+    sock.once('error', (e) => done(`${u.hostname}:${port}: ${e.message}`));
+  });
+}
+
+/**
+ * The Redis engine section for serverConfig(): the test Redis under a fresh
+ * key prefix, so runs never see each other's history or presence. Processes
+ * given the same section behave as one server.
+ */
+export function redisEngine(prefix = `interop.${randomBytes(6).toString('hex')}`) {
+  return { type: 'redis', redis: { address: redisURL(), prefix } };
 }
 
 /**
@@ -328,9 +362,11 @@ function describeFrame(data) {
 /**
  * Returns a WebSocket-compatible constructor (for the Centrifuge `websocket`
  * option) over the `ws` package that appends every frame to trace and opens
- * its connection only when gate is open.
+ * its connection only when gate is open. With target, each connection goes
+ * to target() (a node chosen at connect time) instead of the client's URL;
+ * sockets, a Set, holds the open ones (terminate one to cut the network).
  */
-export function tracingWebSocket(trace, gate = new Gate()) {
+export function tracingWebSocket(trace, gate = new Gate(), { target, sockets } = {}) {
   const t0 = Date.now();
   const log = (dir, data) => trace.push(`${String(Date.now() - t0).padStart(5)}ms ${dir} ${describeFrame(data)}`);
   return class TracingWebSocket {
@@ -349,6 +385,7 @@ export function tracingWebSocket(trace, gate = new Gate()) {
       this._ws = null;
       this._closedEarly = false;
       gate.wait().then(() => {
+        if (target) url = target();
         if (this._closedEarly) {
           this.onclose?.({ code: 1006, reason: 'closed before open', wasClean: false });
           return;
@@ -370,6 +407,8 @@ export function tracingWebSocket(trace, gate = new Gate()) {
           this.onclose?.(e);
         };
         this._ws = ws;
+        sockets?.add(ws);
+        ws.once('close', () => sockets?.delete(ws));
       });
     }
 

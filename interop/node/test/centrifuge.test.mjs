@@ -12,10 +12,14 @@ import WebSocket from 'ws';
 
 import {
   Gate,
+  REDIS_MODE,
   Recorder,
   connectToken,
   decodeData,
   eventually,
+  redisEngine,
+  redisUnreachable,
+  serverConfig,
   startServer,
   tracingWebSocket,
 } from '../lib/harness.mjs';
@@ -27,7 +31,14 @@ let server;
 const liveClients = new Set();
 
 before(async () => {
-  server = await startServer();
+  const config = serverConfig();
+  if (REDIS_MODE) {
+    // INTEROP_ENGINE=redis: the same scenarios through the Redis engine.
+    const why = await redisUnreachable();
+    if (why) throw new Error(`INTEROP_ENGINE=redis but the test Redis is unreachable: ${why}`);
+    config.engine = redisEngine();
+  }
+  server = await startServer(config);
 });
 
 after(async () => {
