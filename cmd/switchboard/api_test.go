@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
 func TestAPIAuthAndMalformedBodies(t *testing.T) {
@@ -309,5 +310,5 @@ func TestMessageSizeLimit(t *testing.T) {
 	_, err := c.Publish(context.Background(), "chat:big", []byte(`{"x":"`+strings.Repeat("x", 4096)+`"}`))
 	require.Error(t, err)
 	waitFor(t, disconnected, "connection closed for an oversized message")
-	eventually(t, func() bool { return m.Hub().NumClients() <= 1 }, "server dropped the oversized connection")
+	require.Eventually(t, func() bool { return m.Hub().NumClients() <= 1 }, testenv.Wait, testenv.Tick, "server dropped the oversized connection")
 }

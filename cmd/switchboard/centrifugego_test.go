@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
 // Interop tests with the official Go client, github.com/centrifugal/centrifuge-go.
@@ -113,13 +114,13 @@ func TestCentrifugeGoInterop(t *testing.T) {
 			status, body := apiCall(t, m, "publish", map[string]any{"channel": "chat:room", "data": map[string]any{"text": "from api"}})
 			require.Equal(t, 200, status)
 			require.Contains(t, body, "result")
-			eventually(t, func() bool { return len(alice.publications()) == 1 }, "api publication delivered")
+			require.Eventually(t, func() bool { return len(alice.publications()) == 1 }, testenv.Wait, testenv.Tick, "api publication delivered")
 			require.JSONEq(t, `{"text":"from api"}`, alice.publications()[0])
 
 			// Client publish.
 			_, err := sub.Publish(ctx, []byte(`{"text":"from alice"}`))
 			require.NoError(t, err)
-			eventually(t, func() bool { return len(alice.publications()) == 2 }, "client publication delivered")
+			require.Eventually(t, func() bool { return len(alice.publications()) == 2 }, testenv.Wait, testenv.Tick, "client publication delivered")
 
 			// Join of a second user, presence and stats, leave.
 			bob := newGoClient(t, m, "bob", protobuf, token(t, "bob", time.Hour))
@@ -127,11 +128,11 @@ func TestCentrifugeGoInterop(t *testing.T) {
 			require.NoError(t, bsub.Subscribe())
 			require.NoError(t, bob.Connect())
 			waitFor(t, bsubscribed, "bob subscribed")
-			eventually(t, func() bool {
+			require.Eventually(t, func() bool {
 				alice.mu.Lock()
 				defer alice.mu.Unlock()
 				return strings.Contains(strings.Join(alice.joins, ","), "bob")
-			}, "alice sees bob join")
+			}, testenv.Wait, testenv.Tick, "alice sees bob join")
 			pres, err := sub.Presence(ctx)
 			require.NoError(t, err)
 			require.Len(t, pres.Clients, 2)
@@ -140,11 +141,11 @@ func TestCentrifugeGoInterop(t *testing.T) {
 			require.Equal(t, 2, stats.NumClients)
 			require.Equal(t, 2, stats.NumUsers)
 			require.NoError(t, bsub.Unsubscribe())
-			eventually(t, func() bool {
+			require.Eventually(t, func() bool {
 				alice.mu.Lock()
 				defer alice.mu.Unlock()
 				return len(alice.leaves) == 1 && alice.leaves[0] == "bob"
-			}, "alice sees bob leave")
+			}, testenv.Wait, testenv.Tick, "alice sees bob leave")
 
 			// History.
 			hist, err := sub.History(ctx, centrifuge.WithHistoryLimit(10))
@@ -183,18 +184,18 @@ func TestCentrifugeGoRecovery(t *testing.T) {
 	require.NoError(t, c.Connect())
 	waitFor(t, subscribed, "subscribed")
 	apiCall(t, m, "publish", map[string]any{"channel": "chat:recover", "data": map[string]any{"n": 1}})
-	eventually(t, func() bool { return len(c.publications()) == 1 }, "first publication")
+	require.Eventually(t, func() bool { return len(c.publications()) == 1 }, testenv.Wait, testenv.Tick, "first publication")
 
 	// Force a reconnect, publish while the client is away.
 	_, _ = apiCall(t, m, "disconnect", map[string]any{"user": "carol", "disconnect": map[string]any{"code": 3011, "reason": "force reconnect"}})
-	eventually(t, func() bool { return m.Hub().NumClients() == 0 }, "client disconnected")
+	require.Eventually(t, func() bool { return m.Hub().NumClients() == 0 }, testenv.Wait, testenv.Tick, "client disconnected")
 	apiCall(t, m, "publish", map[string]any{"channel": "chat:recover", "data": map[string]any{"n": 2}})
 	apiCall(t, m, "publish", map[string]any{"channel": "chat:recover", "data": map[string]any{"n": 3}})
 
 	ev := waitFor(t, subscribed, "resubscribed")
 	require.True(t, ev.WasRecovering)
 	require.True(t, ev.Recovered)
-	eventually(t, func() bool { return len(c.publications()) == 3 }, "missed publications recovered")
+	require.Eventually(t, func() bool { return len(c.publications()) == 3 }, testenv.Wait, testenv.Tick, "missed publications recovered")
 	require.JSONEq(t, `{"n":3}`, c.publications()[2])
 }
 

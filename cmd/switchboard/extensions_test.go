@@ -18,6 +18,7 @@ import (
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 	"github.com/switchboard-rt/switchboard/protocol/eip191"
 )
 
@@ -148,10 +149,10 @@ func TestRunnerThroughTheBinary(t *testing.T) {
 	}
 	var status int
 	var body string
-	eventually(t, func() bool {
+	require.Eventually(t, func() bool {
 		status, body = post("/__runner/task/app.tasks.add", "runner-secret", `{"input":{"a":2,"b":3}}`)
 		return status == http.StatusOK
-	}, "worker answers")
+	}, testenv.Wait, testenv.Tick, "worker answers")
 	require.JSONEq(t, `{"ok":true,"result":5}`, body)
 	status, _ = post("/__runner/task/app.tasks.add", "wrong", `{"input":{"a":2,"b":3}}`)
 	require.Equal(t, http.StatusUnauthorized, status)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 )
@@ -197,7 +198,7 @@ func TestCancelStopsCleanly(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		// Cancel once the connections are up (the Ctrl-C case).
-		require.Eventually(t, func() bool { return f.active.Load() == 20 }, 10*time.Second, 5*time.Millisecond)
+		assert.Eventually(t, func() bool { return f.active.Load() == 20 }, 10*time.Second, 5*time.Millisecond, "20 connections up")
 		cancel()
 	}()
 	start := time.Now()
