@@ -12,6 +12,8 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 	"go.uber.org/goleak"
 )
 
@@ -145,7 +147,8 @@ func TestFanoutCountsDuplicatesAndSlowConsumerLoss(t *testing.T) {
 	f.kickUser = "user-3"
 	cmd := &FanoutCmd{
 		ClientFlags: testFlags(f, "json"), Subscribers: 10, Channels: 1, Prefix: "bench:ch",
-		Rate: 100, Via: "api", APIKey: f.apiKey, Publishers: 1, Inflight: 1, Drain: 300 * time.Millisecond,
+		Rate: 100, Via: "api", APIKey: f.apiKey, Publishers: 1, Inflight: 1,
+		Drain: testenv.Wait, // ends once the healthy subscribers caught up
 	}
 	out := capture(t, func() error { return cmd.Run(context.Background()) })
 	var res FanoutResult

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -625,9 +626,29 @@ func TestRefreshInfoConcurrentWithPublish(t *testing.T) {
 		}
 	}()
 	for i := 0; i < 50; i++ {
-		s.HandleMessage([]byte(`{"id":3,"publish":{"channel":"chat:a","data":{}}}`))
+		s.HandleMessage([]byte(fmt.Sprintf(`{"id":%d,"publish":{"channel":"chat:a","data":{"n":%d}}}`, 3+i, i)))
 	}
 	<-done
+	s.HandleMessage([]byte(`{"id":99,"publish":{"channel":"chat:a","data":{"last":true}}}`))
+	require.Eventually(t, hasMessage(ft, `{"last":true}`), testenv.Wait, testenv.Tick, "the last publication delivered")
+	for i := 0; i < 50; i++ {
+		require.True(t, hasMessage(ft, fmt.Sprintf(`"id":%d,"publish":{}`, 3+i))(), "publish %d answered", 3+i)
+		require.True(t, hasMessage(ft, fmt.Sprintf(`{"n":%d}`, i))(), "publication %d delivered", i)
+	}
+	require.Equal(t, 50, countMessages(ft, `"refresh":{`), "every refresh pushed")
+	for _, m := range ft.messages() {
+		if strings.Contains(m, `{"last":true}`) {
+			require.Contains(t, m, `"conn_info":{"a":1}`, "a publication after the refreshes carries the refreshed info")
+		}
+	}
+}
+
+func countMessages(ft *fakeTransport, substr string) int {
+	n := 0
+	for _, m := range ft.messages() {
+		n += strings.Count(m, substr)
+	}
+	return n
 }
 
 func TestServerSubscribeRecoverDeliversMissed(t *testing.T) {

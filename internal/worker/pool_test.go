@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboard-rt/switchboard/internal/clock/clocktest"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
@@ -201,10 +202,24 @@ func TestProtocolViolations(t *testing.T) {
 }
 
 func TestHangingWorkerKilledByPing(t *testing.T) {
-	p := mustPool(t, Config{Timeout: 100 * time.Millisecond, PingInterval: 150 * time.Millisecond})
+	// Pings run on a fake clock: only the test's Advance sends them, so a
+	// slowly booting replacement is never pinged out as well.
+	clk := clocktest.New(time.Unix(1000, 0))
+	p := mustPool(t, Config{Timeout: 100 * time.Millisecond, PingInterval: time.Second, Clock: clk})
 	pid := p.pid(t)
 	_, err := p.Do(context.Background(), task("test.hang", nil))
 	require.ErrorIs(t, err, ErrTimeout)
+	require.Eventually(t, func() bool { return clk.Pending() == 1 }, testenv.Wait, testenv.Tick, "supervision scheduled")
+	// One interval sends a ping, the next finds it unanswered. The
+	// restart is counted before the replacement starts, so at most one
+	// more Advance reaches the replacement: it is pinged, never killed.
+	require.Eventually(t, func() bool {
+		if metricValue(t, p.reg, "switchboard_worker_restarts_total", map[string]string{"reason": "ping"}) == 1 {
+			return true
+		}
+		clk.Advance(time.Second)
+		return false
+	}, testenv.Wait, testenv.Tick, "the hanging worker killed by the ping check")
 	require.Eventually(t, func() bool {
 		res, err := p.Do(context.Background(), task("test.pid", nil))
 		return err == nil && string(res) != fmt.Sprint(pid)
