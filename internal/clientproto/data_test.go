@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/centrifugal/protocol"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/hub"
@@ -87,7 +88,8 @@ func TestProtobufClientMayPublishBinary(t *testing.T) {
 	requireText(t, jft)
 }
 
-// protobufReplies decodes every reply a Protobuf session wrote.
+// protobufReplies decodes every reply a Protobuf session wrote. It runs
+// in Eventually conditions, so it asserts (no FailNow).
 func protobufReplies(t *testing.T, ft *fakeTransport) []*protocol.Reply {
 	ft.mu.Lock()
 	defer ft.mu.Unlock()
@@ -95,9 +97,13 @@ func protobufReplies(t *testing.T, ft *fakeTransport) []*protocol.Reply {
 	for _, w := range ft.writes {
 		for len(w) > 0 {
 			l, n := binary.Uvarint(w)
-			require.Positive(t, n)
+			if !assert.Positive(t, n) {
+				return out
+			}
 			rep := &protocol.Reply{}
-			require.NoError(t, rep.UnmarshalVT(w[n:n+int(l)]))
+			if !assert.NoError(t, rep.UnmarshalVT(w[n:n+int(l)])) {
+				return out
+			}
 			out = append(out, rep)
 			w = w[n+int(l):]
 		}
