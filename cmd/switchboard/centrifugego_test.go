@@ -84,12 +84,13 @@ func (gc *goClient) publications() []string {
 	return append([]string(nil), gc.pubs...)
 }
 
-func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
+// receive takes one value from ch, failing t after testenv.Wait.
+func receive[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
 	select {
 	case v := <-ch:
 		return v
-	case <-time.After(10 * time.Second):
+	case <-time.After(testenv.Wait):
 		t.Fatalf("timeout waiting for %s", what)
 	}
 	var zero T
@@ -106,8 +107,8 @@ func TestCentrifugeGoInterop(t *testing.T) {
 			sub, subscribed := alice.sub(t, "chat:room", centrifuge.SubscriptionConfig{})
 			require.NoError(t, sub.Subscribe())
 			require.NoError(t, alice.Connect())
-			waitFor(t, alice.connected, "alice connected")
-			ev := waitFor(t, subscribed, "alice subscribed")
+			receive(t, alice.connected, "alice connected")
+			ev := receive(t, subscribed, "alice subscribed")
 			require.True(t, ev.Recoverable)
 
 			// Publication from the server API reaches the subscriber.
@@ -127,7 +128,7 @@ func TestCentrifugeGoInterop(t *testing.T) {
 			bsub, bsubscribed := bob.sub(t, "chat:room", centrifuge.SubscriptionConfig{})
 			require.NoError(t, bsub.Subscribe())
 			require.NoError(t, bob.Connect())
-			waitFor(t, bsubscribed, "bob subscribed")
+			receive(t, bsubscribed, "bob subscribed")
 			require.Eventually(t, func() bool {
 				alice.mu.Lock()
 				defer alice.mu.Unlock()
@@ -165,7 +166,7 @@ func TestCentrifugeGoInterop(t *testing.T) {
 				}
 			})
 			require.NoError(t, locked.Subscribe())
-			err = waitFor(t, subErr, "forbidden subscribe error")
+			err = receive(t, subErr, "forbidden subscribe error")
 			require.ErrorContains(t, err, "permission denied")
 			require.Empty(t, lockedSubscribed)
 
@@ -182,7 +183,7 @@ func TestCentrifugeGoRecovery(t *testing.T) {
 	sub, subscribed := c.sub(t, "chat:recover", centrifuge.SubscriptionConfig{})
 	require.NoError(t, sub.Subscribe())
 	require.NoError(t, c.Connect())
-	waitFor(t, subscribed, "subscribed")
+	receive(t, subscribed, "subscribed")
 	apiCall(t, m, "publish", map[string]any{"channel": "chat:recover", "data": map[string]any{"n": 1}})
 	require.Eventually(t, func() bool { return len(c.publications()) == 1 }, testenv.Wait, testenv.Tick, "first publication")
 
@@ -192,7 +193,7 @@ func TestCentrifugeGoRecovery(t *testing.T) {
 	apiCall(t, m, "publish", map[string]any{"channel": "chat:recover", "data": map[string]any{"n": 2}})
 	apiCall(t, m, "publish", map[string]any{"channel": "chat:recover", "data": map[string]any{"n": 3}})
 
-	ev := waitFor(t, subscribed, "resubscribed")
+	ev := receive(t, subscribed, "resubscribed")
 	require.True(t, ev.WasRecovering)
 	require.True(t, ev.Recovered)
 	require.Eventually(t, func() bool { return len(c.publications()) == 3 }, testenv.Wait, testenv.Tick, "missed publications recovered")
@@ -217,6 +218,6 @@ func TestCentrifugeGoExpiredToken(t *testing.T) {
 	c.OnConnected(func(centrifuge.ConnectedEvent) { connected <- struct{}{} })
 	require.NoError(t, c.Connect())
 	// The server answers "token expired" (109); the client asks for a new one.
-	waitFor(t, refreshed, "token refresh after expiry")
-	waitFor(t, connected, "connected with fresh token")
+	receive(t, refreshed, "token refresh after expiry")
+	receive(t, connected, "connected with fresh token")
 }

@@ -76,9 +76,9 @@ func TestCirclesThroughTheBinary(t *testing.T) {
 	subscribed := make(chan string, 1)
 	watcher.OnSubscribed(func(e centrifuge.ServerSubscribedEvent) { subscribed <- e.Channel })
 	require.NoError(t, watcher.Connect())
-	waitFor(t, watcher.connected, "watcher connected")
+	receive(t, watcher.connected, "watcher connected")
 	apiCall(t, m, "subscribe", map[string]any{"user": "watcher", "channel": canonical + ":news"})
-	waitFor(t, subscribed, "watcher subscribed")
+	receive(t, subscribed, "watcher subscribed")
 
 	ctx := context.Background()
 	c, _, err := websocket.Dial(ctx, "ws://"+m.Addr()+"/"+canonical, nil)
@@ -110,7 +110,7 @@ func TestCirclesThroughTheBinary(t *testing.T) {
 	require.Nil(t, rerr, "%v", rerr)
 	require.JSONEq(t, `"v\n"`, string(res))
 	callerPrefix := hex.EncodeToString(user.PubKey().SerializeCompressed())[:4]
-	require.Equal(t, canonical+`:news {"from":"`+callerPrefix+`"}`, waitFor(t, pubs, "script publication reached the hub"))
+	require.Equal(t, canonical+`:news {"from":"`+callerPrefix+`"}`, receive(t, pubs, "script publication reached the hub"))
 }
 
 func TestRunnerThroughTheBinary(t *testing.T) {
@@ -160,7 +160,7 @@ func TestRunnerThroughTheBinary(t *testing.T) {
 	// The same worker serves the hub's rpc.
 	c := newGoClient(t, m, "rpcuser", false, token(t, "rpcuser", time.Hour))
 	require.NoError(t, c.Connect())
-	waitFor(t, c.connected, "connected")
+	receive(t, c.connected, "connected")
 	res, err := c.RPC(context.Background(), "app.tasks.add", []byte(`{"a":20,"b":22}`))
 	require.NoError(t, err)
 	require.Equal(t, "42", string(res.Data))

@@ -12,9 +12,9 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/switchboard-rt/switchboard/internal/testenv"
-	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
