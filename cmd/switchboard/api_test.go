@@ -308,7 +308,11 @@ func TestMessageSizeLimit(t *testing.T) {
 	})
 	require.NoError(t, c.Connect())
 	receive(t, c.connected, "connected")
-	_, err := c.Publish(context.Background(), "chat:big", []byte(`{"x":"`+strings.Repeat("x", 4096)+`"}`))
+	// Bounded: once the server closes the connection, centrifuge-go's
+	// Publish may wait for a reconnect (seen hanging under load).
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
+	defer cancel()
+	_, err := c.Publish(ctx, "chat:big", []byte(`{"x":"`+strings.Repeat("x", 4096)+`"}`))
 	require.Error(t, err)
 	receive(t, disconnected, "connection closed for an oversized message")
 	require.Eventually(t, func() bool { return m.Hub().NumClients() <= 1 }, testenv.Wait, testenv.Tick, "server dropped the oversized connection")
