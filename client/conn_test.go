@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/switchboard-rt/switchboard/client"
 	"github.com/switchboard-rt/switchboard/client/circletest"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 	"github.com/switchboard-rt/switchboard/protocol/circles"
 )
 
@@ -191,7 +193,7 @@ func TestUnknownCircleFails(t *testing.T) {
 		t.Fatalf("play while not connected: %v, want ErrNotConnected", err)
 	}
 	// It keeps retrying in the background.
-	waitFor(t, 5*time.Second, "a second attempt", func() bool { return rec.count(client.Connecting) >= 2 })
+	require.Eventually(t, func() bool { return rec.count(client.Connecting) >= 2 }, testenv.Wait, testenv.Tick, "a second attempt")
 }
 
 func TestReconnectAcrossServerRestart(t *testing.T) {
@@ -209,13 +211,13 @@ func TestReconnectAcrossServerRestart(t *testing.T) {
 	}
 
 	srv.Restart()
-	waitFor(t, 5*time.Second, "disconnect noticed", func() bool { return rec.count(client.Disconnected) >= 1 })
+	require.Eventually(t, func() bool { return rec.count(client.Disconnected) >= 1 }, testenv.Wait, testenv.Tick, "disconnect noticed")
 	if err := rec.firstErr(client.Disconnected); !errors.Is(err, client.ErrConnectionLost) {
 		t.Fatalf("disconnect cause = %v", err)
 	}
-	waitFor(t, 5*time.Second, "re-authenticated", func() bool {
+	require.Eventually(t, func() bool {
 		return c.Status() == client.Authenticated && srv.Auths() >= 2
-	})
+	}, testenv.Wait, testenv.Tick, "re-authenticated")
 	if err := c.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +257,7 @@ func TestInFlightCallFailsOnDrop(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("in-flight call hung after the connection dropped")
 	}
-	waitFor(t, 5*time.Second, "reconnected", func() bool { return srv.Auths() >= 2 })
+	require.Eventually(t, func() bool { return srv.Auths() >= 2 }, testenv.Wait, testenv.Tick, "reconnected")
 	if err := c.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +286,7 @@ func TestKeepAliveDetectsSilentPeer(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("silent peer detected after %v", d)
 	}
-	waitFor(t, 5*time.Second, "reconnected", func() bool { return srv.Auths() >= 2 })
+	require.Eventually(t, func() bool { return srv.Auths() >= 2 }, testenv.Wait, testenv.Tick, "reconnected")
 }
 
 func TestCloseFailsInFlightCalls(t *testing.T) {
@@ -437,7 +439,7 @@ func TestKeepAlivePingsKeepConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	waitFor(t, 5*time.Second, "5 pings", func() bool { return srv.Pings() >= 5 })
+	require.Eventually(t, func() bool { return srv.Pings() >= 5 }, testenv.Wait, testenv.Tick, "5 pings")
 	if srv.Accepts() != 1 || c.Status() != client.Authenticated {
 		t.Fatalf("connection churned: %d sessions, status %v", srv.Accepts(), c.Status())
 	}

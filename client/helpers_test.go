@@ -2,23 +2,9 @@ package client_test
 
 import (
 	"sync"
-	"testing"
-	"time"
 
 	"github.com/switchboard-rt/switchboard/client"
 )
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // statusRecorder collects status changes.
 type statusRecorder struct {

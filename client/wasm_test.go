@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"github.com/switchboard-rt/switchboard/client/circletest"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
 // TestWasmUnderNode builds testdata/wasmsmoke for GOOS=js GOARCH=wasm and runs
@@ -89,7 +91,7 @@ func TestWasmUnderNode(t *testing.T) {
 		t.Fatalf("first line %q", got)
 	}
 	// Keep-alive under wasm is a whoami round trip, not a ping frame.
-	waitFor(t, 30*time.Second, "whoami keep-alives", func() bool { return srv.Calls("whoami") >= 3 })
+	require.Eventually(t, func() bool { return srv.Calls("whoami") >= 3 }, 30*time.Second, testenv.Tick, "whoami keep-alives")
 	srv.DropAll()
 	if got := next(); got != "second "+key.PublicKeyUncompressed() {
 		t.Fatalf("second line %q", got)

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
 // Interop tests with the official Go client, github.com/centrifugal/centrifuge-go.
@@ -83,12 +84,13 @@ func (gc *goClient) publications() []string {
 	return append([]string(nil), gc.pubs...)
 }
 
-func waitFor[T any](t *testing.T, ch <-chan T, what string) T {
+// receive takes one value from ch, failing t after testenv.Wait.
+func receive[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
 	select {
 	case v := <-ch:
 		return v
-	case <-time.After(10 * time.Second):
+	case <-time.After(testenv.Wait):
 		t.Fatalf("timeout waiting for %s", what)
 	}
 	var zero T
@@ -105,33 +107,33 @@ func TestCentrifugeGoInterop(t *testing.T) {
 			sub, subscribed := alice.sub(t, "chat:room", centrifuge.SubscriptionConfig{})
 			require.NoError(t, sub.Subscribe())
 			require.NoError(t, alice.Connect())
-			waitFor(t, alice.connected, "alice connected")
-			ev := waitFor(t, subscribed, "alice subscribed")
+			receive(t, alice.connected, "alice connected")
+			ev := receive(t, subscribed, "alice subscribed")
 			require.True(t, ev.Recoverable)
 
 			// Publication from the server API reaches the subscriber.
 			status, body := apiCall(t, m, "publish", map[string]any{"channel": "chat:room", "data": map[string]any{"text": "from api"}})
 			require.Equal(t, 200, status)
 			require.Contains(t, body, "result")
-			eventually(t, func() bool { return len(alice.publications()) == 1 }, "api publication delivered")
+			require.Eventually(t, func() bool { return len(alice.publications()) == 1 }, testenv.Wait, testenv.Tick, "api publication delivered")
 			require.JSONEq(t, `{"text":"from api"}`, alice.publications()[0])
 
 			// Client publish.
 			_, err := sub.Publish(ctx, []byte(`{"text":"from alice"}`))
 			require.NoError(t, err)
-			eventually(t, func() bool { return len(alice.publications()) == 2 }, "client publication delivered")
+			require.Eventually(t, func() bool { return len(alice.publications()) == 2 }, testenv.Wait, testenv.Tick, "client publication delivered")
 
 			// Join of a second user, presence and stats, leave.
 			bob := newGoClient(t, m, "bob", protobuf, token(t, "bob", time.Hour))
 			bsub, bsubscribed := bob.sub(t, "chat:room", centrifuge.SubscriptionConfig{})
 			require.NoError(t, bsub.Subscribe())
 			require.NoError(t, bob.Connect())
-			waitFor(t, bsubscribed, "bob subscribed")
-			eventually(t, func() bool {
+			receive(t, bsubscribed, "bob subscribed")
+			require.Eventually(t, func() bool {
 				alice.mu.Lock()
 				defer alice.mu.Unlock()
 				return strings.Contains(strings.Join(alice.joins, ","), "bob")
-			}, "alice sees bob join")
+			}, testenv.Wait, testenv.Tick, "alice sees bob join")
 			pres, err := sub.Presence(ctx)
 			require.NoError(t, err)
 			require.Len(t, pres.Clients, 2)
@@ -140,11 +142,11 @@ func TestCentrifugeGoInterop(t *testing.T) {
 			require.Equal(t, 2, stats.NumClients)
 			require.Equal(t, 2, stats.NumUsers)
 			require.NoError(t, bsub.Unsubscribe())
-			eventually(t, func() bool {
+			require.Eventually(t, func() bool {
 				alice.mu.Lock()
 				defer alice.mu.Unlock()
 				return len(alice.leaves) == 1 && alice.leaves[0] == "bob"
-			}, "alice sees bob leave")
+			}, testenv.Wait, testenv.Tick, "alice sees bob leave")
 
 			// History.
 			hist, err := sub.History(ctx, centrifuge.WithHistoryLimit(10))
@@ -164,7 +166,7 @@ func TestCentrifugeGoInterop(t *testing.T) {
 				}
 			})
 			require.NoError(t, locked.Subscribe())
-			err = waitFor(t, subErr, "forbidden subscribe error")
+			err = receive(t, subErr, "forbidden subscribe error")
 			require.ErrorContains(t, err, "permission denied")
 			require.Empty(t, lockedSubscribed)
 
@@ -181,20 +183,20 @@ func TestCentrifugeGoRecovery(t *testing.T) {
 	sub, subscribed := c.sub(t, "chat:recover", centrifuge.SubscriptionConfig{})
 	require.NoError(t, sub.Subscribe())
 	require.NoError(t, c.Connect())
-	waitFor(t, subscribed, "subscribed")
+	receive(t, subscribed, "subscribed")
 	apiCall(t, m, "publish", map[string]any{"channel": "chat:recover", "data": map[string]any{"n": 1}})
-	eventually(t, func() bool { return len(c.publications()) == 1 }, "first publication")
+	require.Eventually(t, func() bool { return len(c.publications()) == 1 }, testenv.Wait, testenv.Tick, "first publication")
 
 	// Force a reconnect, publish while the client is away.
 	_, _ = apiCall(t, m, "disconnect", map[string]any{"user": "carol", "disconnect": map[string]any{"code": 3011, "reason": "force reconnect"}})
-	eventually(t, func() bool { return m.Hub().NumClients() == 0 }, "client disconnected")
+	require.Eventually(t, func() bool { return m.Hub().NumClients() == 0 }, testenv.Wait, testenv.Tick, "client disconnected")
 	apiCall(t, m, "publish", map[string]any{"channel": "chat:recover", "data": map[string]any{"n": 2}})
 	apiCall(t, m, "publish", map[string]any{"channel": "chat:recover", "data": map[string]any{"n": 3}})
 
-	ev := waitFor(t, subscribed, "resubscribed")
+	ev := receive(t, subscribed, "resubscribed")
 	require.True(t, ev.WasRecovering)
 	require.True(t, ev.Recovered)
-	eventually(t, func() bool { return len(c.publications()) == 3 }, "missed publications recovered")
+	require.Eventually(t, func() bool { return len(c.publications()) == 3 }, testenv.Wait, testenv.Tick, "missed publications recovered")
 	require.JSONEq(t, `{"n":3}`, c.publications()[2])
 }
 
@@ -216,6 +218,6 @@ func TestCentrifugeGoExpiredToken(t *testing.T) {
 	c.OnConnected(func(centrifuge.ConnectedEvent) { connected <- struct{}{} })
 	require.NoError(t, c.Connect())
 	// The server answers "token expired" (109); the client asks for a new one.
-	waitFor(t, refreshed, "token refresh after expiry")
-	waitFor(t, connected, "connected with fresh token")
+	receive(t, refreshed, "token refresh after expiry")
+	receive(t, connected, "connected with fresh token")
 }

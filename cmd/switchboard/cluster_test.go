@@ -37,7 +37,7 @@ func TestServerAPIAcrossNodes(t *testing.T) {
 	disconnected := make(chan uint32, 1)
 	c.OnDisconnected(func(e centrifuge.DisconnectedEvent) { disconnected <- e.Code })
 	require.NoError(t, c.Connect())
-	waitFor(t, c.connected, "connected to A")
+	receive(t, c.connected, "connected to A")
 
 	_, body := apiCall(t, b, "info", map[string]any{})
 	nodes := body["result"].(map[string]any)["nodes"].([]any)
@@ -47,13 +47,13 @@ func TestServerAPIAcrossNodes(t *testing.T) {
 
 	_, body = apiCall(t, b, "subscribe", map[string]any{"user": "gina", "channel": "chat:across"})
 	require.Contains(t, body, "result")
-	require.Equal(t, "chat:across", waitFor(t, serverSubs, "server-side subscribe from B"))
+	require.Equal(t, "chat:across", receive(t, serverSubs, "server-side subscribe from B"))
 	_, body = apiCall(t, b, "channels", map[string]any{})
 	require.Equal(t, map[string]any{"chat:across": map[string]any{"num_clients": float64(1)}}, body["result"].(map[string]any)["channels"])
 
 	_, body = apiCall(t, b, "disconnect", map[string]any{"user": "gina"})
 	require.Contains(t, body, "result")
-	require.Equal(t, uint32(3503), waitFor(t, disconnected, "force disconnect from B"))
+	require.Equal(t, uint32(3503), receive(t, disconnected, "force disconnect from B"))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -86,7 +86,7 @@ func TestRedisServerAPIAcrossNodes(t *testing.T) {
 	}
 	all := []string{a.Hub().NodeID(), b.Hub().NodeID(), c.Hub().NodeID()}
 	slices.Sort(all)
-	eventually(t, func() bool { return slices.Equal(infoIDs(a), all) && slices.Equal(infoIDs(c), all) }, "info lists three nodes")
+	require.Eventually(t, func() bool { return slices.Equal(infoIDs(a), all) && slices.Equal(infoIDs(c), all) }, testenv.Wait, testenv.Tick, "info lists three nodes")
 
 	gc := newGoClient(t, a, "hugo", false, token(t, "hugo", time.Hour))
 	serverSubs := make(chan string, 4)
@@ -94,22 +94,22 @@ func TestRedisServerAPIAcrossNodes(t *testing.T) {
 	disconnected := make(chan uint32, 1)
 	gc.OnDisconnected(func(e centrifuge.DisconnectedEvent) { disconnected <- e.Code })
 	require.NoError(t, gc.Connect())
-	waitFor(t, gc.connected, "connected to A")
+	receive(t, gc.connected, "connected to A")
 
 	_, body := apiCall(t, b, "subscribe", map[string]any{"user": "hugo", "channel": "chat:redis"})
 	require.Contains(t, body, "result")
-	require.Equal(t, "chat:redis", waitFor(t, serverSubs, "server-side subscribe sent to B"))
+	require.Equal(t, "chat:redis", receive(t, serverSubs, "server-side subscribe sent to B"))
 	_, body = apiCall(t, c, "channels", map[string]any{"pattern": "chat:redis"})
 	require.Equal(t, map[string]any{"chat:redis": map[string]any{"num_clients": float64(1)}}, body["result"].(map[string]any)["channels"])
 
 	_, body = apiCall(t, c, "disconnect", map[string]any{"user": "hugo"})
 	require.Contains(t, body, "result")
-	require.Equal(t, uint32(3503), waitFor(t, disconnected, "disconnect sent to C"))
+	require.Equal(t, uint32(3503), receive(t, disconnected, "disconnect sent to C"))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, a.Shutdown(ctx))
 	rest := []string{b.Hub().NodeID(), c.Hub().NodeID()}
 	slices.Sort(rest)
-	eventually(t, func() bool { return slices.Equal(infoIDs(b), rest) }, "A left the list at once (well before the TTL)")
+	require.Eventually(t, func() bool { return slices.Equal(infoIDs(b), rest) }, testenv.Wait, testenv.Tick, "A left the list at once (well before the TTL)")
 }

@@ -65,8 +65,8 @@ func TestServeDevFirstRun(t *testing.T) {
 	sub, subscribed := c.sub(t, devChannel, centrifuge.SubscriptionConfig{})
 	require.NoError(t, sub.Subscribe())
 	require.NoError(t, c.Connect())
-	waitFor(t, c.connected, "connected with the printed token")
-	ev := waitFor(t, subscribed, "subscribed to "+devChannel)
+	receive(t, c.connected, "connected with the printed token")
+	ev := receive(t, subscribed, "subscribed to "+devChannel)
 	require.True(t, ev.Recoverable, "the dev chat namespace keeps history for recovery")
 
 	curl := b.values["publish"]

@@ -46,7 +46,7 @@ func TestRedisEngineTwoNodes(t *testing.T) {
 	_, body := apiCall(t, a, "publish", map[string]any{"channel": "chat:two", "data": map[string]any{"from": "a"}})
 	res := body["result"].(map[string]any)
 	require.Equal(t, float64(1), res["offset"], "body %v", body)
-	eventually(t, func() bool { return slices.Contains(gc.publications(), `{"from":"a"}`) }, "publication on A reaches a client on B")
+	require.Eventually(t, func() bool { return slices.Contains(gc.publications(), `{"from":"a"}`) }, testenv.Wait, testenv.Tick, "publication on A reaches a client on B")
 
 	_, body = apiCall(t, b, "history", map[string]any{"channel": "chat:two", "limit": 10})
 	hist := body["result"].(map[string]any)

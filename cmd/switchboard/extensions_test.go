@@ -18,6 +18,7 @@ import (
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 	"github.com/switchboard-rt/switchboard/protocol/eip191"
 )
 
@@ -75,9 +76,9 @@ func TestCirclesThroughTheBinary(t *testing.T) {
 	subscribed := make(chan string, 1)
 	watcher.OnSubscribed(func(e centrifuge.ServerSubscribedEvent) { subscribed <- e.Channel })
 	require.NoError(t, watcher.Connect())
-	waitFor(t, watcher.connected, "watcher connected")
+	receive(t, watcher.connected, "watcher connected")
 	apiCall(t, m, "subscribe", map[string]any{"user": "watcher", "channel": canonical + ":news"})
-	waitFor(t, subscribed, "watcher subscribed")
+	receive(t, subscribed, "watcher subscribed")
 
 	ctx := context.Background()
 	c, _, err := websocket.Dial(ctx, "ws://"+m.Addr()+"/"+canonical, nil)
@@ -109,7 +110,7 @@ func TestCirclesThroughTheBinary(t *testing.T) {
 	require.Nil(t, rerr, "%v", rerr)
 	require.JSONEq(t, `"v\n"`, string(res))
 	callerPrefix := hex.EncodeToString(user.PubKey().SerializeCompressed())[:4]
-	require.Equal(t, canonical+`:news {"from":"`+callerPrefix+`"}`, waitFor(t, pubs, "script publication reached the hub"))
+	require.Equal(t, canonical+`:news {"from":"`+callerPrefix+`"}`, receive(t, pubs, "script publication reached the hub"))
 }
 
 func TestRunnerThroughTheBinary(t *testing.T) {
@@ -148,10 +149,10 @@ func TestRunnerThroughTheBinary(t *testing.T) {
 	}
 	var status int
 	var body string
-	eventually(t, func() bool {
+	require.Eventually(t, func() bool {
 		status, body = post("/__runner/task/app.tasks.add", "runner-secret", `{"input":{"a":2,"b":3}}`)
 		return status == http.StatusOK
-	}, "worker answers")
+	}, testenv.Wait, testenv.Tick, "worker answers")
 	require.JSONEq(t, `{"ok":true,"result":5}`, body)
 	status, _ = post("/__runner/task/app.tasks.add", "wrong", `{"input":{"a":2,"b":3}}`)
 	require.Equal(t, http.StatusUnauthorized, status)
@@ -159,7 +160,7 @@ func TestRunnerThroughTheBinary(t *testing.T) {
 	// The same worker serves the hub's rpc.
 	c := newGoClient(t, m, "rpcuser", false, token(t, "rpcuser", time.Hour))
 	require.NoError(t, c.Connect())
-	waitFor(t, c.connected, "connected")
+	receive(t, c.connected, "connected")
 	res, err := c.RPC(context.Background(), "app.tasks.add", []byte(`{"a":20,"b":22}`))
 	require.NoError(t, err)
 	require.Equal(t, "42", string(res.Data))

@@ -80,17 +80,4 @@ func apiCall(t testing.TB, m *Main, method string, body any) (int, map[string]an
 	return resp.StatusCode, out
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, cond func() bool, msg string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("condition not met: %s", msg)
-}
-
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }

@@ -110,7 +110,7 @@ func TestRedisEngineRecoveryOnAnotherNode(t *testing.T) {
 	s, subscribed := gc.sub(t, "chat:nodes", centrifuge.SubscriptionConfig{})
 	require.NoError(t, s.Subscribe())
 	require.NoError(t, gc.Connect())
-	ev := waitFor(t, subscribed, "subscribed on A")
+	ev := receive(t, subscribed, "subscribed on A")
 	require.True(t, ev.Recoverable)
 	require.Equal(t, 1, a.Hub().NumClients())
 
@@ -121,23 +121,23 @@ func TestRedisEngineRecoveryOnAnotherNode(t *testing.T) {
 		require.Contains(t, body, "result", "publish %d: %v", n, body)
 	}
 	publish(b, 1)
-	eventually(t, func() bool { return slices.Equal(gc.publications(), []string{`{"n":1}`}) }, "publication on B reaches the client on A")
+	require.Eventually(t, func() bool { return slices.Equal(gc.publications(), []string{`{"n":1}`}) }, testenv.Wait, testenv.Tick, "publication on B reaches the client on A")
 
 	// The client loses its connection; while it is away the channel moves on.
 	lb.setTarget("")
 	lb.dropAll()
-	eventually(t, func() bool { return a.Hub().NumClients() == 0 }, "client gone from A")
+	require.Eventually(t, func() bool { return a.Hub().NumClients() == 0 }, testenv.Wait, testenv.Tick, "client gone from A")
 	publish(a, 2)
 	publish(b, 3)
 
 	// It comes back through the load balancer, now on B.
 	lb.setTarget(b.Addr())
-	ev = waitFor(t, subscribed, "resubscribed on B")
+	ev = receive(t, subscribed, "resubscribed on B")
 	require.True(t, ev.WasRecovering)
 	require.True(t, ev.Recovered, "recovered on another node")
 	require.Equal(t, 1, b.Hub().NumClients())
 	publish(a, 4)
 	want := []string{`{"n":1}`, `{"n":2}`, `{"n":3}`, `{"n":4}`}
-	eventually(t, func() bool { return len(gc.publications()) >= len(want) }, "missed and new publications")
+	require.Eventually(t, func() bool { return len(gc.publications()) >= len(want) }, testenv.Wait, testenv.Tick, "missed and new publications")
 	require.Equal(t, want, gc.publications())
 }

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,31 +12,24 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
+	"github.com/prometheus/procfs"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/config"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
-// The test binary doubles as the server binary's sandbox: the server under
-// test starts os.Executable() with "sandbox-worker" and the settings in the
-// environment, and this runs the real subcommand.
-// processRSS reads VmRSS of /proc/self/status in bytes.
+// processRSS returns this process's resident set size in bytes.
 func processRSS(t testing.TB) int64 {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/status")
+	p, err := procfs.Self()
 	if err != nil {
 		t.Skipf("no /proc: %v", err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == "VmRSS:" {
-			n, err := strconv.ParseInt(f[1], 10, 64)
-			require.NoError(t, err)
-			return n << 10
-		}
-	}
-	t.Fatal("no VmRSS in /proc/self/status")
-	return 0
+	st, err := p.NewStatus()
+	require.NoError(t, err)
+	return int64(st.VmRSS)
 }
 
 // The attack scripts of issue 8 against the whole server: every play fails
@@ -74,7 +64,7 @@ func TestCircleAttacksThroughTheBinary(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			c, _, err := websocket.Dial(context.Background(), "ws://"+m.Addr()+"/"+key, nil)
-			if !assertNoError(t, err) {
+			if !assert.NoError(t, err) {
 				return
 			}
 			defer c.CloseNow()
@@ -123,36 +113,24 @@ func playErr(t *testing.T, c *websocket.Conn, src string) map[string]any {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	req, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "play", "params": map[string]string{"script": src}})
-	if !assertNoError(t, c.Write(ctx, websocket.MessageText, req)) {
+	if !assert.NoError(t, c.Write(ctx, websocket.MessageText, req)) {
 		return nil
 	}
 	_, data, err := c.Read(ctx)
-	if !assertNoError(t, err) {
+	if !assert.NoError(t, err) {
 		return nil
 	}
 	var resp struct {
 		Error map[string]any `json:"error"`
 	}
-	assertNoError(t, json.Unmarshal(data, &resp))
+	assert.NoError(t, json.Unmarshal(data, &resp))
 	return resp.Error
-}
-
-func assertNoError(t *testing.T, err error) bool {
-	t.Helper()
-	if err != nil {
-		t.Errorf("unexpected error: %v", err)
-		return false
-	}
-	return true
 }
 
 // In Redis mode the server's own queue workers run plays in the sandbox
 // too.
 func TestCircleRedisModeUsesTheSandbox(t *testing.T) {
-	url := os.Getenv("SWITCHBOARD_TEST_REDIS_URL")
-	if url == "" {
-		t.Skip("SWITCHBOARD_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0)")
-	}
+	url := testenv.RedisURL(t)
 	priv, err := secp256k1.GeneratePrivateKey()
 	require.NoError(t, err)
 	key := hex.EncodeToString(priv.PubKey().SerializeCompressed())

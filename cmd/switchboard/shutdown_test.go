@@ -182,11 +182,11 @@ func TestShutdownOrder(t *testing.T) {
 
 	// The request in flight completes with its result; then Shutdown ends.
 	require.NoError(t, os.WriteFile(task.release, nil, 0o600))
-	r := waitFor(t, task.done, "the worker-gateway request completes")
+	r := receive(t, task.done, "the worker-gateway request completes")
 	require.NoError(t, r.err)
 	require.Equal(t, http.StatusOK, r.status)
 	require.JSONEq(t, `{"ok":true,"result":{"released":true}}`, r.body)
-	require.NoError(t, waitFor(t, shutErr, "Shutdown returns"))
+	require.NoError(t, receive(t, shutErr, "Shutdown returns"))
 
 	tr.CloseIdleConnections()
 	goleak.VerifyNone(t, ignore)
@@ -212,10 +212,10 @@ func TestShutdownDeadline(t *testing.T) {
 	go func() { shutErr <- m.Shutdown(ctx) }()
 	require.Eventually(t, m.Hub().Closing, 10*time.Second, 5*time.Millisecond, "shutdown started")
 	cancel() // the deadline passes with test.slow still running
-	err := waitFor(t, shutErr, "Shutdown returns at its deadline")
+	err := receive(t, shutErr, "Shutdown returns at its deadline")
 	require.ErrorIs(t, err, context.Canceled)
 	require.ErrorContains(t, err, "requests still running")
-	r := waitFor(t, task.done, "the cut request ends")
+	r := receive(t, task.done, "the cut request ends")
 	require.Error(t, r.err, "the connection of the cut request is closed")
 
 	tr.CloseIdleConnections()
@@ -259,9 +259,9 @@ func TestSecondSignalForcesExit(t *testing.T) {
 	}
 
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
-	waitFor(t, p.exited, "exit on the second signal")
+	receive(t, p.exited, "exit on the second signal")
 	require.Equal(t, 1, p.cmd.ProcessState.ExitCode())
 	require.Contains(t, p.stderr.String(), "second signal: forcing exit")
-	r := waitFor(t, task.done, "the cut request ends")
+	r := receive(t, task.done, "the cut request ends")
 	require.Error(t, r.err)
 }

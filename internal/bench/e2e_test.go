@@ -10,8 +10,11 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -144,7 +147,8 @@ func TestFanoutCountsDuplicatesAndSlowConsumerLoss(t *testing.T) {
 	f.kickUser = "user-3"
 	cmd := &FanoutCmd{
 		ClientFlags: testFlags(f, "json"), Subscribers: 10, Channels: 1, Prefix: "bench:ch",
-		Rate: 100, Via: "api", APIKey: f.apiKey, Publishers: 1, Inflight: 1, Drain: 300 * time.Millisecond,
+		Rate: 100, Via: "api", APIKey: f.apiKey, Publishers: 1, Inflight: 1,
+		Drain: testenv.Wait, // ends once the healthy subscribers caught up
 	}
 	out := capture(t, func() error { return cmd.Run(context.Background()) })
 	var res FanoutResult
@@ -197,7 +201,7 @@ func TestCancelStopsCleanly(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		// Cancel once the connections are up (the Ctrl-C case).
-		require.Eventually(t, func() bool { return f.active.Load() == 20 }, 10*time.Second, 5*time.Millisecond)
+		assert.Eventually(t, func() bool { return f.active.Load() == 20 }, 10*time.Second, 5*time.Millisecond, "20 connections up")
 		cancel()
 	}()
 	start := time.Now()

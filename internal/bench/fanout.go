@@ -320,7 +320,7 @@ func (c *FanoutCmd) run(parent context.Context) (*FanoutResult, error) {
 	// Phase 3: drain.
 	drainEnd := time.Now().Add(c.Drain)
 	for ctx.Err() == nil && time.Now().Before(drainEnd) {
-		if p.delivered()-dupsOf(p) >= res.Expected {
+		if c.caughtUp(p, st) {
 			break
 		}
 		sleepCtx(ctx, 20*time.Millisecond)
@@ -376,6 +376,30 @@ func (c *FanoutCmd) run(parent context.Context) (*FanoutResult, error) {
 	}
 	res.Disconnects = p.snapshotCloseCodes()
 	return res, nil
+}
+
+// caughtUp reports whether every subscriber connection the server did not
+// close has received every acknowledged publication of its channel: the
+// drain need not wait for connections that can receive nothing more.
+func (c *FanoutCmd) caughtUp(p *pool, st *fanoutState) bool {
+	p.mu.Lock()
+	conns := p.conns
+	p.mu.Unlock()
+	for _, cn := range conns {
+		if cn.idx >= c.Subscribers || cn.closedByServer() {
+			continue
+		}
+		ch := cn.idx % c.Channels
+		cn.mu.Lock()
+		for w := 0; w < c.Publishers; w++ {
+			if cn.trackers[w].lost(st.acked[ch*c.Publishers+w].Load()) > 0 {
+				cn.mu.Unlock()
+				return false
+			}
+		}
+		cn.mu.Unlock()
+	}
+	return true
 }
 
 func sumAtomic(a []atomic.Uint64) uint64 {

@@ -3,6 +3,8 @@ package circle_test
 import (
 	"sync"
 	"testing"
+
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
 // benchPlay measures play round trips over real WebSockets: request frame,
@@ -44,13 +46,13 @@ func BenchmarkPlayInProcess(b *testing.B) { benchPlay(b, newKey(b), stackOpts{},
 func BenchmarkPlayInProcess4Conns(b *testing.B) { benchPlay(b, newKey(b), stackOpts{}, 4) }
 
 func BenchmarkPlayRedis(b *testing.B) {
-	url := redisURL(b)
+	url := testenv.RedisURL(b)
 	c := newKey(b)
 	benchPlay(b, c, stackOpts{player: redisPlayer(b, url, []string{c.comp}, false)}, 1)
 }
 
 func BenchmarkPlayRedis4Conns(b *testing.B) {
-	url := redisURL(b)
+	url := testenv.RedisURL(b)
 	c := newKey(b)
 	benchPlay(b, c, stackOpts{player: redisPlayer(b, url, []string{c.comp}, false)}, 4)
 }

@@ -3,7 +3,6 @@ package circle_test
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"testing"
 	"time"
 
@@ -13,17 +12,9 @@ import (
 
 	"github.com/switchboard-rt/switchboard/internal/circle"
 	"github.com/switchboard-rt/switchboard/internal/dispatch"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 	"github.com/switchboard-rt/switchboard/protocol/circles"
 )
-
-func redisURL(tb testing.TB) string {
-	tb.Helper()
-	u := os.Getenv("SWITCHBOARD_TEST_REDIS_URL")
-	if u == "" {
-		tb.Skip("SWITCHBOARD_TEST_REDIS_URL not set; skipping Redis integration test")
-	}
-	return u
-}
 
 func redisPlayer(tb testing.TB, url string, circles []string, disableWorkers bool) func(dispatch.Runner) (circle.Player, func()) {
 	return func(r dispatch.Runner) (circle.Player, func()) {
@@ -37,7 +28,7 @@ func redisPlayer(tb testing.TB, url string, circles []string, disableWorkers boo
 }
 
 func TestRedisModeBuiltInWorkers(t *testing.T) {
-	url := redisURL(t)
+	url := testenv.RedisURL(t)
 	a, b := newKey(t), newKey(t)
 	s := newStack(t, stackOpts{keys: []string{a.comp, b.comp}, enableAuth: true, timeout: 300 * time.Millisecond,
 		player: redisPlayer(t, url, []string{a.comp, b.comp}, false)})
@@ -57,7 +48,7 @@ func TestRedisModeBuiltInWorkers(t *testing.T) {
 // a worker written here, consuming rhai_tasks:{circle} the way a worker in
 // any language would (docs/circles.md).
 func TestRedisModeExternalWorker(t *testing.T) {
-	url := redisURL(t)
+	url := testenv.RedisURL(t)
 	c := newKey(t)
 	s := newStack(t, stackOpts{keys: []string{c.comp}, player: redisPlayer(t, url, []string{c.comp}, true)})
 

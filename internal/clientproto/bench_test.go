@@ -7,9 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/switchboard-rt/switchboard/internal/auth"
 	"github.com/switchboard-rt/switchboard/internal/broker/memory"
 	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
 // countingTransport discards writes, counting the protocol messages in
@@ -51,9 +54,7 @@ func BenchmarkSessionFanout(b *testing.B) {
 				s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + token + `"}}` + "\n" + `{"id":2,"subscribe":{"channel":"bench"}}`))
 				sessions[i] = s
 			}
-			for msgs.Load() < int64(2*n) {
-				time.Sleep(time.Millisecond)
-			}
+			require.Eventually(b, func() bool { return msgs.Load() >= int64(2*n) }, testenv.Wait, time.Millisecond, "every session subscribed")
 			msgs.Store(0)
 			data := []byte(`{"text":"hello"}`)
 			ctx := context.Background()
@@ -65,9 +66,7 @@ func BenchmarkSessionFanout(b *testing.B) {
 				}
 			}
 			want := int64(b.N) * int64(n)
-			for msgs.Load() < want {
-				time.Sleep(100 * time.Microsecond)
-			}
+			require.Eventually(b, func() bool { return msgs.Load() >= want }, testenv.Wait, 100*time.Microsecond, "every publication delivered")
 			b.StopTimer()
 			b.ReportMetric(float64(want)/b.Elapsed().Seconds(), "deliveries/s")
 			for _, s := range sessions {

@@ -8,9 +8,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/centrifugal/protocol"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
 // requireText asserts that every frame a JSON session wrote is UTF-8.
@@ -40,7 +42,7 @@ func TestJSONClientCannotPublishInvalidData(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.RPC = rpc })
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}` + "\n" + `{"id":2,"subscribe":{"channel":"chat:p"}}`))
-	waitUntil(t, hasMessage(ft, `"id":2,"subscribe":{`), "subscribe reply")
+	require.Eventually(t, hasMessage(ft, `"id":2,"subscribe":{`), testenv.Wait, testenv.Tick, "subscribe reply")
 
 	for i, cmd := range []string{
 		"{\"id\":3,\"publish\":{\"channel\":\"chat:p\",\"data\":\"\xff\"}}",
@@ -49,14 +51,14 @@ func TestJSONClientCannotPublishInvalidData(t *testing.T) {
 	} {
 		s.HandleMessage([]byte(cmd))
 		want := `{"id":` + string(rune('3'+i)) + `,"error":{"code":107,"message":"bad request"}}`
-		waitUntil(t, hasMessage(ft, want), want)
+		require.Eventually(t, hasMessage(ft, want), testenv.Wait, testenv.Tick, want)
 	}
 	// send has no reply: the bad one is dropped, the connection stays.
 	s.HandleMessage([]byte("{\"send\":{\"data\":\"\xff\"}}"))
 	// Valid data still works after all of that, and is all history holds.
 	s.HandleMessage([]byte(`{"id":6,"publish":{"channel":"chat:p","data":{"ok":"✓"}}}` + "\n" +
 		`{"id":7,"history":{"channel":"chat:p","limit":10}}`))
-	waitUntil(t, hasMessage(ft, `"id":7,"history":{"publications":[{"data":{"ok":"✓"}`), "history")
+	require.Eventually(t, hasMessage(ft, `"id":7,"history":{"publications":[{"data":{"ok":"✓"}`), testenv.Wait, testenv.Tick, "history")
 	hr, err := h.hub.History(context.Background(), "chat:p", hub.HistoryOptions{Limit: -1})
 	require.NoError(t, err)
 	require.Len(t, hr.Publications, 1)
@@ -68,7 +70,7 @@ func TestProtobufClientMayPublishBinary(t *testing.T) {
 	h := newHarness(t, nil)
 	js, jft := h.session(FormatJSON)
 	js.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "j") + `"}}` + "\n" + `{"id":2,"subscribe":{"channel":"chat:bin"}}`))
-	waitUntil(t, hasMessage(jft, `"id":2,"subscribe":{`), "JSON subscribe reply")
+	require.Eventually(t, hasMessage(jft, `"id":2,"subscribe":{`), testenv.Wait, testenv.Tick, "JSON subscribe reply")
 
 	pb, pft := h.session(FormatProtobuf)
 	pb.HandleMessage(protobufFrame(t,
@@ -76,17 +78,18 @@ func TestProtobufClientMayPublishBinary(t *testing.T) {
 		&protocol.Command{Id: 2, Subscribe: &protocol.SubscribeRequest{Channel: "chat:bin"}},
 		&protocol.Command{Id: 3, Publish: &protocol.PublishRequest{Channel: "chat:bin", Data: []byte{0xff, 0x00}}},
 	))
-	waitUntil(t, func() bool { return hasPushData(t, pft, []byte{0xff, 0x00}) }, "binary publication to the Protobuf subscriber")
+	require.Eventually(t, func() bool { return hasPushData(t, pft, []byte{0xff, 0x00}) }, testenv.Wait, testenv.Tick, "binary publication to the Protobuf subscriber")
 	require.Nil(t, pft.disconnect())
 
 	// As in Centrifugo, the JSON subscriber cannot receive it and is
 	// disconnected with 3506, without a frame that is not UTF-8.
-	waitUntil(t, func() bool { return jft.disconnect() != nil }, "JSON subscriber disconnected")
+	require.Eventually(t, func() bool { return jft.disconnect() != nil }, testenv.Wait, testenv.Tick, "JSON subscriber disconnected")
 	require.Equal(t, hub.DisconnectInappropriateProtocol, *jft.disconnect())
 	requireText(t, jft)
 }
 
-// protobufReplies decodes every reply a Protobuf session wrote.
+// protobufReplies decodes every reply a Protobuf session wrote. It runs
+// in Eventually conditions, so it asserts (no FailNow).
 func protobufReplies(t *testing.T, ft *fakeTransport) []*protocol.Reply {
 	ft.mu.Lock()
 	defer ft.mu.Unlock()
@@ -94,9 +97,13 @@ func protobufReplies(t *testing.T, ft *fakeTransport) []*protocol.Reply {
 	for _, w := range ft.writes {
 		for len(w) > 0 {
 			l, n := binary.Uvarint(w)
-			require.Positive(t, n)
+			if !assert.Positive(t, n) {
+				return out
+			}
 			rep := &protocol.Reply{}
-			require.NoError(t, rep.UnmarshalVT(w[n:n+int(l)]))
+			if !assert.NoError(t, rep.UnmarshalVT(w[n:n+int(l)])) {
+				return out
+			}
 			out = append(out, rep)
 			w = w[n+int(l):]
 		}
@@ -124,11 +131,11 @@ func TestNotUTF8PublicationLeftOutOfJSONHistoryAndRecovery(t *testing.T) {
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}` + "\n" +
 		`{"id":2,"history":{"channel":"chat:r","limit":10}}`))
-	waitUntil(t, hasMessage(ft, `"id":2,"error":{"code":103`), "history needs a subscription")
+	require.Eventually(t, hasMessage(ft, `"id":2,"error":{"code":103`), testenv.Wait, testenv.Tick, "history needs a subscription")
 	s.HandleMessage([]byte(`{"id":3,"subscribe":{"channel":"chat:r","recover":true,"offset":0,"epoch":"` + epochOf(t, h, "chat:r") + `"}}` + "\n" +
 		`{"id":4,"history":{"channel":"chat:r","limit":10}}`))
-	waitUntil(t, hasMessage(ft, `"id":3,"subscribe":{`), "subscribe reply")
-	waitUntil(t, hasMessage(ft, `"id":4,"history":{"publications":[{"data":{"n":2}`), "history without the non-text one")
+	require.Eventually(t, hasMessage(ft, `"id":3,"subscribe":{`), testenv.Wait, testenv.Tick, "subscribe reply")
+	require.Eventually(t, hasMessage(ft, `"id":4,"history":{"publications":[{"data":{"n":2}`), testenv.Wait, testenv.Tick, "history without the non-text one")
 	require.True(t, hasMessage(ft, `"publications":[{"data":{"n":2},"offset":2}]`)(), "recovered without the non-text one: %q", ft.messages())
 	require.Nil(t, ft.disconnect())
 	requireText(t, ft)
@@ -148,14 +155,14 @@ func TestReplyThatIsNotTextIsNeverWritten(t *testing.T) {
 	s.HandleMessage(protobufFrame(t,
 		&protocol.Command{Id: 1, Connect: &protocol.ConnectRequest{Token: tok(t, "u1")}},
 		&protocol.Command{Id: 2, Rpc: &protocol.RPCRequest{Method: "echo", Data: []byte{0xff}}}))
-	waitUntil(t, func() bool {
+	require.Eventually(t, func() bool {
 		for _, rep := range protobufReplies(t, ft) {
 			if rep.Id == 2 && rep.Rpc != nil && string(rep.Rpc.Data) == "\xff" {
 				return true
 			}
 		}
 		return false
-	}, "binary rpc reply")
+	}, testenv.Wait, testenv.Tick, "binary rpc reply")
 	require.Nil(t, ft.disconnect())
 
 	// A JSON client whose reply would not be UTF-8 gets no such frame: it
@@ -163,7 +170,7 @@ func TestReplyThatIsNotTextIsNeverWritten(t *testing.T) {
 	h2 := newHarness(t, func(c *Config) { c.RPC = badRPC{} })
 	js, jft := h2.session(FormatJSON)
 	js.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}` + "\n" + `{"id":2,"rpc":{"method":"x","data":{}}}`))
-	waitUntil(t, func() bool { return jft.disconnect() != nil }, "JSON client disconnected")
+	require.Eventually(t, func() bool { return jft.disconnect() != nil }, testenv.Wait, testenv.Tick, "JSON client disconnected")
 	require.Equal(t, hub.DisconnectInappropriateProtocol, *jft.disconnect())
 	require.False(t, hasMessage(jft, `"id":2`)())
 	requireText(t, jft)

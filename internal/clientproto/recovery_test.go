@@ -138,7 +138,7 @@ func subscribedSession(t *testing.T, h *harness, ch string) (*Session, *fakeTran
 	t.Helper()
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}` + "\n" + `{"id":2,"subscribe":{"channel":"` + ch + `"}}`))
-	waitUntil(t, hasMessage(ft, `"id":2,"subscribe"`), "subscribed")
+	require.Eventually(t, hasMessage(ft, `"id":2,"subscribe"`), testenv.Wait, testenv.Tick, "subscribed")
 	return s, ft
 }
 
@@ -161,16 +161,16 @@ func TestOffsetGapUnsubscribesWithInsufficientState(t *testing.T) {
 	h, b := newLossyHarness(t, nil, nil)
 	s, ft := subscribedSession(t, h, "chat:g")
 	publishN(t, h, "chat:g", 1)
-	waitUntil(t, hasMessage(ft, `"offset":1`), "first publication")
+	require.Eventually(t, hasMessage(ft, `"offset":1`), testenv.Wait, testenv.Tick, "first publication")
 	b.loseNext(1)
 	sp := publishN(t, h, "chat:g", 2) // offset 2 lost, offset 3 reveals it
-	waitUntil(t, hasMessage(ft, insufficientPush), "unsubscribe 2500")
+	require.Eventually(t, hasMessage(ft, insufficientPush), testenv.Wait, testenv.Tick, "unsubscribe 2500")
 	require.False(t, hasMessage(ft, `"offset":3`)(), "nothing delivered past the gap")
 	require.Nil(t, ft.disconnect(), "the connection stays")
-	waitUntil(t, func() bool { return h.hub.NumSubscriptions() == 0 }, "released from the hub")
+	require.Eventually(t, func() bool { return h.hub.NumSubscriptions() == 0 }, testenv.Wait, testenv.Tick, "released from the hub")
 
 	s.HandleMessage([]byte(`{"id":3,"subscribe":{"channel":"chat:g","recover":true,"offset":1,"epoch":"` + sp.Epoch + `"}}`))
-	waitUntil(t, hasMessage(ft, `"id":3,"subscribe"`), "resubscribed")
+	require.Eventually(t, hasMessage(ft, `"id":3,"subscribe"`), testenv.Wait, testenv.Tick, "resubscribed")
 	r := replyOf(t, ft, 3)
 	require.True(t, r.Subscribe.Recovered)
 	require.Len(t, r.Subscribe.Publications, 2)
@@ -188,11 +188,11 @@ func TestOffsetGapDisconnectsServerSideSubscription(t *testing.T) {
 	h, b := newLossyHarness(t, nil, nil)
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}`))
-	waitUntil(t, connected(ft), "connected")
+	require.Eventually(t, connected(ft), testenv.Wait, testenv.Tick, "connected")
 	require.NoError(t, s.ServerSubscribe(context.Background(), "chat:s", hub.ServerSubscribe{}))
 	b.loseNext(1)
 	publishN(t, h, "chat:s", 2)
-	waitUntil(t, func() bool { d := ft.disconnect(); return d != nil && d.Code == 3010 }, "disconnect 3010")
+	require.Eventually(t, func() bool { d := ft.disconnect(); return d != nil && d.Code == 3010 }, testenv.Wait, testenv.Tick, "disconnect 3010")
 }
 
 // A lost last publication reveals no gap: the periodic check against the
@@ -205,7 +205,7 @@ func TestPositionCheckFindsLostLastPublication(t *testing.T) {
 	h.clock.Advance(time.Minute)
 	require.False(t, hasMessage(ft, insufficientPush)(), "one check may see a publication in flight")
 	h.clock.Advance(time.Minute)
-	waitUntil(t, hasMessage(ft, insufficientPush), "unsubscribe 2500 at the second check")
+	require.Eventually(t, hasMessage(ft, insufficientPush), testenv.Wait, testenv.Tick, "unsubscribe 2500 at the second check")
 }
 
 // A publication late but delivered before the next check is no loss.
@@ -216,7 +216,7 @@ func TestPositionCheckToleratesPublicationsInFlight(t *testing.T) {
 	publishN(t, h, "chat:f", 1)
 	h.clock.Advance(time.Minute)
 	b.release()
-	waitUntil(t, hasMessage(ft, `"offset":1`), "late publication delivered")
+	require.Eventually(t, hasMessage(ft, `"offset":1`), testenv.Wait, testenv.Tick, "late publication delivered")
 	h.clock.Advance(time.Minute)
 	h.clock.Advance(time.Minute)
 	require.False(t, hasMessage(ft, insufficientPush)())
@@ -235,7 +235,7 @@ func TestResubscribeChecksPositionsAtOnce(t *testing.T) {
 	h.clock.Advance(0)
 	require.False(t, hasMessage(ft, insufficientPush)())
 	h.clock.Advance(hub.DefaultPositionSettle)
-	waitUntil(t, hasMessage(ft, insufficientPush), "unsubscribe 2500 after the resubscribe")
+	require.Eventually(t, hasMessage(ft, insufficientPush), testenv.Wait, testenv.Tick, "unsubscribe 2500 after the resubscribe")
 }
 
 // A broker that hangs fails the command within its deadline with a
@@ -244,18 +244,18 @@ func TestCommandDeadlineWithHangingBroker(t *testing.T) {
 	h, b := newLossyHarness(t, nil, func(c *Config) { c.CommandTimeout = 50 * time.Millisecond })
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}`))
-	waitUntil(t, connected(ft), "connected")
+	require.Eventually(t, connected(ft), testenv.Wait, testenv.Tick, "connected")
 	b.blockHistory.Store(true)
 	start := time.Now()
 	s.HandleMessage([]byte(`{"id":2,"subscribe":{"channel":"chat:d"}}`))
 	require.Less(t, time.Since(start), 5*time.Second, "the command returned at its deadline")
-	waitUntil(t, hasMessage(ft, `"id":2,"error":{"code":100`), "error 100")
+	require.Eventually(t, hasMessage(ft, `"id":2,"error":{"code":100`), testenv.Wait, testenv.Tick, "error 100")
 	require.Equal(t, 0, h.hub.NumSubscriptions(), "the failed subscription was rolled back")
 	s.HandleMessage([]byte(`{"id":3,"ping":{}}`))
-	waitUntil(t, hasMessage(ft, `"id":3`), "next command served")
+	require.Eventually(t, hasMessage(ft, `"id":3`), testenv.Wait, testenv.Tick, "next command served")
 	b.blockHistory.Store(false)
 	s.HandleMessage([]byte(`{"id":4,"subscribe":{"channel":"chat:d"}}`))
-	waitUntil(t, hasMessage(ft, `"id":4,"subscribe"`), "subscribe works again")
+	require.Eventually(t, hasMessage(ft, `"id":4,"subscribe"`), testenv.Wait, testenv.Tick, "subscribe works again")
 	require.Nil(t, ft.disconnect())
 }
 
@@ -264,14 +264,14 @@ func TestCommandContextEndsWithConnection(t *testing.T) {
 	h, b := newLossyHarness(t, nil, func(c *Config) { c.CommandTimeout = time.Hour })
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}`))
-	waitUntil(t, connected(ft), "connected")
+	require.Eventually(t, connected(ft), testenv.Wait, testenv.Tick, "connected")
 	b.blockHistory.Store(true)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		s.HandleMessage([]byte(`{"id":2,"subscribe":{"channel":"chat:c"}}`))
 	}()
-	waitUntil(t, func() bool { return h.hub.NumSubscriptions() == 1 }, "subscribe waiting on history")
+	require.Eventually(t, func() bool { return h.hub.NumSubscriptions() == 1 }, testenv.Wait, testenv.Tick, "subscribe waiting on history")
 	s.Disconnect(hub.DisconnectConnectionClosed)
 	select {
 	case <-done:
@@ -367,10 +367,10 @@ func TestRecoveringSubscribesRaceWithPublishes(t *testing.T) {
 			}
 			wg.Wait()
 			for i, ft := range fts {
-				waitUntil(t, func() bool {
+				require.Eventually(t, func() bool {
 					o := offsetsOf(t, ft)
 					return len(o) > 0 && o[len(o)-1] == pubs
-				}, fmt.Sprintf("session %d got the last publication", i))
+				}, testenv.Wait, testenv.Tick, "session %d got the last publication", i)
 				require.False(t, hasMessage(ft, insufficientPush)(), "session %d", i)
 				require.True(t, replyOf(t, ft, 2).Subscribe.Recovered, "session %d", i)
 				o := offsetsOf(t, ft)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/broker/memory"
 	"github.com/switchboard-rt/switchboard/internal/clock/clocktest"
 	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
 const secret = "secret"
@@ -134,13 +136,6 @@ func tok(t testing.TB, user string) string {
 	return s
 }
 
-// waitUntil polls for what the writer goroutines deliver (no timing
-// involved: timers run on the harness's fake clock).
-func waitUntil(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	require.Eventually(t, cond, 5*time.Second, time.Millisecond, what)
-}
-
 func connected(ft *fakeTransport) func() bool { return hasMessage(ft, `"id":1,"connect"`) }
 
 func hasMessage(ft *fakeTransport, substr string) func() bool {
@@ -158,13 +153,13 @@ func TestConnectSubscribePublishJSON(t *testing.T) {
 	h := newHarness(t, nil)
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}` + "\n" + `{"id":2,"subscribe":{"channel":"chat:a"}}`))
-	waitUntil(t, hasMessage(ft, `"id":2,"subscribe":{"recoverable":true`), "subscribe reply")
+	require.Eventually(t, hasMessage(ft, `"id":2,"subscribe":{"recoverable":true`), testenv.Wait, testenv.Tick, "subscribe reply")
 	require.Contains(t, ft.messages()[0], `"id":1,"connect":{"client":`)
 	require.Contains(t, ft.messages()[0], `"ping":25,"pong":true`)
 
 	s.HandleMessage([]byte(`{"id":3,"publish":{"channel":"chat:a","data":{"x":1}}}`))
-	waitUntil(t, hasMessage(ft, `{"push":{"channel":"chat:a","pub":{"data":{"x":1},"info":{"user":"u1"`), "own publication")
-	waitUntil(t, hasMessage(ft, `{"id":3,"publish":{}}`), "publish reply")
+	require.Eventually(t, hasMessage(ft, `{"push":{"channel":"chat:a","pub":{"data":{"x":1},"info":{"user":"u1"`), testenv.Wait, testenv.Tick, "own publication")
+	require.Eventually(t, hasMessage(ft, `{"id":3,"publish":{}}`), testenv.Wait, testenv.Tick, "publish reply")
 
 	for _, tc := range []struct{ cmd, want string }{
 		{`{"id":4,"subscribe":{"channel":"chat:a"}}`, `{"id":4,"error":{"code":105,"message":"already subscribed"}}`},
@@ -178,7 +173,7 @@ func TestConnectSubscribePublishJSON(t *testing.T) {
 		{`{"id":12,"ping":{}}`, `{"id":12,"ping":{}}`},
 	} {
 		s.HandleMessage([]byte(tc.cmd))
-		waitUntil(t, hasMessage(ft, tc.want), tc.want)
+		require.Eventually(t, hasMessage(ft, tc.want), testenv.Wait, testenv.Tick, tc.want)
 	}
 	require.Nil(t, ft.disconnect())
 }
@@ -191,7 +186,7 @@ func TestProtobufConnect(t *testing.T) {
 	require.NoError(t, err)
 	frame := binary.AppendUvarint(nil, uint64(len(b)))
 	s.HandleMessage(append(frame, b...))
-	waitUntil(t, func() bool { ft.mu.Lock(); defer ft.mu.Unlock(); return len(ft.writes) == 1 }, "connect reply")
+	require.Eventually(t, func() bool { ft.mu.Lock(); defer ft.mu.Unlock(); return len(ft.writes) == 1 }, testenv.Wait, testenv.Tick, "connect reply")
 	ft.mu.Lock()
 	w := ft.writes[0]
 	ft.mu.Unlock()
@@ -207,7 +202,7 @@ func TestCommandBeforeConnectIsBadRequest(t *testing.T) {
 	h := newHarness(t, nil)
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"subscribe":{"channel":"chat:a"}}`))
-	waitUntil(t, func() bool { return ft.disconnect() != nil }, "disconnect")
+	require.Eventually(t, func() bool { return ft.disconnect() != nil }, testenv.Wait, testenv.Tick, "disconnect")
 	require.Equal(t, hub.DisconnectBadRequest, *ft.disconnect())
 }
 
@@ -223,7 +218,7 @@ func TestMalformedAndInvalidToken(t *testing.T) {
 	} {
 		s, ft := h.session(FormatJSON)
 		s.HandleMessage([]byte(tc.in))
-		waitUntil(t, func() bool { return ft.disconnect() != nil }, tc.in)
+		require.Eventually(t, func() bool { return ft.disconnect() != nil }, testenv.Wait, testenv.Tick, tc.in)
 		require.Equal(t, tc.want, *ft.disconnect(), tc.in)
 	}
 }
@@ -232,7 +227,7 @@ func TestAnonymousNeedsPermission(t *testing.T) {
 	h := newHarness(t, nil)
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"connect":{}}`))
-	waitUntil(t, hasMessage(ft, `{"id":1,"error":{"code":101,"message":"unauthorized"}}`), "unauthorized")
+	require.Eventually(t, hasMessage(ft, `{"id":1,"error":{"code":101,"message":"unauthorized"}}`), testenv.Wait, testenv.Tick, "unauthorized")
 }
 
 func disconnected(ft *fakeTransport) func() bool {
@@ -245,7 +240,7 @@ func TestStaleConnectionClosed(t *testing.T) {
 	h.clock.Advance(DefaultStaleCloseDelay - time.Millisecond)
 	require.Nil(t, ft.disconnect(), "not before the stale delay")
 	h.clock.Advance(time.Millisecond)
-	waitUntil(t, disconnected(ft), "stale disconnect")
+	require.Eventually(t, disconnected(ft), testenv.Wait, testenv.Tick, "stale disconnect")
 	require.Equal(t, hub.DisconnectStale, *ft.disconnect())
 }
 
@@ -263,15 +258,15 @@ func TestNoPongDisconnects(t *testing.T) {
 	h := newHarness(t, nil)
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}`))
-	waitUntil(t, connected(ft), "connect")
+	require.Eventually(t, connected(ft), testenv.Wait, testenv.Tick, "connect")
 	h.clock.Advance(DefaultPingInterval - time.Millisecond)
 	require.Zero(t, pings(ft), "no ping before the interval")
 	h.clock.Advance(time.Millisecond)
-	waitUntil(t, func() bool { return pings(ft) == 1 }, "ping")
+	require.Eventually(t, func() bool { return pings(ft) == 1 }, testenv.Wait, testenv.Tick, "ping")
 	h.clock.Advance(DefaultPongTimeout - time.Millisecond)
 	require.Nil(t, ft.disconnect(), "not before the pong timeout")
 	h.clock.Advance(time.Millisecond)
-	waitUntil(t, disconnected(ft), "no pong disconnect")
+	require.Eventually(t, disconnected(ft), testenv.Wait, testenv.Tick, "no pong disconnect")
 	require.Equal(t, hub.DisconnectNoPong, *ft.disconnect())
 }
 
@@ -279,13 +274,13 @@ func TestPongKeepsConnection(t *testing.T) {
 	h := newHarness(t, nil)
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}`))
-	waitUntil(t, connected(ft), "connect")
+	require.Eventually(t, connected(ft), testenv.Wait, testenv.Tick, "connect")
 	for i := 1; i <= 5; i++ {
 		h.clock.Advance(DefaultPingInterval - DefaultPongTimeout)
 		if i == 1 {
 			h.clock.Advance(DefaultPongTimeout) // the first ping comes one interval after connect
 		}
-		waitUntil(t, func() bool { return pings(ft) == i }, "ping")
+		require.Eventually(t, func() bool { return pings(ft) == i }, testenv.Wait, testenv.Tick, "ping")
 		s.HandleMessage([]byte(`{}`))
 		h.clock.Advance(DefaultPongTimeout) // the pong check passes
 	}
@@ -296,7 +291,7 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.QueueMaxSize = 4096 })
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}` + "\n" + `{"id":2,"subscribe":{"channel":"chat:slow"}}`))
-	waitUntil(t, hasMessage(ft, `"id":2`), "subscribed")
+	require.Eventually(t, hasMessage(ft, `"id":2`), testenv.Wait, testenv.Tick, "subscribed")
 	ft.block = make(chan struct{}) // the peer stops reading
 	defer close(ft.block)
 	payload, _ := json.Marshal(map[string]string{"p": strings.Repeat("x", 500)})
@@ -304,7 +299,7 @@ func TestSlowConsumerDisconnected(t *testing.T) {
 		_, err := h.hub.Publish(context.Background(), "chat:slow", payload, nil, nil)
 		require.NoError(t, err)
 	}
-	waitUntil(t, func() bool { return ft.disconnect() != nil }, "slow disconnect")
+	require.Eventually(t, func() bool { return ft.disconnect() != nil }, testenv.Wait, testenv.Tick, "slow disconnect")
 	require.Equal(t, hub.DisconnectSlow, *ft.disconnect())
 }
 
@@ -312,7 +307,7 @@ func TestChannelLimit(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.ChannelLimit = 1 })
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}` + "\n" + `{"id":2,"subscribe":{"channel":"chat:a"}}` + "\n" + `{"id":3,"subscribe":{"channel":"chat:b"}}`))
-	waitUntil(t, hasMessage(ft, `{"id":3,"error":{"code":106,"message":"limit exceeded"}}`), "limit")
+	require.Eventually(t, hasMessage(ft, `{"id":3,"error":{"code":106,"message":"limit exceeded"}}`), testenv.Wait, testenv.Tick, "limit")
 }
 
 func TestCommandRateLimit(t *testing.T) {
@@ -322,7 +317,7 @@ func TestCommandRateLimit(t *testing.T) {
 	for i := 2; i < 8; i++ {
 		s.HandleMessage([]byte(`{"id":` + string(rune('0'+i)) + `,"ping":{}}`))
 	}
-	waitUntil(t, hasMessage(ft, `"code":111`), "rate limited")
+	require.Eventually(t, hasMessage(ft, `"code":111`), testenv.Wait, testenv.Tick, "rate limited")
 }
 
 func TestRecoveryHoldsConcurrentPublications(t *testing.T) {
@@ -351,7 +346,7 @@ func TestRecoveryHoldsConcurrentPublications(t *testing.T) {
 		}
 	}()
 	s.HandleMessage([]byte(`{"id":2,"subscribe":{"channel":"chat:r","recover":true,"offset":1,"epoch":"` + hr.Position.Epoch + `"}}`))
-	waitUntil(t, hasMessage(ft, `"id":2`), "subscribe reply")
+	require.Eventually(t, hasMessage(ft, `"id":2`), testenv.Wait, testenv.Tick, "subscribe reply")
 	close(stop)
 	wg.Wait()
 	// Offsets must arrive strictly increasing by one: reply publications
@@ -381,7 +376,7 @@ func TestCoalescedWrites(t *testing.T) {
 	h := newHarness(t, nil)
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}` + "\n" + `{"id":2,"subscribe":{"channel":"chat:c"}}`))
-	waitUntil(t, hasMessage(ft, `"id":2`), "subscribed")
+	require.Eventually(t, hasMessage(ft, `"id":2`), testenv.Wait, testenv.Tick, "subscribed")
 	ft.mu.Lock()
 	before := len(ft.writes)
 	ft.mu.Unlock()
@@ -391,7 +386,7 @@ func TestCoalescedWrites(t *testing.T) {
 		require.NoError(t, err)
 	}
 	close(ft.block)
-	waitUntil(t, func() bool { return len(ft.messages()) >= 22 }, "all delivered")
+	require.Eventually(t, func() bool { return len(ft.messages()) >= 22 }, testenv.Wait, testenv.Tick, "all delivered")
 	ft.mu.Lock()
 	frames := len(ft.writes) - before
 	ft.mu.Unlock()
@@ -488,9 +483,9 @@ func TestRPCRepliesAndCancellationOnClose(t *testing.T) {
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}`))
 	s.HandleMessage([]byte(`{"id":2,"rpc":{"method":"echo","data":{"v":1}}}`))
-	waitUntil(t, hasMessage(ft, `{"id":2,"rpc":{"data":{"v":1}}}`), "echo reply")
+	require.Eventually(t, hasMessage(ft, `{"id":2,"rpc":{"data":{"v":1}}}`), testenv.Wait, testenv.Tick, "echo reply")
 	s.HandleMessage([]byte(`{"id":3,"rpc":{"method":"fail","data":{}}}`))
-	waitUntil(t, hasMessage(ft, `{"id":3,"error":{"code":1000,"message":"custom failure"}}`), "custom error")
+	require.Eventually(t, hasMessage(ft, `{"id":3,"error":{"code":1000,"message":"custom failure"}}`), testenv.Wait, testenv.Tick, "custom error")
 	s.HandleMessage([]byte(`{"id":4,"rpc":{"method":"block","data":{}}}`))
 	<-rpc.started
 	s.Disconnect(hub.DisconnectConnectionClosed)
@@ -508,8 +503,8 @@ func TestStuckSocketDoesNotBlockOthers(t *testing.T) {
 	for _, s := range []*Session{stuck, other} {
 		s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}` + "\n" + `{"id":2,"subscribe":{"channel":"chat:s"}}`))
 	}
-	waitUntil(t, hasMessage(stuckT, `"id":2`), "stuck subscribed")
-	waitUntil(t, hasMessage(otherT, `"id":2`), "other subscribed")
+	require.Eventually(t, hasMessage(stuckT, `"id":2`), testenv.Wait, testenv.Tick, "stuck subscribed")
+	require.Eventually(t, hasMessage(otherT, `"id":2`), testenv.Wait, testenv.Tick, "other subscribed")
 	stuckT.block = make(chan struct{}) // this peer stops reading: its writes block
 	defer close(stuckT.block)
 	for i := 0; i < 3; i++ {
@@ -525,7 +520,7 @@ func TestStuckSocketDoesNotBlockOthers(t *testing.T) {
 	h.clock.Advance(time.Millisecond)
 	// With one writer, the other connection is served once the stuck
 	// writer is detached.
-	waitUntil(t, hasMessage(otherT, `{"n":2}`), "other connection served despite a stuck peer")
+	require.Eventually(t, hasMessage(otherT, `{"n":2}`), testenv.Wait, testenv.Tick, "other connection served despite a stuck peer")
 }
 
 func TestExpiryEnforcedWithoutPings(t *testing.T) {
@@ -534,12 +529,12 @@ func TestExpiryEnforcedWithoutPings(t *testing.T) {
 	tk, err := auth.SignConnect(secret, "u1", time.Minute, h.clock.Now())
 	require.NoError(t, err)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tk + `"}}`))
-	waitUntil(t, hasMessage(ft, `"expires":true,"ttl":60`), "connect")
+	require.Eventually(t, hasMessage(ft, `"expires":true,"ttl":60`), testenv.Wait, testenv.Tick, "connect")
 	// Checked every ExpiredCloseDelay; closed once expiry + delay passed.
 	h.clock.Advance(time.Minute)
 	require.Nil(t, ft.disconnect(), "the expired close delay is a grace period")
 	h.clock.Advance(10 * time.Second)
-	waitUntil(t, disconnected(ft), "expired connection closed")
+	require.Eventually(t, disconnected(ft), testenv.Wait, testenv.Tick, "expired connection closed")
 	require.Equal(t, hub.DisconnectExpired, *ft.disconnect())
 }
 
@@ -549,12 +544,12 @@ func TestExpiryCheckedAtPings(t *testing.T) {
 	tk, err := auth.SignConnect(secret, "u1", time.Minute, h.clock.Now())
 	require.NoError(t, err)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tk + `"}}`))
-	waitUntil(t, connected(ft), "connect")
+	require.Eventually(t, connected(ft), testenv.Wait, testenv.Tick, "connect")
 	h.clock.Advance(3 * DefaultPingInterval) // 75 s: expired 15 s ago, within the 25 s delay
-	waitUntil(t, func() bool { return pings(ft) == 3 }, "pings")
+	require.Eventually(t, func() bool { return pings(ft) == 3 }, testenv.Wait, testenv.Tick, "pings")
 	require.Nil(t, ft.disconnect())
 	h.clock.Advance(DefaultPingInterval) // 100 s
-	waitUntil(t, disconnected(ft), "expired at the next ping")
+	require.Eventually(t, disconnected(ft), testenv.Wait, testenv.Tick, "expired at the next ping")
 	require.Equal(t, hub.DisconnectExpired, *ft.disconnect())
 	require.Equal(t, 3, pings(ft), "no ping to an expired connection")
 }
@@ -575,15 +570,15 @@ func TestRecoveryWithinHistoryTTL(t *testing.T) {
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}`))
 	h.clock.Advance(time.Minute - time.Millisecond) // the namespace keeps history for a minute
 	s.HandleMessage(recoverCmd("2"))
-	waitUntil(t, hasMessage(ft, `"id":2,"subscribe"`), "first subscribe")
+	require.Eventually(t, hasMessage(ft, `"id":2,"subscribe"`), testenv.Wait, testenv.Tick, "first subscribe")
 	require.True(t, hasMessage(ft, `"recovered":true`)())
 	require.True(t, hasMessage(ft, `{"n":3}`)())
 	s.HandleMessage([]byte(`{"id":3,"unsubscribe":{"channel":"chat:t"}}`))
-	waitUntil(t, hasMessage(ft, `"id":3,"unsubscribe"`), "unsubscribed")
+	require.Eventually(t, hasMessage(ft, `"id":3,"unsubscribe"`), testenv.Wait, testenv.Tick, "unsubscribed")
 
 	h.clock.Advance(time.Millisecond) // now the publications are gone
 	s.HandleMessage(recoverCmd("4"))
-	waitUntil(t, hasMessage(ft, `"id":4,"subscribe"`), "second subscribe")
+	require.Eventually(t, hasMessage(ft, `"id":4,"subscribe"`), testenv.Wait, testenv.Tick, "second subscribe")
 	for _, m := range ft.messages() {
 		if strings.Contains(m, `"id":4`) {
 			require.NotContains(t, m, `"recovered":true`)
@@ -601,14 +596,14 @@ func TestHubDeliversToOneSession(t *testing.T) {
 	cmd, err := (&protocol.Command{Id: 1, Connect: &protocol.ConnectRequest{Token: tok(t, "u2")}}).MarshalVT()
 	require.NoError(t, err)
 	b.HandleMessage(append(binary.AppendUvarint(nil, uint64(len(cmd))), cmd...))
-	waitUntil(t, connected(at), "a connected")
-	waitUntil(t, func() bool { bt.mu.Lock(); defer bt.mu.Unlock(); return len(bt.writes) == 1 }, "b connected")
+	require.Eventually(t, connected(at), testenv.Wait, testenv.Tick, "a connected")
+	require.Eventually(t, func() bool { bt.mu.Lock(); defer bt.mu.Unlock(); return len(bt.writes) == 1 }, testenv.Wait, testenv.Tick, "b connected")
 
 	require.NoError(t, h.hub.Deliver(a.ID(), []byte(`{"to":"a"}`)))
 	require.NoError(t, h.hub.Deliver(b.ID(), []byte(`{"to":"b"}`)))
-	waitUntil(t, hasMessage(at, `{"push":{"message":{"data":{"to":"a"}}}}`), "message push to a")
+	require.Eventually(t, hasMessage(at, `{"push":{"message":{"data":{"to":"a"}}}}`), testenv.Wait, testenv.Tick, "message push to a")
 	require.False(t, hasMessage(at, `"b"`)(), "a gets only its own message")
-	waitUntil(t, func() bool { bt.mu.Lock(); defer bt.mu.Unlock(); return len(bt.writes) == 2 }, "message to b")
+	require.Eventually(t, func() bool { bt.mu.Lock(); defer bt.mu.Unlock(); return len(bt.writes) == 2 }, testenv.Wait, testenv.Tick, "message to b")
 	bt.mu.Lock()
 	w := bt.writes[1]
 	bt.mu.Unlock()
@@ -622,7 +617,7 @@ func TestRefreshInfoConcurrentWithPublish(t *testing.T) {
 	h := newHarness(t, nil)
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}` + "\n" + `{"id":2,"subscribe":{"channel":"chat:a"}}`))
-	waitUntil(t, hasMessage(ft, `"id":2,"subscribe"`), "subscribed")
+	require.Eventually(t, hasMessage(ft, `"id":2,"subscribe"`), testenv.Wait, testenv.Tick, "subscribed")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -631,9 +626,29 @@ func TestRefreshInfoConcurrentWithPublish(t *testing.T) {
 		}
 	}()
 	for i := 0; i < 50; i++ {
-		s.HandleMessage([]byte(`{"id":3,"publish":{"channel":"chat:a","data":{}}}`))
+		s.HandleMessage([]byte(fmt.Sprintf(`{"id":%d,"publish":{"channel":"chat:a","data":{"n":%d}}}`, 3+i, i)))
 	}
 	<-done
+	s.HandleMessage([]byte(`{"id":99,"publish":{"channel":"chat:a","data":{"last":true}}}`))
+	require.Eventually(t, hasMessage(ft, `{"last":true}`), testenv.Wait, testenv.Tick, "the last publication delivered")
+	for i := 0; i < 50; i++ {
+		require.True(t, hasMessage(ft, fmt.Sprintf(`"id":%d,"publish":{}`, 3+i))(), "publish %d answered", 3+i)
+		require.True(t, hasMessage(ft, fmt.Sprintf(`{"n":%d}`, i))(), "publication %d delivered", i)
+	}
+	require.Equal(t, 50, countMessages(ft, `"refresh":{`), "every refresh pushed")
+	for _, m := range ft.messages() {
+		if strings.Contains(m, `{"last":true}`) {
+			require.Contains(t, m, `"conn_info":{"a":1}`, "a publication after the refreshes carries the refreshed info")
+		}
+	}
+}
+
+func countMessages(ft *fakeTransport, substr string) int {
+	n := 0
+	for _, m := range ft.messages() {
+		n += strings.Count(m, substr)
+	}
+	return n
 }
 
 func TestServerSubscribeRecoverDeliversMissed(t *testing.T) {
@@ -647,9 +662,9 @@ func TestServerSubscribeRecoverDeliversMissed(t *testing.T) {
 	}
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}`))
-	waitUntil(t, hasMessage(ft, `"id":1,"connect"`), "connect")
+	require.Eventually(t, hasMessage(ft, `"id":1,"connect"`), testenv.Wait, testenv.Tick, "connect")
 	require.NoError(t, s.ServerSubscribe(ctx, "chat:r", hub.ServerSubscribe{RecoverSince: &hub.StreamPosition{Offset: 1, Epoch: sp.Epoch}}))
-	waitUntil(t, hasMessage(ft, `{"n":3}`), "missed publications pushed")
+	require.Eventually(t, hasMessage(ft, `{"n":3}`), testenv.Wait, testenv.Tick, "missed publications pushed")
 	var order []string
 	for _, m := range ft.messages() {
 		if strings.Contains(m, `"subscribe":`) || strings.Contains(m, `"pub":`) {
@@ -674,7 +689,7 @@ func TestRecoveryBeyondLimitSendsNoPartialWindow(t *testing.T) {
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}` + "\n" +
 		`{"id":2,"subscribe":{"channel":"chat:w","recover":true,"offset":0,"epoch":"` + sp.Epoch + `"}}`))
-	waitUntil(t, hasMessage(ft, `"id":2,"subscribe"`), "subscribe reply")
+	require.Eventually(t, hasMessage(ft, `"id":2,"subscribe"`), testenv.Wait, testenv.Tick, "subscribe reply")
 	for _, m := range ft.messages() {
 		if strings.Contains(m, `"id":2`) {
 			require.NotContains(t, m, `"publications"`)
@@ -694,6 +709,6 @@ func TestBinaryPublicationDoesNotBreakJSONHistory(t *testing.T) {
 	s, ft := h.session(FormatJSON)
 	s.HandleMessage([]byte(`{"id":1,"connect":{"token":"` + tok(t, "u1") + `"}}` + "\n" +
 		`{"id":2,"subscribe":{"channel":"chat:b"}}` + "\n" + `{"id":3,"history":{"channel":"chat:b","limit":10}}`))
-	waitUntil(t, hasMessage(ft, `"id":3,"history":{"publications":[{"data":{"ok":true}`), "history without the binary one")
+	require.Eventually(t, hasMessage(ft, `"id":3,"history":{"publications":[{"data":{"ok":true}`), testenv.Wait, testenv.Tick, "history without the binary one")
 	require.Nil(t, ft.disconnect())
 }

@@ -153,7 +153,7 @@ func TestRunnerMapping(t *testing.T) {
 		"BasePath": {"BasePath"}, "Token": {"Token"}, "TokenHeader": {"TokenHeader"},
 		"CORS.Origins": {}, "MaxBody": {"MaxBody"},
 	}
-	unmapped := []string{"Env", "Dir", "MaxMessageSize", "StopGrace", "Logger", "Registerer", "RetryAfter", "Origins", "KillOnTimeout"}
+	unmapped := []string{"Env", "Dir", "MaxMessageSize", "StopGrace", "Logger", "Registerer", "RetryAfter", "Origins", "KillOnTimeout", "Clock"}
 	checkMapping(t, want, unmapped, func(r Runner) []reflect.Value {
 		return []reflect.Value{reflect.ValueOf(r.WorkerConfig()), reflect.ValueOf(r.GatewayConfig())}
 	})

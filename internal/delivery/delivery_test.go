@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/clock/clocktest"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
 type fakeSink struct {
@@ -92,11 +93,6 @@ func counter(t *testing.T, p *Pool, name string) float64 {
 	return 0
 }
 
-func eventually(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	require.Eventually(t, cond, 5*time.Second, time.Millisecond, what)
-}
-
 func TestFramesArriveInOrderCoalesced(t *testing.T) {
 	clk := clocktest.New(time.Unix(1000, 0))
 	p := newPool(t, Config{Writers: 1, Clock: clk})
@@ -112,16 +108,16 @@ func TestFramesArriveInOrderCoalesced(t *testing.T) {
 	close(s.block)
 	s.block = nil
 	s.mu.Unlock()
-	eventually(t, func() bool { return len(s.frames()) == 4 }, "all frames written")
+	require.Eventually(t, func() bool { return len(s.frames()) == 4 }, testenv.Wait, testenv.Tick, "all frames written")
 	require.Equal(t, [][]string{{"a"}, {"b", "c", "d"}}, s.batches, "queued frames share one batch")
 	require.Equal(t, 4.0, counter(t, p, "frames_total"))
 	require.Equal(t, 2.0, counter(t, p, "batches_total"))
 	require.Equal(t, 4.0, counter(t, p, "bytes_total"))
-	eventually(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.active == 0 }, "an idle pool holds no writer")
+	require.Eventually(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.active == 0 }, testenv.Wait, testenv.Tick, "an idle pool holds no writer")
 	clk.Advance(DefaultWriteStall)
 	require.Zero(t, clk.Pending(), "nor a stall check timer")
 	require.NoError(t, q.Enqueue([]byte("e")))
-	eventually(t, func() bool { return len(s.frames()) == 5 }, "written after idling")
+	require.Eventually(t, func() bool { return len(s.frames()) == 5 }, testenv.Wait, testenv.Tick, "written after idling")
 }
 
 func TestOverflowClosesAndCallsBack(t *testing.T) {
@@ -159,7 +155,7 @@ func TestWriteErrorClosesQueue(t *testing.T) {
 	s.err = errors.New("broken pipe")
 	q := p.NewQueue(s, 100)
 	require.NoError(t, q.Enqueue([]byte("a")))
-	eventually(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.failed) == 1 }, "write failure reported")
+	require.Eventually(t, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return len(s.failed) == 1 }, testenv.Wait, testenv.Tick, "write failure reported")
 	require.ErrorIs(t, q.Enqueue([]byte("b")), ErrClosed)
 	require.Equal(t, 1.0, counter(t, p, "write_errors_total"))
 }
@@ -177,7 +173,7 @@ func TestCloseDropsQueued(t *testing.T) {
 	close(s.block)
 	s.block = nil
 	s.mu.Unlock()
-	eventually(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.active == 0 }, "writer done")
+	require.Eventually(t, func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.active == 0 }, testenv.Wait, testenv.Tick, "writer done")
 	require.Equal(t, []string{"a"}, s.frames(), "the write in progress finishes, the queued frame is dropped")
 	require.ErrorIs(t, q.Enqueue([]byte("c")), ErrClosed)
 }
@@ -195,7 +191,7 @@ func TestStalledWriterIsReplaced(t *testing.T) {
 	clk.Advance(time.Second - time.Millisecond)
 	require.Zero(t, other.numBatches(), "not replaced before the stall limit")
 	clk.Advance(time.Millisecond)
-	eventually(t, func() bool { return other.numBatches() == 1 }, "a replacement writer serves the other queue")
+	require.Eventually(t, func() bool { return other.numBatches() == 1 }, testenv.Wait, testenv.Tick, "a replacement writer serves the other queue")
 	require.Equal(t, 1.0, counter(t, p, "stalled_writers_total"))
 }
 
@@ -216,7 +212,7 @@ func TestManyQueuesFewWriters(t *testing.T) {
 	}
 	wg.Wait()
 	for _, s := range sinks {
-		eventually(t, func() bool { return len(s.frames()) == 10 }, "every frame written")
+		require.Eventually(t, func() bool { return len(s.frames()) == 10 }, testenv.Wait, testenv.Tick, "every frame written")
 		for j, f := range s.frames() {
 			require.Equal(t, string([]byte{byte(j)}), f)
 		}

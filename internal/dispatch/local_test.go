@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/switchboard-rt/switchboard/internal/script"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -44,11 +45,6 @@ func (r *blockRunner) Run(ctx context.Context, req script.Request) (string, erro
 
 func (r *blockRunner) Running() int { r.mu.Lock(); defer r.mu.Unlock(); return r.running }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	require.Eventually(t, cond, 5*time.Second, 2*time.Millisecond)
-}
-
 func TestLocalIsolationAndQueueFull(t *testing.T) {
 	r := &blockRunner{release: make(chan struct{})}
 	l, err := NewLocal(Config{Concurrency: 1, QueueSize: 1, Metrics: prometheus.NewRegistry()}, r)
@@ -60,10 +56,11 @@ func TestLocalIsolationAndQueueFull(t *testing.T) {
 	results := make(chan string, 2)
 	wg.Add(1)
 	go func() { defer wg.Done(); out, _ := l.Play(ctx, "slow", "", "block"); results <- out }()
-	waitFor(t, func() bool { return r.Running() == 1 })
+	require.Eventually(t, func() bool { return r.Running() == 1 }, testenv.Wait, testenv.Tick, "the first play runs")
 	wg.Add(1)
 	go func() { defer wg.Done(); out, _ := l.Play(ctx, "slow", "", "block"); results <- out }()
-	waitFor(t, func() bool { l.mu.RLock(); defer l.mu.RUnlock(); return len(l.queues["slow"]) == 1 })
+	require.Eventually(t, func() bool { l.mu.RLock(); defer l.mu.RUnlock(); return len(l.queues["slow"]) == 1 },
+		testenv.Wait, testenv.Tick, "the second play waits in slow's queue")
 	// slow's queue is full now
 	_, err = l.Play(ctx, "slow", "", "x")
 	require.ErrorIs(t, err, ErrQueueFull)
@@ -97,7 +94,8 @@ func TestLocalContextAndShutdown(t *testing.T) {
 
 	errc := make(chan error, 1)
 	go func() { _, err := l.Play(context.Background(), "c", "", "block"); errc <- err }()
-	waitFor(t, func() bool { return r.Running() == 2 })
+	require.Eventually(t, func() bool { return r.Running() == 2 }, testenv.Wait, testenv.Tick,
+		"the second play runs (the timed-out one still holds its runner)")
 	sctx, scancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer scancel()
 	require.ErrorIs(t, l.Shutdown(sctx), context.DeadlineExceeded)

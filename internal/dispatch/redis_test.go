@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"os"
 	"strconv"
 	"testing"
 	"time"
@@ -15,16 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/script"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
-
-func redisURL(tb testing.TB) string {
-	tb.Helper()
-	u := os.Getenv("SWITCHBOARD_TEST_REDIS_URL")
-	if u == "" {
-		tb.Skip("SWITCHBOARD_TEST_REDIS_URL not set; skipping Redis integration test")
-	}
-	return u
-}
 
 func newTestClient(tb testing.TB, url string) rueidis.Client {
 	tb.Helper()
@@ -40,7 +31,7 @@ func newTestClient(tb testing.TB, url string) rueidis.Client {
 func uniqueCircle() string { return "test-" + uuid.NewString() }
 
 func TestRedisBuiltInWorkers(t *testing.T) {
-	url := redisURL(t)
+	url := testenv.RedisURL(t)
 	a, b := uniqueCircle(), uniqueCircle()
 	r := &blockRunner{release: make(chan struct{})}
 	d, err := NewRedis(context.Background(), RedisConfig{
@@ -63,7 +54,7 @@ func TestRedisBuiltInWorkers(t *testing.T) {
 	// a blocked circle does not delay another
 	errc := make(chan error, 1)
 	go func() { _, err := d.Play(ctx, a, "", "block"); errc <- err }()
-	waitFor(t, func() bool { return r.Running() == 1 })
+	require.Eventually(t, func() bool { return r.Running() == 1 }, testenv.Wait, testenv.Tick, "circle a's play runs")
 	out, err = d.Play(ctx, b, "", "x")
 	require.NoError(t, err)
 	require.Equal(t, b+"::x", out)
@@ -118,7 +109,7 @@ func externalWorker(ctx context.Context, c rueidis.Client, circle string, idOnly
 }
 
 func TestRedisExternalWorker(t *testing.T) {
-	url := redisURL(t)
+	url := testenv.RedisURL(t)
 	circle := uniqueCircle()
 	d, err := NewRedis(context.Background(), RedisConfig{URL: url, Circles: []string{circle}, DisableWorkers: true}, nil)
 	require.NoError(t, err)
@@ -136,7 +127,7 @@ func TestRedisExternalWorker(t *testing.T) {
 }
 
 func TestRedisNoWorkerTimesOut(t *testing.T) {
-	url := redisURL(t)
+	url := testenv.RedisURL(t)
 	circle := uniqueCircle()
 	d, err := NewRedis(context.Background(), RedisConfig{URL: url, DisableWorkers: true, ReplyTimeout: 300 * time.Millisecond}, nil)
 	require.NoError(t, err)
@@ -149,10 +140,10 @@ func TestRedisNoWorkerTimesOut(t *testing.T) {
 	w, err := NewRedis(context.Background(), RedisConfig{URL: url, Circles: []string{circle}, PollInterval: 100 * time.Millisecond, Now: func() time.Time { return now }}, r)
 	require.NoError(t, err)
 	c := newTestClient(t, url)
-	waitFor(t, func() bool {
+	require.Eventually(t, func() bool {
 		n, _ := c.Do(context.Background(), c.B().Llen().Key(TasksKey(circle)).Build()).AsInt64()
 		return n == 0
-	})
+	}, testenv.Wait, testenv.Tick, "the later worker takes the stale task off the queue")
 	require.NoError(t, w.Shutdown(context.Background()))
 	require.NoError(t, d.Shutdown(context.Background()))
 	_, err = d.Play(context.Background(), circle, "", "x")

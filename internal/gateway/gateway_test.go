@@ -17,10 +17,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/switchboard-rt/switchboard/internal/origin"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 	"github.com/switchboard-rt/switchboard/internal/worker"
 )
 
@@ -76,12 +78,24 @@ type resp struct {
 	status int
 	header http.Header
 	body   string
+	err    error // the request did not complete
 }
 
+// do sends a request and fails tb unless it completes.
 func (e *env) do(tb testing.TB, method, path, body string, hdr ...string) resp {
 	tb.Helper()
+	r := e.send(method, path, body, hdr...)
+	require.NoError(tb, r.err)
+	return r
+}
+
+// send is do for goroutines and conditions: it reports a failed request
+// in resp.err instead of failing the test.
+func (e *env) send(method, path, body string, hdr ...string) resp {
 	req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
-	require.NoError(tb, err)
+	if err != nil {
+		return resp{err: err}
+	}
 	req.Header.Set("x-runner-token", token)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		if hdr[i+1] == "" {
@@ -91,11 +105,12 @@ func (e *env) do(tb testing.TB, method, path, body string, hdr ...string) resp {
 		}
 	}
 	res, err := e.client.Do(req)
-	require.NoError(tb, err)
+	if err != nil {
+		return resp{err: err}
+	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
-	require.NoError(tb, err)
-	return resp{res.StatusCode, res.Header, string(b)}
+	return resp{res.StatusCode, res.Header, string(b), err}
 }
 
 // pid returns the body of test.pid, polling while the worker boots (a
@@ -103,22 +118,11 @@ func (e *env) do(tb testing.TB, method, path, body string, hdr ...string) resp {
 func (e *env) pid(tb testing.TB) string {
 	tb.Helper()
 	var r resp
-	waitFor(tb, 10*time.Second, "worker up", func() bool {
-		r = e.do(tb, "POST", "/__runner/task/test.pid", "")
-		return r.status == 200
-	})
+	require.Eventually(tb, func() bool {
+		r = e.send("POST", "/__runner/task/test.pid", "")
+		return r.err == nil && r.status == 200
+	}, testenv.Wait, testenv.Tick, "worker up")
 	return r.body
-}
-
-func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func errBody(code, msg string) string {
@@ -144,7 +148,7 @@ func TestTasksAndEvents(t *testing.T) {
 			require.Equal(t, 200, r.status)
 			require.Equal(t, `{"ok":true}`, r.body)
 
-			waitFor(t, 5*time.Second, "announcement", func() bool { return e.pool.Discovery().Enabled })
+			require.Eventually(t, func() bool { return e.pool.Discovery().Enabled }, testenv.Wait, testenv.Tick, "announcement")
 			for _, m := range []string{"GET", "POST"} {
 				r = e.do(t, m, "/__runner/discovery", "")
 				require.Equal(t, 200, r.status)
@@ -246,15 +250,17 @@ func TestOverloadedRetryAfter(t *testing.T) {
 	e := mustEnv(t, worker.Config{MaxInFlight: 1, QueueSize: -1}, Config{})
 	e.pid(t)
 	done := make(chan resp, 1)
-	go func() { done <- e.do(t, "POST", "/__runner/task/test.sleep", `{"ms":2000}`) }()
-	waitFor(t, 5*time.Second, "busy worker", func() bool {
+	go func() { done <- e.send("POST", "/__runner/task/test.sleep", `{"ms":2000}`) }()
+	require.Eventually(t, func() bool {
 		return metricGauge(t, e.reg, "switchboard_worker_in_flight") == 1
-	})
+	}, testenv.Wait, testenv.Tick, "busy worker")
 	r := e.do(t, "POST", "/__runner/task/app.tasks.add", `{"a":1,"b":1}`)
 	require.Equal(t, 503, r.status)
 	require.JSONEq(t, errBody("OVERLOADED", "all workers are busy"), r.body)
 	require.Equal(t, "1", r.header.Get("Retry-After"))
-	require.Equal(t, 200, (<-done).status)
+	r = <-done
+	require.NoError(t, r.err)
+	require.Equal(t, 200, r.status)
 }
 
 func TestNoTokenConfigured(t *testing.T) {
@@ -403,22 +409,23 @@ func TestWorkerKilledMidRequest(t *testing.T) {
 	e := mustEnv(t, worker.Config{}, Config{})
 	pid := e.pid(t)
 	done := make(chan resp, 1)
-	go func() { done <- e.do(t, "POST", "/__runner/task/test.sleep", `{"ms":10000}`) }()
-	waitFor(t, 5*time.Second, "in flight", func() bool {
+	go func() { done <- e.send("POST", "/__runner/task/test.sleep", `{"ms":10000}`) }()
+	require.Eventually(t, func() bool {
 		return metricGauge(t, e.reg, "switchboard_worker_in_flight") == 1
-	})
+	}, testenv.Wait, testenv.Tick, "in flight")
 	var out struct{ Result int }
 	require.NoError(t, json.Unmarshal([]byte(pid), &out))
 	require.Greater(t, out.Result, 1)
 	require.NoError(t, syscall.Kill(out.Result, syscall.SIGKILL))
 	r := <-done
+	require.NoError(t, r.err)
 	require.Equal(t, 502, r.status)
 	require.JSONEq(t, errBody("WORKER_CRASHED", "worker unavailable"), r.body)
 	require.NotContains(t, r.body, "pid") // details stay in logs
-	waitFor(t, 10*time.Second, "replacement", func() bool {
-		r := e.do(t, "POST", "/__runner/task/test.pid", "")
-		return r.status == 200 && r.body != pid
-	})
+	require.Eventually(t, func() bool {
+		r := e.send("POST", "/__runner/task/test.pid", "")
+		return r.err == nil && r.status == 200 && r.body != pid
+	}, testenv.Wait, testenv.Tick, "replacement")
 }
 
 func TestHangingWorker(t *testing.T) {
@@ -426,10 +433,10 @@ func TestHangingWorker(t *testing.T) {
 	pid := e.pid(t)
 	r := e.do(t, "POST", "/__runner/task/test.hang", `{}`)
 	require.Equal(t, 504, r.status)
-	waitFor(t, 10*time.Second, "replacement", func() bool {
-		r := e.do(t, "POST", "/__runner/task/test.pid", "")
-		return r.status == 200 && r.body != pid
-	})
+	require.Eventually(t, func() bool {
+		r := e.send("POST", "/__runner/task/test.pid", "")
+		return r.err == nil && r.status == 200 && r.body != pid
+	}, testenv.Wait, testenv.Tick, "replacement")
 }
 
 func TestGarbageWorker(t *testing.T) {
@@ -437,10 +444,10 @@ func TestGarbageWorker(t *testing.T) {
 	pid := e.pid(t)
 	r := e.do(t, "POST", "/__runner/task/test.garbage", `{}`)
 	require.Equal(t, 502, r.status)
-	waitFor(t, 10*time.Second, "replacement", func() bool {
-		r := e.do(t, "POST", "/__runner/task/test.pid", "")
-		return r.status == 200 && r.body != pid
-	})
+	require.Eventually(t, func() bool {
+		r := e.send("POST", "/__runner/task/test.pid", "")
+		return r.err == nil && r.status == 200 && r.body != pid
+	}, testenv.Wait, testenv.Tick, "replacement")
 }
 
 func TestWorkerNeverStarts(t *testing.T) {
@@ -474,9 +481,9 @@ func TestRecyclingUnderLoad(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				r := e.do(t, "POST", "/__runner/task/app.tasks.add", fmt.Sprintf(`{"a":%d,"b":1}`, i))
-				if r.status != 200 || r.body != fmt.Sprintf(`{"ok":true,"result":%d}`, i+1) {
-					t.Errorf("request %d: %d %s", i, r.status, r.body)
+				r := e.send("POST", "/__runner/task/app.tasks.add", fmt.Sprintf(`{"a":%d,"b":1}`, i))
+				if r.err != nil || r.status != 200 || r.body != fmt.Sprintf(`{"ok":true,"result":%d}`, i+1) {
+					t.Errorf("request %d: %d %s %v", i, r.status, r.body, r.err)
 					bad.Add(1)
 				}
 			}
@@ -492,8 +499,10 @@ func TestRecyclingUnderLoad(t *testing.T) {
 }
 
 func metricGauge(tb testing.TB, reg *prometheus.Registry, name string) float64 {
-	mfs, err := reg.Gather()
-	require.NoError(tb, err)
+	mfs, err := reg.Gather() // called from Eventually conditions: no FailNow
+	if !assert.NoError(tb, err) {
+		return 0
+	}
 	for _, mf := range mfs {
 		if mf.GetName() == name {
 			return mf.GetMetric()[0].GetGauge().GetValue()
@@ -503,8 +512,10 @@ func metricGauge(tb testing.TB, reg *prometheus.Registry, name string) float64 {
 }
 
 func metricCounter(tb testing.TB, reg *prometheus.Registry, name, reason string) float64 {
-	mfs, err := reg.Gather()
-	require.NoError(tb, err)
+	mfs, err := reg.Gather() // called from Eventually conditions: no FailNow
+	if !assert.NoError(tb, err) {
+		return 0
+	}
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
@@ -524,22 +535,21 @@ func TestShutdownAnswers503(t *testing.T) {
 	e := mustEnv(t, worker.Config{}, Config{})
 	e.pid(t)
 	done := make(chan resp, 1)
-	go func() { done <- e.do(t, "POST", "/__runner/task/test.sleep", `{"ms":300}`) }()
-	waitFor(t, 5*time.Second, "in flight", func() bool {
+	go func() { done <- e.send("POST", "/__runner/task/test.sleep", `{"ms":300}`) }()
+	require.Eventually(t, func() bool {
 		return metricGauge(t, e.reg, "switchboard_worker_in_flight") == 1
-	})
+	}, testenv.Wait, testenv.Tick, "in flight")
 	shut := make(chan error, 1)
 	go func() { shut <- e.pool.Shutdown(context.Background()) }()
-	waitFor(t, 5*time.Second, "refusing", func() bool {
-		r := e.do(t, "POST", "/__runner/task/app.tasks.add", `{"a":1,"b":1}`)
-		if r.status != 503 {
-			return false
-		}
-		require.JSONEq(t, errBody("SHUTTING_DOWN", "shutting down"), r.body)
-		require.Equal(t, "1", r.header.Get("Retry-After"))
-		return true
-	})
+	var refused resp
+	require.Eventually(t, func() bool {
+		refused = e.send("POST", "/__runner/task/app.tasks.add", `{"a":1,"b":1}`)
+		return refused.err == nil && refused.status == 503
+	}, testenv.Wait, testenv.Tick, "new requests refused while draining")
+	require.JSONEq(t, errBody("SHUTTING_DOWN", "shutting down"), refused.body)
+	require.Equal(t, "1", refused.header.Get("Retry-After"))
 	r := <-done
+	require.NoError(t, r.err)
 	require.Equal(t, 200, r.status, r.body) // drained, not cut
 	require.NoError(t, <-shut)
 }

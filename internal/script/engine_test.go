@@ -161,11 +161,20 @@ func TestInfiniteLoopStoppedBySteps(t *testing.T) {
 	require.Equal(t, script.KindSteps, se.Kind)
 }
 
+// cancelOnPublish cancels the run from inside it: the script is running
+// when its context ends.
+type cancelOnPublish struct{ cancel context.CancelFunc }
+
+func (c cancelOnPublish) Publish(context.Context, string, string, []byte) error {
+	c.cancel()
+	return nil
+}
+
 func TestCancelledByContext(t *testing.T) {
-	e := newEngine(t, script.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
-	_, err := e.Run(ctx, script.Request{Script: "while True:\n  pass"})
+	defer cancel()
+	e := newEngine(t, script.Config{Publisher: cancelOnPublish{cancel}})
+	_, err := e.Run(ctx, script.Request{Script: "publish('x', 1)\nwhile True:\n  pass"})
 	var se *script.Error
 	require.True(t, errors.As(err, &se), err)
 	require.Equal(t, script.KindCancelled, se.Kind)

@@ -6,6 +6,15 @@ package testenv
 import (
 	"os"
 	"testing"
+	"time"
+)
+
+// How tests poll for a condition with require.Eventually: Wait is
+// generous because the test machines are shared and loaded; a condition
+// that holds returns at the next Tick, so a long Wait costs nothing.
+const (
+	Wait = 10 * time.Second
+	Tick = 5 * time.Millisecond
 )
 
 // Environment variables naming the services of the integration tests.

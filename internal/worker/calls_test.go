@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
 var callWorker = []string{"python3", "testdata/callworker.py"}
@@ -58,10 +60,10 @@ func TestWorkerAsksToBeRecycled(t *testing.T) {
 	p := mustPool(t, Config{Command: callWorker})
 	res, err := p.Do(context.Background(), task("test.recycle", nil))
 	require.NoError(t, err)
-	waitFor(t, 10*time.Second, "replacement", func() bool {
+	require.Eventually(t, func() bool {
 		got, err := p.Do(context.Background(), task("test.pid", nil))
 		return err == nil && string(got) != string(res)
-	})
+	}, testenv.Wait, testenv.Tick, "replacement")
 	require.Equal(t, 1.0, metricValue(t, p.reg, "switchboard_worker_restarts_total", map[string]string{"reason": "requested"}))
 }
 

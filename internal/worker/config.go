@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-rt/switchboard/internal/clock"
 )
 
 // Defaults applied by New for zero Config fields.
@@ -85,6 +87,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the pool metrics (nil: not registered).
 	Registerer prometheus.Registerer
+	// Clock drives supervision (pings, ttl, idle ttl, memory checks);
+	// nil is the real clock. Request timeouts and backoff use real time.
+	Clock clock.Clock
 }
 
 func (c *Config) setDefaults() {

@@ -10,8 +10,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -61,22 +64,12 @@ func mustPool(tb testing.TB, cfg Config) *testPool {
 	return &testPool{Pool: p, reg: reg, logs: logs}
 }
 
-// waitFor polls cond until it holds or the timeout expires.
-func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func metricValue(tb testing.TB, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	tb.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(tb, err)
+	mfs, err := reg.Gather() // called from Eventually conditions: no FailNow
+	if !assert.NoError(tb, err) {
+		return 0
+	}
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
@@ -109,11 +102,11 @@ func task(id string, input any) Request {
 func (p *testPool) pid(tb testing.TB) int {
 	tb.Helper()
 	var res json.RawMessage
-	waitFor(tb, 10*time.Second, "worker up", func() bool { // cold start may exceed short timeouts
+	require.Eventually(tb, func() bool { // cold start may exceed short timeouts
 		var err error
 		res, err = p.Do(context.Background(), task("test.pid", nil))
 		return err == nil
-	})
+	}, testenv.Wait, testenv.Tick, "worker up")
 	var pid int
 	require.NoError(tb, json.Unmarshal(res, &pid))
 	return pid

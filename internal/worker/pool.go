@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchboard-rt/switchboard/internal/clock"
 )
 
 var callPool = sync.Pool{New: func() any { return &call{ch: make(chan result, 1)} }}
@@ -50,10 +52,11 @@ type Discovery struct {
 // Pool is a supervised pool of worker processes. It is safe for concurrent
 // use. Create it with New and stop it with Shutdown.
 type Pool struct {
-	cfg  Config
-	log  *slog.Logger
-	m    *metrics
-	tick time.Duration
+	cfg   Config
+	log   *slog.Logger
+	m     *metrics
+	tick  time.Duration
+	clock clock.Clock
 
 	allowTasks, allowEvents []string
 	announced               atomic.Pointer[Discovery]
@@ -91,6 +94,7 @@ func New(cfg Config) (*Pool, error) {
 		cfg:         cfg,
 		log:         cfg.Logger.With("component", "worker"),
 		m:           m,
+		clock:       clock.OrReal(cfg.Clock),
 		allowTasks:  slices.Clone(cfg.AllowTasks),
 		allowEvents: slices.Clone(cfg.AllowEvents),
 		procs:       make(map[*proc]struct{}),
@@ -206,7 +210,7 @@ func (p *Pool) runSlot(s *slot, w *proc) {
 			// A worker that served requests before dying (killed on a
 			// timeout, out of memory on one request) is replaced at once;
 			// only a worker that dies before answering backs off.
-			if time.Since(w.started) >= backoffReset || w.answered.Load() {
+			if p.clock.Now().Sub(w.started) >= backoffReset || w.answered.Load() {
 				fails = 0
 			}
 			fails++
@@ -431,7 +435,7 @@ func (p *Pool) acquire(ctx context.Context) (*proc, error) {
 
 // release gives back the slot reserved by acquire.
 func (p *Pool) release(w *proc) {
-	now := time.Now()
+	now := p.clock.Now()
 	p.mu.Lock()
 	w.inflight--
 	p.inflight--

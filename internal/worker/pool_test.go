@@ -14,8 +14,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboard-rt/switchboard/internal/clock/clocktest"
 	"github.com/switchboard-rt/switchboard/internal/errs"
 	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
 func TestPoolRoundTrip(t *testing.T) {
@@ -58,7 +60,7 @@ func TestPoolRoundTrip(t *testing.T) {
 				require.Equal(t, "3", string(res))
 			}
 
-			waitFor(t, 5*time.Second, "ready announcement", func() bool { return p.Discovery().Enabled })
+			require.Eventually(t, func() bool { return p.Discovery().Enabled }, testenv.Wait, testenv.Tick, "ready announcement")
 			require.Contains(t, p.Discovery().Tasks, "app.tasks.add")
 			require.True(t, p.Exposed(KindTask, "app.tasks.add"))
 			require.False(t, p.Exposed(KindTask, "nope"))
@@ -89,23 +91,26 @@ func TestTimeoutSendsCancel(t *testing.T) {
 	p := mustPool(t, Config{Timeout: 100 * time.Millisecond})
 	_, err := p.Do(context.Background(), task("test.sleep", map[string]int{"ms": 5000}))
 	require.ErrorIs(t, err, ErrTimeout)
-	waitFor(t, 5*time.Second, "cancel reaches worker", func() bool {
+	require.Eventually(t, func() bool {
 		res, err := p.Do(context.Background(), task("test.cancelled", nil))
 		return err == nil && string(res) == "1"
-	})
+	}, testenv.Wait, testenv.Tick, "cancel reaches worker")
 }
 
 func TestCallerCancel(t *testing.T) {
 	p := mustPool(t, Config{})
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
 	go func() {
-		waitFor(t, 5*time.Second, "in flight", func() bool {
-			return metricValue(t, p.reg, "switchboard_worker_in_flight", nil) == 1
-		})
-		cancel()
+		_, err := p.Do(ctx, task("test.sleep", map[string]int{"ms": 5000}))
+		errc <- err
 	}()
-	_, err := p.Do(ctx, task("test.sleep", map[string]int{"ms": 5000}))
-	require.ErrorIs(t, err, ErrCanceled)
+	require.Eventually(t, func() bool {
+		return metricValue(t, p.reg, "switchboard_worker_in_flight", nil) == 1
+	}, testenv.Wait, testenv.Tick, "in flight")
+	cancel()
+	require.ErrorIs(t, <-errc, ErrCanceled)
 }
 
 func TestOverloaded(t *testing.T) {
@@ -117,18 +122,18 @@ func TestOverloaded(t *testing.T) {
 		defer wg.Done()
 		_, _ = p.Do(context.Background(), task("test.sleep", map[string]int{"ms": 600}))
 	}()
-	waitFor(t, 5*time.Second, "in flight", func() bool {
+	require.Eventually(t, func() bool {
 		return metricValue(t, p.reg, "switchboard_worker_in_flight", nil) == 1
-	})
+	}, testenv.Wait, testenv.Tick, "in flight")
 	// One waits in the queue and times out; meanwhile the next finds it full.
 	errc := make(chan error, 1)
 	go func() {
 		_, err := p.Do(context.Background(), task("app.tasks.add", map[string]int{"a": 1, "b": 1}))
 		errc <- err
 	}()
-	waitFor(t, 5*time.Second, "queued", func() bool {
+	require.Eventually(t, func() bool {
 		return metricValue(t, p.reg, "switchboard_worker_queue_depth", nil) == 1
-	})
+	}, testenv.Wait, testenv.Tick, "queued")
 	_, err := p.Do(context.Background(), task("app.tasks.add", map[string]int{"a": 1, "b": 1}))
 	require.ErrorIs(t, err, ErrOverloaded)
 	require.ErrorContains(t, err, "queue full")
@@ -164,16 +169,16 @@ func TestCrashFailsInFlightAndReplaces(t *testing.T) {
 		_, err := p.Do(context.Background(), task("test.sleep", map[string]int{"ms": 10000}))
 		errc <- err
 	}()
-	waitFor(t, 5*time.Second, "in flight", func() bool {
+	require.Eventually(t, func() bool {
 		return metricValue(t, p.reg, "switchboard_worker_in_flight", nil) == 1
-	})
+	}, testenv.Wait, testenv.Tick, "in flight")
 	require.Greater(t, pid, 1)
 	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
 	require.ErrorIs(t, <-errc, ErrWorkerCrashed)
-	waitFor(t, 10*time.Second, "replacement", func() bool {
+	require.Eventually(t, func() bool {
 		res, err := p.Do(context.Background(), task("test.pid", nil))
 		return err == nil && string(res) != fmt.Sprint(pid)
-	})
+	}, testenv.Wait, testenv.Tick, "replacement")
 	require.Equal(t, 1.0, metricValue(t, p.reg, "switchboard_worker_restarts_total", map[string]string{"reason": "exit"}))
 }
 
@@ -188,24 +193,38 @@ func TestProtocolViolations(t *testing.T) {
 			pid := p.pid(t)
 			_, err := p.Do(context.Background(), task(tc.task, map[string]int{"n": 10000}))
 			require.ErrorIs(t, err, ErrWorkerCrashed)
-			waitFor(t, 10*time.Second, "replacement", func() bool {
+			require.Eventually(t, func() bool {
 				res, err := p.Do(context.Background(), task("test.pid", nil))
 				return err == nil && string(res) != fmt.Sprint(pid)
-			})
+			}, testenv.Wait, testenv.Tick, "replacement")
 			require.Equal(t, 1.0, metricValue(t, p.reg, "switchboard_worker_restarts_total", map[string]string{"reason": "protocol"}))
 		})
 	}
 }
 
 func TestHangingWorkerKilledByPing(t *testing.T) {
-	p := mustPool(t, Config{Timeout: 100 * time.Millisecond, PingInterval: 150 * time.Millisecond})
+	// Pings run on a fake clock: only the test's Advance sends them, so a
+	// slowly booting replacement is never pinged out as well.
+	clk := clocktest.New(time.Unix(1000, 0))
+	p := mustPool(t, Config{Timeout: 100 * time.Millisecond, PingInterval: time.Second, Clock: clk})
 	pid := p.pid(t)
 	_, err := p.Do(context.Background(), task("test.hang", nil))
 	require.ErrorIs(t, err, ErrTimeout)
-	waitFor(t, 10*time.Second, "replacement", func() bool {
+	require.Eventually(t, func() bool { return clk.Pending() == 1 }, testenv.Wait, testenv.Tick, "supervision scheduled")
+	// One interval sends a ping, the next finds it unanswered. The
+	// restart is counted before the replacement starts, so at most one
+	// more Advance reaches the replacement: it is pinged, never killed.
+	require.Eventually(t, func() bool {
+		if metricValue(t, p.reg, "switchboard_worker_restarts_total", map[string]string{"reason": "ping"}) == 1 {
+			return true
+		}
+		clk.Advance(time.Second)
+		return false
+	}, testenv.Wait, testenv.Tick, "the hanging worker killed by the ping check")
+	require.Eventually(t, func() bool {
 		res, err := p.Do(context.Background(), task("test.pid", nil))
 		return err == nil && string(res) != fmt.Sprint(pid)
-	})
+	}, testenv.Wait, testenv.Tick, "replacement")
 	require.Equal(t, 1.0, metricValue(t, p.reg, "switchboard_worker_restarts_total", map[string]string{"reason": "ping"}))
 }
 
@@ -216,18 +235,18 @@ func TestCommandCannotStart(t *testing.T) {
 	_, err := p.Do(context.Background(), task("app.tasks.add", nil))
 	require.ErrorIs(t, err, ErrWorkerCrashed)
 	require.Less(t, time.Since(start), time.Second)
-	waitFor(t, 5*time.Second, "background retry", func() bool {
+	require.Eventually(t, func() bool {
 		return metricValue(t, p.reg, "switchboard_worker_restarts_total", map[string]string{"reason": "spawn_failed"}) >= 2
-	})
+	}, testenv.Wait, testenv.Tick, "background retry")
 }
 
 func TestCommandExitsAtOnce(t *testing.T) {
 	p := mustPool(t, Config{Command: []string{"node", "-e", "process.exit(1)"}})
-	waitFor(t, 10*time.Second, "backoff", func() bool {
+	require.Eventually(t, func() bool {
 		_, err := p.Do(context.Background(), task("app.tasks.add", nil))
 		return errors.Is(err, ErrWorkerCrashed) &&
 			metricValue(t, p.reg, "switchboard_worker_restarts_total", map[string]string{"reason": "exit"}) >= 2
-	})
+	}, testenv.Wait, testenv.Tick, "backoff")
 }
 
 // TestRecycle checks that every recycling trigger replaces the worker with
@@ -266,9 +285,9 @@ func TestRecycle(t *testing.T) {
 					}
 				}()
 			}
-			waitFor(t, 20*time.Second, "3 recycles", func() bool {
+			require.Eventually(t, func() bool {
 				return metricValue(t, p.reg, "switchboard_worker_restarts_total", map[string]string{"reason": tc.reason}) >= 3
-			})
+			}, 20*time.Second, testenv.Tick, "3 recycles")
 			close(stop)
 			wg.Wait()
 			require.Zero(t, failed.Load())
@@ -280,9 +299,9 @@ func TestRecycle(t *testing.T) {
 func TestIdleTTL(t *testing.T) {
 	p := mustPool(t, Config{IdleTTL: 100 * time.Millisecond})
 	pid := p.pid(t)
-	waitFor(t, 10*time.Second, "idle recycle", func() bool {
+	require.Eventually(t, func() bool {
 		return metricValue(t, p.reg, "switchboard_worker_restarts_total", map[string]string{"reason": "idle_ttl"}) >= 1
-	})
+	}, testenv.Wait, testenv.Tick, "idle recycle")
 	require.NotEqual(t, pid, p.pid(t))
 }
 
@@ -300,11 +319,11 @@ func TestShutdownDrains(t *testing.T) {
 		}
 		done <- err
 	}()
-	waitFor(t, 5*time.Second, "in flight", func() bool {
+	require.Eventually(t, func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return p.inflight == 1
-	})
+	}, testenv.Wait, testenv.Tick, "in flight")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, p.Shutdown(ctx))
@@ -322,11 +341,11 @@ func TestShutdownDeadlineKills(t *testing.T) {
 		_, err := p.Do(context.Background(), task("test.hang", nil))
 		done <- err
 	}()
-	waitFor(t, 5*time.Second, "in flight", func() bool {
+	require.Eventually(t, func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return p.inflight == 1
-	})
+	}, testenv.Wait, testenv.Tick, "in flight")
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	require.ErrorIs(t, p.Shutdown(ctx), context.DeadlineExceeded)
@@ -338,9 +357,9 @@ func TestStderrLogged(t *testing.T) {
 	pid := p.pid(t)
 	_, err := p.Do(context.Background(), task("test.stderr", map[string]string{"line": "hello from worker"}))
 	require.NoError(t, err)
-	waitFor(t, 5*time.Second, "stderr log", func() bool {
+	require.Eventually(t, func() bool {
 		return strings.Contains(p.logs.String(), fmt.Sprintf(`msg="worker stderr" component=worker pid=%d line="hello from worker"`, pid))
-	})
+	}, testenv.Wait, testenv.Tick, "stderr log")
 }
 
 func TestRPCAdapter(t *testing.T) {

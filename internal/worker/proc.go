@@ -110,7 +110,7 @@ func (p *Pool) spawn(slot int) (*proc, error) {
 		errR.Close()
 		return nil, err
 	}
-	now := time.Now()
+	now := p.clock.Now()
 	w := &proc{
 		pool:       p,
 		slot:       slot,
@@ -447,51 +447,78 @@ func (w *proc) stop(deadline <-chan time.Time) {
 	}
 }
 
-// supervise pings the worker and checks ttl, idle ttl and memory.
+// supervise pings the worker and checks ttl, idle ttl and memory every
+// p.tick on the pool's clock. A tick's callback returns once its checks are
+// done, so a fake clock's Advance returns with them complete.
 func (w *proc) supervise() {
 	p := w.pool
-	t := time.NewTicker(p.tick)
+	ticks := make(chan time.Time)
+	handled := make(chan struct{})
+	stopped := make(chan struct{})
+	defer close(stopped)
+	t := p.clock.AfterFunc(p.tick, func() {
+		select {
+		case ticks <- p.clock.Now():
+		case <-stopped:
+			return
+		}
+		select {
+		case <-handled:
+		case <-stopped:
+		}
+	})
 	defer t.Stop()
-	lastPing := time.Now()
+	lastPing := p.clock.Now()
 	var pingID uint64
 	for {
 		select {
 		case <-w.done:
 			return
-		case now := <-t.C:
-			if p.cfg.PingInterval > 0 && now.Sub(lastPing) >= p.cfg.PingInterval-p.tick/4 {
-				if pingID != 0 && w.isPending(pingID) {
-					w.fail(reasonPing, fmt.Errorf("no ping reply within %s", p.cfg.PingInterval))
-					return
-				}
-				pingID = w.nextID.Add(1)
-				if w.register(pingID, &call{ch: make(chan result, 1)}) {
-					w.trySend(appendControl(nil, "ping", pingID))
-				}
-				lastPing = now
+		case now := <-ticks:
+			if !w.check(now, &lastPing, &pingID) {
+				return
 			}
-			var reason string
-			p.mu.Lock()
-			switch {
-			case w.draining || w.dead:
-			case p.cfg.TTL > 0 && now.Sub(w.started) >= p.cfg.TTL:
-				reason = reasonTTL
-			case p.cfg.IdleTTL > 0 && w.inflight == 0 && now.Sub(w.lastActive) >= p.cfg.IdleTTL:
-				reason = reasonIdleTTL
-			}
-			if reason != "" {
-				p.recycleLocked(w, reason)
-			}
-			draining := w.draining
-			p.mu.Unlock()
-			if p.cfg.MaxMemory > 0 && !draining {
-				if rss, err := rssBytes(w.pid); err == nil && rss > p.cfg.MaxMemory {
-					p.log.Info("worker over memory limit", "pid", w.pid, "rss", rss, "max_memory", p.cfg.MaxMemory)
-					p.mu.Lock()
-					p.recycleLocked(w, reasonMaxMemory)
-					p.mu.Unlock()
-				}
-			}
+			t.Reset(p.tick)
+			handled <- struct{}{}
 		}
 	}
+}
+
+// check runs one supervision tick; false means the worker was failed.
+func (w *proc) check(now time.Time, lastPing *time.Time, pingID *uint64) bool {
+	p := w.pool
+	if p.cfg.PingInterval > 0 && now.Sub(*lastPing) >= p.cfg.PingInterval-p.tick/4 {
+		if *pingID != 0 && w.isPending(*pingID) {
+			w.fail(reasonPing, fmt.Errorf("no ping reply within %s", p.cfg.PingInterval))
+			return false
+		}
+		*pingID = w.nextID.Add(1)
+		if w.register(*pingID, &call{ch: make(chan result, 1)}) {
+			w.trySend(appendControl(nil, "ping", *pingID))
+		}
+		*lastPing = now
+	}
+	var reason string
+	p.mu.Lock()
+	switch {
+	case w.draining || w.dead:
+	case p.cfg.TTL > 0 && now.Sub(w.started) >= p.cfg.TTL:
+		reason = reasonTTL
+	case p.cfg.IdleTTL > 0 && w.inflight == 0 && now.Sub(w.lastActive) >= p.cfg.IdleTTL:
+		reason = reasonIdleTTL
+	}
+	if reason != "" {
+		p.recycleLocked(w, reason)
+	}
+	draining := w.draining
+	p.mu.Unlock()
+	if p.cfg.MaxMemory > 0 && !draining {
+		if rss, err := rssBytes(w.pid); err == nil && rss > p.cfg.MaxMemory {
+			p.log.Info("worker over memory limit", "pid", w.pid, "rss", rss, "max_memory", p.cfg.MaxMemory)
+			p.mu.Lock()
+			p.recycleLocked(w, reasonMaxMemory)
+			p.mu.Unlock()
+		}
+	}
+	return true
 }
