@@ -134,9 +134,35 @@ func (s *Session) enqueueReply(r *protocol.Reply) {
 	s.enqueueLocked(b)
 }
 
+// commandContext returns the context of the command about to run: it ends
+// at the command deadline or when the connection goes, whichever is first.
+func (s *Session) commandContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.cfg.CommandTimeout)
+	s.mu.Lock()
+	if s.closeSent || s.state == stateClosed {
+		cancel()
+	} else {
+		s.cmdCancel = cancel
+	}
+	s.mu.Unlock()
+	return ctx, func() {
+		s.mu.Lock()
+		s.cmdCancel = nil
+		s.mu.Unlock()
+		cancel()
+	}
+}
+
+// cancelCommandLocked ends the running command's context; s.mu is held.
+func (s *Session) cancelCommandLocked() {
+	if s.cmdCancel != nil {
+		s.cmdCancel()
+	}
+}
+
 func (s *Session) dispatch(cmd *protocol.Command, method string) (*protocol.Reply, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, s.srv.cfg.CommandTimeout)
-	defer cancel()
+	ctx, done := s.commandContext()
+	defer done()
 	switch method {
 	case "connect":
 		return nil, s.connect(ctx, cmd)

@@ -99,10 +99,10 @@ type Session struct {
 	// releasing holds, per channel, a subscription ended for insufficient
 	// state that is still being released from the hub.
 	releasing map[string]chan struct{}
-	// ctx is the parent of every command's context; cancel ends it when
-	// the connection goes.
-	ctx    context.Context
-	cancel context.CancelFunc
+	// cmdCancel cancels the command running now (commands run one at a
+	// time, from HandleMessage), so it ends when the connection goes. An
+	// idle session holds no context.
+	cmdCancel context.CancelFunc
 }
 
 const (
@@ -121,7 +121,6 @@ func (s *Server) NewSession(t Transport, fmtIdx int) *Session {
 		fmtIdx = FormatJSON
 	}
 	ss := &Session{srv: s, t: t, format: formats[fmtIdx], fmtIdx: fmtIdx}
-	ss.ctx, ss.cancel = context.WithCancel(context.Background())
 	ss.q = s.pool.NewQueue((*sessionSink)(ss), s.cfg.QueueMaxSize)
 	ss.mu.Lock()
 	ss.timerKind = timerStale
@@ -230,7 +229,7 @@ func (s *Session) disconnectLocked(d hub.Disconnect) {
 	}
 	s.closeSent = true
 	s.q.Close()
-	s.cancel()
+	s.cancelCommandLocked()
 	s.srv.metrics.disconnects.WithLabelValues(codeLabel(d.Code)).Inc()
 	s.wg.Add(1)
 	go func() {
@@ -256,7 +255,7 @@ func (s *Session) Closed() {
 		sub.removed = true
 	}
 	s.q.Close()
-	s.cancel()
+	s.cancelCommandLocked()
 	if s.rpcCancel != nil {
 		s.rpcCancel()
 	}
