@@ -18,6 +18,8 @@ var core = []string{
 	"internal/worker",
 	"internal/script",
 	"internal/delivery",
+	"internal/errs",
+	"internal/clock",
 	"internal/scheduler",
 }
 
