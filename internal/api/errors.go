@@ -4,89 +4,45 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/switchboard-rt/switchboard/internal/centrifugo"
 	"github.com/switchboard-rt/switchboard/internal/errs"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 )
 
-// The one table from errors to the server API's wire: Centrifugo server
-// API error codes, and the HTTP statuses of request-level errors and of
-// the "transport" error mode.
-
-// Server API error codes (Centrifugo numbering).
-const (
-	codeInternal              = 100
-	codeUnauthorized          = 101
-	codeUnknownChannel        = 102
-	codePermissionDenied      = 103
-	codeNotFound              = 104
-	codeAlreadySubscribed     = 105
-	codeLimitExceeded         = 106
-	codeBadRequest            = 107
-	codeNotAvailable          = 108
-	codeTokenExpired          = 109
-	codeTooManyRequests       = 111
-	codeUnrecoverablePosition = 112
-	codeConflict              = 113
-)
-
-// reasonCodes gives the finer codes of the hub's sentinels, matched by
-// errors.Is before the domain code.
-var reasonCodes = []struct {
-	err  *errs.Error
-	code uint32
-}{
-	{hub.ErrUnknownChannel, codeUnknownChannel},
-	{hub.ErrMethodNotFound, codeNotFound},
-	{hub.ErrAlreadySubscribed, codeAlreadySubscribed},
-	{hub.ErrTokenExpired, codeTokenExpired},
-	{hub.ErrTooManyRequests, codeTooManyRequests},
-	{hub.ErrUnrecoverablePosition, codeUnrecoverablePosition},
-}
-
-// domainCodes maps each domain code to a server API code.
-var domainCodes = map[errs.Code]uint32{
-	errs.Invalid:          codeBadRequest,
-	errs.Unauthorized:     codeUnauthorized,
-	errs.PermissionDenied: codePermissionDenied,
-	errs.NotFound:         codeNotFound,
-	errs.Conflict:         codeConflict,
-	errs.LimitExceeded:    codeLimitExceeded,
-	errs.Unavailable:      codeNotAvailable,
-	errs.Timeout:          codeInternal,
-	errs.Internal:         codeInternal,
-}
+// The server API's wire for errors: Centrifugo's codes (internal/centrifugo,
+// shared with the client protocol) with the server API's differences, and
+// the HTTP statuses of request-level errors and of the "transport" error
+// mode.
 
 // toAPIError converts a method error to the wire: an application error
-// keeps its code, a domain error gets the table's code (104 reads "not
+// keeps its code, a domain error gets Centrifugo's code (the shared table
+// in internal/centrifugo; a plain conflict is 113 here and 104 reads "not
 // found", as in Centrifugo's server API), anything else is 100 "internal
 // server error".
 func toAPIError(err error) *Error {
 	var be *badBody
 	if errors.As(err, &be) {
-		return &Error{Code: codeBadRequest, Message: be.msg}
+		return &Error{Code: centrifugo.CodeBadRequest, Message: be.msg}
 	}
 	var ae *hub.AppError
 	if errors.As(err, &ae) {
 		return &Error{Code: ae.Code, Message: ae.Message}
 	}
 	e := errs.Public(err)
-	code, ok := domainCodes[e.Code]
-	if !ok {
-		code = codeInternal
-	}
-	if e.Code == errs.Unavailable && e.Temporary {
-		code = codeInternal // 108 means "not available" for good
-	}
-	for _, r := range reasonCodes {
-		if errors.Is(e, r.err) {
-			code = r.code
-			break
-		}
-	}
-	if code == codeNotFound {
+	code := apiCode(e)
+	if code == centrifugo.CodeMethodNotFound {
 		return &Error{Code: code, Message: "not found"}
 	}
 	return &Error{Code: code, Message: e.Message}
+}
+
+// apiCode is Centrifugo's code of e, with the server API's own code for a
+// plain conflict.
+func apiCode(e *errs.Error) uint32 {
+	if e.Code == errs.Conflict && e.Reason == "" {
+		return centrifugo.CodeConflict
+	}
+	return centrifugo.Code(e)
 }
 
 // transportStatus maps a server API code to the HTTP status of
@@ -94,13 +50,13 @@ func toAPIError(err error) *Error {
 // transport); codes not listed, application codes among them, are 500.
 func transportStatus(code uint32) int {
 	switch code {
-	case codeUnknownChannel, codeNotFound:
+	case centrifugo.CodeUnknownChannel, centrifugo.CodeMethodNotFound:
 		return http.StatusNotFound
-	case codeBadRequest, codeNotAvailable:
+	case centrifugo.CodeBadRequest, centrifugo.CodeNotAvailable:
 		return http.StatusBadRequest
-	case codeUnrecoverablePosition:
+	case centrifugo.CodeUnrecoverablePosition:
 		return http.StatusRequestedRangeNotSatisfiable
-	case codeConflict:
+	case centrifugo.CodeConflict:
 		return http.StatusConflict
 	}
 	return http.StatusInternalServerError
@@ -136,5 +92,5 @@ func errBadBody(msg string) *requestError {
 // whose body does not match the method): the request error's status, and
 // the table's code with the error's own message.
 func writeHTTPError(w http.ResponseWriter, re *requestError) {
-	writeJSON(w, re.status, response{Error: &Error{Code: domainCodes[re.err.Code], Message: re.err.Message}})
+	writeJSON(w, re.status, response{Error: &Error{Code: apiCode(re.err), Message: re.err.Message}})
 }

@@ -16,6 +16,7 @@ var errorTables = map[string]bool{
 	"hub/errors.go":         true,
 	"clientproto/errors.go": true,
 	"api/errors.go":         true,
+	"centrifugo/errors.go":  true,
 	"gateway/errors.go":     true,
 	"circle/errors.go":      true,
 }
