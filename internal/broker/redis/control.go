@@ -197,24 +197,5 @@ func (c *Control) serve() (live bool, err error) {
 		close(c.ready)
 	}
 	c.mu.Unlock()
-	ping := time.NewTicker(c.cfg.PingInterval)
-	defer ping.Stop()
-	for {
-		select {
-		case <-c.stop:
-			return true, nil
-		case err := <-lost:
-			if err == nil {
-				err = rueidis.ErrClosing
-			}
-			return true, err
-		case <-ping.C:
-			ctx, cancel := context.WithTimeout(c.ctx, c.cfg.PingTimeout)
-			err := conn.Do(ctx, conn.B().Ping().Build()).Error()
-			cancel()
-			if err != nil {
-				return true, fmt.Errorf("ping: %w", err)
-			}
-		}
-	}
+	return true, watch(c.ctx, conn, lost, c.stop, c.cfg.PingInterval, c.cfg.PingTimeout)
 }

@@ -198,23 +198,30 @@ func (b *Broker) serveShard(s *shard) (live bool, err error) {
 			return true, fmt.Errorf("unsubscribe: %w", err)
 		}
 	}
-	ping := time.NewTicker(b.cfg.PingInterval)
+	return true, watch(b.ctx, conn, lost, b.stop, b.cfg.PingInterval, b.cfg.PingTimeout)
+}
+
+// watch keeps a live dedicated PUB/SUB connection until stop is closed
+// (nil) or the connection is lost or stops answering PING within
+// pingTimeout (the error), so a wedged connection is replaced.
+func watch(ctx context.Context, conn rueidis.DedicatedClient, lost <-chan error, stop <-chan struct{}, pingEvery, pingTimeout time.Duration) error {
+	ping := time.NewTicker(pingEvery)
 	defer ping.Stop()
 	for {
 		select {
-		case <-b.stop:
-			return true, nil
+		case <-stop:
+			return nil
 		case err := <-lost:
 			if err == nil {
 				err = rueidis.ErrClosing
 			}
-			return true, err
+			return err
 		case <-ping.C:
-			ctx, cancel := context.WithTimeout(b.ctx, b.cfg.PingTimeout)
-			err := conn.Do(ctx, conn.B().Ping().Build()).Error()
+			pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+			err := conn.Do(pctx, conn.B().Ping().Build()).Error()
 			cancel()
 			if err != nil {
-				return true, fmt.Errorf("ping: %w", err)
+				return fmt.Errorf("ping: %w", err)
 			}
 		}
 	}
