@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/broker/memory"
-	"github.com/switchboard-rt/switchboard/internal/config"
 	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
@@ -65,15 +63,7 @@ func TestServerAPIAcrossNodes(t *testing.T) {
 // TestRedisServerAPIAcrossNodes: three servers on one Redis are one server
 // for info, channels, subscribe and disconnect; a clean stop leaves at once.
 func TestRedisServerAPIAcrossNodes(t *testing.T) {
-	url := testenv.RedisURL(t)
-	prefix := fmt.Sprintf("sbtest.cmd.control.%d", time.Now().UnixNano())
-	node := func() *Main {
-		cfg := testConfig()
-		cfg.Engine.Type = config.BrokerRedis
-		cfg.Engine.Redis.Address = url
-		cfg.Engine.Redis.Prefix = prefix
-		return startServer(t, cfg)
-	}
+	node := redisNodes(t)
 	a, b, c := node(), node(), node()
 	infoIDs := func(m *Main) []string {
 		_, body := apiCall(t, m, "info", map[string]any{})

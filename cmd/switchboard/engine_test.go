@@ -18,18 +18,26 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
-// Two processes on one Redis behave as one server for publications,
-// history and presence.
-func TestRedisEngineTwoNodes(t *testing.T) {
+// redisNodes returns a function that starts a server on the Redis engine;
+// every server it starts shares one key prefix of its own, so they form
+// one cluster apart from other tests. It skips t without Redis.
+func redisNodes(t *testing.T) func() *Main {
+	t.Helper()
 	url := testenv.RedisURL(t)
-	prefix := fmt.Sprintf("sbtest.cmd.%d", time.Now().UnixNano())
-	node := func() *Main {
+	prefix := fmt.Sprintf("sbtest.cmd.%s.%d", t.Name(), time.Now().UnixNano())
+	return func() *Main {
 		cfg := testConfig()
 		cfg.Engine.Type = config.BrokerRedis
 		cfg.Engine.Redis.Address = url
 		cfg.Engine.Redis.Prefix = prefix
 		return startServer(t, cfg)
 	}
+}
+
+// Two processes on one Redis behave as one server for publications,
+// history and presence.
+func TestRedisEngineTwoNodes(t *testing.T) {
+	node := redisNodes(t)
 	a, b := node(), node()
 
 	gc := newGoClient(t, b, "bob", false, token(t, "bob", time.Hour))

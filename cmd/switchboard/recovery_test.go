@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -12,7 +11,6 @@ import (
 	"github.com/centrifugal/centrifuge-go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/switchboard-rt/switchboard/internal/config"
 	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
@@ -94,15 +92,7 @@ func (p *switchProxy) dropAll() {
 // recovers, from the history both nodes share in Redis, exactly what was
 // published while it was away: nothing lost, nothing twice, in order.
 func TestRedisEngineRecoveryOnAnotherNode(t *testing.T) {
-	url := testenv.RedisURL(t)
-	prefix := fmt.Sprintf("sbtest.cmd.recovery.%d", time.Now().UnixNano())
-	node := func() *Main {
-		cfg := testConfig()
-		cfg.Engine.Type = config.BrokerRedis
-		cfg.Engine.Redis.Address = url
-		cfg.Engine.Redis.Prefix = prefix
-		return startServer(t, cfg)
-	}
+	node := redisNodes(t)
 	a, b := node(), node()
 	lb := newSwitchProxy(t, a.Addr())
 
