@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/sandbox"
+
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
 // execMainEnv makes the test binary act as the switchboard binary: tests
@@ -38,7 +39,7 @@ func TestMain(m *testing.M) {
 type program struct {
 	cmd    *exec.Cmd
 	lines  chan string // stdout, line by line; closed at EOF
-	stderr *syncBuffer
+	stderr *testenv.Buffer
 	exited chan struct{} // closed when the process has exited
 }
 
@@ -56,7 +57,7 @@ func startProgram(t *testing.T, args ...string) *program {
 	cmd.Env = append(cmd.Env, execMainEnv+"=1")
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	p := &program{cmd: cmd, lines: make(chan string, 256), stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &program{cmd: cmd, lines: make(chan string, 256), stderr: &testenv.Buffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	require.NoError(t, cmd.Start())
 	go func() { // owned by the process: ends at its stdout's EOF
@@ -113,22 +114,4 @@ func (p *program) stop(t *testing.T) int {
 		t.Fatal("program did not stop on SIGTERM")
 	}
 	return p.cmd.ProcessState.ExitCode()
-}
-
-// syncBuffer is a strings.Builder safe for exec's copier and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,7 +1,6 @@
 package hub_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -16,25 +15,9 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/broker/memory"
 	"github.com/switchboard-rt/switchboard/internal/clock/clocktest"
 	"github.com/switchboard-rt/switchboard/internal/hub"
+
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
-
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // cluster is hubs sharing one loopback control plane and one fake clock.
 type cluster struct {
@@ -42,7 +25,7 @@ type cluster struct {
 	clock *clocktest.Fake
 	hubs  map[string]*hub.Hub
 	ctl   map[string]*memory.ControlNode
-	logs  *syncBuffer
+	logs  *testenv.Buffer
 }
 
 const announceEvery = time.Second
@@ -50,7 +33,7 @@ const announceEvery = time.Second
 func newCluster(t testing.TB, names ...string) *cluster {
 	t.Helper()
 	c := &cluster{net: memory.NewControlNetwork(), clock: clocktest.New(time.Unix(1_700_000_000, 0)),
-		hubs: map[string]*hub.Hub{}, ctl: map[string]*memory.ControlNode{}, logs: &syncBuffer{}}
+		hubs: map[string]*hub.Hub{}, ctl: map[string]*memory.ControlNode{}, logs: &testenv.Buffer{}}
 	for _, n := range names {
 		c.add(t, n)
 	}

@@ -1,11 +1,9 @@
 package worker
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,28 +19,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var nodeWorker = []string{"node", "testdata/testworker.js"}
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type testPool struct {
 	*Pool
 	reg  *prometheus.Registry
-	logs *syncBuffer
+	logs *testenv.Buffer
 }
 
 func mustPool(tb testing.TB, cfg Config) *testPool {
@@ -50,7 +30,7 @@ func mustPool(tb testing.TB, cfg Config) *testPool {
 	if cfg.Command == nil {
 		cfg.Command = nodeWorker
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

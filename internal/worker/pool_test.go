@@ -306,7 +306,7 @@ func TestIdleTTL(t *testing.T) {
 }
 
 func TestShutdownDrains(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	_ = logs
 	p, err := New(Config{Command: nodeWorker})
 	require.NoError(t, err)
