@@ -58,7 +58,7 @@ func (r *controlRecorder) has(s string) bool {
 // After a Redis restart the control connection resubscribes by itself.
 func TestControlSurvivesRedisRestart(t *testing.T) {
 	s := startRedis(t)
-	cfg := Config{Address: s.url(), Prefix: testPrefix(t), ReconnectDelay: 10 * time.Millisecond,
+	cfg := Config{Address: s.URL(), Prefix: testPrefix(t), ReconnectDelay: 10 * time.Millisecond,
 		PingInterval: 50 * time.Millisecond, PingTimeout: 50 * time.Millisecond}
 	a, b := newTestControl(t, cfg), newTestControl(t, cfg)
 	ra, rb := &controlRecorder{}, &controlRecorder{}
@@ -68,9 +68,9 @@ func TestControlSurvivesRedisRestart(t *testing.T) {
 	require.NoError(t, a.Send(ctx, "b", []byte("before")))
 	require.Eventually(t, func() bool { return rb.has("before") }, 5*time.Second, 5*time.Millisecond)
 
-	s.kill()
+	s.Kill()
 	require.Error(t, a.Broadcast(ctx, []byte("while down")), "publish fails while Redis is down")
-	s.start()
+	s.Start()
 	require.Eventually(t, func() bool {
 		_ = a.Broadcast(ctx, []byte("after"))
 		return rb.has("after") && ra.has("after")

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,72 +19,20 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/broker/brokertest"
 	"github.com/switchboard-rt/switchboard/internal/errs"
 	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
-// redisServer is a redis-server of the test's own, so the test may kill it.
-type redisServer struct {
-	t    *testing.T
-	port int
-	cmd  *exec.Cmd
-	args []string // extra arguments (first may be a config file)
-}
-
-func startRedis(t *testing.T, args ...string) *redisServer {
+func startRedis(t *testing.T, args ...string) *testenv.RedisServer {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not installed; skipping fault test")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return testenv.StartRedis(t, args...)
+}
+
+// admin runs one command on srv on a connection of its own.
+func admin(t *testing.T, srv *testenv.RedisServer, args ...string) {
+	t.Helper()
+	reply, err := srv.Command(args...)
 	require.NoError(t, err)
-	port := l.Addr().(*net.TCPAddr).Port
-	require.NoError(t, l.Close())
-	s := &redisServer{t: t, port: port, args: args}
-	s.start()
-	t.Cleanup(s.kill)
-	return s
-}
-
-func (s *redisServer) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.port) }
-
-func (s *redisServer) start() {
-	s.t.Helper()
-	args := append(append([]string{}, s.args...), "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--loglevel", "warning")
-	s.cmd = exec.Command("redis-server", args...)
-	require.NoError(s.t, s.cmd.Start())
-	require.Eventually(s.t, func() bool {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), 100*time.Millisecond)
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(time.Second))
-		if _, err := c.Write([]byte("PING\r\n")); err != nil {
-			return false
-		}
-		buf := make([]byte, 7)
-		n, _ := c.Read(buf)
-		return string(buf[:n]) == "+PONG\r\n"
-	}, 10*time.Second, 20*time.Millisecond, "redis-server did not start on port %d", s.port)
-}
-
-func (s *redisServer) kill() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-		s.cmd = nil
-	}
-}
-
-// admin runs one command on a connection of its own.
-func (s *redisServer) admin(args ...string) {
-	s.t.Helper()
-	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{fmt.Sprintf("127.0.0.1:%d", s.port)}, DisableCache: true})
-	require.NoError(s.t, err)
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	require.NoError(s.t, c.Do(ctx, c.B().Arbitrary(args...).Build()).Error())
+	require.False(t, strings.HasPrefix(reply, "-"), "%v: %s", args, reply)
 }
 
 func fastConfig(url string) Config {
@@ -99,7 +46,7 @@ func fastConfig(url string) Config {
 // publications reach every channel; Subscribe meanwhile is 108.
 func TestFaultRedisRestart(t *testing.T) {
 	srv := startRedis(t)
-	b := newTestBroker(t, fastConfig(srv.url()))
+	b := newTestBroker(t, fastConfig(srv.URL()))
 	rec := brokertest.NewRecorder()
 	require.NoError(t, b.Run(rec))
 	const n = 40
@@ -110,7 +57,7 @@ func TestFaultRedisRestart(t *testing.T) {
 	require.Eventually(t, func() bool { return len(rec.Events("r0")) == 1 }, 5*time.Second, 10*time.Millisecond)
 
 	require.Eventually(t, func() bool { return b.Health(ctxT(t)) == nil }, 5*time.Second, 10*time.Millisecond, "healthy before the restart")
-	srv.kill()
+	srv.Kill()
 	require.Eventually(t, func() bool {
 		err := b.Health(ctxT(t))
 		return err != nil && strings.Contains(err.Error(), "redis: ping") && strings.Contains(err.Error(), "PUB/SUB connections are reconnecting")
@@ -124,7 +71,7 @@ func TestFaultRedisRestart(t *testing.T) {
 	cancel()
 	require.ErrorContains(t, err, "redis broker: publish")
 
-	srv.start()
+	srv.Start()
 	for i := 0; i < n; i++ {
 		ch := fmt.Sprint("r", i)
 		require.Eventually(t, func() bool {
@@ -178,7 +125,7 @@ func TestFaultRedisUnreachable(t *testing.T) {
 func TestFaultRedisSlow(t *testing.T) {
 	srv := startRedis(t)
 	reg := prometheus.NewRegistry()
-	cfg := fastConfig(srv.url())
+	cfg := fastConfig(srv.URL())
 	cfg.Registerer = reg
 	b := newTestBroker(t, cfg)
 	rec := brokertest.NewRecorder()
@@ -188,7 +135,7 @@ func TestFaultRedisSlow(t *testing.T) {
 	require.Eventually(t, func() bool { return len(rec.Events("slow")) == 1 }, 5*time.Second, 10*time.Millisecond)
 	lives := metricValue(t, reg, "switchboard_redis_pubsub_connects_total")
 
-	srv.admin("CLIENT", "PAUSE", "1500", "ALL")
+	admin(t, srv, "CLIENT", "PAUSE", "1500", "ALL")
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	start := time.Now()
 	_, err := b.Publish(ctx, "slow", &hub.Publication{Data: []byte("2")}, hub.PublishOptions{HistorySize: 10, HistoryTTL: time.Minute})
@@ -238,9 +185,9 @@ func TestAddressUnixSocket(t *testing.T) {
 func TestAddressSentinel(t *testing.T) {
 	master := startRedis(t)
 	conf := filepath.Join(t.TempDir(), "sentinel.conf")
-	require.NoError(t, os.WriteFile(conf, []byte(fmt.Sprintf("sentinel monitor mymaster 127.0.0.1 %d 1\n", master.port)), 0o600))
+	require.NoError(t, os.WriteFile(conf, []byte(fmt.Sprintf("sentinel monitor mymaster 127.0.0.1 %d 1\n", master.Port())), 0o600))
 	sentinel := startRedis(t, conf, "--sentinel")
-	b := newTestBroker(t, Config{Address: fmt.Sprintf("redis+sentinel://127.0.0.1:%d?sentinel_master_name=mymaster", sentinel.port)})
+	b := newTestBroker(t, Config{Address: fmt.Sprintf("redis+sentinel://127.0.0.1:%d?sentinel_master_name=mymaster", sentinel.Port())})
 	rec := brokertest.NewRecorder()
 	require.NoError(t, b.Run(rec))
 	roundTrip(t, b, rec)
@@ -251,13 +198,13 @@ func TestAddressSentinel(t *testing.T) {
 // PUB/SUB of Centrifugo's #1189 must not happen).
 func TestFaultSentinelFailover(t *testing.T) {
 	master := startRedis(t)
-	replica := startRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.port))
+	replica := startRedis(t, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port()))
 	conf := filepath.Join(t.TempDir(), "sentinel.conf")
 	require.NoError(t, os.WriteFile(conf, []byte(fmt.Sprintf(
 		"sentinel monitor mymaster 127.0.0.1 %d 1\nsentinel down-after-milliseconds mymaster 300\nsentinel failover-timeout mymaster 2000\n",
-		master.port)), 0o600))
+		master.Port())), 0o600))
 	sentinel := startRedis(t, conf, "--sentinel")
-	cfg := fastConfig(fmt.Sprintf("redis+sentinel://127.0.0.1:%d?sentinel_master_name=mymaster", sentinel.port))
+	cfg := fastConfig(fmt.Sprintf("redis+sentinel://127.0.0.1:%d?sentinel_master_name=mymaster", sentinel.Port()))
 	b := newTestBroker(t, cfg)
 	rec := brokertest.NewRecorder()
 	require.NoError(t, b.Run(rec))
@@ -265,7 +212,7 @@ func TestFaultSentinelFailover(t *testing.T) {
 	// The replica must have synced before the master goes, or Sentinel
 	// refuses to promote it.
 	require.Eventually(t, func() bool {
-		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{fmt.Sprintf("127.0.0.1:%d", replica.port)}, DisableCache: true})
+		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{fmt.Sprintf("127.0.0.1:%d", replica.Port())}, DisableCache: true})
 		if err != nil {
 			return false
 		}
@@ -276,7 +223,7 @@ func TestFaultSentinelFailover(t *testing.T) {
 		return err == nil && strings.Contains(info, "master_link_status:up")
 	}, 10*time.Second, 50*time.Millisecond, "replica did not sync")
 
-	master.kill()
+	master.Kill()
 	require.Eventually(t, func() bool {
 		c, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		defer cancel()

@@ -38,14 +38,14 @@ var _ hub.ResubscribeHandler = (*resubRecorder)(nil)
 // checks its subscribers' positions.
 func TestResubscribeReportedToHandler(t *testing.T) {
 	srv := startRedis(t)
-	cfg := fastConfig(srv.url())
+	cfg := fastConfig(srv.URL())
 	cfg.Shards = 1
 	b := newTestBroker(t, cfg)
 	rec := &resubRecorder{Recorder: brokertest.NewRecorder()}
 	require.NoError(t, b.Run(rec))
 	subscribe(t, b, "lost")
 	require.Empty(t, rec.resubscribed(), "a first connect is no resubscribe")
-	srv.admin("CLIENT", "KILL", "TYPE", "pubsub")
+	admin(t, srv, "CLIENT", "KILL", "TYPE", "pubsub")
 	require.Eventually(t, func() bool { return slices.Contains(rec.resubscribed(), "lost") }, 10*time.Second, 10*time.Millisecond,
 		"HandleResubscribed names the channel")
 }
