@@ -23,13 +23,23 @@ import (
 // one cluster apart from other tests. It skips t without Redis.
 func redisNodes(t *testing.T) func() *Main {
 	t.Helper()
-	url := testenv.RedisURL(t)
+	node := redisNodesAt(t, testenv.RedisURL(t))
+	return func() *Main { return node(nil) }
+}
+
+// redisNodesAt is redisNodes on the Redis at url; edit, when not nil,
+// adjusts each server's configuration.
+func redisNodesAt(t *testing.T, url string) func(edit func(*config.Config)) *Main {
+	t.Helper()
 	prefix := fmt.Sprintf("sbtest.cmd.%s.%d", t.Name(), time.Now().UnixNano())
-	return func() *Main {
+	return func(edit func(*config.Config)) *Main {
 		cfg := testConfig()
 		cfg.Engine.Type = config.BrokerRedis
 		cfg.Engine.Redis.Address = url
 		cfg.Engine.Redis.Prefix = prefix
+		if edit != nil {
+			edit(&cfg)
+		}
 		return startServer(t, cfg)
 	}
 }

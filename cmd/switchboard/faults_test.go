@@ -1,0 +1,398 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/centrifugal/centrifuge-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-rt/switchboard/internal/config"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
+)
+
+// End-to-end fault tests of the Redis engine: whole servers on a
+// redis-server of the test's own, which the test stops, kills and slows.
+
+// faultAPITimeout is the server API deadline of the fault tests' servers:
+// a call during an outage must answer within it (plus scheduling margin).
+const faultAPITimeout = 2 * time.Second
+
+// withFaultNamespace adds the namespace "rs" (recovery, presence and a
+// history long enough for every publication of a test) and a short server
+// API deadline.
+func withFaultNamespace(cfg *config.Config) {
+	cfg.Channel.Namespaces = append(cfg.Channel.Namespaces, config.Namespace{Name: "rs", NamespaceOptions: config.NamespaceOptions{
+		Presence: true, HistorySize: 100000, HistoryTTL: config.Duration(5 * time.Minute), ForceRecovery: true,
+		AllowSubscribeForClient: true, AllowPublishForSubscriber: true,
+		AllowHistoryForSubscriber: true, AllowPresenceForSubscriber: true,
+	}})
+	cfg.HTTPAPI.Timeout = config.Duration(faultAPITimeout)
+}
+
+// streamClient is an official Go client subscribed to some channels that
+// records every publication with its offset and every connection and
+// subscription state change.
+type streamClient struct {
+	*centrifuge.Client
+	name string
+
+	mu          sync.Mutex
+	got         map[string][]centrifuge.Publication // per channel, in arrival order
+	connects    int
+	disconnects []centrifuge.DisconnectedEvent
+	subscribing map[uint32]int // code of every move to subscribing (0: the first Subscribe)
+	subscribed  map[string][]centrifuge.SubscribedEvent
+	subErrors   []string
+}
+
+func newStreamClient(t *testing.T, m *Main, name string, channels []string) *streamClient {
+	t.Helper()
+	c := &streamClient{
+		Client: centrifuge.NewJsonClient("ws://"+m.Addr()+"/connection/websocket", centrifuge.Config{Token: token(t, name, time.Hour)}),
+		name:   name, got: map[string][]centrifuge.Publication{}, subscribing: map[uint32]int{},
+		subscribed: map[string][]centrifuge.SubscribedEvent{},
+	}
+	t.Cleanup(c.Close)
+	c.OnConnected(func(centrifuge.ConnectedEvent) { c.mu.Lock(); c.connects++; c.mu.Unlock() })
+	c.OnDisconnected(func(e centrifuge.DisconnectedEvent) {
+		c.mu.Lock()
+		c.disconnects = append(c.disconnects, e)
+		c.mu.Unlock()
+	})
+	for _, ch := range channels {
+		s, err := c.NewSubscription(ch)
+		require.NoError(t, err)
+		s.OnSubscribing(func(e centrifuge.SubscribingEvent) { c.mu.Lock(); c.subscribing[e.Code]++; c.mu.Unlock() })
+		s.OnSubscribed(func(e centrifuge.SubscribedEvent) {
+			c.mu.Lock()
+			c.subscribed[ch] = append(c.subscribed[ch], e)
+			c.mu.Unlock()
+		})
+		s.OnError(func(e centrifuge.SubscriptionErrorEvent) {
+			c.mu.Lock()
+			c.subErrors = append(c.subErrors, e.Error.Error())
+			c.mu.Unlock()
+		})
+		s.OnPublication(func(e centrifuge.PublicationEvent) {
+			c.mu.Lock()
+			c.got[ch] = append(c.got[ch], e.Publication)
+			c.mu.Unlock()
+		})
+		require.NoError(t, s.Subscribe())
+	}
+	require.NoError(t, c.Connect())
+	return c
+}
+
+// numSubscribed is how many of the client's channels were subscribed at
+// least once.
+func (c *streamClient) numSubscribed() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.subscribed)
+}
+
+func (c *streamClient) publications(ch string) []centrifuge.Publication {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]centrifuge.Publication(nil), c.got[ch]...)
+}
+
+// hasOffset reports whether the client received offset on ch.
+func (c *streamClient) hasOffset(ch string, offset uint64) bool {
+	for _, p := range c.publications(ch) {
+		if p.Offset == offset {
+			return true
+		}
+	}
+	return false
+}
+
+// apiAck is a publication the server API acknowledged.
+type apiAck struct {
+	n      int
+	offset uint64
+	epoch  string
+}
+
+// apiOutcome is the answer to one server API publish.
+type apiOutcome struct {
+	ack     *apiAck
+	errCode int           // Centrifugo error code when the call failed
+	errMsg  string        // its message
+	took    time.Duration // from sending to the decoded answer
+}
+
+// apiPublish publishes {"n": n} on ch through m's server API. An error is
+// a call that did not answer as Centrifugo's API does (transport error,
+// hang, neither result nor error): never expected, even during a fault.
+func apiPublish(m *Main, ch string, n int) (apiOutcome, error) {
+	body, err := json.Marshal(map[string]any{"channel": ch, "data": map[string]any{"n": n}})
+	if err != nil {
+		return apiOutcome{}, err
+	}
+	req, err := http.NewRequest(http.MethodPost, m.URL()+"/api/publish", bytes.NewReader(body))
+	if err != nil {
+		return apiOutcome{}, err
+	}
+	req.Header.Set("X-API-Key", testAPIKey)
+	start := time.Now()
+	// Far above the server's deadline: a call that runs into it hangs.
+	resp, err := (&http.Client{Timeout: 10 * faultAPITimeout}).Do(req)
+	if err != nil {
+		return apiOutcome{}, fmt.Errorf("publish %s %d: %w", ch, n, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return apiOutcome{}, fmt.Errorf("publish %s %d: %w", ch, n, err)
+	}
+	var out struct {
+		Result *struct {
+			Offset uint64 `json:"offset"`
+			Epoch  string `json:"epoch"`
+		} `json:"result"`
+		Error *struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(data, &out); err != nil {
+		return apiOutcome{}, fmt.Errorf("publish %s %d: status %d, body %q: %w", ch, n, resp.StatusCode, data, err)
+	}
+	o := apiOutcome{took: time.Since(start)}
+	switch {
+	case out.Error != nil:
+		o.errCode, o.errMsg = out.Error.Code, out.Error.Message
+	case out.Result != nil && out.Result.Offset > 0 && resp.StatusCode == http.StatusOK:
+		o.ack = &apiAck{n: n, offset: out.Result.Offset, epoch: out.Result.Epoch}
+	default:
+		return apiOutcome{}, fmt.Errorf("publish %s %d: status %d, body %s", ch, n, resp.StatusCode, data)
+	}
+	return o, nil
+}
+
+// publishLoad publishes on each channel, one publication after the other
+// (so the API's order is the channel's order), alternating the nodes, until
+// stopped. Every outcome is recorded.
+type publishLoad struct {
+	stopc chan struct{}
+	wg    sync.WaitGroup
+
+	mu          sync.Mutex
+	acked       map[string][]apiAck
+	failed      int
+	failCodes   map[int]int
+	failMsgs    map[string]int
+	slowestFail time.Duration
+	broken      []error // answers unlike Centrifugo's: the test fails
+}
+
+func startPublishLoad(t *testing.T, nodes []*Main, channels []string) *publishLoad {
+	t.Helper()
+	l := &publishLoad{stopc: make(chan struct{}), acked: map[string][]apiAck{}, failCodes: map[int]int{}, failMsgs: map[string]int{}}
+	for i, ch := range channels {
+		l.wg.Add(1)
+		go func() { // owned by l: ends at stop
+			defer l.wg.Done()
+			tick := time.NewTicker(5 * time.Millisecond) // pacing of the load
+			defer tick.Stop()
+			for n := 1; ; n++ {
+				select {
+				case <-l.stopc:
+					return
+				case <-tick.C:
+				}
+				o, err := apiPublish(nodes[(i+n)%len(nodes)], ch, n)
+				l.mu.Lock()
+				switch {
+				case err != nil:
+					l.broken = append(l.broken, err)
+				case o.ack != nil:
+					l.acked[ch] = append(l.acked[ch], *o.ack)
+				default:
+					l.failed++
+					l.failCodes[o.errCode]++
+					l.failMsgs[o.errMsg]++
+					l.slowestFail = max(l.slowestFail, o.took)
+				}
+				l.mu.Unlock()
+			}
+		}()
+	}
+	t.Cleanup(l.stop)
+	return l
+}
+
+// stop ends the load and waits for its last calls; it is idempotent.
+func (l *publishLoad) stop() {
+	select {
+	case <-l.stopc:
+	default:
+		close(l.stopc)
+	}
+	l.wg.Wait()
+}
+
+// minAcked is the smallest number of acknowledged publications of a channel.
+func (l *publishLoad) minAcked(channels []string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	least := -1
+	for _, ch := range channels {
+		if n := len(l.acked[ch]); least < 0 || n < least {
+			least = n
+		}
+	}
+	return least
+}
+
+func (l *publishLoad) numFailed() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failed
+}
+
+// waitAcked waits until every channel has more acknowledged publications
+// than it had, by at least n.
+func (l *publishLoad) waitAcked(t *testing.T, channels []string, n int, what string) {
+	t.Helper()
+	target := l.minAcked(channels) + n
+	require.Eventually(t, func() bool { return l.minAcked(channels) >= target }, testenv.Wait, testenv.Tick, what)
+}
+
+// checkStreams asserts that each client received each channel's stream as
+// the API numbered it: offsets 1, 2, 3… with none missing, none twice,
+// none out of order, and every acknowledged publication with its data.
+// It returns how many publications were delivered although their API call
+// failed (executed by Redis, answer lost).
+func checkStreams(t *testing.T, clients []*streamClient, channels []string, acked map[string][]apiAck) (unacked int) {
+	t.Helper()
+	for _, c := range clients {
+		for _, ch := range channels {
+			pubs := c.publications(ch)
+			for i, p := range pubs {
+				if p.Offset != uint64(i+1) {
+					t.Fatalf("%s on %s: publication %d has offset %d (lost, duplicated or reordered): offsets %v", c.name, ch, i, p.Offset, offsets(pubs))
+				}
+			}
+			for _, a := range acked[ch] {
+				require.Greater(t, len(pubs), int(a.offset)-1, "%s on %s: acknowledged offset %d lost", c.name, ch, a.offset)
+				require.JSONEq(t, fmt.Sprintf(`{"n":%d}`, a.n), string(pubs[a.offset-1].Data), "%s on %s: offset %d", c.name, ch, a.offset)
+			}
+			unacked += len(pubs) - len(acked[ch])
+		}
+	}
+	return unacked
+}
+
+func offsets(pubs []centrifuge.Publication) []uint64 {
+	out := make([]uint64, len(pubs))
+	for i, p := range pubs {
+		out[i] = p.Offset
+	}
+	return out
+}
+
+// faultRedisPersistent starts a redis-server that loses no acknowledged
+// write, even to SIGKILL: append-only file, fsync before every reply.
+func faultRedisPersistent(t *testing.T) *testenv.RedisServer {
+	t.Helper()
+	return testenv.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always", "--dir", t.TempDir())
+}
+
+// Redis restarted under load, twice (SIGTERM, then SIGKILL), with
+// persistence: subscribers on two nodes keep their WebSocket connections
+// and end up with every publication the API acknowledged exactly once, in
+// order; publications lost on PUB/SUB while it reconnected are repaired by
+// the client's resubscription with recovery (2500 insufficient state). The
+// API calls during the outage fail fast with a Centrifugo error.
+func TestFaultRedisRestartUnderLoad(t *testing.T) {
+	srv := faultRedisPersistent(t)
+	node := redisNodesAt(t, srv.URL())
+	a, b := node(withFaultNamespace), node(withFaultNamespace)
+	channels := []string{"rs:0", "rs:1", "rs:2"}
+	var clients []*streamClient
+	for i, m := range []*Main{a, b, a, b} {
+		clients = append(clients, newStreamClient(t, m, fmt.Sprintf("c%d", i), channels))
+	}
+	for _, c := range clients {
+		require.Eventually(t, func() bool { return c.numSubscribed() == len(channels) }, testenv.Wait, testenv.Tick, "%s subscribed", c.name)
+	}
+
+	load := startPublishLoad(t, []*Main{a, b}, channels)
+	load.waitAcked(t, channels, 150, "publications before the restart")
+	for _, restart := range []struct {
+		name string
+		stop func()
+	}{{"SIGTERM", srv.Stop}, {"SIGKILL", srv.Kill}} {
+		restart.stop()
+		failed := load.numFailed()
+		// The outage lasts until 150 more calls failed: long enough for
+		// the PUB/SUB connections' reconnect pause to grow.
+		require.Eventually(t, func() bool { return load.numFailed() >= failed+150 }, testenv.Wait, testenv.Tick, "API calls fail while Redis is down (%s)", restart.name)
+		srv.Start()
+		load.waitAcked(t, channels, 150, "publications after the restart ("+restart.name+")")
+	}
+	load.stop()
+
+	load.mu.Lock()
+	acked, failed, codes, msgs, slowest, broken := load.acked, load.failed, load.failCodes, load.failMsgs, load.slowestFail, load.broken
+	load.mu.Unlock()
+	require.Empty(t, broken, "every API call answers as Centrifugo's API does, outage or not")
+	require.Less(t, slowest, faultAPITimeout+time.Second, "failed API calls fail within the API deadline")
+	for code := range codes {
+		require.Contains(t, []int{100, 108}, code, "failures are Centrifugo errors 100/108: %v %v", codes, msgs)
+	}
+	total := 0
+	for _, ch := range channels {
+		total += len(acked[ch])
+		for _, a := range acked[ch] {
+			require.Equal(t, acked[ch][0].epoch, a.epoch, "persisted: one epoch across both restarts")
+		}
+	}
+
+	// Everything acknowledged reaches everyone (delivered or recovered).
+	for _, c := range clients {
+		for _, ch := range channels {
+			top := acked[ch][len(acked[ch])-1].offset
+			require.Eventually(t, func() bool { return c.hasOffset(ch, top) }, testenv.Wait, testenv.Tick, "%s gets %s up to offset %d", c.name, ch, top)
+		}
+	}
+	unacked := checkStreams(t, clients, channels, acked)
+
+	resubscribes, recovered := 0, 0
+	for _, c := range clients {
+		c.mu.Lock()
+		require.Equal(t, 1, c.connects, "%s kept its WebSocket connection (disconnects %v)", c.name, c.disconnects)
+		require.Empty(t, c.disconnects, c.name)
+		resubscribes += c.subscribing[2500]
+		for code, n := range c.subscribing {
+			require.Contains(t, []uint32{0, 2500}, code, "%s: moves to subscribing only at start and for insufficient state (%d×%d)", c.name, n, code)
+		}
+		for _, evs := range c.subscribed {
+			for _, ev := range evs[1:] {
+				require.True(t, ev.WasRecovering && ev.Recovered, "%s: every resubscription recovers: %+v", c.name, ev)
+				recovered++
+			}
+		}
+		c.mu.Unlock()
+	}
+	codeList := make([]string, 0, len(codes))
+	for code, n := range codes {
+		codeList = append(codeList, fmt.Sprintf("%d×%d", n, code))
+	}
+	sort.Strings(codeList)
+	t.Logf("acknowledged %d, failed %d (%s, slowest %s; %v), delivered although unacknowledged %d; "+
+		"resubscriptions after 2500 %d, recovered %d; lost 0, duplicated 0, reordered 0",
+		total, failed, strings.Join(codeList, ", "), slowest.Round(time.Millisecond), msgs, unacked, resubscribes, recovered)
+}
