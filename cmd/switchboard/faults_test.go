@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"sort"
 	"strings"
@@ -470,5 +472,155 @@ func TestFaultRedisRestartWithoutPersistence(t *testing.T) {
 		c.mu.Unlock()
 		pubs := c.publications(ch)
 		require.JSONEq(t, `{"n":10000}`, string(pubs[len(pubs)-1].Data), c.name)
+	}
+}
+
+// timed is the outcome of one call made while Redis was slow.
+type timed struct {
+	err  error
+	took time.Duration
+}
+
+func timeCall(f func() error) timed {
+	start := time.Now()
+	err := f()
+	return timed{err: err, took: time.Since(start)}
+}
+
+// Redis slower than the command deadline (frozen by DEBUG SLEEP): server
+// API and client commands that need it fail within their deadline with
+// Centrifugo's error 100 and a log line; connections keep serving commands
+// that need no Redis; /health answers 503 naming Redis; once Redis answers
+// again everything works without a restart and no acknowledged
+// publication is lost to the subscriber.
+func TestFaultRedisSlowerThanDeadline(t *testing.T) {
+	const (
+		commandTimeout = time.Second
+		freeze         = 5 * time.Second
+		// margin absorbs a loaded machine's scheduling.
+		margin = time.Second
+		ch     = "rs:slow"
+	)
+	srv := testenv.StartRedis(t, "--enable-debug-command", "local")
+	logs := &testenv.Buffer{}
+	cfg := testConfig()
+	cfg.Engine.Type = config.BrokerRedis
+	cfg.Engine.Redis.Address = srv.URL()
+	cfg.Engine.Redis.Prefix = fmt.Sprintf("sbtest.slow.%d", time.Now().UnixNano())
+	cfg.Client.CommandTimeout = config.Duration(commandTimeout)
+	withFaultNamespace(&cfg)
+	m := startMain(t, &Main{Config: cfg, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+
+	sub := newStreamClient(t, m, "sub", []string{ch})
+	other := newStreamClient(t, m, "other", nil)
+	require.Eventually(t, func() bool { return sub.numSubscribed() == 1 }, testenv.Wait, testenv.Tick, "subscribed")
+	require.Eventually(t, func() bool { other.mu.Lock(); defer other.mu.Unlock(); return other.connects == 1 }, testenv.Wait, testenv.Tick, "other connected")
+	var acked []apiAck
+	ack := func(n int) {
+		t.Helper()
+		o, err := apiPublish(m, ch, n)
+		require.NoError(t, err)
+		require.NotNil(t, o.ack, "publish %d: %d %s", n, o.errCode, o.errMsg)
+		acked = append(acked, *o.ack)
+	}
+	ack(1)
+	ctx := context.Background()
+
+	awake := srv.Freeze(freeze)
+	frozeAt := time.Now()
+	var wg sync.WaitGroup
+	var apiOut apiOutcome
+	var apiErr error
+	var health timed
+	var healthStatus int
+	var healthBody string
+	client := map[string]timed{}
+	wg.Add(3)
+	go func() { // the server API
+		defer wg.Done()
+		apiOut, apiErr = apiPublish(m, ch, 2)
+	}()
+	go func() { // the subscriber's commands one after the other, then one that needs no Redis
+		defer wg.Done()
+		for _, c := range []struct {
+			name string
+			f    func() error
+		}{
+			{"publish", func() error { _, err := sub.Publish(ctx, ch, []byte(`{"n":-1}`)); return err }},
+			{"history", func() error { _, err := sub.History(ctx, ch, centrifuge.WithHistoryLimit(10)); return err }},
+			{"presence", func() error { _, err := sub.Presence(ctx, ch); return err }},
+			{"rpc", func() error { _, err := sub.RPC(ctx, "no-such-method", []byte(`{}`)); return err }},
+		} {
+			client[c.name] = timeCall(c.f)
+		}
+	}()
+	go func() { // another connection, and /health
+		defer wg.Done()
+		client["other rpc"] = timeCall(func() error { _, err := other.RPC(ctx, "no-such-method", []byte(`{}`)); return err })
+		health = timeCall(func() error {
+			resp, err := http.Get(m.URL() + "/health")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			healthStatus, healthBody = resp.StatusCode, string(b)
+			return err
+		})
+	}()
+	wg.Wait()
+	require.Less(t, time.Since(frozeAt), freeze, "the calls above ran while Redis was frozen")
+
+	require.NoError(t, apiErr)
+	require.Nil(t, apiOut.ack, "no acknowledgement from a frozen Redis")
+	require.Equal(t, 100, apiOut.errCode, "server API: %s", apiOut.errMsg)
+	require.Less(t, apiOut.took, faultAPITimeout+margin, "server API publish fails within its deadline")
+	for _, name := range []string{"publish", "history", "presence"} {
+		var e *centrifuge.Error
+		require.ErrorAs(t, client[name].err, &e, name)
+		require.Equal(t, uint32(100), e.Code, "%s: %v", name, e)
+		require.True(t, e.Temporary, name)
+		require.Less(t, client[name].took, commandTimeout+margin, "client %s fails within the command deadline", name)
+	}
+	for _, name := range []string{"rpc", "other rpc"} {
+		require.ErrorContains(t, client[name].err, "method not found", "%s answers without Redis", name)
+		require.Less(t, client[name].took, margin, "%s is not held up by the slow Redis", name)
+	}
+	require.NoError(t, health.err)
+	require.Equal(t, http.StatusServiceUnavailable, healthStatus, healthBody)
+	require.Contains(t, healthBody, "redis")
+	require.Less(t, health.took, 2*margin, "/health answers while Redis is slow")
+	require.Contains(t, logs.String(), "command timed out (is the broker slow?)")
+	require.Contains(t, logs.String(), `api method failed`)
+
+	// Redis answers again: everything works, without a restart.
+	require.NoError(t, receive(t, awake, "Redis awake"))
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(m.URL() + "/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, testenv.Wait, testenv.Tick, "healthy once Redis answers")
+	ack(3)
+	_, err := sub.Publish(ctx, ch, []byte(`{"n":4}`))
+	require.NoError(t, err)
+	hist, err := sub.History(ctx, ch, centrifuge.WithHistoryLimit(-1))
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(hist.Publications), 3)
+	_, err = sub.Presence(ctx, ch)
+	require.NoError(t, err)
+	ack(5)
+	top := acked[len(acked)-1].offset
+	require.Eventually(t, func() bool { return sub.hasOffset(ch, top) }, testenv.Wait, testenv.Tick, "the subscriber follows the stream again")
+	// The calls that timed out were queued in Redis and ran when it woke:
+	// a failed publish has an unknown outcome (retry with an idempotency key).
+	unacked := checkStreams(t, []*streamClient{sub}, []string{ch}, map[string][]apiAck{ch: acked})
+	t.Logf("delivered although their call failed: %d", unacked)
+	for _, c := range []*streamClient{sub, other} {
+		c.mu.Lock()
+		require.Equal(t, 1, c.connects, "%s kept its connection (disconnects %v)", c.name, c.disconnects)
+		c.mu.Unlock()
 	}
 }

@@ -45,7 +45,12 @@ func testConfig() config.Config {
 // startServer boots the whole program on port 0 and stops it with the test.
 func startServer(t testing.TB, cfg config.Config) *Main {
 	t.Helper()
-	m := &Main{Config: cfg}
+	return startMain(t, &Main{Config: cfg})
+}
+
+// startMain is startServer for a Main set up by the caller (a Logger).
+func startMain(t testing.TB, m *Main) *Main {
+	t.Helper()
 	require.NoError(t, m.Run(context.Background()))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

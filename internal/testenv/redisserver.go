@@ -158,3 +158,41 @@ func RESP(args ...string) []byte {
 	}
 	return b
 }
+
+// Freeze makes the server unresponsive for d with DEBUG SLEEP (start it
+// with "--enable-debug-command", "local"), as a Redis slower than every
+// deadline. It returns once the server has stopped answering; the channel
+// receives the DEBUG SLEEP result when it answers again.
+func (s *RedisServer) Freeze(d time.Duration) <-chan error {
+	s.tb.Helper()
+	done := make(chan error, 1)
+	go func() { // ends when DEBUG SLEEP answers
+		reply, err := s.Command("DEBUG", "SLEEP", strconv.FormatFloat(d.Seconds(), 'f', 3, 64))
+		if err == nil && reply != "+OK" {
+			err = fmt.Errorf("DEBUG SLEEP: %s", reply)
+		}
+		done <- err
+	}()
+	deadline := time.Now().Add(Wait)
+	for {
+		c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+		if err != nil {
+			s.tb.Fatalf("freeze: %v", err)
+		}
+		_ = c.SetDeadline(time.Now().Add(50 * time.Millisecond))
+		_, _ = c.Write(RESP("PING"))
+		_, err = bufio.NewReader(c).ReadString('\n')
+		_ = c.Close()
+		if err != nil {
+			return done // no answer within 50ms: asleep
+		}
+		select {
+		case err := <-done:
+			s.tb.Fatalf("freeze: DEBUG SLEEP ended before the server stopped answering: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.tb.Fatalf("freeze: the server still answers after %s", Wait)
+		}
+	}
+}
