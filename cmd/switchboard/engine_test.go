@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -76,28 +77,63 @@ func TestRedisEngineTwoNodes(t *testing.T) {
 }
 
 // Redis unreachable at start: the server starts, /health is 503 naming
-// Redis, and API publish fails fast with a Centrifugo error.
+// Redis, and API publish fails fast with a Centrifugo error. Then (with a
+// redis-server installed) Redis starts on that address: /health turns
+// 200, the client's subscription that failed meanwhile (108, retried by
+// the official client) succeeds and publications flow, without a restart.
 func TestRedisEngineUnreachable(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
+	port := testenv.FreePort(t)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	cfg := testConfig()
 	cfg.Engine.Type = config.BrokerRedis
 	cfg.Engine.Redis.Address = "redis://" + addr
 	m := startServer(t, cfg)
 
-	resp, err := http.Get(m.URL() + "/health")
-	require.NoError(t, err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
-	require.Contains(t, string(body), "redis")
+	health := func() (int, string) {
+		resp, err := http.Get(m.URL() + "/health")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(body)
+	}
+	status, body := health()
+	require.Equal(t, http.StatusServiceUnavailable, status)
+	require.Contains(t, body, "redis")
 
 	start := time.Now()
 	_, out := apiCall(t, m, "publish", map[string]any{"channel": "chat:x", "data": map[string]any{}})
 	require.Less(t, time.Since(start), 5*time.Second)
 	require.Equal(t, float64(100), out["error"].(map[string]any)["code"], "body %v", out)
+
+	// A client connects meanwhile; its subscription fails with a
+	// temporary 108 and the client keeps retrying.
+	gc := newGoClient(t, m, "erin", false, token(t, "erin", time.Hour))
+	s, subscribed := gc.sub(t, "chat:late", centrifuge.SubscriptionConfig{})
+	subErr := make(chan error, 16)
+	s.OnError(func(e centrifuge.SubscriptionErrorEvent) {
+		select {
+		case subErr <- e.Error:
+		default:
+		}
+	})
+	require.NoError(t, s.Subscribe())
+	require.NoError(t, gc.Connect())
+	receive(t, gc.connected, "connected without Redis")
+	var se *centrifuge.Error
+	require.ErrorAs(t, receive(t, subErr, "subscribe error without Redis"), &se)
+	require.Equal(t, uint32(108), se.Code, "%v", se)
+	require.True(t, se.Temporary)
+
+	t.Run("then Redis starts", func(t *testing.T) {
+		testenv.NewRedisServer(t, port).Start()
+		require.Eventually(t, func() bool { status, _ := health(); return status == http.StatusOK }, testenv.Wait, testenv.Tick, "healthy once Redis answers")
+		ev := receive(t, subscribed, "the retried subscription succeeds")
+		require.True(t, ev.Recoverable)
+		_, out := apiCall(t, m, "publish", map[string]any{"channel": "chat:late", "data": map[string]any{"n": 1}})
+		require.Contains(t, out, "result", "body %v", out)
+		require.Eventually(t, func() bool { return slices.Equal(gc.publications(), []string{`{"n":1}`}) }, testenv.Wait, testenv.Tick, "publication delivered")
+	})
 }
 
 // --engine and --redis-url: the URL is shared by the engine and the circle

@@ -33,15 +33,26 @@ type RedisServer struct {
 // is a config file. It skips tb when redis-server is not on PATH.
 func StartRedis(tb testing.TB, args ...string) *RedisServer {
 	tb.Helper()
+	s := NewRedisServer(tb, 0, args...)
+	s.Start()
+	return s
+}
+
+// NewRedisServer is StartRedis without the start, on port (0: a free
+// one): the server does not run until Start.
+func NewRedisServer(tb testing.TB, port int, args ...string) *RedisServer {
+	tb.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		tb.Skip("redis-server is not on PATH; skipping a test that starts and kills its own Redis")
 	}
-	s := &RedisServer{tb: tb, port: FreePort(tb)}
+	if port == 0 {
+		port = FreePort(tb)
+	}
+	s := &RedisServer{tb: tb, port: port}
 	if len(args) > 0 && !strings.HasPrefix(args[0], "--") {
 		s.conf, args = args[0], args[1:]
 	}
 	s.args = args
-	s.Start()
 	tb.Cleanup(s.Kill)
 	return s
 }
