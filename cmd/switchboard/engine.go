@@ -47,6 +47,18 @@ func newEngine(cfg config.Config, log *slog.Logger, reg prometheus.Registerer, d
 	return b, b, nil
 }
 
+// hideClose returns b without its Close method (the hub must not close
+// it) but with its optional hub.ContextSubscriber.
+func hideClose(b engine) hub.Broker {
+	if cs, ok := b.(hub.ContextSubscriber); ok {
+		return struct {
+			hub.Broker
+			hub.ContextSubscriber
+		}{b, cs}
+	}
+	return struct{ hub.Broker }{b}
+}
+
 // controlPlane returns the plane linking this process to the other nodes:
 // Main.Control when set, the engine's own when it has one (Redis), else a
 // one-node loopback (memory).

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -489,7 +490,8 @@ func timeCall(f func() error) timed {
 
 // Redis slower than the command deadline (frozen by DEBUG SLEEP): server
 // API and client commands that need it fail within their deadline with
-// Centrifugo's error 100 and a log line; connections keep serving commands
+// Centrifugo's error 100 (a new channel's subscribe with 108) and a log
+// line; connections keep serving commands
 // that need no Redis; /health answers 503 naming Redis; once Redis answers
 // again everything works without a restart and no acknowledged
 // publication is lost to the subscriber.
@@ -525,6 +527,19 @@ func TestFaultRedisSlowerThanDeadline(t *testing.T) {
 	}
 	ack(1)
 	ctx := context.Background()
+	// A subscription to a channel no one on this node has: its PUB/SUB
+	// SUBSCRIBE runs while Redis is frozen.
+	late, err := other.NewSubscription("rs:late")
+	require.NoError(t, err)
+	lateErr := make(chan error, 16)
+	late.OnError(func(e centrifuge.SubscriptionErrorEvent) {
+		select {
+		case lateErr <- e.Error:
+		default:
+		}
+	})
+	lateSubscribed := make(chan struct{}, 16)
+	late.OnSubscribed(func(centrifuge.SubscribedEvent) { lateSubscribed <- struct{}{} })
 
 	awake := srv.Freeze(freeze)
 	frozeAt := time.Now()
@@ -557,6 +572,19 @@ func TestFaultRedisSlowerThanDeadline(t *testing.T) {
 	go func() { // another connection, and /health
 		defer wg.Done()
 		client["other rpc"] = timeCall(func() error { _, err := other.RPC(ctx, "no-such-method", []byte(`{}`)); return err })
+		client["subscribe"] = timeCall(func() error {
+			if err := late.Subscribe(); err != nil {
+				return err
+			}
+			select {
+			case err := <-lateErr:
+				return err
+			case <-lateSubscribed:
+				return nil
+			case <-time.After(2 * freeze):
+				return errors.New("no subscribe answer")
+			}
+		})
 		health = timeCall(func() error {
 			resp, err := http.Get(m.URL() + "/health")
 			if err != nil {
@@ -582,6 +610,13 @@ func TestFaultRedisSlowerThanDeadline(t *testing.T) {
 		require.True(t, e.Temporary, name)
 		require.Less(t, client[name].took, commandTimeout+margin, "client %s fails within the command deadline", name)
 	}
+	// A new channel's subscribe waits for Redis's SUBSCRIBE no longer than
+	// the command deadline either, and is a temporary 108 (retried).
+	var se *centrifuge.Error
+	require.ErrorAs(t, client["subscribe"].err, &se)
+	require.Equal(t, uint32(108), se.Code, "%v", se)
+	require.True(t, se.Temporary)
+	require.Less(t, client["subscribe"].took, commandTimeout+margin, "subscribe fails within the command deadline")
 	for _, name := range []string{"rpc", "other rpc"} {
 		require.ErrorContains(t, client[name].err, "method not found", "%s answers without Redis", name)
 		require.Less(t, client[name].took, margin, "%s is not held up by the slow Redis", name)
@@ -604,7 +639,7 @@ func TestFaultRedisSlowerThanDeadline(t *testing.T) {
 		return resp.StatusCode == http.StatusOK
 	}, testenv.Wait, testenv.Tick, "healthy once Redis answers")
 	ack(3)
-	_, err := sub.Publish(ctx, ch, []byte(`{"n":4}`))
+	_, err = sub.Publish(ctx, ch, []byte(`{"n":4}`))
 	require.NoError(t, err)
 	hist, err := sub.History(ctx, ch, centrifuge.WithHistoryLimit(-1))
 	require.NoError(t, err)
@@ -612,6 +647,7 @@ func TestFaultRedisSlowerThanDeadline(t *testing.T) {
 	_, err = sub.Presence(ctx, ch)
 	require.NoError(t, err)
 	ack(5)
+	receive(t, lateSubscribed, "the retried subscription succeeds once Redis answers")
 	top := acked[len(acked)-1].offset
 	require.Eventually(t, func() bool { return sub.hasOffset(ch, top) }, testenv.Wait, testenv.Tick, "the subscriber follows the stream again")
 	// Besides the client's publish of {"n":4}, calls that timed out may

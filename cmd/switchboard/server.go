@@ -110,7 +110,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	h, err := hub.New(hub.Config{
 		// The struct hides the broker's Close from hub.Shutdown: the broker
 		// stops with the other components, after in-flight requests drain.
-		Broker: struct{ hub.Broker }{broker}, Presence: presence,
+		Broker: hideClose(broker), Presence: presence,
 		Namespaces: ns, ConnectionLimit: cfg.Client.ConnectionLimit,
 		UserConnectionLimit: cfg.Client.UserConnectionLimit, Logger: log, Registerer: reg,
 		PositionCheckInterval: time.Duration(cfg.Client.ChannelPositionCheckDelay),

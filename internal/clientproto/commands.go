@@ -385,7 +385,7 @@ func (s *Session) beginSubscribe(ctx context.Context, ch string, opts hub.Channe
 func (s *Session) setupSubscription(ctx context.Context, ch string, sub *subscription, p subscribeParams) (*protocol.SubscribeResult, error) {
 	h := s.srv.cfg.Hub
 	opts := sub.opts
-	if err := h.AddSubscriber(ch, sub, sub.joinLeave); err != nil {
+	if err := h.AddSubscriberContext(ctx, ch, sub, sub.joinLeave); err != nil {
 		return nil, err
 	}
 	if opts.Presence {

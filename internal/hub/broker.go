@@ -46,3 +46,10 @@ type PresenceManager interface {
 type Closer interface {
 	Close(ctx context.Context) error
 }
+
+// ContextSubscriber is an optional interface of a Broker whose Subscribe
+// round trip can end with the caller's context (a client command's
+// deadline). The hub prefers it to Subscribe.
+type ContextSubscriber interface {
+	SubscribeContext(ctx context.Context, channel string) error
+}

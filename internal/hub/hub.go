@@ -414,12 +414,24 @@ func (h *Hub) Uptime() time.Duration { return h.clock.Now().Sub(h.started) }
 // for join/leave pushes. The first local subscriber of a channel declares
 // interest to the broker. Adding a subscriber twice is ErrAlreadySubscribed.
 func (h *Hub) AddSubscriber(channel string, sub Subscriber, joinLeave bool) error {
+	return h.AddSubscriberContext(context.Background(), channel, sub, joinLeave)
+}
+
+// AddSubscriberContext is AddSubscriber within ctx's deadline: waiting
+// for another subscriber's broker subscribe of the channel and the broker
+// subscribe itself (with a ContextSubscriber broker) end with ctx, so a
+// client command's deadline holds even when Redis is slow.
+func (h *Hub) AddSubscriberContext(ctx context.Context, channel string, sub Subscriber, joinLeave bool) error {
 	f := sub.Format()
 	if _, err := h.encoder(f); err != nil {
 		return err
 	}
 	idx := h.shardIndex(channel)
-	defer h.lockInterest(idx, channel)()
+	unlock, err := h.lockInterest(ctx, idx, channel)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	s := &h.shards[idx]
 	s.mu.Lock()
 	c := s.channels[channel]
@@ -441,7 +453,7 @@ func (h *Hub) AddSubscriber(channel string, sub Subscriber, joinLeave bool) erro
 	s.mu.Unlock()
 	h.numSubs.Add(1)
 	if first {
-		if err := h.cfg.Broker.Subscribe(channel); err != nil {
+		if err := h.brokerSubscribe(ctx, channel); err != nil {
 			h.removeLocked(idx, channel, sub)
 			return fmt.Errorf("hub: broker subscribe: %w", err)
 		}
@@ -453,8 +465,18 @@ func (h *Hub) AddSubscriber(channel string, sub Subscriber, joinLeave bool) erro
 // withdraws interest from the broker. It reports whether sub was there.
 func (h *Hub) RemoveSubscriber(channel string, sub Subscriber) bool {
 	idx := h.shardIndex(channel)
-	defer h.lockInterest(idx, channel)()
+	unlock, _ := h.lockInterest(context.Background(), idx, channel) // no deadline: never fails
+	defer unlock()
 	return h.removeLocked(idx, channel, sub)
+}
+
+// brokerSubscribe is the broker's Subscribe, within ctx when the broker
+// can honour it.
+func (h *Hub) brokerSubscribe(ctx context.Context, channel string) error {
+	if cs, ok := h.cfg.Broker.(ContextSubscriber); ok {
+		return cs.SubscribeContext(ctx, channel)
+	}
+	return h.cfg.Broker.Subscribe(channel)
 }
 
 func (h *Hub) removeLocked(idx int, channel string, sub Subscriber) bool {

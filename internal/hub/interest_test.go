@@ -91,3 +91,46 @@ func TestSlowBrokerSubscribeBlocksOnlyItsChannel(t *testing.T) {
 	require.Equal(t, 3, h.NumSubscriptions())
 	require.Empty(t, h.interest[h.shardIndex("slow")].channels, "interest entries are dropped when unused")
 }
+
+// ctxBroker is a slowBroker whose Subscribe of "slow" also ends with the
+// caller's context (a hub.ContextSubscriber).
+type ctxBroker struct{ slowBroker }
+
+func (b *ctxBroker) SubscribeContext(ctx context.Context, ch string) error {
+	if ch != "slow" {
+		return nil
+	}
+	close(b.entered)
+	select {
+	case <-b.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// AddSubscriberContext keeps the caller's deadline: the broker subscribe
+// gets the context, and a second subscriber waiting behind a slow first
+// one gives up when its own context ends.
+func TestAddSubscriberContextDeadline(t *testing.T) {
+	b := &ctxBroker{slowBroker{release: make(chan struct{}), entered: make(chan struct{})}}
+	h, err := New(Config{Broker: b, Presence: nopPresence{}, PositionCheckInterval: -1})
+	require.NoError(t, err)
+	f, err := h.RegisterFormat("nop", nopEncoder{})
+	require.NoError(t, err)
+
+	firstCtx, cancelFirst := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() { first <- h.AddSubscriberContext(firstCtx, "slow", &nopSub{f}, false) }()
+	<-b.entered
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err = h.AddSubscriberContext(ctx, "slow", &nopSub{f}, false)
+	require.ErrorIs(t, err, context.DeadlineExceeded, "the waiter gives up with its context")
+	require.ErrorContains(t, err, `hub: wait for the subscription of "slow" to the broker`)
+
+	cancelFirst()
+	require.ErrorIs(t, <-first, context.Canceled, "the broker subscribe ends with the caller's context")
+	require.Zero(t, h.NumSubscriptions(), "failed subscribers are not kept")
+	require.Empty(t, h.interest[h.shardIndex("slow")].channels, "interest entries are dropped when unused")
+}

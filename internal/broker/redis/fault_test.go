@@ -144,6 +144,20 @@ func TestFaultRedisSlow(t *testing.T) {
 	require.ErrorContains(t, err, `redis broker: publish "slow"`)
 	require.Less(t, time.Since(start), time.Second, "the deadline was not honoured")
 
+	// A first subscriber's SUBSCRIBE ends with its context (a client
+	// command's deadline), a temporary 108; Unsubscribe does not wait on
+	// the paused Redis beyond unsubscribeWait.
+	ctx, cancel = context.WithTimeout(context.Background(), 200*time.Millisecond)
+	start = time.Now()
+	err = b.SubscribeContext(ctx, "slow-new")
+	cancel()
+	require.ErrorIs(t, err, hub.ErrRetryLater)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Less(t, time.Since(start), time.Second, "the subscribe deadline was not honoured")
+	start = time.Now()
+	require.NoError(t, b.Unsubscribe("slow-new"))
+	require.Less(t, time.Since(start), unsubscribeWait+500*time.Millisecond, "Unsubscribe waited on the paused Redis")
+
 	// Recovery: publications are delivered again through a fresh PUB/SUB
 	// connection (the probe replaced the paused one).
 	require.Eventually(t, func() bool {

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"strings"
@@ -33,9 +34,19 @@ func (b *Broker) shardFor(channel string) *shard {
 // subscription.
 var errReconnecting = hub.ErrRetryLater
 
+var _ hub.ContextSubscriber = (*Broker)(nil)
+
 // Subscribe declares interest in channel. While the channel's shard is
 // reconnecting it fails with a temporary 108 (hub.ErrRetryLater).
 func (b *Broker) Subscribe(channel string) error {
+	return b.SubscribeContext(context.Background(), channel)
+}
+
+// SubscribeContext is Subscribe ending with ctx too: a SUBSCRIBE that Redis
+// does not confirm within ctx (or SubscribeTimeout) fails with a temporary
+// 108 wrapping the context's error. Redis may still carry it out; frames
+// of a channel the hub no longer has subscribers for are ignored.
+func (b *Broker) SubscribeContext(ctx context.Context, channel string) error {
 	if !b.started.Load() {
 		return fmt.Errorf("redis broker: subscribe %q: broker not running", channel)
 	}
@@ -48,8 +59,10 @@ func (b *Broker) Subscribe(channel string) error {
 	}
 	s.channels[channel] = struct{}{}
 	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.SubscribeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.SubscribeTimeout)
 	defer cancel()
+	stop := context.AfterFunc(b.ctx, cancel) // Close ends it too
+	defer stop()
 	if err := conn.Do(ctx, conn.B().Subscribe().Channel(b.pubsub+channel).Build()).Error(); err != nil {
 		s.mu.Lock()
 		delete(s.channels, channel)
@@ -59,7 +72,16 @@ func (b *Broker) Subscribe(channel string) error {
 	return nil
 }
 
-// Unsubscribe withdraws interest in channel.
+// unsubscribeWait bounds how long Unsubscribe waits for Redis to confirm.
+// The UNSUBSCRIBE is queued on the connection before the wait, so a later
+// SUBSCRIBE of the channel follows it; one that never lands leaves frames
+// the hub ignores (no local subscribers) until the connection is replaced.
+const unsubscribeWait = 250 * time.Millisecond
+
+// Unsubscribe withdraws interest in channel. It waits at most
+// unsubscribeWait for Redis (the hub calls it from client commands, which
+// a slow Redis must not hold up); a confirmation still pending then is not
+// an error.
 func (b *Broker) Unsubscribe(channel string) error {
 	s := b.shardFor(channel)
 	s.mu.Lock()
@@ -69,9 +91,10 @@ func (b *Broker) Unsubscribe(channel string) error {
 	if conn == nil {
 		return nil // the reconnect will not subscribe it
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.SubscribeTimeout)
+	ctx, cancel := context.WithTimeout(b.ctx, min(b.cfg.SubscribeTimeout, unsubscribeWait))
 	defer cancel()
-	if err := conn.Do(ctx, conn.B().Unsubscribe().Channel(b.pubsub+channel).Build()).Error(); err != nil {
+	err := conn.Do(ctx, conn.B().Unsubscribe().Channel(b.pubsub+channel).Build()).Error()
+	if err != nil && !(errors.Is(err, context.DeadlineExceeded) && b.ctx.Err() == nil) {
 		return fmt.Errorf("redis broker: unsubscribe %q: %w", channel, err)
 	}
 	return nil
