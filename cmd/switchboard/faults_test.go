@@ -661,3 +661,35 @@ func TestFaultRedisSlowerThanDeadline(t *testing.T) {
 		c.mu.Unlock()
 	}
 }
+
+// The last publication before a quiet period is lost on PUB/SUB (Redis
+// dropped the PUB/SUB connections; the publication went through while they
+// reconnected) and no later offset reveals the gap: the position check
+// right after the resubscribe finds the subscriber behind the stream top,
+// unsubscribes it with 2500, and the client recovers the publication.
+func TestFaultPubSubLostLastPublication(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	node := redisNodesAt(t, srv.URL())
+	a := node(withFaultNamespace)
+	const ch = "rs:last"
+	c := newStreamClient(t, a, "c", []string{ch})
+	require.Eventually(t, func() bool { return c.numSubscribed() == 1 }, testenv.Wait, testenv.Tick, "subscribed")
+	o, err := apiPublish(a, ch, 1)
+	require.NoError(t, err)
+	require.NotNil(t, o.ack)
+	require.Eventually(t, func() bool { return c.hasOffset(ch, 1) }, testenv.Wait, testenv.Tick, "first publication")
+
+	reply, err := srv.Command("CLIENT", "KILL", "TYPE", "pubsub")
+	require.NoError(t, err)
+	require.False(t, strings.HasPrefix(reply, "-"), reply)
+	o, err = apiPublish(a, ch, 2) // the PUB/SUB connections wait 250ms before redialling
+	require.NoError(t, err)
+	require.NotNil(t, o.ack, "publish: %d %s", o.errCode, o.errMsg)
+
+	require.Eventually(t, func() bool { return c.hasOffset(ch, 2) }, testenv.Wait, testenv.Tick, "the lost last publication is recovered")
+	checkStreams(t, []*streamClient{c}, []string{ch}, map[string][]apiAck{ch: {{n: 1, offset: 1}, *o.ack}})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	require.Equal(t, 1, c.connects, "the WebSocket connection stays")
+	t.Logf("resubscriptions after 2500: %d (0: the PUB/SUB connection was back before the publication)", c.subscribing[2500])
+}
