@@ -140,23 +140,8 @@ type apiOutcome struct {
 // a call that did not answer as Centrifugo's API does (transport error,
 // hang, neither result nor error): never expected, even during a fault.
 func apiPublish(m *Main, ch string, n int) (apiOutcome, error) {
-	body, err := json.Marshal(map[string]any{"channel": ch, "data": map[string]any{"n": n}})
-	if err != nil {
-		return apiOutcome{}, err
-	}
-	req, err := http.NewRequest(http.MethodPost, m.URL()+"/api/publish", bytes.NewReader(body))
-	if err != nil {
-		return apiOutcome{}, err
-	}
-	req.Header.Set("X-API-Key", testAPIKey)
 	start := time.Now()
-	// Far above the server's deadline: a call that runs into it hangs.
-	resp, err := (&http.Client{Timeout: 10 * faultAPITimeout}).Do(req)
-	if err != nil {
-		return apiOutcome{}, fmt.Errorf("publish %s %d: %w", ch, n, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
+	status, data, err := apiPost(m, "publish", map[string]any{"channel": ch, "data": map[string]any{"n": n}})
 	if err != nil {
 		return apiOutcome{}, fmt.Errorf("publish %s %d: %w", ch, n, err)
 	}
@@ -171,18 +156,61 @@ func apiPublish(m *Main, ch string, n int) (apiOutcome, error) {
 		} `json:"error"`
 	}
 	if err := json.Unmarshal(data, &out); err != nil {
-		return apiOutcome{}, fmt.Errorf("publish %s %d: status %d, body %q: %w", ch, n, resp.StatusCode, data, err)
+		return apiOutcome{}, fmt.Errorf("publish %s %d: status %d, body %q: %w", ch, n, status, data, err)
 	}
 	o := apiOutcome{took: time.Since(start)}
 	switch {
 	case out.Error != nil:
 		o.errCode, o.errMsg = out.Error.Code, out.Error.Message
-	case out.Result != nil && out.Result.Offset > 0 && resp.StatusCode == http.StatusOK:
+	case out.Result != nil && out.Result.Offset > 0 && status == http.StatusOK:
 		o.ack = &apiAck{n: n, offset: out.Result.Offset, epoch: out.Result.Epoch}
 	default:
-		return apiOutcome{}, fmt.Errorf("publish %s %d: status %d, body %s", ch, n, resp.StatusCode, data)
+		return apiOutcome{}, fmt.Errorf("publish %s %d: status %d, body %s", ch, n, status, data)
 	}
 	return o, nil
+}
+
+// apiResult calls a server API method and returns its result object; an
+// error answer is an error. It is safe in any goroutine.
+func apiResult(m *Main, method string, params any) (map[string]any, error) {
+	status, data, err := apiPost(m, method, params)
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Result map[string]any `json:"result"`
+		Error  map[string]any `json:"error"`
+	}
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, fmt.Errorf("%s: status %d, body %q: %w", method, status, data, err)
+	}
+	if out.Error != nil || out.Result == nil {
+		return nil, fmt.Errorf("%s: status %d, error %v", method, status, out.Error)
+	}
+	return out.Result, nil
+}
+
+// apiPost posts params to m's server API method and returns the status
+// and body. Unlike apiCall it uses no require, so it is safe in any
+// goroutine; its client timeout, far above the server's deadline, makes
+// a call that hangs an error.
+func apiPost(m *Main, method string, params any) (int, []byte, error) {
+	body, err := json.Marshal(params)
+	if err != nil {
+		return 0, nil, err
+	}
+	req, err := http.NewRequest(http.MethodPost, m.URL()+"/api/"+method, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("X-API-Key", testAPIKey)
+	resp, err := (&http.Client{Timeout: 10 * faultAPITimeout}).Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, data, err
 }
 
 // publishLoad publishes on each channel, one publication after the other
@@ -373,6 +401,21 @@ func TestFaultRedisRestartUnderLoad(t *testing.T) {
 		}
 	}
 	unacked := checkStreams(t, clients, channels, acked)
+
+	// The control plane and presence are back too: both nodes in info,
+	// every client in the presence of every channel.
+	start := time.Now()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		res, err := apiResult(b, "info", map[string]any{})
+		require.NoError(c, err)
+		assert.Len(c, res["nodes"], 2, "info %v", res)
+		for _, ch := range channels {
+			res, err := apiResult(a, "presence_stats", map[string]any{"channel": ch})
+			require.NoError(c, err)
+			assert.Equal(c, float64(len(clients)), res["num_clients"], "presence of %s: %v", ch, res)
+		}
+	}, testenv.Wait, 20*time.Millisecond, "info and presence after the restarts")
+	t.Logf("info and presence complete %s after the load", time.Since(start).Round(time.Millisecond))
 
 	resubscribes, recovered := 0, 0
 	for _, c := range clients {
