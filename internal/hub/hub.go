@@ -115,6 +115,9 @@ type channelSubs struct {
 	index          map[Subscriber]int
 	formats        [MaxFormats]int
 	joinLeaveCount int
+	// epoch is the epoch of the last publication from the broker (nil
+	// before the first); a change starts a position check.
+	epoch atomic.Pointer[string]
 }
 
 type shard struct {
@@ -521,28 +524,45 @@ func (h *Hub) removeLocked(idx int, channel string, sub Subscriber) bool {
 
 // HandlePublication fans a publication out to local subscribers: it is
 // encoded once per format in use and the same bytes go to every subscriber.
-func (h *Hub) HandlePublication(channel string, pub *Publication, _ StreamPosition) {
-	h.fanout(channel, pub.Offset, false, func(c Encoder) ([]byte, error) { return c.EncodePublication(channel, pub) })
+//
+// A publication of another epoch than the channel's previous one (Redis
+// lost the stream, without persistence or behind a proxy that kept the
+// connection) starts a position check of the channel at once: its offsets
+// do not continue the subscribers' positions, and the check ends those of
+// the old epoch (2500/3010) instead of letting them take the new offsets
+// as duplicates or a continuation until the next periodic check.
+func (h *Hub) HandlePublication(channel string, pub *Publication, sp StreamPosition) {
+	if h.fanout(channel, pub.Offset, false, func(c Encoder) ([]byte, error) { return c.EncodePublication(channel, pub) }, sp.Epoch) {
+		h.schedulePositionCheck([]string{channel}, "epoch changed")
+	}
 	h.metrics.publications.Inc()
 }
 
 // HandleJoin delivers a join push to subscribers that asked for them.
 func (h *Hub) HandleJoin(channel string, info *ClientInfo) {
-	h.fanout(channel, 0, true, func(c Encoder) ([]byte, error) { return c.EncodeJoin(channel, info) })
+	h.fanout(channel, 0, true, func(c Encoder) ([]byte, error) { return c.EncodeJoin(channel, info) }, "")
 }
 
 // HandleLeave delivers a leave push to subscribers that asked for them.
 func (h *Hub) HandleLeave(channel string, info *ClientInfo) {
-	h.fanout(channel, 0, true, func(c Encoder) ([]byte, error) { return c.EncodeLeave(channel, info) })
+	h.fanout(channel, 0, true, func(c Encoder) ([]byte, error) { return c.EncodeLeave(channel, info) }, "")
 }
 
-func (h *Hub) fanout(channel string, offset uint64, joinLeave bool, encode func(Encoder) ([]byte, error)) {
+// fanout delivers to channel's local subscribers; it reports whether
+// epoch (when not "") differs from the previous publication's.
+func (h *Hub) fanout(channel string, offset uint64, joinLeave bool, encode func(Encoder) ([]byte, error), epoch string) (epochChanged bool) {
 	s := &h.shards[h.shardIndex(channel)]
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	c := s.channels[channel]
 	if c == nil || (joinLeave && c.joinLeaveCount == 0) {
-		return
+		return false
+	}
+	if epoch != "" {
+		if prev := c.epoch.Load(); prev == nil || *prev != epoch {
+			c.epoch.Store(&epoch)
+			epochChanged = prev != nil
+		}
 	}
 	var frames [MaxFormats][]byte
 	var failed [MaxFormats]bool
@@ -576,6 +596,7 @@ func (h *Hub) fanout(channel string, offset uint64, joinLeave bool, encode func(
 	}
 	h.metrics.deliveries.Add(float64(delivered))
 	h.metrics.undeliverable.Add(float64(undeliverable))
+	return epochChanged
 }
 
 // Publish publishes data into channel with the channel's history options.

@@ -106,14 +106,19 @@ func (h *Hub) periodicPositionCheck() {
 // checked at once and again after the settle time, so a subscriber behind
 // a top it was shown before the reconnect is caught within seconds.
 func (h *Hub) HandleResubscribed(channels []string) {
-	chs := append([]string(nil), channels...)
+	h.schedulePositionCheck(append([]string(nil), channels...), "broker resubscribe")
+}
+
+// schedulePositionCheck checks the channels at once and again after the
+// settle time, without blocking the caller (a broker's reader).
+func (h *Hub) schedulePositionCheck(chs []string, why string) {
 	p := &h.positions
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stopped || len(chs) == 0 {
 		return
 	}
-	h.log.Info("checking positions after a broker resubscribe", "channels", len(chs))
+	h.log.Info("checking stream positions", "reason", why, "channels", len(chs))
 	h.clock.AfterFunc(0, func() { h.checkPositions(chs) })
 	h.clock.AfterFunc(h.positionSettle(), func() { h.checkPositions(chs) })
 }
