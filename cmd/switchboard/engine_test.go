@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -15,7 +16,10 @@ import (
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboard-rt/switchboard/internal/broker/memory"
+	redisbroker "github.com/switchboard-rt/switchboard/internal/broker/redis"
 	"github.com/switchboard-rt/switchboard/internal/config"
+	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
@@ -222,4 +226,20 @@ func TestRedisEngineIdempotentPublish(t *testing.T) {
 	require.Equal(t, first, again)
 	_, body := apiCall(t, b, "history", map[string]any{"channel": "chat:idem", "limit": -1})
 	require.Len(t, body["result"].(map[string]any)["publications"], 1, "body %v", body)
+}
+
+// The hub gets the engine without its Close but with its SubscribeContext,
+// so a new channel's subscribe keeps the command deadline.
+func TestHideCloseKeepsContextSubscribe(t *testing.T) {
+	rb, err := redisbroker.New(redisbroker.Config{Address: "redis://127.0.0.1:1"})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, rb.Close(context.Background())) })
+	for name, e := range map[string]engine{"redis": rb, "memory": memory.New(nil)} {
+		b := hideClose(e)
+		_, closer := b.(hub.Closer)
+		require.False(t, closer, "%s: the hub must not close the engine", name)
+		_, cs := b.(hub.ContextSubscriber)
+		_, want := e.(hub.ContextSubscriber)
+		require.Equal(t, want, cs, name)
+	}
 }
