@@ -140,8 +140,17 @@ type apiOutcome struct {
 // a call that did not answer as Centrifugo's API does (transport error,
 // hang, neither result nor error): never expected, even during a fault.
 func apiPublish(m *Main, ch string, n int) (apiOutcome, error) {
+	return apiPublishKey(m, ch, n, "")
+}
+
+// apiPublishKey is apiPublish with an idempotency_key (none when "").
+func apiPublishKey(m *Main, ch string, n int, key string) (apiOutcome, error) {
+	params := map[string]any{"channel": ch, "data": map[string]any{"n": n}}
+	if key != "" {
+		params["idempotency_key"] = key
+	}
 	start := time.Now()
-	status, data, err := apiPost(m, "publish", map[string]any{"channel": ch, "data": map[string]any{"n": n}})
+	status, data, err := apiPost(m, "publish", params)
 	if err != nil {
 		return apiOutcome{}, fmt.Errorf("publish %s %d: %w", ch, n, err)
 	}
@@ -613,7 +622,7 @@ func TestFaultRedisSlowerThanDeadline(t *testing.T) {
 	wg.Add(3)
 	go func() { // the server API
 		defer wg.Done()
-		apiOut, apiErr = apiPublish(m, ch, 2)
+		apiOut, apiErr = apiPublishKey(m, ch, 2, "slow-2")
 	}()
 	go func() { // the subscriber's commands one after the other, then one that needs no Redis
 		defer wg.Done()
@@ -698,6 +707,12 @@ func TestFaultRedisSlowerThanDeadline(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, testenv.Wait, testenv.Tick, "healthy once Redis answers")
+	// The failed API publish is retried with its idempotency key: whether
+	// or not Redis ran the first attempt late, {"n":2} is published once.
+	retry, err := apiPublishKey(m, ch, 2, "slow-2")
+	require.NoError(t, err)
+	require.NotNil(t, retry.ack, "retry: %d %s", retry.errCode, retry.errMsg)
+	acked = append(acked, *retry.ack)
 	ack(3)
 	_, err = sub.Publish(ctx, ch, []byte(`{"n":4}`))
 	require.NoError(t, err)
@@ -714,6 +729,13 @@ func TestFaultRedisSlowerThanDeadline(t *testing.T) {
 	// have waited in Redis and run when it woke (so a failed publish has an
 	// unknown outcome: retry with an idempotency key).
 	unacked := checkStreams(t, []*streamClient{sub}, []string{ch}, map[string][]apiAck{ch: acked})
+	twos := 0
+	for _, p := range sub.publications(ch) {
+		if string(p.Data) == `{"n":2}` {
+			twos++
+		}
+	}
+	require.Equal(t, 1, twos, "the idempotent retry published once")
 	t.Logf("delivered without an API acknowledgement: %d (the client publish and timed-out calls Redis ran late)", unacked)
 	for _, c := range []*streamClient{sub, other} {
 		c.mu.Lock()
