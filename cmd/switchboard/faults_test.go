@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -235,26 +236,40 @@ type publishLoad struct {
 	failCodes   map[int]int
 	failMsgs    map[string]int
 	slowestFail time.Duration
+	retries     int     // failed calls sent again with their idempotency key
 	broken      []error // answers unlike Centrifugo's: the test fails
 }
 
-func startPublishLoad(t *testing.T, nodes []*Main, channels []string) *publishLoad {
+//
+// On the channels named in retried, a failed publication is sent again
+// with the same idempotency_key until it is acknowledged, as an
+// application that must not lose one would.
+func startPublishLoad(t *testing.T, nodes []*Main, channels []string, retried ...string) *publishLoad {
 	t.Helper()
 	l := &publishLoad{stopc: make(chan struct{}), acked: map[string][]apiAck{}, failCodes: map[int]int{}, failMsgs: map[string]int{}}
 	for i, ch := range channels {
+		retry := slices.Contains(retried, ch)
 		l.wg.Add(1)
 		go func() { // owned by l: ends at stop
 			defer l.wg.Done()
 			tick := time.NewTicker(5 * time.Millisecond) // pacing of the load
 			defer tick.Stop()
-			for n := 1; ; n++ {
+			for n, call := 1, 0; ; n, call = n+1, call+1 {
 				select {
 				case <-l.stopc:
 					return
 				case <-tick.C:
 				}
-				o, err := apiPublish(nodes[(i+n)%len(nodes)], ch, n)
+				key := ""
+				if retry {
+					key = fmt.Sprintf("%s.%d", ch, n)
+				}
+				o, err := apiPublishKey(nodes[(i+call)%len(nodes)], ch, n, key)
 				l.mu.Lock()
+				if err == nil && o.ack == nil && retry {
+					n-- // the same publication again
+					l.retries++
+				}
 				switch {
 				case err != nil:
 					l.broken = append(l.broken, err)
@@ -356,12 +371,16 @@ func faultRedisPersistent(t *testing.T) *testenv.RedisServer {
 // and end up with every publication the API acknowledged exactly once, in
 // order; publications lost on PUB/SUB while it reconnected are repaired by
 // the client's resubscription with recovery (2500 insufficient state). The
-// API calls during the outage fail fast with a Centrifugo error.
+// API calls during the outage fail fast with a Centrifugo error; on one
+// channel they are retried with an idempotency key, and there every
+// publication is acknowledged and delivered exactly once.
 func TestFaultRedisRestartUnderLoad(t *testing.T) {
 	srv := faultRedisPersistent(t)
 	node := redisNodesAt(t, srv.URL())
 	a, b := node(withFaultNamespace), node(withFaultNamespace)
-	channels := []string{"rs:0", "rs:1", "rs:2"}
+	// rs:retried retries failed publications with an idempotency key.
+	const retried = "rs:retried"
+	channels := []string{"rs:0", "rs:1", retried}
 	var clients []*streamClient
 	for i, m := range []*Main{a, b, a, b} {
 		clients = append(clients, newStreamClient(t, m, fmt.Sprintf("c%d", i), channels))
@@ -370,7 +389,7 @@ func TestFaultRedisRestartUnderLoad(t *testing.T) {
 		require.Eventually(t, func() bool { return c.numSubscribed() == len(channels) }, testenv.Wait, testenv.Tick, "%s subscribed", c.name)
 	}
 
-	load := startPublishLoad(t, []*Main{a, b}, channels)
+	load := startPublishLoad(t, []*Main{a, b}, channels, retried)
 	load.waitAcked(t, channels, 150, "publications before the restart")
 	for _, restart := range []struct {
 		name string
@@ -387,7 +406,7 @@ func TestFaultRedisRestartUnderLoad(t *testing.T) {
 	load.stop()
 
 	load.mu.Lock()
-	acked, failed, codes, msgs, slowest, broken := load.acked, load.failed, load.failCodes, load.failMsgs, load.slowestFail, load.broken
+	acked, failed, codes, msgs, slowest, broken, retries := load.acked, load.failed, load.failCodes, load.failMsgs, load.slowestFail, load.broken, load.retries
 	load.mu.Unlock()
 	require.Empty(t, broken, "every API call answers as Centrifugo's API does, outage or not")
 	require.Less(t, slowest, faultAPITimeout+time.Second, "failed API calls fail within the API deadline")
@@ -410,6 +429,14 @@ func TestFaultRedisRestartUnderLoad(t *testing.T) {
 		}
 	}
 	unacked := checkStreams(t, clients, channels, acked)
+	// With retries every publication is acknowledged once and delivered
+	// once, even those Redis ran before it went down without answering.
+	for i, a := range acked[retried] {
+		require.Equal(t, i+1, a.n, "%s: publication %d acknowledged once, in order", retried, a.n)
+	}
+	for _, c := range clients {
+		require.Len(t, c.publications(retried), len(acked[retried]), "%s on %s: nothing but the acknowledged, once each", c.name, retried)
+	}
 
 	// The control plane and presence are back too: both nodes in info,
 	// every client in the presence of every channel.
@@ -448,9 +475,9 @@ func TestFaultRedisRestartUnderLoad(t *testing.T) {
 		codeList = append(codeList, fmt.Sprintf("%d×%d", n, code))
 	}
 	sort.Strings(codeList)
-	t.Logf("acknowledged %d, failed %d (%s, slowest %s; %v), delivered although unacknowledged %d; "+
+	t.Logf("acknowledged %d, failed %d (%s, slowest %s; %v), of which retried with the key %d; delivered although unacknowledged %d; "+
 		"resubscriptions after 2500 %d, recovered %d; lost 0, duplicated 0, reordered 0",
-		total, failed, strings.Join(codeList, ", "), slowest.Round(time.Millisecond), msgs, unacked, resubscribes, recovered)
+		total, failed, strings.Join(codeList, ", "), slowest.Round(time.Millisecond), msgs, retries, unacked, resubscribes, recovered)
 }
 
 // Redis restarted WITHOUT persistence loses the streams: the channel gets
