@@ -240,7 +240,6 @@ type publishLoad struct {
 	broken      []error // answers unlike Centrifugo's: the test fails
 }
 
-//
 // On the channels named in retried, a failed publication is sent again
 // with the same idempotency_key until it is acknowledged, as an
 // application that must not lose one would.
