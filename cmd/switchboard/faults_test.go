@@ -240,7 +240,8 @@ type publishLoad struct {
 	broken      []error // answers unlike Centrifugo's: the test fails
 }
 
-// On the channels named in retried, a failed publication is sent again
+// startPublishLoad starts the load, stopped at the latest by the test's
+// end. On the channels named in retried, a failed publication is sent again
 // with the same idempotency_key until it is acknowledged, as an
 // application that must not lose one would.
 func startPublishLoad(t *testing.T, nodes []*Main, channels []string, retried ...string) *publishLoad {
