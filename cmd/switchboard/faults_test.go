@@ -416,8 +416,8 @@ func TestFaultRedisRestartUnderLoad(t *testing.T) {
 	total := 0
 	for _, ch := range channels {
 		total += len(acked[ch])
-		for _, a := range acked[ch] {
-			require.Equal(t, acked[ch][0].epoch, a.epoch, "persisted: one epoch across both restarts")
+		for _, ack := range acked[ch] {
+			require.Equal(t, acked[ch][0].epoch, ack.epoch, "persisted: one epoch across both restarts")
 		}
 	}
 
@@ -431,8 +431,8 @@ func TestFaultRedisRestartUnderLoad(t *testing.T) {
 	unacked := checkStreams(t, clients, channels, acked)
 	// With retries every publication is acknowledged once and delivered
 	// once, even those Redis ran before it went down without answering.
-	for i, a := range acked[retried] {
-		require.Equal(t, i+1, a.n, "%s: publication %d acknowledged once, in order", retried, a.n)
+	for i, ack := range acked[retried] {
+		require.Equal(t, i+1, ack.n, "%s: publication %d acknowledged once, in order", retried, ack.n)
 	}
 	for _, c := range clients {
 		require.Len(t, c.publications(retried), len(acked[retried]), "%s on %s: nothing but the acknowledged, once each", c.name, retried)
