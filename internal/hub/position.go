@@ -109,8 +109,12 @@ func (h *Hub) HandleResubscribed(channels []string) {
 	h.schedulePositionCheck(append([]string(nil), channels...), "broker resubscribe")
 }
 
-// schedulePositionCheck checks the channels at once and again after the
-// settle time, without blocking the caller (a broker's reader).
+// schedulePositionCheck checks the channels at once and again the settle
+// time after that first check, without blocking the caller (a broker's
+// reader). The second check is timed from the end of the first because a
+// subscriber is only found behind a top it was shown at least the settle
+// time before: timed from the start, a first read slower than the second
+// (Redis busy just after a reconnect) left the loss to the periodic check.
 func (h *Hub) schedulePositionCheck(chs []string, why string) {
 	p := &h.positions
 	p.mu.Lock()
@@ -119,8 +123,14 @@ func (h *Hub) schedulePositionCheck(chs []string, why string) {
 		return
 	}
 	h.log.Info("checking stream positions", "reason", why, "channels", len(chs))
-	h.clock.AfterFunc(0, func() { h.checkPositions(chs) })
-	h.clock.AfterFunc(h.positionSettle(), func() { h.checkPositions(chs) })
+	h.clock.AfterFunc(0, func() {
+		h.checkPositions(chs)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if !p.stopped {
+			h.clock.AfterFunc(h.positionSettle(), func() { h.checkPositions(chs) })
+		}
+	})
 }
 
 // historyChannels lists the local channels that keep history.
