@@ -67,8 +67,8 @@ type ConnsResult struct {
 	MarkerLastAt    int64   `json:"marker_last_unix_nano,omitempty"`
 	MarkerAllMillis float64 `json:"marker_all_ms,omitempty"` // last receipt − sent stamp
 	MarkerLatency   Latency `json:"marker_latency"`          // per connection: receipt − sent stamp
-	Interrupted   bool    `json:"interrupted,omitempty"`
-	Machine       Machine `json:"machine"`
+	Interrupted     bool    `json:"interrupted,omitempty"`
+	Machine         Machine `json:"machine"`
 }
 
 func (c *ConnsCmd) validate() error {
