@@ -24,7 +24,8 @@
 #   SUBS            subscribers (half on each node)                                    [10000]
 #   PUBLISHERS      API publisher counts for the throughput runs                         [1 4]
 #   LAT_RATE        publications/s for the latency run (x SUBS = deliveries/s)             [5]
-#   API_CONC        concurrent API publishers for api-history                             [16]
+#   API_CONC        concurrent API publishers for api-history (a list)                 [16 64]
+#   DRAIN           how long a fan-out run waits for deliveries after publishing stops   [30s]
 #   DURATION        measurement phase per run                                            [10s]
 #   RUNS            which runs, of: fanout-max fanout-rate api-history                   [all]
 set -euo pipefail
@@ -39,7 +40,8 @@ ROUNDS=${ROUNDS:-1}
 SUBS=${SUBS:-10000}
 PUBLISHERS=${PUBLISHERS:-1 4}
 LAT_RATE=${LAT_RATE:-5}
-API_CONC=${API_CONC:-16}
+API_CONC=${API_CONC:-16 64}
+DRAIN=${DRAIN:-30s}
 DURATION=${DURATION:-10s}
 RUNS=${RUNS:-fanout-max fanout-rate api-history}
 SECRET=bench-secret-0123456789abcdef
@@ -48,8 +50,11 @@ APIKEY=bench-api-key
 for bin in "$CENTRIFUGO_BIN" "$SB_BIN"; do
 	[ -x "$bin" ] || { echo "$bin is not an executable file" >&2; exit 2; }
 done
-for v in ROUNDS SUBS API_CONC; do
+for v in ROUNDS SUBS; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "$v must be a positive integer, not '${!v}'" >&2; exit 2; }
+done
+for c in $API_CONC $PUBLISHERS; do
+	[[ $c =~ ^[1-9][0-9]*$ ]] || { echo "API_CONC and PUBLISHERS must be positive integers, not '$c'" >&2; exit 2; }
 done
 for r in $RUNS; do
 	case $r in fanout-max | fanout-rate | api-history) ;; *) echo "RUNS: unknown run $r" >&2; exit 2 ;; esac
@@ -85,20 +90,21 @@ for round in $(seq "$ROUNDS"); do
 		for p in $PUBLISHERS; do
 			for s in $SERVERS; do
 				run "$s" "fanout-max-p$p" fanout -s "$SUBS" --channels 1 --rate 0 --publishers "$p" \
-					--duration "$DURATION" --drain 10s --timeout 5m
+					--duration "$DURATION" --drain "$DRAIN" --timeout 5m
 			done
 		done
 	fi
 	if want fanout-rate; then
 		for s in $SERVERS; do
 			run "$s" "fanout-rate-$LAT_RATE" fanout -s "$SUBS" --channels 1 --rate "$LAT_RATE" --publishers 2 \
-				--duration "$DURATION" --drain 10s --timeout 5m
+				--duration "$DURATION" --drain "$DRAIN" --timeout 5m
 		done
 	fi
 	if want api-history; then
-		for s in $SERVERS; do
-			run "$s" "api-history-c$API_CONC" rpc --kind api-publish -n "$API_CONC" --channel hist:bench \
-				--duration "$DURATION"
+		for c in $API_CONC; do
+			for s in $SERVERS; do
+				run "$s" "api-history-c$c" rpc --kind api-publish -n "$c" --channel hist:bench --duration "$DURATION"
+			done
 		done
 	fi
 done
