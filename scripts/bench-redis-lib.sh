@@ -31,11 +31,11 @@ node_config() {
 JSON
 }
 
-# base_port SERVER: node k of SERVER listens on base_port + k.
+# base_port SERVER: node k of SERVER listens on base_port + k (shifted by PORT_SHIFT).
 base_port() {
 	case $1 in
-	switchboard) echo 18110 ;;
-	centrifugo) echo 18010 ;;
+	switchboard) echo $((18110 + ${PORT_SHIFT:-0})) ;;
+	centrifugo) echo $((18010 + ${PORT_SHIFT:-0})) ;;
 	*) echo "unknown server $1" >&2; exit 2 ;;
 	esac
 }
