@@ -33,7 +33,9 @@
 #   NODES           server processes                                                      [6]
 #   LOADERS         load processes                                                        [6]
 #   NOFILE          ulimit -n of every process (at most the hard limit)              [19500]
-#   DIAL            connections being opened at once per load process                    [16]
+#   DIAL            connections being opened at once per load process                     [8]
+#   PROCS           GOMAXPROCS of every node and load process (12 Go processes share the
+#                   machine's cores; 0 = the Go default, one per core)                       [1]
 #   READY_TIMEOUT   seconds to wait for all connections                                 [900]
 set -euo pipefail
 
@@ -46,13 +48,16 @@ CONNS=${CONNS:-100000}
 NODES=${NODES:-6}
 LOADERS=${LOADERS:-6}
 NOFILE=${NOFILE:-19500}
-DIAL=${DIAL:-16}
+DIAL=${DIAL:-8}
+PROCS=${PROCS:-1}
 READY_TIMEOUT=${READY_TIMEOUT:-900}
 SECRET=bench-secret-0123456789abcdef
 APIKEY=bench-api-key
 CHANNEL=bench:marker0
 PORT_SHIFT=${PORT_SHIFT:-20} # node ports 18130… / 18030…, clear of scripts/bench-redis.sh
 
+[[ $PROCS =~ ^[0-9]+$ ]] || { echo "PROCS must be a number, not '$PROCS'" >&2; exit 2; }
+if [ "$PROCS" -gt 0 ]; then export GOMAXPROCS=$PROCS; fi # nodes and load processes alike
 for v in CONNS NODES LOADERS NOFILE DIAL READY_TIMEOUT; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "$v must be a positive integer, not '${!v}'" >&2; exit 2; }
 done
@@ -185,8 +190,8 @@ measure() {
 	jq -s --arg server "$server" --argjson sent "$sent" --argjson base "$base_rss" --argjson rss "$rss" \
 		--argjson client_rss "$client_rss" --argjson established "$established" --argjson ramp "$ramp_s" \
 		--argjson max_fd "$max_fd" --argjson nodes "$NODES" --argjson loaders "$LOADERS" --arg load "$load" \
-		--argjson nofile "$NOFILE" '{
-		server: $server, nodes: $nodes, load_processes: $loaders, nofile_limit: $nofile,
+		--argjson nofile "$NOFILE" --argjson procs "$PROCS" '{
+		server: $server, nodes: $nodes, load_processes: $loaders, nofile_limit: $nofile, gomaxprocs: $procs,
 		connections_requested: (map(.conns_requested) | add), established: $established,
 		failed: (map(.failed) | add), still_open: (map(.still_open) | add),
 		ramp_seconds: $ramp, load_avg_1m_at_marker: ($load | tonumber),
