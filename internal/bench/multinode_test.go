@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alecthomas/kong"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/testenv"
@@ -207,4 +208,22 @@ func TestNewOptionsValidation(t *testing.T) {
 			require.ErrorContains(t, err, tc.want)
 		})
 	}
+}
+
+// The CLI keeps a comma-separated --url intact (a string flag, split by the tool).
+func TestKongURLList(t *testing.T) {
+	var cli struct {
+		Bench Cmd `cmd:""`
+	}
+	p, err := kong.New(&cli, kong.Exit(func(int) { t.Fatal("exit") }))
+	require.NoError(t, err)
+	_, err = p.Parse([]string{"bench", "conns", "--url", "ws://a/x,ws://b/x", "--secret", "s", "--await-marker", "--ready-file", "/tmp/r"})
+	require.NoError(t, err)
+	require.Equal(t, []string{"ws://a/x", "ws://b/x"}, cli.Bench.Conns.urls())
+	require.True(t, cli.Bench.Conns.AwaitMarker)
+	require.Equal(t, 2*time.Minute, cli.Bench.Conns.MarkerTimeout)
+	_, err = p.Parse([]string{"bench", "rpc", "--kind", "api-publish", "--api-key", "k", "--api-url", "http://a:1/api"})
+	require.NoError(t, err, "api-publish needs no --secret")
+	_, err = p.Parse([]string{"bench", "rpc", "--kind", "api-publish"})
+	require.ErrorContains(t, err, "--api-key")
 }
