@@ -18,7 +18,8 @@ import (
 
 // poolConfig describes how a pool opens its connections.
 type poolConfig struct {
-	url              string
+	urls             []string // connection idx dials urls[idx mod len] ...
+	firstFrom        int      // ... except idx >= firstFrom (when > 0), which dial urls[0]
 	codec            codec
 	token            func(idx int) (string, error)
 	handshakeTimeout time.Duration
@@ -131,7 +132,7 @@ func (p *pool) dial(ctx context.Context, idx int) (*conn, time.Duration, error) 
 	}
 	timeout := p.cfg.handshakeTimeout
 	opt := &gws.ClientOption{
-		Addr:             p.cfg.url,
+		Addr:             p.urlOf(idx),
 		RequestHeader:    hdr,
 		HandshakeTimeout: timeout,
 		ReadBufferSize:   p.cfg.readBufferSize,
@@ -180,6 +181,14 @@ func (p *pool) dial(ctx context.Context, idx int) (*conn, time.Duration, error) 
 	p.mu.Unlock()
 	p.established.Add(1)
 	return c, time.Since(start), nil
+}
+
+// urlOf returns the endpoint connection idx dials.
+func (p *pool) urlOf(idx int) string {
+	if p.cfg.firstFrom > 0 && idx >= p.cfg.firstFrom {
+		return p.cfg.urls[0]
+	}
+	return p.cfg.urls[idx%len(p.cfg.urls)]
 }
 
 // close closes the connection without counting it as a server disconnect.

@@ -22,7 +22,7 @@ import (
 
 // ClientFlags are the connection options shared by every bench command.
 type ClientFlags struct {
-	URL       string        `help:"WebSocket endpoint of the server." default:"ws://127.0.0.1:8000/connection/websocket"`
+	URL       string        `help:"WebSocket endpoint of the server; a comma-separated list spreads connections round-robin over several nodes (connection i goes to URL i mod n)." default:"ws://127.0.0.1:8000/connection/websocket"`
 	Protocol  string        `help:"Client protocol format: json or protobuf." enum:"json,protobuf" default:"json"`
 	Secret    string        `help:"HMAC secret to sign HS256 connect tokens (sub=user-N)." env:"BENCH_SECRET"`
 	TokenFile string        `help:"File with one connect token per line, used round-robin instead of --secret." type:"path"`
@@ -46,21 +46,34 @@ type ClientFlags struct {
 	Label string `help:"Free-form label copied into the result (e.g. the server name)."`
 }
 
-func (f *ClientFlags) validate(conns int) error {
+func (f *ClientFlags) validate(conns int) error { return f.check(conns, true) }
+
+// check validates the flags; auth says whether connect tokens are needed
+// (the server API scenarios open no WebSocket connections).
+func (f *ClientFlags) check(conns int, auth bool) error {
 	var errs []string
-	u, err := url.Parse(f.URL)
-	switch {
-	case err != nil:
-		errs = append(errs, fmt.Sprintf("--url: %v", err))
-	case u.Scheme != "ws" && u.Scheme != "wss":
-		errs = append(errs, fmt.Sprintf("--url: scheme must be ws or wss, got %q", u.Scheme))
-	case u.Hostname() == "":
-		errs = append(errs, "--url: missing host")
+	urls := f.urls()
+	var hosts []string
+	if len(urls) == 0 {
+		errs = append(errs, "--url: missing")
+	}
+	for _, raw := range urls {
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Sprintf("--url: %v", err))
+		case u.Scheme != "ws" && u.Scheme != "wss":
+			errs = append(errs, fmt.Sprintf("--url: scheme must be ws or wss, got %q", u.Scheme))
+		case u.Hostname() == "":
+			errs = append(errs, "--url: missing host")
+		default:
+			hosts = append(hosts, u.Hostname())
+		}
 	}
 	if _, err := newCodec(f.Protocol); err != nil {
 		errs = append(errs, "--protocol: "+err.Error())
 	}
-	if f.Secret == "" && f.TokenFile == "" {
+	if auth && f.Secret == "" && f.TokenFile == "" {
 		errs = append(errs, "one of --secret or --token-file is required")
 	}
 	if f.Secret != "" && f.TokenFile != "" {
@@ -95,13 +108,26 @@ func (f *ClientFlags) validate(conns int) error {
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
 	}
-	if conns > 0 && len(f.SourceIPs) == 0 && u != nil {
+	if conns > 0 && len(f.SourceIPs) == 0 {
 		per := f.perAddr()
-		if conns > per && !isLoopbackHost(u.Hostname()) {
-			return fmt.Errorf("%d connections exceed %d per source address and the server is not on loopback: give --source-ips", conns, per)
+		for _, h := range hosts {
+			if conns > per && !isLoopbackHost(h) {
+				return fmt.Errorf("%d connections exceed %d per source address and the server is not on loopback: give --source-ips", conns, per)
+			}
 		}
 	}
 	return nil
+}
+
+// urls returns the --url list: comma-separated, blanks dropped.
+func (f *ClientFlags) urls() []string {
+	var out []string
+	for _, s := range strings.Split(f.URL, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func isLoopbackHost(h string) bool {

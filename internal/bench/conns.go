@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,10 @@ type ConnsCmd struct {
 	Channels int           `help:"Distinct channels; connection i subscribes to channels (i*K+j) mod this." default:"1000"`
 	Prefix   string        `help:"Channel name prefix; channel names are prefix + number." default:"bench:ch"`
 	Settle   time.Duration `help:"Wait after the ramp before the memory sample." default:"3s"`
+
+	AwaitMarker   bool          `help:"After the ramp and --settle, wait until every open connection has received one publication (the marker, a stamped payload {\"t\":<unix ns>,…}) and report when the last one got it; the hold follows. For runs split over several processes: timestamps are unix nanoseconds of this machine's clock."`
+	ReadyFile     string        `help:"Create this file (holding the established count) once the ramp and --settle are done, so a coordinating script knows when to publish the marker." type:"path"`
+	MarkerTimeout time.Duration `help:"How long --await-marker waits for the marker." default:"2m"`
 }
 
 // ConnsResult is the outcome of a conns run; byte counts are bytes, rates per second.
@@ -53,8 +58,17 @@ type ConnsResult struct {
 	ClientCPURamp float64 `json:"client_cpu_percent_ramp"`
 	ClientCPUHold float64 `json:"client_cpu_percent_hold"`
 	ClientRSS     uint64  `json:"client_rss,omitempty"`
-	Interrupted   bool    `json:"interrupted,omitempty"`
-	Machine       Machine `json:"machine"`
+
+	// Marker (--await-marker): unix nanoseconds on this machine's clock.
+	MarkerSentAt    int64   `json:"marker_sent_unix_nano,omitempty"` // the marker's own "t" stamp
+	MarkerReceived  int64   `json:"marker_received,omitempty"`       // connections that got it
+	MarkerMissing   int64   `json:"marker_missing,omitempty"`        // open connections that did not
+	MarkerFirstAt   int64   `json:"marker_first_unix_nano,omitempty"`
+	MarkerLastAt    int64   `json:"marker_last_unix_nano,omitempty"`
+	MarkerAllMillis float64 `json:"marker_all_ms,omitempty"` // last receipt − sent stamp
+	MarkerLatency   Latency `json:"marker_latency"`          // per connection: receipt − sent stamp
+	Interrupted     bool    `json:"interrupted,omitempty"`
+	Machine         Machine `json:"machine"`
 }
 
 func (c *ConnsCmd) validate() error {
@@ -70,6 +84,10 @@ func (c *ConnsCmd) validate() error {
 		return fmt.Errorf("--channels (%d) must be at least --subs (%d) so a connection never subscribes twice", c.Channels, c.Subs)
 	case c.Settle < 0:
 		return errors.New("--settle must not be negative")
+	case c.AwaitMarker && c.Subs < 1:
+		return errors.New("--await-marker needs --subs of at least 1: the marker is a publication")
+	case c.AwaitMarker && c.MarkerTimeout <= 0:
+		return errors.New("--marker-timeout must be positive")
 	}
 	return nil
 }
@@ -103,10 +121,15 @@ func (c *ConnsCmd) run(parent context.Context) (*ConnsResult, error) {
 		return nil, err
 	}
 	p := newPool(poolConfig{
-		url: c.URL, codec: cd, token: tokens, handshakeTimeout: c.HandshakeTimeout,
+		urls: c.urls(), codec: cd, token: tokens, handshakeTimeout: c.HandshakeTimeout,
 		source: c.sourceFunc(c.Conns), prefix: c.Prefix,
 		channels: func(idx int) []string { return channelsFor(c.Prefix, idx, c.Subs, c.Channels) },
 	})
+	var mk *markerWait
+	if c.AwaitMarker {
+		mk = newMarkerWait(c.Conns)
+		p.onPub = mk.onPub
+	}
 	probe := &serverProbe{pid: c.ServerPID, metricsURL: c.ServerMetrics}
 	res := &ConnsResult{
 		Kind: "conns", Label: c.Label, StartedAt: time.Now().UTC(), URL: c.URL, Protocol: c.Protocol,
@@ -177,6 +200,15 @@ func (c *ConnsCmd) run(parent context.Context) (*ConnsResult, error) {
 	if ctx.Err() == nil {
 		sleepCtx(ctx, c.Settle)
 	}
+	if c.ReadyFile != "" && ctx.Err() == nil {
+		if err := writeReady(c.ReadyFile, res.Established); err != nil {
+			return nil, err
+		}
+	}
+	if mk != nil && ctx.Err() == nil {
+		mk.wait(ctx, c.MarkerTimeout, func() int64 { return p.established.Load() - p.closedEarly.Load() })
+		mk.report(res, p.established.Load()-p.closedEarly.Load())
+	}
 	cpuHold := startCPU()
 	srv1 := serverCPU()
 	h0 := time.Now()
@@ -226,6 +258,71 @@ func (c *ConnsCmd) run(parent context.Context) (*ConnsResult, error) {
 	return res, nil
 }
 
+// markerWait records when each connection received its first publication.
+type markerWait struct {
+	recv   []atomic.Int64 // by connection index: unix nanos of the first publication, 0 = none
+	got    atomic.Int64
+	sentAt atomic.Int64
+	hist   Histogram
+}
+
+func newMarkerWait(conns int) *markerWait { return &markerWait{recv: make([]atomic.Int64, conns)} }
+
+// onPub is the pool's publication hook (read goroutines).
+func (m *markerWait) onPub(cn *conn, _ int, data []byte, now int64) {
+	if cn.idx >= len(m.recv) || !m.recv[cn.idx].CompareAndSwap(0, now) {
+		return
+	}
+	if sent, _, _, err := parseStamp(data); err == nil {
+		m.sentAt.CompareAndSwap(0, sent)
+		m.hist.Record(now - sent)
+	}
+	m.got.Add(1)
+}
+
+// wait polls until open() connections have the marker, timeout passes or ctx ends.
+func (m *markerWait) wait(ctx context.Context, timeout time.Duration, open func() int64) {
+	deadline := time.Now().Add(timeout)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		if m.got.Load() >= open() {
+			return
+		}
+		sleepCtx(ctx, 5*time.Millisecond)
+	}
+}
+
+func (m *markerWait) report(res *ConnsResult, open int64) {
+	res.MarkerReceived = m.got.Load()
+	res.MarkerMissing = max(0, open-res.MarkerReceived)
+	res.MarkerSentAt = m.sentAt.Load()
+	for i := range m.recv {
+		v := m.recv[i].Load()
+		if v == 0 {
+			continue
+		}
+		if res.MarkerFirstAt == 0 || v < res.MarkerFirstAt {
+			res.MarkerFirstAt = v
+		}
+		res.MarkerLastAt = max(res.MarkerLastAt, v)
+	}
+	if res.MarkerSentAt > 0 && res.MarkerLastAt > 0 {
+		res.MarkerAllMillis = float64(res.MarkerLastAt-res.MarkerSentAt) / 1e6
+	}
+	res.MarkerLatency = m.hist.Snapshot().Summary()
+}
+
+// writeReady creates path atomically (write, then rename) holding n.
+func writeReady(path string, n int64) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(n, 10)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("--ready-file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("--ready-file: %w", err)
+	}
+	return nil
+}
+
 func (r *ConnsResult) text(w io.Writer) {
 	fmt.Fprintf(w, "conns %s (%s) %s\n", r.URL, r.Protocol, r.Label)
 	fmt.Fprintf(w, "  established      %d of %d (%d failed), %d subs each\n", r.Established, r.Requested, r.Failed, r.SubsPerConn)
@@ -248,6 +345,10 @@ func (r *ConnsResult) text(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  client cpu       ramp %.0f %%, hold %.0f %% of one core (%d cores); client rss %.1f MiB\n",
 		r.ClientCPURamp, r.ClientCPUHold, r.Machine.Cores, mib(r.ClientRSS))
+	if r.MarkerReceived > 0 || r.MarkerMissing > 0 {
+		fmt.Fprintf(w, "  marker           %d received, %d missing; last %.1f ms after it was sent (p50 %.1f ms, p99 %.1f ms)\n",
+			r.MarkerReceived, r.MarkerMissing, r.MarkerAllMillis, r.MarkerLatency.P50, r.MarkerLatency.P99)
+	}
 	if r.Interrupted {
 		fmt.Fprintln(w, "  (interrupted: partial result)")
 	}

@@ -55,8 +55,13 @@ type fakeServer struct {
 	// closeOnConnect closes the connection with this code instead of replying to connect.
 	closeOnConnect uint16
 
+	// peers also deliver this server's publications to their own subscribers,
+	// like the nodes of one cluster sharing a broker (see link).
+	peers []*fakeServer
+
 	mu     sync.Mutex
 	subs   map[string][]*fakeConn
+	conns  atomic.Int64 // connections accepted (connect replied)
 	pubs   atomic.Int64
 	pongs  atomic.Int64
 	active atomic.Int64
@@ -143,8 +148,28 @@ func (f *fakeServer) send(c *fakeConn, rs ...*protocol.Reply) {
 	_ = c.ws.WriteMessage(op, encodeReplies(f.tb, c.pb, rs...))
 }
 
+// link makes the servers one cluster: a publication to any of them reaches
+// the subscribers of all.
+func link(servers ...*fakeServer) {
+	for _, a := range servers {
+		for _, b := range servers {
+			if a != b {
+				a.peers = append(a.peers, b)
+			}
+		}
+	}
+}
+
 func (f *fakeServer) publish(ch string, data []byte) {
 	n := f.pubs.Add(1)
+	f.deliver(ch, data, n)
+	for _, p := range f.peers {
+		p.deliver(ch, data, n)
+	}
+}
+
+// deliver sends publication n to this server's subscribers of ch.
+func (f *fakeServer) deliver(ch string, data []byte, n int64) {
 	f.mu.Lock()
 	subs := append([]*fakeConn(nil), f.subs[ch]...)
 	f.mu.Unlock()
@@ -202,6 +227,7 @@ func (f *fakeServer) handle(c *fakeConn, cmd *protocol.Command) {
 			_ = c.ws.WriteClose(f.closeOnConnect, []byte("invalid token"))
 			return
 		}
+		f.conns.Add(1)
 		c.user = "user?"
 		if cmd.Connect.Token != "" {
 			c.user = strings.Clone(tokenSub(cmd.Connect.Token))

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,9 +30,9 @@ type FanoutCmd struct {
 	Prefix      string        `help:"Channel name prefix; channel names are prefix + number." default:"bench:ch"`
 	Rate        float64       `help:"Publications per second over all channels (0 = as fast as the publishers go)." default:"100"`
 	Via         string        `help:"Publish through the server HTTP API or client publish commands." enum:"api,client" default:"api"`
-	APIURL      string        `help:"Server API base URL (default: http(s)://<host of --url>/api)." name:"api-url"`
+	APIURL      string        `help:"Server API base URL (default: http(s)://<host of the first --url>/api); with several --url nodes, publications go here while subscribers sit on all of them." name:"api-url"`
 	APIKey      string        `help:"Server API key (X-API-Key)." name:"api-key" env:"BENCH_API_KEY"`
-	Publishers  int           `help:"Concurrent publishers (HTTP clients or publisher connections)." default:"4"`
+	Publishers  int           `help:"Concurrent publishers (HTTP clients or publisher connections; publisher connections dial the first --url)." default:"4"`
 	Inflight    int           `help:"Outstanding publish commands per publisher connection (--via client)." default:"32"`
 	PayloadSize int           `help:"Approximate payload size in bytes." default:"64"`
 	Drain       time.Duration `help:"How long to wait for in-flight deliveries after publishing stops." default:"5s"`
@@ -116,15 +117,22 @@ func (c *FanoutCmd) validate() error {
 	return nil
 }
 
-func (c *FanoutCmd) apiURL() (string, error) {
-	if c.APIURL != "" {
-		u, err := url.Parse(c.APIURL)
+func (c *FanoutCmd) apiURL() (string, error) { return apiBase(c.APIURL, c.urls()) }
+
+// apiBase returns the server API base URL: explicit when given, else
+// http(s)://<host of the first WebSocket URL>/api.
+func apiBase(explicit string, wsURLs []string) (string, error) {
+	if explicit != "" {
+		u, err := url.Parse(explicit)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-			return "", fmt.Errorf("--api-url must be an http(s) URL, got %q", c.APIURL)
+			return "", fmt.Errorf("--api-url must be an http(s) URL, got %q", explicit)
 		}
-		return c.APIURL, nil
+		return strings.TrimSuffix(explicit, "/"), nil
 	}
-	u, err := url.Parse(c.URL)
+	if len(wsURLs) == 0 {
+		return "", errors.New("--url: missing")
+	}
+	u, err := url.Parse(wsURLs[0])
 	if err != nil {
 		return "", fmt.Errorf("--url: %w", err)
 	}
@@ -204,8 +212,8 @@ func (c *FanoutCmd) run(parent context.Context) (*FanoutResult, error) {
 		total += c.Publishers
 	}
 	p := newPool(poolConfig{
-		url: c.URL, codec: cd, token: tokens, handshakeTimeout: c.HandshakeTimeout,
-		source: c.sourceFunc(total), prefix: c.Prefix, streams: c.Publishers,
+		urls: c.urls(), codec: cd, token: tokens, handshakeTimeout: c.HandshakeTimeout,
+		firstFrom: c.Subscribers, source: c.sourceFunc(total), prefix: c.Prefix, streams: c.Publishers,
 		channels: func(idx int) []string {
 			if idx >= c.Subscribers {
 				return nil // publisher connection
