@@ -168,6 +168,10 @@ func (h *Hub) checkPositions(channels []string) {
 	failed := 0
 	var firstErr error
 	for _, ch := range channels {
+		// A channel without history has no stream top to compare with.
+		if o, err := h.cfg.Namespaces.Resolve(ch); err != nil || !o.HistoryEnabled() {
+			continue
+		}
 		subs := h.positionSubscribers(ch)
 		if len(subs) == 0 {
 			continue
