@@ -83,12 +83,25 @@ func (v *TokenVerifier) VerifyConnect(token string) (ConnectClaims, error) {
 // SignConnect creates an HS256 connection token for user, valid for ttl
 // (0 = no expiry). It backs `switchboard gentoken`.
 func SignConnect(secret, user string, ttl time.Duration, now time.Time) (string, error) {
+	c := ConnectClaims{User: user}
+	if ttl > 0 {
+		c.ExpireAt = now.Add(ttl).Unix()
+	}
+	return SignConnectClaims(secret, c, now)
+}
+
+// SignConnectClaims creates an HS256 connection token with c's claims: sub,
+// exp (0 = none), info and channels (server-side subscriptions, which
+// bypass namespace permissions), and iat = now. VerifyConnect of a
+// verifier with the same secret returns c.
+func SignConnectClaims(secret string, c ConnectClaims, now time.Time) (string, error) {
 	if secret == "" {
 		return "", errors.New("auth: empty secret")
 	}
-	claims := jwt.RegisteredClaims{Subject: user, IssuedAt: jwt.NewNumericDate(now)}
-	if ttl > 0 {
-		claims.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
+	claims := connectClaims{Info: c.Info, Channels: c.Channels,
+		RegisteredClaims: jwt.RegisteredClaims{Subject: c.User, IssuedAt: jwt.NewNumericDate(now)}}
+	if c.ExpireAt > 0 {
+		claims.ExpiresAt = jwt.NewNumericDate(time.Unix(c.ExpireAt, 0))
 	}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
 }
