@@ -322,7 +322,9 @@ func (t *txn) job(ctx context.Context, id string, lock bool) (scheduler.Job, err
 	return scanJob(t.tx.QueryRowContext(ctx, t.q.q(q), id))
 }
 
-func (t *txn) Job(ctx context.Context, id string) (scheduler.Job, error) { return t.job(ctx, id, false) }
+func (t *txn) Job(ctx context.Context, id string) (scheduler.Job, error) {
+	return t.job(ctx, id, false)
+}
 
 func (t *txn) JobForUpdate(ctx context.Context, id string) (scheduler.Job, error) {
 	return t.job(ctx, id, true)
