@@ -91,11 +91,7 @@ func (m *Main) schedulerStore(ctx context.Context) (scheduler.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scheduler: data store: %w", err)
 	}
-	s, ok := any(st).(scheduler.Store)
-	if !ok {
-		return nil, fmt.Errorf("scheduler: the SQLite store has no scheduler tables in this build")
-	}
-	return s, nil
+	return st, nil
 }
 
 // startScheduler wires the compute scheduler when it is enabled: the store,
