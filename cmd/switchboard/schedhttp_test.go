@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
@@ -204,6 +205,47 @@ func TestSchedulerEndToEnd(t *testing.T) {
 	mean := (100*1000 + 130*500) / 1500.0
 	pooled := math.Sqrt((1000*(10*10+(100-mean)*(100-mean)) + 500*(20*20+(130-mean)*(130-mean))) / 1500)
 	require.InDelta(t, pooled, res["stdDps"], 0.5, "pooled standard deviation")
+
+	// A browser arriving after the end subscribes to jobs:{id} with a
+	// subscription token (the namespace refuses plain subscribes) and
+	// catches up from its history.
+	st, sub := userCall(t, m, alice, "POST", "/jobs/"+jobID+"/subscription", "")
+	require.Equal(t, 200, st, sub)
+	require.Equal(t, "jobs:"+jobID, sub["channel"])
+	browser := centrifuge.NewJsonClient("ws://"+m.Addr()+"/connection/websocket", centrifuge.Config{Token: alice})
+	t.Cleanup(browser.Close)
+	require.NoError(t, browser.Connect())
+	plain, err := browser.NewSubscription("jobs:" + jobID)
+	require.NoError(t, err)
+	refused := make(chan error, 1)
+	plain.OnError(func(e centrifuge.SubscriptionErrorEvent) { refused <- e.Error })
+	require.NoError(t, plain.Subscribe())
+	select {
+	case err := <-refused:
+		require.ErrorContains(t, err, "permission denied")
+	case <-time.After(10 * time.Second):
+		t.Fatal("a subscribe without token was not refused")
+	}
+	require.NoError(t, browser.RemoveSubscription(plain))
+	js, err := browser.NewSubscription("jobs:"+jobID, centrifuge.SubscriptionConfig{Token: sub["token"].(string)})
+	require.NoError(t, err)
+	subscribed := make(chan struct{}, 1)
+	js.OnSubscribed(func(centrifuge.SubscribedEvent) { subscribed <- struct{}{} })
+	require.NoError(t, js.Subscribe())
+	select {
+	case <-subscribed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("subscription with token not confirmed")
+	}
+	hist, err := js.History(context.Background(), centrifuge.WithHistoryLimit(100))
+	require.NoError(t, err)
+	var types []string
+	for _, p := range hist.Publications {
+		var ev struct{ Type string }
+		require.NoError(t, json.Unmarshal(p.Data, &ev))
+		types = append(types, ev.Type)
+	}
+	require.Contains(t, types, "completed", "history of jobs:{id}: %v", types)
 
 	st, out = userCall(t, m, token(t, "bob", time.Hour), "GET", "/jobs/"+jobID, "")
 	require.Equal(t, 404, st, "another user does not see the job: %v", out)

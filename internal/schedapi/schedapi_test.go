@@ -532,3 +532,20 @@ func FuzzDecodeBody(f *testing.F) {
 		}
 	})
 }
+
+func TestJobSubscription(t *testing.T) {
+	f := newFixture(t)
+	r := f.user("POST", "/jobs/j5/subscription", "")
+	require.Equal(t, 200, r.status, r.body)
+	require.Equal(t, "jobs:j5", r.body["channel"])
+	require.Equal(t, "2023-11-14T22:23:20Z", r.body["expiresAt"])
+	require.NotEmpty(t, r.body["token"])
+	require.Equal(t, []string{"job:j5"}, f.svc.calls, "visibility checked with the scheduler")
+
+	r = f.user("POST", "/jobs/j5/subscription", "", "X-API-Key", testAPIKey)
+	require.Equal(t, 400, r.status, "a subscription is for a user")
+	f.svc.err = scheduler.ErrJobNotFound
+	r = f.user("POST", "/jobs/j5/subscription", "")
+	require.Equal(t, 404, r.status)
+	require.Equal(t, "job not found", r.body["error"])
+}
