@@ -226,7 +226,8 @@ func TestSchedulerEndToEnd(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a subscribe without token was not refused")
 	}
-	require.NoError(t, browser.RemoveSubscription(plain))
+	require.NoError(t, plain.Unsubscribe())
+	require.Eventually(t, func() bool { return browser.RemoveSubscription(plain) == nil }, 10*time.Second, 10*time.Millisecond)
 	js, err := browser.NewSubscription("jobs:"+jobID, centrifuge.SubscriptionConfig{Token: sub["token"].(string)})
 	require.NoError(t, err)
 	subscribed := make(chan struct{}, 1)
