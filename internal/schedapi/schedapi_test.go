@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
@@ -256,6 +257,9 @@ func TestNodeSignatureFailures(t *testing.T) {
 	require.Equal(t, 401, r.status)
 	require.Equal(t, "Replayed signature", r.body["error"])
 	require.Equal(t, []string{"heartbeat:idle"}, f.svc.calls)
+	require.Equal(t, 2.0, testutil.ToFloat64(f.h.refused.WithLabelValues("Invalid signature")))
+	require.Equal(t, 1.0, testutil.ToFloat64(f.h.refused.WithLabelValues("Replayed signature")))
+	require.Equal(t, 1.0, testutil.ToFloat64(f.h.refused.WithLabelValues("Body too large")))
 }
 
 func TestNodeEndpoints(t *testing.T) {
