@@ -594,3 +594,30 @@ func FuzzNodeRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCompleteBody: the body of POST /chunks/complete and the chunk result
+// decoder behind it; an aggregatable result satisfies the decoder's
+// contract.
+func FuzzCompleteBody(f *testing.F) {
+	for _, s := range []string{
+		`{"chunkId":"c","leaseId":"l","result":{"iterations":1000,"meanDps":5,"stdDps":1,"minDps":1,"maxDps":9}}`,
+		`{"chunkId":"c","result":{"iterations":1.5,"meanDps":5,"stdDps":1,"minDps":1,"maxDps":9}}`,
+		`{"chunkId":"c","result":[1,2,3]}`, `{"chunkId":"c","result":"text"}`,
+		`{"chunkId":"c","result":{"iterations":1e400,"meanDps":5}}`, `{"chunkId":"c","result":{"iterations":3,"meanDps":9,"stdDps":-1,"minDps":1,"maxDps":2}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var req completeRequest
+		if decodeBody(body, &req) != nil || len(req.Result) == 0 {
+			return
+		}
+		r, ok, err := scheduler.DecodeResult(req.Result)
+		if err != nil || !ok {
+			return
+		}
+		if r.Iterations < 1 || r.StdDps < 0 || r.MinDps > r.MeanDps || r.MeanDps > r.MaxDps {
+			t.Fatalf("aggregatable result breaks the contract: %+v from %s", r, req.Result)
+		}
+	})
+}
