@@ -232,11 +232,17 @@ func (v *NodeVerifier) Verify(h NodeHeaders, method, path string, body []byte) (
 	if len(body) > v.maxBody {
 		return nil, ErrNodeBodyTooLarge
 	}
-	if !validEd25519Point(sh.Key) {
-		return nil, ErrInvalidNodePublicKey
-	}
+	// crypto/ed25519 refuses keys off the curve by failing verification, so
+	// the (costly) point check only picks the message of a failure; a key
+	// that verifies is a point, and only its canonical form is checked.
 	if !ed25519.Verify(sh.Key, NodeMessage(sh.TsText, method, path, body), sh.Sig) {
+		if !validEd25519Point(sh.Key) {
+			return nil, ErrInvalidNodePublicKey
+		}
 		return nil, ErrInvalidNodeSignature
+	}
+	if !canonicalY(sh.Key) {
+		return nil, ErrInvalidNodePublicKey
 	}
 	// The window of this timestamp ends at ts+skew; after that the
 	// timestamp check refuses the request anyway.
@@ -320,16 +326,10 @@ func validEd25519Point(key []byte) bool {
 	if len(key) != ed25519.PublicKeySize {
 		return false
 	}
-	le := make([]byte, len(key))
-	for i, b := range key {
-		le[len(key)-1-i] = b
-	}
-	sign := le[0] >> 7
-	le[0] &= 0x7f
-	y := new(big.Int).SetBytes(le)
-	if y.Cmp(edP) >= 0 {
+	if !canonicalY(key) {
 		return false
 	}
+	y, sign := decodeY(key)
 	y2 := new(big.Int).Mul(y, y)
 	y2.Mod(y2, edP)
 	u := new(big.Int).Sub(y2, big.NewInt(1))
@@ -345,4 +345,24 @@ func validEd25519Point(key []byte) bool {
 	// Euler's criterion: x2 is a square mod p iff x2^((p-1)/2) = 1.
 	e := new(big.Int).Rsh(new(big.Int).Sub(edP, big.NewInt(1)), 1)
 	return new(big.Int).Exp(x2, e, edP).Cmp(big.NewInt(1)) == 0
+}
+
+// decodeY returns the y coordinate (little-endian, top bit cleared) and
+// the sign bit of an encoded point.
+func decodeY(key []byte) (*big.Int, byte) {
+	be := make([]byte, len(key))
+	for i, b := range key {
+		be[len(key)-1-i] = b
+	}
+	sign := be[0] >> 7
+	be[0] &= 0x7f
+	return new(big.Int).SetBytes(be), sign
+}
+
+// canonicalY reports whether the encoded y coordinate of key is below p
+// (RFC 8032 refuses the 19 non-canonical encodings y >= p, which
+// crypto/ed25519 accepts).
+func canonicalY(key []byte) bool {
+	y, _ := decodeY(key)
+	return y.Cmp(edP) < 0
 }
