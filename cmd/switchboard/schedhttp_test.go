@@ -339,7 +339,11 @@ func TestSchedulerSignedRequestFailures(t *testing.T) {
 	// User API strictness through the whole server.
 	alice := token(t, "alice", time.Hour)
 	for _, b := range []struct{ body, msg string }{
-		{`{"config":{},"iterations":0}`, "iterations: must be positive, got 0"},
+		{`{"config":{},"iterations":0}`, "iterations: must be a positive integer"},
+		{`{"config":{}}`, "iterations: must be a positive integer"},
+		{`{"iterations":10}`, "config: required"},
+		{`{"config":{},"iterations":10,"accessType":"world"}`, "accessType: must be private, public or user"},
+		{`{"config":{},"iterations":1.5}`, "iterations: must be an integer, got number 1.5"},
 		{`{"config":{},"iterations":10,"priority":1,"color":"red"}`, `unknown field "color"`},
 		{`{"config":"` + strings.Repeat("x", 70<<10) + `","iterations":10}`, "config"},
 	} {
