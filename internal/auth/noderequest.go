@@ -36,7 +36,7 @@ const (
 const (
 	DefaultNodeSkew       = 300 * time.Second
 	DefaultNodeMaxBody    = 1 << 20
-	DefaultMaxReplayCache = 200_000
+	DefaultMaxReplayCache = 1_000_000
 )
 
 // Reasons of the signed-request errors. Each is also the client-facing
@@ -205,7 +205,7 @@ func NewNodeVerifier(cfg NodeVerifierConfig) *NodeVerifier {
 		cfg.Now = time.Now
 	}
 	return &NodeVerifier{skew: cfg.Skew, maxBody: cfg.MaxBody, now: cfg.Now,
-		replay: &replayCache{max: cfg.MaxReplay, seen: map[[ed25519.SignatureSize]byte]struct{}{}}}
+		replay: &replayCache{max: cfg.MaxReplay, seen: map[replayKey]struct{}{}}}
 }
 
 // MaxBody returns the largest body Verify accepts; an adapter reads at
@@ -246,7 +246,7 @@ func (v *NodeVerifier) Verify(h NodeHeaders, method, path string, body []byte) (
 	}
 	// The window of this timestamp ends at ts+skew; after that the
 	// timestamp check refuses the request anyway.
-	if err := v.replay.add(sh.Sig, time.Unix(sh.Ts+skew+1, 0), now); err != nil {
+	if err := v.replay.add(sh.Sig, sh.Ts+skew+1, now.Unix()); err != nil {
 		return nil, err
 	}
 	return sh.Key, nil
@@ -261,23 +261,28 @@ func (v *NodeVerifier) ReplayLen() int {
 }
 
 // replayCache remembers accepted signatures until they expire; a min-heap
-// by expiry lets each add prune the expired ones in O(log n) apiece.
+// by expiry lets each add prune the expired ones in O(log n) apiece. An
+// entry is about 60 bytes: the key is the signature's first 16 bytes (two
+// different valid signatures share them with probability 2^-128) and the
+// expiry is in unix seconds.
 type replayCache struct {
 	max  int
 	mu   sync.Mutex
-	seen map[[ed25519.SignatureSize]byte]struct{}
+	seen map[replayKey]struct{}
 	exp  replayHeap
 }
 
+type replayKey [16]byte
+
 type replayEntry struct {
-	sig [ed25519.SignatureSize]byte
-	at  time.Time
+	key replayKey
+	at  int64 // unix seconds: the entry goes once the clock reaches it
 }
 
 type replayHeap []replayEntry
 
 func (h replayHeap) Len() int           { return len(h) }
-func (h replayHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h replayHeap) Less(i, j int) bool { return h[i].at < h[j].at }
 func (h replayHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *replayHeap) Push(x any)        { *h = append(*h, x.(replayEntry)) }
 func (h *replayHeap) Pop() any {
@@ -287,13 +292,13 @@ func (h *replayHeap) Pop() any {
 	return e
 }
 
-func (c *replayCache) add(sig []byte, expires, now time.Time) error {
-	var k [ed25519.SignatureSize]byte
+func (c *replayCache) add(sig []byte, expires, now int64) error {
+	var k replayKey
 	copy(k[:], sig)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for len(c.exp) > 0 && !now.Before(c.exp[0].at) {
-		delete(c.seen, heap.Pop(&c.exp).(replayEntry).sig)
+	for len(c.exp) > 0 && now >= c.exp[0].at {
+		delete(c.seen, heap.Pop(&c.exp).(replayEntry).key)
 	}
 	if _, dup := c.seen[k]; dup {
 		return ErrReplayedSignature
@@ -302,7 +307,7 @@ func (c *replayCache) add(sig []byte, expires, now time.Time) error {
 		return ErrReplayCacheFull
 	}
 	c.seen[k] = struct{}{}
-	heap.Push(&c.exp, replayEntry{sig: k, at: expires})
+	heap.Push(&c.exp, replayEntry{key: k, at: expires})
 	return nil
 }
 
