@@ -25,11 +25,18 @@ import (
 
 // redisNodes returns a function that starts a server on the Redis engine;
 // every server it starts shares one key prefix of its own, so they form
-// one cluster apart from other tests. It skips t without Redis.
-func redisNodes(t *testing.T) func() *Main {
+// one cluster apart from other tests. mods change each server's config.
+// It skips t without Redis.
+func redisNodes(t *testing.T, mods ...func(*config.Config)) func() *Main {
 	t.Helper()
 	node := redisNodesAt(t, testenv.RedisURL(t))
-	return func() *Main { return node(nil) }
+	return func() *Main {
+		return node(func(cfg *config.Config) {
+			for _, m := range mods {
+				m(cfg)
+			}
+		})
+	}
 }
 
 // redisNodesAt is redisNodes on the Redis at url; edit, when not nil,
