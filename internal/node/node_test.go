@@ -1,0 +1,208 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-rt/switchboard/internal/node/sim"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
+)
+
+// The whole life cycle: register, claim code printed, verify polled until
+// claimed, token, hub connection, a chunk published on chunks:{id} runs in
+// the Python worker, progress extends the lease, the result is the
+// reference's; heartbeats flow.
+func TestNodeRunsPublishedChunk(t *testing.T) {
+	f := newFakeServer(t)
+	_, out := startNode(t, f, nil)
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "claim code: MW3AM4") }, testenv.Wait, testenv.Tick)
+	require.NotContains(t, out.String(), "node claimed")
+	f.claim()
+	f.connected(t)
+	require.Contains(t, out.String(), `node claimed: name "test node", max parallel 4`)
+
+	// 300 iterations at 2 ms each: long enough for progress reports.
+	cfg := map[string]any{"sleepMs": 2}
+	f.publish(t, "chunks:"+fakeNodeID, chunkMsg("c1", "l1", 300, 5000, cfg, 3*time.Second))
+	require.Eventually(t, func() bool { return len(f.of("/chunks/complete")) == 1 }, testenv.Wait, testenv.Tick)
+	c := f.of("/chunks/complete")[0]
+	require.Equal(t, "c1", str(c.Body["chunkId"]))
+	require.Equal(t, "l1", str(c.Body["leaseId"]))
+	var got sim.Result
+	require.NoError(t, json.Unmarshal(c.Body["result"], &got))
+	cj, _ := json.Marshal(cfg)
+	want, err := sim.Chunk(fakeHash, cj, 5000, 300)
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+
+	progress := f.of("/chunks/progress")
+	require.NotEmpty(t, progress, "a running chunk reports progress")
+	require.Equal(t, "l1", str(progress[0].Body["leaseId"]))
+	require.Eventually(t, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.heartbeats >= 2
+	}, testenv.Wait, testenv.Tick, "heartbeats")
+
+	// A duplicate of the finished lease (recovery, /chunks/assigned) is ignored.
+	f.publish(t, "chunks:"+fakeNodeID, chunkMsg("c1", "l1", 300, 5000, cfg, 3*time.Second))
+	f.publish(t, "chunks:"+fakeNodeID, chunkMsg("c2", "l2", 10, 0, nil, 3*time.Second))
+	require.Eventually(t, func() bool { return len(f.of("/chunks/complete")) == 2 }, testenv.Wait, testenv.Tick)
+	require.Equal(t, "c2", str(f.of("/chunks/complete")[1].Body["chunkId"]))
+}
+
+// On connect the node fetches GET /chunks/assigned and runs what it
+// holds, once even when the same chunk is also published.
+func TestNodeResumesAssignedChunks(t *testing.T) {
+	f := newFakeServer(t)
+	a, _ := json.Marshal(chunkMsg("held", "l9", 200, 1000, map[string]any{"sleepMs": 1}, time.Minute))
+	f.assigned = []json.RawMessage{a}
+	f.claim()
+	startNode(t, f, nil)
+	f.connected(t)
+	f.publish(t, "chunks:"+fakeNodeID, json.RawMessage(a))
+	require.Eventually(t, func() bool { return len(f.of("/chunks/complete")) == 1 }, testenv.Wait, testenv.Tick)
+	var got sim.Result
+	require.NoError(t, json.Unmarshal(f.of("/chunks/complete")[0].Body["result"], &got))
+	want, _ := sim.Chunk(fakeHash, json.RawMessage(`{"sleepMs":1}`), 1000, 200)
+	require.Equal(t, want, got)
+	// Give a duplicate run the time to show up: the next chunk completes after it would have.
+	f.publish(t, "chunks:"+fakeNodeID, chunkMsg("after", "l10", 5, 0, nil, time.Minute))
+	require.Eventually(t, func() bool { return len(f.of("/chunks/complete")) >= 2 }, testenv.Wait, testenv.Tick)
+	require.Len(t, f.of("/chunks/complete"), 2)
+}
+
+// A cancel on nodes:{id} stops the chunk; nothing is reported.
+func TestNodeCancel(t *testing.T) {
+	f := newFakeServer(t)
+	f.claim()
+	startNode(t, f, nil)
+	f.connected(t)
+	f.publish(t, "chunks:"+fakeNodeID, chunkMsg("slow", "l1", 1000, 0, map[string]any{"sleepMs": 20}, time.Minute))
+	require.Eventually(t, func() bool { return len(f.of("/chunks/progress")) >= 1 }, testenv.Wait, testenv.Tick, "running")
+	f.publish(t, "nodes:"+fakeNodeID, map[string]any{"type": "cancel", "jobId": "j1", "chunkIds": []string{"slow"}})
+	f.publish(t, "chunks:"+fakeNodeID, chunkMsg("next", "l2", 5, 0, nil, time.Minute))
+	require.Eventually(t, func() bool { return len(f.of("/chunks/complete")) == 1 }, testenv.Wait, testenv.Tick)
+	require.Equal(t, "next", str(f.of("/chunks/complete")[0].Body["chunkId"]))
+	require.Empty(t, f.of("/chunks/fail"))
+}
+
+// A 409 on progress (lease lost) stops the chunk without a report.
+func TestNodeLeaseLost(t *testing.T) {
+	f := newFakeServer(t)
+	f.claim()
+	f.progress["lost"] = 409
+	startNode(t, f, nil)
+	f.connected(t)
+	f.publish(t, "chunks:"+fakeNodeID, chunkMsg("lost", "l1", 1000, 0, map[string]any{"sleepMs": 20}, time.Minute))
+	require.Eventually(t, func() bool { return len(f.of("/chunks/progress")) >= 1 }, testenv.Wait, testenv.Tick)
+	f.publish(t, "chunks:"+fakeNodeID, chunkMsg("next", "l2", 5, 0, nil, time.Minute))
+	require.Eventually(t, func() bool { return len(f.of("/chunks/complete")) == 1 }, testenv.Wait, testenv.Tick)
+	require.Equal(t, "next", str(f.of("/chunks/complete")[0].Body["chunkId"]))
+	require.Empty(t, f.of("/chunks/fail"))
+	require.Len(t, f.of("/chunks/progress"), 1, "no progress after the lease was lost")
+}
+
+// A crashing worker is a retryable failure; a bad config is not.
+func TestNodeFailures(t *testing.T) {
+	f := newFakeServer(t)
+	f.claim()
+	startNode(t, f, nil)
+	f.connected(t)
+	f.publish(t, "chunks:"+fakeNodeID, chunkMsg("crash", "l1", 10, 0, map[string]any{"crashAt": 3}, time.Minute))
+	require.Eventually(t, func() bool { return len(f.of("/chunks/fail")) == 1 }, testenv.Wait, testenv.Tick)
+	fail := f.of("/chunks/fail")[0]
+	require.Equal(t, "crash", str(fail.Body["chunkId"]))
+	require.Equal(t, "true", string(fail.Body["retryable"]))
+	require.Contains(t, string(fail.Body["error"]), "WORKER_CRASHED")
+
+	f.publish(t, "chunks:"+fakeNodeID, chunkMsg("bad", "l2", 10, 0, map[string]any{"duration": -1}, time.Minute))
+	require.Eventually(t, func() bool { return len(f.of("/chunks/fail")) == 2 }, testenv.Wait, testenv.Tick)
+	fail = f.of("/chunks/fail")[1]
+	require.Equal(t, "false", string(fail.Body["retryable"]))
+	require.Contains(t, string(fail.Body["error"]), "config.duration must be positive")
+	require.Contains(t, string(fail.Body["error"]), "INVALID_CONFIG")
+}
+
+// Shutdown lets a chunk that finishes within the grace period report its
+// result and hands back one that does not.
+func TestNodeShutdown(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		grace   time.Duration
+		sleepMs int
+		report  string
+	}{
+		{"finishes", 10 * time.Second, 1, "/chunks/complete"},
+		{"hands back", 200 * time.Millisecond, 50, "/chunks/fail"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeServer(t)
+			f.claim()
+			n, _ := startNode(t, f, func(c *Config) { c.ShutdownGrace = tc.grace })
+			f.connected(t)
+			f.publish(t, "chunks:"+fakeNodeID, chunkMsg("c", "l1", 400, 0, map[string]any{"sleepMs": tc.sleepMs}, time.Minute))
+			require.Eventually(t, func() bool { return len(f.of("/chunks/progress")) >= 1 }, testenv.Wait, testenv.Tick, "running")
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			require.NoError(t, n.Shutdown(ctx))
+			reps := f.of(tc.report)
+			require.Len(t, reps, 1)
+			if tc.report == "/chunks/fail" {
+				require.Equal(t, "true", string(reps[0].Body["retryable"]))
+				require.Contains(t, string(reps[0].Body["error"]), "node shutting down")
+				require.Empty(t, f.of("/chunks/complete"))
+			} else {
+				require.Empty(t, f.of("/chunks/fail"))
+			}
+		})
+	}
+}
+
+// A short-lived hub token is refreshed through /nodes/token.
+func TestNodeTokenRefresh(t *testing.T) {
+	f := newFakeServer(t)
+	f.claim()
+	f.tokenTTL = 2 * time.Second
+	startNode(t, f, nil)
+	f.connected(t)
+	require.Eventually(t, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.tokens >= 2
+	}, testenv.Wait, testenv.Tick, "token refreshed")
+	f.publish(t, "chunks:"+fakeNodeID, chunkMsg("c", "l1", 5, 0, nil, time.Minute))
+	require.Eventually(t, func() bool { return len(f.of("/chunks/complete")) == 1 }, testenv.Wait, testenv.Tick)
+}
+
+func TestConfigErrors(t *testing.T) {
+	_, err := New(Config{})
+	require.ErrorContains(t, err, "--server")
+	require.ErrorContains(t, err, "--worker")
+	_, key, _ := ed25519GenerateKey()
+	_, err = New(Config{Server: "ftp://x", Key: key, Worker: []string{"w"}})
+	require.ErrorContains(t, err, "http://HOST:PORT")
+	_, err = New(Config{Server: "http://x", Key: key, Worker: []string{"w"}, Parallel: -1})
+	require.ErrorContains(t, err, "--parallel")
+}
+
+func FuzzDecodeChunk(f *testing.F) {
+	good, _ := json.Marshal(chunkMsg("c", "l", 10, 0, map[string]any{"a": 1}, time.Minute))
+	f.Add(good)
+	f.Add([]byte(`{"id":1,"leaseId":2,"iterations":1}`))
+	f.Add([]byte(`{"id":"x","leaseId":"","iterations":1}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := DecodeChunk(data)
+		if err == nil && (c.ID.IsZero() || c.LeaseID.IsZero() || c.Iterations <= 0) {
+			t.Fatalf("accepted %q", data)
+		}
+		_, _, _ = decodeAssigned(data)
+		_, _ = decodeControl(data)
+	})
+}
