@@ -88,10 +88,11 @@ func (id ID) MarshalJSON() ([]byte, error) {
 // api is the signed HTTP client of the node API. It is safe for concurrent
 // use.
 type api struct {
-	base  *url.URL
-	key   ed25519.PrivateKey
-	hc    *http.Client
-	clock clock.Clock
+	base   *url.URL
+	key    ed25519.PrivateKey
+	hc     *http.Client
+	clock  clock.Clock
+	stamps stamper
 }
 
 func newAPI(server string, key ed25519.PrivateKey, hc *http.Client, clk clock.Clock) (*api, error) {
@@ -131,7 +132,7 @@ func (a *api) call(ctx context.Context, method, path string, in, out any) error 
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	Sign(req.Header, a.key, a.clock.Now(), method, u.Path, body)
+	Sign(req.Header, a.key, a.stamps.stamp(a.clock.Now(), method, u.Path, body), method, u.Path, body)
 	resp, err := a.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)

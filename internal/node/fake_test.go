@@ -63,6 +63,7 @@ type fakeServer struct {
 	progress   map[string]int // status to answer /chunks/progress with; 0 = 200
 	key        ed25519.PublicKey
 	heartbeats int
+	seen       map[string]bool // signatures (the server's replay cache)
 }
 
 func newFakeServer(t *testing.T) *fakeServer {
@@ -79,7 +80,7 @@ func newFakeServer(t *testing.T) *fakeServer {
 	require.NoError(t, err)
 	wst, err := ws.New(ws.Config{Logger: log})
 	require.NoError(t, err)
-	f := &fakeServer{t: t, hub: h, tokenTTL: time.Hour, progress: map[string]int{}, maxPar: 4}
+	f := &fakeServer{t: t, hub: h, tokenTTL: time.Hour, progress: map[string]int{}, maxPar: 4, seen: map[string]bool{}}
 	mux := http.NewServeMux()
 	mux.Handle("/connection/websocket", proto.WebSocketHandler(wst))
 	mux.HandleFunc("/", f.serveNodeAPI)
@@ -123,6 +124,10 @@ func (f *fakeServer) verify(r *http.Request, body []byte) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.seen[string(sig)] {
+		return fmt.Errorf("Replayed signature")
+	}
+	f.seen[string(sig)] = true
 	if f.key != nil && !f.key.Equal(ed25519.PublicKey(pub)) {
 		return fmt.Errorf("another key")
 	}
@@ -133,6 +138,7 @@ func (f *fakeServer) verify(r *http.Request, body []byte) error {
 func (f *fakeServer) serveNodeAPI(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	if err := f.verify(r, body); err != nil {
+		f.t.Errorf("node API %s %s: %v", r.Method, r.URL.Path, err)
 		f.reply(w, 401, map[string]string{"error": err.Error()})
 		return
 	}
@@ -286,4 +292,6 @@ func str(raw json.RawMessage) string {
 	return string(raw)
 }
 
-func ed25519GenerateKey() (ed25519.PublicKey, ed25519.PrivateKey, error) { return ed25519.GenerateKey(nil) }
+func ed25519GenerateKey() (ed25519.PublicKey, ed25519.PrivateKey, error) {
+	return ed25519.GenerateKey(nil)
+}

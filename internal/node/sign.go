@@ -3,41 +3,63 @@ package node
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"net/http"
-	"strconv"
+	"sync"
 	"time"
+
+	"github.com/switchboard-rt/switchboard/internal/auth"
 )
 
 // Headers of the signed node API (PROTOCOLS.md, "Compute scheduler").
 const (
-	HeaderKey = "X-Node-Key"
-	HeaderSig = "X-Node-Sig"
-	HeaderTS  = "X-Node-Ts"
+	HeaderKey = auth.HeaderNodeKey
+	HeaderSig = auth.HeaderNodeSig
+	HeaderTS  = auth.HeaderNodeTs
 )
-
-// signedMessage is what a node signs: "{ts}\0{METHOD}\0{path}\0{hex
-// sha256(body)}", path without the query.
-func signedMessage(ts, method, path string, body []byte) []byte {
-	sum := sha256.Sum256(body)
-	msg := make([]byte, 0, len(ts)+len(method)+len(path)+3+hex.EncodedLen(len(sum)))
-	msg = append(msg, ts...)
-	msg = append(msg, 0)
-	msg = append(msg, method...)
-	msg = append(msg, 0)
-	msg = append(msg, path...)
-	msg = append(msg, 0)
-	return hex.AppendEncode(msg, sum[:])
-}
 
 // Sign sets the X-Node-Key, X-Node-Sig and X-Node-Ts headers of h for a
 // request with the given method, path (without query) and raw body, signed
-// by key at time now.
-func Sign(h http.Header, key ed25519.PrivateKey, now time.Time, method, path string, body []byte) {
-	ts := strconv.FormatInt(now.Unix(), 10)
-	sig := ed25519.Sign(key, signedMessage(ts, method, path, body))
-	h.Set(HeaderKey, base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey)))
-	h.Set(HeaderSig, base64.StdEncoding.EncodeToString(sig))
-	h.Set(HeaderTS, ts)
+// by key at unix time ts.
+func Sign(h http.Header, key ed25519.PrivateKey, ts int64, method, path string, body []byte) {
+	s := auth.SignNodeRequest(key, ts, method, path, body)
+	h.Set(HeaderKey, s.Key)
+	h.Set(HeaderSig, s.Sig)
+	h.Set(HeaderTS, s.Ts)
+}
+
+// maxTsLead bounds how far ahead of the clock stamps may run (the server
+// accepts 300 s of skew).
+const maxTsLead = 60
+
+// stamper picks request timestamps so that no two identical requests get
+// the same signature: Ed25519 signatures are deterministic and the server
+// refuses a signature it has seen (replay cache), so a request identical to
+// one already sent in the same second (a heartbeat, a progress report with
+// the same count, a retried completion) is stamped one second later than
+// the previous one. It is safe for concurrent use.
+type stamper struct {
+	mu   sync.Mutex
+	last map[[sha256.Size]byte]int64
+}
+
+func (s *stamper) stamp(now time.Time, method, path string, body []byte) int64 {
+	ts := now.Unix()
+	k := sha256.Sum256(append([]byte(method+"\x00"+path+"\x00"), body...))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last == nil {
+		s.last = map[[sha256.Size]byte]int64{}
+	}
+	if prev, ok := s.last[k]; ok && prev >= ts && prev-ts < maxTsLead {
+		ts = prev + 1
+	}
+	s.last[k] = ts
+	if len(s.last) > 4096 {
+		for key, v := range s.last {
+			if v < now.Unix() {
+				delete(s.last, key)
+			}
+		}
+	}
+	return ts
 }

@@ -24,7 +24,7 @@ func TestSignVector(t *testing.T) {
 	sum := sha256.Sum256(body)
 	require.Equal(t, "90452544ce5e488505ffec14551ea04cd39803d74edf86491e2b45349cfd9d08", hex.EncodeToString(sum[:]))
 	h := http.Header{}
-	Sign(h, key, time.Unix(1700000000, 0), "POST", "/nodes/register", body)
+	Sign(h, key, 1700000000, "POST", "/nodes/register", body)
 	require.Equal(t, "ebVWLo/mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ=", h.Get(HeaderKey))
 	require.Equal(t, "1700000000", h.Get(HeaderTS))
 	require.Equal(t, "qkdHSsfQwPeGCJweSYBPeQP1p6IfsNtW2XeXbFO6uHpC2uFZJLGY1BqhJoCtzkn1Hhq+vJqQdIJp5s/ONepbAw==", h.Get(HeaderSig))
@@ -67,4 +67,17 @@ func FuzzParseKey(f *testing.F) {
 			t.Fatalf("parsed a key of %d bytes", len(k))
 		}
 	})
+}
+
+// Identical requests in one second get distinct stamps (so distinct
+// signatures); different ones keep the clock's second.
+func TestStamperAvoidsReplays(t *testing.T) {
+	var s stamper
+	now := time.Unix(1000, 0)
+	require.Equal(t, int64(1000), s.stamp(now, "POST", "/nodes/heartbeat", []byte("{}")))
+	require.Equal(t, int64(1001), s.stamp(now, "POST", "/nodes/heartbeat", []byte("{}")))
+	require.Equal(t, int64(1002), s.stamp(now, "POST", "/nodes/heartbeat", []byte("{}")))
+	require.Equal(t, int64(1000), s.stamp(now, "POST", "/chunks/progress", []byte("{}")))
+	require.Equal(t, int64(1003), s.stamp(now.Add(time.Second), "POST", "/nodes/heartbeat", []byte("{}")))
+	require.Equal(t, int64(1010), s.stamp(now.Add(10*time.Second), "POST", "/nodes/heartbeat", []byte("{}")))
 }
