@@ -19,6 +19,7 @@ var errorTables = map[string]bool{
 	"centrifugo/errors.go":  true,
 	"gateway/errors.go":     true,
 	"circle/errors.go":      true,
+	"node/errors.go":        true, // the node API statuses, client side
 }
 
 // wireLiterals are the ways a wire code gets written by hand. Each applies

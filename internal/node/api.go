@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,26 +17,6 @@ import (
 
 // maxResponse bounds a node API response body.
 const maxResponse = 16 << 20
-
-// APIError is a non-2xx answer of the node API: its HTTP status and the
-// server's {"error": …} message.
-type APIError struct {
-	Status  int
-	Message string
-}
-
-func (e *APIError) Error() string {
-	return fmt.Sprintf("%d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
-}
-
-// statusOf returns the HTTP status of an *APIError in err's chain, or 0.
-func statusOf(err error) int {
-	var e *APIError
-	if errors.As(err, &e) {
-		return e.Status
-	}
-	return 0
-}
 
 // ID is a scheduler identifier (node, job, chunk, lease) as the server
 // sends it: a JSON string or number, kept verbatim so it goes back exactly
@@ -145,7 +124,7 @@ func (a *api) call(ctx context.Context, method, path string, in, out any) error 
 	if len(data) > maxResponse {
 		return fmt.Errorf("%s %s: response over %d bytes", method, path, maxResponse)
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+	if !success(resp.StatusCode) {
 		var e struct {
 			Error string `json:"error"`
 		}

@@ -251,12 +251,12 @@ func (n *Node) progressLoop(r *chunkRun, stop <-chan struct{}) {
 		var resp progressResponse
 		err := n.api.call(ctx, http.MethodPost, "/chunks/progress",
 			progressRequest{ChunkID: c.ID, LeaseID: c.LeaseID, Done: r.done.Load()}, &resp)
-		switch s := statusOf(err); {
+		switch {
 		case err == nil:
 			if !resp.Deadline.IsZero() {
 				lease = resp.Deadline.Sub(n.clock.Now())
 			}
-		case s == http.StatusConflict || s == http.StatusForbidden || s == http.StatusNotFound:
+		case leaseLost(err):
 			n.log.Warn("chunk lease lost", "chunk", c.ID.String(), "err", err)
 			r.stop(stopLeaseLost)
 			return

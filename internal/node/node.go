@@ -374,7 +374,7 @@ func (n *Node) waitClaim(ctx context.Context, reg registerResponse) (nodeInfo, e
 			return info, nil
 		}
 		switch {
-		case statusOf(err) == http.StatusNotFound:
+		case notClaimed(err):
 			n.log.Debug("not claimed yet", "next_poll", b.peek())
 		case retryable(err):
 			n.log.Warn("verify failed; retrying", "err", err, "in", b.peek())
@@ -397,13 +397,6 @@ func (n *Node) fetchToken(ctx context.Context) (tokenResponse, error) {
 		return tok, errors.New("node: /nodes/token answered without token or url")
 	}
 	return tok, nil
-}
-
-// retryable reports whether a node API error may go away: a network error,
-// 408, 429 or 5xx.
-func retryable(err error) bool {
-	s := statusOf(err)
-	return s == 0 || s == http.StatusRequestTimeout || s == http.StatusTooManyRequests || s >= 500
 }
 
 // applyInfo adopts the scheduler's settings for the node.
@@ -438,7 +431,7 @@ func (n *Node) connect(tok tokenResponse) error {
 			t, err := n.fetchToken(ctx)
 			if err != nil {
 				n.log.Warn("token refresh failed", "err", err)
-				if s := statusOf(err); s == http.StatusForbidden || s == http.StatusNotFound {
+				if tokenRefused(err) {
 					return "", centrifuge.ErrUnauthorized
 				}
 				return "", err
