@@ -27,8 +27,8 @@ type chunkRun struct {
 	n      *Node
 	ctx    context.Context
 	cancel context.CancelFunc
-	reason atomic.Int32
-	done   atomic.Int64 // iterations the worker reported done
+	reason  atomic.Int32
+	done    atomic.Int64 // iterations the worker reported done
 
 	mu       sync.Mutex
 	chunk    Chunk // the lease id changes when the chunk is re-leased to us
@@ -150,7 +150,7 @@ func (n *Node) runChunk(r *chunkRun) {
 		n.complete(c, res)
 		return
 	}
-	if r.reason.Load() == stopHandBack {
+	if r.reason.Load() == stopHandBack || errors.Is(err, errDraining) {
 		n.fail(c, chunkError{Message: "node shutting down", Code: worker.CodeShuttingDown}, true)
 		return
 	}
@@ -187,10 +187,17 @@ func classify(err error) (chunkError, bool) {
 	return chunkError{Message: trimErr(msg), Code: we.Code}, !we.Remote || we.Code == worker.CodeNotFound
 }
 
-// acquireSlot waits until fewer than limit chunks run.
+var errDraining = errors.New("node shutting down")
+
+// acquireSlot waits until fewer than limit chunks run; it fails once the
+// node is shutting down (a chunk not started yet is handed back at once).
 func (n *Node) acquireSlot(ctx context.Context) error {
 	for {
 		n.mu.Lock()
+		if n.draining {
+			n.mu.Unlock()
+			return errDraining
+		}
 		if n.active < n.limit {
 			n.active++
 			n.mu.Unlock()

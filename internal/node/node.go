@@ -586,6 +586,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 func (n *Node) shutdown(ctx context.Context) {
 	n.mu.Lock()
 	n.draining = true
+	n.signalSlotsLocked() // chunks waiting for a slot are handed back
 	n.checkIdleLocked()
 	n.mu.Unlock()
 	n.stopLife()

@@ -136,7 +136,8 @@ func TestNodeFailures(t *testing.T) {
 }
 
 // Shutdown lets a chunk that finishes within the grace period report its
-// result and hands back one that does not.
+// result and hands back one that does not; a chunk still waiting for a
+// slot is handed back at once.
 func TestNodeShutdown(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
@@ -150,21 +151,29 @@ func TestNodeShutdown(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeServer(t)
 			f.claim()
-			n, _ := startNode(t, f, func(c *Config) { c.ShutdownGrace = tc.grace })
+			n, _ := startNode(t, f, func(c *Config) { c.ShutdownGrace = tc.grace; c.Parallel = 1 })
 			f.connected(t)
 			f.publish(t, "chunks:"+fakeNodeID, chunkMsg("c", "l1", 400, 0, map[string]any{"sleepMs": tc.sleepMs}, time.Minute))
 			require.Eventually(t, func() bool { return len(f.of("/chunks/progress")) >= 1 }, testenv.Wait, testenv.Tick, "running")
+			f.publish(t, "chunks:"+fakeNodeID, chunkMsg("waiting", "l2", 10, 0, nil, time.Minute))
+			require.Eventually(t, func() bool { return n.activeChunks() == 2 }, testenv.Wait, testenv.Tick, "second chunk held")
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
 			require.NoError(t, n.Shutdown(ctx))
-			reps := f.of(tc.report)
-			require.Len(t, reps, 1)
+			fails := map[string]string{}
+			for _, r := range f.of("/chunks/fail") {
+				require.Equal(t, "true", string(r.Body["retryable"]))
+				require.Contains(t, string(r.Body["error"]), "node shutting down")
+				fails[str(r.Body["chunkId"])] = str(r.Body["leaseId"])
+			}
+			require.Equal(t, "l2", fails["waiting"], "the waiting chunk is handed back")
 			if tc.report == "/chunks/fail" {
-				require.Equal(t, "true", string(reps[0].Body["retryable"]))
-				require.Contains(t, string(reps[0].Body["error"]), "node shutting down")
+				require.Equal(t, "l1", fails["c"])
 				require.Empty(t, f.of("/chunks/complete"))
 			} else {
-				require.Empty(t, f.of("/chunks/fail"))
+				require.Len(t, fails, 1)
+				require.Len(t, f.of("/chunks/complete"), 1)
+				require.Equal(t, "c", str(f.of("/chunks/complete")[0].Body["chunkId"]))
 			}
 		})
 	}
