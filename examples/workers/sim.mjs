@@ -111,7 +111,7 @@ export async function simulate(chunk, progress = () => {}, cancelled = () => fal
   let min = values[0];
   let max = values[0];
   for (const v of values) { if (v < min) min = v; if (v > max) max = v; }
-  return { iterations: n, meanDps: mean, stdDps: Math.sqrt(sq / n), minDps: min, maxDps: max };
+  return { iterations: n, meanDps: mean, stdDps: n > 1 ? Math.sqrt(sq / (n - 1)) : 0, minDps: min, maxDps: max };
 }
 
 function serve() {

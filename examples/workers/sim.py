@@ -124,7 +124,8 @@ def simulate(chunk, progress=None, cancelled=None):
     sq = 0.0
     for v in values:
         sq = sq + (v - mean) * (v - mean)
-    return {"iterations": n, "meanDps": mean, "stdDps": math.sqrt(sq / n),
+    std = math.sqrt(sq / (n - 1)) if n > 1 else 0.0
+    return {"iterations": n, "meanDps": mean, "stdDps": std,
             "minDps": min(values), "maxDps": max(values)}
 
 

@@ -111,7 +111,11 @@ func (a *api) call(ctx context.Context, method, path string, in, out any) error 
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	Sign(req.Header, a.key, a.stamps.stamp(a.clock.Now(), method, u.Path, body), method, u.Path, body)
+	ts, wait := a.stamps.reserve(a.clock.Now(), method, u.Path, body)
+	if wait > 0 && !sleepClock(ctx, a.clock, wait) {
+		return fmt.Errorf("%s %s: %w", method, path, ctx.Err())
+	}
+	Sign(req.Header, a.key, ts, method, u.Path, body)
 	resp, err := a.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
@@ -215,4 +219,20 @@ type progressRequest struct {
 // deadline.
 type progressResponse struct {
 	Deadline time.Time `json:"deadline"`
+}
+
+// sleepClock waits d on clk; false when ctx ended first.
+func sleepClock(ctx context.Context, clk clock.Clock, d time.Duration) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	ch := make(chan struct{})
+	t := clk.AfterFunc(d, func() { close(ch) })
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -27,8 +27,8 @@ type chunkRun struct {
 	n      *Node
 	ctx    context.Context
 	cancel context.CancelFunc
-	reason  atomic.Int32
-	done    atomic.Int64 // iterations the worker reported done
+	reason atomic.Int32
+	done   atomic.Int64 // iterations the worker reported done
 
 	mu       sync.Mutex
 	chunk    Chunk // the lease id changes when the chunk is re-leased to us

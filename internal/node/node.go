@@ -660,20 +660,7 @@ func (n *Node) checkIdleLocked() {
 }
 
 // sleep waits d on the node's clock; false when ctx ended first.
-func (n *Node) sleep(ctx context.Context, d time.Duration) bool {
-	if ctx.Err() != nil {
-		return false
-	}
-	ch := make(chan struct{})
-	t := n.clock.AfterFunc(d, func() { close(ch) })
-	defer t.Stop()
-	select {
-	case <-ch:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
+func (n *Node) sleep(ctx context.Context, d time.Duration) bool { return sleepClock(ctx, n.clock, d) }
 
 // backoff is an exponential delay from lo doubling to hi.
 type backoff struct {

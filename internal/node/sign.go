@@ -27,30 +27,32 @@ func Sign(h http.Header, key ed25519.PrivateKey, ts int64, method, path string, 
 	h.Set(HeaderTS, s.Ts)
 }
 
-// maxTsLead bounds how far ahead of the clock stamps may run (the server
-// accepts 300 s of skew).
-const maxTsLead = 60
-
 // stamper picks request timestamps so that no two identical requests get
 // the same signature: Ed25519 signatures are deterministic and the server
-// refuses a signature it has seen (replay cache), so a request identical to
-// one already sent in the same second (a heartbeat, a progress report with
-// the same count, a retried completion) is stamped one second later than
-// the previous one. It is safe for concurrent use.
+// refuses a signature it has seen (its replay cache), so a request
+// identical to one already stamped with this second (a heartbeat, a
+// progress report with the same count, a retried completion) waits for
+// the next second. It is safe for concurrent use.
 type stamper struct {
 	mu   sync.Mutex
 	last map[[sha256.Size]byte]int64
 }
 
-func (s *stamper) stamp(now time.Time, method, path string, body []byte) int64 {
+// reserve returns the stamp of a request and how long to wait before
+// sending it (zero unless an identical request has this second already).
+func (s *stamper) reserve(now time.Time, method, path string, body []byte) (int64, time.Duration) {
 	ts := now.Unix()
-	k := sha256.Sum256(append([]byte(method+"\x00"+path+"\x00"), body...))
+	h := sha256.New()
+	h.Write([]byte(method + "\x00" + path + "\x00"))
+	h.Write(body)
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.last == nil {
 		s.last = map[[sha256.Size]byte]int64{}
 	}
-	if prev, ok := s.last[k]; ok && prev >= ts && prev-ts < maxTsLead {
+	if prev, ok := s.last[k]; ok && prev >= ts {
 		ts = prev + 1
 	}
 	s.last[k] = ts
@@ -61,5 +63,5 @@ func (s *stamper) stamp(now time.Time, method, path string, body []byte) int64 {
 			}
 		}
 	}
-	return ts
+	return ts, max(time.Unix(ts, 0).Sub(now), 0)
 }

@@ -69,15 +69,21 @@ func FuzzParseKey(f *testing.F) {
 	})
 }
 
-// Identical requests in one second get distinct stamps (so distinct
-// signatures); different ones keep the clock's second.
+// An identical request in the same second waits for the next one (so it
+// gets another signature); different requests go at once.
 func TestStamperAvoidsReplays(t *testing.T) {
 	var s stamper
-	now := time.Unix(1000, 0)
-	require.Equal(t, int64(1000), s.stamp(now, "POST", "/nodes/heartbeat", []byte("{}")))
-	require.Equal(t, int64(1001), s.stamp(now, "POST", "/nodes/heartbeat", []byte("{}")))
-	require.Equal(t, int64(1002), s.stamp(now, "POST", "/nodes/heartbeat", []byte("{}")))
-	require.Equal(t, int64(1000), s.stamp(now, "POST", "/chunks/progress", []byte("{}")))
-	require.Equal(t, int64(1003), s.stamp(now.Add(time.Second), "POST", "/nodes/heartbeat", []byte("{}")))
-	require.Equal(t, int64(1010), s.stamp(now.Add(10*time.Second), "POST", "/nodes/heartbeat", []byte("{}")))
+	now := time.Unix(1000, 250e6)
+	ts, wait := s.reserve(now, "POST", "/nodes/heartbeat", []byte("{}"))
+	require.Equal(t, int64(1000), ts)
+	require.Zero(t, wait)
+	ts, wait = s.reserve(now, "POST", "/nodes/heartbeat", []byte("{}"))
+	require.Equal(t, int64(1001), ts)
+	require.Equal(t, 750*time.Millisecond, wait)
+	ts, wait = s.reserve(now, "POST", "/chunks/progress", []byte("{}"))
+	require.Equal(t, int64(1000), ts)
+	require.Zero(t, wait)
+	ts, wait = s.reserve(now.Add(2*time.Second), "POST", "/nodes/heartbeat", []byte("{}"))
+	require.Equal(t, int64(1002), ts, "no drift: a later request takes the clock's second")
+	require.Zero(t, wait)
 }

@@ -141,11 +141,15 @@ func Chunk(configHash string, config json.RawMessage, seedOffset, iterations int
 		sq = sq + (v-mean)*(v-mean)
 		minV, maxV = math.Min(minV, v), math.Max(maxV, v)
 	}
-	return Result{Iterations: iterations, MeanDps: mean, StdDps: math.Sqrt(sq / float64(iterations)), MinDps: minV, MaxDps: maxV}, nil
+	std := 0.0
+	if iterations > 1 {
+		std = math.Sqrt(sq / float64(iterations-1))
+	}
+	return Result{Iterations: iterations, MeanDps: mean, StdDps: std, MinDps: minV, MaxDps: maxV}, nil
 }
 
 // Aggregate is a job's result (SCHED.md): iteration-weighted mean, pooled
-// standard deviation, min, max.
+// sample standard deviation, min, max.
 type Aggregate struct {
 	TotalIterations int64   `json:"totalIterations"`
 	MeanDps         float64 `json:"meanDps"`
@@ -172,7 +176,10 @@ func Job(configHash string, config json.RawMessage, iterations int64) (Aggregate
 	return Combine(rs), rs, nil
 }
 
-// Combine aggregates chunk results.
+// Combine aggregates chunk results: the pooled standard deviation
+// sqrt((Σ (nᵢ−1)sᵢ² + nᵢ(μᵢ−μ)²) / (N−1)) is exactly the sample standard
+// deviation of all iterations (up to rounding), because chunk results carry
+// sample standard deviations.
 func Combine(rs []Result) Aggregate {
 	var a Aggregate
 	if len(rs) == 0 {
@@ -187,11 +194,14 @@ func Combine(rs []Result) Aggregate {
 	}
 	a.ChunksCompleted = len(rs)
 	a.MeanDps = sum / float64(a.TotalIterations)
-	sq := 0.0
-	for _, r := range rs {
-		d := r.MeanDps - a.MeanDps
-		sq += float64(r.Iterations) * (r.StdDps*r.StdDps + d*d)
+	if a.TotalIterations > 1 {
+		sq := 0.0
+		for _, r := range rs {
+			ni := float64(r.Iterations)
+			d := r.MeanDps - a.MeanDps
+			sq += (ni-1)*r.StdDps*r.StdDps + ni*d*d
+		}
+		a.StdDps = math.Sqrt(sq / float64(a.TotalIterations-1))
 	}
-	a.StdDps = math.Sqrt(sq / float64(a.TotalIterations))
 	return a
 }
