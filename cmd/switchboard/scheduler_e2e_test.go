@@ -257,8 +257,9 @@ func TestSchedulerEndToEnd(t *testing.T) {
 		id, _ := e.createJob("alice", 10000, "private", cfg)
 		j := e.waitJob("alice", id, "completed", 90*time.Second)
 		requireAggregate(t, j, 10000, cfg)
-		require.Empty(t, c.completed(id), "bob's node ran none of alice's private chunks")
+		require.Eventually(t, func() bool { return len(append(a.completed(id), b.completed(id)...)) >= 10 }, testenv.Wait, testenv.Tick)
 		require.Len(t, append(a.completed(id), b.completed(id)...), 10)
+		require.Empty(t, c.completed(id), "bob's node ran none of alice's private chunks")
 	})
 
 	t.Run("public job uses every node", func(t *testing.T) {
@@ -268,7 +269,7 @@ func TestSchedulerEndToEnd(t *testing.T) {
 		j := e.waitJob("alice", id, "completed", 90*time.Second)
 		requireAggregate(t, j, 12000, cfg)
 		for i, n := range all {
-			require.NotEmpty(t, n.completed(id), "node %d ran none of the public job", i)
+			require.Eventually(t, func() bool { return len(n.completed(id)) > 0 }, testenv.Wait, testenv.Tick, "node %d ran none of the public job", i)
 		}
 	})
 
@@ -280,7 +281,12 @@ func TestSchedulerEndToEnd(t *testing.T) {
 		c.kill(t)
 		j := e.waitJob("bob", id, "completed", 90*time.Second)
 		requireAggregate(t, j, 6000, cfg)
-		redone := append(a.completed(id), b.completed(id)...)
+		// The nodes log a completion after the server has answered it.
+		var redone []string
+		require.Eventually(t, func() bool {
+			redone = append(a.completed(id), b.completed(id)...)
+			return len(redone) >= 6
+		}, testenv.Wait, testenv.Tick)
 		for _, ch := range lost {
 			require.Contains(t, redone, ch, "chunk %s of the killed node was redone", ch)
 		}
@@ -300,7 +306,11 @@ func TestSchedulerEndToEnd(t *testing.T) {
 		b = b2
 		j := e.waitJob("alice", id, "completed", 90*time.Second)
 		requireAggregate(t, j, 4000, cfg)
-		got := append(a.completed(id), b2.completed(id)...)
+		var got []string
+		require.Eventually(t, func() bool {
+			got = append(a.completed(id), b2.completed(id)...)
+			return len(got) >= 4
+		}, testenv.Wait, testenv.Tick)
 		for _, ch := range held {
 			require.Contains(t, got, ch)
 		}

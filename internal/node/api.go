@@ -95,6 +95,16 @@ func newAPI(server string, key ed25519.PrivateKey, hc *http.Client, clk clock.Cl
 // an empty body) and decodes a 2xx answer into out (when not nil). A
 // non-2xx answer is an *APIError.
 func (a *api) call(ctx context.Context, method, path string, in, out any) error {
+	err := a.send(ctx, method, path, in, out)
+	if replayed(err) {
+		// The same request was signed in this second by an earlier run of
+		// this node (a restart): the next second gives a new signature.
+		err = a.send(ctx, method, path, in, out)
+	}
+	return err
+}
+
+func (a *api) send(ctx context.Context, method, path string, in, out any) error {
 	var body []byte
 	if in != nil {
 		var err error
@@ -112,6 +122,8 @@ func (a *api) call(ctx context.Context, method, path string, in, out any) error 
 		req.Header.Set("Content-Type", "application/json")
 	}
 	ts, wait := a.stamps.reserve(a.clock.Now(), method, u.Path, body)
+	// (a retry after a replay reserves the next second: the stamper has
+	// this one.)
 	if wait > 0 && !sleepClock(ctx, a.clock, wait) {
 		return fmt.Errorf("%s %s: %w", method, path, ctx.Err())
 	}

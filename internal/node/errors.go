@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/switchboard-rt/switchboard/internal/auth"
 )
 
 // This file is the node's one table of the node API's HTTP statuses (the
@@ -59,4 +61,11 @@ func leaseLost(err error) bool {
 func tokenRefused(err error) bool {
 	s := statusOf(err)
 	return s == http.StatusForbidden || s == http.StatusNotFound
+}
+
+// replayed reports the server's refusal of a signature it has already
+// seen: 401 "Replayed signature" (auth.ReasonReplayedSignature).
+func replayed(err error) bool {
+	var e *APIError
+	return errors.As(err, &e) && e.Status == http.StatusUnauthorized && e.Message == auth.ReasonReplayedSignature
 }
