@@ -91,10 +91,11 @@ func simPath(t *testing.T) string {
 
 // startNode runs a node with keyFile; unless already claimed, owner claims
 // it by the printed code.
-func (e *schedEnv) startNode(keyFile, owner string) *e2eNode {
+func (e *schedEnv) startNode(keyFile, owner string, extra ...string) *e2eNode {
 	e.t.Helper()
-	p := startProgram(e.t, "node", "--server", e.m.URL(), "--worker", "python3 "+simPath(e.t),
-		"--key-file", keyFile, "--parallel", "2", "--heartbeat", "500ms", "--grace", "5s", "--log-level", "debug")
+	args := []string{"node", "--server", e.m.URL(), "--worker", "python3 " + simPath(e.t),
+		"--key-file", keyFile, "--parallel", "2", "--heartbeat", "500ms", "--grace", "10s", "--log-level", "debug"}
+	p := startProgram(e.t, append(args, extra...)...)
 	n := &e2eNode{program: p, keyFile: keyFile}
 	var code string
 	lines := p.readUntil(e.t, func(l string) bool {
@@ -316,6 +317,41 @@ func TestSchedulerEndToEnd(t *testing.T) {
 		}
 		require.NotEmpty(t, b2.completed(id), "the restarted node ran chunks of the job")
 		require.Empty(t, old.completed(id), "killed before it finished any")
+	})
+
+	t.Run("SIGTERM: running chunks finish within the grace period", func(t *testing.T) {
+		d := e.startNode(filepath.Join(e.dir, "d.key"), "alice")
+		all = append(all, d)
+		cfg := simConfig(map[string]any{"sleepMs": 2})
+		id, _ := e.createJob("alice", 6000, "private", cfg)
+		require.Eventually(t, func() bool { return len(d.assigned(id)) > 0 }, 30*time.Second, testenv.Tick, "node d got a chunk")
+		require.Equal(t, 0, d.stop(t), "exit status after SIGTERM")
+		held := d.assigned(id)
+		require.ElementsMatch(t, held, d.completed(id), "d finished what it held before exiting")
+		j := e.waitJob("alice", id, "completed", 90*time.Second)
+		requireAggregate(t, j, 6000, cfg)
+	})
+
+	t.Run("SIGTERM with a short grace hands chunks back", func(t *testing.T) {
+		h := e.startNode(filepath.Join(e.dir, "h.key"), "alice", "--grace", "100ms")
+		all = append(all, h)
+		cfg := simConfig(map[string]any{"sleepMs": 5}) // ~5 s per chunk
+		id, _ := e.createJob("alice", 6000, "private", cfg)
+		require.Eventually(t, func() bool { return len(h.assigned(id)) > 0 }, 30*time.Second, testenv.Tick, "node h got a chunk")
+		require.Equal(t, 0, h.stop(t), "exit status after SIGTERM")
+		handedBack := regexp.MustCompile(`msg="chunk failure reported" component=node chunk=(\S+) code=SHUTTING_DOWN retryable=true`).FindAllStringSubmatch(h.stderr.String(), -1)
+		require.Len(t, handedBack, len(h.assigned(id)), "every held chunk handed back")
+		require.Empty(t, h.completed(id))
+		j := e.waitJob("alice", id, "completed", 90*time.Second)
+		requireAggregate(t, j, 6000, cfg)
+		var done []string
+		require.Eventually(t, func() bool {
+			done = append(a.completed(id), b.completed(id)...)
+			return len(done) >= 6
+		}, testenv.Wait, testenv.Tick)
+		for _, m := range handedBack {
+			require.Contains(t, done, m[1], "a handed-back chunk was run by another node")
+		}
 	})
 
 	t.Run("crashing worker: retries, then failed after the cap", func(t *testing.T) {
