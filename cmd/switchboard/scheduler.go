@@ -20,9 +20,10 @@ import (
 // subscriptions from the connect token's channels claim, which bypass
 // namespace permissions, so no namespace permission can be missing (the
 // origin's 103 on subscribe) and no client can read another node's work.
-// The scheduler namespace lets a user subscribe to the feeds limited to
-// their own user id (scheduler:jobs#{user}, scheduler:nodes#{user}) and
-// nothing else.
+// A browser follows a job on jobs:{id} with a subscription token from
+// POST /jobs/{id}/subscription and, once subscribed, may read its history
+// to catch up; the console gets its feeds (scheduler:…) as server-side
+// subscriptions too.
 var schedulerNamespaceDefaults = map[string]hub.ChannelOptions{
 	// Assignments: a reconnecting node recovers every chunk published
 	// while it was away.
@@ -30,9 +31,9 @@ var schedulerNamespaceDefaults = map[string]hub.ChannelOptions{
 	// Node control, and nodes:online whose presence is the online set.
 	"nodes": {HistorySize: 100, HistoryTTL: 24 * time.Hour, ForceRecovery: true, Presence: true, JoinLeave: true},
 	// Job events: a browser that arrives late catches up.
-	"jobs": {HistorySize: 1000, HistoryTTL: 24 * time.Hour, ForceRecovery: true},
+	"jobs": {HistorySize: 1000, HistoryTTL: 24 * time.Hour, ForceRecovery: true, AllowHistoryForSubscriber: true},
 	// Admin and owner feeds.
-	"scheduler": {HistorySize: 100, HistoryTTL: time.Hour, ForceRecovery: true, AllowUserLimitedChannels: true},
+	"scheduler": {HistorySize: 100, HistoryTTL: time.Hour, ForceRecovery: true, AllowHistoryForSubscriber: true},
 }
 
 // schedulerNamespaces adds the scheduler's namespaces unless the
@@ -91,11 +92,7 @@ func (m *Main) schedulerStore(ctx context.Context) (scheduler.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scheduler: data store: %w", err)
 	}
-	s, ok := any(st).(scheduler.Store)
-	if !ok {
-		return nil, fmt.Errorf("scheduler: the SQLite store has no scheduler tables in this build")
-	}
-	return s, nil
+	return st, nil
 }
 
 // startScheduler wires the compute scheduler when it is enabled: the store,

@@ -401,7 +401,7 @@ type Scheduler struct {
 	BackoffMax  Duration `json:"backoff_max" yaml:"backoff_max" toml:"backoff_max"`
 	// ChunkSize is the iterations per chunk (default 1000).
 	ChunkSize int `json:"chunk_size" yaml:"chunk_size" toml:"chunk_size"`
-	// MaxIterations bounds one job's iterations (default 1000000000).
+	// MaxIterations bounds one job's iterations (default 100000000).
 	MaxIterations int64 `json:"max_iterations" yaml:"max_iterations" toml:"max_iterations"`
 	// MaxConfigBytes bounds one job's config JSON (default 64 KiB).
 	MaxConfigBytes int64 `json:"max_config_bytes" yaml:"max_config_bytes" toml:"max_config_bytes" cfg:"bytesize"`

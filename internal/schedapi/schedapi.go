@@ -74,7 +74,9 @@ type Config struct {
 	// Nodes verifies signed node requests; nil = auth.NewNodeVerifier with
 	// the defaults and Clock.
 	Nodes *auth.NodeVerifier
-	// NodeTokenTTL is the lifetime of a node's hub token (default 10m).
+	// NodeTokenTTL is the lifetime of the hub tokens the API mints: a
+	// node's connection token and a user's subscription token to a job's
+	// events (default 10m).
 	NodeTokenTTL time.Duration
 	// HubURL is the WebSocket URL given to nodes; "" = ws(s)://{request
 	// Host}/connection/websocket.
@@ -161,6 +163,7 @@ func (h *Handler) routes() {
 	add("/jobs", route{http.MethodPost, h.user(h.createJob)}, route{http.MethodGet, h.user(h.listJobs)})
 	add("/jobs/{id}", route{http.MethodGet, h.user(h.getJob)})
 	add("/jobs/{id}/cancel", route{http.MethodPost, h.user(h.cancelJob)})
+	add("/jobs/{id}/subscription", route{http.MethodPost, h.user(h.jobSubscription)})
 	add("/nodes/claim", route{http.MethodPost, h.user(h.claim)})
 	add("/nodes", route{http.MethodGet, h.user(h.listNodes)})
 	add("/nodes/{id}/permissions", route{http.MethodPost, h.user(h.grant)})

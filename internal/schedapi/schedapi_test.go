@@ -532,3 +532,61 @@ func FuzzDecodeBody(f *testing.F) {
 		}
 	})
 }
+
+func TestJobSubscription(t *testing.T) {
+	f := newFixture(t)
+	r := f.user("POST", "/jobs/j5/subscription", "")
+	require.Equal(t, 200, r.status, r.body)
+	require.Equal(t, "jobs:j5", r.body["channel"])
+	require.Equal(t, "2023-11-14T22:23:20Z", r.body["expiresAt"])
+	require.NotEmpty(t, r.body["token"])
+	require.Equal(t, []string{"job:j5"}, f.svc.calls, "visibility checked with the scheduler")
+
+	r = f.user("POST", "/jobs/j5/subscription", "", "X-API-Key", testAPIKey)
+	require.Equal(t, 400, r.status, "a subscription is for a user")
+	f.svc.err = scheduler.ErrJobNotFound
+	r = f.user("POST", "/jobs/j5/subscription", "")
+	require.Equal(t, 404, r.status)
+	require.Equal(t, "job not found", r.body["error"])
+}
+
+// FuzzNodeRequest: any headers, path and body sent to the node API get a
+// JSON answer with a status of the table, and only a valid signature
+// reaches the scheduler.
+func FuzzNodeRequest(f *testing.F) {
+	priv := ed25519.NewKeyFromSeed(make([]byte, 32))
+	good := auth.SignNodeRequest(priv, testNow.Unix(), "POST", "/nodes/register", []byte(registerBody))
+	f.Add(good.Key, good.Sig, good.Ts, "/nodes/register", []byte(registerBody))
+	f.Add(good.Key, good.Sig, good.Ts, "/nodes/register", []byte(`{"hostname":1}`))
+	f.Add("", "", "", "/chunks/complete", []byte(`{}`))
+	f.Add(good.Key, "AAAA", "x", "/chunks/fail", []byte(`{"chunkId":"c"}`))
+	f.Fuzz(func(t *testing.T, key, sig, ts, path string, body []byte) {
+		svc := &fakeService{}
+		clk := clocktest.New(testNow)
+		h, err := New(Config{Service: svc, Tokens: auth.NewTokenVerifier(testSecret, "", ""), Signer: auth.NewTokenSigner(testSecret, "", ""), Clock: clk,
+			Nodes: auth.NewNodeVerifier(auth.NodeVerifierConfig{Now: clk.Now})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes := []string{"/nodes/register", "/nodes/heartbeat", "/chunks/complete", "/chunks/fail", "/chunks/progress"}
+		p := routes[len(path)%len(routes)]
+		req := httptest.NewRequest("POST", p, bytes.NewReader(body))
+		req.Header.Set(auth.HeaderNodeKey, key)
+		req.Header.Set(auth.HeaderNodeSig, sig)
+		req.Header.Set(auth.HeaderNodeTs, ts)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		var out map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+			t.Fatalf("%d: not JSON: %q", rec.Code, rec.Body.String())
+		}
+		switch rec.Code {
+		case 200, 400, 401, 413:
+		default:
+			t.Fatalf("status %d: %v", rec.Code, out)
+		}
+		if rec.Code == 401 && len(svc.calls) > 0 {
+			t.Fatal("a rejected request reached the scheduler")
+		}
+	})
+}

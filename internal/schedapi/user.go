@@ -6,6 +6,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/internal/auth"
 
 	"github.com/switchboard-rt/switchboard/internal/scheduler"
 )
@@ -137,6 +140,47 @@ func (h *Handler) cancelJob(ctx context.Context, c caller, r *http.Request, body
 	}
 	j, err := h.cfg.Service.CancelJob(ctx, c.viewer, id)
 	return 0, j, err
+}
+
+// subscriptionReply answers POST /jobs/{id}/subscription.
+type subscriptionReply struct {
+	Token     string    `json:"token"`
+	Channel   string    `json:"channel"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// jobSubscription mints a subscription token to jobs:{id} for the caller's
+// hub connection (the jobs namespace lets no client subscribe on its own),
+// if the caller may see the job. With the API key the user field names the
+// connection's user.
+func (h *Handler) jobSubscription(ctx context.Context, c caller, r *http.Request, body []byte) (int, any, error) {
+	var req userOnly
+	if err := decodeBody(body, &req); err != nil {
+		return 0, nil, err
+	}
+	c, err := c.as(req.User)
+	if err != nil {
+		return 0, nil, err
+	}
+	user, err := c.owner()
+	if err != nil {
+		return 0, nil, err
+	}
+	id, err := pathID(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, err := h.cfg.Service.Job(ctx, c.viewer, id); err != nil {
+		return 0, nil, err
+	}
+	now := h.clock.Now()
+	exp := now.Add(h.cfg.NodeTokenTTL).Truncate(time.Second)
+	ch := scheduler.JobChannel(id)
+	tok, err := h.cfg.Signer.SignSubscribe(auth.SubscribeClaims{User: user, Channel: ch, ExpireAt: exp.Unix()}, now)
+	if err != nil {
+		return 0, nil, err
+	}
+	return 0, subscriptionReply{Token: tok, Channel: ch, ExpiresAt: exp.UTC()}, nil
 }
 
 func (h *Handler) claim(ctx context.Context, c caller, _ *http.Request, body []byte) (int, any, error) {

@@ -367,8 +367,10 @@ func testAttemptCap(t *testing.T, f Factory) {
 	require.Contains(t, j.Error, "lease expired")
 	require.Contains(t, j.Error, "2 attempt")
 	require.Nil(t, j.Result)
-	ev := e.Hub.Events(t, scheduler.JobChannel(cr.JobID))
-	require.Equal(t, "failed", ev[len(ev)-1]["type"])
+	require.Eventually(t, func() bool {
+		ev := e.Hub.Events(t, scheduler.JobChannel(cr.JobID))
+		return ev[len(ev)-1]["type"] == "failed"
+	}, testenv.Wait, testenv.Tick)
 	e.Clock.Advance(time.Minute)
 	require.Len(t, e.Hub.Assignments(t, n.ID), 2)
 }
