@@ -234,7 +234,7 @@ func simConfig(extra map[string]any) map[string]any {
 	return c
 }
 
-func TestSchedulerEndToEnd(t *testing.T) {
+func TestSchedulerNodeProcesses(t *testing.T) {
 	e := startScheduler(t)
 	a := e.startNode(filepath.Join(e.dir, "a.key"), "alice")
 	b := e.startNode(filepath.Join(e.dir, "b.key"), "alice")
