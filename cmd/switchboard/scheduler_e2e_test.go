@@ -340,7 +340,12 @@ func TestSchedulerNodeProcesses(t *testing.T) {
 		require.Eventually(t, func() bool { return len(h.assigned(id)) > 0 }, 30*time.Second, testenv.Tick, "node h got a chunk")
 		require.Equal(t, 0, h.stop(t), "exit status after SIGTERM")
 		handedBack := regexp.MustCompile(`msg="chunk failure reported" component=node chunk=(\S+) code=SHUTTING_DOWN retryable=true`).FindAllStringSubmatch(h.stderr.String(), -1)
-		require.Len(t, handedBack, len(h.assigned(id)), "every held chunk handed back")
+		var back []string
+		for _, m := range handedBack {
+			back = append(back, m[1])
+		}
+		// Assignments that arrive while it drains are handed back too.
+		require.Subset(t, back, h.assigned(id), "every held chunk handed back")
 		require.Empty(t, h.completed(id))
 		j := e.waitJob("alice", id, "completed", 90*time.Second)
 		requireAggregate(t, j, 6000, cfg)

@@ -26,8 +26,8 @@ func TestNodeRunsPublishedChunk(t *testing.T) {
 	f.connected(t)
 	require.Contains(t, out.String(), `node claimed: name "test node", max parallel 4`)
 
-	// 300 iterations at 2 ms each: long enough for progress reports.
-	cfg := map[string]any{"sleepMs": 2}
+	// 300 iterations at 5 ms each: long enough for progress reports.
+	cfg := map[string]any{"sleepMs": 5}
 	f.publish(t, "chunks:"+fakeNodeID, chunkMsg("c1", "l1", 300, 5000, cfg, 3*time.Second))
 	require.Eventually(t, func() bool { return len(f.of("/chunks/complete")) == 1 }, testenv.Wait, testenv.Tick)
 	c := f.of("/chunks/complete")[0]
@@ -43,6 +43,11 @@ func TestNodeRunsPublishedChunk(t *testing.T) {
 	progress := f.of("/chunks/progress")
 	require.NotEmpty(t, progress, "a running chunk reports progress")
 	require.Equal(t, "l1", str(progress[0].Body["leaseId"]))
+	forwarded := false
+	for _, p := range progress {
+		forwarded = forwarded || (string(p.Body["done"]) != "0" && string(p.Body["done"]) != "")
+	}
+	require.True(t, forwarded, "the worker's progress calls reach /chunks/progress: %v", progress)
 	require.Eventually(t, func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
