@@ -53,17 +53,18 @@ type fakeServer struct {
 	srv *httptest.Server
 	hub *hub.Hub
 
-	mu         sync.Mutex
-	claimed    bool
-	maxPar     int
-	tokenTTL   time.Duration
-	tokens     int
-	assigned   []json.RawMessage
-	reports    []report
-	progress   map[string]int // status to answer /chunks/progress with; 0 = 200
-	key        ed25519.PublicKey
-	heartbeats int
-	seen       map[string]bool // signatures (the server's replay cache)
+	mu            sync.Mutex
+	claimed       bool
+	maxPar        int
+	tokenTTL      time.Duration
+	tokens        int
+	assigned      []json.RawMessage
+	reports       []report
+	progress      map[string]int // status to answer /chunks/progress with; 0 = 200
+	key           ed25519.PublicKey
+	heartbeats    int
+	seen          map[string]bool // signatures (the server's replay cache)
+	assignedCalls int
 }
 
 func newFakeServer(t *testing.T) *fakeServer {
@@ -177,6 +178,7 @@ func (f *fakeServer) serveNodeAPI(w http.ResponseWriter, r *http.Request) {
 		f.reply(w, 200, map[string]any{"token": tok, "url": "ws" + strings.TrimPrefix(f.srv.URL, "http") + "/connection/websocket",
 			"expiresAt": exp.UTC().Format(time.RFC3339), "channels": chans})
 	case "GET /chunks/assigned":
+		f.assignedCalls++
 		f.reply(w, 200, map[string]any{"chunks": f.assigned})
 	case "POST /chunks/progress":
 		f.reports = append(f.reports, report{Path: r.URL.Path, Body: m})

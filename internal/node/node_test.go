@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/node/sim"
 	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
@@ -80,6 +81,29 @@ func TestNodeResumesAssignedChunks(t *testing.T) {
 	f.publish(t, "chunks:"+fakeNodeID, chunkMsg("after", "l10", 5, 0, nil, time.Minute))
 	require.Eventually(t, func() bool { return len(f.of("/chunks/complete")) >= 2 }, testenv.Wait, testenv.Tick)
 	require.Len(t, f.of("/chunks/complete"), 2)
+}
+
+// After a forced reconnect the node recovers what was published while it
+// was away (history recovery) and asks for its assigned chunks again.
+func TestNodeReconnectRecovers(t *testing.T) {
+	f := newFakeServer(t)
+	f.claim()
+	startNode(t, f, nil)
+	f.connected(t)
+	require.Eventually(t, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.assignedCalls == 1
+	}, testenv.Wait, testenv.Tick)
+	require.NoError(t, f.hub.DisconnectUser(context.Background(), fakeNodeID, "", hub.DisconnectForceReconnect, nil))
+	f.publish(t, "chunks:"+fakeNodeID, chunkMsg("while-away", "l1", 5, 0, nil, time.Minute))
+	require.Eventually(t, func() bool { return len(f.of("/chunks/complete")) == 1 }, testenv.Wait, testenv.Tick)
+	require.Equal(t, "while-away", str(f.of("/chunks/complete")[0].Body["chunkId"]))
+	require.Eventually(t, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.assignedCalls == 2
+	}, testenv.Wait, testenv.Tick, "GET /chunks/assigned after each connect")
 }
 
 // A cancel on nodes:{id} stops the chunk; nothing is reported.
