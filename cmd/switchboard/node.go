@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -39,6 +41,12 @@ func (c *NodeCmd) Run(ctx context.Context, out *output) error {
 	}
 	if len(argv) == 0 {
 		return usageError(errors.New("--worker: empty command"))
+	}
+	if !strings.ContainsRune(argv[0], os.PathSeparator) {
+		// A worker that cannot start would fail every chunk it is given.
+		if _, err := exec.LookPath(argv[0]); err != nil {
+			return usageError(fmt.Errorf("--worker: %w", err))
+		}
 	}
 	if c.Parallel < 0 {
 		return usageError(fmt.Errorf("--parallel: %d must be at least 1", c.Parallel))

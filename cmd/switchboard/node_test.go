@@ -18,13 +18,14 @@ func TestNodeCommandUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"node", "--worker", "w"}, "--server"},
+		{[]string{"node", "--worker", "true"}, "--server"},
+		{[]string{"node", "--server", "http://127.0.0.1:1", "--worker", "no-such-worker-command x.py"}, `--worker: exec: "no-such-worker-command": executable file not found`},
 		{[]string{"node", "--server", "http://127.0.0.1:1"}, "--worker"},
 		{[]string{"node", "--server", "http://127.0.0.1:1", "--worker", `"unterminated`}, "--worker"},
-		{[]string{"node", "--server", "http://127.0.0.1:1", "--worker", "w", "--parallel", "-2"}, "--parallel"},
-		{[]string{"node", "--server", "http://127.0.0.1:1", "--worker", "w", "--grace", "0s"}, "--grace"},
-		{[]string{"node", "--server", "http://127.0.0.1:1", "--worker", "w", "--key-file", open}, "mode 0644"},
-		{[]string{"node", "--server", "ftp://x", "--worker", "w", "--key-file", filepath.Join(dir, "new.key")}, "http://HOST:PORT"},
+		{[]string{"node", "--server", "http://127.0.0.1:1", "--worker", "true", "--parallel", "-2"}, "--parallel"},
+		{[]string{"node", "--server", "http://127.0.0.1:1", "--worker", "true", "--grace", "0s"}, "--grace"},
+		{[]string{"node", "--server", "http://127.0.0.1:1", "--worker", "true", "--key-file", open}, "mode 0644"},
+		{[]string{"node", "--server", "ftp://x", "--worker", "true", "--key-file", filepath.Join(dir, "new.key")}, "http://HOST:PORT"},
 	} {
 		code, _, stderr := runCLI(t, tc.args...)
 		require.Equal(t, 2, code, "%v: %s", tc.args, stderr)

@@ -106,6 +106,28 @@ func TestNodeReconnectRecovers(t *testing.T) {
 	}, testenv.Wait, testenv.Tick, "GET /chunks/assigned after each connect")
 }
 
+// A config message on nodes:{id} (the node was renamed or its maxParallel
+// changed) adjusts the parallelism, never above --parallel.
+func TestNodeConfigMessage(t *testing.T) {
+	f := newFakeServer(t)
+	f.claim()
+	n, _ := startNode(t, f, func(c *Config) { c.Parallel = 3 })
+	f.connected(t)
+	limit := func() int {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.limit
+	}
+	require.Equal(t, 3, limit(), "claimed with maxParallel 4: --parallel 3 wins")
+	setMax := func(v int) { f.mu.Lock(); f.maxPar = v; f.mu.Unlock() } // heartbeats answer it too
+	setMax(1)
+	f.publish(t, "nodes:"+fakeNodeID, map[string]any{"type": "config", "userId": "u", "name": "renamed", "totalCores": 8, "maxParallel": 1})
+	require.Eventually(t, func() bool { return limit() == 1 }, testenv.Wait, testenv.Tick)
+	setMax(16)
+	f.publish(t, "nodes:"+fakeNodeID, map[string]any{"type": "config", "maxParallel": 16})
+	require.Eventually(t, func() bool { return limit() == 3 }, testenv.Wait, testenv.Tick)
+}
+
 // A cancel on nodes:{id} stops the chunk; nothing is reported.
 func TestNodeCancel(t *testing.T) {
 	f := newFakeServer(t)
