@@ -93,7 +93,13 @@ func simPath(t *testing.T) string {
 // it by the printed code.
 func (e *schedEnv) startNode(keyFile, owner string, extra ...string) *e2eNode {
 	e.t.Helper()
-	args := []string{"node", "--server", e.m.URL(), "--worker", "python3 " + simPath(e.t),
+	return e.startNodeWorker("python3 "+simPath(e.t), keyFile, owner, extra...)
+}
+
+// startNodeWorker is startNode with another worker command.
+func (e *schedEnv) startNodeWorker(worker, keyFile, owner string, extra ...string) *e2eNode {
+	e.t.Helper()
+	args := []string{"node", "--server", e.m.URL(), "--worker", worker,
 		"--key-file", keyFile, "--parallel", "2", "--heartbeat", "500ms", "--grace", "10s", "--log-level", "debug"}
 	p := startProgram(e.t, append(args, extra...)...)
 	n := &e2eNode{program: p, keyFile: keyFile}
@@ -368,6 +374,19 @@ func TestSchedulerNodeProcesses(t *testing.T) {
 		require.Contains(t, *j.Error, "worker")
 		crashes := strings.Count(a.stderr.String()+b.stderr.String(), "sim: crashing at iteration 1500")
 		require.Equal(t, 3, crashes, "one crash per attempt, max_attempts 3")
+	})
+
+	t.Run("a Node.js worker gives the same result", func(t *testing.T) {
+		if _, err := exec.LookPath("node"); err != nil {
+			t.Skipf("node is not installed (%v)", err)
+		}
+		js := e.startNodeWorker("node "+strings.TrimSuffix(simPath(t), ".py")+".mjs", filepath.Join(e.dir, "js.key"), "carol")
+		all = append(all, js)
+		cfg := simConfig(map[string]any{"baseDamage": 250})
+		id, _ := e.createJob("carol", 3500, "private", cfg)
+		j := e.waitJob("carol", id, "completed", 90*time.Second)
+		requireAggregate(t, j, 3500, cfg)
+		require.Eventually(t, func() bool { return len(js.completed(id)) == 4 }, testenv.Wait, testenv.Tick)
 	})
 
 	t.Run("cancel mid-job", func(t *testing.T) {
