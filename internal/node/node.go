@@ -314,9 +314,15 @@ func (n *Node) Run(ctx context.Context) error {
 	n.pool = pool
 	n.mu.Unlock()
 
-	tok, err := n.fetchToken(ctx)
-	if err != nil {
-		return ignoreCanceled(ctx, err)
+	var tok tokenResponse
+	for b := n.newBackoff(n.cfg.ClaimPollMin, n.cfg.ClaimPollMax); ; {
+		if tok, err = n.fetchToken(ctx); err == nil {
+			break
+		}
+		if !retryable(err) || !b.wait(ctx) {
+			return ignoreCanceled(ctx, err)
+		}
+		n.log.Warn("hub token failed; retrying", "err", err)
 	}
 	if err := n.connect(tok); err != nil {
 		return err
