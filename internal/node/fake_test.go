@@ -65,6 +65,7 @@ type fakeServer struct {
 	heartbeats    int
 	seen          map[string]bool // signatures (the server's replay cache)
 	assignedCalls int
+	verifyCalls   int
 }
 
 func newFakeServer(t *testing.T) *fakeServer {
@@ -161,6 +162,7 @@ func (f *fakeServer) serveNodeAPI(w http.ResponseWriter, r *http.Request) {
 		}
 		f.reply(w, 200, map[string]any{"id": fakeNodeID, "claimCode": code, "claimed": f.claimed})
 	case "POST /nodes/verify":
+		f.verifyCalls++
 		if !f.claimed {
 			f.reply(w, 404, map[string]string{"error": "Node not found or not claimed"})
 			return

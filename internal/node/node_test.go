@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboard-rt/switchboard/internal/clock/clocktest"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/node/sim"
 	"github.com/switchboard-rt/switchboard/internal/testenv"
@@ -271,4 +272,35 @@ func FuzzDecodeChunk(f *testing.F) {
 		_, _, _ = decodeAssigned(data)
 		_, _ = decodeControl(data)
 	})
+}
+
+// While unclaimed the node polls /nodes/verify with backoff on its clock:
+// 1 s, 2 s, 4 s, then capped at ClaimPollMax.
+func TestClaimPollBackoff(t *testing.T) {
+	f := newFakeServer(t)
+	clk := clocktest.New(time.Now())
+	startNode(t, f, func(c *Config) {
+		c.Clock = clk
+		c.ClaimPollMin, c.ClaimPollMax = time.Second, 4*time.Second
+	})
+	verifies := func() int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.verifyCalls
+	}
+	waitTimer := func() {
+		require.Eventually(t, func() bool { return clk.Pending() > 0 }, testenv.Wait, testenv.Tick, "node sleeping on its clock")
+	}
+	require.Eventually(t, func() bool { return verifies() == 1 }, testenv.Wait, testenv.Tick)
+	for i, d := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second} {
+		waitTimer()
+		clk.Advance(d - time.Millisecond)
+		require.Equal(t, i+1, verifies(), "poll %d not before %s", i+2, d)
+		clk.Advance(time.Millisecond)
+		require.Eventually(t, func() bool { return verifies() == i+2 }, testenv.Wait, testenv.Tick, "poll %d after %s", i+2, d)
+	}
+	f.claim()
+	waitTimer()
+	clk.Advance(4 * time.Second)
+	f.connected(t)
 }
