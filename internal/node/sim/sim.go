@@ -148,8 +148,7 @@ func Chunk(configHash string, config json.RawMessage, seedOffset, iterations int
 	return Result{Iterations: iterations, MeanDps: mean, StdDps: std, MinDps: minV, MaxDps: maxV}, nil
 }
 
-// Aggregate is a job's result (SCHED.md): iteration-weighted mean, pooled
-// sample standard deviation, min, max.
+// Aggregate is a job's result as the scheduler reports it (SCHED.md).
 type Aggregate struct {
 	TotalIterations int64   `json:"totalIterations"`
 	MeanDps         float64 `json:"meanDps"`
@@ -159,49 +158,23 @@ type Aggregate struct {
 	ChunksCompleted int     `json:"chunksCompleted"`
 }
 
-// ChunkSize is the scheduler's chunk size: chunk i has seedOffset i·1000.
+// ChunkSize is the scheduler's default chunk size: chunk i has seedOffset
+// i·ChunkSize.
 const ChunkSize = 1000
 
-// Job computes the aggregate of a job of iterations directly from the
-// seeds: chunks of ChunkSize (the last takes the rest), aggregated.
-func Job(configHash string, config json.RawMessage, iterations int64) (Aggregate, []Result, error) {
-	var rs []Result
-	for off := int64(0); off < iterations; off += ChunkSize {
-		r, err := Chunk(configHash, config, off, min(ChunkSize, iterations-off))
-		if err != nil {
-			return Aggregate{}, nil, err
-		}
-		rs = append(rs, r)
+// Job computes a job's aggregate directly from the seeds: every iteration
+// 0..iterations-1 is simulated and the mean, sample standard deviation,
+// min and max are taken over all of them at once (not by combining chunk
+// results, as the scheduler does), so it checks the scheduler's pooling
+// too. The pooled figures agree with these up to rounding.
+func Job(configHash string, config json.RawMessage, iterations int64) (Aggregate, error) {
+	if iterations <= 0 {
+		return Aggregate{}, errors.New("iterations must be positive")
 	}
-	return Combine(rs), rs, nil
-}
-
-// Combine aggregates chunk results: the pooled standard deviation
-// sqrt((Σ (nᵢ−1)sᵢ² + nᵢ(μᵢ−μ)²) / (N−1)) is exactly the sample standard
-// deviation of all iterations (up to rounding), because chunk results carry
-// sample standard deviations.
-func Combine(rs []Result) Aggregate {
-	var a Aggregate
-	if len(rs) == 0 {
-		return a
+	r, err := Chunk(configHash, config, 0, iterations)
+	if err != nil {
+		return Aggregate{}, err
 	}
-	a.MinDps, a.MaxDps = rs[0].MinDps, rs[0].MaxDps
-	sum := 0.0
-	for _, r := range rs {
-		a.TotalIterations += r.Iterations
-		sum += r.MeanDps * float64(r.Iterations)
-		a.MinDps, a.MaxDps = math.Min(a.MinDps, r.MinDps), math.Max(a.MaxDps, r.MaxDps)
-	}
-	a.ChunksCompleted = len(rs)
-	a.MeanDps = sum / float64(a.TotalIterations)
-	if a.TotalIterations > 1 {
-		sq := 0.0
-		for _, r := range rs {
-			ni := float64(r.Iterations)
-			d := r.MeanDps - a.MeanDps
-			sq += (ni-1)*r.StdDps*r.StdDps + ni*d*d
-		}
-		a.StdDps = math.Sqrt(sq / float64(a.TotalIterations-1))
-	}
-	return a
+	return Aggregate{TotalIterations: r.Iterations, MeanDps: r.MeanDps, StdDps: r.StdDps, MinDps: r.MinDps, MaxDps: r.MaxDps,
+		ChunksCompleted: int((iterations + ChunkSize - 1) / ChunkSize)}, nil
 }

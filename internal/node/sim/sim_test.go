@@ -32,14 +32,22 @@ func TestDeterministic(t *testing.T) {
 	c, err := Chunk(testHash, nil, 4000, 50)
 	require.NoError(t, err)
 	require.NotEqual(t, a, c, "another seed offset gives another result")
-	// Chunks are seeded per iteration: 2×25 iterations give the 50's extremes.
+	// Iterations are seeded one by one: chunking does not change them.
 	x, _ := Chunk(testHash, nil, 3000, 25)
 	y, _ := Chunk(testHash, nil, 3025, 25)
-	agg := Combine([]Result{x, y})
-	require.Equal(t, a.MinDps, agg.MinDps)
-	require.Equal(t, a.MaxDps, agg.MaxDps)
-	require.InDelta(t, a.MeanDps, agg.MeanDps, 1e-9)
-	require.InDelta(t, a.StdDps, agg.StdDps, 1e-9)
+	require.Equal(t, a.MinDps, min(x.MinDps, y.MinDps))
+	require.Equal(t, a.MaxDps, max(x.MaxDps, y.MaxDps))
+	require.InEpsilon(t, a.MeanDps, (x.MeanDps+y.MeanDps)/2, 1e-12)
+}
+
+func TestJob(t *testing.T) {
+	j, err := Job(testHash, nil, 2500)
+	require.NoError(t, err)
+	require.Equal(t, int64(2500), j.TotalIterations)
+	require.Equal(t, 3, j.ChunksCompleted)
+	// Defaults: 60 attacks, 95 % hits of 100 ± 10, 20 % crits ×2 → 114 DPS.
+	require.InDelta(t, 114, j.MeanDps, 1)
+	require.Greater(t, j.StdDps, 0.0)
 }
 
 func TestParseErrors(t *testing.T) {
