@@ -119,10 +119,9 @@ function serve() {
   const running = new Map(); // request id -> {cancelled}
   let calls = 0;
   let shutdownId = null;
-  let closed = false; // stdin closed: finish the running tasks, then exit
   const maybeExit = () => {
-    if ((shutdownId !== null || closed) && running.size === 0) {
-      if (shutdownId !== null) send({ id: shutdownId, ok: true });
+    if (shutdownId !== null && running.size === 0) {
+      send({ id: shutdownId, ok: true });
       process.exit(0);
     }
   };
@@ -160,7 +159,9 @@ function serve() {
       default: break; // callReply and unknown types need no answer
     }
   });
-  rl.on('close', () => { closed = true; maybeExit(); });
+  // stdin closed without a shutdown: the node is gone, nobody can take a
+  // result any more.
+  rl.on('close', () => { if (shutdownId === null) process.exit(0); });
 }
 
 if (process.argv[2] === '--once') {
