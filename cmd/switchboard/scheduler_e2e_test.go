@@ -37,6 +37,9 @@ type schedEnv struct {
 
 func startScheduler(t *testing.T) *schedEnv {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: the end-to-end scheduler tests run node processes for about a minute")
+	}
 	if _, err := exec.LookPath("python3"); err != nil {
 		t.Skipf("python3 is not installed (%v): the end-to-end scheduler tests run examples/workers/sim.py", err)
 	}

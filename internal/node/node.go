@@ -278,7 +278,7 @@ func (n *Node) Run(ctx context.Context) error {
 	first := false
 	n.runOnce.Do(func() { first = true })
 	if !first {
-		return errors.New("node: Run called twice")
+		return errors.New("node: Run called twice, or after Shutdown")
 	}
 	defer close(n.runDone)
 	ctx, cancel := context.WithCancel(ctx)
