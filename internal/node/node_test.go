@@ -197,7 +197,7 @@ func TestNodeShutdown(t *testing.T) {
 		sleepMs int
 		report  string
 	}{
-		{"finishes", 10 * time.Second, 1, "/chunks/complete"},
+		{"finishes", 30 * time.Second, 3, "/chunks/complete"},
 		{"hands back", 200 * time.Millisecond, 50, "/chunks/fail"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -209,7 +209,7 @@ func TestNodeShutdown(t *testing.T) {
 			require.Eventually(t, func() bool { return len(f.of("/chunks/progress")) >= 1 }, testenv.Wait, testenv.Tick, "running")
 			f.publish(t, "chunks:"+fakeNodeID, chunkMsg("waiting", "l2", 10, 0, nil, time.Minute))
 			require.Eventually(t, func() bool { return n.activeChunks() == 2 }, testenv.Wait, testenv.Tick, "second chunk held")
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 			defer cancel()
 			require.NoError(t, n.Shutdown(ctx))
 			fails := map[string]string{}
