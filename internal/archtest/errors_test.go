@@ -20,6 +20,7 @@ var errorTables = map[string]bool{
 	"gateway/errors.go":     true,
 	"circle/errors.go":      true,
 	"schedapi/errors.go":    true,
+	"node/errors.go":        true, // the node API statuses, client side
 }
 
 // wireLiterals are the ways a wire code gets written by hand. Each applies
