@@ -57,6 +57,7 @@ type Config struct {
 	Log        Log         `json:"log" yaml:"log" toml:"log"`
 	Client     Client      `json:"client" yaml:"client" toml:"client"`
 	HTTPAPI    HTTPAPI     `json:"http_api" yaml:"http_api" toml:"http_api"`
+	Admin      Admin       `json:"admin" yaml:"admin" toml:"admin"`
 	Channel    Channel     `json:"channel" yaml:"channel" toml:"channel"`
 	WebSocket  WebSocket   `json:"websocket" yaml:"websocket" toml:"websocket"`
 	Broker     Broker      `json:"broker" yaml:"broker" toml:"broker"`
@@ -179,6 +180,18 @@ type HTTPAPI struct {
 	// commands to other nodes and surveys included (default 5s).
 	// Switchboard extension.
 	Timeout Duration `json:"timeout" yaml:"timeout" toml:"timeout"`
+}
+
+// Admin configures the web console at /console (the keys of Centrifugo's
+// admin web UI).
+type Admin struct {
+	// Enabled serves the console; Password and Secret are then required.
+	Enabled bool `json:"enabled" yaml:"enabled" toml:"enabled"`
+	// Password signs in as administrator (compared in constant time).
+	Password string `json:"password" yaml:"password" toml:"password"`
+	// Secret signs the console's session cookies (HMAC-SHA256); changing
+	// it signs every session out.
+	Secret string `json:"secret" yaml:"secret" toml:"secret"`
 }
 
 // Channel configures channels and namespaces. The namespace boundary ":",

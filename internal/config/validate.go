@@ -26,6 +26,10 @@ var (
 	headerNameRe    = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 )
 
+// MinAdminSecret is the shortest admin.secret accepted: it keys the
+// console's session cookies.
+const MinAdminSecret = 16
+
 // Validate checks every value of c and returns all problems joined
 // (errors.Join), each naming its key path, or nil.
 func (c *Config) Validate() error {
@@ -56,6 +60,16 @@ func (c *Config) Validate() error {
 		v.add("http_api.error_mode", "unknown mode %q (use transport, or leave it empty)", c.HTTPAPI.ErrorMode)
 	}
 	v.positiveDur("http_api.timeout", c.HTTPAPI.Timeout)
+
+	// admin
+	if c.Admin.Enabled {
+		if c.Admin.Password == "" {
+			v.add("admin.password", "required when admin.enabled is true")
+		}
+		if len(c.Admin.Secret) < MinAdminSecret {
+			v.add("admin.secret", "must be at least %d bytes when admin.enabled is true, got %d", MinAdminSecret, len(c.Admin.Secret))
+		}
+	}
 
 	// client
 	cl := c.Client
