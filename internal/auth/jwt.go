@@ -83,37 +83,14 @@ func (v *TokenVerifier) VerifyConnect(token string) (ConnectClaims, error) {
 // SignConnect creates an HS256 connection token for user, valid for ttl
 // (0 = no expiry). It backs `switchboard gentoken`.
 func SignConnect(secret, user string, ttl time.Duration, now time.Time) (string, error) {
-	return Issue(secret, TokenSpec{User: user, TTL: ttl}, now)
-}
-
-// TokenSpec describes a connection token to Issue.
-type TokenSpec struct {
-	User string
-	// Channels become the "channels" claim: the hub subscribes the
-	// connection to them server-side, whatever the namespace permissions.
-	Channels []string
-	// Audience and Issuer, when set, become "aud" and "iss" (a verifier
-	// configured with them requires them).
-	Audience, Issuer string
-	// TTL is the lifetime from now; 0 = no "exp".
-	TTL time.Duration
-}
-
-// Issue creates an HS256 connection token as spec says, issued at now.
-// An empty secret is an error.
-func Issue(secret string, spec TokenSpec, now time.Time) (string, error) {
 	if secret == "" {
 		return "", errors.New("auth: empty secret")
 	}
-	c := connectClaims{Channels: spec.Channels, RegisteredClaims: jwt.RegisteredClaims{
-		Subject: spec.User, Issuer: spec.Issuer, IssuedAt: jwt.NewNumericDate(now)}}
-	if spec.Audience != "" {
-		c.Audience = jwt.ClaimStrings{spec.Audience}
+	claims := jwt.RegisteredClaims{Subject: user, IssuedAt: jwt.NewNumericDate(now)}
+	if ttl > 0 {
+		claims.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
 	}
-	if spec.TTL > 0 {
-		c.ExpiresAt = jwt.NewNumericDate(now.Add(spec.TTL))
-	}
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString([]byte(secret))
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
 }
 
 // EqualSecret compares a presented secret with the expected one in
