@@ -476,6 +476,7 @@ func TestValidate(t *testing.T) {
 		{"redis db", func(c *Config) { c.Broker = Broker{Type: "redis", RedisURL: "redis://h/abc"} }, `broker.redis_url: database "abc"`},
 		{"shutdown", func(c *Config) { c.Shutdown.Timeout = -1 }, "shutdown.timeout: must not be negative"},
 		{"admin password", func(c *Config) { c.Admin = Admin{Enabled: true, Secret: "0123456789abcdef"} }, "admin.password: required when admin.enabled is true"},
+		{"admin hub secret", func(c *Config) { c.Admin = Admin{Enabled: true, Password: "p", Secret: "0123456789abcdef"} }, "admin.enabled: needs client.token.hmac_secret_key"},
 		{"admin secret", func(c *Config) { c.Admin = Admin{Enabled: true, Password: "p", Secret: "short"} }, "admin.secret: must be at least 16 bytes when admin.enabled is true, got 5"},
 		{"runner base", func(c *Config) { c.Runner.BasePath = "runner" }, `runner.base_path: "runner" must start with "/"`},
 		{"runner base slash", func(c *Config) { c.Runner.BasePath = "/runner/" }, `runner.base_path: "/runner/" must not end with "/"`},

@@ -69,6 +69,9 @@ func (c *Config) Validate() error {
 		if len(c.Admin.Secret) < MinAdminSecret {
 			v.add("admin.secret", "must be at least %d bytes when admin.enabled is true, got %d", MinAdminSecret, len(c.Admin.Secret))
 		}
+		if c.Client.Token.HMACSecretKey == "" {
+			v.add("admin.enabled", "needs client.token.hmac_secret_key: the console connects to the hub with tokens signed with it")
+		}
 	}
 
 	// client

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/config"
+	"github.com/switchboard-rt/switchboard/internal/console"
+	"github.com/switchboard-rt/switchboard/internal/hub"
+)
+
+// consoleNamespace is the namespace of the console's feeds
+// (scheduler:hub, and the scheduler's scheduler:jobs / scheduler:nodes).
+const consoleNamespace = "scheduler"
+
+// addConsoleNamespace makes sure the hub feed has its namespace when the
+// console runs: the scheduler's own definition wins; without one it is a
+// namespace with no history and no client permissions (the page is
+// subscribed server-side by its token).
+func addConsoleNamespace(cfg config.Config, ns *hub.Namespaces) {
+	if !cfg.Admin.Enabled {
+		return
+	}
+	if _, ok := ns.Named[consoleNamespace]; !ok {
+		ns.Named[consoleNamespace] = hub.ChannelOptions{}
+	}
+}
+
+// console wires the web console (admin.enabled) and returns its routes;
+// sched is nil while the scheduler is off. The console's hub feed starts
+// here and stops with the other components.
+func (m *Main) console(tokens *auth.TokenVerifier, sched console.Scheduler) ([]route, error) {
+	a := m.Config.Admin
+	if !a.Enabled {
+		return nil, nil
+	}
+	t := m.Config.Client.Token
+	c, err := console.New(console.Config{Password: a.Password, Secret: a.Secret,
+		Signer: auth.NewTokenSigner(t.HMACSecretKey, t.Audience, t.Issuer), Tokens: tokens,
+		Hub: m.hub, Scheduler: sched, Logger: m.Logger, Registerer: m.registry})
+	if err != nil {
+		return nil, fmt.Errorf("admin: %w", err)
+	}
+	c.Start()
+	m.closers = append(m.closers, c.Shutdown)
+	return []route{{pattern: console.Prefix, handler: c}, {pattern: console.Prefix + "/", handler: c}}, nil
+}
