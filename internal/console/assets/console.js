@@ -177,7 +177,7 @@
   function setConn(st, text) {
     const el = $("conn");
     el.dataset.state = st;
-    el.textContent = st === "connected" ? "live" : st;
+    el.textContent = st === "connected" ? "live" : st === "idle" ? "offline" : st;
     el.title = text;
   }
 

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+)
+
+// Browser tests run the pages in headless Chromium (Debian's chromium
+// package; .ci/run installs it) driven by chromedp.
+
+// screenshotsEnv names a directory where the browser tests save their
+// screenshots (docs/console for the documentation); unset = a temporary
+// directory.
+const screenshotsEnv = "SWITCHBOARD_TEST_SCREENSHOTS"
+
+// chromiumPath finds Chromium or skips the test.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("chromium is not installed (apt-get install -y chromium); skipping the browser test")
+	return ""
+}
+
+// newBrowser starts a headless Chromium with a fresh profile and returns a
+// tab's context, bounded by timeout; the browser stops with the test.
+func newBrowser(t *testing.T, timeout time.Duration) context.Context {
+	t.Helper()
+	path := chromiumPath(t)
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1440, 1000),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx)
+	// The first run starts the browser; it lives as long as ctx, so only
+	// the later actions get the deadline.
+	require.NoError(t, chromedp.Do(ctx), "start chromium")
+	tctx, cancelTimeout := context.WithTimeout(ctx, timeout)
+	t.Cleanup(func() {
+		cancelTimeout()
+		// Cancelling the first tab closes the browser and waits for its
+		// process to exit.
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_ = chromedp.Cancel(cctx)
+		cancel()
+		cancelTab()
+		cancelAlloc()
+	})
+	return tctx
+}
+
+// text returns the text of the first element matching sel.
+func text(t *testing.T, ctx context.Context, sel string) string {
+	t.Helper()
+	s, err := chromedp.Run(ctx, chromedp.Text(sel))
+	require.NoError(t, err, "text of %s", sel)
+	return s
+}
+
+// fill sets the value of the form field sel (replacing what is there).
+func fill(sel, value string) chromedp.Action[chromedp.Void] {
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%s); if (!e) return false; e.value = %s;
+		e.dispatchEvent(new Event("input", {bubbles: true})); return true; })()`, jsString(sel), jsString(value))
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		ok, err := chromedp.Evaluate[bool](js)(ctx, t)
+		if err == nil && !ok {
+			err = fmt.Errorf("fill: no element %s", sel)
+		}
+		return chromedp.Void{}, err
+	}
+}
+
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// waitJS polls the JavaScript predicate until it is true (within 15 s).
+func waitJS(t *testing.T, ctx context.Context, predicate string) {
+	t.Helper()
+	_, err := chromedp.Run(ctx, chromedp.Poll[bool](predicate, chromedp.WithPollingTimeout(15*time.Second)))
+	require.NoError(t, err, "waiting for %s", predicate)
+}
+
+// screenshot saves a full-page PNG as name in the screenshot directory.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	dir := os.Getenv(screenshotsEnv)
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, name), png, 0o644))
+}
