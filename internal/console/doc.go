@@ -15,6 +15,7 @@
 //	POST /console/api/token      a user API token (Bearer for /jobs, /nodes)
 //	GET  /console/api/jobs       every job (administrator)
 //	GET  /console/api/nodes      every node (administrator)
+//	POST /console/api/cancel     {"jobId"}: cancel any job (administrator)
 //
 // Sessions are stateless: the cookie holds the role, the user and the
 // expiry, signed with HMAC-SHA256 under Config.Secret; it is HttpOnly,
