@@ -136,7 +136,9 @@ type clockVerifier struct {
 	now func() time.Time
 }
 
-func verifierAt(c *clocktest.Fake) TokenVerifier { return clockVerifier{auth.NewTokenVerifier(hubSecret, "", ""), c.Now} }
+func verifierAt(c *clocktest.Fake) TokenVerifier {
+	return clockVerifier{auth.NewTokenVerifier(hubSecret, "", ""), c.Now}
+}
 
 func (v clockVerifier) VerifyConnect(tok string) (auth.ConnectClaims, error) {
 	c, err := v.v.VerifyConnect(tok)
