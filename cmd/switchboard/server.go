@@ -25,6 +25,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/config"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/origin"
+	"github.com/switchboard-rt/switchboard/internal/store/sqlite"
 	"github.com/switchboard-rt/switchboard/internal/transport/ws"
 )
 
@@ -48,6 +49,9 @@ type Main struct {
 	closers []func(context.Context) error
 	// redisClients are the shared Redis clients by address (redisClient).
 	redisClients map[string]rueidis.Client
+	// sqlite is the one SQLite store, shared by circles and the scheduler
+	// (sqliteStore).
+	sqlite *sqlite.Store
 	// realtime stop realtime servers other than the hub's clients (circle
 	// sessions); Shutdown runs them at once, concurrently with the drain.
 	realtime []func(context.Context) error
@@ -98,6 +102,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := schedulerNamespaces(cfg, &ns); err != nil {
+		return err
+	}
 	broker, presence, err := newEngine(cfg, log, reg, m.redisClient)
 	if err != nil {
 		return err
@@ -130,6 +137,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	schedRoutes, err := m.startScheduler(ctx, reg)
+	if err != nil {
+		return err
+	}
+	extra = append(schedRoutes, extra...) // before the circles' catch-all
 
 	tokens := auth.NewTokenVerifier(cfg.Client.Token.HMACSecretKey, cfg.Client.Token.Audience, cfg.Client.Token.Issuer)
 	if cfg.Client.Token.HMACSecretKey == "" && !cfg.Client.AllowAnonymousConnectWithoutToken {

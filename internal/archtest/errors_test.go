@@ -20,6 +20,7 @@ var errorTables = map[string]bool{
 	"gateway/errors.go":     true,
 	"circle/errors.go":      true,
 	"console/errors.go":     true,
+	"schedapi/errors.go":    true,
 }
 
 // wireLiterals are the ways a wire code gets written by hand. Each applies
@@ -39,6 +40,7 @@ var wireLiterals = []struct {
 	{"api/", regexp.MustCompile(`http\.Status(?:[A-Z]\w*)`), "an HTTP status outside the table"},
 	{"gateway/", regexp.MustCompile(`http\.Status(?:[A-Z]\w*)`), "an HTTP status outside the table"},
 	{"console/", regexp.MustCompile(`http\.Status(?:[A-Z]\w*)`), "an HTTP status outside the table"},
+	{"schedapi/", regexp.MustCompile(`http\.Status(?:[A-Z]\w*)`), "an HTTP status outside the table"},
 }
 
 // allowedStatuses are success statuses, which are no error mapping.

@@ -50,3 +50,17 @@ func TestPresentedAPIKeyAndBearer(t *testing.T) {
 	require.Equal(t, "", BearerToken("apikey t"))
 	require.Equal(t, "", BearerToken("Bearer"))
 }
+
+func TestTokenSignerSubscribe(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	in := SubscribeClaims{User: "alice", Channel: "jobs:j1", ExpireAt: now.Add(time.Minute).Unix()}
+	tok, err := NewTokenSigner("s3cret", "", "").SignSubscribe(in, now)
+	require.NoError(t, err)
+	v := NewTokenVerifier("s3cret", "", "")
+	v.now = func() time.Time { return now }
+	got, err := v.VerifySubscribe(tok)
+	require.NoError(t, err)
+	require.Equal(t, in, got)
+	_, err = NewTokenSigner("", "", "").SignSubscribe(in, now)
+	require.Error(t, err)
+}

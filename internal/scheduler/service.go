@@ -2,11 +2,12 @@ package scheduler
 
 import (
 	"context"
-	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,7 +24,7 @@ const (
 	DefaultBackoffMax     = 5 * time.Minute
 	DefaultChunkSize      = 1000
 	DefaultMaxConfigBytes = 64 << 10
-	DefaultMaxIterations  = 1_000_000_000
+	DefaultMaxIterations  = 100_000_000
 	DefaultAssignBatch    = 500
 	DefaultSweepInterval  = 15 * time.Second
 	DefaultListLimit      = 100
@@ -65,13 +66,42 @@ type Config struct {
 	SweepInterval time.Duration
 }
 
+// Service states.
+const (
+	stateNew = iota
+	stateRunning
+	stateStopped
+)
+
 // Service is the scheduler. Create it with New, start it with Run, stop it
 // with Shutdown. The node and user API methods are safe for concurrent
 // use; they fail with ErrStopped before Run and after Shutdown.
 type Service struct {
-	cfg   Config
-	clock clock.Clock
-	log   *slog.Logger
+	cfg     Config
+	clock   clock.Clock
+	log     *slog.Logger
+	store   Store
+	pub     Publisher
+	pres    PresenceSource
+	metrics *metrics
+
+	state atomic.Int32
+	// ctx is cancelled by Shutdown; the loop's store calls use it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the loop returned
+
+	wakeAssign chan struct{} // buffered 1: run an assignment pass
+	wakeExpire chan struct{} // buffered 1: run an expiry pass
+	presence   *presenceSub
+
+	mu      sync.Mutex
+	online  map[string]map[string]struct{} // node id → client ids in nodes:online
+	leaseAt time.Time                      // when the lease timer fires (zero = not armed)
+	availAt time.Time                      // when the backoff timer fires
+	leaseT  clock.Timer
+	availT  clock.Timer
+	sweepT  clock.Timer
 }
 
 // New validates cfg, fills in defaults and returns a Service (not
@@ -83,7 +113,20 @@ func New(cfg Config) (*Service, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, clock: clock.OrReal(cfg.Clock), log: cfg.Logger.With("component", "scheduler")}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Service{
+		cfg: cfg, clock: clock.OrReal(cfg.Clock), log: cfg.Logger.With("component", "scheduler"),
+		store: cfg.Store, pub: cfg.Publisher, pres: cfg.Presence,
+		ctx: ctx, cancel: cancel, done: make(chan struct{}),
+		wakeAssign: make(chan struct{}, 1), wakeExpire: make(chan struct{}, 1),
+		online: map[string]map[string]struct{}{},
+	}
+	m, err := newMetrics(cfg.Registerer, s)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	s.metrics = m
 	return s, nil
 }
 
@@ -134,122 +177,233 @@ func (c *Config) fill() error {
 	return nil
 }
 
-var errTODO = errs.New(errs.Unavailable, "scheduler: not implemented on this branch yet")
-
-// Run subscribes to hub presence of nodes:online, reads the initial
-// presence, and starts the assignment, lease and sweep loops; it returns
-// once they run (it does not block). ctx bounds the start only. It fails
-// when the channel namespaces lack the history or presence the scheduler
-// needs.
-func (s *Service) Run(ctx context.Context) error { return errTODO }
-
-// Shutdown stops the loops and waits for them (or ctx). Held leases stay
-// in the store: after a restart they are still valid until they expire.
-// It is idempotent.
-func (s *Service) Shutdown(ctx context.Context) error { return nil }
-
-// Node API. key is the node's Ed25519 public key, already verified by the
-// signed-request check.
-
-// RegisterNode records a node by key, or returns the known node of key
-// (refreshing its reported info). Claimed nodes answer ClaimCode nil.
-func (s *Service) RegisterNode(ctx context.Context, key ed25519.PublicKey, info NodeInfo) (Registration, error) {
-	return Registration{}, errTODO
+// Run checks the channel namespaces, subscribes to hub presence of
+// nodes:online (join/leave pushes), reads the initial presence, and starts
+// the scheduler loop (assignment passes, lease expiry, backoff timers and
+// the safety sweep). It returns once the loop runs; it does not block. ctx
+// bounds the start only. It fails when the namespaces lack the history or
+// presence the scheduler needs, and when called twice.
+func (s *Service) Run(ctx context.Context) error {
+	if err := s.checkNamespaces(); err != nil {
+		return err
+	}
+	if !s.state.CompareAndSwap(stateNew, stateRunning) {
+		return errors.New("scheduler: Run called twice or after Shutdown")
+	}
+	sub, err := newPresenceSub(s.pres)
+	if err != nil {
+		s.state.Store(stateStopped)
+		return err
+	}
+	s.presence = sub
+	if err := s.pres.AddSubscriber(ChannelOnline, sub, true); err != nil {
+		s.state.Store(stateStopped)
+		return fmt.Errorf("scheduler: subscribe %s: %w", ChannelOnline, err)
+	}
+	if err := s.reconcilePresence(ctx); err != nil {
+		s.pres.RemoveSubscriber(ChannelOnline, sub)
+		s.state.Store(stateStopped)
+		return err
+	}
+	go s.loop()
+	s.mu.Lock()
+	if s.cfg.SweepInterval > 0 {
+		s.sweepT = s.clock.AfterFunc(s.cfg.SweepInterval, s.onSweep)
+	}
+	s.mu.Unlock()
+	s.kickAssign()
+	s.kickExpire()
+	return nil
 }
 
-// Heartbeat records that the node is alive (status, if not empty, is what
-// it reports), and extends the leases of the chunks it holds. Unclaimed
-// or unknown nodes get ErrNodeNotClaimed.
-func (s *Service) Heartbeat(ctx context.Context, key ed25519.PublicKey, status string) (NodeStatus, error) {
-	return NodeStatus{}, errTODO
+// checkNamespaces fails when a channel the scheduler uses has options that
+// break its guarantees: no history on chunks/nodes/jobs (a reconnecting
+// node or a late browser would miss messages), no presence with
+// join/leave on nodes:online.
+func (s *Service) checkNamespaces() error {
+	for _, ch := range []string{ChunksChannel("x"), NodeChannel("x"), JobChannel("x")} {
+		o, err := s.pub.ChannelOptions(ch)
+		if err != nil {
+			return fmt.Errorf("scheduler: channel %s: %w", ch, err)
+		}
+		if !o.HistoryEnabled() {
+			return fmt.Errorf("scheduler: channel %s: its namespace must keep history (history_size, history_ttl)", ch)
+		}
+	}
+	o, err := s.pub.ChannelOptions(ChannelOnline)
+	if err != nil {
+		return fmt.Errorf("scheduler: channel %s: %w", ChannelOnline, err)
+	}
+	if !o.Presence || !o.JoinLeave {
+		return fmt.Errorf("scheduler: channel %s: its namespace needs presence and join_leave", ChannelOnline)
+	}
+	return nil
 }
 
-// Verify is Heartbeat without a status (the origin's node calls
-// POST /nodes/verify).
-func (s *Service) Verify(ctx context.Context, key ed25519.PublicKey) (NodeStatus, error) {
-	return s.Heartbeat(ctx, key, "")
+// Shutdown stops the loop and its timers and waits for the loop (or ctx).
+// Held leases stay in the store: after a restart they are still valid
+// until they expire. It is idempotent.
+func (s *Service) Shutdown(ctx context.Context) error {
+	prev := s.state.Swap(stateStopped)
+	if prev != stateRunning {
+		s.cancel()
+		return nil
+	}
+	s.mu.Lock()
+	for _, t := range []clock.Timer{s.leaseT, s.availT, s.sweepT} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	s.mu.Unlock()
+	s.pres.RemoveSubscriber(ChannelOnline, s.presence)
+	s.cancel()
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("scheduler: shutdown: %w", ctx.Err())
+	}
 }
 
-// NodeForToken returns the claimed node of key, for issuing its hub
-// token; ErrNodeNotClaimed otherwise.
-func (s *Service) NodeForToken(ctx context.Context, key ed25519.PublicKey) (Node, error) {
-	return Node{}, errTODO
+// running returns ErrStopped unless the Service runs.
+func (s *Service) running() error {
+	if s.state.Load() != stateRunning {
+		return ErrStopped
+	}
+	return nil
 }
 
-// CompleteChunk records the result of a chunk leased to the node. leaseID
-// may be empty (the origin's nodes send none): then the node's current
-// lease counts. A repeat by the node that completed it answers
-// AlreadyCompleted; a node that never held the chunk gets ErrNotOwner; a
-// node whose lease expired, was replaced or whose job ended gets
-// ErrLeaseLost. The job's aggregate is computed exactly once, by the
-// completion of its last chunk (JobComplete true).
-func (s *Service) CompleteChunk(ctx context.Context, key ed25519.PublicKey, chunkID, leaseID string, result json.RawMessage) (Completion, error) {
-	return Completion{}, errTODO
+// loop is the Service's one goroutine: it runs assignment and expiry
+// passes when woken and applies presence changes, until Shutdown.
+func (s *Service) loop() {
+	defer close(s.done)
+	wakeups := s.store.Wakeups()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.presence.signal:
+			s.applyPresence()
+		case <-s.wakeExpire:
+			s.expirePass()
+		case <-s.wakeAssign:
+			s.assignPass()
+		case _, ok := <-wakeups:
+			if !ok {
+				wakeups = nil
+				continue
+			}
+			s.kickAssign()
+		}
+	}
 }
 
-// FailChunk records that the node could not run a chunk. A retryable
-// failure puts it back to pending after a backoff unless MaxAttempts is
-// reached; otherwise the chunk and its job fail with f.Message. Errors as
-// CompleteChunk.
-func (s *Service) FailChunk(ctx context.Context, key ed25519.PublicKey, chunkID, leaseID string, f Failure) error {
-	return errTODO
+// kickAssign asks the loop for an assignment pass (coalesced).
+func (s *Service) kickAssign() {
+	select {
+	case s.wakeAssign <- struct{}{}:
+	default:
+	}
 }
 
-// ProgressChunk records done iterations of a running chunk and extends its
-// lease; it returns the new deadline. Errors as CompleteChunk.
-func (s *Service) ProgressChunk(ctx context.Context, key ed25519.PublicKey, chunkID, leaseID string, done int64) (time.Time, error) {
-	return time.Time{}, errTODO
+// kickExpire asks the loop for an expiry pass (coalesced).
+func (s *Service) kickExpire() {
+	select {
+	case s.wakeExpire <- struct{}{}:
+	default:
+	}
 }
 
-// AssignedChunks returns the chunks leased to the node now, as the
-// messages of chunks:{nodeId}, so a node that (re)connects resumes them.
-func (s *Service) AssignedChunks(ctx context.Context, key ed25519.PublicKey) ([]Assignment, error) {
-	return nil, errTODO
+// onSweep is the safety sweep: expiry, assignment, presence repair.
+func (s *Service) onSweep() {
+	if s.state.Load() != stateRunning {
+		return
+	}
+	s.kickExpire()
+	s.kickAssign()
+	s.presence.requestReconcile()
+	s.mu.Lock()
+	if s.sweepT != nil {
+		s.sweepT.Reset(s.cfg.SweepInterval)
+	}
+	s.mu.Unlock()
 }
 
-// User API. Non-admin viewers act on their own jobs and nodes only.
-
-// CreateJob validates spec, stores the job and its chunks and wakes the
-// assigner. Errors are Invalid with the field named: "iterations",
-// "config", "accessType", "priority".
-func (s *Service) CreateJob(ctx context.Context, owner string, spec JobSpec) (Created, error) {
-	return Created{}, errTODO
+// armLease makes sure an expiry pass runs at (or soon after) at.
+func (s *Service) armLease(at time.Time) {
+	s.arm(at, &s.leaseAt, &s.leaseT, s.kickExpire)
 }
 
-// Job returns a job the viewer may see (ErrJobNotFound otherwise).
-func (s *Service) Job(ctx context.Context, v Viewer, id string) (Job, error) {
-	return Job{}, errTODO
+// armAvail makes sure an assignment pass runs when a backoff ends at at.
+func (s *Service) armAvail(at time.Time) {
+	s.arm(at, &s.availAt, &s.availT, s.kickAssign)
 }
 
-// Jobs lists the viewer's jobs (every job for admins), newest first.
-func (s *Service) Jobs(ctx context.Context, v Viewer, q JobQuery) ([]Job, error) {
-	return nil, errTODO
+func (s *Service) arm(at time.Time, when *time.Time, t *clock.Timer, kick func()) {
+	if at.IsZero() || s.state.Load() != stateRunning {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !when.IsZero() && !at.Before(*when) {
+		return // an earlier wake-up is armed; it re-arms for later ones
+	}
+	*when = at
+	d := at.Sub(s.clock.Now())
+	if d < 0 {
+		d = 0
+	}
+	fire := func() {
+		s.mu.Lock()
+		*when = time.Time{}
+		s.mu.Unlock()
+		kick()
+	}
+	if *t == nil {
+		*t = s.clock.AfterFunc(d, fire)
+		return
+	}
+	(*t).Stop()
+	*t = s.clock.AfterFunc(d, fire)
 }
 
-// CancelJob cancels a pending or running job: its pending and running
-// chunks become cancelled and nodes holding chunks get a cancel message on
-// nodes:{id}. A terminal job gets ErrNotCancellable.
-func (s *Service) CancelJob(ctx context.Context, v Viewer, id string) (Job, error) {
-	return Job{}, errTODO
+// backoff is the delay before a chunk whose attempt-th lease ended may be
+// leased again: base·2^(attempt-1) capped at BackoffMax, half of it fixed
+// and half random (equal jitter).
+func (s *Service) backoff(attempt int) time.Duration {
+	d := s.cfg.BackoffBase
+	for i := 1; i < attempt && d < s.cfg.BackoffMax; i++ {
+		d *= 2
+	}
+	if d > s.cfg.BackoffMax {
+		d = s.cfg.BackoffMax
+	}
+	if d <= 1 {
+		return d
+	}
+	half := d / 2
+	return half + time.Duration(rand.Int64N(int64(d-half)+1))
 }
 
-// ClaimNode gives the unclaimed node with claim code (case-insensitive,
-// '-' ignored) to user, with a name and maxParallel (0 = its enabled or
-// total cores), and publishes its config on nodes:{id}.
-// ErrUnknownClaimCode, ErrAlreadyClaimed, or Invalid naming "code",
-// "name" or "maxParallel".
-func (s *Service) ClaimNode(ctx context.Context, user, code, name string, maxParallel int) (Node, error) {
-	return Node{}, errTODO
-}
+// now is the clock reading in UTC, truncated to microseconds (what the
+// stores keep).
+func (s *Service) now() time.Time { return s.clock.Now().UTC().Truncate(time.Microsecond) }
 
-// Nodes lists the viewer's nodes (every node for admins) with their online
-// state.
-func (s *Service) Nodes(ctx context.Context, v Viewer) ([]Node, error) {
-	return nil, errTODO
-}
-
-// GrantNode lets userID's "user" jobs run on nodeID, which the viewer must
-// own (or be admin). ErrNodeNotFound, ErrNotYours, Invalid "userId".
-func (s *Service) GrantNode(ctx context.Context, v Viewer, nodeID, userID string) error {
-	return errTODO
+// storeErr maps a store error: ErrNoRows to notFound, *errs.Error as is,
+// anything else to Internal.
+func storeErr(err error, notFound *errs.Error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrNoRows) && notFound != nil {
+		return notFound
+	}
+	if e := errs.Find(err); e != nil {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return errs.Wrap(errs.Unavailable, err, "scheduler: request cancelled")
+	}
+	return errs.Wrap(errs.Internal, err, "scheduler: store")
 }

@@ -79,6 +79,8 @@ type Tx interface {
 	// Jobs lists jobs newest first: ownerID "" = everyone's, status "" =
 	// any; at most limit.
 	Jobs(ctx context.Context, ownerID string, status JobStatus, limit int) ([]Job, error)
+	// CountJobs counts all jobs by status (for the jobs gauge).
+	CountJobs(ctx context.Context) (map[JobStatus]int, error)
 	// RunnableJobs lists jobs that are pending or running with pending
 	// chunks, highest priority first, then oldest; at most limit.
 	RunnableJobs(ctx context.Context, limit int) ([]Job, error)
@@ -101,6 +103,10 @@ type Tx interface {
 	// ChunksOfJob returns the job's chunks in status (all when status is
 	// ""), in index order.
 	ChunksOfJob(ctx context.Context, jobID string, status ChunkStatus) ([]Chunk, error)
+	// CancelChunks sets every chunk of jobID in status to cancelled (a bulk
+	// update; the caller adjusts job and node counters) and returns how
+	// many changed.
+	CancelChunks(ctx context.Context, jobID string, status ChunkStatus, now time.Time) (int, error)
 	// RunningChunks returns the chunks leased to nodeID, in assignment
 	// order.
 	RunningChunks(ctx context.Context, nodeID string) ([]Chunk, error)

@@ -77,9 +77,9 @@ type Node struct {
 	MaxParallel  int       `json:"maxParallel"`
 	OwnerID      string    `json:"-"` // "" while unclaimed
 	Status       string    `json:"status"`
-	Running      int       `json:"running"`   // chunks leased to it now
-	Online       bool      `json:"online"`    // in hub presence of nodes:online (filled by the Service)
-	LastSeenAt   time.Time `json:"-"`         // zero = never
+	Running      int       `json:"running"` // chunks leased to it now
+	Online       bool      `json:"online"`  // in hub presence of nodes:online (filled by the Service)
+	LastSeenAt   time.Time `json:"-"`       // zero = never
 	CreatedAt    time.Time `json:"createdAt"`
 }
 

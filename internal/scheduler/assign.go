@@ -1,0 +1,300 @@
+package scheduler
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// maxRunnableJobs bounds the jobs one assignment pass considers.
+const maxRunnableJobs = 1000
+
+// planned is one chunk the pass means to lease to a node.
+type planned struct {
+	chunk Chunk
+	node  Node
+}
+
+// assignPass leases pending chunks to eligible online nodes and publishes
+// them; it repeats while it fills a whole batch.
+func (s *Service) assignPass() {
+	for s.ctx.Err() == nil {
+		n, full := s.assignOnce()
+		if !full || n == 0 {
+			return
+		}
+	}
+}
+
+// assignOnce plans one batch from a consistent read, then leases it job by
+// job (guarded, so a concurrent process or a cancel in between only makes
+// some leases fail) and publishes what it leased. It returns how many
+// chunks it assigned and whether the batch was full.
+func (s *Service) assignOnce() (int, bool) {
+	ctx := s.ctx
+	online := s.onlineIDs()
+	if len(online) == 0 {
+		return 0, false
+	}
+	now := s.now()
+	var plan map[string][]planned
+	var order []string
+	var jobs map[string]Job
+	full := false
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		plan, order, jobs, full = map[string][]planned{}, nil, map[string]Job{}, false
+		nodes, err := tx.Nodes(ctx, "", online)
+		if err != nil {
+			return err
+		}
+		var live []*Node
+		ids := make([]string, 0, len(nodes))
+		for i := range nodes {
+			if nodes[i].Claimed() && nodes[i].Free() > 0 {
+				live = append(live, &nodes[i])
+				ids = append(ids, nodes[i].ID)
+			}
+		}
+		if len(live) == 0 {
+			return nil
+		}
+		grants, err := tx.Grants(ctx, ids)
+		if err != nil {
+			return err
+		}
+		granted := map[string]map[string]bool{}
+		for node, users := range grants {
+			m := map[string]bool{}
+			for _, u := range users {
+				m[u] = true
+			}
+			granted[node] = m
+		}
+		runnable, err := tx.RunnableJobs(ctx, maxRunnableJobs)
+		if err != nil {
+			return err
+		}
+		budget := s.cfg.AssignBatch
+		for _, j := range runnable {
+			if budget == 0 {
+				full = true
+				break
+			}
+			var eligible []*Node
+			free := 0
+			for _, n := range live {
+				if n.Free() > 0 && eligibleFor(j, n, granted[n.ID]) {
+					eligible = append(eligible, n)
+					free += n.Free()
+				}
+			}
+			if free == 0 {
+				continue
+			}
+			want := min(free, budget, j.Chunks.Pending)
+			cs, err := tx.PendingChunks(ctx, j.ID, now, want)
+			if err != nil {
+				return err
+			}
+			for _, c := range cs {
+				best := mostFree(eligible)
+				if best == nil {
+					break
+				}
+				plan[j.ID] = append(plan[j.ID], planned{chunk: c, node: *best})
+				best.Running++
+				budget--
+			}
+			if len(plan[j.ID]) > 0 {
+				order = append(order, j.ID)
+				jobs[j.ID] = j
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.loopError("plan assignments", err)
+		return 0, false
+	}
+	total := 0
+	for _, id := range order {
+		total += s.assign(ctx, jobs[id], plan[id])
+	}
+	return total, full
+}
+
+// eligibleFor reports whether node n may run job j's chunks: the owner's
+// nodes always, any node for public jobs, nodes granted to the owner for
+// user jobs.
+func eligibleFor(j Job, n *Node, granted map[string]bool) bool {
+	switch {
+	case n.OwnerID == j.OwnerID:
+		return true
+	case j.AccessType == AccessPublic:
+		return true
+	case j.AccessType == AccessUser:
+		return granted[j.OwnerID]
+	}
+	return false
+}
+
+// mostFree returns the node with the most free capacity (ties: fewer
+// running, then smaller id), nil when none has any.
+func mostFree(nodes []*Node) *Node {
+	var best *Node
+	for _, n := range nodes {
+		f := n.Free()
+		if f == 0 {
+			continue
+		}
+		if best == nil || f > best.Free() || f == best.Free() && (n.Running < best.Running || n.Running == best.Running && n.ID < best.ID) {
+			best = n
+		}
+	}
+	return best
+}
+
+// assign is the one place where chunks are assigned: it commits the
+// leases of job j's planned chunks in one transaction (node capacity and
+// chunk state guarded), then publishes each lease to chunks:{nodeId}. A
+// lease whose publication fails is rolled back (guarded by its lease id)
+// and the chunk is pending again after BackoffBase; if even that fails,
+// the lease expires and the chunk is reassigned. It returns how many
+// chunks reached a node.
+func (s *Service) assign(ctx context.Context, j Job, plan []planned) int {
+	sort.SliceStable(plan, func(a, b int) bool { return plan[a].node.ID < plan[b].node.ID }) // lock order
+	now := s.now()
+	deadline := now.Add(s.cfg.Lease)
+	var won []Assignment
+	var wonNodes []string
+	var since []time.Time // when each won chunk became assignable
+	var job Job
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		won, wonNodes, since = won[:0], wonNodes[:0], since[:0]
+		var err error
+		job, err = tx.JobForUpdate(ctx, j.ID)
+		if err != nil {
+			return err
+		}
+		if job.Status.Terminal() {
+			return nil
+		}
+		for _, p := range plan {
+			ok, err := tx.AddRunning(ctx, p.node.ID, 1, p.node.Capacity())
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue // full (another process leased to it)
+			}
+			lease := uuid.NewString()
+			ok, err = tx.LeaseChunk(ctx, p.chunk.ID, p.node.ID, lease, deadline, now)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				if _, err := tx.AddRunning(ctx, p.node.ID, -1, 0); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := tx.InsertLease(ctx, lease, p.chunk.ID, p.node.ID, now); err != nil {
+				return err
+			}
+			c := p.chunk
+			c.LeaseID, c.Deadline, c.NodeID = lease, deadline, p.node.ID
+			won = append(won, assignmentOf(job, c))
+			wonNodes = append(wonNodes, p.node.ID)
+			since = append(since, p.chunk.AvailableAt)
+		}
+		if len(won) == 0 {
+			return nil
+		}
+		job.Chunks.Pending -= len(won)
+		job.Chunks.Running += len(won)
+		if job.Status == JobPending {
+			job.Status = JobRunning
+		}
+		job.UpdatedAt = now
+		return tx.UpdateJob(ctx, job)
+	})
+	if err != nil {
+		s.loopError("lease chunks", err)
+		return 0
+	}
+	if len(won) == 0 {
+		return 0
+	}
+	s.armLease(deadline)
+	sent := 0
+	for i, a := range won {
+		if err := s.publish(ctx, ChunksChannel(wonNodes[i]), a); err != nil {
+			s.metrics.publishFailures.Inc()
+			s.log.Warn("publish assignment failed; rolling the lease back", "chunk", a.ID, "node", wonNodes[i], "error", err)
+			s.unassign(a, wonNodes[i])
+			continue
+		}
+		sent++
+		s.metrics.assigned.Inc()
+		s.metrics.latency.Observe(max(0, s.clock.Now().Sub(since[i]).Seconds()))
+	}
+	if j.Status == JobPending || sent > 0 {
+		s.jobFeed(job)
+	}
+	s.publishNodes(uniq(wonNodes))
+	return sent
+}
+
+// unassign rolls back a lease whose assignment could not be published:
+// the chunk is pending again (attempt not counted) after BackoffBase.
+func (s *Service) unassign(a Assignment, nodeID string) {
+	ctx := s.ctx
+	now := s.now()
+	avail := now.Add(s.cfg.BackoffBase)
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		j, err := tx.JobForUpdate(ctx, a.JobID)
+		if err != nil {
+			return err
+		}
+		c, err := tx.ChunkForUpdate(ctx, a.ID)
+		if err != nil {
+			return err
+		}
+		if c.Status != ChunkRunning || c.LeaseID != a.LeaseID {
+			return nil
+		}
+		if _, err := tx.AddRunning(ctx, nodeID, -1, 0); err != nil {
+			return err
+		}
+		c.Status, c.NodeID, c.LeaseID, c.Deadline = ChunkPending, "", "", time.Time{}
+		c.Attempts--
+		c.AvailableAt, c.UpdatedAt = avail, now
+		c.Error = "assignment could not be published"
+		if err := tx.UpdateChunk(ctx, c); err != nil {
+			return err
+		}
+		j.Chunks.Running--
+		j.Chunks.Pending++
+		j.UpdatedAt = now
+		return tx.UpdateJob(ctx, j)
+	})
+	if err != nil {
+		s.loopError("roll back unpublished lease (it will expire)", err)
+		return
+	}
+	s.armAvail(avail)
+}
+
+func uniq(ids []string) []string {
+	seen := map[string]bool{}
+	out := ids[:0:0]
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}

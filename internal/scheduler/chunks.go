@@ -1,0 +1,428 @@
+package scheduler
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Maximum lengths of what a node reports about a failure.
+const (
+	MaxErrorMessage = 2000
+	MaxErrorCode    = 100
+)
+
+// holding is the outcome of checking a node's claim on a chunk.
+type holding int
+
+const (
+	holds            holding = iota // the node holds the running chunk
+	alreadyCompleted                // the node completed it with this lease
+)
+
+// checkHolder decides what a node may do with chunk c given the lease id
+// it sent ("" = its current lease): ErrNotOwner when it never held the
+// chunk, ErrLeaseLost when its lease is not the chunk's live one.
+func checkHolder(ctx context.Context, tx Tx, c Chunk, nodeID, leaseID string) (holding, error) {
+	if leaseID == "" {
+		if c.NodeID == nodeID {
+			switch c.Status {
+			case ChunkRunning:
+				return holds, nil
+			case ChunkCompleted:
+				return alreadyCompleted, nil
+			}
+			return 0, ErrLeaseLost
+		}
+	} else {
+		holder, chunkID, err := tx.LeaseHolder(ctx, leaseID)
+		switch {
+		case err == nil && chunkID == c.ID && holder == nodeID:
+			if c.LeaseID == leaseID {
+				switch c.Status {
+				case ChunkRunning:
+					return holds, nil
+				case ChunkCompleted:
+					return alreadyCompleted, nil
+				}
+			}
+			return 0, ErrLeaseLost
+		case err == nil && chunkID == c.ID:
+			return 0, ErrNotOwner // someone else's lease
+		case err != nil && !errors.Is(err, ErrNoRows):
+			return 0, err
+		}
+	}
+	held, err := tx.HeldBefore(ctx, c.ID, nodeID)
+	if err != nil {
+		return 0, err
+	}
+	if held {
+		return 0, ErrLeaseLost
+	}
+	return 0, ErrNotOwner
+}
+
+// locked reads the node of key and locks the job and the chunk (lock
+// order job, chunk).
+func locked(ctx context.Context, tx Tx, key ed25519.PublicKey, chunkID string) (Node, Job, Chunk, error) {
+	n, err := tx.NodeByKey(ctx, key)
+	if errors.Is(err, ErrNoRows) {
+		return Node{}, Job{}, Chunk{}, ErrNodeNotFound
+	}
+	if err != nil {
+		return Node{}, Job{}, Chunk{}, err
+	}
+	c, err := tx.Chunk(ctx, chunkID)
+	if errors.Is(err, ErrNoRows) {
+		return Node{}, Job{}, Chunk{}, ErrChunkNotFound
+	}
+	if err != nil {
+		return Node{}, Job{}, Chunk{}, err
+	}
+	j, err := tx.JobForUpdate(ctx, c.JobID)
+	if err != nil {
+		return Node{}, Job{}, Chunk{}, err
+	}
+	c, err = tx.ChunkForUpdate(ctx, chunkID)
+	return n, j, c, err
+}
+
+func (s *Service) chunkArgs(key ed25519.PublicKey, chunkID, leaseID string) error {
+	if err := s.running(); err != nil {
+		return err
+	}
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	if chunkID == "" {
+		return invalid("chunkId", "required")
+	}
+	if len(chunkID) > MaxNameLength {
+		return ErrChunkNotFound
+	}
+	if len(leaseID) > MaxNameLength {
+		return invalid("leaseId", "too long")
+	}
+	return nil
+}
+
+// CompleteChunk records the result of a chunk leased to the node. leaseID
+// may be empty (the origin's nodes send none): then the node's current
+// lease counts. A repeat by the node that completed it answers
+// AlreadyCompleted; a node that never held the chunk gets ErrNotOwner; a
+// node whose lease expired, was replaced or whose job ended gets
+// ErrLeaseLost. The job's aggregate is computed exactly once, by the
+// completion of its last chunk (JobComplete true).
+func (s *Service) CompleteChunk(ctx context.Context, key ed25519.PublicKey, chunkID, leaseID string, result json.RawMessage) (Completion, error) {
+	if err := s.chunkArgs(key, chunkID, leaseID); err != nil {
+		return Completion{}, err
+	}
+	if _, _, err := DecodeResult(result); err != nil {
+		return Completion{}, invalid("result", err.Error())
+	}
+	now := s.now()
+	var out Completion
+	var j Job
+	var n Node
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		out = Completion{Success: true}
+		var c Chunk
+		var err error
+		n, j, c, err = locked(ctx, tx, key, chunkID)
+		if err != nil {
+			return err
+		}
+		h, err := checkHolder(ctx, tx, c, n.ID, leaseID)
+		if err != nil {
+			return err
+		}
+		if h == alreadyCompleted {
+			out.AlreadyCompleted = true
+			return nil
+		}
+		c.Status = ChunkCompleted
+		c.Result = append(json.RawMessage(nil), result...)
+		c.Done = c.Iterations
+		c.Deadline = time.Time{}
+		c.UpdatedAt = now
+		if err := tx.UpdateChunk(ctx, c); err != nil {
+			return err
+		}
+		if _, err := tx.AddRunning(ctx, n.ID, -1, 0); err != nil {
+			return err
+		}
+		n.Running--
+		j.Chunks.Running--
+		j.Chunks.Completed++
+		j.IterationsDone += c.Iterations
+		j.UpdatedAt = now
+		if j.Chunks.Completed == j.Chunks.Total && !j.Status.Terminal() {
+			// The last chunk: this transaction holds the job's lock, so the
+			// aggregate is computed exactly once.
+			agg, err := aggregateJob(ctx, tx, j.ID)
+			if err != nil {
+				return err
+			}
+			j.Result, j.Status, j.FinishedAt = agg, JobCompleted, now
+			out.JobComplete = true
+		}
+		return tx.UpdateJob(ctx, j)
+	})
+	if err != nil {
+		return Completion{}, storeErr(err, ErrChunkNotFound)
+	}
+	if out.AlreadyCompleted {
+		return out, nil
+	}
+	s.metrics.completed.Inc()
+	s.kickAssign()
+	s.notifyStore()
+	if out.JobComplete {
+		s.jobEvent(EventCompleted, j, nil)
+	} else {
+		s.jobEvent(EventProgress, j, nil)
+	}
+	s.nodeFeed(n)
+	return out, nil
+}
+
+// FailChunk records that the node could not run a chunk. A retryable
+// failure puts it back to pending after a backoff unless MaxAttempts is
+// reached; otherwise the chunk and its job fail with f.Message. Errors as
+// CompleteChunk; failing a chunk the node completed is ErrLeaseLost.
+func (s *Service) FailChunk(ctx context.Context, key ed25519.PublicKey, chunkID, leaseID string, f Failure) error {
+	if err := s.chunkArgs(key, chunkID, leaseID); err != nil {
+		return err
+	}
+	if len(f.Message) > MaxErrorMessage {
+		f.Message = f.Message[:MaxErrorMessage]
+	}
+	if len(f.Code) > MaxErrorCode {
+		return invalid("error.code", fmt.Sprintf("longer than %d bytes", MaxErrorCode))
+	}
+	msg := f.Message
+	if msg == "" {
+		msg = "chunk failed"
+	}
+	if f.Code != "" {
+		msg = f.Code + ": " + msg
+	}
+	now := s.now()
+	var o endOutcome
+	var n Node
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		var j Job
+		var c Chunk
+		var err error
+		n, j, c, err = locked(ctx, tx, key, chunkID)
+		if err != nil {
+			return err
+		}
+		h, err := checkHolder(ctx, tx, c, n.ID, leaseID)
+		if err != nil {
+			return err
+		}
+		if h == alreadyCompleted {
+			return ErrLeaseLost.With("lease lost: the chunk is completed")
+		}
+		o, err = s.endLease(ctx, tx, j, c, msg, f.Retryable, now)
+		return err
+	})
+	if err != nil {
+		return storeErr(err, ErrChunkNotFound)
+	}
+	n.Running--
+	s.afterEnd(o)
+	s.nodeFeed(n)
+	return nil
+}
+
+// endOutcome is what endLease decided, for the publications after commit.
+type endOutcome struct {
+	job      Job
+	retryAt  time.Time           // the chunk is pending again from then (zero: failed)
+	held     map[string][]string // chunks to cancel on other nodes (job failed)
+	jobEnded bool
+}
+
+// endLease ends the running chunk c's lease without a result (failure or
+// expiry): back to pending after a backoff when retryable and attempts
+// remain, otherwise the chunk fails and so does its job, whose other
+// chunks are stopped. The caller holds the job's and chunk's locks.
+func (s *Service) endLease(ctx context.Context, tx Tx, j Job, c Chunk, msg string, retryable bool, now time.Time) (endOutcome, error) {
+	if _, err := tx.AddRunning(ctx, c.NodeID, -1, 0); err != nil {
+		return endOutcome{}, err
+	}
+	j.Chunks.Running--
+	j.UpdatedAt = now
+	c.Error = msg
+	c.Deadline = time.Time{}
+	c.UpdatedAt = now
+	var o endOutcome
+	if retryable && c.Attempts < s.cfg.MaxAttempts {
+		c.Status = ChunkPending
+		c.NodeID, c.LeaseID, c.Done = "", "", 0
+		c.AvailableAt = now.Add(s.backoff(c.Attempts))
+		j.Chunks.Pending++
+		o.retryAt = c.AvailableAt
+	} else {
+		c.Status = ChunkFailed
+		j.Chunks.Failed++
+		if err := tx.UpdateChunk(ctx, c); err != nil {
+			return endOutcome{}, err
+		}
+		held, err := s.stopChunks(ctx, tx, &j, now)
+		if err != nil {
+			return endOutcome{}, err
+		}
+		j.Status, j.FinishedAt = JobFailed, now
+		j.Error = fmt.Sprintf("chunk %d failed after %d attempt(s): %s", c.Index, c.Attempts, msg)
+		o.held, o.jobEnded = held, true
+	}
+	if !o.jobEnded {
+		if err := tx.UpdateChunk(ctx, c); err != nil {
+			return endOutcome{}, err
+		}
+	}
+	if err := tx.UpdateJob(ctx, j); err != nil {
+		return endOutcome{}, err
+	}
+	o.job = j
+	return o, nil
+}
+
+// afterEnd publishes and wakes after a committed endLease.
+func (s *Service) afterEnd(o endOutcome) {
+	if o.jobEnded {
+		s.metrics.failed.Inc()
+		s.sendCancels(o.job.ID, o.held)
+		s.jobEvent(EventFailed, o.job, nil)
+		s.kickAssign()
+		s.notifyStore()
+		return
+	}
+	s.metrics.retried.Inc()
+	s.armAvail(o.retryAt)
+	s.kickAssign() // the node's slot is free for other chunks
+	s.jobEvent(EventProgress, o.job, nil)
+}
+
+// ProgressChunk records done iterations of a running chunk and extends its
+// lease; it returns the new deadline. Errors as CompleteChunk.
+func (s *Service) ProgressChunk(ctx context.Context, key ed25519.PublicKey, chunkID, leaseID string, done int64) (time.Time, error) {
+	if err := s.chunkArgs(key, chunkID, leaseID); err != nil {
+		return time.Time{}, err
+	}
+	if done < 0 {
+		return time.Time{}, invalid("done", "must not be negative")
+	}
+	now := s.now()
+	var j Job
+	var c Chunk
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		var n Node
+		var err error
+		n, j, c, err = locked(ctx, tx, key, chunkID)
+		if err != nil {
+			return err
+		}
+		h, err := checkHolder(ctx, tx, c, n.ID, leaseID)
+		if err != nil {
+			return err
+		}
+		if h == alreadyCompleted {
+			return ErrLeaseLost.With("lease lost: the chunk is completed")
+		}
+		c.Done = min(done, c.Iterations)
+		if d := now.Add(s.cfg.Lease); d.After(c.Deadline) {
+			c.Deadline = d
+		}
+		c.UpdatedAt = now
+		return tx.UpdateChunk(ctx, c)
+	})
+	if err != nil {
+		return time.Time{}, storeErr(err, ErrChunkNotFound)
+	}
+	s.jobEvent(EventProgress, j, &ChunkProgress{ID: c.ID, Done: c.Done, Iterations: c.Iterations})
+	return c.Deadline, nil
+}
+
+// expirePass puts back chunks whose lease expired (one transaction per
+// chunk, re-checked under its locks) and re-arms the lease timer for the
+// next deadline.
+func (s *Service) expirePass() {
+	ctx := s.ctx
+	for {
+		now := s.now()
+		var due []Chunk
+		err := s.store.InTx(ctx, func(tx Tx) (err error) {
+			due, err = tx.ExpiredChunks(ctx, now, s.cfg.AssignBatch)
+			return err
+		})
+		if err != nil {
+			s.loopError("read expired leases", err)
+			return
+		}
+		for _, d := range due {
+			var o endOutcome
+			var expired bool
+			var nodeID string
+			err := s.store.InTx(ctx, func(tx Tx) error {
+				expired = false
+				j, err := tx.JobForUpdate(ctx, d.JobID)
+				if err != nil {
+					return err
+				}
+				c, err := tx.ChunkForUpdate(ctx, d.ID)
+				if err != nil {
+					return err
+				}
+				if c.Status != ChunkRunning || c.Deadline.After(now) {
+					return nil // completed, extended or expired by another process
+				}
+				expired, nodeID = true, c.NodeID
+				o, err = s.endLease(ctx, tx, j, c, "lease expired", true, now)
+				return err
+			})
+			if err != nil {
+				s.loopError("expire lease", err)
+				return
+			}
+			if expired {
+				s.metrics.expired.Inc()
+				// The node may still run it: tell it to stop; its late
+				// completion would be refused (lease lost) anyway.
+				s.sendCancels(d.JobID, map[string][]string{nodeID: {d.ID}})
+				s.afterEnd(o)
+				s.publishNodes([]string{nodeID})
+			}
+		}
+		if len(due) < s.cfg.AssignBatch {
+			break
+		}
+	}
+	var lease, avail time.Time
+	err := s.store.InTx(ctx, func(tx Tx) (err error) {
+		lease, avail, err = tx.NextDeadline(ctx, s.now())
+		return err
+	})
+	if err != nil {
+		s.loopError("read next deadline", err)
+		return
+	}
+	s.armLease(lease)
+	s.armAvail(avail)
+}
+
+// loopError logs a failed background step unless the Service is stopping;
+// the safety sweep retries it.
+func (s *Service) loopError(what string, err error) {
+	if s.ctx.Err() != nil {
+		return
+	}
+	s.log.Error(what+" failed", "error", err)
+}
