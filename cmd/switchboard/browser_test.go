@@ -72,12 +72,15 @@ func newBrowser(t *testing.T, timeout time.Duration) context.Context {
 	return tctx
 }
 
-// text returns the text of the first element matching sel.
+// text returns the text of the first element matching sel, read in one
+// evaluation (a live page may replace the element between two steps).
 func text(t *testing.T, ctx context.Context, sel string) string {
 	t.Helper()
-	s, err := chromedp.Run(ctx, chromedp.Text(sel))
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[*string](`(() => { const e = document.querySelector(`+jsString(sel)+`);
+		return e ? e.textContent : null; })()`))
 	require.NoError(t, err, "text of %s", sel)
-	return s
+	require.NotNil(t, s, "no element %s", sel)
+	return *s
 }
 
 // fill sets the value of the form field sel (replacing what is there).
@@ -89,6 +92,14 @@ func fill(sel, value string) chromedp.Action[chromedp.Void] {
 		if err == nil && !ok {
 			err = fmt.Errorf("fill: no element %s", sel)
 		}
+		return chromedp.Void{}, err
+	}
+}
+
+// js runs a JavaScript statement in the page.
+func js(stmt string) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := chromedp.Evaluate[bool](`(() => { ` + stmt + `; return true; })()`)(ctx, t)
 		return chromedp.Void{}, err
 	}
 }

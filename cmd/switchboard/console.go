@@ -27,12 +27,16 @@ func addConsoleNamespace(cfg config.Config, ns *hub.Namespaces) {
 }
 
 // console wires the web console (admin.enabled) and returns its routes;
-// sched is nil while the scheduler is off. The console's hub feed starts
-// here and stops with the other components.
-func (m *Main) console(tokens *auth.TokenVerifier, sched console.Scheduler) ([]route, error) {
+// it lists jobs and nodes through m.sched when the scheduler runs. The
+// console's hub feed starts here and stops with the other components.
+func (m *Main) console(tokens *auth.TokenVerifier) ([]route, error) {
 	a := m.Config.Admin
 	if !a.Enabled {
 		return nil, nil
+	}
+	var sched console.Scheduler
+	if m.sched != nil {
+		sched = m.sched
 	}
 	t := m.Config.Client.Token
 	c, err := console.New(console.Config{Password: a.Password, Secret: a.Secret,

@@ -120,6 +120,7 @@ func (m *Main) startScheduler(ctx context.Context, reg prometheus.Registerer) ([
 		return nil, fmt.Errorf("scheduler: %w", err)
 	}
 	m.closers = append(m.closers, svc.Shutdown)
+	m.sched = svc
 
 	tc := cfg.Client.Token
 	ac := cfg.Scheduler.APIConfig()

@@ -25,6 +25,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/config"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/origin"
+	"github.com/switchboard-rt/switchboard/internal/scheduler"
 	"github.com/switchboard-rt/switchboard/internal/store/sqlite"
 	"github.com/switchboard-rt/switchboard/internal/transport/ws"
 )
@@ -61,6 +62,10 @@ type Main struct {
 	wg       sync.WaitGroup
 	once     sync.Once
 	shutErr  error
+
+	// sched is the compute scheduler while scheduler.enabled (the console
+	// lists every job and node through it); nil otherwise.
+	sched *scheduler.Service
 }
 
 // Addr is the listening address after Run.
@@ -147,7 +152,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if cfg.Client.Token.HMACSecretKey == "" && !cfg.Client.AllowAnonymousConnectWithoutToken {
 		log.Warn("client.token.hmac_secret_key is empty: clients cannot connect with tokens (set it, or allow anonymous connections)")
 	}
-	consoleRoutes, err := m.console(tokens, nil)
+	consoleRoutes, err := m.console(tokens)
 	if err != nil {
 		return err
 	}

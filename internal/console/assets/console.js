@@ -228,11 +228,15 @@
   function upsertJob(j) {
     if (!j || !j.id) return;
     const old = state.jobs.get(j.id);
-    if (old && Date.parse(old.updatedAt) > Date.parse(j.updatedAt)) return;
+    // Feed events may arrive out of order: an older update, or a running
+    // job after it ended, is stale.
+    if (old && (Date.parse(old.updatedAt) > Date.parse(j.updatedAt) || (terminal(old) && !terminal(j)))) return;
     state.jobs.set(j.id, j);
     state.touched.jobs.add(j.id);
     render();
   }
+
+  const terminal = (j) => j.status === "completed" || j.status === "failed" || j.status === "cancelled";
 
   function upsertNode(n) {
     if (!n || !n.id) return;
@@ -278,79 +282,107 @@
 
   const num = (x, d) => (typeof x === "number" ? x.toFixed(d) : "–");
 
+  // place puts rows into body in order, keeping the elements of rows that
+  // did not change (a row is rebuilt only when its content changes).
+  function place(body, rows) {
+    rows.forEach((tr, i) => {
+      if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);
+    });
+    while (body.children.length > rows.length) body.lastChild.remove();
+  }
+
+  // keyed returns the cached row of x while its signature is unchanged,
+  // else builds a new one.
+  function keyed(cache, x, sig, build) {
+    const c = cache.get(x.id);
+    if (c && c.sig === sig) return c.tr;
+    const tr = build(x);
+    cache.set(x.id, {sig, tr});
+    return tr;
+  }
+
+  const nodeRows = new Map();
+  const jobRows = new Map();
+
+  function prune(cache, map) {
+    for (const id of cache.keys()) if (!map.has(id)) cache.delete(id);
+  }
+
   function renderNodes() {
-    const body = $("nodes");
     const list = [...state.nodes.values()].sort((a, b) =>
       (b.online - a.online) || String(a.name || a.id).localeCompare(String(b.name || b.id)));
-    const rows = list.map((n) => {
-      const tr = el("tr");
-      tr.id = "node-" + n.id;
-      tr.dataset.online = String(!!n.online);
-      tr.dataset.running = String(n.running || 0);
-      const dot = el("span", "dot" + (n.online ? " online" : ""));
-      dot.title = n.online ? "online" : "offline";
-      tr.appendChild(cell(dot, null, "online"));
-      tr.appendChild(cell(n.name || "(unnamed)", n.id, "name"));
-      tr.appendChild(cell(n.ownerId || "unclaimed", null, "owner"));
-      tr.appendChild(cell(n.capacity, (n.maxParallel || 0) + " parallel / " + (n.totalCores || 0) + " cores", "capacity"));
-      tr.appendChild(cell((n.running || 0) + " / " + n.capacity, null, "running"));
-      tr.appendChild(cell(n.status || "", null, "status"));
-      tr.appendChild(cell(n.hostname || "", [n.platform, n.version].filter(Boolean).join(" "), "host"));
-      tr.appendChild(cell(ago(n.lastSeenAt), null, "seen"));
-      return tr;
-    });
-    body.replaceChildren(...rows);
+    prune(nodeRows, state.nodes);
+    place($("nodes"), list.map((n) => keyed(nodeRows, n, JSON.stringify(n) + ago(n.lastSeenAt), buildNode)));
     $("nodes-count").textContent = String(list.length);
     $("nodes-empty").hidden = list.length > 0;
   }
 
+  function buildNode(n) {
+    const tr = el("tr");
+    tr.id = "node-" + n.id;
+    tr.dataset.online = String(!!n.online);
+    tr.dataset.running = String(n.running || 0);
+    const dot = el("span", "dot" + (n.online ? " online" : ""));
+    dot.title = n.online ? "online" : "offline";
+    tr.appendChild(cell(dot, null, "online"));
+    tr.appendChild(cell(n.name || "(unnamed)", n.id, "name"));
+    tr.appendChild(cell(n.ownerId || "unclaimed", null, "owner"));
+    tr.appendChild(cell(n.capacity, (n.maxParallel || 0) + " parallel / " + (n.totalCores || 0) + " cores", "capacity"));
+    tr.appendChild(cell((n.running || 0) + " / " + n.capacity, null, "running"));
+    tr.appendChild(cell(n.status || "", null, "status"));
+    tr.appendChild(cell(n.hostname || "", [n.platform, n.version].filter(Boolean).join(" "), "host"));
+    tr.appendChild(cell(ago(n.lastSeenAt), null, "seen"));
+    return tr;
+  }
+
   function renderJobs() {
-    const body = $("jobs");
     const list = [...state.jobs.values()].sort((a, b) => Date.parse(b.createdAt) - Date.parse(a.createdAt));
-    const rows = list.map((j) => {
-      const tr = el("tr");
-      tr.id = "job-" + j.id;
-      tr.dataset.status = j.status;
-      tr.appendChild(cell(j.id.slice(0, 12), j.accessType + " · priority " + j.priority + " · " + j.iterations + " it", "id"));
-      tr.appendChild(cell(j.ownerId, null, "owner"));
-      tr.appendChild(cell(el("span", "status " + j.status, j.status), null, "status"));
-
-      const prog = el("td", "progress");
-      const bar = el("progress", "bar");
-      bar.max = 1;
-      bar.value = Math.min(1, Math.max(0, j.progress || 0));
-      prog.appendChild(bar);
-      prog.appendChild(el("span", "pct", Math.floor((j.progress || 0) * 100) + "%"));
-      prog.dataset.progress = String(j.progress || 0);
-      tr.appendChild(prog);
-
-      const c = j.chunks || {};
-      tr.appendChild(cell((c.completed || 0) + " / " + (c.total || 0),
-        "running " + (c.running || 0) + " · pending " + (c.pending || 0) + (c.failed ? " · failed " + c.failed : ""), "chunks"));
-
-      const res = el("td", "result");
-      if (j.result) {
-        const r = j.result;
-        res.appendChild(el("div", "mean", "mean " + num(r.meanDps, 2) + " ± " + num(r.stdDps, 2) + " dps"));
-        res.appendChild(el("span", "sub", "min " + num(r.minDps, 2) + " · max " + num(r.maxDps, 2) +
-          " · " + r.totalIterations + " it · " + r.chunksCompleted + " chunks"));
-      }
-      if (j.error) res.appendChild(el("div", "job-error", j.error));
-      tr.appendChild(res);
-
-      const act = el("td", "actions");
-      if (j.status === "pending" || j.status === "running") {
-        const b = el("button", "small danger cancel", "Cancel");
-        b.type = "button";
-        b.addEventListener("click", () => cancelJob(j, b));
-        act.appendChild(b);
-      }
-      tr.appendChild(act);
-      return tr;
-    });
-    body.replaceChildren(...rows);
+    prune(jobRows, state.jobs);
+    place($("jobs"), list.map((j) => keyed(jobRows, j, JSON.stringify(j), buildJob)));
     $("jobs-count").textContent = String(list.length);
     $("jobs-empty").hidden = list.length > 0;
+  }
+
+  function buildJob(j) {
+    const tr = el("tr");
+    tr.id = "job-" + j.id;
+    tr.dataset.status = j.status;
+    tr.appendChild(cell(j.id.slice(0, 12), j.accessType + " · priority " + j.priority + " · " + j.iterations + " it", "id"));
+    tr.appendChild(cell(j.ownerId, null, "owner"));
+    tr.appendChild(cell(el("span", "status " + j.status, j.status), null, "status"));
+
+    const prog = el("td", "progress");
+    const bar = el("progress", "bar");
+    bar.max = 1;
+    bar.value = Math.min(1, Math.max(0, j.progress || 0));
+    prog.appendChild(bar);
+    prog.appendChild(el("span", "pct", Math.floor((j.progress || 0) * 100) + "%"));
+    prog.dataset.progress = String(j.progress || 0);
+    tr.appendChild(prog);
+
+    const c = j.chunks || {};
+    tr.appendChild(cell((c.completed || 0) + " / " + (c.total || 0),
+      "running " + (c.running || 0) + " · pending " + (c.pending || 0) + (c.failed ? " · failed " + c.failed : ""), "chunks"));
+
+    const res = el("td", "result");
+    if (j.result) {
+      const r = j.result;
+      res.appendChild(el("div", "mean", "mean " + num(r.meanDps, 2) + " ± " + num(r.stdDps, 2) + " dps"));
+      res.appendChild(el("span", "sub", "min " + num(r.minDps, 2) + " · max " + num(r.maxDps, 2) +
+        " · " + r.totalIterations + " it · " + r.chunksCompleted + " chunks"));
+    }
+    if (j.error) res.appendChild(el("div", "job-error", j.error));
+    tr.appendChild(res);
+
+    const act = el("td", "actions");
+    if (j.status === "pending" || j.status === "running") {
+      const b = el("button", "small danger cancel", "Cancel");
+      b.type = "button";
+      b.addEventListener("click", () => cancelJob(j, b));
+      act.appendChild(b);
+    }
+    tr.appendChild(act);
+    return tr;
   }
 
   function renderHub(f) {
@@ -392,6 +424,7 @@
   async function createJob(ev) {
     ev.preventDefault();
     const okEl = $("job-ok"), errEl = $("job-error"), button = $("job-submit");
+    flash(okEl, errEl, "", false);
     let config;
     try {
       config = JSON.parse($("job-config").value);
@@ -423,6 +456,7 @@
   async function claimNode(ev) {
     ev.preventDefault();
     const okEl = $("claim-ok"), errEl = $("claim-error"), button = $("claim-submit");
+    flash(okEl, errEl, "", false);
     const body = {code: $("claim-code").value.trim(), name: $("claim-name").value.trim()};
     const par = $("claim-parallel").value;
     if (par !== "") body.maxParallel = Number(par);
