@@ -99,7 +99,7 @@ func fill(sel, value string) chromedp.Action[chromedp.Void] {
 // js runs a JavaScript statement in the page.
 func js(stmt string) chromedp.Action[chromedp.Void] {
 	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
-		_, err := chromedp.Evaluate[bool](`(() => { ` + stmt + `; return true; })()`)(ctx, t)
+		_, err := chromedp.Evaluate[bool](`(() => { `+stmt+`; return true; })()`)(ctx, t)
 		return chromedp.Void{}, err
 	}
 }
