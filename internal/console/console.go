@@ -166,6 +166,7 @@ func New(cfg Config) (*Console, error) {
 		"jobs":    {http.MethodGet: c.adminJobs},
 		"nodes":   {http.MethodGet: c.adminNodes},
 		"cancel":  {http.MethodPost: c.adminCancel},
+		"hub":     {http.MethodGet: c.hubFigures},
 	}
 	return c, nil
 }

@@ -468,6 +468,16 @@ func TestNoScheduler(t *testing.T) {
 	claims, err := verifierAt(f.clock).VerifyConnect(r.body["hub"].(map[string]any)["token"].(string))
 	require.NoError(t, err)
 	require.Equal(t, []string{FeedChannel}, claims.Channels)
+
+	// The page reads the hub figures at once when it connects.
+	f.hub.nodes = []hub.NodeInfo{{ID: "a", NumClients: 3}, {ID: "b", NumClients: 1}}
+	r = f.do(t, "GET", "/console/api/hub", "", ck)
+	require.Equal(t, http.StatusOK, r.status, r.raw)
+	require.EqualValues(t, 4, r.body["connections"])
+	require.Len(t, r.body["nodes"], 2)
+	user := f.do(t, "POST", "/console/api/login", `{"token":"`+userToken(t, "alice", time.Time{})+`"}`)
+	r = f.do(t, "GET", "/console/api/hub", "", sessionCookie(t, user))
+	require.Equal(t, http.StatusForbidden, r.status)
 }
 
 func TestPageAndAssets(t *testing.T) {

@@ -16,6 +16,7 @@
 //	GET  /console/api/jobs       every job (administrator)
 //	GET  /console/api/nodes      every node (administrator)
 //	POST /console/api/cancel     {"jobId"}: cancel any job (administrator)
+//	GET  /console/api/hub        the hub figures now (administrator)
 //
 // Sessions are stateless: the cookie holds the role, the user and the
 // expiry, signed with HMAC-SHA256 under Config.Secret; it is HttpOnly,

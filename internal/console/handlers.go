@@ -348,3 +348,17 @@ func (c *Console) adminCancel(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, j)
 	return nil
 }
+
+// hubFigures answers the current hub figures (administrator), as the
+// feed publishes them.
+func (c *Console) hubFigures(w http.ResponseWriter, r *http.Request) error {
+	ss, err := c.current(r)
+	if err != nil {
+		return err
+	}
+	if ss.Role != RoleAdmin {
+		return errAdminOnly
+	}
+	writeJSON(w, http.StatusOK, figures(c.cfg.Hub, c.clock.Now()))
+	return nil
+}

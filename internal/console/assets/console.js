@@ -168,7 +168,11 @@
         return {token: fresh.hub.token, url: fresh.hub.url};
       },
       onState: (st, detail) => setConn(st, st + (detail ? ": " + detail : "")),
-      onConnected: () => { if (state.session && state.session.scheduler) loadLists(); },
+      onConnected: () => {
+        if (!state.session) return;
+        if (state.session.scheduler) loadLists();
+        if (isAdmin()) loadHub();
+      },
       onPublication: onPublication,
     });
     state.hub.start();
@@ -203,6 +207,15 @@
     } catch (e) {
       if (e.signedOut) return;
       show($("banner"), "Loading the lists failed: " + e.toString());
+    }
+  }
+
+  // loadHub shows the current hub figures at once; the feed updates them.
+  async function loadHub() {
+    try {
+      renderHub(await call("GET", "/console/api/hub"));
+    } catch (e) {
+      if (!e.signedOut) show($("banner"), "Loading the hub figures failed: " + e.toString());
     }
   }
 
