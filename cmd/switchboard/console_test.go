@@ -251,3 +251,26 @@ func TestConsoleSchedulerLive(t *testing.T) {
 	waitJS(t, ctx, `document.querySelectorAll("#jobs tr").length === 1`)
 	require.Equal(t, "bob", text(t, ctx, "#jobs td.owner"))
 }
+
+// The page reconnects when the server asks it to (a reconnect code), reloads
+// its lists and stays live; a terminal code stops it with a clear message.
+func TestConsoleReconnects(t *testing.T) {
+	ctx := newBrowser(t, 60*time.Second)
+	cfg := schedulerConfig(t)
+	cfg.Admin = consoleConfig().Admin
+	m := startServer(t, cfg)
+	signIn(t, ctx, m, testAdminPassword, "")
+	waitJS(t, ctx, `document.getElementById("conn").dataset.connects === "1"`)
+
+	st, out := apiCall(t, m, "disconnect", map[string]any{"user": "admin", "disconnect": map[string]any{"code": 3011, "reason": "force reconnect"}})
+	require.Equal(t, 200, st, out)
+	waitJS(t, ctx, `document.getElementById("conn").dataset.connects === "2"`)
+	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(`#conn[data-state="connected"]`)))
+	node := registerConsoleNode(t, m, 9, "after-reconnect")
+	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible("#node-"+node.id)))
+
+	st, out = apiCall(t, m, "disconnect", map[string]any{"user": "admin"})
+	require.Equal(t, 200, st, out)
+	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(`#conn[data-state="stopped"]`), chromedp.WaitVisible("#banner")))
+	require.Contains(t, text(t, ctx, "#banner"), "The hub closed the connection for good: force disconnect (3503)")
+}

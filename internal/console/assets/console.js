@@ -167,8 +167,14 @@
         const fresh = await session();
         return {token: fresh.hub.token, url: fresh.hub.url};
       },
-      onState: (st, detail) => setConn(st, st + (detail ? ": " + detail : "")),
+      onState: (st, detail) => {
+        setConn(st, st + (detail ? ": " + detail : ""));
+        if (st === "stopped" && detail) {
+          show($("banner"), "The hub closed the connection for good: " + detail + ". Reload the page to connect again.");
+        }
+      },
       onConnected: () => {
+        $("conn").dataset.connects = String(Number($("conn").dataset.connects || 0) + 1);
         if (!state.session) return;
         if (state.session.scheduler) loadLists();
         if (isAdmin()) loadHub();

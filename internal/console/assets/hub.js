@@ -10,6 +10,8 @@
 //     getToken: async () => ({token, url}),   // throws to stop (signed out)
 //     onPublication: (channel, data, pub) => {},
 //     onState: (state, detail) => {},          // connecting|connected|disconnected|stopped
+//                                              // (stopped: by stop(), or by a terminal
+//                                              // disconnect code 3500-3999 / 4500-4999)
 //     onConnected: (connectResult) => {},      // after every (re)connect
 //   });
 //   hub.start(); hub.stop();
@@ -248,6 +250,13 @@ class HubClient {
     if (this.stopped) return;
     const why = this._lastError || (ev.reason ? ev.reason + " (" + ev.code + ")" : "closed (" + ev.code + ")");
     this._lastError = "";
+    // Centrifugo's terminal codes: the server says not to come back.
+    if ((ev.code >= 3500 && ev.code < 4000) || (ev.code >= 4500 && ev.code < 5000)) {
+      this.stopped = true;
+      this._clearTimers();
+      this._state("stopped", why);
+      return;
+    }
     this._scheduleReconnect(why);
   }
 
