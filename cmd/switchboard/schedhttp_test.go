@@ -19,6 +19,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
 	"github.com/switchboard-rt/switchboard/internal/config"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
 // End-to-end tests of the scheduler's HTTP API in the whole program, with a
@@ -95,7 +96,22 @@ func userCall(t *testing.T, m *Main, tok, method, path, body string) (int, map[s
 }
 
 func TestSchedulerEndToEnd(t *testing.T) {
-	m := startServer(t, schedulerConfig(t))
+	schedulerFlow(t, startServer(t, schedulerConfig(t)))
+}
+
+// TestSchedulerPostgres runs the same flow on the PostgreSQL store
+// (scheduler.database_url, a schema of its own).
+func TestSchedulerPostgres(t *testing.T) {
+	url := testenv.PostgresURL(t)
+	cfg := schedulerConfig(t)
+	cfg.Scheduler.DatabaseURL = url
+	cfg.Scheduler.DatabaseSchema = testenv.PostgresSchema(t, url)
+	schedulerFlow(t, startServer(t, cfg))
+}
+
+// schedulerFlow: a fake node registers, is claimed, connects with its hub
+// token, runs a two-chunk job to completion; a late browser catches up.
+func schedulerFlow(t *testing.T, m *Main) {
 	alice := token(t, "alice", time.Hour)
 	node := newFakeNode(t, m, 1)
 
@@ -226,7 +242,8 @@ func TestSchedulerEndToEnd(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a subscribe without token was not refused")
 	}
-	require.NoError(t, browser.RemoveSubscription(plain))
+	require.NoError(t, plain.Unsubscribe())
+	require.Eventually(t, func() bool { return browser.RemoveSubscription(plain) == nil }, 10*time.Second, 10*time.Millisecond)
 	js, err := browser.NewSubscription("jobs:"+jobID, centrifuge.SubscriptionConfig{Token: sub["token"].(string)})
 	require.NoError(t, err)
 	subscribed := make(chan struct{}, 1)

@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/schedapi"
 	"github.com/switchboard-rt/switchboard/internal/scheduler"
+	"github.com/switchboard-rt/switchboard/internal/store/postgres"
 	"github.com/switchboard-rt/switchboard/internal/store/sqlite"
 )
 
@@ -81,16 +82,24 @@ func (m *Main) sqliteStore(ctx context.Context, dir string) (*sqlite.Store, erro
 	return st, nil
 }
 
-// schedulerStore opens the store of scheduler.database_url, or the SQLite
-// store of circles.data_dir.
+// schedulerStore opens the PostgreSQL store of scheduler.database_url, or
+// the SQLite store of circles.data_dir; its closer runs after the
+// Service's.
 func (m *Main) schedulerStore(ctx context.Context) (scheduler.Store, error) {
 	sc := m.Config.Scheduler
 	if sc.DatabaseURL != "" {
-		return nil, usageError(fmt.Errorf("scheduler.database_url: the PostgreSQL store is not in this build; leave it empty for SQLite"))
+		pc := sc.PostgresConfig()
+		pc.Logger = m.Logger
+		st, err := postgres.Open(ctx, pc)
+		if err != nil {
+			return nil, fmt.Errorf("scheduler.database_url: %w", err)
+		}
+		m.closers = append(m.closers, func(context.Context) error { return st.Close() })
+		return st, nil
 	}
 	st, err := m.sqliteStore(ctx, m.Config.Circles.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("scheduler: data store: %w", err)
+		return nil, fmt.Errorf("scheduler: data store (circles.data_dir): %w", err)
 	}
 	return st, nil
 }

@@ -44,3 +44,16 @@ func TestSchedulerNamespaces(t *testing.T) {
 		require.Equal(t, 2, exitStatus(err))
 	}
 }
+
+func TestServeSchedulerFlag(t *testing.T) {
+	t.Setenv("SWITCHBOARD_CLIENT_TOKEN_HMAC_SECRET_KEY", "s")
+	s := ServeCmd{Port: -1, Scheduler: true}
+	cfg, _, err := s.loadConfig()
+	require.NoError(t, err)
+	require.True(t, cfg.Scheduler.Enabled)
+
+	t.Setenv("SWITCHBOARD_CLIENT_TOKEN_HMAC_SECRET_KEY", "")
+	_, _, err = s.loadConfig()
+	require.ErrorContains(t, err, "scheduler.enabled: needs client.token.hmac_secret_key")
+	require.Equal(t, 2, exitStatus(err))
+}

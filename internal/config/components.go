@@ -9,6 +9,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/schedapi"
 	"github.com/switchboard-rt/switchboard/internal/scheduler"
+	"github.com/switchboard-rt/switchboard/internal/store/postgres"
 	"github.com/switchboard-rt/switchboard/internal/worker"
 )
 
@@ -110,7 +111,8 @@ func (c Config) MemoryMetaTTL() time.Duration { return c.Channel.HistoryMetaTTL.
 
 // ServiceConfig returns the scheduler section as the scheduler Service's
 // configuration. Store, Publisher, Presence, Clock, Logger and Registerer
-// are left for the caller; Enabled and DatabaseURL select the store.
+// are left for the caller; Enabled and the Database* keys select the
+// store (PostgresConfig).
 func (s Scheduler) ServiceConfig() scheduler.Config {
 	return scheduler.Config{
 		Lease:          s.Lease.Std(),
@@ -136,4 +138,11 @@ func (s Scheduler) APIConfig() schedapi.Config {
 // section (Now is left for the caller).
 func (s Scheduler) NodeVerifierConfig() auth.NodeVerifierConfig {
 	return auth.NodeVerifierConfig{Skew: s.SignatureSkew.Std(), MaxBody: int(s.MaxBody), MaxReplay: s.ReplayCacheSize}
+}
+
+// PostgresConfig returns the PostgreSQL store configuration of the
+// scheduler section (Logger is left for the caller); it is used when
+// DatabaseURL is set.
+func (s Scheduler) PostgresConfig() postgres.Config {
+	return postgres.Config{URL: s.DatabaseURL, Schema: s.DatabaseSchema, MaxConns: s.DatabaseMaxConns}
 }

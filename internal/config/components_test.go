@@ -163,7 +163,7 @@ func TestRunnerMapping(t *testing.T) {
 
 func TestSchedulerMapping(t *testing.T) {
 	want := map[string][]string{
-		"Enabled": {}, "DatabaseURL": {},
+		"Enabled": {}, "DatabaseURL": {"URL"}, "DatabaseSchema": {"Schema"}, "DatabaseMaxConns": {"MaxConns"},
 		"Lease": {"Lease"}, "MaxAttempts": {"MaxAttempts"}, "BackoffBase": {"BackoffBase"}, "BackoffMax": {"BackoffMax"},
 		"ChunkSize": {"ChunkSize"}, "MaxIterations": {"MaxIterations"}, "MaxConfigBytes": {"MaxConfigBytes"},
 		"AssignBatch": {"AssignBatch"}, "SweepInterval": {"SweepInterval"},
@@ -173,6 +173,7 @@ func TestSchedulerMapping(t *testing.T) {
 	unmapped := []string{"Store", "Publisher", "Presence", "Clock", "Logger", "Registerer",
 		"Service", "Tokens", "Signer", "APIKey", "Nodes", "Timeout", "Now"}
 	checkMapping(t, want, unmapped, func(s Scheduler) []reflect.Value {
-		return []reflect.Value{reflect.ValueOf(s.ServiceConfig()), reflect.ValueOf(s.APIConfig()), reflect.ValueOf(s.NodeVerifierConfig())}
+		return []reflect.Value{reflect.ValueOf(s.ServiceConfig()), reflect.ValueOf(s.APIConfig()), reflect.ValueOf(s.NodeVerifierConfig()),
+			reflect.ValueOf(s.PostgresConfig())}
 	})
 }

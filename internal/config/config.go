@@ -16,6 +16,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/schedapi"
 	"github.com/switchboard-rt/switchboard/internal/scheduler"
 	"github.com/switchboard-rt/switchboard/internal/script"
+	"github.com/switchboard-rt/switchboard/internal/store/postgres"
 	"github.com/switchboard-rt/switchboard/internal/transport/ws"
 	"github.com/switchboard-rt/switchboard/internal/worker"
 )
@@ -403,6 +404,12 @@ type Scheduler struct {
 	// DatabaseURL is a postgres:// URL for a store shared by several
 	// processes; "" = SQLite in circles.data_dir (the circles' database).
 	DatabaseURL string `json:"database_url" yaml:"database_url" toml:"database_url"`
+	// DatabaseSchema, with DatabaseURL, is the PostgreSQL schema of the
+	// scheduler's tables (created if missing); "" = the connection's
+	// default.
+	DatabaseSchema string `json:"database_schema" yaml:"database_schema" toml:"database_schema"`
+	// DatabaseMaxConns bounds the PostgreSQL connection pool (default 10).
+	DatabaseMaxConns int `json:"database_max_conns" yaml:"database_max_conns" toml:"database_max_conns"`
 	// Lease is how long a node holds a chunk without completing it,
 	// reporting progress or heartbeating (default 30s, at least 1s).
 	Lease Duration `json:"lease" yaml:"lease" toml:"lease"`
@@ -414,7 +421,7 @@ type Scheduler struct {
 	BackoffMax  Duration `json:"backoff_max" yaml:"backoff_max" toml:"backoff_max"`
 	// ChunkSize is the iterations per chunk (default 1000).
 	ChunkSize int `json:"chunk_size" yaml:"chunk_size" toml:"chunk_size"`
-	// MaxIterations bounds one job's iterations (default 1000000000).
+	// MaxIterations bounds one job's iterations (default 100000000).
 	MaxIterations int64 `json:"max_iterations" yaml:"max_iterations" toml:"max_iterations"`
 	// MaxConfigBytes bounds one job's config JSON (default 64 KiB).
 	MaxConfigBytes int64 `json:"max_config_bytes" yaml:"max_config_bytes" toml:"max_config_bytes" cfg:"bytesize"`
@@ -488,19 +495,20 @@ func Default() Config {
 			StoreMaxBytes: script.DefaultQuotaBytes,
 		},
 		Scheduler: Scheduler{
-			Lease:           Duration(scheduler.DefaultLease),
-			MaxAttempts:     scheduler.DefaultMaxAttempts,
-			BackoffBase:     Duration(scheduler.DefaultBackoffBase),
-			BackoffMax:      Duration(scheduler.DefaultBackoffMax),
-			ChunkSize:       scheduler.DefaultChunkSize,
-			MaxIterations:   scheduler.DefaultMaxIterations,
-			MaxConfigBytes:  scheduler.DefaultMaxConfigBytes,
-			AssignBatch:     scheduler.DefaultAssignBatch,
-			SweepInterval:   Duration(scheduler.DefaultSweepInterval),
-			NodeTokenTTL:    Duration(schedapi.DefaultNodeTokenTTL),
-			MaxBody:         schedapi.DefaultMaxBody,
-			SignatureSkew:   Duration(auth.DefaultNodeSkew),
-			ReplayCacheSize: auth.DefaultMaxReplayCache,
+			DatabaseMaxConns: postgres.DefaultMaxConns,
+			Lease:            Duration(scheduler.DefaultLease),
+			MaxAttempts:      scheduler.DefaultMaxAttempts,
+			BackoffBase:      Duration(scheduler.DefaultBackoffBase),
+			BackoffMax:       Duration(scheduler.DefaultBackoffMax),
+			ChunkSize:        scheduler.DefaultChunkSize,
+			MaxIterations:    scheduler.DefaultMaxIterations,
+			MaxConfigBytes:   scheduler.DefaultMaxConfigBytes,
+			AssignBatch:      scheduler.DefaultAssignBatch,
+			SweepInterval:    Duration(scheduler.DefaultSweepInterval),
+			NodeTokenTTL:     Duration(schedapi.DefaultNodeTokenTTL),
+			MaxBody:          schedapi.DefaultMaxBody,
+			SignatureSkew:    Duration(auth.DefaultNodeSkew),
+			ReplayCacheSize:  auth.DefaultMaxReplayCache,
 		},
 	}
 }

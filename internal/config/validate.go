@@ -235,6 +235,7 @@ func (c *Config) Validate() error {
 			v.add("scheduler.database_url", "must be a postgres://user@host:port/db URL, or empty for SQLite in circles.data_dir")
 		}
 	}
+	v.positive("scheduler.database_max_conns", sc.DatabaseMaxConns)
 	if sc.Lease.Std() < time.Second {
 		v.add("scheduler.lease", "must be at least 1s, got %s", sc.Lease)
 	}

@@ -101,6 +101,7 @@ type Handler struct {
 	log      *slog.Logger
 	mux      *http.ServeMux
 	requests *prometheus.CounterVec
+	refused  *prometheus.CounterVec
 }
 
 // Patterns are the ServeMux patterns the handler answers under.
@@ -131,10 +132,16 @@ func New(cfg Config) (*Handler, error) {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_scheduler_http_requests_total",
 			Help: "Scheduler API requests by route and status class.",
-		}, []string{"route", "status"})}
+		}, []string{"route", "status"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_scheduler_signature_failures_total",
+			Help: "Signed node requests refused, by reason (the message sent to the node).",
+		}, []string{"reason"})}
 	if cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(h.requests); err != nil {
-			return nil, fmt.Errorf("schedapi: metrics: %w", err)
+		for _, c := range []prometheus.Collector{h.requests, h.refused} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("schedapi: metrics: %w", err)
+			}
 		}
 	}
 	h.routes()
@@ -247,12 +254,18 @@ func (h *Handler) node(fn nodeHandler) func(http.ResponseWriter, *http.Request) 
 	return func(w http.ResponseWriter, r *http.Request) {
 		body, err := readBody(w, r, int64(h.cfg.Nodes.MaxBody()), auth.ErrNodeBodyTooLarge)
 		if err != nil {
+			if errors.Is(err, auth.ErrNodeBodyTooLarge) {
+				h.refused.WithLabelValues(auth.ReasonBodyTooLarge).Inc()
+			}
 			h.writeError(w, r, err)
 			return
 		}
 		hd := auth.NodeHeaders{Key: r.Header.Get(auth.HeaderNodeKey), Sig: r.Header.Get(auth.HeaderNodeSig), Ts: r.Header.Get(auth.HeaderNodeTs)}
 		key, err := h.cfg.Nodes.Verify(hd, r.Method, r.URL.Path, body)
 		if err != nil {
+			if e := errs.Find(err); e != nil {
+				h.refused.WithLabelValues(e.Reason).Inc() // one of auth's fixed reasons
+			}
 			h.writeError(w, r, err)
 			return
 		}

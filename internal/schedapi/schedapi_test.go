@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
@@ -256,6 +257,9 @@ func TestNodeSignatureFailures(t *testing.T) {
 	require.Equal(t, 401, r.status)
 	require.Equal(t, "Replayed signature", r.body["error"])
 	require.Equal(t, []string{"heartbeat:idle"}, f.svc.calls)
+	require.Equal(t, 2.0, testutil.ToFloat64(f.h.refused.WithLabelValues("Invalid signature")))
+	require.Equal(t, 1.0, testutil.ToFloat64(f.h.refused.WithLabelValues("Replayed signature")))
+	require.Equal(t, 1.0, testutil.ToFloat64(f.h.refused.WithLabelValues("Body too large")))
 }
 
 func TestNodeEndpoints(t *testing.T) {
@@ -548,4 +552,72 @@ func TestJobSubscription(t *testing.T) {
 	r = f.user("POST", "/jobs/j5/subscription", "")
 	require.Equal(t, 404, r.status)
 	require.Equal(t, "job not found", r.body["error"])
+}
+
+// FuzzNodeRequest: any headers, path and body sent to the node API get a
+// JSON answer with a status of the table, and only a valid signature
+// reaches the scheduler.
+func FuzzNodeRequest(f *testing.F) {
+	priv := ed25519.NewKeyFromSeed(make([]byte, 32))
+	good := auth.SignNodeRequest(priv, testNow.Unix(), "POST", "/nodes/register", []byte(registerBody))
+	f.Add(good.Key, good.Sig, good.Ts, "/nodes/register", []byte(registerBody))
+	f.Add(good.Key, good.Sig, good.Ts, "/nodes/register", []byte(`{"hostname":1}`))
+	f.Add("", "", "", "/chunks/complete", []byte(`{}`))
+	f.Add(good.Key, "AAAA", "x", "/chunks/fail", []byte(`{"chunkId":"c"}`))
+	f.Fuzz(func(t *testing.T, key, sig, ts, path string, body []byte) {
+		svc := &fakeService{}
+		clk := clocktest.New(testNow)
+		h, err := New(Config{Service: svc, Tokens: auth.NewTokenVerifier(testSecret, "", ""), Signer: auth.NewTokenSigner(testSecret, "", ""), Clock: clk,
+			Nodes: auth.NewNodeVerifier(auth.NodeVerifierConfig{Now: clk.Now})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes := []string{"/nodes/register", "/nodes/heartbeat", "/chunks/complete", "/chunks/fail", "/chunks/progress"}
+		p := routes[len(path)%len(routes)]
+		req := httptest.NewRequest("POST", p, bytes.NewReader(body))
+		req.Header.Set(auth.HeaderNodeKey, key)
+		req.Header.Set(auth.HeaderNodeSig, sig)
+		req.Header.Set(auth.HeaderNodeTs, ts)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		var out map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+			t.Fatalf("%d: not JSON: %q", rec.Code, rec.Body.String())
+		}
+		switch rec.Code {
+		case 200, 400, 401, 413:
+		default:
+			t.Fatalf("status %d: %v", rec.Code, out)
+		}
+		if rec.Code == 401 && len(svc.calls) > 0 {
+			t.Fatal("a rejected request reached the scheduler")
+		}
+	})
+}
+
+// FuzzCompleteBody: the body of POST /chunks/complete and the chunk result
+// decoder behind it; an aggregatable result satisfies the decoder's
+// contract.
+func FuzzCompleteBody(f *testing.F) {
+	for _, s := range []string{
+		`{"chunkId":"c","leaseId":"l","result":{"iterations":1000,"meanDps":5,"stdDps":1,"minDps":1,"maxDps":9}}`,
+		`{"chunkId":"c","result":{"iterations":1.5,"meanDps":5,"stdDps":1,"minDps":1,"maxDps":9}}`,
+		`{"chunkId":"c","result":[1,2,3]}`, `{"chunkId":"c","result":"text"}`,
+		`{"chunkId":"c","result":{"iterations":1e400,"meanDps":5}}`, `{"chunkId":"c","result":{"iterations":3,"meanDps":9,"stdDps":-1,"minDps":1,"maxDps":2}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var req completeRequest
+		if decodeBody(body, &req) != nil || len(req.Result) == 0 {
+			return
+		}
+		r, ok, err := scheduler.DecodeResult(req.Result)
+		if err != nil || !ok {
+			return
+		}
+		if r.Iterations < 1 || r.StdDps < 0 || r.MinDps > r.MeanDps || r.MeanDps > r.MaxDps {
+			t.Fatalf("aggregatable result breaks the contract: %+v from %s", r, req.Result)
+		}
+	})
 }

@@ -21,7 +21,7 @@ func DecodeResult(raw []byte) (r ChunkResult, ok bool, err error) {
 	if len(raw) > MaxResultBytes {
 		return ChunkResult{}, false, errors.New("result: larger than 64 KiB")
 	}
-	raw = bytes.TrimSpace(raw)
+	raw = bytes.Trim(raw, " \t\r\n") // JSON whitespace only
 	if len(raw) == 0 || !json.Valid(raw) {
 		return ChunkResult{}, false, errors.New("result: not a JSON value")
 	}

@@ -349,11 +349,12 @@ func (s *Service) arm(at time.Time, when *time.Time, t *clock.Timer, kick func()
 	if !when.IsZero() && !at.Before(*when) {
 		return // an earlier wake-up is armed; it re-arms for later ones
 	}
-	*when = at
 	d := at.Sub(s.clock.Now())
-	if d < 0 {
-		d = 0
+	if d <= 0 {
+		kick() // due already: no timer (a fake clock would hold it)
+		return
 	}
+	*when = at
 	fire := func() {
 		s.mu.Lock()
 		*when = time.Time{}

@@ -367,8 +367,10 @@ func testAttemptCap(t *testing.T, f Factory) {
 	require.Contains(t, j.Error, "lease expired")
 	require.Contains(t, j.Error, "2 attempt")
 	require.Nil(t, j.Result)
-	ev := e.Hub.Events(t, scheduler.JobChannel(cr.JobID))
-	require.Equal(t, "failed", ev[len(ev)-1]["type"])
+	require.Eventually(t, func() bool {
+		ev := e.Hub.Events(t, scheduler.JobChannel(cr.JobID))
+		return ev[len(ev)-1]["type"] == "failed"
+	}, testenv.Wait, testenv.Tick)
 	e.Clock.Advance(time.Minute)
 	require.Len(t, e.Hub.Assignments(t, n.ID), 2)
 }
@@ -377,7 +379,7 @@ func testFail(t *testing.T, f Factory) {
 	e := NewEnv(t, f(t), scheduler.Config{BackoffBase: time.Second, BackoffMax: time.Second})
 	n := e.Node(t, "alice", 3, 3, true)
 	other := e.Node(t, "alice", 1, 1, false)
-	cr, err := e.Svc.CreateJob(ctx, "alice", scheduler.JobSpec{Config: json.RawMessage(`{}`), Iterations: 3000})
+	cr, err := e.Svc.CreateJob(ctx, "alice", scheduler.JobSpec{Config: json.RawMessage(`{}`), Iterations: 3 * scheduler.DefaultChunkSize})
 	require.NoError(t, err)
 	as := e.WaitAssigned(t, n, 3)
 	requireReason(t, e.Svc.FailChunk(ctx, other.Key, as[0].ID, as[0].LeaseID, scheduler.Failure{Message: "x", Retryable: true}), scheduler.ReasonNotOwner)
@@ -559,7 +561,7 @@ func testAssignedChunks(t *testing.T, f Factory) {
 	store := f(t)
 	e := NewEnv(t, store, scheduler.Config{})
 	n := e.Node(t, "alice", 2, 2, true)
-	_, err := e.Svc.CreateJob(ctx, "alice", scheduler.JobSpec{Config: json.RawMessage(`{"x":1}`), Iterations: 3000})
+	_, err := e.Svc.CreateJob(ctx, "alice", scheduler.JobSpec{Config: json.RawMessage(`{"x":1}`), Iterations: 3 * scheduler.DefaultChunkSize})
 	require.NoError(t, err)
 	pub := e.WaitAssigned(t, n, 2)
 	got, err := e.Svc.AssignedChunks(ctx, n.Key)

@@ -1,0 +1,131 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-rt/switchboard/internal/scheduler"
+	"github.com/switchboard-rt/switchboard/internal/scheduler/schedtest"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
+)
+
+// freshSchema returns a new schema name, dropped when tb ends.
+func freshSchema(tb testing.TB, url string) string {
+	tb.Helper()
+	schema := "sbtest_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:16]
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		conn, err := pgconn.Connect(ctx, url)
+		if err != nil {
+			tb.Logf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS "`+schema+`" CASCADE`).ReadAll(); err != nil {
+			tb.Logf("drop schema %s: %v", schema, err)
+		}
+	})
+	return schema
+}
+
+func open(tb testing.TB, url, schema string) *Store {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := Open(ctx, Config{URL: url, Schema: schema, MaxConns: 8})
+	require.NoError(tb, err)
+	tb.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestSchedulerConformance(t *testing.T) {
+	url := testenv.PostgresURL(t)
+	schedtest.Run(t, func(tb testing.TB) scheduler.Store {
+		return open(tb, url, freshSchema(tb, url))
+	})
+}
+
+func TestOpenErrors(t *testing.T) {
+	_, err := Open(context.Background(), Config{})
+	require.ErrorContains(t, err, "no database URL")
+	_, err = Open(context.Background(), Config{URL: "postgres://x", Schema: "Bad-Name"})
+	require.ErrorContains(t, err, "schema")
+	_, err = Open(context.Background(), Config{URL: "::"})
+	require.ErrorContains(t, err, "database URL")
+}
+
+// Two Services, each on its own Store (pool, listener) over one schema,
+// share 2,000 chunks: each is assigned and counted exactly once.
+func TestTwoSchedulersShareOneDatabase(t *testing.T) {
+	url := testenv.PostgresURL(t)
+	schema := freshSchema(t, url)
+	a := schedtest.NewEnv(t, open(t, url, schema), scheduler.Config{})
+	b := a.NewEnvOn(t, open(t, url, schema))
+	var nodes []schedtest.SimNode
+	for i := range 10 {
+		env := a
+		if i%2 == 1 {
+			env = b
+		}
+		nodes = append(nodes, env.Node(t, "alice", 4, 4, true))
+	}
+	sim := schedtest.NewSimulator(a.Hub, nodes, 8, a.Svc, b.Svc)
+	defer sim.Stop()
+	var jobs []string
+	for i := range 4 {
+		env := a
+		if i%2 == 1 {
+			env = b // a job created in b wakes a through NOTIFY
+		}
+		cr, err := env.Svc.CreateJob(context.Background(), "alice", scheduler.JobSpec{Config: json.RawMessage(fmt.Sprintf(`{"job":%d}`, i)), Iterations: 500_000})
+		require.NoError(t, err)
+		require.Equal(t, 500, cr.Chunks)
+		jobs = append(jobs, cr.JobID)
+	}
+	require.Eventually(t, func() bool { return sim.Completed() == 2000 }, 2*time.Minute, 10*time.Millisecond)
+	for _, id := range jobs {
+		j := a.WaitJob(t, id, func(j scheduler.Job) bool { return j.Status == scheduler.JobCompleted })
+		require.Equal(t, 500, j.Result.ChunksCompleted)
+		require.Equal(t, int64(500_000), j.Result.TotalIterations)
+	}
+	sim.Check(t, 2000, jobs)
+	nodesNow, err := a.Svc.Nodes(context.Background(), scheduler.Viewer{Admin: true})
+	require.NoError(t, err)
+	for _, n := range nodesNow {
+		require.Equal(t, 0, n.Running)
+	}
+	t.Logf("assigned by a: %v, by b: %v", counter(t, a, "switchboard_scheduler_chunks_assigned_total"), counter(t, b, "switchboard_scheduler_chunks_assigned_total"))
+}
+
+// A NOTIFY from one store reaches the other's Wakeups.
+func TestNotifyWakesOtherStore(t *testing.T) {
+	url := testenv.PostgresURL(t)
+	schema := freshSchema(t, url)
+	s1, s2 := open(t, url, schema), open(t, url, schema)
+	require.NoError(t, s1.Notify(context.Background()))
+	select {
+	case <-s2.Wakeups():
+	case <-time.After(testenv.Wait):
+		t.Fatal("no wake-up")
+	}
+}
+
+func counter(tb testing.TB, e *schedtest.Env, name string) float64 {
+	mfs, err := e.Reg.Gather()
+	require.NoError(tb, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
+}
