@@ -214,7 +214,11 @@ func TestConsoleSchedulerLive(t *testing.T) {
 	second := strings.Fields(submitJob(t, ctx, 2000))[2]
 	require.NotEqual(t, jobID, second)
 	node.nextChunk(t)
-	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible("#job-"+second+" button.cancel"), chromedp.Click("#job-"+second+" button.cancel")))
+	// Clicked in one evaluation: the live row may be rebuilt between
+	// finding the button and clicking it.
+	cancel := "#job-" + second + " button.cancel"
+	waitJS(t, ctx, `document.querySelector(`+jsString(cancel)+`) !== null`)
+	require.NoError(t, chromedp.Do(ctx, js(`document.querySelector(`+jsString(cancel)+`).click()`)))
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector("#job-`+second+`").dataset.status === "cancelled"`,
 		chromedp.WithPollingTimeout(15*time.Second))); err != nil {
 		t.Fatalf("job not cancelled: %v; banner %q; row %q", err, text(t, ctx, "#banner"), text(t, ctx, "#job-"+second))
