@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 )
@@ -94,6 +96,30 @@ func fill(sel, value string) chromedp.Action[chromedp.Void] {
 		}
 		return chromedp.Void{}, err
 	}
+}
+
+// offline cuts the page off the network (new requests and WebSocket
+// handshakes fail) or restores it.
+func offline(on bool) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		if _, err := cdp.Call(ctx, t, network.Enable, network.EnableParams{}); err != nil {
+			return chromedp.Void{}, err
+		}
+		var rules []*network.Conditions
+		if on {
+			rules = []*network.Conditions{{Offline: true, DownloadThroughput: -1, UploadThroughput: -1}}
+		}
+		_, err := cdp.Call(ctx, t, network.EmulateNetworkConditionsByRule, network.EmulateNetworkConditionsByRuleParams{MatchedNetworkConditions: rules})
+		return chromedp.Void{}, err
+	}
+}
+
+// attr returns the data-name attribute of the element sel ("" if unset).
+func attr(t *testing.T, ctx context.Context, sel, name string) string {
+	t.Helper()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector(`+jsString(sel)+`).dataset[`+jsString(name)+`] || ""`))
+	require.NoError(t, err)
+	return s
 }
 
 // js runs a JavaScript statement in the page.

@@ -273,6 +273,18 @@ func TestConsoleReconnects(t *testing.T) {
 	node := registerConsoleNode(t, m, 9, "after-reconnect")
 	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible("#node-"+node.id)))
 
+	// Offline for a while: what the feeds publish meanwhile is recovered
+	// from their history when the page is back.
+	require.NoError(t, chromedp.Do(ctx, offline(true)))
+	st, out = apiCall(t, m, "disconnect", map[string]any{"user": "admin", "disconnect": map[string]any{"code": 3011, "reason": "force reconnect"}})
+	require.Equal(t, 200, st, out)
+	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(`#conn[data-state="disconnected"]`)))
+	missed := registerConsoleNode(t, m, 10, "while-offline")
+	require.NoError(t, chromedp.Do(ctx, offline(false)))
+	waitJS(t, ctx, `document.getElementById("conn").dataset.connects === "3"`)
+	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible("#node-"+missed.id)))
+	require.Equal(t, "1", attr(t, ctx, "#conn", "recovered"), "the node's registration, from scheduler:nodes history")
+
 	st, out = apiCall(t, m, "disconnect", map[string]any{"user": "admin"})
 	require.Equal(t, 200, st, out)
 	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(`#conn[data-state="stopped"]`), chromedp.WaitVisible("#banner")))

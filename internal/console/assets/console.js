@@ -173,8 +173,14 @@
           show($("banner"), "The hub closed the connection for good: " + detail + ". Reload the page to connect again.");
         }
       },
-      onConnected: () => {
-        $("conn").dataset.connects = String(Number($("conn").dataset.connects || 0) + 1);
+      onConnected: (res) => {
+        // Counters for the curious (and the tests): connects, and
+        // publications recovered on reconnects.
+        const c = $("conn").dataset;
+        c.connects = String(Number(c.connects || 0) + 1);
+        let recovered = 0;
+        for (const sr of Object.values(res.subs || {})) recovered += (sr.publications || []).length;
+        c.recovered = String(Number(c.recovered || 0) + recovered);
         if (!state.session) return;
         if (state.session.scheduler) loadLists();
         if (isAdmin()) loadHub();
