@@ -39,9 +39,10 @@ func (m *Main) console(tokens *auth.TokenVerifier) ([]route, error) {
 		sched = m.sched
 	}
 	t := m.Config.Client.Token
-	c, err := console.New(console.Config{Password: a.Password, Secret: a.Secret,
-		Signer: auth.NewTokenSigner(t.HMACSecretKey, t.Audience, t.Issuer), Tokens: tokens,
-		Hub: m.hub, Scheduler: sched, Logger: m.Logger, Registerer: m.registry})
+	cc := a.ConsoleConfig()
+	cc.Signer, cc.Tokens = auth.NewTokenSigner(t.HMACSecretKey, t.Audience, t.Issuer), tokens
+	cc.Hub, cc.Scheduler, cc.Logger, cc.Registerer = m.hub, sched, m.Logger, m.registry
+	c, err := console.New(cc)
 	if err != nil {
 		return nil, fmt.Errorf("admin: %w", err)
 	}

@@ -23,7 +23,7 @@ const (
 
 func consoleConfig() config.Config {
 	cfg := testConfig()
-	cfg.Admin = config.Admin{Enabled: true, Password: testAdminPassword, Secret: testAdminSecret}
+	cfg.Admin.Enabled, cfg.Admin.Password, cfg.Admin.Secret = true, testAdminPassword, testAdminSecret
 	return cfg
 }
 
@@ -289,4 +289,23 @@ func TestConsoleReconnects(t *testing.T) {
 	require.Equal(t, 200, st, out)
 	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(`#conn[data-state="stopped"]`), chromedp.WaitVisible("#banner")))
 	require.Contains(t, text(t, ctx, "#banner"), "The hub closed the connection for good: force disconnect (3503)")
+}
+
+// The page refreshes its short-lived hub token on the open connection: with
+// 10 s tokens and a 1 s grace, a connection that did not refresh would be
+// closed after 11 s; this one stays up.
+func TestConsoleRefreshesToken(t *testing.T) {
+	ctx := newBrowser(t, 60*time.Second)
+	cfg := consoleConfig()
+	cfg.Admin.TokenTTL = config.Duration(10 * time.Second)
+	cfg.Client.ExpiredCloseDelay = config.Duration(time.Second)
+	m := startServer(t, cfg)
+	signIn(t, ctx, m, testAdminPassword, "")
+	start := time.Now()
+	_, err := chromedp.Run(ctx, chromedp.Poll[bool](`Number(document.getElementById("conn").dataset.refreshes || 0) >= 12`,
+		chromedp.WithPollingTimeout(30*time.Second)))
+	require.NoError(t, err)
+	require.Greater(t, time.Since(start), 11*time.Second, "past the first token's expiry and grace")
+	require.Equal(t, "1", attr(t, ctx, "#conn", "connects"), "never reconnected")
+	require.Equal(t, "connected", attr(t, ctx, "#conn", "state"))
 }

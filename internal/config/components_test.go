@@ -177,3 +177,12 @@ func TestSchedulerMapping(t *testing.T) {
 			reflect.ValueOf(s.PostgresConfig())}
 	})
 }
+
+func TestAdminMapping(t *testing.T) {
+	want := map[string][]string{
+		"Enabled": {}, "Password": {"Password"}, "Secret": {"Secret"}, "SessionTTL": {"SessionTTL"},
+		"TokenTTL": {"HubTokenTTL"}, "LoginFailures": {"LoginFailures"}, "LoginWindow": {"LoginWindow"},
+	}
+	unmapped := []string{"Signer", "Tokens", "Hub", "Scheduler", "FeedInterval", "LoginAddresses", "Clock", "Logger", "Registerer"}
+	checkMapping(t, want, unmapped, func(a Admin) []reflect.Value { return []reflect.Value{reflect.ValueOf(a.ConsoleConfig())} })
+}

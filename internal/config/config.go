@@ -9,6 +9,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/auth"
 	redisbroker "github.com/switchboard-rt/switchboard/internal/broker/redis"
 	"github.com/switchboard-rt/switchboard/internal/clientproto"
+	"github.com/switchboard-rt/switchboard/internal/console"
 	"github.com/switchboard-rt/switchboard/internal/dispatch"
 	"github.com/switchboard-rt/switchboard/internal/gateway"
 	"github.com/switchboard-rt/switchboard/internal/hub"
@@ -197,6 +198,16 @@ type Admin struct {
 	// Secret signs the console's session cookies (HMAC-SHA256); changing
 	// it signs every session out.
 	Secret string `json:"secret" yaml:"secret" toml:"secret"`
+	// SessionTTL is a console session's lifetime (default 12h).
+	// Switchboard extension, as the keys below.
+	SessionTTL Duration `json:"session_ttl" yaml:"session_ttl" toml:"session_ttl"`
+	// TokenTTL is the lifetime of the hub and API tokens the console hands
+	// to its page, which refreshes them (default 10m, at least 10s).
+	TokenTTL Duration `json:"token_ttl" yaml:"token_ttl" toml:"token_ttl"`
+	// LoginFailures within LoginWindow lock a client address out of
+	// sign-in until the window ends (defaults 5 and 1m).
+	LoginFailures int      `json:"login_failures" yaml:"login_failures" toml:"login_failures"`
+	LoginWindow   Duration `json:"login_window" yaml:"login_window" toml:"login_window"`
 }
 
 // Channel configures channels and namespaces. The namespace boundary ":",
@@ -467,6 +478,8 @@ func Default() Config {
 		Engine: Engine{Type: BrokerMemory, Redis: EngineRedis{
 			Address: DefaultRedisAddress, Prefix: redisbroker.DefaultPrefix, PresenceTTL: Duration(redisbroker.DefaultPresenceTTL),
 		}},
+		Admin: Admin{SessionTTL: Duration(console.DefaultSessionTTL), TokenTTL: Duration(console.DefaultHubTokenTTL),
+			LoginFailures: console.DefaultLoginFailures, LoginWindow: Duration(console.DefaultLoginWindow)},
 		Shutdown: ShutdownCfg{Timeout: Duration(DefaultShutdownTimeout)},
 		Runner: Runner{
 			Workers:      worker.DefaultWorkers,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
 	redisbroker "github.com/switchboard-rt/switchboard/internal/broker/redis"
+	"github.com/switchboard-rt/switchboard/internal/console"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/origin"
 )
@@ -28,7 +29,7 @@ var (
 
 // MinAdminSecret is the shortest admin.secret accepted: it keys the
 // console's session cookies.
-const MinAdminSecret = 16
+const MinAdminSecret = console.MinSecret
 
 // Validate checks every value of c and returns all problems joined
 // (errors.Join), each naming its key path, or nil.
@@ -62,6 +63,12 @@ func (c *Config) Validate() error {
 	v.positiveDur("http_api.timeout", c.HTTPAPI.Timeout)
 
 	// admin
+	v.positiveDur("admin.session_ttl", c.Admin.SessionTTL)
+	if c.Admin.TokenTTL.Std() < console.MinHubTokenTTL {
+		v.add("admin.token_ttl", "must be at least %s, got %s", console.MinHubTokenTTL, c.Admin.TokenTTL)
+	}
+	v.positive("admin.login_failures", c.Admin.LoginFailures)
+	v.positiveDur("admin.login_window", c.Admin.LoginWindow)
 	if c.Admin.Enabled {
 		if c.Admin.Password == "" {
 			v.add("admin.password", "required when admin.enabled is true")

@@ -42,6 +42,10 @@ const (
 // MinSecret is the shortest Config.Secret New accepts.
 const MinSecret = 16
 
+// MinHubTokenTTL is the shortest Config.HubTokenTTL New accepts: the page
+// refreshes its hub token 15 s before it expires.
+const MinHubTokenTTL = 10 * time.Second
+
 // CookieName is the session cookie's name.
 const CookieName = "switchboard_console"
 
@@ -76,7 +80,8 @@ type Config struct {
 	// also ends when the token it signed in with expires.
 	SessionTTL time.Duration
 	// HubTokenTTL is the lifetime of the hub and API tokens handed to the
-	// page (default 10m); the page fetches new ones before they expire.
+	// page (default 10m, at least MinHubTokenTTL); the page fetches new
+	// ones before they expire.
 	HubTokenTTL time.Duration
 	// FeedInterval between hub figures (default 2s).
 	FeedInterval time.Duration
@@ -117,6 +122,8 @@ func New(cfg Config) (*Console, error) {
 		return nil, fmt.Errorf("console: admin secret must be at least %d bytes", MinSecret)
 	case cfg.Signer == nil || cfg.Tokens == nil || cfg.Hub == nil:
 		return nil, errors.New("console: Signer, Tokens and Hub are required")
+	case cfg.HubTokenTTL != 0 && cfg.HubTokenTTL < MinHubTokenTTL:
+		return nil, fmt.Errorf("console: hub token TTL %s: must be at least %s", cfg.HubTokenTTL, MinHubTokenTTL)
 	}
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = DefaultSessionTTL

@@ -185,6 +185,10 @@
         if (state.session.scheduler) loadLists();
         if (isAdmin()) loadHub();
       },
+      onRefreshed: () => {
+        const c = $("conn").dataset;
+        c.refreshes = String(Number(c.refreshes || 0) + 1);
+      },
       onPublication: onPublication,
     });
     state.hub.start();

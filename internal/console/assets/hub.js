@@ -13,6 +13,7 @@
 //                                              // (stopped: by stop(), or by a terminal
 //                                              // disconnect code 3500-3999 / 4500-4999)
 //     onConnected: (connectResult) => {},      // after every (re)connect
+//     onRefreshed: (refreshResult) => {},      // after every token refresh
 //   });
 //   hub.start(); hub.stop();
 "use strict";
@@ -170,6 +171,7 @@ class HubClient {
         const creds = await this.opts.getToken();
         const res = await this._command(ws, "refresh", {token: creds.token});
         if (res.expires && res.ttl) this._scheduleRefresh(res.ttl);
+        if (this.opts.onRefreshed) this.opts.onRefreshed(res);
       } catch (e) {
         if (e && e.signedOut) { this.stop(); return; }
         // The server closes the connection when the token expires; the
