@@ -339,7 +339,11 @@ func TestSchedulerSignedRequestFailures(t *testing.T) {
 	// User API strictness through the whole server.
 	alice := token(t, "alice", time.Hour)
 	for _, b := range []struct{ body, msg string }{
-		{`{"config":{},"iterations":0}`, "iterations: must be positive, got 0"},
+		{`{"config":{},"iterations":0}`, "iterations: must be a positive integer"},
+		{`{"config":{}}`, "iterations: must be a positive integer"},
+		{`{"iterations":10}`, "config: required"},
+		{`{"config":{},"iterations":10,"accessType":"world"}`, "accessType: must be private, public or user"},
+		{`{"config":{},"iterations":1.5}`, "iterations: must be an integer, got number 1.5"},
 		{`{"config":{},"iterations":10,"priority":1,"color":"red"}`, `unknown field "color"`},
 		{`{"config":"` + strings.Repeat("x", 70<<10) + `","iterations":10}`, "config"},
 	} {
@@ -351,4 +355,62 @@ func TestSchedulerSignedRequestFailures(t *testing.T) {
 	require.NoError(t, err)
 	st, out = send(t, r)
 	require.Equal(t, 401, st, out)
+}
+
+// TestSchedulerTwoProcesses: two processes on one PostgreSQL schema and one
+// Redis engine act as one scheduler. The node registers and takes its
+// token through A, is claimed through B, connects to B's hub; a job created
+// on A reaches it, and its completion through B completes the job on A.
+func TestSchedulerTwoProcesses(t *testing.T) {
+	pg := testenv.PostgresURL(t)
+	schema := testenv.PostgresSchema(t, pg)
+	start := redisNodes(t, func(cfg *config.Config) {
+		cfg.Scheduler.Enabled = true
+		cfg.Scheduler.DatabaseURL, cfg.Scheduler.DatabaseSchema = pg, schema
+		cfg.Circles.DataDir = t.TempDir()
+	})
+	a, b := start(), start()
+	alice := token(t, "alice", time.Hour)
+	node := newFakeNode(t, a, 9)
+
+	st, reg := node.call("POST", "/nodes/register", `{"hostname":"h","totalCores":4}`)
+	require.Equal(t, 200, st, reg)
+	st, out := userCall(t, b, alice, "POST", "/nodes/claim", `{"code":"`+reg["claimCode"].(string)+`","maxParallel":4}`)
+	require.Equal(t, 200, st, out)
+	st, tok := node.call("POST", "/nodes/token", "")
+	require.Equal(t, 200, st, tok)
+
+	c := centrifuge.NewJsonClient("ws://"+b.Addr()+"/connection/websocket", centrifuge.Config{Token: tok["token"].(string)})
+	t.Cleanup(c.Close)
+	chunks := make(chan map[string]any, 16)
+	c.OnPublication(func(e centrifuge.ServerPublicationEvent) {
+		var m map[string]any
+		if strings.HasPrefix(e.Channel, "chunks:") && json.Unmarshal(e.Data, &m) == nil {
+			chunks <- m
+		}
+	})
+	require.NoError(t, c.Connect())
+	require.Eventually(t, func() bool {
+		_, out := userCall(t, a, alice, "GET", "/nodes", "")
+		ns, _ := out["nodes"].([]any)
+		return len(ns) == 1 && ns[0].(map[string]any)["online"] == true
+	}, 10*time.Second, 20*time.Millisecond, "A sees the node connected to B as online")
+
+	st, job := userCall(t, a, alice, "POST", "/jobs", `{"config":{"k":1},"iterations":2000}`)
+	require.Equal(t, 201, st, job)
+	node.m = b // the node now talks to B
+	for i := 0; i < 2; i++ {
+		select {
+		case ch := <-chunks:
+			st, out := node.call("POST", "/chunks/complete", `{"chunkId":"`+ch["id"].(string)+`","leaseId":"`+ch["leaseId"].(string)+
+				`","result":{"iterations":1000,"meanDps":10,"stdDps":1,"minDps":8,"maxDps":12}}`)
+			require.Equal(t, 200, st, out)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("chunk %d did not reach the node", i)
+		}
+	}
+	st, j := userCall(t, a, alice, "GET", "/jobs/"+job["jobId"].(string), "")
+	require.Equal(t, 200, st, j)
+	require.Equal(t, "completed", j["status"], j)
+	require.Equal(t, 2000.0, j["result"].(map[string]any)["totalIterations"])
 }

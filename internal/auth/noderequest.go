@@ -36,7 +36,7 @@ const (
 const (
 	DefaultNodeSkew       = 300 * time.Second
 	DefaultNodeMaxBody    = 1 << 20
-	DefaultMaxReplayCache = 200_000
+	DefaultMaxReplayCache = 1_000_000
 )
 
 // Reasons of the signed-request errors. Each is also the client-facing
@@ -205,7 +205,7 @@ func NewNodeVerifier(cfg NodeVerifierConfig) *NodeVerifier {
 		cfg.Now = time.Now
 	}
 	return &NodeVerifier{skew: cfg.Skew, maxBody: cfg.MaxBody, now: cfg.Now,
-		replay: &replayCache{max: cfg.MaxReplay, seen: map[[ed25519.SignatureSize]byte]struct{}{}}}
+		replay: &replayCache{max: cfg.MaxReplay, seen: map[replayKey]struct{}{}}}
 }
 
 // MaxBody returns the largest body Verify accepts; an adapter reads at
@@ -232,15 +232,21 @@ func (v *NodeVerifier) Verify(h NodeHeaders, method, path string, body []byte) (
 	if len(body) > v.maxBody {
 		return nil, ErrNodeBodyTooLarge
 	}
-	if !validEd25519Point(sh.Key) {
-		return nil, ErrInvalidNodePublicKey
-	}
+	// crypto/ed25519 refuses keys off the curve by failing verification, so
+	// the (costly) point check only picks the message of a failure; a key
+	// that verifies is a point, and only its canonical form is checked.
 	if !ed25519.Verify(sh.Key, NodeMessage(sh.TsText, method, path, body), sh.Sig) {
+		if !validEd25519Point(sh.Key) {
+			return nil, ErrInvalidNodePublicKey
+		}
 		return nil, ErrInvalidNodeSignature
+	}
+	if !canonicalY(sh.Key) {
+		return nil, ErrInvalidNodePublicKey
 	}
 	// The window of this timestamp ends at ts+skew; after that the
 	// timestamp check refuses the request anyway.
-	if err := v.replay.add(sh.Sig, time.Unix(sh.Ts+skew+1, 0), now); err != nil {
+	if err := v.replay.add(sh.Sig, sh.Ts+skew+1, now.Unix()); err != nil {
 		return nil, err
 	}
 	return sh.Key, nil
@@ -255,23 +261,28 @@ func (v *NodeVerifier) ReplayLen() int {
 }
 
 // replayCache remembers accepted signatures until they expire; a min-heap
-// by expiry lets each add prune the expired ones in O(log n) apiece.
+// by expiry lets each add prune the expired ones in O(log n) apiece. An
+// entry is about 60 bytes: the key is the signature's first 16 bytes (two
+// different valid signatures share them with probability 2^-128) and the
+// expiry is in unix seconds.
 type replayCache struct {
 	max  int
 	mu   sync.Mutex
-	seen map[[ed25519.SignatureSize]byte]struct{}
+	seen map[replayKey]struct{}
 	exp  replayHeap
 }
 
+type replayKey [16]byte
+
 type replayEntry struct {
-	sig [ed25519.SignatureSize]byte
-	at  time.Time
+	key replayKey
+	at  int64 // unix seconds: the entry goes once the clock reaches it
 }
 
 type replayHeap []replayEntry
 
 func (h replayHeap) Len() int           { return len(h) }
-func (h replayHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h replayHeap) Less(i, j int) bool { return h[i].at < h[j].at }
 func (h replayHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *replayHeap) Push(x any)        { *h = append(*h, x.(replayEntry)) }
 func (h *replayHeap) Pop() any {
@@ -281,13 +292,13 @@ func (h *replayHeap) Pop() any {
 	return e
 }
 
-func (c *replayCache) add(sig []byte, expires, now time.Time) error {
-	var k [ed25519.SignatureSize]byte
+func (c *replayCache) add(sig []byte, expires, now int64) error {
+	var k replayKey
 	copy(k[:], sig)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for len(c.exp) > 0 && !now.Before(c.exp[0].at) {
-		delete(c.seen, heap.Pop(&c.exp).(replayEntry).sig)
+	for len(c.exp) > 0 && now >= c.exp[0].at {
+		delete(c.seen, heap.Pop(&c.exp).(replayEntry).key)
 	}
 	if _, dup := c.seen[k]; dup {
 		return ErrReplayedSignature
@@ -296,7 +307,7 @@ func (c *replayCache) add(sig []byte, expires, now time.Time) error {
 		return ErrReplayCacheFull
 	}
 	c.seen[k] = struct{}{}
-	heap.Push(&c.exp, replayEntry{sig: k, at: expires})
+	heap.Push(&c.exp, replayEntry{key: k, at: expires})
 	return nil
 }
 
@@ -320,16 +331,10 @@ func validEd25519Point(key []byte) bool {
 	if len(key) != ed25519.PublicKeySize {
 		return false
 	}
-	le := make([]byte, len(key))
-	for i, b := range key {
-		le[len(key)-1-i] = b
-	}
-	sign := le[0] >> 7
-	le[0] &= 0x7f
-	y := new(big.Int).SetBytes(le)
-	if y.Cmp(edP) >= 0 {
+	if !canonicalY(key) {
 		return false
 	}
+	y, sign := decodeY(key)
 	y2 := new(big.Int).Mul(y, y)
 	y2.Mod(y2, edP)
 	u := new(big.Int).Sub(y2, big.NewInt(1))
@@ -345,4 +350,24 @@ func validEd25519Point(key []byte) bool {
 	// Euler's criterion: x2 is a square mod p iff x2^((p-1)/2) = 1.
 	e := new(big.Int).Rsh(new(big.Int).Sub(edP, big.NewInt(1)), 1)
 	return new(big.Int).Exp(x2, e, edP).Cmp(big.NewInt(1)) == 0
+}
+
+// decodeY returns the y coordinate (little-endian, top bit cleared) and
+// the sign bit of an encoded point.
+func decodeY(key []byte) (*big.Int, byte) {
+	be := make([]byte, len(key))
+	for i, b := range key {
+		be[len(key)-1-i] = b
+	}
+	sign := be[0] >> 7
+	be[0] &= 0x7f
+	return new(big.Int).SetBytes(be), sign
+}
+
+// canonicalY reports whether the encoded y coordinate of key is below p
+// (RFC 8032 refuses the 19 non-canonical encodings y >= p, which
+// crypto/ed25519 accepts).
+func canonicalY(key []byte) bool {
+	y, _ := decodeY(key)
+	return y.Cmp(edP) < 0
 }

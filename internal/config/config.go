@@ -452,7 +452,8 @@ type Scheduler struct {
 	// and the server clock, either way (default 300s).
 	SignatureSkew Duration `json:"signature_skew" yaml:"signature_skew" toml:"signature_skew"`
 	// ReplayCacheSize bounds the node signatures remembered to refuse
-	// replays (default 200000); when full, signed requests get 503.
+	// replays (default 1000000, about 66 bytes each); when full, signed
+	// requests get 503.
 	ReplayCacheSize int `json:"replay_cache_size" yaml:"replay_cache_size" toml:"replay_cache_size"`
 }
 

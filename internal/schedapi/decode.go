@@ -51,7 +51,7 @@ type progressRequest struct {
 
 type createJobRequest struct {
 	Config     json.RawMessage `json:"config"`
-	Iterations *int64          `json:"iterations"`
+	Iterations int64           `json:"iterations"`
 	AccessType string          `json:"accessType"`
 	Priority   int             `json:"priority"`
 	User       string          `json:"user"`

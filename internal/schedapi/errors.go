@@ -1,6 +1,7 @@
 package schedapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 
@@ -92,14 +93,18 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 
 // writeJSON writes v as the JSON body with status.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		status, body = http.StatusInternalServerError, []byte(`{"error":"`+internalMessage+`"}`)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // messages such as "Bearer <token>" stay readable
+	if err := enc.Encode(v); err != nil {
+		status = http.StatusInternalServerError
+		b.Reset()
+		b.WriteString(`{"error":"` + internalMessage + `"}` + "\n")
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
+	_, _ = w.Write(b.Bytes())
 }
 
 // statusCreated and statusOK are the success statuses the handlers use.

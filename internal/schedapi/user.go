@@ -29,21 +29,9 @@ func (h *Handler) createJob(ctx context.Context, c caller, _ *http.Request, body
 	if err != nil {
 		return 0, nil, err
 	}
-	if req.Iterations == nil {
-		return 0, nil, invalid("iterations", "required")
-	}
-	if *req.Iterations <= 0 {
-		return 0, nil, invalid("iterations", "must be positive, got "+strconv.FormatInt(*req.Iterations, 10))
-	}
-	if len(req.Config) == 0 {
-		return 0, nil, invalid("config", "required")
-	}
-	access := scheduler.AccessType(req.AccessType)
-	if access != "" && !access.Valid() {
-		return 0, nil, invalid("accessType", "must be private, public or user, got "+strconv.Quote(req.AccessType))
-	}
-	out, err := h.cfg.Service.CreateJob(ctx, owner, scheduler.JobSpec{Config: req.Config, Iterations: *req.Iterations,
-		AccessType: access, Priority: req.Priority})
+	// The scheduler validates the spec; its errors name the field.
+	out, err := h.cfg.Service.CreateJob(ctx, owner, scheduler.JobSpec{Config: req.Config, Iterations: req.Iterations,
+		AccessType: scheduler.AccessType(req.AccessType), Priority: req.Priority})
 	if err != nil {
 		return 0, nil, err
 	}
@@ -196,12 +184,6 @@ func (h *Handler) claim(ctx context.Context, c caller, _ *http.Request, body []b
 	if err != nil {
 		return 0, nil, err
 	}
-	if strings.TrimSpace(req.Code) == "" {
-		return 0, nil, invalid("code", "required")
-	}
-	if req.MaxParallel < 0 {
-		return 0, nil, invalid("maxParallel", "must not be negative")
-	}
 	n, err := h.cfg.Service.ClaimNode(ctx, owner, req.Code, req.Name, req.MaxParallel)
 	return 0, n, err
 }
@@ -245,9 +227,6 @@ func (h *Handler) grant(ctx context.Context, c caller, r *http.Request, body []b
 	id, err := pathID(r)
 	if err != nil {
 		return 0, nil, err
-	}
-	if strings.TrimSpace(req.UserID) == "" {
-		return 0, nil, invalid("userId", "required")
 	}
 	if err := h.cfg.Service.GrantNode(ctx, c.viewer, id, req.UserID); err != nil {
 		return 0, nil, err
