@@ -16,14 +16,22 @@ const consoleNamespace = "scheduler"
 // addConsoleNamespace makes sure the hub feed has its namespace when the
 // console runs: the scheduler's own definition wins; without one it is a
 // namespace with no history and no client permissions (the page is
-// subscribed server-side by its token).
-func addConsoleNamespace(cfg config.Config, ns *hub.Namespaces) {
+// subscribed server-side by its token). A configured one must not let
+// clients subscribe, or anyone could read the administrator's feeds (an
+// error naming it, exit status 2).
+func addConsoleNamespace(cfg config.Config, ns *hub.Namespaces) error {
 	if !cfg.Admin.Enabled {
-		return
+		return nil
 	}
-	if _, ok := ns.Named[consoleNamespace]; !ok {
+	o, ok := ns.Named[consoleNamespace]
+	if !ok {
 		ns.Named[consoleNamespace] = hub.ChannelOptions{}
+		return nil
 	}
+	if o.AllowSubscribeForClient || o.AllowSubscribeForAnonymous {
+		return usageError(fmt.Errorf("channel.namespaces %s: must not let clients subscribe (the console's feeds are in it)", consoleNamespace))
+	}
+	return nil
 }
 
 // console wires the web console (admin.enabled) and returns its routes;

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/config"
+	"github.com/switchboard-rt/switchboard/internal/hub"
 )
 
 const (
@@ -308,4 +310,32 @@ func TestConsoleRefreshesToken(t *testing.T) {
 	require.Greater(t, time.Since(start), 11*time.Second, "past the first token's expiry and grace")
 	require.Equal(t, "1", attr(t, ctx, "#conn", "connects"), "never reconnected")
 	require.Equal(t, "connected", attr(t, ctx, "#conn", "state"))
+}
+
+func TestConsoleNamespace(t *testing.T) {
+	cfg := consoleConfig()
+	ns := cfg.Channel.HubNamespaces()
+	require.NoError(t, addConsoleNamespace(cfg, &ns))
+	require.Equal(t, hub.ChannelOptions{}, ns.Named["scheduler"], "no history, no client permissions")
+
+	cfg.Channel.Namespaces = append(cfg.Channel.Namespaces, config.Namespace{Name: "scheduler",
+		NamespaceOptions: config.NamespaceOptions{AllowSubscribeForClient: true}})
+	ns = cfg.Channel.HubNamespaces()
+	err := addConsoleNamespace(cfg, &ns)
+	require.ErrorContains(t, err, "channel.namespaces scheduler: must not let clients subscribe")
+	require.Equal(t, 2, exitStatus(err))
+
+	off := testConfig()
+	ns = off.Channel.HubNamespaces()
+	require.NoError(t, addConsoleNamespace(off, &ns))
+	require.NotContains(t, ns.Named, "scheduler")
+}
+
+// The console's pages and API are served only with admin.enabled.
+func TestConsoleOff(t *testing.T) {
+	m := startServer(t, testConfig())
+	resp, err := http.Get(m.URL() + "/console")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 }

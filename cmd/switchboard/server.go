@@ -119,7 +119,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	addConsoleNamespace(cfg, &ns)
+	if err := addConsoleNamespace(cfg, &ns); err != nil {
+		return err
+	}
 	h, err := hub.New(hub.Config{
 		// The struct hides the broker's Close from hub.Shutdown: the broker
 		// stops with the other components, after in-flight requests drain.
