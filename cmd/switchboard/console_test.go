@@ -225,6 +225,8 @@ func TestConsoleSchedulerLive(t *testing.T) {
 		chromedp.WithPollingTimeout(15*time.Second))); err != nil {
 		t.Fatalf("job not cancelled: %v; banner %q; row %q", err, text(t, ctx, "#banner"), text(t, ctx, "#job-"+second))
 	}
+	// The hub feed counts the page and the node.
+	waitJS(t, ctx, `document.getElementById("hub-connections").textContent === "2"`)
 	screenshot(t, ctx, "admin.png")
 
 	// An API error is shown by the form: iterations must be positive.
