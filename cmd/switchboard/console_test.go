@@ -33,7 +33,7 @@ func consoleConfig() config.Config {
 // and the hub figures update live: a second client's connection appears
 // without a reload.
 func TestConsoleAdminHubFigures(t *testing.T) {
-	ctx := newBrowser(t, 60*time.Second)
+	ctx := newBrowser(t, 3*time.Minute)
 	m := startServer(t, consoleConfig())
 
 	require.NoError(t, chromedp.Do(ctx,
@@ -159,7 +159,7 @@ func rowCount(t *testing.T, ctx context.Context, tbody string) int {
 // second job: all live, without a reload. Alice, signed in with her token,
 // sees her node and jobs; bob sees none of them.
 func TestConsoleSchedulerLive(t *testing.T) {
-	ctx := newBrowser(t, 120*time.Second)
+	ctx := newBrowser(t, 3*time.Minute)
 	cfg := schedulerConfig(t)
 	cfg.Admin = consoleConfig().Admin
 	m := startServer(t, cfg)
@@ -263,7 +263,7 @@ func TestConsoleSchedulerLive(t *testing.T) {
 // The page reconnects when the server asks it to (a reconnect code), reloads
 // its lists and stays live; a terminal code stops it with a clear message.
 func TestConsoleReconnects(t *testing.T) {
-	ctx := newBrowser(t, 60*time.Second)
+	ctx := newBrowser(t, 3*time.Minute)
 	cfg := schedulerConfig(t)
 	cfg.Admin = consoleConfig().Admin
 	m := startServer(t, cfg)
@@ -299,7 +299,7 @@ func TestConsoleReconnects(t *testing.T) {
 // 10 s tokens and a 1 s grace, a connection that did not refresh would be
 // closed after 11 s; this one stays up.
 func TestConsoleRefreshesToken(t *testing.T) {
-	ctx := newBrowser(t, 60*time.Second)
+	ctx := newBrowser(t, 3*time.Minute)
 	cfg := consoleConfig()
 	cfg.Admin.TokenTTL = config.Duration(10 * time.Second)
 	cfg.Client.ExpiredCloseDelay = config.Duration(time.Second)

@@ -64,6 +64,15 @@
     el.hidden = !text;
   }
 
+  // banner shows a page-wide message of a kind ("lists", "hub", "cancel",
+  // "connection"); clearing a kind leaves another kind's message alone.
+  function banner(kind, text) {
+    const el = $("banner");
+    if (!text && el.dataset.kind !== kind) return;
+    el.dataset.kind = text ? kind : "";
+    show(el, text);
+  }
+
   function flash(okEl, errEl, text, isError) {
     show(isError ? errEl : okEl, text);
     show(isError ? okEl : errEl, "");
@@ -156,6 +165,7 @@
     $("hub-panel").hidden = s.role !== "admin";
     $("no-scheduler").hidden = s.scheduler;
     $("scheduler-panels").hidden = !s.scheduler;
+    $("banner").dataset.kind = "";
     show($("banner"), "");
     render();
 
@@ -170,7 +180,7 @@
       onState: (st, detail) => {
         setConn(st, st + (detail ? ": " + detail : ""));
         if (st === "stopped" && detail) {
-          show($("banner"), "The hub closed the connection for good: " + detail + ". Reload the page to connect again.");
+          banner("connection", "The hub closed the connection for good: " + detail + ". Reload the page to connect again.");
         }
       },
       onConnected: (res) => {
@@ -218,11 +228,11 @@
       if (gen !== state.loadGen) return;
       merge(state.jobs, jobs.jobs || [], state.touched.jobs);
       merge(state.nodes, nodes.nodes || [], state.touched.nodes);
-      show($("banner"), "");
+      banner("lists", "");
       render();
     } catch (e) {
       if (e.signedOut) return;
-      show($("banner"), "Loading the lists failed: " + e.toString());
+      banner("lists", "Loading the lists failed: " + e.toString());
     }
   }
 
@@ -231,7 +241,7 @@
     try {
       renderHub(await call("GET", "/console/api/hub"));
     } catch (e) {
-      if (!e.signedOut) show($("banner"), "Loading the hub figures failed: " + e.toString());
+      if (!e.signedOut) banner("hub", "Loading the hub figures failed: " + e.toString());
     }
   }
 
@@ -513,9 +523,9 @@
         job = await call("POST", "/jobs/" + encodeURIComponent(j.id) + "/cancel", {}, await apiToken(state.session.user));
       }
       upsertJob(job);
-      show($("banner"), "");
+      banner("cancel", "");
     } catch (e) {
-      if (!e.signedOut) show($("banner"), "Cancel failed: " + e.toString());
+      if (!e.signedOut) banner("cancel", "Cancel failed: " + e.toString());
       button.disabled = false;
     }
   }
