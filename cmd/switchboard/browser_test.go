@@ -135,10 +135,11 @@ func jsString(s string) string {
 	return string(b)
 }
 
-// waitJS polls the JavaScript predicate until it is true (within 15 s).
+// waitJS polls the JavaScript predicate until it is true (within 30 s:
+// the test machines are shared and loaded).
 func waitJS(t *testing.T, ctx context.Context, predicate string) {
 	t.Helper()
-	_, err := chromedp.Run(ctx, chromedp.Poll[bool](predicate, chromedp.WithPollingTimeout(15*time.Second)))
+	_, err := chromedp.Run(ctx, chromedp.Poll[bool](predicate, chromedp.WithPollingTimeout(30*time.Second)))
 	require.NoError(t, err, "waiting for %s", predicate)
 }
 
