@@ -222,7 +222,7 @@ func TestConsoleSchedulerLive(t *testing.T) {
 	waitJS(t, ctx, `document.querySelector(`+jsString(cancel)+`) !== null`)
 	require.NoError(t, chromedp.Do(ctx, js(`document.querySelector(`+jsString(cancel)+`).click()`)))
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector("#job-`+second+`").dataset.status === "cancelled"`,
-		chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		chromedp.WithPollingTimeout(30*time.Second))); err != nil {
 		t.Fatalf("job not cancelled: %v; banner %q; row %q", err, text(t, ctx, "#banner"), text(t, ctx, "#job-"+second))
 	}
 	// The hub feed counts the page and the node.
