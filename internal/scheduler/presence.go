@@ -112,9 +112,12 @@ func (p *presenceSub) take() ([]presenceEvent, bool) {
 func (s *Service) applyPresence() {
 	events, reconcile := s.presence.take()
 	if reconcile {
-		if err := s.reconcilePresence(s.ctx); err != nil && s.ctx.Err() == nil {
-			s.log.Warn("presence read failed", "channel", ChannelOnline, "error", err)
-		}
+		// After the queued events, which are older than the read.
+		defer func() {
+			if err := s.reconcilePresence(s.ctx); err != nil && s.ctx.Err() == nil {
+				s.log.Warn("presence read failed", "channel", ChannelOnline, "error", err)
+			}
+		}()
 	}
 	var changed []string
 	came := false

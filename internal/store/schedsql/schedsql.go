@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-rt/switchboard/internal/scheduler"
@@ -33,16 +34,82 @@ type Dialect struct {
 	IsDuplicate func(error) bool
 }
 
-// Queries caches the rebound query texts of one Dialect.
+// maxPrepared bounds the statements Prepare keeps (queries with IN lists
+// or multi-row VALUES vary in length; past the bound they run unprepared).
+const maxPrepared = 256
+
+// Queries caches the rebound query texts of one Dialect and, with
+// Prepare, prepared statements.
 type Queries struct {
 	d     Dialect
 	mu    sync.Mutex
 	cache map[string]string
+	db      *sql.DB
+	stmts   map[string]*sql.Stmt
+	wanted  map[string]bool
+	nwanted atomic.Int32
 }
 
 // New returns the queries of d.
 func New(d Dialect) *Queries { return &Queries{d: d, cache: map[string]string{}} }
 
+// Prepare makes q keep prepared statements of db (for drivers that do not
+// cache them themselves, like SQLite's). A query first runs unprepared and
+// is prepared by the next PrepareWanted, which the store calls outside of
+// any transaction (preparing on db inside one would wait for a connection
+// the transaction holds). Call Prepare before any transaction.
+func (q *Queries) Prepare(db *sql.DB) {
+	q.db, q.stmts, q.wanted = db, map[string]*sql.Stmt{}, map[string]bool{}
+}
+
+// PrepareWanted prepares the queries run unprepared so far. Errors leave
+// them unprepared (they still run).
+func (q *Queries) PrepareWanted(ctx context.Context) {
+	if q.db == nil || q.nwanted.Load() == 0 {
+		return
+	}
+	q.mu.Lock()
+	var todo []string
+	for k := range q.wanted {
+		todo = append(todo, k)
+	}
+	clear(q.wanted)
+	q.nwanted.Store(0)
+	q.mu.Unlock()
+	for _, k := range todo {
+		st, err := q.db.PrepareContext(ctx, k)
+		if err != nil {
+			continue
+		}
+		q.mu.Lock()
+		if old := q.stmts[k]; old != nil {
+			_ = old.Close()
+		}
+		q.stmts[k] = st
+		q.mu.Unlock()
+	}
+}
+
+// stmt returns the transaction's form of the prepared statement of
+// query, or nil when it is not (yet) prepared.
+func (q *Queries) stmt(ctx context.Context, tx *sql.Tx, query string) *sql.Stmt {
+	if q.db == nil {
+		return nil
+	}
+	q.mu.Lock()
+	st := q.stmts[query]
+	if st == nil && len(q.stmts)+len(q.wanted) < maxPrepared && !q.wanted[query] {
+		q.wanted[query] = true
+		q.nwanted.Add(1)
+	}
+	q.mu.Unlock()
+	if st == nil {
+		return nil
+	}
+	return tx.StmtContext(ctx, st)
+}
+
+// q rebinds s's '?' placeholders for the dialect (cached).
 func (q *Queries) q(s string) string {
 	if !q.d.Numbered {
 		return s
@@ -64,7 +131,9 @@ func (q *Queries) q(s string) string {
 		}
 	}
 	r := b.String()
-	q.cache[s] = r
+	if len(q.cache) < 4*maxPrepared {
+		q.cache[s] = r
+	}
 	return r
 }
 
@@ -100,7 +169,15 @@ func nullStr(s string) any {
 }
 
 func (t *txn) exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := t.tx.ExecContext(ctx, t.q.q(query), args...)
+	query = t.q.q(query)
+	st := t.q.stmt(ctx, t.tx, query)
+	var res sql.Result
+	var err error
+	if st != nil {
+		res, err = st.ExecContext(ctx, args...)
+	} else {
+		res, err = t.tx.ExecContext(ctx, query, args...)
+	}
 	if err != nil {
 		if t.q.d.IsDuplicate != nil && t.q.d.IsDuplicate(err) {
 			return 0, scheduler.ErrDuplicate
@@ -108,6 +185,24 @@ func (t *txn) exec(ctx context.Context, query string, args ...any) (int64, error
 		return 0, err
 	}
 	return res.RowsAffected()
+}
+
+// query runs a rebound, possibly prepared, query.
+func (t *txn) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	query = t.q.q(query)
+	if st := t.q.stmt(ctx, t.tx, query); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
+	return t.tx.QueryContext(ctx, query, args...)
+}
+
+// row is query for one row; errors surface in Scan.
+func (t *txn) row(ctx context.Context, query string, args ...any) *sql.Row {
+	query = t.q.q(query)
+	if st := t.q.stmt(ctx, t.tx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return t.tx.QueryRowContext(ctx, query, args...)
 }
 
 func noRows(err error) error {
@@ -145,7 +240,7 @@ func (t *txn) node(ctx context.Context, where string, lock bool, arg any) (sched
 	if lock {
 		q += t.q.d.ForUpdate
 	}
-	return scanNode(t.tx.QueryRowContext(ctx, t.q.q(q), arg))
+	return scanNode(t.row(ctx, q, arg))
 }
 
 func (t *txn) NodeByKey(ctx context.Context, key []byte) (scheduler.Node, error) {
@@ -200,7 +295,7 @@ func (t *txn) Nodes(ctx context.Context, ownerID string, ids []string) ([]schedu
 			args = append(args, id)
 		}
 	}
-	rows, err := t.tx.QueryContext(ctx, t.q.q(q+` ORDER BY created_at, id`), args...)
+	rows, err := t.query(ctx, q+` ORDER BY created_at, id`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +325,7 @@ func (t *txn) Grants(ctx context.Context, nodeIDs []string) (map[string][]string
 	for i, id := range nodeIDs {
 		args[i] = id
 	}
-	rows, err := t.tx.QueryContext(ctx, t.q.q(`SELECT node_id, user_id FROM sched_grants WHERE node_id IN (`+inList(len(nodeIDs))+`) ORDER BY node_id, user_id`), args...)
+	rows, err := t.query(ctx, (`SELECT node_id, user_id FROM sched_grants WHERE node_id IN (`+inList(len(nodeIDs))+`) ORDER BY node_id, user_id`), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -319,7 +414,7 @@ func (t *txn) job(ctx context.Context, id string, lock bool) (scheduler.Job, err
 	if lock {
 		q += t.q.d.ForUpdate
 	}
-	return scanJob(t.tx.QueryRowContext(ctx, t.q.q(q), id))
+	return scanJob(t.row(ctx, q, id))
 }
 
 func (t *txn) Job(ctx context.Context, id string) (scheduler.Job, error) {
@@ -342,7 +437,7 @@ func (t *txn) UpdateJob(ctx context.Context, j scheduler.Job) error {
 }
 
 func (t *txn) jobs(ctx context.Context, q string, args ...any) ([]scheduler.Job, error) {
-	rows, err := t.tx.QueryContext(ctx, t.q.q(q), args...)
+	rows, err := t.query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -373,7 +468,7 @@ func (t *txn) Jobs(ctx context.Context, ownerID string, status scheduler.JobStat
 }
 
 func (t *txn) CountJobs(ctx context.Context) (map[scheduler.JobStatus]int, error) {
-	rows, err := t.tx.QueryContext(ctx, `SELECT status, COUNT(*) FROM sched_jobs GROUP BY status`)
+	rows, err := t.query(ctx, `SELECT status, COUNT(*) FROM sched_jobs GROUP BY status`)
 	if err != nil {
 		return nil, err
 	}
@@ -419,7 +514,7 @@ func (t *txn) chunk(ctx context.Context, id string, lock bool) (scheduler.Chunk,
 	if lock {
 		q += t.q.d.ForUpdate
 	}
-	return scanChunk(t.tx.QueryRowContext(ctx, t.q.q(q), id))
+	return scanChunk(t.row(ctx, q, id))
 }
 
 func (t *txn) Chunk(ctx context.Context, id string) (scheduler.Chunk, error) {
@@ -448,7 +543,7 @@ func (t *txn) LeaseChunk(ctx context.Context, chunkID, nodeID, leaseID string, d
 }
 
 func (t *txn) chunks(ctx context.Context, q string, args ...any) ([]scheduler.Chunk, error) {
-	rows, err := t.tx.QueryContext(ctx, t.q.q(q), args...)
+	rows, err := t.query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -495,10 +590,10 @@ func (t *txn) ExpiredChunks(ctx context.Context, now time.Time, limit int) ([]sc
 
 func (t *txn) NextDeadline(ctx context.Context, now time.Time) (time.Time, time.Time, error) {
 	var lease, avail sql.NullInt64
-	if err := t.tx.QueryRowContext(ctx, `SELECT MIN(deadline) FROM sched_chunks WHERE status='running'`).Scan(&lease); err != nil {
+	if err := t.row(ctx, `SELECT MIN(deadline) FROM sched_chunks WHERE status='running'`).Scan(&lease); err != nil {
 		return time.Time{}, time.Time{}, err
 	}
-	if err := t.tx.QueryRowContext(ctx, t.q.q(`SELECT MIN(available_at) FROM sched_chunks WHERE status='pending' AND available_at>?`), us(now)).Scan(&avail); err != nil {
+	if err := t.row(ctx, (`SELECT MIN(available_at) FROM sched_chunks WHERE status='pending' AND available_at>?`), us(now)).Scan(&avail); err != nil {
 		return time.Time{}, time.Time{}, err
 	}
 	return fromUS(lease.Int64), fromUS(avail.Int64), nil
@@ -513,12 +608,12 @@ func (t *txn) InsertLease(ctx context.Context, leaseID, chunkID, nodeID string, 
 
 func (t *txn) LeaseHolder(ctx context.Context, leaseID string) (string, string, error) {
 	var node, chunk string
-	err := t.tx.QueryRowContext(ctx, t.q.q(`SELECT node_id, chunk_id FROM sched_leases WHERE lease_id=?`), leaseID).Scan(&node, &chunk)
+	err := t.row(ctx, (`SELECT node_id, chunk_id FROM sched_leases WHERE lease_id=?`), leaseID).Scan(&node, &chunk)
 	return node, chunk, noRows(err)
 }
 
 func (t *txn) HeldBefore(ctx context.Context, chunkID, nodeID string) (bool, error) {
 	var n int
-	err := t.tx.QueryRowContext(ctx, t.q.q(`SELECT COUNT(*) FROM sched_leases WHERE chunk_id=? AND node_id=?`), chunkID, nodeID).Scan(&n)
+	err := t.row(ctx, (`SELECT COUNT(*) FROM sched_leases WHERE chunk_id=? AND node_id=?`), chunkID, nodeID).Scan(&n)
 	return n > 0, err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/switchboard-rt/switchboard/internal/scheduler"
 	"github.com/switchboard-rt/switchboard/internal/store/schedsql"
@@ -14,21 +15,39 @@ import (
 // (one handle per store). SQLite has one writer, and this Store one
 // connection, so transactions run one at a time: no row locks are needed
 // and no chunk can be leased twice.
-var schedQueries = schedsql.New(schedsql.Dialect{
+var sqliteDialect = schedsql.Dialect{
 	IsDuplicate: func(err error) bool {
 		return strings.Contains(err.Error(), "UNIQUE constraint failed") || strings.Contains(err.Error(), "PRIMARY KEY")
 	},
-})
+}
+
+// schedState holds the scheduler's prepared statements, made on first use
+// (modernc's driver does not cache statements; preparing each query was a
+// quarter of a completion's CPU time).
+type schedState struct {
+	once sync.Once
+	q    *schedsql.Queries
+}
+
+func (s *Store) schedQueries() *schedsql.Queries {
+	s.sched.once.Do(func() {
+		s.sched.q = schedsql.New(sqliteDialect)
+		s.sched.q.Prepare(s.db)
+	})
+	return s.sched.q
+}
 
 var _ scheduler.Store = (*Store)(nil)
 
 // InTx implements scheduler.Store: fn runs in one transaction.
 func (s *Store) InTx(ctx context.Context, fn func(scheduler.Tx) error) (err error) {
+	q := s.schedQueries()
+	q.PrepareWanted(ctx)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
 	}
-	if err = fn(schedQueries.Tx(tx)); err != nil {
+	if err = fn(q.Tx(tx)); err != nil {
 		if rb := tx.Rollback(); rb != nil && !errors.Is(rb, context.Canceled) {
 			return errors.Join(err, fmt.Errorf("sqlite: rollback: %w", rb))
 		}

@@ -43,8 +43,9 @@ type Config struct {
 // Store is a key-value store scoped by circle. It is safe for concurrent
 // use; writes are serialised by SQLite. Close releases the database.
 type Store struct {
-	db  *sql.DB
-	now func() time.Time
+	db    *sql.DB
+	now   func() time.Time
+	sched schedState // the scheduler's statements (scheduler.go)
 }
 
 // Open opens (creating and migrating as needed) the store described by cfg.

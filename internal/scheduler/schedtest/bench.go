@@ -1,0 +1,117 @@
+package schedtest
+
+import (
+	"context"
+	"encoding/json"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-rt/switchboard/internal/clock"
+	"github.com/switchboard-rt/switchboard/internal/scheduler"
+)
+
+// BenchNodes is the number of simulated nodes of the throughput benchmark.
+const BenchNodes = 100
+
+// BenchThroughput measures chunks completed per second with BenchNodes
+// simulated online nodes of capacity 4 completing trivial chunks as soon
+// as they are published: b.N chunks in jobs of up to 10,000 chunks, from
+// the first CreateJob to the last completion (wall clock).
+func BenchThroughput(b *testing.B, store scheduler.Store) {
+	e := NewEnv(b, store, scheduler.Config{Clock: clock.Real})
+	var nodes []SimNode
+	for range BenchNodes {
+		nodes = append(nodes, e.Node(b, "alice", 4, 4, true))
+	}
+	sim := NewSimulator(e.Hub, nodes, 2*runtime.GOMAXPROCS(0)+2, e.Svc)
+	defer sim.Stop()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	left := b.N
+	for left > 0 {
+		n := min(left, 10_000)
+		_, err := e.Svc.CreateJob(context.Background(), "alice", scheduler.JobSpec{Config: json.RawMessage(`{"bench":true}`), Iterations: int64(n) * scheduler.DefaultChunkSize})
+		require.NoError(b, err)
+		left -= n
+	}
+	for sim.Completed() < b.N {
+		time.Sleep(time.Millisecond) // benchmark wait: the timer measures it
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/el.Seconds(), "chunks/s")
+	sim.mu.Lock()
+	defer sim.mu.Unlock()
+	require.Empty(b, sim.fails)
+}
+
+// BenchFirstAssignment measures the time from CreateJob returning to the
+// chunk's publication to an online node, one single-chunk job at a time;
+// it reports the median and p99.
+func BenchFirstAssignment(b *testing.B, store scheduler.Store) {
+	e := NewEnv(b, store, scheduler.Config{Clock: clock.Real})
+	node := e.Node(b, "alice", 4, 4, true)
+	got := make(chan scheduler.Assignment, 16)
+	e.Hub.OnPublish(func(channel string, data []byte) {
+		if strings.HasPrefix(channel, "chunks:") {
+			var a scheduler.Assignment
+			_ = json.Unmarshal(data, &a)
+			got <- a
+		}
+	})
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		_, err := e.Svc.CreateJob(context.Background(), "alice", scheduler.JobSpec{Config: json.RawMessage(`{}`), Iterations: 1})
+		require.NoError(b, err)
+		a := <-got
+		lat = append(lat, time.Since(start))
+		_, err = e.Svc.CompleteChunk(context.Background(), node.Key, a.ID, a.LeaseID, Result(a))
+		require.NoError(b, err)
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchPending measures a Service holding pending chunks: the Go heap in
+// use after creating a job of pending chunks (no node online; the chunks
+// live in the store, not in the Service), and the time of an assignment
+// pass that leases 4 of them once a node comes online.
+func BenchPending(b *testing.B, store scheduler.Store, pending int) {
+	for range b.N {
+		b.StopTimer()
+		e := NewEnv(b, store, scheduler.Config{Clock: clock.Real})
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		b.StartTimer()
+		cr, err := e.Svc.CreateJob(context.Background(), "alice", scheduler.JobSpec{Config: json.RawMessage(`{}`), Iterations: int64(pending) * scheduler.DefaultChunkSize})
+		require.NoError(b, err)
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(int64(after.HeapInuse)-int64(before.HeapInuse))/(1<<20), "heap-MiB-after")
+		node := e.Node(b, "alice", 4, 4, false)
+		start := time.Now()
+		e.Hub.Join(node.ID, node.Client)
+		for len(e.Hub.Published(scheduler.ChunksChannel(node.ID))) < 4 {
+			time.Sleep(100 * time.Microsecond)
+		}
+		b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "assign-4-ms")
+		_, err = e.Svc.CancelJob(context.Background(), scheduler.Viewer{Admin: true}, cr.JobID)
+		require.NoError(b, err)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		require.NoError(b, e.Svc.Shutdown(ctx))
+		cancel()
+		b.StartTimer()
+	}
+}
