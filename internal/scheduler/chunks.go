@@ -184,9 +184,9 @@ func (s *Service) CompleteChunk(ctx context.Context, key ed25519.PublicKey, chun
 	if out.JobComplete {
 		s.jobEvent(EventCompleted, j, nil)
 	} else {
-		s.jobEvent(EventProgress, j, nil)
+		s.jobProgressed(j)
 	}
-	s.nodeFeed(n)
+	s.nodesChanged(n.ID)
 	return out, nil
 }
 
@@ -235,9 +235,8 @@ func (s *Service) FailChunk(ctx context.Context, key ed25519.PublicKey, chunkID,
 	if err != nil {
 		return storeErr(err, ErrChunkNotFound)
 	}
-	n.Running--
 	s.afterEnd(o)
-	s.nodeFeed(n)
+	s.nodesChanged(n.ID)
 	return nil
 }
 
@@ -308,7 +307,7 @@ func (s *Service) afterEnd(o endOutcome) {
 	s.metrics.retried.Inc()
 	s.armAvail(o.retryAt)
 	s.kickAssign() // the node's slot is free for other chunks
-	s.jobEvent(EventProgress, o.job, nil)
+	s.jobProgressed(o.job)
 }
 
 // ProgressChunk records done iterations of a running chunk and extends its
@@ -398,7 +397,7 @@ func (s *Service) expirePass() {
 				// completion would be refused (lease lost) anyway.
 				s.sendCancels(d.JobID, map[string][]string{nodeID: {d.ID}})
 				s.afterEnd(o)
-				s.publishNodes([]string{nodeID})
+				s.nodesChanged(nodeID)
 			}
 		}
 		if len(due) < s.cfg.AssignBatch {

@@ -61,6 +61,9 @@ type Config struct {
 	MaxIterations int64
 	// AssignBatch bounds the chunks one assignment pass leases.
 	AssignBatch int
+	// ProgressInterval is how often coalesced progress events and node
+	// feed updates are published (coalesce.go); negative = each at once.
+	ProgressInterval time.Duration
 	// SweepInterval is the period of the safety sweep (expired leases,
 	// missed wake-ups, presence reconciliation); negative = none.
 	SweepInterval time.Duration
@@ -93,6 +96,14 @@ type Service struct {
 
 	wakeAssign chan struct{} // buffered 1: run an assignment pass
 	wakeExpire chan struct{} // buffered 1: run an expiry pass
+	wakeFlush  chan struct{} // buffered 1: publish coalesced events
+
+	evMu       sync.Mutex // orders job events (coalesce.go)
+	dirtyMu    sync.Mutex
+	dirtyJobs  map[string]struct{}
+	dirtyNodes map[string]struct{}
+	flushArmed bool
+	flushT     clock.Timer
 	presence   *presenceSub
 
 	mu      sync.Mutex
@@ -118,7 +129,8 @@ func New(cfg Config) (*Service, error) {
 		cfg: cfg, clock: clock.OrReal(cfg.Clock), log: cfg.Logger.With("component", "scheduler"),
 		store: cfg.Store, pub: cfg.Publisher, pres: cfg.Presence,
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
-		wakeAssign: make(chan struct{}, 1), wakeExpire: make(chan struct{}, 1),
+		wakeAssign: make(chan struct{}, 1), wakeExpire: make(chan struct{}, 1), wakeFlush: make(chan struct{}, 1),
+		dirtyJobs: map[string]struct{}{}, dirtyNodes: map[string]struct{}{},
 		online: map[string]map[string]struct{}{},
 	}
 	m, err := newMetrics(cfg.Registerer, s)
@@ -140,6 +152,7 @@ func (c *Config) fill() error {
 	set(&c.BackoffBase, DefaultBackoffBase)
 	set(&c.BackoffMax, DefaultBackoffMax)
 	set(&c.SweepInterval, DefaultSweepInterval)
+	set(&c.ProgressInterval, DefaultProgressInterval)
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = DefaultMaxAttempts
 	}
@@ -256,6 +269,11 @@ func (s *Service) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
+	s.dirtyMu.Lock()
+	if s.flushT != nil {
+		s.flushT.Stop()
+	}
+	s.dirtyMu.Unlock()
 	s.pres.RemoveSubscriber(ChannelOnline, s.presence)
 	s.cancel()
 	select {
@@ -289,6 +307,8 @@ func (s *Service) loop() {
 			s.expirePass()
 		case <-s.wakeAssign:
 			s.assignPass()
+		case <-s.wakeFlush:
+			s.flush()
 		case _, ok := <-wakeups:
 			if !ok {
 				wakeups = nil
