@@ -45,7 +45,7 @@ func (s *Service) assignOnce() (int, bool) {
 	full := false
 	err := s.store.InTx(ctx, func(tx Tx) error {
 		plan, order, jobs, full = map[string][]planned{}, nil, map[string]Job{}, false
-		nodes, err := tx.Nodes(ctx, "", online)
+		nodes, err := tx.FreeNodes(ctx, online)
 		if err != nil {
 			return err
 		}

@@ -105,6 +105,10 @@ type Service struct {
 	flushArmed bool
 	flushT     clock.Timer
 	presence   *presenceSub
+	serialized bool // the Store runs one transaction at a time
+	completeQ  chan *completeReq
+	wg         sync.WaitGroup // the committer
+	nodeIDs    sync.Map       // string(public key) → node id
 
 	mu      sync.Mutex
 	online  map[string]map[string]struct{} // node id → client ids in nodes:online
@@ -131,7 +135,11 @@ func New(cfg Config) (*Service, error) {
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
 		wakeAssign: make(chan struct{}, 1), wakeExpire: make(chan struct{}, 1), wakeFlush: make(chan struct{}, 1),
 		dirtyJobs: map[string]struct{}{}, dirtyNodes: map[string]struct{}{},
-		online: map[string]map[string]struct{}{},
+		completeQ: make(chan *completeReq, maxCompleteBatch),
+		online:    map[string]map[string]struct{}{},
+	}
+	if sz, ok := cfg.Store.(interface{ Serialized() bool }); ok {
+		s.serialized = sz.Serialized()
 	}
 	m, err := newMetrics(cfg.Registerer, s)
 	if err != nil {
@@ -219,6 +227,10 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	go s.loop()
+	if s.serialized {
+		s.wg.Add(1)
+		go s.committer()
+	}
 	s.mu.Lock()
 	if s.cfg.SweepInterval > 0 {
 		s.sweepT = s.clock.AfterFunc(s.cfg.SweepInterval, s.onSweep)
@@ -276,8 +288,14 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	s.dirtyMu.Unlock()
 	s.pres.RemoveSubscriber(ChannelOnline, s.presence)
 	s.cancel()
+	stopped := make(chan struct{})
+	go func() {
+		<-s.done
+		s.wg.Wait()
+		close(stopped)
+	}()
 	select {
-	case <-s.done:
+	case <-stopped:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("scheduler: shutdown: %w", ctx.Err())
