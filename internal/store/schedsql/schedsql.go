@@ -41,9 +41,9 @@ const maxPrepared = 256
 // Queries caches the rebound query texts of one Dialect and, with
 // Prepare, prepared statements.
 type Queries struct {
-	d     Dialect
-	mu    sync.Mutex
-	cache map[string]string
+	d       Dialect
+	mu      sync.Mutex
+	cache   map[string]string
 	db      *sql.DB
 	stmts   map[string]*sql.Stmt
 	wanted  map[string]bool
@@ -352,7 +352,7 @@ func (t *txn) Grants(ctx context.Context, nodeIDs []string) (map[string][]string
 	for i, id := range nodeIDs {
 		args[i] = id
 	}
-	rows, err := t.query(ctx, (`SELECT node_id, user_id FROM sched_grants WHERE node_id IN (`+inList(len(nodeIDs))+`) ORDER BY node_id, user_id`), args...)
+	rows, err := t.query(ctx, (`SELECT node_id, user_id FROM sched_grants WHERE node_id IN (` + inList(len(nodeIDs)) + `) ORDER BY node_id, user_id`), args...)
 	if err != nil {
 		return nil, err
 	}
