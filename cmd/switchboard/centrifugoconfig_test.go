@@ -50,7 +50,7 @@ func TestCentrifugoConfigStarts(t *testing.T) {
 	require.NoError(t, json.Unmarshal(block[1], &cfgDoc))
 	cfgDoc["http_server"].(map[string]any)["port"] = 0
 	cfgDoc["usage_stats"] = map[string]any{"disabled": true}
-	cfgDoc["admin"] = map[string]any{"enabled": false, "password": "p", "secret": "s"}
+	cfgDoc["admin"] = map[string]any{"enabled": false, "password": "p", "secret": "s", "insecure": false}
 	cfgDoc["prometheus"] = map[string]any{"enabled": true}
 	cfgDoc["health"] = map[string]any{"enabled": true}
 	path := filepath.Join(t.TempDir(), "config.json")
@@ -80,7 +80,7 @@ func TestCentrifugoConfigStarts(t *testing.T) {
 		}
 	}
 	require.Len(t, warnings, 1, "logs:\n%s", logs.String())
-	for _, key := range []string{"usage_stats.disabled", "admin.enabled", "admin.password", "admin.secret", "prometheus.enabled", "health.enabled"} {
+	for _, key := range []string{"usage_stats.disabled", "admin.insecure", "prometheus.enabled", "health.enabled"} {
 		require.Contains(t, warnings[0], key)
 	}
 
@@ -94,10 +94,10 @@ func TestCentrifugoConfigStarts(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
 	// A key that would turn a missing feature on still refuses to start.
-	cfgDoc["admin"] = map[string]any{"enabled": true}
+	cfgDoc["admin"] = map[string]any{"enabled": true, "insecure": true}
 	b, err = json.Marshal(cfgDoc)
 	require.NoError(t, err)
 	require.NoError(t, writeFile(path, string(b)))
 	_, err = config.Load(path)
-	require.ErrorContains(t, err, `key "admin.enabled" is a Centrifugo feature not supported by Switchboard`)
+	require.ErrorContains(t, err, `key "admin.insecure" is a Centrifugo feature not supported by Switchboard`)
 }

@@ -119,6 +119,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := addConsoleNamespace(cfg, &ns); err != nil {
+		return err
+	}
 	h, err := hub.New(hub.Config{
 		// The struct hides the broker's Close from hub.Shutdown: the broker
 		// stops with the other components, after in-flight requests drain.
@@ -151,6 +154,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if cfg.Client.Token.HMACSecretKey == "" && !cfg.Client.AllowAnonymousConnectWithoutToken {
 		log.Warn("client.token.hmac_secret_key is empty: clients cannot connect with tokens (set it, or allow anonymous connections)")
 	}
+	consoleRoutes, err := m.console(tokens)
+	if err != nil {
+		return err
+	}
+	extra = append(extra, consoleRoutes...)
 	proto, err := clientproto.NewServer(clientproto.Config{
 		Hub: h, Tokens: tokens, RPC: rpc, AllowAnonymous: cfg.Client.AllowAnonymousConnectWithoutToken,
 		PingInterval: time.Duration(cfg.Client.PingInterval), PongTimeout: time.Duration(cfg.Client.PongTimeout),

@@ -19,6 +19,7 @@ var errorTables = map[string]bool{
 	"centrifugo/errors.go":  true,
 	"gateway/errors.go":     true,
 	"circle/errors.go":      true,
+	"console/errors.go":     true,
 	"schedapi/errors.go":    true,
 	"node/errors.go":        true, // the node API statuses, client side
 }
@@ -39,6 +40,7 @@ var wireLiterals = []struct {
 	{"circle/", regexp.MustCompile(`circles\.NewError\(`), "a JSON-RPC error built outside the table"},
 	{"api/", regexp.MustCompile(`http\.Status(?:[A-Z]\w*)`), "an HTTP status outside the table"},
 	{"gateway/", regexp.MustCompile(`http\.Status(?:[A-Z]\w*)`), "an HTTP status outside the table"},
+	{"console/", regexp.MustCompile(`http\.Status(?:[A-Z]\w*)`), "an HTTP status outside the table"},
 	{"schedapi/", regexp.MustCompile(`http\.Status(?:[A-Z]\w*)`), "an HTTP status outside the table"},
 }
 

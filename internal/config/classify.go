@@ -106,7 +106,11 @@ var centrifugoKeys = map[string]centrifugoKey{
 	"uni_websocket":                       {class: section, gate: enabledGate},
 	"uni_grpc":                            {class: section, gate: enabledGate},
 	"emulation":                           {class: section}, // used only by sse and http_stream
-	"admin":                               {class: section, gate: enabledGate},
+	"admin.handler_prefix":                {class: offOnly, hint: "the console is served at /console"},
+	"admin.insecure":                      {class: offOnly, hint: "the console always asks for admin.password"},
+	"admin.web_path":                      {class: offOnly, hint: "the console's pages are built in"},
+	"admin.web_proxy_address":             {class: offOnly, hint: "the console's pages are built in"},
+	"admin.external":                      {class: offOnly, hint: "everything is served on http_server.port"},
 	"prometheus":                          {class: section}, // Switchboard always serves /metrics
 	"prometheus.handler_prefix":           {class: fixed, def: "/metrics"},
 	"health":                              {class: section}, // Switchboard always serves /health

@@ -178,7 +178,7 @@ func TestCentrifugoDefaultsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Centrifugo defaults do not load: %v", err)
 	}
-	for _, want := range []string{"admin.enabled", "usage_stats.disabled", "engine.redis.connect_timeout", "channel.namespaces[0].delta_publish", "websocket.write_buffer_size"} {
+	for _, want := range []string{"admin.insecure", "usage_stats.disabled", "engine.redis.connect_timeout", "channel.namespaces[0].delta_publish", "websocket.write_buffer_size"} {
 		if !slices.Contains(c.NoEffect, want) {
 			t.Errorf("NoEffect lacks %s", want)
 		}
@@ -240,12 +240,12 @@ func TestCentrifugoFeaturesOn(t *testing.T) {
 
 // The keys of the issue: they only switch off or tune missing features.
 func TestNoEffectKeysLoad(t *testing.T) {
-	c := mustParse(t, `{"usage_stats":{"disabled":true},"admin":{"enabled":false,"password":"p","secret":"s"},
+	c := mustParse(t, `{"usage_stats":{"disabled":true},"admin":{"enabled":false,"password":"p","secret":"s","insecure":false},
 		"prometheus":{"enabled":true},"health":{"enabled":true},"log":{"level":"warn"},
 		"engine":{"type":"memory","redis":{"address":"redis://x"}},"broker":{"redis":{"address":"redis://x"}},
 		"websocket":{"write_buffer_size":4096,"compression":false},"client":{"history_max_publication_limit":300},
 		"channel":{"namespaces":[{"name":"ab","delta_publish":false,"subscribe_proxy_name":"p"}]}}`, "json")
-	want := []string{"admin.enabled", "admin.password", "admin.secret", "broker.redis.address",
+	want := []string{"admin.insecure", "broker.redis.address",
 		"channel.namespaces[0].delta_publish", "channel.namespaces[0].subscribe_proxy_name",
 		"client.history_max_publication_limit", "health.enabled",
 		"prometheus.enabled", "usage_stats.disabled", "websocket.compression", "websocket.write_buffer_size"}

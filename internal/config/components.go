@@ -5,6 +5,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
 	redisbroker "github.com/switchboard-rt/switchboard/internal/broker/redis"
+	"github.com/switchboard-rt/switchboard/internal/console"
 	"github.com/switchboard-rt/switchboard/internal/gateway"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/schedapi"
@@ -145,4 +146,13 @@ func (s Scheduler) NodeVerifierConfig() auth.NodeVerifierConfig {
 // DatabaseURL is set.
 func (s Scheduler) PostgresConfig() postgres.Config {
 	return postgres.Config{URL: s.DatabaseURL, Schema: s.DatabaseSchema, MaxConns: s.DatabaseMaxConns}
+}
+
+// ConsoleConfig returns the admin section as the console's configuration
+// (Signer, Tokens, Hub, Scheduler, FeedInterval, LoginAddresses, Clock,
+// Logger and Registerer are left for the caller; Enabled decides whether
+// it runs).
+func (a Admin) ConsoleConfig() console.Config {
+	return console.Config{Password: a.Password, Secret: a.Secret, SessionTTL: a.SessionTTL.Std(),
+		HubTokenTTL: a.TokenTTL.Std(), LoginFailures: a.LoginFailures, LoginWindow: a.LoginWindow.Std()}
 }

@@ -171,9 +171,19 @@ func TestSchedulerMapping(t *testing.T) {
 		"SignatureSkew": {"Skew"}, "ReplayCacheSize": {"MaxReplay"},
 	}
 	unmapped := []string{"Store", "Publisher", "Presence", "Clock", "Logger", "Registerer",
-		"Service", "Tokens", "Signer", "APIKey", "Nodes", "Timeout", "Now"}
+		"Service", "Tokens", "Signer", "APIKey", "Nodes", "Timeout", "Now",
+		"ProgressInterval"} // the scheduler's default until schedhttp gives it a key
 	checkMapping(t, want, unmapped, func(s Scheduler) []reflect.Value {
 		return []reflect.Value{reflect.ValueOf(s.ServiceConfig()), reflect.ValueOf(s.APIConfig()), reflect.ValueOf(s.NodeVerifierConfig()),
 			reflect.ValueOf(s.PostgresConfig())}
 	})
+}
+
+func TestAdminMapping(t *testing.T) {
+	want := map[string][]string{
+		"Enabled": {}, "Password": {"Password"}, "Secret": {"Secret"}, "SessionTTL": {"SessionTTL"},
+		"TokenTTL": {"HubTokenTTL"}, "LoginFailures": {"LoginFailures"}, "LoginWindow": {"LoginWindow"},
+	}
+	unmapped := []string{"Signer", "Tokens", "Hub", "Scheduler", "FeedInterval", "LoginAddresses", "Clock", "Logger", "Registerer"}
+	checkMapping(t, want, unmapped, func(a Admin) []reflect.Value { return []reflect.Value{reflect.ValueOf(a.ConsoleConfig())} })
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/auth"
 	redisbroker "github.com/switchboard-rt/switchboard/internal/broker/redis"
 	"github.com/switchboard-rt/switchboard/internal/clientproto"
+	"github.com/switchboard-rt/switchboard/internal/console"
 	"github.com/switchboard-rt/switchboard/internal/dispatch"
 	"github.com/switchboard-rt/switchboard/internal/gateway"
 	"github.com/switchboard-rt/switchboard/internal/hub"
@@ -61,6 +62,7 @@ type Config struct {
 	Log        Log         `json:"log" yaml:"log" toml:"log"`
 	Client     Client      `json:"client" yaml:"client" toml:"client"`
 	HTTPAPI    HTTPAPI     `json:"http_api" yaml:"http_api" toml:"http_api"`
+	Admin      Admin       `json:"admin" yaml:"admin" toml:"admin"`
 	Channel    Channel     `json:"channel" yaml:"channel" toml:"channel"`
 	WebSocket  WebSocket   `json:"websocket" yaml:"websocket" toml:"websocket"`
 	Broker     Broker      `json:"broker" yaml:"broker" toml:"broker"`
@@ -184,6 +186,28 @@ type HTTPAPI struct {
 	// commands to other nodes and surveys included (default 5s).
 	// Switchboard extension.
 	Timeout Duration `json:"timeout" yaml:"timeout" toml:"timeout"`
+}
+
+// Admin configures the web console at /console (the keys of Centrifugo's
+// admin web UI).
+type Admin struct {
+	// Enabled serves the console; Password and Secret are then required.
+	Enabled bool `json:"enabled" yaml:"enabled" toml:"enabled"`
+	// Password signs in as administrator (compared in constant time).
+	Password string `json:"password" yaml:"password" toml:"password"`
+	// Secret signs the console's session cookies (HMAC-SHA256); changing
+	// it signs every session out.
+	Secret string `json:"secret" yaml:"secret" toml:"secret"`
+	// SessionTTL is a console session's lifetime (default 12h).
+	// Switchboard extension, as the keys below.
+	SessionTTL Duration `json:"session_ttl" yaml:"session_ttl" toml:"session_ttl"`
+	// TokenTTL is the lifetime of the hub and API tokens the console hands
+	// to its page, which refreshes them (default 10m, at least 10s).
+	TokenTTL Duration `json:"token_ttl" yaml:"token_ttl" toml:"token_ttl"`
+	// LoginFailures within LoginWindow lock a client address out of
+	// sign-in until the window ends (defaults 5 and 1m).
+	LoginFailures int      `json:"login_failures" yaml:"login_failures" toml:"login_failures"`
+	LoginWindow   Duration `json:"login_window" yaml:"login_window" toml:"login_window"`
 }
 
 // Channel configures channels and namespaces. The namespace boundary ":",
@@ -455,6 +479,8 @@ func Default() Config {
 		Engine: Engine{Type: BrokerMemory, Redis: EngineRedis{
 			Address: DefaultRedisAddress, Prefix: redisbroker.DefaultPrefix, PresenceTTL: Duration(redisbroker.DefaultPresenceTTL),
 		}},
+		Admin: Admin{SessionTTL: Duration(console.DefaultSessionTTL), TokenTTL: Duration(console.DefaultHubTokenTTL),
+			LoginFailures: console.DefaultLoginFailures, LoginWindow: Duration(console.DefaultLoginWindow)},
 		Shutdown: ShutdownCfg{Timeout: Duration(DefaultShutdownTimeout)},
 		Runner: Runner{
 			Workers:      worker.DefaultWorkers,

@@ -126,6 +126,7 @@ func TestCentrifugoEnvAliases(t *testing.T) {
 		"SWITCHBOARD_HTTP_SERVER_PORT=9001",
 		"CENTRIFUGO_CLIENT_ALLOWED_ORIGINS=http://a.example,http://b.example",
 		"CENTRIFUGO_ADMIN_PASSWORD=x",
+		"CENTRIFUGO_ADMIN_WEB_PATH=",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +135,10 @@ func TestCentrifugoEnvAliases(t *testing.T) {
 		!reflect.DeepEqual(c.Client.AllowedOrigins, []string{"http://a.example", "http://b.example"}) {
 		t.Errorf("got %+v", c)
 	}
-	if !reflect.DeepEqual(c.NoEffect, []string{"CENTRIFUGO_ADMIN_PASSWORD"}) {
+	if c.Admin.Password != "x" {
+		t.Errorf("admin.password = %q from CENTRIFUGO_ADMIN_PASSWORD", c.Admin.Password)
+	}
+	if !reflect.DeepEqual(c.NoEffect, []string{"CENTRIFUGO_ADMIN_WEB_PATH"}) {
 		t.Errorf("NoEffect = %q", c.NoEffect)
 	}
 	// A bad alias value is an error naming the alias.

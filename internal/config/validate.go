@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
 	redisbroker "github.com/switchboard-rt/switchboard/internal/broker/redis"
+	"github.com/switchboard-rt/switchboard/internal/console"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/origin"
 )
@@ -25,6 +26,10 @@ var (
 	hostnameRe      = regexp.MustCompile(`^[a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?$`)
 	headerNameRe    = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 )
+
+// MinAdminSecret is the shortest admin.secret accepted: it keys the
+// console's session cookies.
+const MinAdminSecret = console.MinSecret
 
 // Validate checks every value of c and returns all problems joined
 // (errors.Join), each naming its key path, or nil.
@@ -56,6 +61,25 @@ func (c *Config) Validate() error {
 		v.add("http_api.error_mode", "unknown mode %q (use transport, or leave it empty)", c.HTTPAPI.ErrorMode)
 	}
 	v.positiveDur("http_api.timeout", c.HTTPAPI.Timeout)
+
+	// admin
+	v.positiveDur("admin.session_ttl", c.Admin.SessionTTL)
+	if c.Admin.TokenTTL.Std() < console.MinHubTokenTTL {
+		v.add("admin.token_ttl", "must be at least %s, got %s", console.MinHubTokenTTL, c.Admin.TokenTTL)
+	}
+	v.positive("admin.login_failures", c.Admin.LoginFailures)
+	v.positiveDur("admin.login_window", c.Admin.LoginWindow)
+	if c.Admin.Enabled {
+		if c.Admin.Password == "" {
+			v.add("admin.password", "required when admin.enabled is true")
+		}
+		if len(c.Admin.Secret) < MinAdminSecret {
+			v.add("admin.secret", "must be at least %d bytes when admin.enabled is true, got %d", MinAdminSecret, len(c.Admin.Secret))
+		}
+		if c.Client.Token.HMACSecretKey == "" {
+			v.add("admin.enabled", "needs client.token.hmac_secret_key: the console connects to the hub with tokens signed with it")
+		}
+	}
 
 	// client
 	cl := c.Client

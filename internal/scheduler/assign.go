@@ -45,7 +45,7 @@ func (s *Service) assignOnce() (int, bool) {
 	full := false
 	err := s.store.InTx(ctx, func(tx Tx) error {
 		plan, order, jobs, full = map[string][]planned{}, nil, map[string]Job{}, false
-		nodes, err := tx.Nodes(ctx, "", online)
+		nodes, err := tx.FreeNodes(ctx, online)
 		if err != nil {
 			return err
 		}
@@ -240,10 +240,10 @@ func (s *Service) assign(ctx context.Context, j Job, plan []planned) int {
 		s.metrics.assigned.Inc()
 		s.metrics.latency.Observe(max(0, s.clock.Now().Sub(since[i]).Seconds()))
 	}
-	if j.Status == JobPending || sent > 0 {
-		s.jobFeed(job)
+	if sent > 0 {
+		s.jobProgressed(job)
 	}
-	s.publishNodes(uniq(wonNodes))
+	s.nodesChanged(uniq(wonNodes)...)
 	return sent
 }
 

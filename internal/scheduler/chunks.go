@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/switchboard-rt/switchboard/internal/errs"
 	"time"
 )
 
@@ -27,6 +29,16 @@ const (
 // it sent ("" = its current lease): ErrNotOwner when it never held the
 // chunk, ErrLeaseLost when its lease is not the chunk's live one.
 func checkHolder(ctx context.Context, tx Tx, c Chunk, nodeID, leaseID string) (holding, error) {
+	if leaseID != "" && leaseID == c.LeaseID && c.NodeID == nodeID {
+		// The chunk's own lease: no need to look it up.
+		switch c.Status {
+		case ChunkRunning:
+			return holds, nil
+		case ChunkCompleted:
+			return alreadyCompleted, nil
+		}
+		return 0, ErrLeaseLost
+	}
 	if leaseID == "" {
 		if c.NodeID == nodeID {
 			switch c.Status {
@@ -66,29 +78,46 @@ func checkHolder(ctx context.Context, tx Tx, c Chunk, nodeID, leaseID string) (h
 	return 0, ErrNotOwner
 }
 
-// locked reads the node of key and locks the job and the chunk (lock
-// order job, chunk).
-func locked(ctx context.Context, tx Tx, key ed25519.PublicKey, chunkID string) (Node, Job, Chunk, error) {
-	n, err := tx.NodeByKey(ctx, key)
-	if errors.Is(err, ErrNoRows) {
-		return Node{}, Job{}, Chunk{}, ErrNodeNotFound
-	}
+// locked finds the node of key and locks the job and the chunk (lock
+// order job, chunk). Node ids of keys are cached: a key's node never
+// changes. On a store that serialises transactions the chunk read before
+// the job lock is already the locked state.
+func (s *Service) locked(ctx context.Context, tx Tx, key ed25519.PublicKey, chunkID string) (string, Job, Chunk, error) {
+	nodeID, err := s.nodeIDOf(ctx, tx, key)
 	if err != nil {
-		return Node{}, Job{}, Chunk{}, err
+		return "", Job{}, Chunk{}, err
 	}
 	c, err := tx.Chunk(ctx, chunkID)
 	if errors.Is(err, ErrNoRows) {
-		return Node{}, Job{}, Chunk{}, ErrChunkNotFound
+		return "", Job{}, Chunk{}, ErrChunkNotFound
 	}
 	if err != nil {
-		return Node{}, Job{}, Chunk{}, err
+		return "", Job{}, Chunk{}, err
 	}
 	j, err := tx.JobForUpdate(ctx, c.JobID)
 	if err != nil {
-		return Node{}, Job{}, Chunk{}, err
+		return "", Job{}, Chunk{}, err
 	}
-	c, err = tx.ChunkForUpdate(ctx, chunkID)
-	return n, j, c, err
+	if !s.serialized {
+		c, err = tx.ChunkForUpdate(ctx, chunkID)
+	}
+	return nodeID, j, c, err
+}
+
+// nodeIDOf returns the id of the node of key (ErrNodeNotFound).
+func (s *Service) nodeIDOf(ctx context.Context, tx Tx, key ed25519.PublicKey) (string, error) {
+	if id, ok := s.nodeIDs.Load(string(key)); ok {
+		return id.(string), nil
+	}
+	n, err := tx.NodeByKey(ctx, key)
+	if errors.Is(err, ErrNoRows) {
+		return "", ErrNodeNotFound
+	}
+	if err != nil {
+		return "", err
+	}
+	s.nodeIDs.Store(string(key), n.ID)
+	return n.ID, nil
 }
 
 func (s *Service) chunkArgs(key ed25519.PublicKey, chunkID, leaseID string) error {
@@ -124,54 +153,18 @@ func (s *Service) CompleteChunk(ctx context.Context, key ed25519.PublicKey, chun
 	if _, _, err := DecodeResult(result); err != nil {
 		return Completion{}, invalid("result", err.Error())
 	}
-	now := s.now()
 	var out Completion
 	var j Job
-	var n Node
-	err := s.store.InTx(ctx, func(tx Tx) error {
-		out = Completion{Success: true}
-		var c Chunk
-		var err error
-		n, j, c, err = locked(ctx, tx, key, chunkID)
-		if err != nil {
+	var nodeID string
+	var err error
+	if s.serialized {
+		out, j, nodeID, err = s.completeBatched(ctx, key, chunkID, leaseID, result)
+	} else {
+		err = s.store.InTx(ctx, func(tx Tx) (err error) {
+			out, j, nodeID, err = s.completeIn(ctx, tx, key, chunkID, leaseID, result, s.now())
 			return err
-		}
-		h, err := checkHolder(ctx, tx, c, n.ID, leaseID)
-		if err != nil {
-			return err
-		}
-		if h == alreadyCompleted {
-			out.AlreadyCompleted = true
-			return nil
-		}
-		c.Status = ChunkCompleted
-		c.Result = append(json.RawMessage(nil), result...)
-		c.Done = c.Iterations
-		c.Deadline = time.Time{}
-		c.UpdatedAt = now
-		if err := tx.UpdateChunk(ctx, c); err != nil {
-			return err
-		}
-		if _, err := tx.AddRunning(ctx, n.ID, -1, 0); err != nil {
-			return err
-		}
-		n.Running--
-		j.Chunks.Running--
-		j.Chunks.Completed++
-		j.IterationsDone += c.Iterations
-		j.UpdatedAt = now
-		if j.Chunks.Completed == j.Chunks.Total && !j.Status.Terminal() {
-			// The last chunk: this transaction holds the job's lock, so the
-			// aggregate is computed exactly once.
-			agg, err := aggregateJob(ctx, tx, j.ID)
-			if err != nil {
-				return err
-			}
-			j.Result, j.Status, j.FinishedAt = agg, JobCompleted, now
-			out.JobComplete = true
-		}
-		return tx.UpdateJob(ctx, j)
-	})
+		})
+	}
 	if err != nil {
 		return Completion{}, storeErr(err, ErrChunkNotFound)
 	}
@@ -184,10 +177,141 @@ func (s *Service) CompleteChunk(ctx context.Context, key ed25519.PublicKey, chun
 	if out.JobComplete {
 		s.jobEvent(EventCompleted, j, nil)
 	} else {
-		s.jobEvent(EventProgress, j, nil)
+		s.jobProgressed(j)
 	}
-	s.nodeFeed(n)
+	s.nodesChanged(nodeID)
 	return out, nil
+}
+
+// completeIn is CompleteChunk's transaction body. Domain errors (an
+// *errs.Error) come before any write, so a batch of completions in one
+// transaction (completeBatched) can go on past them.
+func (s *Service) completeIn(ctx context.Context, tx Tx, key ed25519.PublicKey, chunkID, leaseID string, result json.RawMessage, now time.Time) (out Completion, j Job, nodeID string, err error) {
+	out = Completion{Success: true}
+	var c Chunk
+	nodeID, j, c, err = s.locked(ctx, tx, key, chunkID)
+	if err != nil {
+		return out, j, nodeID, err
+	}
+	h, err := checkHolder(ctx, tx, c, nodeID, leaseID)
+	if err != nil {
+		return out, j, nodeID, err
+	}
+	if h == alreadyCompleted {
+		out.AlreadyCompleted = true
+		return out, j, nodeID, nil
+	}
+	c.Status = ChunkCompleted
+	c.Result = append(json.RawMessage(nil), result...)
+	c.Done = c.Iterations
+	c.Deadline = time.Time{}
+	c.UpdatedAt = now
+	if err := tx.UpdateChunk(ctx, c); err != nil {
+		return out, j, nodeID, err
+	}
+	if _, err := tx.AddRunning(ctx, nodeID, -1, 0); err != nil {
+		return out, j, nodeID, err
+	}
+	j.Chunks.Running--
+	j.Chunks.Completed++
+	j.IterationsDone += c.Iterations
+	j.UpdatedAt = now
+	if j.Chunks.Completed == j.Chunks.Total && !j.Status.Terminal() {
+		// The last chunk: this transaction holds the job's lock, so the
+		// aggregate is computed exactly once.
+		agg, err := aggregateJob(ctx, tx, j.ID)
+		if err != nil {
+			return out, j, nodeID, err
+		}
+		j.Result, j.Status, j.FinishedAt = agg, JobCompleted, now
+		out.JobComplete = true
+	}
+	return out, j, nodeID, tx.UpdateJob(ctx, j)
+}
+
+// maxCompleteBatch bounds the completions of one group commit.
+const maxCompleteBatch = 128
+
+// completeReq is a completion waiting for the group commit.
+type completeReq struct {
+	key              ed25519.PublicKey
+	chunkID, leaseID string
+	result           json.RawMessage
+	done             chan completeRes // buffered 1
+}
+
+type completeRes struct {
+	out    Completion
+	job    Job
+	nodeID string
+	err    error
+}
+
+// completeBatched hands a completion to the committer, which runs the
+// completions waiting at that moment in one transaction (group commit):
+// on a store that serialises transactions (SQLite) this divides the
+// commits and the assignment passes they trigger.
+func (s *Service) completeBatched(ctx context.Context, key ed25519.PublicKey, chunkID, leaseID string, result json.RawMessage) (Completion, Job, string, error) {
+	r := &completeReq{key: key, chunkID: chunkID, leaseID: leaseID, result: result, done: make(chan completeRes, 1)}
+	select {
+	case s.completeQ <- r:
+	case <-ctx.Done():
+		return Completion{}, Job{}, "", ctx.Err()
+	case <-s.ctx.Done():
+		return Completion{}, Job{}, "", ErrStopped
+	}
+	select {
+	case res := <-r.done:
+		return res.out, res.job, res.nodeID, res.err
+	case <-ctx.Done():
+		return Completion{}, Job{}, "", ctx.Err() // it may still commit; a retry answers alreadyCompleted
+	case <-s.ctx.Done():
+		return Completion{}, Job{}, "", ErrStopped
+	}
+}
+
+// committer runs the group commits until Shutdown.
+func (s *Service) committer() {
+	defer s.wg.Done()
+	batch := make([]*completeReq, 0, maxCompleteBatch)
+	res := make([]completeRes, 0, maxCompleteBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-s.ctx.Done():
+			return
+		case r := <-s.completeQ:
+			batch = append(batch, r)
+		}
+	fill:
+		for len(batch) < maxCompleteBatch {
+			select {
+			case r := <-s.completeQ:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		now := s.now()
+		err := s.store.InTx(s.ctx, func(tx Tx) error {
+			res = res[:0]
+			for _, r := range batch {
+				out, j, nodeID, err := s.completeIn(s.ctx, tx, r.key, r.chunkID, r.leaseID, r.result, now)
+				if err != nil && errs.Find(err) == nil {
+					return err // a store failure: the whole batch fails
+				}
+				res = append(res, completeRes{out: out, job: j, nodeID: nodeID, err: err})
+			}
+			return nil
+		})
+		for i, r := range batch {
+			if err != nil {
+				r.done <- completeRes{err: err}
+			} else {
+				r.done <- res[i]
+			}
+		}
+	}
 }
 
 // FailChunk records that the node could not run a chunk. A retryable
@@ -213,16 +337,16 @@ func (s *Service) FailChunk(ctx context.Context, key ed25519.PublicKey, chunkID,
 	}
 	now := s.now()
 	var o endOutcome
-	var n Node
+	var nodeID string
 	err := s.store.InTx(ctx, func(tx Tx) error {
 		var j Job
 		var c Chunk
 		var err error
-		n, j, c, err = locked(ctx, tx, key, chunkID)
+		nodeID, j, c, err = s.locked(ctx, tx, key, chunkID)
 		if err != nil {
 			return err
 		}
-		h, err := checkHolder(ctx, tx, c, n.ID, leaseID)
+		h, err := checkHolder(ctx, tx, c, nodeID, leaseID)
 		if err != nil {
 			return err
 		}
@@ -235,9 +359,8 @@ func (s *Service) FailChunk(ctx context.Context, key ed25519.PublicKey, chunkID,
 	if err != nil {
 		return storeErr(err, ErrChunkNotFound)
 	}
-	n.Running--
 	s.afterEnd(o)
-	s.nodeFeed(n)
+	s.nodesChanged(nodeID)
 	return nil
 }
 
@@ -308,7 +431,7 @@ func (s *Service) afterEnd(o endOutcome) {
 	s.metrics.retried.Inc()
 	s.armAvail(o.retryAt)
 	s.kickAssign() // the node's slot is free for other chunks
-	s.jobEvent(EventProgress, o.job, nil)
+	s.jobProgressed(o.job)
 }
 
 // ProgressChunk records done iterations of a running chunk and extends its
@@ -324,13 +447,13 @@ func (s *Service) ProgressChunk(ctx context.Context, key ed25519.PublicKey, chun
 	var j Job
 	var c Chunk
 	err := s.store.InTx(ctx, func(tx Tx) error {
-		var n Node
+		var nodeID string
 		var err error
-		n, j, c, err = locked(ctx, tx, key, chunkID)
+		nodeID, j, c, err = s.locked(ctx, tx, key, chunkID)
 		if err != nil {
 			return err
 		}
-		h, err := checkHolder(ctx, tx, c, n.ID, leaseID)
+		h, err := checkHolder(ctx, tx, c, nodeID, leaseID)
 		if err != nil {
 			return err
 		}
@@ -398,7 +521,7 @@ func (s *Service) expirePass() {
 				// completion would be refused (lease lost) anyway.
 				s.sendCancels(d.JobID, map[string][]string{nodeID: {d.ID}})
 				s.afterEnd(o)
-				s.publishNodes([]string{nodeID})
+				s.nodesChanged(nodeID)
 			}
 		}
 		if len(due) < s.cfg.AssignBatch {

@@ -146,7 +146,7 @@ func (s *Service) applyPresence() {
 	if came {
 		s.kickAssign()
 	}
-	s.publishNodes(changed)
+	s.nodesChanged(changed...)
 }
 
 // reconcilePresence replaces the online set with a full presence read of
@@ -191,7 +191,7 @@ func (s *Service) reconcilePresence(ctx context.Context) error {
 	if came {
 		s.kickAssign()
 	}
-	s.publishNodes(changed)
+	s.nodesChanged(changed...)
 	return nil
 }
 

@@ -79,6 +79,13 @@ func (s *Service) publishBestEffort(channel string, v any) {
 // failed or cancelled; payload the job JSON, plus "chunk" for a chunk's
 // progress report) and to the admin and owner job feeds.
 func (s *Service) jobEvent(typ string, j Job, chunk *ChunkProgress) {
+	s.evMu.Lock()
+	defer s.evMu.Unlock()
+	s.publishJob(typ, j, chunk)
+}
+
+// publishJob is jobEvent with evMu held.
+func (s *Service) publishJob(typ string, j Job, chunk *ChunkProgress) {
 	payload, err := json.Marshal(j)
 	if err != nil {
 		s.log.Error("encode job", "error", err)

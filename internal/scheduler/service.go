@@ -61,6 +61,9 @@ type Config struct {
 	MaxIterations int64
 	// AssignBatch bounds the chunks one assignment pass leases.
 	AssignBatch int
+	// ProgressInterval is how often coalesced progress events and node
+	// feed updates are published (coalesce.go); negative = each at once.
+	ProgressInterval time.Duration
 	// SweepInterval is the period of the safety sweep (expired leases,
 	// missed wake-ups, presence reconciliation); negative = none.
 	SweepInterval time.Duration
@@ -93,7 +96,19 @@ type Service struct {
 
 	wakeAssign chan struct{} // buffered 1: run an assignment pass
 	wakeExpire chan struct{} // buffered 1: run an expiry pass
+	wakeFlush  chan struct{} // buffered 1: publish coalesced events
+
+	evMu       sync.Mutex // orders job events (coalesce.go)
+	dirtyMu    sync.Mutex
+	dirtyJobs  map[string]struct{}
+	dirtyNodes map[string]struct{}
+	flushArmed bool
+	flushT     clock.Timer
 	presence   *presenceSub
+	serialized bool // the Store runs one transaction at a time
+	completeQ  chan *completeReq
+	wg         sync.WaitGroup // the committer
+	nodeIDs    sync.Map       // string(public key) → node id
 
 	mu      sync.Mutex
 	online  map[string]map[string]struct{} // node id → client ids in nodes:online
@@ -118,8 +133,13 @@ func New(cfg Config) (*Service, error) {
 		cfg: cfg, clock: clock.OrReal(cfg.Clock), log: cfg.Logger.With("component", "scheduler"),
 		store: cfg.Store, pub: cfg.Publisher, pres: cfg.Presence,
 		ctx: ctx, cancel: cancel, done: make(chan struct{}),
-		wakeAssign: make(chan struct{}, 1), wakeExpire: make(chan struct{}, 1),
-		online: map[string]map[string]struct{}{},
+		wakeAssign: make(chan struct{}, 1), wakeExpire: make(chan struct{}, 1), wakeFlush: make(chan struct{}, 1),
+		dirtyJobs: map[string]struct{}{}, dirtyNodes: map[string]struct{}{},
+		completeQ: make(chan *completeReq, maxCompleteBatch),
+		online:    map[string]map[string]struct{}{},
+	}
+	if sz, ok := cfg.Store.(interface{ Serialized() bool }); ok {
+		s.serialized = sz.Serialized()
 	}
 	m, err := newMetrics(cfg.Registerer, s)
 	if err != nil {
@@ -140,6 +160,7 @@ func (c *Config) fill() error {
 	set(&c.BackoffBase, DefaultBackoffBase)
 	set(&c.BackoffMax, DefaultBackoffMax)
 	set(&c.SweepInterval, DefaultSweepInterval)
+	set(&c.ProgressInterval, DefaultProgressInterval)
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = DefaultMaxAttempts
 	}
@@ -206,6 +227,10 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	go s.loop()
+	if s.serialized {
+		s.wg.Add(1)
+		go s.committer()
+	}
 	s.mu.Lock()
 	if s.cfg.SweepInterval > 0 {
 		s.sweepT = s.clock.AfterFunc(s.cfg.SweepInterval, s.onSweep)
@@ -256,10 +281,21 @@ func (s *Service) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
+	s.dirtyMu.Lock()
+	if s.flushT != nil {
+		s.flushT.Stop()
+	}
+	s.dirtyMu.Unlock()
 	s.pres.RemoveSubscriber(ChannelOnline, s.presence)
 	s.cancel()
+	stopped := make(chan struct{})
+	go func() {
+		<-s.done
+		s.wg.Wait()
+		close(stopped)
+	}()
 	select {
-	case <-s.done:
+	case <-stopped:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("scheduler: shutdown: %w", ctx.Err())
@@ -289,6 +325,8 @@ func (s *Service) loop() {
 			s.expirePass()
 		case <-s.wakeAssign:
 			s.assignPass()
+		case <-s.wakeFlush:
+			s.flush()
 		case _, ok := <-wakeups:
 			if !ok {
 				wakeups = nil

@@ -60,6 +60,9 @@ type Tx interface {
 	// Nodes lists claimed and unclaimed nodes: with ownerID set only that
 	// owner's, with ids set only those; ordered by creation.
 	Nodes(ctx context.Context, ownerID string, ids []string) ([]Node, error)
+	// FreeNodes returns the claimed nodes among ids that have free
+	// capacity (running < Node.Capacity()), ordered by creation.
+	FreeNodes(ctx context.Context, ids []string) ([]Node, error)
 	// Grant records that the owner of nodeID lets userID's jobs run on it
 	// (idempotent).
 	Grant(ctx context.Context, nodeID, userID string, at time.Time) error

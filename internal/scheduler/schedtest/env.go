@@ -60,6 +60,9 @@ func (e *Env) start(tb testing.TB, cfg scheduler.Config) *Env {
 	if cfg.SweepInterval == 0 {
 		cfg.SweepInterval = -1
 	}
+	if cfg.ProgressInterval == 0 {
+		cfg.ProgressInterval = -1 // events at once, unless a test sets it
+	}
 	svc, err := scheduler.New(cfg)
 	require.NoError(tb, err)
 	require.NoError(tb, svc.Run(context.Background()))

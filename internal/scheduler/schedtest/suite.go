@@ -41,6 +41,7 @@ func Run(t *testing.T, f Factory) {
 		{"Priority", testPriority},
 		{"OtherShapeResults", testOtherShapes},
 		{"SweepRepairsPresence", testSweepPresence},
+		{"CoalescedProgress", testCoalescedProgress},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
@@ -177,9 +178,10 @@ func testSplitAssignComplete(t *testing.T, f Factory) {
 	require.ErrorIs(t, err, scheduler.ErrJobNotFound)
 
 	ev := e.Hub.Events(t, scheduler.JobChannel(cr.JobID))
-	require.Len(t, ev, 3)
-	require.Equal(t, []any{"progress", "progress", "completed"}, []any{ev[0]["type"], ev[1]["type"], ev[2]["type"]})
-	payload := ev[2]["payload"].(map[string]any)
+	require.Len(t, ev, 4) // leased (running), 1 and 2 chunks done, completed
+	require.Equal(t, []any{"progress", "progress", "progress", "completed"}, []any{ev[0]["type"], ev[1]["type"], ev[2]["type"], ev[3]["type"]})
+	require.Equal(t, "running", ev[0]["payload"].(map[string]any)["status"])
+	payload := ev[3]["payload"].(map[string]any)
 	require.Equal(t, "completed", payload["status"])
 	require.Equal(t, float64(2500), payload["result"].(map[string]any)["totalIterations"])
 	require.Nil(t, payload["error"])
@@ -646,4 +648,28 @@ func testSweepPresence(t *testing.T, f Factory) {
 	require.NoError(t, err)
 	e.WaitAssigned(t, ghost, 1)
 	require.Empty(t, e.Hub.Assignments(t, n.ID))
+}
+
+func testCoalescedProgress(t *testing.T, f Factory) {
+	e := NewEnv(t, f(t), scheduler.Config{ProgressInterval: time.Second})
+	n := e.Node(t, "alice", 3, 3, true)
+	cr, err := e.Svc.CreateJob(ctx, "alice", scheduler.JobSpec{Config: json.RawMessage(`{}`), Iterations: 2999})
+	require.NoError(t, err)
+	as := e.WaitAssigned(t, n, 3)
+	e.Complete(t, n, as[0])
+	e.Complete(t, n, as[1])
+	require.Empty(t, e.Hub.Published(scheduler.JobChannel(cr.JobID)))
+	e.Clock.Advance(time.Second)
+	require.Eventually(t, func() bool { return len(e.Hub.Published(scheduler.JobChannel(cr.JobID))) == 1 }, testenv.Wait, testenv.Tick)
+	ev := e.Hub.Events(t, scheduler.JobChannel(cr.JobID))[0]
+	require.Equal(t, "progress", ev["type"])
+	require.Equal(t, 2.0, ev["payload"].(map[string]any)["chunks"].(map[string]any)["completed"])
+	feed := e.Hub.Events(t, scheduler.OwnerNodesChannel("alice"))
+	require.Equal(t, 1.0, feed[len(feed)-1]["payload"].(map[string]any)["running"]) // one chunk still held
+	e.Complete(t, n, as[2])
+	e.Clock.Advance(time.Second)
+	e.Clock.Advance(time.Second)
+	ev = e.Hub.Events(t, scheduler.JobChannel(cr.JobID))[1]
+	require.Equal(t, "completed", ev["type"])
+	require.Never(t, func() bool { return len(e.Hub.Published(scheduler.JobChannel(cr.JobID))) > 2 }, 100*time.Millisecond, 10*time.Millisecond)
 }

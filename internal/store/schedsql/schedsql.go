@@ -41,9 +41,9 @@ const maxPrepared = 256
 // Queries caches the rebound query texts of one Dialect and, with
 // Prepare, prepared statements.
 type Queries struct {
-	d     Dialect
-	mu    sync.Mutex
-	cache map[string]string
+	d       Dialect
+	mu      sync.Mutex
+	cache   map[string]string
 	db      *sql.DB
 	stmts   map[string]*sql.Stmt
 	wanted  map[string]bool
@@ -311,6 +311,33 @@ func (t *txn) Nodes(ctx context.Context, ownerID string, ids []string) ([]schedu
 	return out, rows.Err()
 }
 
+// capacitySQL is Node.Capacity in SQL.
+const capacitySQL = `CASE WHEN max_parallel <= 0 AND total_cores <= 0 THEN 1 WHEN max_parallel <= 0 THEN total_cores WHEN total_cores <= 0 THEN max_parallel WHEN max_parallel < total_cores THEN max_parallel ELSE total_cores END`
+
+func (t *txn) FreeNodes(ctx context.Context, ids []string) ([]scheduler.Node, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	rows, err := t.query(ctx, `SELECT `+nodeCols+` FROM sched_nodes WHERE id IN (`+inList(len(ids))+`) AND owner_id IS NOT NULL AND running < `+capacitySQL+` ORDER BY created_at, id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []scheduler.Node
+	for rows.Next() {
+		n, err := scanNode(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
 func (t *txn) Grant(ctx context.Context, nodeID, userID string, at time.Time) error {
 	_, err := t.exec(ctx, `INSERT INTO sched_grants (node_id, user_id, created_at) VALUES (?,?,?) ON CONFLICT (node_id, user_id) DO NOTHING`, nodeID, userID, us(at))
 	return err
@@ -325,7 +352,7 @@ func (t *txn) Grants(ctx context.Context, nodeIDs []string) (map[string][]string
 	for i, id := range nodeIDs {
 		args[i] = id
 	}
-	rows, err := t.query(ctx, (`SELECT node_id, user_id FROM sched_grants WHERE node_id IN (`+inList(len(nodeIDs))+`) ORDER BY node_id, user_id`), args...)
+	rows, err := t.query(ctx, (`SELECT node_id, user_id FROM sched_grants WHERE node_id IN (` + inList(len(nodeIDs)) + `) ORDER BY node_id, user_id`), args...)
 	if err != nil {
 		return nil, err
 	}

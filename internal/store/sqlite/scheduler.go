@@ -64,3 +64,7 @@ func (s *Store) Notify(context.Context) error { return nil }
 
 // Wakeups implements scheduler.Store: nil, no other process.
 func (s *Store) Wakeups() <-chan struct{} { return nil }
+
+// Serialized tells the scheduler that transactions run one at a time (one
+// connection), so a read is already locked.
+func (s *Store) Serialized() bool { return true }

@@ -70,13 +70,14 @@ CREATE TABLE sched_chunks (
     result       BYTEA,
     error        TEXT    NOT NULL DEFAULT '',
     created_at   BIGINT  NOT NULL,
-    updated_at   BIGINT  NOT NULL,
-    UNIQUE (job_id, idx)
+    updated_at   BIGINT  NOT NULL
 );
 CREATE INDEX sched_chunks_job_status ON sched_chunks (job_id, status, idx);
-CREATE INDEX sched_chunks_deadline ON sched_chunks (status, deadline);
-CREATE INDEX sched_chunks_available ON sched_chunks (status, available_at);
-CREATE INDEX sched_chunks_node ON sched_chunks (node_id, status);
+-- Partial indexes: a chunk row is in at most one of them, so a status
+-- change touches few index entries.
+CREATE INDEX sched_chunks_deadline ON sched_chunks (deadline) WHERE status = 'running';
+CREATE INDEX sched_chunks_available ON sched_chunks (available_at) WHERE status = 'pending';
+CREATE INDEX sched_chunks_node ON sched_chunks (node_id) WHERE status = 'running';
 
 CREATE TABLE sched_leases (
     lease_id   TEXT    PRIMARY KEY,
