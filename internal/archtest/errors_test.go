@@ -19,6 +19,7 @@ var errorTables = map[string]bool{
 	"centrifugo/errors.go":  true,
 	"gateway/errors.go":     true,
 	"circle/errors.go":      true,
+	"relay/errors.go":       true,
 }
 
 // wireLiterals are the ways a wire code gets written by hand. Each applies

@@ -1,0 +1,553 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/quic-go/quic-go"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/broker/memory"
+	"github.com/switchboard-rt/switchboard/internal/delivery"
+	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
+	wire "github.com/switchboard-rt/switchboard/protocol/relay"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type testServer struct {
+	*Server
+	reg *prometheus.Registry
+	hub *hub.Hub
+	log *testenv.Buffer
+}
+
+// newTestServer starts a relay on 127.0.0.1:0 with a hub on the memory
+// engine whose "relay" namespace keeps presence.
+func newTestServer(t *testing.T, mod func(*Config)) *testServer {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	h, err := hub.New(hub.Config{Broker: memory.New(time.Now), Presence: memory.NewPresence(),
+		Namespaces: hub.Namespaces{Named: map[string]hub.ChannelOptions{"relay": {Presence: true, JoinLeave: true}}}})
+	require.NoError(t, err)
+	pool, err := delivery.NewPool(delivery.Config{Registerer: reg})
+	require.NoError(t, err)
+	cfg := Config{Address: "127.0.0.1:0", Pool: pool, Presence: h, Registerer: reg}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := New(cfg)
+	require.NoError(t, err)
+	s.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
+		defer cancel()
+		require.NoError(t, s.Shutdown(ctx))
+		pool.Close()
+		require.NoError(t, h.Shutdown(ctx))
+	})
+	return &testServer{Server: s, reg: reg, hub: h}
+}
+
+// issunClient behaves exactly as an ISSUN 0.10 client: no ALPN, SNI
+// localhost, any certificate, quinn's limits; the NodeId on its first uni
+// stream; one event per stream out; it reads one frame per server stream
+// and drops the stream.
+type issunClient struct {
+	t      *testing.T
+	qc     *quic.Conn
+	id     wire.NodeID
+	echo   wire.NodeID
+	events chan wire.Event
+	done   chan struct{}
+	err    error // why the reader stopped
+}
+
+func dialQUIC(t *testing.T, addr string, protos []string) (*quic.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
+	defer cancel()
+	return quic.DialAddr(ctx, addr, &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", NextProtos: protos},
+		&quic.Config{MaxIdleTimeout: 30 * time.Second, MaxIncomingUniStreams: 100, EnableDatagrams: len(protos) > 0})
+}
+
+func dialISSUN(t *testing.T, s *testServer, id wire.NodeID) *issunClient {
+	t.Helper()
+	c, err := tryISSUN(t, s, id)
+	require.NoError(t, err)
+	return c
+}
+
+func tryISSUN(t *testing.T, s *testServer, id wire.NodeID) (*issunClient, error) {
+	qc, err := dialQUIC(t, s.Addr().String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	c := &issunClient{t: t, qc: qc, id: id, events: make(chan wire.Event, 4096), done: make(chan struct{})}
+	started := false
+	t.Cleanup(func() {
+		if !started {
+			close(c.done)
+		}
+		c.close()
+	})
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(id))
+	if err := c.writeStream(b[:]); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
+	defer cancel()
+	rs, err := qc.AcceptUniStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.ReadFull(rs, b[:]); err != nil {
+		return nil, err
+	}
+	c.echo = wire.NodeID(binary.LittleEndian.Uint64(b[:]))
+	started = true
+	go c.read()
+	return c, nil
+}
+
+// writeStream waits for stream credit as quinn's open_uni does.
+func (c *issunClient) writeStream(b []byte) error {
+	st, err := c.qc.OpenUniStreamSync(context.Background())
+	if err != nil {
+		return err
+	}
+	if _, err := st.Write(b); err != nil {
+		return err
+	}
+	return st.Close()
+}
+
+func (c *issunClient) read() {
+	defer close(c.done)
+	for {
+		rs, err := c.qc.AcceptUniStream(context.Background())
+		if err != nil {
+			c.err = err
+			return
+		}
+		_, body, err := wire.ReadFrame(rs, 0, 1<<20, nil)
+		rs.CancelRead(0) // one frame per stream, then quinn drops it
+		if err != nil {
+			c.err = err
+			return
+		}
+		ev, err := wire.DecodeEvent(body, 0)
+		if err != nil {
+			c.err = err
+			return
+		}
+		c.events <- ev
+	}
+}
+
+func (c *issunClient) close() {
+	_ = c.qc.CloseWithError(0, "")
+	select {
+	case <-c.done:
+	case <-time.After(testenv.Wait):
+		c.t.Errorf("reader of %d did not stop", c.id)
+	}
+}
+
+func (c *issunClient) send(ev *wire.Event) {
+	c.t.Helper()
+	require.NoError(c.t, c.writeStream(wire.AppendEventFrame(nil, ev)))
+}
+
+func (c *issunClient) sendRaw(frame []byte) error { return c.writeStream(frame) }
+
+// next returns the next event, failing after testenv.Wait.
+func (c *issunClient) next() wire.Event {
+	c.t.Helper()
+	select {
+	case ev := <-c.events:
+		return ev
+	case <-c.done:
+		c.t.Fatalf("connection of %d ended: %v", c.id, c.err)
+	case <-time.After(testenv.Wait):
+		c.t.Fatalf("no event for %d", c.id)
+	}
+	return wire.Event{}
+}
+
+// closedWith waits for the server to close the connection and returns
+// the application error.
+func (c *issunClient) closedWith() *quic.ApplicationError {
+	c.t.Helper()
+	select {
+	case <-c.qc.Context().Done():
+	case <-time.After(testenv.Wait):
+		c.t.Fatalf("connection of %d not closed", c.id)
+	}
+	var ae *quic.ApplicationError
+	require.ErrorAs(c.t, context.Cause(c.qc.Context()), &ae)
+	require.True(c.t, ae.Remote, "closed by the server")
+	return ae
+}
+
+func game(name string) string { return "multiplayer_pong::" + name }
+
+func event(scope wire.Scope, seq uint64, payload string) *wire.Event {
+	return &wire.Event{Metadata: wire.Metadata{Sender: 999, Timestamp: 1700000000000, Sequence: seq},
+		Scope: scope, TypeName: game("PaddleMove"), Payload: []byte(payload)}
+}
+
+var broadcast = wire.Scope{Kind: wire.ScopeBroadcast}
+
+func control(suffix string, payload []byte) *wire.Event {
+	return &wire.Event{Scope: wire.Scope{Kind: wire.ScopeToServer}, TypeName: "multiplayer_pong" + suffix, Payload: payload}
+}
+
+func TestISSUNHandshakeEcho(t *testing.T) {
+	s := newTestServer(t, nil)
+	c := dialISSUN(t, s, 0x0102030405060708)
+	require.Equal(t, c.id, c.echo, "the NodeId is echoed on the server's first stream")
+	require.Empty(t, c.qc.ConnectionState().TLS.NegotiatedProtocol, "no ALPN")
+	require.Eventually(t, func() bool { return s.NumConnections() == 1 }, testenv.Wait, testenv.Tick)
+	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.handshakes.WithLabelValues(handshakeOK)))
+}
+
+// The origin relay sent every event on one long-lived stream, so ISSUN
+// clients (one frame per stream) got about one; here every event arrives,
+// in order.
+func TestISSUNThousandEventsInOrder(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.EventRate = -1 })
+	a := dialISSUN(t, s, 1)
+	b := dialISSUN(t, s, 2)
+	const n = 1000
+	go func() {
+		for i := range n {
+			if err := a.writeStream(wire.AppendEventFrame(nil, event(broadcast, uint64(i), "x"))); err != nil {
+				return
+			}
+		}
+	}()
+	for i := range n {
+		ev := b.next()
+		require.Equal(t, uint64(i), ev.Metadata.Sequence, "event %d in order", i)
+		require.Equal(t, wire.NodeID(1), ev.Metadata.Sender)
+	}
+	select {
+	case ev := <-a.events:
+		t.Fatalf("the sender got its own event back: %+v", ev)
+	default:
+	}
+}
+
+func TestISSUNSenderRewrittenAndTargeted(t *testing.T) {
+	s := newTestServer(t, nil)
+	a, b, c := dialISSUN(t, s, 10), dialISSUN(t, s, 20), dialISSUN(t, s, 30)
+	ev := event(wire.Scope{Kind: wire.ScopeTargeted, Target: 30}, 1, "secret")
+	ev.Metadata.Sender = 20 // spoofing b
+	a.send(ev)
+	got := c.next()
+	require.Equal(t, wire.NodeID(10), got.Metadata.Sender, "sender rewritten with the handshake NodeId")
+	require.Equal(t, wire.Scope{Kind: wire.ScopeTargeted, Target: 30}, got.Scope)
+	require.Equal(t, "secret", string(got.Payload))
+	require.Equal(t, game("PaddleMove"), got.TypeName)
+
+	// Broadcast reaches b and c, not the sender; the unknown target is dropped.
+	a.send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 77}, 2, "lost"))
+	a.send(event(broadcast, 3, "all"))
+	require.Equal(t, "all", string(b.next().Payload))
+	require.Equal(t, "all", string(c.next().Payload))
+	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.drops.WithLabelValues(dropUnknownTarget)))
+}
+
+func TestISSUNDuplicateNodeRefused(t *testing.T) {
+	s := newTestServer(t, nil)
+	a := dialISSUN(t, s, 5)
+	_, err := tryISSUN(t, s, 5)
+	require.Error(t, err)
+	var ae *quic.ApplicationError
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, quic.ApplicationErrorCode(hub.DisconnectBadRequest.Code), ae.ErrorCode)
+	require.Equal(t, "node id already connected", ae.ErrorMessage)
+	// The first connection is unaffected.
+	b := dialISSUN(t, s, 6)
+	b.send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 5}, 1, "still here"))
+	require.Equal(t, "still here", string(a.next().Payload))
+}
+
+func TestISSUNBadInputClosesClearly(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.MaxFrame = 1024 })
+	good := wire.AppendEventFrame(nil, event(broadcast, 1, "ok"))
+	mod := func(f func(b []byte) []byte) []byte { return f(append([]byte(nil), good...)) }
+	cases := []struct {
+		name   string
+		frame  []byte
+		reason string
+	}{
+		{"oversize frame", wire.AppendEventFrame(nil, event(broadcast, 1, strings.Repeat("x", 2000))), "exceeds the frame cap of 1024"},
+		{"bad magic", mod(func(b []byte) []byte { b[0] = 'X'; return b }), "bad magic"},
+		{"wrong version", mod(func(b []byte) []byte { b[2] = 2; return b }), "unsupported version: version 2, want 1"},
+		{"garbage", []byte("GET / HTTP/1.1\r\n\r\n"), "bad magic"},
+		{"4 GiB length", mod(func(b []byte) []byte { b[4], b[5], b[6], b[7] = 0xff, 0xff, 0xff, 0xff; return b }), "4294967295 bytes exceeds"},
+		{"truncated", good[:20], "truncated"},
+		{"bad event body", mod(func(b []byte) []byte { b[8+24] = 9; return b }), "unknown variant 9"},
+	}
+	peer := dialISSUN(t, s, 1000)
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cl := dialISSUN(t, s, wire.NodeID(100+i))
+			require.NoError(t, cl.sendRaw(c.frame))
+			ae := cl.closedWith()
+			require.Equal(t, quic.ApplicationErrorCode(hub.DisconnectBadRequest.Code), ae.ErrorCode)
+			require.Contains(t, ae.ErrorMessage, c.reason)
+		})
+	}
+	// The server is unaffected.
+	other := dialISSUN(t, s, 2000)
+	other.send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 1000}, 1, "fine"))
+	require.Equal(t, "fine", string(peer.next().Payload))
+}
+
+func TestISSUNBadHandshake(t *testing.T) {
+	s := newTestServer(t, nil)
+	for _, hs := range [][]byte{{1, 2, 3}, make([]byte, 8), make([]byte, 12)} {
+		qc, err := dialQUIC(t, s.Addr().String(), nil)
+		require.NoError(t, err)
+		st, err := qc.OpenUniStream()
+		require.NoError(t, err)
+		if len(hs) == 12 {
+			hs[0] = 1
+		}
+		_, _ = st.Write(hs)
+		require.NoError(t, st.Close())
+		<-qc.Context().Done()
+		var ae *quic.ApplicationError
+		require.ErrorAs(t, context.Cause(qc.Context()), &ae)
+		require.Equal(t, quic.ApplicationErrorCode(hub.DisconnectBadRequest.Code), ae.ErrorCode)
+		require.Contains(t, ae.ErrorMessage, "bad handshake")
+	}
+	require.Equal(t, 3.0, testutil.ToFloat64(s.metrics.handshakes.WithLabelValues(handshakeBad)))
+}
+
+func TestISSUNFloodDropsThenDisconnects(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.EventRate, c.EventBurst = 10, 20 })
+	flood := dialISSUN(t, s, 1)
+	victim := dialISSUN(t, s, 2)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			if flood.sendRaw(wire.AppendEventFrame(nil, event(broadcast, uint64(i), "spam"))) != nil {
+				return
+			}
+		}
+	}()
+	ae := flood.closedWith()
+	wg.Wait()
+	require.Equal(t, quic.ApplicationErrorCode(hub.DisconnectTooManyRequests.Code), ae.ErrorCode)
+	require.Equal(t, "too many requests", ae.ErrorMessage)
+	require.Positive(t, testutil.ToFloat64(s.metrics.drops.WithLabelValues(dropRateLimited)))
+	// The burst went through; the rest was dropped.
+	for range 20 {
+		victim.next()
+	}
+	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.disconnects.WithLabelValues("rate_limited")))
+	// The server still relays.
+	a := dialISSUN(t, s, 3)
+	a.send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 2}, 1, "after"))
+	for ev := victim.next(); string(ev.Payload) != "after"; ev = victim.next() {
+	}
+}
+
+func TestISSUNMaxClientsRefusedBeforeHandshake(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.MaxClients = 1 })
+	dialISSUN(t, s, 1)
+	_, err := dialQUIC(t, s.Addr().String(), nil)
+	require.Error(t, err, "the handshake is refused")
+	var te *quic.TransportError
+	require.ErrorAs(t, err, &te)
+	require.Positive(t, testutil.ToFloat64(s.metrics.handshakes.WithLabelValues(handshakeFull)))
+}
+
+func TestISSUNRoomsAndPresence(t *testing.T) {
+	s := newTestServer(t, nil)
+	a, b, c := dialISSUN(t, s, 1), dialISSUN(t, s, 2), dialISSUN(t, s, 3)
+
+	a.send(control(wire.SuffixJoin, wire.RoomRequest{Room: "match-1"}.Append(nil)))
+	ans := a.next()
+	require.Equal(t, "multiplayer_pong::SwitchboardJoined", ans.TypeName)
+	require.Equal(t, wire.NodeID(0), ans.Metadata.Sender, "from the relay")
+	ra, err := wire.DecodeRoomAnswer(ans.Payload)
+	require.NoError(t, err)
+	require.Equal(t, wire.RoomAnswer{Room: "match-1", Members: []wire.NodeID{1}}, ra)
+
+	b.send(control(wire.SuffixJoin, wire.RoomRequest{Room: "match-1"}.Append(nil)))
+	ra, err = wire.DecodeRoomAnswer(b.next().Payload)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []wire.NodeID{1, 2}, ra.Members)
+	p := a.next()
+	require.Equal(t, "multiplayer_pong::SwitchboardPresence", p.TypeName)
+	pa, err := wire.DecodePresenceAnswer(p.Payload)
+	require.NoError(t, err)
+	require.Equal(t, wire.PresenceAnswer{Room: "match-1", Joined: []wire.NodeID{2}}, pa)
+
+	// Hub presence of relay:match-1 lists both players.
+	pres, err := s.hub.Presence(context.Background(), "relay:match-1")
+	require.NoError(t, err)
+	require.Len(t, pres, 2)
+	for _, info := range pres {
+		require.Contains(t, string(info.ChanInfo), `"transport":"quic-issun"`)
+	}
+
+	// Room broadcast reaches the room only; c (in no room) broadcasts to the lobby only.
+	a.send(event(broadcast, 1, "in room"))
+	require.Equal(t, "in room", string(b.next().Payload))
+	c.send(event(broadcast, 2, "lobby"))
+	a.send(event(broadcast, 3, "in room 2"))
+	require.Equal(t, "in room 2", string(b.next().Payload), "the lobby event did not reach the room")
+	select {
+	case ev := <-c.events:
+		t.Fatalf("c outside the room got %q", ev.Payload)
+	default:
+	}
+
+	b.send(control(wire.SuffixLeave, wire.RoomRequest{Room: "match-1"}.Append(nil)))
+	require.Equal(t, "multiplayer_pong::SwitchboardLeft", b.next().TypeName)
+	pa, err = wire.DecodePresenceAnswer(a.next().Payload)
+	require.NoError(t, err)
+	require.Equal(t, []wire.NodeID{2}, pa.Left)
+	c.send(event(broadcast, 4, "lobby again"))
+	require.Equal(t, "lobby again", string(b.next().Payload), "b is back in the lobby")
+
+	b.send(control(wire.SuffixLeave, wire.RoomRequest{Room: "match-1"}.Append(nil)))
+	e := b.next()
+	require.Equal(t, "multiplayer_pong::SwitchboardError", e.TypeName)
+	ea, err := wire.DecodeErrorAnswer(e.Payload)
+	require.NoError(t, err)
+	require.Equal(t, wire.ErrCodeNotInRoom, ea.Code)
+
+	a.close()
+	require.Eventually(t, func() bool {
+		pres, err := s.hub.Presence(context.Background(), "relay:match-1")
+		return err == nil && len(pres) == 0
+	}, testenv.Wait, testenv.Tick, "presence removed when the last player goes")
+	require.Empty(t, s.Rooms())
+}
+
+func TestISSUNRoomFull(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.MaxMembers = 1 })
+	a, b := dialISSUN(t, s, 1), dialISSUN(t, s, 2)
+	a.send(control(wire.SuffixJoin, wire.RoomRequest{Room: "solo"}.Append(nil)))
+	require.Equal(t, game("SwitchboardJoined"), a.next().TypeName)
+	b.send(control(wire.SuffixJoin, wire.RoomRequest{Room: "solo"}.Append(nil)))
+	ea, err := wire.DecodeErrorAnswer(b.next().Payload)
+	require.NoError(t, err)
+	require.Equal(t, wire.ErrorAnswer{Code: wire.ErrCodeRoomFull, Message: "room full"}, ea)
+}
+
+func TestISSUNTokenAuth(t *testing.T) {
+	const secret = "relay-test-secret"
+	s := newTestServer(t, func(c *Config) { c.Auth = AuthToken; c.Verifier = auth.NewTokenVerifier(secret, "", "") })
+	a, b := dialISSUN(t, s, 1), dialISSUN(t, s, 2)
+	a.send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 2}, 1, "before auth"))
+	a.send(control(wire.SuffixJoin, wire.RoomRequest{Room: "r"}.Append(nil)))
+	ea, err := wire.DecodeErrorAnswer(a.next().Payload)
+	require.NoError(t, err)
+	require.Equal(t, wire.ErrCodeUnauthorized, ea.Code)
+
+	a.send(control(wire.SuffixAuth, wire.AuthRequest{Token: "garbage"}.Append(nil)))
+	ea, err = wire.DecodeErrorAnswer(a.next().Payload)
+	require.NoError(t, err)
+	require.Equal(t, wire.ErrCodeUnauthorized, ea.Code)
+
+	for _, c := range []*issunClient{a, b} {
+		tok, err := auth.SignConnect(secret, "user-"+string(rune('0'+c.id)), time.Hour, time.Now())
+		require.NoError(t, err)
+		c.send(control(wire.SuffixAuth, wire.AuthRequest{Token: tok}.Append(nil)))
+		w := c.next()
+		require.Equal(t, game("SwitchboardWelcome"), w.TypeName)
+		aa, err := wire.DecodeAuthAnswer(w.Payload)
+		require.NoError(t, err)
+		require.Equal(t, wire.AuthAnswer{NodeID: c.id, User: "user-" + string(rune('0'+c.id))}, aa)
+	}
+	a.send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 2}, 2, "after auth"))
+	require.Equal(t, "after auth", string(b.next().Payload), "the event before auth was not relayed")
+	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.drops.WithLabelValues(dropUnauthenticated)))
+
+	a.send(control(wire.SuffixJoin, wire.RoomRequest{Room: "r"}.Append(nil)))
+	a.next()
+	pres, err := s.hub.Presence(context.Background(), "relay:r")
+	require.NoError(t, err)
+	for _, info := range pres {
+		require.Equal(t, "user-1", info.UserID)
+	}
+}
+
+func TestISSUNSlowReceiverDisconnected(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.EventRate = -1; c.QueueLimit = 512 << 10; c.WriteTimeout = 200 * time.Millisecond })
+	sender := dialISSUN(t, s, 1)
+	fast := dialISSUN(t, s, 2)
+	// A receiver that never accepts streams: its stream credit runs out
+	// and its queue fills.
+	slowQC, err := dialQUIC(t, s.Addr().String(), nil)
+	require.NoError(t, err)
+	defer slowQC.CloseWithError(0, "")
+	st, err := slowQC.OpenUniStream()
+	require.NoError(t, err)
+	_, _ = st.Write([]byte{3, 0, 0, 0, 0, 0, 0, 0})
+	require.NoError(t, st.Close())
+	require.Eventually(t, func() bool { return s.NumConnections() == 3 }, testenv.Wait, testenv.Tick)
+
+	payload := strings.Repeat("p", 1000)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range 400 {
+			if sender.sendRaw(wire.AppendEventFrame(nil, event(broadcast, uint64(i), payload))) != nil {
+				return
+			}
+		}
+	}()
+	for i := range 400 {
+		require.Equal(t, uint64(i), fast.next().Metadata.Sequence, "the fast receiver is not stalled")
+	}
+	wg.Wait()
+	select {
+	case <-slowQC.Context().Done():
+	case <-time.After(testenv.Wait):
+		t.Fatal("the slow receiver was not disconnected")
+	}
+	var ae *quic.ApplicationError
+	require.ErrorAs(t, context.Cause(slowQC.Context()), &ae)
+	require.Equal(t, quic.ApplicationErrorCode(hub.DisconnectSlow.Code), ae.ErrorCode, "slow consumer")
+	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.disconnects.WithLabelValues("slow_consumer")))
+}
+
+func TestShutdownClosesConnections(t *testing.T) {
+	s := newTestServer(t, nil)
+	a := dialISSUN(t, s, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
+	defer cancel()
+	require.NoError(t, s.Shutdown(ctx))
+	ae := a.closedWith()
+	require.Equal(t, quic.ApplicationErrorCode(hub.DisconnectShutdown.Code), ae.ErrorCode)
+	require.NoError(t, s.Shutdown(ctx), "idempotent")
+	dctx, dcancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer dcancel()
+	_, err := quic.DialAddr(dctx, s.Addr().String(), &tls.Config{InsecureSkipVerify: true}, nil)
+	require.Error(t, err, "nothing listens any more")
+	require.False(t, errors.Is(err, context.Canceled))
+}
