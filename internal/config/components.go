@@ -6,6 +6,7 @@ import (
 	redisbroker "github.com/switchboard-rt/switchboard/internal/broker/redis"
 	"github.com/switchboard-rt/switchboard/internal/gateway"
 	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/relay"
 	"github.com/switchboard-rt/switchboard/internal/worker"
 )
 
@@ -104,3 +105,27 @@ func (c Config) RedisEngine() (redisbroker.Config, bool) {
 
 // MemoryMetaTTL is the memory engine's default history meta TTL.
 func (c Config) MemoryMetaTTL() time.Duration { return c.Channel.HistoryMetaTTL.Std() }
+
+// RelayConfig returns the relay section as the relay's configuration
+// (Certificate, read from CertFile/KeyFile, and the injected Verifier,
+// Pool, Presence, Logger, Registerer and Clock are left for the caller).
+func (r Relay) RelayConfig() relay.Config {
+	return relay.Config{
+		Address:           r.Address,
+		DisableISSUN:      r.DisableISSUN,
+		Auth:              r.Auth,
+		MaxClients:        r.MaxClients,
+		MaxFrame:          r.MaxFrame,
+		MaxTypeName:       r.MaxTypeName,
+		EventRate:         float64(r.EventRate),
+		EventBurst:        r.EventBurst,
+		MaxRooms:          r.MaxRooms,
+		MaxMembers:        r.MaxMembers,
+		QueueLimit:        r.QueueLimit,
+		HandshakeTimeout:  r.HandshakeTimeout.Std(),
+		IdleTimeout:       r.IdleTimeout.Std(),
+		WriteTimeout:      r.WriteTimeout.Std(),
+		HeartbeatInterval: r.HeartbeatInterval.Std(),
+		ResumeGrace:       r.ResumeGrace.Std(),
+	}
+}

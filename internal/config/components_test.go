@@ -160,3 +160,12 @@ func TestRunnerMapping(t *testing.T) {
 	var _ worker.Config = Runner{}.WorkerConfig()
 	var _ gateway.Config = Runner{}.GatewayConfig()
 }
+
+func TestRelayMapping(t *testing.T) {
+	want := same([]string{"Address", "DisableISSUN", "Auth", "MaxClients", "MaxFrame", "MaxTypeName", "EventRate",
+		"EventBurst", "MaxRooms", "MaxMembers", "QueueLimit", "HandshakeTimeout", "IdleTimeout", "WriteTimeout",
+		"HeartbeatInterval", "ResumeGrace"})
+	want["Enabled"], want["CertFile"], want["KeyFile"] = []string{}, []string{}, []string{}
+	unmapped := []string{"Certificate", "Verifier", "Pool", "Presence", "Logger", "Registerer", "Clock"}
+	checkMapping(t, want, unmapped, func(r Relay) []reflect.Value { return []reflect.Value{reflect.ValueOf(r.RelayConfig())} })
+}
