@@ -167,6 +167,8 @@ type ServeCmd struct {
 
 	Worker  string `name:"worker" help:"Worker command for the worker gateway, e.g. \"node worker.js\" (runner.command)."`
 	Workers int    `name:"workers" help:"Worker processes (runner.workers)."`
+
+	RelayPort int `name:"relay-port" help:"Start the game relay on this UDP port (relay.enabled, port of relay.address)." default:"-1"`
 }
 
 // loadConfig reads file + env, then applies flags on top; with --dev it
@@ -202,6 +204,9 @@ func (s *ServeCmd) mergeConfig() (config.Config, error) {
 			return cfg, fmt.Errorf("--port: %d is out of range 0-65535", s.Port)
 		}
 		cfg.HTTPServer.Port = s.Port
+	}
+	if err := relayPort(&cfg, s.RelayPort); err != nil {
+		return cfg, err
 	}
 	if s.LogFormat != "" {
 		cfg.Log.Format = s.LogFormat

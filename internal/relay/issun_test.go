@@ -3,9 +3,7 @@ package relay
 import (
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
-	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +19,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/broker/memory"
 	"github.com/switchboard-rt/switchboard/internal/delivery"
 	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/relay/relaytest"
 	"github.com/switchboard-rt/switchboard/internal/testenv"
 	wire "github.com/switchboard-rt/switchboard/protocol/relay"
 )
@@ -61,145 +60,19 @@ func newTestServer(t *testing.T, mod func(*Config)) *testServer {
 	return &testServer{Server: s, reg: reg, hub: h}
 }
 
-// issunClient behaves exactly as an ISSUN 0.10 client: no ALPN, SNI
-// localhost, any certificate, quinn's limits; the NodeId on its first uni
-// stream; one event per stream out; it reads one frame per server stream
-// and drops the stream.
-type issunClient struct {
-	t      *testing.T
-	qc     *quic.Conn
-	id     wire.NodeID
-	echo   wire.NodeID
-	events chan wire.Event
-	done   chan struct{}
-	err    error // why the reader stopped
-}
-
 func dialQUIC(t *testing.T, addr string, protos []string) (*quic.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
 	defer cancel()
-	return quic.DialAddr(ctx, addr, &tls.Config{InsecureSkipVerify: true, ServerName: "localhost", NextProtos: protos},
-		&quic.Config{MaxIdleTimeout: 30 * time.Second, MaxIncomingUniStreams: 100, EnableDatagrams: len(protos) > 0})
+	return relaytest.DialQUIC(ctx, addr, protos)
 }
 
-func dialISSUN(t *testing.T, s *testServer, id wire.NodeID) *issunClient {
+func dialISSUN(t *testing.T, s *testServer, id wire.NodeID) *relaytest.ISSUN {
 	t.Helper()
-	c, err := tryISSUN(t, s, id)
-	require.NoError(t, err)
-	return c
+	return relaytest.DialISSUN(t, s.Addr().String(), id)
 }
 
-func tryISSUN(t *testing.T, s *testServer, id wire.NodeID) (*issunClient, error) {
-	qc, err := dialQUIC(t, s.Addr().String(), nil)
-	if err != nil {
-		return nil, err
-	}
-	c := &issunClient{t: t, qc: qc, id: id, events: make(chan wire.Event, 4096), done: make(chan struct{})}
-	started := false
-	t.Cleanup(func() {
-		if !started {
-			close(c.done)
-		}
-		c.close()
-	})
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], uint64(id))
-	if err := c.writeStream(b[:]); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
-	defer cancel()
-	rs, err := qc.AcceptUniStream(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := io.ReadFull(rs, b[:]); err != nil {
-		return nil, err
-	}
-	c.echo = wire.NodeID(binary.LittleEndian.Uint64(b[:]))
-	started = true
-	go c.read()
-	return c, nil
-}
-
-// writeStream waits for stream credit as quinn's open_uni does.
-func (c *issunClient) writeStream(b []byte) error {
-	st, err := c.qc.OpenUniStreamSync(context.Background())
-	if err != nil {
-		return err
-	}
-	if _, err := st.Write(b); err != nil {
-		return err
-	}
-	return st.Close()
-}
-
-func (c *issunClient) read() {
-	defer close(c.done)
-	for {
-		rs, err := c.qc.AcceptUniStream(context.Background())
-		if err != nil {
-			c.err = err
-			return
-		}
-		_, body, err := wire.ReadFrame(rs, 0, 1<<20, nil)
-		rs.CancelRead(0) // one frame per stream, then quinn drops it
-		if err != nil {
-			c.err = err
-			return
-		}
-		ev, err := wire.DecodeEvent(body, 0)
-		if err != nil {
-			c.err = err
-			return
-		}
-		c.events <- ev
-	}
-}
-
-func (c *issunClient) close() {
-	_ = c.qc.CloseWithError(0, "")
-	select {
-	case <-c.done:
-	case <-time.After(testenv.Wait):
-		c.t.Errorf("reader of %d did not stop", c.id)
-	}
-}
-
-func (c *issunClient) send(ev *wire.Event) {
-	c.t.Helper()
-	require.NoError(c.t, c.writeStream(wire.AppendEventFrame(nil, ev)))
-}
-
-func (c *issunClient) sendRaw(frame []byte) error { return c.writeStream(frame) }
-
-// next returns the next event, failing after testenv.Wait.
-func (c *issunClient) next() wire.Event {
-	c.t.Helper()
-	select {
-	case ev := <-c.events:
-		return ev
-	case <-c.done:
-		c.t.Fatalf("connection of %d ended: %v", c.id, c.err)
-	case <-time.After(testenv.Wait):
-		c.t.Fatalf("no event for %d", c.id)
-	}
-	return wire.Event{}
-}
-
-// closedWith waits for the server to close the connection and returns
-// the application error.
-func (c *issunClient) closedWith() *quic.ApplicationError {
-	c.t.Helper()
-	select {
-	case <-c.qc.Context().Done():
-	case <-time.After(testenv.Wait):
-		c.t.Fatalf("connection of %d not closed", c.id)
-	}
-	var ae *quic.ApplicationError
-	require.ErrorAs(c.t, context.Cause(c.qc.Context()), &ae)
-	require.True(c.t, ae.Remote, "closed by the server")
-	return ae
+func tryISSUN(t *testing.T, s *testServer, id wire.NodeID) (*relaytest.ISSUN, error) {
+	return relaytest.TryISSUN(t, s.Addr().String(), id)
 }
 
 func game(name string) string { return "multiplayer_pong::" + name }
@@ -218,8 +91,8 @@ func control(suffix string, payload []byte) *wire.Event {
 func TestISSUNHandshakeEcho(t *testing.T) {
 	s := newTestServer(t, nil)
 	c := dialISSUN(t, s, 0x0102030405060708)
-	require.Equal(t, c.id, c.echo, "the NodeId is echoed on the server's first stream")
-	require.Empty(t, c.qc.ConnectionState().TLS.NegotiatedProtocol, "no ALPN")
+	require.Equal(t, c.ID, c.Echo, "the NodeId is echoed on the server's first stream")
+	require.Empty(t, c.QC.ConnectionState().TLS.NegotiatedProtocol, "no ALPN")
 	require.Eventually(t, func() bool { return s.NumConnections() == 1 }, testenv.Wait, testenv.Tick)
 	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.handshakes.WithLabelValues(handshakeOK)))
 }
@@ -234,18 +107,18 @@ func TestISSUNThousandEventsInOrder(t *testing.T) {
 	const n = 1000
 	go func() {
 		for i := range n {
-			if err := a.writeStream(wire.AppendEventFrame(nil, event(broadcast, uint64(i), "x"))); err != nil {
+			if err := a.SendRaw(wire.AppendEventFrame(nil, event(broadcast, uint64(i), "x"))); err != nil {
 				return
 			}
 		}
 	}()
 	for i := range n {
-		ev := b.next()
+		ev := b.Next()
 		require.Equal(t, uint64(i), ev.Metadata.Sequence, "event %d in order", i)
 		require.Equal(t, wire.NodeID(1), ev.Metadata.Sender)
 	}
 	select {
-	case ev := <-a.events:
+	case ev := <-a.Events:
 		t.Fatalf("the sender got its own event back: %+v", ev)
 	default:
 	}
@@ -256,18 +129,18 @@ func TestISSUNSenderRewrittenAndTargeted(t *testing.T) {
 	a, b, c := dialISSUN(t, s, 10), dialISSUN(t, s, 20), dialISSUN(t, s, 30)
 	ev := event(wire.Scope{Kind: wire.ScopeTargeted, Target: 30}, 1, "secret")
 	ev.Metadata.Sender = 20 // spoofing b
-	a.send(ev)
-	got := c.next()
+	a.Send(ev)
+	got := c.Next()
 	require.Equal(t, wire.NodeID(10), got.Metadata.Sender, "sender rewritten with the handshake NodeId")
 	require.Equal(t, wire.Scope{Kind: wire.ScopeTargeted, Target: 30}, got.Scope)
 	require.Equal(t, "secret", string(got.Payload))
 	require.Equal(t, game("PaddleMove"), got.TypeName)
 
 	// Broadcast reaches b and c, not the sender; the unknown target is dropped.
-	a.send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 77}, 2, "lost"))
-	a.send(event(broadcast, 3, "all"))
-	require.Equal(t, "all", string(b.next().Payload))
-	require.Equal(t, "all", string(c.next().Payload))
+	a.Send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 77}, 2, "lost"))
+	a.Send(event(broadcast, 3, "all"))
+	require.Equal(t, "all", string(b.Next().Payload))
+	require.Equal(t, "all", string(c.Next().Payload))
 	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.drops.WithLabelValues(dropUnknownTarget)))
 }
 
@@ -282,8 +155,8 @@ func TestISSUNDuplicateNodeRefused(t *testing.T) {
 	require.Equal(t, "node id already connected", ae.ErrorMessage)
 	// The first connection is unaffected.
 	b := dialISSUN(t, s, 6)
-	b.send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 5}, 1, "still here"))
-	require.Equal(t, "still here", string(a.next().Payload))
+	b.Send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 5}, 1, "still here"))
+	require.Equal(t, "still here", string(a.Next().Payload))
 }
 
 func TestISSUNBadInputClosesClearly(t *testing.T) {
@@ -307,16 +180,16 @@ func TestISSUNBadInputClosesClearly(t *testing.T) {
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cl := dialISSUN(t, s, wire.NodeID(100+i))
-			require.NoError(t, cl.sendRaw(c.frame))
-			ae := cl.closedWith()
+			require.NoError(t, cl.SendRaw(c.frame))
+			ae := cl.ClosedWith()
 			require.Equal(t, quic.ApplicationErrorCode(hub.DisconnectBadRequest.Code), ae.ErrorCode)
 			require.Contains(t, ae.ErrorMessage, c.reason)
 		})
 	}
 	// The server is unaffected.
 	other := dialISSUN(t, s, 2000)
-	other.send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 1000}, 1, "fine"))
-	require.Equal(t, "fine", string(peer.next().Payload))
+	other.Send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 1000}, 1, "fine"))
+	require.Equal(t, "fine", string(peer.Next().Payload))
 }
 
 func TestISSUNBadHandshake(t *testing.T) {
@@ -349,25 +222,25 @@ func TestISSUNFloodDropsThenDisconnects(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := 0; ; i++ {
-			if flood.sendRaw(wire.AppendEventFrame(nil, event(broadcast, uint64(i), "spam"))) != nil {
+			if flood.SendRaw(wire.AppendEventFrame(nil, event(broadcast, uint64(i), "spam"))) != nil {
 				return
 			}
 		}
 	}()
-	ae := flood.closedWith()
+	ae := flood.ClosedWith()
 	wg.Wait()
 	require.Equal(t, quic.ApplicationErrorCode(hub.DisconnectTooManyRequests.Code), ae.ErrorCode)
 	require.Equal(t, "too many requests", ae.ErrorMessage)
 	require.Positive(t, testutil.ToFloat64(s.metrics.drops.WithLabelValues(dropRateLimited)))
 	// The burst went through; the rest was dropped.
 	for range 20 {
-		victim.next()
+		victim.Next()
 	}
 	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.disconnects.WithLabelValues("rate_limited")))
 	// The server still relays.
 	a := dialISSUN(t, s, 3)
-	a.send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 2}, 1, "after"))
-	for ev := victim.next(); string(ev.Payload) != "after"; ev = victim.next() {
+	a.Send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 2}, 1, "after"))
+	for ev := victim.Next(); string(ev.Payload) != "after"; ev = victim.Next() {
 	}
 }
 
@@ -385,19 +258,19 @@ func TestISSUNRoomsAndPresence(t *testing.T) {
 	s := newTestServer(t, nil)
 	a, b, c := dialISSUN(t, s, 1), dialISSUN(t, s, 2), dialISSUN(t, s, 3)
 
-	a.send(control(wire.SuffixJoin, wire.RoomRequest{Room: "match-1"}.Append(nil)))
-	ans := a.next()
+	a.Send(control(wire.SuffixJoin, wire.RoomRequest{Room: "match-1"}.Append(nil)))
+	ans := a.Next()
 	require.Equal(t, "multiplayer_pong::SwitchboardJoined", ans.TypeName)
 	require.Equal(t, wire.NodeID(0), ans.Metadata.Sender, "from the relay")
 	ra, err := wire.DecodeRoomAnswer(ans.Payload)
 	require.NoError(t, err)
 	require.Equal(t, wire.RoomAnswer{Room: "match-1", Members: []wire.NodeID{1}}, ra)
 
-	b.send(control(wire.SuffixJoin, wire.RoomRequest{Room: "match-1"}.Append(nil)))
-	ra, err = wire.DecodeRoomAnswer(b.next().Payload)
+	b.Send(control(wire.SuffixJoin, wire.RoomRequest{Room: "match-1"}.Append(nil)))
+	ra, err = wire.DecodeRoomAnswer(b.Next().Payload)
 	require.NoError(t, err)
 	require.ElementsMatch(t, []wire.NodeID{1, 2}, ra.Members)
-	p := a.next()
+	p := a.Next()
 	require.Equal(t, "multiplayer_pong::SwitchboardPresence", p.TypeName)
 	pa, err := wire.DecodePresenceAnswer(p.Payload)
 	require.NoError(t, err)
@@ -412,33 +285,33 @@ func TestISSUNRoomsAndPresence(t *testing.T) {
 	}
 
 	// Room broadcast reaches the room only; c (in no room) broadcasts to the lobby only.
-	a.send(event(broadcast, 1, "in room"))
-	require.Equal(t, "in room", string(b.next().Payload))
-	c.send(event(broadcast, 2, "lobby"))
-	a.send(event(broadcast, 3, "in room 2"))
-	require.Equal(t, "in room 2", string(b.next().Payload), "the lobby event did not reach the room")
+	a.Send(event(broadcast, 1, "in room"))
+	require.Equal(t, "in room", string(b.Next().Payload))
+	c.Send(event(broadcast, 2, "lobby"))
+	a.Send(event(broadcast, 3, "in room 2"))
+	require.Equal(t, "in room 2", string(b.Next().Payload), "the lobby event did not reach the room")
 	select {
-	case ev := <-c.events:
+	case ev := <-c.Events:
 		t.Fatalf("c outside the room got %q", ev.Payload)
 	default:
 	}
 
-	b.send(control(wire.SuffixLeave, wire.RoomRequest{Room: "match-1"}.Append(nil)))
-	require.Equal(t, "multiplayer_pong::SwitchboardLeft", b.next().TypeName)
-	pa, err = wire.DecodePresenceAnswer(a.next().Payload)
+	b.Send(control(wire.SuffixLeave, wire.RoomRequest{Room: "match-1"}.Append(nil)))
+	require.Equal(t, "multiplayer_pong::SwitchboardLeft", b.Next().TypeName)
+	pa, err = wire.DecodePresenceAnswer(a.Next().Payload)
 	require.NoError(t, err)
 	require.Equal(t, []wire.NodeID{2}, pa.Left)
-	c.send(event(broadcast, 4, "lobby again"))
-	require.Equal(t, "lobby again", string(b.next().Payload), "b is back in the lobby")
+	c.Send(event(broadcast, 4, "lobby again"))
+	require.Equal(t, "lobby again", string(b.Next().Payload), "b is back in the lobby")
 
-	b.send(control(wire.SuffixLeave, wire.RoomRequest{Room: "match-1"}.Append(nil)))
-	e := b.next()
+	b.Send(control(wire.SuffixLeave, wire.RoomRequest{Room: "match-1"}.Append(nil)))
+	e := b.Next()
 	require.Equal(t, "multiplayer_pong::SwitchboardError", e.TypeName)
 	ea, err := wire.DecodeErrorAnswer(e.Payload)
 	require.NoError(t, err)
 	require.Equal(t, wire.ErrCodeNotInRoom, ea.Code)
 
-	a.close()
+	a.Close()
 	require.Eventually(t, func() bool {
 		pres, err := s.hub.Presence(context.Background(), "relay:match-1")
 		return err == nil && len(pres) == 0
@@ -449,10 +322,10 @@ func TestISSUNRoomsAndPresence(t *testing.T) {
 func TestISSUNRoomFull(t *testing.T) {
 	s := newTestServer(t, func(c *Config) { c.MaxMembers = 1 })
 	a, b := dialISSUN(t, s, 1), dialISSUN(t, s, 2)
-	a.send(control(wire.SuffixJoin, wire.RoomRequest{Room: "solo"}.Append(nil)))
-	require.Equal(t, game("SwitchboardJoined"), a.next().TypeName)
-	b.send(control(wire.SuffixJoin, wire.RoomRequest{Room: "solo"}.Append(nil)))
-	ea, err := wire.DecodeErrorAnswer(b.next().Payload)
+	a.Send(control(wire.SuffixJoin, wire.RoomRequest{Room: "solo"}.Append(nil)))
+	require.Equal(t, game("SwitchboardJoined"), a.Next().TypeName)
+	b.Send(control(wire.SuffixJoin, wire.RoomRequest{Room: "solo"}.Append(nil)))
+	ea, err := wire.DecodeErrorAnswer(b.Next().Payload)
 	require.NoError(t, err)
 	require.Equal(t, wire.ErrorAnswer{Code: wire.ErrCodeRoomFull, Message: "room full"}, ea)
 }
@@ -461,33 +334,33 @@ func TestISSUNTokenAuth(t *testing.T) {
 	const secret = "relay-test-secret"
 	s := newTestServer(t, func(c *Config) { c.Auth = AuthToken; c.Verifier = auth.NewTokenVerifier(secret, "", "") })
 	a, b := dialISSUN(t, s, 1), dialISSUN(t, s, 2)
-	a.send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 2}, 1, "before auth"))
-	a.send(control(wire.SuffixJoin, wire.RoomRequest{Room: "r"}.Append(nil)))
-	ea, err := wire.DecodeErrorAnswer(a.next().Payload)
+	a.Send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 2}, 1, "before auth"))
+	a.Send(control(wire.SuffixJoin, wire.RoomRequest{Room: "r"}.Append(nil)))
+	ea, err := wire.DecodeErrorAnswer(a.Next().Payload)
 	require.NoError(t, err)
 	require.Equal(t, wire.ErrCodeUnauthorized, ea.Code)
 
-	a.send(control(wire.SuffixAuth, wire.AuthRequest{Token: "garbage"}.Append(nil)))
-	ea, err = wire.DecodeErrorAnswer(a.next().Payload)
+	a.Send(control(wire.SuffixAuth, wire.AuthRequest{Token: "garbage"}.Append(nil)))
+	ea, err = wire.DecodeErrorAnswer(a.Next().Payload)
 	require.NoError(t, err)
 	require.Equal(t, wire.ErrCodeUnauthorized, ea.Code)
 
-	for _, c := range []*issunClient{a, b} {
-		tok, err := auth.SignConnect(secret, "user-"+string(rune('0'+c.id)), time.Hour, time.Now())
+	for _, c := range []*relaytest.ISSUN{a, b} {
+		tok, err := auth.SignConnect(secret, "user-"+string(rune('0'+c.ID)), time.Hour, time.Now())
 		require.NoError(t, err)
-		c.send(control(wire.SuffixAuth, wire.AuthRequest{Token: tok}.Append(nil)))
-		w := c.next()
+		c.Send(control(wire.SuffixAuth, wire.AuthRequest{Token: tok}.Append(nil)))
+		w := c.Next()
 		require.Equal(t, game("SwitchboardWelcome"), w.TypeName)
 		aa, err := wire.DecodeAuthAnswer(w.Payload)
 		require.NoError(t, err)
-		require.Equal(t, wire.AuthAnswer{NodeID: c.id, User: "user-" + string(rune('0'+c.id))}, aa)
+		require.Equal(t, wire.AuthAnswer{NodeID: c.ID, User: "user-" + string(rune('0'+c.ID))}, aa)
 	}
-	a.send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 2}, 2, "after auth"))
-	require.Equal(t, "after auth", string(b.next().Payload), "the event before auth was not relayed")
+	a.Send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 2}, 2, "after auth"))
+	require.Equal(t, "after auth", string(b.Next().Payload), "the event before auth was not relayed")
 	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.drops.WithLabelValues(dropUnauthenticated)))
 
-	a.send(control(wire.SuffixJoin, wire.RoomRequest{Room: "r"}.Append(nil)))
-	a.next()
+	a.Send(control(wire.SuffixJoin, wire.RoomRequest{Room: "r"}.Append(nil)))
+	a.Next()
 	pres, err := s.hub.Presence(context.Background(), "relay:r")
 	require.NoError(t, err)
 	for _, info := range pres {
@@ -516,13 +389,13 @@ func TestISSUNSlowReceiverDisconnected(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := range 400 {
-			if sender.sendRaw(wire.AppendEventFrame(nil, event(broadcast, uint64(i), payload))) != nil {
+			if sender.SendRaw(wire.AppendEventFrame(nil, event(broadcast, uint64(i), payload))) != nil {
 				return
 			}
 		}
 	}()
 	for i := range 400 {
-		require.Equal(t, uint64(i), fast.next().Metadata.Sequence, "the fast receiver is not stalled")
+		require.Equal(t, uint64(i), fast.Next().Metadata.Sequence, "the fast receiver is not stalled")
 	}
 	wg.Wait()
 	select {
@@ -542,7 +415,7 @@ func TestShutdownClosesConnections(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
 	defer cancel()
 	require.NoError(t, s.Shutdown(ctx))
-	ae := a.closedWith()
+	ae := a.ClosedWith()
 	require.Equal(t, quic.ApplicationErrorCode(hub.DisconnectShutdown.Code), ae.ErrorCode)
 	require.NoError(t, s.Shutdown(ctx), "idempotent")
 	dctx, dcancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
