@@ -115,10 +115,18 @@ func (c *conn) writeStream(b []byte) error {
 	}
 	_ = st.SetWriteDeadline(c.srv.cfg.Clock.Now().Add(c.srv.cfg.WriteTimeout))
 	if _, err := st.Write(b); err != nil {
+		// The peer may stop reading a stream (STOP_SENDING) once it has the
+		// frame, as ISSUN clients do: that stream is done, not the connection.
+		var se *quic.StreamError
+		if errors.As(err, &se) && se.Remote {
+			return nil
+		}
 		st.CancelWrite(0)
 		return err
 	}
-	return st.Close()
+	// Close fails only for a stream the peer already stopped: same case.
+	_ = st.Close()
+	return nil
 }
 
 // issunSink writes each frame on a stream of its own.

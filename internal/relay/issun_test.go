@@ -369,7 +369,7 @@ func TestISSUNTokenAuth(t *testing.T) {
 }
 
 func TestISSUNSlowReceiverDisconnected(t *testing.T) {
-	s := newTestServer(t, func(c *Config) { c.EventRate = -1; c.QueueLimit = 512 << 10; c.WriteTimeout = 200 * time.Millisecond })
+	s := newTestServer(t, func(c *Config) { c.EventRate = -1; c.QueueLimit = 1 << 20; c.WriteTimeout = 2 * time.Second })
 	sender := dialISSUN(t, s, 1)
 	fast := dialISSUN(t, s, 2)
 	// A receiver that never accepts streams: its stream credit runs out
