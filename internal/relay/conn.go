@@ -42,10 +42,17 @@ type conn struct {
 	info   []byte
 	authed bool
 	bucket bucket
-	rooms  map[string]*room
+	// rooms are the rooms joined, guarded by rmu (written by the goroutine
+	// handling joins, read by the event readers).
+	rmu   sync.RWMutex
+	rooms map[string]*room
 
 	// prefix is the ISSUN type-name prefix answers use; guarded by Server.mu.
 	prefix string
+	// meta is the native member metadata (JOIN), guarded by mu.
+	meta []byte
+	// native is set for native connections.
+	native *nativeState
 }
 
 func (s *Server) newConn(qc *quic.Conn, transport string, id wire.NodeID) *conn {
@@ -108,7 +115,7 @@ var errSlowPeer = errors.New("relay: peer too slow")
 // drops its queue and closes the QUIC connection with the reason.
 func (c *conn) finish() {
 	c.receiving.Store(false)
-	for _, r := range c.rooms {
+	for _, r := range c.roomList() {
 		c.srv.leave(c, r)
 	}
 	c.srv.leaveLobby(c)
@@ -170,4 +177,34 @@ func protocolClose(err error) hub.Disconnect {
 		msg = msg[:200]
 	}
 	return hub.Disconnect{Code: closeBadRequest.Code, Reason: "bad request: " + msg}
+}
+
+// roomList returns the rooms joined.
+func (c *conn) roomList() []*room {
+	c.rmu.RLock()
+	defer c.rmu.RUnlock()
+	out := make([]*room, 0, len(c.rooms))
+	for _, r := range c.rooms {
+		out = append(out, r)
+	}
+	return out
+}
+
+// roomNamed returns the joined room called name (nil when not joined).
+func (c *conn) roomNamed(name string) *room {
+	c.rmu.RLock()
+	defer c.rmu.RUnlock()
+	return c.rooms[name]
+}
+
+// roomByHandle returns the joined room of a native handle.
+func (c *conn) roomByHandle(h uint32) *room {
+	c.rmu.RLock()
+	defer c.rmu.RUnlock()
+	for _, r := range c.rooms {
+		if r.id == h {
+			return r
+		}
+	}
+	return nil
 }

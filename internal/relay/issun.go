@@ -29,7 +29,7 @@ var errBadHandshake = errors.New("relay: bad handshake")
 
 func (s *Server) serveISSUN(qc *quic.Conn) {
 	hctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout)
-	id, err := readNodeID(hctx, qc, s.cfg.Clock.Now().Add(s.cfg.HandshakeTimeout))
+	id, err := readNodeID(hctx, qc, time.Now().Add(s.cfg.HandshakeTimeout))
 	cancel()
 	if err != nil {
 		result := handshakeBad
@@ -113,7 +113,7 @@ func (c *conn) writeStream(b []byte) error {
 	if err != nil {
 		return err
 	}
-	_ = st.SetWriteDeadline(c.srv.cfg.Clock.Now().Add(c.srv.cfg.WriteTimeout))
+	_ = st.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 	if _, err := st.Write(b); err != nil {
 		// The peer may stop reading a stream (STOP_SENDING) once it has the
 		// frame, as ISSUN clients do: that stream is done, not the connection.
@@ -164,7 +164,7 @@ func (c *conn) readISSUN() {
 func (c *conn) readStream(rs *quic.ReceiveStream) bool {
 	stop := context.AfterFunc(c.ctx, func() { rs.CancelRead(0) })
 	defer stop()
-	_ = rs.SetReadDeadline(c.srv.cfg.Clock.Now().Add(c.srv.cfg.HandshakeTimeout))
+	_ = rs.SetReadDeadline(time.Now().Add(c.srv.cfg.HandshakeTimeout))
 	for {
 		h, frame, err := readFrame(rs, wire.VersionISSUN, c.srv.cfg.MaxFrame)
 		if err == io.EOF {
@@ -219,7 +219,7 @@ func (c *conn) handleISSUNEvent(frame []byte) bool {
 	switch v.Scope.Kind {
 	case wire.ScopeBroadcast:
 		r := s.lobby
-		for _, rr := range c.rooms {
+		for _, rr := range c.roomList() {
 			r = rr
 		}
 		for _, m := range *r.snap.Load() {
@@ -304,7 +304,7 @@ func (c *conn) issunAuth(prefix string, payload []byte) error {
 	if err != nil {
 		return err
 	}
-	if len(c.rooms) > 0 {
+	if len(c.roomList()) > 0 {
 		return hub.ErrAlreadySubscribed.With("authenticate before joining a room")
 	}
 	c.user, c.info = claims.User, claims.Info
@@ -326,11 +326,11 @@ func (c *conn) issunJoin(prefix string, payload []byte) error {
 		return ErrNotAuthed
 	}
 	s := c.srv
-	if r := c.rooms[req.Room]; r != nil {
+	if r := c.roomNamed(req.Room); r != nil {
 		c.answer(prefix, wire.SuffixJoined, wire.RoomAnswer{Room: r.name, Members: memberIDs(*r.snap.Load())}.Append(nil))
 		return nil
 	}
-	for _, old := range c.rooms { // an ISSUN connection is in one room at most
+	for _, old := range c.roomList() { // an ISSUN connection is in one room at most
 		c.issunLeaveRoom(old)
 	}
 	s.mu.Lock()
@@ -351,7 +351,7 @@ func (c *conn) issunLeave(prefix string, payload []byte) error {
 	if err != nil {
 		return hub.ErrBadRequest.With("bad request: " + err.Error())
 	}
-	r := c.rooms[req.Room]
+	r := c.roomNamed(req.Room)
 	if r == nil {
 		return ErrNotInRoom
 	}

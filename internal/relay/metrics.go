@@ -37,6 +37,7 @@ type metrics struct {
 	handshakes    *prometheus.CounterVec
 	disconnects   *prometheus.CounterVec
 	controlEvents prometheus.Counter
+	rtt           prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -52,11 +53,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		handshakes:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "handshakes_total", Help: "Relay handshakes, by result."}, []string{"result"}),
 		disconnects:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "disconnects_total", Help: "Connections closed by the server, by reason."}, []string{"reason"}),
 		controlEvents: prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "control_events_total", Help: "ISSUN control events (auth, join, leave) handled."}),
+		rtt: prometheus.NewHistogram(prometheus.HistogramOpts{Name: ns + "heartbeat_rtt_seconds", Help: "Round-trip time of native heartbeats.",
+			Buckets: []float64{.0005, .001, .005, .01, .05, .1, .5, 1}}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.connections, m.rooms, m.eventsIn, m.deliveries, m.drops, m.fanout, m.handshakes, m.disconnects, m.controlEvents} {
+	for _, c := range []prometheus.Collector{m.connections, m.rooms, m.eventsIn, m.deliveries, m.drops, m.fanout, m.handshakes, m.disconnects, m.controlEvents, m.rtt} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -46,7 +46,7 @@ var errRoomTransport = errs.New(errs.Conflict, "the room is used by clients of a
 // maxMembers, 0 or above the server's: the server's) and records its hub
 // presence. It returns the room and the members before c joined.
 func (s *Server) join(c *conn, name string, maxMembers int) (*room, []*conn, error) {
-	if len(c.rooms) >= s.cfg.MaxRooms {
+	if len(c.roomList()) >= s.cfg.MaxRooms {
 		return nil, nil, ErrTooManyRooms
 	}
 	if maxMembers <= 0 || maxMembers > s.cfg.MaxMembers {
@@ -74,7 +74,9 @@ func (s *Server) join(c *conn, name string, maxMembers int) (*room, []*conn, err
 	r.members[c] = struct{}{}
 	r.snapshotLocked()
 	s.mu.Unlock()
+	c.rmu.Lock()
 	c.rooms[name] = r
+	c.rmu.Unlock()
 	if p := s.cfg.Presence; p != nil {
 		ctx, cancel := s.opCtx()
 		defer cancel()
@@ -102,7 +104,9 @@ func (s *Server) leave(c *conn, r *room) {
 		s.metrics.rooms.Dec()
 	}
 	s.mu.Unlock()
+	c.rmu.Lock()
 	delete(c.rooms, r.name)
+	c.rmu.Unlock()
 	if p := s.cfg.Presence; p != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		defer cancel()

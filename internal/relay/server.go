@@ -23,12 +23,11 @@ import (
 
 // Server is the relay. It is safe for concurrent use.
 type Server struct {
-	cfg         Config
-	log         *slog.Logger
-	metrics     *metrics
-	cert        tls.Certificate
-	nativeReady bool
-	limits      wire.Limits
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	cert    tls.Certificate
+	limits  wire.Limits
 
 	udp *net.UDPConn
 	tr  *quic.Transport
@@ -144,7 +143,7 @@ func (s *Server) tlsConfig() *tls.Config {
 				}
 				return issun, nil
 			}
-			if slices.Contains(chi.SupportedProtos, wire.ALPNNative) && s.nativeReady {
+			if slices.Contains(chi.SupportedProtos, wire.ALPNNative) {
 				return native, nil
 			}
 			return nil, fmt.Errorf("relay: no supported application protocol in %q (want %q)", chi.SupportedProtos, wire.ALPNNative)
@@ -153,25 +152,28 @@ func (s *Server) tlsConfig() *tls.Config {
 }
 
 func (s *Server) quicConfig() *quic.Config {
-	return &quic.Config{
+	base := &quic.Config{
 		HandshakeIdleTimeout:  s.cfg.HandshakeTimeout,
 		MaxIdleTimeout:        s.cfg.IdleTimeout,
 		MaxIncomingStreams:    4,
 		MaxIncomingUniStreams: 100,
 		EnableDatagrams:       true,
-		// Refused before the handshake: the client learns at once.
-		GetConfigForClient: func(*quic.ClientInfo) (*quic.Config, error) {
-			if s.closing.Load() {
-				s.metrics.handshakes.WithLabelValues(handshakeShutdown).Inc()
-				return nil, errors.New("relay: shutting down")
-			}
-			if s.cfg.MaxClients > 0 && s.count.Load() >= int64(s.cfg.MaxClients) {
-				s.metrics.handshakes.WithLabelValues(handshakeFull).Inc()
-				return nil, errServerFull
-			}
-			return nil, nil
-		},
 	}
+	conf := base.Clone()
+	// Refused before the handshake: the client learns at once. The config
+	// returned must be complete (nil would mean quic-go's defaults).
+	conf.GetConfigForClient = func(*quic.ClientInfo) (*quic.Config, error) {
+		if s.closing.Load() {
+			s.metrics.handshakes.WithLabelValues(handshakeShutdown).Inc()
+			return nil, errors.New("relay: shutting down")
+		}
+		if s.cfg.MaxClients > 0 && s.count.Load() >= int64(s.cfg.MaxClients) {
+			s.metrics.handshakes.WithLabelValues(handshakeFull).Inc()
+			return nil, errServerFull
+		}
+		return base, nil
+	}
+	return conf
 }
 
 func (s *Server) acceptLoop() {
@@ -207,6 +209,8 @@ func (s *Server) serveConn(qc *quic.Conn) {
 	switch qc.ConnectionState().TLS.NegotiatedProtocol {
 	case "":
 		s.serveISSUN(qc)
+	case wire.ALPNNative:
+		s.serveNative(qc)
 	default:
 		closeQUIC(qc, closeBadRequest)
 	}
