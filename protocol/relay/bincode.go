@@ -21,7 +21,7 @@ func putBool(b []byte, v bool) []byte {
 	}
 	return append(b, 0)
 }
-func putBytes(b, v []byte) []byte  { return append(putU64(b, uint64(len(v))), v...) }
+func putBytes(b, v []byte) []byte         { return append(putU64(b, uint64(len(v))), v...) }
 func putString(b []byte, v string) []byte { return append(putU64(b, uint64(len(v))), v...) }
 
 // decoder reads bincode values from a byte slice. The first error sticks:

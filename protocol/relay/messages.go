@@ -234,7 +234,7 @@ type Leave struct {
 }
 
 // FrameType implements Message.
-func (*Leave) FrameType() FrameType { return FrameLeave }
+func (*Leave) FrameType() FrameType         { return FrameLeave }
 func (m *Leave) appendBody(b []byte) []byte { return putU32(putU32(b, m.RequestID), m.Handle) }
 func (m *Leave) decode(d *decoder) {
 	m.RequestID = d.u32("request_id")
@@ -378,7 +378,7 @@ type Heartbeat struct {
 }
 
 // FrameType implements Message.
-func (*Heartbeat) FrameType() FrameType        { return FrameHeartbeat }
+func (*Heartbeat) FrameType() FrameType         { return FrameHeartbeat }
 func (m *Heartbeat) appendBody(b []byte) []byte { return putU64(putU64(b, m.Seq), m.SentMicros) }
 func (m *Heartbeat) decode(d *decoder) {
 	m.Seq = d.u64("seq")
@@ -392,7 +392,7 @@ type Ack struct {
 }
 
 // FrameType implements Message.
-func (*Ack) FrameType() FrameType        { return FrameAck }
+func (*Ack) FrameType() FrameType         { return FrameAck }
 func (m *Ack) appendBody(b []byte) []byte { return putU64(putU64(b, m.Seq), m.SentMicros) }
 func (m *Ack) decode(d *decoder) {
 	m.Seq = d.u64("seq")
