@@ -77,6 +77,7 @@ type CLI struct {
 	Keygen      KeygenCmd      `cmd:"" help:"Print a new secp256k1 private key and both public key encodings."`
 	Play        PlayCmd        `cmd:"" help:"Run a script on a circle (authenticating with a key file)."`
 	Bench       bench.Cmd      `cmd:"" help:"Load-test a Centrifugo-compatible server (conns, fanout, rpc, plot)."`
+	RelayCert   RelayCertCmd   `cmd:"" name:"relay-cert" help:"Write a self-signed relay certificate browsers accept by hash (ECDSA P-256, at most 14 days)."`
 	Sandbox     SandboxCmd     `cmd:"" name:"sandbox-worker" hidden:"" help:"Run circle plays for the server (started by it)."`
 }
 

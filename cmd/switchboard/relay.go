@@ -1,11 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -92,4 +94,42 @@ func (m *Main) RelayAddr() string {
 		return ""
 	}
 	return m.relay.Addr().String()
+}
+
+// RelayCertCmd writes a self-signed ECDSA P-256 certificate for the relay,
+// valid under the 14 days browsers accept for certificates pinned by hash
+// (WebTransport's serverCertificateHashes), and prints its SHA-256.
+type RelayCertCmd struct {
+	Cert  string        `default:"relay.crt" help:"Certificate file to write (PEM)."`
+	Key   string        `default:"relay.key" help:"Private key file to write (PEM, PKCS#8, mode 0600)."`
+	Hosts []string      `name:"host" default:"localhost,127.0.0.1,::1" help:"DNS names and IP addresses the certificate is for."`
+	Valid time.Duration `default:"312h" help:"Validity (at most 336h, 14 days)."`
+	Force bool          `help:"Overwrite existing files."`
+}
+
+// Run writes the certificate and key.
+func (c *RelayCertCmd) Run(out *output) error {
+	if c.Valid <= 0 || c.Valid > relay.MaxBrowserCertValidity {
+		return usageError(fmt.Errorf("--valid: %s is not within 0s..%s (browsers refuse longer for pinned certificates)", c.Valid, relay.MaxBrowserCertValidity))
+	}
+	if len(c.Hosts) == 0 {
+		return usageError(errors.New("--host: at least one name or address"))
+	}
+	certPEM, keyPEM, err := relay.GenerateCertificate(c.Hosts, time.Now(), c.Valid)
+	if err != nil {
+		return err
+	}
+	cert, err := relay.LoadCertificate(certPEM, keyPEM)
+	if err != nil {
+		return err
+	}
+	if err := writeNew(c.Key, keyPEM, c.Force); err != nil {
+		return err
+	}
+	if err := writeNew(c.Cert, certPEM, c.Force); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out.stdout, "wrote %s and %s, valid for %s\nsha256: %s\nuse: relay.cert_file = %q, relay.key_file = %q\n",
+		c.Cert, c.Key, c.Valid, relay.Fingerprint(&cert), c.Cert, c.Key)
+	return err
 }

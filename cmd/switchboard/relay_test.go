@@ -1,7 +1,13 @@
 package main
 
 import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -57,4 +63,44 @@ func TestRelayRoomPresenceThroughAPI(t *testing.T) {
 		p, _ := body["result"].(map[string]any)["presence"].(map[string]any)
 		return len(p) == 0
 	}, testenv.Wait, testenv.Tick)
+}
+
+// relay-cert writes a certificate browsers accept by hash; the relay
+// serves it from relay.cert_file/key_file.
+func TestRelayCertCommand(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "r.crt"), filepath.Join(dir, "r.key")
+	code, out, stderr := runCLI(t, "relay-cert", "--cert", cert, "--key", key)
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, out, "sha256: ")
+	sum := strings.TrimSpace(strings.SplitN(strings.SplitN(out, "sha256: ", 2)[1], "\n", 2)[0])
+
+	code, _, stderr = runCLI(t, "relay-cert", "--cert", cert, "--key", key)
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "exists; use --force")
+	code, _, stderr = runCLI(t, "relay-cert", "--cert", cert, "--key", key, "--force", "--valid", "720h")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "--valid")
+
+	cfg := testConfig()
+	cfg.Relay.Enabled, cfg.Relay.Address = true, "127.0.0.1:0"
+	cfg.Relay.CertFile, cfg.Relay.KeyFile = cert, key
+	m := startServer(t, cfg)
+	c := relaytest.DialISSUN(t, m.RelayAddr(), 7)
+	peer := c.QC.ConnectionState().TLS.PeerCertificates[0]
+	got := sha256.Sum256(peer.Raw)
+	require.Equal(t, sum, hex.EncodeToString(got[:]), "the printed hash is the served certificate's")
+	require.Less(t, peer.NotAfter.Sub(peer.NotBefore), 14*24*time.Hour)
+	require.Equal(t, x509.ECDSA, peer.PublicKeyAlgorithm)
+	require.Contains(t, peer.DNSNames, "localhost")
+}
+
+func TestRelayBadCertFile(t *testing.T) {
+	cfg := testConfig()
+	cfg.Relay.Enabled, cfg.Relay.Address = true, "127.0.0.1:0"
+	cfg.Relay.CertFile, cfg.Relay.KeyFile = filepath.Join(t.TempDir(), "missing.crt"), "x.key"
+	m := &Main{Config: cfg}
+	err := m.Run(t.Context())
+	require.ErrorContains(t, err, "relay.cert_file")
+	require.NoError(t, m.Shutdown(t.Context()))
 }
