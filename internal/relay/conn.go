@@ -49,6 +49,8 @@ type conn struct {
 
 	// prefix is the ISSUN type-name prefix answers use; guarded by Server.mu.
 	prefix string
+	// resume is the native session's resume token.
+	resume string
 	// meta is the native member metadata (JOIN), guarded by mu.
 	meta []byte
 	// native is set for native connections.

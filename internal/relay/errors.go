@@ -76,6 +76,7 @@ var (
 	closeServerFull   = hub.DisconnectConnectionLimit
 	closeNodeInUse    = hub.Disconnect{Code: hub.DisconnectBadRequest.Code, Reason: "node id already connected"}
 	closeUnauthorized = hub.DisconnectPermissionDenied
+	closeResume       = hub.Disconnect{Code: hub.DisconnectInsufficientState.Code, Reason: "cannot resume"}
 )
 
 // disconnectReason is the metrics label of a close.
@@ -97,6 +98,8 @@ func disconnectReason(d hub.Disconnect) string {
 		return "server_full"
 	case closeNodeInUse:
 		return "duplicate_node"
+	case closeResume:
+		return "resume_refused"
 	case closeNormal:
 		return "normal"
 	}

@@ -25,6 +25,7 @@ const (
 	handshakeTimeout     = "timeout"
 	handshakeUnauthorize = "unauthorized"
 	handshakeShutdown    = "shutdown"
+	handshakeResume      = "resume_refused"
 )
 
 type metrics struct {
@@ -38,6 +39,7 @@ type metrics struct {
 	disconnects   *prometheus.CounterVec
 	controlEvents prometheus.Counter
 	rtt           prometheus.Histogram
+	parked        prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -53,13 +55,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		handshakes:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "handshakes_total", Help: "Relay handshakes, by result."}, []string{"result"}),
 		disconnects:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "disconnects_total", Help: "Connections closed by the server, by reason."}, []string{"reason"}),
 		controlEvents: prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "control_events_total", Help: "ISSUN control events (auth, join, leave) handled."}),
+		parked:        prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "parked_sessions", Help: "Native sessions lost and waiting for a resume within the grace window."}),
 		rtt: prometheus.NewHistogram(prometheus.HistogramOpts{Name: ns + "heartbeat_rtt_seconds", Help: "Round-trip time of native heartbeats.",
 			Buckets: []float64{.0005, .001, .005, .01, .05, .1, .5, 1}}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.connections, m.rooms, m.eventsIn, m.deliveries, m.drops, m.fanout, m.handshakes, m.disconnects, m.controlEvents, m.rtt} {
+	for _, c := range []prometheus.Collector{m.connections, m.rooms, m.eventsIn, m.deliveries, m.drops, m.fanout, m.handshakes, m.disconnects, m.controlEvents, m.rtt, m.parked} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

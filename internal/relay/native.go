@@ -114,12 +114,21 @@ func (s *Server) serveNative(qc *quic.Conn) {
 	n.ctlQ = s.cfg.Pool.NewQueue(ctlSink{c}, s.cfg.QueueLimit)
 	n.evQ = s.cfg.Pool.NewQueue(eventSink{c}, s.cfg.QueueLimit)
 	c.q = n.evQ
-	if err := s.registerNative(c, hello.NodeID == 0); err != nil {
+	c.resume = newResumeToken()
+	var rooms []*room
+	if hello.ResumeToken != "" {
+		rooms, err = s.resume(c, hello.ResumeToken, user)
+	} else {
+		err = s.registerNative(c, hello.NodeID == 0)
+	}
+	if err != nil {
 		n.ctlQ.Close()
 		n.evQ.Close()
 		c.cancel()
 		if errors.Is(err, ErrNodeInUse) {
 			refuse(handshakeDuplicate, err, closeNodeInUse)
+		} else if errors.Is(err, ErrResumeUnknown) || errors.Is(err, ErrResumeUser) {
+			refuse(handshakeResume, err, closeResume)
 		} else {
 			refuse(handshakeShutdown, err, closeShutdown)
 		}
@@ -127,7 +136,11 @@ func (s *Server) serveNative(qc *quic.Conn) {
 	}
 	defer c.finishNative()
 	s.metrics.handshakes.WithLabelValues(handshakeOK).Inc()
-	c.ctlSend(&wire.Welcome{NodeID: c.id, SessionID: c.sid, Limits: s.limits})
+	if rooms != nil {
+		c.welcomeResumed(rooms)
+	} else {
+		c.ctlSend(&wire.Welcome{NodeID: c.id, SessionID: c.sid, ResumeToken: c.resume, Limits: s.limits})
+	}
 	c.receiving.Store(true)
 	c.startHeartbeats()
 
@@ -618,6 +631,11 @@ func (c *conn) finishNative() {
 			}
 			t.Stop()
 		}
+	}
+	if c.srv.park(c) {
+		c.receiving.Store(false)
+		closeQUIC(c.qc, closeNormal)
+		return
 	}
 	for _, r := range c.roomList() {
 		c.nativeLeave(r)

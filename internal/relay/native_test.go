@@ -261,3 +261,66 @@ func TestNativeSlowConsumer(t *testing.T) {
 	}
 	require.Equal(t, hub.DisconnectSlow.Code, g.Code)
 }
+
+func TestNativeResumeWithinGrace(t *testing.T) {
+	clk := clocktest.New(time.Unix(1_000_000, 0))
+	s := newTestServer(t, func(c *Config) { c.Clock = clk; c.HeartbeatInterval = time.Hour; c.ResumeGrace = 20 * time.Second })
+	a, b := dialNative(t, s, 1), dialNative(t, s, 2)
+	token := a.Welcome.ResumeToken
+	require.Len(t, token, 32)
+	h := a.Join("r").Handle
+	b.Join("r")
+	a.Next() // b's join
+
+	require.NoError(t, a.QC.CloseWithError(1, "network lost"))
+	require.Eventually(t, func() bool { return testutil.ToFloat64(s.metrics.parked) == 1 }, testenv.Wait, testenv.Tick)
+	pres, err := s.hub.Presence(context.Background(), "relay:r")
+	require.NoError(t, err)
+	require.Len(t, pres, 2, "the lost member is still present")
+
+	_, err = relaytest.TryNative(t, s.Addr().String(), &wire.Hello{ResumeToken: "nope"}, relaytest.NativeOptions{})
+	require.Error(t, err, "an unknown token is refused")
+
+	a2 := relaytest.DialNative(t, s.Addr().String(), &wire.Hello{ResumeToken: token})
+	require.True(t, a2.Welcome.Resumed)
+	require.Equal(t, wire.NodeID(1), a2.Welcome.NodeID)
+	require.Equal(t, a.Welcome.SessionID, a2.Welcome.SessionID)
+	j := a2.Next().(*wire.Joined)
+	require.Equal(t, h, j.Handle)
+	require.Len(t, j.Members, 2)
+	b.Send(&wire.NativeEvent{Handle: h, Payload: []byte("welcome back")})
+	require.Equal(t, "welcome back", string(a2.NextEvent().Payload))
+	a2.Send(&wire.NativeEvent{Handle: h, Payload: []byte("thanks")})
+	ev := b.NextEvent()
+	require.Equal(t, "thanks", string(ev.Payload))
+	require.Equal(t, wire.NodeID(1), ev.Sender)
+	select {
+	case m := <-b.Control:
+		t.Fatalf("b saw %s while a was away", m.FrameType())
+	default:
+	}
+
+	// Lost again and not back in time: the others see it leave.
+	require.NoError(t, a2.QC.CloseWithError(1, "lost again"))
+	require.Eventually(t, func() bool { return testutil.ToFloat64(s.metrics.parked) == 1 }, testenv.Wait, testenv.Tick)
+	clk.Advance(20 * time.Second)
+	p := b.Next().(*wire.Presence)
+	require.Equal(t, []wire.NodeID{1}, p.Leaves)
+	require.Zero(t, testutil.ToFloat64(s.metrics.parked))
+	require.Eventually(t, func() bool {
+		pres, err := s.hub.Presence(context.Background(), "relay:r")
+		return err == nil && len(pres) == 1
+	}, testenv.Wait, testenv.Tick)
+	// Its NodeId is free again.
+	dialNative(t, s, 1)
+}
+
+func TestNativeNormalCloseLeavesAtOnce(t *testing.T) {
+	s := newTestServer(t, nil)
+	a, b := dialNative(t, s, 1), dialNative(t, s, 2)
+	a.Join("r")
+	b.Join("r")
+	require.NoError(t, a.QC.CloseWithError(0, ""))
+	p := b.Next().(*wire.Presence)
+	require.Equal(t, []wire.NodeID{1}, p.Leaves)
+}

@@ -46,6 +46,9 @@ type Server struct {
 	rooms  map[string]*room
 	roomID uint32
 	lobby  *room // connections in no room (ISSUN broadcast without a room)
+	// parked are native sessions waiting to be resumed, by resume token.
+	parked   map[string]*parkedSession
+	expiring sync.WaitGroup // parked sessions being ended by their timer
 
 	wg       sync.WaitGroup
 	shutOnce sync.Once
@@ -66,7 +69,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("relay: metrics: %w", err)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "relay"), metrics: m,
-		conns: map[*conn]struct{}{}, nodes: map[wire.NodeID]*conn{}, rooms: map[string]*room{}}
+		conns: map[*conn]struct{}{}, nodes: map[wire.NodeID]*conn{}, rooms: map[string]*room{},
+		parked: map[string]*parkedSession{}}
 	s.lobby = &room{srv: s}
 	s.lobby.snap.Store(&[]*conn{})
 	if cfg.Certificate != nil {
@@ -276,6 +280,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		for _, c := range list {
 			c.close(closeShutdown)
 		}
+		s.stopParked()
 		s.cancel()
 		done := make(chan struct{})
 		go func() { s.wg.Wait(); close(done) }()
