@@ -115,6 +115,7 @@ func (r Relay) RelayConfig() relay.Config {
 		DisableISSUN:      r.DisableISSUN,
 		Auth:              r.Auth,
 		MaxClients:        r.MaxClients,
+		MaxClientsPerIP:   r.MaxClientsPerIP,
 		MaxFrame:          r.MaxFrame,
 		MaxTypeName:       r.MaxTypeName,
 		EventRate:         float64(r.EventRate),

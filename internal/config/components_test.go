@@ -162,7 +162,7 @@ func TestRunnerMapping(t *testing.T) {
 }
 
 func TestRelayMapping(t *testing.T) {
-	want := same([]string{"Address", "DisableISSUN", "Auth", "MaxClients", "MaxFrame", "MaxTypeName", "EventRate",
+	want := same([]string{"Address", "DisableISSUN", "Auth", "MaxClients", "MaxClientsPerIP", "MaxFrame", "MaxTypeName", "EventRate",
 		"EventBurst", "MaxRooms", "MaxMembers", "QueueLimit", "HandshakeTimeout", "IdleTimeout", "WriteTimeout",
 		"HeartbeatInterval", "ResumeGrace"})
 	want["Enabled"], want["CertFile"], want["KeyFile"] = []string{}, []string{}, []string{}

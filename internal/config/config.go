@@ -395,7 +395,9 @@ type Relay struct {
 	// Auth is "none" or "token" (a hub JWT before anything is relayed).
 	Auth       string `json:"auth" yaml:"auth" toml:"auth"`
 	MaxClients int    `json:"max_clients" yaml:"max_clients" toml:"max_clients"`
-	MaxFrame   int    `json:"max_frame" yaml:"max_frame" toml:"max_frame" cfg:"bytesize"`
+	// MaxClientsPerIP caps connections from one IP address (0: off).
+	MaxClientsPerIP int `json:"max_clients_per_ip" yaml:"max_clients_per_ip" toml:"max_clients_per_ip"`
+	MaxFrame        int `json:"max_frame" yaml:"max_frame" toml:"max_frame" cfg:"bytesize"`
 	// MaxTypeName caps an ISSUN event's type name in bytes.
 	MaxTypeName int `json:"max_type_name" yaml:"max_type_name" toml:"max_type_name"`
 	// EventRate (events per second, sustained) and EventBurst limit what

@@ -229,6 +229,7 @@ func (c *Config) Validate() error {
 	if rl.MaxTypeName < 0 {
 		v.add("relay.max_type_name", "must not be negative, got %d", rl.MaxTypeName)
 	}
+	v.nonNeg("relay.max_clients_per_ip", rl.MaxClientsPerIP)
 	v.nonNeg("relay.event_burst", rl.EventBurst)
 	v.nonNeg("relay.max_rooms", rl.MaxRooms)
 	v.nonNeg("relay.max_members", rl.MaxMembers)

@@ -77,6 +77,10 @@ type Config struct {
 	// MaxClients caps connections, refused before their handshake
 	// completes; negative = unlimited.
 	MaxClients int
+	// MaxClientsPerIP caps connections from one IP address (checked on the
+	// unverified source address before the handshake, and again after);
+	// 0 = no limit.
+	MaxClientsPerIP int
 	// MaxFrame caps a frame's body in bytes.
 	MaxFrame int
 	// MaxTypeName caps an ISSUN event's type name in bytes.
@@ -179,7 +183,7 @@ func (c *Config) validate() error {
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"max_rooms", c.MaxRooms}, {"max_members", c.MaxMembers}, {"queue_limit", c.QueueLimit}} {
+	}{{"max_clients_per_ip", c.MaxClientsPerIP}, {"max_rooms", c.MaxRooms}, {"max_members", c.MaxMembers}, {"queue_limit", c.QueueLimit}} {
 		if f.v < 0 {
 			bad(f.name, "%d is negative", f.v)
 		}

@@ -74,6 +74,7 @@ var (
 	closeInvalidToken = hub.DisconnectInvalidToken
 	closeBadRequest   = hub.DisconnectBadRequest
 	closeServerFull   = hub.DisconnectConnectionLimit
+	closeIPLimit      = hub.Disconnect{Code: hub.DisconnectConnectionLimit.Code, Reason: "too many connections from this address"}
 	closeNodeInUse    = hub.Disconnect{Code: hub.DisconnectBadRequest.Code, Reason: "node id already connected"}
 	closeUnauthorized = hub.DisconnectPermissionDenied
 	closeResume       = hub.Disconnect{Code: hub.DisconnectInsufficientState.Code, Reason: "cannot resume"}
@@ -94,7 +95,7 @@ func disconnectReason(d hub.Disconnect) string {
 		return "rate_limited"
 	case closeInvalidToken, closeUnauthorized:
 		return "unauthorized"
-	case closeServerFull:
+	case closeServerFull, closeIPLimit:
 		return "server_full"
 	case closeNodeInUse:
 		return "duplicate_node"

@@ -424,3 +424,15 @@ func TestShutdownClosesConnections(t *testing.T) {
 	require.Error(t, err, "nothing listens any more")
 	require.False(t, errors.Is(err, context.Canceled))
 }
+
+func TestMaxClientsPerIP(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.MaxClientsPerIP = 2 })
+	a := dialISSUN(t, s, 1)
+	dialISSUN(t, s, 2)
+	_, err := dialQUIC(t, s.Addr().String(), nil)
+	require.Error(t, err, "a third connection from 127.0.0.1 is refused")
+	require.Positive(t, testutil.ToFloat64(s.metrics.handshakes.WithLabelValues(handshakeIPLimit)))
+	a.Close()
+	require.Eventually(t, func() bool { return s.ipCount(s.Addr()) < 2 }, testenv.Wait, testenv.Tick)
+	dialISSUN(t, s, 3)
+}

@@ -26,6 +26,7 @@ const (
 	handshakeUnauthorize = "unauthorized"
 	handshakeShutdown    = "shutdown"
 	handshakeResume      = "resume_refused"
+	handshakeIPLimit     = "ip_limit"
 )
 
 type metrics struct {

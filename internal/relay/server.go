@@ -40,6 +40,9 @@ type Server struct {
 	ctrlSeq atomic.Uint64 // sequence of the relay's own events
 	closing atomic.Bool
 
+	ipMu  sync.Mutex
+	perIP map[string]int // connections by remote IP, with MaxClientsPerIP
+
 	mu     sync.RWMutex
 	conns  map[*conn]struct{}
 	nodes  map[wire.NodeID]*conn
@@ -70,7 +73,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "relay"), metrics: m,
 		conns: map[*conn]struct{}{}, nodes: map[wire.NodeID]*conn{}, rooms: map[string]*room{},
-		parked: map[string]*parkedSession{}}
+		parked: map[string]*parkedSession{}, perIP: map[string]int{}}
 	s.lobby = &room{srv: s}
 	s.lobby.snap.Store(&[]*conn{})
 	if cfg.Certificate != nil {
@@ -166,7 +169,7 @@ func (s *Server) quicConfig() *quic.Config {
 	conf := base.Clone()
 	// Refused before the handshake: the client learns at once. The config
 	// returned must be complete (nil would mean quic-go's defaults).
-	conf.GetConfigForClient = func(*quic.ClientInfo) (*quic.Config, error) {
+	conf.GetConfigForClient = func(ci *quic.ClientInfo) (*quic.Config, error) {
 		if s.closing.Load() {
 			s.metrics.handshakes.WithLabelValues(handshakeShutdown).Inc()
 			return nil, errors.New("relay: shutting down")
@@ -175,9 +178,59 @@ func (s *Server) quicConfig() *quic.Config {
 			s.metrics.handshakes.WithLabelValues(handshakeFull).Inc()
 			return nil, errServerFull
 		}
+		if s.cfg.MaxClientsPerIP > 0 && s.ipCount(ci.RemoteAddr) >= s.cfg.MaxClientsPerIP {
+			s.metrics.handshakes.WithLabelValues(handshakeIPLimit).Inc()
+			return nil, errIPLimit
+		}
 		return base, nil
 	}
 	return conf
+}
+
+var errIPLimit = errors.New("relay: too many connections from this address")
+
+func ipOf(a net.Addr) string {
+	if u, ok := a.(*net.UDPAddr); ok {
+		return u.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+func (s *Server) ipCount(a net.Addr) int {
+	s.ipMu.Lock()
+	defer s.ipMu.Unlock()
+	return s.perIP[ipOf(a)]
+}
+
+// addIP counts a connection from a's address; false when over the limit.
+func (s *Server) addIP(a net.Addr) bool {
+	if s.cfg.MaxClientsPerIP <= 0 {
+		return true
+	}
+	ip := ipOf(a)
+	s.ipMu.Lock()
+	defer s.ipMu.Unlock()
+	if s.perIP[ip] >= s.cfg.MaxClientsPerIP {
+		return false
+	}
+	s.perIP[ip]++
+	return true
+}
+
+func (s *Server) removeIP(a net.Addr) {
+	if s.cfg.MaxClientsPerIP <= 0 {
+		return
+	}
+	ip := ipOf(a)
+	s.ipMu.Lock()
+	defer s.ipMu.Unlock()
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
 }
 
 func (s *Server) acceptLoop() {
@@ -195,10 +248,17 @@ func (s *Server) acceptLoop() {
 			closeQUIC(qc, closeServerFull)
 			continue
 		}
+		if !s.addIP(qc.RemoteAddr()) {
+			s.count.Add(-1)
+			s.metrics.handshakes.WithLabelValues(handshakeIPLimit).Inc()
+			closeQUIC(qc, closeIPLimit)
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			defer s.count.Add(-1)
+			defer s.removeIP(qc.RemoteAddr())
 			s.serveConn(qc)
 		}()
 	}
