@@ -7,9 +7,11 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/switchboard-rt/switchboard/internal/clock"
 	"github.com/switchboard-rt/switchboard/internal/delivery"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	wire "github.com/switchboard-rt/switchboard/protocol/relay"
@@ -31,6 +33,7 @@ type conn struct {
 	mu     sync.Mutex
 	why    hub.Disconnect
 	closed bool
+	expiry clock.Timer // closes the connection when its token expires
 
 	// receiving: the handshake is done and events may be queued to it.
 	receiving atomic.Bool
@@ -75,6 +78,29 @@ func (c *conn) close(d hub.Disconnect) {
 	c.cancel()
 }
 
+// expireAt closes the connection (3005, connection expired) when its
+// token expires: at unix second exp (0: never).
+func (c *conn) expireAt(exp int64) {
+	if exp <= 0 {
+		return
+	}
+	d := time.Unix(exp, 0).Sub(c.srv.cfg.Clock.Now())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+	c.expiry = c.srv.cfg.Clock.AfterFunc(max(d, 0), func() { c.close(closeExpired) })
+}
+
+func (c *conn) stopExpiry() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+}
+
 // reason returns why the connection closes (closeNormal when the peer
 // went away).
 func (c *conn) reason() (hub.Disconnect, bool) {
@@ -117,6 +143,7 @@ var errSlowPeer = errors.New("relay: peer too slow")
 // drops its queue and closes the QUIC connection with the reason.
 func (c *conn) finish() {
 	c.receiving.Store(false)
+	c.stopExpiry()
 	for _, r := range c.roomList() {
 		c.srv.leave(c, r)
 	}

@@ -70,6 +70,7 @@ var (
 	closeSlow         = hub.DisconnectSlow
 	closeWriteError   = hub.DisconnectWriteError
 	closeNoPong       = hub.DisconnectNoPong
+	closeExpired      = hub.DisconnectExpired
 	closeRateLimited  = hub.DisconnectTooManyRequests
 	closeInvalidToken = hub.DisconnectInvalidToken
 	closeBadRequest   = hub.DisconnectBadRequest
@@ -91,6 +92,8 @@ func disconnectReason(d hub.Disconnect) string {
 		return "write_error"
 	case closeNoPong:
 		return "no_heartbeat"
+	case closeExpired:
+		return "expired"
 	case closeRateLimited:
 		return "rate_limited"
 	case closeInvalidToken, closeUnauthorized:

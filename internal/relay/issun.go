@@ -309,6 +309,7 @@ func (c *conn) issunAuth(prefix string, payload []byte) error {
 	}
 	c.user, c.info = claims.User, claims.Info
 	c.tokenAccepted.Store(true)
+	c.expireAt(claims.ExpireAt)
 	if !c.authed {
 		c.authed = true
 		c.srv.enterLobby(c)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/switchboard-rt/switchboard/internal/auth"
 	"github.com/switchboard-rt/switchboard/internal/clock"
 	"github.com/switchboard-rt/switchboard/internal/delivery"
 	"github.com/switchboard-rt/switchboard/internal/hub"
@@ -101,11 +102,12 @@ func (s *Server) serveNative(qc *quic.Conn) {
 		_, _ = ctl.Write(wire.AppendMessage(nil, &wire.Error{Code: code, Message: msg}))
 		closeQUIC(qc, d)
 	}
-	user, info, err := s.helloIdentity(hello)
+	claims, err := s.helloIdentity(hello)
 	if err != nil {
 		refuse(handshakeUnauthorize, err, closeInvalidToken)
 		return
 	}
+	user, info := claims.User, claims.Info
 	c := s.newConn(qc, transportNative, hello.NodeID)
 	c.user, c.info, c.authed = user, info, true
 	c.tokenAccepted.Store(user != "")
@@ -136,6 +138,7 @@ func (s *Server) serveNative(qc *quic.Conn) {
 	}
 	defer c.finishNative()
 	s.metrics.handshakes.WithLabelValues(handshakeOK).Inc()
+	c.expireAt(claims.ExpireAt)
 	if rooms != nil {
 		c.welcomeResumed(rooms)
 	} else {
@@ -157,21 +160,17 @@ func (s *Server) serveNative(qc *quic.Conn) {
 }
 
 // helloIdentity verifies HELLO's token: the user and connection info.
-func (s *Server) helloIdentity(h *wire.Hello) (string, []byte, error) {
+func (s *Server) helloIdentity(h *wire.Hello) (auth.ConnectClaims, error) {
 	if h.Token == "" {
 		if s.cfg.Auth == AuthToken {
-			return "", nil, ErrNotAuthed
+			return auth.ConnectClaims{}, ErrNotAuthed
 		}
-		return "", nil, nil
+		return auth.ConnectClaims{}, nil
 	}
 	if s.cfg.Verifier == nil {
-		return "", nil, ErrNoVerifier
+		return auth.ConnectClaims{}, ErrNoVerifier
 	}
-	claims, err := s.cfg.Verifier.VerifyConnect(h.Token)
-	if err != nil {
-		return "", nil, err
-	}
-	return claims.User, claims.Info, nil
+	return s.cfg.Verifier.VerifyConnect(h.Token)
 }
 
 // registerNative registers c, first giving it a free random NodeId when
@@ -608,6 +607,7 @@ func (c *conn) finishNative() {
 		n.hbTimer.Stop()
 	}
 	n.hbMu.Unlock()
+	c.stopExpiry()
 	c.cancel()
 	n.ctlQ.Close()
 	n.evQ.Close()

@@ -324,3 +324,21 @@ func TestNativeNormalCloseLeavesAtOnce(t *testing.T) {
 	p := b.Next().(*wire.Presence)
 	require.Equal(t, []wire.NodeID{1}, p.Leaves)
 }
+
+func TestTokenExpiryCloses(t *testing.T) {
+	const secret = "exp-secret"
+	clk := clocktest.New(time.Now())
+	s := newTestServer(t, func(c *Config) { c.Clock = clk; c.HeartbeatInterval = time.Hour; c.Verifier = auth.NewTokenVerifier(secret, "", "") })
+	tok, err := auth.SignConnect(secret, "bob", time.Minute, time.Now())
+	require.NoError(t, err)
+	n := relaytest.DialNative(t, s.Addr().String(), &wire.Hello{NodeID: 1, Token: tok})
+	i := dialISSUN(t, s, 2)
+	i.Send(control(wire.SuffixAuth, wire.AuthRequest{Token: tok}.Append(nil)))
+	require.Equal(t, game("SwitchboardWelcome"), i.Next().TypeName)
+	require.Eventually(t, func() bool { return clk.Pending() >= 2 }, testenv.Wait, testenv.Tick)
+	clk.Advance(2 * time.Minute)
+	g := n.Next().(*wire.GoAway)
+	require.Equal(t, hub.DisconnectExpired.Code, g.Code)
+	ae := i.ClosedWith()
+	require.Equal(t, uint64(hub.DisconnectExpired.Code), uint64(ae.ErrorCode))
+}
