@@ -35,7 +35,7 @@ type testServer struct {
 
 // newTestServer starts a relay on 127.0.0.1:0 with a hub on the memory
 // engine whose "relay" namespace keeps presence.
-func newTestServer(t *testing.T, mod func(*Config)) *testServer {
+func newTestServer(t testing.TB, mod func(*Config)) *testServer {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	h, err := hub.New(hub.Config{Broker: memory.New(time.Now), Presence: memory.NewPresence(),

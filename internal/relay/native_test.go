@@ -241,9 +241,9 @@ func TestNativeSlowConsumer(t *testing.T) {
 	slow.Join("r")
 	fast.Join("r")
 	payload := []byte(strings.Repeat("z", 4000))
-	// 8 MB, paced by the fast member (16 events in flight): beyond the
-	// slow reader's flow-control window and queue.
-	const n = 2000
+	// 2.4 MB, paced by the fast member (16 events in flight): beyond the
+	// slow reader's flow-control window (512 KiB) and queue.
+	const n = 600
 	for i := range n {
 		a.Send(&wire.NativeEvent{Handle: h, Sequence: uint64(i), Payload: payload})
 		if i >= 16 {
