@@ -136,7 +136,6 @@ func (s *Server) serveNative(qc *quic.Conn) {
 		}
 		return
 	}
-	defer c.finishNative()
 	s.metrics.handshakes.WithLabelValues(handshakeOK).Inc()
 	c.expireAt(claims.ExpireAt)
 	if rooms != nil {
@@ -156,6 +155,9 @@ func (s *Server) serveNative(qc *quic.Conn) {
 	c.readControl()
 	stop()
 	c.cancel()
+	// Close before waiting: a datagram send blocked on a full queue ends
+	// with the connection.
+	c.finishNative()
 	wg.Wait()
 }
 
@@ -570,6 +572,10 @@ func (c *conn) startHeartbeats() {
 			return
 		}
 		n.hbMu.Lock()
+		if c.ctx.Err() != nil {
+			n.hbMu.Unlock()
+			return
+		}
 		if n.hbMissed >= missedHeartbeats {
 			n.hbMu.Unlock()
 			c.close(closeNoPong)
@@ -602,13 +608,13 @@ func (c *conn) heartbeatAcked(a *wire.Ack) {
 // it, then what finish does.
 func (c *conn) finishNative() {
 	n := c.native
+	c.cancel() // a heartbeat firing now sees it and does not re-arm
 	n.hbMu.Lock()
 	if n.hbTimer != nil {
 		n.hbTimer.Stop()
 	}
 	n.hbMu.Unlock()
 	c.stopExpiry()
-	c.cancel()
 	n.ctlQ.Close()
 	n.evQ.Close()
 	if d, byServer := c.reason(); byServer && d != closeNormal {
