@@ -25,7 +25,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	_ = room.Send(1, []byte(`{"paddle":0.5}`))     // reliable, in order
+	_ = room.Send(1, []byte(`{"paddle":0.5}`))      // reliable, in order
 	_ = room.SendUnreliable(2, []byte(`{"x":0.1}`)) // may be lost, never waits
 	for ev := range c.Events() {
 		fmt.Println(ev.Room, ev.Sender, ev.OpCode, string(ev.Payload))
