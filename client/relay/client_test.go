@@ -14,7 +14,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/switchboard-rt/switchboard/client/relay"
-	"github.com/switchboard-rt/switchboard/internal/delivery"
 	server "github.com/switchboard-rt/switchboard/internal/relay"
 	"github.com/switchboard-rt/switchboard/internal/testenv"
 	wire "github.com/switchboard-rt/switchboard/protocol/relay"
@@ -26,16 +25,13 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // and the pin of its development certificate.
 func startRelay(t *testing.T) (*server.Server, string, [32]byte) {
 	t.Helper()
-	pool, err := delivery.NewPool(delivery.Config{Registerer: prometheus.NewRegistry()})
-	require.NoError(t, err)
-	s, err := server.New(server.Config{Address: "127.0.0.1:0", Pool: pool, Registerer: prometheus.NewRegistry()})
+	s, err := server.New(server.Config{Address: "127.0.0.1:0", Registerer: prometheus.NewRegistry()})
 	require.NoError(t, err)
 	s.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
 		defer cancel()
 		require.NoError(t, s.Shutdown(ctx))
-		pool.Close()
 	})
 	cert := s.Certificate()
 	return s, s.Addr().String(), sha256.Sum256(cert.Certificate[0])

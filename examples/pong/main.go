@@ -29,7 +29,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-rt/switchboard/client/relay"
-	"github.com/switchboard-rt/switchboard/internal/delivery"
 	server "github.com/switchboard-rt/switchboard/internal/relay"
 )
 
@@ -109,15 +108,10 @@ func run(addr, pinHex string, local bool, points int, tick time.Duration, out io
 
 // startLocal runs a relay on a free loopback port.
 func startLocal() (*server.Server, func(), error) {
-	pool, err := delivery.NewPool(delivery.Config{Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		return nil, nil, err
-	}
 	// No event rate limit here, so -tick can speed the game up; a server's
 	// default (100 events/s) holds 60 Hz: one event per tick per bot.
-	s, err := server.New(server.Config{Address: "127.0.0.1:0", Pool: pool, Registerer: prometheus.NewRegistry(), EventRate: -1})
+	s, err := server.New(server.Config{Address: "127.0.0.1:0", Registerer: prometheus.NewRegistry(), EventRate: -1})
 	if err != nil {
-		pool.Close()
 		return nil, nil, err
 	}
 	s.Start()
@@ -125,7 +119,6 @@ func startLocal() (*server.Server, func(), error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = s.Shutdown(ctx)
-		pool.Close()
 	}, nil
 }
 

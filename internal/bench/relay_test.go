@@ -11,23 +11,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/switchboard-rt/switchboard/internal/delivery"
 	server "github.com/switchboard-rt/switchboard/internal/relay"
 	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
 func startBenchRelay(t *testing.T) (string, string) {
 	t.Helper()
-	pool, err := delivery.NewPool(delivery.Config{Registerer: prometheus.NewRegistry()})
-	require.NoError(t, err)
-	s, err := server.New(server.Config{Address: "127.0.0.1:0", Pool: pool, Registerer: prometheus.NewRegistry()})
+	s, err := server.New(server.Config{Address: "127.0.0.1:0", Registerer: prometheus.NewRegistry()})
 	require.NoError(t, err)
 	s.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
 		defer cancel()
 		require.NoError(t, s.Shutdown(ctx))
-		pool.Close()
 	})
 	cert := s.Certificate()
 	sum := sha256.Sum256(cert.Certificate[0])

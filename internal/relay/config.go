@@ -109,8 +109,11 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	ResumeGrace       time.Duration
 
-	Pool       *delivery.Pool // required: the core's writer pool
-	Presence   Presence       // nil: rooms are not recorded in the hub
+	// Pool is the core's writer pool draining the connections' queues
+	// (shared with the other transports); nil starts one of the relay's
+	// own on Clock and Registerer, closed by Shutdown.
+	Pool       *delivery.Pool
+	Presence   Presence // nil: rooms are not recorded in the hub
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Clock      clock.Clock
@@ -167,9 +170,6 @@ func (c *Config) validate() error {
 	}
 	if c.Auth == AuthToken && c.Verifier == nil {
 		bad("auth", "%q needs a token verifier (a token secret)", AuthToken)
-	}
-	if c.Pool == nil {
-		bad("pool", "a delivery pool is required")
 	}
 	if c.MaxFrame < 0 || c.MaxFrame > 16<<20 {
 		bad("max_frame", "%d is not within 1..%d", c.MaxFrame, 16<<20)

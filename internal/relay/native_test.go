@@ -328,7 +328,11 @@ func TestNativeNormalCloseLeavesAtOnce(t *testing.T) {
 func TestTokenExpiryCloses(t *testing.T) {
 	const secret = "exp-secret"
 	clk := clocktest.New(time.Now())
-	s := newTestServer(t, func(c *Config) { c.Clock = clk; c.HeartbeatInterval = time.Hour; c.Verifier = auth.NewTokenVerifier(secret, "", "") })
+	s := newTestServer(t, func(c *Config) {
+		c.Clock = clk
+		c.HeartbeatInterval = time.Hour
+		c.Verifier = auth.NewTokenVerifier(secret, "", "")
+	})
 	tok, err := auth.SignConnect(secret, "bob", time.Minute, time.Now())
 	require.NoError(t, err)
 	n := relaytest.DialNative(t, s.Addr().String(), &wire.Hello{NodeID: 1, Token: tok})

@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/quic-go/quic-go"
 
+	"github.com/switchboard-rt/switchboard/internal/delivery"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	wire "github.com/switchboard-rt/switchboard/protocol/relay"
 )
@@ -27,6 +28,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	cert    tls.Certificate
+	ownPool bool // cfg.Pool was started by New; Shutdown closes it
 	limits  wire.Limits
 
 	udp *net.UDPConn
@@ -71,7 +73,20 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: metrics: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "relay"), metrics: m,
+	ownPool := false
+	if cfg.Pool == nil {
+		if cfg.Pool, err = delivery.NewPool(delivery.Config{Clock: cfg.Clock, Registerer: cfg.Registerer}); err != nil {
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+		ownPool = true
+	}
+	ok := false
+	defer func() {
+		if !ok && ownPool {
+			cfg.Pool.Close()
+		}
+	}()
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "relay"), metrics: m, ownPool: ownPool,
 		conns: map[*conn]struct{}{}, nodes: map[wire.NodeID]*conn{}, rooms: map[string]*room{},
 		parked: map[string]*parkedSession{}, perIP: map[string]int{}}
 	s.lobby = &room{srv: s}
@@ -109,6 +124,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("relay: listen: %w", err)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	ok = true
 	return s, nil
 }
 
@@ -351,6 +367,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		_ = s.tr.Close()
 		_ = s.udp.Close()
+		if s.ownPool {
+			s.cfg.Pool.Close()
+		}
 		if s.shutErr == nil {
 			s.log.Info("relay stopped")
 		}
