@@ -78,6 +78,7 @@ type CLI struct {
 	Play        PlayCmd        `cmd:"" help:"Run a script on a circle (authenticating with a key file)."`
 	Bench       bench.Cmd      `cmd:"" help:"Load-test a Centrifugo-compatible server (conns, fanout, rpc, plot)."`
 	Node        NodeCmd        `cmd:"" help:"Run a compute node for the scheduler (runs chunks through a worker command)."`
+	RelayCert   RelayCertCmd   `cmd:"" name:"relay-cert" help:"Write a self-signed relay certificate browsers accept by hash (ECDSA P-256, at most 14 days)."`
 	Sandbox     SandboxCmd     `cmd:"" name:"sandbox-worker" hidden:"" help:"Run circle plays for the server (started by it)."`
 }
 
@@ -170,6 +171,7 @@ type ServeCmd struct {
 	Workers int    `name:"workers" help:"Worker processes (runner.workers)."`
 
 	Scheduler bool `name:"scheduler" help:"Run the compute scheduler and its API (scheduler.enabled; needs client.token.hmac_secret_key)."`
+	RelayPort int  `name:"relay-port" help:"Start the game relay on this UDP port (relay.enabled, port of relay.address)." default:"-1"`
 }
 
 // loadConfig reads file + env, then applies flags on top; with --dev it
@@ -205,6 +207,9 @@ func (s *ServeCmd) mergeConfig() (config.Config, error) {
 			return cfg, fmt.Errorf("--port: %d is out of range 0-65535", s.Port)
 		}
 		cfg.HTTPServer.Port = s.Port
+	}
+	if err := relayPort(&cfg, s.RelayPort); err != nil {
+		return cfg, err
 	}
 	if s.LogFormat != "" {
 		cfg.Log.Format = s.LogFormat

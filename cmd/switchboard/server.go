@@ -23,8 +23,10 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/auth"
 	"github.com/switchboard-rt/switchboard/internal/clientproto"
 	"github.com/switchboard-rt/switchboard/internal/config"
+	"github.com/switchboard-rt/switchboard/internal/delivery"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/origin"
+	"github.com/switchboard-rt/switchboard/internal/relay"
 	"github.com/switchboard-rt/switchboard/internal/scheduler"
 	"github.com/switchboard-rt/switchboard/internal/store/sqlite"
 	"github.com/switchboard-rt/switchboard/internal/transport/ws"
@@ -44,6 +46,7 @@ type Main struct {
 	http     *http.Server
 	hub      *hub.Hub
 	ws       *ws.Transport
+	relay    *relay.Server
 	origins  *origin.Checker // client.allowed_origins, for every WebSocket route
 	registry *prometheus.Registry
 	// closers stop components in reverse start order, after the drain.
@@ -110,6 +113,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := schedulerNamespaces(cfg, &ns); err != nil {
 		return err
 	}
+	relayNamespace(cfg, &ns)
 	broker, presence, err := newEngine(cfg, log, reg, m.redisClient)
 	if err != nil {
 		return err
@@ -159,8 +163,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	extra = append(extra, consoleRoutes...)
+	// One delivery pool drains every connection's queue (WebSocket, relay).
+	pool, err := delivery.NewPool(delivery.Config{Clock: h.Clock(), Registerer: reg})
+	if err != nil {
+		return err
+	}
+	m.closers = append(m.closers, func(context.Context) error { pool.Close(); return nil })
 	proto, err := clientproto.NewServer(clientproto.Config{
-		Hub: h, Tokens: tokens, RPC: rpc, AllowAnonymous: cfg.Client.AllowAnonymousConnectWithoutToken,
+		Hub: h, Tokens: tokens, Delivery: pool, RPC: rpc, AllowAnonymous: cfg.Client.AllowAnonymousConnectWithoutToken,
 		PingInterval: time.Duration(cfg.Client.PingInterval), PongTimeout: time.Duration(cfg.Client.PongTimeout),
 		StaleCloseDelay: time.Duration(cfg.Client.StaleCloseDelay), ExpiredCloseDelay: time.Duration(cfg.Client.ExpiredCloseDelay),
 		ChannelLimit: cfg.Client.ChannelLimit, QueueMaxSize: cfg.Client.QueueMaxSize,
@@ -185,6 +195,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		TransportErrors: cfg.HTTPAPI.ErrorMode == "transport", Timeout: time.Duration(cfg.HTTPAPI.Timeout),
 		Logger: log, Registerer: reg})
 	if err != nil {
+		return err
+	}
+
+	if err := m.startRelay(cfg, h, tokens, pool, reg, log); err != nil {
 		return err
 	}
 

@@ -22,6 +22,7 @@ var errorTables = map[string]bool{
 	"console/errors.go":     true,
 	"schedapi/errors.go":    true,
 	"node/errors.go":        true, // the node API statuses, client side
+	"relay/errors.go":       true,
 }
 
 // wireLiterals are the ways a wire code gets written by hand. Each applies

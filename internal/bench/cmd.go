@@ -9,6 +9,7 @@ type Cmd struct {
 	Fanout FanoutCmd `cmd:"" help:"Publish to S subscribers over C channels; report deliveries/s, latency percentiles, loss and duplicates."`
 	RPC    RPCCmd    `cmd:"" name:"rpc" help:"Time round trips of client rpc or publish commands."`
 	Plot   PlotCmd   `cmd:"" help:"Render SVG charts from a file of bench JSON results."`
+	Relay  RelayCmd  `cmd:"" help:"Load the game relay: clients in rooms sending events; report deliveries/s, latency percentiles and loss."`
 }
 
 // Validate hooks let kong report bad flag values as parse (usage) errors,

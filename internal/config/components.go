@@ -8,6 +8,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/console"
 	"github.com/switchboard-rt/switchboard/internal/gateway"
 	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/relay"
 	"github.com/switchboard-rt/switchboard/internal/schedapi"
 	"github.com/switchboard-rt/switchboard/internal/scheduler"
 	"github.com/switchboard-rt/switchboard/internal/store/postgres"
@@ -155,4 +156,29 @@ func (s Scheduler) PostgresConfig() postgres.Config {
 func (a Admin) ConsoleConfig() console.Config {
 	return console.Config{Password: a.Password, Secret: a.Secret, SessionTTL: a.SessionTTL.Std(),
 		HubTokenTTL: a.TokenTTL.Std(), LoginFailures: a.LoginFailures, LoginWindow: a.LoginWindow.Std()}
+}
+
+// RelayConfig returns the relay section as the relay's configuration
+// (Certificate, read from CertFile/KeyFile, and the injected Verifier,
+// Pool, Presence, Logger, Registerer and Clock are left for the caller).
+func (r Relay) RelayConfig() relay.Config {
+	return relay.Config{
+		Address:           r.Address,
+		DisableISSUN:      r.DisableISSUN,
+		Auth:              r.Auth,
+		MaxClients:        r.MaxClients,
+		MaxClientsPerIP:   r.MaxClientsPerIP,
+		MaxFrame:          r.MaxFrame,
+		MaxTypeName:       r.MaxTypeName,
+		EventRate:         float64(r.EventRate),
+		EventBurst:        r.EventBurst,
+		MaxRooms:          r.MaxRooms,
+		MaxMembers:        r.MaxMembers,
+		QueueLimit:        r.QueueLimit,
+		HandshakeTimeout:  r.HandshakeTimeout.Std(),
+		IdleTimeout:       r.IdleTimeout.Std(),
+		WriteTimeout:      r.WriteTimeout.Std(),
+		HeartbeatInterval: r.HeartbeatInterval.Std(),
+		ResumeGrace:       r.ResumeGrace.Std(),
+	}
 }

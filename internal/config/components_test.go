@@ -187,3 +187,12 @@ func TestAdminMapping(t *testing.T) {
 	unmapped := []string{"Signer", "Tokens", "Hub", "Scheduler", "FeedInterval", "LoginAddresses", "Clock", "Logger", "Registerer"}
 	checkMapping(t, want, unmapped, func(a Admin) []reflect.Value { return []reflect.Value{reflect.ValueOf(a.ConsoleConfig())} })
 }
+
+func TestRelayMapping(t *testing.T) {
+	want := same([]string{"Address", "DisableISSUN", "Auth", "MaxClients", "MaxClientsPerIP", "MaxFrame", "MaxTypeName", "EventRate",
+		"EventBurst", "MaxRooms", "MaxMembers", "QueueLimit", "HandshakeTimeout", "IdleTimeout", "WriteTimeout",
+		"HeartbeatInterval", "ResumeGrace"})
+	want["Enabled"], want["CertFile"], want["KeyFile"] = []string{}, []string{}, []string{}
+	unmapped := []string{"Certificate", "Verifier", "Pool", "Presence", "Logger", "Registerer", "Clock"}
+	checkMapping(t, want, unmapped, func(r Relay) []reflect.Value { return []reflect.Value{reflect.ValueOf(r.RelayConfig())} })
+}

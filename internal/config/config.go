@@ -13,6 +13,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/dispatch"
 	"github.com/switchboard-rt/switchboard/internal/gateway"
 	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/relay"
 	"github.com/switchboard-rt/switchboard/internal/sandbox"
 	"github.com/switchboard-rt/switchboard/internal/schedapi"
 	"github.com/switchboard-rt/switchboard/internal/scheduler"
@@ -71,6 +72,7 @@ type Config struct {
 	Runner     Runner      `json:"runner" yaml:"runner" toml:"runner"`
 	Circles    Circles     `json:"circles" yaml:"circles" toml:"circles"`
 	Scheduler  Scheduler   `json:"scheduler" yaml:"scheduler" toml:"scheduler"`
+	Relay      Relay       `json:"relay" yaml:"relay" toml:"relay"`
 
 	// NoEffect lists the keys (and CENTRIFUGO_* variables) that were
 	// accepted but change nothing in Switchboard: Centrifugo options of
@@ -457,6 +459,42 @@ type Scheduler struct {
 	ReplayCacheSize int `json:"replay_cache_size" yaml:"replay_cache_size" toml:"replay_cache_size"`
 }
 
+// Relay configures the game relay (QUIC, one UDP port; docs/relay.md).
+// Limits: 0 means the relay's default, a negative value no limit where
+// the key says so.
+type Relay struct {
+	// Enabled starts the relay (also `serve --relay-port`).
+	Enabled bool `json:"enabled" yaml:"enabled" toml:"enabled"`
+	// Address is the UDP host:port (default ":5000").
+	Address string `json:"address" yaml:"address" toml:"address"`
+	// CertFile and KeyFile are the PEM certificate and key; both empty: a
+	// self-signed development certificate generated at start.
+	CertFile string `json:"cert_file" yaml:"cert_file" toml:"cert_file"`
+	KeyFile  string `json:"key_file" yaml:"key_file" toml:"key_file"`
+	// DisableISSUN refuses clients without ALPN (the ISSUN profile).
+	DisableISSUN bool `json:"disable_issun" yaml:"disable_issun" toml:"disable_issun"`
+	// Auth is "none" or "token" (a hub JWT before anything is relayed).
+	Auth       string `json:"auth" yaml:"auth" toml:"auth"`
+	MaxClients int    `json:"max_clients" yaml:"max_clients" toml:"max_clients"`
+	// MaxClientsPerIP caps connections from one IP address (0: off).
+	MaxClientsPerIP int `json:"max_clients_per_ip" yaml:"max_clients_per_ip" toml:"max_clients_per_ip"`
+	MaxFrame        int `json:"max_frame" yaml:"max_frame" toml:"max_frame" cfg:"bytesize"`
+	// MaxTypeName caps an ISSUN event's type name in bytes.
+	MaxTypeName int `json:"max_type_name" yaml:"max_type_name" toml:"max_type_name"`
+	// EventRate (events per second, sustained) and EventBurst limit what
+	// one connection sends.
+	EventRate         int      `json:"event_rate" yaml:"event_rate" toml:"event_rate"`
+	EventBurst        int      `json:"event_burst" yaml:"event_burst" toml:"event_burst"`
+	MaxRooms          int      `json:"max_rooms" yaml:"max_rooms" toml:"max_rooms"`
+	MaxMembers        int      `json:"max_members" yaml:"max_members" toml:"max_members"`
+	QueueLimit        int      `json:"queue_limit" yaml:"queue_limit" toml:"queue_limit" cfg:"bytesize"`
+	HandshakeTimeout  Duration `json:"handshake_timeout" yaml:"handshake_timeout" toml:"handshake_timeout"`
+	IdleTimeout       Duration `json:"idle_timeout" yaml:"idle_timeout" toml:"idle_timeout"`
+	WriteTimeout      Duration `json:"write_timeout" yaml:"write_timeout" toml:"write_timeout"`
+	HeartbeatInterval Duration `json:"heartbeat_interval" yaml:"heartbeat_interval" toml:"heartbeat_interval"`
+	ResumeGrace       Duration `json:"resume_grace" yaml:"resume_grace" toml:"resume_grace"`
+}
+
 // Default returns a Config with every default filled in. It is valid.
 func Default() Config {
 	return Config{
@@ -523,6 +561,15 @@ func Default() Config {
 			MaxBody:          schedapi.DefaultMaxBody,
 			SignatureSkew:    Duration(auth.DefaultNodeSkew),
 			ReplayCacheSize:  auth.DefaultMaxReplayCache,
+		},
+		Relay: Relay{
+			Address: relay.DefaultAddress, Auth: relay.AuthNone, MaxClients: relay.DefaultMaxClients,
+			MaxFrame: relay.DefaultMaxFrame, MaxTypeName: relay.DefaultMaxTypeName,
+			EventRate: relay.DefaultEventRate, EventBurst: relay.DefaultEventBurst,
+			MaxRooms: relay.DefaultMaxRooms, MaxMembers: relay.DefaultMaxMembers, QueueLimit: relay.DefaultQueueLimit,
+			HandshakeTimeout: Duration(relay.DefaultHandshakeTimeout), IdleTimeout: Duration(relay.DefaultIdleTimeout),
+			WriteTimeout: Duration(relay.DefaultWriteTimeout), HeartbeatInterval: Duration(relay.DefaultHeartbeatInterval),
+			ResumeGrace: Duration(relay.DefaultResumeGrace),
 		},
 	}
 }

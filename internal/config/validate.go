@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/console"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/origin"
+	"github.com/switchboard-rt/switchboard/internal/relay"
 )
 
 // NamespaceNamePattern is the rule every namespace name must match
@@ -281,6 +282,36 @@ func (c *Config) Validate() error {
 	v.positive("scheduler.replay_cache_size", sc.ReplayCacheSize)
 	if sc.Enabled && c.Client.Token.HMACSecretKey == "" {
 		v.add("scheduler.enabled", "needs client.token.hmac_secret_key (user tokens and node hub tokens are signed with it)")
+	}
+
+	// relay
+	rl := c.Relay
+	if rl.Auth != relay.AuthNone && rl.Auth != relay.AuthToken {
+		v.add("relay.auth", "must be %q or %q, got %q", relay.AuthNone, relay.AuthToken, rl.Auth)
+	}
+	if rl.Enabled && rl.Auth == relay.AuthToken && c.Client.Token.HMACSecretKey == "" {
+		v.add("relay.auth", "%q needs client.token.hmac_secret_key", relay.AuthToken)
+	}
+	if (rl.CertFile == "") != (rl.KeyFile == "") {
+		v.add("relay.cert_file", "relay.cert_file and relay.key_file go together (both empty: a development certificate)")
+	}
+	if rl.MaxFrame < 0 || rl.MaxFrame > 16<<20 {
+		v.add("relay.max_frame", "must be 0 (default) to 16 MiB, got %d", rl.MaxFrame)
+	}
+	if rl.MaxTypeName < 0 {
+		v.add("relay.max_type_name", "must not be negative, got %d", rl.MaxTypeName)
+	}
+	v.nonNeg("relay.max_clients_per_ip", rl.MaxClientsPerIP)
+	v.nonNeg("relay.event_burst", rl.EventBurst)
+	v.nonNeg("relay.max_rooms", rl.MaxRooms)
+	v.nonNeg("relay.max_members", rl.MaxMembers)
+	v.nonNeg("relay.queue_limit", rl.QueueLimit)
+	for _, d := range []struct {
+		path string
+		d    Duration
+	}{{"relay.handshake_timeout", rl.HandshakeTimeout}, {"relay.idle_timeout", rl.IdleTimeout}, {"relay.write_timeout", rl.WriteTimeout},
+		{"relay.heartbeat_interval", rl.HeartbeatInterval}, {"relay.resume_grace", rl.ResumeGrace}} {
+		v.nonNegDur(d.path, d.d)
 	}
 
 	return errors.Join(v.errs...)

@@ -1,0 +1,239 @@
+// Command pong is two bots playing Pong through the Switchboard relay's
+// native protocol (client/relay): the host simulates the ball and sends
+// and its own paddle unreliably 60 times a second, the guest sends its
+// paddle reliably, and a point goes to the side that did not miss.
+//
+// One command, with a relay started inside the program:
+//
+//	go run ./examples/pong -local
+//
+// or against a running server (switchboard serve --relay-port 5000; the
+// development certificate's SHA-256 is in the server's log):
+//
+//	go run ./examples/pong -addr 127.0.0.1:5000 -pin <sha256 hex>
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-rt/switchboard/client/relay"
+	server "github.com/switchboard-rt/switchboard/internal/relay"
+)
+
+// Op codes of the game's events.
+const (
+	opBall   = 1 // unreliable: ball x, y and the host's paddle y (float64 each)
+	opPaddle = 2 // reliable: the guest's paddle y
+	opScore  = 3 // reliable: left, right (uint32 each); the game is over when one reaches the target
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:5000", "relay address (host:port)")
+	pin := flag.String("pin", "", "SHA-256 (hex) of the relay's certificate")
+	local := flag.Bool("local", false, "start a relay inside this program")
+	points := flag.Int("points", 5, "points to win")
+	tick := flag.Duration("tick", time.Second/60, "simulation step")
+	flag.Parse()
+	if err := run(*addr, *pin, *local, *points, *tick, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "pong:", err)
+		os.Exit(1)
+	}
+}
+
+func run(addr, pinHex string, local bool, points int, tick time.Duration, out io.Writer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var pin [32]byte
+	if local {
+		s, stop, err := startLocal()
+		if err != nil {
+			return err
+		}
+		defer stop()
+		addr = s.Addr().String()
+		cert := s.Certificate()
+		pin = sha256.Sum256(cert.Certificate[0])
+	} else {
+		b, err := hex.DecodeString(pinHex)
+		if err != nil || len(b) != 32 {
+			return errors.New("-pin: want the 64 hex digits of the relay certificate's SHA-256 (or -local)")
+		}
+		copy(pin[:], b)
+	}
+	opts := relay.Options{CertHashes: [][32]byte{pin}}
+	host, err := relay.Dial(ctx, addr, opts)
+	if err != nil {
+		return err
+	}
+	defer host.Close()
+	guest, err := relay.Dial(ctx, addr, opts)
+	if err != nil {
+		return err
+	}
+	defer guest.Close()
+	room := fmt.Sprintf("pong-%d", host.NodeID())
+	hr, err := host.Join(ctx, room, relay.JoinOptions{Create: true, MaxMembers: 2})
+	if err != nil {
+		return err
+	}
+	gr, err := guest.Join(ctx, room, relay.JoinOptions{})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "room %s: host %d vs guest %d, first to %d\n", room, host.NodeID(), guest.NodeID(), points)
+	done := make(chan error, 1)
+	go func() { done <- playGuest(guest, gr, points, tick) }()
+	left, right, err := playHost(ctx, host, hr, points, tick, out)
+	if err != nil {
+		return err
+	}
+	if err := <-done; err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "final score %d:%d\n", left, right)
+	return nil
+}
+
+// startLocal runs a relay on a free loopback port.
+func startLocal() (*server.Server, func(), error) {
+	// No event rate limit here, so -tick can speed the game up; a server's
+	// default (100 events/s) holds 60 Hz: one event per tick per bot.
+	s, err := server.New(server.Config{Address: "127.0.0.1:0", Registerer: prometheus.NewRegistry(), EventRate: -1})
+	if err != nil {
+		return nil, nil, err
+	}
+	s.Start()
+	return s, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	}, nil
+}
+
+func f64s(vs ...float64) []byte {
+	b := make([]byte, 0, 8*len(vs))
+	for _, v := range vs {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+	}
+	return b
+}
+
+func readF64(b []byte, i int) float64 {
+	if len(b) < 8*(i+1) {
+		return 0
+	}
+	return math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
+}
+
+// follow moves a paddle toward y by at most speed.
+func follow(paddle, y, speed float64) float64 {
+	return paddle + math.Max(-speed, math.Min(speed, y-paddle))
+}
+
+const (
+	paddleHalf = 0.1
+	hostSpeed  = 0.012
+	guestSpeed = 0.011
+	// speedUp steepens the ball at every hit until a paddle is too slow.
+	speedUp = 1.25
+)
+
+// playHost simulates the game on the left side until a side has points.
+func playHost(ctx context.Context, c *relay.Client, r *relay.Room, points int, tick time.Duration, out io.Writer) (int, int, error) {
+	x, y, vx, vy := 0.5, 0.5, 0.013, 0.009
+	me, other := 0.5, 0.5
+	var left, right int
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for left < points && right < points {
+		select {
+		case <-ctx.Done():
+			return left, right, ctx.Err()
+		case <-c.Done():
+			return left, right, fmt.Errorf("host: %w", c.Err())
+		case ev := <-c.Events():
+			if ev.OpCode == opPaddle {
+				other = readF64(ev.Payload, 0)
+			}
+			continue
+		case <-t.C:
+		}
+		x, y = x+vx, y+vy
+		if y < 0 || y > 1 {
+			vy, y = -vy, math.Max(0, math.Min(1, y))
+		}
+		me = follow(me, y, hostSpeed)
+		point := 0
+		if x <= 0 {
+			if math.Abs(y-me) <= paddleHalf {
+				vx, x, vy = -vx, 0, vy*speedUp
+			} else {
+				right, point = right+1, 1
+			}
+		}
+		if x >= 1 {
+			if math.Abs(y-other) <= paddleHalf {
+				vx, x, vy = -vx, 1, vy*speedUp
+			} else {
+				left, point = left+1, 1
+			}
+		}
+		if point != 0 {
+			fmt.Fprintf(out, "score %d:%d\n", left, right)
+			x, y, vy = 0.5, 0.5, math.Copysign(0.009, -vy)
+			var b []byte
+			b = binary.LittleEndian.AppendUint32(b, uint32(left))
+			b = binary.LittleEndian.AppendUint32(b, uint32(right))
+			if err := r.Send(opScore, b); err != nil {
+				return left, right, err
+			}
+		}
+		_ = r.SendUnreliable(opBall, f64s(x, y, me)) // a lost frame is replaced by the next
+	}
+	return left, right, nil // the last score told the guest
+}
+
+// playGuest moves the right paddle after the ball until a side has points.
+func playGuest(c *relay.Client, r *relay.Room, points int, tick time.Duration) error {
+	paddle, ballY := 0.5, 0.5
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case ev, ok := <-c.Events():
+			if !ok {
+				return fmt.Errorf("guest: %v", c.Err())
+			}
+			switch ev.OpCode {
+			case opBall:
+				ballY = readF64(ev.Payload, 1)
+			case opScore:
+				if len(ev.Payload) == 8 {
+					l, rr := binary.LittleEndian.Uint32(ev.Payload), binary.LittleEndian.Uint32(ev.Payload[4:])
+					if int(l) >= points || int(rr) >= points {
+						return nil
+					}
+				}
+			}
+		case <-t.C:
+			paddle = follow(paddle, ballY, guestSpeed)
+			if err := r.Send(opPaddle, f64s(paddle)); err != nil {
+				return fmt.Errorf("guest: %w", err)
+			}
+		case <-c.Done():
+			return fmt.Errorf("guest: %v", c.Err())
+		}
+	}
+}

@@ -1,0 +1,455 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	relayclient "github.com/switchboard-rt/switchboard/client/relay"
+	wire "github.com/switchboard-rt/switchboard/protocol/relay"
+)
+
+// RelayCmd loads the game relay: clients in rooms, each sending events
+// at a rate; every receiver measures latency (send time in the payload)
+// and counts what it missed per sender.
+type RelayCmd struct {
+	Addr       string        `required:"" help:"Relay address, host:port (UDP)."`
+	Pin        string        `help:"SHA-256 (hex) of the relay certificate to accept (relay-cert prints it; the development certificate's is logged)."`
+	Insecure   bool          `help:"Accept any relay certificate."`
+	Protocol   string        `default:"native" enum:"native,issun" help:"native (switchboard-relay/1) or issun (ISSUN 0.10 profile: one QUIC stream per event)."`
+	Clients    int           `short:"n" default:"100" help:"Clients."`
+	RoomSize   int           `default:"8" help:"Members per room."`
+	Rate       float64       `default:"1.5" help:"Events per second each client sends."`
+	Duration   time.Duration `default:"10s" help:"How long clients send."`
+	Payload    int           `default:"64" help:"Event payload bytes (at least 16: send time and sequence)."`
+	Unreliable bool          `help:"Send in datagrams (native only)."`
+	JSON       bool          `help:"Print the result as JSON."`
+}
+
+// Validate checks the flags.
+func (c *RelayCmd) Validate() error { return c.validate() }
+
+func (c *RelayCmd) validate() error {
+	switch {
+	case c.Clients < 2:
+		return errors.New("--clients: at least 2")
+	case c.RoomSize < 2:
+		return errors.New("--room-size: at least 2")
+	case c.Rate <= 0:
+		return errors.New("--rate: must be positive")
+	case c.Duration <= 0:
+		return errors.New("--duration: must be positive")
+	case c.Payload < 16 || c.Payload > 60000:
+		return errors.New("--payload: 16 to 60000 bytes")
+	case c.Unreliable && c.Protocol != "native":
+		return errors.New("--unreliable: native protocol only")
+	case c.Pin == "" && !c.Insecure:
+		return errors.New("--pin or --insecure: how to accept the relay's certificate")
+	}
+	if c.Pin != "" {
+		if b, err := hex.DecodeString(c.Pin); err != nil || len(b) != 32 {
+			return errors.New("--pin: 64 hex digits")
+		}
+	}
+	return nil
+}
+
+// RelayResult is the outcome of a relay run.
+type RelayResult struct {
+	Protocol     string  `json:"protocol"`
+	Unreliable   bool    `json:"unreliable"`
+	Clients      int     `json:"clients"`
+	Connected    int     `json:"connected"`
+	ConnFailed   int     `json:"conn_failed"`
+	ConnectSecs  float64 `json:"connect_seconds"`
+	Rooms        int     `json:"rooms"`
+	Sent         uint64  `json:"sent"`
+	Expected     uint64  `json:"expected_deliveries"`
+	Delivered    uint64  `json:"delivered"`
+	Lost         uint64  `json:"lost"`
+	Duplicates   uint64  `json:"duplicates_or_reordered"`
+	PerSecond    float64 `json:"deliveries_per_second"`
+	Latency      Latency `json:"latency"`
+	Disconnected int     `json:"disconnected"`
+	FirstError   string  `json:"first_error,omitempty"`
+	Machine      Machine `json:"machine"`
+}
+
+func (r *RelayResult) text(w io.Writer) {
+	fmt.Fprintf(w, "relay %s%s: %d/%d clients in %d rooms (connect %.2fs, %d failed)\n", r.Protocol,
+		map[bool]string{true: " unreliable", false: ""}[r.Unreliable], r.Connected, r.Clients, r.Rooms, r.ConnectSecs, r.ConnFailed)
+	fmt.Fprintf(w, "sent %d, deliveries %d of %d expected (lost %d, duplicated or reordered %d), %.0f deliveries/s\n",
+		r.Sent, r.Delivered, r.Expected, r.Lost, r.Duplicates, r.PerSecond)
+	l := r.Latency
+	fmt.Fprintf(w, "latency ms: p50 %.2f p90 %.2f p99 %.2f p99.9 %.2f max %.2f (mean %.2f)\n", l.P50, l.P90, l.P99, l.P999, l.Max, l.Mean)
+	if r.Disconnected > 0 || r.FirstError != "" {
+		fmt.Fprintf(w, "disconnected during the run: %d (first error: %s)\n", r.Disconnected, r.FirstError)
+	}
+	fmt.Fprintf(w, "machine: %d cores, load %.2f, %s\n", r.Machine.Cores, r.Machine.LoadAvg, r.Machine.GoVersion)
+}
+
+func (r *RelayResult) failure() error {
+	if r.Connected == 0 {
+		return allFailed(fmt.Sprintf("every relay connection failed (%d): %s", r.ConnFailed, r.FirstError), nil)
+	}
+	if r.Sent > 0 && r.Delivered == 0 {
+		return allFailed("no event reached a receiver", nil)
+	}
+	return nil
+}
+
+// benchPeer is one load client of either protocol.
+type benchPeer interface {
+	id() wire.NodeID
+	send(payload []byte) error
+	close()
+}
+
+type relayRun struct {
+	cmd  *RelayCmd
+	tls  *tls.Config
+	hist Histogram
+	// per receiver: last sequence seen per sender
+	delivered, dups atomic.Uint64
+	errMu           sync.Mutex
+	firstErr        string
+	disconnected    atomic.Int64
+}
+
+func (r *relayRun) fail(err error) {
+	r.errMu.Lock()
+	if r.firstErr == "" {
+		r.firstErr = err.Error()
+	}
+	r.errMu.Unlock()
+}
+
+// receive accounts one event payload received by a client.
+func (r *relayRun) receive(last map[wire.NodeID]uint64, sender wire.NodeID, p []byte) {
+	if len(p) < 16 {
+		return
+	}
+	sent := int64(binary.LittleEndian.Uint64(p))
+	seq := binary.LittleEndian.Uint64(p[8:])
+	r.hist.Record(time.Now().UnixNano() - sent)
+	r.delivered.Add(1)
+	if prev, ok := last[sender]; ok && seq <= prev {
+		r.dups.Add(1)
+		return
+	}
+	last[sender] = seq
+}
+
+// Run connects the clients, lets them send for the duration, drains and
+// prints the result.
+func (c *RelayCmd) Run(ctx context.Context) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	res, err := c.run(ctx)
+	if err != nil {
+		return err
+	}
+	if err := writeResult(output, c.JSON, res, res.text); err != nil {
+		return err
+	}
+	return res.failure()
+}
+
+func (c *RelayCmd) tlsConfig() *tls.Config {
+	tc := &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"} // checked below when pinned
+	if c.Pin != "" {
+		want, _ := hex.DecodeString(c.Pin)
+		tc.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return errors.New("no certificate")
+			}
+			if sum := sha256.Sum256(raw[0]); string(sum[:]) != string(want) {
+				return fmt.Errorf("relay certificate sha256 %x is not --pin", sum)
+			}
+			return nil
+		}
+	}
+	return tc
+}
+
+func (c *RelayCmd) run(ctx context.Context) (*RelayResult, error) {
+	r := &relayRun{cmd: c, tls: c.tlsConfig()}
+	var tag [4]byte
+	_, _ = rand.Read(tag[:])
+	runID := hex.EncodeToString(tag[:])
+	res := &RelayResult{Protocol: c.Protocol, Unreliable: c.Unreliable, Clients: c.Clients, Machine: machine()}
+	res.Rooms = (c.Clients + c.RoomSize - 1) / c.RoomSize
+
+	peers := make([]benchPeer, c.Clients)
+	roomOf := make([]int, c.Clients)
+	start := time.Now()
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for i := range peers {
+		roomOf[i] = i / c.RoomSize
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			room := fmt.Sprintf("bench-%s-%d", runID, roomOf[i])
+			p, err := c.connect(ctx, r, room, i)
+			if err != nil {
+				failed.Add(1)
+				r.fail(err)
+				return
+			}
+			peers[i] = p
+		}()
+	}
+	wg.Wait()
+	res.ConnectSecs = time.Since(start).Seconds()
+	res.ConnFailed = int(failed.Load())
+	members := make([]int, res.Rooms)
+	for i, p := range peers {
+		if p != nil {
+			res.Connected++
+			members[roomOf[i]]++
+		}
+	}
+	defer func() {
+		for _, p := range peers {
+			if p != nil {
+				p.close()
+			}
+		}
+	}()
+	if res.Connected == 0 {
+		res.FirstError = r.firstErr
+		return res, nil
+	}
+
+	// Send for the duration, each client on its own ticker, starts spread
+	// over one period.
+	sendCtx, stop := context.WithTimeout(ctx, c.Duration)
+	defer stop()
+	period := time.Duration(float64(time.Second) / c.Rate)
+	var sent atomic.Uint64
+	var expected atomic.Uint64
+	sendStart := time.Now()
+	for i, p := range peers {
+		if p == nil {
+			continue
+		}
+		others := uint64(members[roomOf[i]] - 1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var seqBuf [8]byte
+			_, _ = rand.Read(seqBuf[:2])
+			delay := time.Duration(binary.LittleEndian.Uint16(seqBuf[:2])) * period / 65536
+			select {
+			case <-time.After(delay):
+			case <-sendCtx.Done():
+				return
+			}
+			t := time.NewTicker(period)
+			defer t.Stop()
+			payload := make([]byte, c.Payload)
+			for seq := uint64(1); ; seq++ {
+				binary.LittleEndian.PutUint64(payload, uint64(time.Now().UnixNano()))
+				binary.LittleEndian.PutUint64(payload[8:], seq)
+				if err := p.send(payload); err != nil {
+					r.fail(err)
+					return
+				}
+				sent.Add(1)
+				expected.Add(others)
+				select {
+				case <-t.C:
+				case <-sendCtx.Done():
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(sendStart)
+	// Drain: wait until everything expected arrived or two seconds passed
+	// without progress.
+	last, idle := r.delivered.Load(), time.Now()
+	for r.delivered.Load() < expected.Load() && time.Since(idle) < 2*time.Second && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+		if n := r.delivered.Load(); n != last {
+			last, idle = n, time.Now()
+		}
+	}
+	res.Sent, res.Expected, res.Delivered, res.Duplicates = sent.Load(), expected.Load(), r.delivered.Load(), r.dups.Load()
+	if res.Delivered < res.Expected {
+		res.Lost = res.Expected - res.Delivered
+	}
+	res.PerSecond = float64(res.Delivered) / elapsed.Seconds()
+	snap := r.hist.Snapshot()
+	res.Latency = snap.Summary()
+	res.Disconnected = int(r.disconnected.Load())
+	res.FirstError = r.firstErr
+	return res, nil
+}
+
+func (c *RelayCmd) connect(ctx context.Context, r *relayRun, room string, i int) (benchPeer, error) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if c.Protocol == "issun" {
+		return dialISSUNPeer(cctx, r, room)
+	}
+	cl, err := relayclient.Dial(cctx, c.Addr, relayclient.Options{TLS: r.tls, Name: "bench"})
+	if err != nil {
+		return nil, err
+	}
+	rm, err := cl.Join(cctx, room, relayclient.JoinOptions{Create: true, MaxMembers: uint32(c.RoomSize)})
+	if err != nil {
+		_ = cl.Close()
+		return nil, err
+	}
+	p := &nativePeer{c: cl, room: rm, unreliable: c.Unreliable}
+	go func() {
+		last := map[wire.NodeID]uint64{}
+		for ev := range cl.Events() {
+			r.receive(last, ev.Sender, ev.Payload)
+		}
+		if err := cl.Err(); err != nil {
+			r.disconnected.Add(1)
+			r.fail(err)
+		}
+	}()
+	go func() {
+		for range cl.Presence() {
+		}
+	}()
+	return p, nil
+}
+
+type nativePeer struct {
+	c          *relayclient.Client
+	room       *relayclient.Room
+	unreliable bool
+}
+
+func (p *nativePeer) id() wire.NodeID { return p.c.NodeID() }
+func (p *nativePeer) send(b []byte) error {
+	if p.unreliable {
+		_ = p.room.SendUnreliable(1, b) // a full datagram queue drops: that is unreliable delivery
+		return nil
+	}
+	return p.room.Send(1, b)
+}
+func (p *nativePeer) close() { _ = p.c.Close() }
+
+// issunPeer speaks the ISSUN 0.10 profile: a stream per event each way.
+type issunPeer struct {
+	qc   *quic.Conn
+	node wire.NodeID
+	done chan struct{}
+}
+
+func dialISSUNPeer(ctx context.Context, r *relayRun, room string) (*issunPeer, error) {
+	qc, err := quic.DialAddr(ctx, r.cmd.Addr, r.tls.Clone(), &quic.Config{MaxIdleTimeout: 30 * time.Second, MaxIncomingUniStreams: 100})
+	if err != nil {
+		return nil, err
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	b[7] &= 0x7f
+	b[0] |= 1
+	p := &issunPeer{qc: qc, node: wire.NodeID(binary.LittleEndian.Uint64(b[:])), done: make(chan struct{})}
+	fail := func(err error) (*issunPeer, error) { _ = qc.CloseWithError(0, ""); return nil, err }
+	if err := p.stream(b[:]); err != nil {
+		return fail(err)
+	}
+	rs, err := qc.AcceptUniStream(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := io.ReadFull(rs, b[:]); err != nil {
+		return fail(err)
+	}
+	join := &wire.Event{Scope: wire.Scope{Kind: wire.ScopeToServer}, TypeName: "bench" + wire.SuffixJoin, Payload: wire.RoomRequest{Room: room}.Append(nil)}
+	if err := p.stream(wire.AppendEventFrame(nil, join)); err != nil {
+		return fail(err)
+	}
+	for {
+		ev, err := p.read(ctx)
+		if err != nil {
+			return fail(err)
+		}
+		if strings.HasSuffix(ev.TypeName, wire.SuffixJoined) {
+			break
+		}
+		if strings.HasSuffix(ev.TypeName, wire.SuffixError) {
+			a, _ := wire.DecodeErrorAnswer(ev.Payload)
+			return fail(fmt.Errorf("join %s: %s", room, a.Message))
+		}
+	}
+	go func() {
+		defer close(p.done)
+		last := map[wire.NodeID]uint64{}
+		for {
+			ev, err := p.read(context.Background())
+			if err != nil {
+				var ae *quic.ApplicationError
+				if errors.As(err, &ae) && ae.Remote {
+					r.disconnected.Add(1)
+					r.fail(err)
+				}
+				return
+			}
+			if ev.TypeName == "bench::Tick" {
+				r.receive(last, ev.Metadata.Sender, ev.Payload)
+			}
+		}
+	}()
+	return p, nil
+}
+
+func (p *issunPeer) read(ctx context.Context) (wire.Event, error) {
+	rs, err := p.qc.AcceptUniStream(ctx)
+	if err != nil {
+		return wire.Event{}, err
+	}
+	_, body, err := wire.ReadFrame(rs, 0, 1<<20, nil)
+	rs.CancelRead(0)
+	if err != nil {
+		return wire.Event{}, err
+	}
+	return wire.DecodeEvent(body, 0)
+}
+
+func (p *issunPeer) stream(b []byte) error {
+	st, err := p.qc.OpenUniStreamSync(context.Background())
+	if err != nil {
+		return err
+	}
+	if _, err := st.Write(b); err != nil {
+		return err
+	}
+	return st.Close()
+}
+
+func (p *issunPeer) id() wire.NodeID { return p.node }
+func (p *issunPeer) send(b []byte) error {
+	return p.stream(wire.AppendEventFrame(nil, &wire.Event{Scope: wire.Scope{Kind: wire.ScopeBroadcast}, TypeName: "bench::Tick", Payload: b}))
+}
+func (p *issunPeer) close() {
+	_ = p.qc.CloseWithError(0, "")
+	<-p.done
+}

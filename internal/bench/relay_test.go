@@ -1,0 +1,75 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	server "github.com/switchboard-rt/switchboard/internal/relay"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
+)
+
+func startBenchRelay(t *testing.T) (string, string) {
+	t.Helper()
+	s, err := server.New(server.Config{Address: "127.0.0.1:0", Registerer: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	s.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
+		defer cancel()
+		require.NoError(t, s.Shutdown(ctx))
+	})
+	cert := s.Certificate()
+	sum := sha256.Sum256(cert.Certificate[0])
+	return s.Addr().String(), hex.EncodeToString(sum[:])
+}
+
+func TestRelayBench(t *testing.T) {
+	addr, pin := startBenchRelay(t)
+	for _, c := range []struct {
+		name       string
+		protocol   string
+		unreliable bool
+	}{{"native", "native", false}, {"native unreliable", "native", true}, {"issun", "issun", false}} {
+		t.Run(c.name, func(t *testing.T) {
+			cmd := &RelayCmd{Addr: addr, Pin: pin, Protocol: c.protocol, Clients: 12, RoomSize: 4, Rate: 20,
+				Duration: 500 * time.Millisecond, Payload: 32, Unreliable: c.unreliable}
+			res, err := cmd.run(context.Background())
+			require.NoError(t, err)
+			require.Equal(t, 12, res.Connected, res.FirstError)
+			require.Equal(t, 3, res.Rooms)
+			require.Positive(t, res.Sent)
+			require.Equal(t, res.Sent*3, res.Expected, "three receivers per event")
+			if !c.unreliable {
+				require.Equal(t, res.Expected, res.Delivered, "nothing lost")
+				require.Zero(t, res.Duplicates)
+			}
+			require.Positive(t, res.Latency.Count)
+			var out bytes.Buffer
+			res.text(&out)
+			require.Contains(t, out.String(), "deliveries/s")
+			require.NoError(t, res.failure())
+		})
+	}
+}
+
+func TestRelayBenchFlags(t *testing.T) {
+	for _, c := range []struct {
+		cmd  RelayCmd
+		want string
+	}{
+		{RelayCmd{Clients: 1, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true}, "--clients"},
+		{RelayCmd{Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 8, Insecure: true}, "--payload"},
+		{RelayCmd{Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64}, "--pin or --insecure"},
+		{RelayCmd{Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Pin: "zz"}, "--pin: 64 hex"},
+		{RelayCmd{Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true, Protocol: "issun", Unreliable: true}, "--unreliable"},
+	} {
+		require.ErrorContains(t, c.cmd.validate(), c.want)
+	}
+}

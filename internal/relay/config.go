@@ -1,0 +1,204 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/clock"
+	"github.com/switchboard-rt/switchboard/internal/delivery"
+	"github.com/switchboard-rt/switchboard/internal/hub"
+)
+
+// Defaults of Config (zero values mean these).
+const (
+	DefaultAddress           = ":5000"
+	DefaultMaxClients        = 1000
+	DefaultMaxFrame          = 64 << 10
+	DefaultMaxTypeName       = 256
+	DefaultEventRate         = 100
+	DefaultEventBurst        = 200
+	DefaultMaxRooms          = 8
+	DefaultMaxMembers        = 64
+	DefaultQueueLimit        = 256 << 10
+	DefaultHandshakeTimeout  = 10 * time.Second
+	DefaultIdleTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 5 * time.Second
+	DefaultHeartbeatInterval = 5 * time.Second
+	DefaultResumeGrace       = 20 * time.Second
+	// ChannelPrefix is the hub namespace of rooms: room R is channel "relay:R".
+	ChannelPrefix = "relay:"
+)
+
+// Auth modes (Config.Auth).
+const (
+	// AuthNone relays for every connection; a token, when sent, names the user.
+	AuthNone = "none"
+	// AuthToken relays nothing for an ISSUN connection before a valid hub
+	// JWT (SwitchboardAuth) and requires one in a native HELLO.
+	AuthToken = "token"
+)
+
+// TokenVerifier verifies hub connection tokens (*auth.TokenVerifier).
+type TokenVerifier interface {
+	VerifyConnect(token string) (auth.ConnectClaims, error)
+}
+
+// Presence records room members in the hub (*hub.Hub): room R is the hub
+// channel "relay:R", so the server API's presence lists its players and
+// subscribers of the channel see them join and leave.
+type Presence interface {
+	AddPresence(ctx context.Context, channel string, info *hub.ClientInfo) error
+	RemovePresence(ctx context.Context, channel, clientID, userID string) error
+	PublishJoin(ctx context.Context, channel string, info *hub.ClientInfo) error
+	PublishLeave(ctx context.Context, channel string, info *hub.ClientInfo) error
+}
+
+// Config configures a Server. Zero values mean the defaults above.
+type Config struct {
+	// Address is the UDP address to listen on.
+	Address string
+	// Certificate is the TLS certificate; nil generates a self-signed one
+	// for development (its SHA-256 is logged).
+	Certificate *tls.Certificate
+	// DisableISSUN refuses clients that offer no ALPN (the ISSUN profile).
+	DisableISSUN bool
+	// Auth is AuthNone ("" too) or AuthToken.
+	Auth string
+	// Verifier checks tokens; required with AuthToken, optional otherwise
+	// (without one, tokens are refused).
+	Verifier TokenVerifier
+	// MaxClients caps connections, refused before their handshake
+	// completes; negative = unlimited.
+	MaxClients int
+	// MaxClientsPerIP caps connections from one IP address (checked on the
+	// unverified source address before the handshake, and again after);
+	// 0 = no limit.
+	MaxClientsPerIP int
+	// MaxFrame caps a frame's body in bytes.
+	MaxFrame int
+	// MaxTypeName caps an ISSUN event's type name in bytes.
+	MaxTypeName int
+	// EventRate is the sustained events per second one connection may
+	// send, EventBurst the bucket size; events beyond are dropped, and a
+	// connection that keeps exceeding the rate by a further burst is
+	// disconnected. Negative EventRate = unlimited.
+	EventRate  float64
+	EventBurst int
+	// MaxRooms caps the rooms one connection is in (ISSUN connections are
+	// in at most one); MaxMembers the members of a room.
+	MaxRooms   int
+	MaxMembers int
+	// QueueLimit caps the bytes queued to one connection; past it the
+	// connection is a slow consumer and disconnected.
+	QueueLimit int
+	// HandshakeTimeout bounds the TLS handshake plus the NodeId exchange;
+	// IdleTimeout is QUIC's idle timeout; WriteTimeout bounds waiting for
+	// the peer to allow one more stream.
+	HandshakeTimeout time.Duration
+	IdleTimeout      time.Duration
+	WriteTimeout     time.Duration
+	// HeartbeatInterval and ResumeGrace are the native protocol's
+	// heartbeat period and resume window.
+	HeartbeatInterval time.Duration
+	ResumeGrace       time.Duration
+
+	// Pool is the core's writer pool draining the connections' queues
+	// (shared with the other transports); nil starts one of the relay's
+	// own on Clock and Registerer, closed by Shutdown.
+	Pool       *delivery.Pool
+	Presence   Presence // nil: rooms are not recorded in the hub
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Clock      clock.Clock
+}
+
+func (c *Config) setDefaults() {
+	if c.Address == "" {
+		c.Address = DefaultAddress
+	}
+	if c.Auth == "" {
+		c.Auth = AuthNone
+	}
+	setInt(&c.MaxClients, DefaultMaxClients)
+	setInt(&c.MaxFrame, DefaultMaxFrame)
+	setInt(&c.MaxTypeName, DefaultMaxTypeName)
+	if c.EventRate == 0 {
+		c.EventRate = DefaultEventRate
+	}
+	setInt(&c.EventBurst, DefaultEventBurst)
+	setInt(&c.MaxRooms, DefaultMaxRooms)
+	setInt(&c.MaxMembers, DefaultMaxMembers)
+	setInt(&c.QueueLimit, DefaultQueueLimit)
+	setDur(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	setDur(&c.IdleTimeout, DefaultIdleTimeout)
+	setDur(&c.WriteTimeout, DefaultWriteTimeout)
+	setDur(&c.HeartbeatInterval, DefaultHeartbeatInterval)
+	setDur(&c.ResumeGrace, DefaultResumeGrace)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.Clock = clock.OrReal(c.Clock)
+}
+
+func setInt(p *int, d int) {
+	if *p == 0 {
+		*p = d
+	}
+}
+
+func setDur(p *time.Duration, d time.Duration) {
+	if *p == 0 {
+		*p = d
+	}
+}
+
+// validate reports every invalid field of a defaulted config at once.
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("relay: %s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.Auth != AuthNone && c.Auth != AuthToken {
+		bad("auth", "%q is not %q or %q", c.Auth, AuthNone, AuthToken)
+	}
+	if c.Auth == AuthToken && c.Verifier == nil {
+		bad("auth", "%q needs a token verifier (a token secret)", AuthToken)
+	}
+	if c.MaxFrame < 0 || c.MaxFrame > 16<<20 {
+		bad("max_frame", "%d is not within 1..%d", c.MaxFrame, 16<<20)
+	}
+	if c.MaxTypeName < 0 || c.MaxTypeName > c.MaxFrame {
+		bad("max_type_name", "%d is not within 1..max_frame", c.MaxTypeName)
+	}
+	if c.EventBurst < 0 {
+		bad("event_burst", "%d is negative", c.EventBurst)
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"max_clients_per_ip", c.MaxClientsPerIP}, {"max_rooms", c.MaxRooms}, {"max_members", c.MaxMembers}, {"queue_limit", c.QueueLimit}} {
+		if f.v < 0 {
+			bad(f.name, "%d is negative", f.v)
+		}
+	}
+	if c.QueueLimit < c.MaxFrame+64 {
+		bad("queue_limit", "%d must hold at least one frame of max_frame (%d) bytes", c.QueueLimit, c.MaxFrame)
+	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{{"handshake_timeout", c.HandshakeTimeout}, {"idle_timeout", c.IdleTimeout}, {"write_timeout", c.WriteTimeout},
+		{"heartbeat_interval", c.HeartbeatInterval}, {"resume_grace", c.ResumeGrace}} {
+		if f.v < 0 {
+			bad(f.name, "%s is negative", f.v)
+		}
+	}
+	return errors.Join(errs...)
+}

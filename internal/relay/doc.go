@@ -1,0 +1,27 @@
+// Package relay is the game relay: a QUIC listener on one UDP port that
+// relays events between game clients, in rooms that are hub channels.
+//
+// One listener serves every client, told apart by ALPN: a client offering
+// none speaks the ISSUN profile (byte-compatible with ISSUN 0.10 clients:
+// a NodeId handshake, one event frame per unidirectional stream each way);
+// "switchboard-relay/1" is the native protocol (protocol/relay, version 2).
+// "h3" is reserved for WebTransport and refused for now.
+//
+// The relay routes an event without decoding its payload: it checks the
+// frame, rewrites the sender with the connection's NodeId and queues the
+// same bytes to every receiver's delivery.Queue (the core's per-connection
+// bounded queue and writer pool). A receiver whose queue overflows is
+// disconnected as a slow consumer; nobody else waits for it.
+//
+// Room R is the hub channel "relay:R": members are recorded with hub
+// presence (and join/leave publications), so the server API's presence of
+// "relay:R" lists the players. Events stay in the relay.
+//
+// Goroutines: the Server owns an accept loop and one goroutine per
+// connection (its read loop); writes run in the delivery pool. Shutdown
+// stops accepting, closes every connection (native ones get GOAWAY first)
+// and waits for their goroutines.
+//
+// Lock order: Server.mu before room.mu. Fan-out takes no lock (room
+// member lists are immutable snapshots).
+package relay

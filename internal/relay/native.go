@@ -1,0 +1,650 @@
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/clock"
+	"github.com/switchboard-rt/switchboard/internal/delivery"
+	"github.com/switchboard-rt/switchboard/internal/hub"
+	wire "github.com/switchboard-rt/switchboard/protocol/relay"
+)
+
+// The native protocol (ALPN switchboard-relay/1, frames of version 2):
+//
+//   - The client opens a bidirectional control stream and sends HELLO;
+//     the server answers WELCOME (or ERROR and closes). The control stream
+//     then carries JOIN/JOINED, LEAVE/LEFT, PRESENCE, LIST/ROOMS, ERROR,
+//     HEARTBEAT/ACK both ways and GOAWAY.
+//   - Reliable events: EVENT frames on one uni stream per direction (the
+//     server's writes coalesce whatever is queued).
+//   - Unreliable events: DATAGRAM frames, several packed per QUIC
+//     datagram; to each receiver through a ring that drops the oldest.
+//   - A room's handle is the same on every connection, so an event frame
+//     is encoded once for all receivers. The sender never gets its own
+//     event; Targets restricts delivery to those members.
+
+// goAwayLinger is how long a closing connection waits for the client to
+// close after GOAWAY.
+const goAwayLinger = 250 * time.Millisecond
+
+// datagramRing is the number of unreliable frames waiting per receiver.
+const datagramRing = 256
+
+// missedHeartbeats closes a connection that acknowledged none of this
+// many heartbeats in a row.
+const missedHeartbeats = 3
+
+// nativeState is the native part of a conn.
+type nativeState struct {
+	ctl   *quic.Stream
+	ctlMu sync.Mutex // serialises writes on ctl
+	ctlQ  *delivery.Queue
+	evQ   *delivery.Queue
+	evOut *quic.SendStream // opened at the first reliable event
+	evMu  sync.Mutex
+
+	bucketMu sync.Mutex
+
+	dgMu   sync.Mutex
+	dgRing [][]byte // oldest first
+	dgWake chan struct{}
+
+	hbMu     sync.Mutex
+	hbTimer  clock.Timer
+	hbSeq    uint64
+	hbMissed int
+	rtt      time.Duration
+}
+
+func (s *Server) serveNative(qc *quic.Conn) {
+	hctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout)
+	defer cancel()
+	ctl, err := qc.AcceptStream(hctx)
+	if err != nil {
+		s.metrics.handshakes.WithLabelValues(handshakeTimeout).Inc()
+		closeQUIC(qc, protocolClose(fmt.Errorf("%w: no control stream: %w", errBadHandshake, err)))
+		return
+	}
+	_ = ctl.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	h, frame, err := readFrame(ctl, wire.VersionNative, s.cfg.MaxFrame)
+	if err == nil && h.Type != wire.FrameHello {
+		err = fmt.Errorf("%w: %s before HELLO", errBadHandshake, h.Type)
+	}
+	var hello *wire.Hello
+	if err == nil {
+		var m wire.Message
+		if m, err = wire.DecodeMessage(h.Type, frame[wire.HeaderSize:]); err == nil {
+			hello = m.(*wire.Hello)
+		}
+	}
+	if err != nil {
+		s.metrics.handshakes.WithLabelValues(handshakeBad).Inc()
+		closeQUIC(qc, protocolClose(err))
+		return
+	}
+	_ = ctl.SetReadDeadline(time.Time{})
+	refuse := func(result string, cause error, d hub.Disconnect) {
+		s.metrics.handshakes.WithLabelValues(result).Inc()
+		code, msg := wireError(cause)
+		_ = ctl.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		_, _ = ctl.Write(wire.AppendMessage(nil, &wire.Error{Code: code, Message: msg}))
+		closeQUIC(qc, d)
+	}
+	claims, err := s.helloIdentity(hello)
+	if err != nil {
+		refuse(handshakeUnauthorize, err, closeInvalidToken)
+		return
+	}
+	user, info := claims.User, claims.Info
+	c := s.newConn(qc, transportNative, hello.NodeID)
+	c.user, c.info, c.authed = user, info, true
+	c.tokenAccepted.Store(user != "")
+	n := &nativeState{ctl: ctl, dgWake: make(chan struct{}, 1)}
+	c.native = n
+	n.ctlQ = s.cfg.Pool.NewQueue(ctlSink{c}, s.cfg.QueueLimit)
+	n.evQ = s.cfg.Pool.NewQueue(eventSink{c}, s.cfg.QueueLimit)
+	c.q = n.evQ
+	c.resume = newResumeToken()
+	var rooms []*room
+	if hello.ResumeToken != "" {
+		rooms, err = s.resume(c, hello.ResumeToken, user)
+	} else {
+		err = s.registerNative(c, hello.NodeID == 0)
+	}
+	if err != nil {
+		n.ctlQ.Close()
+		n.evQ.Close()
+		c.cancel()
+		if errors.Is(err, ErrNodeInUse) {
+			refuse(handshakeDuplicate, err, closeNodeInUse)
+		} else if errors.Is(err, ErrResumeUnknown) || errors.Is(err, ErrResumeUser) {
+			refuse(handshakeResume, err, closeResume)
+		} else {
+			refuse(handshakeShutdown, err, closeShutdown)
+		}
+		return
+	}
+	s.metrics.handshakes.WithLabelValues(handshakeOK).Inc()
+	c.expireAt(claims.ExpireAt)
+	if rooms != nil {
+		c.welcomeResumed(rooms)
+	} else {
+		c.ctlSend(&wire.Welcome{NodeID: c.id, SessionID: c.sid, ResumeToken: c.resume, Limits: s.limits})
+	}
+	c.receiving.Store(true)
+	c.startHeartbeats()
+
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); c.readNativeStreams() }()
+	go func() { defer wg.Done(); c.readDatagrams() }()
+	go func() { defer wg.Done(); c.writeDatagrams() }()
+	stop := context.AfterFunc(c.ctx, func() { ctl.CancelRead(0) }) // GOAWAY can still be written
+	c.readControl()
+	stop()
+	c.cancel()
+	// Close before waiting: a datagram send blocked on a full queue ends
+	// with the connection.
+	c.finishNative()
+	wg.Wait()
+}
+
+// helloIdentity verifies HELLO's token: the user and connection info.
+func (s *Server) helloIdentity(h *wire.Hello) (auth.ConnectClaims, error) {
+	if h.Token == "" {
+		if s.cfg.Auth == AuthToken {
+			return auth.ConnectClaims{}, ErrNotAuthed
+		}
+		return auth.ConnectClaims{}, nil
+	}
+	if s.cfg.Verifier == nil {
+		return auth.ConnectClaims{}, ErrNoVerifier
+	}
+	return s.cfg.Verifier.VerifyConnect(h.Token)
+}
+
+// registerNative registers c, first giving it a free random NodeId when
+// assign is set.
+func (s *Server) registerNative(c *conn, assign bool) error {
+	if !assign {
+		return s.register(c)
+	}
+	for range 8 {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		if c.id = wire.NodeID(binary.LittleEndian.Uint64(b[:]) &^ (1 << 63)); c.id == 0 {
+			continue
+		}
+		if err := s.register(c); !errors.Is(err, ErrNodeInUse) {
+			return err
+		}
+	}
+	return hub.ErrInternal.With("no free node id")
+}
+
+// ctlSend queues a control message.
+func (c *conn) ctlSend(m wire.Message) {
+	_ = c.native.ctlQ.Enqueue(wire.AppendMessage(nil, m))
+}
+
+// ctlError answers a failed request.
+func (c *conn) ctlError(reqID uint32, err error) {
+	code, msg := wireError(err)
+	if code == wire.ErrCodeInternal {
+		c.srv.log.Error("relay request failed", "node_id", uint64(c.id), "error", err)
+	}
+	c.ctlSend(&wire.Error{RequestID: reqID, Code: code, Message: msg})
+}
+
+// ctlSink writes control frames, coalesced, on the control stream.
+type ctlSink struct{ *conn }
+
+// WriteBatch implements delivery.Sink.
+func (k ctlSink) WriteBatch(frames [][]byte) error {
+	n := k.native
+	n.ctlMu.Lock()
+	defer n.ctlMu.Unlock()
+	_ = n.ctl.SetWriteDeadline(time.Now().Add(k.srv.cfg.WriteTimeout))
+	return slowIfTimeout(k.conn, writeAll(n.ctl, frames))
+}
+
+// eventSink writes reliable event frames, coalesced, on the server's
+// event stream.
+type eventSink struct{ *conn }
+
+// WriteBatch implements delivery.Sink.
+func (k eventSink) WriteBatch(frames [][]byte) error {
+	n := k.native
+	n.evMu.Lock()
+	defer n.evMu.Unlock()
+	if n.evOut == nil {
+		ctx, cancel := context.WithTimeout(k.ctx, k.srv.cfg.WriteTimeout)
+		st, err := k.qc.OpenUniStreamSync(ctx)
+		cancel()
+		if err != nil {
+			return slowIfTimeout(k.conn, err)
+		}
+		n.evOut = st
+	}
+	_ = n.evOut.SetWriteDeadline(time.Now().Add(k.srv.cfg.WriteTimeout))
+	return slowIfTimeout(k.conn, writeAll(n.evOut, frames))
+}
+
+func writeAll(w io.Writer, frames [][]byte) error {
+	if len(frames) == 1 {
+		_, err := w.Write(frames[0])
+		return err
+	}
+	size := 0
+	for _, f := range frames {
+		size += len(f)
+	}
+	buf := make([]byte, 0, size)
+	for _, f := range frames {
+		buf = append(buf, f...)
+	}
+	_, err := w.Write(buf)
+	return err
+}
+
+// slowIfTimeout marks a write that timed out while the connection was
+// open as a slow consumer's.
+func slowIfTimeout(c *conn, err error) error {
+	if err != nil && (isTimeout(err) || errors.Is(err, context.DeadlineExceeded)) && c.ctx.Err() == nil {
+		return fmt.Errorf("%w: %w", errSlowPeer, err)
+	}
+	return err
+}
+
+// readControl handles control frames until the connection ends.
+func (c *conn) readControl() {
+	for {
+		h, frame, err := readFrame(c.native.ctl, wire.VersionNative, c.srv.cfg.MaxFrame)
+		if err != nil {
+			if isProtocolError(err) {
+				c.close(protocolClose(err))
+			} else if err == io.EOF {
+				c.close(closeNormal)
+			}
+			return
+		}
+		m, err := wire.DecodeMessage(h.Type, frame[wire.HeaderSize:])
+		if err != nil {
+			c.close(protocolClose(err))
+			return
+		}
+		if !c.handleControl(m) {
+			return
+		}
+	}
+}
+
+// handleControl handles one control message; false ends the connection.
+func (c *conn) handleControl(m wire.Message) bool {
+	s := c.srv
+	switch m := m.(type) {
+	case *wire.Join:
+		c.nativeJoin(m)
+	case *wire.Leave:
+		r := c.roomByHandle(m.Handle)
+		if r == nil {
+			c.ctlError(m.RequestID, ErrNotInRoom)
+			return true
+		}
+		c.nativeLeave(r)
+		c.ctlSend(&wire.Left{RequestID: m.RequestID, Handle: m.Handle, Reason: "left"})
+	case *wire.List:
+		c.ctlSend(&wire.Rooms{RequestID: m.RequestID, Rooms: s.listRooms(m.Prefix, int(m.Limit))})
+	case *wire.Heartbeat:
+		c.ctlSend(&wire.Ack{Seq: m.Seq, SentMicros: m.SentMicros})
+	case *wire.Ack:
+		c.heartbeatAcked(m)
+	default:
+		c.close(protocolClose(fmt.Errorf("%w: %s on the control stream", wire.ErrFrameType, m.FrameType())))
+		return false
+	}
+	return true
+}
+
+func (c *conn) nativeJoin(m *wire.Join) {
+	s := c.srv
+	if m.Room == "" {
+		c.ctlError(m.RequestID, hub.ErrBadRequest.With("bad request: empty room name"))
+		return
+	}
+	if r := c.roomNamed(m.Room); r != nil {
+		c.ctlSend(&wire.Joined{RequestID: m.RequestID, Room: r.name, Handle: r.id, Members: s.members(r)})
+		return
+	}
+	if !m.Create && !s.roomExists(m.Room) {
+		c.ctlError(m.RequestID, errNoRoom)
+		return
+	}
+	c.setMemberMeta(m.Metadata)
+	r, before, err := s.join(c, m.Room, int(m.MaxMembers))
+	if err != nil {
+		c.ctlError(m.RequestID, err)
+		return
+	}
+	c.ctlSend(&wire.Joined{RequestID: m.RequestID, Room: r.name, Handle: r.id, Members: s.members(r)})
+	p := &wire.Presence{Handle: r.id, Joins: []wire.Member{c.member()}}
+	frame := wire.AppendMessage(nil, p)
+	for _, o := range before {
+		_ = o.native.ctlQ.Enqueue(frame)
+	}
+}
+
+// nativeLeave leaves r and tells the remaining members.
+func (c *conn) nativeLeave(r *room) {
+	c.srv.leave(c, r)
+	frame := wire.AppendMessage(nil, &wire.Presence{Handle: r.id, Leaves: []wire.NodeID{c.id}})
+	for _, o := range *r.snap.Load() {
+		_ = o.native.ctlQ.Enqueue(frame)
+	}
+}
+
+var errNoRoom = hub.ErrUnknownChannel.With("no such room (join with create to make it)")
+
+func (c *conn) setMemberMeta(meta []byte) {
+	c.mu.Lock()
+	c.meta = slices.Clone(meta)
+	c.mu.Unlock()
+}
+
+func (c *conn) member() wire.Member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return wire.Member{NodeID: c.id, User: c.user, Metadata: c.meta}
+}
+
+func (s *Server) members(r *room) []wire.Member {
+	list := *r.snap.Load()
+	out := make([]wire.Member, len(list))
+	for i, m := range list {
+		out[i] = m.member()
+	}
+	return out
+}
+
+func (s *Server) roomExists(name string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.rooms[name]
+	return ok
+}
+
+// listRooms lists native rooms whose names start with prefix, sorted,
+// at most limit (0 or above wire.MaxListItems: wire.MaxListItems).
+func (s *Server) listRooms(prefix string, limit int) []wire.RoomInfo {
+	if limit <= 0 || limit > wire.MaxListItems {
+		limit = wire.MaxListItems
+	}
+	s.mu.RLock()
+	out := make([]wire.RoomInfo, 0)
+	for name, r := range s.rooms {
+		if r.transport == transportNative && strings.HasPrefix(name, prefix) {
+			out = append(out, wire.RoomInfo{Name: name, Members: uint32(len(r.members)), MaxMembers: uint32(r.maxMembers)})
+		}
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b wire.RoomInfo) int { return strings.Compare(a.Name, b.Name) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out
+}
+
+// readNativeStreams reads EVENT frames from the client's uni streams.
+func (c *conn) readNativeStreams() {
+	for {
+		rs, err := c.qc.AcceptUniStream(c.ctx)
+		if err != nil {
+			return
+		}
+		stop := context.AfterFunc(c.ctx, func() { rs.CancelRead(0) })
+		for {
+			h, frame, err := readFrame(rs, wire.VersionNative, c.srv.cfg.MaxFrame)
+			if err != nil {
+				if isProtocolError(err) {
+					c.close(protocolClose(err))
+				}
+				break
+			}
+			if h.Type != wire.FrameEvent {
+				c.close(protocolClose(fmt.Errorf("%w: %s on an event stream", wire.ErrFrameType, h.Type)))
+				break
+			}
+			if !c.nativeEvent(frame, false) {
+				break
+			}
+		}
+		stop()
+		if c.ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// readDatagrams reads the client's datagrams: DATAGRAM frames, packed.
+func (c *conn) readDatagrams() {
+	for {
+		d, err := c.qc.ReceiveDatagram(c.ctx)
+		if err != nil {
+			return
+		}
+		for len(d) > 0 {
+			h, _, rest, err := wire.SplitFrame(d, wire.VersionNative, c.srv.cfg.MaxFrame)
+			if err == nil && h.Type != wire.FrameDatagram {
+				err = fmt.Errorf("%w: %s in a datagram", wire.ErrFrameType, h.Type)
+			}
+			if err != nil {
+				c.close(protocolClose(err))
+				return
+			}
+			frame := d[: len(d)-len(rest) : len(d)-len(rest)]
+			if !c.nativeEvent(frame, true) {
+				return
+			}
+			d = rest
+		}
+	}
+}
+
+// nativeEvent routes one event frame (rewritten in place: the sender);
+// false ends the connection.
+func (c *conn) nativeEvent(frame []byte, unrel bool) bool {
+	s := c.srv
+	start := s.cfg.Clock.Now()
+	n := c.native
+	n.bucketMu.Lock()
+	ok, abuse := c.bucket.take(start)
+	n.bucketMu.Unlock()
+	if !ok {
+		s.metrics.drops.WithLabelValues(dropRateLimited).Inc()
+		if abuse {
+			c.close(closeRateLimited)
+			return false
+		}
+		return true
+	}
+	t := wire.FrameEvent
+	label := reliable
+	if unrel {
+		t, label = wire.FrameDatagram, unreliable
+	}
+	m, err := wire.DecodeMessage(t, frame[wire.HeaderSize:])
+	if err != nil {
+		c.close(protocolClose(err))
+		return false
+	}
+	ev := m.(*wire.NativeEvent)
+	s.metrics.eventsIn.WithLabelValues(label).Inc()
+	r := c.roomByHandle(ev.Handle)
+	if r == nil {
+		s.metrics.drops.WithLabelValues(dropNotInRoom).Inc()
+		return true
+	}
+	binary.LittleEndian.PutUint64(frame[wire.HeaderSize+4:], uint64(c.id)) // sender
+	for _, o := range *r.snap.Load() {
+		if o == c || (len(ev.Targets) > 0 && !slices.Contains(ev.Targets, o.id)) {
+			continue
+		}
+		if unrel {
+			o.pushDatagram(frame)
+		} else {
+			o.send(frame)
+		}
+	}
+	s.metrics.fanout.Observe(time.Since(start).Seconds())
+	return true
+}
+
+// pushDatagram queues an unreliable frame, dropping the oldest when the
+// ring is full; it never blocks.
+func (c *conn) pushDatagram(frame []byte) {
+	n := c.native
+	n.dgMu.Lock()
+	if len(n.dgRing) >= datagramRing {
+		n.dgRing = n.dgRing[1:]
+		c.srv.metrics.drops.WithLabelValues(dropDatagramRing).Inc()
+	}
+	n.dgRing = append(n.dgRing, frame)
+	n.dgMu.Unlock()
+	c.srv.metrics.deliveries.Inc()
+	select {
+	case n.dgWake <- struct{}{}:
+	default:
+	}
+}
+
+// writeDatagrams packs queued unreliable frames into datagrams until the
+// connection ends.
+func (c *conn) writeDatagrams() {
+	n := c.native
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-n.dgWake:
+		}
+		n.dgMu.Lock()
+		frames := n.dgRing
+		n.dgRing = nil
+		n.dgMu.Unlock()
+		var buf []byte
+		flush := func() {
+			if len(buf) > 0 {
+				if err := c.qc.SendDatagram(buf); err != nil {
+					c.srv.metrics.drops.WithLabelValues(dropDatagramRing).Inc()
+				}
+				buf = nil
+			}
+		}
+		for _, f := range frames {
+			if len(buf)+len(f) > maxDatagram {
+				flush()
+			}
+			buf = append(buf, f...)
+		}
+		flush()
+	}
+}
+
+// startHeartbeats sends a HEARTBEAT every interval; missedHeartbeats
+// unanswered in a row close the connection.
+func (c *conn) startHeartbeats() {
+	n := c.native
+	var beat func()
+	beat = func() {
+		if c.ctx.Err() != nil {
+			return
+		}
+		n.hbMu.Lock()
+		if c.ctx.Err() != nil {
+			n.hbMu.Unlock()
+			return
+		}
+		if n.hbMissed >= missedHeartbeats {
+			n.hbMu.Unlock()
+			c.close(closeNoPong)
+			return
+		}
+		n.hbMissed++
+		n.hbSeq++
+		seq := n.hbSeq
+		n.hbTimer = c.srv.cfg.Clock.AfterFunc(c.srv.cfg.HeartbeatInterval, beat)
+		n.hbMu.Unlock()
+		c.ctlSend(&wire.Heartbeat{Seq: seq, SentMicros: uint64(c.srv.cfg.Clock.Now().UnixMicro())})
+	}
+	n.hbMu.Lock()
+	n.hbTimer = c.srv.cfg.Clock.AfterFunc(c.srv.cfg.HeartbeatInterval, beat)
+	n.hbMu.Unlock()
+}
+
+func (c *conn) heartbeatAcked(a *wire.Ack) {
+	n := c.native
+	n.hbMu.Lock()
+	defer n.hbMu.Unlock()
+	if a.Seq == n.hbSeq {
+		n.hbMissed = 0
+		n.rtt = c.srv.cfg.Clock.Now().Sub(time.UnixMicro(int64(a.SentMicros)))
+		c.srv.metrics.rtt.Observe(n.rtt.Seconds())
+	}
+}
+
+// finishNative ends a native connection: GOAWAY when the server closes
+// it, then what finish does.
+func (c *conn) finishNative() {
+	n := c.native
+	c.cancel() // a heartbeat firing now sees it and does not re-arm
+	n.hbMu.Lock()
+	if n.hbTimer != nil {
+		n.hbTimer.Stop()
+	}
+	n.hbMu.Unlock()
+	c.stopExpiry()
+	n.ctlQ.Close()
+	n.evQ.Close()
+	if d, byServer := c.reason(); byServer && d != closeNormal {
+		retry := uint32(0)
+		if d.Reconnect() {
+			retry = 1000
+		}
+		n.ctlMu.Lock()
+		_ = n.ctl.SetWriteDeadline(time.Now().Add(goAwayLinger))
+		_, err := n.ctl.Write(wire.AppendMessage(nil, &wire.GoAway{Code: d.Code, Reason: d.Reason, RetryAfterMillis: retry}))
+		_ = n.ctl.Close()
+		n.ctlMu.Unlock()
+		// Closing the connection now would drop the GOAWAY still in
+		// flight: give the client a moment to read it and close.
+		if err == nil {
+			t := time.NewTimer(goAwayLinger)
+			select {
+			case <-c.qc.Context().Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
+	if c.srv.park(c) {
+		c.receiving.Store(false)
+		closeQUIC(c.qc, closeNormal)
+		return
+	}
+	for _, r := range c.roomList() {
+		c.nativeLeave(r)
+	}
+	c.finish()
+}

@@ -1,0 +1,156 @@
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/switchboard-rt/switchboard/internal/clock"
+	"github.com/switchboard-rt/switchboard/internal/errs"
+	wire "github.com/switchboard-rt/switchboard/protocol/relay"
+)
+
+// Resuming native sessions. A native connection that ends without the
+// server closing it (lost, idle, three heartbeats unanswered, or closed
+// by the client with a non-zero QUIC error code; code 0 means leaving) and
+// is in rooms is parked for ResumeGrace: it keeps its NodeId, its rooms and its
+// hub presence, and the other members see nothing. A HELLO with its resume
+// token within the window takes the session over (same NodeId, session
+// id, rooms; WELCOME says Resumed, a JOINED per room follows). Events sent
+// to the room meanwhile are not kept for it. When the window passes, the
+// session leaves its rooms as a closed one does.
+
+// Resume errors.
+var (
+	ErrResumeUnknown = errs.Sentinel(errs.NotFound, "unknown or expired resume token")
+	ErrResumeUser    = errs.Sentinel(errs.PermissionDenied, "resume token of another user")
+)
+
+// parkedSession is a native session waiting to be resumed.
+type parkedSession struct {
+	c     *conn
+	timer clock.Timer
+}
+
+func newResumeToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// park keeps c's session for ResumeGrace when it may be resumed; it
+// reports whether it did (the caller then skips leaving the rooms).
+func (s *Server) park(c *conn) bool {
+	d, byServer := c.reason()
+	if byServer && d != closeNoPong {
+		return false
+	}
+	var ae *quic.ApplicationError
+	if errors.As(context.Cause(c.qc.Context()), &ae) && ae.Remote && ae.ErrorCode == 0 {
+		return false // the client closed normally: it leaves
+	}
+	if s.cfg.ResumeGrace <= 0 || len(c.roomList()) == 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() || s.nodes[c.id] != c {
+		return false
+	}
+	if _, ok := s.conns[c]; ok {
+		delete(s.conns, c)
+		s.metrics.connections.WithLabelValues(c.transport).Dec()
+	}
+	p := &parkedSession{c: c}
+	s.parked[c.resume] = p
+	s.metrics.parked.Inc()
+	p.timer = s.cfg.Clock.AfterFunc(s.cfg.ResumeGrace, func() { s.expire(c.resume, p) })
+	return true
+}
+
+// expire ends a parked session whose window passed.
+func (s *Server) expire(token string, p *parkedSession) {
+	s.mu.Lock()
+	if s.parked[token] != p || s.closing.Load() {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.parked, token)
+	s.metrics.parked.Dec()
+	s.expiring.Add(1)
+	s.mu.Unlock()
+	defer s.expiring.Done()
+	s.endParked(p.c)
+}
+
+// endParked leaves a parked session's rooms and frees its NodeId.
+func (s *Server) endParked(c *conn) {
+	for _, r := range c.roomList() {
+		c.nativeLeave(r)
+	}
+	s.unregister(c)
+}
+
+// resume moves the parked session of token onto c (a fresh connection
+// whose HELLO carried the token): c takes its NodeId, session id, rooms
+// and presence. user is who c's token names ("" for none).
+func (s *Server) resume(c *conn, token, user string) ([]*room, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.parked[token]
+	if p == nil || s.closing.Load() {
+		return nil, ErrResumeUnknown
+	}
+	old := p.c
+	if old.user != "" && old.user != user {
+		return nil, ErrResumeUser
+	}
+	p.timer.Stop()
+	delete(s.parked, token)
+	s.metrics.parked.Dec()
+	c.id, c.sid, c.user, c.info, c.resume = old.id, old.sid, old.user, old.info, old.resume
+	c.tokenAccepted.Store(old.user != "")
+	c.meta = old.meta
+	rooms := old.roomList()
+	c.rmu.Lock()
+	for _, r := range rooms {
+		c.rooms[r.name] = r
+		delete(r.members, old)
+		r.members[c] = struct{}{}
+		r.snapshotLocked()
+	}
+	c.rmu.Unlock()
+	s.nodes[c.id] = c
+	s.conns[c] = struct{}{}
+	s.metrics.connections.WithLabelValues(c.transport).Inc()
+	return rooms, nil
+}
+
+// stopParked ends every parked session (Shutdown) and waits for expiries
+// in progress.
+func (s *Server) stopParked() {
+	s.mu.Lock()
+	list := make([]*parkedSession, 0, len(s.parked))
+	for t, p := range s.parked {
+		p.timer.Stop()
+		list = append(list, p)
+		delete(s.parked, t)
+		s.metrics.parked.Dec()
+	}
+	s.mu.Unlock()
+	for _, p := range list {
+		s.endParked(p.c)
+	}
+	s.expiring.Wait()
+}
+
+// Welcome for a resumed session, then a JOINED per room.
+func (c *conn) welcomeResumed(rooms []*room) {
+	c.ctlSend(&wire.Welcome{NodeID: c.id, SessionID: c.sid, ResumeToken: c.resume, Resumed: true, Limits: c.srv.limits})
+	for _, r := range rooms {
+		c.ctlSend(&wire.Joined{Room: r.name, Handle: r.id, Members: c.srv.members(r)})
+	}
+}

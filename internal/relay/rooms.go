@@ -1,0 +1,152 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+
+	"github.com/switchboard-rt/switchboard/internal/errs"
+	wire "github.com/switchboard-rt/switchboard/protocol/relay"
+)
+
+// room is a set of connections of one transport; the lobby is the room
+// of ISSUN connections in no room. Members are guarded by Server.mu; snap
+// is an immutable copy read by fan-out without locks.
+type room struct {
+	srv        *Server
+	name       string // "" for the lobby
+	channel    string // hub channel "relay:" + name
+	id         uint32 // the room's handle on every native connection
+	transport  string
+	maxMembers int
+	members    map[*conn]struct{}
+	snap       atomic.Pointer[[]*conn]
+}
+
+func (r *room) snapshotLocked() {
+	list := make([]*conn, 0, len(r.members))
+	for m := range r.members {
+		list = append(list, m)
+	}
+	r.snap.Store(&list)
+}
+
+// memberIDs lists the members' NodeIds.
+func memberIDs(list []*conn) []wire.NodeID {
+	ids := make([]wire.NodeID, len(list))
+	for i, m := range list {
+		ids[i] = m.id
+	}
+	return ids
+}
+
+var errRoomTransport = errs.New(errs.Conflict, "the room is used by clients of another protocol")
+
+// join adds c to room name (created when missing, with a member cap of
+// maxMembers, 0 or above the server's: the server's) and records its hub
+// presence. It returns the room and the members before c joined.
+func (s *Server) join(c *conn, name string, maxMembers int) (*room, []*conn, error) {
+	if len(c.roomList()) >= s.cfg.MaxRooms {
+		return nil, nil, ErrTooManyRooms
+	}
+	if maxMembers <= 0 || maxMembers > s.cfg.MaxMembers {
+		maxMembers = s.cfg.MaxMembers
+	}
+	s.mu.Lock()
+	r := s.rooms[name]
+	if r == nil {
+		s.roomID++
+		r = &room{srv: s, name: name, channel: ChannelPrefix + name, id: s.roomID, transport: c.transport,
+			maxMembers: maxMembers, members: map[*conn]struct{}{}}
+		r.snap.Store(&[]*conn{})
+		s.rooms[name] = r
+		s.metrics.rooms.Inc()
+	}
+	if r.transport != c.transport {
+		s.mu.Unlock()
+		return nil, nil, errRoomTransport
+	}
+	if len(r.members) >= r.maxMembers {
+		s.mu.Unlock()
+		return nil, nil, ErrRoomFull
+	}
+	before := *r.snap.Load()
+	r.members[c] = struct{}{}
+	r.snapshotLocked()
+	s.mu.Unlock()
+	c.rmu.Lock()
+	c.rooms[name] = r
+	c.rmu.Unlock()
+	if p := s.cfg.Presence; p != nil {
+		ctx, cancel := s.opCtx()
+		defer cancel()
+		info := c.presenceInfo()
+		if err := p.AddPresence(ctx, r.channel, info); err != nil {
+			s.log.Warn("relay presence add failed", "channel", r.channel, "error", err)
+		} else if err := p.PublishJoin(ctx, r.channel, info); err != nil {
+			s.log.Warn("relay join publication failed", "channel", r.channel, "error", err)
+		}
+	}
+	return r, before, nil
+}
+
+// leave removes c from r (deleting r when empty) and its hub presence.
+func (s *Server) leave(c *conn, r *room) {
+	s.mu.Lock()
+	if _, ok := r.members[c]; !ok {
+		s.mu.Unlock()
+		return
+	}
+	delete(r.members, c)
+	r.snapshotLocked()
+	if len(r.members) == 0 && s.rooms[r.name] == r {
+		delete(s.rooms, r.name)
+		s.metrics.rooms.Dec()
+	}
+	s.mu.Unlock()
+	c.rmu.Lock()
+	delete(c.rooms, r.name)
+	c.rmu.Unlock()
+	if p := s.cfg.Presence; p != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
+		if err := p.RemovePresence(ctx, r.channel, c.sid, c.user); err != nil {
+			s.log.Warn("relay presence remove failed", "channel", r.channel, "error", err)
+		}
+		if err := p.PublishLeave(ctx, r.channel, c.presenceInfo()); err != nil && !errors.Is(err, context.Canceled) {
+			s.log.Warn("relay leave publication failed", "channel", r.channel, "error", err)
+		}
+	}
+}
+
+func (s *Server) enterLobby(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lobby.members == nil {
+		s.lobby.members = map[*conn]struct{}{}
+	}
+	if _, ok := s.lobby.members[c]; !ok {
+		s.lobby.members[c] = struct{}{}
+		s.lobby.snapshotLocked()
+	}
+}
+
+func (s *Server) leaveLobby(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.lobby.members[c]; ok {
+		delete(s.lobby.members, c)
+		s.lobby.snapshotLocked()
+	}
+}
+
+// Rooms lists the rooms with members on this process, with their sizes.
+func (s *Server) Rooms() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.rooms))
+	for n, r := range s.rooms {
+		out[n] = len(r.members)
+	}
+	return out
+}

@@ -1,0 +1,397 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/quic-go/quic-go"
+
+	"github.com/switchboard-rt/switchboard/internal/delivery"
+	"github.com/switchboard-rt/switchboard/internal/hub"
+	wire "github.com/switchboard-rt/switchboard/protocol/relay"
+)
+
+// Server is the relay. It is safe for concurrent use.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	cert    tls.Certificate
+	ownPool bool // cfg.Pool was started by New; Shutdown closes it
+	limits  wire.Limits
+
+	udp *net.UDPConn
+	tr  *quic.Transport
+	ln  *quic.Listener
+
+	ctx    context.Context // cancelled by Shutdown
+	cancel context.CancelFunc
+
+	count   atomic.Int64  // accepted connections not yet gone
+	ctrlSeq atomic.Uint64 // sequence of the relay's own events
+	closing atomic.Bool
+
+	ipMu  sync.Mutex
+	perIP map[string]int // connections by remote IP, with MaxClientsPerIP
+
+	mu     sync.RWMutex
+	conns  map[*conn]struct{}
+	nodes  map[wire.NodeID]*conn
+	rooms  map[string]*room
+	roomID uint32
+	lobby  *room // connections in no room (ISSUN broadcast without a room)
+	// parked are native sessions waiting to be resumed, by resume token.
+	parked   map[string]*parkedSession
+	expiring sync.WaitGroup // parked sessions being ended by their timer
+
+	wg       sync.WaitGroup
+	shutOnce sync.Once
+	shutErr  error
+}
+
+var errServerFull = errors.New("relay: server full")
+
+// New validates cfg, binds its UDP address and returns a Server that
+// accepts connections once Start is called.
+func New(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("relay: metrics: %w", err)
+	}
+	ownPool := false
+	if cfg.Pool == nil {
+		if cfg.Pool, err = delivery.NewPool(delivery.Config{Clock: cfg.Clock, Registerer: cfg.Registerer}); err != nil {
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+		ownPool = true
+	}
+	ok := false
+	defer func() {
+		if !ok && ownPool {
+			cfg.Pool.Close()
+		}
+	}()
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "relay"), metrics: m, ownPool: ownPool,
+		conns: map[*conn]struct{}{}, nodes: map[wire.NodeID]*conn{}, rooms: map[string]*room{},
+		parked: map[string]*parkedSession{}, perIP: map[string]int{}}
+	s.lobby = &room{srv: s}
+	s.lobby.snap.Store(&[]*conn{})
+	if cfg.Certificate != nil {
+		s.cert = *cfg.Certificate
+	} else {
+		certPEM, keyPEM, err := GenerateCertificate(nil, cfg.Clock.Now(), 0)
+		if err != nil {
+			return nil, err
+		}
+		if s.cert, err = LoadCertificate(certPEM, keyPEM); err != nil {
+			return nil, err
+		}
+		s.log.Warn("relay uses a self-signed development certificate", "sha256", Fingerprint(&s.cert))
+	}
+	s.limits = wire.Limits{
+		MaxFrame: uint32(cfg.MaxFrame), MaxTypeName: uint32(cfg.MaxTypeName),
+		EventRate: uint32(max(cfg.EventRate, 0)), EventBurst: uint32(cfg.EventBurst),
+		MaxRooms: uint32(cfg.MaxRooms), MaxMembers: uint32(cfg.MaxMembers),
+		HeartbeatMillis: uint32(cfg.HeartbeatInterval.Milliseconds()), ResumeMillis: uint32(cfg.ResumeGrace.Milliseconds()),
+		MaxDatagram: maxDatagram,
+	}
+	addr, err := net.ResolveUDPAddr("udp", cfg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("relay: address %q: %w", cfg.Address, err)
+	}
+	if s.udp, err = net.ListenUDP("udp", addr); err != nil {
+		return nil, fmt.Errorf("relay: listen: %w", err)
+	}
+	s.tr = &quic.Transport{Conn: s.udp}
+	s.ln, err = s.tr.Listen(s.tlsConfig(), s.quicConfig())
+	if err != nil {
+		s.udp.Close()
+		return nil, fmt.Errorf("relay: listen: %w", err)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	ok = true
+	return s, nil
+}
+
+// maxDatagram is the datagram size the native protocol packs events into
+// (fits the QUIC minimum MTU).
+const maxDatagram = 1100
+
+// Addr is the bound UDP address.
+func (s *Server) Addr() net.Addr { return s.udp.LocalAddr() }
+
+// Certificate returns the certificate served (the dev one when generated).
+func (s *Server) Certificate() tls.Certificate { return s.cert }
+
+// Limits returns the limits advertised to native clients.
+func (s *Server) Limits() wire.Limits { return s.limits }
+
+// Start runs the accept loop until Shutdown.
+func (s *Server) Start() {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.acceptLoop()
+	}()
+	s.log.Info("relay listening", "address", s.Addr().String(), "issun", !s.cfg.DisableISSUN, "auth", s.cfg.Auth)
+}
+
+func (s *Server) tlsConfig() *tls.Config {
+	base := &tls.Config{Certificates: []tls.Certificate{s.cert}, MinVersion: tls.VersionTLS13}
+	issun := base.Clone()
+	native := base.Clone()
+	native.NextProtos = []string{wire.ALPNNative}
+	return &tls.Config{
+		Certificates: base.Certificates,
+		MinVersion:   tls.VersionTLS13,
+		GetConfigForClient: func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
+			if len(chi.SupportedProtos) == 0 {
+				if s.cfg.DisableISSUN {
+					return nil, errors.New("relay: the ISSUN profile (no ALPN) is disabled")
+				}
+				return issun, nil
+			}
+			if slices.Contains(chi.SupportedProtos, wire.ALPNNative) {
+				return native, nil
+			}
+			return nil, fmt.Errorf("relay: no supported application protocol in %q (want %q)", chi.SupportedProtos, wire.ALPNNative)
+		},
+	}
+}
+
+func (s *Server) quicConfig() *quic.Config {
+	base := &quic.Config{
+		HandshakeIdleTimeout:  s.cfg.HandshakeTimeout,
+		MaxIdleTimeout:        s.cfg.IdleTimeout,
+		MaxIncomingStreams:    4,
+		MaxIncomingUniStreams: 100,
+		EnableDatagrams:       true,
+	}
+	conf := base.Clone()
+	// Refused before the handshake: the client learns at once. The config
+	// returned must be complete (nil would mean quic-go's defaults).
+	conf.GetConfigForClient = func(ci *quic.ClientInfo) (*quic.Config, error) {
+		if s.closing.Load() {
+			s.metrics.handshakes.WithLabelValues(handshakeShutdown).Inc()
+			return nil, errors.New("relay: shutting down")
+		}
+		if s.cfg.MaxClients > 0 && s.count.Load() >= int64(s.cfg.MaxClients) {
+			s.metrics.handshakes.WithLabelValues(handshakeFull).Inc()
+			return nil, errServerFull
+		}
+		if s.cfg.MaxClientsPerIP > 0 && s.ipCount(ci.RemoteAddr) >= s.cfg.MaxClientsPerIP {
+			s.metrics.handshakes.WithLabelValues(handshakeIPLimit).Inc()
+			return nil, errIPLimit
+		}
+		return base, nil
+	}
+	return conf
+}
+
+var errIPLimit = errors.New("relay: too many connections from this address")
+
+func ipOf(a net.Addr) string {
+	if u, ok := a.(*net.UDPAddr); ok {
+		return u.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+func (s *Server) ipCount(a net.Addr) int {
+	s.ipMu.Lock()
+	defer s.ipMu.Unlock()
+	return s.perIP[ipOf(a)]
+}
+
+// addIP counts a connection from a's address; false when over the limit.
+func (s *Server) addIP(a net.Addr) bool {
+	if s.cfg.MaxClientsPerIP <= 0 {
+		return true
+	}
+	ip := ipOf(a)
+	s.ipMu.Lock()
+	defer s.ipMu.Unlock()
+	if s.perIP[ip] >= s.cfg.MaxClientsPerIP {
+		return false
+	}
+	s.perIP[ip]++
+	return true
+}
+
+func (s *Server) removeIP(a net.Addr) {
+	if s.cfg.MaxClientsPerIP <= 0 {
+		return
+	}
+	ip := ipOf(a)
+	s.ipMu.Lock()
+	defer s.ipMu.Unlock()
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+}
+
+func (s *Server) acceptLoop() {
+	for {
+		qc, err := s.ln.Accept(s.ctx)
+		if err != nil {
+			if s.ctx.Err() == nil && !errors.Is(err, quic.ErrServerClosed) {
+				s.log.Error("relay accept failed", "error", err)
+			}
+			return
+		}
+		if n := s.count.Add(1); s.cfg.MaxClients > 0 && n > int64(s.cfg.MaxClients) {
+			s.count.Add(-1)
+			s.metrics.handshakes.WithLabelValues(handshakeFull).Inc()
+			closeQUIC(qc, closeServerFull)
+			continue
+		}
+		if !s.addIP(qc.RemoteAddr()) {
+			s.count.Add(-1)
+			s.metrics.handshakes.WithLabelValues(handshakeIPLimit).Inc()
+			closeQUIC(qc, closeIPLimit)
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.count.Add(-1)
+			defer s.removeIP(qc.RemoteAddr())
+			s.serveConn(qc)
+		}()
+	}
+}
+
+func closeQUIC(qc *quic.Conn, d hub.Disconnect) {
+	_ = qc.CloseWithError(quic.ApplicationErrorCode(d.Code), d.Reason)
+}
+
+// serveConn runs one connection to its end.
+func (s *Server) serveConn(qc *quic.Conn) {
+	switch qc.ConnectionState().TLS.NegotiatedProtocol {
+	case "":
+		s.serveISSUN(qc)
+	case wire.ALPNNative:
+		s.serveNative(qc)
+	default:
+		closeQUIC(qc, closeBadRequest)
+	}
+}
+
+// register adds c under its NodeId; ErrNodeInUse when taken, and
+// ErrNotAvailable while shutting down.
+func (s *Server) register(c *conn) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return hub.ErrNotAvailable
+	}
+	if _, taken := s.nodes[c.id]; taken {
+		return ErrNodeInUse
+	}
+	s.nodes[c.id] = c
+	s.conns[c] = struct{}{}
+	s.metrics.connections.WithLabelValues(c.transport).Inc()
+	return nil
+}
+
+func (s *Server) unregister(c *conn) {
+	s.mu.Lock()
+	if s.nodes[c.id] == c {
+		delete(s.nodes, c.id)
+	}
+	_, ok := s.conns[c]
+	delete(s.conns, c)
+	s.mu.Unlock()
+	if ok {
+		s.metrics.connections.WithLabelValues(c.transport).Dec()
+	}
+}
+
+// node returns the connection of id (nil when none).
+func (s *Server) node(id wire.NodeID) *conn {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.nodes[id]
+}
+
+// NumConnections counts the connections past their handshake.
+func (s *Server) NumConnections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// Shutdown stops accepting, closes every connection (native clients get
+// GOAWAY first, with code 3001: reconnect elsewhere) and waits for the
+// connections' goroutines or ctx. It is idempotent.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutOnce.Do(func() {
+		s.mu.Lock()
+		s.closing.Store(true)
+		list := make([]*conn, 0, len(s.conns))
+		for c := range s.conns {
+			list = append(list, c)
+		}
+		s.mu.Unlock()
+		_ = s.ln.Close()
+		for _, c := range list {
+			c.close(closeShutdown)
+		}
+		s.stopParked()
+		s.cancel()
+		done := make(chan struct{})
+		go func() { s.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.shutErr = fmt.Errorf("relay: shutdown: %d connections still open: %w", s.count.Load(), ctx.Err())
+		}
+		_ = s.tr.Close()
+		_ = s.udp.Close()
+		if s.ownPool {
+			s.cfg.Pool.Close()
+		}
+		if s.shutErr == nil {
+			s.log.Info("relay stopped")
+		}
+	})
+	return s.shutErr
+}
+
+// presenceInfo is the hub presence of a room member.
+func (c *conn) presenceInfo() *hub.ClientInfo {
+	ci, _ := json.Marshal(struct {
+		NodeID    string `json:"node_id"`
+		Transport string `json:"transport"`
+	}{strconv.FormatUint(uint64(c.id), 10), "quic-" + c.transport})
+	return &hub.ClientInfo{ClientID: c.sid, UserID: c.user, ConnInfo: c.info, ChanInfo: ci}
+}
+
+func newSessionID() string { return uuid.NewString() }
+
+// opCtx bounds one hub call made for a connection.
+func (s *Server) opCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), opTimeout)
+}
+
+// opTimeout bounds a hub call (presence) made for a connection.
+const opTimeout = 5 * time.Second
