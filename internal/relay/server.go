@@ -309,7 +309,7 @@ func (s *Server) register(c *conn) error {
 	}
 	s.nodes[c.id] = c
 	s.conns[c] = struct{}{}
-	s.metrics.connections.WithLabelValues(c.transport).Inc()
+	s.metrics.connections.WithLabelValues(c.label).Inc()
 	return nil
 }
 
@@ -322,7 +322,7 @@ func (s *Server) unregister(c *conn) {
 	delete(s.conns, c)
 	s.mu.Unlock()
 	if ok {
-		s.metrics.connections.WithLabelValues(c.transport).Dec()
+		s.metrics.connections.WithLabelValues(c.label).Dec()
 	}
 }
 
@@ -382,7 +382,7 @@ func (c *conn) presenceInfo() *hub.ClientInfo {
 	ci, _ := json.Marshal(struct {
 		NodeID    string `json:"node_id"`
 		Transport string `json:"transport"`
-	}{strconv.FormatUint(uint64(c.id), 10), "quic-" + c.transport})
+	}{strconv.FormatUint(uint64(c.id), 10), presenceTransport(c.label)})
 	return &hub.ClientInfo{ClientID: c.sid, UserID: c.user, ConnInfo: c.info, ChanInfo: ci}
 }
 
