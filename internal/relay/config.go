@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/clock"
 	"github.com/switchboard-rt/switchboard/internal/delivery"
 	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/origin"
 )
 
 // Defaults of Config (zero values mean these).
@@ -117,6 +118,14 @@ type Config struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Clock      clock.Clock
+
+	// Origins is the browser origin policy for WebTransport sessions (the
+	// hub's client.allowed_origins); nil or empty allows same-origin only.
+	Origins *origin.Checker
+	// PagePort is the port of the HTTP server serving the pages that use
+	// the relay (the demo page): with an empty Origins, an Origin of the
+	// relay's host on this port counts as same-origin. 0: none.
+	PagePort int
 }
 
 func (c *Config) setDefaults() {

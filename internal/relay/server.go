@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/webtransport-go"
 
 	"github.com/switchboard-rt/switchboard/internal/delivery"
 	"github.com/switchboard-rt/switchboard/internal/hub"
@@ -34,6 +35,9 @@ type Server struct {
 	udp *net.UDPConn
 	tr  *quic.Transport
 	ln  *quic.Listener
+
+	wt      *webtransport.Server // h3 connections (webtransport.go)
+	wtConns sync.Map             // *quic.Conn → *wtConn being served
 
 	ctx    context.Context // cancelled by Shutdown
 	cancel context.CancelFunc
@@ -90,6 +94,7 @@ func New(cfg Config) (*Server, error) {
 		conns: map[*conn]struct{}{}, nodes: map[wire.NodeID]*conn{}, rooms: map[string]*room{},
 		parked: map[string]*parkedSession{}, perIP: map[string]int{}}
 	s.lobby = &room{srv: s}
+	s.wt = s.newWebTransport()
 	s.lobby.snap.Store(&[]*conn{})
 	if cfg.Certificate != nil {
 		s.cert = *cfg.Certificate
@@ -156,6 +161,8 @@ func (s *Server) tlsConfig() *tls.Config {
 	issun := base.Clone()
 	native := base.Clone()
 	native.NextProtos = []string{wire.ALPNNative}
+	h3 := base.Clone()
+	h3.NextProtos = []string{ALPNWebTransport}
 	return &tls.Config{
 		Certificates: base.Certificates,
 		MinVersion:   tls.VersionTLS13,
@@ -169,7 +176,10 @@ func (s *Server) tlsConfig() *tls.Config {
 			if slices.Contains(chi.SupportedProtos, wire.ALPNNative) {
 				return native, nil
 			}
-			return nil, fmt.Errorf("relay: no supported application protocol in %q (want %q)", chi.SupportedProtos, wire.ALPNNative)
+			if slices.Contains(chi.SupportedProtos, ALPNWebTransport) {
+				return h3, nil
+			}
+			return nil, fmt.Errorf("relay: no supported application protocol in %q (want %q or %q)", chi.SupportedProtos, wire.ALPNNative, ALPNWebTransport)
 		},
 	}
 }
@@ -181,6 +191,8 @@ func (s *Server) quicConfig() *quic.Config {
 		MaxIncomingStreams:    4,
 		MaxIncomingUniStreams: 100,
 		EnableDatagrams:       true,
+		// WebTransport needs it (RESET_STREAM_AT); other clients ignore it.
+		EnableStreamResetPartialDelivery: true,
 	}
 	conf := base.Clone()
 	// Refused before the handshake: the client learns at once. The config
@@ -291,6 +303,8 @@ func (s *Server) serveConn(qc *quic.Conn) {
 		s.serveISSUN(qc)
 	case wire.ALPNNative:
 		s.serveNative(qc)
+	case ALPNWebTransport:
+		s.serveWebTransport(qc)
 	default:
 		closeQUIC(qc, closeBadRequest)
 	}
@@ -365,6 +379,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			s.shutErr = fmt.Errorf("relay: shutdown: %d connections still open: %w", s.count.Load(), ctx.Err())
 		}
+		_ = s.wt.Close()
 		_ = s.tr.Close()
 		_ = s.udp.Close()
 		if s.ownPool {

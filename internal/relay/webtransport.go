@@ -1,0 +1,239 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/webtransport-go"
+
+	"github.com/switchboard-rt/switchboard/internal/errs"
+	"github.com/switchboard-rt/switchboard/internal/hub"
+)
+
+// WebTransport (ALPN h3) on the relay's listener: an HTTP/3 server whose
+// one route, WebTransportPath, upgrades to a WebTransport session that
+// carries a native session with the same frames. The session's first
+// bidirectional stream (opened by the client) is the control stream
+// (HELLO with the hub JWT, WELCOME, JOIN, …), unidirectional streams carry
+// reliable events and datagrams unreliable ones. The Origin header is
+// checked with the hub's origin policy (Config.Origins): refused with 403.
+// One session per QUIC connection; the connection closes with its
+// session.
+
+// WebTransportPath is the path of the relay's WebTransport endpoint.
+const WebTransportPath = "/relay"
+
+// ALPNWebTransport is the ALPN of HTTP/3, which carries WebTransport.
+const ALPNWebTransport = http3.NextProtoH3
+
+// handshakeOrigin counts WebTransport sessions refused for their origin.
+const handshakeOrigin = "origin_refused"
+
+var (
+	errOriginRefused = errs.Sentinel(errs.PermissionDenied, "origin not allowed")
+	errNoSession     = hub.Disconnect{Code: closeBadRequest.Code, Reason: "bad request: no WebTransport session"}
+)
+
+// wtConn is an h3 connection being served.
+type wtConn struct {
+	qc      *quic.Conn
+	started atomic.Bool // a session request arrived
+}
+
+type wtConnKey struct{}
+
+// newWebTransport builds the HTTP/3 and WebTransport servers.
+func (s *Server) newWebTransport() *webtransport.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc(WebTransportPath, s.handleWebTransport)
+	h3 := &http3.Server{
+		Handler: mux,
+		Logger:  s.log,
+		ConnContext: func(ctx context.Context, qc *quic.Conn) context.Context {
+			if wc, ok := s.wtConns.Load(qc); ok {
+				ctx = context.WithValue(ctx, wtConnKey{}, wc)
+			}
+			return ctx
+		},
+	}
+	// The handler checks the origin itself, to answer 403.
+	return &webtransport.Server{H3: h3, CheckOrigin: func(*http.Request) bool { return true }}
+}
+
+// serveWebTransport serves one h3 connection to its end. A connection
+// that asks for no session within HandshakeTimeout, or before Shutdown,
+// is closed; one with a session closes with it.
+func (s *Server) serveWebTransport(qc *quic.Conn) {
+	wc := &wtConn{qc: qc}
+	s.wtConns.Store(qc, wc)
+	defer s.wtConns.Delete(qc)
+	idle := time.AfterFunc(s.cfg.HandshakeTimeout, func() {
+		if !wc.started.Load() {
+			s.metrics.handshakes.WithLabelValues(handshakeTimeout).Inc()
+			closeQUIC(qc, errNoSession)
+		}
+	})
+	defer idle.Stop()
+	stop := context.AfterFunc(s.ctx, func() {
+		if !wc.started.Load() {
+			closeQUIC(qc, closeShutdown)
+		}
+	})
+	defer stop()
+	if err := s.wt.ServeQUICConn(qc); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.log.Debug("relay WebTransport connection failed", "error", err)
+		closeQUIC(qc, closeServerError)
+	}
+}
+
+// handleWebTransport upgrades a request to a session and runs it.
+func (s *Server) handleWebTransport(w http.ResponseWriter, r *http.Request) {
+	wc, _ := r.Context().Value(wtConnKey{}).(*wtConn)
+	if wc == nil || wc.started.Swap(true) {
+		refuseHTTP(w, hub.ErrBadRequest.With("one WebTransport session per connection"))
+		return
+	}
+	if !s.originAllowed(r) {
+		s.metrics.handshakes.WithLabelValues(handshakeOrigin).Inc()
+		refuseHTTP(w, errOriginRefused)
+		closeAfter(wc.qc, closeUnauthorized)
+		return
+	}
+	sess, err := s.wt.Upgrade(w, r)
+	if err != nil {
+		s.metrics.handshakes.WithLabelValues(handshakeBad).Inc()
+		refuseHTTP(w, hub.ErrBadRequest.With("bad request: "+err.Error()))
+		closeAfter(wc.qc, closeBadRequest)
+		return
+	}
+	t := &wtTransport{sess: sess}
+	s.serveNativeOn(wc.qc, t, transportWebTransport)
+	closeAfter(wc.qc, t.reason())
+}
+
+// closeAfter closes qc once the peer had a moment to read what was sent
+// last (a refusal, the session's close), unless it closes first.
+func closeAfter(qc *quic.Conn, d hub.Disconnect) {
+	t := time.NewTimer(goAwayLinger)
+	select {
+	case <-qc.Context().Done():
+	case <-t.C:
+	}
+	t.Stop()
+	closeQUIC(qc, d)
+}
+
+func refuseHTTP(w http.ResponseWriter, err error) {
+	status, msg := httpStatus(err)
+	body, _ := json.Marshal(map[string]string{"error": msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// originAllowed applies Config.Origins; with an empty list, pages of the
+// relay's host on PagePort (the HTTP server) count as same-origin too.
+func (s *Server) originAllowed(r *http.Request) bool {
+	o := s.cfg.Origins
+	if o.AllowedRequest(r) {
+		return true
+	}
+	if s.cfg.PagePort <= 0 {
+		return false
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return o.Allowed(r.Header.Get("Origin"), net.JoinHostPort(host, strconv.Itoa(s.cfg.PagePort)))
+}
+
+// wtTransport is a native session on a WebTransport session.
+type wtTransport struct {
+	sess *webtransport.Session
+	mu   sync.Mutex
+	why  *hub.Disconnect
+}
+
+type wtControl struct{ *webtransport.Stream }
+
+func (s wtControl) cancelRead() { s.Stream.CancelRead(0) }
+
+type wtRecv struct{ *webtransport.ReceiveStream }
+
+func (s wtRecv) cancelRead() { s.ReceiveStream.CancelRead(0) }
+
+func (t *wtTransport) acceptControl(ctx context.Context) (controlStream, error) {
+	st, err := t.sess.AcceptStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return wtControl{st}, nil
+}
+
+func (t *wtTransport) acceptUni(ctx context.Context) (recvStream, error) {
+	st, err := t.sess.AcceptUniStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return wtRecv{st}, nil
+}
+
+func (t *wtTransport) openUni(ctx context.Context) (sendStream, error) {
+	st, err := t.sess.OpenUniStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (t *wtTransport) receiveDatagram(ctx context.Context) ([]byte, error) {
+	return t.sess.ReceiveDatagram(ctx)
+}
+
+func (t *wtTransport) sendDatagram(b []byte) error { return t.sess.SendDatagram(b) }
+
+func (t *wtTransport) done() <-chan struct{} { return t.sess.Context().Done() }
+
+// peerLeft reads the session's close error: a closed session's accept
+// returns it at once (its Context's cause is only "canceled").
+func (t *wtTransport) peerLeft() bool {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := t.sess.AcceptStream(ctx)
+	var se *webtransport.SessionError
+	return errors.As(err, &se) && se.Remote && se.ErrorCode == 0
+}
+
+// close closes the session with d (the browser's WebTransport.closed
+// resolves with d's code and reason); the first call wins.
+func (t *wtTransport) close(d hub.Disconnect) {
+	t.mu.Lock()
+	if t.why == nil {
+		t.why = &d
+	}
+	t.mu.Unlock()
+	_ = t.sess.CloseWithError(webtransport.SessionErrorCode(d.Code), d.Reason)
+}
+
+// reason is why the session was closed (closeNormal when by the peer).
+func (t *wtTransport) reason() hub.Disconnect {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.why == nil {
+		return closeNormal
+	}
+	return *t.why
+}
