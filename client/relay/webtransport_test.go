@@ -80,8 +80,9 @@ func TestWebTransportWithNativeInOneRoom(t *testing.T) {
 // HTTP server's port, PagePort) get a session.
 func TestWebTransportOrigin(t *testing.T) {
 	s, err := server.New(server.Config{Address: "127.0.0.1:0", Registerer: prometheus.NewRegistry(),
-		Origins: origin.MustNew(), PagePort: 8123})
+		Origins: origin.MustNew()})
 	require.NoError(t, err)
+	s.SetPagePort(8123)
 	s.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)

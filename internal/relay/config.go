@@ -122,10 +122,6 @@ type Config struct {
 	// Origins is the browser origin policy for WebTransport sessions (the
 	// hub's client.allowed_origins); nil or empty allows same-origin only.
 	Origins *origin.Checker
-	// PagePort is the port of the HTTP server serving the pages that use
-	// the relay (the demo page): with an empty Origins, an Origin of the
-	// relay's host on this port counts as same-origin. 0: none.
-	PagePort int
 }
 
 func (c *Config) setDefaults() {

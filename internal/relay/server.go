@@ -36,8 +36,9 @@ type Server struct {
 	tr  *quic.Transport
 	ln  *quic.Listener
 
-	wt      *webtransport.Server // h3 connections (webtransport.go)
-	wtConns sync.Map             // *quic.Conn → *wtConn being served
+	wt       *webtransport.Server // h3 connections (webtransport.go)
+	wtConns  sync.Map             // *quic.Conn → *wtConn being served
+	pagePort atomic.Int32         // SetPagePort
 
 	ctx    context.Context // cancelled by Shutdown
 	cancel context.CancelFunc
@@ -162,7 +163,7 @@ func (s *Server) tlsConfig() *tls.Config {
 	native := base.Clone()
 	native.NextProtos = []string{wire.ALPNNative}
 	h3 := base.Clone()
-	h3.NextProtos = []string{ALPNWebTransport}
+	h3.NextProtos = []string{wire.ALPNWebTransport}
 	return &tls.Config{
 		Certificates: base.Certificates,
 		MinVersion:   tls.VersionTLS13,
@@ -176,10 +177,10 @@ func (s *Server) tlsConfig() *tls.Config {
 			if slices.Contains(chi.SupportedProtos, wire.ALPNNative) {
 				return native, nil
 			}
-			if slices.Contains(chi.SupportedProtos, ALPNWebTransport) {
+			if slices.Contains(chi.SupportedProtos, wire.ALPNWebTransport) {
 				return h3, nil
 			}
-			return nil, fmt.Errorf("relay: no supported application protocol in %q (want %q or %q)", chi.SupportedProtos, wire.ALPNNative, ALPNWebTransport)
+			return nil, fmt.Errorf("relay: no supported application protocol in %q (want %q or %q)", chi.SupportedProtos, wire.ALPNNative, wire.ALPNWebTransport)
 		},
 	}
 }
@@ -303,7 +304,7 @@ func (s *Server) serveConn(qc *quic.Conn) {
 		s.serveISSUN(qc)
 	case wire.ALPNNative:
 		s.serveNative(qc)
-	case ALPNWebTransport:
+	case wire.ALPNWebTransport:
 		s.serveWebTransport(qc)
 	default:
 		closeQUIC(qc, closeBadRequest)

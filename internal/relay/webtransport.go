@@ -32,14 +32,12 @@ import (
 // WebTransportPath is the path of the relay's WebTransport endpoint.
 const WebTransportPath = "/relay"
 
-// ALPNWebTransport is the ALPN of HTTP/3, which carries WebTransport.
-const ALPNWebTransport = http3.NextProtoH3
-
 // handshakeOrigin counts WebTransport sessions refused for their origin.
 const handshakeOrigin = "origin_refused"
 
 var (
 	errOriginRefused = errs.Sentinel(errs.PermissionDenied, "origin not allowed")
+	errMethod        = errs.Sentinel(errs.Invalid, "method not allowed: use GET")
 	errNoSession     = hub.Disconnect{Code: closeBadRequest.Code, Reason: "bad request: no WebTransport session"}
 )
 
@@ -144,21 +142,27 @@ func refuseHTTP(w http.ResponseWriter, err error) {
 }
 
 // originAllowed applies Config.Origins; with an empty list, pages of the
-// relay's host on PagePort (the HTTP server) count as same-origin too.
+// relay's host on the page port (SetPagePort) count as same-origin too.
 func (s *Server) originAllowed(r *http.Request) bool {
 	o := s.cfg.Origins
 	if o.AllowedRequest(r) {
 		return true
 	}
-	if s.cfg.PagePort <= 0 {
+	port := s.pagePort.Load()
+	if port <= 0 {
 		return false
 	}
 	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	return o.Allowed(r.Header.Get("Origin"), net.JoinHostPort(host, strconv.Itoa(s.cfg.PagePort)))
+	return o.Allowed(r.Header.Get("Origin"), net.JoinHostPort(host, strconv.Itoa(int(port))))
 }
+
+// SetPagePort names the port of the HTTP server serving the pages that
+// use the relay (the demo page): with an empty Origins, an Origin of the
+// relay's host on this port counts as same-origin. 0 (the default): none.
+func (s *Server) SetPagePort(port int) { s.pagePort.Store(int32(port)) }
 
 // wtTransport is a native session on a WebTransport session.
 type wtTransport struct {
