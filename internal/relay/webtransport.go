@@ -113,7 +113,7 @@ func (s *Server) handleWebTransport(w http.ResponseWriter, r *http.Request) {
 		closeAfter(wc.qc, closeBadRequest)
 		return
 	}
-	t := &wtTransport{sess: sess}
+	t := &wtTransport{sess: sess, qc: wc.qc}
 	s.serveNativeOn(wc.qc, t, transportWebTransport)
 	closeAfter(wc.qc, t.reason())
 }
@@ -167,6 +167,7 @@ func (s *Server) SetPagePort(port int) { s.pagePort.Store(int32(port)) }
 // wtTransport is a native session on a WebTransport session.
 type wtTransport struct {
 	sess *webtransport.Session
+	qc   *quic.Conn // carries only this session
 	mu   sync.Mutex
 	why  *hub.Disconnect
 }
@@ -211,14 +212,21 @@ func (t *wtTransport) sendDatagram(b []byte) error { return t.sess.SendDatagram(
 
 func (t *wtTransport) done() <-chan struct{} { return t.sess.Context().Done() }
 
-// peerLeft reads the session's close error: a closed session's accept
-// returns it at once (its Context's cause is only "canceled").
+// peerLeft: the client closed the session with code 0, or its whole
+// connection without an error (H3_NO_ERROR, as a closing page does). A
+// closed session's accept returns its close error at once (its Context's
+// cause is only "canceled").
 func (t *wtTransport) peerLeft() bool {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := t.sess.AcceptStream(ctx)
 	var se *webtransport.SessionError
-	return errors.As(err, &se) && se.Remote && se.ErrorCode == 0
+	if errors.As(err, &se) && se.Remote && se.ErrorCode == 0 {
+		return true
+	}
+	var ae *quic.ApplicationError
+	return errors.As(context.Cause(t.qc.Context()), &ae) && ae.Remote &&
+		(ae.ErrorCode == 0 || ae.ErrorCode == quic.ApplicationErrorCode(http3.ErrCodeNoError))
 }
 
 // close closes the session with d (the browser's WebTransport.closed
