@@ -77,8 +77,10 @@ func (l quicLink) refusal(err error) error {
 // connection) closes with it.
 type wtLink struct {
 	tr   *webtransport.Transport
+	qc   *quic.Conn // set by the Transport's dial, before Dial returns
 	sess *webtransport.Session
 }
+
 
 // WebTransportPath is the relay's WebTransport endpoint.
 const WebTransportPath = "/relay"
@@ -88,16 +90,23 @@ func dialWebTransport(ctx context.Context, addr string, tc *tls.Config, header h
 	tc.NextProtos = nil // the Transport offers h3
 	qconf := quicConfig.Clone()
 	qconf.EnableStreamResetPartialDelivery = true
-	tr := &webtransport.Transport{TLSClientConfig: tc, QUICConfig: qconf}
-	rsp, sess, err := tr.Dial(ctx, "https://"+addr+WebTransportPath, header)
+	l := &wtLink{}
+	l.tr = &webtransport.Transport{TLSClientConfig: tc, QUICConfig: qconf,
+		DialAddr: func(ctx context.Context, addr string, tc *tls.Config, qc *quic.Config) (*quic.Conn, error) {
+			conn, err := quic.DialAddrEarly(ctx, addr, tc, qc)
+			l.qc = conn
+			return conn, err
+		}}
+	rsp, sess, err := l.tr.Dial(ctx, "https://"+addr+WebTransportPath, header)
 	if err != nil {
-		_ = tr.Close()
+		_ = l.tr.Close()
 		if rsp != nil && rsp.StatusCode != http.StatusOK {
 			return nil, fmt.Errorf("refused with HTTP %d: %w", rsp.StatusCode, err)
 		}
 		return nil, err
 	}
-	return &wtLink{tr: tr, sess: sess}, nil
+	l.sess = sess
+	return l, nil
 }
 
 func (l *wtLink) openControl(ctx context.Context) (controlStream, error) {
@@ -118,8 +127,16 @@ func (l *wtLink) receiveDatagram(ctx context.Context) ([]byte, error) {
 
 func (l *wtLink) sendDatagram(b []byte) error { return l.sess.SendDatagram(b) }
 
+// close ends the session with code. A non-zero code closes the QUIC
+// connection itself with it (as a lost connection would end): the
+// library closes the connection as soon as the session is closed, which
+// can overtake the session's close message.
 func (l *wtLink) close(code uint32, msg string) {
-	_ = l.sess.CloseWithError(webtransport.SessionErrorCode(code), msg)
+	if code != 0 && l.qc != nil {
+		_ = l.qc.CloseWithError(quic.ApplicationErrorCode(code), msg)
+	} else {
+		_ = l.sess.CloseWithError(webtransport.SessionErrorCode(code), msg)
+	}
 	_ = l.tr.Close()
 }
 

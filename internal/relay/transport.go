@@ -26,7 +26,8 @@ type nativeTransport interface {
 	// done is closed when the connection has ended.
 	done() <-chan struct{}
 	// peerLeft reports whether the client closed the connection with
-	// code 0 (leaving: no resume).
+	// code 0 (leaving: no resume). Called when the session's streams
+	// ended, it waits a moment for the connection's end to be known.
 	peerLeft() bool
 	// close ends the connection with d's code and reason.
 	close(d hub.Disconnect)
@@ -97,6 +98,7 @@ func (t quicTransport) sendDatagram(b []byte) error { return t.qc.SendDatagram(b
 func (t quicTransport) done() <-chan struct{} { return t.qc.Context().Done() }
 
 func (t quicTransport) peerLeft() bool {
+	awaitEnd(t.done())
 	var ae *quic.ApplicationError
 	return errors.As(context.Cause(t.qc.Context()), &ae) && ae.Remote && ae.ErrorCode == 0
 }
@@ -113,4 +115,15 @@ func presenceTransport(label string) string {
 		return label
 	}
 	return "quic-" + label
+}
+
+// awaitEnd waits for done, at most goAwayLinger: a stream can fail
+// before its connection's close reason is recorded.
+func awaitEnd(done <-chan struct{}) {
+	t := time.NewTimer(goAwayLinger)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }

@@ -185,6 +185,9 @@ func (t *wtTransport) acceptControl(ctx context.Context) (controlStream, error) 
 	if err != nil {
 		return nil, err
 	}
+	// The session's end does not fail an accepted stream's reads (the
+	// connection may go on): stop reading, so the session ends.
+	context.AfterFunc(t.sess.Context(), func() { st.CancelRead(0) })
 	return wtControl{st}, nil
 }
 
@@ -217,6 +220,7 @@ func (t *wtTransport) done() <-chan struct{} { return t.sess.Context().Done() }
 // closed session's accept returns its close error at once (its Context's
 // cause is only "canceled").
 func (t *wtTransport) peerLeft() bool {
+	awaitEnd(t.done())
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := t.sess.AcceptStream(ctx)
