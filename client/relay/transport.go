@@ -81,7 +81,6 @@ type wtLink struct {
 	sess *webtransport.Session
 }
 
-
 // WebTransportPath is the relay's WebTransport endpoint.
 const WebTransportPath = "/relay"
 
