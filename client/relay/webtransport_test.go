@@ -4,12 +4,10 @@ package relay_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"net/http"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/client/relay"
@@ -79,19 +77,8 @@ func TestWebTransportWithNativeInOneRoom(t *testing.T) {
 // is refused with 403; an allowed one and the relay's own pages (the
 // HTTP server's port, PagePort) get a session.
 func TestWebTransportOrigin(t *testing.T) {
-	s, err := server.New(server.Config{Address: "127.0.0.1:0", Registerer: prometheus.NewRegistry(),
-		Origins: origin.MustNew()})
-	require.NoError(t, err)
+	s, addr, pin := startRelayWith(t, server.Config{Origins: origin.MustNew()})
 	s.SetPagePort(8123)
-	s.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
-		defer cancel()
-		require.NoError(t, s.Shutdown(ctx))
-	})
-	cert := s.Certificate()
-	pin := sha256.Sum256(cert.Certificate[0])
-	addr := s.Addr().String()
 	try := func(o string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
 		defer cancel()
@@ -102,8 +89,7 @@ func TestWebTransportOrigin(t *testing.T) {
 		}
 		return err
 	}
-	err = try("https://evil.example")
-	require.ErrorContains(t, err, "HTTP 403")
+	require.ErrorContains(t, try("https://evil.example"), "HTTP 403")
 	require.NoError(t, try("http://127.0.0.1:8123"), "the relay's own HTTP server")
 	require.ErrorContains(t, try("http://127.0.0.1:8124"), "HTTP 403")
 	require.Eventually(t, func() bool { return s.NumConnections() == 0 }, testenv.Wait, testenv.Tick)
@@ -113,7 +99,7 @@ func TestWebTransportOrigin(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
 	defer cancel()
 	a := dial(t, addr, pin, relay.Options{NodeID: 3, WebTransport: true})
-	_, err = relay.Dial(ctx, addr, relay.Options{NodeID: 3, WebTransport: true, CertHashes: [][32]byte{pin}})
+	_, err := relay.Dial(ctx, addr, relay.Options{NodeID: 3, WebTransport: true, CertHashes: [][32]byte{pin}})
 	require.ErrorContains(t, err, "node id already connected")
 	require.NoError(t, a.Close())
 }

@@ -50,12 +50,7 @@ func (s *Server) Info(host string) Info {
 
 // InfoHandler answers GET with the Info for the request's host as JSON.
 func (s *Server) InfoHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			refuseHTTP(w, errMethod)
-			return
-		}
+	return getOnly(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		_ = json.NewEncoder(w).Encode(s.Info(r.Host))
@@ -64,14 +59,21 @@ func (s *Server) InfoHandler() http.Handler {
 
 // DemoHandler serves the demo page (embedded; it loads nothing else).
 func DemoHandler() http.Handler {
+	return getOnly(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' https:")
+		_, _ = w.Write(demoPage)
+	})
+}
+
+// getOnly serves GET and HEAD with h and refuses other methods.
+func getOnly(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			refuseHTTP(w, errMethod)
 			return
 		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self' https:")
-		_, _ = w.Write(demoPage)
+		h(w, r)
 	})
 }
