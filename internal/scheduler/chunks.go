@@ -295,14 +295,15 @@ func (s *Service) committer() {
 		now := s.now()
 		err := s.store.InTx(s.ctx, func(tx Tx) error {
 			res = res[:0]
+			bt := newBatchTx(tx)
 			for _, r := range batch {
-				out, j, nodeID, err := s.completeIn(s.ctx, tx, r.key, r.chunkID, r.leaseID, r.result, now)
+				out, j, nodeID, err := s.completeIn(s.ctx, bt, r.key, r.chunkID, r.leaseID, r.result, now)
 				if err != nil && errs.Find(err) == nil {
 					return err // a store failure: the whole batch fails
 				}
 				res = append(res, completeRes{out: out, job: j, nodeID: nodeID, err: err})
 			}
-			return nil
+			return bt.flush(s.ctx)
 		})
 		for i, r := range batch {
 			if err != nil {
