@@ -20,8 +20,9 @@ import (
 
 // redisNodes returns a function that starts a server on the Redis engine;
 // every server it starts shares one key prefix of its own, so they form
-// one cluster apart from other tests. It skips t without Redis.
-func redisNodes(t *testing.T) func() *Main {
+// one cluster apart from other tests. mods change each server's config.
+// It skips t without Redis.
+func redisNodes(t *testing.T, mods ...func(*config.Config)) func() *Main {
 	t.Helper()
 	url := testenv.RedisURL(t)
 	prefix := fmt.Sprintf("sbtest.cmd.%s.%d", t.Name(), time.Now().UnixNano())
@@ -30,6 +31,9 @@ func redisNodes(t *testing.T) func() *Main {
 		cfg.Engine.Type = config.BrokerRedis
 		cfg.Engine.Redis.Address = url
 		cfg.Engine.Redis.Prefix = prefix
+		for _, m := range mods {
+			m(&cfg)
+		}
 		return startServer(t, cfg)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/gateway"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/origin"
-	"github.com/switchboard-rt/switchboard/internal/store/sqlite"
 	"github.com/switchboard-rt/switchboard/internal/worker"
 )
 
@@ -86,11 +85,10 @@ func (m *Main) extensions(ctx context.Context, reg prometheus.Registerer, circle
 		return routes, nil
 	}
 	c := m.Config.Circles
-	st, err := sqlite.Open(ctx, sqlite.Config{Dir: c.DataDir})
+	st, err := m.sqliteStore(ctx, c.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("circles: data store: %w", err)
 	}
-	m.closers = append(m.closers, func(context.Context) error { return st.Close() })
 	eng, err := newSandbox(c, st, hubPublisher{m.hub}, m.Logger, reg)
 	if err != nil {
 		return nil, err

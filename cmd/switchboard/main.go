@@ -167,6 +167,8 @@ type ServeCmd struct {
 
 	Worker  string `name:"worker" help:"Worker command for the worker gateway, e.g. \"node worker.js\" (runner.command)."`
 	Workers int    `name:"workers" help:"Worker processes (runner.workers)."`
+
+	Scheduler bool `name:"scheduler" help:"Run the compute scheduler and its API (scheduler.enabled; needs client.token.hmac_secret_key)."`
 }
 
 // loadConfig reads file + env, then applies flags on top; with --dev it
@@ -223,6 +225,9 @@ func (s *ServeCmd) mergeConfig() (config.Config, error) {
 	}
 	if s.EnableAuth {
 		cfg.Circles.EnableAuth = true
+	}
+	if s.Scheduler {
+		cfg.Scheduler.Enabled = true
 	}
 	if err := s.applyRedis(&cfg); err != nil {
 		return cfg, err

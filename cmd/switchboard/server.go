@@ -25,6 +25,8 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/config"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/origin"
+	"github.com/switchboard-rt/switchboard/internal/scheduler"
+	"github.com/switchboard-rt/switchboard/internal/store/sqlite"
 	"github.com/switchboard-rt/switchboard/internal/transport/ws"
 )
 
@@ -48,6 +50,9 @@ type Main struct {
 	closers []func(context.Context) error
 	// redisClients are the shared Redis clients by address (redisClient).
 	redisClients map[string]rueidis.Client
+	// sqlite is the one SQLite store, shared by circles and the scheduler
+	// (sqliteStore).
+	sqlite *sqlite.Store
 	// realtime stop realtime servers other than the hub's clients (circle
 	// sessions); Shutdown runs them at once, concurrently with the drain.
 	realtime []func(context.Context) error
@@ -57,6 +62,10 @@ type Main struct {
 	wg       sync.WaitGroup
 	once     sync.Once
 	shutErr  error
+
+	// sched is the compute scheduler while scheduler.enabled (the console
+	// lists every job and node through it); nil otherwise.
+	sched *scheduler.Service
 }
 
 // Addr is the listening address after Run.
@@ -98,6 +107,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := schedulerNamespaces(cfg, &ns); err != nil {
+		return err
+	}
 	broker, presence, err := newEngine(cfg, log, reg, m.redisClient)
 	if err != nil {
 		return err
@@ -129,6 +141,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	schedRoutes, err := m.startScheduler(ctx, reg)
+	if err != nil {
+		return err
+	}
+	extra = append(schedRoutes, extra...) // before the circles' catch-all
 
 	tokens := auth.NewTokenVerifier(cfg.Client.Token.HMACSecretKey, cfg.Client.Token.Audience, cfg.Client.Token.Issuer)
 	if cfg.Client.Token.HMACSecretKey == "" && !cfg.Client.AllowAnonymousConnectWithoutToken {

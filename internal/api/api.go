@@ -128,13 +128,7 @@ func (h *Handler) authorized(r *http.Request) bool {
 	if h.cfg.Insecure {
 		return true
 	}
-	key := r.Header.Get("X-API-Key")
-	if key == "" {
-		if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "apikey ") {
-			key = strings.TrimSpace(a[7:])
-		}
-	}
-	return auth.EqualSecret(h.cfg.Key, key)
+	return auth.EqualSecret(h.cfg.Key, auth.PresentedAPIKey(r.Header.Get("X-API-Key"), r.Header.Get("Authorization")))
 }
 
 // ServeHTTP dispatches POST /api/{method}.

@@ -19,6 +19,7 @@ var errorTables = map[string]bool{
 	"centrifugo/errors.go":  true,
 	"gateway/errors.go":     true,
 	"circle/errors.go":      true,
+	"schedapi/errors.go":    true,
 }
 
 // wireLiterals are the ways a wire code gets written by hand. Each applies
@@ -37,6 +38,7 @@ var wireLiterals = []struct {
 	{"circle/", regexp.MustCompile(`circles\.NewError\(`), "a JSON-RPC error built outside the table"},
 	{"api/", regexp.MustCompile(`http\.Status(?:[A-Z]\w*)`), "an HTTP status outside the table"},
 	{"gateway/", regexp.MustCompile(`http\.Status(?:[A-Z]\w*)`), "an HTTP status outside the table"},
+	{"schedapi/", regexp.MustCompile(`http\.Status(?:[A-Z]\w*)`), "an HTTP status outside the table"},
 }
 
 // allowedStatuses are success statuses, which are no error mapping.

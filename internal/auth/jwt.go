@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -83,14 +84,44 @@ func (v *TokenVerifier) VerifyConnect(token string) (ConnectClaims, error) {
 // SignConnect creates an HS256 connection token for user, valid for ttl
 // (0 = no expiry). It backs `switchboard gentoken`.
 func SignConnect(secret, user string, ttl time.Duration, now time.Time) (string, error) {
-	if secret == "" {
+	c := ConnectClaims{User: user}
+	if ttl > 0 {
+		c.ExpireAt = now.Add(ttl).Unix()
+	}
+	return NewTokenSigner(secret, "", "").SignConnect(c, now)
+}
+
+// TokenSigner mints HS256 connection tokens that a TokenVerifier with the
+// same secret, audience and issuer accepts. It is safe for concurrent use.
+type TokenSigner struct {
+	secret   []byte
+	audience string
+	issuer   string
+}
+
+// NewTokenSigner returns a signer; a non-empty audience or issuer is put
+// into every token's aud or iss claim.
+func NewTokenSigner(secret, audience, issuer string) *TokenSigner {
+	return &TokenSigner{secret: []byte(secret), audience: audience, issuer: issuer}
+}
+
+// SignConnect creates a connection token with c's claims: sub, exp (0 =
+// none), info and channels (server-side subscriptions, which bypass
+// namespace permissions), plus iat = now and the signer's aud and iss.
+// VerifyConnect of the matching verifier returns c.
+func (s *TokenSigner) SignConnect(c ConnectClaims, now time.Time) (string, error) {
+	if len(s.secret) == 0 {
 		return "", errors.New("auth: empty secret")
 	}
-	claims := jwt.RegisteredClaims{Subject: user, IssuedAt: jwt.NewNumericDate(now)}
-	if ttl > 0 {
-		claims.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
+	claims := connectClaims{Info: c.Info, Channels: c.Channels,
+		RegisteredClaims: jwt.RegisteredClaims{Subject: c.User, Issuer: s.issuer, IssuedAt: jwt.NewNumericDate(now)}}
+	if s.audience != "" {
+		claims.Audience = jwt.ClaimStrings{s.audience}
 	}
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
+	if c.ExpireAt > 0 {
+		claims.ExpiresAt = jwt.NewNumericDate(time.Unix(c.ExpireAt, 0))
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(s.secret)
 }
 
 // EqualSecret compares a presented secret with the expected one in
@@ -136,4 +167,47 @@ func (v *TokenVerifier) VerifySubscribe(token string) (SubscribeClaims, error) {
 		out.ExpireAt = c.ExpiresAt.Unix()
 	}
 	return out, nil
+}
+
+// SignSubscribe creates a subscription token for c.User to c.Channel
+// (claims sub, channel, exp (0 = none), info, iat = now, and the signer's
+// aud and iss). The hub accepts it on subscribe from a connection of that
+// user whatever the namespace's permissions; VerifySubscribe of the
+// matching verifier returns c.
+func (s *TokenSigner) SignSubscribe(c SubscribeClaims, now time.Time) (string, error) {
+	if len(s.secret) == 0 {
+		return "", errors.New("auth: empty secret")
+	}
+	claims := subscribeClaims{Channel: c.Channel, Info: c.Info,
+		RegisteredClaims: jwt.RegisteredClaims{Subject: c.User, Issuer: s.issuer, IssuedAt: jwt.NewNumericDate(now)}}
+	if s.audience != "" {
+		claims.Audience = jwt.ClaimStrings{s.audience}
+	}
+	if c.ExpireAt > 0 {
+		claims.ExpiresAt = jwt.NewNumericDate(time.Unix(c.ExpireAt, 0))
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(s.secret)
+}
+
+// PresentedAPIKey returns the server API key a request presents: the
+// X-API-Key header's value, else the KEY of "Authorization: apikey KEY"
+// (scheme case-insensitive); "" when neither is there. Compare the result
+// with EqualSecret.
+func PresentedAPIKey(xAPIKey, authorization string) string {
+	if xAPIKey != "" {
+		return xAPIKey
+	}
+	if len(authorization) > 7 && strings.EqualFold(authorization[:7], "apikey ") {
+		return strings.TrimSpace(authorization[7:])
+	}
+	return ""
+}
+
+// BearerToken returns the token of "Authorization: Bearer TOKEN" (scheme
+// case-insensitive), or "" when authorization is not of that form.
+func BearerToken(authorization string) string {
+	if len(authorization) > 7 && strings.EqualFold(authorization[:7], "bearer ") {
+		return strings.TrimSpace(authorization[7:])
+	}
+	return ""
 }

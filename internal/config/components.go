@@ -3,9 +3,13 @@ package config
 import (
 	"time"
 
+	"github.com/switchboard-rt/switchboard/internal/auth"
 	redisbroker "github.com/switchboard-rt/switchboard/internal/broker/redis"
 	"github.com/switchboard-rt/switchboard/internal/gateway"
 	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/schedapi"
+	"github.com/switchboard-rt/switchboard/internal/scheduler"
+	"github.com/switchboard-rt/switchboard/internal/store/postgres"
 	"github.com/switchboard-rt/switchboard/internal/worker"
 )
 
@@ -104,3 +108,41 @@ func (c Config) RedisEngine() (redisbroker.Config, bool) {
 
 // MemoryMetaTTL is the memory engine's default history meta TTL.
 func (c Config) MemoryMetaTTL() time.Duration { return c.Channel.HistoryMetaTTL.Std() }
+
+// ServiceConfig returns the scheduler section as the scheduler Service's
+// configuration. Store, Publisher, Presence, Clock, Logger and Registerer
+// are left for the caller; Enabled and the Database* keys select the
+// store (PostgresConfig).
+func (s Scheduler) ServiceConfig() scheduler.Config {
+	return scheduler.Config{
+		Lease:          s.Lease.Std(),
+		MaxAttempts:    s.MaxAttempts,
+		BackoffBase:    s.BackoffBase.Std(),
+		BackoffMax:     s.BackoffMax.Std(),
+		ChunkSize:      s.ChunkSize,
+		MaxConfigBytes: int(s.MaxConfigBytes),
+		MaxIterations:  s.MaxIterations,
+		AssignBatch:    s.AssignBatch,
+		SweepInterval:  s.SweepInterval.Std(),
+	}
+}
+
+// APIConfig returns the scheduler section as the HTTP adapter's
+// configuration (Service, Tokens, Signer, APIKey, Nodes, Timeout, Clock,
+// Logger and Registerer are left for the caller).
+func (s Scheduler) APIConfig() schedapi.Config {
+	return schedapi.Config{NodeTokenTTL: s.NodeTokenTTL.Std(), HubURL: s.HubURL, MaxBody: s.MaxBody}
+}
+
+// NodeVerifierConfig returns the signed-request limits of the scheduler
+// section (Now is left for the caller).
+func (s Scheduler) NodeVerifierConfig() auth.NodeVerifierConfig {
+	return auth.NodeVerifierConfig{Skew: s.SignatureSkew.Std(), MaxBody: int(s.MaxBody), MaxReplay: s.ReplayCacheSize}
+}
+
+// PostgresConfig returns the PostgreSQL store configuration of the
+// scheduler section (Logger is left for the caller); it is used when
+// DatabaseURL is set.
+func (s Scheduler) PostgresConfig() postgres.Config {
+	return postgres.Config{URL: s.DatabaseURL, Schema: s.DatabaseSchema, MaxConns: s.DatabaseMaxConns}
+}

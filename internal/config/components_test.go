@@ -160,3 +160,20 @@ func TestRunnerMapping(t *testing.T) {
 	var _ worker.Config = Runner{}.WorkerConfig()
 	var _ gateway.Config = Runner{}.GatewayConfig()
 }
+
+func TestSchedulerMapping(t *testing.T) {
+	want := map[string][]string{
+		"Enabled": {}, "DatabaseURL": {"URL"}, "DatabaseSchema": {"Schema"}, "DatabaseMaxConns": {"MaxConns"},
+		"Lease": {"Lease"}, "MaxAttempts": {"MaxAttempts"}, "BackoffBase": {"BackoffBase"}, "BackoffMax": {"BackoffMax"},
+		"ChunkSize": {"ChunkSize"}, "MaxIterations": {"MaxIterations"}, "MaxConfigBytes": {"MaxConfigBytes"},
+		"AssignBatch": {"AssignBatch"}, "SweepInterval": {"SweepInterval"},
+		"NodeTokenTTL": {"NodeTokenTTL"}, "HubURL": {"HubURL"}, "MaxBody": {"MaxBody", "MaxBody"},
+		"SignatureSkew": {"Skew"}, "ReplayCacheSize": {"MaxReplay"},
+	}
+	unmapped := []string{"Store", "Publisher", "Presence", "Clock", "Logger", "Registerer",
+		"Service", "Tokens", "Signer", "APIKey", "Nodes", "Timeout", "Now"}
+	checkMapping(t, want, unmapped, func(s Scheduler) []reflect.Value {
+		return []reflect.Value{reflect.ValueOf(s.ServiceConfig()), reflect.ValueOf(s.APIConfig()), reflect.ValueOf(s.NodeVerifierConfig()),
+			reflect.ValueOf(s.PostgresConfig())}
+	})
+}

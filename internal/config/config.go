@@ -6,13 +6,17 @@ import (
 	"time"
 
 	"github.com/switchboard-rt/switchboard/internal/api"
+	"github.com/switchboard-rt/switchboard/internal/auth"
 	redisbroker "github.com/switchboard-rt/switchboard/internal/broker/redis"
 	"github.com/switchboard-rt/switchboard/internal/clientproto"
 	"github.com/switchboard-rt/switchboard/internal/dispatch"
 	"github.com/switchboard-rt/switchboard/internal/gateway"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/sandbox"
+	"github.com/switchboard-rt/switchboard/internal/schedapi"
+	"github.com/switchboard-rt/switchboard/internal/scheduler"
 	"github.com/switchboard-rt/switchboard/internal/script"
+	"github.com/switchboard-rt/switchboard/internal/store/postgres"
 	"github.com/switchboard-rt/switchboard/internal/transport/ws"
 	"github.com/switchboard-rt/switchboard/internal/worker"
 )
@@ -64,6 +68,7 @@ type Config struct {
 	Shutdown   ShutdownCfg `json:"shutdown" yaml:"shutdown" toml:"shutdown"`
 	Runner     Runner      `json:"runner" yaml:"runner" toml:"runner"`
 	Circles    Circles     `json:"circles" yaml:"circles" toml:"circles"`
+	Scheduler  Scheduler   `json:"scheduler" yaml:"scheduler" toml:"scheduler"`
 
 	// NoEffect lists the keys (and CENTRIFUGO_* variables) that were
 	// accepted but change nothing in Switchboard: Centrifugo options of
@@ -376,6 +381,58 @@ type Circles struct {
 	StoreMaxBytes int64 `json:"store_max_bytes" yaml:"store_max_bytes" toml:"store_max_bytes" cfg:"bytesize"`
 }
 
+// Scheduler configures the compute scheduler (docs/scheduler.md): jobs
+// split into chunks leased to signed compute nodes. It is off unless
+// Enabled.
+type Scheduler struct {
+	// Enabled switches the scheduler and its HTTP API on (also
+	// `serve --scheduler`).
+	Enabled bool `json:"enabled" yaml:"enabled" toml:"enabled"`
+	// DatabaseURL is a postgres:// URL for a store shared by several
+	// processes; "" = SQLite in circles.data_dir (the circles' database).
+	DatabaseURL string `json:"database_url" yaml:"database_url" toml:"database_url"`
+	// DatabaseSchema, with DatabaseURL, is the PostgreSQL schema of the
+	// scheduler's tables (created if missing); "" = the connection's
+	// default.
+	DatabaseSchema string `json:"database_schema" yaml:"database_schema" toml:"database_schema"`
+	// DatabaseMaxConns bounds the PostgreSQL connection pool (default 10).
+	DatabaseMaxConns int `json:"database_max_conns" yaml:"database_max_conns" toml:"database_max_conns"`
+	// Lease is how long a node holds a chunk without completing it,
+	// reporting progress or heartbeating (default 30s, at least 1s).
+	Lease Duration `json:"lease" yaml:"lease" toml:"lease"`
+	// MaxAttempts is how many leases a chunk gets before it fails (default 5).
+	MaxAttempts int `json:"max_attempts" yaml:"max_attempts" toml:"max_attempts"`
+	// BackoffBase and BackoffMax bound the delay before an expired or
+	// failed chunk is leased again (defaults 1s and 5m).
+	BackoffBase Duration `json:"backoff_base" yaml:"backoff_base" toml:"backoff_base"`
+	BackoffMax  Duration `json:"backoff_max" yaml:"backoff_max" toml:"backoff_max"`
+	// ChunkSize is the iterations per chunk (default 1000).
+	ChunkSize int `json:"chunk_size" yaml:"chunk_size" toml:"chunk_size"`
+	// MaxIterations bounds one job's iterations (default 100000000).
+	MaxIterations int64 `json:"max_iterations" yaml:"max_iterations" toml:"max_iterations"`
+	// MaxConfigBytes bounds one job's config JSON (default 64 KiB).
+	MaxConfigBytes int64 `json:"max_config_bytes" yaml:"max_config_bytes" toml:"max_config_bytes" cfg:"bytesize"`
+	// AssignBatch bounds the chunks one assignment pass leases (default 500).
+	AssignBatch int `json:"assign_batch" yaml:"assign_batch" toml:"assign_batch"`
+	// SweepInterval is the period of the safety sweep (default 15s;
+	// negative = none).
+	SweepInterval Duration `json:"sweep_interval" yaml:"sweep_interval" toml:"sweep_interval"`
+	// NodeTokenTTL is the lifetime of a node's hub token (default 10m).
+	NodeTokenTTL Duration `json:"node_token_ttl" yaml:"node_token_ttl" toml:"node_token_ttl"`
+	// HubURL is the WebSocket URL handed to nodes with their token; "" =
+	// derived from the request (ws(s)://HOST/connection/websocket).
+	HubURL string `json:"hub_url" yaml:"hub_url" toml:"hub_url"`
+	// MaxBody bounds a scheduler API request body (default 1 MiB).
+	MaxBody int64 `json:"max_body" yaml:"max_body" toml:"max_body" cfg:"bytesize"`
+	// SignatureSkew is the accepted difference between a node's X-Node-Ts
+	// and the server clock, either way (default 300s).
+	SignatureSkew Duration `json:"signature_skew" yaml:"signature_skew" toml:"signature_skew"`
+	// ReplayCacheSize bounds the node signatures remembered to refuse
+	// replays (default 1000000, about 66 bytes each); when full, signed
+	// requests get 503.
+	ReplayCacheSize int `json:"replay_cache_size" yaml:"replay_cache_size" toml:"replay_cache_size"`
+}
+
 // Default returns a Config with every default filled in. It is valid.
 func Default() Config {
 	return Config{
@@ -424,6 +481,22 @@ func Default() Config {
 			MaxCPU:        Duration(script.DefaultTimeout),
 			StoreMaxKeys:  script.DefaultQuotaKeys,
 			StoreMaxBytes: script.DefaultQuotaBytes,
+		},
+		Scheduler: Scheduler{
+			DatabaseMaxConns: postgres.DefaultMaxConns,
+			Lease:            Duration(scheduler.DefaultLease),
+			MaxAttempts:      scheduler.DefaultMaxAttempts,
+			BackoffBase:      Duration(scheduler.DefaultBackoffBase),
+			BackoffMax:       Duration(scheduler.DefaultBackoffMax),
+			ChunkSize:        scheduler.DefaultChunkSize,
+			MaxIterations:    scheduler.DefaultMaxIterations,
+			MaxConfigBytes:   scheduler.DefaultMaxConfigBytes,
+			AssignBatch:      scheduler.DefaultAssignBatch,
+			SweepInterval:    Duration(scheduler.DefaultSweepInterval),
+			NodeTokenTTL:     Duration(schedapi.DefaultNodeTokenTTL),
+			MaxBody:          schedapi.DefaultMaxBody,
+			SignatureSkew:    Duration(auth.DefaultNodeSkew),
+			ReplayCacheSize:  auth.DefaultMaxReplayCache,
 		},
 	}
 }

@@ -211,6 +211,54 @@ func (c *Config) Validate() error {
 		v.add("circles.store_max_bytes", "must be positive, got %d", ci.StoreMaxBytes)
 	}
 
+	// scheduler
+	sc := c.Scheduler
+	if sc.DatabaseURL != "" {
+		if u, err := url.Parse(sc.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+			v.add("scheduler.database_url", "must be a postgres://user@host:port/db URL, or empty for SQLite in circles.data_dir")
+		}
+	}
+	v.positive("scheduler.database_max_conns", sc.DatabaseMaxConns)
+	if sc.Lease.Std() < time.Second {
+		v.add("scheduler.lease", "must be at least 1s, got %s", sc.Lease)
+	}
+	v.positive("scheduler.max_attempts", sc.MaxAttempts)
+	v.nonNegDur("scheduler.backoff_base", sc.BackoffBase)
+	if sc.BackoffMax < sc.BackoffBase {
+		v.add("scheduler.backoff_max", "%s must not be below scheduler.backoff_base (%s)", sc.BackoffMax, sc.BackoffBase)
+	}
+	v.positive("scheduler.chunk_size", sc.ChunkSize)
+	if sc.MaxIterations < 1 {
+		v.add("scheduler.max_iterations", "must be positive, got %d", sc.MaxIterations)
+	}
+	if sc.MaxConfigBytes < 2 {
+		v.add("scheduler.max_config_bytes", "must be at least 2, got %d", sc.MaxConfigBytes)
+	}
+	v.positive("scheduler.assign_batch", sc.AssignBatch)
+	if sc.SweepInterval == 0 {
+		v.add("scheduler.sweep_interval", "must not be 0 (negative = no sweep)")
+	}
+	if sc.NodeTokenTTL.Std() < time.Second {
+		v.add("scheduler.node_token_ttl", "must be at least 1s, got %s", sc.NodeTokenTTL)
+	}
+	if sc.HubURL != "" {
+		if u, err := url.Parse(sc.HubURL); err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+			v.add("scheduler.hub_url", "must be a ws:// or wss:// URL, got %q", truncate(sc.HubURL))
+		}
+	}
+	if sc.MaxBody < 1024 {
+		v.add("scheduler.max_body", "must be at least 1024, got %d", sc.MaxBody)
+	} else if sc.MaxBody < sc.MaxConfigBytes {
+		v.add("scheduler.max_body", "%d must not be below scheduler.max_config_bytes (%d)", sc.MaxBody, sc.MaxConfigBytes)
+	}
+	if sc.SignatureSkew.Std() < time.Second {
+		v.add("scheduler.signature_skew", "must be at least 1s, got %s", sc.SignatureSkew)
+	}
+	v.positive("scheduler.replay_cache_size", sc.ReplayCacheSize)
+	if sc.Enabled && c.Client.Token.HMACSecretKey == "" {
+		v.add("scheduler.enabled", "needs client.token.hmac_secret_key (user tokens and node hub tokens are signed with it)")
+	}
+
 	return errors.Join(v.errs...)
 }
 
