@@ -9,7 +9,7 @@ import (
 
 func benchStore(b *testing.B) *Store {
 	url := testenv.PostgresURL(b)
-	return open(b, url, freshSchema(b, url))
+	return open(b, url, testenv.PostgresSchema(b, url))
 }
 
 // SWITCHBOARD_TEST_POSTGRES_URL=… go test -run XXX -bench Scheduler -benchtime 5000x ./internal/store/postgres/
