@@ -20,22 +20,21 @@ type planned struct {
 // assignPass leases pending chunks to eligible online nodes and publishes
 // them; it repeats while it fills a whole batch.
 func (s *Service) assignPass() {
-	once := s.assignOnce
-	if s.serialized {
-		once = s.assignSerialized
-	}
 	for s.ctx.Err() == nil {
-		n, full := once()
+		n, full := s.assignOnce()
 		if !full || n == 0 {
 			return
 		}
 	}
 }
 
-// assignOnce plans one batch from a consistent read, then leases it job by
-// job (guarded, so a concurrent process or a cancel in between only makes
-// some leases fail) and publishes what it leased. It returns how many
-// chunks it assigned and whether the batch was full.
+// assignOnce plans one batch from a consistent read and leases it job by
+// job (leaseIn: guarded, so a concurrent process or a cancel in between
+// only makes some leases fail), then publishes what it leased
+// (publishLeased). On a store that serialises transactions the plan and
+// the leases share one transaction; elsewhere each job's leases get their
+// own (one job lock per transaction keeps the lock order). It returns how
+// many chunks it assigned and whether the batch was full.
 func (s *Service) assignOnce() (int, bool) {
 	ctx := s.ctx
 	online := s.onlineIDs()
@@ -46,41 +45,13 @@ func (s *Service) assignOnce() (int, bool) {
 	var plan map[string][]planned
 	var order []string
 	var jobs map[string]Job
+	var ls []leased
 	full := false
 	err := s.store.InTx(ctx, func(tx Tx) (err error) {
-		plan, order, jobs, full, err = s.plan(ctx, tx, online, now)
-		return err
-	})
-	if err != nil {
-		s.loopError("plan assignments", err)
-		return 0, false
-	}
-	total := 0
-	for _, id := range order {
-		total += s.assign(ctx, jobs[id], plan[id])
-	}
-	return total, full
-}
-
-// assignSerialized is assignOnce for stores that serialise transactions:
-// plan and leases in one transaction (nobody can change the rows in
-// between), then the publications.
-func (s *Service) assignSerialized() (int, bool) {
-	ctx := s.ctx
-	online := s.onlineIDs()
-	if len(online) == 0 {
-		return 0, false
-	}
-	now := s.now()
-	var ls []leased
-	var full bool
-	err := s.store.InTx(ctx, func(tx Tx) error {
 		ls = ls[:0]
-		plan, order, jobs, f, err := s.plan(ctx, tx, online, now)
-		if err != nil {
+		if plan, order, jobs, full, err = s.plan(ctx, tx, online, now); err != nil || !s.serialized {
 			return err
 		}
-		full = f
 		for _, id := range order {
 			l, err := s.leaseIn(ctx, tx, jobs[id], plan[id], now)
 			if err != nil {
@@ -91,8 +62,22 @@ func (s *Service) assignSerialized() (int, bool) {
 		return nil
 	})
 	if err != nil {
-		s.loopError("plan and lease chunks", err)
+		s.loopError("plan assignments", err)
 		return 0, false
+	}
+	if !s.serialized {
+		for _, id := range order {
+			var l leased
+			err := s.store.InTx(ctx, func(tx Tx) (err error) {
+				l, err = s.leaseIn(ctx, tx, jobs[id], plan[id], s.now())
+				return err
+			})
+			if err != nil {
+				s.loopError("lease chunks", err)
+				break
+			}
+			ls = append(ls, l)
+		}
 	}
 	total := 0
 	for _, l := range ls {
@@ -266,22 +251,6 @@ func (s *Service) leaseIn(ctx context.Context, tx Tx, j Job, plan []planned, now
 	job.UpdatedAt = now
 	l.job = job
 	return l, tx.UpdateJob(ctx, job)
-}
-
-// assign is the one place where chunks are assigned: it commits the
-// leases of job j's planned chunks in one transaction (leaseIn), then
-// publishes them (publishLeased). It returns how many reached a node.
-func (s *Service) assign(ctx context.Context, j Job, plan []planned) int {
-	var l leased
-	err := s.store.InTx(ctx, func(tx Tx) (err error) {
-		l, err = s.leaseIn(ctx, tx, j, plan, s.now())
-		return err
-	})
-	if err != nil {
-		s.loopError("lease chunks", err)
-		return 0
-	}
-	return s.publishLeased(l)
 }
 
 // publishLeased publishes committed leases to chunks:{nodeId}. A lease
