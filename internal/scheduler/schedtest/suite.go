@@ -42,6 +42,7 @@ func Run(t *testing.T, f Factory) {
 		{"OtherShapeResults", testOtherShapes},
 		{"SweepRepairsPresence", testSweepPresence},
 		{"CoalescedProgress", testCoalescedProgress},
+		{"ConcurrentRegisterOneNode", testConcurrentRegister},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
@@ -674,4 +675,30 @@ func testCoalescedProgress(t *testing.T, f Factory) {
 	ev = e.Hub.Events(t, scheduler.JobChannel(cr.JobID))[1]
 	require.Equal(t, "completed", ev["type"])
 	require.Never(t, func() bool { return len(e.Hub.Published(scheduler.JobChannel(cr.JobID))) > 2 }, 100*time.Millisecond, 10*time.Millisecond)
+}
+
+func testConcurrentRegister(t *testing.T, f Factory) {
+	e := NewEnv(t, f(t), scheduler.Config{})
+	key := NewKey(t)
+	ids := make([]string, 8)
+	var wg sync.WaitGroup
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := e.Svc.RegisterNode(ctx, key, scheduler.NodeInfo{Hostname: "h"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids[i] = r.ID
+		}()
+	}
+	wg.Wait()
+	for _, id := range ids {
+		require.Equal(t, ids[0], id)
+	}
+	nodes, err := e.Svc.Nodes(ctx, scheduler.Viewer{Admin: true})
+	require.NoError(t, err)
+	require.Len(t, nodes, 1)
 }
