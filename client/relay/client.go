@@ -115,13 +115,13 @@ type Client struct {
 	o    Options
 	tc   *tls.Config
 
-	events   chan Event
-	presence chan PresenceEvent
-	done     chan struct{}
-	wg       sync.WaitGroup // the supervisor and the sessions' readers
-	closing  chan struct{}  // Close or Abandon asked
+	events    chan Event
+	presence  chan PresenceEvent
+	done      chan struct{}
+	wg        sync.WaitGroup // the supervisor and the sessions' readers
+	closing   chan struct{}  // Close or Abandon asked
 	closeOnce sync.Once
-	leave    atomic.Bool // Close (code 0) rather than Abandon
+	leave     atomic.Bool // Close (code 0) rather than Abandon
 
 	seq             atomic.Uint64
 	dropped         atomic.Uint64
