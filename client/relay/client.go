@@ -92,6 +92,15 @@ func (e *GoAwayError) Error() string {
 // 3000-3499 and from 5000, Centrifugo's reconnect ranges).
 func (e *GoAwayError) Retry() bool { return e.GoAway.Code < 3500 || e.GoAway.Code >= 5000 }
 
+// RefusedError is a handshake the relay refused by closing the
+// connection with Code (its disconnect code) before an ERROR arrived.
+type RefusedError struct {
+	Code   uint32
+	Reason string
+}
+
+func (e *RefusedError) Error() string { return fmt.Sprintf("relay: refused (%d): %s", e.Code, e.Reason) }
+
 // RequestError is an ERROR answer to a request.
 type RequestError struct {
 	Code    wire.ErrorCode
@@ -476,8 +485,8 @@ func (s *session) hello(ctx context.Context, h *wire.Hello) (*wire.Welcome, erro
 	hd, body, err := wire.ReadFrame(ctl, wire.VersionNative, s.c.o.MaxFrame, nil)
 	if err != nil {
 		var ae *quic.ApplicationError
-		if errors.As(err, &ae) {
-			return nil, fmt.Errorf("relay: refused (%d): %s", ae.ErrorCode, ae.ErrorMessage)
+		if errors.As(err, &ae) { // the ERROR before the close may be lost
+			return nil, &RefusedError{Code: uint32(ae.ErrorCode), Reason: ae.ErrorMessage}
 		}
 		return nil, fmt.Errorf("relay: hello: %w", err)
 	}
@@ -655,8 +664,13 @@ func (s *session) readControl() {
 				s.c.deliverPresence(PresenceEvent{Room: r.name, Joins: m.Joins, Leaves: m.Leaves})
 			}
 		case *wire.GoAway:
-			s.finish(&GoAwayError{GoAway: *m})
-			_ = s.qc.CloseWithError(0, "goaway")
+			g := &GoAwayError{GoAway: *m}
+			s.finish(g)
+			code := quic.ApplicationErrorCode(0) // leave
+			if g.Retry() {
+				code = 1 // a session the relay parks stays resumable
+			}
+			_ = s.qc.CloseWithError(code, "goaway")
 			return
 		}
 	}

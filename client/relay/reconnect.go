@@ -163,6 +163,9 @@ func (c *Client) reconnect(cause error, after time.Duration) *session {
 	lostAt := time.Now()
 	grace := time.Duration(w.Limits.ResumeMillis) * time.Millisecond
 	token := w.ResumeToken
+	if !resumable(cause) || c.roomCount() == 0 {
+		token = "" // the relay parks only lost sessions in rooms
+	}
 	refusals := 0
 	delay := max(after, c.backoff(1))
 	for attempt := 1; ; attempt++ {
@@ -200,24 +203,82 @@ func (c *Client) reconnect(cause error, after time.Duration) *session {
 			return s
 		}
 		cause, delay = err, c.backoff(attempt+1)
-		var re *RequestError
-		if errors.As(err, &re) {
-			switch {
-			case resume && re.Code == wire.ErrCodeNotFound:
-				refusals++
-			case resume && re.Code == wire.ErrCodePermissionDenied:
-				refusals = maxResumeRefusals
-				delay = 0
-			case re.Code == wire.ErrCodeUnauthorized || re.Code == wire.ErrCodePermissionDenied || re.Code == wire.ErrCodeInvalid:
-				c.end(err) // the same HELLO would be refused again
-				return nil
-			}
+		switch refusal(err, resume) {
+		case refusedResume:
+			refusals++
+		case refusedOther:
+			refusals = maxResumeRefusals
+			delay = 0
+		case refusedFinal:
+			c.end(err) // the same HELLO would be refused again
+			return nil
 		}
 		if c.o.MaxAttempts > 0 && attempt >= c.o.MaxAttempts {
 			c.end(fmt.Errorf("relay: gave up after %d attempts: %w", attempt, err))
 			return nil
 		}
 	}
+}
+
+// What a failed redial means.
+const (
+	refusedNot    = iota // not refused (a network error): back off and retry
+	refusedResume        // the resume token is not (yet) known
+	refusedOther         // the resume token is another user's: a new session now
+	refusedFinal         // the token or HELLO is refused: give up
+)
+
+// closeResumeRefused is the relay's close code of a refused resume
+// (insufficient state) and nodeInUse the reason of a NodeId in use
+// (retried: the old connection may not have ended yet).
+const (
+	closeResumeRefused = 3010
+	nodeInUse          = "node id already connected"
+)
+
+func refusal(err error, resume bool) int {
+	var re *RequestError
+	if errors.As(err, &re) {
+		switch {
+		case resume && re.Code == wire.ErrCodeNotFound:
+			return refusedResume
+		case resume && re.Code == wire.ErrCodePermissionDenied:
+			return refusedOther
+		case re.Code == wire.ErrCodeUnauthorized || re.Code == wire.ErrCodePermissionDenied || re.Code == wire.ErrCodeInvalid:
+			return refusedFinal
+		}
+		return refusedNot
+	}
+	var fe *RefusedError
+	if errors.As(err, &fe) {
+		g := GoAwayError{GoAway: wire.GoAway{Code: fe.Code}}
+		switch {
+		case resume && fe.Code == closeResumeRefused:
+			return refusedResume
+		case fe.Reason == nodeInUse || g.Retry():
+			return refusedNot
+		}
+		return refusedFinal
+	}
+	return refusedNot
+}
+
+// closeNoPong is the GOAWAY code of missed heartbeats, the one close by
+// the relay after which it keeps the session.
+const closeNoPong = 3012
+
+// resumable reports whether the relay may have kept the session after a
+// loss by cause: not after its GOAWAY (shutdown, slow consumer…) except
+// for missed heartbeats.
+func resumable(cause error) bool {
+	var g *GoAwayError
+	return !errors.As(cause, &g) || g.GoAway.Code == closeNoPong
+}
+
+func (c *Client) roomCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.rooms)
 }
 
 // redial is one connection attempt, bounded by DialTimeout and Close.
