@@ -99,7 +99,9 @@ type RefusedError struct {
 	Reason string
 }
 
-func (e *RefusedError) Error() string { return fmt.Sprintf("relay: refused (%d): %s", e.Code, e.Reason) }
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("relay: refused (%d): %s", e.Code, e.Reason)
+}
 
 // RequestError is an ERROR answer to a request.
 type RequestError struct {
