@@ -50,7 +50,7 @@ func TestKeys(t *testing.T) {
 	h := newHuman()
 	h.read(strings.NewReader(strings.Repeat("w", 20) + "ss"))
 	require.InDelta(t, 2*keyStep, h.paddle(), 1e-9) // clamped at 0, then two down
-	<-h.quit                                         // closed at the end of the input
+	<-h.quit                                        // closed at the end of the input
 }
 
 // A whole game in TUI mode, sped up: the human's keys never come, so the
