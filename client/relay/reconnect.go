@@ -352,6 +352,9 @@ func (c *Client) rejoin(s *session) map[string]error {
 		o.Create = true
 		j, err := s.join(ctx, r.name, o)
 		cancel()
+		if err != nil && isClosed(s.done) {
+			break // the connection is gone too: the next one rejoins
+		}
 		c.mu.Lock()
 		if err == nil {
 			r.attach(s, j)
