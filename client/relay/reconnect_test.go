@@ -4,6 +4,7 @@ package relay_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -206,4 +207,38 @@ func TestGoAwayRetry(t *testing.T) {
 		e := relay.GoAwayError{GoAway: wire.GoAway{Code: code}}
 		require.Equal(t, retry, e.Retry(), "code %d", code)
 	}
+}
+
+// A redial after the grace window gets a new session that rejoins: the
+// other member sees the old NodeId leave and the new one join.
+func TestReconnectRejoinsAfterGraceWindow(t *testing.T) {
+	_, addr, pin := startRelayWith(t, server.Config{ResumeGrace: 20 * time.Millisecond})
+	ctx := context.Background()
+	st := newStates()
+	o := reconnecting(st)
+	o.MinBackoff, o.MaxBackoff = 300*time.Millisecond, 300*time.Millisecond // ≥ 150 ms after the loss
+	a := dial(t, addr, pin, o)
+	b := dial(t, addr, pin, relay.Options{})
+	ra, err := a.Join(ctx, "r", relay.JoinOptions{Create: true})
+	require.NoError(t, err)
+	rb, err := b.Join(ctx, "r", relay.JoinOptions{})
+	require.NoError(t, err)
+	old := a.NodeID()
+
+	relay.DropConnection(a)
+	require.Empty(t, st.wait(t, relay.StateRejoined).Lost)
+	require.NotEqual(t, old, a.NodeID())
+	var left, joined bool
+	for !left || !joined {
+		select {
+		case p := <-b.Presence():
+			left = left || slices.Contains(p.Leaves, old)
+			for _, m := range p.Joins {
+				joined = joined || m.NodeID == a.NodeID()
+			}
+		case <-time.After(testenv.Wait):
+			t.Fatalf("presence: left %v joined %v", left, joined)
+		}
+	}
+	roundTrip(t, ra, rb, a, b, "after the window")
 }
