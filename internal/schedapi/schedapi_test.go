@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -63,7 +64,16 @@ func (f *fakeService) view(name string, v scheduler.Viewer) error {
 
 func (f *fakeService) RegisterNode(_ context.Context, key ed25519.PublicKey, info scheduler.NodeInfo) (scheduler.Registration, error) {
 	code := "MW3AM4"
-	return scheduler.Registration{ID: "n1", ClaimCode: &code}, f.rec("register:"+info.Hostname, key)
+	return scheduler.Registration{ID: "n1", ClaimCode: &code}, f.rec(fmt.Sprintf("register:%s/%s/%s/%s/%s", show(info.Hostname), show(info.TotalCores),
+		show(info.EnabledCores), show(info.Platform), show(info.Version)), key)
+}
+
+// show prints *v, or "-" for nil (an omitted field).
+func show[T any](v *T) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprint(*v)
 }
 func (f *fakeService) Heartbeat(_ context.Context, key ed25519.PublicKey, status string) (scheduler.NodeStatus, error) {
 	return scheduler.NodeStatus{ID: "n1", Name: "box", MaxParallel: 2, Status: status}, f.rec("heartbeat:"+status, key)
@@ -190,8 +200,19 @@ func TestNodeRegisterSigned(t *testing.T) {
 	r := f.signed("POST", "/nodes/register", registerBody)
 	require.Equal(t, 200, r.status, r.body)
 	require.Equal(t, map[string]any{"id": "n1", "claimCode": "MW3AM4", "claimed": false}, r.body)
-	require.Equal(t, []string{"register:h"}, f.svc.calls)
+	require.Equal(t, []string{"register:h/8/4/linux-x86_64/0.1.0"}, f.svc.calls)
 	require.Equal(t, []string{"ebVWLo/mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ="}, f.svc.keys)
+}
+
+// Omitted (or null) fields reach the Service as nil: they keep the stored
+// values.
+func TestNodeRegisterOmittedFields(t *testing.T) {
+	f := newFixture(t)
+	r := f.signed("POST", "/nodes/register", `{}`)
+	require.Equal(t, 200, r.status, r.body)
+	r = f.signed("POST", "/nodes/register", `{"version":"0.2.0","hostname":null}`)
+	require.Equal(t, 200, r.status, r.body)
+	require.Equal(t, []string{"register:-/-/-/-/-", "register:-/-/-/-/0.2.0"}, f.svc.calls)
 }
 
 func TestNodeSignatureFailures(t *testing.T) {

@@ -241,14 +241,34 @@ type Aggregate struct {
 	ChunksCompleted int     `json:"chunksCompleted"`
 }
 
-// NodeInfo is what a node reports when it registers; every field is
-// optional.
+// NodeInfo is what a node reports when it registers. Every field is
+// optional: nil leaves the stored value as it is (a new node starts with
+// "" and 0).
 type NodeInfo struct {
-	Hostname     string
-	TotalCores   int
-	EnabledCores int
-	Platform     string
-	Version      string
+	Hostname     *string
+	TotalCores   *int
+	EnabledCores *int
+	Platform     *string
+	Version      *string
+}
+
+// apply sets the present fields of i on n.
+func (i NodeInfo) apply(n *Node) {
+	set := func(dst *string, v *string) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	seti := func(dst *int, v *int) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&n.Hostname, i.Hostname)
+	set(&n.Platform, i.Platform)
+	set(&n.Version, i.Version)
+	seti(&n.TotalCores, i.TotalCores)
+	seti(&n.EnabledCores, i.EnabledCores)
 }
 
 // Registration answers RegisterNode: {id, claimCode, claimed}; ClaimCode
