@@ -638,3 +638,31 @@ func FuzzCompleteBody(f *testing.F) {
 		}
 	})
 }
+
+// POST /nodes/register is limited per client address (each can create a
+// node row): 429 with Retry-After beyond the burst, a token back after
+// 1/rate, other addresses and endpoints unaffected.
+func TestNodeRegisterRateLimit(t *testing.T) {
+	f := newFixture(t)
+	h, err := New(Config{Service: f.svc, Tokens: auth.NewTokenVerifier(testSecret, "", ""), Signer: auth.NewTokenSigner(testSecret, "", ""),
+		Nodes: auth.NewNodeVerifier(auth.NodeVerifierConfig{Now: f.clk.Now}), Clock: f.clk, RegisterRate: 0.5, RegisterBurst: 2})
+	require.NoError(t, err)
+	f.h = h
+	for i := range 2 { // distinct bodies: the replay cache refuses a repeat
+		require.Equal(t, 200, f.signed("POST", "/nodes/register", fmt.Sprintf(`{"totalCores":%d}`, i)).status)
+	}
+	r := f.signed("POST", "/nodes/register", `{"totalCores":3}`)
+	require.Equal(t, 429, r.status, r.body)
+	require.Equal(t, map[string]any{"error": "too many registrations from this address: retry in 2 s"}, r.body)
+	require.Equal(t, "2", r.header.Get("Retry-After"))
+	require.Len(t, f.svc.calls, 2, "refused before the Service")
+	require.Equal(t, 200, f.signed("POST", "/nodes/verify", `{}`).status, "other endpoints are not limited")
+
+	req := f.signedReq("POST", "/nodes/register", `{"totalCores":4}`, f.clk.Now().Unix())
+	req.RemoteAddr = "198.51.100.7:4000"
+	require.Equal(t, 200, f.do(req).status, "another address has its own bucket")
+
+	f.clk.Advance(2 * time.Second)
+	require.Equal(t, 200, f.signed("POST", "/nodes/register", `{"hostname":"h"}`).status)
+	require.Equal(t, 429, f.signed("POST", "/nodes/register", `{"hostname":"h2"}`).status)
+}
