@@ -226,7 +226,7 @@ func (s *Service) completeIn(ctx context.Context, tx Tx, key ed25519.PublicKey, 
 		j.Result, j.Status, j.FinishedAt = agg, JobCompleted, now
 		out.JobComplete = true
 	}
-	return out, j, nodeID, tx.UpdateJob(ctx, j)
+	return out, j, nodeID, tx.UpdateJob(ctx, &j)
 }
 
 // maxCompleteBatch bounds the completions of one group commit.
@@ -413,7 +413,7 @@ func (s *Service) endLease(ctx context.Context, tx Tx, j Job, c Chunk, msg strin
 		j.Error = fmt.Sprintf("chunk %d failed after %d attempt(s): %s", c.Index, c.Attempts, msg)
 		o.held, o.jobEnded = held, true
 	}
-	if err := tx.UpdateJob(ctx, j); err != nil {
+	if err := tx.UpdateJob(ctx, &j); err != nil {
 		return endOutcome{}, err
 	}
 	o.job = j

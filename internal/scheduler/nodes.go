@@ -75,12 +75,12 @@ func (s *Service) RegisterNode(ctx context.Context, key ed25519.PublicKey, info 
 		switch {
 		case err == nil:
 			info.apply(&n)
-			n.LastSeenAt = now
-			return tx.UpdateNode(ctx, n)
+			n.LastSeenAt, n.UpdatedAt = now, now
+			return tx.UpdateNode(ctx, &n)
 		case errors.Is(err, ErrNoRows):
 			n = Node{
 				ID: uuid.NewString(), PublicKey: append([]byte(nil), key...), ClaimCode: ClaimCode(key),
-				Status: "idle", LastSeenAt: now, CreatedAt: now,
+				Status: "idle", LastSeenAt: now, CreatedAt: now, UpdatedAt: now, RowVersion: 1,
 			}
 			info.apply(&n)
 			created = true
@@ -139,12 +139,12 @@ func (s *Service) Heartbeat(ctx context.Context, key ed25519.PublicKey, status s
 		if status != "" {
 			n.Status = status
 		}
-		n.LastSeenAt = now
+		n.LastSeenAt, n.UpdatedAt = now, now
 		// Chunks before the node row (lock order).
 		if _, err := tx.ExtendLeases(ctx, n.ID, now.Add(s.cfg.Lease)); err != nil {
 			return err
 		}
-		return tx.UpdateNode(ctx, n)
+		return tx.UpdateNode(ctx, &n)
 	})
 	if err != nil {
 		return NodeStatus{}, storeErr(err, ErrNodeNotClaimed)
@@ -230,7 +230,8 @@ func (s *Service) ClaimNode(ctx context.Context, user, code, name string, maxPar
 		if n.MaxParallel == 0 {
 			n.MaxParallel = n.TotalCores
 		}
-		return tx.UpdateNode(ctx, n)
+		n.UpdatedAt = s.now()
+		return tx.UpdateNode(ctx, &n)
 	})
 	if err != nil {
 		return Node{}, storeErr(err, ErrUnknownClaimCode)

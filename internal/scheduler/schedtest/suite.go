@@ -44,6 +44,7 @@ func Run(t *testing.T, f Factory) {
 		{"SweepRepairsPresence", testSweepPresence},
 		{"CoalescedProgress", testCoalescedProgress},
 		{"ConcurrentRegisterOneNode", testConcurrentRegister},
+		{"RowVersions", testRowVersions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
@@ -137,10 +138,10 @@ func testRegisterAndClaim(t *testing.T, f Factory) {
 	var js map[string]any
 	b, _ := json.Marshal(nodes[0])
 	require.NoError(t, json.Unmarshal(b, &js))
-	for _, k := range []string{"id", "name", "hostname", "platform", "version", "totalCores", "enabledCores", "maxParallel", "claimed", "ownerId", "online", "running", "capacity", "status", "lastSeenAt", "createdAt"} {
+	for _, k := range []string{"id", "name", "hostname", "platform", "version", "totalCores", "enabledCores", "maxParallel", "claimed", "ownerId", "online", "running", "capacity", "status", "lastSeenAt", "createdAt", "updatedAt", "rowVersion"} {
 		require.Contains(t, js, k)
 	}
-	require.Len(t, js, 16)
+	require.Len(t, js, 18)
 
 	require.ErrorIs(t, e.Svc.GrantNode(ctx, scheduler.Viewer{UserID: "bob"}, n.ID, "carol"), scheduler.ErrNotYours)
 	require.ErrorIs(t, e.Svc.GrantNode(ctx, scheduler.Viewer{UserID: "alice"}, "nope", "carol"), scheduler.ErrNodeNotFound)
@@ -203,7 +204,11 @@ func testSplitAssignComplete(t *testing.T, f Factory) {
 	require.Equal(t, float64(2500), payload["result"].(map[string]any)["totalIterations"])
 	require.Nil(t, payload["error"])
 	require.NotNil(t, payload["finishedAt"])
+	requireVersionsRise(t, ev, true)
+	require.Equal(t, float64(j.RowVersion), payload["rowVersion"], "the last event carries the stored version")
 	feed := e.Hub.Events(t, scheduler.OwnerJobsChannel("alice"))
+	requireVersionsRise(t, feed, false)
+	requireVersionsRise(t, e.Hub.Events(t, scheduler.ChannelAdminNode), false)
 	require.NotEmpty(t, feed)
 	require.Equal(t, "job", feed[0]["type"])
 	require.NotEmpty(t, e.Hub.Events(t, scheduler.ChannelAdminJobs))
@@ -722,4 +727,69 @@ func testConcurrentRegister(t *testing.T, f Factory) {
 	nodes, err := e.Svc.Nodes(ctx, scheduler.Viewer{Admin: true})
 	require.NoError(t, err)
 	require.Len(t, nodes, 1)
+}
+
+// requireVersionsRise checks that the rowVersion of each row's payloads
+// in evs goes up (strictly, or never down), as a page relies on.
+func requireVersionsRise(t *testing.T, evs []map[string]any, strict bool) {
+	t.Helper()
+	last := map[string]float64{}
+	for _, ev := range evs {
+		p := ev["payload"].(map[string]any)
+		id, v := p["id"].(string), p["rowVersion"].(float64)
+		require.Positive(t, v, "%v", p)
+		if prev, ok := last[id]; ok {
+			if strict {
+				require.Greater(t, v, prev, "row %s: %v", id, evs)
+			} else {
+				require.GreaterOrEqual(t, v, prev, "row %s: %v", id, evs)
+			}
+		}
+		last[id] = v
+	}
+}
+
+// Every change of a node or job row adds one to its rowVersion, stored
+// and in the JSON, with updatedAt in milliseconds.
+func testRowVersions(t *testing.T, f Factory) {
+	e := NewEnv(t, f(t), scheduler.Config{})
+	key := NewKey(t)
+	reg, err := e.Svc.RegisterNode(ctx, key, scheduler.NodeInfo{Hostname: new("h"), TotalCores: new(2)})
+	require.NoError(t, err)
+	version := func() int64 {
+		ns, err := e.Svc.Nodes(ctx, scheduler.Viewer{Admin: true})
+		require.NoError(t, err)
+		require.Len(t, ns, 1)
+		return ns[0].RowVersion
+	}
+	require.Equal(t, int64(1), version())
+	_, err = e.Svc.ClaimNode(ctx, "alice", *reg.ClaimCode, "rig", 0)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), version())
+	_, err = e.Svc.RegisterNode(ctx, key, scheduler.NodeInfo{})
+	require.NoError(t, err)
+	require.Equal(t, int64(3), version())
+	st, err := e.Svc.Heartbeat(ctx, key, "busy")
+	require.NoError(t, err)
+	require.Equal(t, "busy", st.Status)
+	require.Equal(t, int64(4), version())
+	ns, err := e.Svc.Nodes(ctx, scheduler.Viewer{Admin: true})
+	require.NoError(t, err)
+	require.Equal(t, Start, ns[0].UpdatedAt.UTC())
+	b, err := json.Marshal(ns[0])
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"updatedAt":"`+Start.UTC().Format("2006-01-02T15:04:05.000Z07:00")+`"`)
+	require.Contains(t, string(b), `"rowVersion":4`)
+
+	cr, err := e.Svc.CreateJob(ctx, "alice", scheduler.JobSpec{Config: json.RawMessage(`{}`), Iterations: 10})
+	require.NoError(t, err)
+	j, err := e.Svc.Job(ctx, scheduler.Viewer{UserID: "alice"}, cr.JobID)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), j.RowVersion)
+	j, err = e.Svc.CancelJob(ctx, scheduler.Viewer{UserID: "alice"}, cr.JobID)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), j.RowVersion)
+	stored, err := e.Svc.Job(ctx, scheduler.Viewer{UserID: "alice"}, cr.JobID)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), stored.RowVersion)
 }
