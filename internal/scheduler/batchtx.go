@@ -7,9 +7,11 @@ import (
 
 // batchTx is the Tx of one group commit: the job rows the completions of
 // the batch read and write stay in memory until flush writes each once,
-// and node running-count decrements are summed per node. It is used only
-// on stores that serialise transactions, where the deferred writes cannot
-// race anyone.
+// and node running-count decrements are summed per node. The deferred
+// writes cannot race anyone: on a store that serialises transactions
+// nothing else runs; on PostgreSQL each job row is locked (JobForUpdate)
+// until the batch commits, and the node decrements are unguarded sums
+// written in id order at the end.
 type batchTx struct {
 	Tx
 	jobs    map[string]Job
