@@ -109,9 +109,9 @@ type Service struct {
 	// groupCommit: completions go through the committer (serialized
 	// stores, or a Store whose GroupCommit() says so).
 	groupCommit bool
-	completeQ  chan *completeReq
-	wg         sync.WaitGroup // the committer
-	nodeIDs    sync.Map       // string(public key) → node id
+	completeQ   chan *completeReq
+	wg          sync.WaitGroup // the committer
+	nodeIDs     sync.Map       // string(public key) → node id
 
 	mu      sync.Mutex
 	online  map[string]map[string]struct{} // node id → client ids in nodes:online
