@@ -341,3 +341,50 @@ func TestConsoleOff(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 }
+
+// The page drops feed updates older than the row it shows (rowVersion):
+// out-of-order node and job events injected through its feed entry point.
+func TestConsoleDropsStaleFeedUpdates(t *testing.T) {
+	ctx := newBrowser(t, 2*time.Minute)
+	cfg := schedulerConfig(t)
+	cfg.Admin = consoleConfig().Admin
+	m := startServer(t, cfg)
+	signIn(t, ctx, m, testAdminPassword, "")
+	node := registerConsoleNode(t, m, 9, "worker-9")
+	row := "#node-" + node.id
+	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(row)))
+
+	push := func(kind, payload string) bool {
+		t.Helper()
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.switchboardConsole.onPublication("scheduler:`+kind+`s", {type: "`+kind+`", payload: `+payload+`})`))
+		require.NoError(t, err)
+		return ok
+	}
+	nodeJSON := func(name string, version int) string {
+		return fmt.Sprintf(`{"id": %q, "name": %q, "hostname": "worker-9", "totalCores": 4, "capacity": 4, "running": 0, "online": false, "status": "idle",
+			"createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00.000Z", "rowVersion": %d}`, node.id, name, version)
+	}
+	require.False(t, push("node", nodeJSON("older", 0)), "rowVersion 0 is older than the registered row's 1")
+	require.NotContains(t, text(t, ctx, row+" td.name"), "older")
+	require.True(t, push("node", nodeJSON("newer", 50)))
+	waitJS(t, ctx, `document.querySelector("`+row+` td.name").textContent.includes("newer")`)
+	require.False(t, push("node", nodeJSON("late", 49)))
+	require.True(t, push("node", nodeJSON("same version, fresher hub state", 50)))
+	waitJS(t, ctx, `document.querySelector("`+row+` td.name").textContent.includes("fresher")`)
+
+	jobJSON := func(status string, done, version int) string {
+		return fmt.Sprintf(`{"id": "j-stale", "ownerId": "alice", "status": %q, "accessType": "private", "priority": 0, "iterations": 3000,
+			"configHash": "h", "config": {}, "chunks": {"total": 3, "pending": %d, "running": 0, "completed": %d, "failed": 0, "cancelled": 0},
+			"progress": %v, "result": null, "error": null, "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00.000Z",
+			"finishedAt": null, "rowVersion": %d}`, status, 3-done, done, float64(done)/3, version)
+	}
+	jobRow := "#job-j-stale"
+	require.True(t, push("job", jobJSON("running", 2, 5)))
+	waitJS(t, ctx, `document.querySelector("`+jobRow+`") !== null && document.querySelector("`+jobRow+`").dataset.status === "running"`)
+	require.Equal(t, "66%", text(t, ctx, jobRow+" .pct")) // floored
+	require.False(t, push("job", jobJSON("running", 1, 4)), "an older progress event")
+	require.True(t, push("job", jobJSON("completed", 3, 6)))
+	waitJS(t, ctx, `document.querySelector("`+jobRow+`").dataset.status === "completed"`)
+	require.False(t, push("job", jobJSON("running", 2, 5)))
+	require.Equal(t, "100%", text(t, ctx, jobRow+" .pct"))
+}

@@ -42,29 +42,65 @@ type devInfo struct {
 	secretGenerated, keyGenerated bool
 	namespaces                    []string // names added
 	originsOpened                 bool
+	// schedulerOn: development mode switched the scheduler on; console:
+	// it switched the console on; passwordGenerated: with a new password.
+	schedulerOn, consoleOn, passwordGenerated bool
 }
 
 // applyDev fills what cfg lacks for development: random HMAC secret and API
-// key (random reads 32 bytes each), the devNamespaces and any browser origin.
+// key (random reads 32 bytes each), the devNamespaces and any browser
+// origin; it switches the compute scheduler (SQLite in circles.data_dir)
+// and the console on, with a random admin password and session secret
+// when the configuration has none.
 func applyDev(cfg *config.Config, random io.Reader) (devInfo, error) {
 	var info devInfo
-	gen := func() (string, error) {
-		b := make([]byte, 32)
-		if _, err := io.ReadFull(random, b); err != nil {
-			return "", fmt.Errorf("--dev: generate secret: %w", err)
-		}
-		return hex.EncodeToString(b), nil
+	gen := func() (string, error) { return genHex(random, 32) }
+	var err error
+	if err := devDefaults(cfg, &info, gen); err != nil {
+		return info, err
 	}
+	if !cfg.Scheduler.Enabled {
+		cfg.Scheduler.Enabled, info.schedulerOn = true, true
+	}
+	if !cfg.Admin.Enabled {
+		cfg.Admin.Enabled, info.consoleOn = true, true
+	}
+	if cfg.Admin.Password == "" {
+		if cfg.Admin.Password, err = genHex(random, 12); err != nil {
+			return info, err
+		}
+		info.passwordGenerated = true
+	}
+	if len(cfg.Admin.Secret) < config.MinAdminSecret {
+		if cfg.Admin.Secret, err = gen(); err != nil {
+			return info, err
+		}
+	}
+	return info, nil
+}
+
+// genHex reads n random bytes and returns them in hex.
+func genHex(random io.Reader, n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := io.ReadFull(random, b); err != nil {
+		return "", fmt.Errorf("--dev: generate secret: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// devDefaults fills the hub's development values: secret, API key,
+// namespaces, origins.
+func devDefaults(cfg *config.Config, info *devInfo, gen func() (string, error)) error {
 	var err error
 	if cfg.Client.Token.HMACSecretKey == "" {
 		if cfg.Client.Token.HMACSecretKey, err = gen(); err != nil {
-			return info, err
+			return err
 		}
 		info.secretGenerated = true
 	}
 	if cfg.HTTPAPI.Key == "" && !cfg.HTTPAPI.Insecure {
 		if cfg.HTTPAPI.Key, err = gen(); err != nil {
-			return info, err
+			return err
 		}
 		info.keyGenerated = true
 	}
@@ -78,7 +114,7 @@ func applyDev(cfg *config.Config, random io.Reader) (devInfo, error) {
 		cfg.Client.AllowedOrigins = []string{"*"}
 		info.originsOpened = true
 	}
-	return info, nil
+	return nil
 }
 
 // printDevBanner writes the development banner: a warning, the secrets, an
@@ -111,6 +147,22 @@ func printDevBanner(w io.Writer, cfg config.Config, info devInfo, baseURL, wsURL
 		fmt.Fprintf(&b, "  namespaces added: %s (chat: subscribe, publish, presence, history, recovery)\n", strings.Join(info.namespaces, ", "))
 	}
 	fmt.Fprintf(&b, "  token: %s  (user %q, valid %s)\n", tok, devUser, devTokenTTL)
+	if cfg.Admin.Enabled {
+		fmt.Fprintf(&b, "  console: %s/console  (sign in with the admin password)\n", baseURL)
+		if info.passwordGenerated {
+			fmt.Fprintf(&b, "  admin_password: %s  (generated for this run)\n", cfg.Admin.Password)
+		} else {
+			fmt.Fprintf(&b, "  admin_password: (from your configuration)\n")
+		}
+	}
+	if cfg.Scheduler.Enabled {
+		store := "SQLite in " + cfg.Circles.DataDir
+		if cfg.Scheduler.DatabaseURL != "" {
+			store = "PostgreSQL"
+		}
+		fmt.Fprintf(&b, "  scheduler: %s/jobs  (%s; docs/scheduler.md)\n", baseURL, store)
+		fmt.Fprintf(&b, "  node: switchboard node --server %s --worker \"python3 examples/workers/sim.py\"  (claim its code in the console)\n", baseURL)
+	}
 	header := ""
 	if cfg.HTTPAPI.Key != "" { // empty only with http_api.insecure
 		header = " -H 'X-API-Key: " + cfg.HTTPAPI.Key + "'"

@@ -94,12 +94,73 @@ func TestServeDevFirstRun(t *testing.T) {
 	benchLine := strings.Fields(b.values["bench"])
 	require.Equal(t, []string{"switchboard", "bench", "fanout"}, benchLine[:3])
 	require.Equal(t, 0, run(append(benchLine[1:], "--duration", "300ms", "-s", "5", "--json"), io.Discard, os.Stderr))
-	for _, args := range readmeBenchExamples(t, wsURL, secret, apiKey) {
+	for _, args := range readmeBenchExamples(t, wsURL, secret, apiKey, true) {
 		require.Equal(t, 0, run(args, io.Discard, os.Stderr), "%v", args)
 	}
 
+	devSchedulerAndConsole(t, b, tok)
+
 	require.Equal(t, 0, p.stop(t), "stderr: %s", p.stderr.String())
 	require.Contains(t, p.stderr.String(), "not for production")
+}
+
+// devSchedulerAndConsole checks what the banner says of the console and
+// the scheduler: the console signs in with the printed password, the
+// printed token creates a job, and the job is on the console's list.
+func devSchedulerAndConsole(t *testing.T, b devBanner, tok string) {
+	t.Helper()
+	consoleURL := b.field(t, "console")
+	require.True(t, strings.HasSuffix(consoleURL, "/console"), consoleURL)
+	password := b.field(t, "admin_password")
+	require.Len(t, password, 24)
+	require.Contains(t, b.values["admin_password"], "generated for this run")
+	base := strings.TrimSuffix(consoleURL, "/console")
+	require.Equal(t, base+"/jobs", b.field(t, "scheduler"))
+	require.Contains(t, b.values["node"], "switchboard node --server "+base)
+
+	post := func(url, auth, body string) (*http.Response, map[string]any) {
+		req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var m map[string]any
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&m))
+		return resp, m
+	}
+	resp, created := post(base+"/jobs", tok, `{"config":{"seed":1},"iterations":2500}`)
+	require.Equal(t, http.StatusCreated, resp.StatusCode, created)
+	require.Equal(t, 3.0, created["chunks"])
+
+	resp, m := post(consoleURL+"/api/login", "", `{"password":"wrong"}`)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, m)
+	resp, m = post(consoleURL+"/api/login", "", `{"password":"`+password+`"}`)
+	require.Equal(t, http.StatusOK, resp.StatusCode, m)
+	req, err := http.NewRequest(http.MethodGet, consoleURL+"/api/jobs", nil)
+	require.NoError(t, err)
+	for _, c := range resp.Cookies() {
+		req.AddCookie(c)
+	}
+	jr, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer jr.Body.Close()
+	require.Equal(t, http.StatusOK, jr.StatusCode)
+	var jobs struct {
+		Jobs []map[string]any `json:"jobs"`
+	}
+	require.NoError(t, json.NewDecoder(jr.Body).Decode(&jobs))
+	var mine []map[string]any // the README's bench scheduler example ran too (user "bench")
+	for _, j := range jobs.Jobs {
+		if j["id"] == created["jobId"] {
+			mine = append(mine, j)
+		}
+	}
+	require.Len(t, mine, 1, "the console lists the job")
+	require.Equal(t, devUser, mine[0]["ownerId"])
 }
 
 func mapValues(m map[string]string) []string {
@@ -136,7 +197,11 @@ func publishLikeCurl(t *testing.T, line string) {
 // readmeBenchExamples returns the README's `switchboard bench` lines as
 // argument lists aimed at wsURL, scaled down: S and K become the secret and
 // API key, PID this process, and counts at most 20, each run 300ms.
-func readmeBenchExamples(t *testing.T, wsURL, secret, apiKey string) [][]string {
+//
+// `bench scheduler` lines are included only with scheduler (the server runs
+// it): --server becomes the server's http URL, --hmac-secret the secret,
+// --jobs 20.
+func readmeBenchExamples(t *testing.T, wsURL, secret, apiKey string, scheduler bool) [][]string {
 	t.Helper()
 	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
 	require.NoError(t, err)
@@ -146,6 +211,23 @@ func readmeBenchExamples(t *testing.T, wsURL, secret, apiKey string) [][]string 
 			continue
 		}
 		f := strings.Fields(l)[1:]
+		if f[1] == "scheduler" {
+			if !scheduler {
+				continue
+			}
+			for i := 1; i < len(f); i++ {
+				switch f[i-1] {
+				case "--server":
+					f[i] = "http://" + strings.TrimSuffix(strings.TrimPrefix(wsURL, "ws://"), "/connection/websocket")
+				case "--hmac-secret":
+					f[i] = secret
+				case "--jobs":
+					f[i] = "20"
+				}
+			}
+			out = append(out, f)
+			continue
+		}
 		for i := 1; i < len(f); i++ {
 			switch f[i-1] {
 			case "--url":
@@ -201,12 +283,18 @@ func TestDevFillsOnlyWhatIsMissing(t *testing.T) {
 
 func TestDevBannerIsParseable(t *testing.T) {
 	cfg := config.Default()
-	info, err := applyDev(&cfg, bytes.NewReader(bytes.Repeat([]byte{7}, 64)))
+	// Secret, API key, admin password (12 bytes), console secret.
+	info, err := applyDev(&cfg, bytes.NewReader(bytes.Repeat([]byte{7}, 32+32+12+32)))
 	require.NoError(t, err)
+	require.True(t, cfg.Scheduler.Enabled)
+	require.True(t, cfg.Admin.Enabled)
+	require.NoError(t, cfg.Validate())
 	var out bytes.Buffer
 	require.NoError(t, printDevBanner(&out, cfg, info, "http://127.0.0.1:1", "ws://127.0.0.1:1/connection/websocket", time.Now()))
 	s := out.String()
 	require.Contains(t, s, "NOT FOR PRODUCTION")
+	require.Contains(t, s, "  console: http://127.0.0.1:1/console")
+	require.Contains(t, s, "  admin_password: "+strings.Repeat("07", 12)+"  (generated for this run)")
 	require.Contains(t, s, "  api_key: "+strings.Repeat("07", 32))
 	require.Contains(t, s, "curl -s -X POST http://127.0.0.1:1/api/publish")
 	var body map[string]any
@@ -237,7 +325,7 @@ func TestReadmeBenchExamplesAgainstReadmeConfig(t *testing.T) {
 	require.NoError(t, err, block)
 	cfg.HTTPServer.Port = 0
 	m := startServer(t, cfg)
-	for _, args := range readmeBenchExamples(t, "ws://"+m.Addr()+"/connection/websocket", "readme-secret", "readme-api-key") {
+	for _, args := range readmeBenchExamples(t, "ws://"+m.Addr()+"/connection/websocket", "readme-secret", "readme-api-key", false) {
 		require.Equal(t, 0, run(args, io.Discard, os.Stderr), "%v", args)
 	}
 }

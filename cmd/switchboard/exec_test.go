@@ -44,11 +44,13 @@ type program struct {
 }
 
 // startProgram runs the switchboard command line args in a child process
-// whose environment has no SWITCHBOARD_* settings, so only args apply. The
+// whose environment has no SWITCHBOARD_* settings, so only args apply, in
+// a temporary working directory. The
 // process gets SIGTERM (then SIGKILL) at the end of the test.
 func startProgram(t *testing.T, args ...string) *program {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
+	cmd.Dir = t.TempDir() // relative paths (circles.data_dir ./data) stay out of the tree
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "SWITCHBOARD_") {
 			cmd.Env = append(cmd.Env, kv)

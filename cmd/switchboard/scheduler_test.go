@@ -1,12 +1,14 @@
 package main
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/config"
+	"github.com/switchboard-rt/switchboard/internal/scheduler"
 )
 
 func TestSchedulerNamespaces(t *testing.T) {
@@ -56,4 +58,31 @@ func TestServeSchedulerFlag(t *testing.T) {
 	_, _, err = s.loadConfig()
 	require.ErrorContains(t, err, "scheduler.enabled: needs client.token.hmac_secret_key")
 	require.Equal(t, 2, exitStatus(err))
+}
+
+// `switchboard bench scheduler` against the whole server (Main with the
+// scheduler on port 0), as a separate process: it reports the latency
+// percentiles of every job and exits 0 (any failed step exits non-zero).
+func TestBenchSchedulerAgainstServer(t *testing.T) {
+	m := startServer(t, schedulerConfig(t))
+	p := startProgram(t, "bench", "scheduler", "--server", m.URL(), "--hmac-secret", testSecret, "--jobs", "20", "--timeout", "10s")
+	lines := p.readUntil(t, func(l string) bool { return strings.HasPrefix(l, "scheduler: ") })
+	last := lines[len(lines)-1]
+	require.Regexp(t, `^scheduler: 20 jobs, POST /jobs → chunk at the node: p50 [0-9.]+ ms, p90 [0-9.]+ ms, p99 [0-9.]+ ms, max [0-9.]+ ms$`, last)
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("bench scheduler did not exit after its report")
+	}
+	require.Equal(t, 0, p.cmd.ProcessState.ExitCode(), "stderr: %s", p.stderr.String())
+
+	// Every job completed: nothing failed or left pending.
+	jobs := m.sched
+	require.NotNil(t, jobs)
+	list, err := jobs.Jobs(t.Context(), scheduler.Viewer{UserID: "bench"}, scheduler.JobQuery{Limit: 100})
+	require.NoError(t, err)
+	require.Len(t, list, 20)
+	for _, j := range list {
+		require.Equal(t, scheduler.JobCompleted, j.Status, "%s", j.ID)
+	}
 }

@@ -64,7 +64,7 @@ func (s *Session) handleCommand(cmd *protocol.Command) bool {
 		s.mu.Unlock()
 		return true
 	}
-	limited := !s.rate.allow(s.srv.cfg.CommandRateLimit, s.srv.clock.Now())
+	limited := !s.rate.Allow(float64(s.srv.cfg.CommandRateLimit), s.srv.cfg.CommandRateLimit, s.srv.clock.Now())
 	s.mu.Unlock()
 	if closing || state == stateClosed {
 		return false

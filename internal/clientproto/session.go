@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/delivery"
 	"github.com/switchboard-rt/switchboard/internal/errs"
 	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/ratelimit"
 )
 
 // Transport is the connection a Session writes to. Write is called by one
@@ -94,7 +95,7 @@ type Session struct {
 	rpcs      int
 	rpcCancel context.CancelFunc // cancels in-flight rpc calls; set by the first rpc
 	rpcCtx    context.Context
-	rate      rateLimiter
+	rate      ratelimit.Bucket
 	wg        sync.WaitGroup // rpc, close and release goroutines
 	// releasing holds, per channel, a subscription ended for insufficient
 	// state that is still being released from the hub.

@@ -126,6 +126,8 @@ func (s Scheduler) ServiceConfig() scheduler.Config {
 		MaxIterations:  s.MaxIterations,
 		AssignBatch:    s.AssignBatch,
 		SweepInterval:  s.SweepInterval.Std(),
+
+		ProgressInterval: s.ProgressInterval.Std(),
 	}
 }
 
@@ -133,7 +135,8 @@ func (s Scheduler) ServiceConfig() scheduler.Config {
 // configuration (Service, Tokens, Signer, APIKey, Nodes, Timeout, Clock,
 // Logger and Registerer are left for the caller).
 func (s Scheduler) APIConfig() schedapi.Config {
-	return schedapi.Config{NodeTokenTTL: s.NodeTokenTTL.Std(), HubURL: s.HubURL, MaxBody: s.MaxBody}
+	return schedapi.Config{NodeTokenTTL: s.NodeTokenTTL.Std(), HubURL: s.HubURL, MaxBody: s.MaxBody,
+		RegisterRate: float64(s.RegisterRate) / 60, RegisterBurst: s.RegisterBurst} // negative: no limit
 }
 
 // NodeVerifierConfig returns the signed-request limits of the scheduler

@@ -168,9 +168,10 @@ func TestSchedulerMapping(t *testing.T) {
 		"ChunkSize": {"ChunkSize"}, "MaxIterations": {"MaxIterations"}, "MaxConfigBytes": {"MaxConfigBytes"},
 		"AssignBatch": {"AssignBatch"}, "SweepInterval": {"SweepInterval"},
 		"NodeTokenTTL": {"NodeTokenTTL"}, "HubURL": {"HubURL"}, "MaxBody": {"MaxBody", "MaxBody"},
-		"SignatureSkew": {"Skew"}, "ReplayCacheSize": {"MaxReplay"},
+		"SignatureSkew": {"Skew"}, "ReplayCacheSize": {"MaxReplay"}, "ProgressInterval": {"ProgressInterval"},
+		"RegisterRate": {"RegisterRate"}, "RegisterBurst": {"RegisterBurst"},
 	}
-	unmapped := []string{"Store", "Publisher", "Presence", "Clock", "Logger", "Registerer", "ProgressInterval",
+	unmapped := []string{"Store", "Publisher", "Presence", "Clock", "Logger", "Registerer",
 		"Service", "Tokens", "Signer", "APIKey", "Nodes", "Timeout", "Now"}
 	checkMapping(t, want, unmapped, func(s Scheduler) []reflect.Value {
 		return []reflect.Value{reflect.ValueOf(s.ServiceConfig()), reflect.ValueOf(s.APIConfig()), reflect.ValueOf(s.NodeVerifierConfig()),

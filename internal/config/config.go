@@ -457,6 +457,14 @@ type Scheduler struct {
 	// replays (default 1000000, about 66 bytes each); when full, signed
 	// requests get 503.
 	ReplayCacheSize int `json:"replay_cache_size" yaml:"replay_cache_size" toml:"replay_cache_size"`
+	// ProgressInterval is how often coalesced job progress and node feed
+	// updates are published (default 100ms; negative = each at once).
+	ProgressInterval Duration `json:"progress_interval" yaml:"progress_interval" toml:"progress_interval"`
+	// RegisterRate (per minute) and RegisterBurst bound POST
+	// /nodes/register per client address (defaults 60 and 20; rate
+	// negative = no limit).
+	RegisterRate  int `json:"register_rate" yaml:"register_rate" toml:"register_rate"`
+	RegisterBurst int `json:"register_burst" yaml:"register_burst" toml:"register_burst"`
 }
 
 // Relay configures the game relay (QUIC, one UDP port; docs/relay.md).
@@ -561,6 +569,9 @@ func Default() Config {
 			MaxBody:          schedapi.DefaultMaxBody,
 			SignatureSkew:    Duration(auth.DefaultNodeSkew),
 			ReplayCacheSize:  auth.DefaultMaxReplayCache,
+			ProgressInterval: Duration(scheduler.DefaultProgressInterval),
+			RegisterRate:     int(schedapi.DefaultRegisterRate * 60),
+			RegisterBurst:    schedapi.DefaultRegisterBurst,
 		},
 		Relay: Relay{
 			Address: relay.DefaultAddress, Auth: relay.AuthNone, MaxClients: relay.DefaultMaxClients,

@@ -34,6 +34,9 @@ func TestSchedulerKeys(t *testing.T) {
 		{func(c *Config) { c.Scheduler.MaxBody = 100 << 10; c.Scheduler.MaxConfigBytes = 200 << 10 }, "scheduler.max_body: 102400 must not be below scheduler.max_config_bytes"},
 		{func(c *Config) { c.Scheduler.SignatureSkew = 0 }, "scheduler.signature_skew: must be at least 1s"},
 		{func(c *Config) { c.Scheduler.ReplayCacheSize = 0 }, "scheduler.replay_cache_size: must be positive"},
+		{func(c *Config) { c.Scheduler.ProgressInterval = 0 }, "scheduler.progress_interval: must not be 0"},
+		{func(c *Config) { c.Scheduler.RegisterRate = 0 }, "scheduler.register_rate: must not be 0"},
+		{func(c *Config) { c.Scheduler.RegisterBurst = 0 }, "scheduler.register_burst: must be positive"},
 	} {
 		c := Default()
 		tc.mod(&c)

@@ -280,6 +280,13 @@ func (c *Config) Validate() error {
 		v.add("scheduler.signature_skew", "must be at least 1s, got %s", sc.SignatureSkew)
 	}
 	v.positive("scheduler.replay_cache_size", sc.ReplayCacheSize)
+	if sc.ProgressInterval == 0 {
+		v.add("scheduler.progress_interval", "must not be 0 (negative = publish each update at once)")
+	}
+	if sc.RegisterRate == 0 {
+		v.add("scheduler.register_rate", "must not be 0 (negative = no limit)")
+	}
+	v.positive("scheduler.register_burst", sc.RegisterBurst)
 	if sc.Enabled && c.Client.Token.HMACSecretKey == "" {
 		v.add("scheduler.enabled", "needs client.token.hmac_secret_key (user tokens and node hub tokens are signed with it)")
 	}

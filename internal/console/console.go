@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -22,6 +21,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/auth"
 	"github.com/switchboard-rt/switchboard/internal/clock"
 	"github.com/switchboard-rt/switchboard/internal/errs"
+	"github.com/switchboard-rt/switchboard/internal/ratelimit"
 )
 
 // Prefix is the console's URL path.
@@ -307,10 +307,4 @@ func readJSON(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 
 // clientAddr is the limiter's key: the peer's IP (no forwarding headers
 // are trusted).
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
+func clientAddr(r *http.Request) string { return ratelimit.Host(r.RemoteAddr) }

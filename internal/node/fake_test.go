@@ -55,6 +55,8 @@ type fakeServer struct {
 
 	mu            sync.Mutex
 	claimed       bool
+	registers     int // POST /nodes/register calls
+	limitRegister int // answer this many of them 429
 	maxPar        int
 	tokenTTL      time.Duration
 	tokens        int
@@ -156,6 +158,13 @@ func (f *fakeServer) serveNodeAPI(w http.ResponseWriter, r *http.Request) {
 	info := map[string]any{"id": fakeNodeID, "name": "test node", "maxParallel": f.maxPar, "status": "online"}
 	switch r.Method + " " + r.URL.Path {
 	case "POST /nodes/register":
+		f.registers++
+		if f.limitRegister > 0 {
+			f.limitRegister--
+			w.Header().Set("Retry-After", "1")
+			f.reply(w, 429, map[string]string{"error": "too many registrations from this address; retry later"})
+			return
+		}
 		code := any("MW3AM4")
 		if f.claimed {
 			code = nil

@@ -340,8 +340,9 @@ func ignoreCanceled(ctx context.Context, err error) error {
 	return err
 }
 
-// register posts /nodes/register, retrying network errors and 5xx answers
-// with backoff; 4xx answers are final.
+// register posts /nodes/register, retrying network errors, 408, 429 (the
+// server's per-address registration limit) and 5xx answers with backoff;
+// other 4xx answers are final.
 func (n *Node) register(ctx context.Context) (registerResponse, error) {
 	req := registerRequest{Hostname: n.cfg.Hostname, TotalCores: n.cfg.TotalCores,
 		EnabledCores: n.cfg.Parallel, Platform: n.cfg.Platform, Version: n.cfg.Version}

@@ -304,3 +304,15 @@ func TestClaimPollBackoff(t *testing.T) {
 	clk.Advance(4 * time.Second)
 	f.connected(t)
 }
+
+// 429 on register (the server's per-address limit) is retried with
+// backoff, not final.
+func TestNodeRetriesRateLimitedRegister(t *testing.T) {
+	f := newFakeServer(t)
+	f.limitRegister = 3
+	_, out := startNode(t, f, nil)
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "claim code: MW3AM4") }, testenv.Wait, testenv.Tick)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	require.Equal(t, 4, f.registers)
+}

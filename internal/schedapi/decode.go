@@ -15,12 +15,13 @@ import (
 // no unknown fields, values of the declared types; each problem is an
 // Invalid error whose message names the field.
 
+// registerRequest: omitted (or null) fields keep the node's stored values.
 type registerRequest struct {
-	Hostname     string `json:"hostname"`
-	TotalCores   int    `json:"totalCores"`
-	EnabledCores int    `json:"enabledCores"`
-	Platform     string `json:"platform"`
-	Version      string `json:"version"`
+	Hostname     *string `json:"hostname"`
+	TotalCores   *int    `json:"totalCores"`
+	EnabledCores *int    `json:"enabledCores"`
+	Platform     *string `json:"platform"`
+	Version      *string `json:"version"`
 }
 
 type heartbeatRequest struct {

@@ -3,6 +3,7 @@ package schedapi
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
@@ -53,6 +54,10 @@ var (
 
 func errMethodNotAllowed(allow string) *errs.Error {
 	return &errs.Error{Code: errs.Invalid, Reason: reasonMethodNotAllowed, Message: "method not allowed, use " + allow}
+}
+
+func errRegisterLimited(retrySecs int) *errs.Error {
+	return errs.New(errs.LimitExceeded, fmt.Sprintf("too many registrations from this address: retry in %d s", retrySecs))
 }
 
 func errBodyTooLarge(msg string) *errs.Error {

@@ -23,6 +23,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/auth"
 	"github.com/switchboard-rt/switchboard/internal/clock"
 	"github.com/switchboard-rt/switchboard/internal/errs"
+	"github.com/switchboard-rt/switchboard/internal/ratelimit"
 	"github.com/switchboard-rt/switchboard/internal/scheduler"
 )
 
@@ -31,6 +32,10 @@ const (
 	DefaultNodeTokenTTL = 10 * time.Minute
 	DefaultMaxBody      = 1 << 20
 	DefaultTimeout      = 10 * time.Second
+	// DefaultRegisterRate and DefaultRegisterBurst bound POST
+	// /nodes/register per client address: 1 a second, 20 at once.
+	DefaultRegisterRate  = 1.0
+	DefaultRegisterBurst = 20
 	// WebSocketPath is the hub endpoint a node dials with its token.
 	WebSocketPath = "/connection/websocket"
 )
@@ -86,8 +91,13 @@ type Config struct {
 	MaxBody int64
 	// Timeout bounds one request's work (default 10s).
 	Timeout time.Duration
-	Clock   clock.Clock  // nil = wall clock
-	Logger  *slog.Logger // nil = discard
+	// RegisterRate (per second) and RegisterBurst bound POST
+	// /nodes/register per client address, each of which can create a node
+	// row; beyond them 429. 0 = the defaults; RegisterRate < 0 = no limit.
+	RegisterRate  float64
+	RegisterBurst int
+	Clock         clock.Clock  // nil = wall clock
+	Logger        *slog.Logger // nil = discard
 	// Registerer receives switchboard_scheduler_http_requests_total; nil =
 	// none.
 	Registerer prometheus.Registerer
@@ -102,6 +112,7 @@ type Handler struct {
 	mux      *http.ServeMux
 	requests *prometheus.CounterVec
 	refused  *prometheus.CounterVec
+	regLimit *ratelimit.Keyed // per client address
 }
 
 // Patterns are the ServeMux patterns the handler answers under.
@@ -125,10 +136,16 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	if cfg.RegisterRate == 0 {
+		cfg.RegisterRate = DefaultRegisterRate
+	}
+	if cfg.RegisterBurst <= 0 {
+		cfg.RegisterBurst = DefaultRegisterBurst
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{cfg: cfg, clock: c, log: cfg.Logger.With("component", "schedapi"), mux: http.NewServeMux(),
+	h := &Handler{regLimit: ratelimit.NewKeyed(cfg.RegisterRate, cfg.RegisterBurst, 0), cfg: cfg, clock: c, log: cfg.Logger.With("component", "schedapi"), mux: http.NewServeMux(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_scheduler_http_requests_total",
 			Help: "Scheduler API requests by route and status class.",
@@ -158,7 +175,7 @@ func (h *Handler) routes() {
 	add := func(path string, rts ...route) {
 		h.mux.HandleFunc(path, h.instrument(path, rts...))
 	}
-	add("/nodes/register", route{http.MethodPost, h.node(h.register)})
+	add("/nodes/register", route{http.MethodPost, h.limitRegister(h.node(h.register))})
 	add("/nodes/heartbeat", route{http.MethodPost, h.node(h.heartbeat)})
 	add("/nodes/verify", route{http.MethodPost, h.node(h.verify)})
 	add("/nodes/token", route{http.MethodPost, h.node(h.token)})
@@ -278,6 +295,21 @@ func (h *Handler) node(fn nodeHandler) func(http.ResponseWriter, *http.Request) 
 			return
 		}
 		writeJSON(w, statusOK, out)
+	}
+}
+
+// limitRegister refuses a registration beyond the client address's
+// RegisterRate with 429 and Retry-After, before the body is read or the
+// signature checked.
+func (h *Handler) limitRegister(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if ok, wait := h.regLimit.Allow(ratelimit.Host(r.RemoteAddr), h.clock.Now()); !ok {
+			secs := int((wait + time.Second - 1) / time.Second)
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			h.writeError(w, r, errRegisterLimited(secs))
+			return
+		}
+		next(w, r)
 	}
 }
 

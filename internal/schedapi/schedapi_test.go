@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -63,7 +64,16 @@ func (f *fakeService) view(name string, v scheduler.Viewer) error {
 
 func (f *fakeService) RegisterNode(_ context.Context, key ed25519.PublicKey, info scheduler.NodeInfo) (scheduler.Registration, error) {
 	code := "MW3AM4"
-	return scheduler.Registration{ID: "n1", ClaimCode: &code}, f.rec("register:"+info.Hostname, key)
+	return scheduler.Registration{ID: "n1", ClaimCode: &code}, f.rec(fmt.Sprintf("register:%s/%s/%s/%s/%s", show(info.Hostname), show(info.TotalCores),
+		show(info.EnabledCores), show(info.Platform), show(info.Version)), key)
+}
+
+// show prints *v, or "-" for nil (an omitted field).
+func show[T any](v *T) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprint(*v)
 }
 func (f *fakeService) Heartbeat(_ context.Context, key ed25519.PublicKey, status string) (scheduler.NodeStatus, error) {
 	return scheduler.NodeStatus{ID: "n1", Name: "box", MaxParallel: 2, Status: status}, f.rec("heartbeat:"+status, key)
@@ -190,8 +200,19 @@ func TestNodeRegisterSigned(t *testing.T) {
 	r := f.signed("POST", "/nodes/register", registerBody)
 	require.Equal(t, 200, r.status, r.body)
 	require.Equal(t, map[string]any{"id": "n1", "claimCode": "MW3AM4", "claimed": false}, r.body)
-	require.Equal(t, []string{"register:h"}, f.svc.calls)
+	require.Equal(t, []string{"register:h/8/4/linux-x86_64/0.1.0"}, f.svc.calls)
 	require.Equal(t, []string{"ebVWLo/mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ="}, f.svc.keys)
+}
+
+// Omitted (or null) fields reach the Service as nil: they keep the stored
+// values.
+func TestNodeRegisterOmittedFields(t *testing.T) {
+	f := newFixture(t)
+	r := f.signed("POST", "/nodes/register", `{}`)
+	require.Equal(t, 200, r.status, r.body)
+	r = f.signed("POST", "/nodes/register", `{"version":"0.2.0","hostname":null}`)
+	require.Equal(t, 200, r.status, r.body)
+	require.Equal(t, []string{"register:-/-/-/-/-", "register:-/-/-/-/0.2.0"}, f.svc.calls)
 }
 
 func TestNodeSignatureFailures(t *testing.T) {
@@ -616,4 +637,32 @@ func FuzzCompleteBody(f *testing.F) {
 			t.Fatalf("aggregatable result breaks the contract: %+v from %s", r, req.Result)
 		}
 	})
+}
+
+// POST /nodes/register is limited per client address (each can create a
+// node row): 429 with Retry-After beyond the burst, a token back after
+// 1/rate, other addresses and endpoints unaffected.
+func TestNodeRegisterRateLimit(t *testing.T) {
+	f := newFixture(t)
+	h, err := New(Config{Service: f.svc, Tokens: auth.NewTokenVerifier(testSecret, "", ""), Signer: auth.NewTokenSigner(testSecret, "", ""),
+		Nodes: auth.NewNodeVerifier(auth.NodeVerifierConfig{Now: f.clk.Now}), Clock: f.clk, RegisterRate: 0.5, RegisterBurst: 2})
+	require.NoError(t, err)
+	f.h = h
+	for i := range 2 { // distinct bodies: the replay cache refuses a repeat
+		require.Equal(t, 200, f.signed("POST", "/nodes/register", fmt.Sprintf(`{"totalCores":%d}`, i)).status)
+	}
+	r := f.signed("POST", "/nodes/register", `{"totalCores":3}`)
+	require.Equal(t, 429, r.status, r.body)
+	require.Equal(t, map[string]any{"error": "too many registrations from this address: retry in 2 s"}, r.body)
+	require.Equal(t, "2", r.header.Get("Retry-After"))
+	require.Len(t, f.svc.calls, 2, "refused before the Service")
+	require.Equal(t, 200, f.signed("POST", "/nodes/verify", `{}`).status, "other endpoints are not limited")
+
+	req := f.signedReq("POST", "/nodes/register", `{"totalCores":4}`, f.clk.Now().Unix())
+	req.RemoteAddr = "198.51.100.7:4000"
+	require.Equal(t, 200, f.do(req).status, "another address has its own bucket")
+
+	f.clk.Advance(2 * time.Second)
+	require.Equal(t, 200, f.signed("POST", "/nodes/register", `{"hostname":"h"}`).status)
+	require.Equal(t, 429, f.signed("POST", "/nodes/register", `{"hostname":"h2"}`).status)
 }

@@ -250,7 +250,7 @@ func (s *Service) leaseIn(ctx context.Context, tx Tx, j Job, plan []planned, now
 	}
 	job.UpdatedAt = now
 	l.job = job
-	return l, tx.UpdateJob(ctx, job)
+	return l, tx.UpdateJob(ctx, &job)
 }
 
 // publishLeased publishes committed leases to chunks:{nodeId}. A lease
@@ -312,7 +312,7 @@ func (s *Service) unassign(a Assignment, nodeID string) {
 		j.Chunks.Running--
 		j.Chunks.Pending++
 		j.UpdatedAt = now
-		return tx.UpdateJob(ctx, j)
+		return tx.UpdateJob(ctx, &j)
 	})
 	if err != nil {
 		s.loopError("roll back unpublished lease (it will expire)", err)

@@ -7,18 +7,21 @@ import (
 
 // batchTx is the Tx of one group commit: the job rows the completions of
 // the batch read and write stay in memory until flush writes each once,
-// and node running-count decrements are summed per node. It is used only
-// on stores that serialise transactions, where the deferred writes cannot
-// race anyone.
+// and node running-count decrements are summed per node. The deferred
+// writes cannot race anyone: on a store that serialises transactions
+// nothing else runs; on PostgreSQL each job row is locked (JobForUpdate)
+// until the batch commits, and the node decrements are unguarded sums
+// written in id order at the end.
 type batchTx struct {
 	Tx
 	jobs    map[string]Job
+	base    map[string]int64 // RowVersion of each job as read
 	dirty   map[string]bool
 	running map[string]int
 }
 
 func newBatchTx(tx Tx) *batchTx {
-	return &batchTx{Tx: tx, jobs: map[string]Job{}, dirty: map[string]bool{}, running: map[string]int{}}
+	return &batchTx{Tx: tx, jobs: map[string]Job{}, base: map[string]int64{}, dirty: map[string]bool{}, running: map[string]int{}}
 }
 
 func (b *batchTx) Job(ctx context.Context, id string) (Job, error) { return b.JobForUpdate(ctx, id) }
@@ -30,12 +33,16 @@ func (b *batchTx) JobForUpdate(ctx context.Context, id string) (Job, error) {
 	j, err := b.Tx.JobForUpdate(ctx, id)
 	if err == nil {
 		b.jobs[id] = j
+		b.base[id] = j.RowVersion
 	}
 	return j, err
 }
 
-func (b *batchTx) UpdateJob(_ context.Context, j Job) error {
-	b.jobs[j.ID] = j
+// UpdateJob defers the write; the row is written once by flush, so its
+// RowVersion will be the version read plus one.
+func (b *batchTx) UpdateJob(_ context.Context, j *Job) error {
+	j.RowVersion = b.base[j.ID] + 1
+	b.jobs[j.ID] = *j
 	b.dirty[j.ID] = true
 	return nil
 }
@@ -51,7 +58,8 @@ func (b *batchTx) AddRunning(ctx context.Context, nodeID string, delta, limit in
 // flush writes the deferred job rows and node counts (nodes in id order).
 func (b *batchTx) flush(ctx context.Context) error {
 	for id := range b.dirty {
-		if err := b.Tx.UpdateJob(ctx, b.jobs[id]); err != nil {
+		j := b.jobs[id]
+		if err := b.Tx.UpdateJob(ctx, &j); err != nil {
 			return err
 		}
 	}

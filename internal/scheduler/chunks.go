@@ -157,7 +157,7 @@ func (s *Service) CompleteChunk(ctx context.Context, key ed25519.PublicKey, chun
 	var j Job
 	var nodeID string
 	var err error
-	if s.serialized {
+	if s.groupCommit {
 		out, j, nodeID, err = s.completeBatched(ctx, key, chunkID, leaseID, result)
 	} else {
 		err = s.store.InTx(ctx, func(tx Tx) (err error) {
@@ -226,7 +226,7 @@ func (s *Service) completeIn(ctx context.Context, tx Tx, key ed25519.PublicKey, 
 		j.Result, j.Status, j.FinishedAt = agg, JobCompleted, now
 		out.JobComplete = true
 	}
-	return out, j, nodeID, tx.UpdateJob(ctx, j)
+	return out, j, nodeID, tx.UpdateJob(ctx, &j)
 }
 
 // maxCompleteBatch bounds the completions of one group commit.
@@ -250,7 +250,9 @@ type completeRes struct {
 // completeBatched hands a completion to the committer, which runs the
 // completions waiting at that moment in one transaction (group commit):
 // on a store that serialises transactions (SQLite) this divides the
-// commits and the assignment passes they trigger.
+// commits and the assignment passes they trigger; on PostgreSQL it divides
+// the commits (one WAL flush per batch). A batch aborted by a deadlock is
+// retried whole by the store.
 func (s *Service) completeBatched(ctx context.Context, key ed25519.PublicKey, chunkID, leaseID string, result json.RawMessage) (Completion, Job, string, error) {
 	r := &completeReq{key: key, chunkID: chunkID, leaseID: leaseID, result: result, done: make(chan completeRes, 1)}
 	select {
@@ -413,7 +415,7 @@ func (s *Service) endLease(ctx context.Context, tx Tx, j Job, c Chunk, msg strin
 		j.Error = fmt.Sprintf("chunk %d failed after %d attempt(s): %s", c.Index, c.Attempts, msg)
 		o.held, o.jobEnded = held, true
 	}
-	if err := tx.UpdateJob(ctx, j); err != nil {
+	if err := tx.UpdateJob(ctx, &j); err != nil {
 		return endOutcome{}, err
 	}
 	o.job = j

@@ -45,8 +45,9 @@
 // Store transaction; transactions lock rows in the order job, chunks,
 // nodes by id (see Tx; leasing skips locked chunk rows instead of waiting),
 // so several Services on one PostgreSQL database never assign a chunk
-// twice and aggregate a job exactly once. On a store that serialises
-// transactions (SQLite) completions arriving together share one
-// transaction (group commit) and an assignment pass plans and leases in
-// one.
+// twice and aggregate a job exactly once. Completions arriving together
+// share one transaction (group commit: SQLite, and PostgreSQL through the
+// store's GroupCommit; a batch that holds several jobs' locks may hit a
+// deadlock, which the store retries). On a store that serialises
+// transactions (SQLite) an assignment pass plans and leases in one.
 package scheduler

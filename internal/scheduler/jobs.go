@@ -86,7 +86,7 @@ func (s *Service) CreateJob(ctx context.Context, owner string, spec JobSpec) (Cr
 	j := Job{
 		ID: uuid.NewString(), OwnerID: owner, Status: JobPending, AccessType: spec.AccessType,
 		Priority: spec.Priority, Iterations: spec.Iterations, ConfigHash: hash, Config: json.RawMessage(config),
-		CreatedAt: now, UpdatedAt: now,
+		CreatedAt: now, UpdatedAt: now, RowVersion: 1,
 	}
 	chunks := SplitJob(j.ID, j.Iterations, s.cfg.ChunkSize, now)
 	j.Chunks = ChunkCounts{Total: len(chunks), Pending: len(chunks)}
@@ -196,7 +196,7 @@ func (s *Service) CancelJob(ctx context.Context, v Viewer, id string) (Job, erro
 		if err != nil {
 			return err
 		}
-		return tx.UpdateJob(ctx, j)
+		return tx.UpdateJob(ctx, &j)
 	})
 	if err != nil {
 		return Job{}, storeErr(err, ErrJobNotFound)

@@ -30,24 +30,31 @@ func checkText(field, v string) error {
 }
 
 func (i NodeInfo) validate() error {
-	for _, f := range []struct{ name, v string }{{"hostname", i.Hostname}, {"platform", i.Platform}, {"version", i.Version}} {
-		if err := checkText(f.name, f.v); err != nil {
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"hostname", i.Hostname}, {"platform", i.Platform}, {"version", i.Version}} {
+		if f.v == nil {
+			continue
+		}
+		if err := checkText(f.name, *f.v); err != nil {
 			return err
 		}
 	}
 	for _, f := range []struct {
 		name string
-		v    int
+		v    *int
 	}{{"totalCores", i.TotalCores}, {"enabledCores", i.EnabledCores}} {
-		if f.v < 0 || f.v > MaxCores {
+		if f.v != nil && (*f.v < 0 || *f.v > MaxCores) {
 			return invalid(f.name, fmt.Sprintf("must be between 0 and %d", MaxCores))
 		}
 	}
 	return nil
 }
 
-// RegisterNode records a node by key, or returns the known node of key
-// (refreshing its reported info). Claimed nodes answer ClaimCode nil.
+// RegisterNode records a node by key, or returns the known node of key,
+// updating the fields info carries (omitted ones keep their stored
+// values). Claimed nodes answer ClaimCode nil.
 func (s *Service) RegisterNode(ctx context.Context, key ed25519.PublicKey, info NodeInfo) (Registration, error) {
 	if err := s.running(); err != nil {
 		return Registration{}, err
@@ -67,15 +74,15 @@ func (s *Service) RegisterNode(ctx context.Context, key ed25519.PublicKey, info 
 		n, err = tx.NodeByKey(ctx, key)
 		switch {
 		case err == nil:
-			n.Hostname, n.TotalCores, n.EnabledCores, n.Platform, n.Version = info.Hostname, info.TotalCores, info.EnabledCores, info.Platform, info.Version
-			n.LastSeenAt = now
-			return tx.UpdateNode(ctx, n)
+			info.apply(&n)
+			n.LastSeenAt, n.UpdatedAt = now, now
+			return tx.UpdateNode(ctx, &n)
 		case errors.Is(err, ErrNoRows):
 			n = Node{
 				ID: uuid.NewString(), PublicKey: append([]byte(nil), key...), ClaimCode: ClaimCode(key),
-				Hostname: info.Hostname, TotalCores: info.TotalCores, EnabledCores: info.EnabledCores,
-				Platform: info.Platform, Version: info.Version, Status: "idle", LastSeenAt: now, CreatedAt: now,
+				Status: "idle", LastSeenAt: now, CreatedAt: now, UpdatedAt: now, RowVersion: 1,
 			}
+			info.apply(&n)
 			created = true
 			return tx.InsertNode(ctx, n)
 		default:
@@ -132,12 +139,12 @@ func (s *Service) Heartbeat(ctx context.Context, key ed25519.PublicKey, status s
 		if status != "" {
 			n.Status = status
 		}
-		n.LastSeenAt = now
+		n.LastSeenAt, n.UpdatedAt = now, now
 		// Chunks before the node row (lock order).
 		if _, err := tx.ExtendLeases(ctx, n.ID, now.Add(s.cfg.Lease)); err != nil {
 			return err
 		}
-		return tx.UpdateNode(ctx, n)
+		return tx.UpdateNode(ctx, &n)
 	})
 	if err != nil {
 		return NodeStatus{}, storeErr(err, ErrNodeNotClaimed)
@@ -223,7 +230,8 @@ func (s *Service) ClaimNode(ctx context.Context, user, code, name string, maxPar
 		if n.MaxParallel == 0 {
 			n.MaxParallel = n.TotalCores
 		}
-		return tx.UpdateNode(ctx, n)
+		n.UpdatedAt = s.now()
+		return tx.UpdateNode(ctx, &n)
 	})
 	if err != nil {
 		return Node{}, storeErr(err, ErrUnknownClaimCode)

@@ -60,7 +60,7 @@ func TestServiceOnRealHub(t *testing.T) {
 	defer func() { require.NoError(t, svc.Shutdown(ctx)) }()
 
 	key := schedtest.NewKey(t)
-	reg, err := svc.RegisterNode(ctx, key, scheduler.NodeInfo{TotalCores: 2})
+	reg, err := svc.RegisterNode(ctx, key, scheduler.NodeInfo{TotalCores: new(2)})
 	require.NoError(t, err)
 	_, err = svc.ClaimNode(ctx, "alice", *reg.ClaimCode, "rig", 2)
 	require.NoError(t, err)

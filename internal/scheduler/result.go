@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 )
 
@@ -11,7 +12,8 @@ import (
 const MaxResultBytes = 64 << 10
 
 // DecodeResult checks a chunk result reported by a node. err is non-nil
-// when raw is not one JSON value or exceeds MaxResultBytes. ok reports
+// when raw is not one JSON value or exceeds MaxResultBytes; its text does
+// not name the field (callers prefix "result: "). ok reports
 // whether it has the aggregatable shape {iterations, meanDps, stdDps,
 // minDps, maxDps}: an object with those five members as finite numbers,
 // iterations a positive integer, stdDps >= 0 and minDps <= meanDps <=
@@ -19,11 +21,11 @@ const MaxResultBytes = 64 << 10
 // as they are and left out of the aggregate.
 func DecodeResult(raw []byte) (r ChunkResult, ok bool, err error) {
 	if len(raw) > MaxResultBytes {
-		return ChunkResult{}, false, errors.New("result: larger than 64 KiB")
+		return ChunkResult{}, false, fmt.Errorf("larger than %d bytes", MaxResultBytes)
 	}
 	raw = bytes.Trim(raw, " \t\r\n") // JSON whitespace only
 	if len(raw) == 0 || !json.Valid(raw) {
-		return ChunkResult{}, false, errors.New("result: not a JSON value")
+		return ChunkResult{}, false, errors.New("not a JSON value")
 	}
 	if raw[0] != '{' {
 		return ChunkResult{}, false, nil

@@ -106,9 +106,12 @@ type Service struct {
 	flushT     clock.Timer
 	presence   *presenceSub
 	serialized bool // the Store runs one transaction at a time
-	completeQ  chan *completeReq
-	wg         sync.WaitGroup // the committer
-	nodeIDs    sync.Map       // string(public key) → node id
+	// groupCommit: completions go through the committer (serialized
+	// stores, or a Store whose GroupCommit() says so).
+	groupCommit bool
+	completeQ   chan *completeReq
+	wg          sync.WaitGroup // the committer
+	nodeIDs     sync.Map       // string(public key) → node id
 
 	mu      sync.Mutex
 	online  map[string]map[string]struct{} // node id → client ids in nodes:online
@@ -140,6 +143,10 @@ func New(cfg Config) (*Service, error) {
 	}
 	if sz, ok := cfg.Store.(interface{ Serialized() bool }); ok {
 		s.serialized = sz.Serialized()
+	}
+	s.groupCommit = s.serialized
+	if gc, ok := cfg.Store.(interface{ GroupCommit() bool }); ok {
+		s.groupCommit = s.groupCommit || gc.GroupCommit()
 	}
 	m, err := newMetrics(cfg.Registerer, s)
 	if err != nil {
@@ -227,7 +234,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	go s.loop()
-	if s.serialized {
+	if s.groupCommit {
 		s.wg.Add(1)
 		go s.committer()
 	}

@@ -166,15 +166,16 @@ func FuzzDecodeResult(f *testing.F) {
 func TestJobAndNodeJSON(t *testing.T) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	j := Job{ID: "j", OwnerID: "u", Status: JobRunning, AccessType: AccessPublic, Iterations: 2000, IterationsDone: 500,
-		ConfigHash: "h", Config: json.RawMessage(`{"a":1}`), Chunks: ChunkCounts{Total: 2, Running: 1, Pending: 1}, CreatedAt: at, UpdatedAt: at}
+		ConfigHash: "h", Config: json.RawMessage(`{"a":1}`), Chunks: ChunkCounts{Total: 2, Running: 1, Pending: 1}, CreatedAt: at, UpdatedAt: at.Add(1234567 * time.Microsecond), RowVersion: 7}
 	b, err := json.Marshal(j)
 	require.NoError(t, err)
 	require.JSONEq(t, `{"id":"j","ownerId":"u","status":"running","accessType":"public","priority":0,"iterations":2000,"configHash":"h",
 		"config":{"a":1},"chunks":{"total":2,"pending":1,"running":1,"completed":0,"failed":0,"cancelled":0},"progress":0.25,
-		"result":null,"error":null,"createdAt":"2026-01-02T03:04:05Z","updatedAt":"2026-01-02T03:04:05Z","finishedAt":null}`, string(b))
-	n := Node{ID: "n", Name: "rig", TotalCores: 8, MaxParallel: 4, Running: 1, CreatedAt: at}
+		"result":null,"error":null,"createdAt":"2026-01-02T03:04:05Z","updatedAt":"2026-01-02T03:04:06.234Z","finishedAt":null,"rowVersion":7}`, string(b))
+	n := Node{ID: "n", Name: "rig", TotalCores: 8, MaxParallel: 4, Running: 1, CreatedAt: at, UpdatedAt: at, RowVersion: 3}
 	b, err = json.Marshal(n)
 	require.NoError(t, err)
 	require.JSONEq(t, `{"id":"n","name":"rig","hostname":"","platform":"","version":"","totalCores":8,"enabledCores":0,"maxParallel":4,
-		"claimed":false,"ownerId":null,"online":false,"running":1,"capacity":4,"status":"","lastSeenAt":null,"createdAt":"2026-01-02T03:04:05Z"}`, string(b))
+		"claimed":false,"ownerId":null,"online":false,"running":1,"capacity":4,"status":"","lastSeenAt":null,"createdAt":"2026-01-02T03:04:05Z",
+		"updatedAt":"2026-01-02T03:04:05.000Z","rowVersion":3}`, string(b))
 }

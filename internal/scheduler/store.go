@@ -51,7 +51,9 @@ type Tx interface {
 	NodeByClaimCodeForUpdate(ctx context.Context, code string) (Node, error)
 	// UpdateNode writes every field of n except ID, PublicKey, CreatedAt
 	// and Running (changed only by AddRunning).
-	UpdateNode(ctx context.Context, n Node) error
+	// It adds 1 to the row's RowVersion and sets n.RowVersion to the new
+	// value.
+	UpdateNode(ctx context.Context, n *Node) error
 	// AddRunning adds delta to a node's running count; with limit > 0 it
 	// changes nothing and reports false when the result would exceed
 	// limit. The update is atomic (guarded), so concurrent processes never
@@ -78,7 +80,9 @@ type Tx interface {
 	JobForUpdate(ctx context.Context, id string) (Job, error)
 	// UpdateJob writes Status, Chunks, IterationsDone, Result, Error,
 	// UpdatedAt and FinishedAt.
-	UpdateJob(ctx context.Context, j Job) error
+	// It adds 1 to the row's RowVersion and sets j.RowVersion to the new
+	// value.
+	UpdateJob(ctx context.Context, j *Job) error
 	// Jobs lists jobs newest first: ownerID "" = everyone's, status "" =
 	// any; at most limit.
 	Jobs(ctx context.Context, ownerID string, status JobStatus, limit int) ([]Job, error)

@@ -81,6 +81,13 @@ type Node struct {
 	Online       bool      `json:"online"`  // in hub presence of nodes:online (filled by the Service)
 	LastSeenAt   time.Time `json:"-"`       // zero = never
 	CreatedAt    time.Time `json:"createdAt"`
+	// UpdatedAt is the last change of the node's record (registration,
+	// claim, heartbeat).
+	UpdatedAt time.Time `json:"-"`
+	// RowVersion goes up by one with every change of the row (record or
+	// running count): feed readers drop a node older than the one they
+	// show. (JSON "rowVersion": "version" is the node's software.)
+	RowVersion int64 `json:"rowVersion"`
 }
 
 // Claimed reports whether a user owns the node.
@@ -115,8 +122,9 @@ func (n Node) Free() int {
 
 // MarshalJSON writes the node JSON: {id, name, hostname, platform,
 // version, totalCores, enabledCores, maxParallel, claimed, ownerId,
-// online, running, capacity, status, lastSeenAt, createdAt}, ownerId and
-// lastSeenAt null when unset.
+// online, running, capacity, status, lastSeenAt, createdAt, updatedAt,
+// rowVersion}, ownerId and lastSeenAt null when unset, updatedAt RFC 3339
+// with milliseconds.
 func (n Node) MarshalJSON() ([]byte, error) {
 	type plain Node
 	return json.Marshal(struct {
@@ -125,8 +133,12 @@ func (n Node) MarshalJSON() ([]byte, error) {
 		OwnerID    *string    `json:"ownerId"`
 		Capacity   int        `json:"capacity"`
 		LastSeenAt *time.Time `json:"lastSeenAt"`
-	}{plain(n), n.Claimed(), strOrNil(n.OwnerID), n.Capacity(), timeOrNil(n.LastSeenAt)})
+		UpdatedAt  string     `json:"updatedAt"`
+	}{plain(n), n.Claimed(), strOrNil(n.OwnerID), n.Capacity(), timeOrNil(n.LastSeenAt), msTime(n.UpdatedAt)})
 }
+
+// msTime formats t as RFC 3339 with milliseconds, in UTC.
+func msTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
 
 // ChunkCounts counts a job's chunks by status.
 type ChunkCounts struct {
@@ -155,8 +167,11 @@ type Job struct {
 	Result         *Aggregate `json:"result"`
 	Error          string     `json:"-"`
 	CreatedAt      time.Time  `json:"createdAt"`
-	UpdatedAt      time.Time  `json:"updatedAt"`
+	UpdatedAt      time.Time  `json:"-"`
 	FinishedAt     time.Time  `json:"-"`
+	// RowVersion goes up by one with every change of the row: feed
+	// readers drop a job older than the one they show.
+	RowVersion int64 `json:"rowVersion"`
 }
 
 // Progress is the share of iterations completed, 0..1.
@@ -169,16 +184,17 @@ func (j Job) Progress() float64 {
 
 // MarshalJSON writes the job JSON: {id, ownerId, status, accessType,
 // priority, iterations, configHash, config, chunks, progress, result,
-// error, createdAt, updatedAt, finishedAt}; result, error and finishedAt
-// are null when unset.
+// error, createdAt, updatedAt, finishedAt, rowVersion}; result, error and
+// finishedAt are null when unset, updatedAt is RFC 3339 with milliseconds.
 func (j Job) MarshalJSON() ([]byte, error) {
 	type plain Job
 	return json.Marshal(struct {
 		plain
 		Progress   float64    `json:"progress"`
 		Error      *string    `json:"error"`
+		UpdatedAt  string     `json:"updatedAt"`
 		FinishedAt *time.Time `json:"finishedAt"`
-	}{plain(j), j.Progress(), strOrNil(j.Error), timeOrNil(j.FinishedAt)})
+	}{plain(j), j.Progress(), strOrNil(j.Error), msTime(j.UpdatedAt), timeOrNil(j.FinishedAt)})
 }
 
 // Chunk is a slice of a job's iterations and its lease state.
@@ -241,14 +257,34 @@ type Aggregate struct {
 	ChunksCompleted int     `json:"chunksCompleted"`
 }
 
-// NodeInfo is what a node reports when it registers; every field is
-// optional.
+// NodeInfo is what a node reports when it registers. Every field is
+// optional: nil leaves the stored value as it is (a new node starts with
+// "" and 0).
 type NodeInfo struct {
-	Hostname     string
-	TotalCores   int
-	EnabledCores int
-	Platform     string
-	Version      string
+	Hostname     *string
+	TotalCores   *int
+	EnabledCores *int
+	Platform     *string
+	Version      *string
+}
+
+// apply sets the present fields of i on n.
+func (i NodeInfo) apply(n *Node) {
+	set := func(dst *string, v *string) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	seti := func(dst *int, v *int) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&n.Hostname, i.Hostname)
+	set(&n.Platform, i.Platform)
+	set(&n.Version, i.Version)
+	seti(&n.TotalCores, i.TotalCores)
+	seti(&n.EnabledCores, i.EnabledCores)
 }
 
 // Registration answers RegisterNode: {id, claimCode, claimed}; ClaimCode

@@ -249,39 +249,54 @@
     const fresh = new Map();
     for (const x of list) fresh.set(x.id, x);
     for (const id of touched) {
-      if (map.has(id)) fresh.set(id, map.get(id));
+      const pushed = map.get(id), listed = fresh.get(id);
+      if (pushed && !(listed && stale(listed, pushed))) fresh.set(id, pushed);
     }
     map.clear();
     for (const [k, v] of fresh) map.set(k, v);
   }
 
   function onPublication(channel, data) {
-    if (!data || typeof data !== "object") return;
+    if (!data || typeof data !== "object") return false;
     switch (data.type) {
-      case "job": upsertJob(data.payload); break;
-      case "node": upsertNode(data.payload); break;
-      case "hub": renderHub(data.payload); break;
+      case "job": return upsertJob(data.payload);
+      case "node": return upsertNode(data.payload);
+      case "hub": renderHub(data.payload); return true;
     }
+    return false;
+  }
+
+  // stale reports whether x is older than shown, the row the page shows:
+  // its rowVersion (every change of the row adds one) is lower, or, for
+  // rows without one, its updatedAt is earlier. An equal version is not
+  // stale: it carries the same row with fresher hub state (online).
+  function stale(x, shown) {
+    if (typeof x.rowVersion === "number" && typeof shown.rowVersion === "number") return x.rowVersion < shown.rowVersion;
+    return Date.parse(shown.updatedAt) > Date.parse(x.updatedAt);
   }
 
   function upsertJob(j) {
-    if (!j || !j.id) return;
+    if (!j || !j.id) return false;
     const old = state.jobs.get(j.id);
     // Feed events may arrive out of order: an older update, or a running
     // job after it ended, is stale.
-    if (old && (Date.parse(old.updatedAt) > Date.parse(j.updatedAt) || (terminal(old) && !terminal(j)))) return;
+    if (old && (stale(j, old) || (terminal(old) && !terminal(j)))) return false;
     state.jobs.set(j.id, j);
     state.touched.jobs.add(j.id);
     render();
+    return true;
   }
 
   const terminal = (j) => j.status === "completed" || j.status === "failed" || j.status === "cancelled";
 
   function upsertNode(n) {
-    if (!n || !n.id) return;
+    if (!n || !n.id) return false;
+    const old = state.nodes.get(n.id);
+    if (old && stale(n, old)) return false;
     state.nodes.set(n.id, n);
     state.touched.nodes.add(n.id);
     render();
+    return true;
   }
 
   // ---- rendering --------------------------------------------------------
@@ -554,6 +569,11 @@
       showLogin(e.status === 401 ? "" : e.toString());
     }
   }
+
+  // The feed's entry points, for tests and the browser's console:
+  // onPublication(channel, data) as the hub delivers it; they return
+  // whether the update was taken.
+  window.switchboardConsole = Object.freeze({onPublication, upsertJob, upsertNode});
 
   boot();
 })();

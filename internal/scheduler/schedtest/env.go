@@ -97,7 +97,7 @@ func (e *Env) Node(tb testing.TB, owner string, cores, maxParallel int, online b
 	tb.Helper()
 	ctx := context.Background()
 	key := NewKey(tb)
-	reg, err := e.Svc.RegisterNode(ctx, key, scheduler.NodeInfo{Hostname: "h", TotalCores: cores, EnabledCores: cores, Platform: "linux-x86_64", Version: "0.1.0"})
+	reg, err := e.Svc.RegisterNode(ctx, key, scheduler.NodeInfo{Hostname: new("h"), TotalCores: new(cores), EnabledCores: new(cores), Platform: new("linux-x86_64"), Version: new("0.1.0")})
 	require.NoError(tb, err)
 	require.NotNil(tb, reg.ClaimCode)
 	_, err = e.Svc.ClaimNode(ctx, owner, *reg.ClaimCode, "n-"+reg.ID[:8], maxParallel)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,6 +44,7 @@ func Run(t *testing.T, f Factory) {
 		{"SweepRepairsPresence", testSweepPresence},
 		{"CoalescedProgress", testCoalescedProgress},
 		{"ConcurrentRegisterOneNode", testConcurrentRegister},
+		{"RowVersions", testRowVersions},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
@@ -59,21 +61,26 @@ func requireReason(t *testing.T, err error, reason string) {
 	require.Equal(t, reason, e.Reason, "%v", err)
 }
 
+// requireCode checks err's code and that its text contains contains
+// exactly once (a field named twice, "result: result: …", is a bug).
 func requireCode(t *testing.T, err error, code errs.Code, contains string) {
 	t.Helper()
 	require.Error(t, err)
 	require.Equal(t, code, errs.CodeOf(err), "%v", err)
 	require.Contains(t, err.Error(), contains)
+	if contains != "" {
+		require.Equal(t, 1, strings.Count(err.Error(), contains), "%q names %q more than once", err.Error(), contains)
+	}
 }
 
 func testRegisterAndClaim(t *testing.T, f Factory) {
 	e := NewEnv(t, f(t), scheduler.Config{})
 	key := NewKey(t)
-	reg, err := e.Svc.RegisterNode(ctx, key, scheduler.NodeInfo{Hostname: "box", TotalCores: 8, EnabledCores: 4})
+	reg, err := e.Svc.RegisterNode(ctx, key, scheduler.NodeInfo{Hostname: new("box"), TotalCores: new(8), EnabledCores: new(4), Platform: new("linux"), Version: new("1.0")})
 	require.NoError(t, err)
 	require.False(t, reg.Claimed)
 	require.Equal(t, scheduler.ClaimCode(key), *reg.ClaimCode)
-	again, err := e.Svc.RegisterNode(ctx, key, scheduler.NodeInfo{Hostname: "box2", TotalCores: 8})
+	again, err := e.Svc.RegisterNode(ctx, key, scheduler.NodeInfo{Hostname: new("box2"), TotalCores: new(8), EnabledCores: new(2)})
 	require.NoError(t, err)
 	require.Equal(t, reg.ID, again.ID)
 
@@ -91,8 +98,8 @@ func testRegisterAndClaim(t *testing.T, f Factory) {
 	n, err := e.Svc.ClaimNode(ctx, "alice", typed, "rig", 0)
 	require.NoError(t, err)
 	require.Equal(t, "alice", n.OwnerID)
-	require.Equal(t, 0, n.EnabledCores) // the second register reported none
-	require.Equal(t, 8, n.MaxParallel)
+	require.Equal(t, 2, n.EnabledCores) // the second register's
+	require.Equal(t, 2, n.MaxParallel)
 	_, err = e.Svc.ClaimNode(ctx, "bob", code, "mine", 0)
 	requireReason(t, err, scheduler.ReasonAlreadyClaimed)
 
@@ -100,16 +107,26 @@ func testRegisterAndClaim(t *testing.T, f Factory) {
 	require.NoError(t, err)
 	require.True(t, reg.Claimed)
 	require.Nil(t, reg.ClaimCode)
+	// Omitted fields keep their stored values.
+	ns, err := e.Svc.Nodes(ctx, scheduler.Viewer{UserID: "alice"})
+	require.NoError(t, err)
+	require.Len(t, ns, 1)
+	require.Equal(t, [5]any{"box2", 8, 2, "linux", "1.0"}, [5]any{ns[0].Hostname, ns[0].TotalCores, ns[0].EnabledCores, ns[0].Platform, ns[0].Version})
+	_, err = e.Svc.RegisterNode(ctx, key, scheduler.NodeInfo{Version: new("1.1"), TotalCores: new(6)})
+	require.NoError(t, err)
+	ns, err = e.Svc.Nodes(ctx, scheduler.Viewer{UserID: "alice"})
+	require.NoError(t, err)
+	require.Equal(t, [5]any{"box2", 6, 2, "linux", "1.1"}, [5]any{ns[0].Hostname, ns[0].TotalCores, ns[0].EnabledCores, ns[0].Platform, ns[0].Version})
 	st, err := e.Svc.Heartbeat(ctx, key, "busy")
 	require.NoError(t, err)
-	require.Equal(t, scheduler.NodeStatus{ID: n.ID, Name: "rig", MaxParallel: 8, Status: "busy"}, st)
+	require.Equal(t, scheduler.NodeStatus{ID: n.ID, Name: "rig", MaxParallel: 2, Status: "busy"}, st)
 	tok, err := e.Svc.NodeForToken(ctx, key)
 	require.NoError(t, err)
 	require.Equal(t, n.ID, tok.ID)
 
 	cfg := e.Hub.Events(t, scheduler.NodeChannel(n.ID))
 	require.Len(t, cfg, 1)
-	require.Equal(t, map[string]any{"type": "config", "userId": "alice", "name": "rig", "totalCores": 8.0, "maxParallel": 8.0}, cfg[0])
+	require.Equal(t, map[string]any{"type": "config", "userId": "alice", "name": "rig", "totalCores": 8.0, "maxParallel": 2.0}, cfg[0])
 
 	nodes, err := e.Svc.Nodes(ctx, scheduler.Viewer{UserID: "alice"})
 	require.NoError(t, err)
@@ -121,10 +138,10 @@ func testRegisterAndClaim(t *testing.T, f Factory) {
 	var js map[string]any
 	b, _ := json.Marshal(nodes[0])
 	require.NoError(t, json.Unmarshal(b, &js))
-	for _, k := range []string{"id", "name", "hostname", "platform", "version", "totalCores", "enabledCores", "maxParallel", "claimed", "ownerId", "online", "running", "capacity", "status", "lastSeenAt", "createdAt"} {
+	for _, k := range []string{"id", "name", "hostname", "platform", "version", "totalCores", "enabledCores", "maxParallel", "claimed", "ownerId", "online", "running", "capacity", "status", "lastSeenAt", "createdAt", "updatedAt", "rowVersion"} {
 		require.Contains(t, js, k)
 	}
-	require.Len(t, js, 16)
+	require.Len(t, js, 18)
 
 	require.ErrorIs(t, e.Svc.GrantNode(ctx, scheduler.Viewer{UserID: "bob"}, n.ID, "carol"), scheduler.ErrNotYours)
 	require.ErrorIs(t, e.Svc.GrantNode(ctx, scheduler.Viewer{UserID: "alice"}, "nope", "carol"), scheduler.ErrNodeNotFound)
@@ -187,7 +204,11 @@ func testSplitAssignComplete(t *testing.T, f Factory) {
 	require.Equal(t, float64(2500), payload["result"].(map[string]any)["totalIterations"])
 	require.Nil(t, payload["error"])
 	require.NotNil(t, payload["finishedAt"])
+	requireVersionsRise(t, ev, true)
+	require.Equal(t, float64(j.RowVersion), payload["rowVersion"], "the last event carries the stored version")
 	feed := e.Hub.Events(t, scheduler.OwnerJobsChannel("alice"))
+	requireVersionsRise(t, feed, false)
+	requireVersionsRise(t, e.Hub.Events(t, scheduler.ChannelAdminNode), false)
 	require.NotEmpty(t, feed)
 	require.Equal(t, "job", feed[0]["type"])
 	require.NotEmpty(t, e.Hub.Events(t, scheduler.ChannelAdminJobs))
@@ -547,7 +568,7 @@ func testValidation(t *testing.T, f Factory) {
 	requireCode(t, err, errs.Unauthorized, "")
 	_, err = e.Svc.Jobs(ctx, scheduler.Viewer{UserID: "a"}, scheduler.JobQuery{Status: "odd"})
 	requireCode(t, err, errs.Invalid, "status")
-	_, err = e.Svc.RegisterNode(ctx, NewKey(t), scheduler.NodeInfo{TotalCores: -1})
+	_, err = e.Svc.RegisterNode(ctx, NewKey(t), scheduler.NodeInfo{TotalCores: new(-1)})
 	requireCode(t, err, errs.Invalid, "totalCores")
 	_, err = e.Svc.RegisterNode(ctx, []byte{1, 2}, scheduler.NodeInfo{})
 	requireCode(t, err, errs.Unauthorized, "key")
@@ -556,6 +577,11 @@ func testValidation(t *testing.T, f Factory) {
 	requireCode(t, err, errs.Invalid, "chunkId")
 	_, err = e.Svc.CompleteChunk(ctx, n.Key, "c", "", json.RawMessage(`{`))
 	requireCode(t, err, errs.Invalid, "result")
+	require.EqualError(t, err, "result: not a JSON value")
+	_, err = e.Svc.CompleteChunk(ctx, n.Key, "c", "", make(json.RawMessage, scheduler.MaxResultBytes+1))
+	require.EqualError(t, err, fmt.Sprintf("result: larger than %d bytes", scheduler.MaxResultBytes))
+	_, err = e.Svc.CreateJob(ctx, "alice", scheduler.JobSpec{Config: json.RawMessage(`{"a":1,"a":2}`), Iterations: 1})
+	require.EqualError(t, err, `config: duplicate member name "a"`)
 	_, err = e.Svc.CompleteChunk(ctx, NewKey(t), "c", "", json.RawMessage(`{}`))
 	require.ErrorIs(t, err, scheduler.ErrNodeNotFound)
 }
@@ -686,7 +712,7 @@ func testConcurrentRegister(t *testing.T, f Factory) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r, err := e.Svc.RegisterNode(ctx, key, scheduler.NodeInfo{Hostname: "h"})
+			r, err := e.Svc.RegisterNode(ctx, key, scheduler.NodeInfo{Hostname: new("h")})
 			if err != nil {
 				t.Error(err)
 				return
@@ -701,4 +727,69 @@ func testConcurrentRegister(t *testing.T, f Factory) {
 	nodes, err := e.Svc.Nodes(ctx, scheduler.Viewer{Admin: true})
 	require.NoError(t, err)
 	require.Len(t, nodes, 1)
+}
+
+// requireVersionsRise checks that the rowVersion of each row's payloads
+// in evs goes up (strictly, or never down), as a page relies on.
+func requireVersionsRise(t *testing.T, evs []map[string]any, strict bool) {
+	t.Helper()
+	last := map[string]float64{}
+	for _, ev := range evs {
+		p := ev["payload"].(map[string]any)
+		id, v := p["id"].(string), p["rowVersion"].(float64)
+		require.Positive(t, v, "%v", p)
+		if prev, ok := last[id]; ok {
+			if strict {
+				require.Greater(t, v, prev, "row %s: %v", id, evs)
+			} else {
+				require.GreaterOrEqual(t, v, prev, "row %s: %v", id, evs)
+			}
+		}
+		last[id] = v
+	}
+}
+
+// Every change of a node or job row adds one to its rowVersion, stored
+// and in the JSON, with updatedAt in milliseconds.
+func testRowVersions(t *testing.T, f Factory) {
+	e := NewEnv(t, f(t), scheduler.Config{})
+	key := NewKey(t)
+	reg, err := e.Svc.RegisterNode(ctx, key, scheduler.NodeInfo{Hostname: new("h"), TotalCores: new(2)})
+	require.NoError(t, err)
+	version := func() int64 {
+		ns, err := e.Svc.Nodes(ctx, scheduler.Viewer{Admin: true})
+		require.NoError(t, err)
+		require.Len(t, ns, 1)
+		return ns[0].RowVersion
+	}
+	require.Equal(t, int64(1), version())
+	_, err = e.Svc.ClaimNode(ctx, "alice", *reg.ClaimCode, "rig", 0)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), version())
+	_, err = e.Svc.RegisterNode(ctx, key, scheduler.NodeInfo{})
+	require.NoError(t, err)
+	require.Equal(t, int64(3), version())
+	st, err := e.Svc.Heartbeat(ctx, key, "busy")
+	require.NoError(t, err)
+	require.Equal(t, "busy", st.Status)
+	require.Equal(t, int64(4), version())
+	ns, err := e.Svc.Nodes(ctx, scheduler.Viewer{Admin: true})
+	require.NoError(t, err)
+	require.Equal(t, Start, ns[0].UpdatedAt.UTC())
+	b, err := json.Marshal(ns[0])
+	require.NoError(t, err)
+	require.Contains(t, string(b), `"updatedAt":"`+Start.UTC().Format("2006-01-02T15:04:05.000Z07:00")+`"`)
+	require.Contains(t, string(b), `"rowVersion":4`)
+
+	cr, err := e.Svc.CreateJob(ctx, "alice", scheduler.JobSpec{Config: json.RawMessage(`{}`), Iterations: 10})
+	require.NoError(t, err)
+	j, err := e.Svc.Job(ctx, scheduler.Viewer{UserID: "alice"}, cr.JobID)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), j.RowVersion)
+	j, err = e.Svc.CancelJob(ctx, scheduler.Viewer{UserID: "alice"}, cr.JobID)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), j.RowVersion)
+	stored, err := e.Svc.Job(ctx, scheduler.Viewer{UserID: "alice"}, cr.JobID)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), stored.RowVersion)
 }

@@ -180,6 +180,10 @@ func migrate(ctx context.Context, db *sql.DB) error {
 
 // Close stops the listener and notifier and closes the pool. It is safe
 // to call more than once.
+// GroupCommit tells the scheduler to commit the completions that arrive
+// together in one transaction.
+func (s *Store) GroupCommit() bool { return true }
+
 func (s *Store) Close() error {
 	s.once.Do(func() {
 		s.cancel()

@@ -214,24 +214,24 @@ func noRows(err error) error {
 
 // Nodes.
 
-const nodeCols = `id, public_key, claim_code, name, hostname, platform, version, total_cores, enabled_cores, max_parallel, owner_id, status, running, last_seen_at, created_at`
+const nodeCols = `id, public_key, claim_code, name, hostname, platform, version, total_cores, enabled_cores, max_parallel, owner_id, status, running, last_seen_at, created_at, updated_at, row_version`
 
 type scanner interface{ Scan(...any) error }
 
 func scanNode(r scanner) (scheduler.Node, error) {
 	var n scheduler.Node
 	var owner sql.NullString
-	var seen, created int64
+	var seen, created, updated int64
 	err := r.Scan(&n.ID, &n.PublicKey, &n.ClaimCode, &n.Name, &n.Hostname, &n.Platform, &n.Version,
-		&n.TotalCores, &n.EnabledCores, &n.MaxParallel, &owner, &n.Status, &n.Running, &seen, &created)
-	n.OwnerID, n.LastSeenAt, n.CreatedAt = owner.String, fromUS(seen), fromUS(created)
+		&n.TotalCores, &n.EnabledCores, &n.MaxParallel, &owner, &n.Status, &n.Running, &seen, &created, &updated, &n.RowVersion)
+	n.OwnerID, n.LastSeenAt, n.CreatedAt, n.UpdatedAt = owner.String, fromUS(seen), fromUS(created), fromUS(updated)
 	return n, noRows(err)
 }
 
 func (t *txn) InsertNode(ctx context.Context, n scheduler.Node) error {
-	_, err := t.exec(ctx, `INSERT INTO sched_nodes (`+nodeCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err := t.exec(ctx, `INSERT INTO sched_nodes (`+nodeCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		n.ID, n.PublicKey, n.ClaimCode, n.Name, n.Hostname, n.Platform, n.Version, n.TotalCores, n.EnabledCores,
-		n.MaxParallel, nullStr(n.OwnerID), n.Status, n.Running, us(n.LastSeenAt), us(n.CreatedAt))
+		n.MaxParallel, nullStr(n.OwnerID), n.Status, n.Running, us(n.LastSeenAt), us(n.CreatedAt), us(n.UpdatedAt), n.RowVersion)
 	return err
 }
 
@@ -257,19 +257,19 @@ func (t *txn) NodeByClaimCodeForUpdate(ctx context.Context, code string) (schedu
 	return t.node(ctx, `claim_code = ? ORDER BY (owner_id IS NOT NULL), created_at, id LIMIT 1`, true, code)
 }
 
-func (t *txn) UpdateNode(ctx context.Context, n scheduler.Node) error {
-	_, err := t.exec(ctx, `UPDATE sched_nodes SET claim_code=?, name=?, hostname=?, platform=?, version=?, total_cores=?, enabled_cores=?, max_parallel=?, owner_id=?, status=?, last_seen_at=? WHERE id=?`,
-		n.ClaimCode, n.Name, n.Hostname, n.Platform, n.Version, n.TotalCores, n.EnabledCores, n.MaxParallel, nullStr(n.OwnerID), n.Status, us(n.LastSeenAt), n.ID)
-	return err
+func (t *txn) UpdateNode(ctx context.Context, n *scheduler.Node) error {
+	return noRows(t.row(ctx, `UPDATE sched_nodes SET claim_code=?, name=?, hostname=?, platform=?, version=?, total_cores=?, enabled_cores=?, max_parallel=?, owner_id=?, status=?, last_seen_at=?, updated_at=?, row_version=row_version+1 WHERE id=? RETURNING row_version`,
+		n.ClaimCode, n.Name, n.Hostname, n.Platform, n.Version, n.TotalCores, n.EnabledCores, n.MaxParallel, nullStr(n.OwnerID), n.Status,
+		us(n.LastSeenAt), us(n.UpdatedAt), n.ID).Scan(&n.RowVersion))
 }
 
 func (t *txn) AddRunning(ctx context.Context, nodeID string, delta, limit int) (bool, error) {
 	var n int64
 	var err error
 	if limit > 0 {
-		n, err = t.exec(ctx, `UPDATE sched_nodes SET running = running + ? WHERE id = ? AND running + ? <= ?`, delta, nodeID, delta, limit)
+		n, err = t.exec(ctx, `UPDATE sched_nodes SET running = running + ?, row_version = row_version + 1 WHERE id = ? AND running + ? <= ?`, delta, nodeID, delta, limit)
 	} else {
-		n, err = t.exec(ctx, `UPDATE sched_nodes SET running = CASE WHEN running + ? < 0 THEN 0 ELSE running + ? END WHERE id = ?`, delta, delta, nodeID)
+		n, err = t.exec(ctx, `UPDATE sched_nodes SET running = CASE WHEN running + ? < 0 THEN 0 ELSE running + ? END, row_version = row_version + 1 WHERE id = ?`, delta, delta, nodeID)
 	}
 	return n > 0, err
 }
@@ -369,7 +369,7 @@ func (t *txn) Grants(ctx context.Context, nodeIDs []string) (map[string][]string
 
 // Jobs.
 
-const jobCols = `id, owner_id, status, access_type, priority, iterations, config_hash, config, n_total, n_pending, n_running, n_completed, n_failed, n_cancelled, iterations_done, result, error, created_at, updated_at, finished_at`
+const jobCols = `id, owner_id, status, access_type, priority, iterations, config_hash, config, n_total, n_pending, n_running, n_completed, n_failed, n_cancelled, iterations_done, result, error, created_at, updated_at, finished_at, row_version`
 
 func scanJob(r scanner) (scheduler.Job, error) {
 	var j scheduler.Job
@@ -378,7 +378,7 @@ func scanJob(r scanner) (scheduler.Job, error) {
 	var config []byte
 	err := r.Scan(&j.ID, &j.OwnerID, &j.Status, &j.AccessType, &j.Priority, &j.Iterations, &j.ConfigHash, &config,
 		&j.Chunks.Total, &j.Chunks.Pending, &j.Chunks.Running, &j.Chunks.Completed, &j.Chunks.Failed, &j.Chunks.Cancelled,
-		&j.IterationsDone, &result, &j.Error, &created, &updated, &finished)
+		&j.IterationsDone, &result, &j.Error, &created, &updated, &finished, &j.RowVersion)
 	if err != nil {
 		return scheduler.Job{}, noRows(err)
 	}
@@ -406,10 +406,10 @@ func (t *txn) InsertJob(ctx context.Context, j scheduler.Job) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.exec(ctx, `INSERT INTO sched_jobs (`+jobCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err = t.exec(ctx, `INSERT INTO sched_jobs (`+jobCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		j.ID, j.OwnerID, string(j.Status), string(j.AccessType), j.Priority, j.Iterations, j.ConfigHash, []byte(j.Config),
 		j.Chunks.Total, j.Chunks.Pending, j.Chunks.Running, j.Chunks.Completed, j.Chunks.Failed, j.Chunks.Cancelled,
-		j.IterationsDone, res, j.Error, us(j.CreatedAt), us(j.UpdatedAt), us(j.FinishedAt))
+		j.IterationsDone, res, j.Error, us(j.CreatedAt), us(j.UpdatedAt), us(j.FinishedAt), j.RowVersion)
 	return err
 }
 
@@ -452,15 +452,14 @@ func (t *txn) JobForUpdate(ctx context.Context, id string) (scheduler.Job, error
 	return t.job(ctx, id, true)
 }
 
-func (t *txn) UpdateJob(ctx context.Context, j scheduler.Job) error {
+func (t *txn) UpdateJob(ctx context.Context, j *scheduler.Job) error {
 	res, err := resultBytes(j.Result)
 	if err != nil {
 		return err
 	}
-	_, err = t.exec(ctx, `UPDATE sched_jobs SET status=?, n_total=?, n_pending=?, n_running=?, n_completed=?, n_failed=?, n_cancelled=?, iterations_done=?, result=?, error=?, updated_at=?, finished_at=? WHERE id=?`,
+	return noRows(t.row(ctx, `UPDATE sched_jobs SET status=?, n_total=?, n_pending=?, n_running=?, n_completed=?, n_failed=?, n_cancelled=?, iterations_done=?, result=?, error=?, updated_at=?, finished_at=?, row_version=row_version+1 WHERE id=? RETURNING row_version`,
 		string(j.Status), j.Chunks.Total, j.Chunks.Pending, j.Chunks.Running, j.Chunks.Completed, j.Chunks.Failed, j.Chunks.Cancelled,
-		j.IterationsDone, res, j.Error, us(j.UpdatedAt), us(j.FinishedAt), j.ID)
-	return err
+		j.IterationsDone, res, j.Error, us(j.UpdatedAt), us(j.FinishedAt), j.ID).Scan(&j.RowVersion))
 }
 
 func (t *txn) jobs(ctx context.Context, q string, args ...any) ([]scheduler.Job, error) {
