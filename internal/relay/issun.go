@@ -192,7 +192,7 @@ func (c *conn) handleISSUNEvent(frame []byte) bool {
 	s := c.srv
 	start := s.cfg.Clock.Now()
 	if ok, abuse := c.bucket.take(start); !ok {
-		s.metrics.drops.WithLabelValues(dropRateLimited).Inc()
+		s.metrics.dropRateLimited.Inc()
 		if abuse {
 			c.close(closeRateLimited)
 			return false
@@ -205,7 +205,7 @@ func (c *conn) handleISSUNEvent(frame []byte) bool {
 		c.close(protocolClose(err))
 		return false
 	}
-	s.metrics.eventsIn.WithLabelValues(reliable).Inc()
+	s.metrics.inReliable.Inc()
 	if v.Scope.Kind == wire.ScopeToServer {
 		s.metrics.controlEvents.Inc()
 		c.control(string(v.TypeName), v.Payload)

@@ -242,6 +242,10 @@ func (k eventSink) WriteBatch(frames [][]byte) error {
 	return slowIfTimeout(k.conn, writeAll(n.evOut, frames))
 }
 
+// writeAll writes frames with one Write call (one stream write, so quic-go
+// packs them into as few packets as fit). Several frames are joined in a
+// pooled buffer: a quic-go Write returns only once it copied or sent the
+// data, so the buffer is free again afterwards.
 func writeAll(w io.Writer, frames [][]byte) error {
 	if len(frames) == 1 {
 		_, err := w.Write(frames[0])
@@ -251,13 +255,32 @@ func writeAll(w io.Writer, frames [][]byte) error {
 	for _, f := range frames {
 		size += len(f)
 	}
-	buf := make([]byte, 0, size)
+	if size > maxPooledBatch {
+		buf := make([]byte, 0, size)
+		for _, f := range frames {
+			buf = append(buf, f...)
+		}
+		_, err := w.Write(buf)
+		return err
+	}
+	bp := batchBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
 	for _, f := range frames {
 		buf = append(buf, f...)
 	}
 	_, err := w.Write(buf)
+	*bp = buf[:0]
+	batchBufs.Put(bp)
 	return err
 }
+
+// maxPooledBatch is the largest joined batch whose buffer is pooled;
+// bigger ones (rare: a receiver far behind) are allocated and dropped so
+// the pool does not keep big buffers alive.
+const maxPooledBatch = 64 << 10
+
+// batchBufs holds the buffers writeAll joins frames in.
+var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 
 // slowIfTimeout marks a write that timed out while the connection was
 // open as a slow consumer's.
@@ -472,17 +495,16 @@ func (c *conn) nativeEvent(frame []byte, unrel bool) bool {
 	ok, abuse := c.bucket.take(start)
 	n.bucketMu.Unlock()
 	if !ok {
-		s.metrics.drops.WithLabelValues(dropRateLimited).Inc()
+		s.metrics.dropRateLimited.Inc()
 		if abuse {
 			c.close(closeRateLimited)
 			return false
 		}
 		return true
 	}
-	t := wire.FrameEvent
-	label := reliable
+	t, in := wire.FrameEvent, s.metrics.inReliable
 	if unrel {
-		t, label = wire.FrameDatagram, unreliable
+		t, in = wire.FrameDatagram, s.metrics.inUnreliable
 	}
 	m, err := wire.DecodeMessage(t, frame[wire.HeaderSize:])
 	if err != nil {
@@ -490,10 +512,10 @@ func (c *conn) nativeEvent(frame []byte, unrel bool) bool {
 		return false
 	}
 	ev := m.(*wire.NativeEvent)
-	s.metrics.eventsIn.WithLabelValues(label).Inc()
+	in.Inc()
 	r := c.roomByHandle(ev.Handle)
 	if r == nil {
-		s.metrics.drops.WithLabelValues(dropNotInRoom).Inc()
+		s.metrics.dropNotInRoom.Inc()
 		return true
 	}
 	binary.LittleEndian.PutUint64(frame[wire.HeaderSize+4:], uint64(c.id)) // sender
@@ -518,7 +540,7 @@ func (c *conn) pushDatagram(frame []byte) {
 	n.dgMu.Lock()
 	if len(n.dgRing) >= datagramRing {
 		n.dgRing = n.dgRing[1:]
-		c.srv.metrics.drops.WithLabelValues(dropDatagramRing).Inc()
+		c.srv.metrics.dropRing.Inc()
 	}
 	n.dgRing = append(n.dgRing, frame)
 	n.dgMu.Unlock()
