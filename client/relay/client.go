@@ -10,12 +10,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/quic-go/quic-go"
 
 	wire "github.com/switchboard-rt/switchboard/protocol/relay"
 )
@@ -42,6 +42,12 @@ type Options struct {
 	EventBuffer int
 	// MaxFrame caps frames read (default 1 MiB).
 	MaxFrame int
+	// WebTransport dials https://addr/relay as a browser does (HTTP/3,
+	// WebTransport) instead of the native QUIC protocol; the session
+	// carries the same frames.
+	WebTransport bool
+	// Header is sent with the WebTransport request (Origin, for one).
+	Header http.Header
 }
 
 // Event is an event received in a room.
@@ -81,14 +87,14 @@ var ErrClosed = errors.New("relay: client closed")
 
 // Client is a connection to the relay.
 type Client struct {
-	qc      *quic.Conn
-	ctl     *quic.Stream
+	l       link
+	ctl     controlStream
 	welcome *wire.Welcome
 	maxF    int
 
 	ctlMu  sync.Mutex
 	sendMu sync.Mutex // reliable event writes
-	evOut  *quic.SendStream
+	evOut  io.Writer
 	seq    atomic.Uint64
 
 	evMu   sync.Mutex // evOpen; closing events
@@ -146,26 +152,32 @@ func Dial(ctx context.Context, addr string, o Options) (*Client, error) {
 			return fmt.Errorf("relay: server certificate sha256 %x is not pinned", sum)
 		}
 	}
-	qc, err := quic.DialAddr(ctx, addr, tc, &quic.Config{EnableDatagrams: true, MaxIdleTimeout: 30 * time.Second})
+	var l link
+	var err error
+	if o.WebTransport {
+		l, err = dialWebTransport(ctx, addr, tc, o.Header)
+	} else {
+		l, err = dialQUIC(ctx, addr, tc)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("relay: dial %s: %w", addr, err)
 	}
-	c := &Client{qc: qc, maxF: o.MaxFrame, pending: map[uint32]chan wire.Message{}, rooms: map[uint32]*Room{},
+	c := &Client{l: l, maxF: o.MaxFrame, pending: map[uint32]chan wire.Message{}, rooms: map[uint32]*Room{},
 		events: make(chan Event, o.EventBuffer), presence: make(chan PresenceEvent, o.EventBuffer), done: make(chan struct{}), evOpen: true}
 	if err := c.hello(ctx, &wire.Hello{Token: o.Token, NodeID: o.NodeID, ResumeToken: o.ResumeToken, Client: o.Name}); err != nil {
-		_ = qc.CloseWithError(0, "")
+		l.close(0, "")
 		return nil, err
 	}
 	c.wg.Add(3)
 	go c.readControl()
 	go c.readEvents()
 	go c.readDatagrams()
-	go func() { c.wg.Wait(); c.finish(nil) }()
+	go func() { c.wg.Wait(); c.l.close(0, ""); c.finish(nil) }()
 	return c, nil
 }
 
 func (c *Client) hello(ctx context.Context, h *wire.Hello) error {
-	ctl, err := c.qc.OpenStreamSync(ctx)
+	ctl, err := c.l.openControl(ctx)
 	if err != nil {
 		return fmt.Errorf("relay: control stream: %w", err)
 	}
@@ -178,9 +190,8 @@ func (c *Client) hello(ctx context.Context, h *wire.Hello) error {
 	}
 	hd, body, err := wire.ReadFrame(ctl, wire.VersionNative, c.maxF, nil)
 	if err != nil {
-		var ae *quic.ApplicationError
-		if errors.As(err, &ae) {
-			return fmt.Errorf("relay: refused (%d): %s", ae.ErrorCode, ae.ErrorMessage)
+		if r := c.l.refusal(err); r != nil {
+			return r
 		}
 		return fmt.Errorf("relay: hello: %w", err)
 	}
@@ -247,7 +258,7 @@ func (c *Client) DroppedUnreliable() uint64 { return c.dropped.Load() }
 
 // Close leaves every room at once (code 0: no resume) and closes.
 func (c *Client) Close() error {
-	_ = c.qc.CloseWithError(0, "")
+	c.l.close(0, "")
 	<-c.done
 	return nil
 }
@@ -255,7 +266,7 @@ func (c *Client) Close() error {
 // Abandon closes the connection as if it was lost (a non-zero code), so
 // the relay keeps the session for its resume window.
 func (c *Client) Abandon() {
-	_ = c.qc.CloseWithError(1, "abandoned")
+	c.l.close(1, "abandoned")
 	<-c.done
 }
 
@@ -345,13 +356,13 @@ func (c *Client) readControl() {
 		h, body, err := wire.ReadFrame(c.ctl, wire.VersionNative, c.maxF, nil)
 		if err != nil {
 			c.finish(nil)
-			_ = c.qc.CloseWithError(0, "")
+			c.l.close(0, "")
 			return
 		}
 		m, err := wire.DecodeMessage(h.Type, body)
 		if err != nil {
 			c.finish(err)
-			_ = c.qc.CloseWithError(1, "bad frame")
+			c.l.close(1, "bad frame")
 			return
 		}
 		switch m := m.(type) {
@@ -391,7 +402,7 @@ func (c *Client) readControl() {
 			}
 		case *wire.GoAway:
 			c.finish(&GoAwayError{GoAway: *m})
-			_ = c.qc.CloseWithError(0, "goaway")
+			c.l.close(0, "goaway")
 			return
 		}
 	}
@@ -426,7 +437,7 @@ func (c *Client) readEvents() {
 		close(c.events)
 		c.evOpen = false
 	}()
-	rs, err := c.qc.AcceptUniStream(context.Background())
+	rs, err := c.l.acceptUni(context.Background())
 	if err != nil {
 		return
 	}
@@ -452,7 +463,7 @@ func (c *Client) readEvents() {
 func (c *Client) readDatagrams() {
 	defer c.wg.Done()
 	for {
-		d, err := c.qc.ReceiveDatagram(context.Background())
+		d, err := c.l.receiveDatagram(context.Background())
 		if err != nil {
 			return
 		}

@@ -25,7 +25,14 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // and the pin of its development certificate.
 func startRelay(t *testing.T) (*server.Server, string, [32]byte) {
 	t.Helper()
-	s, err := server.New(server.Config{Address: "127.0.0.1:0", Registerer: prometheus.NewRegistry()})
+	return startRelayWith(t, server.Config{})
+}
+
+// startRelayWith is startRelay with cfg (Address and Registerer set).
+func startRelayWith(t *testing.T, cfg server.Config) (*server.Server, string, [32]byte) {
+	t.Helper()
+	cfg.Address, cfg.Registerer = "127.0.0.1:0", prometheus.NewRegistry()
+	s, err := server.New(cfg)
 	require.NoError(t, err)
 	s.Start()
 	t.Cleanup(func() {

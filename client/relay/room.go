@@ -52,7 +52,7 @@ func (r *Room) Send(op uint32, payload []byte, targets ...wire.NodeID) error {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
 	if c.evOut == nil {
-		st, err := c.qc.OpenUniStreamSync(context.Background())
+		st, err := c.l.openUni(context.Background())
 		if err != nil {
 			return fmt.Errorf("relay: event stream: %w", err)
 		}
@@ -69,7 +69,7 @@ func (r *Room) Send(op uint32, payload []byte, targets ...wire.NodeID) error {
 func (r *Room) SendUnreliable(op uint32, payload []byte, targets ...wire.NodeID) error {
 	c := r.c
 	f := wire.AppendMessage(nil, &wire.NativeEvent{Handle: r.handle, Sequence: c.seq.Add(1), OpCode: op, Targets: targets, Payload: payload, Unreliable: true})
-	if err := c.qc.SendDatagram(f); err != nil {
+	if err := c.l.sendDatagram(f); err != nil {
 		return fmt.Errorf("relay: send datagram: %w", err)
 	}
 	return nil

@@ -38,7 +38,8 @@ func chromiumPath(t *testing.T) string {
 
 // newBrowser starts a headless Chromium with a fresh profile and returns a
 // tab's context, bounded by timeout; the browser stops with the test.
-func newBrowser(t *testing.T, timeout time.Duration) context.Context {
+// extra adds command-line flags.
+func newBrowser(t *testing.T, timeout time.Duration, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path := chromiumPath(t)
 	opts := []chromedp.ExecAllocatorOption{
@@ -55,6 +56,7 @@ func newBrowser(t *testing.T, timeout time.Duration) context.Context {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1440, 1000),
 	}
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelTab := chromedp.NewContext(actx)
 	// The first run starts the browser; it lives as long as ctx, so only

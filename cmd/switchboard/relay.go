@@ -78,6 +78,7 @@ func (m *Main) startRelay(cfg config.Config, h *hub.Hub, tokens *auth.TokenVerif
 		rc.Verifier = tokens
 	}
 	rc.Pool, rc.Presence, rc.Logger, rc.Registerer, rc.Clock = pool, h, log, reg, h.Clock()
+	rc.Origins = m.origins // WebTransport sessions: client.allowed_origins
 	s, err := relay.New(rc)
 	if err != nil {
 		return err
@@ -86,6 +87,26 @@ func (m *Main) startRelay(cfg config.Config, h *hub.Hub, tokens *auth.TokenVerif
 	m.relay = s
 	m.realtime = append(m.realtime, s.Shutdown)
 	return nil
+}
+
+// relayRoutes are the relay's HTTP routes: the WebTransport demo page
+// and the endpoint telling it the relay's URL and certificate hash.
+func (m *Main) relayRoutes() []route {
+	if m.relay == nil {
+		return nil
+	}
+	return []route{{relay.DemoPath, relay.DemoHandler()}, {relay.InfoPath, m.relay.InfoHandler()}}
+}
+
+// relayPagePort tells the relay the HTTP server's port once it listens:
+// its pages (the demo) are same-origin for WebTransport.
+func (m *Main) relayPagePort() {
+	if m.relay == nil {
+		return
+	}
+	if a, ok := m.ln.Addr().(*net.TCPAddr); ok {
+		m.relay.SetPagePort(a.Port)
+	}
 }
 
 // RelayAddr is the relay's UDP address after Run ("" when it is off).

@@ -201,6 +201,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := m.startRelay(cfg, h, tokens, pool, reg, log); err != nil {
 		return err
 	}
+	extra = append(extra, m.relayRoutes()...)
 
 	mux := http.NewServeMux()
 	mux.Handle("/connection/websocket", proto.WebSocketHandler(wst))
@@ -229,6 +230,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
+	m.relayPagePort()
 	// Requests are counted for Shutdown's drain; during shutdown their
 	// connection closes after the response (upgrades excepted).
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/clock"
 	"github.com/switchboard-rt/switchboard/internal/delivery"
 	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/origin"
 )
 
 // Defaults of Config (zero values mean these).
@@ -117,6 +118,10 @@ type Config struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Clock      clock.Clock
+
+	// Origins is the browser origin policy for WebTransport sessions (the
+	// hub's client.allowed_origins); nil or empty allows same-origin only.
+	Origins *origin.Checker
 }
 
 func (c *Config) setDefaults() {

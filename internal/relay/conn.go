@@ -23,6 +23,7 @@ type conn struct {
 	srv       *Server
 	qc        *quic.Conn
 	transport string
+	label     string // transport in metrics and presence (a native session's may be webtransport)
 	id        wire.NodeID
 	sid       string // session id: the hub presence client id
 	q         *delivery.Queue
@@ -61,7 +62,7 @@ type conn struct {
 }
 
 func (s *Server) newConn(qc *quic.Conn, transport string, id wire.NodeID) *conn {
-	c := &conn{srv: s, qc: qc, transport: transport, id: id, sid: newSessionID(),
+	c := &conn{srv: s, qc: qc, transport: transport, label: transport, id: id, sid: newSessionID(),
 		bucket: newBucket(s.cfg.EventRate, s.cfg.EventBurst, s.cfg.Clock.Now()), rooms: map[string]*room{}}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	return c
@@ -157,7 +158,11 @@ func (c *conn) finish() {
 		c.srv.metrics.disconnects.WithLabelValues(disconnectReason(d)).Inc()
 		c.srv.log.Debug("relay connection closed", "node_id", uint64(c.id), "code", d.Code, "reason", d.Reason)
 	}
-	closeQUIC(c.qc, d)
+	if c.native != nil {
+		c.native.tr.close(d)
+	} else {
+		closeQUIC(c.qc, d)
+	}
 	c.cancel()
 }
 

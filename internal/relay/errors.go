@@ -2,6 +2,7 @@ package relay
 
 import (
 	"errors"
+	"net/http"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
 	"github.com/switchboard-rt/switchboard/internal/errs"
@@ -111,4 +112,23 @@ func disconnectReason(d hub.Disconnect) string {
 		return "protocol_error"
 	}
 	return "other"
+}
+
+// HTTP statuses refusing a WebTransport request (h3, path /relay), by
+// the error's domain code.
+var httpStatuses = map[errs.Code]int{
+	errs.Invalid:          http.StatusBadRequest,
+	errs.PermissionDenied: http.StatusForbidden,
+	errs.NotFound:         http.StatusNotFound,
+	errs.Unavailable:      http.StatusServiceUnavailable,
+}
+
+// httpStatus is the status and client-safe message refusing a
+// WebTransport request for err.
+func httpStatus(err error) (int, string) {
+	pub := errs.Public(err)
+	if st, ok := httpStatuses[pub.Code]; ok {
+		return st, pub.Error()
+	}
+	return http.StatusInternalServerError, "internal server error"
 }

@@ -48,11 +48,12 @@ const missedHeartbeats = 3
 
 // nativeState is the native part of a conn.
 type nativeState struct {
-	ctl   *quic.Stream
+	tr    nativeTransport
+	ctl   controlStream
 	ctlMu sync.Mutex // serialises writes on ctl
 	ctlQ  *delivery.Queue
 	evQ   *delivery.Queue
-	evOut *quic.SendStream // opened at the first reliable event
+	evOut sendStream // opened at the first reliable event
 	evMu  sync.Mutex
 
 	bucketMu sync.Mutex
@@ -69,12 +70,18 @@ type nativeState struct {
 }
 
 func (s *Server) serveNative(qc *quic.Conn) {
+	s.serveNativeOn(qc, quicTransport{qc}, transportNative)
+}
+
+// serveNativeOn runs a native session on tr, carried by qc, to its end;
+// label names the transport in metrics and presence.
+func (s *Server) serveNativeOn(qc *quic.Conn, tr nativeTransport, label string) {
 	hctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout)
 	defer cancel()
-	ctl, err := qc.AcceptStream(hctx)
+	ctl, err := tr.acceptControl(hctx)
 	if err != nil {
 		s.metrics.handshakes.WithLabelValues(handshakeTimeout).Inc()
-		closeQUIC(qc, protocolClose(fmt.Errorf("%w: no control stream: %w", errBadHandshake, err)))
+		tr.close(protocolClose(fmt.Errorf("%w: no control stream: %w", errBadHandshake, err)))
 		return
 	}
 	_ = ctl.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
@@ -91,7 +98,7 @@ func (s *Server) serveNative(qc *quic.Conn) {
 	}
 	if err != nil {
 		s.metrics.handshakes.WithLabelValues(handshakeBad).Inc()
-		closeQUIC(qc, protocolClose(err))
+		tr.close(protocolClose(err))
 		return
 	}
 	_ = ctl.SetReadDeadline(time.Time{})
@@ -100,7 +107,7 @@ func (s *Server) serveNative(qc *quic.Conn) {
 		code, msg := wireError(cause)
 		_ = ctl.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 		_, _ = ctl.Write(wire.AppendMessage(nil, &wire.Error{Code: code, Message: msg}))
-		closeQUIC(qc, d)
+		tr.close(d)
 	}
 	claims, err := s.helloIdentity(hello)
 	if err != nil {
@@ -109,9 +116,10 @@ func (s *Server) serveNative(qc *quic.Conn) {
 	}
 	user, info := claims.User, claims.Info
 	c := s.newConn(qc, transportNative, hello.NodeID)
+	c.label = label
 	c.user, c.info, c.authed = user, info, true
 	c.tokenAccepted.Store(user != "")
-	n := &nativeState{ctl: ctl, dgWake: make(chan struct{}, 1)}
+	n := &nativeState{tr: tr, ctl: ctl, dgWake: make(chan struct{}, 1)}
 	c.native = n
 	n.ctlQ = s.cfg.Pool.NewQueue(ctlSink{c}, s.cfg.QueueLimit)
 	n.evQ = s.cfg.Pool.NewQueue(eventSink{c}, s.cfg.QueueLimit)
@@ -151,7 +159,7 @@ func (s *Server) serveNative(qc *quic.Conn) {
 	go func() { defer wg.Done(); c.readNativeStreams() }()
 	go func() { defer wg.Done(); c.readDatagrams() }()
 	go func() { defer wg.Done(); c.writeDatagrams() }()
-	stop := context.AfterFunc(c.ctx, func() { ctl.CancelRead(0) }) // GOAWAY can still be written
+	stop := context.AfterFunc(c.ctx, func() { ctl.cancelRead() }) // GOAWAY can still be written
 	c.readControl()
 	stop()
 	c.cancel()
@@ -231,7 +239,7 @@ func (k eventSink) WriteBatch(frames [][]byte) error {
 	defer n.evMu.Unlock()
 	if n.evOut == nil {
 		ctx, cancel := context.WithTimeout(k.ctx, k.srv.cfg.WriteTimeout)
-		st, err := k.qc.OpenUniStreamSync(ctx)
+		st, err := n.tr.openUni(ctx)
 		cancel()
 		if err != nil {
 			return slowIfTimeout(k.conn, err)
@@ -432,11 +440,11 @@ func (s *Server) listRooms(prefix string, limit int) []wire.RoomInfo {
 // readNativeStreams reads EVENT frames from the client's uni streams.
 func (c *conn) readNativeStreams() {
 	for {
-		rs, err := c.qc.AcceptUniStream(c.ctx)
+		rs, err := c.native.tr.acceptUni(c.ctx)
 		if err != nil {
 			return
 		}
-		stop := context.AfterFunc(c.ctx, func() { rs.CancelRead(0) })
+		stop := context.AfterFunc(c.ctx, func() { rs.cancelRead() })
 		for {
 			h, frame, err := readFrame(rs, wire.VersionNative, c.srv.cfg.MaxFrame)
 			if err != nil {
@@ -463,7 +471,7 @@ func (c *conn) readNativeStreams() {
 // readDatagrams reads the client's datagrams: DATAGRAM frames, packed.
 func (c *conn) readDatagrams() {
 	for {
-		d, err := c.qc.ReceiveDatagram(c.ctx)
+		d, err := c.native.tr.receiveDatagram(c.ctx)
 		if err != nil {
 			return
 		}
@@ -568,7 +576,7 @@ func (c *conn) writeDatagrams() {
 		var buf []byte
 		flush := func() {
 			if len(buf) > 0 {
-				if err := c.qc.SendDatagram(buf); err != nil {
+				if err := n.tr.sendDatagram(buf); err != nil {
 					c.srv.metrics.drops.WithLabelValues(dropDatagramRing).Inc()
 				}
 				buf = nil
@@ -654,7 +662,7 @@ func (c *conn) finishNative() {
 		if err == nil {
 			t := time.NewTimer(goAwayLinger)
 			select {
-			case <-c.qc.Context().Done():
+			case <-n.tr.done():
 			case <-t.C:
 			}
 			t.Stop()
@@ -662,7 +670,7 @@ func (c *conn) finishNative() {
 	}
 	if c.srv.park(c) {
 		c.receiving.Store(false)
-		closeQUIC(c.qc, closeNormal)
+		n.tr.close(closeNormal)
 		return
 	}
 	for _, r := range c.roomList() {

@@ -1,12 +1,8 @@
 package relay
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
-
-	"github.com/quic-go/quic-go"
 
 	"github.com/switchboard-rt/switchboard/internal/clock"
 	"github.com/switchboard-rt/switchboard/internal/errs"
@@ -48,8 +44,7 @@ func (s *Server) park(c *conn) bool {
 	if byServer && d != closeNoPong {
 		return false
 	}
-	var ae *quic.ApplicationError
-	if errors.As(context.Cause(c.qc.Context()), &ae) && ae.Remote && ae.ErrorCode == 0 {
+	if c.native.tr.peerLeft() {
 		return false // the client closed normally: it leaves
 	}
 	if s.cfg.ResumeGrace <= 0 || len(c.roomList()) == 0 {
@@ -62,7 +57,7 @@ func (s *Server) park(c *conn) bool {
 	}
 	if _, ok := s.conns[c]; ok {
 		delete(s.conns, c)
-		s.metrics.connections.WithLabelValues(c.transport).Dec()
+		s.metrics.connections.WithLabelValues(c.label).Dec()
 	}
 	p := &parkedSession{c: c}
 	s.parked[c.resume] = p
@@ -125,7 +120,7 @@ func (s *Server) resume(c *conn, token, user string) ([]*room, error) {
 	c.rmu.Unlock()
 	s.nodes[c.id] = c
 	s.conns[c] = struct{}{}
-	s.metrics.connections.WithLabelValues(c.transport).Inc()
+	s.metrics.connections.WithLabelValues(c.label).Inc()
 	return rooms, nil
 }
 

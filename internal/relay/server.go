@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/webtransport-go"
 
 	"github.com/switchboard-rt/switchboard/internal/delivery"
 	"github.com/switchboard-rt/switchboard/internal/hub"
@@ -34,6 +35,10 @@ type Server struct {
 	udp *net.UDPConn
 	tr  *quic.Transport
 	ln  *quic.Listener
+
+	wt       *webtransport.Server // h3 connections (webtransport.go)
+	wtConns  sync.Map             // *quic.Conn → *wtConn being served
+	pagePort atomic.Int32         // SetPagePort
 
 	ctx    context.Context // cancelled by Shutdown
 	cancel context.CancelFunc
@@ -90,6 +95,7 @@ func New(cfg Config) (*Server, error) {
 		conns: map[*conn]struct{}{}, nodes: map[wire.NodeID]*conn{}, rooms: map[string]*room{},
 		parked: map[string]*parkedSession{}, perIP: map[string]int{}}
 	s.lobby = &room{srv: s}
+	s.wt = s.newWebTransport()
 	s.lobby.snap.Store(&[]*conn{})
 	if cfg.Certificate != nil {
 		s.cert = *cfg.Certificate
@@ -156,6 +162,8 @@ func (s *Server) tlsConfig() *tls.Config {
 	issun := base.Clone()
 	native := base.Clone()
 	native.NextProtos = []string{wire.ALPNNative}
+	h3 := base.Clone()
+	h3.NextProtos = []string{wire.ALPNWebTransport}
 	return &tls.Config{
 		Certificates: base.Certificates,
 		MinVersion:   tls.VersionTLS13,
@@ -169,7 +177,10 @@ func (s *Server) tlsConfig() *tls.Config {
 			if slices.Contains(chi.SupportedProtos, wire.ALPNNative) {
 				return native, nil
 			}
-			return nil, fmt.Errorf("relay: no supported application protocol in %q (want %q)", chi.SupportedProtos, wire.ALPNNative)
+			if slices.Contains(chi.SupportedProtos, wire.ALPNWebTransport) {
+				return h3, nil
+			}
+			return nil, fmt.Errorf("relay: no supported application protocol in %q (want %q or %q)", chi.SupportedProtos, wire.ALPNNative, wire.ALPNWebTransport)
 		},
 	}
 }
@@ -181,6 +192,8 @@ func (s *Server) quicConfig() *quic.Config {
 		MaxIncomingStreams:    4,
 		MaxIncomingUniStreams: 100,
 		EnableDatagrams:       true,
+		// WebTransport needs it (RESET_STREAM_AT); other clients ignore it.
+		EnableStreamResetPartialDelivery: true,
 	}
 	conf := base.Clone()
 	// Refused before the handshake: the client learns at once. The config
@@ -291,6 +304,8 @@ func (s *Server) serveConn(qc *quic.Conn) {
 		s.serveISSUN(qc)
 	case wire.ALPNNative:
 		s.serveNative(qc)
+	case wire.ALPNWebTransport:
+		s.serveWebTransport(qc)
 	default:
 		closeQUIC(qc, closeBadRequest)
 	}
@@ -309,7 +324,7 @@ func (s *Server) register(c *conn) error {
 	}
 	s.nodes[c.id] = c
 	s.conns[c] = struct{}{}
-	s.metrics.connections.WithLabelValues(c.transport).Inc()
+	s.metrics.connections.WithLabelValues(c.label).Inc()
 	return nil
 }
 
@@ -322,7 +337,7 @@ func (s *Server) unregister(c *conn) {
 	delete(s.conns, c)
 	s.mu.Unlock()
 	if ok {
-		s.metrics.connections.WithLabelValues(c.transport).Dec()
+		s.metrics.connections.WithLabelValues(c.label).Dec()
 	}
 }
 
@@ -365,6 +380,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			s.shutErr = fmt.Errorf("relay: shutdown: %d connections still open: %w", s.count.Load(), ctx.Err())
 		}
+		_ = s.wt.Close()
 		_ = s.tr.Close()
 		_ = s.udp.Close()
 		if s.ownPool {
@@ -382,7 +398,7 @@ func (c *conn) presenceInfo() *hub.ClientInfo {
 	ci, _ := json.Marshal(struct {
 		NodeID    string `json:"node_id"`
 		Transport string `json:"transport"`
-	}{strconv.FormatUint(uint64(c.id), 10), "quic-" + c.transport})
+	}{strconv.FormatUint(uint64(c.id), 10), presenceTransport(c.label)})
 	return &hub.ClientInfo{ClientID: c.sid, UserID: c.user, ConnInfo: c.info, ChanInfo: ci}
 }
 
