@@ -561,8 +561,21 @@ func (c *conn) pushDatagram(frame []byte) {
 
 // writeDatagrams packs queued unreliable frames into datagrams until the
 // connection ends.
+//
+// Both transports copy a datagram before SendDatagram returns, so one
+// packing buffer is reused for the connection's life.
 func (c *conn) writeDatagrams() {
 	n := c.native
+	var buf []byte
+	var spare [][]byte // the previous batch's slice, handed back to the ring
+	flush := func() {
+		if len(buf) > 0 {
+			if err := n.tr.sendDatagram(buf); err != nil {
+				c.srv.metrics.dropRing.Inc()
+			}
+			buf = buf[:0]
+		}
+	}
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -571,17 +584,8 @@ func (c *conn) writeDatagrams() {
 		}
 		n.dgMu.Lock()
 		frames := n.dgRing
-		n.dgRing = nil
+		n.dgRing, spare = spare[:0], nil
 		n.dgMu.Unlock()
-		var buf []byte
-		flush := func() {
-			if len(buf) > 0 {
-				if err := n.tr.sendDatagram(buf); err != nil {
-					c.srv.metrics.drops.WithLabelValues(dropDatagramRing).Inc()
-				}
-				buf = nil
-			}
-		}
 		for _, f := range frames {
 			if len(buf)+len(f) > maxDatagram {
 				flush()
@@ -589,6 +593,8 @@ func (c *conn) writeDatagrams() {
 			buf = append(buf, f...)
 		}
 		flush()
+		clear(frames) // the frames are shared: drop the references
+		spare = frames
 	}
 }
 
