@@ -28,10 +28,14 @@ func startRelay(t *testing.T) (*server.Server, string, [32]byte) {
 	return startRelayWith(t, server.Config{})
 }
 
-// startRelayWith is startRelay with cfg (Address and Registerer set).
+// startRelayWith runs a real relay configured by cfg (Address default
+// 127.0.0.1:0); Shutdown at the end of the test is idempotent.
 func startRelayWith(t *testing.T, cfg server.Config) (*server.Server, string, [32]byte) {
 	t.Helper()
-	cfg.Address, cfg.Registerer = "127.0.0.1:0", prometheus.NewRegistry()
+	if cfg.Address == "" {
+		cfg.Address = "127.0.0.1:0"
+	}
+	cfg.Registerer = prometheus.NewRegistry()
 	s, err := server.New(cfg)
 	require.NoError(t, err)
 	s.Start()

@@ -11,13 +11,17 @@ import (
 	wire "github.com/switchboard-rt/switchboard/protocol/relay"
 )
 
-// Room is a room the client joined. Safe for concurrent use.
+// Room is a room the client joined. Safe for concurrent use. With
+// Options.Reconnect the same Room carries on over the next connection.
 type Room struct {
-	c      *Client
-	name   string
-	handle uint32
+	c    *Client
+	name string
 
 	mu      sync.Mutex
+	opts    JoinOptions
+	sess    *session // nil while reconnecting or after a lost rejoin
+	handle  uint32
+	err     error // why a rejoin failed
 	members []wire.Member
 }
 
@@ -31,10 +35,55 @@ func (r *Room) Members() []wire.Member {
 	return slices.Clone(r.members)
 }
 
-func (r *Room) setMembers(ms []wire.Member) {
+// attach binds the room to s with j's handle and members (c.mu held).
+func (r *Room) attach(s *session, j *wire.Joined) {
 	r.mu.Lock()
-	r.members = slices.Clone(ms)
+	r.sess, r.handle, r.err = s, j.Handle, nil
+	r.members = slices.Clone(j.Members)
 	r.mu.Unlock()
+	s.mu.Lock()
+	s.byHandle[j.Handle] = r
+	s.mu.Unlock()
+}
+
+func (r *Room) detach(s *session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sess == s {
+		r.sess = nil
+	}
+}
+
+func (r *Room) drop(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sess, r.err = nil, fmt.Errorf("relay: room %s lost at a rejoin: %w", r.name, err)
+}
+
+func (r *Room) on(s *session) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sess == s
+}
+
+func (r *Room) joinOptions() JoinOptions {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.opts
+}
+
+// target is the session and handle to send on.
+func (r *Room) target() (*session, uint32, error) {
+	r.mu.Lock()
+	s, h, err := r.sess, r.handle, r.err
+	r.mu.Unlock()
+	if s != nil {
+		return s, h, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return nil, 0, r.c.endedErr()
 }
 
 func (r *Room) applyPresence(p *wire.Presence) {
@@ -45,20 +94,24 @@ func (r *Room) applyPresence(p *wire.Presence) {
 }
 
 // Send sends a reliable event to the other members (or only to targets),
-// in order with this client's other reliable events.
+// in order with this client's other reliable events. Between connections
+// it returns ErrReconnecting (the event is not queued).
 func (r *Room) Send(op uint32, payload []byte, targets ...wire.NodeID) error {
-	c := r.c
-	f := wire.AppendMessage(nil, &wire.NativeEvent{Handle: r.handle, Sequence: c.seq.Add(1), OpCode: op, Targets: targets, Payload: payload})
-	c.sendMu.Lock()
-	defer c.sendMu.Unlock()
-	if c.evOut == nil {
-		st, err := c.l.openUni(context.Background())
+	s, h, err := r.target()
+	if err != nil {
+		return err
+	}
+	f := wire.AppendMessage(nil, &wire.NativeEvent{Handle: h, Sequence: r.c.seq.Add(1), OpCode: op, Targets: targets, Payload: payload})
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	if s.evOut == nil {
+		st, err := s.l.openUni(context.Background())
 		if err != nil {
 			return fmt.Errorf("relay: event stream: %w", err)
 		}
-		c.evOut = st
+		s.evOut = st
 	}
-	if _, err := c.evOut.Write(f); err != nil {
+	if _, err := s.evOut.Write(f); err != nil {
 		return fmt.Errorf("relay: send: %w", err)
 	}
 	return nil
@@ -67,17 +120,28 @@ func (r *Room) Send(op uint32, payload []byte, targets ...wire.NodeID) error {
 // SendUnreliable sends an event in a QUIC datagram: it may be lost, and
 // it never waits for the network.
 func (r *Room) SendUnreliable(op uint32, payload []byte, targets ...wire.NodeID) error {
-	c := r.c
-	f := wire.AppendMessage(nil, &wire.NativeEvent{Handle: r.handle, Sequence: c.seq.Add(1), OpCode: op, Targets: targets, Payload: payload, Unreliable: true})
-	if err := c.l.sendDatagram(f); err != nil {
+	s, h, err := r.target()
+	if err != nil {
+		return err
+	}
+	f := wire.AppendMessage(nil, &wire.NativeEvent{Handle: h, Sequence: r.c.seq.Add(1), OpCode: op, Targets: targets, Payload: payload, Unreliable: true})
+	if err := s.l.sendDatagram(f); err != nil {
 		return fmt.Errorf("relay: send datagram: %w", err)
 	}
 	return nil
 }
 
-// Leave leaves the room.
+// Leave leaves the room (it is not rejoined after a reconnection).
 func (r *Room) Leave(ctx context.Context) error {
-	m := &wire.Leave{Handle: r.handle}
-	_, err := r.c.request(ctx, m, func(id uint32) { m.RequestID = id })
-	return err
+	s, h, err := r.target()
+	if err != nil {
+		return err
+	}
+	m := &wire.Leave{Handle: h}
+	if _, err := s.request(ctx, m, func(id uint32) { m.RequestID = id }); err != nil {
+		return err
+	}
+	r.detach(s)
+	r.c.forget(r)
+	return nil
 }

@@ -25,9 +25,12 @@ type link interface {
 	receiveDatagram(ctx context.Context) ([]byte, error)
 	sendDatagram(b []byte) error
 	close(code uint32, msg string)
-	// refusal describes err when it is the relay closing the connection
-	// (code and reason), else returns nil.
-	refusal(err error) error
+	// refusal tells whether err is the relay closing the connection, with
+	// its code and reason.
+	refusal(err error) (code uint32, reason string, ok bool)
+	// closeCause is why the connection ended (nil while open), as a
+	// *quic.ApplicationError when it was closed with a code.
+	closeCause() error
 }
 
 type controlStream interface {
@@ -35,12 +38,10 @@ type controlStream interface {
 	SetDeadline(t time.Time) error
 }
 
-var quicConfig = &quic.Config{EnableDatagrams: true, MaxIdleTimeout: 30 * time.Second}
-
 type quicLink struct{ qc *quic.Conn }
 
-func dialQUIC(ctx context.Context, addr string, tc *tls.Config) (link, error) {
-	qc, err := quic.DialAddr(ctx, addr, tc, quicConfig)
+func dialQUIC(ctx context.Context, addr string, tc *tls.Config, qconf *quic.Config) (link, error) {
+	qc, err := quic.DialAddr(ctx, addr, tc, qconf)
 	if err != nil {
 		return nil, err
 	}
@@ -65,13 +66,15 @@ func (l quicLink) close(code uint32, msg string) {
 	_ = l.qc.CloseWithError(quic.ApplicationErrorCode(code), msg)
 }
 
-func (l quicLink) refusal(err error) error {
+func (l quicLink) refusal(err error) (uint32, string, bool) {
 	var ae *quic.ApplicationError
 	if errors.As(err, &ae) {
-		return fmt.Errorf("relay: refused (%d): %s", ae.ErrorCode, ae.ErrorMessage)
+		return uint32(ae.ErrorCode), ae.ErrorMessage, true
 	}
-	return nil
+	return 0, "", false
 }
+
+func (l quicLink) closeCause() error { return context.Cause(l.qc.Context()) }
 
 // wtLink is a WebTransport session; the Transport (and its QUIC
 // connection) closes with it.
@@ -84,10 +87,10 @@ type wtLink struct {
 // WebTransportPath is the relay's WebTransport endpoint.
 const WebTransportPath = "/relay"
 
-func dialWebTransport(ctx context.Context, addr string, tc *tls.Config, header http.Header) (link, error) {
+func dialWebTransport(ctx context.Context, addr string, tc *tls.Config, qconf *quic.Config, header http.Header) (link, error) {
 	tc = tc.Clone()
 	tc.NextProtos = nil // the Transport offers h3
-	qconf := quicConfig.Clone()
+	qconf = qconf.Clone()
 	qconf.EnableStreamResetPartialDelivery = true
 	l := &wtLink{}
 	l.tr = &webtransport.Transport{TLSClientConfig: tc, QUICConfig: qconf,
@@ -139,14 +142,30 @@ func (l *wtLink) close(code uint32, msg string) {
 	_ = l.tr.Close()
 }
 
-func (l *wtLink) refusal(err error) error {
+func (l *wtLink) refusal(err error) (uint32, string, bool) {
 	var se *webtransport.SessionError
 	if errors.As(err, &se) && se.Remote {
-		return fmt.Errorf("relay: refused (%d): %s", se.ErrorCode, se.Message)
+		return uint32(se.ErrorCode), se.Message, true
 	}
 	var ae *quic.ApplicationError
 	if errors.As(err, &ae) && ae.Remote {
-		return fmt.Errorf("relay: refused (%d): %s", ae.ErrorCode, ae.ErrorMessage)
+		return uint32(ae.ErrorCode), ae.ErrorMessage, true
+	}
+	return 0, "", false
+}
+
+// closeCause reports the session's close code as the connection's: a
+// closed session's accept returns its close error at once.
+func (l *wtLink) closeCause() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := l.sess.AcceptStream(ctx)
+	var se *webtransport.SessionError
+	if errors.As(err, &se) {
+		return &quic.ApplicationError{Remote: se.Remote, ErrorCode: quic.ApplicationErrorCode(se.ErrorCode), ErrorMessage: se.Message}
+	}
+	if l.qc != nil {
+		return context.Cause(l.qc.Context())
 	}
 	return nil
 }

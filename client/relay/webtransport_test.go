@@ -103,3 +103,29 @@ func TestWebTransportOrigin(t *testing.T) {
 	require.ErrorContains(t, err, "node id already connected")
 	require.NoError(t, a.Close())
 }
+
+// Automatic reconnection works over WebTransport: a lost connection is
+// resumed (same NodeId and rooms, no leave seen by a native member).
+func TestWebTransportReconnectResumes(t *testing.T) {
+	_, addr, pin := startRelay(t)
+	ctx := context.Background()
+	st := newStates()
+	o := reconnecting(st)
+	o.WebTransport = true
+	a := dial(t, addr, pin, o)
+	st.wait(t, relay.StateConnected)
+	b := dial(t, addr, pin, relay.Options{})
+	ra, err := a.Join(ctx, "r", relay.JoinOptions{Create: true})
+	require.NoError(t, err)
+	rb, err := b.Join(ctx, "r", relay.JoinOptions{})
+	require.NoError(t, err)
+	<-a.Presence()
+	id := a.NodeID()
+
+	relay.DropConnection(a)
+	st.wait(t, relay.StateReconnecting)
+	st.wait(t, relay.StateResumed)
+	require.Equal(t, id, a.NodeID())
+	roundTrip(t, ra, rb, a, b, "after resume over webtransport")
+	noLeave(t, b, id)
+}

@@ -1,9 +1,10 @@
-// Command pong is two bots playing Pong through the Switchboard relay's
-// native protocol (client/relay): the host simulates the ball and sends
-// and its own paddle unreliably 60 times a second, the guest sends its
-// paddle reliably, and a point goes to the side that did not miss.
+// Command pong plays Pong through the Switchboard relay's native protocol
+// (client/relay), two relay connections in one program: the host
+// simulates the ball and sends it with its own paddle unreliably 60 times
+// a second, the guest sends its paddle reliably, and a point goes to the
+// side that did not miss. Both connections reconnect by themselves.
 //
-// One command, with a relay started inside the program:
+// Two bots, with a relay started inside the program:
 //
 //	go run ./examples/pong -local
 //
@@ -11,9 +12,15 @@
 // development certificate's SHA-256 is in the server's log):
 //
 //	go run ./examples/pong -addr 127.0.0.1:5000 -pin <sha256 hex>
+//
+// -tui draws the court in the terminal (plain ANSI) and gives the left
+// paddle to you: w/s, k/j or the arrow keys, q to quit.
+//
+//	go run ./examples/pong -local -tui
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -32,6 +39,9 @@ import (
 	server "github.com/switchboard-rt/switchboard/internal/relay"
 )
 
+// errQuit ends a game the human left.
+var errQuit = errors.New("quit")
+
 // Op codes of the game's events.
 const (
 	opBall   = 1 // unreliable: ball x, y and the host's paddle y (float64 each)
@@ -45,15 +55,46 @@ func main() {
 	local := flag.Bool("local", false, "start a relay inside this program")
 	points := flag.Int("points", 5, "points to win")
 	tick := flag.Duration("tick", time.Second/60, "simulation step")
+	tui := flag.Bool("tui", false, "draw the court in this terminal and play the left paddle with the keys")
 	flag.Parse()
-	if err := run(*addr, *pin, *local, *points, *tick, os.Stdout); err != nil {
+	var err error
+	if *tui {
+		err = runTUI(*addr, *pin, *local, *points, *tick)
+	} else {
+		err = run(*addr, *pin, *local, *points, *tick, os.Stdout)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "pong:", err)
 		os.Exit(1)
 	}
 }
 
+// runTUI is run with the terminal UI and a human host.
+func runTUI(addr, pinHex string, local bool, points int, tick time.Duration) error {
+	restore, err := rawTerminal(os.Stdout)
+	if err != nil {
+		return err
+	}
+	h := newHuman()
+	go h.read(os.Stdin) // ends with the program: a read of stdin cannot be interrupted
+	var log bytes.Buffer
+	err = play(addr, pinHex, local, points, tick, &log, h, os.Stdout)
+	restore()
+	fmt.Print(log.String())
+	if errors.Is(err, errQuit) {
+		return nil
+	}
+	return err
+}
+
 func run(addr, pinHex string, local bool, points int, tick time.Duration, out io.Writer) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	return play(addr, pinHex, local, points, tick, out, nil, nil)
+}
+
+// play runs one game; with h the host's paddle is h's and every tick is
+// drawn on screen.
+func play(addr, pinHex string, local bool, points int, tick time.Duration, out io.Writer, h *human, screen io.Writer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	var pin [32]byte
 	if local {
@@ -72,7 +113,7 @@ func run(addr, pinHex string, local bool, points int, tick time.Duration, out io
 		}
 		copy(pin[:], b)
 	}
-	opts := relay.Options{CertHashes: [][32]byte{pin}}
+	opts := relay.Options{CertHashes: [][32]byte{pin}, Reconnect: true, MaxAttempts: 20}
 	host, err := relay.Dial(ctx, addr, opts)
 	if err != nil {
 		return err
@@ -95,7 +136,8 @@ func run(addr, pinHex string, local bool, points int, tick time.Duration, out io
 	fmt.Fprintf(out, "room %s: host %d vs guest %d, first to %d\n", room, host.NodeID(), guest.NodeID(), points)
 	done := make(chan error, 1)
 	go func() { done <- playGuest(guest, gr, points, tick) }()
-	left, right, err := playHost(ctx, host, hr, points, tick, out)
+	hp := hostPlayer{points: points, tick: tick, out: out, screen: screen, human: h}
+	left, right, err := hp.play(ctx, host, hr)
 	if err != nil {
 		return err
 	}
@@ -150,17 +192,33 @@ const (
 	speedUp = 1.25
 )
 
-// playHost simulates the game on the left side until a side has points.
-func playHost(ctx context.Context, c *relay.Client, r *relay.Room, points int, tick time.Duration, out io.Writer) (int, int, error) {
+// hostPlayer is the left side, which simulates the ball.
+type hostPlayer struct {
+	points int
+	tick   time.Duration
+	out    io.Writer
+	screen io.Writer // nil: no drawing
+	human  *human    // nil: a bot moves the paddle
+}
+
+// play simulates the game until a side has points (or the human quits).
+func (p hostPlayer) play(ctx context.Context, c *relay.Client, r *relay.Room) (int, int, error) {
+	points, out := p.points, p.out
 	x, y, vx, vy := 0.5, 0.5, 0.013, 0.009
 	me, other := 0.5, 0.5
 	var left, right int
-	t := time.NewTicker(tick)
+	var quit chan struct{}
+	if p.human != nil {
+		quit = p.human.quit
+	}
+	t := time.NewTicker(p.tick)
 	defer t.Stop()
 	for left < points && right < points {
 		select {
 		case <-ctx.Done():
 			return left, right, ctx.Err()
+		case <-quit:
+			return left, right, errQuit
 		case <-c.Done():
 			return left, right, fmt.Errorf("host: %w", c.Err())
 		case ev := <-c.Events():
@@ -174,7 +232,11 @@ func playHost(ctx context.Context, c *relay.Client, r *relay.Room, points int, t
 		if y < 0 || y > 1 {
 			vy, y = -vy, math.Max(0, math.Min(1, y))
 		}
-		me = follow(me, y, hostSpeed)
+		if p.human != nil {
+			me = p.human.paddle()
+		} else {
+			me = follow(me, y, hostSpeed)
+		}
 		point := 0
 		if x <= 0 {
 			if math.Abs(y-me) <= paddleHalf {
@@ -201,6 +263,12 @@ func playHost(ctx context.Context, c *relay.Client, r *relay.Room, points int, t
 			}
 		}
 		_ = r.SendUnreliable(opBall, f64s(x, y, me)) // a lost frame is replaced by the next
+		if p.screen != nil {
+			status := fmt.Sprintf("first to %d - w/s or arrows move, q quits - relay: %s", points, c.State())
+			if err := render(p.screen, frame{x: x, y: y, left: me, right: other, scoreL: left, scoreR: right, status: status}); err != nil {
+				return left, right, err
+			}
+		}
 	}
 	return left, right, nil // the last score told the guest
 }

@@ -10,6 +10,8 @@ type Cmd struct {
 	RPC    RPCCmd    `cmd:"" name:"rpc" help:"Time round trips of client rpc or publish commands."`
 	Plot   PlotCmd   `cmd:"" help:"Render SVG charts from a file of bench JSON results."`
 	Relay  RelayCmd  `cmd:"" help:"Load the game relay: clients in rooms sending events; report deliveries/s, latency percentiles and loss."`
+	// Scheduler times POST /jobs → the chunk at an online node (issue 11).
+	Scheduler SchedulerCmd `cmd:"" help:"Time POST /jobs until the job's chunk reaches an online node over the hub (serve --scheduler)."`
 }
 
 // Validate hooks let kong report bad flag values as parse (usage) errors,

@@ -170,9 +170,8 @@ func TestSchedulerMapping(t *testing.T) {
 		"NodeTokenTTL": {"NodeTokenTTL"}, "HubURL": {"HubURL"}, "MaxBody": {"MaxBody", "MaxBody"},
 		"SignatureSkew": {"Skew"}, "ReplayCacheSize": {"MaxReplay"},
 	}
-	unmapped := []string{"Store", "Publisher", "Presence", "Clock", "Logger", "Registerer",
-		"Service", "Tokens", "Signer", "APIKey", "Nodes", "Timeout", "Now",
-		"ProgressInterval"} // the scheduler's default until schedhttp gives it a key
+	unmapped := []string{"Store", "Publisher", "Presence", "Clock", "Logger", "Registerer", "ProgressInterval",
+		"Service", "Tokens", "Signer", "APIKey", "Nodes", "Timeout", "Now"}
 	checkMapping(t, want, unmapped, func(s Scheduler) []reflect.Value {
 		return []reflect.Value{reflect.ValueOf(s.ServiceConfig()), reflect.ValueOf(s.APIConfig()), reflect.ValueOf(s.NodeVerifierConfig()),
 			reflect.ValueOf(s.PostgresConfig())}

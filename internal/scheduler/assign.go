@@ -28,10 +28,13 @@ func (s *Service) assignPass() {
 	}
 }
 
-// assignOnce plans one batch from a consistent read, then leases it job by
-// job (guarded, so a concurrent process or a cancel in between only makes
-// some leases fail) and publishes what it leased. It returns how many
-// chunks it assigned and whether the batch was full.
+// assignOnce plans one batch from a consistent read and leases it job by
+// job (leaseIn: guarded, so a concurrent process or a cancel in between
+// only makes some leases fail), then publishes what it leased
+// (publishLeased). On a store that serialises transactions the plan and
+// the leases share one transaction; elsewhere each job's leases get their
+// own (one job lock per transaction keeps the lock order). It returns how
+// many chunks it assigned and whether the batch was full.
 func (s *Service) assignOnce() (int, bool) {
 	ctx := s.ctx
 	online := s.onlineIDs()
@@ -42,75 +45,19 @@ func (s *Service) assignOnce() (int, bool) {
 	var plan map[string][]planned
 	var order []string
 	var jobs map[string]Job
+	var ls []leased
 	full := false
-	err := s.store.InTx(ctx, func(tx Tx) error {
-		plan, order, jobs, full = map[string][]planned{}, nil, map[string]Job{}, false
-		nodes, err := tx.FreeNodes(ctx, online)
-		if err != nil {
+	err := s.store.InTx(ctx, func(tx Tx) (err error) {
+		ls = ls[:0]
+		if plan, order, jobs, full, err = s.plan(ctx, tx, online, now); err != nil || !s.serialized {
 			return err
 		}
-		var live []*Node
-		ids := make([]string, 0, len(nodes))
-		for i := range nodes {
-			if nodes[i].Claimed() && nodes[i].Free() > 0 {
-				live = append(live, &nodes[i])
-				ids = append(ids, nodes[i].ID)
-			}
-		}
-		if len(live) == 0 {
-			return nil
-		}
-		grants, err := tx.Grants(ctx, ids)
-		if err != nil {
-			return err
-		}
-		granted := map[string]map[string]bool{}
-		for node, users := range grants {
-			m := map[string]bool{}
-			for _, u := range users {
-				m[u] = true
-			}
-			granted[node] = m
-		}
-		runnable, err := tx.RunnableJobs(ctx, maxRunnableJobs)
-		if err != nil {
-			return err
-		}
-		budget := s.cfg.AssignBatch
-		for _, j := range runnable {
-			if budget == 0 {
-				full = true
-				break
-			}
-			var eligible []*Node
-			free := 0
-			for _, n := range live {
-				if n.Free() > 0 && eligibleFor(j, n, granted[n.ID]) {
-					eligible = append(eligible, n)
-					free += n.Free()
-				}
-			}
-			if free == 0 {
-				continue
-			}
-			want := min(free, budget, j.Chunks.Pending)
-			cs, err := tx.PendingChunks(ctx, j.ID, now, want)
+		for _, id := range order {
+			l, err := s.leaseIn(ctx, tx, jobs[id], plan[id], now)
 			if err != nil {
 				return err
 			}
-			for _, c := range cs {
-				best := mostFree(eligible)
-				if best == nil {
-					break
-				}
-				plan[j.ID] = append(plan[j.ID], planned{chunk: c, node: *best})
-				best.Running++
-				budget--
-			}
-			if len(plan[j.ID]) > 0 {
-				order = append(order, j.ID)
-				jobs[j.ID] = j
-			}
+			ls = append(ls, l)
 		}
 		return nil
 	})
@@ -118,11 +65,101 @@ func (s *Service) assignOnce() (int, bool) {
 		s.loopError("plan assignments", err)
 		return 0, false
 	}
+	if !s.serialized {
+		for _, id := range order {
+			var l leased
+			err := s.store.InTx(ctx, func(tx Tx) (err error) {
+				l, err = s.leaseIn(ctx, tx, jobs[id], plan[id], s.now())
+				return err
+			})
+			if err != nil {
+				s.loopError("lease chunks", err)
+				break
+			}
+			ls = append(ls, l)
+		}
+	}
 	total := 0
-	for _, id := range order {
-		total += s.assign(ctx, jobs[id], plan[id])
+	for _, l := range ls {
+		total += s.publishLeased(l)
 	}
 	return total, full
+}
+
+// plan chooses, from one consistent read, which pending chunks go to which
+// eligible online node with free capacity: jobs by priority then age, each
+// chunk to the node with the most free capacity, at most AssignBatch
+// chunks (full reports that the batch filled).
+func (s *Service) plan(ctx context.Context, tx Tx, online []string, now time.Time) (plan map[string][]planned, order []string, jobs map[string]Job, full bool, err error) {
+	plan, jobs = map[string][]planned{}, map[string]Job{}
+	nodes, err := tx.FreeNodes(ctx, online)
+	if err != nil {
+		return nil, nil, nil, false, err
+	}
+	var live []*Node
+	ids := make([]string, 0, len(nodes))
+	for i := range nodes {
+		if nodes[i].Claimed() && nodes[i].Free() > 0 {
+			live = append(live, &nodes[i])
+			ids = append(ids, nodes[i].ID)
+		}
+	}
+	if len(live) == 0 {
+		return plan, order, jobs, full, nil
+	}
+	grants, err := tx.Grants(ctx, ids)
+	if err != nil {
+		return nil, nil, nil, false, err
+	}
+	granted := map[string]map[string]bool{}
+	for node, users := range grants {
+		m := map[string]bool{}
+		for _, u := range users {
+			m[u] = true
+		}
+		granted[node] = m
+	}
+	runnable, err := tx.RunnableJobs(ctx, maxRunnableJobs)
+	if err != nil {
+		return nil, nil, nil, false, err
+	}
+	budget := s.cfg.AssignBatch
+	for _, j := range runnable {
+		if budget == 0 {
+			full = true
+			break
+		}
+		var eligible []*Node
+		free := 0
+		for _, n := range live {
+			if n.Free() > 0 && eligibleFor(j, n, granted[n.ID]) {
+				eligible = append(eligible, n)
+				free += n.Free()
+			}
+		}
+		if free == 0 {
+			continue
+		}
+		want := min(free, budget, j.Chunks.Pending)
+		cs, err := tx.PendingChunks(ctx, j.ID, now, want)
+		if err != nil {
+			return nil, nil, nil, false, err
+		}
+		for _, c := range cs {
+			best := mostFree(eligible)
+			if best == nil {
+				break
+			}
+			plan[j.ID] = append(plan[j.ID], planned{chunk: c, node: *best})
+			best.Running++
+			budget--
+		}
+		if len(plan[j.ID]) > 0 {
+			order = append(order, j.ID)
+			jobs[j.ID] = j
+		}
+	}
+	return plan, order, jobs, full, nil
 }
 
 // eligibleFor reports whether node n may run job j's chunks: the owner's
@@ -156,94 +193,91 @@ func mostFree(nodes []*Node) *Node {
 	return best
 }
 
-// assign is the one place where chunks are assigned: it commits the
-// leases of job j's planned chunks in one transaction (node capacity and
-// chunk state guarded), then publishes each lease to chunks:{nodeId}. A
-// lease whose publication fails is rolled back (guarded by its lease id)
-// and the chunk is pending again after BackoffBase; if even that fails,
-// the lease expires and the chunk is reassigned. It returns how many
-// chunks reached a node.
-func (s *Service) assign(ctx context.Context, j Job, plan []planned) int {
+// leased is what one job's leasing transaction granted.
+type leased struct {
+	job   Job
+	won   []Assignment
+	nodes []string    // holder of won[i]
+	since []time.Time // when won[i] became assignable
+}
+
+// leaseIn leases job j's planned chunks inside tx: job locked, nodes in id
+// order, node capacity and chunk state guarded (AddRunning with a limit,
+// LeaseChunk), every lease recorded; it writes the job's counters.
+func (s *Service) leaseIn(ctx context.Context, tx Tx, j Job, plan []planned, now time.Time) (leased, error) {
 	sort.SliceStable(plan, func(a, b int) bool { return plan[a].node.ID < plan[b].node.ID }) // lock order
-	now := s.now()
 	deadline := now.Add(s.cfg.Lease)
-	var won []Assignment
-	var wonNodes []string
-	var since []time.Time // when each won chunk became assignable
-	var job Job
-	err := s.store.InTx(ctx, func(tx Tx) error {
-		won, wonNodes, since = won[:0], wonNodes[:0], since[:0]
-		var err error
-		job, err = tx.JobForUpdate(ctx, j.ID)
+	var l leased
+	job, err := tx.JobForUpdate(ctx, j.ID)
+	if err != nil || job.Status.Terminal() {
+		return l, err
+	}
+	for _, p := range plan {
+		ok, err := tx.AddRunning(ctx, p.node.ID, 1, p.node.Capacity())
 		if err != nil {
-			return err
+			return l, err
 		}
-		if job.Status.Terminal() {
-			return nil
+		if !ok {
+			continue // full (another process leased to it)
 		}
-		for _, p := range plan {
-			ok, err := tx.AddRunning(ctx, p.node.ID, 1, p.node.Capacity())
-			if err != nil {
-				return err
-			}
-			if !ok {
-				continue // full (another process leased to it)
-			}
-			lease := uuid.NewString()
-			ok, err = tx.LeaseChunk(ctx, p.chunk.ID, p.node.ID, lease, deadline, now)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				if _, err := tx.AddRunning(ctx, p.node.ID, -1, 0); err != nil {
-					return err
-				}
-				continue
-			}
-			if err := tx.InsertLease(ctx, lease, p.chunk.ID, p.node.ID, now); err != nil {
-				return err
-			}
-			c := p.chunk
-			c.LeaseID, c.Deadline, c.NodeID = lease, deadline, p.node.ID
-			won = append(won, assignmentOf(job, c))
-			wonNodes = append(wonNodes, p.node.ID)
-			since = append(since, p.chunk.AvailableAt)
+		lease := uuid.NewString()
+		ok, err = tx.LeaseChunk(ctx, p.chunk.ID, p.node.ID, lease, deadline, now)
+		if err != nil {
+			return l, err
 		}
-		if len(won) == 0 {
-			return nil
+		if !ok {
+			if _, err := tx.AddRunning(ctx, p.node.ID, -1, 0); err != nil {
+				return l, err
+			}
+			continue
 		}
-		job.Chunks.Pending -= len(won)
-		job.Chunks.Running += len(won)
-		if job.Status == JobPending {
-			job.Status = JobRunning
+		if err := tx.InsertLease(ctx, lease, p.chunk.ID, p.node.ID, now); err != nil {
+			return l, err
 		}
-		job.UpdatedAt = now
-		return tx.UpdateJob(ctx, job)
-	})
-	if err != nil {
-		s.loopError("lease chunks", err)
+		c := p.chunk
+		c.LeaseID, c.Deadline, c.NodeID = lease, deadline, p.node.ID
+		l.won = append(l.won, assignmentOf(job, c))
+		l.nodes = append(l.nodes, p.node.ID)
+		l.since = append(l.since, p.chunk.AvailableAt)
+	}
+	if len(l.won) == 0 {
+		return l, nil
+	}
+	job.Chunks.Pending -= len(l.won)
+	job.Chunks.Running += len(l.won)
+	if job.Status == JobPending {
+		job.Status = JobRunning
+	}
+	job.UpdatedAt = now
+	l.job = job
+	return l, tx.UpdateJob(ctx, job)
+}
+
+// publishLeased publishes committed leases to chunks:{nodeId}. A lease
+// whose publication fails is rolled back (guarded by its lease id) and the
+// chunk is pending again after BackoffBase; if even that fails, the lease
+// expires and the chunk is reassigned. Nothing is lost either way.
+func (s *Service) publishLeased(l leased) int {
+	if len(l.won) == 0 {
 		return 0
 	}
-	if len(won) == 0 {
-		return 0
-	}
-	s.armLease(deadline)
+	s.armLease(l.won[0].Deadline)
 	sent := 0
-	for i, a := range won {
-		if err := s.publish(ctx, ChunksChannel(wonNodes[i]), a); err != nil {
+	for i, a := range l.won {
+		if err := s.publish(s.ctx, ChunksChannel(l.nodes[i]), a); err != nil {
 			s.metrics.publishFailures.Inc()
-			s.log.Warn("publish assignment failed; rolling the lease back", "chunk", a.ID, "node", wonNodes[i], "error", err)
-			s.unassign(a, wonNodes[i])
+			s.log.Warn("publish assignment failed; rolling the lease back", "chunk", a.ID, "node", l.nodes[i], "error", err)
+			s.unassign(a, l.nodes[i])
 			continue
 		}
 		sent++
 		s.metrics.assigned.Inc()
-		s.metrics.latency.Observe(max(0, s.clock.Now().Sub(since[i]).Seconds()))
+		s.metrics.latency.Observe(max(0, s.clock.Now().Sub(l.since[i]).Seconds()))
 	}
 	if sent > 0 {
-		s.jobProgressed(job)
+		s.jobProgressed(l.job)
 	}
-	s.nodesChanged(uniq(wonNodes)...)
+	s.nodesChanged(uniq(l.nodes)...)
 	return sent
 }
 

@@ -295,14 +295,15 @@ func (s *Service) committer() {
 		now := s.now()
 		err := s.store.InTx(s.ctx, func(tx Tx) error {
 			res = res[:0]
+			bt := newBatchTx(tx)
 			for _, r := range batch {
-				out, j, nodeID, err := s.completeIn(s.ctx, tx, r.key, r.chunkID, r.leaseID, r.result, now)
+				out, j, nodeID, err := s.completeIn(s.ctx, bt, r.key, r.chunkID, r.leaseID, r.result, now)
 				if err != nil && errs.Find(err) == nil {
 					return err // a store failure: the whole batch fails
 				}
 				res = append(res, completeRes{out: out, job: j, nodeID: nodeID, err: err})
 			}
-			return nil
+			return bt.flush(s.ctx)
 		})
 		for i, r := range batch {
 			if err != nil {
@@ -377,39 +378,40 @@ type endOutcome struct {
 // remain, otherwise the chunk fails and so does its job, whose other
 // chunks are stopped. The caller holds the job's and chunk's locks.
 func (s *Service) endLease(ctx context.Context, tx Tx, j Job, c Chunk, msg string, retryable bool, now time.Time) (endOutcome, error) {
-	if _, err := tx.AddRunning(ctx, c.NodeID, -1, 0); err != nil {
-		return endOutcome{}, err
-	}
+	holder := c.NodeID
 	j.Chunks.Running--
 	j.UpdatedAt = now
 	c.Error = msg
 	c.Deadline = time.Time{}
 	c.UpdatedAt = now
 	var o endOutcome
+	// Node counts last (lock order job, chunks, nodes by id).
+	free := map[string]int{holder: 1}
 	if retryable && c.Attempts < s.cfg.MaxAttempts {
 		c.Status = ChunkPending
 		c.NodeID, c.LeaseID, c.Done = "", "", 0
 		c.AvailableAt = now.Add(s.backoff(c.Attempts))
 		j.Chunks.Pending++
 		o.retryAt = c.AvailableAt
+		if err := tx.UpdateChunk(ctx, c); err != nil {
+			return endOutcome{}, err
+		}
+		if err := freeNodes(ctx, tx, free); err != nil {
+			return endOutcome{}, err
+		}
 	} else {
 		c.Status = ChunkFailed
 		j.Chunks.Failed++
 		if err := tx.UpdateChunk(ctx, c); err != nil {
 			return endOutcome{}, err
 		}
-		held, err := s.stopChunks(ctx, tx, &j, now)
+		held, err := s.stopChunks(ctx, tx, &j, now, free)
 		if err != nil {
 			return endOutcome{}, err
 		}
 		j.Status, j.FinishedAt = JobFailed, now
 		j.Error = fmt.Sprintf("chunk %d failed after %d attempt(s): %s", c.Index, c.Attempts, msg)
 		o.held, o.jobEnded = held, true
-	}
-	if !o.jobEnded {
-		if err := tx.UpdateChunk(ctx, c); err != nil {
-			return endOutcome{}, err
-		}
 	}
 	if err := tx.UpdateJob(ctx, j); err != nil {
 		return endOutcome{}, err

@@ -19,7 +19,9 @@
 //
 // # Assign and publish
 //
-// Assignment happens in exactly one function (Service.assign): the
+// Leases are granted in one function (leaseIn, inside a store
+// transaction) and published in one (publishLeased, the only code that
+// writes chunks:{nodeId}), which runs on every committed lease: the
 // assignment is committed to the Store first, then published to
 // chunks:{nodeId} (a channel with history, so a reconnecting node recovers
 // it). If the publication fails the assignment is rolled back in the store
@@ -40,7 +42,11 @@
 // # Concurrency
 //
 // The Service is safe for concurrent use. Every state change runs in one
-// Store transaction; stores lock rows in the order job, chunk, node (see
-// Tx), so several Services on one PostgreSQL database never assign a chunk
-// twice and aggregate a job exactly once.
+// Store transaction; transactions lock rows in the order job, chunks,
+// nodes by id (see Tx; leasing skips locked chunk rows instead of waiting),
+// so several Services on one PostgreSQL database never assign a chunk
+// twice and aggregate a job exactly once. On a store that serialises
+// transactions (SQLite) completions arriving together share one
+// transaction (group commit) and an assignment pass plans and leases in
+// one.
 package scheduler

@@ -192,7 +192,7 @@ func (s *Service) CancelJob(ctx context.Context, v Viewer, id string) (Job, erro
 		}
 		j.Status = JobCancelled
 		j.FinishedAt = now
-		held, err = s.stopChunks(ctx, tx, &j, now)
+		held, err = s.stopChunks(ctx, tx, &j, now, map[string]int{})
 		if err != nil {
 			return err
 		}
@@ -211,9 +211,10 @@ func (s *Service) CancelJob(ctx context.Context, v Viewer, id string) (Job, erro
 }
 
 // stopChunks cancels the pending and running chunks of a job that ends
-// (cancelled or failed), frees the nodes holding them and returns which
-// chunks each node held. j's counters are updated; the caller writes j.
-func (s *Service) stopChunks(ctx context.Context, tx Tx, j *Job, now time.Time) (map[string][]string, error) {
+// (cancelled or failed), frees the nodes holding them (plus the slots
+// already in free) and returns which chunks each node held. j's counters
+// are updated; the caller writes j.
+func (s *Service) stopChunks(ctx context.Context, tx Tx, j *Job, now time.Time, free map[string]int) (map[string][]string, error) {
 	running, err := tx.ChunksOfJob(ctx, j.ID, ChunkRunning)
 	if err != nil {
 		return nil, err
@@ -229,22 +230,35 @@ func (s *Service) stopChunks(ctx context.Context, tx Tx, j *Job, now time.Time) 
 	held := map[string][]string{}
 	for _, c := range running {
 		held[c.NodeID] = append(held[c.NodeID], c.ID)
+		free[c.NodeID]++
 	}
-	nodes := make([]string, 0, len(held))
-	for id := range held {
-		nodes = append(nodes, id)
-	}
-	sort.Strings(nodes) // lock order: nodes by id
-	for _, id := range nodes {
-		if _, err := tx.AddRunning(ctx, id, -len(held[id]), 0); err != nil {
-			return nil, err
-		}
+	if err := freeNodes(ctx, tx, free); err != nil {
+		return nil, err
 	}
 	j.Chunks.Pending -= np
 	j.Chunks.Running -= nr
 	j.Chunks.Cancelled += np + nr
 	j.UpdatedAt = now
 	return held, nil
+}
+
+// freeNodes takes slots (node id → count) back from nodes, in id order
+// (the lock order), after every chunk write of the transaction.
+func freeNodes(ctx context.Context, tx Tx, free map[string]int) error {
+	ids := make([]string, 0, len(free))
+	for id := range free {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if free[id] == 0 || id == "" {
+			continue
+		}
+		if _, err := tx.AddRunning(ctx, id, -free[id], 0); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // AggregateResults combines chunk results as the origin did (iteration-

@@ -133,11 +133,11 @@ func (s *Service) Heartbeat(ctx context.Context, key ed25519.PublicKey, status s
 			n.Status = status
 		}
 		n.LastSeenAt = now
-		if err := tx.UpdateNode(ctx, n); err != nil {
+		// Chunks before the node row (lock order).
+		if _, err := tx.ExtendLeases(ctx, n.ID, now.Add(s.cfg.Lease)); err != nil {
 			return err
 		}
-		_, err = tx.ExtendLeases(ctx, n.ID, now.Add(s.cfg.Lease))
-		return err
+		return tx.UpdateNode(ctx, n)
 	})
 	if err != nil {
 		return NodeStatus{}, storeErr(err, ErrNodeNotClaimed)

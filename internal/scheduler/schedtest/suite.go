@@ -42,6 +42,7 @@ func Run(t *testing.T, f Factory) {
 		{"OtherShapeResults", testOtherShapes},
 		{"SweepRepairsPresence", testSweepPresence},
 		{"CoalescedProgress", testCoalescedProgress},
+		{"ConcurrentRegisterOneNode", testConcurrentRegister},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, f) })
@@ -664,12 +665,40 @@ func testCoalescedProgress(t *testing.T, f Factory) {
 	ev := e.Hub.Events(t, scheduler.JobChannel(cr.JobID))[0]
 	require.Equal(t, "progress", ev["type"])
 	require.Equal(t, 2.0, ev["payload"].(map[string]any)["chunks"].(map[string]any)["completed"])
-	feed := e.Hub.Events(t, scheduler.OwnerNodesChannel("alice"))
-	require.Equal(t, 1.0, feed[len(feed)-1]["payload"].(map[string]any)["running"]) // one chunk still held
+	require.Eventually(t, func() bool { // the flush publishes the node after the job
+		feed := e.Hub.Events(t, scheduler.OwnerNodesChannel("alice"))
+		return feed[len(feed)-1]["payload"].(map[string]any)["running"] == 1.0 // one chunk still held
+	}, testenv.Wait, testenv.Tick)
 	e.Complete(t, n, as[2])
 	e.Clock.Advance(time.Second)
 	e.Clock.Advance(time.Second)
 	ev = e.Hub.Events(t, scheduler.JobChannel(cr.JobID))[1]
 	require.Equal(t, "completed", ev["type"])
 	require.Never(t, func() bool { return len(e.Hub.Published(scheduler.JobChannel(cr.JobID))) > 2 }, 100*time.Millisecond, 10*time.Millisecond)
+}
+
+func testConcurrentRegister(t *testing.T, f Factory) {
+	e := NewEnv(t, f(t), scheduler.Config{})
+	key := NewKey(t)
+	ids := make([]string, 8)
+	var wg sync.WaitGroup
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := e.Svc.RegisterNode(ctx, key, scheduler.NodeInfo{Hostname: "h"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids[i] = r.ID
+		}()
+	}
+	wg.Wait()
+	for _, id := range ids {
+		require.Equal(t, ids[0], id)
+	}
+	nodes, err := e.Svc.Nodes(ctx, scheduler.Viewer{Admin: true})
+	require.NoError(t, err)
+	require.Len(t, nodes, 1)
 }

@@ -4,38 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/scheduler"
 	"github.com/switchboard-rt/switchboard/internal/scheduler/schedtest"
 	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
-
-// freshSchema returns a new schema name, dropped when tb ends.
-func freshSchema(tb testing.TB, url string) string {
-	tb.Helper()
-	schema := "sbtest_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:16]
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgconn.Connect(ctx, url)
-		if err != nil {
-			tb.Logf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS "`+schema+`" CASCADE`).ReadAll(); err != nil {
-			tb.Logf("drop schema %s: %v", schema, err)
-		}
-	})
-	return schema
-}
 
 func open(tb testing.TB, url, schema string) *Store {
 	tb.Helper()
@@ -50,7 +27,7 @@ func open(tb testing.TB, url, schema string) *Store {
 func TestSchedulerConformance(t *testing.T) {
 	url := testenv.PostgresURL(t)
 	schedtest.Run(t, func(tb testing.TB) scheduler.Store {
-		return open(tb, url, freshSchema(tb, url))
+		return open(tb, url, testenv.PostgresSchema(tb, url))
 	})
 }
 
@@ -67,7 +44,7 @@ func TestOpenErrors(t *testing.T) {
 // share 2,000 chunks: each is assigned and counted exactly once.
 func TestTwoSchedulersShareOneDatabase(t *testing.T) {
 	url := testenv.PostgresURL(t)
-	schema := freshSchema(t, url)
+	schema := testenv.PostgresSchema(t, url)
 	a := schedtest.NewEnv(t, open(t, url, schema), scheduler.Config{})
 	b := a.NewEnvOn(t, open(t, url, schema))
 	var nodes []schedtest.SimNode
@@ -109,7 +86,7 @@ func TestTwoSchedulersShareOneDatabase(t *testing.T) {
 // A NOTIFY from one store reaches the other's Wakeups.
 func TestNotifyWakesOtherStore(t *testing.T) {
 	url := testenv.PostgresURL(t)
-	schema := freshSchema(t, url)
+	schema := testenv.PostgresSchema(t, url)
 	s1, s2 := open(t, url, schema), open(t, url, schema)
 	require.NoError(t, s1.Notify(context.Background()))
 	select {
