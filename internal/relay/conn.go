@@ -117,7 +117,7 @@ func (c *conn) reason() (hub.Disconnect, bool) {
 func (c *conn) send(frame []byte) bool {
 	if err := c.q.Enqueue(frame); err != nil {
 		if !errors.Is(err, delivery.ErrOverflow) {
-			c.srv.metrics.drops.WithLabelValues(dropQueueClosed).Inc()
+			c.srv.metrics.dropQueueClosed.Inc()
 		}
 		return false
 	}

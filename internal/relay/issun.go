@@ -107,9 +107,7 @@ func isTimeout(err error) bool {
 // writeStream writes b on a new uni stream and ends it, waiting at most
 // WriteTimeout for the peer to allow the stream.
 func (c *conn) writeStream(b []byte) error {
-	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.WriteTimeout)
-	defer cancel()
-	st, err := c.qc.OpenUniStreamSync(ctx)
+	st, err := c.openStream()
 	if err != nil {
 		return err
 	}
@@ -127,6 +125,20 @@ func (c *conn) writeStream(b []byte) error {
 	// Close fails only for a stream the peer already stopped: same case.
 	_ = st.Close()
 	return nil
+}
+
+// openStream opens a uni stream: at once while the peer's stream credit
+// lasts (no context or timer per event), else waiting up to WriteTimeout
+// for more credit. It runs in a delivery writer, never under a room lock.
+func (c *conn) openStream() (*quic.SendStream, error) {
+	st, err := c.qc.OpenUniStream()
+	var limit *quic.StreamLimitReachedError
+	if err == nil || !errors.As(err, &limit) {
+		return st, err
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.WriteTimeout)
+	defer cancel()
+	return c.qc.OpenUniStreamSync(ctx)
 }
 
 // issunSink writes each frame on a stream of its own.
@@ -192,7 +204,7 @@ func (c *conn) handleISSUNEvent(frame []byte) bool {
 	s := c.srv
 	start := s.cfg.Clock.Now()
 	if ok, abuse := c.bucket.take(start); !ok {
-		s.metrics.drops.WithLabelValues(dropRateLimited).Inc()
+		s.metrics.dropRateLimited.Inc()
 		if abuse {
 			c.close(closeRateLimited)
 			return false
@@ -205,7 +217,7 @@ func (c *conn) handleISSUNEvent(frame []byte) bool {
 		c.close(protocolClose(err))
 		return false
 	}
-	s.metrics.eventsIn.WithLabelValues(reliable).Inc()
+	s.metrics.inReliable.Inc()
 	if v.Scope.Kind == wire.ScopeToServer {
 		s.metrics.controlEvents.Inc()
 		c.control(string(v.TypeName), v.Payload)

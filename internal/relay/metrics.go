@@ -41,6 +41,15 @@ type metrics struct {
 	controlEvents prometheus.Counter
 	rtt           prometheus.Histogram
 	parked        prometheus.Gauge
+
+	// Children of the vectors above resolved once: the per-event path
+	// must not hash label values.
+	inReliable      prometheus.Counter
+	inUnreliable    prometheus.Counter
+	dropNotInRoom   prometheus.Counter
+	dropRateLimited prometheus.Counter
+	dropRing        prometheus.Counter
+	dropQueueClosed prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -60,6 +69,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		rtt: prometheus.NewHistogram(prometheus.HistogramOpts{Name: ns + "heartbeat_rtt_seconds", Help: "Round-trip time of native heartbeats.",
 			Buckets: []float64{.0005, .001, .005, .01, .05, .1, .5, 1}}),
 	}
+	m.inReliable, m.inUnreliable = m.eventsIn.WithLabelValues(reliable), m.eventsIn.WithLabelValues(unreliable)
+	m.dropNotInRoom = m.drops.WithLabelValues(dropNotInRoom)
+	m.dropRateLimited = m.drops.WithLabelValues(dropRateLimited)
+	m.dropRing = m.drops.WithLabelValues(dropDatagramRing)
+	m.dropQueueClosed = m.drops.WithLabelValues(dropQueueClosed)
 	if reg == nil {
 		return m, nil
 	}

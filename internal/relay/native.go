@@ -250,6 +250,10 @@ func (k eventSink) WriteBatch(frames [][]byte) error {
 	return slowIfTimeout(k.conn, writeAll(n.evOut, frames))
 }
 
+// writeAll writes frames with one Write call (one stream write, so quic-go
+// packs them into as few packets as fit). Several frames are joined in a
+// pooled buffer: a quic-go Write returns only once it copied or sent the
+// data, so the buffer is free again afterwards.
 func writeAll(w io.Writer, frames [][]byte) error {
 	if len(frames) == 1 {
 		_, err := w.Write(frames[0])
@@ -259,13 +263,32 @@ func writeAll(w io.Writer, frames [][]byte) error {
 	for _, f := range frames {
 		size += len(f)
 	}
-	buf := make([]byte, 0, size)
+	if size > maxPooledBatch {
+		buf := make([]byte, 0, size)
+		for _, f := range frames {
+			buf = append(buf, f...)
+		}
+		_, err := w.Write(buf)
+		return err
+	}
+	bp := batchBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
 	for _, f := range frames {
 		buf = append(buf, f...)
 	}
 	_, err := w.Write(buf)
+	*bp = buf[:0]
+	batchBufs.Put(bp)
 	return err
 }
+
+// maxPooledBatch is the largest joined batch whose buffer is pooled;
+// bigger ones (rare: a receiver far behind) are allocated and dropped so
+// the pool does not keep big buffers alive.
+const maxPooledBatch = 64 << 10
+
+// batchBufs holds the buffers writeAll joins frames in.
+var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 
 // slowIfTimeout marks a write that timed out while the connection was
 // open as a slow consumer's.
@@ -480,17 +503,16 @@ func (c *conn) nativeEvent(frame []byte, unrel bool) bool {
 	ok, abuse := c.bucket.take(start)
 	n.bucketMu.Unlock()
 	if !ok {
-		s.metrics.drops.WithLabelValues(dropRateLimited).Inc()
+		s.metrics.dropRateLimited.Inc()
 		if abuse {
 			c.close(closeRateLimited)
 			return false
 		}
 		return true
 	}
-	t := wire.FrameEvent
-	label := reliable
+	t, in := wire.FrameEvent, s.metrics.inReliable
 	if unrel {
-		t, label = wire.FrameDatagram, unreliable
+		t, in = wire.FrameDatagram, s.metrics.inUnreliable
 	}
 	m, err := wire.DecodeMessage(t, frame[wire.HeaderSize:])
 	if err != nil {
@@ -498,10 +520,10 @@ func (c *conn) nativeEvent(frame []byte, unrel bool) bool {
 		return false
 	}
 	ev := m.(*wire.NativeEvent)
-	s.metrics.eventsIn.WithLabelValues(label).Inc()
+	in.Inc()
 	r := c.roomByHandle(ev.Handle)
 	if r == nil {
-		s.metrics.drops.WithLabelValues(dropNotInRoom).Inc()
+		s.metrics.dropNotInRoom.Inc()
 		return true
 	}
 	binary.LittleEndian.PutUint64(frame[wire.HeaderSize+4:], uint64(c.id)) // sender
@@ -526,7 +548,7 @@ func (c *conn) pushDatagram(frame []byte) {
 	n.dgMu.Lock()
 	if len(n.dgRing) >= datagramRing {
 		n.dgRing = n.dgRing[1:]
-		c.srv.metrics.drops.WithLabelValues(dropDatagramRing).Inc()
+		c.srv.metrics.dropRing.Inc()
 	}
 	n.dgRing = append(n.dgRing, frame)
 	n.dgMu.Unlock()
@@ -539,8 +561,21 @@ func (c *conn) pushDatagram(frame []byte) {
 
 // writeDatagrams packs queued unreliable frames into datagrams until the
 // connection ends.
+//
+// Both transports copy a datagram before SendDatagram returns, so one
+// packing buffer is reused for the connection's life.
 func (c *conn) writeDatagrams() {
 	n := c.native
+	var buf []byte
+	var spare [][]byte // the previous batch's slice, handed back to the ring
+	flush := func() {
+		if len(buf) > 0 {
+			if err := n.tr.sendDatagram(buf); err != nil {
+				c.srv.metrics.dropRing.Inc()
+			}
+			buf = buf[:0]
+		}
+	}
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -549,17 +584,8 @@ func (c *conn) writeDatagrams() {
 		}
 		n.dgMu.Lock()
 		frames := n.dgRing
-		n.dgRing = nil
+		n.dgRing, spare = spare[:0], nil
 		n.dgMu.Unlock()
-		var buf []byte
-		flush := func() {
-			if len(buf) > 0 {
-				if err := n.tr.sendDatagram(buf); err != nil {
-					c.srv.metrics.drops.WithLabelValues(dropDatagramRing).Inc()
-				}
-				buf = nil
-			}
-		}
 		for _, f := range frames {
 			if len(buf)+len(f) > maxDatagram {
 				flush()
@@ -567,6 +593,8 @@ func (c *conn) writeDatagrams() {
 			buf = append(buf, f...)
 		}
 		flush()
+		clear(frames) // the frames are shared: drop the references
+		spare = frames
 	}
 }
 
