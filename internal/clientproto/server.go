@@ -76,7 +76,7 @@ type Config struct {
 	// hub's clock and Registerer.
 	Delivery *delivery.Pool
 	// Writers caps the goroutines writing to connections at once; 0 means
-	// 4 x GOMAXPROCS.
+	// delivery.DefaultWriters().
 	Writers int
 	// WriteStall is how long one blocked write may hold a writer before a
 	// replacement starts; 0 means delivery.DefaultWriteStall.

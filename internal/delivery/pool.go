@@ -15,9 +15,21 @@ import (
 // writer is detached and replaced.
 const DefaultWriteStall = 20 * time.Millisecond
 
+// DefaultWriters is the writer count of a Config with Writers 0:
+// GOMAXPROCS - 1, at least 1. Writers run without blocking while the
+// sockets take their frames, so writers on every P keep all Ps busy, and
+// the Go scheduler then polls the network only every 10 ms (sysmon): the
+// API request, the Redis reply and the next publication waited behind a
+// fan-out in progress (docs/benchmarks.md, "Cross-node fan-out after
+// perf10"). One P left free picks up network readiness at once. Writers
+// blocked on a peer that does not read are replaced after WriteStall, so
+// few writers do not let slow peers hold up the others for longer.
+func DefaultWriters() int { return max(1, runtime.GOMAXPROCS(0)-1) }
+
 // Config configures a Pool. Zero values mean defaults.
 type Config struct {
-	// Writers caps the goroutines writing at once; 0 means 4 x GOMAXPROCS.
+	// Writers caps the goroutines writing at once; 0 means
+	// DefaultWriters().
 	Writers int
 	// WriteStall is how long one blocked write may hold a writer before a
 	// replacement starts; 0 means DefaultWriteStall.
@@ -61,7 +73,7 @@ type worker struct {
 // NewPool returns a running pool; Close stops it.
 func NewPool(cfg Config) (*Pool, error) {
 	if cfg.Writers <= 0 {
-		cfg.Writers = 4 * runtime.GOMAXPROCS(0)
+		cfg.Writers = DefaultWriters()
 	}
 	if cfg.WriteStall <= 0 {
 		cfg.WriteStall = DefaultWriteStall
