@@ -218,6 +218,24 @@ const nodeCols = `id, public_key, claim_code, name, hostname, platform, version,
 
 type scanner interface{ Scan(...any) error }
 
+// queryAll runs q and scans every row with scan.
+func queryAll[T any](ctx context.Context, t *txn, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := t.query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 func scanNode(r scanner) (scheduler.Node, error) {
 	var n scheduler.Node
 	var owner sql.NullString
@@ -295,20 +313,7 @@ func (t *txn) Nodes(ctx context.Context, ownerID string, ids []string) ([]schedu
 			args = append(args, id)
 		}
 	}
-	rows, err := t.query(ctx, q+` ORDER BY created_at, id`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []scheduler.Node
-	for rows.Next() {
-		n, err := scanNode(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, n)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t, scanNode, q+` ORDER BY created_at, id`, args...)
 }
 
 // capacitySQL is Node.Capacity in SQL.
@@ -322,20 +327,7 @@ func (t *txn) FreeNodes(ctx context.Context, ids []string) ([]scheduler.Node, er
 	for i, id := range ids {
 		args[i] = id
 	}
-	rows, err := t.query(ctx, `SELECT `+nodeCols+` FROM sched_nodes WHERE id IN (`+inList(len(ids))+`) AND owner_id IS NOT NULL AND running < `+capacitySQL+` ORDER BY created_at, id`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []scheduler.Node
-	for rows.Next() {
-		n, err := scanNode(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, n)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t, scanNode, `SELECT `+nodeCols+` FROM sched_nodes WHERE id IN (`+inList(len(ids))+`) AND owner_id IS NOT NULL AND running < `+capacitySQL+` ORDER BY created_at, id`, args...)
 }
 
 func (t *txn) Grant(ctx context.Context, nodeID, userID string, at time.Time) error {
@@ -463,20 +455,7 @@ func (t *txn) UpdateJob(ctx context.Context, j *scheduler.Job) error {
 }
 
 func (t *txn) jobs(ctx context.Context, q string, args ...any) ([]scheduler.Job, error) {
-	rows, err := t.query(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []scheduler.Job
-	for rows.Next() {
-		j, err := scanJob(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, j)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t, scanJob, q, args...)
 }
 
 func (t *txn) Jobs(ctx context.Context, ownerID string, status scheduler.JobStatus, limit int) ([]scheduler.Job, error) {
@@ -569,20 +548,7 @@ func (t *txn) LeaseChunk(ctx context.Context, chunkID, nodeID, leaseID string, d
 }
 
 func (t *txn) chunks(ctx context.Context, q string, args ...any) ([]scheduler.Chunk, error) {
-	rows, err := t.query(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []scheduler.Chunk
-	for rows.Next() {
-		c, err := scanChunk(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t, scanChunk, q, args...)
 }
 
 func (t *txn) PendingChunks(ctx context.Context, jobID string, now time.Time, limit int) ([]scheduler.Chunk, error) {
