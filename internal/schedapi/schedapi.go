@@ -398,3 +398,12 @@ func (c caller) owner() (string, error) {
 	}
 	return c.viewer.UserID, nil
 }
+
+// ownerAs is owner after as(user): the user a creating call acts for.
+func (c caller) ownerAs(user string) (string, error) {
+	c, err := c.as(user)
+	if err != nil {
+		return "", err
+	}
+	return c.owner()
+}

@@ -21,11 +21,7 @@ func (h *Handler) createJob(ctx context.Context, c caller, _ *http.Request, body
 	if err := decodeBody(body, &req); err != nil {
 		return 0, nil, err
 	}
-	c, err := c.as(req.User)
-	if err != nil {
-		return 0, nil, err
-	}
-	owner, err := c.owner()
+	owner, err := c.ownerAs(req.User)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -150,7 +146,7 @@ func (h *Handler) jobSubscription(ctx context.Context, c caller, r *http.Request
 	if err != nil {
 		return 0, nil, err
 	}
-	user, err := c.owner()
+	user, err := c.owner() // c.viewer below is the named user's
 	if err != nil {
 		return 0, nil, err
 	}
@@ -176,11 +172,7 @@ func (h *Handler) claim(ctx context.Context, c caller, _ *http.Request, body []b
 	if err := decodeBody(body, &req); err != nil {
 		return 0, nil, err
 	}
-	c, err := c.as(req.User)
-	if err != nil {
-		return 0, nil, err
-	}
-	owner, err := c.owner()
+	owner, err := c.ownerAs(req.User)
 	if err != nil {
 		return 0, nil, err
 	}
