@@ -115,6 +115,16 @@ type Config struct {
 	// own on Clock and Registerer, closed by Shutdown.
 	Pool       *delivery.Pool
 	Presence   Presence // nil: rooms are not recorded in the hub
+	// Bus carries rooms across processes (the hub's Topics with the Redis
+	// engine; cluster.go); nil: rooms are this process's. It needs a
+	// Presence that is a PresenceLister.
+	Bus RoomBus
+	// BusQueue caps the messages waiting for the bus; past it events for
+	// other processes are dropped (counted).
+	BusQueue int
+	// SyncInterval is how often each room's remote members are re-read
+	// from the hub presence; negative: never.
+	SyncInterval time.Duration
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Clock      clock.Clock
@@ -146,6 +156,8 @@ func (c *Config) setDefaults() {
 	setDur(&c.WriteTimeout, DefaultWriteTimeout)
 	setDur(&c.HeartbeatInterval, DefaultHeartbeatInterval)
 	setDur(&c.ResumeGrace, DefaultResumeGrace)
+	setInt(&c.BusQueue, DefaultBusQueue)
+	setDur(&c.SyncInterval, DefaultSyncInterval)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -188,10 +200,13 @@ func (c *Config) validate() error {
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"max_clients_per_ip", c.MaxClientsPerIP}, {"max_rooms", c.MaxRooms}, {"max_members", c.MaxMembers}, {"queue_limit", c.QueueLimit}} {
+	}{{"max_clients_per_ip", c.MaxClientsPerIP}, {"max_rooms", c.MaxRooms}, {"max_members", c.MaxMembers}, {"queue_limit", c.QueueLimit}, {"bus_queue", c.BusQueue}} {
 		if f.v < 0 {
 			bad(f.name, "%d is negative", f.v)
 		}
+	}
+	if _, ok := c.Presence.(PresenceLister); c.Bus != nil && !ok {
+		bad("bus", "needs a presence that lists channels (the hub)")
 	}
 	if c.QueueLimit < c.MaxFrame+64 {
 		bad("queue_limit", "%d must hold at least one frame of max_frame (%d) bytes", c.QueueLimit, c.MaxFrame)
