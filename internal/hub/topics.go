@@ -98,4 +98,3 @@ func (t *Topics) Publish(ctx context.Context, msgs []TopicMessage) error {
 	}
 	return nil
 }
-

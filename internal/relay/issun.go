@@ -239,7 +239,7 @@ func (c *conn) handleISSUNEvent(frame []byte) bool {
 				m.send(frame)
 			}
 		}
-		r.forward(frame, false, nil) // other processes (cluster.go)
+		r.extend(frame, false, nil) // other processes, spectators (mirror.go)
 	case wire.ScopeTargeted:
 		t := s.node(v.Scope.Target)
 		if t == nil && c.forwardTargeted(v.Scope.Target, frame) {

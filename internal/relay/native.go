@@ -541,7 +541,7 @@ func (c *conn) nativeEvent(frame []byte, unrel bool) bool {
 			o.send(frame)
 		}
 	}
-	r.forward(frame, unrel, ev.Targets) // other processes (cluster.go)
+	r.extend(frame, unrel, ev.Targets) // other processes, spectators (mirror.go)
 	s.metrics.fanout.Observe(time.Since(start).Seconds())
 	return true
 }

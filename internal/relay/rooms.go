@@ -23,6 +23,8 @@ type room struct {
 	snap       atomic.Pointer[[]*conn]
 	// bus is the room's cluster state (cluster.go); nil on one process.
 	bus *busRoom
+	// mirror is the room's spectator mirror (mirror.go); nil when off.
+	mirror *roomMirror
 }
 
 func (r *room) snapshotLocked() {
@@ -82,7 +84,7 @@ func (s *Server) join(c *conn, name string, maxMembers int) (*room, []*conn, err
 	if r == nil {
 		s.roomID++
 		r = &room{srv: s, name: name, channel: ChannelPrefix + name, id: s.roomID, transport: c.transport,
-			maxMembers: maxMembers, members: map[*conn]struct{}{}, bus: br}
+			maxMembers: maxMembers, members: map[*conn]struct{}{}, bus: br, mirror: s.mirror.forRoom(name)}
 		r.snap.Store(&[]*conn{})
 		s.rooms[name] = r
 		s.metrics.rooms.Inc()

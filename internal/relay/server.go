@@ -62,6 +62,8 @@ type Server struct {
 
 	// cluster carries rooms across processes (cluster.go); nil without a Bus.
 	cluster *cluster
+	// mirror publishes room events for spectators (mirror.go); nil when off.
+	mirror *mirror
 
 	wg       sync.WaitGroup
 	shutOnce sync.Once
@@ -132,6 +134,13 @@ func New(cfg Config) (*Server, error) {
 		s.udp.Close()
 		return nil, fmt.Errorf("relay: listen: %w", err)
 	}
+	if cfg.Mirror.Enabled {
+		if s.mirror, err = newMirror(s); err != nil {
+			s.ln.Close()
+			s.udp.Close()
+			return nil, fmt.Errorf("relay: mirror: %w", err)
+		}
+	}
 	if cfg.Bus != nil {
 		if s.cluster, err = newCluster(s); err != nil {
 			s.ln.Close()
@@ -161,6 +170,9 @@ func (s *Server) Limits() wire.Limits { return s.limits }
 func (s *Server) Start() {
 	if s.cluster != nil {
 		s.cluster.start()
+	}
+	if s.mirror != nil {
+		s.mirror.start()
 	}
 	s.wg.Add(1)
 	go func() {
@@ -395,6 +407,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		if s.cluster != nil {
 			s.cluster.close(ctx) // the leaves of the connections closed above
+		}
+		if s.mirror != nil {
+			s.mirror.close()
 		}
 		_ = s.wt.Close()
 		_ = s.tr.Close()

@@ -107,8 +107,8 @@ type Broker struct {
 	handler hub.BrokerEventHandler
 	// topicHandler is handler when it takes topic messages.
 	topicHandler hub.TopicHandler
-	shards  []*shard
-	local   localPresence
+	shards       []*shard
+	local        localPresence
 	// pending counts shards not yet live once; ready closes at zero.
 	pending atomic.Int32
 	ready   chan struct{}
