@@ -26,7 +26,8 @@ import (
 // at a rate; every receiver measures latency (send time in the payload)
 // and counts what it missed per sender.
 type RelayCmd struct {
-	Addr       string        `required:"" help:"Relay address, host:port (UDP)."`
+	Addr       string        `required:"" help:"Relay address, host:port (UDP); a comma-separated list spreads the clients over several relays (see --spread)."`
+	Spread     string        `default:"clients" enum:"clients,rooms" help:"With several --addr: clients (client i to relay i mod n, so every room has members on each relay and events cross between processes) or rooms (room k wholly on relay k mod n)."`
 	Pin        string        `help:"SHA-256 (hex) of the relay certificate to accept (relay-cert prints it; the development certificate's is logged)."`
 	Insecure   bool          `help:"Accept any relay certificate."`
 	Protocol   string        `default:"native" enum:"native,issun" help:"native (switchboard-relay/1) or issun (ISSUN 0.10 profile: one QUIC stream per event)."`
@@ -64,12 +65,37 @@ func (c *RelayCmd) validate() error {
 			return errors.New("--pin: 64 hex digits")
 		}
 	}
+	if len(c.addrs()) == 0 {
+		return errors.New("--addr: no address")
+	}
 	return nil
+}
+
+// addrs lists the relays of --addr.
+func (c *RelayCmd) addrs() []string {
+	var out []string
+	for _, a := range strings.Split(c.Addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// addrFor is the relay of client i in room.
+func (c *RelayCmd) addrFor(i, room int) string {
+	as := c.addrs()
+	if c.Spread == "rooms" {
+		return as[room%len(as)]
+	}
+	return as[i%len(as)]
 }
 
 // RelayResult is the outcome of a relay run.
 type RelayResult struct {
 	Protocol     string  `json:"protocol"`
+	Relays       int     `json:"relays"`
+	Spread       string  `json:"spread,omitempty"`
 	Unreliable   bool    `json:"unreliable"`
 	Clients      int     `json:"clients"`
 	Connected    int     `json:"connected"`
@@ -91,6 +117,9 @@ type RelayResult struct {
 func (r *RelayResult) text(w io.Writer) {
 	fmt.Fprintf(w, "relay %s%s: %d/%d clients in %d rooms (connect %.2fs, %d failed)\n", r.Protocol,
 		map[bool]string{true: " unreliable", false: ""}[r.Unreliable], r.Connected, r.Clients, r.Rooms, r.ConnectSecs, r.ConnFailed)
+	if r.Relays > 1 {
+		fmt.Fprintf(w, "spread over %d relays by %s\n", r.Relays, r.Spread)
+	}
 	fmt.Fprintf(w, "sent %d, deliveries %d of %d expected (lost %d, duplicated or reordered %d), %.0f deliveries/s\n",
 		r.Sent, r.Delivered, r.Expected, r.Lost, r.Duplicates, r.PerSecond)
 	l := r.Latency
@@ -191,7 +220,10 @@ func (c *RelayCmd) run(ctx context.Context) (*RelayResult, error) {
 	var tag [4]byte
 	_, _ = rand.Read(tag[:])
 	runID := hex.EncodeToString(tag[:])
-	res := &RelayResult{Protocol: c.Protocol, Unreliable: c.Unreliable, Clients: c.Clients, Machine: machine()}
+	res := &RelayResult{Protocol: c.Protocol, Unreliable: c.Unreliable, Clients: c.Clients, Machine: machine(), Relays: len(c.addrs())}
+	if res.Relays > 1 {
+		res.Spread = c.Spread
+	}
 	res.Rooms = (c.Clients + c.RoomSize - 1) / c.RoomSize
 
 	peers := make([]benchPeer, c.Clients)
@@ -208,7 +240,7 @@ func (c *RelayCmd) run(ctx context.Context) (*RelayResult, error) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			room := fmt.Sprintf("bench-%s-%d", runID, roomOf[i])
-			p, err := c.connect(ctx, r, room, i)
+			p, err := c.connect(ctx, r, c.addrFor(i, roomOf[i]), room)
 			if err != nil {
 				failed.Add(1)
 				r.fail(err)
@@ -306,13 +338,13 @@ func (c *RelayCmd) run(ctx context.Context) (*RelayResult, error) {
 	return res, nil
 }
 
-func (c *RelayCmd) connect(ctx context.Context, r *relayRun, room string, i int) (benchPeer, error) {
+func (c *RelayCmd) connect(ctx context.Context, r *relayRun, addr, room string) (benchPeer, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if c.Protocol == "issun" {
-		return dialISSUNPeer(cctx, r, room)
+		return dialISSUNPeer(cctx, r, addr, room)
 	}
-	cl, err := relayclient.Dial(cctx, c.Addr, relayclient.Options{TLS: r.tls, Name: "bench"})
+	cl, err := relayclient.Dial(cctx, addr, relayclient.Options{TLS: r.tls, Name: "bench"})
 	if err != nil {
 		return nil, err
 	}
@@ -362,8 +394,8 @@ type issunPeer struct {
 	done chan struct{}
 }
 
-func dialISSUNPeer(ctx context.Context, r *relayRun, room string) (*issunPeer, error) {
-	qc, err := quic.DialAddr(ctx, r.cmd.Addr, r.tls.Clone(), &quic.Config{MaxIdleTimeout: 30 * time.Second, MaxIncomingUniStreams: 100})
+func dialISSUNPeer(ctx context.Context, r *relayRun, addr, room string) (*issunPeer, error) {
+	qc, err := quic.DialAddr(ctx, addr, r.tls.Clone(), &quic.Config{MaxIdleTimeout: 30 * time.Second, MaxIncomingUniStreams: 100})
 	if err != nil {
 		return nil, err
 	}
