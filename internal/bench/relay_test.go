@@ -87,6 +87,8 @@ func TestRelayBenchSpreadsRooms(t *testing.T) {
 	require.Equal(t, 8, res.Connected, res.FirstError)
 	require.Equal(t, 2, res.Relays)
 	require.Equal(t, res.Expected, res.Delivered)
+	require.Equal(t, res.Delivered, res.SameRelay.Count, "rooms never span relays here")
+	require.Zero(t, res.CrossRelay.Count)
 	cmd.Spread = "clients"
 	require.Equal(t, []string{a, b, a}, []string{cmd.addrFor(0, 0), cmd.addrFor(1, 0), cmd.addrFor(2, 1)})
 }
