@@ -86,7 +86,10 @@ type cluster struct {
 
 	out  chan hub.TopicMessage
 	stop chan struct{}
-	wg   sync.WaitGroup
+	// drainCtx bounds publishing what is queued at close; set before stop
+	// is closed.
+	drainCtx context.Context
+	wg       sync.WaitGroup
 
 	published, received prometheus.Counter
 	dropFull, dropPub   prometheus.Counter
@@ -153,54 +156,63 @@ func (cl *cluster) start() {
 	go func() { defer cl.wg.Done(); cl.syncLoop() }()
 }
 
-// close publishes what is queued (leaves of the connections just closed)
-// until ctx ends, then stops the goroutines.
+// close stops the goroutines; the publisher first hands the engine what
+// is queued (the leaves of the connections just closed) until ctx ends.
 func (cl *cluster) close(ctx context.Context) {
-	done := make(chan struct{})
-	go func() {
-		for len(cl.out) > 0 && ctx.Err() == nil {
-			time.Sleep(time.Millisecond)
-		}
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+	cl.drainCtx = ctx
 	close(cl.stop)
 	cl.wg.Wait()
 }
 
-// publish hands queued messages to the bus in order, in batches.
+// publish hands queued messages to the bus in order, in batches, until
+// stop; then it drains the queue within drainCtx.
 func (cl *cluster) publish() {
 	batch := make([]hub.TopicMessage, 0, busBatch)
 	for {
 		select {
 		case <-cl.stop:
+			cl.drain(batch)
 			return
 		case m := <-cl.out:
-			batch = append(batch[:0], m)
+			batch = cl.send(context.Background(), append(batch[:0], m))
 		}
-	fill:
-		for len(batch) < busBatch {
-			select {
-			case m := <-cl.out:
-				batch = append(batch, m)
-			default:
-				break fill
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-		err := cl.bus.Publish(ctx, batch)
-		cancel()
-		if err != nil {
-			cl.dropPub.Add(float64(len(batch)))
-			cl.s.log.Warn("relay bus publish failed", "messages", len(batch), "error", err)
-		} else {
-			cl.published.Add(float64(len(batch)))
-		}
-		clear(batch) // drop the frames' references
 	}
+}
+
+func (cl *cluster) drain(batch []hub.TopicMessage) {
+	for cl.drainCtx.Err() == nil {
+		select {
+		case m := <-cl.out:
+			batch = cl.send(cl.drainCtx, append(batch[:0], m))
+		default:
+			return
+		}
+	}
+}
+
+// send fills batch with what else is queued and publishes it; it returns
+// the batch emptied for reuse.
+func (cl *cluster) send(ctx context.Context, batch []hub.TopicMessage) []hub.TopicMessage {
+fill:
+	for len(batch) < busBatch {
+		select {
+		case m := <-cl.out:
+			batch = append(batch, m)
+		default:
+			break fill
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	err := cl.bus.Publish(ctx, batch)
+	cancel()
+	if err != nil {
+		cl.dropPub.Add(float64(len(batch)))
+		cl.s.log.Warn("relay bus publish failed", "messages", len(batch), "error", err)
+	} else {
+		cl.published.Add(float64(len(batch)))
+	}
+	clear(batch) // drop the frames' references
+	return batch[:0]
 }
 
 // enqueue queues a message without blocking; false when the queue is full.
