@@ -236,3 +236,24 @@ func dumpDrops(t *testing.T, s *testServer) {
 		}
 	}
 }
+
+// writeOnlyPresence records presence but cannot list it.
+type writeOnlyPresence struct{}
+
+func (writeOnlyPresence) AddPresence(context.Context, string, *hub.ClientInfo) error   { return nil }
+func (writeOnlyPresence) RemovePresence(context.Context, string, string, string) error { return nil }
+func (writeOnlyPresence) PublishJoin(context.Context, string, *hub.ClientInfo) error   { return nil }
+func (writeOnlyPresence) PublishLeave(context.Context, string, *hub.ClientInfo) error  { return nil }
+
+type nopBus struct{}
+
+func (nopBus) Listen(func(string, []byte)) error                 { return nil }
+func (nopBus) Subscribe(context.Context, string) error           { return nil }
+func (nopBus) Unsubscribe(string) error                          { return nil }
+func (nopBus) Publish(context.Context, []hub.TopicMessage) error { return nil }
+
+func TestClusterNeedsListablePresence(t *testing.T) {
+	_, err := New(Config{Address: "127.0.0.1:0", Bus: nopBus{}, Presence: writeOnlyPresence{}})
+	require.ErrorContains(t, err, "relay: bus: needs a presence that lists channels")
+	require.Nil(t, newTestServer(t, nil).cluster, "no bus, no cluster state")
+}

@@ -12,20 +12,25 @@ import (
 	"github.com/switchboard-rt/switchboard/internal/hub"
 )
 
-// topicRecorder is a broker handler that also takes topic messages.
-type topicRecorder struct {
-	*brokertest.Recorder
+// topicLog keeps topic messages (hub.TopicHandler).
+type topicLog struct {
 	mu   sync.Mutex
 	msgs []hub.TopicMessage
 }
 
-func (r *topicRecorder) HandleTopic(topic string, data []byte) {
+// topicRecorder is a broker handler that also takes topic messages.
+type topicRecorder struct {
+	*brokertest.Recorder
+	*topicLog
+}
+
+func (r *topicLog) HandleTopic(topic string, data []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.msgs = append(r.msgs, hub.TopicMessage{Topic: topic, Data: data})
 }
 
-func (r *topicRecorder) got() []hub.TopicMessage {
+func (r *topicLog) got() []hub.TopicMessage {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]hub.TopicMessage(nil), r.msgs...)
@@ -38,7 +43,7 @@ func TestTopicsInOrderApartFromChannels(t *testing.T) {
 	pub := newTestBroker(t, Config{Prefix: prefix})
 	sub := newTestBroker(t, Config{Prefix: prefix})
 	require.NoError(t, pub.Run(brokertest.NewRecorder()))
-	rec := &topicRecorder{Recorder: brokertest.NewRecorder()}
+	rec := &topicRecorder{Recorder: brokertest.NewRecorder(), topicLog: &topicLog{}}
 	require.NoError(t, sub.Run(rec))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -63,4 +68,30 @@ func TestTopicsInOrderApartFromChannels(t *testing.T) {
 	require.NoError(t, pub.PublishTopics(ctx, []hub.TopicMessage{{Topic: "relay:b", Data: []byte("y")}}))
 	require.Eventually(t, func() bool { return len(rec.got()) == 101 }, 5*time.Second, 5*time.Millisecond)
 	require.Equal(t, hub.TopicMessage{Topic: "relay:b", Data: []byte("y")}, rec.got()[100])
+}
+
+// A replaced PUB/SUB connection subscribes the topics again (not reported
+// as hub channels) and their messages flow once more.
+func TestTopicsResubscribed(t *testing.T) {
+	srv := startRedis(t)
+	cfg := fastConfig(srv.URL())
+	cfg.Shards = 1
+	b := newTestBroker(t, cfg)
+	rec := &struct {
+		*resubRecorder
+		*topicLog
+	}{&resubRecorder{Recorder: brokertest.NewRecorder()}, &topicLog{}}
+	require.NoError(t, b.Run(rec))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, b.SubscribeTopic(ctx, "relay:kept"))
+	subscribe(t, b, "chan")
+	admin(t, srv, "CLIENT", "KILL", "TYPE", "pubsub")
+	require.Eventually(t, func() bool { return len(rec.resubscribed()) > 0 }, 10*time.Second, 10*time.Millisecond)
+	require.Equal(t, []string{"chan"}, rec.resubscribed(), "topics are not hub channels")
+	require.Eventually(t, func() bool {
+		_ = b.PublishTopics(ctx, []hub.TopicMessage{{Topic: "relay:kept", Data: []byte("again")}})
+		return len(rec.got()) > 0
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, "again", string(rec.got()[0].Data))
 }
