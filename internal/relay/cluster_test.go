@@ -257,3 +257,19 @@ func TestClusterNeedsListablePresence(t *testing.T) {
 	require.ErrorContains(t, err, "relay: bus: needs a presence that lists channels")
 	require.Nil(t, newTestServer(t, nil).cluster, "no bus, no cluster state")
 }
+
+// failingBus cannot subscribe (Redis down).
+type failingBus struct{ nopBus }
+
+func (failingBus) Subscribe(context.Context, string) error {
+	return fmt.Errorf("redis broker: subscribe topic: %w", hub.ErrRetryLater)
+}
+
+func TestClusterJoinWhileTheBusIsDown(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.Bus = failingBus{} })
+	a := dialNative(t, s, 1)
+	a.SendControl(&wire.Join{RequestID: 1, Room: "r", Create: true})
+	require.Equal(t, wire.ErrCodeUnavailable, nextError(t, a).Code)
+	require.Empty(t, s.Rooms(), "no room left behind")
+	require.Nil(t, s.cluster.room("r"))
+}
