@@ -109,8 +109,10 @@ type busRoom struct {
 	mu     sync.Mutex
 	remote map[string]remoteMember // by session id
 	gone   map[string]time.Time    // left by a bus message, for sync
-	// ids counts remote members by NodeId; read by the fan-out.
+	// ids counts remote members by NodeId, n all of them; read by the
+	// fan-out and JOIN without br.mu.
 	ids atomic.Pointer[map[wire.NodeID]int]
+	n   atomic.Int32
 }
 
 // remoteMember is a member of the room on another process.
@@ -423,6 +425,7 @@ func (br *busRoom) storeIDsLocked() {
 		ids[m.node]++
 	}
 	br.ids.Store(&ids)
+	br.n.Store(int32(len(br.remote)))
 }
 
 // remoteCount counts the remote members.
@@ -430,7 +433,7 @@ func (br *busRoom) remoteCount() int {
 	if br == nil {
 		return 0
 	}
-	return len(*br.ids.Load())
+	return int(br.n.Load())
 }
 
 // hasRemote reports whether a remote member has NodeId id.
