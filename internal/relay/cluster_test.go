@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/broker/redis"
@@ -272,4 +273,37 @@ func TestClusterJoinWhileTheBusIsDown(t *testing.T) {
 	require.Equal(t, wire.ErrCodeUnavailable, nextError(t, a).Code)
 	require.Empty(t, s.Rooms(), "no room left behind")
 	require.Nil(t, s.cluster.room("r"))
+}
+
+// A process publishes events only while another process has members of
+// the room, and holds a room's topic only while it has members of it.
+func TestClusterBusOnlyWhenNeeded(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1 := newClusterServer(t, prefix, nil)
+	s2 := newClusterServer(t, prefix, nil)
+	a, a2 := dialNative(t, s1, 1), dialNative(t, s1, 3)
+	ja := a.Join("solo")
+	a2.Join("solo")
+	nextPresence(t, a)
+	published := func() float64 { return testutil.ToFloat64(s1.cluster.published) }
+	require.Eventually(t, func() bool { return published() == 2 }, testenv.Wait, testenv.Tick, "the two joins")
+	for i := range 20 {
+		a.Send(&wire.NativeEvent{Handle: ja.Handle, Sequence: uint64(i)})
+		require.Equal(t, uint64(i), a2.NextEvent().Sequence)
+	}
+	require.Equal(t, 2.0, published(), "no other process has members: no event published")
+	// Targeted to a local member only: not published even with a remote member.
+	b := dialNative(t, s2, 2)
+	b.Join("solo")
+	require.Equal(t, []wire.NodeID{2}, nodeIDs(nextPresence(t, a).Joins))
+	a.Send(&wire.NativeEvent{Handle: ja.Handle, Sequence: 100, Targets: []wire.NodeID{3}})
+	require.Equal(t, uint64(100), a2.NextEvent().Sequence)
+	a.Send(&wire.NativeEvent{Handle: ja.Handle, Sequence: 101})
+	require.Equal(t, uint64(101), b.NextEvent().Sequence)
+	require.Equal(t, 3.0, published(), "only the untargeted event")
+
+	require.NotNil(t, s2.cluster.room("solo"))
+	b.Close()
+	require.Eventually(t, func() bool { return s2.cluster.room("solo") == nil }, testenv.Wait, testenv.Tick,
+		"s2 let go of the topic with its last member")
 }
