@@ -96,29 +96,29 @@ func (c *RelayCmd) addrFor(i, room int) string { return c.addrs()[c.relayFor(i, 
 
 // RelayResult is the outcome of a relay run.
 type RelayResult struct {
-	Protocol     string  `json:"protocol"`
-	Relays       int     `json:"relays"`
-	Spread       string  `json:"spread,omitempty"`
-	Unreliable   bool    `json:"unreliable"`
-	Clients      int     `json:"clients"`
-	Connected    int     `json:"connected"`
-	ConnFailed   int     `json:"conn_failed"`
-	ConnectSecs  float64 `json:"connect_seconds"`
-	Rooms        int     `json:"rooms"`
-	Sent         uint64  `json:"sent"`
-	Expected     uint64  `json:"expected_deliveries"`
-	Delivered    uint64  `json:"delivered"`
-	Lost         uint64  `json:"lost"`
-	Duplicates   uint64  `json:"duplicates_or_reordered"`
-	PerSecond    float64 `json:"deliveries_per_second"`
-	Latency      Latency `json:"latency"`
+	Protocol    string  `json:"protocol"`
+	Relays      int     `json:"relays"`
+	Spread      string  `json:"spread,omitempty"`
+	Unreliable  bool    `json:"unreliable"`
+	Clients     int     `json:"clients"`
+	Connected   int     `json:"connected"`
+	ConnFailed  int     `json:"conn_failed"`
+	ConnectSecs float64 `json:"connect_seconds"`
+	Rooms       int     `json:"rooms"`
+	Sent        uint64  `json:"sent"`
+	Expected    uint64  `json:"expected_deliveries"`
+	Delivered   uint64  `json:"delivered"`
+	Lost        uint64  `json:"lost"`
+	Duplicates  uint64  `json:"duplicates_or_reordered"`
+	PerSecond   float64 `json:"deliveries_per_second"`
+	Latency     Latency `json:"latency"`
 	// With several relays: the deliveries to a receiver on the sender's
 	// relay, and those forwarded from another relay.
-	SameRelay  *Latency `json:"same_relay_latency,omitempty"`
-	CrossRelay *Latency `json:"cross_relay_latency,omitempty"`
-	Disconnected int     `json:"disconnected"`
-	FirstError   string  `json:"first_error,omitempty"`
-	Machine      Machine `json:"machine"`
+	SameRelay    *Latency `json:"same_relay_latency,omitempty"`
+	CrossRelay   *Latency `json:"cross_relay_latency,omitempty"`
+	Disconnected int      `json:"disconnected"`
+	FirstError   string   `json:"first_error,omitempty"`
+	Machine      Machine  `json:"machine"`
 }
 
 func (r *RelayResult) text(w io.Writer) {
