@@ -103,3 +103,36 @@ func TestRelayMirrorToCentrifugeGo(t *testing.T) {
 		}
 	}
 }
+
+// With the Redis engine, a spectator on another process sees the mirror,
+// each event once.
+func TestRelayMirrorAcrossServeInstances(t *testing.T) {
+	node := redisNodes(t, relayOn, func(cfg *config.Config) {
+		cfg.Relay.Mirror.Enabled = true
+		cfg.Channel.Namespaces = append(cfg.Channel.Namespaces, config.Namespace{Name: "relay",
+			NamespaceOptions: config.NamespaceOptions{Presence: true, JoinLeave: true, AllowSubscribeForClient: true}})
+	})
+	a, b := node(), node()
+	gc := newGoClient(t, b, "viewer", false, token(t, "viewer", time.Hour))
+	sub, subscribed := gc.sub(t, "relay:cup", centrifuge.SubscriptionConfig{})
+	require.NoError(t, sub.Subscribe())
+	require.NoError(t, gc.Connect())
+	receive(t, subscribed, "spectator subscribed on B")
+
+	p1 := relaytest.DialNative(t, a.RelayAddr(), &wire.Hello{NodeID: 1})
+	p2 := relaytest.DialNative(t, b.RelayAddr(), &wire.Hello{NodeID: 2})
+	j1 := p1.Join("cup")
+	j2 := p2.Join("cup")
+	p1.Send(&wire.NativeEvent{Handle: j1.Handle, Sequence: 1})
+	require.Equal(t, uint64(1), p2.NextEvent().Sequence)
+	p2.Send(&wire.NativeEvent{Handle: j2.Handle, Sequence: 2})
+	require.Equal(t, uint64(2), p1.NextEvent().Sequence)
+	require.Eventually(t, func() bool { return len(gc.publications()) >= 2 }, testenv.Wait, testenv.Tick)
+	var senders []string
+	for _, p := range gc.publications() {
+		var ev relay.MirroredEvent
+		require.NoError(t, json.Unmarshal([]byte(p), &ev))
+		senders = append(senders, ev.Sender)
+	}
+	require.ElementsMatch(t, []string{"1", "2"}, senders, "each event mirrored once, by its sender's process")
+}
