@@ -161,6 +161,8 @@ type Hub struct {
 	// positions runs the stream position checks (position.go).
 	positions positionChecker
 	cluster   *cluster
+	// topicFn receives topic messages (topics.go).
+	topicFn atomic.Pointer[topicFunc]
 }
 
 // New validates cfg and returns a Hub wired to its Broker.
