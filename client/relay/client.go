@@ -71,6 +71,12 @@ type Options struct {
 	WebTransport bool
 	// Header is sent with the WebTransport request (Origin, for one).
 	Header http.Header
+
+	// Transport, when set, carries the native QUIC connection on this
+	// shared UDP socket instead of a socket of its own (a load tool's
+	// thousands of clients then cost one read loop). The caller owns it
+	// and closes it after the clients. Not used with WebTransport.
+	Transport *quic.Transport
 }
 
 // Event is an event received in a room.
@@ -234,7 +240,7 @@ func (c *Client) connect(ctx context.Context, h *wire.Hello) (*session, *wire.We
 	if c.o.WebTransport {
 		l, err = dialWebTransport(ctx, c.addr, c.tc, qconf, c.o.Header)
 	} else {
-		l, err = dialQUIC(ctx, c.addr, c.tc, qconf)
+		l, err = dialQUIC(ctx, c.o.Transport, c.addr, c.tc, qconf)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("relay: dial %s: %w", c.addr, err)
