@@ -195,3 +195,38 @@ func TestSharedTransport(t *testing.T) {
 	require.Equal(t, a.NodeID(), ev.Sender)
 	require.Equal(t, "hello b", string(ev.Payload))
 }
+
+// With OnEvent, events reach the handler in order and Events stays empty.
+func TestOnEvent(t *testing.T) {
+	_, addr, pin := startRelay(t)
+	ctx := context.Background()
+	got := make(chan relay.Event, 200)
+	a := dial(t, addr, pin, relay.Options{})
+	b := dial(t, addr, pin, relay.Options{OnEvent: func(e relay.Event) { got <- e }})
+	ra, err := a.Join(ctx, "handled", relay.JoinOptions{Create: true})
+	require.NoError(t, err)
+	_, err = b.Join(ctx, "handled", relay.JoinOptions{})
+	require.NoError(t, err)
+	for i := range 100 {
+		require.NoError(t, ra.Send(3, []byte{byte(i)}))
+	}
+	for i := range 100 {
+		select {
+		case e := <-got:
+			require.Equal(t, []byte{byte(i)}, e.Payload)
+			require.Equal(t, "handled", e.Room)
+		case <-time.After(testenv.Wait):
+			t.Fatalf("event %d not handled", i)
+		}
+	}
+	require.Eventually(t, func() bool {
+		_ = ra.SendUnreliable(4, []byte("dg"))
+		select {
+		case e := <-got:
+			return e.Unreliable
+		case <-time.After(20 * time.Millisecond):
+			return false
+		}
+	}, testenv.Wait, testenv.Tick)
+	require.Empty(t, b.Events())
+}

@@ -420,7 +420,14 @@ func (c *RelayCmd) connect(ctx context.Context, r *relayRun, room string, i int)
 	if c.Protocol == "issun" {
 		return dialISSUNPeer(cctx, r, room, r.transport(i))
 	}
-	cl, err := relayclient.Dial(cctx, c.Addr, relayclient.Options{TLS: r.tls, Name: "bench", Transport: r.transport(i)})
+	var mu sync.Mutex // the event and datagram readers may both call OnEvent
+	last := map[wire.NodeID]uint64{}
+	onEvent := func(ev relayclient.Event) {
+		mu.Lock()
+		r.receive(last, ev.Sender, ev.Payload)
+		mu.Unlock()
+	}
+	cl, err := relayclient.Dial(cctx, c.Addr, relayclient.Options{TLS: r.tls, Name: "bench", Transport: r.transport(i), OnEvent: onEvent})
 	if err != nil {
 		return nil, err
 	}
@@ -431,9 +438,7 @@ func (c *RelayCmd) connect(ctx context.Context, r *relayRun, room string, i int)
 	}
 	p := &nativePeer{c: cl, room: rm, unreliable: c.Unreliable}
 	go func() {
-		last := map[wire.NodeID]uint64{}
-		for ev := range cl.Events() {
-			r.receive(last, ev.Sender, ev.Payload)
+		for range cl.Events() { // closed when the client ends (events go to OnEvent)
 		}
 		if err := cl.Err(); err != nil {
 			r.disconnected.Add(1)
