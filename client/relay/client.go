@@ -3,6 +3,7 @@
 package relay
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -42,6 +43,12 @@ type Options struct {
 	CertHashes [][32]byte
 	// EventBuffer is the capacity of Events and Presence (default 1024).
 	EventBuffer int
+	// OnEvent, when set, receives every event instead of Events (which
+	// then stays empty): reliable ones in order from the goroutine reading
+	// the event stream, unreliable ones from the datagram reader. It must
+	// return quickly; a slow OnEvent holds back the events behind it.
+	// The Payload is the handler's to keep.
+	OnEvent func(Event)
 	// MaxFrame caps frames read (default 1 MiB).
 	MaxFrame int
 	// IdleTimeout is how long a silent connection lives before it counts
@@ -71,6 +78,12 @@ type Options struct {
 	WebTransport bool
 	// Header is sent with the WebTransport request (Origin, for one).
 	Header http.Header
+
+	// Transport, when set, carries the native QUIC connection on this
+	// shared UDP socket instead of a socket of its own (a load tool's
+	// thousands of clients then cost one read loop). The caller owns it
+	// and closes it after the clients. Not used with WebTransport.
+	Transport *quic.Transport
 }
 
 // Event is an event received in a room.
@@ -234,7 +247,7 @@ func (c *Client) connect(ctx context.Context, h *wire.Hello) (*session, *wire.We
 	if c.o.WebTransport {
 		l, err = dialWebTransport(ctx, c.addr, c.tc, qconf, c.o.Header)
 	} else {
-		l, err = dialQUIC(ctx, c.addr, c.tc, qconf)
+		l, err = dialQUIC(ctx, c.o.Transport, c.addr, c.tc, qconf)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("relay: dial %s: %w", c.addr, err)
@@ -438,6 +451,10 @@ func (c *Client) forget(r *Room) {
 // deliver passes a reliable event on, waiting for the reader (or the
 // session's end).
 func (c *Client) deliver(s *session, e Event) bool {
+	if c.o.OnEvent != nil {
+		c.o.OnEvent(e)
+		return true
+	}
 	select {
 	case c.events <- e:
 		return true
@@ -448,6 +465,10 @@ func (c *Client) deliver(s *session, e Event) bool {
 
 // deliverUnreliable passes an unreliable event on unless Events is full.
 func (c *Client) deliverUnreliable(e Event) {
+	if c.o.OnEvent != nil {
+		c.o.OnEvent(e)
+		return
+	}
 	select {
 	case c.events <- e:
 	default:
@@ -716,8 +737,11 @@ func (s *session) readEvents() {
 	if err != nil {
 		return
 	}
+	// Buffered: one stream read takes whatever frames arrived, instead of
+	// two reads (header, body) per frame.
+	br := bufio.NewReaderSize(rs, eventReadBuffer)
 	for {
-		h, body, err := wire.ReadFrame(rs, wire.VersionNative, s.c.o.MaxFrame, nil)
+		h, body, err := wire.ReadFrame(br, wire.VersionNative, s.c.o.MaxFrame, nil)
 		if err != nil {
 			return
 		}
@@ -735,6 +759,9 @@ func (s *session) readEvents() {
 		}
 	}
 }
+
+// eventReadBuffer is the read buffer of the relay's event stream.
+const eventReadBuffer = 4 << 10
 
 func (s *session) roomName(handle uint32) string {
 	if r := s.room(handle); r != nil {

@@ -6,10 +6,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"net"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quic-go/quic-go"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -163,4 +165,68 @@ func TestGoAwayOnShutdownAndPinning(t *testing.T) {
 	var g *relay.GoAwayError
 	require.True(t, errors.As(a.Err(), &g), "err %v", a.Err())
 	require.Equal(t, "shutdown", g.GoAway.Reason)
+}
+
+// Clients sharing one UDP socket (Options.Transport) are separate
+// sessions: each gets the other's events, and closing one keeps the other.
+func TestSharedTransport(t *testing.T) {
+	srv, addr, pin := startRelay(t)
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	tr := &quic.Transport{Conn: udp}
+	t.Cleanup(func() { _ = tr.Close(); _ = udp.Close() })
+	ctx := context.Background()
+	a := dial(t, addr, pin, relay.Options{Transport: tr})
+	b := dial(t, addr, pin, relay.Options{Transport: tr})
+	c := dial(t, addr, pin, relay.Options{Transport: tr})
+	require.NotEqual(t, a.NodeID(), b.NodeID())
+	require.Equal(t, 3, srv.NumConnections())
+	ra, err := a.Join(ctx, "shared", relay.JoinOptions{Create: true})
+	require.NoError(t, err)
+	_, err = b.Join(ctx, "shared", relay.JoinOptions{})
+	require.NoError(t, err)
+	rc, err := c.Join(ctx, "shared", relay.JoinOptions{})
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	require.Eventually(t, func() bool { return srv.NumConnections() == 2 }, testenv.Wait, testenv.Tick)
+	require.Error(t, rc.Send(1, []byte("closed")))
+	require.NoError(t, ra.Send(1, []byte("hello b")))
+	ev := nextEvent(t, b)
+	require.Equal(t, a.NodeID(), ev.Sender)
+	require.Equal(t, "hello b", string(ev.Payload))
+}
+
+// With OnEvent, events reach the handler in order and Events stays empty.
+func TestOnEvent(t *testing.T) {
+	_, addr, pin := startRelay(t)
+	ctx := context.Background()
+	got := make(chan relay.Event, 200)
+	a := dial(t, addr, pin, relay.Options{})
+	b := dial(t, addr, pin, relay.Options{OnEvent: func(e relay.Event) { got <- e }})
+	ra, err := a.Join(ctx, "handled", relay.JoinOptions{Create: true})
+	require.NoError(t, err)
+	_, err = b.Join(ctx, "handled", relay.JoinOptions{})
+	require.NoError(t, err)
+	for i := range 100 {
+		require.NoError(t, ra.Send(3, []byte{byte(i)}))
+	}
+	for i := range 100 {
+		select {
+		case e := <-got:
+			require.Equal(t, []byte{byte(i)}, e.Payload)
+			require.Equal(t, "handled", e.Room)
+		case <-time.After(testenv.Wait):
+			t.Fatalf("event %d not handled", i)
+		}
+	}
+	require.Eventually(t, func() bool {
+		_ = ra.SendUnreliable(4, []byte("dg"))
+		select {
+		case e := <-got:
+			return e.Unreliable
+		case <-time.After(20 * time.Millisecond):
+			return false
+		}
+	}, testenv.Wait, testenv.Tick)
+	require.Empty(t, b.Events())
 }

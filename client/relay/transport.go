@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"time"
 
@@ -40,8 +41,19 @@ type controlStream interface {
 
 type quicLink struct{ qc *quic.Conn }
 
-func dialQUIC(ctx context.Context, addr string, tc *tls.Config, qconf *quic.Config) (link, error) {
-	qc, err := quic.DialAddr(ctx, addr, tc, qconf)
+// dialQUIC dials addr on tr, or on a socket of its own when tr is nil.
+func dialQUIC(ctx context.Context, tr *quic.Transport, addr string, tc *tls.Config, qconf *quic.Config) (link, error) {
+	var qc *quic.Conn
+	var err error
+	if tr == nil {
+		qc, err = quic.DialAddr(ctx, addr, tc, qconf)
+	} else {
+		var ua *net.UDPAddr
+		if ua, err = net.ResolveUDPAddr("udp", addr); err != nil {
+			return nil, err
+		}
+		qc, err = tr.Dial(ctx, ua, tc, qconf)
+	}
 	if err != nil {
 		return nil, err
 	}

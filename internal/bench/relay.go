@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,6 +39,10 @@ type RelayCmd struct {
 	Duration   time.Duration `default:"10s" help:"How long clients send."`
 	Payload    int           `default:"64" help:"Event payload bytes (at least 16: send time and sequence)."`
 	Unreliable bool          `help:"Send in datagrams (native only)."`
+	Sockets    int           `default:"4" help:"UDP sockets the clients share (QUIC multiplexes connections on one); 0 gives every client its own, as separate game processes have."`
+	Idle       time.Duration `default:"0s" help:"Hold the connected clients this long before sending, and report the server's RSS then (needs --server-pid)."`
+	ServerPID  int           `help:"PID of the relay's process: its RSS and CPU are reported."`
+	CPUProfile string        `help:"Write the tool's own CPU profile (pprof) to this file." type:"path"`
 	JSON       bool          `help:"Print the result as JSON."`
 }
 
@@ -57,6 +63,12 @@ func (c *RelayCmd) validate() error {
 		return errors.New("--payload: 16 to 60000 bytes")
 	case c.Unreliable && c.Protocol != "native":
 		return errors.New("--unreliable: native protocol only")
+	case c.Sockets < 0:
+		return errors.New("--sockets: 0 or more")
+	case c.Idle < 0:
+		return errors.New("--idle: must not be negative")
+	case c.Idle > 0 && c.ServerPID <= 0:
+		return errors.New("--idle: needs --server-pid to read the server's RSS")
 	case c.Pin == "" && !c.Insecure:
 		return errors.New("--pin or --insecure: how to accept the relay's certificate")
 	}
@@ -118,7 +130,18 @@ type RelayResult struct {
 	CrossRelay   *Latency `json:"cross_relay_latency,omitempty"`
 	Disconnected int      `json:"disconnected"`
 	FirstError   string   `json:"first_error,omitempty"`
-	Machine      Machine  `json:"machine"`
+	// Server figures, with --server-pid: RSS before the clients, after
+	// they connected (when --idle held them) and after sending; CPU in
+	// percent of one core while sending. ToolCPU is this process's.
+	ServerRSSBefore uint64  `json:"server_rss_before_bytes,omitempty"`
+	ServerRSSIdle   uint64  `json:"server_rss_idle_bytes,omitempty"`
+	ServerRSSAfter  uint64  `json:"server_rss_after_bytes,omitempty"`
+	ServerCPU       float64 `json:"server_cpu_percent,omitempty"`
+	ToolCPU         float64 `json:"tool_cpu_percent"`
+	// KernelDrops counts datagrams the kernel dropped at the relay's UDP
+	// port during the run (full receive buffer; Linux, one relay on this host).
+	KernelDrops *uint64 `json:"kernel_udp_drops,omitempty"`
+	Machine     Machine `json:"machine"`
 }
 
 func (r *RelayResult) text(w io.Writer) {
@@ -142,8 +165,23 @@ func (r *RelayResult) text(w io.Writer) {
 	if r.Disconnected > 0 || r.FirstError != "" {
 		fmt.Fprintf(w, "disconnected during the run: %d (first error: %s)\n", r.Disconnected, r.FirstError)
 	}
+	if r.ServerRSSBefore > 0 {
+		fmt.Fprintf(w, "server rss MB: before %.1f", mb(r.ServerRSSBefore))
+		if r.ServerRSSIdle > 0 {
+			fmt.Fprintf(w, ", %d clients idle %.1f (%.1f KB per client)", r.Connected, mb(r.ServerRSSIdle),
+				float64(r.ServerRSSIdle-min(r.ServerRSSIdle, r.ServerRSSBefore))/1024/float64(max(r.Connected, 1)))
+		}
+		fmt.Fprintf(w, ", after %.1f; server cpu %.0f %% of one core while sending\n", mb(r.ServerRSSAfter), r.ServerCPU)
+	}
+	fmt.Fprintf(w, "tool cpu %.0f %% of one core while sending", r.ToolCPU)
+	if r.KernelDrops != nil {
+		fmt.Fprintf(w, "; kernel drops at the relay's UDP port %d", *r.KernelDrops)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "machine: %d cores, load %.2f, %s\n", r.Machine.Cores, r.Machine.LoadAvg, r.Machine.GoVersion)
 }
+
+func mb(b uint64) float64 { return float64(b) / (1 << 20) }
 
 func (r *RelayResult) failure() error {
 	if r.Connected == 0 {
@@ -174,6 +212,19 @@ type relayRun struct {
 	errMu           sync.Mutex
 	firstErr        string
 	disconnected    atomic.Int64
+	// transports are the shared UDP sockets (--sockets), taken round
+	// robin by the clients as they dial.
+	transports []*quic.Transport
+	dialed     atomic.Int64
+}
+
+// nextTransport returns the shared socket of the next client, round
+// robin (nil: a socket of its own).
+func (r *relayRun) nextTransport() *quic.Transport {
+	if len(r.transports) == 0 {
+		return nil
+	}
+	return r.transports[int(r.dialed.Add(1))%len(r.transports)]
 }
 
 func (r *relayRun) fail(err error) {
@@ -244,10 +295,45 @@ func (c *RelayCmd) tlsConfig() *tls.Config {
 
 func (c *RelayCmd) run(ctx context.Context) (*RelayResult, error) {
 	r := &relayRun{cmd: c, tls: c.tlsConfig()}
+	stopProf, err := (&ClientFlags{CPUProfile: c.CPUProfile}).startProfile()
+	if err != nil {
+		return nil, err
+	}
+	defer stopProf()
+	for range c.Sockets {
+		udp, err := net.ListenUDP("udp", nil)
+		if err != nil {
+			return nil, fmt.Errorf("--sockets: %w", err)
+		}
+		tr := &quic.Transport{Conn: udp}
+		defer udp.Close()
+		defer tr.Close()
+		r.transports = append(r.transports, tr)
+	}
+	probe := &serverProbe{pid: c.ServerPID}
+	rss := func() uint64 {
+		if !probe.enabled() {
+			return 0
+		}
+		v, err := probe.rss(ctx)
+		if err != nil {
+			r.fail(fmt.Errorf("--server-pid: %w", err))
+		}
+		return v
+	}
+	rssBefore := rss()
+	drops := func() (uint64, bool) { return 0, false }
+	if _, p, err := net.SplitHostPort(c.addrs()[0]); err == nil && len(c.addrs()) == 1 {
+		if port, err := strconv.Atoi(p); err == nil {
+			drops = func() (uint64, bool) { n, err := udpPortDrops(port); return n, err == nil }
+		}
+	}
+	drops0, dropsOK := drops()
 	var tag [4]byte
 	_, _ = rand.Read(tag[:])
 	runID := hex.EncodeToString(tag[:])
-	res := &RelayResult{Protocol: c.Protocol, Unreliable: c.Unreliable, Clients: c.Clients, Machine: machine(), Relays: len(c.addrs())}
+	res := &RelayResult{Protocol: c.Protocol, Unreliable: c.Unreliable, Clients: c.Clients, Machine: machine(), Relays: len(c.addrs()),
+		ServerRSSBefore: rssBefore}
 	if res.Relays > 1 {
 		res.Spread = c.Spread
 	}
@@ -298,6 +384,17 @@ func (c *RelayCmd) run(ctx context.Context) (*RelayResult, error) {
 		return res, nil
 	}
 
+	if c.Idle > 0 {
+		select {
+		case <-time.After(c.Idle):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		res.ServerRSSIdle = rss()
+	}
+	serverCPU0, _ := probe.cpu(ctx)
+	toolCPU := startCPU()
+
 	// Send for the duration, each client on its own ticker, starts spread
 	// over one period.
 	sendCtx, stop := context.WithTimeout(ctx, c.Duration)
@@ -347,6 +444,12 @@ func (c *RelayCmd) run(ctx context.Context) (*RelayResult, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(sendStart)
+	res.ToolCPU = toolCPU.percent()
+	if probe.enabled() {
+		if cpu1, err := probe.cpu(ctx); err == nil {
+			res.ServerCPU = 100 * float64(cpu1-serverCPU0) / float64(elapsed)
+		}
+	}
 	// Drain: wait until everything expected arrived or two seconds passed
 	// without progress.
 	last, idle := r.delivered.Load(), time.Now()
@@ -368,7 +471,14 @@ func (c *RelayCmd) run(ctx context.Context) (*RelayResult, error) {
 		res.SameRelay, res.CrossRelay = &same, &cross
 	}
 	res.Disconnected = int(r.disconnected.Load())
+	res.ServerRSSAfter = rss()
+	if d1, ok := drops(); ok && dropsOK {
+		d := d1 - min(d1, drops0)
+		res.KernelDrops = &d
+	}
+	r.errMu.Lock()
 	res.FirstError = r.firstErr
+	r.errMu.Unlock()
 	return res, nil
 }
 
@@ -377,9 +487,16 @@ func (c *RelayCmd) connect(ctx context.Context, r *relayRun, home int, room stri
 	defer cancel()
 	addr := c.addrs()[home]
 	if c.Protocol == "issun" {
-		return dialISSUNPeer(cctx, r, home, room)
+		return dialISSUNPeer(cctx, r, home, room, r.nextTransport())
 	}
-	cl, err := relayclient.Dial(cctx, addr, relayclient.Options{TLS: r.tls, Name: "bench"})
+	var mu sync.Mutex // the event and datagram readers may both call OnEvent
+	last := map[wire.NodeID]uint64{}
+	onEvent := func(ev relayclient.Event) {
+		mu.Lock()
+		r.receive(last, ev.Sender, ev.Payload, home)
+		mu.Unlock()
+	}
+	cl, err := relayclient.Dial(cctx, addr, relayclient.Options{TLS: r.tls, Name: "bench", Transport: r.nextTransport(), OnEvent: onEvent})
 	if err != nil {
 		return nil, err
 	}
@@ -390,9 +507,7 @@ func (c *RelayCmd) connect(ctx context.Context, r *relayRun, home int, room stri
 	}
 	p := &nativePeer{c: cl, room: rm, unreliable: c.Unreliable}
 	go func() {
-		last := map[wire.NodeID]uint64{}
-		for ev := range cl.Events() {
-			r.receive(last, ev.Sender, ev.Payload, home)
+		for range cl.Events() { // closed when the client ends (events go to OnEvent)
 		}
 		if err := cl.Err(); err != nil {
 			r.disconnected.Add(1)
@@ -429,8 +544,19 @@ type issunPeer struct {
 	done chan struct{}
 }
 
-func dialISSUNPeer(ctx context.Context, r *relayRun, home int, room string) (*issunPeer, error) {
-	qc, err := quic.DialAddr(ctx, r.cmd.addrs()[home], r.tls.Clone(), &quic.Config{MaxIdleTimeout: 30 * time.Second, MaxIncomingUniStreams: 100})
+func dialISSUNPeer(ctx context.Context, r *relayRun, home int, room string, tr *quic.Transport) (*issunPeer, error) {
+	qconf := &quic.Config{MaxIdleTimeout: 30 * time.Second, MaxIncomingUniStreams: 100}
+	addr := r.cmd.addrs()[home]
+	var qc *quic.Conn
+	var err error
+	if tr == nil {
+		qc, err = quic.DialAddr(ctx, addr, r.tls.Clone(), qconf)
+	} else {
+		var ua *net.UDPAddr
+		if ua, err = net.ResolveUDPAddr("udp", addr); err == nil {
+			qc, err = tr.Dial(ctx, ua, r.tls.Clone(), qconf)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

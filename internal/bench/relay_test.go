@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -39,7 +41,8 @@ func TestRelayBench(t *testing.T) {
 	}{{"native", "native", false}, {"native unreliable", "native", true}, {"issun", "issun", false}} {
 		t.Run(c.name, func(t *testing.T) {
 			cmd := &RelayCmd{Addr: addr, Pin: pin, Protocol: c.protocol, Clients: 12, RoomSize: 4, Rate: 20,
-				Duration: 500 * time.Millisecond, Payload: 32, Unreliable: c.unreliable}
+				Duration: 500 * time.Millisecond, Payload: 32, Unreliable: c.unreliable, Sockets: 2,
+				ServerPID: os.Getpid(), Idle: 10 * time.Millisecond}
 			res, err := cmd.run(context.Background())
 			require.NoError(t, err)
 			require.Equal(t, 12, res.Connected, res.FirstError)
@@ -51,6 +54,11 @@ func TestRelayBench(t *testing.T) {
 				require.Zero(t, res.Duplicates)
 			}
 			require.Positive(t, res.Latency.Count)
+			require.Positive(t, res.ServerRSSIdle, "--idle with --server-pid reads the RSS")
+			require.Positive(t, res.ServerRSSAfter)
+			if runtime.GOOS == "linux" {
+				require.NotNil(t, res.KernelDrops, "the relay's UDP port is on this host")
+			}
 			var out bytes.Buffer
 			res.text(&out)
 			require.Contains(t, out.String(), "deliveries/s")
@@ -70,6 +78,8 @@ func TestRelayBenchFlags(t *testing.T) {
 		{RelayCmd{Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Pin: "zz"}, "--pin: 64 hex"},
 		{RelayCmd{Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true, Protocol: "issun", Unreliable: true}, "--unreliable"},
 		{RelayCmd{Addr: " , ", Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true}, "--addr: no address"},
+		{RelayCmd{Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true, Sockets: -1}, "--sockets"},
+		{RelayCmd{Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true, Idle: time.Second}, "--idle: needs --server-pid"},
 	} {
 		require.ErrorContains(t, c.cmd.validate(), c.want)
 	}
