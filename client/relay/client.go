@@ -252,7 +252,7 @@ func (c *Client) connect(ctx context.Context, h *wire.Hello) (*session, *wire.We
 	if err != nil {
 		return nil, nil, fmt.Errorf("relay: dial %s: %w", c.addr, err)
 	}
-	s := &session{c: c, l: l, pending: map[uint32]chan wire.Message{}, byHandle: map[uint32]*Room{},
+	s := &session{c: c, l: l, pending: map[uint32]chan wire.Message{}, byHandle: map[uint32]*Room{}, early: map[uint32][]*wire.Presence{},
 		done: make(chan struct{}), attached: make(chan struct{}, 1)}
 	w, err := s.hello(ctx, h)
 	if err != nil {
@@ -498,8 +498,11 @@ type session struct {
 	nextReq  uint32
 	pending  map[uint32]chan wire.Message
 	byHandle map[uint32]*Room
-	err      error // why it ended (nil: the connection closed)
-	rtt      time.Duration
+	// early holds the PRESENCE that arrived for a room between its JOINED
+	// and the Room's attach (the joiner's goroutine), applied by attach.
+	early map[uint32][]*wire.Presence
+	err   error // why it ended (nil: the connection closed)
+	rtt   time.Duration
 
 	muteHeartbeats atomic.Bool   // tests: stop answering the relay's heartbeats
 	attached       chan struct{} // a kept room attached (resume)
@@ -680,6 +683,11 @@ func (s *session) readControl() {
 			s.mu.Unlock()
 		case *wire.Joined:
 			if m.RequestID != 0 {
+				s.mu.Lock()
+				if s.byHandle[m.Handle] == nil {
+					s.early[m.Handle] = nil // PRESENCE until attach is kept
+				}
+				s.mu.Unlock()
 				s.answer(m.RequestID, m)
 			} else { // a room kept by a resume
 				s.c.kept(s, m)
@@ -696,9 +704,14 @@ func (s *session) readControl() {
 		case *wire.Error:
 			s.answer(m.RequestID, m)
 		case *wire.Presence:
-			if r := s.room(m.Handle); r != nil {
-				r.applyPresence(m)
-				s.c.deliverPresence(PresenceEvent{Room: r.name, Joins: m.Joins, Leaves: m.Leaves})
+			s.mu.Lock()
+			r := s.byHandle[m.Handle]
+			if q, waiting := s.early[m.Handle]; r == nil && waiting && len(q) < maxEarlyPresence {
+				s.early[m.Handle] = append(q, m)
+			}
+			s.mu.Unlock()
+			if r != nil {
+				r.presence(m)
 			}
 		case *wire.GoAway:
 			g := &GoAwayError{GoAway: *m}
@@ -759,6 +772,9 @@ func (s *session) readEvents() {
 		}
 	}
 }
+
+// maxEarlyPresence bounds the PRESENCE kept for a room being attached.
+const maxEarlyPresence = 256
 
 // eventReadBuffer is the read buffer of the relay's event stream.
 const eventReadBuffer = 4 << 10

@@ -171,7 +171,8 @@ func TestReconnectRejoinsAfterRestart(t *testing.T) {
 	require.NotEqual(t, oldA, a.SessionID())
 	require.False(t, a.Resumed())
 	require.Same(t, ra, a.Room("table"))
-	require.Eventually(t, func() bool { return len(ra.Members()) == 2 && len(rb.Members()) == 2 }, testenv.Wait, testenv.Tick)
+	require.Eventually(t, func() bool { return len(ra.Members()) == 2 && len(rb.Members()) == 2 }, testenv.Wait, testenv.Tick,
+		"members a %v b %v", ra.Members(), rb.Members())
 	roundTrip(t, ra, rb, a, b, "after restart")
 }
 

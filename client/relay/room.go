@@ -43,7 +43,18 @@ func (r *Room) attach(s *session, j *wire.Joined) {
 	r.mu.Unlock()
 	s.mu.Lock()
 	s.byHandle[j.Handle] = r
+	early := s.early[j.Handle]
+	delete(s.early, j.Handle)
 	s.mu.Unlock()
+	for _, p := range early {
+		r.presence(p)
+	}
+}
+
+// presence applies p to the member list and passes it to the application.
+func (r *Room) presence(p *wire.Presence) {
+	r.applyPresence(p)
+	r.c.deliverPresence(PresenceEvent{Room: r.name, Joins: p.Joins, Leaves: p.Leaves})
 }
 
 func (r *Room) detach(s *session) {

@@ -639,19 +639,21 @@ func (cl *cluster) tell(name string, joined, left []remoteMember) {
 	if r == nil {
 		return
 	}
-	members := *r.snap.Load()
-	if r.transport == transportISSUN {
-		s.tellISSUNPresence(members, name, remoteIDs(joined), remoteIDs(left))
-		return
-	}
-	p := &wire.Presence{Handle: r.id, Leaves: remoteIDs(left)}
-	for _, m := range joined {
-		p.Joins = append(p.Joins, m.wireMember())
-	}
-	frame := wire.AppendMessage(nil, p)
-	for _, o := range members {
-		_ = o.native.ctlQ.Enqueue(frame)
-	}
+	r.notifying(func() {
+		members := *r.snap.Load()
+		if r.transport == transportISSUN {
+			s.tellISSUNPresence(members, name, remoteIDs(joined), remoteIDs(left))
+			return
+		}
+		p := &wire.Presence{Handle: r.id, Leaves: remoteIDs(left)}
+		for _, m := range joined {
+			p.Joins = append(p.Joins, m.wireMember())
+		}
+		frame := wire.AppendMessage(nil, p)
+		for _, o := range members {
+			_ = o.native.ctlQ.Enqueue(frame)
+		}
+	})
 }
 
 func (m remoteMember) wireMember() wire.Member {

@@ -358,8 +358,10 @@ func (c *conn) issunJoin(prefix string, payload []byte) error {
 		return err
 	}
 	s.leaveLobby(c)
-	c.answer(prefix, wire.SuffixJoined, wire.RoomAnswer{Room: r.name, Members: s.memberIDs(r)}.Append(nil))
-	s.tellISSUNPresence(before, r.name, []wire.NodeID{c.id}, nil)
+	r.notifying(func() {
+		c.answer(prefix, wire.SuffixJoined, wire.RoomAnswer{Room: r.name, Members: s.memberIDs(r)}.Append(nil))
+		s.tellISSUNPresence(before, r.name, []wire.NodeID{c.id}, nil)
+	})
 	return nil
 }
 
@@ -382,7 +384,7 @@ func (c *conn) issunLeave(prefix string, payload []byte) error {
 func (c *conn) issunLeaveRoom(r *room) {
 	s := c.srv
 	s.leave(c, r)
-	s.tellISSUNPresence(*r.snap.Load(), r.name, nil, []wire.NodeID{c.id})
+	r.notifying(func() { s.tellISSUNPresence(*r.snap.Load(), r.name, nil, []wire.NodeID{c.id}) })
 	if c.authed && c.receiving.Load() {
 		s.enterLobby(c)
 	}

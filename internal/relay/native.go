@@ -369,21 +369,24 @@ func (c *conn) nativeJoin(m *wire.Join) {
 		c.ctlError(m.RequestID, err)
 		return
 	}
-	c.ctlSend(&wire.Joined{RequestID: m.RequestID, Room: r.name, Handle: r.id, Members: s.members(r)})
-	p := &wire.Presence{Handle: r.id, Joins: []wire.Member{c.member()}}
-	frame := wire.AppendMessage(nil, p)
-	for _, o := range before {
-		_ = o.native.ctlQ.Enqueue(frame)
-	}
+	frame := wire.AppendMessage(nil, &wire.Presence{Handle: r.id, Joins: []wire.Member{c.member()}})
+	r.notifying(func() {
+		c.ctlSend(&wire.Joined{RequestID: m.RequestID, Room: r.name, Handle: r.id, Members: s.members(r)})
+		for _, o := range before {
+			_ = o.native.ctlQ.Enqueue(frame)
+		}
+	})
 }
 
 // nativeLeave leaves r and tells the remaining members.
 func (c *conn) nativeLeave(r *room) {
 	c.srv.leave(c, r)
 	frame := wire.AppendMessage(nil, &wire.Presence{Handle: r.id, Leaves: []wire.NodeID{c.id}})
-	for _, o := range *r.snap.Load() {
-		_ = o.native.ctlQ.Enqueue(frame)
-	}
+	r.notifying(func() {
+		for _, o := range *r.snap.Load() {
+			_ = o.native.ctlQ.Enqueue(frame)
+		}
+	})
 }
 
 var errNoRoom = hub.ErrUnknownChannel.With("no such room (join with create to make it)")

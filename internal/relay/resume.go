@@ -146,6 +146,6 @@ func (s *Server) stopParked() {
 func (c *conn) welcomeResumed(rooms []*room) {
 	c.ctlSend(&wire.Welcome{NodeID: c.id, SessionID: c.sid, ResumeToken: c.resume, Resumed: true, Limits: c.srv.limits})
 	for _, r := range rooms {
-		c.ctlSend(&wire.Joined{Room: r.name, Handle: r.id, Members: c.srv.members(r)})
+		r.notifying(func() { c.ctlSend(&wire.Joined{Room: r.name, Handle: r.id, Members: c.srv.members(r)}) })
 	}
 }

@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 
 	"github.com/switchboard-rt/switchboard/internal/errs"
@@ -21,6 +22,11 @@ type room struct {
 	maxMembers int
 	members    map[*conn]struct{}
 	snap       atomic.Pointer[[]*conn]
+	// notify serialises a joiner's member list (JOINED) with the PRESENCE
+	// news sent to members: news of a change made after the list was
+	// taken reaches the joiner after its JOINED, never before (when it
+	// could not apply it).
+	notify sync.Mutex
 	// bus is the room's cluster state (cluster.go); nil on one process.
 	bus *busRoom
 	// mirror is the room's spectator mirror (mirror.go); nil when off.
@@ -184,4 +190,12 @@ func (s *Server) Rooms() map[string]int {
 		out[n] = len(r.members)
 	}
 	return out
+}
+
+// notifying runs tell (which takes a member list or sends PRESENCE news
+// of r) serialised with the others of r; see room.notify.
+func (r *room) notifying(tell func()) {
+	r.notify.Lock()
+	defer r.notify.Unlock()
+	tell()
 }
