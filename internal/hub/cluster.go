@@ -51,7 +51,7 @@ func (h *Hub) HandleControl(data []byte) {
 // one sender keep their order (unsubscribe then subscribe stays so); each
 // is bounded by the sender's deadline. A full queue drops the command.
 func (c *cluster) command(m *controlMessage) {
-	if len(c.h.UserClients(m.Cmd.User, m.Cmd.Client)) == 0 {
+	if len(c.h.UserSessions(m.Cmd.User, m.Cmd.Client)) == 0 {
 		return
 	}
 	timeout := c.cfg.CommandTimeout
@@ -90,8 +90,24 @@ func (c *cluster) work() {
 	}
 }
 
-// applyCommand acts on the local connections cmd selects.
+// applyCommand acts on the local connections cmd selects: subscriptions
+// on its clients, disconnect and refresh on every session.
 func (h *Hub) applyCommand(ctx context.Context, typ string, cmd *userCommand) error {
+	switch typ {
+	case ctlDisconnect:
+		d := Disconnect{Code: cmd.Code, Reason: cmd.Reason}
+		for _, s := range h.UserSessions(cmd.User, cmd.Client) {
+			if !contains(cmd.Whitelist, s.ID()) {
+				s.Disconnect(d)
+			}
+		}
+		return nil
+	case ctlRefresh:
+		for _, s := range h.UserSessions(cmd.User, cmd.Client) {
+			s.Refresh(cmd.ExpireAt, cmd.Expired, cmd.Info)
+		}
+		return nil
+	}
 	clients := h.UserClients(cmd.User, cmd.Client)
 	switch typ {
 	case ctlSubscribe:
@@ -104,17 +120,6 @@ func (h *Hub) applyCommand(ctx context.Context, typ string, cmd *userCommand) er
 	case ctlUnsubscribe:
 		for _, cl := range clients {
 			cl.ServerUnsubscribe(ctx, cmd.Channel, 0, "")
-		}
-	case ctlDisconnect:
-		d := Disconnect{Code: cmd.Code, Reason: cmd.Reason}
-		for _, cl := range clients {
-			if !contains(cmd.Whitelist, cl.ID()) {
-				cl.Disconnect(d)
-			}
-		}
-	case ctlRefresh:
-		for _, cl := range clients {
-			cl.Refresh(cmd.ExpireAt, cmd.Expired, cmd.Info)
 		}
 	}
 	return nil
