@@ -77,7 +77,7 @@ func (m *Main) startRelay(cfg config.Config, h *hub.Hub, tokens *auth.TokenVerif
 	if cfg.Client.Token.HMACSecretKey != "" {
 		rc.Verifier = tokens
 	}
-	rc.Pool, rc.Presence, rc.Logger, rc.Registerer, rc.Clock = pool, h, log, reg, h.Clock()
+	rc.Pool, rc.Presence, rc.Sessions, rc.Logger, rc.Registerer, rc.Clock = pool, h, h, log, reg, h.Clock()
 	rc.Origins = m.origins // WebTransport sessions: client.allowed_origins
 	s, err := relay.New(rc)
 	if err != nil {

@@ -41,7 +41,14 @@ type conn struct {
 	// tokenAccepted: a valid token named the user.
 	tokenAccepted atomic.Bool
 
-	// Owned by the read goroutine.
+	// hs is the session's registration in the hub (sessions.go); final:
+	// the server API disconnected it, so it is never parked. Both are
+	// guarded by Server.mu.
+	hs    *hubSession
+	final bool
+
+	// Owned by the read goroutine; info is guarded by mu (the server API
+	// refreshes it).
 	user   string
 	info   []byte
 	authed bool
@@ -92,6 +99,19 @@ func (c *conn) expireAt(exp int64) {
 		c.expiry.Stop()
 	}
 	c.expiry = c.srv.cfg.Clock.AfterFunc(max(d, 0), func() { c.close(closeExpired) })
+}
+
+// setInfo sets the connection info that presence shows.
+func (c *conn) setInfo(info []byte) {
+	c.mu.Lock()
+	c.info = info
+	c.mu.Unlock()
+}
+
+func (c *conn) connInfo() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.info
 }
 
 func (c *conn) stopExpiry() {
