@@ -164,9 +164,9 @@ func (h *Hub) UnsubscribeUser(ctx context.Context, user, client, channel string)
 	return h.everywhere(ctx, ctlUnsubscribe, &userCommand{User: user, Client: client, Channel: channel})
 }
 
-// DisconnectUser closes the connections of user (client's when set) on
-// every node with d, except the client ids in whitelist. d.Code must be in
-// MinDisconnectCode-MaxDisconnectCode.
+// DisconnectUser closes the connections of user (client's when set),
+// clients and other sessions, on every node with d, except the ids in
+// whitelist. d.Code must be in MinDisconnectCode-MaxDisconnectCode.
 func (h *Hub) DisconnectUser(ctx context.Context, user, client string, d Disconnect, whitelist []string) error {
 	if d.Code < MinDisconnectCode || d.Code > MaxDisconnectCode {
 		return fmt.Errorf("%w: disconnect code must be in %d-%d", ErrBadRequest, MinDisconnectCode, MaxDisconnectCode)
@@ -176,7 +176,8 @@ func (h *Hub) DisconnectUser(ctx context.Context, user, client string, d Disconn
 }
 
 // RefreshUser updates the expiry (or expires) the connections of user
-// (client's when set) on every node; see Client.Refresh.
+// (client's when set), clients and other sessions, on every node; see
+// Session.Refresh.
 func (h *Hub) RefreshUser(ctx context.Context, user, client string, expireAt int64, expired bool, info []byte) error {
 	return h.everywhere(ctx, ctlRefresh, &userCommand{User: user, Client: client, ExpireAt: expireAt, Expired: expired, Info: info})
 }

@@ -164,7 +164,7 @@ func TestShutdownStopsTheAnnouncer(t *testing.T) {
 	plane := &recordingPlane{}
 	logs := &testenv.Buffer{}
 	h := newHubConfig(t, hub.Config{Broker: memory.New(nil), Presence: memory.NewPresence(), Clock: clk,
-		Logger: slog.New(slog.NewTextHandler(logs, nil)),
+		Logger:  slog.New(slog.NewTextHandler(logs, nil)),
 		Cluster: hub.ClusterConfig{Control: plane, AnnounceInterval: time.Second}}, "raw")
 	clk.Advance(2 * time.Second)
 	require.Equal(t, []string{"node", "node", "node"}, plane.sent(), "at start, then every interval")

@@ -35,6 +35,8 @@ type conn struct {
 	why    hub.Disconnect
 	closed bool
 	expiry clock.Timer // closes the connection when its token expires
+	// expiryOff: the connection ended; expireAt (a refresh) arms nothing.
+	expiryOff bool
 
 	// receiving: the handshake is done and events may be queued to it.
 	receiving atomic.Bool
@@ -98,7 +100,20 @@ func (c *conn) expireAt(exp int64) {
 	if c.expiry != nil {
 		c.expiry.Stop()
 	}
+	if c.expiryOff {
+		return
+	}
 	c.expiry = c.srv.cfg.Clock.AfterFunc(max(d, 0), func() { c.close(closeExpired) })
+}
+
+// clearExpiry stops the expiry timer: the connection never expires (a
+// refresh with expire_at 0).
+func (c *conn) clearExpiry() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
 }
 
 // setInfo sets the connection info that presence shows.
@@ -114,9 +129,11 @@ func (c *conn) connInfo() []byte {
 	return c.info
 }
 
+// stopExpiry stops the expiry timer for good: the connection ends.
 func (c *conn) stopExpiry() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.expiryOff = true
 	if c.expiry != nil {
 		c.expiry.Stop()
 	}

@@ -58,7 +58,7 @@ func (h *hubSession) Refresh(expireAt int64, expired bool, info []byte) {
 	if expireAt > 0 {
 		c.expireAt(expireAt)
 	} else {
-		c.stopExpiry()
+		c.clearExpiry()
 	}
 	if info != nil {
 		c.setInfo(info)

@@ -10,6 +10,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/stretchr/testify/require"
 
+	clientrelay "github.com/switchboard-rt/switchboard/client/relay"
 	"github.com/switchboard-rt/switchboard/internal/auth"
 	"github.com/switchboard-rt/switchboard/internal/clock/clocktest"
 	"github.com/switchboard-rt/switchboard/internal/hub"
@@ -242,4 +243,22 @@ func TestRefreshUserMovesOrEndsRelayExpiry(t *testing.T) {
 	require.Equal(t, hub.DisconnectExpired.Code, g.Code)
 	ae := i.ClosedWith()
 	require.Equal(t, uint64(hub.DisconnectExpired.Code), uint64(ae.ErrorCode))
+}
+
+// A native session over WebTransport is disconnected the same way.
+func TestDisconnectUserClosesWebTransportSessions(t *testing.T) {
+	s := sessionServer(t, nil)
+	c, err := dialWT(t, s, clientrelay.Options{Token: userToken(t, "erin", time.Hour)})
+	require.NoError(t, err)
+	require.Equal(t, []string{c.SessionID()}, sessionIDs(s.hub, "erin"))
+	require.NoError(t, s.hub.DisconnectUser(context.Background(), "erin", c.SessionID(), hub.Disconnect{Code: 4003, Reason: "kicked"}, nil))
+	select {
+	case <-c.Done():
+	case <-time.After(testenv.Wait):
+		t.Fatal("not disconnected")
+	}
+	var g *clientrelay.GoAwayError
+	require.ErrorAs(t, c.Err(), &g)
+	require.Equal(t, wire.GoAway{Code: 4003, Reason: "kicked"}, g.GoAway)
+	require.Eventually(t, func() bool { return len(sessionIDs(s.hub, "erin")) == 0 }, testenv.Wait, testenv.Tick)
 }
