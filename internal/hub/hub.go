@@ -58,7 +58,8 @@ type UndeliverableSubscriber interface {
 // it is connected: disconnect and refresh, selected by user and session
 // (client) id. Every Client is one. A transport adapter whose connections
 // are not hub clients (the game relay) registers them with AddSession, so
-// they share the hub's one index of connections by user and by id.
+// they share the hub's one index of connections by user and by id. The
+// hub compares sessions with ==: implement it on a pointer type.
 type Session interface {
 	// ID is unique among the connections of every node; UserID is ""
 	// for an anonymous connection. Both stay fixed while registered.
