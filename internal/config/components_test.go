@@ -193,7 +193,7 @@ func TestRelayMapping(t *testing.T) {
 		"EventBurst", "MaxRooms", "MaxMembers", "QueueLimit", "HandshakeTimeout", "IdleTimeout", "WriteTimeout",
 		"HeartbeatInterval", "ResumeGrace"})
 	want["Enabled"], want["CertFile"], want["KeyFile"] = []string{}, []string{}, []string{}
-	unmapped := []string{"Certificate", "Verifier", "Pool", "Presence", "Logger", "Registerer", "Clock",
+	unmapped := []string{"Certificate", "Verifier", "Pool", "Presence", "Sessions", "Logger", "Registerer", "Clock",
 		"Origins"} // Origins: the program passes client.allowed_origins
 	checkMapping(t, want, unmapped, func(r Relay) []reflect.Value { return []reflect.Value{reflect.ValueOf(r.RelayConfig())} })
 }
