@@ -48,13 +48,27 @@ func newEngine(cfg config.Config, log *slog.Logger, reg prometheus.Registerer, d
 }
 
 // hideClose returns b without its Close method (the hub must not close
-// it) but with its optional hub.ContextSubscriber.
+// it) but with its optional hub.ContextSubscriber and hub.TopicBroker.
 func hideClose(b engine) hub.Broker {
-	if cs, ok := b.(hub.ContextSubscriber); ok {
+	cs, ctxSub := b.(hub.ContextSubscriber)
+	tb, topics := b.(hub.TopicBroker) // the relay's rooms across processes
+	switch {
+	case ctxSub && topics:
+		return struct {
+			hub.Broker
+			hub.ContextSubscriber
+			hub.TopicBroker
+		}{b, cs, tb}
+	case ctxSub:
 		return struct {
 			hub.Broker
 			hub.ContextSubscriber
 		}{b, cs}
+	case topics:
+		return struct {
+			hub.Broker
+			hub.TopicBroker
+		}{b, tb}
 	}
 	return struct{ hub.Broker }{b}
 }

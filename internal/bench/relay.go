@@ -26,7 +26,8 @@ import (
 // at a rate; every receiver measures latency (send time in the payload)
 // and counts what it missed per sender.
 type RelayCmd struct {
-	Addr       string        `required:"" help:"Relay address, host:port (UDP)."`
+	Addr       string        `required:"" help:"Relay address, host:port (UDP); a comma-separated list spreads the clients over several relays (see --spread)."`
+	Spread     string        `default:"clients" enum:"clients,rooms" help:"With several --addr: clients (client i to relay i mod n, so every room has members on each relay and events cross between processes) or rooms (room k wholly on relay k mod n)."`
 	Pin        string        `help:"SHA-256 (hex) of the relay certificate to accept (relay-cert prints it; the development certificate's is logged)."`
 	Insecure   bool          `help:"Accept any relay certificate."`
 	Protocol   string        `default:"native" enum:"native,issun" help:"native (switchboard-relay/1) or issun (ISSUN 0.10 profile: one QUIC stream per event)."`
@@ -64,37 +65,80 @@ func (c *RelayCmd) validate() error {
 			return errors.New("--pin: 64 hex digits")
 		}
 	}
+	if len(c.addrs()) == 0 {
+		return errors.New("--addr: no address")
+	}
 	return nil
 }
 
+// addrs lists the relays of --addr.
+func (c *RelayCmd) addrs() []string {
+	var out []string
+	for _, a := range strings.Split(c.Addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// relayFor is the index in --addr of the relay of client i in room.
+func (c *RelayCmd) relayFor(i, room int) int {
+	n := len(c.addrs())
+	if c.Spread == "rooms" {
+		return room % n
+	}
+	return i % n
+}
+
+// addrFor is the relay of client i in room.
+func (c *RelayCmd) addrFor(i, room int) string { return c.addrs()[c.relayFor(i, room)] }
+
 // RelayResult is the outcome of a relay run.
 type RelayResult struct {
-	Protocol     string  `json:"protocol"`
-	Unreliable   bool    `json:"unreliable"`
-	Clients      int     `json:"clients"`
-	Connected    int     `json:"connected"`
-	ConnFailed   int     `json:"conn_failed"`
-	ConnectSecs  float64 `json:"connect_seconds"`
-	Rooms        int     `json:"rooms"`
-	Sent         uint64  `json:"sent"`
-	Expected     uint64  `json:"expected_deliveries"`
-	Delivered    uint64  `json:"delivered"`
-	Lost         uint64  `json:"lost"`
-	Duplicates   uint64  `json:"duplicates_or_reordered"`
-	PerSecond    float64 `json:"deliveries_per_second"`
-	Latency      Latency `json:"latency"`
-	Disconnected int     `json:"disconnected"`
-	FirstError   string  `json:"first_error,omitempty"`
-	Machine      Machine `json:"machine"`
+	Protocol    string  `json:"protocol"`
+	Relays      int     `json:"relays"`
+	Spread      string  `json:"spread,omitempty"`
+	Unreliable  bool    `json:"unreliable"`
+	Clients     int     `json:"clients"`
+	Connected   int     `json:"connected"`
+	ConnFailed  int     `json:"conn_failed"`
+	ConnectSecs float64 `json:"connect_seconds"`
+	Rooms       int     `json:"rooms"`
+	Sent        uint64  `json:"sent"`
+	Expected    uint64  `json:"expected_deliveries"`
+	Delivered   uint64  `json:"delivered"`
+	Lost        uint64  `json:"lost"`
+	Duplicates  uint64  `json:"duplicates_or_reordered"`
+	PerSecond   float64 `json:"deliveries_per_second"`
+	Latency     Latency `json:"latency"`
+	// With several relays: the deliveries to a receiver on the sender's
+	// relay, and those forwarded from another relay.
+	SameRelay    *Latency `json:"same_relay_latency,omitempty"`
+	CrossRelay   *Latency `json:"cross_relay_latency,omitempty"`
+	Disconnected int      `json:"disconnected"`
+	FirstError   string   `json:"first_error,omitempty"`
+	Machine      Machine  `json:"machine"`
 }
 
 func (r *RelayResult) text(w io.Writer) {
 	fmt.Fprintf(w, "relay %s%s: %d/%d clients in %d rooms (connect %.2fs, %d failed)\n", r.Protocol,
 		map[bool]string{true: " unreliable", false: ""}[r.Unreliable], r.Connected, r.Clients, r.Rooms, r.ConnectSecs, r.ConnFailed)
+	if r.Relays > 1 {
+		fmt.Fprintf(w, "spread over %d relays by %s\n", r.Relays, r.Spread)
+	}
 	fmt.Fprintf(w, "sent %d, deliveries %d of %d expected (lost %d, duplicated or reordered %d), %.0f deliveries/s\n",
 		r.Sent, r.Delivered, r.Expected, r.Lost, r.Duplicates, r.PerSecond)
 	l := r.Latency
 	fmt.Fprintf(w, "latency ms: p50 %.2f p90 %.2f p99 %.2f p99.9 %.2f max %.2f (mean %.2f)\n", l.P50, l.P90, l.P99, l.P999, l.Max, l.Mean)
+	for _, x := range []struct {
+		name string
+		l    *Latency
+	}{{"same relay", r.SameRelay}, {"cross relay", r.CrossRelay}} {
+		if x.l != nil && x.l.Count > 0 {
+			fmt.Fprintf(w, "  %s (%d): p50 %.2f p90 %.2f p99 %.2f p99.9 %.2f max %.2f\n", x.name, x.l.Count, x.l.P50, x.l.P90, x.l.P99, x.l.P999, x.l.Max)
+		}
+	}
 	if r.Disconnected > 0 || r.FirstError != "" {
 		fmt.Fprintf(w, "disconnected during the run: %d (first error: %s)\n", r.Disconnected, r.FirstError)
 	}
@@ -122,6 +166,9 @@ type relayRun struct {
 	cmd  *RelayCmd
 	tls  *tls.Config
 	hist Histogram
+	// same and cross split hist by the sender's relay (payload byte 16),
+	// with several relays and payloads of 17 bytes or more.
+	same, cross Histogram
 	// per receiver: last sequence seen per sender
 	delivered, dups atomic.Uint64
 	errMu           sync.Mutex
@@ -138,13 +185,22 @@ func (r *relayRun) fail(err error) {
 }
 
 // receive accounts one event payload received by a client.
-func (r *relayRun) receive(last map[wire.NodeID]uint64, sender wire.NodeID, p []byte) {
+// home is the receiver's relay (index in --addr).
+func (r *relayRun) receive(last map[wire.NodeID]uint64, sender wire.NodeID, p []byte, home int) {
 	if len(p) < 16 {
 		return
 	}
 	sent := int64(binary.LittleEndian.Uint64(p))
 	seq := binary.LittleEndian.Uint64(p[8:])
-	r.hist.Record(time.Now().UnixNano() - sent)
+	lat := time.Now().UnixNano() - sent
+	r.hist.Record(lat)
+	if len(p) > 16 && len(r.cmd.addrs()) > 1 {
+		if int(p[16]) == home {
+			r.same.Record(lat)
+		} else {
+			r.cross.Record(lat)
+		}
+	}
 	r.delivered.Add(1)
 	if prev, ok := last[sender]; ok && seq <= prev {
 		r.dups.Add(1)
@@ -191,7 +247,10 @@ func (c *RelayCmd) run(ctx context.Context) (*RelayResult, error) {
 	var tag [4]byte
 	_, _ = rand.Read(tag[:])
 	runID := hex.EncodeToString(tag[:])
-	res := &RelayResult{Protocol: c.Protocol, Unreliable: c.Unreliable, Clients: c.Clients, Machine: machine()}
+	res := &RelayResult{Protocol: c.Protocol, Unreliable: c.Unreliable, Clients: c.Clients, Machine: machine(), Relays: len(c.addrs())}
+	if res.Relays > 1 {
+		res.Spread = c.Spread
+	}
 	res.Rooms = (c.Clients + c.RoomSize - 1) / c.RoomSize
 
 	peers := make([]benchPeer, c.Clients)
@@ -208,7 +267,7 @@ func (c *RelayCmd) run(ctx context.Context) (*RelayResult, error) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			room := fmt.Sprintf("bench-%s-%d", runID, roomOf[i])
-			p, err := c.connect(ctx, r, room, i)
+			p, err := c.connect(ctx, r, c.relayFor(i, roomOf[i]), room)
 			if err != nil {
 				failed.Add(1)
 				r.fail(err)
@@ -266,6 +325,9 @@ func (c *RelayCmd) run(ctx context.Context) (*RelayResult, error) {
 			t := time.NewTicker(period)
 			defer t.Stop()
 			payload := make([]byte, c.Payload)
+			if len(payload) > 16 {
+				payload[16] = byte(c.relayFor(i, roomOf[i])) // the sender's relay
+			}
 			for seq := uint64(1); ; seq++ {
 				binary.LittleEndian.PutUint64(payload, uint64(time.Now().UnixNano()))
 				binary.LittleEndian.PutUint64(payload[8:], seq)
@@ -301,18 +363,23 @@ func (c *RelayCmd) run(ctx context.Context) (*RelayResult, error) {
 	res.PerSecond = float64(res.Delivered) / elapsed.Seconds()
 	snap := r.hist.Snapshot()
 	res.Latency = snap.Summary()
+	if res.Relays > 1 {
+		same, cross := r.same.Snapshot().Summary(), r.cross.Snapshot().Summary()
+		res.SameRelay, res.CrossRelay = &same, &cross
+	}
 	res.Disconnected = int(r.disconnected.Load())
 	res.FirstError = r.firstErr
 	return res, nil
 }
 
-func (c *RelayCmd) connect(ctx context.Context, r *relayRun, room string, i int) (benchPeer, error) {
+func (c *RelayCmd) connect(ctx context.Context, r *relayRun, home int, room string) (benchPeer, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	addr := c.addrs()[home]
 	if c.Protocol == "issun" {
-		return dialISSUNPeer(cctx, r, room)
+		return dialISSUNPeer(cctx, r, home, room)
 	}
-	cl, err := relayclient.Dial(cctx, c.Addr, relayclient.Options{TLS: r.tls, Name: "bench"})
+	cl, err := relayclient.Dial(cctx, addr, relayclient.Options{TLS: r.tls, Name: "bench"})
 	if err != nil {
 		return nil, err
 	}
@@ -325,7 +392,7 @@ func (c *RelayCmd) connect(ctx context.Context, r *relayRun, room string, i int)
 	go func() {
 		last := map[wire.NodeID]uint64{}
 		for ev := range cl.Events() {
-			r.receive(last, ev.Sender, ev.Payload)
+			r.receive(last, ev.Sender, ev.Payload, home)
 		}
 		if err := cl.Err(); err != nil {
 			r.disconnected.Add(1)
@@ -362,8 +429,8 @@ type issunPeer struct {
 	done chan struct{}
 }
 
-func dialISSUNPeer(ctx context.Context, r *relayRun, room string) (*issunPeer, error) {
-	qc, err := quic.DialAddr(ctx, r.cmd.Addr, r.tls.Clone(), &quic.Config{MaxIdleTimeout: 30 * time.Second, MaxIncomingUniStreams: 100})
+func dialISSUNPeer(ctx context.Context, r *relayRun, home int, room string) (*issunPeer, error) {
+	qc, err := quic.DialAddr(ctx, r.cmd.addrs()[home], r.tls.Clone(), &quic.Config{MaxIdleTimeout: 30 * time.Second, MaxIncomingUniStreams: 100})
 	if err != nil {
 		return nil, err
 	}
@@ -414,7 +481,7 @@ func dialISSUNPeer(ctx context.Context, r *relayRun, room string) (*issunPeer, e
 				return
 			}
 			if ev.TypeName == "bench::Tick" {
-				r.receive(last, ev.Metadata.Sender, ev.Payload)
+				r.receive(last, ev.Metadata.Sender, ev.Payload, home)
 			}
 		}
 	}()

@@ -69,7 +69,26 @@ func TestRelayBenchFlags(t *testing.T) {
 		{RelayCmd{Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64}, "--pin or --insecure"},
 		{RelayCmd{Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Pin: "zz"}, "--pin: 64 hex"},
 		{RelayCmd{Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true, Protocol: "issun", Unreliable: true}, "--unreliable"},
+		{RelayCmd{Addr: " , ", Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true}, "--addr: no address"},
 	} {
 		require.ErrorContains(t, c.cmd.validate(), c.want)
 	}
+}
+
+// With several --addr, --spread rooms puts each room wholly on one relay.
+func TestRelayBenchSpreadsRooms(t *testing.T) {
+	a, _ := startBenchRelay(t)
+	b, _ := startBenchRelay(t)
+	cmd := &RelayCmd{Addr: a + "," + b, Spread: "rooms", Insecure: true, Protocol: "native", Clients: 8, RoomSize: 2, Rate: 20,
+		Duration: 300 * time.Millisecond, Payload: 32}
+	require.Equal(t, []string{a, b, a, b}, []string{cmd.addrFor(0, 0), cmd.addrFor(2, 1), cmd.addrFor(5, 2), cmd.addrFor(6, 3)})
+	res, err := cmd.run(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 8, res.Connected, res.FirstError)
+	require.Equal(t, 2, res.Relays)
+	require.Equal(t, res.Expected, res.Delivered)
+	require.Equal(t, res.Delivered, res.SameRelay.Count, "rooms never span relays here")
+	require.Zero(t, res.CrossRelay.Count)
+	cmd.Spread = "clients"
+	require.Equal(t, []string{a, b, a}, []string{cmd.addrFor(0, 0), cmd.addrFor(1, 0), cmd.addrFor(2, 1)})
 }

@@ -163,7 +163,7 @@ func (a Admin) ConsoleConfig() console.Config {
 
 // RelayConfig returns the relay section as the relay's configuration
 // (Certificate, read from CertFile/KeyFile, and the injected Verifier,
-// Pool, Presence, Logger, Registerer and Clock are left for the caller).
+// Pool, Presence, Bus, MirrorTo, Logger, Registerer and Clock are left for the caller).
 func (r Relay) RelayConfig() relay.Config {
 	return relay.Config{
 		Address:           r.Address,
@@ -183,5 +183,9 @@ func (r Relay) RelayConfig() relay.Config {
 		WriteTimeout:      r.WriteTimeout.Std(),
 		HeartbeatInterval: r.HeartbeatInterval.Std(),
 		ResumeGrace:       r.ResumeGrace.Std(),
+		BusQueue:          r.BusQueue,
+		SyncInterval:      r.SyncInterval.Std(),
+		Mirror: relay.MirrorConfig{Enabled: r.Mirror.Enabled, Rate: float64(r.Mirror.Rate), Burst: r.Mirror.Burst,
+			Queue: r.Mirror.Queue, RoomPrefix: r.Mirror.RoomPrefix},
 	}
 }

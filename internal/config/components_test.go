@@ -191,9 +191,10 @@ func TestAdminMapping(t *testing.T) {
 func TestRelayMapping(t *testing.T) {
 	want := same([]string{"Address", "DisableISSUN", "Auth", "MaxClients", "MaxClientsPerIP", "MaxFrame", "MaxTypeName", "EventRate",
 		"EventBurst", "MaxRooms", "MaxMembers", "QueueLimit", "HandshakeTimeout", "IdleTimeout", "WriteTimeout",
-		"HeartbeatInterval", "ResumeGrace"})
+		"HeartbeatInterval", "ResumeGrace", "BusQueue", "SyncInterval", "Mirror.Enabled", "Mirror.Rate", "Mirror.Burst",
+		"Mirror.Queue", "Mirror.RoomPrefix"})
 	want["Enabled"], want["CertFile"], want["KeyFile"] = []string{}, []string{}, []string{}
-	unmapped := []string{"Certificate", "Verifier", "Pool", "Presence", "Sessions", "Logger", "Registerer", "Clock",
+	unmapped := []string{"Certificate", "Verifier", "Pool", "Presence", "Sessions", "Bus", "MirrorTo", "Logger", "Registerer", "Clock",
 		"Origins"} // Origins: the program passes client.allowed_origins
 	checkMapping(t, want, unmapped, func(r Relay) []reflect.Value { return []reflect.Value{reflect.ValueOf(r.RelayConfig())} })
 }

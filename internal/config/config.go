@@ -501,6 +501,26 @@ type Relay struct {
 	WriteTimeout      Duration `json:"write_timeout" yaml:"write_timeout" toml:"write_timeout"`
 	HeartbeatInterval Duration `json:"heartbeat_interval" yaml:"heartbeat_interval" toml:"heartbeat_interval"`
 	ResumeGrace       Duration `json:"resume_grace" yaml:"resume_grace" toml:"resume_grace"`
+	// BusQueue caps the room messages waiting to be published for other
+	// processes (engine redis); SyncInterval is how often each room's
+	// remote members are re-read from presence (negative: never).
+	BusQueue     int      `json:"bus_queue" yaml:"bus_queue" toml:"bus_queue"`
+	SyncInterval Duration `json:"sync_interval" yaml:"sync_interval" toml:"sync_interval"`
+	// Mirror publishes room events, at a capped rate, to the hub channel
+	// relay:R for spectators.
+	Mirror RelayMirror `json:"mirror" yaml:"mirror" toml:"mirror"`
+}
+
+// RelayMirror configures spectator mirroring (docs/relay.md).
+type RelayMirror struct {
+	Enabled bool `json:"enabled" yaml:"enabled" toml:"enabled"`
+	// Rate (events per second, per room and process) and Burst cap what
+	// is mirrored; Queue bounds the publications waiting.
+	Rate  int `json:"rate" yaml:"rate" toml:"rate"`
+	Burst int `json:"burst" yaml:"burst" toml:"burst"`
+	Queue int `json:"queue" yaml:"queue" toml:"queue"`
+	// RoomPrefix limits mirroring to rooms whose names start with it.
+	RoomPrefix string `json:"room_prefix" yaml:"room_prefix" toml:"room_prefix"`
 }
 
 // Default returns a Config with every default filled in. It is valid.
@@ -578,6 +598,8 @@ func Default() Config {
 			MaxFrame: relay.DefaultMaxFrame, MaxTypeName: relay.DefaultMaxTypeName,
 			EventRate: relay.DefaultEventRate, EventBurst: relay.DefaultEventBurst,
 			MaxRooms: relay.DefaultMaxRooms, MaxMembers: relay.DefaultMaxMembers, QueueLimit: relay.DefaultQueueLimit,
+			BusQueue: relay.DefaultBusQueue, SyncInterval: Duration(relay.DefaultSyncInterval),
+			Mirror:           RelayMirror{Rate: relay.DefaultMirrorRate, Burst: relay.DefaultMirrorBurst, Queue: relay.DefaultMirrorQueue},
 			HandshakeTimeout: Duration(relay.DefaultHandshakeTimeout), IdleTimeout: Duration(relay.DefaultIdleTimeout),
 			WriteTimeout: Duration(relay.DefaultWriteTimeout), HeartbeatInterval: Duration(relay.DefaultHeartbeatInterval),
 			ResumeGrace: Duration(relay.DefaultResumeGrace),

@@ -183,6 +183,8 @@ type Hub struct {
 	// numConns counts every indexed connection (clients and sessions);
 	// numClients the Clients among them, for ConnectionLimit.
 	numClients atomic.Int64
+	// topicFn receives topic messages (topics.go).
+	topicFn atomic.Pointer[topicFunc]
 }
 
 // New validates cfg and returns a Hub wired to its Broker.

@@ -113,8 +113,22 @@ type Config struct {
 	// Pool is the core's writer pool draining the connections' queues
 	// (shared with the other transports); nil starts one of the relay's
 	// own on Clock and Registerer, closed by Shutdown.
-	Pool       *delivery.Pool
-	Presence   Presence // nil: rooms are not recorded in the hub
+	Pool     *delivery.Pool
+	Presence Presence // nil: rooms are not recorded in the hub
+	// Bus carries rooms across processes (the hub's Topics with the Redis
+	// engine; cluster.go); nil: rooms are this process's. It needs a
+	// Presence that is a PresenceLister.
+	Bus RoomBus
+	// BusQueue caps the messages waiting for the bus; past it events for
+	// other processes are dropped (counted).
+	BusQueue int
+	// SyncInterval is how often each room's remote members are re-read
+	// from the hub presence; negative: never.
+	SyncInterval time.Duration
+	// Mirror publishes room events to the hub channel relay:R for
+	// spectators (mirror.go), through MirrorTo (the hub).
+	Mirror     MirrorConfig
+	MirrorTo   MirrorPublisher
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Clock      clock.Clock
@@ -151,6 +165,13 @@ func (c *Config) setDefaults() {
 	setDur(&c.WriteTimeout, DefaultWriteTimeout)
 	setDur(&c.HeartbeatInterval, DefaultHeartbeatInterval)
 	setDur(&c.ResumeGrace, DefaultResumeGrace)
+	setInt(&c.BusQueue, DefaultBusQueue)
+	setDur(&c.SyncInterval, DefaultSyncInterval)
+	if c.Mirror.Rate == 0 {
+		c.Mirror.Rate = DefaultMirrorRate
+	}
+	setInt(&c.Mirror.Burst, DefaultMirrorBurst)
+	setInt(&c.Mirror.Queue, DefaultMirrorQueue)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -193,10 +214,19 @@ func (c *Config) validate() error {
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"max_clients_per_ip", c.MaxClientsPerIP}, {"max_rooms", c.MaxRooms}, {"max_members", c.MaxMembers}, {"queue_limit", c.QueueLimit}} {
+	}{{"max_clients_per_ip", c.MaxClientsPerIP}, {"max_rooms", c.MaxRooms}, {"max_members", c.MaxMembers}, {"queue_limit", c.QueueLimit}, {"bus_queue", c.BusQueue}} {
 		if f.v < 0 {
 			bad(f.name, "%d is negative", f.v)
 		}
+	}
+	if _, ok := c.Presence.(PresenceLister); c.Bus != nil && !ok {
+		bad("bus", "needs a presence that lists channels (the hub)")
+	}
+	if c.Mirror.Enabled && c.MirrorTo == nil {
+		bad("mirror", "enabled without a hub to publish to")
+	}
+	if c.Mirror.Rate < 0 || c.Mirror.Burst < 0 || c.Mirror.Queue < 0 {
+		bad("mirror", "rate %v, burst %d and queue %d must not be negative", c.Mirror.Rate, c.Mirror.Burst, c.Mirror.Queue)
 	}
 	if c.QueueLimit < c.MaxFrame+64 {
 		bad("queue_limit", "%d must hold at least one frame of max_frame (%d) bytes", c.QueueLimit, c.MaxFrame)

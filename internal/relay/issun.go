@@ -239,8 +239,12 @@ func (c *conn) handleISSUNEvent(frame []byte) bool {
 				m.send(frame)
 			}
 		}
+		r.extend(frame, false, nil) // other processes, spectators (mirror.go)
 	case wire.ScopeTargeted:
 		t := s.node(v.Scope.Target)
+		if t == nil && c.forwardTargeted(v.Scope.Target, frame) {
+			break
+		}
 		if t == nil || !t.receiving.Load() || t.transport != transportISSUN || !t.authedForDelivery() {
 			s.metrics.drops.WithLabelValues(dropUnknownTarget).Inc()
 			return true
@@ -344,7 +348,7 @@ func (c *conn) issunJoin(prefix string, payload []byte) error {
 	}
 	s := c.srv
 	if r := c.roomNamed(req.Room); r != nil {
-		c.answer(prefix, wire.SuffixJoined, wire.RoomAnswer{Room: r.name, Members: memberIDs(*r.snap.Load())}.Append(nil))
+		c.answer(prefix, wire.SuffixJoined, wire.RoomAnswer{Room: r.name, Members: s.memberIDs(r)}.Append(nil))
 		return nil
 	}
 	for _, old := range c.roomList() { // an ISSUN connection is in one room at most
@@ -358,7 +362,7 @@ func (c *conn) issunJoin(prefix string, payload []byte) error {
 		return err
 	}
 	s.leaveLobby(c)
-	c.answer(prefix, wire.SuffixJoined, wire.RoomAnswer{Room: r.name, Members: memberIDs(*r.snap.Load())}.Append(nil))
+	c.answer(prefix, wire.SuffixJoined, wire.RoomAnswer{Room: r.name, Members: s.memberIDs(r)}.Append(nil))
 	s.tellISSUNPresence(before, r.name, []wire.NodeID{c.id}, nil)
 	return nil
 }

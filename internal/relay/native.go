@@ -359,7 +359,7 @@ func (c *conn) nativeJoin(m *wire.Join) {
 		c.ctlSend(&wire.Joined{RequestID: m.RequestID, Room: r.name, Handle: r.id, Members: s.members(r)})
 		return
 	}
-	if !m.Create && !s.roomExists(m.Room) {
+	if !m.Create && !s.roomExists(m.Room) && !s.cluster.remoteRoomExists(m.Room) {
 		c.ctlError(m.RequestID, errNoRoom)
 		return
 	}
@@ -400,11 +400,15 @@ func (c *conn) member() wire.Member {
 	return wire.Member{NodeID: c.id, User: c.user, Metadata: c.meta}
 }
 
+// members lists r's members, on every process.
 func (s *Server) members(r *room) []wire.Member {
 	list := *r.snap.Load()
 	out := make([]wire.Member, len(list))
 	for i, m := range list {
 		out[i] = m.member()
+	}
+	for _, m := range r.bus.remoteMembers() {
+		out = append(out, m.wireMember())
 	}
 	return out
 }
@@ -426,7 +430,7 @@ func (s *Server) listRooms(prefix string, limit int) []wire.RoomInfo {
 	out := make([]wire.RoomInfo, 0)
 	for name, r := range s.rooms {
 		if r.transport == transportNative && strings.HasPrefix(name, prefix) {
-			out = append(out, wire.RoomInfo{Name: name, Members: uint32(len(r.members)), MaxMembers: uint32(r.maxMembers)})
+			out = append(out, wire.RoomInfo{Name: name, Members: uint32(len(r.members) + r.bus.remoteCount()), MaxMembers: uint32(r.maxMembers)})
 		}
 	}
 	s.mu.RUnlock()
@@ -537,6 +541,7 @@ func (c *conn) nativeEvent(frame []byte, unrel bool) bool {
 			o.send(frame)
 		}
 	}
+	r.extend(frame, unrel, ev.Targets) // other processes, spectators (mirror.go)
 	s.metrics.fanout.Observe(time.Since(start).Seconds())
 	return true
 }

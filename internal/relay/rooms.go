@@ -21,6 +21,10 @@ type room struct {
 	maxMembers int
 	members    map[*conn]struct{}
 	snap       atomic.Pointer[[]*conn]
+	// bus is the room's cluster state (cluster.go); nil on one process.
+	bus *busRoom
+	// mirror is the room's spectator mirror (mirror.go); nil when off.
+	mirror *roomMirror
 }
 
 func (r *room) snapshotLocked() {
@@ -31,11 +35,15 @@ func (r *room) snapshotLocked() {
 	r.snap.Store(&list)
 }
 
-// memberIDs lists the members' NodeIds.
-func memberIDs(list []*conn) []wire.NodeID {
+// memberIDs lists the NodeIds of r's members, on every process.
+func (s *Server) memberIDs(r *room) []wire.NodeID {
+	list := *r.snap.Load()
 	ids := make([]wire.NodeID, len(list))
 	for i, m := range list {
 		ids[i] = m.id
+	}
+	for _, m := range r.bus.remoteMembers() {
+		ids = append(ids, m.node)
 	}
 	return ids
 }
@@ -52,23 +60,43 @@ func (s *Server) join(c *conn, name string, maxMembers int) (*room, []*conn, err
 	if maxMembers <= 0 || maxMembers > s.cfg.MaxMembers {
 		maxMembers = s.cfg.MaxMembers
 	}
+	var br *busRoom
+	if s.cluster != nil {
+		var err error
+		if br, err = s.cluster.acquire(name); err != nil {
+			return nil, nil, err
+		}
+	}
+	var r *room
+	refuse := func(err error) (*room, []*conn, error) {
+		if len(r.members) == 0 && s.rooms[name] == r { // created for this join
+			delete(s.rooms, name)
+			s.metrics.rooms.Dec()
+		}
+		s.mu.Unlock()
+		if br != nil {
+			s.cluster.release(br)
+		}
+		return nil, nil, err
+	}
 	s.mu.Lock()
-	r := s.rooms[name]
+	r = s.rooms[name]
 	if r == nil {
 		s.roomID++
 		r = &room{srv: s, name: name, channel: ChannelPrefix + name, id: s.roomID, transport: c.transport,
-			maxMembers: maxMembers, members: map[*conn]struct{}{}}
+			maxMembers: maxMembers, members: map[*conn]struct{}{}, bus: br, mirror: s.mirror.forRoom(name)}
 		r.snap.Store(&[]*conn{})
 		s.rooms[name] = r
 		s.metrics.rooms.Inc()
 	}
-	if r.transport != c.transport {
-		s.mu.Unlock()
-		return nil, nil, errRoomTransport
+	if r.transport != c.transport || (br != nil && br.remoteTransport() != "" && br.remoteTransport() != c.transport) {
+		return refuse(errRoomTransport)
 	}
-	if len(r.members) >= r.maxMembers {
-		s.mu.Unlock()
-		return nil, nil, ErrRoomFull
+	if len(r.members)+br.remoteCount() >= r.maxMembers {
+		return refuse(ErrRoomFull)
+	}
+	if br.hasRemote(c.id) {
+		return refuse(errNodeInRoom)
 	}
 	before := *r.snap.Load()
 	r.members[c] = struct{}{}
@@ -86,6 +114,9 @@ func (s *Server) join(c *conn, name string, maxMembers int) (*room, []*conn, err
 		} else if err := p.PublishJoin(ctx, r.channel, info); err != nil {
 			s.log.Warn("relay join publication failed", "channel", r.channel, "error", err)
 		}
+	}
+	if br != nil {
+		s.cluster.announce(busJoin, r, c)
 	}
 	return r, before, nil
 }
@@ -116,6 +147,10 @@ func (s *Server) leave(c *conn, r *room) {
 		if err := p.PublishLeave(ctx, r.channel, c.presenceInfo()); err != nil && !errors.Is(err, context.Canceled) {
 			s.log.Warn("relay leave publication failed", "channel", r.channel, "error", err)
 		}
+	}
+	if r.bus != nil {
+		s.cluster.announce(busLeave, r, c)
+		s.cluster.release(r.bus)
 	}
 }
 

@@ -60,6 +60,11 @@ type Server struct {
 	parked   map[string]*parkedSession
 	expiring sync.WaitGroup // parked sessions being ended by their timer
 
+	// cluster carries rooms across processes (cluster.go); nil without a Bus.
+	cluster *cluster
+	// mirror publishes room events for spectators (mirror.go); nil when off.
+	mirror *mirror
+
 	wg       sync.WaitGroup
 	shutOnce sync.Once
 	shutErr  error
@@ -129,6 +134,20 @@ func New(cfg Config) (*Server, error) {
 		s.udp.Close()
 		return nil, fmt.Errorf("relay: listen: %w", err)
 	}
+	if cfg.Mirror.Enabled {
+		if s.mirror, err = newMirror(s); err != nil {
+			s.ln.Close()
+			s.udp.Close()
+			return nil, fmt.Errorf("relay: mirror: %w", err)
+		}
+	}
+	if cfg.Bus != nil {
+		if s.cluster, err = newCluster(s); err != nil {
+			s.ln.Close()
+			s.udp.Close()
+			return nil, fmt.Errorf("relay: bus: %w", err)
+		}
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	ok = true
 	return s, nil
@@ -149,6 +168,12 @@ func (s *Server) Limits() wire.Limits { return s.limits }
 
 // Start runs the accept loop until Shutdown.
 func (s *Server) Start() {
+	if s.cluster != nil {
+		s.cluster.start()
+	}
+	if s.mirror != nil {
+		s.mirror.start()
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -389,6 +414,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			s.shutErr = fmt.Errorf("relay: shutdown: %d connections still open: %w", s.count.Load(), ctx.Err())
 		}
+		if s.cluster != nil {
+			s.cluster.close(ctx) // the leaves of the connections closed above
+		}
+		if s.mirror != nil {
+			s.mirror.close()
+		}
 		_ = s.wt.Close()
 		_ = s.tr.Close()
 		_ = s.udp.Close()
@@ -404,10 +435,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // presenceInfo is the hub presence of a room member.
 func (c *conn) presenceInfo() *hub.ClientInfo {
-	ci, _ := json.Marshal(struct {
-		NodeID    string `json:"node_id"`
-		Transport string `json:"transport"`
-	}{strconv.FormatUint(uint64(c.id), 10), presenceTransport(c.label)})
+	e := presenceEntry{NodeID: strconv.FormatUint(uint64(c.id), 10), Transport: presenceTransport(c.label)}
+	if cl := c.srv.cluster; cl != nil {
+		e.Process = cl.origin
+		c.mu.Lock()
+		e.Metadata = c.meta
+		c.mu.Unlock()
+	}
+	ci, _ := json.Marshal(e)
 	return &hub.ClientInfo{ClientID: c.sid, UserID: c.user, ConnInfo: c.connInfo(), ChanInfo: ci}
 }
 

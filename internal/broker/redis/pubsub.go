@@ -20,7 +20,7 @@ type shard struct {
 	id       int
 	wasLive  bool // only runShard's goroutine touches it
 	mu       sync.Mutex
-	channels map[string]struct{} // the hub's interest
+	channels map[string]struct{} // the Redis channels wanted: hub channels and topics
 	conn     rueidis.DedicatedClient
 }
 
@@ -47,27 +47,33 @@ func (b *Broker) Subscribe(channel string) error {
 // 108 wrapping the context's error. Redis may still carry it out; frames
 // of a channel the hub no longer has subscribers for are ignored.
 func (b *Broker) SubscribeContext(ctx context.Context, channel string) error {
+	return b.subscribe(ctx, "subscribe", channel, b.pubsub+channel)
+}
+
+// subscribe adds the Redis channel raw (hub channel or topic name) to
+// its shard's interest and subscribes it.
+func (b *Broker) subscribe(ctx context.Context, op, name, raw string) error {
 	if !b.started.Load() {
-		return fmt.Errorf("redis broker: subscribe %q: broker not running", channel)
+		return fmt.Errorf("redis broker: %s %q: broker not running", op, name)
 	}
-	s := b.shardFor(channel)
+	s := b.shardFor(raw)
 	s.mu.Lock()
 	conn := s.conn
 	if conn == nil {
 		s.mu.Unlock()
-		return fmt.Errorf("redis broker: subscribe %q: PUB/SUB connection %d is reconnecting: %w", channel, s.id, errReconnecting)
+		return fmt.Errorf("redis broker: %s %q: PUB/SUB connection %d is reconnecting: %w", op, name, s.id, errReconnecting)
 	}
-	s.channels[channel] = struct{}{}
+	s.channels[raw] = struct{}{}
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.SubscribeTimeout)
 	defer cancel()
 	stop := context.AfterFunc(b.ctx, cancel) // Close ends it too
 	defer stop()
-	if err := conn.Do(ctx, conn.B().Subscribe().Channel(b.pubsub+channel).Build()).Error(); err != nil {
+	if err := conn.Do(ctx, conn.B().Subscribe().Channel(raw).Build()).Error(); err != nil {
 		s.mu.Lock()
-		delete(s.channels, channel)
+		delete(s.channels, raw)
 		s.mu.Unlock()
-		return fmt.Errorf("redis broker: subscribe %q: %w: %w", channel, errReconnecting, err)
+		return fmt.Errorf("redis broker: %s %q: %w: %w", op, name, errReconnecting, err)
 	}
 	return nil
 }
@@ -83,9 +89,13 @@ const unsubscribeWait = 250 * time.Millisecond
 // a slow Redis must not hold up); a confirmation still pending then is not
 // an error.
 func (b *Broker) Unsubscribe(channel string) error {
-	s := b.shardFor(channel)
+	return b.unsubscribe("unsubscribe", channel, b.pubsub+channel)
+}
+
+func (b *Broker) unsubscribe(op, name, raw string) error {
+	s := b.shardFor(raw)
 	s.mu.Lock()
-	delete(s.channels, channel)
+	delete(s.channels, raw)
 	conn := s.conn
 	s.mu.Unlock()
 	if conn == nil {
@@ -93,9 +103,9 @@ func (b *Broker) Unsubscribe(channel string) error {
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, min(b.cfg.SubscribeTimeout, unsubscribeWait))
 	defer cancel()
-	err := conn.Do(ctx, conn.B().Unsubscribe().Channel(b.pubsub+channel).Build()).Error()
+	err := conn.Do(ctx, conn.B().Unsubscribe().Channel(raw).Build()).Error()
 	if err != nil && !(errors.Is(err, context.DeadlineExceeded) && b.ctx.Err() == nil) {
-		return fmt.Errorf("redis broker: unsubscribe %q: %w", channel, err)
+		return fmt.Errorf("redis broker: %s %q: %w", op, name, err)
 	}
 	return nil
 }
@@ -105,6 +115,9 @@ func (b *Broker) Unsubscribe(channel string) error {
 func (b *Broker) onMessage(m rueidis.PubSubMessage) {
 	channel, ok := strings.CutPrefix(m.Channel, b.pubsub)
 	if !ok {
+		if topic, ok := strings.CutPrefix(m.Channel, b.topics); ok && b.topicHandler != nil {
+			b.topicHandler.HandleTopic(topic, []byte(m.Message))
+		}
 		return
 	}
 	f, err := decodeFrame(m.Message)
@@ -173,7 +186,7 @@ func (b *Broker) serveShard(s *shard) (live bool, err error) {
 	s.mu.Lock()
 	want := make([]string, 0, len(s.channels))
 	for ch := range s.channels {
-		want = append(want, b.pubsub+ch)
+		want = append(want, ch)
 	}
 	s.mu.Unlock()
 	for i := 0; i < len(want); i += b.cfg.ResubscribeBatch {
@@ -188,7 +201,7 @@ func (b *Broker) serveShard(s *shard) (live bool, err error) {
 	s.mu.Lock()
 	var stale []string
 	for _, ch := range want {
-		if _, ok := s.channels[strings.TrimPrefix(ch, b.pubsub)]; !ok {
+		if _, ok := s.channels[ch]; !ok {
 			stale = append(stale, ch)
 		}
 	}
@@ -206,11 +219,15 @@ func (b *Broker) serveShard(s *shard) (live bool, err error) {
 		// Publications sent while the connection was down are lost here:
 		// the hub checks its subscribers' positions.
 		if rh, ok := b.handler.(hub.ResubscribeHandler); ok {
-			chs := make([]string, len(want))
-			for i, ch := range want {
-				chs[i] = strings.TrimPrefix(ch, b.pubsub)
+			chs := make([]string, 0, len(want))
+			for _, ch := range want {
+				if name, ok := strings.CutPrefix(ch, b.pubsub); ok {
+					chs = append(chs, name)
+				}
 			}
-			rh.HandleResubscribed(chs)
+			if len(chs) > 0 {
+				rh.HandleResubscribed(chs)
+			}
 		}
 	}
 	if len(stale) > 0 {

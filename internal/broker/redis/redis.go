@@ -11,7 +11,8 @@
 //
 // Keys (prefix p, channel ch; the hash tag keeps a channel's keys in one
 // cluster slot): p.stream.{ch}, p.meta.{ch}, p.result.{ch}.KEY,
-// p.presence.data.{ch}, p.presence.expire.{ch}; PUB/SUB channel p.client.ch.
+// p.presence.data.{ch}, p.presence.expire.{ch}; PUB/SUB channel p.client.ch,
+// and p.topic.T for topic T (topic.go).
 package redis
 
 import (
@@ -102,9 +103,12 @@ type Broker struct {
 	log     *slog.Logger
 	prefix  string
 	pubsub  string // PUB/SUB channel prefix
+	topics  string // PUB/SUB channel prefix of topics (topic.go)
 	handler hub.BrokerEventHandler
-	shards  []*shard
-	local   localPresence
+	// topicHandler is handler when it takes topic messages.
+	topicHandler hub.TopicHandler
+	shards       []*shard
+	local        localPresence
 	// pending counts shards not yet live once; ready closes at zero.
 	pending atomic.Int32
 	ready   chan struct{}
@@ -168,7 +172,7 @@ func New(cfg Config) (*Broker, error) {
 	}
 	b := &Broker{
 		cfg: cfg, log: cfg.Logger.With("component", "redis_broker"),
-		prefix: cfg.Prefix, pubsub: cfg.Prefix + ".client.", stop: make(chan struct{}),
+		prefix: cfg.Prefix, pubsub: cfg.Prefix + ".client.", topics: cfg.Prefix + ".topic.", stop: make(chan struct{}),
 	}
 	if cfg.Client != nil {
 		b.client = cfg.Client
@@ -212,6 +216,7 @@ func (b *Broker) Run(h hub.BrokerEventHandler) error {
 	b.runOnce.Do(func() {
 		err = nil
 		b.handler = h
+		b.topicHandler, _ = h.(hub.TopicHandler)
 		b.started.Store(true)
 		if b.cfg.PresenceRefresh > 0 {
 			b.wg.Add(1)

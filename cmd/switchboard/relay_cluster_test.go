@@ -1,0 +1,138 @@
+package main
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/centrifugal/centrifuge-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-rt/switchboard/internal/config"
+	"github.com/switchboard-rt/switchboard/internal/relay"
+	"github.com/switchboard-rt/switchboard/internal/relay/relaytest"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
+	wire "github.com/switchboard-rt/switchboard/protocol/relay"
+)
+
+func relayOn(cfg *config.Config) {
+	cfg.Relay.Enabled = true
+	cfg.Relay.Address = "127.0.0.1:0"
+}
+
+// Two `serve` processes on one Redis: one room, members on both, events
+// and presence cross, the server API's presence lists every player.
+func TestRelayRoomAcrossServeInstances(t *testing.T) {
+	node := redisNodes(t, relayOn)
+	a, b := node(), node()
+	ca := relaytest.DialNative(t, a.RelayAddr(), &wire.Hello{NodeID: 11})
+	cb := relaytest.DialNative(t, b.RelayAddr(), &wire.Hello{NodeID: 12})
+	ja := ca.Join("table")
+	jb := cb.Join("table")
+	require.Len(t, jb.Members, 2)
+	for {
+		if p, ok := ca.Next().(*wire.Presence); ok {
+			require.Equal(t, wire.NodeID(12), p.Joins[0].NodeID)
+			break
+		}
+	}
+	for i := range 50 {
+		ca.Send(&wire.NativeEvent{Handle: ja.Handle, Sequence: uint64(i)})
+	}
+	for i := range 50 {
+		require.Equal(t, uint64(i), cb.NextEvent().Sequence)
+	}
+	cb.Send(&wire.NativeEvent{Handle: jb.Handle, Sequence: 99, Targets: []wire.NodeID{11}})
+	ev := ca.NextEvent()
+	require.Equal(t, uint64(99), ev.Sequence)
+	require.Equal(t, wire.NodeID(12), ev.Sender)
+
+	_, body := apiCall(t, a, "presence", map[string]any{"channel": "relay:table"})
+	require.Len(t, body["result"].(map[string]any)["presence"], 2)
+	cb.Close()
+	for {
+		if p, ok := ca.Next().(*wire.Presence); ok && len(p.Leaves) > 0 {
+			require.Equal(t, []wire.NodeID{12}, p.Leaves)
+			break
+		}
+	}
+}
+
+// With relay.mirror, a centrifuge-go client subscribed to relay:R sees
+// the room's events as JSON publications.
+func TestRelayMirrorToCentrifugeGo(t *testing.T) {
+	cfg := testConfig()
+	relayOn(&cfg)
+	cfg.Relay.Mirror.Enabled = true
+	cfg.Channel.Namespaces = append(cfg.Channel.Namespaces, config.Namespace{Name: "relay",
+		NamespaceOptions: config.NamespaceOptions{Presence: true, JoinLeave: true, AllowSubscribeForClient: true}})
+	m := startServer(t, cfg)
+
+	gc := newGoClient(t, m, "viewer", false, token(t, "viewer", time.Hour))
+	sub, subscribed := gc.sub(t, "relay:final", centrifuge.SubscriptionConfig{})
+	require.NoError(t, sub.Subscribe())
+	require.NoError(t, gc.Connect())
+	receive(t, subscribed, "spectator subscribed")
+
+	p1 := relaytest.DialNative(t, m.RelayAddr(), &wire.Hello{NodeID: 1})
+	p2 := relaytest.DialNative(t, m.RelayAddr(), &wire.Hello{NodeID: 2})
+	j := p1.Join("final")
+	p2.Join("final")
+	p1.Send(&wire.NativeEvent{Handle: j.Handle, Sequence: 5, OpCode: 3, Payload: []byte("serve")})
+	require.Equal(t, uint64(5), p2.NextEvent().Sequence)
+	require.NoError(t, p1.SendDatagram(&wire.NativeEvent{Handle: j.Handle, Sequence: 6, Payload: []byte("ball")}))
+	p1.Send(&wire.NativeEvent{Handle: j.Handle, Sequence: 7, Targets: []wire.NodeID{2}, Payload: []byte("secret")})
+	require.Equal(t, uint64(7), p2.NextEvent().Sequence)
+	p1.Send(&wire.NativeEvent{Handle: j.Handle, Sequence: 8, Payload: []byte("end")})
+
+	var got []relay.MirroredEvent
+	require.Eventually(t, func() bool {
+		got = got[:0]
+		for _, p := range gc.publications() {
+			var ev relay.MirroredEvent
+			require.NoError(t, json.Unmarshal([]byte(p), &ev))
+			got = append(got, ev)
+		}
+		return len(got) >= 2 && got[len(got)-1].Sequence == 8
+	}, testenv.Wait, testenv.Tick)
+	require.Equal(t, relay.MirroredEvent{Sender: "1", OpCode: 3, Sequence: 5, Reliable: true, Payload: []byte("serve")}, got[0])
+	for _, ev := range got {
+		require.NotEqual(t, uint64(7), ev.Sequence, "targeted events are not mirrored")
+		if ev.Sequence == 6 {
+			require.False(t, ev.Reliable)
+		}
+	}
+}
+
+// With the Redis engine, a spectator on another process sees the mirror,
+// each event once.
+func TestRelayMirrorAcrossServeInstances(t *testing.T) {
+	node := redisNodes(t, relayOn, func(cfg *config.Config) {
+		cfg.Relay.Mirror.Enabled = true
+		cfg.Channel.Namespaces = append(cfg.Channel.Namespaces, config.Namespace{Name: "relay",
+			NamespaceOptions: config.NamespaceOptions{Presence: true, JoinLeave: true, AllowSubscribeForClient: true}})
+	})
+	a, b := node(), node()
+	gc := newGoClient(t, b, "viewer", false, token(t, "viewer", time.Hour))
+	sub, subscribed := gc.sub(t, "relay:cup", centrifuge.SubscriptionConfig{})
+	require.NoError(t, sub.Subscribe())
+	require.NoError(t, gc.Connect())
+	receive(t, subscribed, "spectator subscribed on B")
+
+	p1 := relaytest.DialNative(t, a.RelayAddr(), &wire.Hello{NodeID: 1})
+	p2 := relaytest.DialNative(t, b.RelayAddr(), &wire.Hello{NodeID: 2})
+	j1 := p1.Join("cup")
+	j2 := p2.Join("cup")
+	p1.Send(&wire.NativeEvent{Handle: j1.Handle, Sequence: 1})
+	require.Equal(t, uint64(1), p2.NextEvent().Sequence)
+	p2.Send(&wire.NativeEvent{Handle: j2.Handle, Sequence: 2})
+	require.Equal(t, uint64(2), p1.NextEvent().Sequence)
+	require.Eventually(t, func() bool { return len(gc.publications()) >= 2 }, testenv.Wait, testenv.Tick)
+	var senders []string
+	for _, p := range gc.publications() {
+		var ev relay.MirroredEvent
+		require.NoError(t, json.Unmarshal([]byte(p), &ev))
+		senders = append(senders, ev.Sender)
+	}
+	require.ElementsMatch(t, []string{"1", "2"}, senders, "each event mirrored once, by its sender's process")
+}

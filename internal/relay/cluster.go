@@ -1,0 +1,681 @@
+package relay
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboard-rt/switchboard/internal/clock"
+	"github.com/switchboard-rt/switchboard/internal/errs"
+	"github.com/switchboard-rt/switchboard/internal/hub"
+	wire "github.com/switchboard-rt/switchboard/protocol/relay"
+)
+
+// Rooms across processes (the Redis engine). Each process subscribes the
+// engine topic "relay:R" (the room's hub channel name, in the engine's own
+// topic namespace) while it has local members of R, and publishes on it:
+//
+//   - join and leave of its members, always (a process that is just
+//     subscribing must not miss them);
+//   - the events its members send, only while another process has members
+//     of R (remote members are known from those messages, and from the
+//     hub presence of relay:R read at the first local join and every
+//     SyncInterval, which also drops members of a process that died).
+//
+// Events travel as the frames the sender's process fanned out; the
+// receiving process rewrites the room handle (native) and delivers to its
+// local members by the same rules. One publisher goroutine hands the
+// messages to the engine in queue order, so a sender's events keep their
+// order; a full queue drops (counted), it never blocks a sender.
+
+// RoomBus carries room messages between processes (*hub.Topics of the
+// Redis engine). See hub.TopicBroker for the delivery contract.
+type RoomBus interface {
+	// Listen sets the function receiving the subscribed topics' messages;
+	// data is its own to keep and modify.
+	Listen(fn func(topic string, data []byte)) error
+	Subscribe(ctx context.Context, topic string) error
+	Unsubscribe(topic string) error
+	// Publish publishes msgs in order.
+	Publish(ctx context.Context, msgs []hub.TopicMessage) error
+}
+
+// PresenceLister reads a channel's cluster-wide presence (*hub.Hub); a
+// Server with a Bus needs its Presence to implement it.
+type PresenceLister interface {
+	Presence(ctx context.Context, channel string) (map[string]*hub.ClientInfo, error)
+}
+
+// Defaults of the cluster fields of Config.
+const (
+	DefaultBusQueue     = 16384
+	DefaultSyncInterval = 15 * time.Second
+	// busBatch bounds the messages of one publish round trip.
+	busBatch = 256
+)
+
+// Drop reasons of the bus (switchboard_relay_drops_total).
+const (
+	dropBusQueueFull = "bus_queue_full"
+	dropBusPublish   = "bus_publish_failed"
+	dropBusMalformed = "bus_malformed"
+	dropBusNoRoom    = "bus_no_local_room"
+)
+
+var errNodeInRoom = errs.New(errs.Conflict, "a member of the room on another process has this node id")
+
+// cluster is the Server's part in cluster-wide rooms; nil without a Bus.
+type cluster struct {
+	s      *Server
+	bus    RoomBus
+	lister PresenceLister
+	origin string // this process's id on the bus
+
+	mu    sync.RWMutex
+	rooms map[string]*busRoom // by room name, while joined or joining here
+
+	out  chan hub.TopicMessage
+	stop chan struct{}
+	// drainCtx bounds publishing what is queued at close; set before stop
+	// is closed.
+	drainCtx context.Context
+	wg       sync.WaitGroup
+
+	published, received prometheus.Counter
+	dropFull, dropPub   prometheus.Counter
+	dropBad, dropNoRoom prometheus.Counter
+}
+
+// busRoom is the cluster state of one room with local members.
+type busRoom struct {
+	cl    *cluster
+	name  string
+	topic string
+	refs  int // local members and joins in progress; guarded by cluster.mu
+
+	subMu      sync.Mutex // serialises subscribe and unsubscribe of topic
+	subscribed bool
+
+	mu     sync.Mutex
+	remote map[string]remoteMember // by session id
+	gone   map[string]time.Time    // left by a bus message, for sync
+	// ids counts remote members by NodeId, n all of them; read by the
+	// fan-out and JOIN without br.mu.
+	ids atomic.Pointer[map[wire.NodeID]int]
+	n   atomic.Int32
+}
+
+// remoteMember is a member of the room on another process.
+type remoteMember struct {
+	node      wire.NodeID
+	sid, user string
+	transport string
+	meta      []byte
+	added     time.Time
+}
+
+func newCluster(s *Server) (*cluster, error) {
+	lister, ok := s.cfg.Presence.(PresenceLister)
+	if !ok {
+		return nil, errors.New("a bus needs a presence that lists channels (the hub)")
+	}
+	cl := &cluster{s: s, bus: s.cfg.Bus, lister: lister, origin: uuid.NewString(), rooms: map[string]*busRoom{},
+		out: make(chan hub.TopicMessage, s.cfg.BusQueue), stop: make(chan struct{})}
+	const ns = "switchboard_relay_bus_"
+	cl.published = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "published_total", Help: "Room messages (events, joins, leaves) handed to the engine for other processes."})
+	cl.received = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "received_total", Help: "Room messages received from other processes."})
+	if reg := s.cfg.Registerer; reg != nil {
+		for _, c := range []prometheus.Collector{cl.published, cl.received} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	cl.dropFull = s.metrics.drops.WithLabelValues(dropBusQueueFull)
+	cl.dropPub = s.metrics.drops.WithLabelValues(dropBusPublish)
+	cl.dropBad = s.metrics.drops.WithLabelValues(dropBusMalformed)
+	cl.dropNoRoom = s.metrics.drops.WithLabelValues(dropBusNoRoom)
+	if err := cl.bus.Listen(cl.handle); err != nil {
+		return nil, err
+	}
+	return cl, nil
+}
+
+// start runs the publisher and the periodic sync until close.
+func (cl *cluster) start() {
+	cl.wg.Add(2)
+	go func() { defer cl.wg.Done(); cl.publish() }()
+	go func() { defer cl.wg.Done(); cl.syncLoop() }()
+}
+
+// close stops the goroutines; the publisher first hands the engine what
+// is queued (the leaves of the connections just closed) until ctx ends.
+func (cl *cluster) close(ctx context.Context) {
+	cl.drainCtx = ctx
+	close(cl.stop)
+	cl.wg.Wait()
+}
+
+// publish hands queued messages to the bus in order, in batches, until
+// stop; then it drains the queue within drainCtx.
+func (cl *cluster) publish() {
+	batch := make([]hub.TopicMessage, 0, busBatch)
+	for {
+		select {
+		case <-cl.stop:
+			cl.drain(batch)
+			return
+		case m := <-cl.out:
+			batch = cl.send(context.Background(), append(batch[:0], m))
+		}
+	}
+}
+
+func (cl *cluster) drain(batch []hub.TopicMessage) {
+	for cl.drainCtx.Err() == nil {
+		select {
+		case m := <-cl.out:
+			batch = cl.send(cl.drainCtx, append(batch[:0], m))
+		default:
+			return
+		}
+	}
+}
+
+// send fills batch with what else is queued and publishes it; it returns
+// the batch emptied for reuse.
+func (cl *cluster) send(ctx context.Context, batch []hub.TopicMessage) []hub.TopicMessage {
+fill:
+	for len(batch) < busBatch {
+		select {
+		case m := <-cl.out:
+			batch = append(batch, m)
+		default:
+			break fill
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	err := cl.bus.Publish(ctx, batch)
+	cancel()
+	if err != nil {
+		cl.dropPub.Add(float64(len(batch)))
+		cl.s.log.Warn("relay bus publish failed", "messages", len(batch), "error", err)
+	} else {
+		cl.published.Add(float64(len(batch)))
+	}
+	clear(batch) // drop the frames' references
+	return batch[:0]
+}
+
+// enqueue queues a message without blocking; false when the queue is full.
+func (cl *cluster) enqueue(topic string, data []byte) bool {
+	select {
+	case cl.out <- hub.TopicMessage{Topic: topic, Data: data}:
+		return true
+	default:
+		cl.dropFull.Inc()
+		return false
+	}
+}
+
+// enqueueWait queues a join or leave, waiting up to opTimeout for room.
+func (cl *cluster) enqueueWait(topic string, data []byte) {
+	t := time.NewTimer(opTimeout)
+	defer t.Stop()
+	select {
+	case cl.out <- hub.TopicMessage{Topic: topic, Data: data}:
+	case <-t.C:
+		cl.dropFull.Inc()
+		cl.s.log.Warn("relay bus queue full: membership message dropped", "topic", topic)
+	}
+}
+
+// acquire holds the room's cluster state for a join: the first holder
+// subscribes the topic and reads the remote members. release undoes it.
+func (cl *cluster) acquire(name string) (*busRoom, error) {
+	cl.mu.Lock()
+	br := cl.rooms[name]
+	if br == nil {
+		br = &busRoom{cl: cl, name: name, topic: ChannelPrefix + name, remote: map[string]remoteMember{}, gone: map[string]time.Time{}}
+		br.ids.Store(&map[wire.NodeID]int{})
+		cl.rooms[name] = br
+	}
+	br.refs++
+	cl.mu.Unlock()
+	br.subMu.Lock()
+	defer br.subMu.Unlock()
+	if !br.subscribed {
+		ctx, cancel := cl.s.opCtx()
+		err := cl.bus.Subscribe(ctx, br.topic)
+		cancel()
+		if err != nil {
+			cl.mu.Lock()
+			br.refs--
+			cl.dropIdleLocked(br)
+			cl.mu.Unlock()
+			return nil, err
+		}
+		br.subscribed = true
+		// After subscribing: a join published meanwhile arrives by the bus.
+		cl.sync(br)
+	}
+	return br, nil
+}
+
+// release lets go of a hold; the last one unsubscribes.
+func (cl *cluster) release(br *busRoom) {
+	cl.mu.Lock()
+	br.refs--
+	cl.mu.Unlock()
+	br.subMu.Lock()
+	defer br.subMu.Unlock()
+	cl.mu.RLock()
+	idle := br.refs == 0
+	cl.mu.RUnlock()
+	if !idle || !br.subscribed {
+		return
+	}
+	if err := cl.bus.Unsubscribe(br.topic); err != nil {
+		cl.s.log.Warn("relay bus unsubscribe failed", "topic", br.topic, "error", err)
+	}
+	br.subscribed = false
+	br.mu.Lock()
+	clear(br.remote)
+	br.storeIDsLocked()
+	br.mu.Unlock()
+	cl.mu.Lock()
+	cl.dropIdleLocked(br)
+	cl.mu.Unlock()
+}
+
+func (cl *cluster) dropIdleLocked(br *busRoom) {
+	if br.refs == 0 && cl.rooms[br.name] == br {
+		delete(cl.rooms, br.name)
+	}
+}
+
+func (cl *cluster) room(name string) *busRoom {
+	cl.mu.RLock()
+	defer cl.mu.RUnlock()
+	return cl.rooms[name]
+}
+
+// presenceEntry is the ChanInfo of a relay member's hub presence.
+type presenceEntry struct {
+	NodeID    string `json:"node_id"`
+	Transport string `json:"transport"`
+	Process   string `json:"process,omitempty"`
+	Metadata  []byte `json:"metadata,omitempty"`
+}
+
+// roomTransport is the room transport of a presence transport label.
+func roomTransport(label string) string {
+	if label == presenceTransport(transportISSUN) {
+		return transportISSUN
+	}
+	return transportNative
+}
+
+// sync replaces the remote members with the room's hub presence (minus
+// this process's), keeping changes the bus brought since the read began,
+// and tells the local members what changed.
+func (cl *cluster) sync(br *busRoom) {
+	start := cl.s.cfg.Clock.Now()
+	ctx, cancel := cl.s.opCtx()
+	pres, err := cl.lister.Presence(ctx, br.topic)
+	cancel()
+	if err != nil {
+		cl.s.log.Warn("relay room presence read failed", "channel", br.topic, "error", err)
+		return
+	}
+	fresh := map[string]remoteMember{}
+	for sid, info := range pres {
+		var e presenceEntry
+		if json.Unmarshal(info.ChanInfo, &e) != nil || e.Process == "" || e.Process == cl.origin {
+			continue
+		}
+		id, err := strconv.ParseUint(e.NodeID, 10, 64)
+		if err != nil {
+			continue
+		}
+		fresh[sid] = remoteMember{node: wire.NodeID(id), sid: sid, user: info.UserID, transport: roomTransport(e.Transport),
+			meta: e.Metadata, added: start}
+	}
+	var joined, left []remoteMember
+	br.mu.Lock()
+	for sid, m := range br.remote {
+		if _, ok := fresh[sid]; !ok && m.added.Before(start) {
+			delete(br.remote, sid)
+			left = append(left, m)
+		}
+	}
+	for sid, m := range fresh {
+		if _, ok := br.remote[sid]; ok {
+			continue
+		}
+		if t, ok := br.gone[sid]; ok && !t.Before(start) {
+			continue
+		}
+		br.remote[sid] = m
+		joined = append(joined, m)
+	}
+	for sid, t := range br.gone {
+		if t.Before(start) {
+			delete(br.gone, sid)
+		}
+	}
+	br.storeIDsLocked()
+	br.mu.Unlock()
+	cl.tell(br.name, joined, left)
+}
+
+// syncLoop syncs every room every SyncInterval (negative: never).
+func (cl *cluster) syncLoop() {
+	every := cl.s.cfg.SyncInterval
+	if every < 0 {
+		return
+	}
+	tick := make(chan struct{}, 1)
+	arm := func() clock.Timer {
+		return cl.s.cfg.Clock.AfterFunc(every, func() {
+			select {
+			case tick <- struct{}{}:
+			default:
+			}
+		})
+	}
+	t := arm()
+	defer func() { t.Stop() }()
+	for {
+		select {
+		case <-cl.stop:
+			return
+		case <-tick:
+		}
+		cl.mu.RLock()
+		list := make([]*busRoom, 0, len(cl.rooms))
+		for _, br := range cl.rooms {
+			list = append(list, br)
+		}
+		cl.mu.RUnlock()
+		for _, br := range list {
+			br.subMu.Lock()
+			if br.subscribed {
+				cl.sync(br)
+			}
+			br.subMu.Unlock()
+		}
+		t = arm()
+	}
+}
+
+func (br *busRoom) storeIDsLocked() {
+	ids := make(map[wire.NodeID]int, len(br.remote))
+	for _, m := range br.remote {
+		ids[m.node]++
+	}
+	br.ids.Store(&ids)
+	br.n.Store(int32(len(br.remote)))
+}
+
+// remoteCount counts the remote members.
+func (br *busRoom) remoteCount() int {
+	if br == nil {
+		return 0
+	}
+	return int(br.n.Load())
+}
+
+// hasRemote reports whether a remote member has NodeId id.
+func (br *busRoom) hasRemote(id wire.NodeID) bool {
+	if br == nil {
+		return false
+	}
+	return (*br.ids.Load())[id] > 0
+}
+
+// remoteMembers lists the remote members of transport.
+func (br *busRoom) remoteMembers() []remoteMember {
+	if br == nil {
+		return nil
+	}
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	out := make([]remoteMember, 0, len(br.remote))
+	for _, m := range br.remote {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b remoteMember) int { return strings.Compare(a.sid, b.sid) })
+	return out
+}
+
+// remoteTransport is the transport of the remote members ("" for none).
+func (br *busRoom) remoteTransport() string {
+	if list := br.remoteMembers(); len(list) > 0 {
+		return list[0].transport
+	}
+	return ""
+}
+
+// forward publishes an event frame that r's local fan-out just
+// delivered, when another process has members it may be for. It never
+// blocks; frame is not modified afterwards.
+func (r *room) forward(frame []byte, unrel bool, targets []wire.NodeID) {
+	br := r.bus
+	if br == nil {
+		return
+	}
+	ids := *br.ids.Load()
+	if len(ids) == 0 {
+		return
+	}
+	if len(targets) > 0 && !slices.ContainsFunc(targets, func(id wire.NodeID) bool { return ids[id] > 0 }) {
+		return
+	}
+	kind := byte(busEvent)
+	if unrel {
+		kind = busDatagram
+	}
+	cl := br.cl
+	cl.enqueue(br.topic, busFrame(kind, r.transport, cl.origin, frame))
+}
+
+// forwardTargeted publishes an ISSUN targeted event for a NodeId not
+// connected here when a remote member of c's room has it.
+func (c *conn) forwardTargeted(target wire.NodeID, frame []byte) bool {
+	for _, r := range c.roomList() {
+		if r.bus.hasRemote(target) {
+			cl := r.bus.cl
+			return cl.enqueue(r.bus.topic, busFrame(busEvent, r.transport, cl.origin, frame))
+		}
+	}
+	return false
+}
+
+// announce publishes c joining (busJoin) or leaving (busLeave) r.
+func (cl *cluster) announce(kind byte, r *room, c *conn) {
+	m := c.member()
+	bm := &busMember{Node: uint64(m.NodeID), SID: c.sid, User: m.User, Meta: m.Metadata, Label: presenceTransport(c.label)}
+	cl.enqueueWait(r.channel, busMemberFrame(kind, r.transport, cl.origin, bm))
+}
+
+// handle receives a bus message (on the engine's reader goroutine).
+func (cl *cluster) handle(topic string, data []byte) {
+	m, err := decodeBusMessage(data)
+	if err != nil {
+		cl.dropBad.Inc()
+		cl.s.log.Warn("relay bus message dropped", "topic", topic, "error", err)
+		return
+	}
+	if m.origin == cl.origin {
+		return
+	}
+	cl.received.Inc()
+	name, ok := strings.CutPrefix(topic, ChannelPrefix)
+	br := cl.room(name)
+	if !ok || br == nil {
+		return // unsubscribed meanwhile
+	}
+	switch m.kind {
+	case busEvent, busDatagram:
+		cl.deliver(name, m)
+	case busJoin, busLeave:
+		rm := remoteMember{node: wire.NodeID(m.member.Node), sid: m.member.SID, user: m.member.User,
+			transport: m.transport, meta: m.member.Meta, added: cl.s.cfg.Clock.Now()}
+		br.mu.Lock()
+		_, known := br.remote[rm.sid]
+		switch {
+		case m.kind == busJoin && !known:
+			br.remote[rm.sid] = rm
+			delete(br.gone, rm.sid)
+		case m.kind == busLeave && known:
+			delete(br.remote, rm.sid)
+			br.gone[rm.sid] = rm.added
+		default:
+			br.mu.Unlock()
+			return
+		}
+		br.storeIDsLocked()
+		br.mu.Unlock()
+		if m.kind == busJoin {
+			cl.tell(name, []remoteMember{rm}, nil)
+		} else {
+			cl.tell(name, nil, []remoteMember{rm})
+		}
+	}
+}
+
+// deliver hands an event from another process to the local members of
+// room name, by the rules of the local fan-out.
+func (cl *cluster) deliver(name string, m *busMessage) {
+	s := cl.s
+	s.mu.RLock()
+	r := s.rooms[name]
+	s.mu.RUnlock()
+	if r == nil || r.transport != m.transport {
+		cl.dropNoRoom.Inc()
+		return
+	}
+	frame := m.frame
+	var version uint8 = wire.VersionNative
+	if r.transport == transportISSUN {
+		version = wire.VersionISSUN
+	}
+	h, err := wire.ParseHeader(frame, version, s.cfg.MaxFrame)
+	if err == nil && int(h.Length) != len(frame)-wire.HeaderSize {
+		err = wire.ErrTruncated
+	}
+	if err != nil {
+		cl.dropBad.Inc()
+		return
+	}
+	start := s.cfg.Clock.Now()
+	if r.transport == transportISSUN {
+		v, err := wire.ParseEvent(frame[wire.HeaderSize:], s.cfg.MaxTypeName)
+		if err != nil {
+			cl.dropBad.Inc()
+			return
+		}
+		switch v.Scope.Kind {
+		case wire.ScopeBroadcast:
+			for _, o := range *r.snap.Load() {
+				o.send(frame)
+			}
+		case wire.ScopeTargeted:
+			if t := s.node(v.Scope.Target); t != nil && t.roomNamed(name) == r {
+				t.send(frame)
+			}
+		}
+	} else {
+		unrel := m.kind == busDatagram
+		t := wire.FrameEvent
+		if unrel {
+			t = wire.FrameDatagram
+		}
+		if h.Type != t {
+			cl.dropBad.Inc()
+			return
+		}
+		msg, err := wire.DecodeMessage(t, frame[wire.HeaderSize:])
+		if err != nil {
+			cl.dropBad.Inc()
+			return
+		}
+		ev := msg.(*wire.NativeEvent)
+		binary.LittleEndian.PutUint32(frame[wire.HeaderSize:], r.id) // this process's handle
+		for _, o := range *r.snap.Load() {
+			if len(ev.Targets) > 0 && !slices.Contains(ev.Targets, o.id) {
+				continue
+			}
+			if unrel {
+				o.pushDatagram(frame)
+			} else {
+				o.send(frame)
+			}
+		}
+	}
+	s.metrics.fanout.Observe(time.Since(start).Seconds())
+}
+
+// tell sends the local members of room name the remote joins and leaves.
+func (cl *cluster) tell(name string, joined, left []remoteMember) {
+	if len(joined) == 0 && len(left) == 0 {
+		return
+	}
+	s := cl.s
+	s.mu.RLock()
+	r := s.rooms[name]
+	s.mu.RUnlock()
+	if r == nil {
+		return
+	}
+	members := *r.snap.Load()
+	if r.transport == transportISSUN {
+		s.tellISSUNPresence(members, name, remoteIDs(joined), remoteIDs(left))
+		return
+	}
+	p := &wire.Presence{Handle: r.id, Leaves: remoteIDs(left)}
+	for _, m := range joined {
+		p.Joins = append(p.Joins, m.wireMember())
+	}
+	frame := wire.AppendMessage(nil, p)
+	for _, o := range members {
+		_ = o.native.ctlQ.Enqueue(frame)
+	}
+}
+
+func (m remoteMember) wireMember() wire.Member {
+	return wire.Member{NodeID: m.node, User: m.user, Metadata: m.meta}
+}
+
+func remoteIDs(list []remoteMember) []wire.NodeID {
+	if len(list) == 0 {
+		return nil
+	}
+	ids := make([]wire.NodeID, len(list))
+	for i, m := range list {
+		ids[i] = m.node
+	}
+	return ids
+}
+
+// remoteRoomExists reports whether a process has members of room name.
+func (cl *cluster) remoteRoomExists(name string) bool {
+	if cl == nil {
+		return false
+	}
+	ctx, cancel := cl.s.opCtx()
+	defer cancel()
+	pres, err := cl.lister.Presence(ctx, ChannelPrefix+name)
+	return err == nil && len(pres) > 0
+}

@@ -1,0 +1,61 @@
+package relay
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+
+	"github.com/switchboard-rt/switchboard/internal/hub"
+	wire "github.com/switchboard-rt/switchboard/protocol/relay"
+)
+
+// countingBus counts what the publisher hands it.
+type countingBus struct {
+	nopBus
+	n atomic.Int64
+}
+
+func (b *countingBus) Publish(_ context.Context, msgs []hub.TopicMessage) error {
+	b.n.Add(int64(len(msgs)))
+	return nil
+}
+
+// What the fan-out pays per event for the other processes and the
+// spectators (room.extend): nothing remote (the memory engine's case is a
+// nil check before it), a remote member (envelope copy and queue), and a
+// mirrored room over its cap.
+func BenchmarkRoomExtend(b *testing.B) {
+	frame := wire.AppendMessage(nil, &wire.NativeEvent{Handle: 1, Sender: 9, Payload: benchPayload})
+	for _, c := range []struct {
+		name           string
+		remote, mirror bool
+	}{{"no remote", false, false}, {"remote member", true, false}, {"mirror over cap", false, true}} {
+		b.Run(c.name, func(b *testing.B) {
+			bus := &countingBus{}
+			s := newTestServer(b, func(cfg *Config) {
+				cfg.Bus = bus
+				if c.mirror {
+					cfg.Mirror = MirrorConfig{Enabled: true, Rate: 1, Burst: 1}
+					cfg.MirrorTo = &mirrorRecorder{pubs: map[string][]MirroredEvent{}}
+				}
+			})
+			br, err := s.cluster.acquire("bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.cluster.release(br)
+			r := &room{srv: s.Server, name: "bench", channel: "relay:bench", transport: transportNative, bus: br, mirror: s.mirror.forRoom("bench")}
+			if c.remote {
+				br.mu.Lock()
+				br.remote["x"] = remoteMember{node: 2, sid: "x"}
+				br.storeIDsLocked()
+				br.mu.Unlock()
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				r.extend(frame, false, nil)
+			}
+		})
+	}
+}
