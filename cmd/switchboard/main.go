@@ -288,7 +288,10 @@ func (s *ServeCmd) Run(out *output) error {
 	defer signal.Stop(sigs)
 	select {
 	case err := <-m.serveErrCh():
-		return err
+		// Serving failed: stop every component all the same.
+		sctx, scancel := context.WithTimeout(context.Background(), time.Duration(cfg.Shutdown.Timeout))
+		defer scancel()
+		return errors.Join(err, m.Shutdown(sctx))
 	case sig := <-sigs:
 		logger.Info("shutting down", "signal", sig.String(), "timeout", time.Duration(cfg.Shutdown.Timeout))
 	}

@@ -77,7 +77,7 @@ func (m *Main) startRelay(cfg config.Config, h *hub.Hub, tokens *auth.TokenVerif
 	if cfg.Client.Token.HMACSecretKey != "" {
 		rc.Verifier = tokens
 	}
-	rc.Pool, rc.Presence, rc.Logger, rc.Registerer, rc.Clock = pool, h, log, reg, h.Clock()
+	rc.Pool, rc.Presence, rc.Sessions, rc.Logger, rc.Registerer, rc.Clock = pool, h, h, log, reg, h.Clock()
 	if t := h.Topics(); t != nil { // the Redis engine: rooms span the processes
 		rc.Bus = t
 	}

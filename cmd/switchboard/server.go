@@ -93,6 +93,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
 			m.stopRealtime(context.Background())
+			// The hub before the closers, as in Shutdown: it announces
+			// itself on the control plane until it is shut down.
+			if m.hub != nil {
+				_ = m.hub.Shutdown(context.Background())
+			}
 			m.closeAll(context.Background())
 		}
 	}()

@@ -194,7 +194,7 @@ func TestRelayMapping(t *testing.T) {
 		"HeartbeatInterval", "ResumeGrace", "BusQueue", "SyncInterval", "Mirror.Enabled", "Mirror.Rate", "Mirror.Burst",
 		"Mirror.Queue", "Mirror.RoomPrefix"})
 	want["Enabled"], want["CertFile"], want["KeyFile"] = []string{}, []string{}, []string{}
-	unmapped := []string{"Certificate", "Verifier", "Pool", "Presence", "Bus", "MirrorTo", "Logger", "Registerer", "Clock",
+	unmapped := []string{"Certificate", "Verifier", "Pool", "Presence", "Sessions", "Bus", "MirrorTo", "Logger", "Registerer", "Clock",
 		"Origins"} // Origins: the program passes client.allowed_origins
 	checkMapping(t, want, unmapped, func(r Relay) []reflect.Value { return []reflect.Value{reflect.ValueOf(r.RelayConfig())} })
 }

@@ -51,7 +51,7 @@ func (h *Hub) HandleControl(data []byte) {
 // one sender keep their order (unsubscribe then subscribe stays so); each
 // is bounded by the sender's deadline. A full queue drops the command.
 func (c *cluster) command(m *controlMessage) {
-	if len(c.h.UserClients(m.Cmd.User, m.Cmd.Client)) == 0 {
+	if len(c.h.UserSessions(m.Cmd.User, m.Cmd.Client)) == 0 {
 		return
 	}
 	timeout := c.cfg.CommandTimeout
@@ -90,8 +90,24 @@ func (c *cluster) work() {
 	}
 }
 
-// applyCommand acts on the local connections cmd selects.
+// applyCommand acts on the local connections cmd selects: subscriptions
+// on its clients, disconnect and refresh on every session.
 func (h *Hub) applyCommand(ctx context.Context, typ string, cmd *userCommand) error {
+	switch typ {
+	case ctlDisconnect:
+		d := Disconnect{Code: cmd.Code, Reason: cmd.Reason}
+		for _, s := range h.UserSessions(cmd.User, cmd.Client) {
+			if !contains(cmd.Whitelist, s.ID()) {
+				s.Disconnect(d)
+			}
+		}
+		return nil
+	case ctlRefresh:
+		for _, s := range h.UserSessions(cmd.User, cmd.Client) {
+			s.Refresh(cmd.ExpireAt, cmd.Expired, cmd.Info)
+		}
+		return nil
+	}
 	clients := h.UserClients(cmd.User, cmd.Client)
 	switch typ {
 	case ctlSubscribe:
@@ -104,17 +120,6 @@ func (h *Hub) applyCommand(ctx context.Context, typ string, cmd *userCommand) er
 	case ctlUnsubscribe:
 		for _, cl := range clients {
 			cl.ServerUnsubscribe(ctx, cmd.Channel, 0, "")
-		}
-	case ctlDisconnect:
-		d := Disconnect{Code: cmd.Code, Reason: cmd.Reason}
-		for _, cl := range clients {
-			if !contains(cmd.Whitelist, cl.ID()) {
-				cl.Disconnect(d)
-			}
-		}
-	case ctlRefresh:
-		for _, cl := range clients {
-			cl.Refresh(cmd.ExpireAt, cmd.Expired, cmd.Info)
 		}
 	}
 	return nil
@@ -159,9 +164,9 @@ func (h *Hub) UnsubscribeUser(ctx context.Context, user, client, channel string)
 	return h.everywhere(ctx, ctlUnsubscribe, &userCommand{User: user, Client: client, Channel: channel})
 }
 
-// DisconnectUser closes the connections of user (client's when set) on
-// every node with d, except the client ids in whitelist. d.Code must be in
-// MinDisconnectCode-MaxDisconnectCode.
+// DisconnectUser closes the connections of user (client's when set),
+// clients and other sessions, on every node with d, except the ids in
+// whitelist. d.Code must be in MinDisconnectCode-MaxDisconnectCode.
 func (h *Hub) DisconnectUser(ctx context.Context, user, client string, d Disconnect, whitelist []string) error {
 	if d.Code < MinDisconnectCode || d.Code > MaxDisconnectCode {
 		return fmt.Errorf("%w: disconnect code must be in %d-%d", ErrBadRequest, MinDisconnectCode, MaxDisconnectCode)
@@ -171,7 +176,8 @@ func (h *Hub) DisconnectUser(ctx context.Context, user, client string, d Disconn
 }
 
 // RefreshUser updates the expiry (or expires) the connections of user
-// (client's when set) on every node; see Client.Refresh.
+// (client's when set), clients and other sessions, on every node; see
+// Session.Refresh.
 func (h *Hub) RefreshUser(ctx context.Context, user, client string, expireAt int64, expired bool, info []byte) error {
 	return h.everywhere(ctx, ctlRefresh, &userCommand{User: user, Client: client, ExpireAt: expireAt, Expired: expired, Info: info})
 }

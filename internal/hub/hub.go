@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-rt/switchboard/internal/clock"
+	"github.com/switchboard-rt/switchboard/internal/errs"
 )
 
 const numShards = 64
@@ -53,25 +54,42 @@ type UndeliverableSubscriber interface {
 	Undeliverable(channel string, offset uint64)
 }
 
-// Client is a connection the hub can act on for the server API.
-type Client interface {
+// Session is a connection the server API's user commands reach wherever
+// it is connected: disconnect and refresh, selected by user and session
+// (client) id. Every Client is one. A transport adapter whose connections
+// are not hub clients (the game relay) registers them with AddSession, so
+// they share the hub's one index of connections by user and by id. The
+// hub compares sessions with ==: implement it on a pointer type.
+type Session interface {
+	// ID is unique among the connections of every node; UserID is ""
+	// for an anonymous connection. Both stay fixed while registered.
 	ID() string
 	UserID() string
+	// Disconnect closes the connection with d; a disconnect that does not
+	// allow reconnecting (d.Reconnect() false) must not let the session
+	// come back by resuming. It must not block and must not call back into
+	// the Hub synchronously.
+	Disconnect(d Disconnect)
+	// Refresh updates the connection's expiry (unix seconds, 0 = never) and,
+	// when info is not nil, its connection info; expired closes it at once
+	// (DisconnectExpired). It must not block.
+	Refresh(expireAt int64, expired bool, info []byte)
+}
+
+// Client is a connection of a registered wire format: a Session that also
+// takes pushes and subscriptions made by the server API.
+type Client interface {
+	Session
 	// Format is the registered format of the connection.
 	Format() FormatID
 	// Send queues a frame of the connection's format. The hub calls it
 	// without its locks held; it must not block.
 	Send(frame []byte) error
-	// Disconnect closes the connection with d. It must not block.
-	Disconnect(d Disconnect)
 	// ServerSubscribe subscribes the connection to channel on the
 	// server's behalf and tells the client.
 	ServerSubscribe(ctx context.Context, channel string, opts ServerSubscribe) error
 	// ServerUnsubscribe removes a subscription and tells the client.
 	ServerUnsubscribe(ctx context.Context, channel string, code uint32, reason string)
-	// Refresh updates the connection's expiry (unix seconds, 0 = never) or
-	// expires it at once.
-	Refresh(expireAt int64, expired bool, info []byte)
 }
 
 // ServerSubscribe are options of a subscription made by the server API.
@@ -125,16 +143,17 @@ type shard struct {
 	channels map[string]*channelSubs
 }
 
-// clientShard indexes clients by id; userShard by user. The two arrays
-// are separate and a goroutine never holds two of their locks at once.
+// clientShard indexes connections (clients and other sessions) by id;
+// userShard by user. The two arrays are separate and a goroutine never
+// holds two of their locks at once.
 type clientShard struct {
 	mu      sync.RWMutex
-	clients map[string]Client
+	clients map[string]Session
 }
 
 type userShard struct {
 	mu    sync.RWMutex
-	users map[string]map[string]Client
+	users map[string]map[string]Session
 }
 
 // Hub is the realtime core. It is safe for concurrent use.
@@ -161,6 +180,9 @@ type Hub struct {
 	// positions runs the stream position checks (position.go).
 	positions positionChecker
 	cluster   *cluster
+	// numConns counts every indexed connection (clients and sessions);
+	// numClients the Clients among them, for ConnectionLimit.
+	numClients atomic.Int64
 	// topicFn receives topic messages (topics.go).
 	topicFn atomic.Pointer[topicFunc]
 }
@@ -181,8 +203,8 @@ func New(cfg Config) (*Hub, error) {
 	for i := range h.shards {
 		h.shards[i].channels = map[string]*channelSubs{}
 		h.interest[i].channels = map[string]*channelInterest{}
-		h.cshards[i].clients = map[string]Client{}
-		h.ushards[i].users = map[string]map[string]Client{}
+		h.cshards[i].clients = map[string]Session{}
+		h.ushards[i].users = map[string]map[string]Session{}
 	}
 	m, err := newHubMetrics(cfg.Registerer, h)
 	if err != nil {
@@ -265,61 +287,118 @@ func (h *Hub) AddClient(c Client) error {
 		return ErrNotAvailable
 	}
 	// Reserve the slot first so concurrent connects cannot overshoot.
-	if n := h.numConns.Add(1); h.cfg.ConnectionLimit > 0 && n > int64(h.cfg.ConnectionLimit) {
-		h.numConns.Add(-1)
+	if n := h.numClients.Add(1); h.cfg.ConnectionLimit > 0 && n > int64(h.cfg.ConnectionLimit) {
+		h.numClients.Add(-1)
 		return fmt.Errorf("%w: connection limit", ErrLimitExceeded)
 	}
-	us := &h.ushards[h.shardIndex(c.UserID())]
+	if err := h.index(c, h.cfg.UserConnectionLimit); err != nil {
+		h.numClients.Add(-1)
+		return err
+	}
+	return nil
+}
+
+// RemoveClient forgets a client registered with AddClient (if it is the
+// one registered under its id).
+func (h *Hub) RemoveClient(c Client) {
+	if h.unindex(c) {
+		h.numClients.Add(-1)
+	}
+}
+
+// AddSession registers a connection of another transport adapter, so
+// that DisconnectUser and RefreshUser reach it on every node and Nodes
+// and NumClients count it. The hub's connection limits are not applied
+// (the adapter has its own). Shutdown disconnects it with
+// DisconnectShutdown and waits for RemoveSession. While shutting down it
+// returns ErrNotAvailable; an id already registered is a Conflict error.
+func (h *Hub) AddSession(s Session) error {
+	if h.closing.Load() {
+		return ErrNotAvailable
+	}
+	return h.index(s, 0)
+}
+
+// RemoveSession forgets s if it is the session registered under its id
+// (a stale value does not remove its successor).
+func (h *Hub) RemoveSession(s Session) { h.unindex(s) }
+
+// index adds s to the id and user indexes; userLimit > 0 caps the
+// Clients of one named user.
+func (h *Hub) index(s Session, userLimit int) error {
+	id, user := s.ID(), s.UserID()
+	cs := &h.cshards[h.shardIndex(id)]
+	cs.mu.Lock()
+	if _, dup := cs.clients[id]; dup {
+		cs.mu.Unlock()
+		return errs.New(errs.Conflict, "connection id "+id+" is already registered")
+	}
+	cs.clients[id] = s
+	cs.mu.Unlock()
+
+	us := &h.ushards[h.shardIndex(user)]
 	us.mu.Lock()
-	byUser := us.users[c.UserID()]
-	if lim := h.cfg.UserConnectionLimit; lim > 0 && c.UserID() != "" && len(byUser) >= lim {
+	byUser := us.users[user]
+	if userLimit > 0 && user != "" && countClients(byUser) >= userLimit {
 		us.mu.Unlock()
-		h.numConns.Add(-1)
+		cs.mu.Lock()
+		delete(cs.clients, id)
+		cs.mu.Unlock()
 		return fmt.Errorf("%w: user connection limit", ErrLimitExceeded)
 	}
 	if byUser == nil {
-		byUser = map[string]Client{}
-		us.users[c.UserID()] = byUser
+		byUser = map[string]Session{}
+		us.users[user] = byUser
 	}
-	byUser[c.ID()] = c
+	byUser[id] = s
 	us.mu.Unlock()
-
-	cs := &h.cshards[h.shardIndex(c.ID())]
-	cs.mu.Lock()
-	cs.clients[c.ID()] = c
-	cs.mu.Unlock()
-	// Shutdown may have taken its snapshot of clients after the check
-	// above: don't stay registered behind its back.
+	h.numConns.Add(1)
+	// Shutdown may have taken its snapshot of connections after the
+	// caller's check: don't stay registered behind its back.
 	if h.closing.Load() {
-		h.RemoveClient(c)
+		h.unindex(s)
 		return ErrNotAvailable
 	}
 	return nil
 }
 
-// RemoveClient forgets a client registered with AddClient.
-func (h *Hub) RemoveClient(c Client) {
-	us := &h.ushards[h.shardIndex(c.UserID())]
+func countClients(byUser map[string]Session) int {
+	n := 0
+	for _, s := range byUser {
+		if _, ok := s.(Client); ok {
+			n++
+		}
+	}
+	return n
+}
+
+// unindex removes s from both indexes; it reports whether s was there.
+func (h *Hub) unindex(s Session) bool {
+	id, user := s.ID(), s.UserID()
+	us := &h.ushards[h.shardIndex(user)]
 	us.mu.Lock()
 	removed := false
-	if byUser := us.users[c.UserID()]; byUser != nil {
-		if _, ok := byUser[c.ID()]; ok {
-			delete(byUser, c.ID())
+	if byUser := us.users[user]; byUser != nil {
+		if byUser[id] == s {
+			delete(byUser, id)
 			removed = true
 		}
 		if len(byUser) == 0 {
-			delete(us.users, c.UserID())
+			delete(us.users, user)
 		}
 	}
 	us.mu.Unlock()
-
-	cs := &h.cshards[h.shardIndex(c.ID())]
-	cs.mu.Lock()
-	delete(cs.clients, c.ID())
-	cs.mu.Unlock()
-	if removed {
-		h.numConns.Add(-1)
+	if !removed {
+		return false
 	}
+	cs := &h.cshards[h.shardIndex(id)]
+	cs.mu.Lock()
+	if cs.clients[id] == s {
+		delete(cs.clients, id)
+	}
+	cs.mu.Unlock()
+	h.numConns.Add(-1)
+	return true
 }
 
 // Deliver sends data to one connection of this process, encoded as a
@@ -328,7 +407,7 @@ func (h *Hub) RemoveClient(c Client) {
 func (h *Hub) Deliver(clientID string, data []byte) error {
 	cs := &h.cshards[h.shardIndex(clientID)]
 	cs.mu.RLock()
-	c := cs.clients[clientID]
+	c, _ := cs.clients[clientID].(Client)
 	cs.mu.RUnlock()
 	if c == nil {
 		return ErrNoClient
@@ -348,27 +427,40 @@ func (h *Hub) Deliver(clientID string, data []byte) error {
 	return nil
 }
 
-// UserClients returns the connections of user; when clientID is not
-// empty, only that connection (if it belongs to user).
-func (h *Hub) UserClients(user, clientID string) []Client {
+// UserSessions returns the connections of user, clients and other
+// sessions; when id is not empty, only that connection (if it belongs to
+// user).
+func (h *Hub) UserSessions(user, id string) []Session {
 	s := &h.ushards[h.shardIndex(user)]
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	byUser := s.users[user]
-	if clientID != "" {
-		if c, ok := byUser[clientID]; ok {
-			return []Client{c}
+	if id != "" {
+		if c, ok := byUser[id]; ok {
+			return []Session{c}
 		}
 		return nil
 	}
-	out := make([]Client, 0, len(byUser))
+	out := make([]Session, 0, len(byUser))
 	for _, c := range byUser {
 		out = append(out, c)
 	}
 	return out
 }
 
-// NumClients returns the number of registered connections.
+// UserClients is UserSessions without the sessions that are not Clients.
+func (h *Hub) UserClients(user, clientID string) []Client {
+	var out []Client
+	for _, s := range h.UserSessions(user, clientID) {
+		if c, ok := s.(Client); ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// NumClients returns the number of registered connections, clients and
+// other sessions.
 func (h *Hub) NumClients() int { return int(h.numConns.Load()) }
 
 // NumUsers returns the number of distinct users connected.
@@ -704,8 +796,8 @@ func (h *Hub) PresenceStats(ctx context.Context, channel string) (PresenceStats,
 }
 
 // Shutdown stops accepting clients, tells the other nodes this one leaves,
-// disconnects every client with DisconnectShutdown (clients reconnect
-// elsewhere) and waits until all are gone, and commands received from
+// disconnects every client and session with DisconnectShutdown (clients
+// reconnect elsewhere) and waits until all are gone, and commands received from
 // other nodes have finished, or ctx ends. It is idempotent.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.closing.Store(true)
@@ -714,7 +806,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	for i := range h.cshards {
 		s := &h.cshards[i]
 		s.mu.RLock()
-		list := make([]Client, 0, len(s.clients))
+		list := make([]Session, 0, len(s.clients))
 		for _, c := range s.clients {
 			list = append(list, c)
 		}

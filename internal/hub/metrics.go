@@ -38,7 +38,7 @@ func newHubMetrics(reg prometheus.Registerer, h *Hub) (*hubMetrics, error) {
 		return m, nil
 	}
 	gauges := []prometheus.Collector{
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_connections", Help: "Connected clients."},
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_connections", Help: "Connected clients, relay sessions included."},
 			func() float64 { return float64(h.NumClients()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchboard_subscriptions", Help: "Local channel subscriptions."},
 			func() float64 { return float64(h.NumSubscriptions()) }),

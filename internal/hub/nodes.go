@@ -74,6 +74,9 @@ type cluster struct {
 	left    map[string]time.Time // ids that left, until the TTL passes
 	timer   clock.Timer
 	stopped bool
+	// ticking counts announcements in flight (tick), awaited by stop so
+	// that none is sent after it returns (the plane may close then).
+	ticking sync.WaitGroup
 	surveys map[uint64]*pendingSurvey
 	queue   chan queuedCommand // commands from other nodes; closed by stop
 	done    chan struct{}      // closed when work returns
@@ -170,13 +173,16 @@ func (c *cluster) start() error {
 	return nil
 }
 
-// tick announces the node, forgets expired nodes and re-arms itself.
+// tick announces the node, forgets expired nodes and re-arms itself,
+// until stop.
 func (c *cluster) tick() {
 	c.mu.Lock()
 	if c.stopped {
 		c.mu.Unlock()
 		return
 	}
+	c.ticking.Add(1)
+	defer c.ticking.Done()
 	c.pruneLocked(c.clock.Now())
 	if c.timer == nil {
 		c.timer = c.clock.AfterFunc(c.cfg.AnnounceInterval, c.tick)
@@ -255,8 +261,10 @@ func (c *cluster) others() []string {
 	return out
 }
 
-// stop ends announcements and tells the other nodes this one leaves.
-// Commands arriving afterwards are ignored. It is idempotent.
+// stop ends announcements, waits for one in flight and tells the other
+// nodes this one leaves: after it returns the hub sends nothing on its own,
+// so the plane may close. Commands arriving afterwards are ignored. It is
+// idempotent.
 func (c *cluster) stop(ctx context.Context) {
 	c.mu.Lock()
 	if c.stopped {
@@ -269,6 +277,7 @@ func (c *cluster) stop(ctx context.Context) {
 	}
 	close(c.queue)
 	c.mu.Unlock()
+	c.ticking.Wait() // bounded: an announcement ends within AnnounceInterval
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.AnnounceInterval)
 	defer cancel()
 	if err := c.broadcast(ctx, &controlMessage{Type: ctlLeave}); err != nil {

@@ -133,6 +133,11 @@ type Config struct {
 	Registerer prometheus.Registerer
 	Clock      clock.Clock
 
+	// Sessions is the hub's connection index (*hub.Hub): the server API's
+	// disconnect and refresh reach relay sessions through it. nil: they
+	// do not.
+	Sessions Sessions
+
 	// Origins is the browser origin policy for WebTransport sessions (the
 	// hub's client.allowed_origins); nil or empty allows same-origin only.
 	Origins *origin.Checker

@@ -35,13 +35,22 @@ type conn struct {
 	why    hub.Disconnect
 	closed bool
 	expiry clock.Timer // closes the connection when its token expires
+	// expiryOff: the connection ended; expireAt (a refresh) arms nothing.
+	expiryOff bool
 
 	// receiving: the handshake is done and events may be queued to it.
 	receiving atomic.Bool
 	// tokenAccepted: a valid token named the user.
 	tokenAccepted atomic.Bool
 
-	// Owned by the read goroutine.
+	// hs is the session's registration in the hub (sessions.go); final:
+	// the server API disconnected it, so it is never parked. Both are
+	// guarded by Server.mu.
+	hs    *hubSession
+	final bool
+
+	// Owned by the read goroutine; info is guarded by mu (the server API
+	// refreshes it).
 	user   string
 	info   []byte
 	authed bool
@@ -91,12 +100,40 @@ func (c *conn) expireAt(exp int64) {
 	if c.expiry != nil {
 		c.expiry.Stop()
 	}
+	if c.expiryOff {
+		return
+	}
 	c.expiry = c.srv.cfg.Clock.AfterFunc(max(d, 0), func() { c.close(closeExpired) })
 }
 
+// clearExpiry stops the expiry timer: the connection never expires (a
+// refresh with expire_at 0).
+func (c *conn) clearExpiry() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
+}
+
+// setInfo sets the connection info that presence shows.
+func (c *conn) setInfo(info []byte) {
+	c.mu.Lock()
+	c.info = info
+	c.mu.Unlock()
+}
+
+func (c *conn) connInfo() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.info
+}
+
+// stopExpiry stops the expiry timer for good: the connection ends.
 func (c *conn) stopExpiry() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.expiryOff = true
 	if c.expiry != nil {
 		c.expiry.Stop()
 	}

@@ -323,7 +323,11 @@ func (c *conn) issunAuth(prefix string, payload []byte) error {
 	if len(c.roomList()) > 0 {
 		return hub.ErrAlreadySubscribed.With("authenticate before joining a room")
 	}
-	c.user, c.info = claims.User, claims.Info
+	if err := c.srv.addSession(c, claims.User); err != nil {
+		return err
+	}
+	c.user = claims.User
+	c.setInfo(claims.Info)
 	c.tokenAccepted.Store(true)
 	c.expireAt(claims.ExpireAt)
 	if !c.authed {

@@ -43,7 +43,7 @@ func newTestServer(t testing.TB, mod func(*Config)) *testServer {
 	require.NoError(t, err)
 	pool, err := delivery.NewPool(delivery.Config{Registerer: reg})
 	require.NoError(t, err)
-	cfg := Config{Address: "127.0.0.1:0", Pool: pool, Presence: h, Registerer: reg}
+	cfg := Config{Address: "127.0.0.1:0", Pool: pool, Presence: h, Sessions: h, Registerer: reg}
 	if mod != nil {
 		mod(&cfg)
 	}

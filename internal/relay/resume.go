@@ -52,7 +52,7 @@ func (s *Server) park(c *conn) bool {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing.Load() || s.nodes[c.id] != c {
+	if s.closing.Load() || s.nodes[c.id] != c || c.final {
 		return false
 	}
 	if _, ok := s.conns[c]; ok {
@@ -106,7 +106,7 @@ func (s *Server) resume(c *conn, token, user string) ([]*room, error) {
 	p.timer.Stop()
 	delete(s.parked, token)
 	s.metrics.parked.Dec()
-	c.id, c.sid, c.user, c.info, c.resume = old.id, old.sid, old.user, old.info, old.resume
+	c.id, c.sid, c.user, c.info, c.resume, c.hs = old.id, old.sid, old.user, old.connInfo(), old.resume, old.hs
 	c.tokenAccepted.Store(old.user != "")
 	c.meta = old.meta
 	rooms := old.roomList()

@@ -336,23 +336,31 @@ func (s *Server) serveConn(qc *quic.Conn) {
 	}
 }
 
-// register adds c under its NodeId; ErrNodeInUse when taken, and
+// register adds c under its NodeId and its session to the hub's index
+// (under c.user); ErrNodeInUse when the NodeId is taken, and
 // ErrNotAvailable while shutting down.
 func (s *Server) register(c *conn) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closing.Load() {
+		s.mu.Unlock()
 		return hub.ErrNotAvailable
 	}
 	if _, taken := s.nodes[c.id]; taken {
+		s.mu.Unlock()
 		return ErrNodeInUse
 	}
 	s.nodes[c.id] = c
 	s.conns[c] = struct{}{}
 	s.metrics.connections.WithLabelValues(c.label).Inc()
+	s.mu.Unlock()
+	if err := s.addSession(c, c.user); err != nil {
+		s.unregister(c)
+		return err
+	}
 	return nil
 }
 
+// unregister ends c's session: its NodeId is free and the hub forgets it.
 func (s *Server) unregister(c *conn) {
 	s.mu.Lock()
 	if s.nodes[c.id] == c {
@@ -361,6 +369,7 @@ func (s *Server) unregister(c *conn) {
 	_, ok := s.conns[c]
 	delete(s.conns, c)
 	s.mu.Unlock()
+	s.removeSession(c)
 	if ok {
 		s.metrics.connections.WithLabelValues(c.label).Dec()
 	}
@@ -434,7 +443,7 @@ func (c *conn) presenceInfo() *hub.ClientInfo {
 		c.mu.Unlock()
 	}
 	ci, _ := json.Marshal(e)
-	return &hub.ClientInfo{ClientID: c.sid, UserID: c.user, ConnInfo: c.info, ChanInfo: ci}
+	return &hub.ClientInfo{ClientID: c.sid, UserID: c.user, ConnInfo: c.connInfo(), ChanInfo: ci}
 }
 
 func newSessionID() string { return uuid.NewString() }
