@@ -174,11 +174,20 @@ type wtTransport struct {
 
 type wtControl struct{ *webtransport.Stream }
 
-func (s wtControl) cancelRead() { s.Stream.CancelRead(0) }
+// cancelRead also expires the read deadline: webtransport-go keeps a Read
+// that met a STOP_SENDING for a session gone waiting for the session's
+// close, which a client that vanished never sends.
+func (s wtControl) cancelRead() {
+	s.Stream.CancelRead(0)
+	_ = s.Stream.SetReadDeadline(time.Now())
+}
 
 type wtRecv struct{ *webtransport.ReceiveStream }
 
-func (s wtRecv) cancelRead() { s.ReceiveStream.CancelRead(0) }
+func (s wtRecv) cancelRead() {
+	s.ReceiveStream.CancelRead(0)
+	_ = s.ReceiveStream.SetReadDeadline(time.Now())
+}
 
 func (t *wtTransport) acceptControl(ctx context.Context) (controlStream, error) {
 	st, err := t.sess.AcceptStream(ctx)
