@@ -57,8 +57,11 @@ start_server() {
 	$pre "$SB_BIN" serve -c "$cfg" >"$log" 2>&1 &
 	server_pid=$!
 	for _ in $(seq 100); do
-		pin=$(grep -o 'sha256=[0-9a-f]*' "$log" | head -1 | cut -d= -f2 || true)
-		[ -n "$pin" ] && return 0
+		kill -0 "$server_pid" 2>/dev/null || { echo "relay exited; see $log" >&2; tail -3 "$log" >&2; exit 1; }
+		if grep -q 'msg="relay listening"' "$log"; then
+			pin=$(grep -o 'sha256=[0-9a-f]*' "$log" | head -1 | cut -d= -f2)
+			return 0
+		fi
 		sleep 0.1
 	done
 	echo "relay did not start; see $log" >&2
