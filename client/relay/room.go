@@ -17,6 +17,10 @@ type Room struct {
 	c    *Client
 	name string
 
+	// news orders PRESENCE: attach holds it until the news kept for the
+	// room (session.early) is applied, so newer news waits behind it.
+	news sync.Mutex
+
 	mu      sync.Mutex
 	opts    JoinOptions
 	sess    *session // nil while reconnecting or after a lost rejoin
@@ -37,6 +41,8 @@ func (r *Room) Members() []wire.Member {
 
 // attach binds the room to s with j's handle and members (c.mu held).
 func (r *Room) attach(s *session, j *wire.Joined) {
+	r.news.Lock()
+	defer r.news.Unlock()
 	r.mu.Lock()
 	r.sess, r.handle, r.err = s, j.Handle, nil
 	r.members = slices.Clone(j.Members)
@@ -47,12 +53,18 @@ func (r *Room) attach(s *session, j *wire.Joined) {
 	delete(s.early, j.Handle)
 	s.mu.Unlock()
 	for _, p := range early {
-		r.presence(p)
+		r.presenceLocked(p)
 	}
 }
 
 // presence applies p to the member list and passes it to the application.
 func (r *Room) presence(p *wire.Presence) {
+	r.news.Lock()
+	defer r.news.Unlock()
+	r.presenceLocked(p)
+}
+
+func (r *Room) presenceLocked(p *wire.Presence) {
 	r.applyPresence(p)
 	r.c.deliverPresence(PresenceEvent{Room: r.name, Joins: p.Joins, Leaves: p.Leaves})
 }
@@ -101,7 +113,15 @@ func (r *Room) applyPresence(p *wire.Presence) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.members = slices.DeleteFunc(r.members, func(m wire.Member) bool { return slices.Contains(p.Leaves, m.NodeID) })
-	r.members = append(r.members, p.Joins...)
+	// News may repeat a member the JOINED list already had (two joins at
+	// once): a join replaces the member of its NodeId.
+	for _, j := range p.Joins {
+		if i := slices.IndexFunc(r.members, func(m wire.Member) bool { return m.NodeID == j.NodeID }); i >= 0 {
+			r.members[i] = j
+		} else {
+			r.members = append(r.members, j)
+		}
+	}
 }
 
 // Send sends a reliable event to the other members (or only to targets),
