@@ -17,8 +17,10 @@
 // presence (and join/leave publications), so the server API's presence of
 // "relay:R" lists the players. Events stay in the relay.
 //
-// Goroutines: the Server owns an accept loop and one goroutine per
-// connection (its read loop); writes run in the delivery pool. Shutdown
+// Goroutines: the Server owns an accept loop, one goroutine per handshake
+// and one per connection past it (its read loop; native sessions add an
+// event stream and a datagram reader, and a datagram writer while
+// datagrams wait); other writes run in the delivery pool. Shutdown
 // stops accepting, closes every connection (native ones get GOAWAY first)
 // and waits for their goroutines.
 //

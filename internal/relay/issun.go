@@ -27,7 +27,9 @@ import (
 
 var errBadHandshake = errors.New("relay: bad handshake")
 
-func (s *Server) serveISSUN(qc *quic.Conn) {
+// handshakeISSUN runs the ISSUN handshake and returns the connection's
+// session, its read loop (nil when refused); see Server.handshake.
+func (s *Server) handshakeISSUN(qc *quic.Conn) (session func()) {
 	hctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout)
 	id, err := readNodeID(hctx, qc, time.Now().Add(s.cfg.HandshakeTimeout))
 	cancel()
@@ -41,7 +43,7 @@ func (s *Server) serveISSUN(qc *quic.Conn) {
 		}
 		s.metrics.handshakes.WithLabelValues(result).Inc()
 		closeQUIC(qc, protocolClose(err))
-		return
+		return nil
 	}
 	c := s.newConn(qc, transportISSUN, id)
 	c.q = s.cfg.Pool.NewQueue(issunSink{c}, s.cfg.QueueLimit)
@@ -54,15 +56,15 @@ func (s *Server) serveISSUN(qc *quic.Conn) {
 			closeQUIC(qc, closeShutdown)
 		}
 		c.cancel()
-		return
+		return nil
 	}
-	defer c.finish()
 	var echo [8]byte
 	binary.LittleEndian.PutUint64(echo[:], uint64(id))
 	if err := c.writeStream(echo[:]); err != nil {
 		s.metrics.handshakes.WithLabelValues(handshakeBad).Inc()
 		c.close(closeWriteError)
-		return
+		c.finish()
+		return nil
 	}
 	s.metrics.handshakes.WithLabelValues(handshakeOK).Inc()
 	if s.cfg.Auth == AuthNone {
@@ -70,7 +72,10 @@ func (s *Server) serveISSUN(qc *quic.Conn) {
 		s.enterLobby(c)
 	}
 	c.receiving.Store(true)
-	c.readISSUN()
+	return func() {
+		defer c.finish()
+		c.readISSUN()
+	}
 }
 
 // readNodeID reads the client's first uni stream: exactly 8 bytes.

@@ -58,9 +58,17 @@ type nativeState struct {
 
 	bucketMu sync.Mutex
 
-	dgMu   sync.Mutex
-	dgRing [][]byte // oldest first
-	dgWake chan struct{}
+	// The datagram ring, guarded by dgMu. A writer goroutine runs only
+	// while frames wait (dgWriting); dgClosed stops new ones at the end.
+	dgMu      sync.Mutex
+	dgRing    [][]byte // oldest first
+	dgSpare   [][]byte // the last batch's slice, emptied, for the ring to reuse
+	dgWriting bool
+	dgClosed  bool
+
+	// wg counts the session's goroutines besides the control reader: the
+	// event stream and datagram readers and the datagram writer.
+	wg sync.WaitGroup
 
 	hbMu     sync.Mutex
 	hbTimer  clock.Timer
@@ -69,20 +77,22 @@ type nativeState struct {
 	rtt      time.Duration
 }
 
-func (s *Server) serveNative(qc *quic.Conn) {
-	s.serveNativeOn(qc, quicTransport{qc}, transportNative)
+func (s *Server) handshakeNative(qc *quic.Conn) (session func()) {
+	return s.handshakeNativeOn(qc, quicTransport{qc}, transportNative)
 }
 
-// serveNativeOn runs a native session on tr, carried by qc, to its end;
-// label names the transport in metrics and presence.
-func (s *Server) serveNativeOn(qc *quic.Conn, tr nativeTransport, label string) {
+// handshakeNativeOn runs the handshake of a native session on tr, carried
+// by qc; label names the transport in metrics and presence. It returns
+// the session (nil when refused), to be run to its end; see
+// Server.handshake for why in a goroutine of its own.
+func (s *Server) handshakeNativeOn(qc *quic.Conn, tr nativeTransport, label string) (session func()) {
 	hctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout)
 	defer cancel()
 	ctl, err := tr.acceptControl(hctx)
 	if err != nil {
 		s.metrics.handshakes.WithLabelValues(handshakeTimeout).Inc()
 		tr.close(protocolClose(fmt.Errorf("%w: no control stream: %w", errBadHandshake, err)))
-		return
+		return nil
 	}
 	_ = ctl.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	h, frame, err := readFrame(ctl, wire.VersionNative, s.cfg.MaxFrame)
@@ -99,7 +109,7 @@ func (s *Server) serveNativeOn(qc *quic.Conn, tr nativeTransport, label string) 
 	if err != nil {
 		s.metrics.handshakes.WithLabelValues(handshakeBad).Inc()
 		tr.close(protocolClose(err))
-		return
+		return nil
 	}
 	_ = ctl.SetReadDeadline(time.Time{})
 	refuse := func(result string, cause error, d hub.Disconnect) {
@@ -112,14 +122,14 @@ func (s *Server) serveNativeOn(qc *quic.Conn, tr nativeTransport, label string) 
 	claims, err := s.helloIdentity(hello)
 	if err != nil {
 		refuse(handshakeUnauthorize, err, closeInvalidToken)
-		return
+		return nil
 	}
 	user, info := claims.User, claims.Info
 	c := s.newConn(qc, transportNative, hello.NodeID)
 	c.label = label
 	c.user, c.info, c.authed = user, info, true
 	c.tokenAccepted.Store(user != "")
-	n := &nativeState{tr: tr, ctl: ctl, dgWake: make(chan struct{}, 1)}
+	n := &nativeState{tr: tr, ctl: ctl}
 	c.native = n
 	n.ctlQ = s.cfg.Pool.NewQueue(ctlSink{c}, s.cfg.QueueLimit)
 	n.evQ = s.cfg.Pool.NewQueue(eventSink{c}, s.cfg.QueueLimit)
@@ -142,7 +152,7 @@ func (s *Server) serveNativeOn(qc *quic.Conn, tr nativeTransport, label string) 
 		} else {
 			refuse(handshakeShutdown, err, closeShutdown)
 		}
-		return
+		return nil
 	}
 	s.metrics.handshakes.WithLabelValues(handshakeOK).Inc()
 	c.expireAt(claims.ExpireAt)
@@ -153,20 +163,27 @@ func (s *Server) serveNativeOn(qc *quic.Conn, tr nativeTransport, label string) 
 	}
 	c.receiving.Store(true)
 	c.startHeartbeats()
+	return c.runNative
+}
 
-	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); c.readNativeStreams() }()
-	go func() { defer wg.Done(); c.readDatagrams() }()
-	go func() { defer wg.Done(); c.writeDatagrams() }()
-	stop := context.AfterFunc(c.ctx, func() { ctl.cancelRead() }) // GOAWAY can still be written
+// runNative serves a native session past its handshake to its end: it
+// reads the control stream and starts the event stream and datagram
+// readers; the datagram writer runs only while datagrams wait
+// (pushDatagram).
+func (c *conn) runNative() {
+	n := c.native
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); c.readNativeStreams() }()
+	go func() { defer n.wg.Done(); c.readDatagrams() }()
+	stop := context.AfterFunc(c.ctx, func() { n.ctl.cancelRead() }) // GOAWAY can still be written
 	c.readControl()
 	stop()
 	c.cancel()
+	c.stopDatagrams()
 	// Close before waiting: a datagram send blocked on a full queue ends
 	// with the connection.
 	c.finishNative()
-	wg.Wait()
+	n.wg.Wait()
 }
 
 // helloIdentity verifies HELLO's token: the user and connection info.
@@ -550,32 +567,56 @@ func (c *conn) nativeEvent(frame []byte, unrel bool) bool {
 }
 
 // pushDatagram queues an unreliable frame, dropping the oldest when the
-// ring is full; it never blocks.
+// ring is full, and starts the datagram writer unless it runs; it never
+// blocks. A session past its end drops the frame.
 func (c *conn) pushDatagram(frame []byte) {
 	n := c.native
 	n.dgMu.Lock()
+	if n.dgClosed {
+		n.dgMu.Unlock()
+		c.srv.metrics.dropQueueClosed.Inc()
+		return
+	}
 	if len(n.dgRing) >= datagramRing {
 		n.dgRing = n.dgRing[1:]
 		c.srv.metrics.dropRing.Inc()
 	}
 	n.dgRing = append(n.dgRing, frame)
+	start := !n.dgWriting
+	if start {
+		n.dgWriting = true
+		n.wg.Add(1) // before stopDatagrams: it sets dgClosed under dgMu, then the session waits
+	}
 	n.dgMu.Unlock()
 	c.srv.metrics.deliveries.Inc()
-	select {
-	case n.dgWake <- struct{}{}:
-	default:
+	if start {
+		go c.writeDatagrams()
 	}
 }
 
+// stopDatagrams drops the queued datagrams; later ones are dropped and no
+// writer starts. A writer running ends after its current datagram.
+func (c *conn) stopDatagrams() {
+	n := c.native
+	n.dgMu.Lock()
+	n.dgClosed = true
+	clear(n.dgRing)
+	n.dgRing, n.dgSpare = nil, nil
+	n.dgMu.Unlock()
+}
+
 // writeDatagrams packs queued unreliable frames into datagrams until the
-// connection ends.
+// ring is empty or the session ended, then returns: an idle connection
+// has no writer goroutine (nor its stack).
 //
-// Both transports copy a datagram before SendDatagram returns, so one
-// packing buffer is reused for the connection's life.
+// Both transports copy a datagram before SendDatagram returns, so the
+// packing buffer goes back to its pool when the writer ends.
 func (c *conn) writeDatagrams() {
 	n := c.native
-	var buf []byte
-	var spare [][]byte // the previous batch's slice, handed back to the ring
+	defer n.wg.Done()
+	bp := datagramBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	defer func() { *bp = buf[:0]; datagramBufs.Put(bp) }()
 	flush := func() {
 		if len(buf) > 0 {
 			if err := n.tr.sendDatagram(buf); err != nil {
@@ -584,15 +625,19 @@ func (c *conn) writeDatagrams() {
 			buf = buf[:0]
 		}
 	}
+	var sent [][]byte // the batch just sent, emptied: the ring reuses it
 	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-n.dgWake:
-		}
 		n.dgMu.Lock()
+		if sent != nil && !n.dgClosed {
+			n.dgSpare = sent
+		}
 		frames := n.dgRing
-		n.dgRing, spare = spare[:0], nil
+		if len(frames) == 0 || n.dgClosed {
+			n.dgWriting = false
+			n.dgMu.Unlock()
+			return
+		}
+		n.dgRing, n.dgSpare = n.dgSpare[:0], nil
 		n.dgMu.Unlock()
 		for _, f := range frames {
 			if len(buf)+len(f) > maxDatagram {
@@ -602,9 +647,12 @@ func (c *conn) writeDatagrams() {
 		}
 		flush()
 		clear(frames) // the frames are shared: drop the references
-		spare = frames
+		sent = frames
 	}
 }
+
+// datagramBufs holds the datagram writers' packing buffers.
+var datagramBufs = sync.Pool{New: func() any { b := make([]byte, 0, maxDatagram); return &b }}
 
 // startHeartbeats sends a HEARTBEAT every interval; missedHeartbeats
 // unanswered in a row close the connection.

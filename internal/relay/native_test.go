@@ -149,6 +149,47 @@ func TestNativeDatagrams(t *testing.T) {
 	require.Positive(t, testutil.ToFloat64(s.metrics.eventsIn.WithLabelValues(unreliable)))
 }
 
+// datagramWriting reports whether c's datagram writer runs.
+func datagramWriting(c *conn) bool {
+	c.native.dgMu.Lock()
+	defer c.native.dgMu.Unlock()
+	return c.native.dgWriting
+}
+
+func TestNativeDatagramWriterOnDemand(t *testing.T) {
+	s := newTestServer(t, nil)
+	a, b := dialNative(t, s, 1), dialNative(t, s, 2)
+	h := a.Join("u").Handle
+	b.Join("u")
+	bc := s.node(2)
+	require.NotNil(t, bc)
+	require.False(t, datagramWriting(bc), "no writer before any datagram")
+
+	got := false
+	require.Eventually(t, func() bool {
+		_ = a.SendDatagram(&wire.NativeEvent{Handle: h, Sequence: 1, Payload: []byte("x")})
+		for {
+			select {
+			case ev := <-b.Datagrams:
+				got = got || string(ev.Payload) == "x"
+			default:
+				return got
+			}
+		}
+	}, testenv.Wait, 20*time.Millisecond, "the writer started on demand delivers")
+	require.Eventually(t, func() bool { return !datagramWriting(bc) }, testenv.Wait, time.Millisecond,
+		"the writer ends once the ring is empty")
+
+	// After the session ends, frames are dropped and no writer starts.
+	b.Close()
+	require.Eventually(t, func() bool { return s.node(2) == nil }, testenv.Wait, time.Millisecond)
+	before := testutil.ToFloat64(s.metrics.dropQueueClosed)
+	bc.pushDatagram(wire.AppendMessage(nil, &wire.NativeEvent{Handle: h, Sequence: 2, Payload: []byte("late")}))
+	require.False(t, datagramWriting(bc))
+	require.Equal(t, before+1, testutil.ToFloat64(s.metrics.dropQueueClosed))
+	// goleak (TestMain) checks that no writer outlived the test.
+}
+
 func TestNativeTokenAuth(t *testing.T) {
 	const secret = "native-secret"
 	s := newTestServer(t, func(c *Config) { c.Auth = AuthToken; c.Verifier = auth.NewTokenVerifier(secret, "", "") })

@@ -183,7 +183,7 @@ func (s *Server) Start() {
 }
 
 func (s *Server) tlsConfig() *tls.Config {
-	base := &tls.Config{Certificates: []tls.Certificate{s.cert}, MinVersion: tls.VersionTLS13}
+	base := &tls.Config{Certificates: []tls.Certificate{s.cert}, MinVersion: tls.VersionTLS13, SessionTicketsDisabled: true}
 	issun := base.Clone()
 	native := base.Clone()
 	native.NextProtos = []string{wire.ALPNNative}
@@ -311,9 +311,21 @@ func (s *Server) acceptLoop() {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer s.count.Add(-1)
-			defer s.removeIP(qc.RemoteAddr())
-			s.serveConn(qc)
+			release := func() {
+				s.removeIP(qc.RemoteAddr())
+				s.count.Add(-1)
+			}
+			session := s.handshake(qc)
+			if session == nil {
+				release()
+				return
+			}
+			s.wg.Add(1) // while this goroutine is counted: Shutdown waits for both
+			go func() {
+				defer s.wg.Done()
+				defer release()
+				session()
+			}()
 		}()
 	}
 }
@@ -322,18 +334,26 @@ func closeQUIC(qc *quic.Conn, d hub.Disconnect) {
 	_ = qc.CloseWithError(quic.ApplicationErrorCode(d.Code), d.Reason)
 }
 
-// serveConn runs one connection to its end.
-func (s *Server) serveConn(qc *quic.Conn) {
+// handshake runs the handshake of one connection and returns its
+// session, to run to the connection's end (nil when the connection is
+// done: refused, or WebTransport, served here to its end).
+//
+// The session runs in a goroutine of its own, not the handshake's: token
+// checks, presence and encoding grow a goroutine's stack, and Go shrinks
+// stacks only at a GC, which an idle server rarely runs, so a read loop
+// that inherited that stack would keep it for the connection's life.
+func (s *Server) handshake(qc *quic.Conn) (session func()) {
 	switch qc.ConnectionState().TLS.NegotiatedProtocol {
 	case "":
-		s.serveISSUN(qc)
+		return s.handshakeISSUN(qc)
 	case wire.ALPNNative:
-		s.serveNative(qc)
+		return s.handshakeNative(qc)
 	case wire.ALPNWebTransport:
 		s.serveWebTransport(qc)
 	default:
 		closeQUIC(qc, closeBadRequest)
 	}
+	return nil
 }
 
 // register adds c under its NodeId and its session to the hub's index

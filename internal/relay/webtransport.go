@@ -114,7 +114,9 @@ func (s *Server) handleWebTransport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t := &wtTransport{sess: sess, qc: wc.qc}
-	s.serveNativeOn(wc.qc, t, transportWebTransport)
+	if session := s.handshakeNativeOn(wc.qc, t, transportWebTransport); session != nil {
+		session()
+	}
 	closeAfter(wc.qc, t.reason())
 }
 
