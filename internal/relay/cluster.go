@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -106,6 +107,11 @@ type busRoom struct {
 	subMu      sync.Mutex // serialises subscribe and unsubscribe of topic
 	subscribed bool
 
+	// news serialises a change of remote and the PRESENCE news telling
+	// it (sync and bus messages run on different goroutines), so news
+	// reaches the members in the order of the changes; taken before mu.
+	news sync.Mutex
+
 	mu     sync.Mutex
 	remote map[string]remoteMember // by session id
 	gone   map[string]time.Time    // left by a bus message, for sync
@@ -113,6 +119,23 @@ type busRoom struct {
 	// fan-out and JOIN without br.mu.
 	ids atomic.Pointer[map[wire.NodeID]int]
 	n   atomic.Int32
+}
+
+// goneHorizon is how long a leave is remembered for syncs: longer than
+// a sync's presence read can take (opTimeout).
+const goneHorizon = 2 * opTimeout
+
+// pruneGoneLocked forgets leaves older than goneHorizon (br.mu held), so
+// the map stays bounded even when syncs are off.
+func (br *busRoom) pruneGoneLocked(now time.Time) {
+	if len(br.gone) < 64 {
+		return
+	}
+	for sid, t := range br.gone {
+		if now.Sub(t) > goneHorizon {
+			delete(br.gone, sid)
+		}
+	}
 }
 
 // remoteMember is a member of the room on another process.
@@ -352,6 +375,8 @@ func (cl *cluster) sync(br *busRoom) {
 			meta: e.Metadata, added: start}
 	}
 	var joined, left []remoteMember
+	br.news.Lock()
+	defer br.news.Unlock()
 	br.mu.Lock()
 	for sid, m := range br.remote {
 		if _, ok := fresh[sid]; !ok && m.added.Before(start) {
@@ -532,15 +557,22 @@ func (cl *cluster) handle(topic string, data []byte) {
 	case busJoin, busLeave:
 		rm := remoteMember{node: wire.NodeID(m.member.Node), sid: m.member.SID, user: m.member.User,
 			transport: m.transport, meta: m.member.Meta, added: cl.s.cfg.Clock.Now()}
+		br.news.Lock()
+		defer br.news.Unlock()
 		br.mu.Lock()
 		_, known := br.remote[rm.sid]
+		if m.kind == busLeave {
+			// Kept even when unknown: a sync whose presence read was in
+			// flight must not bring the member back.
+			br.gone[rm.sid] = rm.added
+			br.pruneGoneLocked(rm.added)
+		}
 		switch {
 		case m.kind == busJoin && !known:
 			br.remote[rm.sid] = rm
 			delete(br.gone, rm.sid)
 		case m.kind == busLeave && known:
 			delete(br.remote, rm.sid)
-			br.gone[rm.sid] = rm.added
 		default:
 			br.mu.Unlock()
 			return
@@ -672,12 +704,19 @@ func remoteIDs(list []remoteMember) []wire.NodeID {
 }
 
 // remoteRoomExists reports whether a process has members of room name.
-func (cl *cluster) remoteRoomExists(name string) bool {
+// An engine failure wraps hub.ErrRetryLater: the JOIN may be retried.
+func (cl *cluster) remoteRoomExists(name string) (bool, error) {
 	if cl == nil {
-		return false
+		return false, nil
 	}
 	ctx, cancel := cl.s.opCtx()
 	defer cancel()
 	pres, err := cl.lister.Presence(ctx, ChannelPrefix+name)
-	return err == nil && len(pres) > 0
+	if err != nil {
+		if !errors.Is(err, hub.ErrRetryLater) {
+			err = fmt.Errorf("%w: %w", hub.ErrRetryLater, err)
+		}
+		return false, fmt.Errorf("relay: room %q on other processes: %w", name, err)
+	}
+	return len(pres) > 0, nil
 }

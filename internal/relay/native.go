@@ -376,9 +376,16 @@ func (c *conn) nativeJoin(m *wire.Join) {
 		c.ctlSend(&wire.Joined{RequestID: m.RequestID, Room: r.name, Handle: r.id, Members: s.members(r)})
 		return
 	}
-	if !m.Create && !s.roomExists(m.Room) && !s.cluster.remoteRoomExists(m.Room) {
-		c.ctlError(m.RequestID, errNoRoom)
-		return
+	if !m.Create && !s.roomExists(m.Room) {
+		remote, err := s.cluster.remoteRoomExists(m.Room)
+		if err != nil {
+			c.ctlError(m.RequestID, err)
+			return
+		}
+		if !remote {
+			c.ctlError(m.RequestID, errNoRoom)
+			return
+		}
 	}
 	c.setMemberMeta(m.Metadata)
 	r, before, err := s.join(c, m.Room, int(m.MaxMembers))
