@@ -184,6 +184,7 @@ func (r Relay) RelayConfig() relay.Config {
 		HeartbeatInterval: r.HeartbeatInterval.Std(),
 		ResumeGrace:       r.ResumeGrace.Std(),
 		BusQueue:          r.BusQueue,
+		BusQueueBytes:     r.BusQueueBytes,
 		SyncInterval:      r.SyncInterval.Std(),
 		Mirror: relay.MirrorConfig{Enabled: r.Mirror.Enabled, Rate: float64(r.Mirror.Rate), Burst: r.Mirror.Burst,
 			Queue: r.Mirror.Queue, RoomPrefix: r.Mirror.RoomPrefix},

@@ -191,7 +191,7 @@ func TestAdminMapping(t *testing.T) {
 func TestRelayMapping(t *testing.T) {
 	want := same([]string{"Address", "DisableISSUN", "Auth", "MaxClients", "MaxClientsPerIP", "MaxFrame", "MaxTypeName", "EventRate",
 		"EventBurst", "MaxRooms", "MaxMembers", "QueueLimit", "HandshakeTimeout", "IdleTimeout", "WriteTimeout",
-		"HeartbeatInterval", "ResumeGrace", "BusQueue", "SyncInterval", "Mirror.Enabled", "Mirror.Rate", "Mirror.Burst",
+		"HeartbeatInterval", "ResumeGrace", "BusQueue", "BusQueueBytes", "SyncInterval", "Mirror.Enabled", "Mirror.Rate", "Mirror.Burst",
 		"Mirror.Queue", "Mirror.RoomPrefix"})
 	want["Enabled"], want["CertFile"], want["KeyFile"] = []string{}, []string{}, []string{}
 	unmapped := []string{"Certificate", "Verifier", "Pool", "Presence", "Sessions", "Bus", "MirrorTo", "Logger", "Registerer", "Clock",

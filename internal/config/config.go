@@ -504,8 +504,10 @@ type Relay struct {
 	// BusQueue caps the room messages waiting to be published for other
 	// processes (engine redis); SyncInterval is how often each room's
 	// remote members are re-read from presence (negative: never).
-	BusQueue     int      `json:"bus_queue" yaml:"bus_queue" toml:"bus_queue"`
-	SyncInterval Duration `json:"sync_interval" yaml:"sync_interval" toml:"sync_interval"`
+	BusQueue int `json:"bus_queue" yaml:"bus_queue" toml:"bus_queue"`
+	// BusQueueBytes caps the bytes of the events in that queue.
+	BusQueueBytes int      `json:"bus_queue_bytes" yaml:"bus_queue_bytes" toml:"bus_queue_bytes"`
+	SyncInterval  Duration `json:"sync_interval" yaml:"sync_interval" toml:"sync_interval"`
 	// Mirror publishes room events, at a capped rate, to the hub channel
 	// relay:R for spectators.
 	Mirror RelayMirror `json:"mirror" yaml:"mirror" toml:"mirror"`
@@ -598,7 +600,7 @@ func Default() Config {
 			MaxFrame: relay.DefaultMaxFrame, MaxTypeName: relay.DefaultMaxTypeName,
 			EventRate: relay.DefaultEventRate, EventBurst: relay.DefaultEventBurst,
 			MaxRooms: relay.DefaultMaxRooms, MaxMembers: relay.DefaultMaxMembers, QueueLimit: relay.DefaultQueueLimit,
-			BusQueue: relay.DefaultBusQueue, SyncInterval: Duration(relay.DefaultSyncInterval),
+			BusQueue: relay.DefaultBusQueue, BusQueueBytes: relay.DefaultBusQueueBytes, SyncInterval: Duration(relay.DefaultSyncInterval),
 			Mirror:           RelayMirror{Rate: relay.DefaultMirrorRate, Burst: relay.DefaultMirrorBurst, Queue: relay.DefaultMirrorQueue},
 			HandshakeTimeout: Duration(relay.DefaultHandshakeTimeout), IdleTimeout: Duration(relay.DefaultIdleTimeout),
 			WriteTimeout: Duration(relay.DefaultWriteTimeout), HeartbeatInterval: Duration(relay.DefaultHeartbeatInterval),

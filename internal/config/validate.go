@@ -314,6 +314,7 @@ func (c *Config) Validate() error {
 	v.nonNeg("relay.max_members", rl.MaxMembers)
 	v.nonNeg("relay.queue_limit", rl.QueueLimit)
 	v.nonNeg("relay.bus_queue", rl.BusQueue)
+	v.nonNeg("relay.bus_queue_bytes", rl.BusQueueBytes)
 	v.nonNeg("relay.mirror.rate", rl.Mirror.Rate)
 	v.nonNeg("relay.mirror.burst", rl.Mirror.Burst)
 	v.nonNeg("relay.mirror.queue", rl.Mirror.Queue)

@@ -59,8 +59,9 @@ type PresenceLister interface {
 
 // Defaults of the cluster fields of Config.
 const (
-	DefaultBusQueue     = 16384
-	DefaultSyncInterval = 15 * time.Second
+	DefaultBusQueue      = 16384
+	DefaultBusQueueBytes = 32 << 20
+	DefaultSyncInterval  = 15 * time.Second
 	// busBatch bounds the messages of one publish round trip.
 	busBatch = 256
 )
@@ -87,6 +88,12 @@ type cluster struct {
 
 	out  chan hub.TopicMessage
 	stop chan struct{}
+	// queued counts the bytes of the messages in out (BusQueueBytes).
+	queued atomic.Int64
+	// syncCtx bounds the presence reads of syncs; close cancels it, so a
+	// Redis that does not answer cannot hold up Shutdown.
+	syncCtx    context.Context
+	syncCancel context.CancelFunc
 	// drainCtx bounds publishing what is queued at close; set before stop
 	// is closed.
 	drainCtx context.Context
@@ -154,6 +161,7 @@ func newCluster(s *Server) (*cluster, error) {
 	}
 	cl := &cluster{s: s, bus: s.cfg.Bus, lister: lister, origin: uuid.NewString(), rooms: map[string]*busRoom{},
 		out: make(chan hub.TopicMessage, s.cfg.BusQueue), stop: make(chan struct{})}
+	cl.syncCtx, cl.syncCancel = context.WithCancel(context.Background())
 	const ns = "switchboard_relay_bus_"
 	cl.published = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "published_total", Help: "Room messages (events, joins, leaves) handed to the engine for other processes."})
 	cl.received = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "received_total", Help: "Room messages received from other processes."})
@@ -186,6 +194,7 @@ func (cl *cluster) start() {
 func (cl *cluster) close(ctx context.Context) {
 	cl.drainCtx = ctx
 	close(cl.stop)
+	cl.syncCancel()
 	cl.wg.Wait()
 }
 
@@ -199,7 +208,7 @@ func (cl *cluster) publish() {
 			cl.drain(batch)
 			return
 		case m := <-cl.out:
-			batch = cl.send(context.Background(), append(batch[:0], m))
+			batch = cl.send(context.Background(), append(batch[:0], cl.took(m)))
 		}
 	}
 }
@@ -208,7 +217,7 @@ func (cl *cluster) drain(batch []hub.TopicMessage) {
 	for cl.drainCtx.Err() == nil {
 		select {
 		case m := <-cl.out:
-			batch = cl.send(cl.drainCtx, append(batch[:0], m))
+			batch = cl.send(cl.drainCtx, append(batch[:0], cl.took(m)))
 		default:
 			return
 		}
@@ -222,7 +231,7 @@ fill:
 	for len(batch) < busBatch {
 		select {
 		case m := <-cl.out:
-			batch = append(batch, m)
+			batch = append(batch, cl.took(m))
 		default:
 			break fill
 		}
@@ -242,22 +251,37 @@ fill:
 
 // enqueue queues a message without blocking; false when the queue is full.
 func (cl *cluster) enqueue(topic string, data []byte) bool {
+	n := int64(len(data))
+	if cl.queued.Add(n) > int64(cl.s.cfg.BusQueueBytes) {
+		cl.queued.Add(-n)
+		cl.dropFull.Inc()
+		return false
+	}
 	select {
 	case cl.out <- hub.TopicMessage{Topic: topic, Data: data}:
 		return true
 	default:
+		cl.queued.Add(-n)
 		cl.dropFull.Inc()
 		return false
 	}
+}
+
+// took accounts a message taken from out.
+func (cl *cluster) took(m hub.TopicMessage) hub.TopicMessage {
+	cl.queued.Add(-int64(len(m.Data)))
+	return m
 }
 
 // enqueueWait queues a join or leave, waiting up to opTimeout for room.
 func (cl *cluster) enqueueWait(topic string, data []byte) {
 	t := time.NewTimer(opTimeout)
 	defer t.Stop()
+	cl.queued.Add(int64(len(data)))
 	select {
 	case cl.out <- hub.TopicMessage{Topic: topic, Data: data}:
 	case <-t.C:
+		cl.queued.Add(-int64(len(data)))
 		cl.dropFull.Inc()
 		cl.s.log.Warn("relay bus queue full: membership message dropped", "topic", topic)
 	}
@@ -354,10 +378,13 @@ func roomTransport(label string) string {
 // and tells the local members what changed.
 func (cl *cluster) sync(br *busRoom) {
 	start := cl.s.cfg.Clock.Now()
-	ctx, cancel := cl.s.opCtx()
+	ctx, cancel := context.WithTimeout(cl.syncCtx, opTimeout)
 	pres, err := cl.lister.Presence(ctx, br.topic)
 	cancel()
 	if err != nil {
+		if cl.syncCtx.Err() != nil {
+			return // closing
+		}
 		cl.s.log.Warn("relay room presence read failed", "channel", br.topic, "error", err)
 		return
 	}
@@ -434,6 +461,9 @@ func (cl *cluster) syncLoop() {
 		}
 		cl.mu.RUnlock()
 		for _, br := range list {
+			if cl.syncCtx.Err() != nil {
+				return
+			}
 			br.subMu.Lock()
 			if br.subscribed {
 				cl.sync(br)

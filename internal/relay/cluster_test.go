@@ -308,3 +308,46 @@ func TestClusterBusOnlyWhenNeeded(t *testing.T) {
 	require.Eventually(t, func() bool { return s2.cluster.room("solo") == nil }, testenv.Wait, testenv.Tick,
 		"s2 let go of the topic with its last member")
 }
+
+// stuckBus holds every Publish until released: Redis that does not answer.
+type stuckBus struct {
+	nopBus
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b stuckBus) Publish(ctx context.Context, _ []hub.TopicMessage) error {
+	select {
+	case b.entered <- struct{}{}:
+	default:
+	}
+	select {
+	case <-b.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// While the engine does not take messages, the events waiting for it are
+// capped by bytes (relay.bus_queue_bytes) as well as by count; what is
+// beyond is dropped and counted, and the budget comes back as the queue
+// drains.
+func TestClusterBusQueueBytes(t *testing.T) {
+	bus := stuckBus{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	s := newTestServer(t, func(c *Config) { c.Bus = bus; c.BusQueueBytes = 1000 })
+	cl := s.cluster
+	full := func() float64 { return testutil.ToFloat64(cl.dropFull) }
+	event := make([]byte, 300)
+	require.True(t, cl.enqueue("relay:r", event))
+	<-bus.entered // the publisher holds the first, outside the budget
+	for range 3 {
+		require.True(t, cl.enqueue("relay:r", event))
+	}
+	require.False(t, cl.enqueue("relay:r", event), "1,200 bytes would be over 1,000")
+	require.Equal(t, 1.0, full())
+	require.Equal(t, int64(900), cl.queued.Load())
+	close(bus.release)
+	require.Eventually(t, func() bool { return cl.queued.Load() == 0 }, testenv.Wait, testenv.Tick)
+	require.True(t, cl.enqueue("relay:r", event), "room again once drained")
+}

@@ -122,6 +122,10 @@ type Config struct {
 	// BusQueue caps the messages waiting for the bus; past it events for
 	// other processes are dropped (counted).
 	BusQueue int
+	// BusQueueBytes caps the bytes of the events waiting for the bus
+	// (joins and leaves are small and always queued); past it events for
+	// other processes are dropped (counted).
+	BusQueueBytes int
 	// SyncInterval is how often each room's remote members are re-read
 	// from the hub presence; negative: never.
 	SyncInterval time.Duration
@@ -166,6 +170,7 @@ func (c *Config) setDefaults() {
 	setDur(&c.HeartbeatInterval, DefaultHeartbeatInterval)
 	setDur(&c.ResumeGrace, DefaultResumeGrace)
 	setInt(&c.BusQueue, DefaultBusQueue)
+	setInt(&c.BusQueueBytes, DefaultBusQueueBytes)
 	setDur(&c.SyncInterval, DefaultSyncInterval)
 	if c.Mirror.Rate == 0 {
 		c.Mirror.Rate = DefaultMirrorRate
@@ -214,7 +219,7 @@ func (c *Config) validate() error {
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"max_clients_per_ip", c.MaxClientsPerIP}, {"max_rooms", c.MaxRooms}, {"max_members", c.MaxMembers}, {"queue_limit", c.QueueLimit}, {"bus_queue", c.BusQueue}} {
+	}{{"max_clients_per_ip", c.MaxClientsPerIP}, {"max_rooms", c.MaxRooms}, {"max_members", c.MaxMembers}, {"queue_limit", c.QueueLimit}, {"bus_queue", c.BusQueue}, {"bus_queue_bytes", c.BusQueueBytes}} {
 		if f.v < 0 {
 			bad(f.name, "%d is negative", f.v)
 		}
