@@ -753,18 +753,17 @@ func (s *session) readEvents() {
 	// Buffered: one stream read takes whatever frames arrived, instead of
 	// two reads (header, body) per frame.
 	br := bufio.NewReaderSize(rs, eventReadBuffer)
+	var ev wire.NativeEvent // decoded into, event after event
 	for {
 		h, body, err := wire.ReadFrame(br, wire.VersionNative, s.c.o.MaxFrame, nil)
 		if err != nil {
 			return
 		}
-		m, err := wire.DecodeMessage(h.Type, body)
-		if err != nil {
-			return
-		}
-		ev, ok := m.(*wire.NativeEvent)
-		if !ok {
+		if h.Type != wire.FrameEvent {
 			continue
+		}
+		if err := wire.DecodeNativeEvent(h.Type, body, &ev); err != nil {
+			return
 		}
 		e := Event{Room: s.roomName(ev.Handle), Sender: ev.Sender, Sequence: ev.Sequence, OpCode: ev.OpCode, Payload: ev.Payload}
 		if !s.c.deliver(s, e) {

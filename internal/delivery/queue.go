@@ -37,8 +37,12 @@ type Queue struct {
 	sink  Sink
 	limit int
 
-	mu      sync.Mutex
-	frames  [][]byte
+	mu     sync.Mutex
+	frames [][]byte
+	// spare is the last written batch's slice, emptied, for the next
+	// frames: a connection that gets one frame at a time reuses it
+	// instead of allocating one per frame.
+	spare   [][]byte
 	bytes   int // bytes in frames, counted against limit
 	writing bool
 	closed  bool
@@ -52,6 +56,10 @@ func (p *Pool) NewQueue(sink Sink, limit int) *Queue {
 	}
 	return &Queue{pool: p, sink: sink, limit: limit}
 }
+
+// maxSpare is the largest batch slice a queue keeps for reuse; a
+// bigger one (a burst) goes to the collector.
+const maxSpare = 64
 
 // DefaultQueueLimit is the byte limit of a queue made with limit 0.
 const DefaultQueueLimit = 1 << 20
@@ -69,6 +77,9 @@ func (q *Queue) Enqueue(frame []byte) error {
 	if q.bytes+len(frame) > q.limit {
 		q.overflowLocked()
 		return ErrOverflow
+	}
+	if q.frames == nil && q.spare != nil {
+		q.frames, q.spare = q.spare, nil
 	}
 	q.frames = append(q.frames, frame)
 	q.bytes += len(frame)
@@ -107,7 +118,7 @@ func (q *Queue) Overflow() {
 // overflowLocked closes the queue, unlocks it and tells the sink.
 func (q *Queue) overflowLocked() {
 	q.closed = true
-	q.frames, q.bytes = nil, 0
+	q.frames, q.bytes, q.spare = nil, 0, nil
 	q.mu.Unlock()
 	q.pool.metrics.overflows.Inc()
 	q.sink.Overflow()
@@ -118,7 +129,7 @@ func (q *Queue) overflowLocked() {
 func (q *Queue) Close() {
 	q.mu.Lock()
 	q.closed = true
-	q.frames, q.bytes = nil, 0
+	q.frames, q.bytes, q.spare = nil, 0, nil
 	q.mu.Unlock()
 }
 
@@ -145,10 +156,16 @@ func (q *Queue) flush(w *worker) bool {
 	err := q.sink.WriteBatch(frames)
 	w.writeStart.Store(0)
 
+	if cap(frames) <= maxSpare {
+		clear(frames) // the sink keeps none of them
+	}
 	q.mu.Lock()
+	if cap(frames) <= maxSpare && !q.closed {
+		q.spare = frames[:0]
+	}
 	if err != nil {
 		q.writing, q.closed = false, true
-		q.frames, q.bytes = nil, 0
+		q.frames, q.bytes, q.spare = nil, 0, nil
 		q.mu.Unlock()
 		m.writeErrors.Inc()
 		q.sink.WriteFailed(err)

@@ -476,6 +476,7 @@ func (c *conn) readNativeStreams() {
 			return
 		}
 		stop := context.AfterFunc(c.ctx, func() { rs.cancelRead() })
+		var ev wire.NativeEvent // decoded into, event after event
 		for {
 			h, frame, err := readFrame(rs, wire.VersionNative, c.srv.cfg.MaxFrame)
 			if err != nil {
@@ -488,7 +489,7 @@ func (c *conn) readNativeStreams() {
 				c.close(protocolClose(fmt.Errorf("%w: %s on an event stream", wire.ErrFrameType, h.Type)))
 				break
 			}
-			if !c.nativeEvent(frame, false) {
+			if !c.nativeEvent(frame, false, &ev) {
 				break
 			}
 		}
@@ -501,6 +502,7 @@ func (c *conn) readNativeStreams() {
 
 // readDatagrams reads the client's datagrams: DATAGRAM frames, packed.
 func (c *conn) readDatagrams() {
+	var ev wire.NativeEvent // decoded into, event after event
 	for {
 		d, err := c.native.tr.receiveDatagram(c.ctx)
 		if err != nil {
@@ -516,7 +518,7 @@ func (c *conn) readDatagrams() {
 				return
 			}
 			frame := d[: len(d)-len(rest) : len(d)-len(rest)]
-			if !c.nativeEvent(frame, true) {
+			if !c.nativeEvent(frame, true, &ev) {
 				return
 			}
 			d = rest
@@ -526,7 +528,9 @@ func (c *conn) readDatagrams() {
 
 // nativeEvent routes one event frame (rewritten in place: the sender);
 // false ends the connection.
-func (c *conn) nativeEvent(frame []byte, unrel bool) bool {
+//
+// ev is the reader's scratch event, decoded into without allocating.
+func (c *conn) nativeEvent(frame []byte, unrel bool, ev *wire.NativeEvent) bool {
 	s := c.srv
 	start := s.cfg.Clock.Now()
 	n := c.native
@@ -545,12 +549,10 @@ func (c *conn) nativeEvent(frame []byte, unrel bool) bool {
 	if unrel {
 		t, in = wire.FrameDatagram, s.metrics.inUnreliable
 	}
-	m, err := wire.DecodeMessage(t, frame[wire.HeaderSize:])
-	if err != nil {
+	if err := wire.DecodeNativeEvent(t, frame[wire.HeaderSize:], ev); err != nil {
 		c.close(protocolClose(err))
 		return false
 	}
-	ev := m.(*wire.NativeEvent)
 	in.Inc()
 	r := c.roomByHandle(ev.Handle)
 	if r == nil {

@@ -81,6 +81,23 @@ func DecodeMessage(t FrameType, body []byte) (Message, error) {
 	return m, nil
 }
 
+// DecodeNativeEvent decodes the body of an EVENT or DATAGRAM frame (type
+// t) into ev, as DecodeMessage would, reusing ev's Targets storage: the
+// hot path decodes every event without allocating. Payload aliases body.
+func DecodeNativeEvent(t FrameType, body []byte, ev *NativeEvent) error {
+	if t != FrameEvent && t != FrameDatagram {
+		return fmt.Errorf("%w: %s is not an event", ErrFrameType, t)
+	}
+	targets := ev.Targets[:0]
+	*ev = NativeEvent{Unreliable: t == FrameDatagram, Targets: targets}
+	d := decoder{b: body}
+	ev.decode(&d)
+	if err := d.end("message"); err != nil {
+		return fmt.Errorf("%s: %w", t, err)
+	}
+	return nil
+}
+
 // Limits are the server's limits, advertised in WELCOME. Zero means no
 // limit where a field allows it (see the server's configuration).
 type Limits struct {
@@ -431,10 +448,16 @@ func (m *NativeEvent) decode(d *decoder) {
 	m.OpCode = d.u32("op_code")
 	n := d.count("targets", MaxTargets, 8)
 	if n > 0 {
-		m.Targets = make([]NodeID, n)
+		if cap(m.Targets) >= n {
+			m.Targets = m.Targets[:n]
+		} else {
+			m.Targets = make([]NodeID, n)
+		}
 		for i := range m.Targets {
 			m.Targets[i] = NodeID(d.u64("targets"))
 		}
+	} else {
+		m.Targets = nil
 	}
 	m.Payload = d.bytes("payload", -1)
 }

@@ -363,10 +363,32 @@ func FuzzNativeBody(f *testing.F) {
 	for _, m := range nativeMessages() {
 		f.Add(byte(m.FrameType()), AppendMessage(nil, m)[HeaderSize:])
 	}
+	reused := &NativeEvent{Targets: make([]NodeID, 0, 4)}
 	f.Fuzz(func(t *testing.T, typ byte, body []byte) {
 		m, err := DecodeMessage(FrameType(typ), body)
 		if err == nil {
 			require.Equal(t, body, AppendMessage(nil, m)[HeaderSize:])
 		}
+		if ft := FrameType(typ); ft == FrameEvent || ft == FrameDatagram {
+			// The allocation-free decoder agrees with DecodeMessage.
+			err2 := DecodeNativeEvent(FrameType(typ), body, reused)
+			require.Equal(t, err == nil, err2 == nil)
+			if err == nil {
+				require.Equal(t, m, reused)
+			}
+		}
 	})
+}
+
+func TestDecodeNativeEventReuses(t *testing.T) {
+	ev := &NativeEvent{}
+	body := AppendMessage(nil, &NativeEvent{Handle: 3, Targets: []NodeID{7, 8}, Payload: []byte("x")})[HeaderSize:]
+	require.NoError(t, DecodeNativeEvent(FrameEvent, body, ev))
+	targets := &ev.Targets[0]
+	require.NoError(t, DecodeNativeEvent(FrameEvent, body, ev))
+	require.Same(t, targets, &ev.Targets[0], "the targets' storage is reused")
+	require.Equal(t, []NodeID{7, 8}, ev.Targets)
+	require.Equal(t, 0.0, testing.AllocsPerRun(100, func() { _ = DecodeNativeEvent(FrameEvent, body, ev) }))
+	require.ErrorIs(t, DecodeNativeEvent(FrameHello, body, ev), ErrFrameType)
+	require.Error(t, DecodeNativeEvent(FrameEvent, body[:5], ev))
 }
