@@ -480,6 +480,15 @@ func testConcurrentCompletions(t *testing.T, f Factory) {
 	var mu sync.Mutex
 	completes := 0
 	var rs []scheduler.ChunkResult
+	// Every chunk is out before any completes: a completion frees its
+	// node, which would then take chunks meant for a node not served yet.
+	require.Eventually(t, func() bool {
+		total := 0
+		for _, n := range nodes {
+			total += len(e.Hub.Assignments(t, n.ID))
+		}
+		return total == 32
+	}, testenv.Wait, testenv.Tick, "all 32 chunks assigned")
 	for _, n := range nodes {
 		as := e.WaitAssigned(t, n, 4)
 		for _, a := range as {
