@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 )
 
@@ -106,8 +107,35 @@ func (s *Service) jobFeed(j Job) {
 		return
 	}
 	e := Event{Type: EventJob, Payload: payload}
-	s.publishBestEffort(ChannelAdminJobs, e)
-	s.publishBestEffort(OwnerJobsChannel(j.OwnerID), e)
+	s.feed.publish("job:"+j.ID, j.RowVersion, j.Status.Terminal(), func() {
+		s.publishBestEffort(ChannelAdminJobs, e)
+		s.publishBestEffort(OwnerJobsChannel(j.OwnerID), e)
+	})
+}
+
+// feedOrder keeps the last rowVersion published per row.
+type feedOrder struct {
+	mu   sync.Mutex
+	last map[string]int64
+}
+
+// publish runs send unless a newer version of row went out already;
+// done forgets the row afterwards (it changes no more).
+func (f *feedOrder) publish(row string, version int64, done bool, send func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if version < f.last[row] {
+		return
+	}
+	send()
+	if done {
+		delete(f.last, row)
+		return
+	}
+	if f.last == nil {
+		f.last = map[string]int64{}
+	}
+	f.last[row] = version
 }
 
 // nodeFeed publishes the node JSON on the admin and owner node feeds.
@@ -118,10 +146,12 @@ func (s *Service) nodeFeed(n Node) {
 		return
 	}
 	e := Event{Type: EventNode, Payload: payload}
-	s.publishBestEffort(ChannelAdminNode, e)
-	if n.OwnerID != "" {
-		s.publishBestEffort(OwnerNodesChannel(n.OwnerID), e)
-	}
+	s.feed.publish("node:"+n.ID, n.RowVersion, false, func() {
+		s.publishBestEffort(ChannelAdminNode, e)
+		if n.OwnerID != "" {
+			s.publishBestEffort(OwnerNodesChannel(n.OwnerID), e)
+		}
+	})
 }
 
 // publishNodes reads the nodes ids from the store and publishes them on

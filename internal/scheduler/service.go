@@ -89,6 +89,10 @@ type Service struct {
 	metrics *metrics
 
 	state atomic.Int32
+	// feed orders the feeds: a row read by one path and published after
+	// a newer read of it (another path) is dropped, so a feed's
+	// rowVersions never go down. Rows of finished jobs are forgotten.
+	feed feedOrder
 	// ctx is cancelled by Shutdown; the loop's store calls use it.
 	ctx    context.Context
 	cancel context.CancelFunc
