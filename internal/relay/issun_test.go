@@ -291,6 +291,10 @@ func TestISSUNRoomsAndPresence(t *testing.T) {
 	a.Send(event(broadcast, 1, "in room"))
 	require.Equal(t, "in room", string(b.Next().Payload))
 	c.Send(event(broadcast, 2, "lobby"))
+	// c's streams are handled in order: once its next request is answered,
+	// "lobby" went out (to the lobby, which b is not in).
+	c.Send(control(wire.SuffixLeave, wire.RoomRequest{Room: "nowhere"}.Append(nil)))
+	require.Equal(t, "multiplayer_pong::SwitchboardError", c.Next().TypeName)
 	a.Send(event(broadcast, 3, "in room 2"))
 	require.Equal(t, "in room 2", string(b.Next().Payload), "the lobby event did not reach the room")
 	select {
