@@ -8,13 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/broker/redis"
 	"github.com/switchboard-rt/switchboard/internal/clock/clocktest"
-	"github.com/switchboard-rt/switchboard/internal/delivery"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/relay/relaytest"
 	"github.com/switchboard-rt/switchboard/internal/testenv"
@@ -33,27 +31,7 @@ func newClusterServer(t *testing.T, prefix string, mod func(*Config)) *testServe
 	t.Helper()
 	b, err := redis.New(redis.Config{Address: testenv.RedisURL(t), Prefix: prefix})
 	require.NoError(t, err)
-	h, err := hub.New(hub.Config{Broker: b, Presence: b,
-		Namespaces: hub.Namespaces{Named: map[string]hub.ChannelOptions{"relay": {Presence: true, JoinLeave: true}}}})
-	require.NoError(t, err)
-	reg := prometheus.NewRegistry()
-	pool, err := delivery.NewPool(delivery.Config{Registerer: reg})
-	require.NoError(t, err)
-	cfg := Config{Address: "127.0.0.1:0", Pool: pool, Presence: h, Bus: h.Topics(), Registerer: reg}
-	if mod != nil {
-		mod(&cfg)
-	}
-	s, err := New(cfg)
-	require.NoError(t, err)
-	s.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
-		defer cancel()
-		require.NoError(t, s.Shutdown(ctx))
-		pool.Close()
-		require.NoError(t, h.Shutdown(ctx))
-	})
-	return &testServer{Server: s, reg: reg, hub: h}
+	return startTestServer(t, hub.Config{Broker: b, Presence: b}, true, mod)
 }
 
 // nextPresence returns the next PRESENCE, skipping nothing else.

@@ -37,13 +37,24 @@ type testServer struct {
 // engine whose "relay" namespace keeps presence.
 func newTestServer(t testing.TB, mod func(*Config)) *testServer {
 	t.Helper()
+	return startTestServer(t, hub.Config{Broker: memory.New(time.Now), Presence: memory.NewPresence()}, false, mod)
+}
+
+// startTestServer starts a relay on a hub of hc's broker and presence
+// (with the relay namespace), carrying rooms across processes over the
+// hub's topics when bus; mod adjusts the relay's configuration.
+func startTestServer(t testing.TB, hc hub.Config, bus bool, mod func(*Config)) *testServer {
+	t.Helper()
 	reg := prometheus.NewRegistry()
-	h, err := hub.New(hub.Config{Broker: memory.New(time.Now), Presence: memory.NewPresence(),
-		Namespaces: hub.Namespaces{Named: map[string]hub.ChannelOptions{"relay": {Presence: true, JoinLeave: true}}}})
+	hc.Namespaces = hub.Namespaces{Named: map[string]hub.ChannelOptions{"relay": {Presence: true, JoinLeave: true}}}
+	h, err := hub.New(hc)
 	require.NoError(t, err)
 	pool, err := delivery.NewPool(delivery.Config{Registerer: reg})
 	require.NoError(t, err)
 	cfg := Config{Address: "127.0.0.1:0", Pool: pool, Presence: h, Sessions: h, Registerer: reg}
+	if bus {
+		cfg.Bus = h.Topics()
+	}
 	if mod != nil {
 		mod(&cfg)
 	}
