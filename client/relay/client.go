@@ -684,8 +684,10 @@ func (s *session) readControl() {
 		case *wire.Joined:
 			if m.RequestID != 0 {
 				s.mu.Lock()
-				if s.byHandle[m.Handle] == nil {
-					s.early[m.Handle] = nil // PRESENCE until attach is kept
+				// PRESENCE until attach is kept; rooms whose join was
+				// abandoned keep their entry, so their number is bounded.
+				if s.byHandle[m.Handle] == nil && len(s.early) < maxEarlyRooms {
+					s.early[m.Handle] = nil
 				}
 				s.mu.Unlock()
 				s.answer(m.RequestID, m)
@@ -772,8 +774,12 @@ func (s *session) readEvents() {
 	}
 }
 
-// maxEarlyPresence bounds the PRESENCE kept for a room being attached.
-const maxEarlyPresence = 256
+// maxEarlyPresence bounds the PRESENCE kept for a room being attached,
+// maxEarlyRooms the rooms being attached at once.
+const (
+	maxEarlyPresence = 256
+	maxEarlyRooms    = 64
+)
 
 // eventReadBuffer is the read buffer of the relay's event stream.
 const eventReadBuffer = 4 << 10
