@@ -222,6 +222,7 @@ func (cl *cluster) drain(batch []hub.TopicMessage) {
 			return
 		}
 	}
+	cl.dropPub.Add(float64(len(cl.out))) // the shutdown deadline came first
 }
 
 // send fills batch with what else is queued and publishes it; it returns

@@ -143,6 +143,7 @@ func (m *mirror) start() {
 func (m *mirror) close() {
 	close(m.stop)
 	m.wg.Wait()
+	m.dropQueue.Add(float64(len(m.q))) // left unpublished at shutdown
 }
 
 func (m *mirror) run() {
@@ -158,8 +159,9 @@ func (m *mirror) run() {
 
 func (m *mirror) publish(it mirrorItem) {
 	ev, ok := mirroredEvent(it)
-	if !ok {
-		return // the fan-out parsed it already: cannot happen
+	if !ok { // the fan-out parsed it already: should not happen
+		m.dropPubl.Inc()
+		return
 	}
 	data, _ := json.Marshal(ev) // plain fields: never fails
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
