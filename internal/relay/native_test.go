@@ -25,13 +25,20 @@ func dialNative(t *testing.T, s *testServer, id wire.NodeID) *relaytest.Native {
 // nextError returns the next ERROR, skipping presence news.
 func nextError(t *testing.T, c *relaytest.Native) *wire.Error {
 	t.Helper()
+	return nextSkippingPresence[*wire.Error](t, c, "ERROR")
+}
+
+// nextSkippingPresence returns c's next message, which must be an M (what
+// names it), skipping presence news.
+func nextSkippingPresence[M wire.Message](t *testing.T, c *relaytest.Native, what string) M {
+	t.Helper()
 	for {
 		switch m := c.Next().(type) {
-		case *wire.Error:
+		case M:
 			return m
 		case *wire.Presence:
 		default:
-			t.Fatalf("got %s, want ERROR", m.FrameType())
+			t.Fatalf("got %s, want %s", m.FrameType(), what)
 		}
 	}
 }

@@ -50,15 +50,7 @@ func issunAs(t *testing.T, s *testServer, id wire.NodeID, user string) *relaytes
 
 func nextGoAway(t *testing.T, c *relaytest.Native) *wire.GoAway {
 	t.Helper()
-	for {
-		switch m := c.Next().(type) {
-		case *wire.GoAway:
-			return m
-		case *wire.Presence:
-		default:
-			t.Fatalf("got %s, want GOAWAY", m.FrameType())
-		}
-	}
+	return nextSkippingPresence[*wire.GoAway](t, c, "GOAWAY")
 }
 
 // requireResumeRefused dials with token and asserts the relay refuses to
