@@ -30,12 +30,7 @@ func TestRelayRoomAcrossServeInstances(t *testing.T) {
 	ja := ca.Join("table")
 	jb := cb.Join("table")
 	require.Len(t, jb.Members, 2)
-	for {
-		if p, ok := ca.Next().(*wire.Presence); ok {
-			require.Equal(t, wire.NodeID(12), p.Joins[0].NodeID)
-			break
-		}
-	}
+	ca.AwaitJoin(12)
 	for i := range 50 {
 		ca.Send(&wire.NativeEvent{Handle: ja.Handle, Sequence: uint64(i)})
 	}
@@ -123,6 +118,7 @@ func TestRelayMirrorAcrossServeInstances(t *testing.T) {
 	p2 := relaytest.DialNative(t, b.RelayAddr(), &wire.Hello{NodeID: 2})
 	j1 := p1.Join("cup")
 	j2 := p2.Join("cup")
+	p1.AwaitJoin(2) // A knows p2: p1's events reach it
 	p1.Send(&wire.NativeEvent{Handle: j1.Handle, Sequence: 1})
 	require.Equal(t, uint64(1), p2.NextEvent().Sequence)
 	p2.Send(&wire.NativeEvent{Handle: j2.Handle, Sequence: 2})

@@ -206,12 +206,20 @@ func requireAggregate(t *testing.T, j e2eJob, iterations int64, config map[strin
 	require.InEpsilon(t, want.StdDps, got.StdDps, 1e-10)
 }
 
-var completedRe = regexp.MustCompile(`msg="chunk completed" component=node chunk=(\S+) job=(\S+)`)
+var (
+	completedRe  = regexp.MustCompile(`msg="chunk completed" component=node chunk=(\S+) job=(\S+)`)
+	startedRe    = regexp.MustCompile(`msg="chunk started" component=node chunk=(\S+) job=(\S+)`)
+	handedBackRe = regexp.MustCompile(`msg="chunk failure reported" component=node chunk=(\S+) job=(\S+) code=SHUTTING_DOWN`)
+)
 
 // completed returns the chunk ids the node's log says it completed for job.
-func (n *e2eNode) completed(job string) []string {
+func (n *e2eNode) completed(job string) []string { return n.logged(completedRe, job) }
+
+// logged returns the chunk ids of the node's log lines matching re (chunk
+// and job as its two groups) for job.
+func (n *e2eNode) logged(re *regexp.Regexp, job string) []string {
 	var out []string
-	for _, m := range completedRe.FindAllStringSubmatch(n.stderr.String(), -1) {
+	for _, m := range re.FindAllStringSubmatch(n.stderr.String(), -1) {
 		if m[2] == job {
 			out = append(out, m[1])
 		}
@@ -335,10 +343,12 @@ func TestSchedulerNodeProcesses(t *testing.T) {
 		all = append(all, d)
 		cfg := simConfig(map[string]any{"sleepMs": 2})
 		id, _ := e.createJob("alice", 6000, "private", cfg)
-		require.Eventually(t, func() bool { return len(d.assigned(id)) > 0 }, 30*time.Second, testenv.Tick, "node d got a chunk")
+		require.Eventually(t, func() bool { return len(d.logged(startedRe, id)) > 0 }, 30*time.Second, testenv.Tick, "node d started a chunk")
 		require.Equal(t, 0, d.stop(t), "exit status after SIGTERM")
-		held := d.assigned(id)
-		require.ElementsMatch(t, held, d.completed(id), "d finished what it held before exiting")
+		started, done := d.logged(startedRe, id), d.completed(id)
+		require.Subset(t, done, started, "d finished every chunk it had started before exiting")
+		// A chunk assigned but not started yet when SIGTERM came is handed back.
+		require.ElementsMatch(t, d.assigned(id), append(done, d.logged(handedBackRe, id)...), "every chunk d held was finished or handed back")
 		j := e.waitJob("alice", id, "completed", 90*time.Second)
 		requireAggregate(t, j, 6000, cfg)
 	})
@@ -350,11 +360,7 @@ func TestSchedulerNodeProcesses(t *testing.T) {
 		id, _ := e.createJob("alice", 6000, "private", cfg)
 		require.Eventually(t, func() bool { return len(h.assigned(id)) > 0 }, 30*time.Second, testenv.Tick, "node h got a chunk")
 		require.Equal(t, 0, h.stop(t), "exit status after SIGTERM")
-		handedBack := regexp.MustCompile(`msg="chunk failure reported" component=node chunk=(\S+) code=SHUTTING_DOWN retryable=true`).FindAllStringSubmatch(h.stderr.String(), -1)
-		var back []string
-		for _, m := range handedBack {
-			back = append(back, m[1])
-		}
+		back := h.logged(handedBackRe, id)
 		// Assignments that arrive while it drains are handed back too.
 		require.Subset(t, back, h.assigned(id), "every held chunk handed back")
 		require.Empty(t, h.completed(id))
@@ -365,8 +371,8 @@ func TestSchedulerNodeProcesses(t *testing.T) {
 			done = append(a.completed(id), b.completed(id)...)
 			return len(done) >= 6
 		}, testenv.Wait, testenv.Tick)
-		for _, m := range handedBack {
-			require.Contains(t, done, m[1], "a handed-back chunk was run by another node")
+		for _, ch := range back {
+			require.Contains(t, done, ch, "a handed-back chunk was run by another node")
 		}
 	})
 

@@ -165,10 +165,12 @@ func (n *Node) execute(r *chunkRun) (json.RawMessage, error) {
 		return nil, err
 	}
 	defer n.releaseSlot()
+	c := r.current()
+	n.log.Debug("chunk started", "chunk", c.ID.String(), "job", c.JobID.String())
 	n.mu.Lock()
 	pool := n.pool
 	n.mu.Unlock()
-	return pool.Do(r.ctx, worker.Request{Kind: worker.KindTask, ID: n.cfg.TaskID, Input: r.current().Raw, Calls: r})
+	return pool.Do(r.ctx, worker.Request{Kind: worker.KindTask, ID: n.cfg.TaskID, Input: c.Raw, Calls: r})
 }
 
 // classify turns a worker pool error into the failure report: the pool's
@@ -295,7 +297,7 @@ func (n *Node) fail(c Chunk, e chunkError, retry bool) {
 		n.log.Warn("chunk failure not accepted", "chunk", c.ID.String(), "err", err)
 		return
 	}
-	n.log.Info("chunk failure reported", "chunk", c.ID.String(), "code", e.Code, "retryable", retry)
+	n.log.Info("chunk failure reported", "chunk", c.ID.String(), "job", c.JobID.String(), "code", e.Code, "retryable", retry)
 }
 
 func (n *Node) reportRetry(method, path string, in, out any) error {

@@ -3,6 +3,7 @@ package relaytest
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -242,6 +243,17 @@ func (c *Native) NextEvent() *wire.NativeEvent {
 		c.t.Fatalf("no event for %d", c.Welcome.NodeID)
 	}
 	return nil
+}
+
+// AwaitJoin reads control messages until a PRESENCE says id joined.
+// Across processes that is when this member's events start reaching id.
+func (c *Native) AwaitJoin(id wire.NodeID) {
+	c.t.Helper()
+	for {
+		if p, ok := c.Next().(*wire.Presence); ok && slices.ContainsFunc(p.Joins, func(m wire.Member) bool { return m.NodeID == id }) {
+			return
+		}
+	}
 }
 
 // Join joins (creating) room and returns JOINED, failing on ERROR.
