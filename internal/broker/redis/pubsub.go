@@ -200,35 +200,26 @@ func (b *Broker) serveShard(s *shard) (live bool, err error) {
 	}
 	s.mu.Lock()
 	var stale []string
+	kept := make([]string, 0, len(want))
 	for _, ch := range want {
-		if _, ok := s.channels[ch]; !ok {
+		if _, ok := s.channels[ch]; ok {
+			kept = append(kept, ch)
+		} else {
 			stale = append(stale, ch)
 		}
 	}
 	s.conn = conn
 	s.mu.Unlock()
 	b.metrics.reconnects.Inc()
+	again := s.wasLive
 	if !s.wasLive {
 		s.wasLive = true
 		if b.pending.Add(-1) == 0 {
 			close(b.ready)
 		}
 	}
-	if len(want) > 0 {
-		b.log.Info("PUB/SUB resubscribed", "shard", s.id, "channels", len(want))
-		// Publications sent while the connection was down are lost here:
-		// the hub checks its subscribers' positions.
-		if rh, ok := b.handler.(hub.ResubscribeHandler); ok {
-			chs := make([]string, 0, len(want))
-			for _, ch := range want {
-				if name, ok := strings.CutPrefix(ch, b.pubsub); ok {
-					chs = append(chs, name)
-				}
-			}
-			if len(chs) > 0 {
-				rh.HandleResubscribed(chs)
-			}
-		}
+	if again && b.ctx.Err() == nil {
+		b.reportResubscribed(s, kept)
 	}
 	if len(stale) > 0 {
 		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.SubscribeTimeout)
@@ -239,6 +230,33 @@ func (b *Broker) serveShard(s *shard) (live bool, err error) {
 		}
 	}
 	return true, watch(b.ctx, conn, lost, b.stop, b.cfg.PingInterval, b.cfg.PingTimeout)
+}
+
+// reportResubscribed tells the handler what a replaced connection of s
+// subscribed again, still wanted: the hub channels (ResubscribeHandler:
+// the hub checks its subscribers' positions) and the topics
+// (TopicResubscribeHandler: their owner resyncs), as publications sent
+// while the connection was down are lost. It runs on s's goroutine
+// (runShard) right after the connection went live.
+func (b *Broker) reportResubscribed(s *shard, kept []string) {
+	if len(kept) == 0 {
+		return
+	}
+	var chs, topics []string
+	for _, raw := range kept {
+		if name, ok := strings.CutPrefix(raw, b.pubsub); ok {
+			chs = append(chs, name)
+		} else if name, ok := strings.CutPrefix(raw, b.topics); ok {
+			topics = append(topics, name)
+		}
+	}
+	b.log.Info("PUB/SUB resubscribed", "shard", s.id, "channels", len(chs), "topics", len(topics))
+	if rh, ok := b.handler.(hub.ResubscribeHandler); ok && len(chs) > 0 {
+		rh.HandleResubscribed(chs)
+	}
+	if b.topicResub != nil && len(topics) > 0 {
+		b.topicResub.HandleTopicsResubscribed(topics)
+	}
 }
 
 // watch keeps a live dedicated PUB/SUB connection until stop is closed

@@ -105,8 +105,10 @@ type Broker struct {
 	pubsub  string // PUB/SUB channel prefix
 	topics  string // PUB/SUB channel prefix of topics (topic.go)
 	handler hub.BrokerEventHandler
-	// topicHandler is handler when it takes topic messages.
+	// topicHandler is handler when it takes topic messages; topicResub
+	// when it also wants to know the topics a reconnect subscribed again.
 	topicHandler hub.TopicHandler
+	topicResub   hub.TopicResubscribeHandler
 	shards       []*shard
 	local        localPresence
 	// pending counts shards not yet live once; ready closes at zero.
@@ -217,6 +219,9 @@ func (b *Broker) Run(h hub.BrokerEventHandler) error {
 		err = nil
 		b.handler = h
 		b.topicHandler, _ = h.(hub.TopicHandler)
+		if b.topicHandler != nil {
+			b.topicResub, _ = h.(hub.TopicResubscribeHandler)
+		}
 		b.started.Store(true)
 		if b.cfg.PresenceRefresh > 0 {
 			b.wg.Add(1)

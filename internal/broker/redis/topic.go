@@ -14,7 +14,10 @@ var _ hub.TopicBroker = (*Broker)(nil)
 // SubscribeTopic subscribes the PUB/SUB channel p.topic.topic on the
 // topic's shard, like a hub channel (kept across reconnects; a temporary
 // 108 while the shard reconnects). Its messages go to the handler's
-// HandleTopic when it has one.
+// HandleTopic when it has one. After a reconnect of the shard the topic
+// is subscribed again and named to the handler's HandleTopicsResubscribed
+// (hub.TopicResubscribeHandler) with the shard's other topics: messages
+// published while the connection was down are lost.
 func (b *Broker) SubscribeTopic(ctx context.Context, topic string) error {
 	return b.subscribe(ctx, "subscribe topic", topic, b.topics+topic)
 }
