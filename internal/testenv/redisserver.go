@@ -21,6 +21,7 @@ type RedisServer struct {
 	port int
 	conf string   // config file, first on the command line ("" none)
 	args []string // extra arguments, after the defaults so they win
+	dir  string   // working directory: a replica's RDB lands here
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -48,7 +49,7 @@ func NewRedisServer(tb testing.TB, port int, args ...string) *RedisServer {
 	if port == 0 {
 		port = FreePort(tb)
 	}
-	s := &RedisServer{tb: tb, port: port}
+	s := &RedisServer{tb: tb, port: port, dir: tb.TempDir()}
 	if len(args) > 0 && !strings.HasPrefix(args[0], "--") {
 		s.conf, args = args[0], args[1:]
 	}
@@ -89,7 +90,7 @@ func (s *RedisServer) Start() {
 		args = append(args, s.conf)
 	}
 	args = append(args, "--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--loglevel", "warning")
+		"--save", "", "--appendonly", "no", "--loglevel", "warning", "--dir", s.dir)
 	args = append(args, s.args...)
 	cmd := exec.Command("redis-server", args...)
 	if err := cmd.Start(); err != nil {
