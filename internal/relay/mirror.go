@@ -80,6 +80,9 @@ type mirror struct {
 	q    chan mirrorItem
 	stop chan struct{}
 	wg   sync.WaitGroup
+	// ctx bounds the publishes; cancelled when Shutdown's context ends.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	published                     prometheus.Counter
 	dropRate, dropQueue, dropPubl prometheus.Counter
@@ -94,6 +97,7 @@ type roomMirror struct {
 
 func newMirror(s *Server) (*mirror, error) {
 	m := &mirror{s: s, pub: s.cfg.MirrorTo, q: make(chan mirrorItem, s.cfg.Mirror.Queue), stop: make(chan struct{})}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
 	m.published = prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_relay_mirror_published_total",
 		Help: "Room events mirrored to their hub channel for spectators."})
 	if reg := s.cfg.Registerer; reg != nil {
@@ -139,10 +143,14 @@ func (m *mirror) start() {
 	go func() { defer m.wg.Done(); m.run() }()
 }
 
-// close stops the publisher; what is queued is dropped.
-func (m *mirror) close() {
+// close stops the publisher; what is queued is dropped. A publish in
+// flight may finish until ctx ends, then it is cancelled.
+func (m *mirror) close(ctx context.Context) {
 	close(m.stop)
+	stop := context.AfterFunc(ctx, m.cancel)
 	m.wg.Wait()
+	stop()
+	m.cancel()
 	m.dropQueue.Add(float64(len(m.q))) // left unpublished at shutdown
 }
 
@@ -164,11 +172,13 @@ func (m *mirror) publish(it mirrorItem) {
 		return
 	}
 	data, _ := json.Marshal(ev) // plain fields: never fails
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	ctx, cancel := context.WithTimeout(m.ctx, opTimeout)
 	defer cancel()
 	if _, err := m.pub.Publish(ctx, it.channel, data, nil, nil); err != nil {
 		m.dropPubl.Inc()
-		m.s.log.Warn("relay mirror publish failed", "channel", it.channel, "error", err)
+		if m.ctx.Err() == nil {
+			m.s.log.Warn("relay mirror publish failed", "channel", it.channel, "error", err)
+		}
 		return
 	}
 	m.published.Inc()

@@ -110,6 +110,46 @@ func TestMirrorQueueFullDrops(t *testing.T) {
 	require.Eventually(t, func() bool { return float64(rec.count("relay:busy"))+drops == n }, testenv.Wait, testenv.Tick)
 }
 
+// stuckPublisher holds each Publish until its context ends, and keeps
+// why it ended.
+type stuckPublisher struct {
+	entered chan struct{}
+	ended   chan error
+}
+
+func (p stuckPublisher) Publish(ctx context.Context, _ string, _ []byte, _ *hub.ClientInfo, _ map[string]string) (hub.StreamPosition, error) {
+	p.entered <- struct{}{}
+	<-ctx.Done()
+	p.ended <- ctx.Err()
+	return hub.StreamPosition{}, ctx.Err()
+}
+
+// Shutdown does not wait out a publish the hub does not answer: when
+// Shutdown's own context ends, the publish is cancelled and counted.
+func TestMirrorShutdownCancelsStuckPublish(t *testing.T) {
+	pub := stuckPublisher{entered: make(chan struct{}, 1), ended: make(chan error, 1)}
+	s := newTestServer(t, func(c *Config) {
+		c.Mirror = MirrorConfig{Enabled: true, Rate: 1000, Burst: 1000}
+		c.MirrorTo = pub
+	})
+	a, b := dialNative(t, s, 1), dialNative(t, s, 2)
+	j := a.Join("final")
+	b.Join("final")
+	a.Send(&wire.NativeEvent{Handle: j.Handle, Sequence: 1})
+	require.Equal(t, uint64(1), b.NextEvent().Sequence)
+	<-pub.entered
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_ = s.Shutdown(ctx)
+	select {
+	case err := <-pub.ended:
+		require.ErrorIs(t, err, context.Canceled, "cancelled by Shutdown, not by its own timeout")
+	case <-time.After(testenv.Wait):
+		t.Fatal("the publish was never cancelled")
+	}
+	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.drops.WithLabelValues(dropMirrorPublish)))
+}
+
 func TestMirrorConfigRefused(t *testing.T) {
 	_, err := New(Config{Address: "127.0.0.1:0", Mirror: MirrorConfig{Enabled: true}})
 	require.ErrorContains(t, err, "mirror: enabled without a hub")

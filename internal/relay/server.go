@@ -438,7 +438,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.cluster.close(ctx) // the leaves of the connections closed above
 		}
 		if s.mirror != nil {
-			s.mirror.close()
+			s.mirror.close(ctx)
 		}
 		_ = s.wt.Close()
 		_ = s.tr.Close()
