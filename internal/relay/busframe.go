@@ -14,12 +14,18 @@ import (
 // sending process fanned it out), busJoin or busLeave (body: a busMember
 // as JSON); transport is busISSUN or busNative; origin is the sending
 // process's id (at most maxOrigin bytes), so a process skips its own.
+//
+// A process's own topic (processTopic) carries requests between two
+// processes (resume.go): busAsk (body: a busRequest as JSON) and busAnswer
+// (body: a busReply as JSON); their transport byte is busNative.
 const (
 	busVersion  = '1'
 	busEvent    = 'e'
 	busDatagram = 'u'
 	busJoin     = 'j'
 	busLeave    = 'l'
+	busAsk      = 'a'
+	busAnswer   = 'r'
 	busISSUN    = 'i'
 	busNative   = 'n'
 	maxOrigin   = 64
@@ -40,6 +46,7 @@ type busMessage struct {
 	origin    string
 	frame     []byte     // busEvent, busDatagram
 	member    *busMember // busJoin, busLeave
+	body      []byte     // busAsk, busAnswer: JSON
 }
 
 var errBusMessage = errors.New("relay: malformed bus message")
@@ -67,6 +74,12 @@ func busFrame(kind byte, transport, origin string, frame []byte) []byte {
 func busMemberFrame(kind byte, transport, origin string, m *busMember) []byte {
 	body, _ := json.Marshal(m) // plain fields: never fails
 	return append(appendBusHeader(nil, kind, transport, origin), body...)
+}
+
+// busJSONFrame encodes a request or answer between processes.
+func busJSONFrame(kind byte, origin string, v any) []byte {
+	body, _ := json.Marshal(v) // plain fields: never fails
+	return append(appendBusHeader(nil, kind, transportNative, origin), body...)
 }
 
 // decodeBusMessage parses a bus message; frames are checked by the
@@ -105,6 +118,11 @@ func decodeBusMessage(data []byte) (*busMessage, error) {
 			return nil, fmt.Errorf("%w: member without a session id", errBusMessage)
 		}
 		m.member = &bm
+	case busAsk, busAnswer:
+		if len(body) == 0 {
+			return nil, fmt.Errorf("%w: request without a body", errBusMessage)
+		}
+		m.body = body
 	default:
 		return nil, fmt.Errorf("%w: kind %q", errBusMessage, m.kind)
 	}

@@ -38,6 +38,11 @@ import (
 // local members by the same rules. One publisher goroutine hands the
 // messages to the engine in queue order, so a sender's events keep their
 // order; a full queue drops (counted), it never blocks a sender.
+//
+// Each process also subscribes, from Start to Shutdown, a topic of its
+// own (processTopic): other processes ask it there to hand over a parked
+// session (a resume on another process) or to end one (its NodeId joins
+// elsewhere), and it gets their answers there (resume_cluster.go).
 
 // RoomBus carries room messages between processes (*hub.Topics of the
 // Redis engine). See hub.TopicBroker for the delivery contract.
@@ -99,7 +104,18 @@ type cluster struct {
 	drainCtx context.Context
 	wg       sync.WaitGroup
 
+	// procTopic is this process's own topic; procMu guards procReady
+	// (subscribed), pending (requests waiting for an answer, by id) and
+	// closed (no goroutine starts after close).
+	procTopic string
+	procMu    sync.Mutex
+	procReady bool
+	pending   map[string]chan *busReply
+	closed    bool
+
 	published, received prometheus.Counter
+	// sessions counts sessions moved between processes, by event.
+	sessions            *prometheus.CounterVec
 	dropFull, dropPub   prometheus.Counter
 	dropBad, dropNoRoom prometheus.Counter
 }
@@ -152,6 +168,13 @@ type remoteMember struct {
 	transport string
 	meta      []byte
 	added     time.Time
+	// process is the member's process (its origin), when known.
+	process string
+	// handed: this process handed the member's session over to another
+	// one (resume_cluster.go), whose join it has not seen yet; a sync
+	// keeps the member for goneHorizon although the presence entry still
+	// names this process or is missing.
+	handed bool
 }
 
 func newCluster(s *Server) (*cluster, error) {
@@ -160,13 +183,20 @@ func newCluster(s *Server) (*cluster, error) {
 		return nil, errors.New("a bus needs a presence that lists channels (the hub)")
 	}
 	cl := &cluster{s: s, bus: s.cfg.Bus, lister: lister, origin: uuid.NewString(), rooms: map[string]*busRoom{},
-		out: make(chan hub.TopicMessage, s.cfg.BusQueue), stop: make(chan struct{})}
+		out: make(chan hub.TopicMessage, s.cfg.BusQueue), stop: make(chan struct{}), pending: map[string]chan *busReply{}}
+	cl.procTopic = processTopic(cl.origin)
 	cl.syncCtx, cl.syncCancel = context.WithCancel(context.Background())
 	const ns = "switchboard_relay_bus_"
 	cl.published = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "published_total", Help: "Room messages (events, joins, leaves) handed to the engine for other processes."})
 	cl.received = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "received_total", Help: "Room messages received from other processes."})
+	cl.sessions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_cross_process_sessions_total",
+		Help: "Native sessions moved between processes: parked sessions handed over to a resume on another process (handed_over), resumed here from another process (taken_over), parked sessions ended because their NodeId joined on another process (ended_for_node)."},
+		[]string{"event"})
+	for _, e := range []string{sessionHandedOver, sessionTakenOver, sessionEndedForNode} {
+		cl.sessions.WithLabelValues(e)
+	}
 	if reg := s.cfg.Registerer; reg != nil {
-		for _, c := range []prometheus.Collector{cl.published, cl.received} {
+		for _, c := range []prometheus.Collector{cl.published, cl.received, cl.sessions} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -182,20 +212,49 @@ func newCluster(s *Server) (*cluster, error) {
 	return cl, nil
 }
 
-// start runs the publisher and the periodic sync until close.
+// start runs the publisher and the periodic sync until close, and
+// subscribes the process's own topic (retrying in the background when
+// the engine is down).
 func (cl *cluster) start() {
 	cl.wg.Add(2)
 	go func() { defer cl.wg.Done(); cl.publish() }()
 	go func() { defer cl.wg.Done(); cl.syncLoop() }()
+	if !cl.subscribeProcess() {
+		cl.wg.Add(1)
+		go func() { defer cl.wg.Done(); cl.retrySubscribeProcess() }()
+	}
 }
 
 // close stops the goroutines; the publisher first hands the engine what
 // is queued (the leaves of the connections just closed) until ctx ends.
 func (cl *cluster) close(ctx context.Context) {
+	cl.procMu.Lock()
+	cl.closed = true
+	ready := cl.procReady
+	cl.procReady = false
+	cl.procMu.Unlock()
+	if ready {
+		if err := cl.bus.Unsubscribe(cl.procTopic); err != nil {
+			cl.s.log.Warn("relay bus unsubscribe failed", "topic", cl.procTopic, "error", err)
+		}
+	}
 	cl.drainCtx = ctx
 	close(cl.stop)
 	cl.syncCancel()
 	cl.wg.Wait()
+}
+
+// goRun runs fn in a goroutine close waits for; false (fn not run) once
+// close began.
+func (cl *cluster) goRun(fn func()) bool {
+	cl.procMu.Lock()
+	defer cl.procMu.Unlock()
+	if cl.closed {
+		return false
+	}
+	cl.wg.Add(1)
+	go func() { defer cl.wg.Done(); fn() }()
+	return true
 }
 
 // publish hands queued messages to the bus in order, in batches, until
@@ -400,20 +459,27 @@ func (cl *cluster) sync(br *busRoom) {
 			continue
 		}
 		fresh[sid] = remoteMember{node: wire.NodeID(id), sid: sid, user: info.UserID, transport: roomTransport(e.Transport),
-			meta: e.Metadata, added: start}
+			meta: e.Metadata, added: start, process: e.Process}
 	}
 	var joined, left []remoteMember
 	br.news.Lock()
 	defer br.news.Unlock()
 	br.mu.Lock()
 	for sid, m := range br.remote {
+		if m.handed && start.Sub(m.added) < goneHorizon {
+			continue // handed over: its new process has not written its presence yet
+		}
 		if _, ok := fresh[sid]; !ok && m.added.Before(start) {
 			delete(br.remote, sid)
 			left = append(left, m)
 		}
 	}
 	for sid, m := range fresh {
-		if _, ok := br.remote[sid]; ok {
+		if old, ok := br.remote[sid]; ok {
+			if !old.handed && old.process != m.process {
+				old.process = m.process
+				br.remote[sid] = old
+			}
 			continue
 		}
 		if t, ok := br.gone[sid]; ok && !t.Before(start) {
@@ -577,6 +643,10 @@ func (cl *cluster) handle(topic string, data []byte) {
 		return
 	}
 	cl.received.Inc()
+	if topic == cl.procTopic {
+		cl.handleProcess(m)
+		return
+	}
 	name, ok := strings.CutPrefix(topic, ChannelPrefix)
 	br := cl.room(name)
 	if !ok || br == nil {
@@ -587,11 +657,17 @@ func (cl *cluster) handle(topic string, data []byte) {
 		cl.deliver(name, m)
 	case busJoin, busLeave:
 		rm := remoteMember{node: wire.NodeID(m.member.Node), sid: m.member.SID, user: m.member.User,
-			transport: m.transport, meta: m.member.Meta, added: cl.s.cfg.Clock.Now()}
+			transport: m.transport, meta: m.member.Meta, added: cl.s.cfg.Clock.Now(), process: m.origin}
 		br.news.Lock()
 		defer br.news.Unlock()
 		br.mu.Lock()
-		_, known := br.remote[rm.sid]
+		old, known := br.remote[rm.sid]
+		if m.kind == busJoin && known {
+			// A member already known: a session another process took
+			// over joins there, no news.
+			old.process, old.handed = m.origin, false
+			br.remote[rm.sid] = old
+		}
 		if m.kind == busLeave {
 			// Kept even when unknown: a sync whose presence read was in
 			// flight must not bring the member back.

@@ -27,6 +27,8 @@ const (
 	handshakeShutdown    = "shutdown"
 	handshakeResume      = "resume_refused"
 	handshakeIPLimit     = "ip_limit"
+	// handshakeUnavailable: a resume needed the engine, which was down.
+	handshakeUnavailable = "unavailable"
 )
 
 type metrics struct {

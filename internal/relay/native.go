@@ -134,10 +134,13 @@ func (s *Server) handshakeNativeOn(qc *quic.Conn, tr nativeTransport, label stri
 	n.ctlQ = s.cfg.Pool.NewQueue(ctlSink{c}, s.cfg.QueueLimit)
 	n.evQ = s.cfg.Pool.NewQueue(eventSink{c}, s.cfg.QueueLimit)
 	c.q = n.evQ
-	c.resume = newResumeToken()
+	c.resume = s.newResumeToken()
 	var rooms []*room
 	if hello.ResumeToken != "" {
 		rooms, err = s.resume(c, hello.ResumeToken, user)
+		if errors.Is(err, ErrResumeUnknown) && s.cluster != nil {
+			rooms, err = s.cluster.resumeRemote(c, hello.ResumeToken, user)
+		}
 	} else {
 		err = s.registerNative(c, hello.NodeID == 0)
 	}
@@ -149,6 +152,8 @@ func (s *Server) handshakeNativeOn(qc *quic.Conn, tr nativeTransport, label stri
 			refuse(handshakeDuplicate, err, closeNodeInUse)
 		} else if errors.Is(err, ErrResumeUnknown) || errors.Is(err, ErrResumeUser) {
 			refuse(handshakeResume, err, closeResume)
+		} else if errors.Is(err, hub.ErrRetryLater) {
+			refuse(handshakeUnavailable, err, closeShutdown)
 		} else {
 			refuse(handshakeShutdown, err, closeShutdown)
 		}
@@ -204,6 +209,10 @@ func (s *Server) helloIdentity(h *wire.Hello) (auth.ConnectClaims, error) {
 // assign is set.
 func (s *Server) registerNative(c *conn, assign bool) error {
 	if !assign {
+		// A parked session of the same user with this NodeId ends: the
+		// client starts afresh rather than resuming (the others see it
+		// leave). Another user's, or a live one, keeps the NodeId.
+		s.endParkedNode(c.id, "", c.user)
 		return s.register(c)
 	}
 	for range 8 {

@@ -394,3 +394,33 @@ func TestTokenExpiryCloses(t *testing.T) {
 	ae := i.ClosedWith()
 	require.Equal(t, uint64(hub.DisconnectExpired.Code), uint64(ae.ErrorCode))
 }
+
+// A fresh HELLO (no resume token) with the NodeId of a parked session of
+// the same user ends that session (the others see it leave) and gets the
+// NodeId; another user's parked session keeps it.
+func TestNativeFreshHelloEndsOwnParkedSession(t *testing.T) {
+	const secret = "fresh-secret"
+	s := newTestServer(t, func(c *Config) { c.Verifier = auth.NewTokenVerifier(secret, "", "") })
+	sign := func(user string) string {
+		tok, err := auth.SignConnect(secret, user, time.Hour, time.Now())
+		require.NoError(t, err)
+		return tok
+	}
+	a := relaytest.DialNative(t, s.Addr().String(), &wire.Hello{NodeID: 1, Token: sign("bob")})
+	b := dialNative(t, s, 2)
+	a.Join("r")
+	b.Join("r")
+	a.AwaitJoin(2)
+	require.NoError(t, a.QC.CloseWithError(1, "network lost"))
+	require.Eventually(t, func() bool { return testutil.ToFloat64(s.metrics.parked) == 1 }, testenv.Wait, testenv.Tick)
+
+	_, err := relaytest.TryNative(t, s.Addr().String(), &wire.Hello{NodeID: 1, Token: sign("alice")}, relaytest.NativeOptions{})
+	require.Error(t, err, "another user's parked session keeps its NodeId")
+	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.parked))
+
+	a2 := relaytest.DialNative(t, s.Addr().String(), &wire.Hello{NodeID: 1, Token: sign("bob")})
+	require.False(t, a2.Welcome.Resumed)
+	require.Equal(t, wire.NodeID(1), a2.Welcome.NodeID)
+	require.Equal(t, []wire.NodeID{1}, nextPresence(t, b).Leaves)
+	require.Zero(t, testutil.ToFloat64(s.metrics.parked))
+}

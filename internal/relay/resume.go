@@ -4,6 +4,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 
+	"github.com/google/uuid"
+
 	"github.com/switchboard-rt/switchboard/internal/clock"
 	"github.com/switchboard-rt/switchboard/internal/errs"
 	wire "github.com/switchboard-rt/switchboard/protocol/relay"
@@ -31,10 +33,37 @@ type parkedSession struct {
 	timer clock.Timer
 }
 
-func newResumeToken() string {
-	var b [16]byte
+// newResumeToken returns a fresh resume token: 16 random bytes in hex
+// on one process; with a cluster, the process's origin (a UUID's 16
+// bytes) then 16 random bytes, so another process knows whom to ask
+// (resume_cluster.go). Clients treat it as opaque.
+func (s *Server) newResumeToken() string {
+	var b [32]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	if s.cluster != nil {
+		if u, err := uuid.Parse(s.cluster.origin); err == nil {
+			copy(b[:16], u[:])
+		}
+		return hex.EncodeToString(b[:])
+	}
+	return hex.EncodeToString(b[:16])
+}
+
+// tokenOrigin returns the origin of the process that issued a cluster
+// resume token; false for anything else.
+func tokenOrigin(token string) (string, bool) {
+	if len(token) != 64 {
+		return "", false
+	}
+	b, err := hex.DecodeString(token)
+	if err != nil {
+		return "", false
+	}
+	u, err := uuid.FromBytes(b[:16])
+	if err != nil {
+		return "", false
+	}
+	return u.String(), true
 }
 
 // park keeps c's session for ResumeGrace when it may be resumed; it

@@ -60,6 +60,15 @@ var errRoomTransport = errs.New(errs.Conflict, "the room is used by clients of a
 // maxMembers, 0 or above the server's: the server's) and records its hub
 // presence. It returns the room and the members before c joined.
 func (s *Server) join(c *conn, name string, maxMembers int) (*room, []*conn, error) {
+	return s.joinRoom(c, name, maxMembers, false)
+}
+
+// joinRoom is join; resumed joins a session taken over from another
+// process (resume_cluster.go): its hub presence is already written, the
+// remote member of its session id becomes the local member without news,
+// no hub join is published, and the member cap is not checked (it was
+// counted already).
+func (s *Server) joinRoom(c *conn, name string, maxMembers int, resumed bool) (*room, []*conn, error) {
 	if len(c.roomList()) >= s.cfg.MaxRooms {
 		return nil, nil, ErrTooManyRooms
 	}
@@ -71,6 +80,16 @@ func (s *Server) join(c *conn, name string, maxMembers int) (*room, []*conn, err
 		var err error
 		if br, err = s.cluster.acquire(name); err != nil {
 			return nil, nil, err
+		}
+		if resumed {
+			br.forgetSilently(c.sid, s.cfg.Clock.Now())
+		} else if br.hasRemote(c.id) {
+			// Held on another process by a parked session of this user:
+			// that process ends it (nodeFreed); anything else conflicts.
+			if err := s.cluster.freeNode(br, c); err != nil {
+				s.cluster.release(br)
+				return nil, nil, err
+			}
 		}
 	}
 	var r *room
@@ -98,7 +117,7 @@ func (s *Server) join(c *conn, name string, maxMembers int) (*room, []*conn, err
 	if r.transport != c.transport || (br != nil && br.remoteTransport() != "" && br.remoteTransport() != c.transport) {
 		return refuse(errRoomTransport)
 	}
-	if len(r.members)+br.remoteCount() >= r.maxMembers {
+	if !resumed && len(r.members)+br.remoteCount() >= r.maxMembers {
 		return refuse(ErrRoomFull)
 	}
 	if br.hasRemote(c.id) {
@@ -111,7 +130,7 @@ func (s *Server) join(c *conn, name string, maxMembers int) (*room, []*conn, err
 	c.rmu.Lock()
 	c.rooms[name] = r
 	c.rmu.Unlock()
-	if p := s.cfg.Presence; p != nil {
+	if p := s.cfg.Presence; p != nil && !resumed {
 		ctx, cancel := s.opCtx()
 		defer cancel()
 		info := c.presenceInfo()

@@ -1,0 +1,359 @@
+package relay
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/quic-go/quic-go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/clock/clocktest"
+	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/relay/relaytest"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
+	wire "github.com/switchboard-rt/switchboard/protocol/relay"
+)
+
+// refusal checks that err refuses a HELLO with code (when the ERROR
+// arrived before the connection closed) or with the QUIC close d.
+func refusal(t *testing.T, err error, code wire.ErrorCode, d hub.Disconnect) {
+	t.Helper()
+	var r *relaytest.ErrRefused
+	if errors.As(err, &r) {
+		require.Equal(t, code, r.Err.Code, r.Err.Message)
+		return
+	}
+	var ae *quic.ApplicationError
+	require.True(t, errors.As(err, &ae), "refused: %v", err)
+	require.Equal(t, uint64(d.Code), uint64(ae.ErrorCode))
+}
+
+// noControl fails when c has a control message waiting.
+func noControl(t *testing.T, c *relaytest.Native, who string) {
+	t.Helper()
+	select {
+	case m := <-c.Control:
+		t.Fatalf("%s got %s", who, m.FrameType())
+	default:
+	}
+}
+
+// roomPresence returns the hub presence of room by session id.
+func roomPresence(t *testing.T, s *testServer, room string) map[string]presenceEntry {
+	t.Helper()
+	pres, err := s.hub.Presence(context.Background(), ChannelPrefix+room)
+	require.NoError(t, err)
+	out := map[string]presenceEntry{}
+	for sid, info := range pres {
+		var e presenceEntry
+		require.NoError(t, json.Unmarshal(info.ChanInfo, &e))
+		out[sid] = e
+	}
+	return out
+}
+
+func parkedCount(s *testServer) float64 { return testutil.ToFloat64(s.metrics.parked) }
+
+// lose drops c's connection as a network loss does (the relay parks it).
+func lose(t *testing.T, c *relaytest.Native, s *testServer) {
+	t.Helper()
+	before := parkedCount(s)
+	require.NoError(t, c.QC.CloseWithError(1, "network lost"))
+	require.Eventually(t, func() bool { return parkedCount(s) == before+1 }, testenv.Wait, testenv.Tick)
+}
+
+// A session parked on s1 resumes on s2: nobody on any process sees it
+// leave or join, events flow both ways, the hub presence moves to s2, and
+// its final leave is seen once everywhere.
+func TestClusterResumeOnAnotherProcess(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1 := newClusterServer(t, prefix, nil)
+	s2 := newClusterServer(t, prefix, nil)
+	s3 := newClusterServer(t, prefix, nil)
+	a, b := dialNative(t, s1, 1), dialNative(t, s1, 2)
+	c, d := dialNative(t, s2, 3), dialNative(t, s3, 4)
+	token := a.Welcome.ResumeToken
+	origin, ok := tokenOrigin(token)
+	require.True(t, ok)
+	require.Equal(t, s1.cluster.origin, origin, "the token names its process")
+
+	h := a.Join("arena").Handle
+	b.Join("arena")
+	a.AwaitJoin(2)
+	c.Join("arena")
+	a.AwaitJoin(3)
+	b.AwaitJoin(3)
+	jd := d.Join("arena")
+	require.Len(t, jd.Members, 4)
+	for _, m := range []*relaytest.Native{a, b, c} {
+		m.AwaitJoin(4)
+	}
+	sidA := a.Welcome.SessionID
+
+	lose(t, a, s1)
+	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: token})
+	require.True(t, a2.Welcome.Resumed)
+	require.Equal(t, wire.NodeID(1), a2.Welcome.NodeID)
+	require.Equal(t, sidA, a2.Welcome.SessionID)
+	next, ok := tokenOrigin(a2.Welcome.ResumeToken)
+	require.True(t, ok)
+	require.Equal(t, s2.cluster.origin, next, "a fresh token of the new process")
+	j := nextSkippingPresence[*wire.Joined](t, a2, "JOINED")
+	require.Equal(t, "arena", j.Room)
+	require.ElementsMatch(t, []wire.NodeID{1, 2, 3, 4}, nodeIDs(j.Members))
+	h2 := j.Handle
+	require.Zero(t, parkedCount(s1))
+	require.Equal(t, 1.0, testutil.ToFloat64(s1.cluster.sessions.WithLabelValues(sessionHandedOver)))
+	require.Equal(t, 1.0, testutil.ToFloat64(s2.cluster.sessions.WithLabelValues(sessionTakenOver)))
+	require.Nil(t, s1.node(1), "s1 freed the NodeId")
+
+	// The hub presence lists it once, with process s2.
+	require.Eventually(t, func() bool {
+		p := roomPresence(t, s3, "arena")
+		return len(p) == 4 && p[sidA].Process == s2.cluster.origin
+	}, testenv.Wait, testenv.Tick)
+
+	// Events both ways: b (s1) and d (s3) reach a2 (s2); a2 reaches all.
+	b.Send(&wire.NativeEvent{Handle: h, Sequence: 1, Payload: []byte("from b")})
+	ev := a2.NextEvent()
+	require.Equal(t, "from b", string(ev.Payload))
+	require.Equal(t, h2, ev.Handle)
+	require.Equal(t, "from b", string(c.NextEvent().Payload))
+	require.Equal(t, "from b", string(d.NextEvent().Payload))
+	d.Send(&wire.NativeEvent{Handle: jd.Handle, Sequence: 2, Payload: []byte("from d")})
+	require.Equal(t, "from d", string(a2.NextEvent().Payload))
+	a2.Send(&wire.NativeEvent{Handle: h2, Sequence: 3, Payload: []byte("from a")})
+	for _, m := range []*relaytest.Native{b, c, d} {
+		ev := m.NextEvent()
+		if string(ev.Payload) == "from d" || string(ev.Payload) == "from b" {
+			ev = m.NextEvent()
+		}
+		require.Equal(t, "from a", string(ev.Payload))
+		require.Equal(t, wire.NodeID(1), ev.Sender)
+	}
+	for name, m := range map[string]*relaytest.Native{"b": b, "c": c, "d": d, "a2": a2} {
+		noControl(t, m, name)
+	}
+
+	// Its final leave: one leave everywhere, and nothing before it.
+	a2.Close()
+	for _, m := range []*relaytest.Native{b, c, d} {
+		p := nextPresence(t, m)
+		require.Equal(t, []wire.NodeID{1}, p.Leaves)
+		require.Empty(t, p.Joins)
+	}
+	require.Eventually(t, func() bool { return len(roomPresence(t, s1, "arena")) == 3 }, testenv.Wait, testenv.Tick)
+	for _, s := range []*testServer{s1, s2, s3} {
+		require.Eventually(t, func() bool { return !s.cluster.room("arena").hasRemote(1) }, testenv.Wait, testenv.Tick)
+	}
+}
+
+// The issuing process had no other member of the room: it lets go of
+// the room, and the session lives on alone on s2.
+func TestClusterResumeAloneMovesTheRoom(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1 := newClusterServer(t, prefix, nil)
+	s2 := newClusterServer(t, prefix, nil)
+	a, b := dialNative(t, s1, 1), dialNative(t, s2, 2)
+	a.Join("duo")
+	b.Join("duo")
+	a.AwaitJoin(2)
+	lose(t, a, s1)
+	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	j := nextSkippingPresence[*wire.Joined](t, a2, "JOINED")
+	require.ElementsMatch(t, []wire.NodeID{1, 2}, nodeIDs(j.Members))
+	require.Eventually(t, func() bool { return s1.cluster.room("duo") == nil }, testenv.Wait, testenv.Tick, "s1 unsubscribed")
+	require.Empty(t, s1.Rooms())
+	require.Equal(t, map[string]int{"duo": 2}, s2.Rooms())
+	b.Send(&wire.NativeEvent{Handle: j.Handle, Payload: []byte("hi")})
+	require.Equal(t, "hi", string(a2.NextEvent().Payload))
+	noControl(t, b, "b")
+
+	// Lost again: parked on s2 now, resumable there.
+	lose(t, a2, s2)
+	a3 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a2.Welcome.ResumeToken})
+	require.True(t, a3.Welcome.Resumed)
+	noControl(t, b, "b")
+}
+
+// Tokens that cannot resume: another user's session, unknown, expired,
+// malformed, or of a process that is gone (refused within claimWait).
+func TestClusterResumeRefused(t *testing.T) {
+	const secret = "resume-secret"
+	prefix := clusterPrefix(t)
+	clk := clocktest.New(time.Now())
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		c.Verifier = auth.NewTokenVerifier(secret, "", "")
+		c.Clock, c.HeartbeatInterval, c.SyncInterval = clk, time.Hour, -1
+	})
+	s2 := newClusterServer(t, prefix, func(c *Config) { c.Verifier = auth.NewTokenVerifier(secret, "", "") })
+	sign := func(user string) string {
+		tok, err := auth.SignConnect(secret, user, time.Hour, time.Now())
+		require.NoError(t, err)
+		return tok
+	}
+	bob, other := sign("bob"), sign("alice")
+	a := relaytest.DialNative(t, s1.Addr().String(), &wire.Hello{NodeID: 5, Token: bob})
+	w := dialNative(t, s2, 6)
+	a.Join("r")
+	w.Join("r")
+	a.AwaitJoin(6)
+	lose(t, a, s1)
+	token := a.Welcome.ResumeToken
+
+	refused := func(hello *wire.Hello, code wire.ErrorCode) {
+		t.Helper()
+		_, err := relaytest.TryNative(t, s2.Addr().String(), hello, relaytest.NativeOptions{})
+		refusal(t, err, code, closeResume)
+	}
+	refused(&wire.Hello{Token: other, ResumeToken: token}, wire.ErrCodePermissionDenied) // alice cannot take bob's session
+	require.Equal(t, 1.0, parkedCount(s1), "still parked on s1")
+
+	randomHex := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i*7 + 3)
+		}
+		return hex.EncodeToString(b)
+	}
+	u := uuid.MustParse(s1.cluster.origin)
+	start := time.Now()
+	for _, tok := range []string{
+		"nope",
+		strings.Repeat("z", 64),
+		hex.EncodeToString(u[:]) + randomHex(16), // s1's, never issued
+		randomHex(32),                            // a process that does not exist
+	} {
+		refused(&wire.Hello{Token: bob, ResumeToken: tok}, wire.ErrCodeNotFound)
+	}
+	require.Less(t, time.Since(start), claimWait+testenv.Wait/2, "bounded by claimWait")
+	require.Equal(t, 5.0, testutil.ToFloat64(s2.metrics.handshakes.WithLabelValues(handshakeResume)))
+
+	// The window passes on s1: w sees a leave, the token is dead everywhere.
+	clk.Advance(DefaultResumeGrace)
+	require.Equal(t, []wire.NodeID{5}, nextPresence(t, w).Leaves)
+	refused(&wire.Hello{Token: bob, ResumeToken: token}, wire.ErrCodeNotFound)
+	require.Zero(t, testutil.ToFloat64(s1.cluster.sessions.WithLabelValues(sessionHandedOver)))
+}
+
+// Two processes claim one token at once: one resumes it, the other is
+// refused, and the room holds the session once.
+func TestClusterResumeClaimedTwice(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1 := newClusterServer(t, prefix, nil)
+	s2 := newClusterServer(t, prefix, nil)
+	s3 := newClusterServer(t, prefix, nil)
+	a, b := dialNative(t, s1, 1), dialNative(t, s1, 2)
+	a.Join("r")
+	b.Join("r")
+	a.AwaitJoin(2)
+	lose(t, a, s1)
+	var wg sync.WaitGroup
+	results := make([]error, 2)
+	conns := make([]*relaytest.Native, 2)
+	for i, s := range []*testServer{s2, s3} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conns[i], results[i] = relaytest.TryNative(t, s.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken}, relaytest.NativeOptions{})
+		}()
+	}
+	wg.Wait()
+	won := -1
+	for i, err := range results {
+		if err == nil {
+			require.Equal(t, -1, won, "only one resumes")
+			won = i
+		} else {
+			refusal(t, err, wire.ErrCodeNotFound, closeResume)
+		}
+	}
+	require.NotEqual(t, -1, won, "one resumes")
+	winner := []*testServer{s2, s3}[won]
+	require.Eventually(t, func() bool {
+		p := roomPresence(t, s1, "r")
+		return len(p) == 2 && p[a.Welcome.SessionID].Process == winner.cluster.origin
+	}, testenv.Wait, testenv.Tick)
+	conns[won].Close()
+	require.Equal(t, []wire.NodeID{1}, nextPresence(t, b).Leaves)
+	noControl(t, b, "b")
+}
+
+// A NodeId held only by a parked session of the same user on another
+// process: a JOIN with it ends that session there (its rooms see it
+// leave) instead of being refused; another user's is still refused.
+func TestClusterFixedNodeIDElsewhere(t *testing.T) {
+	const secret = "node-secret"
+	prefix := clusterPrefix(t)
+	mod := func(c *Config) { c.Verifier = auth.NewTokenVerifier(secret, "", "") }
+	s1 := newClusterServer(t, prefix, mod)
+	s2 := newClusterServer(t, prefix, mod)
+	sign := func(user string) string {
+		tok, err := auth.SignConnect(secret, user, time.Hour, time.Now())
+		require.NoError(t, err)
+		return tok
+	}
+	bob, alice := sign("bob"), sign("alice")
+	a := relaytest.DialNative(t, s1.Addr().String(), &wire.Hello{NodeID: 7, Token: bob})
+	w := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{NodeID: 8, Token: alice})
+	a.Join("r")
+	w.Join("r")
+	a.AwaitJoin(8)
+
+	// Live on s1: refused.
+	live := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{NodeID: 7, Token: bob})
+	live.SendControl(&wire.Join{RequestID: 2, Room: "r"})
+	require.Contains(t, nextError(t, live).Message, "another process has this node id")
+	live.Close()
+
+	lose(t, a, s1)
+	// Another user with NodeId 7: still refused.
+	eve := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{NodeID: 7, Token: alice})
+	eve.SendControl(&wire.Join{RequestID: 3, Room: "r"})
+	require.Contains(t, nextError(t, eve).Message, "another process has this node id")
+	eve.Close()
+	require.Equal(t, 1.0, parkedCount(s1))
+
+	// bob again, afresh, on s2: the parked session ends on s1.
+	fresh := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{NodeID: 7, Token: bob})
+	fresh.SendControl(&wire.Join{RequestID: 4, Room: "r"})
+	j := nextSkippingPresence[*wire.Joined](t, fresh, "JOINED")
+	require.ElementsMatch(t, []wire.NodeID{7, 8}, nodeIDs(j.Members))
+	require.Zero(t, parkedCount(s1))
+	require.Equal(t, 1.0, testutil.ToFloat64(s1.cluster.sessions.WithLabelValues(sessionEndedForNode)))
+	p := nextPresence(t, w)
+	require.Equal(t, []wire.NodeID{7}, p.Leaves, "the old session left")
+	p = nextPresence(t, w)
+	require.Equal(t, []wire.NodeID{7}, nodeIDs(p.Joins), "the new one joined")
+	require.Eventually(t, func() bool {
+		pr := roomPresence(t, s1, "r")
+		return len(pr) == 2 && pr[fresh.Welcome.SessionID].Process == s2.cluster.origin
+	}, testenv.Wait, testenv.Tick)
+	_, err := relaytest.TryNative(t, s1.Addr().String(), &wire.Hello{Token: bob, ResumeToken: a.Welcome.ResumeToken}, relaytest.NativeOptions{})
+	require.Error(t, err, "the ended session cannot be resumed")
+}
+
+// publishFailingBus takes subscriptions but cannot publish (Redis down).
+type publishFailingBus struct{ nopBus }
+
+func (publishFailingBus) Publish(context.Context, []hub.TopicMessage) error {
+	return errors.New("redis broker: publish topic: connection refused")
+}
+
+func TestClusterResumeWhileTheBusIsDown(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.Bus = publishFailingBus{} })
+	u := uuid.New()
+	tok := hex.EncodeToString(u[:]) + strings.Repeat("ab", 16)
+	_, err := relaytest.TryNative(t, s.Addr().String(), &wire.Hello{ResumeToken: tok}, relaytest.NativeOptions{})
+	refusal(t, err, wire.ErrCodeUnavailable, closeShutdown)
+	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.handshakes.WithLabelValues(handshakeUnavailable)))
+}
