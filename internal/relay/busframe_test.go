@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -17,7 +18,15 @@ func TestBusMessageRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, &busMessage{kind: busJoin, transport: transportISSUN, origin: "proc-b", member: bm}, m)
 
+	req := &busRequest{ID: "r1", Op: opResume, Token: "t", User: "u"}
+	m, err = decodeBusMessage(busJSONFrame(busAsk, "proc-c", req))
+	require.NoError(t, err)
+	require.Equal(t, byte(busAsk), m.kind)
+	require.Equal(t, "proc-c", m.origin)
+	require.JSONEq(t, `{"i":"r1","o":"resume","k":"t","u":"u"}`, string(m.body))
+
 	for name, data := range map[string][]byte{
+		"ask without body": []byte("1an\x01a"), "answer without body": []byte("1rn\x01a"),
 		"empty": nil, "version": []byte("2ei\x01a"), "transport": []byte("1ex\x01a"),
 		"no origin": []byte("1ei\x00"), "short origin": []byte("1ei\x05ab"), "no frame": []byte("1ei\x01a"),
 		"kind": []byte("1zi\x01a{}"), "member json": []byte("1ji\x01a{"), "member sid": []byte("1ji\x01a{}"),
@@ -30,12 +39,39 @@ func TestBusMessageRoundTrip(t *testing.T) {
 func FuzzBusMessage(f *testing.F) {
 	f.Add(busFrame(busEvent, transportISSUN, "p", []byte{9}))
 	f.Add(busMemberFrame(busLeave, transportNative, "p", &busMember{Node: 1, SID: "x"}))
+	f.Add(busJSONFrame(busAnswer, "p", &busReply{ID: "x", Session: &handedSession{Node: 1, SID: "s", Rooms: []string{"r"}}}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := decodeBusMessage(data)
 		if err != nil {
 			return
 		}
 		require.NotEmpty(t, m.origin)
-		require.True(t, (m.frame != nil) != (m.member != nil))
+		n := 0
+		for _, set := range []bool{m.frame != nil, m.member != nil, m.body != nil} {
+			if set {
+				n++
+			}
+		}
+		require.Equal(t, 1, n, "exactly one of frame, member, body")
 	})
+}
+
+func TestResumeTokenOrigin(t *testing.T) {
+	s := newTestServer(t, nil)
+	tok := s.newResumeToken()
+	require.Len(t, tok, 32, "one process: no origin")
+	_, ok := tokenOrigin(tok)
+	require.False(t, ok)
+
+	c := newTestServer(t, func(c *Config) { c.Bus = nopBus{} })
+	tok = c.newResumeToken()
+	require.Len(t, tok, 64)
+	origin, ok := tokenOrigin(tok)
+	require.True(t, ok)
+	require.Equal(t, c.cluster.origin, origin)
+	require.NotEqual(t, tok, c.newResumeToken(), "random part")
+	for _, bad := range []string{"", "nope", tok[:63], tok + "0", strings.Repeat("g", 64)} {
+		_, ok := tokenOrigin(bad)
+		require.False(t, ok, bad)
+	}
 }

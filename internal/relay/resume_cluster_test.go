@@ -357,3 +357,36 @@ func TestClusterResumeWhileTheBusIsDown(t *testing.T) {
 	refusal(t, err, wire.ErrCodeUnavailable, closeShutdown)
 	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.handshakes.WithLabelValues(handshakeUnavailable)))
 }
+
+// An answer that comes when the claimer no longer waits for it (its
+// wait passed, its client went): the claimer ends the session, which
+// every process sees leave once, and nothing of it stays.
+func TestClusterResumeLateAnswerEndsTheSession(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1 := newClusterServer(t, prefix, nil)
+	s2 := newClusterServer(t, prefix, nil)
+	a, b, c := dialNative(t, s1, 1), dialNative(t, s1, 2), dialNative(t, s2, 3)
+	a.Join("r")
+	b.Join("r")
+	a.AwaitJoin(2)
+	c.Join("r")
+	a.AwaitJoin(3)
+	b.AwaitJoin(3)
+	lose(t, a, s1)
+	// s1 answers s2 a request s2 is not (any longer) waiting for.
+	s1.cluster.serve(s2.cluster.origin, &busRequest{ID: "gone", Op: opResume, Token: a.Welcome.ResumeToken})
+	require.Zero(t, parkedCount(s1))
+	for _, m := range []*relaytest.Native{b, c} {
+		p := nextPresence(t, m)
+		require.Equal(t, []wire.NodeID{1}, p.Leaves)
+		require.Empty(t, p.Joins)
+	}
+	require.Eventually(t, func() bool { return len(roomPresence(t, s1, "r")) == 2 }, testenv.Wait, testenv.Tick)
+	for _, s := range []*testServer{s1, s2} {
+		require.Eventually(t, func() bool { return !s.cluster.room("r").hasRemote(1) }, testenv.Wait, testenv.Tick)
+	}
+	_, err := relaytest.TryNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken}, relaytest.NativeOptions{})
+	refusal(t, err, wire.ErrCodeNotFound, closeResume)
+	dialNative(t, s2, 1).Join("r") // its NodeId is free everywhere
+	require.Equal(t, []wire.NodeID{1}, nodeIDs(nextPresence(t, b).Joins), "one leave before, no other news")
+}
