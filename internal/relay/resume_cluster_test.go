@@ -390,3 +390,51 @@ func TestClusterResumeLateAnswerEndsTheSession(t *testing.T) {
 	dialNative(t, s2, 1).Join("r") // its NodeId is free everywhere
 	require.Equal(t, []wire.NodeID{1}, nodeIDs(nextPresence(t, b).Joins), "one leave before, no other news")
 }
+
+// A claim racing the issuer's grace timer or its shutdown: either the
+// session resumes on s2 and nobody sees it leave, or the resume is
+// refused and everybody sees one leave; no member, presence or parked
+// session is left behind either way.
+func TestClusterResumeRaces(t *testing.T) {
+	for _, race := range []string{"grace timer", "shutdown"} {
+		t.Run(race, func(t *testing.T) {
+			prefix := clusterPrefix(t)
+			clk := clocktest.New(time.Now())
+			s1 := newClusterServer(t, prefix, func(c *Config) { c.Clock, c.HeartbeatInterval, c.SyncInterval = clk, time.Hour, -1 })
+			s2 := newClusterServer(t, prefix, nil)
+			a, b := dialNative(t, s1, 1), dialNative(t, s2, 2)
+			a.Join("r")
+			b.Join("r")
+			a.AwaitJoin(2)
+			lose(t, a, s1)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				if race == "grace timer" {
+					clk.Advance(DefaultResumeGrace)
+					return
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
+				defer cancel()
+				_ = s1.Shutdown(ctx)
+			}()
+			a2, err := relaytest.TryNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken}, relaytest.NativeOptions{})
+			<-done
+			if err == nil {
+				require.True(t, a2.Welcome.Resumed)
+				nextSkippingPresence[*wire.Joined](t, a2, "JOINED")
+				noControl(t, b, "b")
+				a2.Close()
+			} else {
+				refusal(t, err, wire.ErrCodeNotFound, closeResume)
+			}
+			p := nextPresence(t, b)
+			require.Equal(t, []wire.NodeID{1}, p.Leaves, "one leave (%s)", map[bool]string{true: "resumed", false: "refused"}[err == nil])
+			require.Empty(t, p.Joins)
+			require.Zero(t, parkedCount(s1))
+			require.Eventually(t, func() bool { return len(roomPresence(t, s2, "r")) == 1 }, testenv.Wait, testenv.Tick)
+			require.Eventually(t, func() bool { return !s2.cluster.room("r").hasRemote(1) }, testenv.Wait, testenv.Tick)
+			require.Equal(t, 1, len(s2.Rooms()))
+		})
+	}
+}
