@@ -22,8 +22,13 @@
 // event stream and a datagram reader, and a datagram writer while
 // datagrams wait); other writes run in the delivery pool. Shutdown
 // stops accepting, closes every connection (native ones get GOAWAY first)
-// and waits for their goroutines.
+// and waits for their goroutines. With a bus, the cluster adds its
+// publisher, its sync loop and one goroutine per request from another
+// process (a resume handover, ending a parked session), all ended by
+// Shutdown.
 //
-// Lock order: Server.mu before room.mu. Fan-out takes no lock (room
+// Lock order: Server.mu before room.mu; busRoom.news before busRoom.mu,
+// and a PRESENCE news send (room.notify, Server.mu read) under news;
+// cluster.procMu alone. Fan-out takes no lock (room
 // member lists are immutable snapshots).
 package relay

@@ -20,6 +20,13 @@ import (
 // id, rooms; WELCOME says Resumed, a JOINED per room follows). Events sent
 // to the room meanwhile are not kept for it. When the window passes, the
 // session leaves its rooms as a closed one does.
+//
+// With a cluster (the Redis engine) a token names the process that
+// issued it, and a HELLO whose token is not parked here claims the
+// session from that process (resume_cluster.go). A fresh HELLO (no token)
+// with the NodeId of a parked session of the same user ends that session
+// first (registerNative); a JOIN on another process does the same there
+// (cluster.freeNode).
 
 // Resume errors.
 var (
