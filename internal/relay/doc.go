@@ -27,8 +27,8 @@
 // process (a resume handover, ending a parked session), all ended by
 // Shutdown.
 //
-// Lock order: Server.mu before room.mu; busRoom.news before busRoom.mu,
-// and a PRESENCE news send (room.notify, Server.mu read) under news;
-// cluster.procMu alone. Fan-out takes no lock (room
+// Lock order: Server.mu before room.mu; busRoom.news before Server.mu
+// and room.notify (PRESENCE news is sent under news), Server.mu before
+// busRoom.mu (JOIN reads the remote members); cluster.procMu alone. Fan-out takes no lock (room
 // member lists are immutable snapshots).
 package relay
