@@ -438,3 +438,44 @@ func TestClusterResumeRaces(t *testing.T) {
 		})
 	}
 }
+
+// failingAnswers is a bus whose answers between processes never leave.
+type failingAnswers struct{ RoomBus }
+
+func (b failingAnswers) Publish(ctx context.Context, msgs []hub.TopicMessage) error {
+	for _, m := range msgs {
+		if strings.HasPrefix(m.Topic, "relay-process:") && len(m.Data) > 1 && m.Data[1] == busAnswer {
+			return errors.New("redis broker: publish topic: connection reset")
+		}
+	}
+	return b.RoomBus.Publish(ctx, msgs)
+}
+
+// The issuer took the session out but cannot send it: it ends it (one
+// leave everywhere) and the claimer, unanswered, refuses the resume.
+func TestClusterResumeAnswerLost(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1 := newClusterServer(t, prefix, func(c *Config) { c.Bus = failingAnswers{c.Bus} })
+	s2 := newClusterServer(t, prefix, nil)
+	a, b, c := dialNative(t, s1, 1), dialNative(t, s1, 2), dialNative(t, s2, 3)
+	a.Join("r")
+	b.Join("r")
+	a.AwaitJoin(2)
+	c.Join("r")
+	a.AwaitJoin(3)
+	b.AwaitJoin(3)
+	lose(t, a, s1)
+	_, err := relaytest.TryNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken}, relaytest.NativeOptions{})
+	refusal(t, err, wire.ErrCodeNotFound, closeResume)
+	for _, m := range []*relaytest.Native{b, c} {
+		p := nextPresence(t, m)
+		require.Equal(t, []wire.NodeID{1}, p.Leaves)
+		require.Empty(t, p.Joins)
+	}
+	require.Zero(t, parkedCount(s1))
+	require.Eventually(t, func() bool { return len(roomPresence(t, s2, "r")) == 2 }, testenv.Wait, testenv.Tick)
+	for _, s := range []*testServer{s1, s2} {
+		require.Eventually(t, func() bool { return !s.cluster.room("r").hasRemote(1) }, testenv.Wait, testenv.Tick)
+	}
+	require.Zero(t, testutil.ToFloat64(s1.cluster.sessions.WithLabelValues(sessionHandedOver)))
+}
