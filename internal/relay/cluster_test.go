@@ -196,11 +196,14 @@ func TestClusterSyncFromPresence(t *testing.T) {
 	ctx := context.Background()
 	ghost, _ := json.Marshal(presenceEntry{NodeID: "77", Transport: "quic-native", Process: "dead-process"})
 	require.NoError(t, s1.hub.AddPresence(ctx, "relay:lobby", &hub.ClientInfo{ClientID: "ghost", UserID: "g", ChanInfo: ghost}))
+	armed := func() bool { return clk.Pending() >= 2 } // a's heartbeat and the sync loop's timer
+	require.Eventually(t, armed, testenv.Wait, testenv.Tick)
 	clk.Advance(time.Minute)
 	p := nextPresence(t, a)
 	require.Equal(t, []wire.Member{{NodeID: 77, User: "g"}}, p.Joins)
 
 	require.NoError(t, s1.hub.RemovePresence(ctx, "relay:lobby", "ghost", "g"))
+	require.Eventually(t, armed, testenv.Wait, testenv.Tick)
 	clk.Advance(time.Minute)
 	require.Equal(t, []wire.NodeID{77}, nextPresence(t, a).Leaves)
 }
