@@ -476,8 +476,10 @@ func (cl *cluster) sync(br *busRoom) {
 	}
 	for sid, m := range fresh {
 		if old, ok := br.remote[sid]; ok {
-			if !old.handed && old.process != m.process {
-				old.process = m.process
+			if old.handed || old.process != m.process {
+				// Another process holds its presence now (fresh has no
+				// entry of this one): a handed member arrived there.
+				old.process, old.handed = m.process, false
 				br.remote[sid] = old
 			}
 			continue
