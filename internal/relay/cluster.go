@@ -56,6 +56,14 @@ type RoomBus interface {
 	Publish(ctx context.Context, msgs []hub.TopicMessage) error
 }
 
+// busResubscriber is a RoomBus that names the topics the engine
+// subscribed again after replacing a PUB/SUB connection (*hub.Topics; see
+// hub.TopicResubscribeHandler): messages of those may have been lost, so
+// their rooms are synced at once.
+type busResubscriber interface {
+	ListenResubscribed(fn func(topics []string)) error
+}
+
 // PresenceLister reads a channel's cluster-wide presence (*hub.Hub); a
 // Server with a Bus needs its Presence to implement it.
 type PresenceLister interface {
@@ -107,6 +115,11 @@ type cluster struct {
 	// procTopic is this process's own topic; procMu guards procReady
 	// (subscribed), pending (requests waiting for an answer, by id) and
 	// closed (no goroutine starts after close).
+	// resync holds the rooms whose topics a reconnect subscribed again,
+	// for syncLoop (woken by resyncNow); guarded by mu.
+	resync    map[string]struct{}
+	resyncNow chan struct{}
+
 	procTopic string
 	procMu    sync.Mutex
 	procReady bool
@@ -183,7 +196,8 @@ func newCluster(s *Server) (*cluster, error) {
 		return nil, errors.New("a bus needs a presence that lists channels (the hub)")
 	}
 	cl := &cluster{s: s, bus: s.cfg.Bus, lister: lister, origin: uuid.NewString(), rooms: map[string]*busRoom{},
-		out: make(chan hub.TopicMessage, s.cfg.BusQueue), stop: make(chan struct{}), pending: map[string]chan *busReply{}}
+		out: make(chan hub.TopicMessage, s.cfg.BusQueue), stop: make(chan struct{}), pending: map[string]chan *busReply{},
+		resync: map[string]struct{}{}, resyncNow: make(chan struct{}, 1)}
 	cl.procTopic = processTopic(cl.origin)
 	cl.syncCtx, cl.syncCancel = context.WithCancel(context.Background())
 	const ns = "switchboard_relay_bus_"
@@ -209,7 +223,29 @@ func newCluster(s *Server) (*cluster, error) {
 	if err := cl.bus.Listen(cl.handle); err != nil {
 		return nil, err
 	}
+	if r, ok := cl.bus.(busResubscriber); ok {
+		if err := r.ListenResubscribed(cl.resubscribed); err != nil {
+			return nil, err
+		}
+	}
 	return cl, nil
+}
+
+// resubscribed marks the rooms of topics for syncLoop and wakes it; it
+// runs on the engine's connection goroutine and does not block. The
+// process topic needs nothing: a request lost there times out.
+func (cl *cluster) resubscribed(topics []string) {
+	cl.mu.Lock()
+	for _, t := range topics {
+		if name, ok := strings.CutPrefix(t, ChannelPrefix); ok {
+			cl.resync[name] = struct{}{}
+		}
+	}
+	cl.mu.Unlock()
+	select {
+	case cl.resyncNow <- struct{}{}:
+	default:
+	}
 }
 
 // start runs the publisher and the periodic sync until close, and
@@ -500,35 +536,46 @@ func (cl *cluster) sync(br *busRoom) {
 	cl.tell(br.name, joined, left)
 }
 
-// syncLoop syncs every room every SyncInterval (negative: never).
+// syncLoop syncs every room every SyncInterval (negative: never), and
+// the rooms a reconnect of the engine resubscribed as soon as it says so.
 func (cl *cluster) syncLoop() {
 	every := cl.s.cfg.SyncInterval
-	if every < 0 {
-		return
-	}
 	tick := make(chan struct{}, 1)
-	arm := func() clock.Timer {
-		return cl.s.cfg.Clock.AfterFunc(every, func() {
-			select {
-			case tick <- struct{}{}:
-			default:
-			}
-		})
+	var t clock.Timer
+	arm := func() {
+		if every >= 0 {
+			t = cl.s.cfg.Clock.AfterFunc(every, func() {
+				select {
+				case tick <- struct{}{}:
+				default:
+				}
+			})
+		}
 	}
-	t := arm()
-	defer func() { t.Stop() }()
+	arm()
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
 	for {
+		periodic := false
 		select {
 		case <-cl.stop:
 			return
 		case <-tick:
+			periodic = true
+		case <-cl.resyncNow:
 		}
-		cl.mu.RLock()
+		cl.mu.Lock()
 		list := make([]*busRoom, 0, len(cl.rooms))
-		for _, br := range cl.rooms {
-			list = append(list, br)
+		for name, br := range cl.rooms {
+			if _, marked := cl.resync[name]; periodic || marked {
+				list = append(list, br)
+			}
 		}
-		cl.mu.RUnlock()
+		clear(cl.resync)
+		cl.mu.Unlock()
 		for _, br := range list {
 			if cl.syncCtx.Err() != nil {
 				return
@@ -539,7 +586,9 @@ func (cl *cluster) syncLoop() {
 			}
 			br.subMu.Unlock()
 		}
-		t = arm()
+		if periodic {
+			arm()
+		}
 	}
 }
 

@@ -208,6 +208,29 @@ func TestClusterSyncFromPresence(t *testing.T) {
 	require.Equal(t, []wire.NodeID{77}, nextPresence(t, a).Leaves)
 }
 
+// When the engine replaces its PUB/SUB connection (joins and leaves sent
+// meanwhile are lost), the rooms it resubscribed are synced from presence
+// at once, not at the next periodic sync.
+func TestClusterResyncAfterPubSubReconnect(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	b, err := redis.New(redis.Config{Address: srv.URL(), Prefix: clusterPrefix(t)})
+	require.NoError(t, err)
+	clk := clocktest.New(time.Now())
+	s1 := startTestServer(t, hub.Config{Broker: b, Presence: b}, true, func(c *Config) {
+		c.Clock, c.HeartbeatInterval, c.SyncInterval = clk, time.Hour, time.Hour // the clock never moves
+	})
+	a := dialNative(t, s1, 1)
+	a.Join("arena")
+	// A member whose bus join was lost: only its presence tells of it.
+	ghost, _ := json.Marshal(presenceEntry{NodeID: "77", Transport: "quic-native", Process: "other-process"})
+	require.NoError(t, s1.hub.AddPresence(context.Background(), "relay:arena", &hub.ClientInfo{ClientID: "ghost", UserID: "g", ChanInfo: ghost}))
+	reply, err := srv.Command("CLIENT", "KILL", "TYPE", "pubsub")
+	require.NoError(t, err)
+	require.NotEqual(t, ":0", reply, "a PUB/SUB connection was killed")
+	p := nextPresence(t, a)
+	require.Equal(t, []wire.Member{{NodeID: 77, User: "g"}}, p.Joins, "synced after the resubscribe")
+}
+
 func dumpDrops(t *testing.T, s *testServer) {
 	mfs, _ := s.reg.Gather()
 	for _, mf := range mfs {
