@@ -209,10 +209,14 @@ func (s *Server) helloIdentity(h *wire.Hello) (auth.ConnectClaims, error) {
 // assign is set.
 func (s *Server) registerNative(c *conn, assign bool) error {
 	if !assign {
-		// A parked session of the same user with this NodeId ends: the
-		// client starts afresh rather than resuming (the others see it
-		// leave). Another user's, or a live one, keeps the NodeId.
-		s.endParkedNode(c.id, "", c.user)
+		// A parked session of the same user (named by an accepted token)
+		// with this NodeId ends: the client starts afresh rather than
+		// resuming (the others see it leave). Another user's, an anonymous
+		// one (reachable only through its resume token) or a live one
+		// keeps the NodeId.
+		if c.user != "" && c.tokenAccepted.Load() {
+			s.endParkedNode(c.id, "", c.user)
+		}
 		return s.register(c)
 	}
 	for range 8 {

@@ -424,3 +424,23 @@ func TestNativeFreshHelloEndsOwnParkedSession(t *testing.T) {
 	require.Equal(t, []wire.NodeID{1}, nextPresence(t, b).Leaves)
 	require.Zero(t, testutil.ToFloat64(s.metrics.parked))
 }
+
+// An anonymous parked session is reachable only through its resume
+// token: a fresh anonymous HELLO with its NodeId is refused (3501) and
+// the session stays parked, its members seeing nothing.
+func TestNativeFreshAnonymousHelloKeepsParkedSession(t *testing.T) {
+	s := newTestServer(t, nil)
+	a, b := dialNative(t, s, 1), dialNative(t, s, 2)
+	a.Join("r")
+	b.Join("r")
+	a.AwaitJoin(2)
+	require.NoError(t, a.QC.CloseWithError(1, "network lost"))
+	require.Eventually(t, func() bool { return testutil.ToFloat64(s.metrics.parked) == 1 }, testenv.Wait, testenv.Tick)
+
+	_, err := relaytest.TryNative(t, s.Addr().String(), &wire.Hello{NodeID: 1}, relaytest.NativeOptions{})
+	refusal(t, err, wire.ErrCodeConflict, closeNodeInUse)
+	require.Equal(t, 1.0, testutil.ToFloat64(s.metrics.parked), "still parked")
+	a2 := relaytest.DialNative(t, s.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	require.True(t, a2.Welcome.Resumed, "the token still resumes it")
+	require.Equal(t, wire.NodeID(1), a2.Welcome.NodeID)
+}

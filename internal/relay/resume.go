@@ -24,9 +24,10 @@ import (
 // With a cluster (the Redis engine) a token names the process that
 // issued it, and a HELLO whose token is not parked here claims the
 // session from that process (resume_cluster.go). A fresh HELLO (no token)
-// with the NodeId of a parked session of the same user ends that session
-// first (registerNative); a JOIN on another process does the same there
-// (cluster.freeNode).
+// with the NodeId of a parked session of the same user (non-empty, named
+// by an accepted token) ends that session first (registerNative); a JOIN
+// on another process does the same there (cluster.freeNode). An anonymous
+// session is reachable only through its resume token.
 
 // Resume errors.
 var (

@@ -467,8 +467,8 @@ func (cl *cluster) freeNode(br *busRoom, c *conn) error {
 	if !found {
 		return nil // gone meanwhile
 	}
-	if rm.user != c.user || rm.process == "" || rm.handed {
-		return errNodeInRoom
+	if c.user == "" || !c.tokenAccepted.Load() || rm.user != c.user || rm.process == "" || rm.handed {
+		return errNodeInRoom // an anonymous session is reachable only through its resume token
 	}
 	a, err := cl.ask(c.ctx, rm.process, &busRequest{Op: opEndNode, Node: uint64(c.id), SID: rm.sid, User: c.user})
 	if err != nil && errors.Is(err, hub.ErrRetryLater) {
@@ -481,13 +481,18 @@ func (cl *cluster) freeNode(br *busRoom, c *conn) error {
 	return nil
 }
 
-// endParkedNode ends the parked session of NodeId id when it is user's
-// (and has session id sid, unless sid is empty): its rooms see it leave
-// before this returns. It reports whether it ended one.
+// endParkedNode ends the parked session of NodeId id when it is user's,
+// a user named by a token (and has session id sid, unless sid is empty):
+// its rooms see it leave before this returns. It reports whether it ended
+// one. An anonymous session (user "") is never ended this way: only its
+// resume token reaches it.
 func (s *Server) endParkedNode(id wire.NodeID, sid, user string) bool {
+	if user == "" {
+		return false
+	}
 	s.mu.Lock()
 	c := s.nodes[id]
-	if c == nil || s.closing.Load() || c.user != user || (sid != "" && c.sid != sid) {
+	if c == nil || s.closing.Load() || c.user != user || !c.tokenAccepted.Load() || (sid != "" && c.sid != sid) {
 		s.mu.Unlock()
 		return false
 	}

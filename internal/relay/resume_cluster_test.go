@@ -479,3 +479,29 @@ func TestClusterResumeAnswerLost(t *testing.T) {
 	}
 	require.Zero(t, testutil.ToFloat64(s1.cluster.sessions.WithLabelValues(sessionHandedOver)))
 }
+
+// An anonymous parked session on another process: an anonymous JOIN
+// with its NodeId is refused (Conflict), nothing is asked of s1, and the
+// session stays parked and resumable.
+func TestClusterFixedNodeIDAnonymousRefused(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1 := newClusterServer(t, prefix, nil)
+	s2 := newClusterServer(t, prefix, nil)
+	a, w := dialNative(t, s1, 7), dialNative(t, s2, 8)
+	a.Join("r")
+	w.Join("r")
+	a.AwaitJoin(8)
+	lose(t, a, s1)
+
+	eve := dialNative(t, s2, 7)
+	eve.SendControl(&wire.Join{RequestID: 3, Room: "r"})
+	require.Contains(t, nextError(t, eve).Message, "another process has this node id")
+	eve.Close()
+	require.Equal(t, 1.0, parkedCount(s1), "still parked")
+	require.Zero(t, testutil.ToFloat64(s1.cluster.sessions.WithLabelValues(sessionEndedForNode)))
+	// Asked directly (a forged request), s1 refuses too.
+	require.False(t, s1.Server.endParkedNode(7, "", ""))
+	require.Equal(t, 1.0, parkedCount(s1))
+	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	require.True(t, a2.Welcome.Resumed)
+}
