@@ -125,6 +125,8 @@ type cluster struct {
 	procReady bool
 	pending   map[string]chan *busReply
 	closed    bool
+	// handed: tokens of sessions handed over, for redirects (procMu).
+	handed map[string]handedRecord
 
 	published, received prometheus.Counter
 	// sessions counts sessions moved between processes, by event.
@@ -196,7 +198,7 @@ func newCluster(s *Server) (*cluster, error) {
 		return nil, errors.New("a bus needs a presence that lists channels (the hub)")
 	}
 	cl := &cluster{s: s, bus: s.cfg.Bus, lister: lister, origin: uuid.NewString(), rooms: map[string]*busRoom{},
-		out: make(chan hub.TopicMessage, s.cfg.BusQueue), stop: make(chan struct{}), pending: map[string]chan *busReply{},
+		out: make(chan hub.TopicMessage, s.cfg.BusQueue), stop: make(chan struct{}), pending: map[string]chan *busReply{}, handed: map[string]handedRecord{},
 		resync: map[string]struct{}{}, resyncNow: make(chan struct{}, 1)}
 	cl.procTopic = processTopic(cl.origin)
 	cl.syncCtx, cl.syncCancel = context.WithCancel(context.Background())

@@ -62,8 +62,11 @@ type conn struct {
 
 	// prefix is the ISSUN type-name prefix answers use; guarded by Server.mu.
 	prefix string
-	// resume is the native session's resume token.
-	resume string
+	// resume is the native session's resume token; alias, when set, is
+	// the token whose HELLO took the session over from another process
+	// (resume_cluster.go): it resumes the session too, for a client that
+	// lost the WELCOME carrying resume.
+	resume, alias string
 	// meta is the native member metadata (JOIN), guarded by mu.
 	meta []byte
 	// native is set for native connections.

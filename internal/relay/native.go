@@ -232,6 +232,14 @@ func (s *Server) registerNative(c *conn, assign bool) error {
 	return hub.ErrInternal.With("no free node id")
 }
 
+// gone is closed when c's client connection ended (nil for ISSUN).
+func (c *conn) gone() <-chan struct{} {
+	if c.native == nil {
+		return nil
+	}
+	return c.native.tr.done()
+}
+
 // ctlSend queues a control message.
 func (c *conn) ctlSend(m wire.Message) {
 	_ = c.native.ctlQ.Enqueue(wire.AppendMessage(nil, m))

@@ -98,6 +98,9 @@ func (s *Server) park(c *conn) bool {
 	}
 	p := &parkedSession{c: c}
 	s.parked[c.resume] = p
+	if c.alias != "" {
+		s.parked[c.alias] = p
+	}
 	s.metrics.parked.Inc()
 	p.timer = s.cfg.Clock.AfterFunc(s.cfg.ResumeGrace, func() { s.expire(c.resume, p) })
 	return true
@@ -110,12 +113,28 @@ func (s *Server) expire(token string, p *parkedSession) {
 		s.mu.Unlock()
 		return
 	}
-	delete(s.parked, token)
-	s.metrics.parked.Dec()
+	s.unparkLocked(p)
 	s.expiring.Add(1)
 	s.mu.Unlock()
 	defer s.expiring.Done()
 	s.endParked(p.c)
+}
+
+// unparkLocked takes p out of the parked sessions, under each of its
+// tokens (s.mu held).
+func (s *Server) unparkLocked(p *parkedSession) {
+	for _, t := range []string{p.c.resume, p.c.alias} {
+		if t != "" && s.parked[t] == p {
+			delete(s.parked, t)
+		}
+	}
+	s.metrics.parked.Dec()
+}
+
+// parkedConn reports whether c is parked (s.mu held).
+func (s *Server) parkedConn(c *conn) (*parkedSession, bool) {
+	p := s.parked[c.resume]
+	return p, p != nil && p.c == c
 }
 
 // endParked leaves a parked session's rooms and frees its NodeId.
@@ -141,9 +160,8 @@ func (s *Server) resume(c *conn, token, user string) ([]*room, error) {
 		return nil, ErrResumeUser
 	}
 	p.timer.Stop()
-	delete(s.parked, token)
-	s.metrics.parked.Dec()
-	c.id, c.sid, c.user, c.info, c.resume, c.hs = old.id, old.sid, old.user, old.connInfo(), old.resume, old.hs
+	s.unparkLocked(p)
+	c.id, c.sid, c.user, c.info, c.resume, c.alias, c.hs = old.id, old.sid, old.user, old.connInfo(), old.resume, old.alias, old.hs
 	c.tokenAccepted.Store(old.user != "")
 	c.meta = old.meta
 	rooms := old.roomList()
@@ -167,10 +185,14 @@ func (s *Server) stopParked() {
 	s.mu.Lock()
 	list := make([]*parkedSession, 0, len(s.parked))
 	for t, p := range s.parked {
+		if t != p.c.resume {
+			continue // an alias: the session is listed under its token
+		}
 		p.timer.Stop()
 		list = append(list, p)
-		delete(s.parked, t)
-		s.metrics.parked.Dec()
+	}
+	for _, p := range list {
+		s.unparkLocked(p)
 	}
 	s.mu.Unlock()
 	for _, p := range list {

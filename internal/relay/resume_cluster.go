@@ -28,7 +28,10 @@ import (
 //     id, writes its hub presence (same client id, this process), joins
 //     each room replacing any remote member of that session id silently,
 //     and publishes joins that every process already knows (no news).
-//     The client gets WELCOME Resumed and a JOINED per room.
+//     The client gets WELCOME Resumed and a JOINED per room. The token
+//     it resumed with stays an alias of the session here (c.alias), and
+//     the issuer redirects a later claim with it here for ResumeGrace
+//     (handedTo), for a client that lost that WELCOME.
 //
 // Nobody sees a leave or a join. When the answer comes after the claimer
 // stopped waiting (claimWait passed, its client went, or its process is
@@ -40,6 +43,63 @@ import (
 
 // claimWait bounds the wait for another process's answer.
 const claimWait = 2 * time.Second
+
+// maxClaimAsks bounds the processes one resume asks (the first and the
+// redirects it follows).
+const maxClaimAsks = 3
+
+// maxHandedRecords bounds the tokens of sessions handed over that a
+// process remembers (for ResumeGrace) to redirect a later claim.
+const maxHandedRecords = 4096
+
+// handedRecord: the session of a token went to process to at time at.
+type handedRecord struct {
+	to string
+	at time.Time
+}
+
+// recordHanded remembers that the sessions of tokens went to process to.
+func (cl *cluster) recordHanded(to string, tokens ...string) {
+	now := cl.s.cfg.Clock.Now()
+	cl.procMu.Lock()
+	defer cl.procMu.Unlock()
+	for t, r := range cl.handed {
+		if len(cl.handed) < maxHandedRecords/2 {
+			break
+		}
+		if now.Sub(r.at) >= cl.s.cfg.ResumeGrace {
+			delete(cl.handed, t)
+		}
+	}
+	for _, t := range tokens {
+		if t == "" {
+			continue
+		}
+		for k := range cl.handed { // full of fresh records: the oldest go first, roughly
+			if len(cl.handed) < maxHandedRecords {
+				break
+			}
+			delete(cl.handed, k)
+		}
+		cl.handed[t] = handedRecord{to: to, at: now}
+	}
+}
+
+// handedTo returns the process the session of token was handed over to
+// within ResumeGrace ("" for none).
+func (cl *cluster) handedTo(token string) string {
+	cl.procMu.Lock()
+	defer cl.procMu.Unlock()
+	r, ok := cl.handed[token]
+	if !ok {
+		return ""
+	}
+	if cl.s.cfg.Clock.Now().Sub(r.at) >= cl.s.cfg.ResumeGrace {
+		delete(cl.handed, token)
+		return ""
+	}
+	return r.to
+}
 
 // Requests between processes (busRequest.Op) and refusals (busReply.Err).
 const (
@@ -74,6 +134,9 @@ type busReply struct {
 	ID      string         `json:"i"`
 	Err     string         `json:"e,omitempty"`
 	Session *handedSession `json:"s,omitempty"` // opResume
+	// Redirect (opResume): the session of the token was handed over to
+	// that process, which the claimer asks next.
+	Redirect string `json:"d,omitempty"`
 }
 
 // handedSession is a parked session handed over to another process.
@@ -84,6 +147,9 @@ type handedSession struct {
 	Info  []byte   `json:"c,omitempty"`
 	Meta  []byte   `json:"m,omitempty"`
 	Rooms []string `json:"r"`
+	// tokens are the session's tokens on the issuer (not sent): a later
+	// claim with one of them is redirected to the claimer.
+	tokens []string
 }
 
 var (
@@ -134,9 +200,10 @@ func (cl *cluster) retrySubscribeProcess() {
 }
 
 // ask sends req to process to and waits for its answer, at most claimWait
-// or until ctx ends. errNoAnswer when none came; an error wrapping
-// hub.ErrRetryLater when the engine did not take the request.
-func (cl *cluster) ask(ctx context.Context, to string, req *busRequest) (*busReply, error) {
+// or until ctx ends or gone is closed (the client's connection ended).
+// errNoAnswer when none came; an error wrapping hub.ErrRetryLater when the
+// engine did not take the request.
+func (cl *cluster) ask(ctx context.Context, gone <-chan struct{}, to string, req *busRequest) (*busReply, error) {
 	cl.procMu.Lock()
 	if !cl.procReady {
 		cl.procMu.Unlock()
@@ -165,6 +232,7 @@ func (cl *cluster) ask(ctx context.Context, to string, req *busRequest) (*busRep
 		return a, nil
 	case <-t.C:
 	case <-ctx.Done():
+	case <-gone:
 	}
 	if cl.forget(req.ID) {
 		return nil, errNoAnswer
@@ -229,7 +297,11 @@ func (cl *cluster) serve(from string, req *busRequest) {
 		case errors.Is(err, ErrResumeUser):
 			a.Err = refuseUser
 		case err != nil:
-			a.Err = refuseUnknown
+			if to := cl.handedTo(req.Token); to != "" && to != from {
+				a.Redirect = to // handed over already: the client lost its WELCOME there
+			} else {
+				a.Err = refuseUnknown
+			}
 		default:
 			a.Session = h
 		}
@@ -253,6 +325,7 @@ func (cl *cluster) serve(from string, req *busRequest) {
 		return
 	}
 	if a.Session != nil {
+		cl.recordHanded(from, a.Session.tokens...)
 		cl.sessions.WithLabelValues(sessionHandedOver).Inc()
 		s.log.Debug("relay session handed over to another process", "node_id", a.Session.Node, "process", from)
 	}
@@ -273,15 +346,15 @@ func (s *Server) handOver(token, user string) (*handedSession, error) {
 		return nil, ErrResumeUser
 	}
 	p.timer.Stop()
-	delete(s.parked, token)
-	s.metrics.parked.Dec()
+	s.unparkLocked(p)
 	s.expiring.Add(1) // Shutdown (stopParked) waits for the handover
 	s.mu.Unlock()
 	defer s.expiring.Done()
 	old.mu.Lock()
 	meta := old.meta
 	old.mu.Unlock()
-	h := &handedSession{Node: uint64(old.id), SID: old.sid, User: old.user, Info: old.connInfo(), Meta: meta}
+	h := &handedSession{Node: uint64(old.id), SID: old.sid, User: old.user, Info: old.connInfo(), Meta: meta,
+		tokens: []string{old.resume, old.alias}}
 	for _, r := range old.roomList() {
 		h.Rooms = append(h.Rooms, r.name)
 		s.handOff(old, r, meta)
@@ -392,16 +465,35 @@ func (br *busRoom) forgetSilently(sid string, now time.Time) {
 // issued (see the top of this file); user is who c's token names.
 func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {
 	s := cl.s
-	from, ok := tokenOrigin(token)
-	if !ok || from == cl.origin || s.closing.Load() {
+	if s.closing.Load() {
 		return nil, ErrResumeUnknown
 	}
-	a, err := cl.ask(c.ctx, from, &busRequest{Op: opResume, Token: token, User: user})
-	if errors.Is(err, errNoAnswer) {
-		return nil, ErrResumeUnknown
+	// The token's issuer, or the process this one handed the session to
+	// (the client lost the WELCOME of its resume there and came back).
+	from := cl.handedTo(token)
+	if from == "" {
+		var ok bool
+		if from, ok = tokenOrigin(token); !ok || from == cl.origin {
+			return nil, ErrResumeUnknown
+		}
 	}
-	if err != nil {
-		return nil, err
+	var a *busReply
+	for asks := 1; ; asks++ {
+		var err error
+		a, err = cl.ask(c.ctx, c.gone(), from, &busRequest{Op: opResume, Token: token, User: user})
+		if errors.Is(err, errNoAnswer) {
+			return nil, ErrResumeUnknown
+		}
+		if err != nil {
+			return nil, err
+		}
+		if a.Redirect == "" || a.Session != nil {
+			break
+		}
+		if asks >= maxClaimAsks || a.Redirect == cl.origin || a.Redirect == from {
+			return nil, ErrResumeUnknown
+		}
+		from = a.Redirect
 	}
 	if a.Err == refuseUser {
 		return nil, ErrResumeUser
@@ -410,6 +502,10 @@ func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {
 	if a.Err != "" || h == nil {
 		return nil, ErrResumeUnknown
 	}
+	// The client holds token until it reads the WELCOME with c.resume:
+	// both resume the session here, and a claim elsewhere with token is
+	// redirected here by the process just asked.
+	c.alias = token
 	c.id, c.sid, c.user, c.info = wire.NodeID(h.Node), h.SID, h.User, h.Info
 	c.tokenAccepted.Store(h.User != "")
 	c.setMemberMeta(h.Meta)
@@ -470,7 +566,7 @@ func (cl *cluster) freeNode(br *busRoom, c *conn) error {
 	if c.user == "" || !c.tokenAccepted.Load() || rm.user != c.user || rm.process == "" || rm.handed {
 		return errNodeInRoom // an anonymous session is reachable only through its resume token
 	}
-	a, err := cl.ask(c.ctx, rm.process, &busRequest{Op: opEndNode, Node: uint64(c.id), SID: rm.sid, User: c.user})
+	a, err := cl.ask(c.ctx, c.gone(), rm.process, &busRequest{Op: opEndNode, Node: uint64(c.id), SID: rm.sid, User: c.user})
 	if err != nil && errors.Is(err, hub.ErrRetryLater) {
 		return err
 	}
@@ -502,8 +598,7 @@ func (s *Server) endParkedNode(id wire.NodeID, sid, user string) bool {
 		return false
 	}
 	p.timer.Stop()
-	delete(s.parked, c.resume)
-	s.metrics.parked.Dec()
+	s.unparkLocked(p)
 	s.expiring.Add(1) // awaited by Shutdown (stopParked)
 	s.mu.Unlock()
 	defer s.expiring.Done()

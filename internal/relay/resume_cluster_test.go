@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,13 +38,27 @@ func refusal(t *testing.T, err error, code wire.ErrorCode, d hub.Disconnect) {
 	require.Equal(t, uint64(d.Code), uint64(ae.ErrorCode))
 }
 
-// noControl fails when c has a control message waiting.
-func noControl(t *testing.T, c *relaytest.Native, who string) {
+// quietSeq numbers the barriers of quiet.
+var quietSeq atomic.Uint64
+
+// quiet fails when c got a control message (PRESENCE news, ...) before
+// the answer to a HEARTBEAT it sends now: a barrier through c's control
+// queue, in which the relay queues its news in order.
+func quiet(t *testing.T, c *relaytest.Native, who string) {
 	t.Helper()
-	select {
-	case m := <-c.Control:
-		t.Fatalf("%s got %s", who, m.FrameType())
-	default:
+	seq := 1<<40 + quietSeq.Add(1)
+	c.SendControl(&wire.Heartbeat{Seq: seq})
+	m := c.Next()
+	a, ok := m.(*wire.Ack)
+	require.True(t, ok, "%s got %s before the barrier", who, m.FrameType())
+	require.Equal(t, seq, a.Seq, "%s: the barrier's ACK", who)
+}
+
+// noControl is quiet for each of ms, by name.
+func noControl(t *testing.T, ms map[string]*relaytest.Native) {
+	t.Helper()
+	for name, m := range ms {
+		quiet(t, m, name)
 	}
 }
 
@@ -140,9 +155,7 @@ func TestClusterResumeOnAnotherProcess(t *testing.T) {
 		require.Equal(t, "from a", string(ev.Payload))
 		require.Equal(t, wire.NodeID(1), ev.Sender)
 	}
-	for name, m := range map[string]*relaytest.Native{"b": b, "c": c, "d": d, "a2": a2} {
-		noControl(t, m, name)
-	}
+	noControl(t, map[string]*relaytest.Native{"b": b, "c": c, "d": d, "a2": a2})
 
 	// Its final leave: one leave everywhere, and nothing before it.
 	a2.Close()
@@ -176,13 +189,13 @@ func TestClusterResumeAloneMovesTheRoom(t *testing.T) {
 	require.Equal(t, map[string]int{"duo": 2}, s2.Rooms())
 	b.Send(&wire.NativeEvent{Handle: j.Handle, Payload: []byte("hi")})
 	require.Equal(t, "hi", string(a2.NextEvent().Payload))
-	noControl(t, b, "b")
+	quiet(t, b, "b")
 
 	// Lost again: parked on s2 now, resumable there.
 	lose(t, a2, s2)
 	a3 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a2.Welcome.ResumeToken})
 	require.True(t, a3.Welcome.Resumed)
-	noControl(t, b, "b")
+	quiet(t, b, "b")
 }
 
 // Tokens that cannot resume: another user's session, unknown, expired,
@@ -285,7 +298,7 @@ func TestClusterResumeClaimedTwice(t *testing.T) {
 	}, testenv.Wait, testenv.Tick)
 	conns[won].Close()
 	require.Equal(t, []wire.NodeID{1}, nextPresence(t, b).Leaves)
-	noControl(t, b, "b")
+	quiet(t, b, "b")
 }
 
 // A NodeId held only by a parked session of the same user on another
@@ -423,7 +436,7 @@ func TestClusterResumeRaces(t *testing.T) {
 			if err == nil {
 				require.True(t, a2.Welcome.Resumed)
 				nextSkippingPresence[*wire.Joined](t, a2, "JOINED")
-				noControl(t, b, "b")
+				quiet(t, b, "b")
 				a2.Close()
 			} else {
 				refusal(t, err, wire.ErrCodeNotFound, closeResume)
@@ -504,4 +517,75 @@ func TestClusterFixedNodeIDAnonymousRefused(t *testing.T) {
 	require.Equal(t, 1.0, parkedCount(s1))
 	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
 	require.True(t, a2.Welcome.Resumed)
+}
+
+// The client lost the WELCOME of a resume on another process: its retry
+// with the token it still holds resumes the session wherever it lands
+// (the process that took it over keeps that token as an alias; the
+// issuer redirects a claim to it), and nobody sees it leave or join.
+func TestClusterResumeWithTheOldToken(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1 := newClusterServer(t, prefix, nil)
+	s2 := newClusterServer(t, prefix, nil)
+	s3 := newClusterServer(t, prefix, nil)
+	a, b := dialNative(t, s1, 1), dialNative(t, s1, 2)
+	a.Join("r")
+	b.Join("r")
+	a.AwaitJoin(2)
+	old := a.Welcome.ResumeToken
+	lose(t, a, s1)
+	resumeWith := func(s *testServer) *relaytest.Native {
+		t.Helper()
+		n := relaytest.DialNative(t, s.Addr().String(), &wire.Hello{ResumeToken: old})
+		require.True(t, n.Welcome.Resumed)
+		require.Equal(t, wire.NodeID(1), n.Welcome.NodeID)
+		j := nextSkippingPresence[*wire.Joined](t, n, "JOINED")
+		require.ElementsMatch(t, []wire.NodeID{1, 2}, nodeIDs(j.Members))
+		return n
+	}
+	a2 := resumeWith(s2) // its WELCOME is "lost": the client keeps old
+	lose(t, a2, s2)
+	a3 := resumeWith(s2) // on s2 again: old is an alias there
+	require.Equal(t, a2.Welcome.ResumeToken, a3.Welcome.ResumeToken, "a local resume keeps the token")
+	lose(t, a3, s2)
+	a4 := resumeWith(s3) // s3 asks s1, which redirects to s2
+	lose(t, a4, s3)
+	resumeWith(s1) // s1 asks s2 (it handed the session there), s2 redirects to s3
+	require.Equal(t, 3.0, testutil.ToFloat64(s1.cluster.sessions.WithLabelValues(sessionTakenOver))+
+		testutil.ToFloat64(s2.cluster.sessions.WithLabelValues(sessionTakenOver))+
+		testutil.ToFloat64(s3.cluster.sessions.WithLabelValues(sessionTakenOver)))
+	for _, s := range []*testServer{s1, s2, s3} {
+		require.Zero(t, parkedCount(s))
+	}
+	quiet(t, b, "b")
+}
+
+// A client that goes while its process claims the session: the claim
+// stops waiting at once, not after claimWait.
+func TestClusterResumeClientGoneMidClaim(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s := newClusterServer(t, prefix, nil)
+	u := uuid.New() // a process that never answers
+	tok := hex.EncodeToString(u[:]) + strings.Repeat("ab", 16)
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
+	defer cancel()
+	qc, err := relaytest.DialQUIC(ctx, s.Addr().String(), []string{wire.ALPNNative})
+	require.NoError(t, err)
+	ctl, err := qc.OpenStreamSync(ctx)
+	require.NoError(t, err)
+	_, err = ctl.Write(wire.AppendMessage(nil, &wire.Hello{ResumeToken: tok}))
+	require.NoError(t, err)
+	pending := func() int {
+		s.cluster.procMu.Lock()
+		defer s.cluster.procMu.Unlock()
+		return len(s.cluster.pending)
+	}
+	require.Eventually(t, func() bool { return pending() == 1 }, testenv.Wait, time.Millisecond)
+	start := time.Now()
+	require.NoError(t, qc.CloseWithError(1, "gone"))
+	require.Eventually(t, func() bool { return pending() == 0 }, claimWait/2, time.Millisecond)
+	require.Less(t, time.Since(start), claimWait)
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(s.metrics.handshakes.WithLabelValues(handshakeResume)) == 1
+	}, testenv.Wait, testenv.Tick)
 }

@@ -104,8 +104,8 @@ func (s *Server) sessionConn(hs *hubSession) (*conn, bool) {
 	if c == nil || c.hs != hs {
 		return nil, false
 	}
-	p := s.parked[c.resume]
-	return c, p != nil && p.c == c
+	_, parked := s.parkedConn(c)
+	return c, parked
 }
 
 // disconnectSession closes the connection of hs with d and makes its
@@ -119,14 +119,13 @@ func (s *Server) disconnectSession(hs *hubSession, d hub.Disconnect) {
 		return
 	}
 	c.final = true
-	if p := s.parked[c.resume]; p != nil && p.c == c {
+	if p, parked := s.parkedConn(c); parked {
 		if s.closing.Load() {
 			s.mu.Unlock()
 			return // Shutdown ends the parked sessions
 		}
 		p.timer.Stop()
-		delete(s.parked, c.resume)
-		s.metrics.parked.Dec()
+		s.unparkLocked(p)
 		s.metrics.disconnects.WithLabelValues(disconnectReason(d)).Inc()
 		s.expiring.Add(1) // awaited by Shutdown (stopParked)
 		s.mu.Unlock()
