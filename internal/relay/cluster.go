@@ -127,6 +127,9 @@ type cluster struct {
 	closed    bool
 	// handed: tokens of sessions handed over, for redirects (procMu).
 	handed map[string]handedRecord
+	// testHandOver, when set (tests), runs in handOver at "claim" (before
+	// the parked session is looked up) and "taken" (after it is taken out).
+	testHandOver func(stage string)
 
 	published, received prometheus.Counter
 	// sessions counts sessions moved between processes, by event.

@@ -20,10 +20,13 @@ import (
 //
 //   - The issuer takes the session out of its parked ones (so its grace
 //     timer, a second claim and Shutdown all find it gone), turns its
-//     local member of each room into a remote member marked handed, drops
-//     its hub presence without a leave publication, frees the NodeId and
-//     answers with the session (NodeId, session id, user, connection
-//     info, metadata, rooms).
+//     local member of each room into a remote member marked handed, frees
+//     the NodeId and answers with the session (NodeId, session id, user,
+//     connection info, metadata, rooms), all in memory, unless the
+//     request's deadline is too near. Then it drops its hub presence
+//     without a leave publication and lets go of the rooms' topics, and
+//     tells the claimer (opPresent) to write its presence again, which
+//     that removal may have undone.
 //   - The claimer registers the session under the same NodeId and session
 //     id, writes its hub presence (same client id, this process), joins
 //     each room replacing any remote member of that session id silently,
@@ -105,6 +108,7 @@ func (cl *cluster) handedTo(token string) string {
 const (
 	opResume      = "resume"
 	opEndNode     = "end_node"
+	opPresent     = "present" // no answer: write the session's presence again
 	refuseUnknown = "unknown"
 	refuseUser    = "user"
 )
@@ -125,8 +129,20 @@ type busRequest struct {
 	Op    string `json:"o"`
 	Token string `json:"k,omitempty"` // opResume
 	User  string `json:"u,omitempty"`
-	Node  uint64 `json:"n,omitempty"` // opEndNode
-	SID   string `json:"s,omitempty"` // opEndNode
+	Node  uint64 `json:"n,omitempty"` // opEndNode, opPresent
+	SID   string `json:"s,omitempty"` // opEndNode, opPresent
+	// Deadline (opResume, unix milliseconds): when the claimer stops
+	// waiting; an issuer that could not answer well before refuses.
+	Deadline int64 `json:"t,omitempty"`
+}
+
+// answerMargin is the time an answer needs to reach the claimer: an
+// issuer later than Deadline minus this refuses rather than hand over.
+const answerMargin = claimWait / 4
+
+// late reports whether req's deadline (if any) is too near to answer.
+func (req *busRequest) late(now time.Time) bool {
+	return req.Deadline != 0 && now.UnixMilli() > req.Deadline-answerMargin.Milliseconds()
 }
 
 // busReply answers a busRequest: Err empty means done.
@@ -290,9 +306,17 @@ func (cl *cluster) handleProcess(m *busMessage) {
 func (cl *cluster) serve(from string, req *busRequest) {
 	s := cl.s
 	a := &busReply{ID: req.ID}
+	var cleanup func()
 	switch req.Op {
+	case opPresent:
+		s.writePresence(wire.NodeID(req.Node), req.SID)
+		return
 	case opResume:
-		h, err := s.handOver(req.Token, req.User)
+		var h *handedSession
+		var err error = ErrResumeUnknown
+		if !req.late(time.Now()) {
+			h, cleanup, err = s.handOver(req.Token, req.User)
+		}
 		switch {
 		case errors.Is(err, ErrResumeUser):
 			a.Err = refuseUser
@@ -321,50 +345,104 @@ func (cl *cluster) serve(from string, req *busRequest) {
 		s.log.Warn("relay answer to another process failed", "op", req.Op, "error", err)
 		if a.Session != nil {
 			cl.abandon(a.Session)
+			cleanup()
 		}
 		return
 	}
-	if a.Session != nil {
-		cl.recordHanded(from, a.Session.tokens...)
-		cl.sessions.WithLabelValues(sessionHandedOver).Inc()
-		s.log.Debug("relay session handed over to another process", "node_id", a.Session.Node, "process", from)
+	if a.Session == nil {
+		return
+	}
+	cl.recordHanded(from, a.Session.tokens...)
+	cl.sessions.WithLabelValues(sessionHandedOver).Inc()
+	s.log.Debug("relay session handed over to another process", "node_id", a.Session.Node, "process", from)
+	// The engine's part after the answer, which it must not delay. The
+	// claimer may have written the presence already, which removing ours
+	// removed: it writes it again when told (else its presence refresh
+	// does, within a third of the presence TTL).
+	cleanup()
+	ctx, cancel = s.opCtx()
+	req2 := &busRequest{ID: uuid.NewString(), Op: opPresent, Node: a.Session.Node, SID: a.Session.SID}
+	if err := cl.bus.Publish(ctx, []hub.TopicMessage{{Topic: processTopic(from), Data: busJSONFrame(busAsk, cl.origin, req2)}}); err != nil {
+		s.log.Warn("relay presence notice to another process failed", "error", err)
+	}
+	cancel()
+}
+
+// writePresence writes the hub presence of the session id sid of NodeId
+// id again in each of its rooms, when it is here (opPresent).
+func (s *Server) writePresence(id wire.NodeID, sid string) {
+	c := s.node(id)
+	if c == nil || c.sid != sid || s.cfg.Presence == nil {
+		return
+	}
+	info := c.presenceInfo()
+	for _, r := range c.roomList() {
+		ctx, cancel := s.opCtx()
+		if err := s.cfg.Presence.AddPresence(ctx, r.channel, info); err != nil {
+			s.log.Warn("relay presence add failed", "channel", r.channel, "error", err)
+		}
+		cancel()
 	}
 }
 
 // handOver takes the parked session of token out for another process
-// (see the top of this file); user is who the claimer's token names.
-func (s *Server) handOver(token, user string) (*handedSession, error) {
+// (see the top of this file); user is who the claimer's token names. It
+// changes only this process's memory; cleanup, to be called once the
+// answer is sent, drops the session's hub presence (without a leave
+// publication) and lets go of its rooms' topics.
+func (s *Server) handOver(token, user string) (h *handedSession, cleanup func(), err error) {
+	hook := s.cluster.testHandOver
+	if hook != nil {
+		hook("claim")
+	}
 	s.mu.Lock()
 	p := s.parked[token]
 	if p == nil || s.closing.Load() {
 		s.mu.Unlock()
-		return nil, ErrResumeUnknown
+		return nil, nil, ErrResumeUnknown
 	}
 	old := p.c
 	if old.user != "" && old.user != user {
 		s.mu.Unlock()
-		return nil, ErrResumeUser
+		return nil, nil, ErrResumeUser
 	}
 	p.timer.Stop()
 	s.unparkLocked(p)
 	s.expiring.Add(1) // Shutdown (stopParked) waits for the handover
 	s.mu.Unlock()
 	defer s.expiring.Done()
+	if hook != nil {
+		hook("taken")
+	}
 	old.mu.Lock()
 	meta := old.meta
 	old.mu.Unlock()
-	h := &handedSession{Node: uint64(old.id), SID: old.sid, User: old.user, Info: old.connInfo(), Meta: meta,
+	h = &handedSession{Node: uint64(old.id), SID: old.sid, User: old.user, Info: old.connInfo(), Meta: meta,
 		tokens: []string{old.resume, old.alias}}
-	for _, r := range old.roomList() {
+	rooms := old.roomList()
+	for _, r := range rooms {
 		h.Rooms = append(h.Rooms, r.name)
 		s.handOff(old, r, meta)
 	}
 	s.unregister(old)
-	return h, nil
+	return h, func() {
+		for _, r := range rooms {
+			if p := s.cfg.Presence; p != nil {
+				ctx, cancel := s.opCtx()
+				if err := p.RemovePresence(ctx, r.channel, old.sid, old.user); err != nil {
+					s.log.Warn("relay presence remove failed", "channel", r.channel, "error", err)
+				}
+				cancel()
+			}
+			if r.bus != nil {
+				s.cluster.release(r.bus)
+			}
+		}
+	}, nil
 }
 
 // handOff turns old's membership of r into a remote member's (handed),
-// without news, and drops its hub presence without a leave publication.
+// without news; handOver's cleanup does the rest.
 func (s *Server) handOff(old *conn, r *room, meta []byte) {
 	br := r.bus
 	if br != nil {
@@ -389,16 +467,6 @@ func (s *Server) handOff(old *conn, r *room, meta []byte) {
 	old.rmu.Lock()
 	delete(old.rooms, r.name)
 	old.rmu.Unlock()
-	if p := s.cfg.Presence; p != nil {
-		ctx, cancel := s.opCtx()
-		if err := p.RemovePresence(ctx, r.channel, old.sid, old.user); err != nil {
-			s.log.Warn("relay presence remove failed", "channel", r.channel, "error", err)
-		}
-		cancel()
-	}
-	if br != nil {
-		s.cluster.release(br)
-	}
 }
 
 // abandon ends a handed-over session no process took: every process's
@@ -480,7 +548,8 @@ func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {
 	var a *busReply
 	for asks := 1; ; asks++ {
 		var err error
-		a, err = cl.ask(c.ctx, c.gone(), from, &busRequest{Op: opResume, Token: token, User: user})
+		a, err = cl.ask(c.ctx, c.gone(), from, &busRequest{Op: opResume, Token: token, User: user,
+			Deadline: time.Now().Add(claimWait).UnixMilli()})
 		if errors.Is(err, errNoAnswer) {
 			return nil, ErrResumeUnknown
 		}

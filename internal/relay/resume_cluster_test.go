@@ -589,3 +589,81 @@ func TestClusterResumeClientGoneMidClaim(t *testing.T) {
 		return testutil.ToFloat64(s.metrics.handshakes.WithLabelValues(handshakeResume)) == 1
 	}, testenv.Wait, testenv.Tick)
 }
+
+// slowRemove is a presence whose removal of one session id blocks until
+// gate is closed (Redis slow to answer).
+type slowRemove struct {
+	writeOnly
+	lister PresenceLister
+	sid    atomic.Pointer[string]
+	gate   chan struct{}
+}
+
+// writeOnly is a Presence under another field name.
+type writeOnly interface {
+	AddPresence(ctx context.Context, channel string, info *hub.ClientInfo) error
+	RemovePresence(ctx context.Context, channel, clientID, userID string) error
+	PublishJoin(ctx context.Context, channel string, info *hub.ClientInfo) error
+	PublishLeave(ctx context.Context, channel string, info *hub.ClientInfo) error
+}
+
+func (p *slowRemove) Presence(ctx context.Context, channel string) (map[string]*hub.ClientInfo, error) {
+	return p.lister.Presence(ctx, channel)
+}
+
+func (p *slowRemove) RemovePresence(ctx context.Context, channel, clientID, userID string) error {
+	if sid := p.sid.Load(); sid != nil && *sid == clientID {
+		select {
+		case <-p.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return p.writeOnly.RemovePresence(ctx, channel, clientID, userID)
+}
+
+// The issuer answers before its engine work: a Redis slower than the
+// claimer's wait does not cost the resume, and the presence ends up the
+// claimer's once the issuer's removal is done.
+func TestClusterResumeIssuerAnswersFirst(t *testing.T) {
+	prefix := clusterPrefix(t)
+	slow := &slowRemove{gate: make(chan struct{})}
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		slow.writeOnly, slow.lister = c.Presence, c.Presence.(PresenceLister)
+		c.Presence = slow
+	})
+	s2 := newClusterServer(t, prefix, nil)
+	a, b := dialNative(t, s1, 1), dialNative(t, s2, 2)
+	a.Join("r")
+	b.Join("r")
+	a.AwaitJoin(2)
+	sid := a.Welcome.SessionID
+	slow.sid.Store(&sid)
+	lose(t, a, s1)
+	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	require.True(t, a2.Welcome.Resumed)
+	nextSkippingPresence[*wire.Joined](t, a2, "JOINED")
+	close(slow.gate) // the issuer's removal now runs, after the claimer wrote its entry
+	require.Eventually(t, func() bool {
+		p := roomPresence(t, s2, "r")
+		return len(p) == 2 && p[sid].Process == s2.cluster.origin
+	}, testenv.Wait, testenv.Tick, "the claimer wrote its presence again")
+	quiet(t, b, "b")
+}
+
+// An issuer that gets a claim already past (or too near) its deadline
+// refuses it and keeps the session parked.
+func TestClusterResumeLateRequestRefused(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1 := newClusterServer(t, prefix, nil)
+	s2 := newClusterServer(t, prefix, nil)
+	a := dialNative(t, s1, 1)
+	a.Join("r")
+	lose(t, a, s1)
+	s1.cluster.serve(s2.cluster.origin, &busRequest{ID: "late", Op: opResume, Token: a.Welcome.ResumeToken,
+		Deadline: time.Now().Add(answerMargin / 2).UnixMilli()})
+	require.Equal(t, 1.0, parkedCount(s1), "still parked")
+	require.Zero(t, testutil.ToFloat64(s1.cluster.sessions.WithLabelValues(sessionHandedOver)))
+	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	require.True(t, a2.Welcome.Resumed)
+}
