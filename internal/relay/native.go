@@ -448,15 +448,22 @@ func (c *conn) member() wire.Member {
 	return wire.Member{NodeID: c.id, User: c.user, Metadata: c.meta}
 }
 
-// members lists r's members, on every process.
+// members lists r's members, on every process (a session moving between
+// processes once: see localSIDs).
 func (s *Server) members(r *room) []wire.Member {
 	list := *r.snap.Load()
 	out := make([]wire.Member, len(list))
 	for i, m := range list {
 		out[i] = m.member()
 	}
+	if r.bus == nil {
+		return out
+	}
+	local := localSIDs(list)
 	for _, m := range r.bus.remoteMembers() {
-		out = append(out, m.wireMember())
+		if _, dup := local[m.sid]; !dup {
+			out = append(out, m.wireMember())
+		}
 	}
 	return out
 }

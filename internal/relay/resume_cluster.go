@@ -529,6 +529,22 @@ func (br *busRoom) forgetSilently(sid string, now time.Time) {
 	br.pruneGoneLocked(now)
 }
 
+// hasOtherRemote reports whether a remote member other than session sid
+// has NodeId id.
+func (br *busRoom) hasOtherRemote(id wire.NodeID, sid string) bool {
+	if br == nil {
+		return false
+	}
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	for _, m := range br.remote {
+		if m.node == id && m.sid != sid {
+			return true
+		}
+	}
+	return false
+}
+
 // resumeRemote resumes on c the session of a token another process
 // issued (see the top of this file); user is who c's token names.
 func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {

@@ -667,3 +667,26 @@ func TestClusterResumeLateRequestRefused(t *testing.T) {
 	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
 	require.True(t, a2.Welcome.Resumed)
 }
+
+// A session moving between processes is briefly a local member and a
+// remote record of the same session id on one process: JOINED (native)
+// and the ISSUN member list show it once.
+func TestClusterMembersListAMovingSessionOnce(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1 := newClusterServer(t, prefix, nil)
+	s2 := newClusterServer(t, prefix, nil)
+	a, b := dialNative(t, s1, 1), dialNative(t, s2, 2)
+	a.Join("r")
+	b.Join("r")
+	a.AwaitJoin(2)
+	s1.mu.RLock()
+	r := s1.rooms["r"]
+	s1.mu.RUnlock()
+	br := r.bus
+	br.mu.Lock()
+	br.remote[a.Welcome.SessionID] = remoteMember{node: 1, sid: a.Welcome.SessionID, transport: transportNative, handed: true}
+	br.storeIDsLocked()
+	br.mu.Unlock()
+	require.ElementsMatch(t, []wire.NodeID{1, 2}, nodeIDs(s1.members(r)))
+	require.ElementsMatch(t, []wire.NodeID{1, 2}, s1.memberIDs(r))
+}

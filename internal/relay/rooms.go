@@ -41,17 +41,36 @@ func (r *room) snapshotLocked() {
 	r.snap.Store(&list)
 }
 
-// memberIDs lists the NodeIds of r's members, on every process.
+// memberIDs lists the NodeIds of r's members, on every process (a
+// session moving between processes once: see localSIDs).
 func (s *Server) memberIDs(r *room) []wire.NodeID {
 	list := *r.snap.Load()
 	ids := make([]wire.NodeID, len(list))
 	for i, m := range list {
 		ids[i] = m.id
 	}
+	if r.bus == nil {
+		return ids
+	}
+	local := localSIDs(list)
 	for _, m := range r.bus.remoteMembers() {
-		ids = append(ids, m.node)
+		if _, dup := local[m.sid]; !dup {
+			ids = append(ids, m.node)
+		}
 	}
 	return ids
+}
+
+// localSIDs are the session ids of list. A session handed over between
+// processes is briefly both a local member and a remote record (the
+// issuer adds the record before dropping the member, the claimer drops
+// the record after adding the member): the local member counts.
+func localSIDs(list []*conn) map[string]struct{} {
+	out := make(map[string]struct{}, len(list))
+	for _, m := range list {
+		out[m.sid] = struct{}{}
+	}
+	return out
 }
 
 var errRoomTransport = errs.New(errs.Conflict, "the room is used by clients of another protocol")
@@ -81,9 +100,7 @@ func (s *Server) joinRoom(c *conn, name string, maxMembers int, resumed bool) (*
 		if br, err = s.cluster.acquire(name); err != nil {
 			return nil, nil, err
 		}
-		if resumed {
-			br.forgetSilently(c.sid, s.cfg.Clock.Now())
-		} else if br.hasRemote(c.id) {
+		if !resumed && br.hasRemote(c.id) {
 			// Held on another process by a parked session of this user:
 			// that process ends it (nodeFreed); anything else conflicts.
 			if err := s.cluster.freeNode(br, c); err != nil {
@@ -120,13 +137,18 @@ func (s *Server) joinRoom(c *conn, name string, maxMembers int, resumed bool) (*
 	if !resumed && len(r.members)+br.remoteCount() >= r.maxMembers {
 		return refuse(ErrRoomFull)
 	}
-	if br.hasRemote(c.id) {
+	if (!resumed && br.hasRemote(c.id)) || (resumed && br.hasOtherRemote(c.id, c.sid)) {
 		return refuse(errNodeInRoom)
 	}
 	before := *r.snap.Load()
 	r.members[c] = struct{}{}
 	r.snapshotLocked()
 	s.mu.Unlock()
+	if resumed {
+		// After adding the local member: a JOINED taken meanwhile lists
+		// the session once (members skips the remote record), never not.
+		br.forgetSilently(c.sid, s.cfg.Clock.Now())
+	}
 	c.rmu.Lock()
 	c.rooms[name] = r
 	c.rmu.Unlock()
