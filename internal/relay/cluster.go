@@ -123,10 +123,13 @@ type cluster struct {
 	procTopic string
 	procMu    sync.Mutex
 	procReady bool
-	pending   map[string]chan *busReply
+	pending   map[string]pendingAsk
 	closed    bool
 	// handed: tokens of sessions handed over, for redirects (procMu).
 	handed map[string]handedRecord
+	// gaveUp: requests whose answer this process stopped waiting for
+	// (procMu); a session such an answer carries is ended (abandon).
+	gaveUp map[string]handedRecord
 	// testHandOver, when set (tests), runs in handOver at "claim" (before
 	// the parked session is looked up) and "taken" (after it is taken out).
 	testHandOver func(stage string)
@@ -201,7 +204,8 @@ func newCluster(s *Server) (*cluster, error) {
 		return nil, errors.New("a bus needs a presence that lists channels (the hub)")
 	}
 	cl := &cluster{s: s, bus: s.cfg.Bus, lister: lister, origin: uuid.NewString(), rooms: map[string]*busRoom{},
-		out: make(chan hub.TopicMessage, s.cfg.BusQueue), stop: make(chan struct{}), pending: map[string]chan *busReply{}, handed: map[string]handedRecord{},
+		out: make(chan hub.TopicMessage, s.cfg.BusQueue), stop: make(chan struct{}), pending: map[string]pendingAsk{}, handed: map[string]handedRecord{},
+		gaveUp: map[string]handedRecord{},
 		resync: map[string]struct{}{}, resyncNow: make(chan struct{}, 1)}
 	cl.procTopic = processTopic(cl.origin)
 	cl.syncCtx, cl.syncCancel = context.WithCancel(context.Background())

@@ -227,7 +227,7 @@ func (cl *cluster) ask(ctx context.Context, gone <-chan struct{}, to string, req
 	}
 	req.ID = uuid.NewString()
 	ch := make(chan *busReply, 1)
-	cl.pending[req.ID] = ch
+	cl.pending[req.ID] = pendingAsk{ch: ch, to: to}
 	cl.procMu.Unlock()
 	pctx, cancel := context.WithTimeout(ctx, opTimeout)
 	err := cl.bus.Publish(pctx, []hub.TopicMessage{{Topic: processTopic(to), Data: busJSONFrame(busAsk, cl.origin, req)}})
@@ -256,13 +256,67 @@ func (cl *cluster) ask(ctx context.Context, gone <-chan struct{}, to string, req
 	return <-ch, nil // the answer came as the wait ended
 }
 
-// forget drops a pending request; false when its answer was delivered.
+// pendingAsk is a request waiting for the answer of process to.
+type pendingAsk struct {
+	ch chan *busReply
+	to string
+}
+
+// maxGaveUp bounds the requests given up on that a process remembers, for
+// gaveUpFor (an answer later than that is left to the syncs).
+const maxGaveUp = 1024
+
+// gaveUpHorizon is how long a request given up on is remembered: longer
+// than an issuer takes to answer (its publish is bounded by opTimeout).
+const gaveUpHorizon = claimWait + 2*opTimeout
+
+// forget drops a pending request, remembering it as given up on; false
+// when its answer was delivered.
 func (cl *cluster) forget(id string) bool {
 	cl.procMu.Lock()
 	defer cl.procMu.Unlock()
-	_, ok := cl.pending[id]
+	p, ok := cl.pending[id]
 	delete(cl.pending, id)
+	if ok {
+		now := time.Now()
+		for k, r := range cl.gaveUp {
+			if len(cl.gaveUp) < maxGaveUp && now.Sub(r.at) < gaveUpHorizon {
+				break
+			}
+			delete(cl.gaveUp, k)
+		}
+		cl.gaveUp[id] = handedRecord{to: p.to, at: now}
+	}
 	return ok
+}
+
+// gaveUpOn reports whether this process gave up on request id to process
+// from (within gaveUpHorizon), and forgets it.
+func (cl *cluster) gaveUpOn(id, from string) bool {
+	cl.procMu.Lock()
+	defer cl.procMu.Unlock()
+	r, ok := cl.gaveUp[id]
+	if !ok || r.to != from {
+		return false
+	}
+	delete(cl.gaveUp, id)
+	return time.Since(r.at) < gaveUpHorizon
+}
+
+// valid reports whether h is a session this process can take: a NodeId,
+// a session id, and at most MaxRooms distinct non-empty room names.
+func (h *handedSession) valid(maxRooms int) bool {
+	if h.Node == 0 || h.SID == "" || len(h.Rooms) > maxRooms {
+		return false
+	}
+	seen := make(map[string]struct{}, len(h.Rooms))
+	for _, r := range h.Rooms {
+		if _, dup := seen[r]; dup || r == "" {
+			return false
+		}
+		seen[r] = struct{}{}
+	}
+	return true
 }
 
 // handleProcess handles a message on the process topic (on the engine's
@@ -279,23 +333,44 @@ func (cl *cluster) handleProcess(m *busMessage) {
 		cl.goRun(func() { cl.serve(from, &req) })
 	case busAnswer:
 		var a busReply
-		if json.Unmarshal(m.body, &a) != nil {
+		if json.Unmarshal(m.body, &a) != nil || a.ID == "" {
 			cl.dropBad.Inc()
 			return
 		}
+		bad := a.Session != nil && !a.Session.valid(cl.s.cfg.MaxRooms)
 		cl.procMu.Lock()
-		ch := cl.pending[a.ID]
-		delete(cl.pending, a.ID)
+		p, ok := cl.pending[a.ID]
+		if ok && p.to != m.origin {
+			ok = false // not from the process asked: ignored
+			bad = true
+		} else if ok {
+			delete(cl.pending, a.ID)
+		}
 		cl.procMu.Unlock()
-		if ch != nil {
-			ch <- &a
+		if bad {
+			cl.dropBad.Inc()
+			cl.s.log.Warn("relay answer from another process dropped", "process", m.origin)
+			if ok {
+				p.ch <- &busReply{ID: a.ID, Err: refuseUnknown}
+			}
 			return
 		}
-		if h := a.Session; h != nil {
-			// The claimer stopped waiting: the session is ours to end.
-			if !cl.goRun(func() { cl.abandon(h) }) {
-				cl.s.log.Warn("relay session handed over while closing: left to the syncs", "node_id", h.Node)
-			}
+		if ok {
+			p.ch <- &a
+			return
+		}
+		h := a.Session
+		if h == nil {
+			return // a refusal that came late
+		}
+		if !cl.gaveUpOn(a.ID, m.origin) {
+			cl.dropBad.Inc() // not an answer to a request of ours
+			cl.s.log.Warn("relay answer from another process dropped: no such request", "process", m.origin)
+			return
+		}
+		// The claimer stopped waiting: the session is ours to end.
+		if !cl.goRun(func() { cl.abandon(h) }) {
+			cl.s.log.Warn("relay session handed over while closing: left to the syncs", "node_id", h.Node)
 		}
 	default:
 		cl.dropBad.Inc()

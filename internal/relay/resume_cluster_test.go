@@ -386,7 +386,11 @@ func TestClusterResumeLateAnswerEndsTheSession(t *testing.T) {
 	a.AwaitJoin(3)
 	b.AwaitJoin(3)
 	lose(t, a, s1)
-	// s1 answers s2 a request s2 is not (any longer) waiting for.
+	// s1 answers s2 a request s2 asked and no longer waits for.
+	s2.cluster.procMu.Lock()
+	s2.cluster.pending["gone"] = pendingAsk{ch: make(chan *busReply, 1), to: s1.cluster.origin}
+	s2.cluster.procMu.Unlock()
+	require.True(t, s2.cluster.forget("gone"))
 	s1.cluster.serve(s2.cluster.origin, &busRequest{ID: "gone", Op: opResume, Token: a.Welcome.ResumeToken})
 	require.Zero(t, parkedCount(s1))
 	for _, m := range []*relaytest.Native{b, c} {
@@ -689,4 +693,67 @@ func TestClusterMembersListAMovingSessionOnce(t *testing.T) {
 	br.mu.Unlock()
 	require.ElementsMatch(t, []wire.NodeID{1, 2}, nodeIDs(s1.members(r)))
 	require.ElementsMatch(t, []wire.NodeID{1, 2}, s1.memberIDs(r))
+}
+
+// Answers on the process topic are trusted only as answers to this
+// process's own requests, from the process asked, with a well-formed
+// session: a forged or stray one removes nobody.
+func TestClusterUntrustedAnswers(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1 := newClusterServer(t, prefix, nil)
+	s2 := newClusterServer(t, prefix, nil)
+	a, b := dialNative(t, s1, 1), dialNative(t, s2, 2)
+	a.Join("r")
+	b.Join("r")
+	a.AwaitJoin(2)
+	cl := s2.cluster
+	bad := func() float64 { return testutil.ToFloat64(s2.metrics.drops.WithLabelValues(dropBusMalformed)) }
+	forged := &handedSession{Node: 1, SID: a.Welcome.SessionID, Rooms: []string{"r"}}
+	answer := func(origin string, r *busReply) {
+		cl.handle(cl.procTopic, busJSONFrame(busAnswer, origin, r))
+	}
+
+	// No such request (empty or unknown id), or given up on but from
+	// another process than the one asked: dropped, a stays.
+	fake := uuid.NewString()
+	answer(fake, &busReply{Session: forged})
+	answer(fake, &busReply{ID: "never-asked", Session: forged})
+	cl.procMu.Lock()
+	cl.pending["asked-s1"] = pendingAsk{ch: make(chan *busReply, 1), to: s1.cluster.origin}
+	cl.procMu.Unlock()
+	require.True(t, cl.forget("asked-s1"))
+	answer(fake, &busReply{ID: "asked-s1", Session: forged})
+	require.Equal(t, 3.0, bad())
+
+	// Pending, from another process than asked: not delivered.
+	ch := make(chan *busReply, 1)
+	cl.procMu.Lock()
+	cl.pending["p"] = pendingAsk{ch: ch, to: s1.cluster.origin}
+	cl.procMu.Unlock()
+	answer(fake, &busReply{ID: "p", Session: forged})
+	require.Empty(t, ch)
+	require.Equal(t, 4.0, bad())
+	// From the process asked, but malformed: a refusal is delivered.
+	answer(s1.cluster.origin, &busReply{ID: "p", Session: &handedSession{Node: 1, SID: "x", Rooms: []string{"r", "r"}}})
+	require.Equal(t, refuseUnknown, (<-ch).Err)
+	require.Nil(t, cl.pending["p"].ch)
+	require.Equal(t, 5.0, bad())
+
+	require.Eventually(t, func() bool { return len(roomPresence(t, s1, "r")) == 2 }, testenv.Wait, testenv.Tick)
+	quiet(t, b, "b")
+	require.True(t, cl.room("r").hasRemote(1), "a is still a member for s2")
+}
+
+func TestHandedSessionValid(t *testing.T) {
+	ok := handedSession{Node: 1, SID: "s", Rooms: []string{"a", "b"}}
+	require.True(t, ok.valid(2))
+	for name, h := range map[string]handedSession{
+		"no node":         {SID: "s", Rooms: []string{"a"}},
+		"no session id":   {Node: 1, Rooms: []string{"a"}},
+		"empty room":      {Node: 1, SID: "s", Rooms: []string{""}},
+		"duplicate rooms": {Node: 1, SID: "s", Rooms: []string{"a", "a"}},
+		"too many rooms":  {Node: 1, SID: "s", Rooms: []string{"a", "b", "c"}},
+	} {
+		require.False(t, h.valid(2), name)
+	}
 }
