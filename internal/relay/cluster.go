@@ -111,6 +111,14 @@ type cluster struct {
 	// is closed.
 	drainCtx context.Context
 	wg       sync.WaitGroup
+	// ctx bounds the engine calls of requests between processes (serve,
+	// abandon): cancelled when close's ctx ends, and at the end of close.
+	ctx       context.Context
+	ctxCancel context.CancelFunc
+	// pubDone is closed when the publisher returned; swept once close
+	// counted what was left queued: a message queued later is a drop.
+	pubDone chan struct{}
+	swept   atomic.Bool
 
 	// procTopic is this process's own topic; procMu guards procReady
 	// (subscribed), pending (requests waiting for an answer, by id) and
@@ -209,6 +217,8 @@ func newCluster(s *Server) (*cluster, error) {
 		resync: map[string]struct{}{}, resyncNow: make(chan struct{}, 1)}
 	cl.procTopic = processTopic(cl.origin)
 	cl.syncCtx, cl.syncCancel = context.WithCancel(context.Background())
+	cl.ctx, cl.ctxCancel = context.WithCancel(context.Background())
+	cl.pubDone = make(chan struct{})
 	const ns = "switchboard_relay_bus_"
 	cl.published = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "published_total", Help: "Room messages (events, joins, leaves) handed to the engine for other processes."})
 	cl.received = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "received_total", Help: "Room messages received from other processes."})
@@ -262,7 +272,7 @@ func (cl *cluster) resubscribed(topics []string) {
 // the engine is down).
 func (cl *cluster) start() {
 	cl.wg.Add(2)
-	go func() { defer cl.wg.Done(); cl.publish() }()
+	go func() { defer cl.wg.Done(); defer close(cl.pubDone); cl.publish() }()
 	go func() { defer cl.wg.Done(); cl.syncLoop() }()
 	if !cl.subscribeProcess() {
 		cl.wg.Add(1)
@@ -284,9 +294,27 @@ func (cl *cluster) close(ctx context.Context) {
 		}
 	}
 	cl.drainCtx = ctx
+	stop := context.AfterFunc(ctx, cl.ctxCancel) // the deadline ends requests in progress
 	close(cl.stop)
 	cl.syncCancel()
 	cl.wg.Wait()
+	stop()
+	cl.ctxCancel()
+	cl.swept.Store(true)
+	for {
+		select {
+		case m := <-cl.out:
+			cl.took(m)
+			cl.dropPub.Inc() // queued after the publisher drained
+		default:
+			return
+		}
+	}
+}
+
+// opCtx bounds one engine call of a request between processes.
+func (cl *cluster) opCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(cl.ctx, opTimeout)
 }
 
 // goRun runs fn in a goroutine close waits for; false (fn not run) once
@@ -326,7 +354,7 @@ func (cl *cluster) drain(batch []hub.TopicMessage) {
 			return
 		}
 	}
-	cl.dropPub.Add(float64(len(cl.out))) // the shutdown deadline came first
+	// The shutdown deadline came first: close counts what is left.
 }
 
 // send fills batch with what else is queued and publishes it; it returns
@@ -356,6 +384,10 @@ fill:
 
 // enqueue queues a message without blocking; false when the queue is full.
 func (cl *cluster) enqueue(topic string, data []byte) bool {
+	if cl.swept.Load() {
+		cl.dropPub.Inc() // closed: nobody publishes it
+		return false
+	}
 	n := int64(len(data))
 	if cl.queued.Add(n) > int64(cl.s.cfg.BusQueueBytes) {
 		cl.queued.Add(-n)
@@ -380,6 +412,10 @@ func (cl *cluster) took(m hub.TopicMessage) hub.TopicMessage {
 
 // enqueueWait queues a join or leave, waiting up to opTimeout for room.
 func (cl *cluster) enqueueWait(topic string, data []byte) {
+	if cl.swept.Load() {
+		cl.dropPub.Inc() // closed: nobody publishes it
+		return
+	}
 	t := time.NewTimer(opTimeout)
 	defer t.Stop()
 	cl.queued.Add(int64(len(data)))
@@ -389,6 +425,9 @@ func (cl *cluster) enqueueWait(topic string, data []byte) {
 		cl.queued.Add(-int64(len(data)))
 		cl.dropFull.Inc()
 		cl.s.log.Warn("relay bus queue full: membership message dropped", "topic", topic)
+	case <-cl.pubDone:
+		cl.queued.Add(-int64(len(data)))
+		cl.dropPub.Inc() // the publisher is gone: nobody publishes it
 	}
 }
 

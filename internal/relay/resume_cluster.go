@@ -413,7 +413,7 @@ func (cl *cluster) serve(from string, req *busRequest) {
 	default:
 		a.Err = refuseUnknown
 	}
-	ctx, cancel := s.opCtx()
+	ctx, cancel := cl.opCtx()
 	err := cl.bus.Publish(ctx, []hub.TopicMessage{{Topic: processTopic(from), Data: busJSONFrame(busAnswer, cl.origin, a)}})
 	cancel()
 	if err != nil {
@@ -435,7 +435,7 @@ func (cl *cluster) serve(from string, req *busRequest) {
 	// removed: it writes it again when told (else its presence refresh
 	// does, within a third of the presence TTL).
 	cleanup()
-	ctx, cancel = s.opCtx()
+	ctx, cancel = cl.opCtx()
 	req2 := &busRequest{ID: uuid.NewString(), Op: opPresent, Node: a.Session.Node, SID: a.Session.SID}
 	if err := cl.bus.Publish(ctx, []hub.TopicMessage{{Topic: processTopic(from), Data: busJSONFrame(busAsk, cl.origin, req2)}}); err != nil {
 		s.log.Warn("relay presence notice to another process failed", "error", err)
@@ -452,7 +452,7 @@ func (s *Server) writePresence(id wire.NodeID, sid string) {
 	}
 	info := c.presenceInfo()
 	for _, r := range c.roomList() {
-		ctx, cancel := s.opCtx()
+		ctx, cancel := s.cluster.opCtx()
 		if err := s.cfg.Presence.AddPresence(ctx, r.channel, info); err != nil {
 			s.log.Warn("relay presence add failed", "channel", r.channel, "error", err)
 		}
@@ -503,7 +503,7 @@ func (s *Server) handOver(token, user string) (h *handedSession, cleanup func(),
 	return h, func() {
 		for _, r := range rooms {
 			if p := s.cfg.Presence; p != nil {
-				ctx, cancel := s.opCtx()
+				ctx, cancel := s.cluster.opCtx()
 				if err := p.RemovePresence(ctx, r.channel, old.sid, old.user); err != nil {
 					s.log.Warn("relay presence remove failed", "channel", r.channel, "error", err)
 				}
@@ -554,7 +554,7 @@ func (cl *cluster) abandon(h *handedSession) {
 		cl.dropRemote(name, rm)
 		topic := ChannelPrefix + name
 		if p := s.cfg.Presence; p != nil {
-			ctx, cancel := s.opCtx()
+			ctx, cancel := cl.opCtx()
 			if err := p.RemovePresence(ctx, topic, h.SID, h.User); err != nil {
 				s.log.Warn("relay presence remove failed", "channel", topic, "error", err)
 			}
@@ -678,7 +678,7 @@ func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {
 	if p := s.cfg.Presence; p != nil {
 		info := c.presenceInfo()
 		for _, name := range h.Rooms {
-			ctx, cancel := s.opCtx()
+			ctx, cancel := cl.opCtx()
 			if err := p.AddPresence(ctx, ChannelPrefix+name, info); err != nil {
 				s.log.Warn("relay presence add failed", "channel", ChannelPrefix+name, "error", err)
 			}

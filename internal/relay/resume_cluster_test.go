@@ -757,3 +757,57 @@ func TestHandedSessionValid(t *testing.T) {
 		require.False(t, h.valid(2), name)
 	}
 }
+
+// blackholed is a presence whose calls for one session id hang until
+// their context ends (Redis not answering).
+type blackholed struct {
+	writeOnly
+	lister PresenceLister
+	sid    string
+}
+
+func (p *blackholed) Presence(ctx context.Context, channel string) (map[string]*hub.ClientInfo, error) {
+	return p.lister.Presence(ctx, channel)
+}
+
+func (p *blackholed) RemovePresence(ctx context.Context, channel, clientID, userID string) error {
+	if clientID == p.sid {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return p.writeOnly.RemovePresence(ctx, channel, clientID, userID)
+}
+
+func (p *blackholed) PublishLeave(ctx context.Context, channel string, info *hub.ClientInfo) error {
+	if info.ClientID == p.sid {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return p.writeOnly.PublishLeave(ctx, channel, info)
+}
+
+// Shutdown's deadline bounds the requests between processes in progress
+// (an abandon whose Redis calls hang), and a membership message queued
+// after the publisher stopped is counted as dropped.
+func TestClusterShutdownBoundsRequests(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s := newClusterServer(t, prefix, func(c *Config) {
+		c.Presence = &blackholed{writeOnly: c.Presence, lister: c.Presence.(PresenceLister), sid: "victim"}
+	})
+	started := make(chan struct{})
+	require.True(t, s.cluster.goRun(func() {
+		close(started)
+		s.cluster.abandon(&handedSession{Node: 9, SID: "victim", Rooms: []string{"x", "y", "z"}})
+	}))
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	require.NoError(t, s.Shutdown(ctx))
+	require.Less(t, time.Since(start), opTimeout, "not rooms × opTimeout")
+	drops := func() float64 { return testutil.ToFloat64(s.metrics.drops.WithLabelValues(dropBusPublish)) }
+	before := drops()
+	s.cluster.enqueueWait("relay:x", busMemberFrame(busLeave, transportNative, s.cluster.origin, &busMember{Node: 9, SID: "victim"}))
+	require.False(t, s.cluster.enqueue("relay:x", []byte("late")))
+	require.Equal(t, before+2, drops())
+}
