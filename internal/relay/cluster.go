@@ -138,6 +138,8 @@ type cluster struct {
 	// gaveUp: requests whose answer this process stopped waiting for
 	// (procMu); a session such an answer carries is ended (abandon).
 	gaveUp map[string]handedRecord
+	// serving holds a slot per request of another process being served.
+	serving chan struct{}
 	// testHandOver, when set (tests), runs in handOver at "claim" (before
 	// the parked session is looked up) and "taken" (after it is taken out).
 	testHandOver func(stage string)
@@ -213,7 +215,7 @@ func newCluster(s *Server) (*cluster, error) {
 	}
 	cl := &cluster{s: s, bus: s.cfg.Bus, lister: lister, origin: uuid.NewString(), rooms: map[string]*busRoom{},
 		out: make(chan hub.TopicMessage, s.cfg.BusQueue), stop: make(chan struct{}), pending: map[string]pendingAsk{}, handed: map[string]handedRecord{},
-		gaveUp: map[string]handedRecord{},
+		gaveUp: map[string]handedRecord{}, serving: make(chan struct{}, maxServing),
 		resync: map[string]struct{}{}, resyncNow: make(chan struct{}, 1)}
 	cl.procTopic = processTopic(cl.origin)
 	cl.syncCtx, cl.syncCancel = context.WithCancel(context.Background())

@@ -111,7 +111,15 @@ const (
 	opPresent     = "present" // no answer: write the session's presence again
 	refuseUnknown = "unknown"
 	refuseUser    = "user"
+	refuseBusy    = "unavailable" // too many requests in progress: retry
 )
+
+// maxServing bounds the requests of other processes served at once; one
+// more is refused (refuseBusy).
+const maxServing = 64
+
+// errBusyResume: the other process had too many requests to serve.
+var errBusyResume = fmt.Errorf("relay: the other process is busy: %w", hub.ErrRetryLater)
 
 // Events of switchboard_relay_cross_process_sessions_total.
 const (
@@ -330,7 +338,16 @@ func (cl *cluster) handleProcess(m *busMessage) {
 			return
 		}
 		from := m.origin
-		cl.goRun(func() { cl.serve(from, &req) })
+		select {
+		case cl.serving <- struct{}{}:
+			if !cl.goRun(func() { defer func() { <-cl.serving }(); cl.serve(from, &req) }) {
+				<-cl.serving
+			}
+		default:
+			if req.Op != opPresent { // queued for the publisher: the reader never blocks
+				cl.enqueue(processTopic(from), busJSONFrame(busAnswer, cl.origin, &busReply{ID: req.ID, Err: refuseBusy}))
+			}
+		}
 	case busAnswer:
 		var a busReply
 		if json.Unmarshal(m.body, &a) != nil || a.ID == "" {
@@ -658,6 +675,9 @@ func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {
 	if a.Err == refuseUser {
 		return nil, ErrResumeUser
 	}
+	if a.Err == refuseBusy {
+		return nil, errBusyResume
+	}
 	h := a.Session
 	if a.Err != "" || h == nil {
 		return nil, ErrResumeUnknown
@@ -729,6 +749,9 @@ func (cl *cluster) freeNode(br *busRoom, c *conn) error {
 	a, err := cl.ask(c.ctx, c.gone(), rm.process, &busRequest{Op: opEndNode, Node: uint64(c.id), SID: rm.sid, User: c.user})
 	if err != nil && errors.Is(err, hub.ErrRetryLater) {
 		return err
+	}
+	if err == nil && a.Err == refuseBusy {
+		return errBusyResume
 	}
 	if err != nil || a.Err != "" {
 		return errNodeInRoom // live, another user's, or its process is gone

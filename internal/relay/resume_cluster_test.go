@@ -811,3 +811,28 @@ func TestClusterShutdownBoundsRequests(t *testing.T) {
 	require.False(t, s.cluster.enqueue("relay:x", []byte("late")))
 	require.Equal(t, before+2, drops())
 }
+
+// A process serving its maximum of requests of others answers one more
+// "unavailable" at once: the resume is refused as retryable, and works
+// once the process has room again.
+func TestClusterServeBounded(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1 := newClusterServer(t, prefix, nil)
+	s2 := newClusterServer(t, prefix, nil)
+	a := dialNative(t, s1, 1)
+	a.Join("r")
+	lose(t, a, s1)
+	for range maxServing {
+		s1.cluster.serving <- struct{}{}
+	}
+	start := time.Now()
+	_, err := relaytest.TryNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken}, relaytest.NativeOptions{})
+	refusal(t, err, wire.ErrCodeUnavailable, closeShutdown)
+	require.Less(t, time.Since(start), claimWait, "answered, not timed out")
+	require.Equal(t, 1.0, parkedCount(s1))
+	for range maxServing {
+		<-s1.cluster.serving
+	}
+	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	require.True(t, a2.Welcome.Resumed)
+}
