@@ -140,9 +140,15 @@ type cluster struct {
 	gaveUp map[string]handedRecord
 	// serving holds a slot per request of another process being served.
 	serving chan struct{}
-	// testHandOver, when set (tests), runs in handOver at "claim" (before
-	// the parked session is looked up) and "taken" (after it is taken out).
-	testHandOver func(stage string)
+	// handing: sessions being handed over, by hub session; disconnected:
+	// session ids the server API disconnected before they were
+	// registered here (resume_cluster.go). Both guarded by Server.mu.
+	handing      map[*hubSession]*handingState
+	disconnected map[string]time.Time
+	// testHandOver, when set (tests), runs in a handover at "claim"
+	// (before the parked session is looked up), "taken" (after it is taken
+	// out) and "answering" (just before the answer is sent).
+	testHandOver atomic.Pointer[func(stage string)]
 
 	published, received prometheus.Counter
 	// sessions counts sessions moved between processes, by event.
@@ -216,6 +222,7 @@ func newCluster(s *Server) (*cluster, error) {
 	cl := &cluster{s: s, bus: s.cfg.Bus, lister: lister, origin: uuid.NewString(), rooms: map[string]*busRoom{},
 		out: make(chan hub.TopicMessage, s.cfg.BusQueue), stop: make(chan struct{}), pending: map[string]pendingAsk{}, handed: map[string]handedRecord{},
 		gaveUp: map[string]handedRecord{}, serving: make(chan struct{}, maxServing),
+		handing: map[*hubSession]*handingState{}, disconnected: map[string]time.Time{},
 		resync: map[string]struct{}{}, resyncNow: make(chan struct{}, 1)}
 	cl.procTopic = processTopic(cl.origin)
 	cl.syncCtx, cl.syncCancel = context.WithCancel(context.Background())

@@ -106,9 +106,12 @@ func (cl *cluster) handedTo(token string) string {
 
 // Requests between processes (busRequest.Op) and refusals (busReply.Err).
 const (
-	opResume      = "resume"
-	opEndNode     = "end_node"
-	opPresent     = "present" // no answer: write the session's presence again
+	opResume  = "resume"
+	opEndNode = "end_node"
+	opPresent = "present" // no answer: write the session's presence again
+	// opDisconnect (no answer): the server API disconnected a session
+	// handed over to the process asked.
+	opDisconnect  = "disconnect"
 	refuseUnknown = "unknown"
 	refuseUser    = "user"
 	refuseBusy    = "unavailable" // too many requests in progress: retry
@@ -142,6 +145,77 @@ type busRequest struct {
 	// Deadline (opResume, unix milliseconds): when the claimer stops
 	// waiting; an issuer that could not answer well before refuses.
 	Deadline int64 `json:"t,omitempty"`
+	// Code and Reason (opDisconnect): the disconnect.
+	Code   uint32 `json:"c,omitempty"`
+	Reason string `json:"w,omitempty"`
+}
+
+// handingState is a session of this process being handed over: its hub
+// session stays registered until the answer is sent, so that the server
+// API's disconnect meanwhile reaches it (disconnectSession).
+type handingState struct {
+	to       string
+	node     wire.NodeID
+	sid      string
+	answered bool
+	d        *hub.Disconnect // the disconnect that came before the answer
+}
+
+// handingDisconnect handles the server API's disconnect of hs when it is
+// being handed over (s.mu held, released on true): before the answer the
+// handover is refused (serve), after it the claimer is told.
+func (s *Server) handingDisconnectLocked(hs *hubSession, d hub.Disconnect) bool {
+	cl := s.cluster
+	if cl == nil {
+		return false
+	}
+	st := cl.handing[hs]
+	if st == nil {
+		return false
+	}
+	if !st.answered {
+		st.d = &d
+		s.mu.Unlock()
+		return true
+	}
+	req := &busRequest{ID: uuid.NewString(), Op: opDisconnect, Node: uint64(st.node), SID: st.sid, Code: d.Code, Reason: d.Reason}
+	to := st.to
+	s.mu.Unlock()
+	cl.enqueue(processTopic(to), busJSONFrame(busAsk, cl.origin, req))
+	return true
+}
+
+// disconnectHanded disconnects the session sid of NodeId id, taken over
+// from another process, with d; when it is not registered yet, the
+// claimer finds the record after registering (resumeRemote).
+func (s *Server) disconnectHanded(id wire.NodeID, sid string, d hub.Disconnect) {
+	cl := s.cluster
+	s.mu.Lock()
+	if c := s.nodes[id]; c != nil && c.sid == sid && c.hs != nil {
+		hs := c.hs
+		s.mu.Unlock()
+		s.disconnectSession(hs, d)
+		return
+	}
+	now := time.Now()
+	for k, t := range cl.disconnected {
+		if len(cl.disconnected) < maxGaveUp && now.Sub(t) < gaveUpHorizon {
+			break
+		}
+		delete(cl.disconnected, k)
+	}
+	cl.disconnected[sid] = now
+	s.mu.Unlock()
+}
+
+// takeDisconnected reports whether the session id sid was disconnected
+// before it was registered here, and forgets it.
+func (s *Server) takeDisconnected(sid string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.cluster.disconnected[sid]
+	delete(s.cluster.disconnected, sid)
+	return ok && time.Since(t) < gaveUpHorizon
 }
 
 // answerMargin is the time an answer needs to reach the claimer: an
@@ -174,6 +248,32 @@ type handedSession struct {
 	// tokens are the session's tokens on the issuer (not sent): a later
 	// claim with one of them is redirected to the claimer.
 	tokens []string
+	// hs is its hub session on the issuer (not sent).
+	hs *hubSession
+}
+
+// answering marks h as answered unless the server API disconnected it
+// since it was taken out (false then).
+func (s *Server) answering(h *handedSession) bool {
+	s.mu.Lock()
+	st := s.cluster.handing[h.hs]
+	if st != nil && st.d != nil {
+		s.mu.Unlock()
+		return false
+	}
+	if st != nil {
+		st.answered = true
+	}
+	s.mu.Unlock()
+	s.cluster.hook("answering")
+	return true
+}
+
+// hook runs the test hook of stage, if any (testHandOver).
+func (cl *cluster) hook(stage string) {
+	if f := cl.testHandOver.Load(); f != nil {
+		(*f)(stage)
+	}
 }
 
 var (
@@ -338,6 +438,10 @@ func (cl *cluster) handleProcess(m *busMessage) {
 			return
 		}
 		from := m.origin
+		if req.Op == opDisconnect { // does not block: served on the reader
+			cl.s.disconnectHanded(wire.NodeID(req.Node), req.SID, hub.Disconnect{Code: req.Code, Reason: req.Reason})
+			return
+		}
 		select {
 		case cl.serving <- struct{}{}:
 			if !cl.goRun(func() { defer func() { <-cl.serving }(); cl.serve(from, &req) }) {
@@ -407,7 +511,13 @@ func (cl *cluster) serve(from string, req *busRequest) {
 		var h *handedSession
 		var err error = ErrResumeUnknown
 		if !req.late(time.Now()) {
-			h, cleanup, err = s.handOver(req.Token, req.User)
+			h, cleanup, err = s.handOver(req.Token, req.User, from)
+		}
+		if h != nil && !s.answering(h) {
+			// The server API disconnected it meanwhile: it ends here.
+			cl.abandon(h)
+			cleanup()
+			h, err = nil, ErrResumeUnknown
 		}
 		switch {
 		case errors.Is(err, ErrResumeUser):
@@ -482,11 +592,9 @@ func (s *Server) writePresence(id wire.NodeID, sid string) {
 // changes only this process's memory; cleanup, to be called once the
 // answer is sent, drops the session's hub presence (without a leave
 // publication) and lets go of its rooms' topics.
-func (s *Server) handOver(token, user string) (h *handedSession, cleanup func(), err error) {
-	hook := s.cluster.testHandOver
-	if hook != nil {
-		hook("claim")
-	}
+func (s *Server) handOver(token, user, to string) (h *handedSession, cleanup func(), err error) {
+	hook := s.cluster.hook
+	hook("claim")
 	s.mu.Lock()
 	p := s.parked[token]
 	if p == nil || s.closing.Load() {
@@ -494,30 +602,47 @@ func (s *Server) handOver(token, user string) (h *handedSession, cleanup func(),
 		return nil, nil, ErrResumeUnknown
 	}
 	old := p.c
+	if old.final {
+		s.mu.Unlock()
+		return nil, nil, ErrResumeUnknown // disconnected by the server API
+	}
 	if old.user != "" && old.user != user {
 		s.mu.Unlock()
 		return nil, nil, ErrResumeUser
 	}
 	p.timer.Stop()
 	s.unparkLocked(p)
+	hs := old.hs
+	if hs != nil {
+		s.cluster.handing[hs] = &handingState{to: to, node: old.id, sid: old.sid}
+	}
 	s.expiring.Add(1) // Shutdown (stopParked) waits for the handover
 	s.mu.Unlock()
 	defer s.expiring.Done()
-	if hook != nil {
-		hook("taken")
-	}
+	hook("taken")
 	old.mu.Lock()
 	meta := old.meta
 	old.mu.Unlock()
 	h = &handedSession{Node: uint64(old.id), SID: old.sid, User: old.user, Info: old.connInfo(), Meta: meta,
-		tokens: []string{old.resume, old.alias}}
+		tokens: []string{old.resume, old.alias}, hs: hs}
 	rooms := old.roomList()
 	for _, r := range rooms {
 		h.Rooms = append(h.Rooms, r.name)
 		s.handOff(old, r, meta)
 	}
-	s.unregister(old)
+	// Free the NodeId; the hub session stays until cleanup (handingState).
+	s.mu.Lock()
+	if s.nodes[old.id] == old {
+		delete(s.nodes, old.id)
+	}
+	s.mu.Unlock()
 	return h, func() {
+		defer func() {
+			s.removeSession(old)
+			s.mu.Lock()
+			delete(s.cluster.handing, hs)
+			s.mu.Unlock()
+		}()
 		for _, r := range rooms {
 			if p := s.cfg.Presence; p != nil {
 				ctx, cancel := s.cluster.opCtx()
@@ -692,6 +817,12 @@ func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {
 	if err := s.register(c); err != nil {
 		cl.abandon(h)
 		return nil, err
+	}
+	if s.takeDisconnected(h.SID) {
+		// The server API disconnected it while it moved: it ends.
+		s.unregister(c)
+		cl.abandon(h)
+		return nil, ErrResumeUnknown
 	}
 	// The presence first: the issuer removed it, and the sooner it is
 	// back the smaller the window in which a sync misses it.

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/quic-go/quic-go"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
@@ -408,13 +409,18 @@ func TestClusterResumeLateAnswerEndsTheSession(t *testing.T) {
 	require.Equal(t, []wire.NodeID{1}, nodeIDs(nextPresence(t, b).Joins), "one leave before, no other news")
 }
 
-// A claim racing the issuer's grace timer or its shutdown: either the
-// session resumes on s2 and nobody sees it leave, or the resume is
-// refused and everybody sees one leave; no member, presence or parked
-// session is left behind either way.
+// A claim racing the issuer's grace timer or its shutdown, each order
+// forced with the handover hook: when the claim takes the session first,
+// it resumes on s2 and nobody sees it leave until it does; when the timer
+// or the shutdown ends it first, the resume is refused and everybody sees
+// one leave. No member, presence or parked session is left behind.
 func TestClusterResumeRaces(t *testing.T) {
-	for _, race := range []string{"grace timer", "shutdown"} {
-		t.Run(race, func(t *testing.T) {
+	for _, tc := range []struct {
+		race       string
+		claimFirst bool
+	}{{"grace timer", true}, {"grace timer", false}, {"shutdown", true}, {"shutdown", false}} {
+		name := tc.race + map[bool]string{true: ", claim first", false: ", claim second"}[tc.claimFirst]
+		t.Run(name, func(t *testing.T) {
 			prefix := clusterPrefix(t)
 			clk := clocktest.New(time.Now())
 			s1 := newClusterServer(t, prefix, func(c *Config) { c.Clock, c.HeartbeatInterval, c.SyncInterval = clk, time.Hour, -1 })
@@ -424,20 +430,37 @@ func TestClusterResumeRaces(t *testing.T) {
 			b.Join("r")
 			a.AwaitJoin(2)
 			lose(t, a, s1)
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				if race == "grace timer" {
+			shut := make(chan struct{})
+			other := func() { // the grace timer fires, or the shutdown begins
+				if tc.race == "grace timer" {
 					clk.Advance(DefaultResumeGrace)
 					return
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
-				defer cancel()
-				_ = s1.Shutdown(ctx)
-			}()
+				go func() {
+					defer close(shut)
+					ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
+					defer cancel()
+					_ = s1.Shutdown(ctx)
+				}()
+				assert.Eventually(t, s1.closing.Load, testenv.Wait, time.Millisecond) // not on the test goroutine
+			}
+			stage := "taken"
+			if !tc.claimFirst {
+				stage = "claim"
+			}
+			hook := func(at string) {
+				if at != stage {
+					return
+				}
+				other()
+				if !tc.claimFirst {
+					assert.Eventually(t, func() bool { return parkedCount(s1) == 0 }, testenv.Wait, time.Millisecond)
+				}
+			}
+			s1.cluster.testHandOver.Store(&hook)
 			a2, err := relaytest.TryNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken}, relaytest.NativeOptions{})
-			<-done
-			if err == nil {
+			if tc.claimFirst {
+				require.NoError(t, err)
 				require.True(t, a2.Welcome.Resumed)
 				nextSkippingPresence[*wire.Joined](t, a2, "JOINED")
 				quiet(t, b, "b")
@@ -446,12 +469,67 @@ func TestClusterResumeRaces(t *testing.T) {
 				refusal(t, err, wire.ErrCodeNotFound, closeResume)
 			}
 			p := nextPresence(t, b)
-			require.Equal(t, []wire.NodeID{1}, p.Leaves, "one leave (%s)", map[bool]string{true: "resumed", false: "refused"}[err == nil])
+			require.Equal(t, []wire.NodeID{1}, p.Leaves, "one leave")
 			require.Empty(t, p.Joins)
+			quiet(t, b, "b")
+			if tc.race == "shutdown" {
+				<-shut
+			}
 			require.Zero(t, parkedCount(s1))
 			require.Eventually(t, func() bool { return len(roomPresence(t, s2, "r")) == 1 }, testenv.Wait, testenv.Tick)
 			require.Eventually(t, func() bool { return !s2.cluster.room("r").hasRemote(1) }, testenv.Wait, testenv.Tick)
 			require.Equal(t, 1, len(s2.Rooms()))
+		})
+	}
+}
+
+// The server API disconnects a session while it is handed over: before
+// the issuer answers, the handover is refused and the session ends; after
+// it, the claimer is told and ends it (refusing the resume, or closing the
+// resumed connection with the disconnect). Either way the others see one
+// leave and the session is gone everywhere.
+func TestClusterResumeDisconnectRacesHandover(t *testing.T) {
+	kick := hub.Disconnect{Code: 4321, Reason: "kicked"}
+	for _, stage := range []string{"taken", "answering"} {
+		t.Run(stage, func(t *testing.T) {
+			prefix := clusterPrefix(t)
+			s1 := newClusterServer(t, prefix, nil)
+			s2 := newClusterServer(t, prefix, nil)
+			a, b := dialNative(t, s1, 1), dialNative(t, s2, 2)
+			a.Join("r")
+			b.Join("r")
+			a.AwaitJoin(2)
+			lose(t, a, s1)
+			s1.mu.RLock()
+			hs := s1.nodes[1].hs
+			s1.mu.RUnlock()
+			hook := func(at string) {
+				if at == stage {
+					hs.Disconnect(kick)
+				}
+			}
+			s1.cluster.testHandOver.Store(&hook)
+			a2, err := relaytest.TryNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken}, relaytest.NativeOptions{})
+			if stage == "taken" {
+				refusal(t, err, wire.ErrCodeNotFound, closeResume)
+			} else if err == nil {
+				var g *wire.GoAway
+				for g == nil {
+					g, _ = a2.Next().(*wire.GoAway)
+				}
+				require.Equal(t, kick.Code, g.Code)
+			} else {
+				refusal(t, err, wire.ErrCodeNotFound, closeResume)
+			}
+			p := nextPresence(t, b)
+			require.Equal(t, []wire.NodeID{1}, p.Leaves, "one leave")
+			require.Empty(t, p.Joins)
+			quiet(t, b, "b")
+			require.Zero(t, parkedCount(s1))
+			require.Zero(t, parkedCount(s2))
+			require.Nil(t, s1.node(1))
+			require.Eventually(t, func() bool { return s2.node(1) == nil }, testenv.Wait, testenv.Tick)
+			require.Eventually(t, func() bool { return len(roomPresence(t, s2, "r")) == 1 }, testenv.Wait, testenv.Tick)
 		})
 	}
 }

@@ -113,6 +113,9 @@ func (s *Server) sessionConn(hs *hubSession) (*conn, bool) {
 // window passes), a live one is never parked. It does not block.
 func (s *Server) disconnectSession(hs *hubSession, d hub.Disconnect) {
 	s.mu.Lock()
+	if s.handingDisconnectLocked(hs, d) {
+		return // being handed over to another process (resume_cluster.go)
+	}
 	c := s.nodes[hs.node]
 	if c == nil || c.hs != hs {
 		s.mu.Unlock()
