@@ -145,6 +145,9 @@ type cluster struct {
 	// registered here (resume_cluster.go). Both guarded by Server.mu.
 	handing      map[*hubSession]*handingState
 	disconnected map[string]time.Time
+	// arriving: rooms of sessions being taken over here, by session id
+	// (Server.mu), for opPresent.
+	arriving map[string][]string
 	// testHandOver, when set (tests), runs in a handover at "claim"
 	// (before the parked session is looked up), "taken" (after it is taken
 	// out) and "answering" (just before the answer is sent).
@@ -223,7 +226,8 @@ func newCluster(s *Server) (*cluster, error) {
 		out: make(chan hub.TopicMessage, s.cfg.BusQueue), stop: make(chan struct{}), pending: map[string]pendingAsk{}, handed: map[string]handedRecord{},
 		gaveUp: map[string]handedRecord{}, serving: make(chan struct{}, maxServing),
 		handing: map[*hubSession]*handingState{}, disconnected: map[string]time.Time{},
-		resync: map[string]struct{}{}, resyncNow: make(chan struct{}, 1)}
+		arriving: map[string][]string{},
+		resync:   map[string]struct{}{}, resyncNow: make(chan struct{}, 1)}
 	cl.procTopic = processTopic(cl.origin)
 	cl.syncCtx, cl.syncCancel = context.WithCancel(context.Background())
 	cl.ctx, cl.ctxCancel = context.WithCancel(context.Background())

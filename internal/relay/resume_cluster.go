@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -573,15 +574,24 @@ func (cl *cluster) serve(from string, req *busRequest) {
 // writePresence writes the hub presence of the session id sid of NodeId
 // id again in each of its rooms, when it is here (opPresent).
 func (s *Server) writePresence(id wire.NodeID, sid string) {
-	c := s.node(id)
+	s.mu.RLock()
+	c := s.nodes[id]
+	arriving := s.cluster.arriving[sid] // rooms it is still joining
+	s.mu.RUnlock()
 	if c == nil || c.sid != sid || s.cfg.Presence == nil {
 		return
 	}
 	info := c.presenceInfo()
+	names := slices.Clone(arriving)
 	for _, r := range c.roomList() {
+		if !slices.Contains(names, r.name) {
+			names = append(names, r.name)
+		}
+	}
+	for _, name := range names {
 		ctx, cancel := s.cluster.opCtx()
-		if err := s.cfg.Presence.AddPresence(ctx, r.channel, info); err != nil {
-			s.log.Warn("relay presence add failed", "channel", r.channel, "error", err)
+		if err := s.cfg.Presence.AddPresence(ctx, ChannelPrefix+name, info); err != nil {
+			s.log.Warn("relay presence add failed", "channel", ChannelPrefix+name, "error", err)
 		}
 		cancel()
 	}
@@ -814,6 +824,14 @@ func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {
 	c.id, c.sid, c.user, c.info = wire.NodeID(h.Node), h.SID, h.User, h.Info
 	c.tokenAccepted.Store(h.User != "")
 	c.setMemberMeta(h.Meta)
+	s.mu.Lock()
+	cl.arriving[h.SID] = h.Rooms // for writePresence until its rooms are joined
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(cl.arriving, h.SID)
+		s.mu.Unlock()
+	}()
 	if err := s.register(c); err != nil {
 		cl.abandon(h)
 		return nil, err
