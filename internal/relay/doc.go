@@ -23,9 +23,10 @@
 // datagrams wait); other writes run in the delivery pool. Shutdown
 // stops accepting, closes every connection (native ones get GOAWAY first)
 // and waits for their goroutines. With a bus, the cluster adds its
-// publisher, its sync loop and one goroutine per request from another
-// process (a resume handover, ending a parked session), all ended by
-// Shutdown.
+// publisher, its sync loop and a goroutine per request from another
+// process being served (a resume handover, ending a parked session; at
+// most maxServing at once), all ended by Shutdown, whose deadline also
+// ends their engine calls.
 //
 // Lock order: Server.mu before room.mu; busRoom.news before Server.mu
 // and room.notify (PRESENCE news is sent under news), Server.mu before

@@ -802,7 +802,7 @@ func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {
 		if a.Redirect == "" || a.Session != nil {
 			break
 		}
-		if asks >= maxClaimAsks || a.Redirect == cl.origin || a.Redirect == from {
+		if _, err := uuid.Parse(a.Redirect); err != nil || asks >= maxClaimAsks || a.Redirect == cl.origin || a.Redirect == from {
 			return nil, ErrResumeUnknown
 		}
 		from = a.Redirect
