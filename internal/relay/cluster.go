@@ -142,9 +142,11 @@ type cluster struct {
 	serving chan struct{}
 	// handing: sessions being handed over, by hub session; disconnected:
 	// session ids the server API disconnected before they were
-	// registered here (resume_cluster.go). Both guarded by Server.mu.
+	// registered here, taken: sessions taken over lately
+	// (resume_cluster.go). All guarded by Server.mu.
 	handing      map[*hubSession]*handingState
-	disconnected map[string]time.Time
+	disconnected map[string]handedRecord // by session id: the process that disconnected it
+	taken        map[string]handedRecord // sessions taken over lately: from which process
 	// arriving: rooms of sessions being taken over here, by session id
 	// (Server.mu), for opPresent.
 	arriving map[string][]string
@@ -225,7 +227,8 @@ func newCluster(s *Server) (*cluster, error) {
 	cl := &cluster{s: s, bus: s.cfg.Bus, lister: lister, origin: uuid.NewString(), rooms: map[string]*busRoom{},
 		out: make(chan hub.TopicMessage, s.cfg.BusQueue), stop: make(chan struct{}), pending: map[string]pendingAsk{}, handed: map[string]handedRecord{},
 		gaveUp: map[string]handedRecord{}, serving: make(chan struct{}, maxServing),
-		handing: map[*hubSession]*handingState{}, disconnected: map[string]time.Time{},
+		handing: map[*hubSession]*handingState{}, disconnected: map[string]handedRecord{},
+		taken:    map[string]handedRecord{},
 		arriving: map[string][]string{},
 		resync:   map[string]struct{}{}, resyncNow: make(chan struct{}, 1)}
 	cl.procTopic = processTopic(cl.origin)

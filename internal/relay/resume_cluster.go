@@ -186,37 +186,51 @@ func (s *Server) handingDisconnectLocked(hs *hubSession, d hub.Disconnect) bool 
 	return true
 }
 
-// disconnectHanded disconnects the session sid of NodeId id, taken over
-// from another process, with d; when it is not registered yet, the
-// claimer finds the record after registering (resumeRemote).
-func (s *Server) disconnectHanded(id wire.NodeID, sid string, d hub.Disconnect) {
+// disconnectHanded disconnects with d the session sid of NodeId id that
+// this process took over from process from (opDisconnect); when it is not
+// registered yet, the claimer finds the record after registering
+// (resumeRemote). A session not taken from that process lately is left.
+func (s *Server) disconnectHanded(from string, id wire.NodeID, sid string, d hub.Disconnect) {
 	cl := s.cluster
+	now := time.Now()
 	s.mu.Lock()
-	if c := s.nodes[id]; c != nil && c.sid == sid && c.hs != nil {
+	c := s.nodes[id]
+	if c != nil && c.sid == sid && c.hs != nil {
+		t, ok := cl.taken[sid]
+		if !ok || t.to != from || now.Sub(t.at) >= gaveUpHorizon {
+			s.mu.Unlock()
+			cl.dropBad.Inc()
+			return
+		}
 		hs := c.hs
 		s.mu.Unlock()
 		s.disconnectSession(hs, d)
 		return
 	}
-	now := time.Now()
-	for k, t := range cl.disconnected {
-		if len(cl.disconnected) < maxGaveUp && now.Sub(t) < gaveUpHorizon {
-			break
-		}
-		delete(cl.disconnected, k)
-	}
-	cl.disconnected[sid] = now
+	recordLocked(cl.disconnected, sid, from, now)
 	s.mu.Unlock()
 }
 
-// takeDisconnected reports whether the session id sid was disconnected
-// before it was registered here, and forgets it.
-func (s *Server) takeDisconnected(sid string) bool {
+// recordLocked records key → to at now in m, keeping m within maxGaveUp
+// entries of the last gaveUpHorizon.
+func recordLocked(m map[string]handedRecord, key, to string, now time.Time) {
+	for k, r := range m {
+		if len(m) < maxGaveUp && now.Sub(r.at) < gaveUpHorizon {
+			break
+		}
+		delete(m, k)
+	}
+	m[key] = handedRecord{to: to, at: now}
+}
+
+// takeDisconnected reports whether process from disconnected the session
+// id sid before it was registered here, and forgets it.
+func (s *Server) takeDisconnected(sid, from string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t, ok := s.cluster.disconnected[sid]
+	r, ok := s.cluster.disconnected[sid]
 	delete(s.cluster.disconnected, sid)
-	return ok && time.Since(t) < gaveUpHorizon
+	return ok && r.to == from && time.Since(r.at) < gaveUpHorizon
 }
 
 // answerMargin is the time an answer needs to reach the claimer: an
@@ -440,7 +454,7 @@ func (cl *cluster) handleProcess(m *busMessage) {
 		}
 		from := m.origin
 		if req.Op == opDisconnect { // does not block: served on the reader
-			cl.s.disconnectHanded(wire.NodeID(req.Node), req.SID, hub.Disconnect{Code: req.Code, Reason: req.Reason})
+			cl.s.disconnectHanded(from, wire.NodeID(req.Node), req.SID, hub.Disconnect{Code: req.Code, Reason: req.Reason})
 			return
 		}
 		select {
@@ -826,6 +840,7 @@ func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {
 	c.setMemberMeta(h.Meta)
 	s.mu.Lock()
 	cl.arriving[h.SID] = h.Rooms // for writePresence until its rooms are joined
+	recordLocked(cl.taken, h.SID, from, time.Now())
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -836,7 +851,7 @@ func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {
 		cl.abandon(h)
 		return nil, err
 	}
-	if s.takeDisconnected(h.SID) {
+	if s.takeDisconnected(h.SID, from) {
 		// The server API disconnected it while it moved: it ends.
 		s.unregister(c)
 		cl.abandon(h)

@@ -817,10 +817,17 @@ func TestClusterUntrustedAnswers(t *testing.T) {
 	require.Nil(t, cl.pending["p"].ch)
 	require.Equal(t, 5.0, bad())
 
+	// A disconnect of a session s2 did not take over from that process.
+	cl.handle(cl.procTopic, busJSONFrame(busAsk, fake, &busRequest{ID: "d", Op: opDisconnect, Node: 2, SID: b.Welcome.SessionID, Code: 4000}))
+	require.Equal(t, 6.0, bad())
+
 	require.Eventually(t, func() bool { return len(roomPresence(t, s1, "r")) == 2 }, testenv.Wait, testenv.Tick)
 	quiet(t, b, "b")
+	require.NotNil(t, s1.node(1), "a is live on s1")
+	quiet(t, a, "a")
 	require.True(t, cl.room("r").hasRemote(1), "a is still a member for s2")
 }
+
 
 func TestHandedSessionValid(t *testing.T) {
 	ok := handedSession{Node: 1, SID: "s", Rooms: []string{"a", "b"}}
