@@ -828,7 +828,6 @@ func TestClusterUntrustedAnswers(t *testing.T) {
 	require.True(t, cl.room("r").hasRemote(1), "a is still a member for s2")
 }
 
-
 func TestHandedSessionValid(t *testing.T) {
 	ok := handedSession{Node: 1, SID: "s", Rooms: []string{"a", "b"}}
 	require.True(t, ok.valid(2))
