@@ -78,6 +78,15 @@ func tokenOrigin(token string) (string, bool) {
 // reports whether it did (the caller then skips leaving the rooms).
 func (s *Server) park(c *conn) bool {
 	d, byServer := c.reason()
+	if byServer && d == closeWriteError {
+		// A write that failed because the connection was already gone
+		// (its client lost, e.g. right after a resume) is a loss too.
+		select {
+		case <-c.native.tr.done():
+			byServer = false
+		default:
+		}
+	}
 	if byServer && d != closeNoPong {
 		return false
 	}

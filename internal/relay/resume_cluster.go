@@ -38,12 +38,15 @@ import (
 //     (handedTo), for a client that lost that WELCOME.
 //
 // Nobody sees a leave or a join. When the answer comes after the claimer
-// stopped waiting (claimWait passed, its client went, or its process is
-// closing), or the claimer cannot take it (NodeId taken here, a room
-// refused), or the issuer cannot send it, the process holding the
-// session ends it: its rooms see one leave (abandon). If that is lost
-// too, the sync of each process drops the member within sync_interval
-// (the issuer's after goneHorizon), since no process holds its presence.
+// stopped waiting (claimWait passed, or its process is closing: not when
+// its client went, the session is then parked here), or the claimer
+// cannot take it (NodeId taken here, a room refused), or the issuer
+// cannot send it, the process holding the session ends it: its rooms see
+// one leave (abandon), provided the answer is to a request it gave up on.
+// If that is lost too, the sync of each process drops the member within
+// sync_interval (the issuer's after goneHorizon), since no process holds
+// its presence. The server API's disconnect meanwhile is followed across
+// (handingState, opDisconnect).
 
 // claimWait bounds the wait for another process's answer.
 const claimWait = 2 * time.Second
@@ -805,7 +808,10 @@ func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {
 	var a *busReply
 	for asks := 1; ; asks++ {
 		var err error
-		a, err = cl.ask(c.ctx, c.gone(), from, &busRequest{Op: opResume, Token: token, User: user,
+		// Not cut short when the client's connection ends: the session is
+		// better taken and parked here (under token too) than ended, so
+		// that the client's retry with token resumes it.
+		a, err = cl.ask(c.ctx, nil, from, &busRequest{Op: opResume, Token: token, User: user,
 			Deadline: time.Now().Add(claimWait).UnixMilli()})
 		if errors.Is(err, errNoAnswer) {
 			return nil, ErrResumeUnknown
