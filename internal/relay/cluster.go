@@ -168,7 +168,11 @@ type busRoom struct {
 	// reaches the members in the order of the changes; taken before mu.
 	news sync.Mutex
 
-	mu     sync.Mutex
+	mu sync.Mutex
+	// live: subscribed (set before the first sync, cleared with remote
+	// at the release): a bus message handled after the release adds no
+	// member to a room no longer held.
+	live   bool
 	remote map[string]remoteMember // by session id
 	gone   map[string]time.Time    // left by a bus message, for sync
 	// ids counts remote members by NodeId, n all of them; read by the
@@ -439,6 +443,9 @@ func (cl *cluster) acquire(name string) (*busRoom, error) {
 			return nil, err
 		}
 		br.subscribed = true
+		br.mu.Lock()
+		br.live = true
+		br.mu.Unlock()
 		// After subscribing: a join published meanwhile arrives by the bus.
 		cl.sync(br)
 	}
@@ -463,6 +470,7 @@ func (cl *cluster) release(br *busRoom) {
 	}
 	br.subscribed = false
 	br.mu.Lock()
+	br.live = false
 	clear(br.remote)
 	br.storeIDsLocked()
 	br.mu.Unlock()
@@ -814,6 +822,10 @@ func (cl *cluster) handle(topic string, data []byte) {
 		br.news.Lock()
 		defer br.news.Unlock()
 		br.mu.Lock()
+		if !br.live {
+			br.mu.Unlock()
+			return // released meanwhile
+		}
 		old, known := br.remote[rm.sid]
 		if m.kind == busJoin && known {
 			// A member already known: a session another process took

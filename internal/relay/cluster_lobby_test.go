@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -10,6 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/clock/clocktest"
+	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/relay/relaytest"
 	"github.com/switchboard-rt/switchboard/internal/testenv"
 	wire "github.com/switchboard-rt/switchboard/protocol/relay"
@@ -223,4 +226,38 @@ func TestClusterISSUNLobbyTokenAuth(t *testing.T) {
 		t.Fatalf("u got %q", ev.Payload)
 	default:
 	}
+}
+
+// The lobby's remote members are repaired from the presence of relay:
+// as a room's: a member whose bus join was lost is known at the next
+// sync (and reachable by a targeted event), and dropped when its presence
+// goes.
+func TestClusterISSUNLobbySyncFromPresence(t *testing.T) {
+	prefix := clusterPrefix(t)
+	clk := clocktest.New(time.Now())
+	s1 := newClusterServer(t, prefix, func(c *Config) { c.Clock, c.SyncInterval = clk, time.Minute })
+	a := dialISSUN(t, s1, 1)
+	require.Eventually(t, s1.cluster.lobbyHeld, testenv.Wait, testenv.Tick)
+	ctx := context.Background()
+	ghost, _ := json.Marshal(presenceEntry{NodeID: "77", Transport: "quic-issun", Process: "other-process"})
+	require.NoError(t, s1.hub.AddPresence(ctx, LobbyChannel, &hub.ClientInfo{ClientID: "ghost", UserID: "g", ChanInfo: ghost}))
+	armed := func() bool { return clk.Pending() >= 1 } // the sync loop's timer
+	require.Eventually(t, armed, testenv.Wait, testenv.Tick)
+	clk.Advance(time.Minute)
+	require.Eventually(t, func() bool { return knowsInLobby(s1, 77) }, testenv.Wait, testenv.Tick)
+	published := func() float64 { return testutil.ToFloat64(s1.cluster.published) }
+	before := published()
+	a.Send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 77}, 1, "to the ghost"))
+	require.Eventually(t, func() bool { return published() == before+1 }, testenv.Wait, testenv.Tick,
+		"published for the remote lobby member")
+
+	require.NoError(t, s1.hub.RemovePresence(ctx, LobbyChannel, "ghost", "g"))
+	require.Eventually(t, armed, testenv.Wait, testenv.Tick)
+	clk.Advance(time.Minute)
+	require.Eventually(t, func() bool { return !knowsInLobby(s1, 77) && s1.cluster.issunHolder(77) == nil }, testenv.Wait, testenv.Tick)
+	a.Send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 77}, 2, "gone"))
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(s1.metrics.drops.WithLabelValues(dropUnknownTarget)) == 1
+	}, testenv.Wait, testenv.Tick)
+	require.Equal(t, before+1, published())
 }
