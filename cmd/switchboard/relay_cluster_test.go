@@ -132,3 +132,59 @@ func TestRelayMirrorAcrossServeInstances(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{"1", "2"}, senders, "each event mirrored once, by its sender's process")
 }
+
+// Two `serve` processes on one Redis: ISSUN clients in no room are one
+// lobby; the server API's presence of relay: lists them.
+func TestRelayISSUNLobbyAcrossServeInstances(t *testing.T) {
+	node := redisNodes(t, relayOn)
+	a, b := node(), node()
+	ca := relaytest.DialISSUN(t, a.RelayAddr(), 21)
+	cb := relaytest.DialISSUN(t, b.RelayAddr(), 22)
+	lobby := func(seq uint64, payload string) *wire.Event {
+		return &wire.Event{Metadata: wire.Metadata{Sequence: seq}, Scope: wire.Scope{Kind: wire.ScopeBroadcast},
+			TypeName: "pong::Move", Payload: []byte(payload)}
+	}
+	// a's process learns of cb from the bus: until then its broadcasts stay there.
+	require.Eventually(t, func() bool {
+		ca.Send(lobby(0, "ping"))
+		select {
+		case ev := <-cb.Events:
+			return string(ev.Payload) == "ping"
+		case <-time.After(20 * time.Millisecond):
+			return false
+		}
+	}, testenv.Wait, testenv.Tick)
+	for i := range 20 {
+		ca.Send(lobby(uint64(i+1), string(rune('a'+i))))
+	}
+	for i := 0; i < 20; {
+		ev := cb.Next()
+		if string(ev.Payload) == "ping" {
+			continue
+		}
+		require.Equal(t, string(rune('a'+i)), string(ev.Payload), "in order")
+		require.Equal(t, wire.NodeID(21), ev.Metadata.Sender)
+		i++
+	}
+	cb.Send(&wire.Event{Scope: wire.Scope{Kind: wire.ScopeTargeted, Target: 21}, TypeName: "pong::Hi", Payload: []byte("hi")})
+	for {
+		if ev := ca.Next(); string(ev.Payload) == "hi" {
+			require.Equal(t, wire.NodeID(22), ev.Metadata.Sender)
+			break
+		}
+	}
+
+	_, body := apiCall(t, b, "presence", map[string]any{"channel": relay.LobbyChannel})
+	pres := body["result"].(map[string]any)["presence"].(map[string]any)
+	nodes := []string{}
+	for _, p := range pres {
+		var e struct {
+			NodeID string `json:"node_id"`
+		}
+		ci, err := json.Marshal(p.(map[string]any)["chan_info"])
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(ci, &e), "%s", ci)
+		nodes = append(nodes, e.NodeID)
+	}
+	require.ElementsMatch(t, []string{"21", "22"}, nodes)
+}

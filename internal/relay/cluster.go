@@ -39,6 +39,18 @@ import (
 // messages to the engine in queue order, so a sender's events keep their
 // order; a full queue drops (counted), it never blocks a sender.
 //
+// The ISSUN lobby (ISSUN clients in no room) is a room of these for the
+// bus: its name is lobbyName (""), which no JOIN can name, its topic and
+// hub channel LobbyChannel ("relay:"). Its busRoom (cluster.lobby) lives
+// as long as the cluster, subscribed only while this process has lobby
+// members; the lobby has no PRESENCE news.
+//
+// An ISSUN targeted event for a NodeId not connected here goes out on the
+// topic of any room (or the lobby) this process holds in which that
+// NodeId is a remote ISSUN member (cluster.issunNodes, an index kept with
+// the rooms' remote members): the process holding it delivers it by the
+// local rules.
+//
 // Each process also subscribes, from Start to Shutdown, a topic of its
 // own (processTopic): other processes ask it there to hand over a parked
 // session (a resume on another process) or to end one (its NodeId joins
@@ -98,6 +110,14 @@ type cluster struct {
 
 	mu    sync.RWMutex
 	rooms map[string]*busRoom // by room name, while joined or joining here
+	// lobby is the ISSUN lobby's, always in rooms (held while refs > 0).
+	lobby *busRoom
+
+	// issunNodes indexes the remote ISSUN members of the rooms held here:
+	// NodeId → the rooms having one (forwardTargeted). Guarded by idxMu,
+	// taken under busRoom.mu (storeIDsLocked).
+	idxMu      sync.RWMutex
+	issunNodes map[wire.NodeID]map[*busRoom]struct{}
 
 	out  chan hub.TopicMessage
 	stop chan struct{}
@@ -177,13 +197,26 @@ type busRoom struct {
 	// reaches the members in the order of the changes; taken before mu.
 	news sync.Mutex
 
-	mu     sync.Mutex
+	mu sync.Mutex
+	// live: subscribed (set before the first sync, cleared with remote
+	// at the release): a bus message handled after the release adds no
+	// member to a room no longer held.
+	live   bool
 	remote map[string]remoteMember // by session id
 	gone   map[string]time.Time    // left by a bus message, for sync
 	// ids counts remote members by NodeId, n all of them; read by the
 	// fan-out and JOIN without br.mu.
 	ids atomic.Pointer[map[wire.NodeID]int]
 	n   atomic.Int32
+	// issun counts the remote ISSUN members by NodeId (guarded by mu): what
+	// this room adds to cluster.issunNodes.
+	issun map[wire.NodeID]int
+}
+
+func (cl *cluster) newBusRoom(name string) *busRoom {
+	br := &busRoom{cl: cl, name: name, topic: ChannelPrefix + name, remote: map[string]remoteMember{}, gone: map[string]time.Time{}}
+	br.ids.Store(&map[wire.NodeID]int{})
+	return br
 }
 
 // goneHorizon is how long a leave is remembered for syncs: longer than
@@ -228,9 +261,10 @@ func newCluster(s *Server) (*cluster, error) {
 		out: make(chan hub.TopicMessage, s.cfg.BusQueue), stop: make(chan struct{}), pending: map[string]pendingAsk{}, handed: map[string]handedRecord{},
 		gaveUp: map[string]handedRecord{}, serving: make(chan struct{}, maxServing),
 		handing: map[*hubSession]*handingState{}, disconnected: map[string]handedRecord{},
-		taken:    map[string]handedRecord{},
-		arriving: map[string][]string{},
-		resync:   map[string]struct{}{}, resyncNow: make(chan struct{}, 1)}
+		taken: map[string]handedRecord{}, arriving: map[string][]string{},
+		resync: map[string]struct{}{}, resyncNow: make(chan struct{}, 1), issunNodes: map[wire.NodeID]map[*busRoom]struct{}{}}
+	cl.lobby = cl.newBusRoom(lobbyName)
+	cl.rooms[lobbyName] = cl.lobby
 	cl.procTopic = processTopic(cl.origin)
 	cl.syncCtx, cl.syncCancel = context.WithCancel(context.Background())
 	cl.ctx, cl.ctxCancel = context.WithCancel(context.Background())
@@ -453,8 +487,7 @@ func (cl *cluster) acquire(name string) (*busRoom, error) {
 	cl.mu.Lock()
 	br := cl.rooms[name]
 	if br == nil {
-		br = &busRoom{cl: cl, name: name, topic: ChannelPrefix + name, remote: map[string]remoteMember{}, gone: map[string]time.Time{}}
-		br.ids.Store(&map[wire.NodeID]int{})
+		br = cl.newBusRoom(name)
 		cl.rooms[name] = br
 	}
 	br.refs++
@@ -473,6 +506,9 @@ func (cl *cluster) acquire(name string) (*busRoom, error) {
 			return nil, err
 		}
 		br.subscribed = true
+		br.mu.Lock()
+		br.live = true
+		br.mu.Unlock()
 		// After subscribing: a join published meanwhile arrives by the bus.
 		cl.sync(br)
 	}
@@ -497,6 +533,7 @@ func (cl *cluster) release(br *busRoom) {
 	}
 	br.subscribed = false
 	br.mu.Lock()
+	br.live = false
 	clear(br.remote)
 	br.storeIDsLocked()
 	br.mu.Unlock()
@@ -506,7 +543,7 @@ func (cl *cluster) release(br *busRoom) {
 }
 
 func (cl *cluster) dropIdleLocked(br *busRoom) {
-	if br.refs == 0 && cl.rooms[br.name] == br {
+	if br.refs == 0 && cl.rooms[br.name] == br && br != cl.lobby {
 		delete(cl.rooms, br.name)
 	}
 }
@@ -515,6 +552,25 @@ func (cl *cluster) room(name string) *busRoom {
 	cl.mu.RLock()
 	defer cl.mu.RUnlock()
 	return cl.rooms[name]
+}
+
+// held is room name's state while this process holds it (nil when not):
+// the lobby's stays in rooms when released.
+func (cl *cluster) held(name string) *busRoom {
+	cl.mu.RLock()
+	defer cl.mu.RUnlock()
+	if br := cl.rooms[name]; br != nil && br.refs > 0 {
+		return br
+	}
+	return nil
+}
+
+// lobbyHeld reports whether this process holds the lobby's topic.
+func (cl *cluster) lobbyHeld() bool {
+	br := cl.lobby
+	br.subMu.Lock()
+	defer br.subMu.Unlock()
+	return br.subscribed
 }
 
 // presenceEntry is the ChanInfo of a relay member's hub presence.
@@ -658,11 +714,60 @@ func (cl *cluster) syncLoop() {
 
 func (br *busRoom) storeIDsLocked() {
 	ids := make(map[wire.NodeID]int, len(br.remote))
+	var issun map[wire.NodeID]int
 	for _, m := range br.remote {
 		ids[m.node]++
+		if m.transport == transportISSUN {
+			if issun == nil {
+				issun = map[wire.NodeID]int{}
+			}
+			issun[m.node]++
+		}
 	}
 	br.ids.Store(&ids)
 	br.n.Store(int32(len(br.remote)))
+	br.cl.reindex(br, br.issun, issun)
+	br.issun = issun
+}
+
+// reindex updates issunNodes for br's remote ISSUN members going from old
+// to cur.
+func (cl *cluster) reindex(br *busRoom, old, cur map[wire.NodeID]int) {
+	if len(old) == 0 && len(cur) == 0 {
+		return
+	}
+	cl.idxMu.Lock()
+	defer cl.idxMu.Unlock()
+	for id := range old {
+		if cur[id] == 0 {
+			set := cl.issunNodes[id]
+			delete(set, br)
+			if len(set) == 0 {
+				delete(cl.issunNodes, id)
+			}
+		}
+	}
+	for id := range cur {
+		if old[id] == 0 {
+			set := cl.issunNodes[id]
+			if set == nil {
+				set = map[*busRoom]struct{}{}
+				cl.issunNodes[id] = set
+			}
+			set[br] = struct{}{}
+		}
+	}
+}
+
+// issunHolder is a room held here with a remote ISSUN member of NodeId
+// id (nil when none): one map read under a read lock.
+func (cl *cluster) issunHolder(id wire.NodeID) *busRoom {
+	cl.idxMu.RLock()
+	defer cl.idxMu.RUnlock()
+	for br := range cl.issunNodes[id] {
+		return br
+	}
+	return nil
 }
 
 // remoteCount counts the remote members.
@@ -728,15 +833,19 @@ func (r *room) forward(frame []byte, unrel bool, targets []wire.NodeID) {
 }
 
 // forwardTargeted publishes an ISSUN targeted event for a NodeId not
-// connected here when a remote member of c's room has it.
+// connected here when it is a remote ISSUN member of the lobby or of a
+// room this process holds (whichever room c is in); false when none is
+// known or the queue is full.
 func (c *conn) forwardTargeted(target wire.NodeID, frame []byte) bool {
-	for _, r := range c.roomList() {
-		if r.bus.hasRemote(target) {
-			cl := r.bus.cl
-			return cl.enqueue(r.bus.topic, busFrame(busEvent, r.transport, cl.origin, frame))
-		}
+	cl := c.srv.cluster
+	if cl == nil {
+		return false
 	}
-	return false
+	br := cl.issunHolder(target)
+	if br == nil {
+		return false
+	}
+	return cl.enqueue(br.topic, busFrame(busEvent, transportISSUN, cl.origin, frame))
 }
 
 // announce publishes c joining (busJoin) or leaving (busLeave) r.
@@ -763,7 +872,7 @@ func (cl *cluster) handle(topic string, data []byte) {
 		return
 	}
 	name, ok := strings.CutPrefix(topic, ChannelPrefix)
-	br := cl.room(name)
+	br := cl.held(name)
 	if !ok || br == nil {
 		return // unsubscribed meanwhile
 	}
@@ -776,6 +885,10 @@ func (cl *cluster) handle(topic string, data []byte) {
 		br.news.Lock()
 		defer br.news.Unlock()
 		br.mu.Lock()
+		if !br.live {
+			br.mu.Unlock()
+			return // released meanwhile
+		}
 		old, known := br.remote[rm.sid]
 		if m.kind == busJoin && known {
 			// A member already known: a session another process took
@@ -813,9 +926,7 @@ func (cl *cluster) handle(topic string, data []byte) {
 // room name, by the rules of the local fan-out.
 func (cl *cluster) deliver(name string, m *busMessage) {
 	s := cl.s
-	s.mu.RLock()
-	r := s.rooms[name]
-	s.mu.RUnlock()
+	r := s.localRoom(name)
 	if r == nil || r.transport != m.transport {
 		cl.dropNoRoom.Inc()
 		return
@@ -846,8 +957,12 @@ func (cl *cluster) deliver(name string, m *busMessage) {
 				o.send(frame)
 			}
 		case wire.ScopeTargeted:
-			if t := s.node(v.Scope.Target); t != nil && t.roomNamed(name) == r {
+			// By the local rule: whatever room the target is in now (the
+			// sender's process may know an older membership).
+			if t := s.node(v.Scope.Target); t != nil && t.issunReceiver() {
 				t.send(frame)
+			} else {
+				s.metrics.drops.WithLabelValues(dropUnknownTarget).Inc()
 			}
 		}
 	} else {
@@ -885,6 +1000,9 @@ func (cl *cluster) deliver(name string, m *busMessage) {
 func (cl *cluster) tell(name string, joined, left []remoteMember) {
 	if len(joined) == 0 && len(left) == 0 {
 		return
+	}
+	if name == lobbyName {
+		return // the ISSUN lobby has no presence news
 	}
 	s := cl.s
 	s.mu.RLock()

@@ -35,7 +35,14 @@ const (
 	DefaultResumeGrace       = 20 * time.Second
 	// ChannelPrefix is the hub namespace of rooms: room R is channel "relay:R".
 	ChannelPrefix = "relay:"
+	// LobbyChannel is the hub channel (and, with a bus, the engine topic)
+	// of the ISSUN lobby across processes: its hub presence lists the
+	// ISSUN clients in no room. No room has it: room names are not empty.
+	LobbyChannel = ChannelPrefix + lobbyName
 )
+
+// lobbyName is the lobby's room name for the bus (cluster.go).
+const lobbyName = ""
 
 // Auth modes (Config.Auth).
 const (

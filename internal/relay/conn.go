@@ -62,6 +62,9 @@ type conn struct {
 
 	// prefix is the ISSUN type-name prefix answers use; guarded by Server.mu.
 	prefix string
+	// lobbyBus: the connection is in the lobby across processes (holds
+	// the lobby's bus state, has its hub presence); guarded by Server.mu.
+	lobbyBus bool
 	// resume is the native session's resume token; alias, when set, is
 	// the token whose HELLO took the session over from another process
 	// (resume_cluster.go): it resumes the session too, for a client that

@@ -30,6 +30,7 @@
 //
 // Lock order: Server.mu before room.mu; busRoom.news before Server.mu
 // and room.notify (PRESENCE news is sent under news), Server.mu before
-// busRoom.mu (JOIN reads the remote members); cluster.procMu alone. Fan-out takes no lock (room
+// busRoom.mu (JOIN reads the remote members), busRoom.mu before
+// cluster.idxMu (the ISSUN NodeId index); cluster.procMu alone. Fan-out takes no lock (room
 // member lists are immutable snapshots).
 package relay

@@ -250,7 +250,7 @@ func (c *conn) handleISSUNEvent(frame []byte) bool {
 		if t == nil && c.forwardTargeted(v.Scope.Target, frame) {
 			break
 		}
-		if t == nil || !t.receiving.Load() || t.transport != transportISSUN || !t.authedForDelivery() {
+		if t == nil || !t.issunReceiver() {
 			s.metrics.drops.WithLabelValues(dropUnknownTarget).Inc()
 			return true
 		}
@@ -258,6 +258,12 @@ func (c *conn) handleISSUNEvent(frame []byte) bool {
 	}
 	s.metrics.fanout.Observe(time.Since(start).Seconds())
 	return true
+}
+
+// issunReceiver reports whether the connection may receive an ISSUN
+// targeted event.
+func (c *conn) issunReceiver() bool {
+	return c.receiving.Load() && c.transport == transportISSUN && c.authedForDelivery()
 }
 
 // authedForDelivery reports whether the connection may receive events:
@@ -331,6 +337,7 @@ func (c *conn) issunAuth(prefix string, payload []byte) error {
 	if err := c.srv.addSession(c, claims.User); err != nil {
 		return err
 	}
+	oldUser := c.user
 	c.user = claims.User
 	c.setInfo(claims.Info)
 	c.tokenAccepted.Store(true)
@@ -338,6 +345,8 @@ func (c *conn) issunAuth(prefix string, payload []byte) error {
 	if !c.authed {
 		c.authed = true
 		c.srv.enterLobby(c)
+	} else {
+		c.srv.lobbyUserChanged(c, oldUser)
 	}
 	c.answer(prefix, wire.SuffixWelcome, wire.AuthAnswer{NodeID: c.id, User: c.user}.Append(nil))
 	return nil
@@ -357,13 +366,16 @@ func (c *conn) issunJoin(prefix string, payload []byte) error {
 		return nil
 	}
 	for _, old := range c.roomList() { // an ISSUN connection is in one room at most
-		c.issunLeaveRoom(old)
+		c.issunLeaveRoom(old, false) // not to the lobby between two rooms
 	}
 	s.mu.Lock()
 	c.prefix = prefix
 	s.mu.Unlock()
 	r, before, err := s.join(c, req.Room, 0)
 	if err != nil {
+		if len(c.roomList()) == 0 && c.receiving.Load() {
+			s.enterLobby(c) // left its room for none
+		}
 		return err
 	}
 	s.leaveLobby(c)
@@ -383,18 +395,18 @@ func (c *conn) issunLeave(prefix string, payload []byte) error {
 	if r == nil {
 		return ErrNotInRoom
 	}
-	c.issunLeaveRoom(r)
+	c.issunLeaveRoom(r, true)
 	c.answer(prefix, wire.SuffixLeft, wire.RoomAnswer{Room: r.name}.Append(nil))
 	return nil
 }
 
-// issunLeaveRoom leaves r, tells the remaining members and puts c back
-// in the lobby.
-func (c *conn) issunLeaveRoom(r *room) {
+// issunLeaveRoom leaves r, tells the remaining members and, toLobby,
+// puts c back in the lobby.
+func (c *conn) issunLeaveRoom(r *room, toLobby bool) {
 	s := c.srv
 	s.leave(c, r)
 	r.notifying(func() { s.tellISSUNPresence(*r.snap.Load(), r.name, nil, []wire.NodeID{c.id}) })
-	if c.authed && c.receiving.Load() {
+	if toLobby && c.authed && c.receiving.Load() {
 		s.enterLobby(c)
 	}
 }

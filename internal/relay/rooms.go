@@ -201,25 +201,106 @@ func (s *Server) leave(c *conn, r *room) {
 	}
 }
 
+// enterLobby puts c (ISSUN, authenticated, in no room) in the lobby.
+// With a bus the lobby spans the processes as a room does: the first
+// member holds its topic (subscribe, then a sync from presence), and c's
+// hub presence and join go out before c is reachable from elsewhere. When
+// the bus is down, c is in this process's lobby only.
+// Called by c's read goroutine (or its handshake) only.
 func (s *Server) enterLobby(c *conn) {
+	s.mu.RLock()
+	_, in := s.lobby.members[c]
+	s.mu.RUnlock()
+	if in {
+		return
+	}
+	cl := s.cluster
+	held := false
+	if cl != nil {
+		if _, err := cl.acquire(lobbyName); err != nil {
+			s.log.Warn("relay lobby across processes unavailable: the client is in this process's lobby only",
+				"node_id", uint64(c.id), "error", err)
+		} else {
+			held = true
+		}
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.lobby.members == nil {
 		s.lobby.members = map[*conn]struct{}{}
 	}
-	if _, ok := s.lobby.members[c]; !ok {
-		s.lobby.members[c] = struct{}{}
+	s.lobby.members[c] = struct{}{}
+	s.lobby.snapshotLocked()
+	c.lobbyBus = held
+	s.mu.Unlock()
+	if !held {
+		return
+	}
+	if p := s.cfg.Presence; p != nil {
+		ctx, cancel := s.opCtx()
+		err := p.AddPresence(ctx, s.lobby.channel, c.presenceInfo())
+		cancel()
+		if err != nil {
+			s.log.Warn("relay presence add failed", "channel", s.lobby.channel, "error", err)
+		}
+	}
+	cl.announce(busJoin, s.lobby, c)
+}
+
+// leaveLobby takes c out of the lobby (joining a room, or gone); with a
+// bus, its hub presence and leave go out and the last member lets go of
+// the lobby's topic.
+func (s *Server) leaveLobby(c *conn) {
+	s.mu.Lock()
+	_, in := s.lobby.members[c]
+	held := c.lobbyBus
+	if in {
+		delete(s.lobby.members, c)
 		s.lobby.snapshotLocked()
+		c.lobbyBus = false
+	}
+	s.mu.Unlock()
+	if !in || !held {
+		return
+	}
+	if p := s.cfg.Presence; p != nil {
+		ctx, cancel := s.opCtx()
+		err := p.RemovePresence(ctx, s.lobby.channel, c.sid, c.user)
+		cancel()
+		if err != nil {
+			s.log.Warn("relay presence remove failed", "channel", s.lobby.channel, "error", err)
+		}
+	}
+	s.cluster.announce(busLeave, s.lobby, c)
+	s.cluster.release(s.cluster.lobby)
+}
+
+// lobbyUserChanged rewrites the lobby presence of c (in the lobby across
+// processes, without a token until now) under its new user: an entry of
+// the same session id replaces the old one, never missing meanwhile.
+func (s *Server) lobbyUserChanged(c *conn, oldUser string) {
+	s.mu.RLock()
+	held := c.lobbyBus
+	s.mu.RUnlock()
+	p := s.cfg.Presence
+	if !held || p == nil || oldUser == c.user {
+		return
+	}
+	ctx, cancel := s.opCtx()
+	defer cancel()
+	if err := p.AddPresence(ctx, s.lobby.channel, c.presenceInfo()); err != nil {
+		s.log.Warn("relay presence add failed", "channel", s.lobby.channel, "error", err)
 	}
 }
 
-func (s *Server) leaveLobby(c *conn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.lobby.members[c]; ok {
-		delete(s.lobby.members, c)
-		s.lobby.snapshotLocked()
+// localRoom is the room of bus name on this process: the lobby for
+// lobbyName (nil when none).
+func (s *Server) localRoom(name string) *room {
+	if name == lobbyName {
+		return s.lobby
 	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.rooms[name]
 }
 
 // Rooms lists the rooms with members on this process, with their sizes.

@@ -99,7 +99,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "relay"), metrics: m, ownPool: ownPool,
 		conns: map[*conn]struct{}{}, nodes: map[wire.NodeID]*conn{}, rooms: map[string]*room{},
 		parked: map[string]*parkedSession{}, perIP: map[string]int{}}
-	s.lobby = &room{srv: s}
+	s.lobby = &room{srv: s, name: lobbyName, channel: LobbyChannel, transport: transportISSUN}
 	s.wt = s.newWebTransport()
 	s.lobby.snap.Store(&[]*conn{})
 	if cfg.Certificate != nil {
@@ -147,6 +147,7 @@ func New(cfg Config) (*Server, error) {
 			s.udp.Close()
 			return nil, fmt.Errorf("relay: bus: %w", err)
 		}
+		s.lobby.bus = s.cluster.lobby
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	ok = true

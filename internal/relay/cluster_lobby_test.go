@@ -1,0 +1,263 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/clock/clocktest"
+	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/relay/relaytest"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
+	wire "github.com/switchboard-rt/switchboard/protocol/relay"
+)
+
+// nextGame returns the next game event of c (PaddleMove), skipping the
+// relay's answers and news.
+func nextGame(t *testing.T, c *relaytest.ISSUN) wire.Event {
+	t.Helper()
+	for {
+		if ev := c.Next(); ev.TypeName == game("PaddleMove") {
+			return ev
+		}
+	}
+}
+
+// knowsInLobby reports whether s knows NodeId id in another process's lobby.
+func knowsInLobby(s *testServer, id wire.NodeID) bool { return s.cluster.lobby.hasRemote(id) }
+
+// waitLobby waits until every server knows every client of the other
+// servers in the lobby.
+func waitLobby(t *testing.T, where map[*testServer][]wire.NodeID) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		for s := range where {
+			for o, ids := range where {
+				for _, id := range ids {
+					if o != s && !knowsInLobby(s, id) {
+						return false
+					}
+				}
+			}
+		}
+		return true
+	}, testenv.Wait, testenv.Tick, "the processes know each other's lobby members")
+}
+
+func issunJoin(t *testing.T, c *relaytest.ISSUN, room string) {
+	t.Helper()
+	c.Send(control(wire.SuffixJoin, wire.RoomRequest{Room: room}.Append(nil)))
+	for {
+		if c.Next().TypeName == game("SwitchboardJoined") {
+			return
+		}
+	}
+}
+
+func issunLeave(t *testing.T, c *relaytest.ISSUN, room string) {
+	t.Helper()
+	c.Send(control(wire.SuffixLeave, wire.RoomRequest{Room: room}.Append(nil)))
+	for {
+		if c.Next().TypeName == game("SwitchboardLeft") {
+			return
+		}
+	}
+}
+
+// ISSUN clients in no room on three processes are one lobby.
+func TestClusterISSUNLobbyAcrossProcesses(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1, s2, s3 := newClusterServer(t, prefix, nil), newClusterServer(t, prefix, nil), newClusterServer(t, prefix, nil)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, s := range []*testServer{s1, s2, s3} {
+				dumpDrops(t, s)
+			}
+		}
+	})
+	a, a2 := dialISSUN(t, s1, 1), dialISSUN(t, s1, 4)
+	b := dialISSUN(t, s2, 2)
+	c := dialISSUN(t, s3, 3)
+	waitLobby(t, map[*testServer][]wire.NodeID{s1: {1, 4}, s2: {2}, s3: {3}})
+
+	// a's broadcasts reach every other lobby member, in order, not a.
+	const n = 50
+	for i := range n {
+		a.Send(event(broadcast, uint64(i), fmt.Sprint("a", i)))
+	}
+	for _, r := range []*relaytest.ISSUN{a2, b, c} {
+		for i := range n {
+			ev := nextGame(t, r)
+			require.Equal(t, fmt.Sprint("a", i), string(ev.Payload))
+			require.Equal(t, wire.NodeID(1), ev.Metadata.Sender)
+		}
+	}
+	b.Send(event(broadcast, 1, "b"))
+	for _, r := range []*relaytest.ISSUN{a, a2, c} {
+		require.Equal(t, "b", string(nextGame(t, r).Payload), "no echo of a's own broadcasts came first")
+	}
+
+	// Targeted to a lobby member on another process.
+	c.Send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 1}, 2, "c to a"))
+	ev := nextGame(t, a)
+	require.Equal(t, "c to a", string(ev.Payload))
+	require.Equal(t, wire.NodeID(3), ev.Metadata.Sender)
+
+	// b joins a room: out of the lobby everywhere; s2 lets go of the topic.
+	require.True(t, s2.cluster.lobbyHeld())
+	issunJoin(t, b, "match")
+	require.Eventually(t, func() bool {
+		return !s2.cluster.lobbyHeld() && !knowsInLobby(s1, 2) && !knowsInLobby(s3, 2)
+	}, testenv.Wait, testenv.Tick, "b left the lobby on every process")
+	require.Nil(t, s2.cluster.held(lobbyName))
+	pres, err := s1.hub.Presence(context.Background(), LobbyChannel)
+	require.NoError(t, err)
+	require.Len(t, pres, 3, "the lobby's presence lists a, a2 and c")
+	d := dialISSUN(t, s3, 5) // in the room with b, on another process
+	issunJoin(t, d, "match")
+	a.Send(event(broadcast, 3, "lobby only"))
+	require.Equal(t, "lobby only", string(nextGame(t, c).Payload))
+	require.Equal(t, "lobby only", string(nextGame(t, a2).Payload))
+	d.Send(event(broadcast, 4, "room"))
+	require.Equal(t, "room", string(nextGame(t, b).Payload), "b got no lobby broadcast")
+
+	// A lobby client targets a room member on another process: s1 holds
+	// the room (a2 joins it), so it knows b there.
+	issunJoin(t, a2, "match")
+	require.Eventually(t, func() bool { return s1.cluster.room("match").hasRemote(2) }, testenv.Wait, testenv.Tick)
+	a.Send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 2}, 5, "a to b in a room"))
+	ev = nextGame(t, b)
+	require.Equal(t, "a to b in a room", string(ev.Payload))
+	require.Equal(t, wire.NodeID(1), ev.Metadata.Sender)
+
+	// b leaves the room: in the lobby again, everywhere.
+	issunLeave(t, b, "match")
+	require.Eventually(t, func() bool {
+		return s2.cluster.lobbyHeld() && knowsInLobby(s1, 2) && knowsInLobby(s3, 2)
+	}, testenv.Wait, testenv.Tick, "b is back in the lobby")
+	c.Send(event(broadcast, 6, "welcome back"))
+	require.Equal(t, "welcome back", string(nextGame(t, b).Payload))
+	require.Equal(t, "welcome back", string(nextGame(t, a).Payload))
+	d.Send(event(broadcast, 7, "room again")) // after c's, from the same process
+	require.Equal(t, "room again", string(nextGame(t, a2).Payload), "a2, in the room, got no lobby broadcast")
+
+	// A disconnect leaves the lobby everywhere; the last one's process
+	// lets go of the topic.
+	c.Close()
+	require.Eventually(t, func() bool {
+		return !s3.cluster.lobbyHeld() && !knowsInLobby(s1, 3) && !knowsInLobby(s2, 3)
+	}, testenv.Wait, testenv.Tick)
+	require.Nil(t, s3.cluster.issunHolder(1), "s3 forgot the remote lobby members")
+}
+
+// A process publishes lobby events only while another process has lobby
+// members.
+func TestClusterISSUNLobbyBusOnlyWhenNeeded(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1, s2 := newClusterServer(t, prefix, nil), newClusterServer(t, prefix, nil)
+	a, a2 := dialISSUN(t, s1, 1), dialISSUN(t, s1, 2)
+	published := func() float64 { return testutil.ToFloat64(s1.cluster.published) }
+	require.Eventually(t, func() bool { return published() == 2 }, testenv.Wait, testenv.Tick, "the two lobby joins")
+	for i := range 20 {
+		a.Send(event(broadcast, uint64(i), fmt.Sprint(i)))
+		require.Equal(t, fmt.Sprint(i), string(nextGame(t, a2).Payload))
+	}
+	// Targeted to nobody known: dropped here, not published.
+	a.Send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 9}, 30, "nobody"))
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(s1.metrics.drops.WithLabelValues(dropUnknownTarget)) == 1
+	}, testenv.Wait, testenv.Tick)
+	require.Equal(t, 2.0, published(), "no other process has lobby members: no event published")
+
+	b := dialISSUN(t, s2, 3)
+	require.Eventually(t, func() bool { return knowsInLobby(s1, 3) }, testenv.Wait, testenv.Tick)
+	a.Send(event(broadcast, 100, "now"))
+	require.Equal(t, "now", string(nextGame(t, b).Payload))
+	require.Eventually(t, func() bool { return published() == 3 }, testenv.Wait, testenv.Tick, "the broadcast")
+}
+
+// With token auth, a client that did not authenticate is in no lobby: it
+// gets neither broadcasts nor targeted events from other processes.
+func TestClusterISSUNLobbyTokenAuth(t *testing.T) {
+	const secret = "relay-test-secret"
+	prefix := clusterPrefix(t)
+	mod := func(c *Config) { c.Auth = AuthToken; c.Verifier = auth.NewTokenVerifier(secret, "", "") }
+	s1, s2 := newClusterServer(t, prefix, mod), newClusterServer(t, prefix, mod)
+	a, b, u := dialISSUN(t, s1, 1), dialISSUN(t, s2, 2), dialISSUN(t, s2, 3)
+	for _, c := range []*relaytest.ISSUN{a, b} {
+		tok, err := auth.SignConnect(secret, fmt.Sprint("user-", c.ID), time.Hour, time.Now())
+		require.NoError(t, err)
+		c.Send(control(wire.SuffixAuth, wire.AuthRequest{Token: tok}.Append(nil)))
+		require.Equal(t, game("SwitchboardWelcome"), c.Next().TypeName)
+	}
+	waitLobby(t, map[*testServer][]wire.NodeID{s1: {1}, s2: {2}})
+	require.False(t, knowsInLobby(s1, 3), "u is in no lobby")
+	pres, err := s1.hub.Presence(context.Background(), LobbyChannel)
+	require.NoError(t, err)
+	users := []string{}
+	for _, info := range pres {
+		users = append(users, info.UserID)
+	}
+	require.ElementsMatch(t, []string{"user-1", "user-2"}, users)
+
+	a.Send(event(broadcast, 1, "all"))
+	a.Send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 3}, 2, "to u"))
+	a.Send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 2}, 3, "to b"))
+	require.Equal(t, "all", string(nextGame(t, b).Payload))
+	require.Equal(t, "to b", string(nextGame(t, b).Payload))
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(s1.metrics.drops.WithLabelValues(dropUnknownTarget)) == 1
+	}, testenv.Wait, testenv.Tick, "the event to u is dropped on s1")
+	// u's own broadcast goes nowhere either.
+	u.Send(event(broadcast, 4, "from u"))
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(s2.metrics.drops.WithLabelValues(dropUnauthenticated)) == 1
+	}, testenv.Wait, testenv.Tick)
+	b.Send(event(broadcast, 5, "b"))
+	require.Equal(t, "b", string(nextGame(t, a).Payload), "a got nothing from u")
+	select {
+	case ev := <-u.Events:
+		t.Fatalf("u got %q", ev.Payload)
+	default:
+	}
+}
+
+// The lobby's remote members are repaired from the presence of relay:
+// as a room's: a member whose bus join was lost is known at the next
+// sync (and reachable by a targeted event), and dropped when its presence
+// goes.
+func TestClusterISSUNLobbySyncFromPresence(t *testing.T) {
+	prefix := clusterPrefix(t)
+	clk := clocktest.New(time.Now())
+	s1 := newClusterServer(t, prefix, func(c *Config) { c.Clock, c.SyncInterval = clk, time.Minute })
+	a := dialISSUN(t, s1, 1)
+	require.Eventually(t, s1.cluster.lobbyHeld, testenv.Wait, testenv.Tick)
+	ctx := context.Background()
+	ghost, _ := json.Marshal(presenceEntry{NodeID: "77", Transport: "quic-issun", Process: "other-process"})
+	require.NoError(t, s1.hub.AddPresence(ctx, LobbyChannel, &hub.ClientInfo{ClientID: "ghost", UserID: "g", ChanInfo: ghost}))
+	armed := func() bool { return clk.Pending() >= 1 } // the sync loop's timer
+	require.Eventually(t, armed, testenv.Wait, testenv.Tick)
+	clk.Advance(time.Minute)
+	require.Eventually(t, func() bool { return knowsInLobby(s1, 77) }, testenv.Wait, testenv.Tick)
+	published := func() float64 { return testutil.ToFloat64(s1.cluster.published) }
+	before := published()
+	a.Send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 77}, 1, "to the ghost"))
+	require.Eventually(t, func() bool { return published() == before+1 }, testenv.Wait, testenv.Tick,
+		"published for the remote lobby member")
+
+	require.NoError(t, s1.hub.RemovePresence(ctx, LobbyChannel, "ghost", "g"))
+	require.Eventually(t, armed, testenv.Wait, testenv.Tick)
+	clk.Advance(time.Minute)
+	require.Eventually(t, func() bool { return !knowsInLobby(s1, 77) && s1.cluster.issunHolder(77) == nil }, testenv.Wait, testenv.Tick)
+	a.Send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 77}, 2, "gone"))
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(s1.metrics.drops.WithLabelValues(dropUnknownTarget)) == 1
+	}, testenv.Wait, testenv.Tick)
+	require.Equal(t, before+1, published())
+}
