@@ -328,6 +328,7 @@ func TestClusterFixedNodeIDElsewhere(t *testing.T) {
 	live.SendControl(&wire.Join{RequestID: 2, Room: "r"})
 	require.Contains(t, nextError(t, live).Message, "another process has this node id")
 	live.Close()
+	require.Eventually(t, func() bool { return s2.node(7) == nil }, testenv.Wait, testenv.Tick)
 
 	lose(t, a, s1)
 	// Another user with NodeId 7: still refused.
@@ -335,6 +336,7 @@ func TestClusterFixedNodeIDElsewhere(t *testing.T) {
 	eve.SendControl(&wire.Join{RequestID: 3, Room: "r"})
 	require.Contains(t, nextError(t, eve).Message, "another process has this node id")
 	eve.Close()
+	require.Eventually(t, func() bool { return s2.node(7) == nil }, testenv.Wait, testenv.Tick)
 	require.Equal(t, 1.0, parkedCount(s1))
 
 	// bob again, afresh, on s2: the parked session ends on s1.
@@ -592,6 +594,7 @@ func TestClusterFixedNodeIDAnonymousRefused(t *testing.T) {
 	eve.SendControl(&wire.Join{RequestID: 3, Room: "r"})
 	require.Contains(t, nextError(t, eve).Message, "another process has this node id")
 	eve.Close()
+	require.Eventually(t, func() bool { return s2.node(7) == nil }, testenv.Wait, testenv.Tick)
 	require.Equal(t, 1.0, parkedCount(s1), "still parked")
 	require.Zero(t, testutil.ToFloat64(s1.cluster.sessions.WithLabelValues(sessionEndedForNode)))
 	// Asked directly (a forged request), s1 refuses too.
