@@ -30,7 +30,7 @@ func nextError(t *testing.T, c *relaytest.Native) *wire.Error {
 
 // nextSkippingPresence returns c's next message, which must be an M (what
 // names it), skipping presence news.
-func nextSkippingPresence[M wire.Message](t *testing.T, c *relaytest.Native, what string) M {
+func nextSkippingPresence[M wire.Message](t testing.TB, c *relaytest.Native, what string) M {
 	t.Helper()
 	for {
 		switch m := c.Next().(type) {
