@@ -42,8 +42,18 @@ import (
 // The ISSUN lobby (ISSUN clients in no room) is a room of these for the
 // bus: its name is lobbyName (""), which no JOIN can name, its topic and
 // hub channel LobbyChannel ("relay:"). Its busRoom (cluster.lobby) lives
-// as long as the cluster, subscribed only while this process has lobby
-// members; the lobby has no PRESENCE news.
+// as long as the cluster and its topic is subscribed from Start to
+// Shutdown (retried in the background while the engine is down), like the
+// process topic: a client entering or leaving the lobby makes no
+// subscription and takes no lock shared with other connections across a
+// Redis call. Its hub presence and its bus join or leave are written by
+// the connection's own goroutine, in order, after the local move
+// (lobbyBusEnter, lobbyBusExit in rooms.go); a member whose presence
+// could not be written is written again by the next lobby sync
+// (repairLobby). A process without lobby members still gets the lobby's
+// membership messages, and its events while two other processes have
+// lobby members (it drops them: no local member). The lobby has no
+// PRESENCE news.
 //
 // An ISSUN targeted event for a NodeId not connected here goes out on the
 // topic of any room (or the lobby) this process holds in which that
@@ -123,6 +133,9 @@ type cluster struct {
 	stop chan struct{}
 	// queued counts the bytes of the messages in out (BusQueueBytes).
 	queued atomic.Int64
+	// lobbySeq counts the lobby presence writes of local members
+	// (conn.lobbySeq), so a sync tells a write it could not have read.
+	lobbySeq atomic.Uint64
 	// syncCtx bounds the presence reads of syncs; close cancels it, so a
 	// Redis that does not answer cannot hold up Shutdown.
 	syncCtx    context.Context
@@ -160,8 +173,11 @@ type busRoom struct {
 	topic string
 	refs  int // local members and joins in progress; guarded by cluster.mu
 
-	subMu      sync.Mutex // serialises subscribe and unsubscribe of topic
+	subMu      sync.Mutex // serialises subscribe and unsubscribe of topic (not the lobby's)
 	subscribed bool
+	// syncMu serialises the syncs of the room (a sync applies the read it
+	// made; two at once could apply an older read last).
+	syncMu sync.Mutex
 
 	// news serialises a change of remote and the PRESENCE news telling
 	// it (sync and bus messages run on different goroutines), so news
@@ -172,7 +188,10 @@ type busRoom struct {
 	// live: subscribed (set before the first sync, cleared with remote
 	// at the release): a bus message handled after the release adds no
 	// member to a room no longer held.
-	live   bool
+	live bool
+	// gen counts the subscriptions: a sync whose read began under another
+	// one applies nothing.
+	gen    uint64
 	remote map[string]remoteMember // by session id
 	gone   map[string]time.Time    // left by a bus message, for sync
 	// ids counts remote members by NodeId, n all of them; read by the
@@ -294,6 +313,63 @@ func (cl *cluster) start() {
 		cl.wg.Add(1)
 		go func() { defer cl.wg.Done(); cl.retrySubscribeProcess() }()
 	}
+	cl.wg.Add(1)
+	go func() {
+		defer cl.wg.Done()
+		cl.retryEverySecond(cl.subscribeLobby)
+	}()
+}
+
+// subscribeLobby subscribes the lobby's topic and syncs its remote
+// members from presence (writing the presence of the local members not
+// in it yet); false when the engine is down.
+func (cl *cluster) subscribeLobby() bool {
+	br := cl.lobby
+	ctx, cancel := context.WithTimeout(cl.syncCtx, opTimeout)
+	err := cl.bus.Subscribe(ctx, br.topic)
+	cancel()
+	if err != nil {
+		if cl.syncCtx.Err() == nil {
+			cl.s.log.Warn("relay lobby topic subscribe failed", "topic", br.topic, "error", err)
+		}
+		return false
+	}
+	cl.procMu.Lock()
+	closed := cl.closed
+	if !closed {
+		br.mu.Lock()
+		br.live = true
+		br.gen++
+		br.mu.Unlock()
+	}
+	cl.procMu.Unlock()
+	if closed {
+		_ = cl.bus.Unsubscribe(br.topic)
+		return true
+	}
+	// After subscribing: a join published meanwhile arrives by the bus.
+	cl.syncLobby()
+	return true
+}
+
+// retryEverySecond runs try now and then every second until it returns
+// true or close.
+func (cl *cluster) retryEverySecond(try func() bool) {
+	tick := make(chan struct{}, 1)
+	for !try() {
+		t := cl.s.cfg.Clock.AfterFunc(time.Second, func() {
+			select {
+			case tick <- struct{}{}:
+			default:
+			}
+		})
+		select {
+		case <-cl.stop:
+			t.Stop()
+			return
+		case <-tick:
+		}
+	}
 }
 
 // close stops the goroutines; the publisher first hands the engine what
@@ -307,6 +383,16 @@ func (cl *cluster) close(ctx context.Context) {
 	if ready {
 		if err := cl.bus.Unsubscribe(cl.procTopic); err != nil {
 			cl.s.log.Warn("relay bus unsubscribe failed", "topic", cl.procTopic, "error", err)
+		}
+	}
+	br := cl.lobby
+	br.mu.Lock()
+	lobby := br.live
+	br.live = false
+	br.mu.Unlock()
+	if lobby {
+		if err := cl.bus.Unsubscribe(br.topic); err != nil {
+			cl.s.log.Warn("relay bus unsubscribe failed", "topic", br.topic, "error", err)
 		}
 	}
 	cl.drainCtx = ctx
@@ -420,6 +506,7 @@ func (cl *cluster) enqueueWait(topic string, data []byte) {
 
 // acquire holds the room's cluster state for a join: the first holder
 // subscribes the topic and reads the remote members. release undoes it.
+// Not for the lobby, whose topic is subscribed from start to close.
 func (cl *cluster) acquire(name string) (*busRoom, error) {
 	cl.mu.Lock()
 	br := cl.rooms[name]
@@ -445,6 +532,7 @@ func (cl *cluster) acquire(name string) (*busRoom, error) {
 		br.subscribed = true
 		br.mu.Lock()
 		br.live = true
+		br.gen++
 		br.mu.Unlock()
 		// After subscribing: a join published meanwhile arrives by the bus.
 		cl.sync(br)
@@ -471,6 +559,7 @@ func (cl *cluster) release(br *busRoom) {
 	br.subscribed = false
 	br.mu.Lock()
 	br.live = false
+	br.gen++
 	clear(br.remote)
 	br.storeIDsLocked()
 	br.mu.Unlock()
@@ -492,8 +581,11 @@ func (cl *cluster) room(name string) *busRoom {
 }
 
 // held is room name's state while this process holds it (nil when not):
-// the lobby's stays in rooms when released.
+// the lobby's always (its bus messages are handled while it is live).
 func (cl *cluster) held(name string) *busRoom {
+	if name == lobbyName {
+		return cl.lobby
+	}
 	cl.mu.RLock()
 	defer cl.mu.RUnlock()
 	if br := cl.rooms[name]; br != nil && br.refs > 0 {
@@ -502,12 +594,12 @@ func (cl *cluster) held(name string) *busRoom {
 	return nil
 }
 
-// lobbyHeld reports whether this process holds the lobby's topic.
-func (cl *cluster) lobbyHeld() bool {
+// lobbyLive reports whether the lobby's topic is subscribed.
+func (cl *cluster) lobbyLive() bool {
 	br := cl.lobby
-	br.subMu.Lock()
-	defer br.subMu.Unlock()
-	return br.subscribed
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	return br.live
 }
 
 // presenceEntry is the ChanInfo of a relay member's hub presence.
@@ -528,23 +620,39 @@ func roomTransport(label string) string {
 
 // sync replaces the remote members with the room's hub presence (minus
 // this process's), keeping changes the bus brought since the read began,
-// and tells the local members what changed.
-func (cl *cluster) sync(br *busRoom) {
+// and tells the local members what changed. It returns the session ids
+// of this process's entries (nil, false when the read failed or the room
+// was released meanwhile). It takes no lock shared with joins during the
+// read: a release or a new subscription meanwhile (gen) voids the read.
+func (cl *cluster) sync(br *busRoom) (map[string]struct{}, bool) {
+	br.syncMu.Lock()
+	defer br.syncMu.Unlock()
+	br.mu.Lock()
+	gen, live := br.gen, br.live
+	br.mu.Unlock()
+	if !live {
+		return nil, false
+	}
 	start := cl.s.cfg.Clock.Now()
 	ctx, cancel := context.WithTimeout(cl.syncCtx, opTimeout)
 	pres, err := cl.lister.Presence(ctx, br.topic)
 	cancel()
 	if err != nil {
 		if cl.syncCtx.Err() != nil {
-			return // closing
+			return nil, false // closing
 		}
 		cl.s.log.Warn("relay room presence read failed", "channel", br.topic, "error", err)
-		return
+		return nil, false
 	}
 	fresh := map[string]remoteMember{}
+	own := map[string]struct{}{}
 	for sid, info := range pres {
 		var e presenceEntry
-		if json.Unmarshal(info.ChanInfo, &e) != nil || e.Process == "" || e.Process == cl.origin {
+		if json.Unmarshal(info.ChanInfo, &e) != nil || e.Process == "" {
+			continue
+		}
+		if e.Process == cl.origin {
+			own[sid] = struct{}{}
 			continue
 		}
 		id, err := strconv.ParseUint(e.NodeID, 10, 64)
@@ -558,6 +666,10 @@ func (cl *cluster) sync(br *busRoom) {
 	br.news.Lock()
 	defer br.news.Unlock()
 	br.mu.Lock()
+	if br.gen != gen || !br.live {
+		br.mu.Unlock()
+		return nil, false
+	}
 	for sid, m := range br.remote {
 		if m.handed && start.Sub(m.added) < goneHorizon {
 			continue // handed over: its new process has not written its presence yet
@@ -591,6 +703,28 @@ func (cl *cluster) sync(br *busRoom) {
 	br.storeIDsLocked()
 	br.mu.Unlock()
 	cl.tell(br.name, joined, left)
+	return own, true
+}
+
+// syncLobby syncs the lobby's remote members from presence and writes
+// again the presence (and bus join) of the local lobby members the read
+// did not find: their write failed (the engine was down at their entry)
+// or was lost. A member whose write completed after the read began is
+// left alone (lobbySeq).
+func (cl *cluster) syncLobby() {
+	seq := cl.lobbySeq.Load()
+	own, ok := cl.sync(cl.lobby)
+	if !ok {
+		return
+	}
+	for _, c := range *cl.s.lobby.snap.Load() {
+		if cl.syncCtx.Err() != nil {
+			return
+		}
+		if _, found := own[c.sid]; !found && !cl.s.lobbyRepair(c, seq) {
+			return // the engine failed again: the next sync retries
+		}
+	}
 }
 
 // syncLoop syncs every room every SyncInterval (negative: never), and
@@ -637,11 +771,11 @@ func (cl *cluster) syncLoop() {
 			if cl.syncCtx.Err() != nil {
 				return
 			}
-			br.subMu.Lock()
-			if br.subscribed {
-				cl.sync(br)
+			if br == cl.lobby {
+				cl.syncLobby()
+			} else {
+				cl.sync(br) // nothing when released meanwhile
 			}
-			br.subMu.Unlock()
 		}
 		if periodic {
 			arm()

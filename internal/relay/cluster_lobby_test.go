@@ -109,13 +109,14 @@ func TestClusterISSUNLobbyAcrossProcesses(t *testing.T) {
 	require.Equal(t, "c to a", string(ev.Payload))
 	require.Equal(t, wire.NodeID(3), ev.Metadata.Sender)
 
-	// b joins a room: out of the lobby everywhere; s2 lets go of the topic.
-	require.True(t, s2.cluster.lobbyHeld())
+	// b joins a room: out of the lobby everywhere; s2 keeps the topic.
 	issunJoin(t, b, "match")
+	require.Empty(t, *s2.lobby.snap.Load(), "b left s2's lobby with its join")
 	require.Eventually(t, func() bool {
-		return !s2.cluster.lobbyHeld() && !knowsInLobby(s1, 2) && !knowsInLobby(s3, 2)
+		return !knowsInLobby(s1, 2) && !knowsInLobby(s3, 2)
 	}, testenv.Wait, testenv.Tick, "b left the lobby on every process")
-	require.Nil(t, s2.cluster.held(lobbyName))
+	require.True(t, s2.cluster.lobbyLive(), "the lobby's topic stays subscribed")
+	require.True(t, knowsInLobby(s2, 1), "s2 still knows the other processes' lobby members")
 	pres, err := s1.hub.Presence(context.Background(), LobbyChannel)
 	require.NoError(t, err)
 	require.Len(t, pres, 3, "the lobby's presence lists a, a2 and c")
@@ -139,7 +140,7 @@ func TestClusterISSUNLobbyAcrossProcesses(t *testing.T) {
 	// b leaves the room: in the lobby again, everywhere.
 	issunLeave(t, b, "match")
 	require.Eventually(t, func() bool {
-		return s2.cluster.lobbyHeld() && knowsInLobby(s1, 2) && knowsInLobby(s3, 2)
+		return knowsInLobby(s1, 2) && knowsInLobby(s3, 2)
 	}, testenv.Wait, testenv.Tick, "b is back in the lobby")
 	c.Send(event(broadcast, 6, "welcome back"))
 	require.Equal(t, "welcome back", string(nextGame(t, b).Payload))
@@ -147,13 +148,14 @@ func TestClusterISSUNLobbyAcrossProcesses(t *testing.T) {
 	d.Send(event(broadcast, 7, "room again")) // after c's, from the same process
 	require.Equal(t, "room again", string(nextGame(t, a2).Payload), "a2, in the room, got no lobby broadcast")
 
-	// A disconnect leaves the lobby everywhere; the last one's process
-	// lets go of the topic.
+	// A disconnect leaves the lobby everywhere; its process, now without
+	// lobby members, still knows the others' (its topic stays subscribed).
 	c.Close()
 	require.Eventually(t, func() bool {
-		return !s3.cluster.lobbyHeld() && !knowsInLobby(s1, 3) && !knowsInLobby(s2, 3)
+		return len(*s3.lobby.snap.Load()) == 0 && !knowsInLobby(s1, 3) && !knowsInLobby(s2, 3)
 	}, testenv.Wait, testenv.Tick)
-	require.Nil(t, s3.cluster.issunHolder(1), "s3 forgot the remote lobby members")
+	require.True(t, s3.cluster.lobbyLive())
+	require.Equal(t, s3.cluster.lobby, s3.cluster.issunHolder(1))
 }
 
 // A process publishes lobby events only while another process has lobby
@@ -237,7 +239,7 @@ func TestClusterISSUNLobbySyncFromPresence(t *testing.T) {
 	clk := clocktest.New(time.Now())
 	s1 := newClusterServer(t, prefix, func(c *Config) { c.Clock, c.SyncInterval = clk, time.Minute })
 	a := dialISSUN(t, s1, 1)
-	require.Eventually(t, s1.cluster.lobbyHeld, testenv.Wait, testenv.Tick)
+	require.Eventually(t, s1.cluster.lobbyLive, testenv.Wait, testenv.Tick)
 	ctx := context.Background()
 	ghost, _ := json.Marshal(presenceEntry{NodeID: "77", Transport: "quic-issun", Process: "other-process"})
 	require.NoError(t, s1.hub.AddPresence(ctx, LobbyChannel, &hub.ClientInfo{ClientID: "ghost", UserID: "g", ChanInfo: ghost}))
@@ -260,4 +262,79 @@ func TestClusterISSUNLobbySyncFromPresence(t *testing.T) {
 		return testutil.ToFloat64(s1.metrics.drops.WithLabelValues(dropUnknownTarget)) == 1
 	}, testenv.Wait, testenv.Tick)
 	require.Equal(t, before+1, published())
+}
+
+// gatedPresence holds the lobby's presence writes until gate is closed
+// (an engine that does not answer), passing the rest to the hub.
+type gatedPresence struct {
+	p    Presence
+	l    PresenceLister
+	gate chan struct{}
+}
+
+func (g *gatedPresence) wait(ctx context.Context, channel string) error {
+	if channel != LobbyChannel {
+		return nil
+	}
+	select {
+	case <-g.gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *gatedPresence) AddPresence(ctx context.Context, ch string, info *hub.ClientInfo) error {
+	if err := g.wait(ctx, ch); err != nil {
+		return err
+	}
+	return g.p.AddPresence(ctx, ch, info)
+}
+
+func (g *gatedPresence) RemovePresence(ctx context.Context, ch, clientID, userID string) error {
+	if err := g.wait(ctx, ch); err != nil {
+		return err
+	}
+	return g.p.RemovePresence(ctx, ch, clientID, userID)
+}
+
+func (g *gatedPresence) PublishJoin(ctx context.Context, ch string, info *hub.ClientInfo) error {
+	return g.p.PublishJoin(ctx, ch, info)
+}
+
+func (g *gatedPresence) PublishLeave(ctx context.Context, ch string, info *hub.ClientInfo) error {
+	return g.p.PublishLeave(ctx, ch, info)
+}
+
+func (g *gatedPresence) Presence(ctx context.Context, ch string) (map[string]*hub.ClientInfo, error) {
+	return g.l.Presence(ctx, ch)
+}
+
+// Entering the lobby waits for no engine call: while the lobby's
+// presence writes hang, clients connect and exchange lobby broadcasts on
+// their process; once the engine answers, the other processes know them.
+func TestClusterISSUNLobbyEntryWaitsForNoEngineCall(t *testing.T) {
+	prefix := clusterPrefix(t)
+	gate := make(chan struct{})
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		c.Presence = &gatedPresence{p: c.Presence, l: c.Presence.(PresenceLister), gate: gate}
+	})
+	s2 := newClusterServer(t, prefix, nil)
+	require.Eventually(t, func() bool { return s1.cluster.lobbyLive() && s2.cluster.lobbyLive() }, testenv.Wait, testenv.Tick)
+	a, b := dialISSUN(t, s1, 1), dialISSUN(t, s1, 2)
+	a.Send(event(broadcast, 1, "local"))
+	require.Equal(t, "local", string(nextGame(t, b).Payload), "a's events are read while its lobby presence write hangs")
+	b.Send(event(broadcast, 2, "back"))
+	require.Equal(t, "back", string(nextGame(t, a).Payload))
+	pres, err := s2.hub.Presence(context.Background(), LobbyChannel)
+	require.NoError(t, err)
+	require.Empty(t, pres, "no lobby presence written yet")
+	require.False(t, knowsInLobby(s2, 1) || knowsInLobby(s2, 2))
+
+	close(gate)
+	waitLobby(t, map[*testServer][]wire.NodeID{s1: {1, 2}})
+	c := dialISSUN(t, s2, 3)
+	waitLobby(t, map[*testServer][]wire.NodeID{s1: {1, 2}, s2: {3}})
+	a.Send(event(broadcast, 3, "across"))
+	require.Equal(t, "across", string(nextGame(t, c).Payload))
 }

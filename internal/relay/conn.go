@@ -62,9 +62,9 @@ type conn struct {
 
 	// prefix is the ISSUN type-name prefix answers use; guarded by Server.mu.
 	prefix string
-	// lobbyBus: the connection is in the lobby across processes (holds
-	// the lobby's bus state, has its hub presence); guarded by Server.mu.
-	lobbyBus bool
+	// lobby is the connection's part in the lobby across processes
+	// (rooms.go, lobbyBus).
+	lobby lobbyBus
 	// resume is the native session's resume token.
 	resume string
 	// meta is the native member metadata (JOIN), guarded by mu.

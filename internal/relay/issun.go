@@ -67,11 +67,11 @@ func (s *Server) handshakeISSUN(qc *quic.Conn) (session func()) {
 		return nil
 	}
 	s.metrics.handshakes.WithLabelValues(handshakeOK).Inc()
+	c.receiving.Store(true)
 	if s.cfg.Auth == AuthNone {
 		c.authed = true
-		s.enterLobby(c)
+		s.enterLobby(c) // no engine call: its cluster side follows (lobbyChanged)
 	}
-	c.receiving.Store(true)
 	return func() {
 		defer c.finish()
 		c.readISSUN()
