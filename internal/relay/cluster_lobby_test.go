@@ -264,16 +264,24 @@ func TestClusterISSUNLobbySyncFromPresence(t *testing.T) {
 	require.Equal(t, before+1, published())
 }
 
-// gatedPresence holds the lobby's presence writes until gate is closed
-// (an engine that does not answer), passing the rest to the hub.
+// gatedPresence holds the presence writes of channel until gate is
+// closed (an engine that does not answer): additions, and removals when
+// removals is set; the rest passes to the hub.
 type gatedPresence struct {
-	p    Presence
-	l    PresenceLister
-	gate chan struct{}
+	p        Presence
+	l        PresenceLister
+	channel  string
+	removals bool
+	gate     chan struct{}
+}
+
+func gatePresence(c *Config, channel string, removals bool, gate chan struct{}) {
+	l, _ := c.Presence.(PresenceLister)
+	c.Presence = &gatedPresence{p: c.Presence, l: l, channel: channel, removals: removals, gate: gate}
 }
 
 func (g *gatedPresence) wait(ctx context.Context, channel string) error {
-	if channel != LobbyChannel {
+	if channel != g.channel {
 		return nil
 	}
 	select {
@@ -285,15 +293,19 @@ func (g *gatedPresence) wait(ctx context.Context, channel string) error {
 }
 
 func (g *gatedPresence) AddPresence(ctx context.Context, ch string, info *hub.ClientInfo) error {
-	if err := g.wait(ctx, ch); err != nil {
-		return err
+	if !g.removals {
+		if err := g.wait(ctx, ch); err != nil {
+			return err
+		}
 	}
 	return g.p.AddPresence(ctx, ch, info)
 }
 
 func (g *gatedPresence) RemovePresence(ctx context.Context, ch, clientID, userID string) error {
-	if err := g.wait(ctx, ch); err != nil {
-		return err
+	if g.removals {
+		if err := g.wait(ctx, ch); err != nil {
+			return err
+		}
 	}
 	return g.p.RemovePresence(ctx, ch, clientID, userID)
 }
@@ -316,9 +328,7 @@ func (g *gatedPresence) Presence(ctx context.Context, ch string) (map[string]*hu
 func TestClusterISSUNLobbyEntryWaitsForNoEngineCall(t *testing.T) {
 	prefix := clusterPrefix(t)
 	gate := make(chan struct{})
-	s1 := newClusterServer(t, prefix, func(c *Config) {
-		c.Presence = &gatedPresence{p: c.Presence, l: c.Presence.(PresenceLister), gate: gate}
-	})
+	s1 := newClusterServer(t, prefix, func(c *Config) { gatePresence(c, LobbyChannel, false, gate) })
 	s2 := newClusterServer(t, prefix, nil)
 	require.Eventually(t, func() bool { return s1.cluster.lobbyLive() && s2.cluster.lobbyLive() }, testenv.Wait, testenv.Tick)
 	a, b := dialISSUN(t, s1, 1), dialISSUN(t, s1, 2)
@@ -337,4 +347,86 @@ func TestClusterISSUNLobbyEntryWaitsForNoEngineCall(t *testing.T) {
 	waitLobby(t, map[*testServer][]wire.NodeID{s1: {1, 2}, s2: {3}})
 	a.Send(event(broadcast, 3, "across"))
 	require.Equal(t, "across", string(nextGame(t, c).Payload))
+}
+
+// A client moves between the lobby and a room in one step on its
+// process: while its room presence is being written it gets no lobby
+// broadcast, and while its room presence is being removed it already
+// gets them.
+func TestISSUNLobbyRoomMoveHasNoOverlapNorGap(t *testing.T) {
+	for _, removals := range []bool{false, true} {
+		t.Run(map[bool]string{false: "join", true: "leave"}[removals], func(t *testing.T) {
+			gate := make(chan struct{})
+			open := func() {
+				select {
+				case <-gate:
+				default:
+					close(gate)
+				}
+			}
+			t.Cleanup(open)
+			s := newTestServer(t, func(c *Config) { gatePresence(c, "relay:match", removals, gate) })
+			a, b := dialISSUN(t, s, 1), dialISSUN(t, s, 2)
+			if removals { // the join passes; the leave's removal hangs
+				issunJoin(t, b, "match")
+				b.Send(control(wire.SuffixLeave, wire.RoomRequest{Room: "match"}.Append(nil)))
+				require.Eventually(t, func() bool { return s.Rooms()["match"] == 0 }, testenv.Wait, testenv.Tick)
+				a.Send(event(broadcast, 1, "lobby"))
+				require.Equal(t, "lobby", string(nextGame(t, b).Payload), "back in the lobby while its room presence is removed")
+				open()
+				for b.Next().TypeName != game("SwitchboardLeft") {
+				}
+				return
+			}
+			b.Send(control(wire.SuffixJoin, wire.RoomRequest{Room: "match"}.Append(nil)))
+			require.Eventually(t, func() bool { return s.Rooms()["match"] == 1 }, testenv.Wait, testenv.Tick)
+			a.Send(event(broadcast, 1, "lobby"))
+			a.Send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 2}, 2, "marker"))
+			require.Equal(t, "marker", string(nextGame(t, b).Payload), "no lobby broadcast once in the room")
+			open()
+			for b.Next().TypeName != game("SwitchboardJoined") {
+			}
+		})
+	}
+}
+
+// Fast moves between the lobby and a room end with the other processes
+// knowing the last state: the lobby's presence and remote members follow
+// the connection's moves in order.
+func TestClusterISSUNLobbyFastMoves(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1, s2 := newClusterServer(t, prefix, nil), newClusterServer(t, prefix, nil)
+	a, b := dialISSUN(t, s1, 1), dialISSUN(t, s2, 2)
+	waitLobby(t, map[*testServer][]wire.NodeID{s1: {1}, s2: {2}})
+	lobbyPresence := func() []string {
+		pres, err := s1.hub.Presence(context.Background(), LobbyChannel)
+		require.NoError(t, err)
+		var ids []string
+		for _, info := range pres {
+			var e presenceEntry
+			require.NoError(t, json.Unmarshal(info.ChanInfo, &e))
+			ids = append(ids, e.NodeID)
+		}
+		return ids
+	}
+	for range 10 {
+		issunJoin(t, b, "match")
+		issunLeave(t, b, "match")
+	}
+	require.Eventually(t, func() bool {
+		return knowsInLobby(s1, 2) && s1.cluster.lobby.remoteCount() == 1 && len(lobbyPresence()) == 2
+	}, testenv.Wait, testenv.Tick, "b is in the lobby everywhere")
+	a.Send(event(broadcast, 1, "lobby"))
+	require.Equal(t, "lobby", string(nextGame(t, b).Payload))
+
+	for range 10 {
+		issunJoin(t, b, "match")
+		issunLeave(t, b, "match")
+		issunJoin(t, b, "match")
+		issunJoin(t, b, "other") // room to room, not through the lobby
+	}
+	require.Eventually(t, func() bool {
+		return !knowsInLobby(s1, 2) && s1.cluster.lobby.remoteCount() == 0 && len(lobbyPresence()) == 1
+	}, testenv.Wait, testenv.Tick, "b is in a room, in no lobby")
+	require.ElementsMatch(t, []string{"1"}, lobbyPresence())
 }

@@ -371,14 +371,13 @@ func (c *conn) issunJoin(prefix string, payload []byte) error {
 	s.mu.Lock()
 	c.prefix = prefix
 	s.mu.Unlock()
-	r, before, err := s.join(c, req.Room, 0)
+	r, before, err := s.joinRoomFrom(c, req.Room, 0, false, true) // out of the lobby with the join
 	if err != nil {
 		if len(c.roomList()) == 0 && c.receiving.Load() {
 			s.enterLobby(c) // left its room for none
 		}
 		return err
 	}
-	s.leaveLobby(c)
 	r.notifying(func() {
 		c.answer(prefix, wire.SuffixJoined, wire.RoomAnswer{Room: r.name, Members: s.memberIDs(r)}.Append(nil))
 		s.tellISSUNPresence(before, r.name, []wire.NodeID{c.id}, nil)
@@ -404,11 +403,8 @@ func (c *conn) issunLeave(prefix string, payload []byte) error {
 // puts c back in the lobby.
 func (c *conn) issunLeaveRoom(r *room, toLobby bool) {
 	s := c.srv
-	s.leave(c, r)
+	s.leaveRoom(c, r, toLobby && c.authed && c.receiving.Load()) // in the lobby with the leave
 	r.notifying(func() { s.tellISSUNPresence(*r.snap.Load(), r.name, nil, []wire.NodeID{c.id}) })
-	if toLobby && c.authed && c.receiving.Load() {
-		s.enterLobby(c)
-	}
 }
 
 // tellISSUNPresence sends SwitchboardPresence to members, each with its

@@ -69,6 +69,14 @@ func (s *Server) join(c *conn, name string, maxMembers int) (*room, []*conn, err
 // no hub join is published, and the member cap is not checked (it was
 // counted already).
 func (s *Server) joinRoom(c *conn, name string, maxMembers int, resumed bool) (*room, []*conn, error) {
+	return s.joinRoomFrom(c, name, maxMembers, resumed, false)
+}
+
+// joinRoomFrom is joinRoom; fromLobby (an ISSUN join) moves c out of the
+// lobby in the critical section that adds it to the room, so no lobby
+// broadcast reaches it once it gets the room's, and it gets one or the
+// other throughout; its lobby leave goes out afterwards.
+func (s *Server) joinRoomFrom(c *conn, name string, maxMembers int, resumed, fromLobby bool) (*room, []*conn, error) {
 	if len(c.roomList()) >= s.cfg.MaxRooms {
 		return nil, nil, ErrTooManyRooms
 	}
@@ -126,10 +134,14 @@ func (s *Server) joinRoom(c *conn, name string, maxMembers int, resumed bool) (*
 	before := *r.snap.Load()
 	r.members[c] = struct{}{}
 	r.snapshotLocked()
-	s.mu.Unlock()
 	c.rmu.Lock()
 	c.rooms[name] = r
 	c.rmu.Unlock()
+	leftLobby := fromLobby && s.lobbyRemoveLocked(c)
+	s.mu.Unlock()
+	if leftLobby {
+		s.lobbyChanged(c)
+	}
 	if p := s.cfg.Presence; p != nil && !resumed {
 		ctx, cancel := s.opCtx()
 		defer cancel()
@@ -148,6 +160,14 @@ func (s *Server) joinRoom(c *conn, name string, maxMembers int, resumed bool) (*
 
 // leave removes c from r (deleting r when empty) and its hub presence.
 func (s *Server) leave(c *conn, r *room) {
+	s.leaveRoom(c, r, false)
+}
+
+// leaveRoom is leave; toLobby (an ISSUN leave) puts c in the lobby in the
+// critical section that takes it out of r, so it gets the lobby's
+// broadcasts from when it stops getting r's; its lobby join goes out
+// after its leave of r.
+func (s *Server) leaveRoom(c *conn, r *room, toLobby bool) {
 	s.mu.Lock()
 	if _, ok := r.members[c]; !ok {
 		s.mu.Unlock()
@@ -159,10 +179,14 @@ func (s *Server) leave(c *conn, r *room) {
 		delete(s.rooms, r.name)
 		s.metrics.rooms.Dec()
 	}
-	s.mu.Unlock()
 	c.rmu.Lock()
 	delete(c.rooms, r.name)
 	c.rmu.Unlock()
+	enteredLobby := toLobby && s.lobbyAddLocked(c)
+	s.mu.Unlock()
+	if enteredLobby {
+		defer s.lobbyChanged(c)
+	}
 	if p := s.cfg.Presence; p != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		defer cancel()
