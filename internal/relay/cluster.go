@@ -125,7 +125,7 @@ type cluster struct {
 
 	// issunNodes indexes the remote ISSUN members of the rooms held here:
 	// NodeId → the rooms having one (forwardTargeted). Guarded by idxMu,
-	// taken under busRoom.mu (storeIDsLocked).
+	// taken under busRoom.mu (indexLocked), one NodeId at a time.
 	idxMu      sync.RWMutex
 	issunNodes map[wire.NodeID]map[*busRoom]struct{}
 
@@ -194,9 +194,11 @@ type busRoom struct {
 	gen    uint64
 	remote map[string]remoteMember // by session id
 	gone   map[string]time.Time    // left by a bus message, for sync
-	// ids counts remote members by NodeId, n all of them; read by the
-	// fan-out and JOIN without br.mu.
-	ids atomic.Pointer[map[wire.NodeID]int]
+	// ids counts remote members by NodeId (wire.NodeID → int, no zero
+	// counts), n all of them; written under mu one member at a time
+	// (putRemoteLocked, dropRemoteLocked), read by the fan-out and JOIN
+	// without br.mu.
+	ids sync.Map
 	n   atomic.Int32
 	// issun counts the remote ISSUN members by NodeId (guarded by mu): what
 	// this room adds to cluster.issunNodes.
@@ -205,7 +207,6 @@ type busRoom struct {
 
 func (cl *cluster) newBusRoom(name string) *busRoom {
 	br := &busRoom{cl: cl, name: name, topic: ChannelPrefix + name, remote: map[string]remoteMember{}, gone: map[string]time.Time{}}
-	br.ids.Store(&map[wire.NodeID]int{})
 	return br
 }
 
@@ -560,8 +561,7 @@ func (cl *cluster) release(br *busRoom) {
 	br.mu.Lock()
 	br.live = false
 	br.gen++
-	clear(br.remote)
-	br.storeIDsLocked()
+	br.clearRemoteLocked()
 	br.mu.Unlock()
 	cl.mu.Lock()
 	cl.dropIdleLocked(br)
@@ -675,7 +675,7 @@ func (cl *cluster) sync(br *busRoom) (map[string]struct{}, bool) {
 			continue // handed over: its new process has not written its presence yet
 		}
 		if _, ok := fresh[sid]; !ok && m.added.Before(start) {
-			delete(br.remote, sid)
+			br.dropRemoteLocked(sid)
 			left = append(left, m)
 		}
 	}
@@ -692,7 +692,7 @@ func (cl *cluster) sync(br *busRoom) (map[string]struct{}, bool) {
 		if t, ok := br.gone[sid]; ok && !t.Before(start) {
 			continue
 		}
-		br.remote[sid] = m
+		br.putRemoteLocked(m)
 		joined = append(joined, m)
 	}
 	for sid, t := range br.gone {
@@ -700,7 +700,6 @@ func (cl *cluster) sync(br *busRoom) (map[string]struct{}, bool) {
 			delete(br.gone, sid)
 		}
 	}
-	br.storeIDsLocked()
 	br.mu.Unlock()
 	cl.tell(br.name, joined, left)
 	return own, true
@@ -783,50 +782,86 @@ func (cl *cluster) syncLoop() {
 	}
 }
 
-func (br *busRoom) storeIDsLocked() {
-	ids := make(map[wire.NodeID]int, len(br.remote))
-	var issun map[wire.NodeID]int
-	for _, m := range br.remote {
-		ids[m.node]++
-		if m.transport == transportISSUN {
-			if issun == nil {
-				issun = map[wire.NodeID]int{}
-			}
-			issun[m.node]++
-		}
+// putRemoteLocked adds the remote member m, or replaces the one of its
+// session id (br.mu held). O(1): the NodeId counts and the cluster's
+// ISSUN index change for m's NodeId only.
+func (br *busRoom) putRemoteLocked(m remoteMember) {
+	if old, ok := br.remote[m.sid]; ok {
+		br.unindexLocked(old)
 	}
-	br.ids.Store(&ids)
-	br.n.Store(int32(len(br.remote)))
-	br.cl.reindex(br, br.issun, issun)
-	br.issun = issun
+	br.remote[m.sid] = m
+	br.indexLocked(m)
 }
 
-// reindex updates issunNodes for br's remote ISSUN members going from old
-// to cur.
-func (cl *cluster) reindex(br *busRoom, old, cur map[wire.NodeID]int) {
-	if len(old) == 0 && len(cur) == 0 {
+// dropRemoteLocked removes the remote member of session id sid (br.mu
+// held); false when unknown. O(1).
+func (br *busRoom) dropRemoteLocked(sid string) (remoteMember, bool) {
+	m, ok := br.remote[sid]
+	if ok {
+		delete(br.remote, sid)
+		br.unindexLocked(m)
+	}
+	return m, ok
+}
+
+// clearRemoteLocked removes every remote member (the room's release).
+func (br *busRoom) clearRemoteLocked() {
+	for _, m := range br.remote {
+		br.unindexLocked(m)
+	}
+	clear(br.remote)
+}
+
+func (br *busRoom) indexLocked(m remoteMember) {
+	n, _ := br.ids.Load(m.node)
+	c, _ := n.(int)
+	br.ids.Store(m.node, c+1)
+	br.n.Add(1)
+	if m.transport != transportISSUN {
 		return
 	}
+	if br.issun == nil {
+		br.issun = map[wire.NodeID]int{}
+	}
+	br.issun[m.node]++
+	if br.issun[m.node] == 1 {
+		br.cl.indexNode(br, m.node, true)
+	}
+}
+
+func (br *busRoom) unindexLocked(m remoteMember) {
+	if n, _ := br.ids.Load(m.node); n != nil && n.(int) > 1 {
+		br.ids.Store(m.node, n.(int)-1)
+	} else {
+		br.ids.Delete(m.node)
+	}
+	br.n.Add(-1)
+	if m.transport != transportISSUN {
+		return
+	}
+	if br.issun[m.node]--; br.issun[m.node] <= 0 {
+		delete(br.issun, m.node)
+		br.cl.indexNode(br, m.node, false)
+	}
+}
+
+// indexNode adds br to (in) or removes it from the rooms of NodeId id in
+// issunNodes.
+func (cl *cluster) indexNode(br *busRoom, id wire.NodeID, in bool) {
 	cl.idxMu.Lock()
 	defer cl.idxMu.Unlock()
-	for id := range old {
-		if cur[id] == 0 {
-			set := cl.issunNodes[id]
-			delete(set, br)
-			if len(set) == 0 {
-				delete(cl.issunNodes, id)
-			}
+	set := cl.issunNodes[id]
+	if in {
+		if set == nil {
+			set = map[*busRoom]struct{}{}
+			cl.issunNodes[id] = set
 		}
+		set[br] = struct{}{}
+		return
 	}
-	for id := range cur {
-		if old[id] == 0 {
-			set := cl.issunNodes[id]
-			if set == nil {
-				set = map[*busRoom]struct{}{}
-				cl.issunNodes[id] = set
-			}
-			set[br] = struct{}{}
-		}
+	delete(set, br)
+	if len(set) == 0 {
+		delete(cl.issunNodes, id)
 	}
 }
 
@@ -854,7 +889,8 @@ func (br *busRoom) hasRemote(id wire.NodeID) bool {
 	if br == nil {
 		return false
 	}
-	return (*br.ids.Load())[id] > 0
+	_, ok := br.ids.Load(id)
+	return ok
 }
 
 // remoteMembers lists the remote members of transport.
@@ -888,11 +924,10 @@ func (r *room) forward(frame []byte, unrel bool, targets []wire.NodeID) {
 	if br == nil {
 		return
 	}
-	ids := *br.ids.Load()
-	if len(ids) == 0 {
+	if br.n.Load() == 0 {
 		return
 	}
-	if len(targets) > 0 && !slices.ContainsFunc(targets, func(id wire.NodeID) bool { return ids[id] > 0 }) {
+	if len(targets) > 0 && !slices.ContainsFunc(targets, br.hasRemote) {
 		return
 	}
 	kind := byte(busEvent)
@@ -975,15 +1010,14 @@ func (cl *cluster) handle(topic string, data []byte) {
 		}
 		switch {
 		case m.kind == busJoin && !known:
-			br.remote[rm.sid] = rm
+			br.putRemoteLocked(rm)
 			delete(br.gone, rm.sid)
 		case m.kind == busLeave && known:
-			delete(br.remote, rm.sid)
+			br.dropRemoteLocked(rm.sid)
 		default:
 			br.mu.Unlock()
 			return
 		}
-		br.storeIDsLocked()
 		br.mu.Unlock()
 		if m.kind == busJoin {
 			cl.tell(name, []remoteMember{rm}, nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -429,4 +430,77 @@ func TestClusterISSUNLobbyFastMoves(t *testing.T) {
 		return !knowsInLobby(s1, 2) && s1.cluster.lobby.remoteCount() == 0 && len(lobbyPresence()) == 1
 	}, testenv.Wait, testenv.Tick, "b is in a room, in no lobby")
 	require.ElementsMatch(t, []string{"1"}, lobbyPresence())
+}
+
+// lobbyMemberFrame is another process's bus join or leave of lobby
+// member i.
+func lobbyMemberFrame(kind byte, i int) []byte {
+	return busMemberFrame(kind, transportISSUN, "other-process",
+		&busMember{Node: uint64(i), SID: fmt.Sprint("sid-", i), Label: presenceTransport(transportISSUN)})
+}
+
+// A remote join and leave of the lobby costs the same whatever the
+// lobby's size: the remote members' NodeId counts and ISSUN index change
+// one member at a time (bytes allocated per join+leave, with 10 and with
+// 10,000 remote members; rebuilding them would allocate ~1 MB).
+func TestClusterLobbyJoinCostIndependentOfSize(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.Bus = nopBus{} })
+	cl := s.cluster
+	require.Eventually(t, cl.lobbyLive, testenv.Wait, testenv.Tick)
+	perJoinLeave := func() uint64 {
+		const ops = 200
+		frames := make([][2][]byte, ops)
+		for i := range frames {
+			frames[i] = [2][]byte{lobbyMemberFrame(busJoin, 500000+i), lobbyMemberFrame(busLeave, 500000+i)}
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for _, f := range frames {
+			cl.handle(LobbyChannel, f[0])
+			cl.handle(LobbyChannel, f[1])
+		}
+		runtime.ReadMemStats(&after)
+		return (after.TotalAlloc - before.TotalAlloc) / ops
+	}
+	for i := range 10 {
+		cl.handle(LobbyChannel, lobbyMemberFrame(busJoin, i+1))
+	}
+	small := perJoinLeave()
+	for i := 10; i < 10000; i++ {
+		cl.handle(LobbyChannel, lobbyMemberFrame(busJoin, i+1))
+	}
+	require.Equal(t, 10000, cl.lobby.remoteCount())
+	require.Equal(t, cl.lobby, cl.issunHolder(9999))
+	large := perJoinLeave()
+	t.Logf("bytes per join+leave: %d with 10 remote members, %d with 10,000", small, large)
+	require.Less(t, large, small+16<<10, "a join into a large lobby allocates as one into a small one")
+	require.Equal(t, 10000, cl.lobby.remoteCount())
+	require.Nil(t, cl.issunHolder(500000), "the leaves left no index entry")
+}
+
+// A room's release drops its remote members from the ISSUN index; a
+// bus message handled after the release adds none back.
+func TestClusterIndexCleanedAtRoomRelease(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.Bus = nopBus{} })
+	cl := s.cluster
+	br, err := cl.acquire("match")
+	require.NoError(t, err)
+	join := func(i int) []byte {
+		return busMemberFrame(busJoin, transportISSUN, "other-process",
+			&busMember{Node: uint64(i), SID: fmt.Sprint("sid-", i), Label: presenceTransport(transportISSUN)})
+	}
+	cl.handle("relay:match", join(42))
+	cl.handle("relay:match", join(43))
+	require.Equal(t, br, cl.issunHolder(42))
+	require.True(t, br.hasRemote(43))
+	cl.release(br)
+	require.Nil(t, cl.issunHolder(42))
+	require.Nil(t, cl.issunHolder(43))
+	require.False(t, br.hasRemote(42))
+	require.Zero(t, br.remoteCount())
+	cl.handle("relay:match", join(44))
+	require.Nil(t, cl.issunHolder(44), "not held: no member added")
+	cl.idxMu.RLock()
+	defer cl.idxMu.RUnlock()
+	require.Empty(t, cl.issunNodes)
 }
