@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/broker/redis"
 	"github.com/switchboard-rt/switchboard/internal/clock/clocktest"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/relay/relaytest"
@@ -503,4 +504,61 @@ func TestClusterIndexCleanedAtRoomRelease(t *testing.T) {
 	cl.idxMu.RLock()
 	defer cl.idxMu.RUnlock()
 	require.Empty(t, cl.issunNodes)
+}
+
+// lobbyWritten reports whether the lobby presence of connection id of s
+// is written (false, done when its step failed), and whether no step of
+// it is under way.
+func lobbyWritten(s *testServer, id wire.NodeID) (written, idle bool) {
+	c := s.node(id)
+	if c == nil {
+		return false, false
+	}
+	c.lobby.mu.Lock()
+	idle = !c.lobby.running
+	c.lobby.mu.Unlock()
+	if !c.lobby.step.TryLock() {
+		return false, false
+	}
+	defer c.lobby.step.Unlock()
+	return c.lobby.in, idle
+}
+
+// A client entering the lobby while Redis is down is in its process's
+// lobby only; once Redis is back, the lobby sync (after the PUB/SUB
+// reconnect) writes its presence and join, and the other processes know
+// it. The restarted Redis lost every lobby presence: those are written
+// again too.
+func TestClusterISSUNLobbyEntryWhileRedisIsDown(t *testing.T) {
+	srv := testenv.StartRedis(t)
+	prefix := clusterPrefix(t)
+	start := func() *testServer {
+		b, err := redis.New(redis.Config{Address: srv.URL(), Prefix: prefix})
+		require.NoError(t, err)
+		return startTestServer(t, hub.Config{Broker: b, Presence: b}, true, nil)
+	}
+	s1, s2 := start(), start()
+	a := dialISSUN(t, s1, 1)
+	waitLobby(t, map[*testServer][]wire.NodeID{s1: {1}, s2: {}})
+	require.Eventually(t, func() bool { return knowsInLobby(s2, 1) }, testenv.Wait, testenv.Tick)
+
+	srv.Kill()
+	b := dialISSUN(t, s2, 2)
+	require.Eventually(t, func() bool {
+		written, idle := lobbyWritten(s2, 2)
+		return idle && !written
+	}, testenv.Wait, testenv.Tick, "b's lobby presence write failed")
+	a.Send(event(broadcast, 1, "local only"))
+	require.False(t, knowsInLobby(s1, 2))
+
+	srv.Start()
+	waitLobby(t, map[*testServer][]wire.NodeID{s1: {1}, s2: {2}})
+	require.Eventually(t, func() bool {
+		pres, err := s1.hub.Presence(context.Background(), LobbyChannel)
+		return err == nil && len(pres) == 2
+	}, testenv.Wait, testenv.Tick, "both lobby presences written again")
+	a.Send(event(broadcast, 2, "across"))
+	require.Equal(t, "across", string(nextGame(t, b).Payload))
+	b.Send(event(broadcast, 3, "back"))
+	require.Equal(t, "back", string(nextGame(t, a).Payload))
 }
