@@ -941,7 +941,8 @@ func (r *room) forward(frame []byte, unrel bool, targets []wire.NodeID) {
 // forwardTargeted publishes an ISSUN targeted event for a NodeId not
 // connected here when it is a remote ISSUN member of the lobby or of a
 // room this process holds (whichever room c is in); false when none is
-// known or the queue is full.
+// known. A full queue drops the event (counted as bus_queue_full, once)
+// and still returns true: the target is known, so not an unknown one.
 func (c *conn) forwardTargeted(target wire.NodeID, frame []byte) bool {
 	cl := c.srv.cluster
 	if cl == nil {
@@ -951,7 +952,8 @@ func (c *conn) forwardTargeted(target wire.NodeID, frame []byte) bool {
 	if br == nil {
 		return false
 	}
-	return cl.enqueue(br.topic, busFrame(busEvent, transportISSUN, cl.origin, frame))
+	cl.enqueue(br.topic, busFrame(busEvent, transportISSUN, cl.origin, frame))
+	return true
 }
 
 // announce publishes c joining (busJoin) or leaving (busLeave) r.
@@ -998,8 +1000,9 @@ func (cl *cluster) handle(topic string, data []byte) {
 		old, known := br.remote[rm.sid]
 		if m.kind == busJoin && known {
 			// A member already known: a session another process took
-			// over joins there, no news.
-			old.process, old.handed = m.origin, false
+			// over joins there, or a lobby member's user changed (a
+			// later SwitchboardAuth), no news.
+			old.process, old.handed, old.user = m.origin, false, rm.user
 			br.remote[rm.sid] = old
 		}
 		if m.kind == busLeave {

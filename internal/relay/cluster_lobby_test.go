@@ -593,3 +593,56 @@ func TestISSUNLobbyMemoryEngineWritesNothing(t *testing.T) {
 		c.lobby.mu.Unlock()
 	}
 }
+
+// A targeted event to a known remote member that the full bus queue
+// drops is counted once, as bus_queue_full, not as an unknown target too.
+func TestClusterTargetedDropCountedOnce(t *testing.T) {
+	release := make(chan struct{})
+	s := newTestServer(t, func(c *Config) { c.Bus, c.BusQueue = stuckBus{release: release}, 1 })
+	t.Cleanup(func() { close(release) }) // before the server's shutdown
+	cl := s.cluster
+	require.Eventually(t, cl.lobbyLive, testenv.Wait, testenv.Tick)
+	cl.handle(LobbyChannel, lobbyMemberFrame(busJoin, 77))
+	require.Equal(t, cl.lobby, cl.issunHolder(77))
+	full := func() float64 { return testutil.ToFloat64(s.metrics.drops.WithLabelValues(dropBusQueueFull)) }
+	a := dialISSUN(t, s, 1)
+	const n = 5
+	for i := range n {
+		a.Send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 77}, uint64(i), "to 77"))
+	}
+	a.Send(control(wire.SuffixJoin, []byte{0xff})) // answered after the events were handled
+	require.Equal(t, "multiplayer_pong"+wire.SuffixError, a.Next().TypeName)
+	// One message is in the publisher's hands and one fits the queue: a's
+	// lobby join and the first event, at most.
+	require.GreaterOrEqual(t, full(), float64(n-2))
+	require.Zero(t, testutil.ToFloat64(s.metrics.drops.WithLabelValues(dropUnknownTarget)))
+}
+
+// A user change in the lobby (a SwitchboardAuth after an auth-none
+// handshake) reaches the other processes: their remote member has the
+// new user.
+func TestClusterISSUNLobbyUserChangeReachesOthers(t *testing.T) {
+	const secret = "relay-test-secret"
+	prefix := clusterPrefix(t)
+	mod := func(c *Config) { c.Verifier = auth.NewTokenVerifier(secret, "", "") }
+	s1, s2 := newClusterServer(t, prefix, mod), newClusterServer(t, prefix, mod)
+	a, b := dialISSUN(t, s1, 1), dialISSUN(t, s2, 2)
+	waitLobby(t, map[*testServer][]wire.NodeID{s1: {1}, s2: {2}})
+	tok, err := auth.SignConnect(secret, "user-1", time.Hour, time.Now())
+	require.NoError(t, err)
+	a.Send(control(wire.SuffixAuth, wire.AuthRequest{Token: tok}.Append(nil)))
+	require.Equal(t, game("SwitchboardWelcome"), a.Next().TypeName)
+	require.Eventually(t, func() bool {
+		list := s2.cluster.lobby.remoteMembers()
+		return len(list) == 1 && list[0].user == "user-1"
+	}, testenv.Wait, testenv.Tick, "s2 knows a's new user")
+	pres, err := s2.hub.Presence(context.Background(), LobbyChannel)
+	require.NoError(t, err)
+	users := []string{}
+	for _, info := range pres {
+		users = append(users, info.UserID)
+	}
+	require.ElementsMatch(t, []string{"user-1", ""}, users)
+	a.Send(event(broadcast, 1, "still here"))
+	require.Equal(t, "still here", string(nextGame(t, b).Payload))
+}
