@@ -203,6 +203,8 @@ type busRoom struct {
 	// issun counts the remote ISSUN members by NodeId (guarded by mu): what
 	// this room adds to cluster.issunNodes.
 	issun map[wire.NodeID]int
+	// transports counts the remote members by transport (guarded by mu).
+	transports map[string]int
 }
 
 func (cl *cluster) newBusRoom(name string) *busRoom {
@@ -817,6 +819,10 @@ func (br *busRoom) indexLocked(m remoteMember) {
 	c, _ := n.(int)
 	br.ids.Store(m.node, c+1)
 	br.n.Add(1)
+	if br.transports == nil {
+		br.transports = map[string]int{}
+	}
+	br.transports[m.transport]++
 	if m.transport != transportISSUN {
 		return
 	}
@@ -836,6 +842,9 @@ func (br *busRoom) unindexLocked(m remoteMember) {
 		br.ids.Delete(m.node)
 	}
 	br.n.Add(-1)
+	if br.transports[m.transport]--; br.transports[m.transport] <= 0 {
+		delete(br.transports, m.transport)
+	}
 	if m.transport != transportISSUN {
 		return
 	}
@@ -908,12 +917,15 @@ func (br *busRoom) remoteMembers() []remoteMember {
 	return out
 }
 
-// remoteTransport is the transport of the remote members ("" for none).
-func (br *busRoom) remoteTransport() string {
-	if list := br.remoteMembers(); len(list) > 0 {
-		return list[0].transport
+// otherTransport reports whether a remote member has a transport other
+// than transport: O(1) (the counts by transport).
+func (br *busRoom) otherTransport(transport string) bool {
+	if br == nil {
+		return false
 	}
-	return ""
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	return len(br.remote) > br.transports[transport]
 }
 
 // forward publishes an event frame that r's local fan-out just

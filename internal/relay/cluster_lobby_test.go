@@ -646,3 +646,23 @@ func TestClusterISSUNLobbyUserChangeReachesOthers(t *testing.T) {
 	a.Send(event(broadcast, 1, "still here"))
 	require.Equal(t, "still here", string(nextGame(t, b).Payload))
 }
+
+// A room whose remote members are of another protocol refuses a join
+// (errRoomTransport), told from the counts by transport.
+func TestClusterJoinRefusedForAnotherProtocolsRoom(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.Bus = nopBus{} })
+	br, err := s.cluster.acquire("arena")
+	require.NoError(t, err)
+	s.cluster.handle("relay:arena", busMemberFrame(busJoin, transportNative, "other-process",
+		&busMember{Node: 9, SID: "n9", Label: presenceTransport(transportNative)}))
+	require.True(t, br.otherTransport(transportISSUN))
+	require.False(t, br.otherTransport(transportNative))
+	a := dialISSUN(t, s, 1)
+	a.Send(control(wire.SuffixJoin, wire.RoomRequest{Room: "arena"}.Append(nil)))
+	require.Equal(t, "multiplayer_pong"+wire.SuffixError, a.Next().TypeName)
+	require.Empty(t, s.Rooms())
+	s.cluster.handle("relay:arena", busMemberFrame(busLeave, transportNative, "other-process",
+		&busMember{Node: 9, SID: "n9", Label: presenceTransport(transportNative)}))
+	require.False(t, br.otherTransport(transportISSUN))
+	s.cluster.release(br)
+}

@@ -122,7 +122,7 @@ func (s *Server) joinRoomFrom(c *conn, name string, maxMembers int, resumed, fro
 		s.rooms[name] = r
 		s.metrics.rooms.Inc()
 	}
-	if r.transport != c.transport || (br != nil && br.remoteTransport() != "" && br.remoteTransport() != c.transport) {
+	if r.transport != c.transport || br.otherTransport(c.transport) {
 		return refuse(errRoomTransport)
 	}
 	if !resumed && len(r.members)+br.remoteCount() >= r.maxMembers {
