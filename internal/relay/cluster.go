@@ -191,7 +191,9 @@ type busRoom struct {
 	live bool
 	// gen counts the subscriptions: a sync whose read began under another
 	// one applies nothing.
-	gen    uint64
+	gen uint64
+	// syncs counts the syncs applied (tests wait for the lobby's first).
+	syncs  atomic.Int64
 	remote map[string]remoteMember // by session id
 	gone   map[string]time.Time    // left by a bus message, for sync
 	// ids counts remote members by NodeId (wire.NodeID → int, no zero
@@ -596,6 +598,10 @@ func (cl *cluster) held(name string) *busRoom {
 	return nil
 }
 
+// lobbySynced reports whether the lobby's topic is subscribed and its
+// remote members were synced from presence once.
+func (cl *cluster) lobbySynced() bool { return cl.lobbyLive() && cl.lobby.syncs.Load() > 0 }
+
 // lobbyLive reports whether the lobby's topic is subscribed.
 func (cl *cluster) lobbyLive() bool {
 	br := cl.lobby
@@ -703,6 +709,7 @@ func (cl *cluster) sync(br *busRoom) (map[string]struct{}, bool) {
 		}
 	}
 	br.mu.Unlock()
+	br.syncs.Add(1)
 	cl.tell(br.name, joined, left)
 	return own, true
 }

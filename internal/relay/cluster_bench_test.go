@@ -70,7 +70,7 @@ func BenchmarkLobbyRemoteJoinLeave(b *testing.B) {
 		b.Run(fmt.Sprint(size), func(b *testing.B) {
 			s := newTestServer(b, func(c *Config) { c.Bus = nopBus{} })
 			cl := s.cluster
-			for !cl.lobbyLive() {
+			for !cl.lobbySynced() {
 				runtime.Gosched()
 			}
 			for i := range size {

@@ -50,7 +50,8 @@ type conn struct {
 	final bool
 
 	// Owned by the read goroutine; info is guarded by mu (the server API
-	// refreshes it).
+	// refreshes it); user is written under mu once the connection may
+	// have a lobby step (read by it under mu).
 	user   string
 	info   []byte
 	authed bool
@@ -124,6 +125,14 @@ func (c *conn) setInfo(info []byte) {
 	c.mu.Lock()
 	c.info = info
 	c.mu.Unlock()
+}
+
+// userName is the connection's user, for goroutines other than its read
+// goroutine (the lobby step): an ISSUN SwitchboardAuth sets it under mu.
+func (c *conn) userName() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.user
 }
 
 func (c *conn) connInfo() []byte {

@@ -338,7 +338,9 @@ func (c *conn) issunAuth(prefix string, payload []byte) error {
 		return err
 	}
 	oldUser := c.user
+	c.mu.Lock() // the lobby step reads it (userName)
 	c.user = claims.User
+	c.mu.Unlock()
 	c.setInfo(claims.Info)
 	c.tokenAccepted.Store(true)
 	c.expireAt(claims.ExpireAt)

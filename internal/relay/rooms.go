@@ -367,7 +367,7 @@ func (s *Server) lobbyStep(c *conn) {
 	case !want && lb.in:
 		lb.in = false
 		ctx, cancel := s.opCtx()
-		err := s.cfg.Presence.RemovePresence(ctx, s.lobby.channel, c.sid, c.user)
+		err := s.cfg.Presence.RemovePresence(ctx, s.lobby.channel, c.sid, c.userName())
 		cancel()
 		if err != nil {
 			s.log.Warn("relay presence remove failed", "channel", s.lobby.channel, "error", err)
