@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -283,6 +284,9 @@ type gatedPresence struct {
 	channel  string
 	removals bool
 	gate     chan struct{}
+	// reads: when set, the presence reads of channel wait for gate
+	// instead of the writes.
+	reads *atomic.Bool
 }
 
 func gatePresence(c *Config, channel string, removals bool, gate chan struct{}) {
@@ -303,7 +307,7 @@ func (g *gatedPresence) wait(ctx context.Context, channel string) error {
 }
 
 func (g *gatedPresence) AddPresence(ctx context.Context, ch string, info *hub.ClientInfo) error {
-	if !g.removals {
+	if !g.removals && g.reads == nil {
 		if err := g.wait(ctx, ch); err != nil {
 			return err
 		}
@@ -312,7 +316,7 @@ func (g *gatedPresence) AddPresence(ctx context.Context, ch string, info *hub.Cl
 }
 
 func (g *gatedPresence) RemovePresence(ctx context.Context, ch, clientID, userID string) error {
-	if g.removals {
+	if g.removals && g.reads == nil {
 		if err := g.wait(ctx, ch); err != nil {
 			return err
 		}
@@ -329,6 +333,11 @@ func (g *gatedPresence) PublishLeave(ctx context.Context, ch string, info *hub.C
 }
 
 func (g *gatedPresence) Presence(ctx context.Context, ch string) (map[string]*hub.ClientInfo, error) {
+	if g.reads != nil && g.reads.Load() {
+		if err := g.wait(ctx, ch); err != nil {
+			return nil, err
+		}
+	}
 	return g.l.Presence(ctx, ch)
 }
 
@@ -665,4 +674,43 @@ func TestClusterJoinRefusedForAnotherProtocolsRoom(t *testing.T) {
 		&busMember{Node: 9, SID: "n9", Label: presenceTransport(transportNative)}))
 	require.False(t, br.otherTransport(transportISSUN))
 	s.cluster.release(br)
+}
+
+// A lobby sync whose presence read hangs holds up no lobby entry, no
+// lobby exit and no room join.
+func TestClusterISSUNLobbySyncHoldsUpNoEntry(t *testing.T) {
+	prefix := clusterPrefix(t)
+	clk := clocktest.New(time.Now())
+	gate := make(chan struct{})
+	t.Cleanup(func() { close(gate) })
+	var reads atomic.Bool
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		c.Clock, c.SyncInterval = clk, time.Minute
+		gatePresence(c, LobbyChannel, false, gate)
+		c.Presence.(*gatedPresence).reads = &reads
+	})
+	s2 := newClusterServer(t, prefix, nil)
+	require.Eventually(t, func() bool { return s1.cluster.lobbySynced() && s2.cluster.lobbyLive() }, testenv.Wait, testenv.Tick)
+	reads.Store(true)
+	require.Eventually(t, func() bool { return clk.Pending() >= 1 }, testenv.Wait, testenv.Tick) // the sync loop's timer
+	clk.Advance(time.Minute)
+	require.Eventually(t, func() bool {
+		if s1.cluster.lobby.syncMu.TryLock() {
+			s1.cluster.lobby.syncMu.Unlock()
+			return false
+		}
+		return true
+	}, testenv.Wait, testenv.Tick, "the lobby sync is reading presence")
+	a, b := dialISSUN(t, s1, 1), dialISSUN(t, s1, 2)
+	a.Send(event(broadcast, 1, "hi"))
+	require.Equal(t, "hi", string(nextGame(t, b).Payload))
+	c := dialISSUN(t, s2, 3)
+	require.Eventually(t, func() bool { return knowsInLobby(s2, 1) && knowsInLobby(s2, 2) && knowsInLobby(s1, 3) },
+		testenv.Wait, testenv.Tick, "lobby joins went out during the sync")
+	issunJoin(t, b, "match")
+	issunJoin(t, c, "match")
+	require.Eventually(t, func() bool { return !knowsInLobby(s2, 2) && s1.cluster.room("match").hasRemote(3) },
+		testenv.Wait, testenv.Tick)
+	b.Send(event(broadcast, 3, "room"))
+	require.Equal(t, "room", string(nextGame(t, c).Payload))
 }
