@@ -42,8 +42,18 @@ import (
 // The ISSUN lobby (ISSUN clients in no room) is a room of these for the
 // bus: its name is lobbyName (""), which no JOIN can name, its topic and
 // hub channel LobbyChannel ("relay:"). Its busRoom (cluster.lobby) lives
-// as long as the cluster, subscribed only while this process has lobby
-// members; the lobby has no PRESENCE news.
+// as long as the cluster and its topic is subscribed from Start to
+// Shutdown (retried in the background while the engine is down), like the
+// process topic: a client entering or leaving the lobby makes no
+// subscription and takes no lock shared with other connections across a
+// Redis call. Its hub presence and its bus join or leave are written by
+// the connection's own goroutine, in order, after the local move
+// (lobbyBusEnter, lobbyBusExit in rooms.go); a member whose presence
+// could not be written is written again by the next lobby sync
+// (repairLobby). A process without lobby members still gets the lobby's
+// membership messages, and its events while two other processes have
+// lobby members (it drops them: no local member). The lobby has no
+// PRESENCE news.
 //
 // An ISSUN targeted event for a NodeId not connected here goes out on the
 // topic of any room (or the lobby) this process holds in which that
@@ -115,7 +125,7 @@ type cluster struct {
 
 	// issunNodes indexes the remote ISSUN members of the rooms held here:
 	// NodeId → the rooms having one (forwardTargeted). Guarded by idxMu,
-	// taken under busRoom.mu (storeIDsLocked).
+	// taken under busRoom.mu (indexLocked), one NodeId at a time.
 	idxMu      sync.RWMutex
 	issunNodes map[wire.NodeID]map[*busRoom]struct{}
 
@@ -123,6 +133,9 @@ type cluster struct {
 	stop chan struct{}
 	// queued counts the bytes of the messages in out (BusQueueBytes).
 	queued atomic.Int64
+	// lobbySeq counts the lobby presence writes of local members
+	// (conn.lobbySeq), so a sync tells a write it could not have read.
+	lobbySeq atomic.Uint64
 	// syncCtx bounds the presence reads of syncs; close cancels it, so a
 	// Redis that does not answer cannot hold up Shutdown.
 	syncCtx    context.Context
@@ -189,8 +202,11 @@ type busRoom struct {
 	topic string
 	refs  int // local members and joins in progress; guarded by cluster.mu
 
-	subMu      sync.Mutex // serialises subscribe and unsubscribe of topic
+	subMu      sync.Mutex // serialises subscribe and unsubscribe of topic (not the lobby's)
 	subscribed bool
+	// syncMu serialises the syncs of the room (a sync applies the read it
+	// made; two at once could apply an older read last).
+	syncMu sync.Mutex
 
 	// news serialises a change of remote and the PRESENCE news telling
 	// it (sync and bus messages run on different goroutines), so news
@@ -201,21 +217,29 @@ type busRoom struct {
 	// live: subscribed (set before the first sync, cleared with remote
 	// at the release): a bus message handled after the release adds no
 	// member to a room no longer held.
-	live   bool
+	live bool
+	// gen counts the subscriptions: a sync whose read began under another
+	// one applies nothing.
+	gen uint64
+	// syncs counts the syncs applied (tests wait for the lobby's first).
+	syncs  atomic.Int64
 	remote map[string]remoteMember // by session id
 	gone   map[string]time.Time    // left by a bus message, for sync
-	// ids counts remote members by NodeId, n all of them; read by the
-	// fan-out and JOIN without br.mu.
-	ids atomic.Pointer[map[wire.NodeID]int]
+	// ids counts remote members by NodeId (wire.NodeID → int, no zero
+	// counts), n all of them; written under mu one member at a time
+	// (putRemoteLocked, dropRemoteLocked), read by the fan-out and JOIN
+	// without br.mu.
+	ids sync.Map
 	n   atomic.Int32
 	// issun counts the remote ISSUN members by NodeId (guarded by mu): what
 	// this room adds to cluster.issunNodes.
 	issun map[wire.NodeID]int
+	// transports counts the remote members by transport (guarded by mu).
+	transports map[string]int
 }
 
 func (cl *cluster) newBusRoom(name string) *busRoom {
 	br := &busRoom{cl: cl, name: name, topic: ChannelPrefix + name, remote: map[string]remoteMember{}, gone: map[string]time.Time{}}
-	br.ids.Store(&map[wire.NodeID]int{})
 	return br
 }
 
@@ -328,6 +352,63 @@ func (cl *cluster) start() {
 		cl.wg.Add(1)
 		go func() { defer cl.wg.Done(); cl.retrySubscribeProcess() }()
 	}
+	cl.wg.Add(1)
+	go func() {
+		defer cl.wg.Done()
+		cl.retryEverySecond(cl.subscribeLobby)
+	}()
+}
+
+// subscribeLobby subscribes the lobby's topic and syncs its remote
+// members from presence (writing the presence of the local members not
+// in it yet); false when the engine is down.
+func (cl *cluster) subscribeLobby() bool {
+	br := cl.lobby
+	ctx, cancel := context.WithTimeout(cl.syncCtx, opTimeout)
+	err := cl.bus.Subscribe(ctx, br.topic)
+	cancel()
+	if err != nil {
+		if cl.syncCtx.Err() == nil {
+			cl.s.log.Warn("relay lobby topic subscribe failed", "topic", br.topic, "error", err)
+		}
+		return false
+	}
+	cl.procMu.Lock()
+	closed := cl.closed
+	if !closed {
+		br.mu.Lock()
+		br.live = true
+		br.gen++
+		br.mu.Unlock()
+	}
+	cl.procMu.Unlock()
+	if closed {
+		_ = cl.bus.Unsubscribe(br.topic)
+		return true
+	}
+	// After subscribing: a join published meanwhile arrives by the bus.
+	cl.syncLobby()
+	return true
+}
+
+// retryEverySecond runs try now and then every second until it returns
+// true or close.
+func (cl *cluster) retryEverySecond(try func() bool) {
+	tick := make(chan struct{}, 1)
+	for !try() {
+		t := cl.s.cfg.Clock.AfterFunc(time.Second, func() {
+			select {
+			case tick <- struct{}{}:
+			default:
+			}
+		})
+		select {
+		case <-cl.stop:
+			t.Stop()
+			return
+		case <-tick:
+		}
+	}
 }
 
 // close stops the goroutines; the publisher first hands the engine what
@@ -341,6 +422,16 @@ func (cl *cluster) close(ctx context.Context) {
 	if ready {
 		if err := cl.bus.Unsubscribe(cl.procTopic); err != nil {
 			cl.s.log.Warn("relay bus unsubscribe failed", "topic", cl.procTopic, "error", err)
+		}
+	}
+	br := cl.lobby
+	br.mu.Lock()
+	lobby := br.live
+	br.live = false
+	br.mu.Unlock()
+	if lobby {
+		if err := cl.bus.Unsubscribe(br.topic); err != nil {
+			cl.s.log.Warn("relay bus unsubscribe failed", "topic", br.topic, "error", err)
 		}
 	}
 	cl.drainCtx = ctx
@@ -483,6 +574,7 @@ func (cl *cluster) enqueueWait(topic string, data []byte) {
 
 // acquire holds the room's cluster state for a join: the first holder
 // subscribes the topic and reads the remote members. release undoes it.
+// Not for the lobby, whose topic is subscribed from start to close.
 func (cl *cluster) acquire(name string) (*busRoom, error) {
 	cl.mu.Lock()
 	br := cl.rooms[name]
@@ -508,6 +600,7 @@ func (cl *cluster) acquire(name string) (*busRoom, error) {
 		br.subscribed = true
 		br.mu.Lock()
 		br.live = true
+		br.gen++
 		br.mu.Unlock()
 		// After subscribing: a join published meanwhile arrives by the bus.
 		cl.sync(br)
@@ -534,8 +627,8 @@ func (cl *cluster) release(br *busRoom) {
 	br.subscribed = false
 	br.mu.Lock()
 	br.live = false
-	clear(br.remote)
-	br.storeIDsLocked()
+	br.gen++
+	br.clearRemoteLocked()
 	br.mu.Unlock()
 	cl.mu.Lock()
 	cl.dropIdleLocked(br)
@@ -555,8 +648,11 @@ func (cl *cluster) room(name string) *busRoom {
 }
 
 // held is room name's state while this process holds it (nil when not):
-// the lobby's stays in rooms when released.
+// the lobby's always (its bus messages are handled while it is live).
 func (cl *cluster) held(name string) *busRoom {
+	if name == lobbyName {
+		return cl.lobby
+	}
 	cl.mu.RLock()
 	defer cl.mu.RUnlock()
 	if br := cl.rooms[name]; br != nil && br.refs > 0 {
@@ -565,12 +661,16 @@ func (cl *cluster) held(name string) *busRoom {
 	return nil
 }
 
-// lobbyHeld reports whether this process holds the lobby's topic.
-func (cl *cluster) lobbyHeld() bool {
+// lobbySynced reports whether the lobby's topic is subscribed and its
+// remote members were synced from presence once.
+func (cl *cluster) lobbySynced() bool { return cl.lobbyLive() && cl.lobby.syncs.Load() > 0 }
+
+// lobbyLive reports whether the lobby's topic is subscribed.
+func (cl *cluster) lobbyLive() bool {
 	br := cl.lobby
-	br.subMu.Lock()
-	defer br.subMu.Unlock()
-	return br.subscribed
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	return br.live
 }
 
 // presenceEntry is the ChanInfo of a relay member's hub presence.
@@ -591,23 +691,39 @@ func roomTransport(label string) string {
 
 // sync replaces the remote members with the room's hub presence (minus
 // this process's), keeping changes the bus brought since the read began,
-// and tells the local members what changed.
-func (cl *cluster) sync(br *busRoom) {
+// and tells the local members what changed. It returns the session ids
+// of this process's entries (nil, false when the read failed or the room
+// was released meanwhile). It takes no lock shared with joins during the
+// read: a release or a new subscription meanwhile (gen) voids the read.
+func (cl *cluster) sync(br *busRoom) (map[string]struct{}, bool) {
+	br.syncMu.Lock()
+	defer br.syncMu.Unlock()
+	br.mu.Lock()
+	gen, live := br.gen, br.live
+	br.mu.Unlock()
+	if !live {
+		return nil, false
+	}
 	start := cl.s.cfg.Clock.Now()
 	ctx, cancel := context.WithTimeout(cl.syncCtx, opTimeout)
 	pres, err := cl.lister.Presence(ctx, br.topic)
 	cancel()
 	if err != nil {
 		if cl.syncCtx.Err() != nil {
-			return // closing
+			return nil, false // closing
 		}
 		cl.s.log.Warn("relay room presence read failed", "channel", br.topic, "error", err)
-		return
+		return nil, false
 	}
 	fresh := map[string]remoteMember{}
+	own := map[string]struct{}{}
 	for sid, info := range pres {
 		var e presenceEntry
-		if json.Unmarshal(info.ChanInfo, &e) != nil || e.Process == "" || e.Process == cl.origin {
+		if json.Unmarshal(info.ChanInfo, &e) != nil || e.Process == "" {
+			continue
+		}
+		if e.Process == cl.origin {
+			own[sid] = struct{}{}
 			continue
 		}
 		id, err := strconv.ParseUint(e.NodeID, 10, 64)
@@ -621,12 +737,16 @@ func (cl *cluster) sync(br *busRoom) {
 	br.news.Lock()
 	defer br.news.Unlock()
 	br.mu.Lock()
+	if br.gen != gen || !br.live {
+		br.mu.Unlock()
+		return nil, false
+	}
 	for sid, m := range br.remote {
 		if m.handed && start.Sub(m.added) < goneHorizon {
 			continue // handed over: its new process has not written its presence yet
 		}
 		if _, ok := fresh[sid]; !ok && m.added.Before(start) {
-			delete(br.remote, sid)
+			br.dropRemoteLocked(sid)
 			left = append(left, m)
 		}
 	}
@@ -643,7 +763,7 @@ func (cl *cluster) sync(br *busRoom) {
 		if t, ok := br.gone[sid]; ok && !t.Before(start) {
 			continue
 		}
-		br.remote[sid] = m
+		br.putRemoteLocked(m)
 		joined = append(joined, m)
 	}
 	for sid, t := range br.gone {
@@ -651,9 +771,31 @@ func (cl *cluster) sync(br *busRoom) {
 			delete(br.gone, sid)
 		}
 	}
-	br.storeIDsLocked()
 	br.mu.Unlock()
+	br.syncs.Add(1)
 	cl.tell(br.name, joined, left)
+	return own, true
+}
+
+// syncLobby syncs the lobby's remote members from presence and writes
+// again the presence (and bus join) of the local lobby members the read
+// did not find: their write failed (the engine was down at their entry)
+// or was lost. A member whose write completed after the read began is
+// left alone (lobbySeq).
+func (cl *cluster) syncLobby() {
+	seq := cl.lobbySeq.Load()
+	own, ok := cl.sync(cl.lobby)
+	if !ok {
+		return
+	}
+	for _, c := range *cl.s.lobby.snap.Load() {
+		if cl.syncCtx.Err() != nil {
+			return
+		}
+		if _, found := own[c.sid]; !found && !cl.s.lobbyRepair(c, seq) {
+			return // the engine failed again: the next sync retries
+		}
+	}
 }
 
 // syncLoop syncs every room every SyncInterval (negative: never), and
@@ -700,11 +842,11 @@ func (cl *cluster) syncLoop() {
 			if cl.syncCtx.Err() != nil {
 				return
 			}
-			br.subMu.Lock()
-			if br.subscribed {
-				cl.sync(br)
+			if br == cl.lobby {
+				cl.syncLobby()
+			} else {
+				cl.sync(br) // nothing when released meanwhile
 			}
-			br.subMu.Unlock()
 		}
 		if periodic {
 			arm()
@@ -712,50 +854,93 @@ func (cl *cluster) syncLoop() {
 	}
 }
 
-func (br *busRoom) storeIDsLocked() {
-	ids := make(map[wire.NodeID]int, len(br.remote))
-	var issun map[wire.NodeID]int
-	for _, m := range br.remote {
-		ids[m.node]++
-		if m.transport == transportISSUN {
-			if issun == nil {
-				issun = map[wire.NodeID]int{}
-			}
-			issun[m.node]++
-		}
+// putRemoteLocked adds the remote member m, or replaces the one of its
+// session id (br.mu held). O(1): the NodeId counts and the cluster's
+// ISSUN index change for m's NodeId only.
+func (br *busRoom) putRemoteLocked(m remoteMember) {
+	if old, ok := br.remote[m.sid]; ok {
+		br.unindexLocked(old)
 	}
-	br.ids.Store(&ids)
-	br.n.Store(int32(len(br.remote)))
-	br.cl.reindex(br, br.issun, issun)
-	br.issun = issun
+	br.remote[m.sid] = m
+	br.indexLocked(m)
 }
 
-// reindex updates issunNodes for br's remote ISSUN members going from old
-// to cur.
-func (cl *cluster) reindex(br *busRoom, old, cur map[wire.NodeID]int) {
-	if len(old) == 0 && len(cur) == 0 {
+// dropRemoteLocked removes the remote member of session id sid (br.mu
+// held); false when unknown. O(1).
+func (br *busRoom) dropRemoteLocked(sid string) (remoteMember, bool) {
+	m, ok := br.remote[sid]
+	if ok {
+		delete(br.remote, sid)
+		br.unindexLocked(m)
+	}
+	return m, ok
+}
+
+// clearRemoteLocked removes every remote member (the room's release).
+func (br *busRoom) clearRemoteLocked() {
+	for _, m := range br.remote {
+		br.unindexLocked(m)
+	}
+	clear(br.remote)
+}
+
+func (br *busRoom) indexLocked(m remoteMember) {
+	n, _ := br.ids.Load(m.node)
+	c, _ := n.(int)
+	br.ids.Store(m.node, c+1)
+	br.n.Add(1)
+	if br.transports == nil {
+		br.transports = map[string]int{}
+	}
+	br.transports[m.transport]++
+	if m.transport != transportISSUN {
 		return
 	}
+	if br.issun == nil {
+		br.issun = map[wire.NodeID]int{}
+	}
+	br.issun[m.node]++
+	if br.issun[m.node] == 1 {
+		br.cl.indexNode(br, m.node, true)
+	}
+}
+
+func (br *busRoom) unindexLocked(m remoteMember) {
+	if n, _ := br.ids.Load(m.node); n != nil && n.(int) > 1 {
+		br.ids.Store(m.node, n.(int)-1)
+	} else {
+		br.ids.Delete(m.node)
+	}
+	br.n.Add(-1)
+	if br.transports[m.transport]--; br.transports[m.transport] <= 0 {
+		delete(br.transports, m.transport)
+	}
+	if m.transport != transportISSUN {
+		return
+	}
+	if br.issun[m.node]--; br.issun[m.node] <= 0 {
+		delete(br.issun, m.node)
+		br.cl.indexNode(br, m.node, false)
+	}
+}
+
+// indexNode adds br to (in) or removes it from the rooms of NodeId id in
+// issunNodes.
+func (cl *cluster) indexNode(br *busRoom, id wire.NodeID, in bool) {
 	cl.idxMu.Lock()
 	defer cl.idxMu.Unlock()
-	for id := range old {
-		if cur[id] == 0 {
-			set := cl.issunNodes[id]
-			delete(set, br)
-			if len(set) == 0 {
-				delete(cl.issunNodes, id)
-			}
+	set := cl.issunNodes[id]
+	if in {
+		if set == nil {
+			set = map[*busRoom]struct{}{}
+			cl.issunNodes[id] = set
 		}
+		set[br] = struct{}{}
+		return
 	}
-	for id := range cur {
-		if old[id] == 0 {
-			set := cl.issunNodes[id]
-			if set == nil {
-				set = map[*busRoom]struct{}{}
-				cl.issunNodes[id] = set
-			}
-			set[br] = struct{}{}
-		}
+	delete(set, br)
+	if len(set) == 0 {
+		delete(cl.issunNodes, id)
 	}
 }
 
@@ -783,7 +968,8 @@ func (br *busRoom) hasRemote(id wire.NodeID) bool {
 	if br == nil {
 		return false
 	}
-	return (*br.ids.Load())[id] > 0
+	_, ok := br.ids.Load(id)
+	return ok
 }
 
 // remoteMembers lists the remote members of transport.
@@ -801,12 +987,15 @@ func (br *busRoom) remoteMembers() []remoteMember {
 	return out
 }
 
-// remoteTransport is the transport of the remote members ("" for none).
-func (br *busRoom) remoteTransport() string {
-	if list := br.remoteMembers(); len(list) > 0 {
-		return list[0].transport
+// otherTransport reports whether a remote member has a transport other
+// than transport: O(1) (the counts by transport).
+func (br *busRoom) otherTransport(transport string) bool {
+	if br == nil {
+		return false
 	}
-	return ""
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	return len(br.remote) > br.transports[transport]
 }
 
 // forward publishes an event frame that r's local fan-out just
@@ -817,11 +1006,10 @@ func (r *room) forward(frame []byte, unrel bool, targets []wire.NodeID) {
 	if br == nil {
 		return
 	}
-	ids := *br.ids.Load()
-	if len(ids) == 0 {
+	if br.n.Load() == 0 {
 		return
 	}
-	if len(targets) > 0 && !slices.ContainsFunc(targets, func(id wire.NodeID) bool { return ids[id] > 0 }) {
+	if len(targets) > 0 && !slices.ContainsFunc(targets, br.hasRemote) {
 		return
 	}
 	kind := byte(busEvent)
@@ -835,7 +1023,8 @@ func (r *room) forward(frame []byte, unrel bool, targets []wire.NodeID) {
 // forwardTargeted publishes an ISSUN targeted event for a NodeId not
 // connected here when it is a remote ISSUN member of the lobby or of a
 // room this process holds (whichever room c is in); false when none is
-// known or the queue is full.
+// known. A full queue drops the event (counted as bus_queue_full, once)
+// and still returns true: the target is known, so not an unknown one.
 func (c *conn) forwardTargeted(target wire.NodeID, frame []byte) bool {
 	cl := c.srv.cluster
 	if cl == nil {
@@ -845,7 +1034,8 @@ func (c *conn) forwardTargeted(target wire.NodeID, frame []byte) bool {
 	if br == nil {
 		return false
 	}
-	return cl.enqueue(br.topic, busFrame(busEvent, transportISSUN, cl.origin, frame))
+	cl.enqueue(br.topic, busFrame(busEvent, transportISSUN, cl.origin, frame))
+	return true
 }
 
 // announce publishes c joining (busJoin) or leaving (busLeave) r.
@@ -892,8 +1082,9 @@ func (cl *cluster) handle(topic string, data []byte) {
 		old, known := br.remote[rm.sid]
 		if m.kind == busJoin && known {
 			// A member already known: a session another process took
-			// over joins there, no news.
-			old.process, old.handed = m.origin, false
+			// over joins there, or a lobby member's user changed (a
+			// later SwitchboardAuth), no news.
+			old.process, old.handed, old.user = m.origin, false, rm.user
 			br.remote[rm.sid] = old
 		}
 		if m.kind == busLeave {
@@ -904,15 +1095,14 @@ func (cl *cluster) handle(topic string, data []byte) {
 		}
 		switch {
 		case m.kind == busJoin && !known:
-			br.remote[rm.sid] = rm
+			br.putRemoteLocked(rm)
 			delete(br.gone, rm.sid)
 		case m.kind == busLeave && known:
-			delete(br.remote, rm.sid)
+			br.dropRemoteLocked(rm.sid)
 		default:
 			br.mu.Unlock()
 			return
 		}
-		br.storeIDsLocked()
 		br.mu.Unlock()
 		if m.kind == busJoin {
 			cl.tell(name, []remoteMember{rm}, nil)

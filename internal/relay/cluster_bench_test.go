@@ -2,6 +2,9 @@ package relay
 
 import (
 	"context"
+	"fmt"
+	"runtime"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -47,14 +50,38 @@ func BenchmarkRoomExtend(b *testing.B) {
 			r := &room{srv: s.Server, name: "bench", channel: "relay:bench", transport: transportNative, bus: br, mirror: s.mirror.forRoom("bench")}
 			if c.remote {
 				br.mu.Lock()
-				br.remote["x"] = remoteMember{node: 2, sid: "x"}
-				br.storeIDsLocked()
+				br.putRemoteLocked(remoteMember{node: 2, sid: "x"})
 				br.mu.Unlock()
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for range b.N {
 				r.extend(frame, false, nil)
+			}
+		})
+	}
+}
+
+// BenchmarkLobbyRemoteJoinLeave is a remote join then leave of the lobby
+// with size remote members already in it (O(1): the same cost for any
+// size).
+func BenchmarkLobbyRemoteJoinLeave(b *testing.B) {
+	for _, size := range []int{10, 10000} {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			s := newTestServer(b, func(c *Config) { c.Bus = nopBus{} })
+			cl := s.cluster
+			for !cl.lobbySynced() {
+				runtime.Gosched()
+			}
+			for i := range size {
+				cl.handle(LobbyChannel, lobbyMemberFrame(busJoin, i+1))
+			}
+			join, leave := lobbyMemberFrame(busJoin, size+1), lobbyMemberFrame(busLeave, size+1)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				cl.handle(LobbyChannel, slices.Clone(join))
+				cl.handle(LobbyChannel, slices.Clone(leave))
 			}
 		})
 	}

@@ -50,7 +50,8 @@ type conn struct {
 	final bool
 
 	// Owned by the read goroutine; info is guarded by mu (the server API
-	// refreshes it).
+	// refreshes it); user is written under mu once the connection may
+	// have a lobby step (read by it under mu).
 	user   string
 	info   []byte
 	authed bool
@@ -62,9 +63,9 @@ type conn struct {
 
 	// prefix is the ISSUN type-name prefix answers use; guarded by Server.mu.
 	prefix string
-	// lobbyBus: the connection is in the lobby across processes (holds
-	// the lobby's bus state, has its hub presence); guarded by Server.mu.
-	lobbyBus bool
+	// lobby is the connection's part in the lobby across processes
+	// (rooms.go, lobbyBus).
+	lobby lobbyBus
 	// resume is the native session's resume token; alias, when set, is
 	// the token whose HELLO took the session over from another process
 	// (resume_cluster.go): it resumes the session too, for a client that
@@ -127,6 +128,14 @@ func (c *conn) setInfo(info []byte) {
 	c.mu.Lock()
 	c.info = info
 	c.mu.Unlock()
+}
+
+// userName is the connection's user, for goroutines other than its read
+// goroutine (the lobby step): an ISSUN SwitchboardAuth sets it under mu.
+func (c *conn) userName() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.user
 }
 
 func (c *conn) connInfo() []byte {

@@ -23,12 +23,14 @@
 // datagrams wait); other writes run in the delivery pool. Shutdown
 // stops accepting, closes every connection (native ones get GOAWAY first)
 // and waits for their goroutines. With a bus, the cluster adds its
-// publisher, its sync loop and a goroutine per request from another
-// process being served (a resume handover, ending a parked session; at
-// most maxServing at once), all ended by Shutdown, whose deadline also
-// ends their engine calls.
+// publisher, its sync loop, a goroutine per request from another process
+// being served (a resume handover, ending a parked session; at most
+// maxServing at once) and, while a connection's lobby membership changes,
+// one running its lobby steps (rooms.go), all ended by Shutdown, whose
+// deadline also ends their engine calls.
 //
-// Lock order: Server.mu before room.mu; busRoom.news before Server.mu
+// Lock order: a connection's lobby step (lobbyBus.step) before Server.mu;
+// Server.mu before conn.rmu and room.mu; busRoom.news before Server.mu
 // and room.notify (PRESENCE news is sent under news), Server.mu before
 // busRoom.mu (JOIN reads the remote members), busRoom.mu before
 // cluster.idxMu (the ISSUN NodeId index); cluster.procMu alone. Fan-out takes no lock (room

@@ -67,11 +67,11 @@ func (s *Server) handshakeISSUN(qc *quic.Conn) (session func()) {
 		return nil
 	}
 	s.metrics.handshakes.WithLabelValues(handshakeOK).Inc()
+	c.receiving.Store(true)
 	if s.cfg.Auth == AuthNone {
 		c.authed = true
-		s.enterLobby(c)
+		s.enterLobby(c) // no engine call: its cluster side follows (lobbyChanged)
 	}
-	c.receiving.Store(true)
 	return func() {
 		defer c.finish()
 		c.readISSUN()
@@ -338,7 +338,9 @@ func (c *conn) issunAuth(prefix string, payload []byte) error {
 		return err
 	}
 	oldUser := c.user
+	c.mu.Lock() // the lobby step reads it (userName)
 	c.user = claims.User
+	c.mu.Unlock()
 	c.setInfo(claims.Info)
 	c.tokenAccepted.Store(true)
 	c.expireAt(claims.ExpireAt)
@@ -371,14 +373,13 @@ func (c *conn) issunJoin(prefix string, payload []byte) error {
 	s.mu.Lock()
 	c.prefix = prefix
 	s.mu.Unlock()
-	r, before, err := s.join(c, req.Room, 0)
+	r, before, err := s.joinRoomFrom(c, req.Room, 0, false, true) // out of the lobby with the join
 	if err != nil {
 		if len(c.roomList()) == 0 && c.receiving.Load() {
 			s.enterLobby(c) // left its room for none
 		}
 		return err
 	}
-	s.leaveLobby(c)
 	r.notifying(func() {
 		c.answer(prefix, wire.SuffixJoined, wire.RoomAnswer{Room: r.name, Members: s.memberIDs(r)}.Append(nil))
 		s.tellISSUNPresence(before, r.name, []wire.NodeID{c.id}, nil)
@@ -404,11 +405,8 @@ func (c *conn) issunLeave(prefix string, payload []byte) error {
 // puts c back in the lobby.
 func (c *conn) issunLeaveRoom(r *room, toLobby bool) {
 	s := c.srv
-	s.leave(c, r)
+	s.leaveRoom(c, r, toLobby && c.authed && c.receiving.Load()) // in the lobby with the leave
 	r.notifying(func() { s.tellISSUNPresence(*r.snap.Load(), r.name, nil, []wire.NodeID{c.id}) })
-	if toLobby && c.authed && c.receiving.Load() {
-		s.enterLobby(c)
-	}
 }
 
 // tellISSUNPresence sends SwitchboardPresence to members, each with its

@@ -694,9 +694,8 @@ func (s *Server) handOff(old *conn, r *room, meta []byte) {
 			added: s.cfg.Clock.Now(), handed: true}
 		br.news.Lock()
 		br.mu.Lock()
-		br.remote[rm.sid] = rm
+		br.putRemoteLocked(rm)
 		delete(br.gone, rm.sid)
-		br.storeIDsLocked()
 		br.mu.Unlock()
 		br.news.Unlock()
 	}
@@ -746,12 +745,10 @@ func (cl *cluster) dropRemote(name string, rm remoteMember) {
 	br.news.Lock()
 	defer br.news.Unlock()
 	br.mu.Lock()
-	_, known := br.remote[rm.sid]
-	delete(br.remote, rm.sid)
+	_, known := br.dropRemoteLocked(rm.sid)
 	now := cl.s.cfg.Clock.Now()
 	br.gone[rm.sid] = now
 	br.pruneGoneLocked(now)
-	br.storeIDsLocked()
 	br.mu.Unlock()
 	if known {
 		cl.tell(name, nil, []remoteMember{rm})
@@ -765,10 +762,7 @@ func (br *busRoom) forgetSilently(sid string, now time.Time) {
 	defer br.news.Unlock()
 	br.mu.Lock()
 	defer br.mu.Unlock()
-	if _, ok := br.remote[sid]; ok {
-		delete(br.remote, sid)
-		br.storeIDsLocked()
-	}
+	br.dropRemoteLocked(sid)
 	br.gone[sid] = now // a sync whose read began before must not add it back
 	br.pruneGoneLocked(now)
 }

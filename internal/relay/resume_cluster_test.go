@@ -774,8 +774,7 @@ func TestClusterMembersListAMovingSessionOnce(t *testing.T) {
 	s1.mu.RUnlock()
 	br := r.bus
 	br.mu.Lock()
-	br.remote[a.Welcome.SessionID] = remoteMember{node: 1, sid: a.Welcome.SessionID, transport: transportNative, handed: true}
-	br.storeIDsLocked()
+	br.putRemoteLocked(remoteMember{node: 1, sid: a.Welcome.SessionID, transport: transportNative, handed: true})
 	br.mu.Unlock()
 	require.ElementsMatch(t, []wire.NodeID{1, 2}, nodeIDs(s1.members(r)))
 	require.ElementsMatch(t, []wire.NodeID{1, 2}, s1.memberIDs(r))

@@ -88,6 +88,14 @@ func (s *Server) join(c *conn, name string, maxMembers int) (*room, []*conn, err
 // no hub join is published, and the member cap is not checked (it was
 // counted already).
 func (s *Server) joinRoom(c *conn, name string, maxMembers int, resumed bool) (*room, []*conn, error) {
+	return s.joinRoomFrom(c, name, maxMembers, resumed, false)
+}
+
+// joinRoomFrom is joinRoom; fromLobby (an ISSUN join) moves c out of the
+// lobby in the critical section that adds it to the room, so no lobby
+// broadcast reaches it once it gets the room's, and it gets one or the
+// other throughout; its lobby leave goes out afterwards.
+func (s *Server) joinRoomFrom(c *conn, name string, maxMembers int, resumed, fromLobby bool) (*room, []*conn, error) {
 	if len(c.roomList()) >= s.cfg.MaxRooms {
 		return nil, nil, ErrTooManyRooms
 	}
@@ -131,7 +139,7 @@ func (s *Server) joinRoom(c *conn, name string, maxMembers int, resumed bool) (*
 		s.rooms[name] = r
 		s.metrics.rooms.Inc()
 	}
-	if r.transport != c.transport || (br != nil && br.remoteTransport() != "" && br.remoteTransport() != c.transport) {
+	if r.transport != c.transport || br.otherTransport(c.transport) {
 		return refuse(errRoomTransport)
 	}
 	if !resumed && len(r.members)+br.remoteCount() >= r.maxMembers {
@@ -143,15 +151,19 @@ func (s *Server) joinRoom(c *conn, name string, maxMembers int, resumed bool) (*
 	before := *r.snap.Load()
 	r.members[c] = struct{}{}
 	r.snapshotLocked()
+	c.rmu.Lock()
+	c.rooms[name] = r
+	c.rmu.Unlock()
+	leftLobby := fromLobby && s.lobbyRemoveLocked(c)
 	s.mu.Unlock()
 	if resumed {
 		// After adding the local member: a JOINED taken meanwhile lists
 		// the session once (members skips the remote record), never not.
 		br.forgetSilently(c.sid, s.cfg.Clock.Now())
 	}
-	c.rmu.Lock()
-	c.rooms[name] = r
-	c.rmu.Unlock()
+	if leftLobby {
+		s.lobbyChanged(c)
+	}
 	if p := s.cfg.Presence; p != nil && !resumed {
 		ctx, cancel := s.opCtx()
 		defer cancel()
@@ -170,6 +182,14 @@ func (s *Server) joinRoom(c *conn, name string, maxMembers int, resumed bool) (*
 
 // leave removes c from r (deleting r when empty) and its hub presence.
 func (s *Server) leave(c *conn, r *room) {
+	s.leaveRoom(c, r, false)
+}
+
+// leaveRoom is leave; toLobby (an ISSUN leave) puts c in the lobby in the
+// critical section that takes it out of r, so it gets the lobby's
+// broadcasts from when it stops getting r's; its lobby join goes out
+// after its leave of r.
+func (s *Server) leaveRoom(c *conn, r *room, toLobby bool) {
 	s.mu.Lock()
 	if _, ok := r.members[c]; !ok {
 		s.mu.Unlock()
@@ -181,10 +201,14 @@ func (s *Server) leave(c *conn, r *room) {
 		delete(s.rooms, r.name)
 		s.metrics.rooms.Dec()
 	}
-	s.mu.Unlock()
 	c.rmu.Lock()
 	delete(c.rooms, r.name)
 	c.rmu.Unlock()
+	enteredLobby := toLobby && s.lobbyAddLocked(c)
+	s.mu.Unlock()
+	if enteredLobby {
+		defer s.lobbyChanged(c)
+	}
 	if p := s.cfg.Presence; p != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		defer cancel()
@@ -201,95 +225,208 @@ func (s *Server) leave(c *conn, r *room) {
 	}
 }
 
+// The lobby across processes. A connection's local lobby membership
+// (Server.lobby's members, under Server.mu) changes at once, with no
+// engine call; its cluster side (the hub presence of LobbyChannel and the
+// bus join or leave) follows in the background: lobbyBus runs the steps
+// of one connection in order, one at a time, each making the cluster
+// side match the local membership as it is then, so a connection's
+// joins and leaves are announced in order and the handshake or the read
+// loop never waits for Redis. A presence write that fails (the engine is
+// down) is done again by the next lobby sync (cluster.syncLobby).
+
+// lobbyBus is a connection's lobby state across processes.
+type lobbyBus struct {
+	mu      sync.Mutex // guards running, dirty, rewrite, done
+	running bool       // a worker is on it
+	dirty   bool       // the local membership changed since the step began
+	rewrite bool       // the user changed: write the presence again
+	done    chan struct{}
+
+	// step is held by a step (engine calls included): one at a time.
+	step sync.Mutex
+	// in: the presence is written and the join announced; seq is
+	// cluster.lobbySeq at the write. Guarded by step.
+	in  bool
+	seq uint64
+}
+
 // enterLobby puts c (ISSUN, authenticated, in no room) in the lobby.
-// With a bus the lobby spans the processes as a room does: the first
-// member holds its topic (subscribe, then a sync from presence), and c's
-// hub presence and join go out before c is reachable from elsewhere. When
-// the bus is down, c is in this process's lobby only.
 // Called by c's read goroutine (or its handshake) only.
 func (s *Server) enterLobby(c *conn) {
-	s.mu.RLock()
-	_, in := s.lobby.members[c]
-	s.mu.RUnlock()
-	if in {
+	s.mu.Lock()
+	added := s.lobbyAddLocked(c)
+	s.mu.Unlock()
+	if added {
+		s.lobbyChanged(c)
+	}
+}
+
+// leaveLobby takes c out of the lobby (it is gone: its cluster side is
+// undone before this returns).
+func (s *Server) leaveLobby(c *conn) {
+	s.mu.Lock()
+	s.lobbyRemoveLocked(c)
+	s.mu.Unlock()
+	s.lobbySettle(c)
+}
+
+// lobbyUserChanged rewrites the lobby presence of c (without a token
+// until now) under its new user, and announces it again so the other
+// processes know the new user: an entry of the same session id replaces
+// the old one, never missing meanwhile.
+func (s *Server) lobbyUserChanged(c *conn, oldUser string) {
+	if s.cluster == nil || oldUser == c.user {
 		return
 	}
-	cl := s.cluster
-	held := false
-	if cl != nil {
-		if _, err := cl.acquire(lobbyName); err != nil {
-			s.log.Warn("relay lobby across processes unavailable: the client is in this process's lobby only",
-				"node_id", uint64(c.id), "error", err)
-		} else {
-			held = true
-		}
+	c.lobby.mu.Lock()
+	c.lobby.rewrite = true
+	c.lobby.mu.Unlock()
+	s.lobbyChanged(c)
+}
+
+func (s *Server) lobbyAddLocked(c *conn) bool {
+	if _, in := s.lobby.members[c]; in {
+		return false
 	}
-	s.mu.Lock()
 	if s.lobby.members == nil {
 		s.lobby.members = map[*conn]struct{}{}
 	}
 	s.lobby.members[c] = struct{}{}
 	s.lobby.snapshotLocked()
-	c.lobbyBus = held
-	s.mu.Unlock()
-	if !held {
-		return
-	}
-	if p := s.cfg.Presence; p != nil {
-		ctx, cancel := s.opCtx()
-		err := p.AddPresence(ctx, s.lobby.channel, c.presenceInfo())
-		cancel()
-		if err != nil {
-			s.log.Warn("relay presence add failed", "channel", s.lobby.channel, "error", err)
-		}
-	}
-	cl.announce(busJoin, s.lobby, c)
+	return true
 }
 
-// leaveLobby takes c out of the lobby (joining a room, or gone); with a
-// bus, its hub presence and leave go out and the last member lets go of
-// the lobby's topic.
-func (s *Server) leaveLobby(c *conn) {
-	s.mu.Lock()
-	_, in := s.lobby.members[c]
-	held := c.lobbyBus
-	if in {
-		delete(s.lobby.members, c)
-		s.lobby.snapshotLocked()
-		c.lobbyBus = false
+func (s *Server) lobbyRemoveLocked(c *conn) bool {
+	if _, in := s.lobby.members[c]; !in {
+		return false
 	}
-	s.mu.Unlock()
-	if !in || !held {
+	delete(s.lobby.members, c)
+	s.lobby.snapshotLocked()
+	return true
+}
+
+func (s *Server) inLobby(c *conn) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, in := s.lobby.members[c]
+	return in
+}
+
+// lobbyChanged has c's cluster side follow its local lobby membership:
+// a worker (owned by the cluster) runs the steps until nothing changed
+// meanwhile. Nothing without a bus; it never blocks.
+func (s *Server) lobbyChanged(c *conn) {
+	cl := s.cluster
+	if cl == nil {
 		return
 	}
-	if p := s.cfg.Presence; p != nil {
+	lb := &c.lobby
+	lb.mu.Lock()
+	if lb.running {
+		lb.dirty = true
+		lb.mu.Unlock()
+		return
+	}
+	lb.running, lb.dirty = true, false
+	done := make(chan struct{})
+	lb.done = done
+	lb.mu.Unlock()
+	started := cl.goRun(func() {
+		for {
+			s.lobbyStep(c)
+			lb.mu.Lock()
+			if !lb.dirty {
+				lb.running = false
+				close(done)
+				lb.mu.Unlock()
+				return
+			}
+			lb.dirty = false
+			lb.mu.Unlock()
+		}
+	})
+	if !started { // closing: lobbySettle of c's finish does the step
+		lb.mu.Lock()
+		lb.running = false
+		close(done)
+		lb.mu.Unlock()
+	}
+}
+
+// lobbySettle waits for c's lobby worker, then runs a step itself: when
+// it returns, c's cluster side matches its local membership (as far as
+// the engine answered).
+func (s *Server) lobbySettle(c *conn) {
+	if s.cluster == nil {
+		return
+	}
+	lb := &c.lobby
+	lb.mu.Lock()
+	done := lb.done
+	lb.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+	s.lobbyStep(c)
+}
+
+// lobbyStep makes c's cluster side match its local lobby membership:
+// it writes its lobby presence then announces its join, or removes the
+// presence then announces its leave.
+func (s *Server) lobbyStep(c *conn) {
+	lb := &c.lobby
+	lb.step.Lock()
+	defer lb.step.Unlock()
+	lb.mu.Lock()
+	rewrite := lb.rewrite
+	lb.rewrite = false
+	lb.mu.Unlock()
+	want := s.inLobby(c) && c.receiving.Load()
+	switch {
+	case want && (!lb.in || rewrite):
+		s.lobbyWriteLocked(c)
+	case !want && lb.in:
+		lb.in = false
 		ctx, cancel := s.opCtx()
-		err := p.RemovePresence(ctx, s.lobby.channel, c.sid, c.user)
+		err := s.cfg.Presence.RemovePresence(ctx, s.lobby.channel, c.sid, c.userName())
 		cancel()
 		if err != nil {
 			s.log.Warn("relay presence remove failed", "channel", s.lobby.channel, "error", err)
 		}
+		s.cluster.announce(busLeave, s.lobby, c)
 	}
-	s.cluster.announce(busLeave, s.lobby, c)
-	s.cluster.release(s.cluster.lobby)
 }
 
-// lobbyUserChanged rewrites the lobby presence of c (in the lobby across
-// processes, without a token until now) under its new user: an entry of
-// the same session id replaces the old one, never missing meanwhile.
-func (s *Server) lobbyUserChanged(c *conn, oldUser string) {
-	s.mu.RLock()
-	held := c.lobbyBus
-	s.mu.RUnlock()
-	p := s.cfg.Presence
-	if !held || p == nil || oldUser == c.user {
-		return
-	}
+// lobbyWriteLocked writes c's lobby presence and announces its join
+// (c.lobby.step held); false when the presence write failed.
+func (s *Server) lobbyWriteLocked(c *conn) bool {
+	cl := s.cluster
 	ctx, cancel := s.opCtx()
-	defer cancel()
-	if err := p.AddPresence(ctx, s.lobby.channel, c.presenceInfo()); err != nil {
-		s.log.Warn("relay presence add failed", "channel", s.lobby.channel, "error", err)
+	err := s.cfg.Presence.AddPresence(ctx, s.lobby.channel, c.presenceInfo())
+	cancel()
+	if err != nil {
+		s.log.Warn("relay lobby presence add failed: the client is in this process's lobby only until the next lobby sync",
+			"node_id", uint64(c.id), "error", err)
+		return false
 	}
+	c.lobby.in = true
+	c.lobby.seq = cl.lobbySeq.Add(1)
+	cl.announce(busJoin, s.lobby, c)
+	return true
+}
+
+// lobbyRepair writes again the lobby presence of c, a member of this
+// process's lobby that a lobby sync whose read began at lobbySeq seq did
+// not find; false when the write failed.
+func (s *Server) lobbyRepair(c *conn, seq uint64) bool {
+	lb := &c.lobby
+	lb.step.Lock()
+	defer lb.step.Unlock()
+	if (lb.in && lb.seq > seq) || !s.inLobby(c) || !c.receiving.Load() {
+		return true // written after the read began, or gone
+	}
+	return s.lobbyWriteLocked(c)
 }
 
 // localRoom is the room of bus name on this process: the lobby for

@@ -457,14 +457,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // presenceInfo is the hub presence of a room member.
 func (c *conn) presenceInfo() *hub.ClientInfo {
 	e := presenceEntry{NodeID: strconv.FormatUint(uint64(c.id), 10), Transport: presenceTransport(c.label)}
+	c.mu.Lock()
+	user := c.user
 	if cl := c.srv.cluster; cl != nil {
 		e.Process = cl.origin
-		c.mu.Lock()
 		e.Metadata = c.meta
-		c.mu.Unlock()
 	}
+	c.mu.Unlock()
 	ci, _ := json.Marshal(e)
-	return &hub.ClientInfo{ClientID: c.sid, UserID: c.user, ConnInfo: c.connInfo(), ChanInfo: ci}
+	return &hub.ClientInfo{ClientID: c.sid, UserID: user, ConnInfo: c.connInfo(), ChanInfo: ci}
 }
 
 func newSessionID() string { return uuid.NewString() }
