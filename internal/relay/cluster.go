@@ -46,11 +46,11 @@ import (
 // Shutdown (retried in the background while the engine is down), like the
 // process topic: a client entering or leaving the lobby makes no
 // subscription and takes no lock shared with other connections across a
-// Redis call. Its hub presence and its bus join or leave are written by
-// the connection's own goroutine, in order, after the local move
-// (lobbyBusEnter, lobbyBusExit in rooms.go); a member whose presence
+// Redis call. Its hub presence and its bus join or leave are written after
+// the local move by a goroutine the cluster owns, one connection's steps
+// in order (lobbyChanged, lobbyStep in rooms.go); a member whose presence
 // could not be written is written again by the next lobby sync
-// (repairLobby). A process without lobby members still gets the lobby's
+// (lobbyRepair). A process without lobby members still gets the lobby's
 // membership messages, and its events while two other processes have
 // lobby members (it drops them: no local member). The lobby has no
 // PRESENCE news.
@@ -120,7 +120,8 @@ type cluster struct {
 
 	mu    sync.RWMutex
 	rooms map[string]*busRoom // by room name, while joined or joining here
-	// lobby is the ISSUN lobby's, always in rooms (held while refs > 0).
+	// lobby is the ISSUN lobby's, always in rooms; its refs stay 0 (it
+	// is subscribed from Start to Shutdown).
 	lobby *busRoom
 
 	// issunNodes indexes the remote ISSUN members of the rooms held here:
@@ -134,7 +135,7 @@ type cluster struct {
 	// queued counts the bytes of the messages in out (BusQueueBytes).
 	queued atomic.Int64
 	// lobbySeq counts the lobby presence writes of local members
-	// (conn.lobbySeq), so a sync tells a write it could not have read.
+	// (conn.lobby.seq), so a sync tells a write it could not have read.
 	lobbySeq atomic.Uint64
 	// syncCtx bounds the presence reads of syncs; close cancels it, so a
 	// Redis that does not answer cannot hold up Shutdown.
@@ -153,14 +154,14 @@ type cluster struct {
 	pubDone chan struct{}
 	swept   atomic.Bool
 
-	// procTopic is this process's own topic; procMu guards procReady
-	// (subscribed), pending (requests waiting for an answer, by id) and
-	// closed (no goroutine starts after close).
 	// resync holds the rooms whose topics a reconnect subscribed again,
 	// for syncLoop (woken by resyncNow); guarded by mu.
 	resync    map[string]struct{}
 	resyncNow chan struct{}
 
+	// procTopic is this process's own topic; procMu guards procReady
+	// (subscribed), pending (requests waiting for an answer, by id) and
+	// closed (no goroutine starts after close).
 	procTopic string
 	procMu    sync.Mutex
 	procReady bool
@@ -576,6 +577,9 @@ func (cl *cluster) enqueueWait(topic string, data []byte) {
 // subscribes the topic and reads the remote members. release undoes it.
 // Not for the lobby, whose topic is subscribed from start to close.
 func (cl *cluster) acquire(name string) (*busRoom, error) {
+	if name == lobbyName { // subscribed for the cluster's life, never held
+		return nil, errs.New(errs.Invalid, "the lobby is not a room")
+	}
 	cl.mu.Lock()
 	br := cl.rooms[name]
 	if br == nil {
@@ -693,8 +697,9 @@ func roomTransport(label string) string {
 // this process's), keeping changes the bus brought since the read began,
 // and tells the local members what changed. It returns the session ids
 // of this process's entries (nil, false when the read failed or the room
-// was released meanwhile). It takes no lock shared with joins during the
-// read: a release or a new subscription meanwhile (gen) voids the read.
+// was released meanwhile). Only the room's syncMu (and, for a first
+// subscribe, its subMu) is held during the read: a release or a new
+// subscription meanwhile (gen) voids the read.
 func (cl *cluster) sync(br *busRoom) (map[string]struct{}, bool) {
 	br.syncMu.Lock()
 	defer br.syncMu.Unlock()
@@ -733,6 +738,14 @@ func (cl *cluster) sync(br *busRoom) (map[string]struct{}, bool) {
 		fresh[sid] = remoteMember{node: wire.NodeID(id), sid: sid, user: info.UserID, transport: roomTransport(e.Transport),
 			meta: e.Metadata, added: start, process: e.Process}
 	}
+	// Sessions being taken over here: their remote record goes when their
+	// join here is done (forgetSilently), not with a leave.
+	cl.s.mu.RLock()
+	arriving := make(map[string]struct{}, len(cl.arriving))
+	for sid := range cl.arriving {
+		arriving[sid] = struct{}{}
+	}
+	cl.s.mu.RUnlock()
 	var joined, left []remoteMember
 	br.news.Lock()
 	defer br.news.Unlock()
@@ -745,6 +758,13 @@ func (cl *cluster) sync(br *busRoom) (map[string]struct{}, bool) {
 		if m.handed && start.Sub(m.added) < goneHorizon {
 			continue // handed over: its new process has not written its presence yet
 		}
+		if _, ok := arriving[sid]; ok {
+			continue
+		}
+		if _, ok := own[sid]; ok {
+			br.dropRemoteLocked(sid) // taken over here: a local member now, no news
+			continue
+		}
 		if _, ok := fresh[sid]; !ok && m.added.Before(start) {
 			br.dropRemoteLocked(sid)
 			left = append(left, m)
@@ -756,7 +776,7 @@ func (cl *cluster) sync(br *busRoom) (map[string]struct{}, bool) {
 				// Another process holds its presence now (fresh has no
 				// entry of this one): a handed member arrived there.
 				old.process, old.handed = m.process, false
-				br.remote[sid] = old
+				br.remote[sid] = old // node and transport unchanged: the index holds
 			}
 			continue
 		}
@@ -972,7 +992,7 @@ func (br *busRoom) hasRemote(id wire.NodeID) bool {
 	return ok
 }
 
-// remoteMembers lists the remote members of transport.
+// remoteMembers lists the remote members, by session id.
 func (br *busRoom) remoteMembers() []remoteMember {
 	if br == nil {
 		return nil
@@ -1085,7 +1105,7 @@ func (cl *cluster) handle(topic string, data []byte) {
 			// over joins there, or a lobby member's user changed (a
 			// later SwitchboardAuth), no news.
 			old.process, old.handed, old.user = m.origin, false, rm.user
-			br.remote[rm.sid] = old
+			br.remote[rm.sid] = old // node and transport unchanged: the index holds
 		}
 		if m.kind == busLeave {
 			// Kept even when unknown: a sync whose presence read was in

@@ -29,10 +29,12 @@
 // one running its lobby steps (rooms.go), all ended by Shutdown, whose
 // deadline also ends their engine calls.
 //
-// Lock order: a connection's lobby step (lobbyBus.step) before Server.mu;
-// Server.mu before conn.rmu and room.mu; busRoom.news before Server.mu
-// and room.notify (PRESENCE news is sent under news), Server.mu before
-// busRoom.mu (JOIN reads the remote members), busRoom.mu before
-// cluster.idxMu (the ISSUN NodeId index); cluster.procMu alone. Fan-out takes no lock (room
-// member lists are immutable snapshots).
+// Lock order, outermost first: a connection's lobby step
+// (lobbyBus.step); busRoom.subMu, then busRoom.syncMu (a subscribe syncs);
+// busRoom.news (PRESENCE news of remote changes is sent under it); then
+// room.notify; then Server.mu; then conn.rmu or busRoom.mu (JOIN reads
+// the remote members); then cluster.idxMu (the ISSUN NodeId index).
+// cluster.procMu is taken alone, except around the lobby's busRoom.mu
+// when it subscribes. Fan-out takes no lock (room member lists are
+// immutable snapshots).
 package relay

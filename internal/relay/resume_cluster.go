@@ -757,14 +757,15 @@ func (cl *cluster) dropRemote(name string, rm remoteMember) {
 
 // forgetSilently drops the remote member sid of br without news: the
 // session is now a local member here (a resume taken over).
-func (br *busRoom) forgetSilently(sid string, now time.Time) {
+func (br *busRoom) forgetSilently(sid string, now time.Time) bool {
 	br.news.Lock()
 	defer br.news.Unlock()
 	br.mu.Lock()
 	defer br.mu.Unlock()
-	br.dropRemoteLocked(sid)
+	_, known := br.dropRemoteLocked(sid)
 	br.gone[sid] = now // a sync whose read began before must not add it back
 	br.pruneGoneLocked(now)
+	return known
 }
 
 // hasOtherRemote reports whether a remote member other than session sid
@@ -775,12 +776,12 @@ func (br *busRoom) hasOtherRemote(id wire.NodeID, sid string) bool {
 	}
 	br.mu.Lock()
 	defer br.mu.Unlock()
-	for _, m := range br.remote {
-		if m.node == id && m.sid != sid {
-			return true
-		}
+	n, _ := br.ids.Load(id)
+	count, _ := n.(int)
+	if m, ok := br.remote[sid]; ok && m.node == id {
+		count-- // the session itself
 	}
-	return false
+	return count > 0
 }
 
 // resumeRemote resumes on c the session of a token another process

@@ -927,3 +927,54 @@ func TestClusterServeBounded(t *testing.T) {
 	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
 	require.True(t, a2.Welcome.Resumed)
 }
+
+// A sync on the process taking a session over keeps its remote record
+// while it arrives (its presence not written yet), and then, finding its
+// presence written by this process, drops the record without news.
+func TestClusterSyncKeepsASessionMovingHere(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1 := newClusterServer(t, prefix, nil)
+	s2 := newClusterServer(t, prefix, nil)
+	a, c := dialNative(t, s1, 1), dialNative(t, s2, 3)
+	a.Join("r")
+	c.Join("r")
+	a.AwaitJoin(3)
+	br, sid, ctx := s2.cluster.room("r"), a.Welcome.SessionID, context.Background()
+	require.True(t, br.hasRemote(1))
+
+	require.NoError(t, s1.hub.RemovePresence(ctx, "relay:r", sid, "")) // the issuer's cleanup
+	s2.mu.Lock()
+	s2.cluster.arriving[sid] = []string{"r"}
+	s2.mu.Unlock()
+	_, ok := s2.cluster.sync(br)
+	require.True(t, ok)
+	require.True(t, br.hasRemote(1), "kept while it arrives")
+
+	here, _ := json.Marshal(presenceEntry{NodeID: "1", Transport: "quic-native", Process: s2.cluster.origin})
+	require.NoError(t, s2.hub.AddPresence(ctx, "relay:r", &hub.ClientInfo{ClientID: sid, ChanInfo: here}))
+	s2.mu.Lock()
+	delete(s2.cluster.arriving, sid)
+	s2.mu.Unlock()
+	_, ok = s2.cluster.sync(br)
+	require.True(t, ok)
+	require.False(t, br.hasRemote(1), "a member of this process now")
+	quiet(t, c, "c") // no leave
+}
+
+// A session taken over by a process whose members did not know it (a sync
+// dropped its record while it moved) is announced to them as a join.
+func TestClusterResumeUnknownHereIsAJoin(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1 := newClusterServer(t, prefix, nil)
+	s2 := newClusterServer(t, prefix, nil)
+	a, c := dialNative(t, s1, 1), dialNative(t, s2, 3)
+	a.Join("r")
+	c.Join("r")
+	a.AwaitJoin(3)
+	token := a.Welcome.ResumeToken
+	lose(t, a, s1)
+	s2.cluster.room("r").forgetSilently(a.Welcome.SessionID, time.Now())
+	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: token})
+	require.True(t, a2.Welcome.Resumed)
+	require.Equal(t, []wire.NodeID{1}, nodeIDs(nextPresence(t, c).Joins))
+}

@@ -156,13 +156,22 @@ func (s *Server) joinRoomFrom(c *conn, name string, maxMembers int, resumed, fro
 	c.rmu.Unlock()
 	leftLobby := fromLobby && s.lobbyRemoveLocked(c)
 	s.mu.Unlock()
-	if resumed {
-		// After adding the local member: a JOINED taken meanwhile lists
-		// the session once (members skips the remote record), never not.
-		br.forgetSilently(c.sid, s.cfg.Clock.Now())
+	// After adding the local member: a JOINED taken meanwhile lists the
+	// session once (members skips the remote record), never not. Members
+	// here that did not know it as a remote one (never learnt, or a sync
+	// dropped it while it moved) are told it joined.
+	if resumed && !br.forgetSilently(c.sid, s.cfg.Clock.Now()) && len(before) > 0 {
+		frame := wire.AppendMessage(nil, &wire.Presence{Handle: r.id, Joins: []wire.Member{c.member()}})
+		r.notifying(func() {
+			for _, o := range before {
+				_ = o.native.ctlQ.Enqueue(frame)
+			}
+		})
 	}
 	if leftLobby {
-		s.lobbyChanged(c)
+		// After the room's presence and join (deferred): other processes
+		// see it in the room before it leaves their lobby.
+		defer s.lobbyChanged(c)
 	}
 	if p := s.cfg.Presence; p != nil && !resumed {
 		ctx, cancel := s.opCtx()
@@ -388,7 +397,7 @@ func (s *Server) lobbyStep(c *conn) {
 		s.lobbyWriteLocked(c)
 	case !want && lb.in:
 		lb.in = false
-		ctx, cancel := s.opCtx()
+		ctx, cancel := s.cluster.opCtx() // Shutdown's deadline ends it
 		err := s.cfg.Presence.RemovePresence(ctx, s.lobby.channel, c.sid, c.userName())
 		cancel()
 		if err != nil {
@@ -402,7 +411,7 @@ func (s *Server) lobbyStep(c *conn) {
 // (c.lobby.step held); false when the presence write failed.
 func (s *Server) lobbyWriteLocked(c *conn) bool {
 	cl := s.cluster
-	ctx, cancel := s.opCtx()
+	ctx, cancel := cl.opCtx()
 	err := s.cfg.Presence.AddPresence(ctx, s.lobby.channel, c.presenceInfo())
 	cancel()
 	if err != nil {
