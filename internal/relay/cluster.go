@@ -351,13 +351,10 @@ func (cl *cluster) start() {
 	go func() { defer cl.wg.Done(); cl.syncLoop() }()
 	if !cl.subscribeProcess() {
 		cl.wg.Add(1)
-		go func() { defer cl.wg.Done(); cl.retrySubscribeProcess() }()
+		go func() { defer cl.wg.Done(); cl.retryEverySecond(cl.subscribeProcess) }()
 	}
 	cl.wg.Add(1)
-	go func() {
-		defer cl.wg.Done()
-		cl.retryEverySecond(cl.subscribeLobby)
-	}()
+	go func() { defer cl.wg.Done(); cl.retryEverySecond(cl.subscribeLobby) }()
 }
 
 // subscribeLobby subscribes the lobby's topic and syncs its remote

@@ -318,29 +318,6 @@ func (cl *cluster) subscribeProcess() bool {
 	return true
 }
 
-// retrySubscribeProcess subscribes the process topic every second until
-// it works or close.
-func (cl *cluster) retrySubscribeProcess() {
-	tick := make(chan struct{}, 1)
-	for {
-		t := cl.s.cfg.Clock.AfterFunc(time.Second, func() {
-			select {
-			case tick <- struct{}{}:
-			default:
-			}
-		})
-		select {
-		case <-cl.stop:
-			t.Stop()
-			return
-		case <-tick:
-		}
-		if cl.subscribeProcess() {
-			return
-		}
-	}
-}
-
 // ask sends req to process to and waits for its answer, at most claimWait
 // or until ctx ends or gone is closed (the client's connection ended).
 // errNoAnswer when none came; an error wrapping hub.ErrRetryLater when the
