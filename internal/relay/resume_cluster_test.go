@@ -978,3 +978,22 @@ func TestClusterResumeUnknownHereIsAJoin(t *testing.T) {
 	require.True(t, a2.Welcome.Resumed)
 	require.Equal(t, []wire.NodeID{1}, nodeIDs(nextPresence(t, c).Joins))
 }
+
+// Shutdown's deadline bounds parked sessions leaving their rooms too: a
+// presence removal that hangs is cancelled at the deadline.
+func TestShutdownBoundsParkedLeaves(t *testing.T) {
+	var bh *blackholed
+	s := newTestServer(t, func(c *Config) {
+		bh = &blackholed{writeOnly: c.Presence, lister: c.Presence.(PresenceLister)}
+		c.Presence = bh
+	})
+	a := dialNative(t, s, 1)
+	a.Join("r")
+	bh.sid = a.Welcome.SessionID
+	lose(t, a, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_ = s.Shutdown(ctx)
+	require.Less(t, time.Since(start), opTimeout, "not held by the parked session's hanging leave")
+}

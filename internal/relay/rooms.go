@@ -219,7 +219,7 @@ func (s *Server) leaveRoom(c *conn, r *room, toLobby bool) {
 		defer s.lobbyChanged(c)
 	}
 	if p := s.cfg.Presence; p != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		ctx, cancel := s.opCtx()
 		defer cancel()
 		if err := p.RemovePresence(ctx, r.channel, c.sid, c.user); err != nil {
 			s.log.Warn("relay presence remove failed", "channel", r.channel, "error", err)

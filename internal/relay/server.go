@@ -42,6 +42,10 @@ type Server struct {
 
 	ctx    context.Context // cancelled by Shutdown
 	cancel context.CancelFunc
+	// opBase bounds the hub calls made for connections (opCtx): cancelled
+	// when Shutdown's deadline ends, so none outlasts it.
+	opBase   context.Context
+	opCancel context.CancelFunc
 
 	count   atomic.Int64  // accepted connections not yet gone
 	ctrlSeq atomic.Uint64 // sequence of the relay's own events
@@ -150,6 +154,7 @@ func New(cfg Config) (*Server, error) {
 		s.lobby.bus = s.cluster.lobby
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.opBase, s.opCancel = context.WithCancel(context.Background())
 	ok = true
 	return s, nil
 }
@@ -415,6 +420,8 @@ func (s *Server) NumConnections() int {
 // connections' goroutines or ctx. It is idempotent.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutOnce.Do(func() {
+		stopOps := context.AfterFunc(ctx, s.opCancel) // the deadline ends hub calls in progress
+		defer func() { stopOps(); s.opCancel() }()
 		s.mu.Lock()
 		s.closing.Store(true)
 		list := make([]*conn, 0, len(s.conns))
@@ -426,14 +433,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		for _, c := range list {
 			c.close(closeShutdown)
 		}
-		s.stopParked()
+		s.stopParked() // their leaves' hub calls end at ctx's deadline too (opBase)
 		s.cancel()
 		done := make(chan struct{})
 		go func() { s.wg.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-ctx.Done():
-			s.shutErr = fmt.Errorf("relay: shutdown: %d connections still open: %w", s.count.Load(), ctx.Err())
+			if n := s.count.Load(); n > 0 {
+				s.shutErr = fmt.Errorf("relay: shutdown: %d connections still open: %w", n, ctx.Err())
+			}
 		}
 		if s.cluster != nil {
 			s.cluster.close(ctx) // the leaves of the connections closed above
@@ -472,7 +481,7 @@ func newSessionID() string { return uuid.NewString() }
 
 // opCtx bounds one hub call made for a connection.
 func (s *Server) opCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), opTimeout)
+	return context.WithTimeout(s.opBase, opTimeout)
 }
 
 // opTimeout bounds a hub call (presence) made for a connection.
