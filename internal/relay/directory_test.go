@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -220,4 +221,33 @@ func TestClusterNodeDirectoryFollowsSessions(t *testing.T) {
 	clk.Advance(DefaultResumeGrace)
 	require.Eventually(t, func() bool { return len(dirHolders(t, s2, 9)) == 0 }, testenv.Wait, testenv.Tick, "gone at expiry")
 	require.Equal(t, []string{s2.cluster.origin}, dirHolders(t, s1, 5))
+}
+
+// Events to a NodeId being looked up wait for the answer, in order, up to
+// dirWaiting; more are dropped and counted (node_lookup_full).
+func TestClusterISSUNTargetedWaitsForTheLookup(t *testing.T) {
+	prefix := clusterPrefix(t)
+	gate := make(chan struct{})
+	reads := &atomic.Bool{}
+	reads.Store(true)
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		l, _ := c.Presence.(PresenceLister)
+		c.Presence = &gatedPresence{p: c.Presence, l: l, channel: nodeChannel(2), gate: gate, reads: reads}
+	})
+	s2 := newClusterServer(t, prefix, nil)
+	a, b := dialISSUN(t, s1, 1), dialISSUN(t, s2, 2)
+	issunJoin(t, b, "match")
+	require.Eventually(t, func() bool { return s1.cluster.issunHolder(2) == nil }, testenv.Wait, testenv.Tick)
+	const extra = 6
+	for i := range dirWaiting + extra {
+		a.Send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 2}, uint64(i+1), strconv.Itoa(i+1)))
+	}
+	full := s1.metrics.drops.WithLabelValues(dropLookupFull)
+	require.Eventually(t, func() bool { return testutil.ToFloat64(full) == extra }, testenv.Wait, testenv.Tick)
+	close(gate)
+	for i := range dirWaiting {
+		require.Equal(t, strconv.Itoa(i+1), string(nextGame(t, b).Payload), "in order, once the lookup answers")
+	}
+	require.Equal(t, 1.0, testutil.ToFloat64(s1.cluster.dir.lookups.WithLabelValues(lookupFound)))
+	require.Zero(t, testutil.ToFloat64(s1.metrics.drops.WithLabelValues(dropUnknownTarget)))
 }
