@@ -17,7 +17,9 @@ import (
 //
 // A process's own topic (processTopic) carries requests between two
 // processes (resume.go): busAsk (body: a busRequest as JSON) and busAnswer
-// (body: a busReply as JSON); their transport byte is busNative.
+// (body: a busReply as JSON); their transport byte is busNative. It also
+// carries busTarget (transport busISSUN, body: an ISSUN targeted event
+// frame), sent to the process the NodeId directory names (directory.go).
 const (
 	busVersion  = '1'
 	busEvent    = 'e'
@@ -26,6 +28,7 @@ const (
 	busLeave    = 'l'
 	busAsk      = 'a'
 	busAnswer   = 'r'
+	busTarget   = 't'
 	busISSUN    = 'i'
 	busNative   = 'n'
 	maxOrigin   = 64
@@ -44,7 +47,7 @@ type busMessage struct {
 	kind      byte
 	transport string // transportISSUN or transportNative
 	origin    string
-	frame     []byte     // busEvent, busDatagram
+	frame     []byte     // busEvent, busDatagram, busTarget
 	member    *busMember // busJoin, busLeave
 	body      []byte     // busAsk, busAnswer: JSON
 }
@@ -104,7 +107,7 @@ func decodeBusMessage(data []byte) (*busMessage, error) {
 	m.origin = string(data[4 : 4+n])
 	body := data[4+n:]
 	switch m.kind {
-	case busEvent, busDatagram:
+	case busEvent, busDatagram, busTarget:
 		if len(body) == 0 {
 			return nil, fmt.Errorf("%w: event without a frame", errBusMessage)
 		}

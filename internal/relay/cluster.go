@@ -59,7 +59,8 @@ import (
 // topic of any room (or the lobby) this process holds in which that
 // NodeId is a remote ISSUN member (cluster.issunNodes, an index kept with
 // the rooms' remote members): the process holding it delivers it by the
-// local rules.
+// local rules. Otherwise it goes to the process that the NodeId directory
+// names (directory.go), on that process's topic.
 //
 // Each process also subscribes, from Start to Shutdown, a topic of its
 // own (processTopic): other processes ask it there to hand over a parked
@@ -189,6 +190,10 @@ type cluster struct {
 	// out) and "answering" (just before the answer is sent).
 	testHandOver atomic.Pointer[func(stage string)]
 
+	// dirMu guards dir.cache (directory.go).
+	dirMu sync.Mutex
+	dir   dirState
+
 	published, received prometheus.Counter
 	// sessions counts sessions moved between processes, by event.
 	sessions            *prometheus.CounterVec
@@ -314,6 +319,9 @@ func newCluster(s *Server) (*cluster, error) {
 	cl.dropPub = s.metrics.drops.WithLabelValues(dropBusPublish)
 	cl.dropBad = s.metrics.drops.WithLabelValues(dropBusMalformed)
 	cl.dropNoRoom = s.metrics.drops.WithLabelValues(dropBusNoRoom)
+	if err := cl.initDirectory(); err != nil {
+		return nil, err
+	}
 	if err := cl.bus.Listen(cl.handle); err != nil {
 		return nil, err
 	}
@@ -1039,9 +1047,11 @@ func (r *room) forward(frame []byte, unrel bool, targets []wire.NodeID) {
 
 // forwardTargeted publishes an ISSUN targeted event for a NodeId not
 // connected here when it is a remote ISSUN member of the lobby or of a
-// room this process holds (whichever room c is in); false when none is
-// known. A full queue drops the event (counted as bus_queue_full, once)
-// and still returns true: the target is known, so not an unknown one.
+// room this process holds (whichever room c is in), else sends it to the
+// process the NodeId directory names (forwardByDirectory); false when
+// nobody is known to have it. A full queue drops the event (counted as
+// bus_queue_full, once) and still returns true: the target is known, so
+// not an unknown one.
 func (c *conn) forwardTargeted(target wire.NodeID, frame []byte) bool {
 	cl := c.srv.cluster
 	if cl == nil {
@@ -1049,7 +1059,7 @@ func (c *conn) forwardTargeted(target wire.NodeID, frame []byte) bool {
 	}
 	br := cl.issunHolder(target)
 	if br == nil {
-		return false
+		return cl.forwardByDirectory(target, frame)
 	}
 	cl.enqueue(br.topic, busFrame(busEvent, transportISSUN, cl.origin, frame))
 	return true

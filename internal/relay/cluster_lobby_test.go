@@ -226,8 +226,8 @@ func TestClusterISSUNLobbyTokenAuth(t *testing.T) {
 	require.Equal(t, "all", string(nextGame(t, b).Payload))
 	require.Equal(t, "to b", string(nextGame(t, b).Payload))
 	require.Eventually(t, func() bool {
-		return testutil.ToFloat64(s1.metrics.drops.WithLabelValues(dropUnknownTarget)) == 1
-	}, testenv.Wait, testenv.Tick, "the event to u is dropped on s1")
+		return testutil.ToFloat64(s2.metrics.drops.WithLabelValues(dropUnknownTarget)) == 1
+	}, testenv.Wait, testenv.Tick, "the event to u reaches s2 by the NodeId directory, which drops it")
 	// u's own broadcast goes nowhere either.
 	u.Send(event(broadcast, 4, "from u"))
 	require.Eventually(t, func() bool {
@@ -357,6 +357,9 @@ func TestClusterISSUNLobbyEntryWaitsForNoEngineCall(t *testing.T) {
 	s2 := newClusterServer(t, prefix, nil)
 	require.Eventually(t, func() bool { return s1.cluster.lobbyLive() && s2.cluster.lobbyLive() }, testenv.Wait, testenv.Tick)
 	a, b := dialISSUN(t, s1, 1), dialISSUN(t, s1, 2)
+	// The handshake goroutine enters the lobby just after the echo: wait
+	// for it, or a's broadcast may come first.
+	require.Eventually(t, func() bool { return len(*s1.lobby.snap.Load()) == 2 }, testenv.Wait, testenv.Tick)
 	a.Send(event(broadcast, 1, "local"))
 	require.Equal(t, "local", string(nextGame(t, b).Payload), "a's events are read while its lobby presence write hangs")
 	b.Send(event(broadcast, 2, "back"))

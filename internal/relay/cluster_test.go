@@ -63,11 +63,10 @@ func TestClusterNativeRoomAcrossProcesses(t *testing.T) {
 	require.ElementsMatch(t, []wire.NodeID{1, 2}, nodeIDs(jb.Members), "JOINED lists the members on both processes")
 	require.Equal(t, []wire.NodeID{2}, nodeIDs(nextPresence(t, a).Joins), "a hears b join on the other process")
 
-	// A NodeId taken by a member on another process cannot join the room.
-	dup := dialNative(t, s1, 2)
-	dup.SendControl(&wire.Join{RequestID: 9, Room: "arena"})
-	e := nextError(t, dup)
-	require.Contains(t, e.Message, "another process has this node id")
+	// A NodeId connected on another process is refused at the handshake
+	// (the NodeId directory).
+	_, err := relaytest.TryNative(t, s1.Addr().String(), &wire.Hello{NodeID: 2}, relaytest.NativeOptions{})
+	refusal(t, err, wire.ErrCodeConflict, closeNodeInUse)
 
 	jc := c.Join("arena")
 	require.Len(t, jc.Members, 3)

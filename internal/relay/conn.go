@@ -55,7 +55,10 @@ type conn struct {
 	user   string
 	info   []byte
 	authed bool
-	bucket bucket
+	// dirUser is the user of c's NodeId directory entry as written
+	// (directory.go), guarded by mu.
+	dirUser string
+	bucket  bucket
 	// rooms are the rooms joined, guarded by rmu (written by the goroutine
 	// handling joins, read by the event readers).
 	rmu   sync.RWMutex

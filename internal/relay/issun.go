@@ -47,7 +47,14 @@ func (s *Server) handshakeISSUN(qc *quic.Conn) (session func()) {
 	}
 	c := s.newConn(qc, transportISSUN, id)
 	c.q = s.cfg.Pool.NewQueue(issunSink{c}, s.cfg.QueueLimit)
-	if err := s.register(c); err != nil {
+	err = nil
+	if s.cluster != nil && s.node(id) == nil && s.cluster.nodeElsewhere(id, "") {
+		err = ErrNodeInUse // connected on another process (directory.go)
+	}
+	if err == nil {
+		err = s.register(c)
+	}
+	if err != nil {
 		if errors.Is(err, ErrNodeInUse) {
 			s.metrics.handshakes.WithLabelValues(handshakeDuplicate).Inc()
 			closeQUIC(qc, closeNodeInUse)

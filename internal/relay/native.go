@@ -214,8 +214,15 @@ func (s *Server) registerNative(c *conn, assign bool) error {
 		// resuming (the others see it leave). Another user's, an anonymous
 		// one (reachable only through its resume token) or a live one
 		// keeps the NodeId.
+		same := ""
 		if c.user != "" && c.tokenAccepted.Load() {
 			s.endParkedNode(c.id, "", c.user)
+			same = c.user
+		}
+		// Held on another process (directory.go): refused, unless by
+		// the same user (a parked session there ends at JOIN, freeNode).
+		if s.cluster != nil && s.node(c.id) == nil && s.cluster.nodeElsewhere(c.id, same) {
+			return ErrNodeInUse
 		}
 		return s.register(c)
 	}

@@ -173,6 +173,9 @@ func (s *Server) resume(c *conn, token, user string) ([]*room, error) {
 	c.id, c.sid, c.user, c.info, c.resume, c.alias, c.hs = old.id, old.sid, old.user, old.connInfo(), old.resume, old.alias, old.hs
 	c.tokenAccepted.Store(old.user != "")
 	c.meta = old.meta
+	old.mu.Lock()
+	c.dirUser = old.dirUser // the same directory entry (directory.go)
+	old.mu.Unlock()
 	rooms := old.roomList()
 	c.rmu.Lock()
 	for _, r := range rooms {

@@ -426,6 +426,8 @@ func (h *handedSession) valid(maxRooms int) bool {
 // reader goroutine: requests are served in goroutines of their own).
 func (cl *cluster) handleProcess(m *busMessage) {
 	switch m.kind {
+	case busTarget:
+		cl.deliverTargeted(m)
 	case busAsk:
 		var req busRequest
 		if json.Unmarshal(m.body, &req) != nil || req.ID == "" {
@@ -575,6 +577,7 @@ func (s *Server) writePresence(id wire.NodeID, sid string) {
 	if c == nil || c.sid != sid || s.cfg.Presence == nil {
 		return
 	}
+	s.cluster.dirAdd(c)
 	info := c.presenceInfo()
 	names := slices.Clone(arriving)
 	for _, r := range c.roomList() {
@@ -643,6 +646,7 @@ func (s *Server) handOver(token, user, to string) (h *handedSession, cleanup fun
 	return h, func() {
 		defer func() {
 			s.removeSession(old)
+			s.cluster.dirRemove(old) // the claimer writes it again (opPresent)
 			s.mu.Lock()
 			delete(s.cluster.handing, hs)
 			s.mu.Unlock()

@@ -331,12 +331,11 @@ func TestClusterFixedNodeIDElsewhere(t *testing.T) {
 	require.Eventually(t, func() bool { return s2.node(7) == nil }, testenv.Wait, testenv.Tick)
 
 	lose(t, a, s1)
-	// Another user with NodeId 7: still refused.
-	eve := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{NodeID: 7, Token: alice})
-	eve.SendControl(&wire.Join{RequestID: 3, Room: "r"})
-	require.Contains(t, nextError(t, eve).Message, "another process has this node id")
-	eve.Close()
-	require.Eventually(t, func() bool { return s2.node(7) == nil }, testenv.Wait, testenv.Tick)
+	// Another user with NodeId 7: still refused, at the handshake (the
+	// NodeId directory: a parked session keeps its NodeId).
+	_, err := relaytest.TryNative(t, s2.Addr().String(), &wire.Hello{NodeID: 7, Token: alice}, relaytest.NativeOptions{})
+	refusal(t, err, wire.ErrCodeConflict, closeNodeInUse)
+	require.Nil(t, s2.node(7))
 	require.Equal(t, 1.0, parkedCount(s1))
 
 	// bob again, afresh, on s2: the parked session ends on s1.
@@ -354,7 +353,7 @@ func TestClusterFixedNodeIDElsewhere(t *testing.T) {
 		pr := roomPresence(t, s1, "r")
 		return len(pr) == 2 && pr[fresh.Welcome.SessionID].Process == s2.cluster.origin
 	}, testenv.Wait, testenv.Tick)
-	_, err := relaytest.TryNative(t, s1.Addr().String(), &wire.Hello{Token: bob, ResumeToken: a.Welcome.ResumeToken}, relaytest.NativeOptions{})
+	_, err = relaytest.TryNative(t, s1.Addr().String(), &wire.Hello{Token: bob, ResumeToken: a.Welcome.ResumeToken}, relaytest.NativeOptions{})
 	require.Error(t, err, "the ended session cannot be resumed")
 }
 
@@ -590,11 +589,9 @@ func TestClusterFixedNodeIDAnonymousRefused(t *testing.T) {
 	a.AwaitJoin(8)
 	lose(t, a, s1)
 
-	eve := dialNative(t, s2, 7)
-	eve.SendControl(&wire.Join{RequestID: 3, Room: "r"})
-	require.Contains(t, nextError(t, eve).Message, "another process has this node id")
-	eve.Close()
-	require.Eventually(t, func() bool { return s2.node(7) == nil }, testenv.Wait, testenv.Tick)
+	_, err := relaytest.TryNative(t, s2.Addr().String(), &wire.Hello{NodeID: 7}, relaytest.NativeOptions{})
+	refusal(t, err, wire.ErrCodeConflict, closeNodeInUse) // at the handshake: the NodeId directory
+	require.Nil(t, s2.node(7))
 	require.Equal(t, 1.0, parkedCount(s1), "still parked")
 	require.Zero(t, testutil.ToFloat64(s1.cluster.sessions.WithLabelValues(sessionEndedForNode)))
 	// Asked directly (a forged request), s1 refuses too.

@@ -383,19 +383,26 @@ func (s *Server) register(c *conn) error {
 		s.unregister(c)
 		return err
 	}
+	if s.cluster != nil {
+		s.cluster.dirAdd(c)
+	}
 	return nil
 }
 
 // unregister ends c's session: its NodeId is free and the hub forgets it.
 func (s *Server) unregister(c *conn) {
 	s.mu.Lock()
-	if s.nodes[c.id] == c {
+	held := s.nodes[c.id] == c
+	if held {
 		delete(s.nodes, c.id)
 	}
 	_, ok := s.conns[c]
 	delete(s.conns, c)
 	s.mu.Unlock()
 	s.removeSession(c)
+	if held && s.cluster != nil {
+		s.cluster.dirRemove(c)
+	}
 	if ok {
 		s.metrics.connections.WithLabelValues(c.label).Dec()
 	}

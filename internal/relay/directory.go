@@ -1,0 +1,310 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	wire "github.com/switchboard-rt/switchboard/protocol/relay"
+)
+
+// The NodeId directory (the Redis engine). Every registered connection
+// (ISSUN and native, once its handshake is accepted) has a hub presence
+// entry in the channel of its NodeId (nodeChannel), under its session id,
+// whose ChanInfo (presenceEntry) names its process. It is written at
+// register, kept while the session is parked, and removed when the
+// session ends (unregister) or is handed over to another process (whose
+// register writes it again, and again on opPresent, since the issuer's
+// removal may come after). The broker refreshes the entry while its
+// process lives; a dead process's entries go with the presence TTL.
+//
+//   - Handshakes: an ISSUN NodeId present on another process is refused
+//     as a duplicate, as is a native NodeId (asked for, not assigned)
+//     held there by another user or an anonymous session (the same user's
+//     parked session is ended at JOIN, cluster.freeNode). One presence
+//     read, so two handshakes racing on two processes can both pass: the
+//     check is best-effort. A failed read lets the handshake through
+//     (logged): the local check still holds, and rooms check NodeIds
+//     again at JOIN.
+//   - ISSUN targeted events to a NodeId neither connected here nor a
+//     known remote member (issunNodes) are sent to the process holding it
+//     (busTarget on its processTopic), found through a small cache
+//     (dirState) filled by lookups in the background: the connection's
+//     read loop never waits for Redis.
+
+// nodeChannel is the hub channel of NodeId id's directory entry. It is in
+// the relay namespace (which has presence) but no room's: the byte 0xff
+// never appears in a room name, which is UTF-8.
+func nodeChannel(id wire.NodeID) string {
+	return ChannelPrefix + "\xffnode:" + strconv.FormatUint(uint64(id), 10)
+}
+
+// Directory limits.
+const (
+	// dirTimeout bounds a directory read or write made in a handshake.
+	dirTimeout = 2 * time.Second
+	// dirTTL is how long a lookup's answer is trusted.
+	dirTTL = 1500 * time.Millisecond
+	// dirCacheSize bounds the cache entries (lookups in progress included).
+	dirCacheSize = 4096
+	// dirWaiting bounds the events waiting for one lookup.
+	dirWaiting = 64
+)
+
+// Drop reason of an event beyond dirWaiting, or with the cache full of
+// lookups in progress.
+const dropLookupFull = "node_lookup_full"
+
+// Outcomes of directory lookups (switchboard_relay_node_lookups_total).
+const (
+	lookupFound   = "found"
+	lookupMissing = "missing"
+	lookupFailed  = "failed"
+)
+
+// dirEntry is a cached lookup: process "" for nobody (or a failed read).
+type dirEntry struct {
+	process string
+	expires time.Time
+	pending bool     // the lookup is in progress
+	waiting [][]byte // frames to forward when it answers
+}
+
+// dirState is the cluster's directory cache and metrics; cache is
+// guarded by cluster.dirMu.
+type dirState struct {
+	cache   map[wire.NodeID]*dirEntry
+	lookups *prometheus.CounterVec
+	full    prometheus.Counter
+}
+
+func (cl *cluster) initDirectory() error {
+	cl.dir.cache = map[wire.NodeID]*dirEntry{}
+	cl.dir.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_node_lookups_total",
+		Help: "Cluster NodeId directory lookups for ISSUN targeted events, by outcome (found, missing, failed)."}, []string{"outcome"})
+	for _, o := range []string{lookupFound, lookupMissing, lookupFailed} {
+		cl.dir.lookups.WithLabelValues(o)
+	}
+	cl.dir.full = cl.s.metrics.drops.WithLabelValues(dropLookupFull)
+	if reg := cl.s.cfg.Registerer; reg != nil {
+		return reg.Register(cl.dir.lookups)
+	}
+	return nil
+}
+
+// dirAdd writes c's directory entry (c just registered).
+func (cl *cluster) dirAdd(c *conn) {
+	p := cl.s.cfg.Presence
+	if p == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(cl.ctx, dirTimeout)
+	defer cancel()
+	info := c.presenceInfo()
+	c.mu.Lock()
+	c.dirUser = info.UserID
+	c.mu.Unlock()
+	if err := p.AddPresence(ctx, nodeChannel(c.id), info); err != nil {
+		cl.s.log.Warn("relay node directory add failed", "node_id", uint64(c.id), "error", err)
+	}
+}
+
+// dirRemove removes c's directory entry.
+func (cl *cluster) dirRemove(c *conn) {
+	p := cl.s.cfg.Presence
+	if p == nil {
+		return
+	}
+	c.mu.Lock()
+	id, sid, user := c.id, c.sid, c.dirUser
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), dirTimeout)
+	defer cancel()
+	if err := p.RemovePresence(ctx, nodeChannel(id), sid, user); err != nil {
+		cl.s.log.Warn("relay node directory remove failed", "node_id", uint64(id), "error", err)
+	}
+}
+
+// dirHolder is a session holding a NodeId on another process.
+type dirHolder struct {
+	process, user string
+}
+
+// dirRead lists the sessions holding id on other processes.
+func (cl *cluster) dirRead(ctx context.Context, id wire.NodeID) ([]dirHolder, error) {
+	pres, err := cl.lister.Presence(ctx, nodeChannel(id))
+	if err != nil {
+		return nil, err
+	}
+	var out []dirHolder
+	for _, info := range pres {
+		var e presenceEntry
+		if json.Unmarshal(info.ChanInfo, &e) != nil || e.Process == "" || e.Process == cl.origin {
+			continue
+		}
+		if n, err := strconv.ParseUint(e.NodeID, 10, 64); err != nil || wire.NodeID(n) != id {
+			continue
+		}
+		out = append(out, dirHolder{process: e.Process, user: info.UserID})
+	}
+	return out, nil
+}
+
+// nodeElsewhere reports whether another process holds id, for a
+// handshake; sameUser, when not empty, is a user whose sessions there do
+// not count. A failed read reports false (logged): see the top.
+func (cl *cluster) nodeElsewhere(id wire.NodeID, sameUser string) bool {
+	ctx, cancel := context.WithTimeout(cl.ctx, dirTimeout)
+	defer cancel()
+	hs, err := cl.dirRead(ctx, id)
+	if err != nil {
+		cl.s.log.Warn("relay node directory read failed: handshake accepted", "node_id", uint64(id), "error", err)
+		return false
+	}
+	for _, h := range hs {
+		if sameUser == "" || h.user != sameUser {
+			return true
+		}
+	}
+	return false
+}
+
+// forwardByDirectory sends an ISSUN targeted event to the process holding
+// target, by the cache or a lookup it starts; false when the cache knows
+// nobody has it (the caller counts unknown_target). It never blocks on
+// the engine.
+func (cl *cluster) forwardByDirectory(target wire.NodeID, frame []byte) bool {
+	now := cl.s.cfg.Clock.Now()
+	cl.dirMu.Lock()
+	e := cl.dir.cache[target]
+	if e != nil && !e.pending && !now.Before(e.expires) {
+		delete(cl.dir.cache, target)
+		e = nil
+	}
+	switch {
+	case e != nil && e.pending:
+		if len(e.waiting) >= dirWaiting {
+			cl.dirMu.Unlock()
+			cl.dir.full.Inc()
+			return true
+		}
+		e.waiting = append(e.waiting, append([]byte(nil), frame...))
+		cl.dirMu.Unlock()
+		return true
+	case e != nil:
+		process := e.process
+		cl.dirMu.Unlock()
+		if process == "" {
+			return false
+		}
+		cl.enqueue(processTopic(process), busFrame(busTarget, transportISSUN, cl.origin, frame))
+		return true
+	}
+	if !cl.dirRoomLocked(now) {
+		cl.dirMu.Unlock()
+		cl.dir.full.Inc()
+		return true
+	}
+	e = &dirEntry{pending: true, waiting: [][]byte{append([]byte(nil), frame...)}}
+	cl.dir.cache[target] = e
+	cl.dirMu.Unlock()
+	if !cl.goRun(func() { cl.lookup(target, e) }) {
+		cl.dirMu.Lock()
+		delete(cl.dir.cache, target)
+		cl.dirMu.Unlock()
+		cl.dropPub.Inc() // closing: nobody will publish it
+	}
+	return true
+}
+
+// dirRoomLocked makes room for one more cache entry (dirMu held): expired
+// entries go, then any answered one; false when all are lookups in
+// progress.
+func (cl *cluster) dirRoomLocked(now time.Time) bool {
+	if len(cl.dir.cache) < dirCacheSize {
+		return true
+	}
+	for id, e := range cl.dir.cache {
+		if !e.pending && !now.Before(e.expires) {
+			delete(cl.dir.cache, id)
+		}
+	}
+	if len(cl.dir.cache) < dirCacheSize {
+		return true
+	}
+	for id, e := range cl.dir.cache {
+		if !e.pending {
+			delete(cl.dir.cache, id)
+			return true
+		}
+	}
+	return false
+}
+
+// lookup reads target's directory entry for e (in its own goroutine),
+// then forwards e's waiting frames or counts them unknown.
+func (cl *cluster) lookup(target wire.NodeID, e *dirEntry) {
+	ctx, cancel := context.WithTimeout(cl.syncCtx, dirTimeout) // close cancels it first
+	hs, err := cl.dirRead(ctx, target)
+	cancel()
+	process := ""
+	switch {
+	case err != nil:
+		cl.dir.lookups.WithLabelValues(lookupFailed).Inc()
+		if cl.syncCtx.Err() == nil {
+			cl.s.log.Warn("relay node directory lookup failed", "node_id", uint64(target), "error", err)
+		}
+	case len(hs) == 0:
+		cl.dir.lookups.WithLabelValues(lookupMissing).Inc()
+	default:
+		cl.dir.lookups.WithLabelValues(lookupFound).Inc()
+		process = hs[0].process
+	}
+	cl.dirMu.Lock()
+	waiting := e.waiting
+	e.waiting, e.pending, e.process = nil, false, process
+	e.expires = cl.s.cfg.Clock.Now().Add(dirTTL)
+	if err != nil && cl.dir.cache[target] == e {
+		delete(cl.dir.cache, target) // a failed read is not remembered
+	}
+	cl.dirMu.Unlock()
+	for _, f := range waiting {
+		if process == "" {
+			cl.s.metrics.drops.WithLabelValues(dropUnknownTarget).Inc()
+			continue
+		}
+		cl.enqueue(processTopic(process), busFrame(busTarget, transportISSUN, cl.origin, f))
+	}
+}
+
+// deliverTargeted delivers an ISSUN targeted event another process sent
+// here by the directory to its target, by the local rules.
+func (cl *cluster) deliverTargeted(m *busMessage) {
+	s := cl.s
+	frame := m.frame
+	if m.transport != transportISSUN {
+		cl.dropBad.Inc()
+		return
+	}
+	h, err := wire.ParseHeader(frame, wire.VersionISSUN, s.cfg.MaxFrame)
+	if err == nil && int(h.Length) != len(frame)-wire.HeaderSize {
+		err = wire.ErrTruncated
+	}
+	if err != nil {
+		cl.dropBad.Inc()
+		return
+	}
+	v, err := wire.ParseEvent(frame[wire.HeaderSize:], s.cfg.MaxTypeName)
+	if err != nil || v.Scope.Kind != wire.ScopeTargeted {
+		cl.dropBad.Inc()
+		return
+	}
+	if t := s.node(v.Scope.Target); t != nil && t.issunReceiver() {
+		t.send(frame)
+		return
+	}
+	s.metrics.drops.WithLabelValues(dropUnknownTarget).Inc()
+}
