@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -79,10 +80,13 @@ type dirState struct {
 	cache   map[wire.NodeID]*dirEntry
 	lookups *prometheus.CounterVec
 	full    prometheus.Counter
+	// lookupWait bounds a lookup (dirTimeout; tests hold lookups longer).
+	lookupWait atomic.Int64
 }
 
 func (cl *cluster) initDirectory() error {
 	cl.dir.cache = map[wire.NodeID]*dirEntry{}
+	cl.dir.lookupWait.Store(int64(dirTimeout))
 	cl.dir.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_node_lookups_total",
 		Help: "Cluster NodeId directory lookups for ISSUN targeted events, by outcome (found, missing, failed)."}, []string{"outcome"})
 	for _, o := range []string{lookupFound, lookupMissing, lookupFailed} {
@@ -247,7 +251,7 @@ func (cl *cluster) dirRoomLocked(now time.Time) bool {
 // lookup reads target's directory entry for e (in its own goroutine),
 // then forwards e's waiting frames or counts them unknown.
 func (cl *cluster) lookup(target wire.NodeID, e *dirEntry) {
-	ctx, cancel := context.WithTimeout(cl.syncCtx, dirTimeout) // close cancels it first
+	ctx, cancel := context.WithTimeout(cl.syncCtx, time.Duration(cl.dir.lookupWait.Load())) // close cancels it first
 	hs, err := cl.dirRead(ctx, target)
 	cancel()
 	process := ""

@@ -234,6 +234,7 @@ func TestClusterISSUNTargetedWaitsForTheLookup(t *testing.T) {
 		l, _ := c.Presence.(PresenceLister)
 		c.Presence = &gatedPresence{p: c.Presence, l: l, channel: nodeChannel(2), gate: gate, reads: reads}
 	})
+	s1.cluster.dir.lookupWait.Store(int64(2 * testenv.Wait)) // the gate, not the timeout, ends the read
 	s2 := newClusterServer(t, prefix, nil)
 	a, b := dialISSUN(t, s1, 1), dialISSUN(t, s2, 2)
 	issunJoin(t, b, "match")
