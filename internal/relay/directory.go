@@ -53,6 +53,9 @@ const (
 	dirCacheSize = 4096
 	// dirWaiting bounds the events waiting for one lookup.
 	dirWaiting = 64
+	// dirLookups bounds the lookups in progress at once (each a Redis
+	// read): targets beyond are dropped, not queued.
+	dirLookups = 16
 )
 
 // Drop reason of an event beyond dirWaiting, or with the cache full of
@@ -82,11 +85,14 @@ type dirState struct {
 	full    prometheus.Counter
 	// lookupWait bounds a lookup (dirTimeout; tests hold lookups longer).
 	lookupWait atomic.Int64
+	// running holds a token per lookup in progress (dirLookups).
+	running chan struct{}
 }
 
 func (cl *cluster) initDirectory() error {
 	cl.dir.cache = map[wire.NodeID]*dirEntry{}
 	cl.dir.lookupWait.Store(int64(dirTimeout))
+	cl.dir.running = make(chan struct{}, dirLookups)
 	cl.dir.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_node_lookups_total",
 		Help: "Cluster NodeId directory lookups for ISSUN targeted events, by outcome (found, missing, failed)."}, []string{"outcome"})
 	for _, o := range []string{lookupFound, lookupMissing, lookupFailed} {
@@ -109,15 +115,34 @@ func (cl *cluster) dirAdd(c *conn) {
 	defer cancel()
 	info := c.presenceInfo()
 	c.mu.Lock()
+	if c.dirGone {
+		c.mu.Unlock()
+		return
+	}
 	c.dirUser = info.UserID
 	c.mu.Unlock()
 	if err := p.AddPresence(ctx, nodeChannel(c.id), info); err != nil {
 		cl.s.log.Warn("relay node directory add failed", "node_id", uint64(c.id), "error", err)
 	}
+	c.mu.Lock()
+	gone := c.dirGone
+	c.mu.Unlock()
+	if gone { // removed while the write was in flight: it must not stay
+		cl.dirDelete(c)
+	}
 }
 
-// dirRemove removes c's directory entry.
+// dirRemove removes c's directory entry for good: a write of it still in
+// flight (dirAdd) is undone.
 func (cl *cluster) dirRemove(c *conn) {
+	c.mu.Lock()
+	c.dirGone = true
+	c.mu.Unlock()
+	cl.dirDelete(c)
+}
+
+// dirDelete deletes c's directory entry from the engine.
+func (cl *cluster) dirDelete(c *conn) {
 	p := cl.s.cfg.Presence
 	if p == nil {
 		return
@@ -125,7 +150,7 @@ func (cl *cluster) dirRemove(c *conn) {
 	c.mu.Lock()
 	id, sid, user := c.id, c.sid, c.dirUser
 	c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), dirTimeout)
+	ctx, cancel := context.WithTimeout(cl.s.opBase, dirTimeout) // Shutdown's deadline ends it
 	defer cancel()
 	if err := p.RemovePresence(ctx, nodeChannel(id), sid, user); err != nil {
 		cl.s.log.Warn("relay node directory remove failed", "node_id", uint64(id), "error", err)
@@ -212,10 +237,18 @@ func (cl *cluster) forwardByDirectory(target wire.NodeID, frame []byte) bool {
 		cl.dir.full.Inc()
 		return true
 	}
+	select {
+	case cl.dir.running <- struct{}{}:
+	default: // as many lookups as allowed run already
+		cl.dirMu.Unlock()
+		cl.dir.full.Inc()
+		return true
+	}
 	e = &dirEntry{pending: true, waiting: [][]byte{append([]byte(nil), frame...)}}
 	cl.dir.cache[target] = e
 	cl.dirMu.Unlock()
-	if !cl.goRun(func() { cl.lookup(target, e) }) {
+	if !cl.goRun(func() { defer func() { <-cl.dir.running }(); cl.lookup(target, e) }) {
+		<-cl.dir.running
 		cl.dirMu.Lock()
 		delete(cl.dir.cache, target)
 		cl.dirMu.Unlock()

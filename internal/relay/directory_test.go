@@ -252,3 +252,70 @@ func TestClusterISSUNTargetedWaitsForTheLookup(t *testing.T) {
 	require.Equal(t, 1.0, testutil.ToFloat64(s1.cluster.dir.lookups.WithLabelValues(lookupFound)))
 	require.Zero(t, testutil.ToFloat64(s1.metrics.drops.WithLabelValues(dropUnknownTarget)))
 }
+
+// heldAdds holds the presence additions of one channel, once armed,
+// until release is closed.
+type heldAdds struct {
+	writeOnly
+	lister  PresenceLister
+	channel string
+	armed   atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (h *heldAdds) AddPresence(ctx context.Context, ch string, info *hub.ClientInfo) error {
+	if ch == h.channel && h.armed.Load() {
+		h.entered <- struct{}{}
+		<-h.release
+	}
+	return h.writeOnly.AddPresence(ctx, ch, info)
+}
+
+func (h *heldAdds) Presence(ctx context.Context, channel string) (map[string]*hub.ClientInfo, error) {
+	return h.lister.Presence(ctx, channel)
+}
+
+// A directory entry removed while its write is in flight does not stay
+// (the engine would keep refreshing it for the life of the process).
+func TestClusterDirectoryRemoveDuringAdd(t *testing.T) {
+	prefix := clusterPrefix(t)
+	var held *heldAdds
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		held = &heldAdds{writeOnly: c.Presence, lister: c.Presence.(PresenceLister), channel: nodeChannel(5),
+			entered: make(chan struct{}, 1), release: make(chan struct{})}
+		c.Presence = held
+	})
+	s2 := newClusterServer(t, prefix, nil)
+	dialISSUN(t, s1, 5)
+	c := s1.node(5)
+	require.NotNil(t, c)
+	held.armed.Store(true)
+	done := make(chan struct{})
+	go func() { defer close(done); s1.cluster.dirAdd(c) }() // as opPresent does
+	<-held.entered
+	s1.cluster.dirRemove(c) // the client went meanwhile
+	close(held.release)
+	<-done
+	require.Empty(t, dirHolders(t, s2, 5), "nobody holds 5")
+}
+
+// Lookups run at most dirLookups at once: a target beyond them is
+// dropped and counted, with no Redis read.
+func TestClusterDirectoryLookupsBounded(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1 := newClusterServer(t, prefix, nil)
+	for range dirLookups {
+		s1.cluster.dir.running <- struct{}{}
+	}
+	a := dialISSUN(t, s1, 1)
+	a.Send(event(wire.Scope{Kind: wire.ScopeTargeted, Target: 4242}, 1, "x"))
+	full := s1.metrics.drops.WithLabelValues(dropLookupFull)
+	require.Eventually(t, func() bool { return testutil.ToFloat64(full) == 1 }, testenv.Wait, testenv.Tick)
+	for _, o := range []string{lookupFound, lookupMissing, lookupFailed} {
+		require.Zero(t, testutil.ToFloat64(s1.cluster.dir.lookups.WithLabelValues(o)))
+	}
+	for range dirLookups {
+		<-s1.cluster.dir.running
+	}
+}

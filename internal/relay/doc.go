@@ -35,6 +35,6 @@
 // room.notify; then Server.mu; then conn.rmu or busRoom.mu (JOIN reads
 // the remote members); then cluster.idxMu (the ISSUN NodeId index).
 // cluster.procMu is taken alone, except around the lobby's busRoom.mu
-// when it subscribes. Fan-out takes no lock (room member lists are
+// when it subscribes; cluster.dirMu (the NodeId directory's cache) alone. Fan-out takes no lock (room member lists are
 // immutable snapshots).
 package relay

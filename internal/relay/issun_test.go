@@ -79,7 +79,16 @@ func dialQUIC(t *testing.T, addr string, protos []string) (*quic.Conn, error) {
 
 func dialISSUN(t *testing.T, s *testServer, id wire.NodeID) *relaytest.ISSUN {
 	t.Helper()
-	return relaytest.DialISSUN(t, s.Addr().String(), id)
+	c := relaytest.DialISSUN(t, s.Addr().String(), id)
+	if s.cfg.Auth == AuthNone {
+		// The client cannot see it: the relay puts it in the lobby just
+		// after the echo, so a broadcast sent at once could miss it.
+		require.Eventually(t, func() bool {
+			sc := s.node(id)
+			return sc != nil && s.inLobby(sc)
+		}, testenv.Wait, testenv.Tick, "%d in the lobby", id)
+	}
+	return c
 }
 
 func tryISSUN(t *testing.T, s *testServer, id wire.NodeID) (*relaytest.ISSUN, error) {
