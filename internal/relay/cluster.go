@@ -688,6 +688,8 @@ type presenceEntry struct {
 	Transport string `json:"transport"`
 	Process   string `json:"process,omitempty"`
 	Metadata  []byte `json:"metadata,omitempty"`
+	// Parked marks a NodeId directory entry of a parked session.
+	Parked bool `json:"parked,omitempty"`
 }
 
 // roomTransport is the room transport of a presence transport label.

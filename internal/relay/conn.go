@@ -58,9 +58,10 @@ type conn struct {
 	// dirUser is the user of c's NodeId directory entry as written
 	// (directory.go), guarded by mu.
 	dirUser string
-	// dirGone: the directory entry was removed for good (directory.go).
-	dirGone bool
-	bucket  bucket
+	// dirGone: the directory entry was removed for good; dirParked: it
+	// says the session is parked (directory.go).
+	dirGone, dirParked bool
+	bucket             bucket
 	// rooms are the rooms joined, guarded by rmu (written by the goroutine
 	// handling joins, read by the event readers).
 	rmu   sync.RWMutex

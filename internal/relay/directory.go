@@ -120,7 +120,14 @@ func (cl *cluster) dirAdd(c *conn) {
 		return
 	}
 	c.dirUser = info.UserID
+	parked := c.dirParked
 	c.mu.Unlock()
+	if parked {
+		var e presenceEntry
+		_ = json.Unmarshal(info.ChanInfo, &e) // written by presenceInfo
+		e.Parked = true
+		info.ChanInfo, _ = json.Marshal(e)
+	}
 	if err := p.AddPresence(ctx, nodeChannel(c.id), info); err != nil {
 		cl.s.log.Warn("relay node directory add failed", "node_id", uint64(c.id), "error", err)
 	}
@@ -130,6 +137,16 @@ func (cl *cluster) dirAdd(c *conn) {
 	if gone { // removed while the write was in flight: it must not stay
 		cl.dirDelete(c)
 	}
+}
+
+// dirMarkParked rewrites c's directory entry saying whether it is parked
+// (a native session lost within its resume window), which the same user
+// may take over from another process.
+func (cl *cluster) dirMarkParked(c *conn, parked bool) {
+	c.mu.Lock()
+	c.dirParked = parked
+	c.mu.Unlock()
+	cl.dirAdd(c)
 }
 
 // dirRemove removes c's directory entry for good: a write of it still in
@@ -160,6 +177,7 @@ func (cl *cluster) dirDelete(c *conn) {
 // dirHolder is a session holding a NodeId on another process.
 type dirHolder struct {
 	process, user string
+	parked        bool
 }
 
 // dirRead lists the sessions holding id on other processes.
@@ -177,14 +195,15 @@ func (cl *cluster) dirRead(ctx context.Context, id wire.NodeID) ([]dirHolder, er
 		if n, err := strconv.ParseUint(e.NodeID, 10, 64); err != nil || wire.NodeID(n) != id {
 			continue
 		}
-		out = append(out, dirHolder{process: e.Process, user: info.UserID})
+		out = append(out, dirHolder{process: e.Process, user: info.UserID, parked: e.Parked})
 	}
 	return out, nil
 }
 
 // nodeElsewhere reports whether another process holds id, for a
-// handshake; sameUser, when not empty, is a user whose sessions there do
-// not count. A failed read reports false (logged): see the top.
+// handshake; sameUser, when not empty, is a user whose parked sessions
+// there do not count (a JOIN ends them, freeNode; a live one does count).
+// A failed read reports false (logged): see the top.
 func (cl *cluster) nodeElsewhere(id wire.NodeID, sameUser string) bool {
 	ctx, cancel := context.WithTimeout(cl.ctx, dirTimeout)
 	defer cancel()
@@ -194,7 +213,7 @@ func (cl *cluster) nodeElsewhere(id wire.NodeID, sameUser string) bool {
 		return false
 	}
 	for _, h := range hs {
-		if sameUser == "" || h.user != sameUser {
+		if sameUser == "" || h.user != sameUser || !h.parked {
 			return true
 		}
 	}

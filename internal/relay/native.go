@@ -138,6 +138,9 @@ func (s *Server) handshakeNativeOn(qc *quic.Conn, tr nativeTransport, label stri
 	var rooms []*room
 	if hello.ResumeToken != "" {
 		rooms, err = s.resume(c, hello.ResumeToken, user)
+		if err == nil && s.cluster != nil {
+			s.cluster.dirMarkParked(c, false) // live again here
+		}
 		if errors.Is(err, ErrResumeUnknown) && s.cluster != nil {
 			rooms, err = s.cluster.resumeRemote(c, hello.ResumeToken, user)
 		}
@@ -777,6 +780,9 @@ func (c *conn) finishNative() {
 	if c.srv.park(c) {
 		c.receiving.Store(false)
 		n.tr.close(closeNormal)
+		if cl := c.srv.cluster; cl != nil {
+			cl.dirMarkParked(c, true) // the same user's HELLO elsewhere may take it
+		}
 		return
 	}
 	for _, r := range c.roomList() {
