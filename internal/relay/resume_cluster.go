@@ -590,6 +590,16 @@ func (s *Server) writePresence(id wire.NodeID, sid string) {
 		if err := s.cfg.Presence.AddPresence(ctx, ChannelPrefix+name, info); err != nil {
 			s.log.Warn("relay presence add failed", "channel", ChannelPrefix+name, "error", err)
 		}
+		// Left the room (or went) while the write was in flight: its
+		// leave's removal may have come first, and the entry must not stay.
+		s.mu.RLock()
+		still := s.nodes[id] == c && (c.roomNamed(name) != nil || slices.Contains(s.cluster.arriving[sid], name))
+		s.mu.RUnlock()
+		if !still {
+			if err := s.cfg.Presence.RemovePresence(ctx, ChannelPrefix+name, sid, info.UserID); err != nil {
+				s.log.Warn("relay presence remove failed", "channel", ChannelPrefix+name, "error", err)
+			}
+		}
 		cancel()
 	}
 }
