@@ -997,3 +997,28 @@ func TestShutdownBoundsParkedLeaves(t *testing.T) {
 	_ = s.Shutdown(ctx)
 	require.Less(t, time.Since(start), opTimeout, "not held by the parked session's hanging leave")
 }
+
+// A claimer's presence rewrite (opPresent) whose write lands after the
+// session left the room is removed again: no entry outlives the member.
+func TestClusterPresenceRewriteAfterLeave(t *testing.T) {
+	var held *heldAdds
+	s := newClusterServer(t, clusterPrefix(t), func(c *Config) {
+		held = &heldAdds{writeOnly: c.Presence, lister: c.Presence.(PresenceLister), channel: "relay:r",
+			entered: make(chan struct{}, 1), release: make(chan struct{})}
+		c.Presence = held
+	})
+	x := dialNative(t, s, 9)
+	j := x.Join("r")
+	sid := x.Welcome.SessionID
+	require.Len(t, roomPresence(t, s, "r"), 1)
+	held.armed.Store(true)
+	done := make(chan struct{})
+	go func() { defer close(done); s.writePresence(9, sid) }()
+	<-held.entered
+	x.SendControl(&wire.Leave{RequestID: 3, Handle: j.Handle})
+	require.Eventually(t, func() bool { return len(s.Rooms()) == 0 && len(roomPresence(t, s, "r")) == 0 },
+		testenv.Wait, testenv.Tick, "left, its presence removed")
+	close(held.release)
+	<-done
+	require.Empty(t, roomPresence(t, s, "r"), "the late write was undone")
+}
