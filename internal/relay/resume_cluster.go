@@ -691,12 +691,7 @@ func (s *Server) handOff(old *conn, r *room, meta []byte) {
 		br.news.Unlock()
 	}
 	s.mu.Lock()
-	delete(r.members, old)
-	r.snapshotLocked()
-	if len(r.members) == 0 && s.rooms[r.name] == r {
-		delete(s.rooms, r.name)
-		s.metrics.rooms.Dec()
-	}
+	s.dropMemberLocked(r, old)
 	s.mu.Unlock()
 	old.rmu.Lock()
 	delete(old.rooms, r.name)

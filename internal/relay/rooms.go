@@ -194,6 +194,17 @@ func (s *Server) leave(c *conn, r *room) {
 	s.leaveRoom(c, r, false)
 }
 
+// dropMemberLocked takes c out of r's members, and r out of the rooms
+// when c was the last (s.mu held).
+func (s *Server) dropMemberLocked(r *room, c *conn) {
+	delete(r.members, c)
+	r.snapshotLocked()
+	if len(r.members) == 0 && s.rooms[r.name] == r {
+		delete(s.rooms, r.name)
+		s.metrics.rooms.Dec()
+	}
+}
+
 // leaveRoom is leave; toLobby (an ISSUN leave) puts c in the lobby in the
 // critical section that takes it out of r, so it gets the lobby's
 // broadcasts from when it stops getting r's; its lobby join goes out
@@ -204,12 +215,7 @@ func (s *Server) leaveRoom(c *conn, r *room, toLobby bool) {
 		s.mu.Unlock()
 		return
 	}
-	delete(r.members, c)
-	r.snapshotLocked()
-	if len(r.members) == 0 && s.rooms[r.name] == r {
-		delete(s.rooms, r.name)
-		s.metrics.rooms.Dec()
-	}
+	s.dropMemberLocked(r, c)
 	c.rmu.Lock()
 	delete(c.rooms, r.name)
 	c.rmu.Unlock()
