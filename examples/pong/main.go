@@ -49,19 +49,31 @@ const (
 	opScore  = 3 // reliable: left, right (uint32 each); the game is over when one reaches the target
 )
 
+// match is how to reach the relay and what game to play.
+type match struct {
+	addr   string        // relay host:port
+	pin    string        // hex SHA-256 of the relay's certificate
+	token  string        // hub connection JWT both players send ("" for relay.auth none)
+	local  bool          // start a relay inside this program instead
+	points int           // points to win
+	tick   time.Duration // simulation step
+}
+
 func main() {
-	addr := flag.String("addr", "127.0.0.1:5000", "relay address (host:port)")
-	pin := flag.String("pin", "", "SHA-256 (hex) of the relay's certificate")
-	local := flag.Bool("local", false, "start a relay inside this program")
-	points := flag.Int("points", 5, "points to win")
-	tick := flag.Duration("tick", time.Second/60, "simulation step")
+	var m match
+	flag.StringVar(&m.addr, "addr", "127.0.0.1:5000", "relay address (host:port)")
+	flag.StringVar(&m.pin, "pin", "", "SHA-256 (hex) of the relay's certificate")
+	flag.StringVar(&m.token, "token", "", "connection JWT for a relay with relay.auth token (switchboard gentoken makes one)")
+	flag.BoolVar(&m.local, "local", false, "start a relay inside this program")
+	flag.IntVar(&m.points, "points", 5, "points to win")
+	flag.DurationVar(&m.tick, "tick", time.Second/60, "simulation step")
 	tui := flag.Bool("tui", false, "draw the court in this terminal and play the left paddle with the keys")
 	flag.Parse()
 	var err error
 	if *tui {
-		err = runTUI(*addr, *pin, *local, *points, *tick)
+		err = runTUI(m)
 	} else {
-		err = run(*addr, *pin, *local, *points, *tick, os.Stdout)
+		err = run(m, os.Stdout)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pong:", err)
@@ -70,7 +82,7 @@ func main() {
 }
 
 // runTUI is run with the terminal UI and a human host.
-func runTUI(addr, pinHex string, local bool, points int, tick time.Duration) error {
+func runTUI(m match) error {
 	restore, err := rawTerminal(os.Stdout)
 	if err != nil {
 		return err
@@ -78,7 +90,7 @@ func runTUI(addr, pinHex string, local bool, points int, tick time.Duration) err
 	h := newHuman()
 	go h.read(os.Stdin) // ends with the program: a read of stdin cannot be interrupted
 	var log bytes.Buffer
-	err = play(addr, pinHex, local, points, tick, &log, h, os.Stdout)
+	err = play(m, &log, h, os.Stdout)
 	restore()
 	fmt.Print(log.String())
 	if errors.Is(err, errQuit) {
@@ -87,17 +99,18 @@ func runTUI(addr, pinHex string, local bool, points int, tick time.Duration) err
 	return err
 }
 
-func run(addr, pinHex string, local bool, points int, tick time.Duration, out io.Writer) error {
-	return play(addr, pinHex, local, points, tick, out, nil, nil)
+func run(m match, out io.Writer) error {
+	return play(m, out, nil, nil)
 }
 
 // play runs one game; with h the host's paddle is h's and every tick is
 // drawn on screen.
-func play(addr, pinHex string, local bool, points int, tick time.Duration, out io.Writer, h *human, screen io.Writer) error {
+func play(m match, out io.Writer, h *human, screen io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
+	addr, points, tick := m.addr, m.points, m.tick
 	var pin [32]byte
-	if local {
+	if m.local {
 		s, stop, err := startLocal()
 		if err != nil {
 			return err
@@ -107,13 +120,13 @@ func play(addr, pinHex string, local bool, points int, tick time.Duration, out i
 		cert := s.Certificate()
 		pin = sha256.Sum256(cert.Certificate[0])
 	} else {
-		b, err := hex.DecodeString(pinHex)
+		b, err := hex.DecodeString(m.pin)
 		if err != nil || len(b) != 32 {
 			return errors.New("-pin: want the 64 hex digits of the relay certificate's SHA-256 (or -local)")
 		}
 		copy(pin[:], b)
 	}
-	opts := relay.Options{CertHashes: [][32]byte{pin}, Reconnect: true, MaxAttempts: 20}
+	opts := relay.Options{CertHashes: [][32]byte{pin}, Token: m.token, Reconnect: true, MaxAttempts: 20}
 	host, err := relay.Dial(ctx, addr, opts)
 	if err != nil {
 		return err

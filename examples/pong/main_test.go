@@ -2,17 +2,25 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-rt/switchboard/internal/auth"
+	server "github.com/switchboard-rt/switchboard/internal/relay"
 )
 
 // The whole game through an in-process relay, sped up.
 func TestPongLocal(t *testing.T) {
 	var out bytes.Buffer
-	require.NoError(t, run("", "", true, 2, time.Millisecond, &out))
+	require.NoError(t, run(match{local: true, points: 2, tick: time.Millisecond}, &out))
 	s := out.String()
 	require.Contains(t, s, "first to 2")
 	require.True(t, strings.Contains(s, "final score 2:") || strings.Contains(s, ":2\n"), s)
@@ -20,5 +28,31 @@ func TestPongLocal(t *testing.T) {
 }
 
 func TestPongNeedsPin(t *testing.T) {
-	require.ErrorContains(t, run("127.0.0.1:1", "xyz", false, 1, time.Millisecond, &bytes.Buffer{}), "-pin")
+	require.ErrorContains(t, run(match{addr: "127.0.0.1:1", pin: "xyz", points: 1, tick: time.Millisecond}, &bytes.Buffer{}), "-pin")
+}
+
+// Against a relay with relay.auth token: -token lets both players in, and
+// without it the relay refuses them.
+func TestPongToken(t *testing.T) {
+	const secret = "pong-secret"
+	s, err := server.New(server.Config{Address: "127.0.0.1:0", Registerer: prometheus.NewRegistry(), EventRate: -1,
+		Auth: server.AuthToken, Verifier: auth.NewTokenVerifier(secret, "", "")})
+	require.NoError(t, err)
+	s.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, s.Shutdown(ctx))
+	})
+	sum := sha256.Sum256(s.Certificate().Certificate[0])
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "pong-player", "exp": time.Now().Add(time.Hour).Unix()}).
+		SignedString([]byte(secret))
+	require.NoError(t, err)
+	m := match{addr: s.Addr().String(), pin: hex.EncodeToString(sum[:]), token: tok, points: 1, tick: time.Millisecond}
+	var out bytes.Buffer
+	require.NoError(t, run(m, &out))
+	require.Contains(t, out.String(), "final score")
+
+	m.token = ""
+	require.ErrorContains(t, run(m, &bytes.Buffer{}), "invalid token")
 }

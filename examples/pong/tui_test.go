@@ -59,7 +59,7 @@ func TestPongTUIQuit(t *testing.T) {
 	h := newHuman()
 	var screen, out bytes.Buffer
 	go h.read(strings.NewReader("")) // end of input: quit
-	err := play("", "", true, 5, 1e6, &out, h, &screen)
+	err := play(match{local: true, points: 5, tick: 1e6}, &out, h, &screen)
 	require.ErrorIs(t, err, errQuit)
 }
 
@@ -68,7 +68,7 @@ func TestPongTUIQuit(t *testing.T) {
 func TestPongTUIGame(t *testing.T) {
 	h := newHuman() // never quits: no reader
 	var screen, out bytes.Buffer
-	require.NoError(t, play("", "", true, 2, 1e6, &out, h, &screen))
+	require.NoError(t, play(match{local: true, points: 2, tick: 1e6}, &out, h, &screen))
 	require.Contains(t, out.String(), "final score")
 	require.Regexp(t, ` you (2 : \d|\d : 2) bot`, screen.String())
 	require.Contains(t, screen.String(), "relay: connected")

@@ -183,20 +183,26 @@ func loopbackSource(k int) net.IP {
 
 // tokenSource returns the connect token for connection idx.
 func (f *ClientFlags) tokenSource() (func(int) (string, error), error) {
-	if f.TokenFile != "" {
-		toks, err := readTokens(f.TokenFile)
+	return tokenSource(f.Secret, f.TokenFile, f.TokenTTL)
+}
+
+// tokenSource gives connection i a token: line i mod n of file when file
+// is set, else an HS256 token for sub user-i signed with secret, valid
+// for ttl (an hour when not positive).
+func tokenSource(secret, file string, ttl time.Duration) (func(int) (string, error), error) {
+	if file != "" {
+		toks, err := readTokens(file)
 		if err != nil {
 			return nil, err
 		}
 		return func(i int) (string, error) { return toks[i%len(toks)], nil }, nil
 	}
-	secret := []byte(f.Secret)
-	ttl := f.TokenTTL
+	key := []byte(secret)
 	if ttl <= 0 {
 		ttl = time.Hour
 	}
 	exp := time.Now().Add(ttl).Unix()
-	return func(i int) (string, error) { return signToken(secret, "user-"+strconv.Itoa(i), exp) }, nil
+	return func(i int) (string, error) { return signToken(key, "user-"+strconv.Itoa(i), exp) }, nil
 }
 
 func signToken(secret []byte, sub string, exp int64) (string, error) {

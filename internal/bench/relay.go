@@ -32,6 +32,9 @@ type RelayCmd struct {
 	Spread     string        `default:"clients" enum:"clients,rooms" help:"With several --addr: clients (client i to relay i mod n, so every room has members on each relay and events cross between processes) or rooms (room k wholly on relay k mod n)."`
 	Pin        string        `help:"SHA-256 (hex) of the relay certificate to accept (relay-cert prints it; the development certificate's is logged)."`
 	Insecure   bool          `help:"Accept any relay certificate."`
+	Secret     string        `help:"HMAC secret to sign HS256 connect tokens (sub=user-N) for a relay with relay.auth token." env:"BENCH_SECRET"`
+	TokenFile  string        `help:"File with one connect token per line, used round-robin instead of --secret." type:"path"`
+	TokenTTL   time.Duration `help:"Lifetime of the tokens signed from --secret." default:"1h"`
 	Protocol   string        `default:"native" enum:"native,issun" help:"native (switchboard-relay/1) or issun (ISSUN 0.10 profile: one QUIC stream per event)."`
 	Clients    int           `short:"n" default:"100" help:"Clients."`
 	RoomSize   int           `default:"8" help:"Members per room."`
@@ -69,6 +72,8 @@ func (c *RelayCmd) validate() error {
 		return errors.New("--idle: must not be negative")
 	case c.Idle > 0 && c.ServerPID <= 0:
 		return errors.New("--idle: needs --server-pid to read the server's RSS")
+	case c.Secret != "" && c.TokenFile != "":
+		return errors.New("--secret and --token-file are mutually exclusive")
 	case c.Pin == "" && !c.Insecure:
 		return errors.New("--pin or --insecure: how to accept the relay's certificate")
 	}
@@ -216,6 +221,9 @@ type relayRun struct {
 	// robin by the clients as they dial.
 	transports []*quic.Transport
 	dialed     atomic.Int64
+	// token gives client i its connect token ("" without --secret or
+	// --token-file).
+	token func(i int) (string, error)
 }
 
 // nextTransport returns the shared socket of the next client, round
@@ -294,7 +302,14 @@ func (c *RelayCmd) tlsConfig() *tls.Config {
 }
 
 func (c *RelayCmd) run(ctx context.Context) (*RelayResult, error) {
-	r := &relayRun{cmd: c, tls: c.tlsConfig()}
+	r := &relayRun{cmd: c, tls: c.tlsConfig(), token: func(int) (string, error) { return "", nil }}
+	if c.Secret != "" || c.TokenFile != "" {
+		tok, err := tokenSource(c.Secret, c.TokenFile, c.TokenTTL)
+		if err != nil {
+			return nil, err
+		}
+		r.token = tok
+	}
 	stopProf, err := (&ClientFlags{CPUProfile: c.CPUProfile}).startProfile()
 	if err != nil {
 		return nil, err
@@ -353,7 +368,11 @@ func (c *RelayCmd) run(ctx context.Context) (*RelayResult, error) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			room := fmt.Sprintf("bench-%s-%d", runID, roomOf[i])
-			p, err := c.connect(ctx, r, c.relayFor(i, roomOf[i]), room)
+			tok, err := r.token(i)
+			var p benchPeer
+			if err == nil {
+				p, err = c.connect(ctx, r, c.relayFor(i, roomOf[i]), room, tok)
+			}
 			if err != nil {
 				failed.Add(1)
 				r.fail(err)
@@ -482,12 +501,14 @@ func (c *RelayCmd) run(ctx context.Context) (*RelayResult, error) {
 	return res, nil
 }
 
-func (c *RelayCmd) connect(ctx context.Context, r *relayRun, home int, room string) (benchPeer, error) {
+// connect dials one client to relay home, authenticates it with token
+// (none when empty) and joins it to room.
+func (c *RelayCmd) connect(ctx context.Context, r *relayRun, home int, room, token string) (benchPeer, error) {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	addr := c.addrs()[home]
 	if c.Protocol == "issun" {
-		return dialISSUNPeer(cctx, r, home, room, r.nextTransport())
+		return dialISSUNPeer(cctx, r, home, room, token, r.nextTransport())
 	}
 	var mu sync.Mutex // the event and datagram readers may both call OnEvent
 	last := map[wire.NodeID]uint64{}
@@ -496,7 +517,7 @@ func (c *RelayCmd) connect(ctx context.Context, r *relayRun, home int, room stri
 		r.receive(last, ev.Sender, ev.Payload, home)
 		mu.Unlock()
 	}
-	cl, err := relayclient.Dial(cctx, addr, relayclient.Options{TLS: r.tls, Name: "bench", Transport: r.nextTransport(), OnEvent: onEvent})
+	cl, err := relayclient.Dial(cctx, addr, relayclient.Options{TLS: r.tls, Token: token, Name: "bench", Transport: r.nextTransport(), OnEvent: onEvent})
 	if err != nil {
 		return nil, err
 	}
@@ -544,7 +565,7 @@ type issunPeer struct {
 	done chan struct{}
 }
 
-func dialISSUNPeer(ctx context.Context, r *relayRun, home int, room string, tr *quic.Transport) (*issunPeer, error) {
+func dialISSUNPeer(ctx context.Context, r *relayRun, home int, room, token string, tr *quic.Transport) (*issunPeer, error) {
 	qconf := &quic.Config{MaxIdleTimeout: 30 * time.Second, MaxIncomingUniStreams: 100}
 	addr := r.cmd.addrs()[home]
 	var qc *quic.Conn
@@ -576,22 +597,21 @@ func dialISSUNPeer(ctx context.Context, r *relayRun, home int, room string, tr *
 	if _, err := io.ReadFull(rs, b[:]); err != nil {
 		return fail(err)
 	}
+	if token != "" {
+		auth := &wire.Event{Scope: wire.Scope{Kind: wire.ScopeToServer}, TypeName: "bench" + wire.SuffixAuth, Payload: wire.AuthRequest{Token: token}.Append(nil)}
+		if err := p.stream(wire.AppendEventFrame(nil, auth)); err != nil {
+			return fail(err)
+		}
+		if err := p.await(ctx, wire.SuffixWelcome, "auth"); err != nil {
+			return fail(err)
+		}
+	}
 	join := &wire.Event{Scope: wire.Scope{Kind: wire.ScopeToServer}, TypeName: "bench" + wire.SuffixJoin, Payload: wire.RoomRequest{Room: room}.Append(nil)}
 	if err := p.stream(wire.AppendEventFrame(nil, join)); err != nil {
 		return fail(err)
 	}
-	for {
-		ev, err := p.read(ctx)
-		if err != nil {
-			return fail(err)
-		}
-		if strings.HasSuffix(ev.TypeName, wire.SuffixJoined) {
-			break
-		}
-		if strings.HasSuffix(ev.TypeName, wire.SuffixError) {
-			a, _ := wire.DecodeErrorAnswer(ev.Payload)
-			return fail(fmt.Errorf("join %s: %s", room, a.Message))
-		}
+	if err := p.await(ctx, wire.SuffixJoined, "join "+room); err != nil {
+		return fail(err)
 	}
 	go func() {
 		defer close(p.done)
@@ -612,6 +632,24 @@ func dialISSUNPeer(ctx context.Context, r *relayRun, home int, room string, tr *
 		}
 	}()
 	return p, nil
+}
+
+// await reads events until one whose type name ends in suffix (nil) or
+// an error answer (an error naming what, the request).
+func (p *issunPeer) await(ctx context.Context, suffix, what string) error {
+	for {
+		ev, err := p.read(ctx)
+		if err != nil {
+			return err
+		}
+		if strings.HasSuffix(ev.TypeName, suffix) {
+			return nil
+		}
+		if strings.HasSuffix(ev.TypeName, wire.SuffixError) {
+			a, _ := wire.DecodeErrorAnswer(ev.Payload)
+			return fmt.Errorf("%s: %s", what, a.Message)
+		}
+	}
 }
 
 func (p *issunPeer) read(ctx context.Context) (wire.Event, error) {

@@ -13,13 +13,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboard-rt/switchboard/internal/auth"
 	server "github.com/switchboard-rt/switchboard/internal/relay"
 	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
 func startBenchRelay(t *testing.T) (string, string) {
 	t.Helper()
-	s, err := server.New(server.Config{Address: "127.0.0.1:0", Registerer: prometheus.NewRegistry()})
+	return startBenchRelayWith(t, server.Config{})
+}
+
+// startBenchRelayWith starts a relay with cfg on a free loopback port and
+// returns its address and certificate pin.
+func startBenchRelayWith(t *testing.T, cfg server.Config) (string, string) {
+	t.Helper()
+	cfg.Address, cfg.Registerer = "127.0.0.1:0", prometheus.NewRegistry()
+	s, err := server.New(cfg)
 	require.NoError(t, err)
 	s.Start()
 	t.Cleanup(func() {
@@ -67,6 +76,31 @@ func TestRelayBench(t *testing.T) {
 	}
 }
 
+// A relay with relay.auth token accepts the clients of --secret (native
+// HELLO and the ISSUN SwitchboardAuth event) and refuses them without it.
+func TestRelayBenchTokens(t *testing.T) {
+	const secret = "bench-relay-secret"
+	addr, pin := startBenchRelayWith(t, server.Config{Auth: server.AuthToken, Verifier: auth.NewTokenVerifier(secret, "", "")})
+	for _, protocol := range []string{"native", "issun"} {
+		t.Run(protocol, func(t *testing.T) {
+			cmd := &RelayCmd{Addr: addr, Pin: pin, Protocol: protocol, Clients: 4, RoomSize: 2, Rate: 20,
+				Duration: 300 * time.Millisecond, Payload: 32, Sockets: 1, Secret: secret}
+			res, err := cmd.run(context.Background())
+			require.NoError(t, err)
+			require.Equal(t, 4, res.Connected, res.FirstError)
+			require.Positive(t, res.Sent)
+			require.Equal(t, res.Expected, res.Delivered, "nothing lost")
+
+			cmd.Secret = ""
+			res, err = cmd.run(context.Background())
+			if err == nil {
+				require.Zero(t, res.Connected, "no client gets in without a token")
+				require.NotEmpty(t, res.FirstError)
+			}
+		})
+	}
+}
+
 func TestRelayBenchFlags(t *testing.T) {
 	for _, c := range []struct {
 		cmd  RelayCmd
@@ -80,6 +114,7 @@ func TestRelayBenchFlags(t *testing.T) {
 		{RelayCmd{Addr: " , ", Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true}, "--addr: no address"},
 		{RelayCmd{Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true, Sockets: -1}, "--sockets"},
 		{RelayCmd{Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true, Idle: time.Second}, "--idle: needs --server-pid"},
+		{RelayCmd{Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true, Secret: "s", TokenFile: "f"}, "mutually exclusive"},
 	} {
 		require.ErrorContains(t, c.cmd.validate(), c.want)
 	}
