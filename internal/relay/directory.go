@@ -203,9 +203,10 @@ func (cl *cluster) dirRead(ctx context.Context, id wire.NodeID) ([]dirHolder, er
 // nodeElsewhere reports whether another process holds id, for a
 // handshake; sameUser, when not empty, is a user whose parked sessions
 // there do not count (a JOIN ends them, freeNode; a live one does count).
-// A failed read reports false (logged): see the top.
-func (cl *cluster) nodeElsewhere(id wire.NodeID, sameUser string) bool {
-	ctx, cancel := context.WithTimeout(cl.ctx, dirTimeout)
+// The read ends with ctx (the handshake's) or after dirTimeout. A failed
+// read reports false (logged): see the top.
+func (cl *cluster) nodeElsewhere(ctx context.Context, id wire.NodeID, sameUser string) bool {
+	ctx, cancel := context.WithTimeout(ctx, dirTimeout)
 	defer cancel()
 	hs, err := cl.dirRead(ctx, id)
 	if err != nil {
