@@ -193,6 +193,9 @@ type cluster struct {
 	// dirMu guards dir.cache (directory.go).
 	dirMu sync.Mutex
 	dir   dirState
+	// repairMu guards repair.pending and repair.seq (repair.go).
+	repairMu sync.Mutex
+	repair   repairState
 
 	published, received prometheus.Counter
 	// sessions counts sessions moved between processes, by event.
@@ -322,6 +325,9 @@ func newCluster(s *Server) (*cluster, error) {
 	if err := cl.initDirectory(); err != nil {
 		return nil, err
 	}
+	if err := cl.initRepair(); err != nil {
+		return nil, err
+	}
 	if err := cl.bus.Listen(cl.handle); err != nil {
 		return nil, err
 	}
@@ -350,13 +356,14 @@ func (cl *cluster) resubscribed(topics []string) {
 	}
 }
 
-// start runs the publisher and the periodic sync until close, and
-// subscribes the process's own topic (retrying in the background when
-// the engine is down).
+// start runs the publisher, the periodic sync and the presence repair
+// until close, and subscribes the process's own topic (retrying in the
+// background when the engine is down).
 func (cl *cluster) start() {
-	cl.wg.Add(2)
+	cl.wg.Add(3)
 	go func() { defer cl.wg.Done(); defer close(cl.pubDone); cl.publish() }()
 	go func() { defer cl.wg.Done(); cl.syncLoop() }()
+	go func() { defer cl.wg.Done(); cl.repairLoop() }()
 	if !cl.subscribeProcess() {
 		cl.wg.Add(1)
 		go func() { defer cl.wg.Done(); cl.retryEverySecond(cl.subscribeProcess) }()

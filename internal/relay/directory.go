@@ -105,11 +105,14 @@ func (cl *cluster) initDirectory() error {
 	return nil
 }
 
-// dirAdd writes c's directory entry (c just registered).
-func (cl *cluster) dirAdd(c *conn) {
+// dirAdd writes c's directory entry (c just registered, or its presence
+// is written again). It reports whether the entry is written (or nothing
+// is to be written: no presence, or c's entry is removed for good); a
+// failed write marks c for repair (markRepair).
+func (cl *cluster) dirAdd(c *conn) bool {
 	p := cl.s.cfg.Presence
 	if p == nil {
-		return
+		return true
 	}
 	ctx, cancel := context.WithTimeout(cl.ctx, dirTimeout)
 	defer cancel()
@@ -117,7 +120,7 @@ func (cl *cluster) dirAdd(c *conn) {
 	c.mu.Lock()
 	if c.dirGone {
 		c.mu.Unlock()
-		return
+		return true
 	}
 	c.dirUser = info.UserID
 	parked := c.dirParked
@@ -128,15 +131,20 @@ func (cl *cluster) dirAdd(c *conn) {
 		e.Parked = true
 		info.ChanInfo, _ = json.Marshal(e)
 	}
-	if err := p.AddPresence(ctx, nodeChannel(c.id), info); err != nil {
-		cl.s.log.Warn("relay node directory add failed", "node_id", uint64(c.id), "error", err)
-	}
+	err := p.AddPresence(ctx, nodeChannel(c.id), info)
 	c.mu.Lock()
 	gone := c.dirGone
 	c.mu.Unlock()
 	if gone { // removed while the write was in flight: it must not stay
 		cl.dirDelete(c)
+		return true
 	}
+	if err != nil {
+		cl.s.log.Warn("relay node directory add failed", "node_id", uint64(c.id), "error", err)
+		cl.markRepair(c)
+		return false
+	}
+	return true
 }
 
 // dirMarkParked rewrites c's directory entry saying whether it is parked
@@ -203,9 +211,10 @@ func (cl *cluster) dirRead(ctx context.Context, id wire.NodeID) ([]dirHolder, er
 // nodeElsewhere reports whether another process holds id, for a
 // handshake; sameUser, when not empty, is a user whose parked sessions
 // there do not count (a JOIN ends them, freeNode; a live one does count).
-// A failed read reports false (logged): see the top.
-func (cl *cluster) nodeElsewhere(id wire.NodeID, sameUser string) bool {
-	ctx, cancel := context.WithTimeout(cl.ctx, dirTimeout)
+// The read ends with ctx (the handshake's) or after dirTimeout. A failed
+// read reports false (logged): see the top.
+func (cl *cluster) nodeElsewhere(ctx context.Context, id wire.NodeID, sameUser string) bool {
+	ctx, cancel := context.WithTimeout(ctx, dirTimeout)
 	defer cancel()
 	hs, err := cl.dirRead(ctx, id)
 	if err != nil {

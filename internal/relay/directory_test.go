@@ -319,3 +319,57 @@ func TestClusterDirectoryLookupsBounded(t *testing.T) {
 		<-s1.cluster.dir.running
 	}
 }
+
+// readDeadlines records how long the presence reads of one channel had
+// left on their context.
+type readDeadlines struct {
+	writeOnly
+	lister  PresenceLister
+	channel string
+	left    chan time.Duration
+}
+
+func (r *readDeadlines) Presence(ctx context.Context, channel string) (map[string]*hub.ClientInfo, error) {
+	if channel == r.channel {
+		left := time.Duration(-1) // no deadline
+		if d, ok := ctx.Deadline(); ok {
+			left = time.Until(d)
+		}
+		select {
+		case r.left <- left:
+		default:
+		}
+	}
+	return r.lister.Presence(ctx, channel)
+}
+
+// A handshake's NodeId directory read ends with the handshake
+// (HandshakeTimeout), not later.
+func TestClusterDirectoryReadBoundedByHandshake(t *testing.T) {
+	const handshake = 500 * time.Millisecond // well below dirTimeout
+	for _, tc := range []struct {
+		name string
+		dial func(t *testing.T, s *testServer)
+	}{
+		{"issun", func(t *testing.T, s *testServer) { dialISSUN(t, s, 9) }},
+		{"native", func(t *testing.T, s *testServer) { dialNative(t, s, 9) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var reads *readDeadlines
+			s := newClusterServer(t, clusterPrefix(t), func(c *Config) {
+				reads = &readDeadlines{writeOnly: c.Presence, lister: c.Presence.(PresenceLister), channel: nodeChannel(9),
+					left: make(chan time.Duration, 1)}
+				c.Presence = reads
+				c.HandshakeTimeout = handshake
+			})
+			tc.dial(t, s)
+			select {
+			case left := <-reads.left:
+				require.Positive(t, left, "the read has a deadline")
+				require.LessOrEqual(t, left, handshake, "the handshake's")
+			default:
+				t.Fatal("the handshake read no directory entry")
+			}
+		})
+	}
+}

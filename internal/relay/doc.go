@@ -23,11 +23,12 @@
 // datagrams wait); other writes run in the delivery pool. Shutdown
 // stops accepting, closes every connection (native ones get GOAWAY first)
 // and waits for their goroutines. With a bus, the cluster adds its
-// publisher, its sync loop, a goroutine per request from another process
-// being served (a resume handover, ending a parked session; at most
-// maxServing at once) and, while a connection's lobby membership changes,
-// one running its lobby steps (rooms.go), all ended by Shutdown, whose
-// deadline also ends their engine calls.
+// publisher, its sync loop, its presence repair (repair.go), a goroutine
+// per request from another process being served (a resume handover,
+// ending a parked session; at most maxServing at once) and, while a
+// connection's lobby membership changes, one running its lobby steps
+// (rooms.go), all ended by Shutdown, whose deadline also ends their
+// engine calls.
 //
 // Lock order, outermost first: a connection's lobby step
 // (lobbyBus.step); busRoom.subMu, then busRoom.syncMu (a subscribe syncs);
@@ -35,6 +36,7 @@
 // room.notify; then Server.mu; then conn.rmu or busRoom.mu (JOIN reads
 // the remote members); then cluster.idxMu (the ISSUN NodeId index).
 // cluster.procMu is taken alone, except around the lobby's busRoom.mu
-// when it subscribes; cluster.dirMu (the NodeId directory's cache) alone. Fan-out takes no lock (room member lists are
-// immutable snapshots).
+// when it subscribes; cluster.dirMu (the NodeId directory's cache) alone;
+// cluster.repairMu alone or under Server.mu (markRepair). Fan-out takes
+// no lock (room member lists are immutable snapshots).
 package relay

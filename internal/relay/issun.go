@@ -30,9 +30,9 @@ var errBadHandshake = errors.New("relay: bad handshake")
 // handshakeISSUN runs the ISSUN handshake and returns the connection's
 // session, its read loop (nil when refused); see Server.handshake.
 func (s *Server) handshakeISSUN(qc *quic.Conn) (session func()) {
-	hctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout)
+	hctx, cancel := context.WithTimeout(s.ctx, s.cfg.HandshakeTimeout) // the NodeId exchange and directory read
+	defer cancel()
 	id, err := readNodeID(hctx, qc, time.Now().Add(s.cfg.HandshakeTimeout))
-	cancel()
 	if err != nil {
 		result := handshakeBad
 		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
@@ -48,7 +48,7 @@ func (s *Server) handshakeISSUN(qc *quic.Conn) (session func()) {
 	c := s.newConn(qc, transportISSUN, id)
 	c.q = s.cfg.Pool.NewQueue(issunSink{c}, s.cfg.QueueLimit)
 	err = nil
-	if s.cluster != nil && s.node(id) == nil && s.cluster.nodeElsewhere(id, "") {
+	if s.cluster != nil && s.node(id) == nil && s.cluster.nodeElsewhere(hctx, id, "") {
 		err = ErrNodeInUse // connected on another process (directory.go)
 	}
 	if err == nil {

@@ -145,7 +145,7 @@ func (s *Server) handshakeNativeOn(qc *quic.Conn, tr nativeTransport, label stri
 			rooms, err = s.cluster.resumeRemote(c, hello.ResumeToken, user)
 		}
 	} else {
-		err = s.registerNative(c, hello.NodeID == 0)
+		err = s.registerNative(hctx, c, hello.NodeID == 0)
 	}
 	if err != nil {
 		n.ctlQ.Close()
@@ -209,8 +209,8 @@ func (s *Server) helloIdentity(h *wire.Hello) (auth.ConnectClaims, error) {
 }
 
 // registerNative registers c, first giving it a free random NodeId when
-// assign is set.
-func (s *Server) registerNative(c *conn, assign bool) error {
+// assign is set; ctx bounds the handshake (its directory read).
+func (s *Server) registerNative(ctx context.Context, c *conn, assign bool) error {
 	if !assign {
 		// A parked session of the same user (named by an accepted token)
 		// with this NodeId ends: the client starts afresh rather than
@@ -224,7 +224,7 @@ func (s *Server) registerNative(c *conn, assign bool) error {
 		}
 		// Held on another process (directory.go): refused, unless by
 		// the same user (a parked session there ends at JOIN, freeNode).
-		if s.cluster != nil && s.node(c.id) == nil && s.cluster.nodeElsewhere(c.id, same) {
+		if s.cluster != nil && s.node(c.id) == nil && s.cluster.nodeElsewhere(ctx, c.id, same) {
 			return ErrNodeInUse
 		}
 		return s.register(c)

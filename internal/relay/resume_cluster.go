@@ -445,7 +445,11 @@ func (cl *cluster) handleProcess(m *busMessage) {
 				<-cl.serving
 			}
 		default:
-			if req.Op != opPresent { // queued for the publisher: the reader never blocks
+			if req.Op == opPresent {
+				// Not dropped: the repair goroutine writes it (the reader
+				// never waits for the engine).
+				cl.markRepairSession(wire.NodeID(req.Node), req.SID)
+			} else { // queued for the publisher: the reader never blocks
 				cl.enqueue(processTopic(from), busJSONFrame(busAnswer, cl.origin, &busReply{ID: req.ID, Err: refuseBusy}))
 			}
 		}
@@ -567,17 +571,20 @@ func (cl *cluster) serve(from string, req *busRequest) {
 	cancel()
 }
 
-// writePresence writes the hub presence of the session id sid of NodeId
-// id again in each of its rooms, when it is here (opPresent).
-func (s *Server) writePresence(id wire.NodeID, sid string) {
+// writePresence writes the NodeId directory entry and the hub presence
+// of the session id sid of NodeId id again in each of its rooms, when it
+// is here (opPresent, and the presence repair). It reports whether every
+// write succeeded (true when the session is not here: nothing to write);
+// a failed one marks the connection for repair (markRepair).
+func (s *Server) writePresence(id wire.NodeID, sid string) bool {
 	s.mu.RLock()
 	c := s.nodes[id]
 	arriving := s.cluster.arriving[sid] // rooms it is still joining
 	s.mu.RUnlock()
 	if c == nil || c.sid != sid || s.cfg.Presence == nil {
-		return
+		return true
 	}
-	s.cluster.dirAdd(c)
+	ok := s.cluster.dirAdd(c)
 	info := c.presenceInfo()
 	names := slices.Clone(arriving)
 	for _, r := range c.roomList() {
@@ -587,21 +594,27 @@ func (s *Server) writePresence(id wire.NodeID, sid string) {
 	}
 	for _, name := range names {
 		ctx, cancel := s.cluster.opCtx()
-		if err := s.cfg.Presence.AddPresence(ctx, ChannelPrefix+name, info); err != nil {
-			s.log.Warn("relay presence add failed", "channel", ChannelPrefix+name, "error", err)
-		}
+		err := s.cfg.Presence.AddPresence(ctx, ChannelPrefix+name, info)
 		// Left the room (or went) while the write was in flight: its
 		// leave's removal may have come first, and the entry must not stay.
 		s.mu.RLock()
 		still := s.nodes[id] == c && (c.roomNamed(name) != nil || slices.Contains(s.cluster.arriving[sid], name))
 		s.mu.RUnlock()
-		if !still {
+		switch {
+		case !still:
 			if err := s.cfg.Presence.RemovePresence(ctx, ChannelPrefix+name, sid, info.UserID); err != nil {
 				s.log.Warn("relay presence remove failed", "channel", ChannelPrefix+name, "error", err)
 			}
+		case err != nil:
+			s.log.Warn("relay presence add failed", "channel", ChannelPrefix+name, "error", err)
+			ok = false
 		}
 		cancel()
 	}
+	if !ok {
+		s.cluster.markRepair(c)
+	}
+	return ok
 }
 
 // handOver takes the parked session of token out for another process
@@ -848,12 +861,19 @@ func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {
 	// back the smaller the window in which a sync misses it.
 	if p := s.cfg.Presence; p != nil {
 		info := c.presenceInfo()
+		failed := false
 		for _, name := range h.Rooms {
 			ctx, cancel := cl.opCtx()
 			if err := p.AddPresence(ctx, ChannelPrefix+name, info); err != nil {
 				s.log.Warn("relay presence add failed", "channel", ChannelPrefix+name, "error", err)
+				failed = true
 			}
 			cancel()
+		}
+		if failed {
+			// The repair rewrites it once the rooms are joined (or
+			// still arriving): writePresence.
+			cl.markRepair(c)
 		}
 	}
 	rooms := make([]*room, 0, len(h.Rooms))

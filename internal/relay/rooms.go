@@ -179,6 +179,9 @@ func (s *Server) joinRoomFrom(c *conn, name string, maxMembers int, resumed, fro
 		info := c.presenceInfo()
 		if err := p.AddPresence(ctx, r.channel, info); err != nil {
 			s.log.Warn("relay presence add failed", "channel", r.channel, "error", err)
+			if s.cluster != nil && c.roomNamed(name) == r {
+				s.cluster.markRepair(c) // the engine refreshes only written entries
+			}
 		} else if err := p.PublishJoin(ctx, r.channel, info); err != nil {
 			s.log.Warn("relay join publication failed", "channel", r.channel, "error", err)
 		}

@@ -1,0 +1,196 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-rt/switchboard/internal/clock/clocktest"
+	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
+	wire "github.com/switchboard-rt/switchboard/protocol/relay"
+)
+
+// failingAdds fails the presence additions of one channel while failing
+// is set, as a Redis that is briefly down does.
+type failingAdds struct {
+	writeOnly
+	lister  PresenceLister
+	channel string
+	failing atomic.Bool
+	failed  atomic.Int32
+}
+
+// failAdds makes c's presence fail the additions of channel until the
+// returned failingAdds' failing is cleared.
+func failAdds(c *Config, channel string) *failingAdds {
+	f := &failingAdds{writeOnly: c.Presence, lister: c.Presence.(PresenceLister), channel: channel}
+	f.failing.Store(true)
+	c.Presence = f
+	return f
+}
+
+func (f *failingAdds) AddPresence(ctx context.Context, ch string, info *hub.ClientInfo) error {
+	if ch == f.channel && f.failing.Load() {
+		f.failed.Add(1)
+		return fmt.Errorf("%w: the test's engine is down", hub.ErrRetryLater)
+	}
+	return f.writeOnly.AddPresence(ctx, ch, info)
+}
+
+func (f *failingAdds) Presence(ctx context.Context, channel string) (map[string]*hub.ClientInfo, error) {
+	return f.lister.Presence(ctx, channel)
+}
+
+func repairs(s *testServer, outcome string) float64 {
+	return testutil.ToFloat64(s.cluster.repair.outcomes.WithLabelValues(outcome))
+}
+
+// advanceUntil advances clk by repairEvery until cond holds.
+func advanceUntil(t *testing.T, clk *clocktest.Fake, cond func() bool, msg string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		clk.Advance(repairEvery)
+		return cond()
+	}, testenv.Wait, testenv.Tick, msg)
+}
+
+// roomHas reports whether s's hub presence of room lists session sid.
+func roomHas(t *testing.T, s *testServer, room, sid string) bool {
+	pres, err := s.hub.Presence(context.Background(), ChannelPrefix+room)
+	require.NoError(t, err)
+	_, ok := pres[sid]
+	return ok
+}
+
+// A JOIN whose room presence write failed is written again once the
+// engine answers, so another process's sync keeps the member (without
+// the repair the entry never comes back, and the sync drops it).
+func TestClusterRoomPresenceRepaired(t *testing.T) {
+	prefix := clusterPrefix(t)
+	clk1, clk2 := clocktest.New(time.Now()), clocktest.New(time.Now())
+	var fail *failingAdds
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		fail = failAdds(c, ChannelPrefix+"arena")
+		c.Clock, c.HeartbeatInterval, c.SyncInterval = clk1, time.Hour, -1
+	})
+	s2 := newClusterServer(t, prefix, func(c *Config) {
+		c.Clock, c.HeartbeatInterval, c.SyncInterval = clk2, time.Hour, time.Second
+	})
+	b := dialNative(t, s2, 2)
+	b.Join("arena")
+	a := dialNative(t, s1, 1)
+	a.Join("arena")
+	require.Equal(t, []wire.NodeID{1}, nodeIDs(nextPresence(t, b).Joins), "b hears a join by the bus")
+	sid := s1.node(1).sid
+	require.Positive(t, fail.failed.Load())
+	require.False(t, roomHas(t, s2, "arena", sid))
+
+	// While the engine still fails, a repair fails and a stays marked.
+	advanceUntil(t, clk1, func() bool { return repairs(s1, repairFailed) > 0 }, "a repair was tried")
+	require.True(t, s1.cluster.repairPending())
+	require.False(t, roomHas(t, s2, "arena", sid))
+
+	fail.failing.Store(false)
+	advanceUntil(t, clk1, func() bool { return roomHas(t, s2, "arena", sid) }, "a's room presence is written again")
+	require.Eventually(t, func() bool { return !s1.cluster.repairPending() }, testenv.Wait, testenv.Tick)
+	require.Equal(t, 1.0, repairs(s1, repairRepaired))
+
+	// s2's periodic sync finds a, so b hears nothing about it.
+	br := s2.cluster.room("arena")
+	syncs := br.syncs.Load()
+	require.Eventually(t, func() bool {
+		clk2.Advance(time.Second)
+		return br.syncs.Load() > syncs
+	}, testenv.Wait, testenv.Tick, "s2 synced arena")
+	require.True(t, br.hasRemote(1), "s2 still knows a")
+	c := dialNative(t, s2, 3)
+	require.ElementsMatch(t, []wire.NodeID{1, 2, 3}, nodeIDs(c.Join("arena").Members))
+	p := nextPresence(t, b)
+	require.Empty(t, p.Leaves, "no leave of a came before c's join")
+	require.Equal(t, []wire.NodeID{3}, nodeIDs(p.Joins))
+}
+
+// A failed NodeId directory write is written again once the engine
+// answers: a handshake with the same NodeId on another process is then
+// refused as a duplicate.
+func TestClusterDirectoryEntryRepaired(t *testing.T) {
+	prefix := clusterPrefix(t)
+	clk := clocktest.New(time.Now())
+	var fail *failingAdds
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		fail = failAdds(c, nodeChannel(7))
+		c.Clock, c.HeartbeatInterval, c.SyncInterval = clk, time.Hour, -1
+	})
+	s2 := newClusterServer(t, prefix, nil)
+	dialISSUN(t, s1, 7)
+	require.Positive(t, fail.failed.Load())
+	require.Empty(t, dirHolders(t, s2, 7), "the write failed")
+
+	advanceUntil(t, clk, func() bool { return repairs(s1, repairFailed) > 0 }, "a repair was tried")
+	require.Empty(t, dirHolders(t, s2, 7))
+
+	fail.failing.Store(false)
+	advanceUntil(t, clk, func() bool { return len(dirHolders(t, s2, 7)) == 1 }, "the directory entry is written again")
+	_, err := tryISSUN(t, s2, 7)
+	requireDuplicate(t, err)
+	require.Eventually(t, func() bool { return !s1.cluster.repairPending() }, testenv.Wait, testenv.Tick)
+	require.Equal(t, 1.0, repairs(s1, repairRepaired))
+}
+
+// A connection that unregisters before its repair is dropped from the
+// set, and its presence is not written again.
+func TestClusterRepairDropsGoneConnection(t *testing.T) {
+	prefix := clusterPrefix(t)
+	clk := clocktest.New(time.Now())
+	var fail *failingAdds
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		fail = failAdds(c, nodeChannel(8))
+		c.Clock, c.HeartbeatInterval, c.SyncInterval = clk, time.Hour, -1
+	})
+	a := dialISSUN(t, s1, 8)
+	require.True(t, s1.cluster.repairPending())
+	a.Close()
+	require.Eventually(t, func() bool { return s1.node(8) == nil }, testenv.Wait, testenv.Tick)
+	fail.failing.Store(false)
+	advanceUntil(t, clk, func() bool { return !s1.cluster.repairPending() }, "the set forgets it")
+	require.Equal(t, 1.0, repairs(s1, repairGone))
+	require.Zero(t, repairs(s1, repairRepaired))
+	require.Empty(t, dirHolders(t, s1, 8))
+}
+
+// An opPresent notice that finds the serving pool full is not dropped:
+// the repair writes the session's presence.
+func TestClusterPresenceNoticeWhileBusyRepaired(t *testing.T) {
+	prefix := clusterPrefix(t)
+	clk := clocktest.New(time.Now())
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		c.Clock, c.HeartbeatInterval, c.SyncInterval = clk, time.Hour, -1
+	})
+	a := dialNative(t, s1, 3)
+	a.Join("arena")
+	c := s1.node(3)
+	// Gone as after a handover's removal at the issuer.
+	require.NoError(t, s1.cfg.Presence.RemovePresence(context.Background(), ChannelPrefix+"arena", c.sid, c.user))
+	require.False(t, roomHas(t, s1, "arena", c.sid))
+
+	for range maxServing {
+		s1.cluster.serving <- struct{}{}
+	}
+	t.Cleanup(func() {
+		for range maxServing {
+			<-s1.cluster.serving
+		}
+	})
+	body, err := json.Marshal(&busRequest{ID: "notice", Op: opPresent, Node: 3, SID: c.sid})
+	require.NoError(t, err)
+	s1.cluster.handleProcess(&busMessage{kind: busAsk, origin: "another-process", body: body})
+	advanceUntil(t, clk, func() bool { return roomHas(t, s1, "arena", c.sid) }, "the presence is written again")
+	require.Equal(t, 1.0, repairs(s1, repairRepaired))
+}
