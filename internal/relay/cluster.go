@@ -407,20 +407,23 @@ func (cl *cluster) subscribeLobby() bool {
 // retryEverySecond runs try now and then every second until it returns
 // true or close.
 func (cl *cluster) retryEverySecond(try func() bool) {
-	tick := make(chan struct{}, 1)
 	for !try() {
-		t := cl.s.cfg.Clock.AfterFunc(time.Second, func() {
-			select {
-			case tick <- struct{}{}:
-			default:
-			}
-		})
-		select {
-		case <-cl.stop:
-			t.Stop()
+		if !cl.wait(time.Second) {
 			return
-		case <-tick:
 		}
+	}
+}
+
+// wait waits d on the injected clock; false when close came first.
+func (cl *cluster) wait(d time.Duration) bool {
+	tick := make(chan struct{})
+	t := cl.s.cfg.Clock.AfterFunc(d, func() { close(tick) })
+	select {
+	case <-cl.stop:
+		t.Stop()
+		return false
+	case <-tick:
+		return true
 	}
 }
 

@@ -112,7 +112,6 @@ func (cl *cluster) repairPending() bool {
 // after a mark and then every repairEvery while any stays marked (on the
 // injected clock), until close.
 func (cl *cluster) repairLoop() {
-	tick := make(chan struct{}, 1)
 	for {
 		select {
 		case <-cl.stop:
@@ -120,17 +119,8 @@ func (cl *cluster) repairLoop() {
 		case <-cl.repair.wake:
 		}
 		for cl.repairPending() {
-			t := cl.s.cfg.Clock.AfterFunc(repairEvery, func() {
-				select {
-				case tick <- struct{}{}:
-				default:
-				}
-			})
-			select {
-			case <-cl.stop:
-				t.Stop()
+			if !cl.wait(repairEvery) {
 				return
-			case <-tick:
 			}
 			cl.repairRound()
 		}
