@@ -61,7 +61,9 @@ type conn struct {
 	// dirGone: the directory entry was removed for good; dirParked: it
 	// says the session is parked (directory.go).
 	dirGone, dirParked bool
-	bucket             bucket
+	// dirGen counts the directory writes begun (dirAdd), guarded by mu.
+	dirGen uint64
+	bucket bucket
 	// rooms are the rooms joined, guarded by rmu (written by the goroutine
 	// handling joins, read by the event readers).
 	rmu   sync.RWMutex

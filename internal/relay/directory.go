@@ -85,6 +85,9 @@ type dirState struct {
 	full    prometheus.Counter
 	// lookupWait bounds a lookup (dirTimeout; tests hold lookups longer).
 	lookupWait atomic.Int64
+	// handshakeWait bounds a handshake's read (nodeElsewhere) besides the
+	// handshake's own deadline (dirTimeout; tests make it longer).
+	handshakeWait atomic.Int64
 	// running holds a token per lookup in progress (dirLookups).
 	running chan struct{}
 }
@@ -92,6 +95,7 @@ type dirState struct {
 func (cl *cluster) initDirectory() error {
 	cl.dir.cache = map[wire.NodeID]*dirEntry{}
 	cl.dir.lookupWait.Store(int64(dirTimeout))
+	cl.dir.handshakeWait.Store(int64(dirTimeout))
 	cl.dir.running = make(chan struct{}, dirLookups)
 	cl.dir.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_node_lookups_total",
 		Help: "Cluster NodeId directory lookups for ISSUN targeted events, by outcome (found, missing, failed)."}, []string{"outcome"})
@@ -106,45 +110,60 @@ func (cl *cluster) initDirectory() error {
 }
 
 // dirAdd writes c's directory entry (c just registered, or its presence
-// is written again). It reports whether the entry is written (or nothing
-// is to be written: no presence, or c's entry is removed for good); a
-// failed write marks c for repair (markRepair).
-func (cl *cluster) dirAdd(c *conn) bool {
+// is written again); base bounds the write (with dirTimeout). It reports
+// whether the entry is written (or nothing is to be written: no
+// presence, or c's entry is removed for good); a failed write marks c for
+// repair (markRepair). Writes of one connection may overlap: one that
+// lands after a newer one began (c.dirGen) writes the current state
+// again, so the last to land is never stale. When another connection now
+// holds the session (a resume on this process took it over), that one's
+// entry is written again: the one written here may be stale.
+func (cl *cluster) dirAdd(base context.Context, c *conn) bool {
 	p := cl.s.cfg.Presence
 	if p == nil {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(cl.ctx, dirTimeout)
+	ctx, cancel := context.WithTimeout(base, dirTimeout)
 	defer cancel()
-	info := c.presenceInfo()
-	c.mu.Lock()
-	if c.dirGone {
+	for {
+		info := c.presenceInfo()
+		c.mu.Lock()
+		if c.dirGone {
+			c.mu.Unlock()
+			return true
+		}
+		c.dirUser = info.UserID
+		parked := c.dirParked
+		c.dirGen++
+		gen := c.dirGen
 		c.mu.Unlock()
+		if parked {
+			var e presenceEntry
+			_ = json.Unmarshal(info.ChanInfo, &e) // written by presenceInfo
+			e.Parked = true
+			info.ChanInfo, _ = json.Marshal(e)
+		}
+		err := p.AddPresence(ctx, nodeChannel(c.id), info)
+		c.mu.Lock()
+		gone, newer := c.dirGone, c.dirGen != gen
+		c.mu.Unlock()
+		if gone { // removed while the write was in flight: it must not stay
+			cl.dirDelete(c)
+			return true
+		}
+		if err != nil {
+			cl.s.log.Warn("relay node directory add failed", "node_id", uint64(c.id), "error", err)
+			cl.markRepairSession(c.id, c.sid) // the connection holding the session now
+			return false
+		}
+		if newer {
+			continue // a newer write began meanwhile, and may have landed first
+		}
+		if n := cl.s.node(c.id); n != nil && n != c && n.sid == c.sid {
+			return cl.dirAdd(base, n)
+		}
 		return true
 	}
-	c.dirUser = info.UserID
-	parked := c.dirParked
-	c.mu.Unlock()
-	if parked {
-		var e presenceEntry
-		_ = json.Unmarshal(info.ChanInfo, &e) // written by presenceInfo
-		e.Parked = true
-		info.ChanInfo, _ = json.Marshal(e)
-	}
-	err := p.AddPresence(ctx, nodeChannel(c.id), info)
-	c.mu.Lock()
-	gone := c.dirGone
-	c.mu.Unlock()
-	if gone { // removed while the write was in flight: it must not stay
-		cl.dirDelete(c)
-		return true
-	}
-	if err != nil {
-		cl.s.log.Warn("relay node directory add failed", "node_id", uint64(c.id), "error", err)
-		cl.markRepair(c)
-		return false
-	}
-	return true
 }
 
 // dirMarkParked rewrites c's directory entry saying whether it is parked
@@ -154,7 +173,7 @@ func (cl *cluster) dirMarkParked(c *conn, parked bool) {
 	c.mu.Lock()
 	c.dirParked = parked
 	c.mu.Unlock()
-	cl.dirAdd(c)
+	cl.dirAdd(cl.ctx, c)
 }
 
 // dirRemove removes c's directory entry for good: a write of it still in
@@ -214,7 +233,7 @@ func (cl *cluster) dirRead(ctx context.Context, id wire.NodeID) ([]dirHolder, er
 // The read ends with ctx (the handshake's) or after dirTimeout. A failed
 // read reports false (logged): see the top.
 func (cl *cluster) nodeElsewhere(ctx context.Context, id wire.NodeID, sameUser string) bool {
-	ctx, cancel := context.WithTimeout(ctx, dirTimeout)
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(cl.dir.handshakeWait.Load()))
 	defer cancel()
 	hs, err := cl.dirRead(ctx, id)
 	if err != nil {

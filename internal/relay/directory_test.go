@@ -292,7 +292,7 @@ func TestClusterDirectoryRemoveDuringAdd(t *testing.T) {
 	require.NotNil(t, c)
 	held.armed.Store(true)
 	done := make(chan struct{})
-	go func() { defer close(done); s1.cluster.dirAdd(c) }() // as opPresent does
+	go func() { defer close(done); s1.cluster.dirAdd(s1.cluster.ctx, c) }() // as opPresent does
 	<-held.entered
 	s1.cluster.dirRemove(c) // the client went meanwhile
 	close(held.release)

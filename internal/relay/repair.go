@@ -93,6 +93,25 @@ func (cl *cluster) markRepair(c *conn) {
 	}
 }
 
+// moveRepairLocked moves a mark of old onto c, which takes over old's session
+// (a resume on this process); s.mu held.
+func (cl *cluster) moveRepairLocked(old, c *conn) {
+	cl.repairMu.Lock()
+	_, marked := cl.repair.pending[old]
+	if marked {
+		delete(cl.repair.pending, old)
+		cl.repair.seq++
+		cl.repair.pending[c] = cl.repair.seq
+	}
+	cl.repairMu.Unlock()
+	if marked {
+		select {
+		case cl.repair.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // markRepairSession marks the connection of session sid with NodeId id,
 // when it is here (an opPresent the serving pool had no room for).
 func (cl *cluster) markRepairSession(id wire.NodeID, sid string) {
@@ -142,12 +161,16 @@ func (cl *cluster) repairRound() {
 			return
 		default:
 		}
-		registered := s.node(c.id) == c
 		outcome := repairGone
-		if registered {
-			outcome = repairFailed
-			if s.writePresence(c.id, c.sid) {
+		if s.node(c.id) == c {
+			here, ok := s.writePresence(cl.syncCtx, c.id, c.sid) // close cancels it
+			switch {
+			case !here:
+				// unregistered meanwhile: gone
+			case ok:
 				outcome = repairRepaired
+			default:
+				outcome = repairFailed
 			}
 		}
 		cl.repairMu.Lock()

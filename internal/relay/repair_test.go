@@ -13,33 +13,48 @@ import (
 
 	"github.com/switchboard-rt/switchboard/internal/clock/clocktest"
 	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/relay/relaytest"
 	"github.com/switchboard-rt/switchboard/internal/testenv"
 	wire "github.com/switchboard-rt/switchboard/protocol/relay"
 )
 
 // failingAdds fails the presence additions of one channel while failing
-// is set, as a Redis that is briefly down does.
+// is set, as a Redis that is briefly down does. Once hold is set, the
+// next addition of the channel signals entered and waits for release
+// (a write in flight), and hold is cleared.
 type failingAdds struct {
 	writeOnly
 	lister  PresenceLister
 	channel string
 	failing atomic.Bool
 	failed  atomic.Int32
+	adds    atomic.Int32 // additions of the channel tried
+	hold    atomic.Bool
+	entered chan struct{}
+	release chan struct{}
 }
 
 // failAdds makes c's presence fail the additions of channel until the
 // returned failingAdds' failing is cleared.
 func failAdds(c *Config, channel string) *failingAdds {
-	f := &failingAdds{writeOnly: c.Presence, lister: c.Presence.(PresenceLister), channel: channel}
+	f := &failingAdds{writeOnly: c.Presence, lister: c.Presence.(PresenceLister), channel: channel,
+		entered: make(chan struct{}, 1), release: make(chan struct{})}
 	f.failing.Store(true)
 	c.Presence = f
 	return f
 }
 
 func (f *failingAdds) AddPresence(ctx context.Context, ch string, info *hub.ClientInfo) error {
+	if ch == f.channel {
+		f.adds.Add(1)
+	}
 	if ch == f.channel && f.failing.Load() {
 		f.failed.Add(1)
 		return fmt.Errorf("%w: the test's engine is down", hub.ErrRetryLater)
+	}
+	if ch == f.channel && f.hold.CompareAndSwap(true, false) {
+		f.entered <- struct{}{}
+		<-f.release
 	}
 	return f.writeOnly.AddPresence(ctx, ch, info)
 }
@@ -159,10 +174,96 @@ func TestClusterRepairDropsGoneConnection(t *testing.T) {
 	a.Close()
 	require.Eventually(t, func() bool { return s1.node(8) == nil }, testenv.Wait, testenv.Tick)
 	fail.failing.Store(false)
+	adds := fail.adds.Load()
 	advanceUntil(t, clk, func() bool { return !s1.cluster.repairPending() }, "the set forgets it")
 	require.Equal(t, 1.0, repairs(s1, repairGone))
 	require.Zero(t, repairs(s1, repairRepaired))
+	require.Equal(t, adds, fail.adds.Load(), "no write of the gone connection's entry")
 	require.Empty(t, dirHolders(t, s1, 8))
+}
+
+// repairResumeSetup starts s1 (whose room "arena" presence writes fail)
+// and s2, with b on s2 and a on s1 in arena, a's write failed and a
+// parked on s1.
+func repairResumeSetup(t *testing.T) (s1, s2 *testServer, clk1, clk2 *clocktest.Fake, fail *failingAdds, a, b *relaytest.Native) {
+	prefix := clusterPrefix(t)
+	clk1, clk2 = clocktest.New(time.Now()), clocktest.New(time.Now())
+	s1 = newClusterServer(t, prefix, func(c *Config) {
+		fail = failAdds(c, ChannelPrefix+"arena")
+		c.Clock, c.HeartbeatInterval, c.SyncInterval, c.ResumeGrace = clk1, time.Hour, -1, time.Hour
+	})
+	s2 = newClusterServer(t, prefix, func(c *Config) {
+		c.Clock, c.HeartbeatInterval, c.SyncInterval = clk2, time.Hour, time.Second
+	})
+	b = dialNative(t, s2, 2)
+	b.Join("arena")
+	a = dialNative(t, s1, 1)
+	a.Join("arena")
+	require.Equal(t, []wire.NodeID{1}, nodeIDs(nextPresence(t, b).Joins))
+	require.Positive(t, fail.failed.Load())
+	require.True(t, s1.cluster.repairPending())
+	lose(t, a, s1)
+	return s1, s2, clk1, clk2, fail, a, b
+}
+
+// requireKeptBySync checks that s2's next sync of arena keeps a (NodeId
+// 1, session sid): its entry is in the hub, and b hears no leave.
+func requireKeptBySync(t *testing.T, s2 *testServer, clk2 *clocktest.Fake, b *relaytest.Native, sid string) {
+	t.Helper()
+	br := s2.cluster.room("arena")
+	syncs := br.syncs.Load()
+	require.Eventually(t, func() bool {
+		clk2.Advance(time.Second)
+		return br.syncs.Load() > syncs
+	}, testenv.Wait, testenv.Tick, "s2 synced arena")
+	require.True(t, roomHas(t, s2, "arena", sid), "the entry stays")
+	require.True(t, br.hasRemote(1), "s2 still knows a")
+	c := dialNative(t, s2, 3)
+	c.Join("arena")
+	p := nextPresence(t, b)
+	require.Empty(t, p.Leaves, "no leave of a came before c's join")
+	require.Equal(t, []wire.NodeID{3}, nodeIDs(p.Joins))
+}
+
+// A repair of a parked session whose room write is in flight when the
+// client resumes on the same process (a new connection, the same session
+// id) keeps the entry: the session is still in the room.
+func TestClusterRepairInFlightAcrossResumeHere(t *testing.T) {
+	s1, s2, clk1, clk2, fail, a, b := repairResumeSetup(t)
+	sid := a.Welcome.SessionID
+	fail.failing.Store(false)
+	fail.hold.Store(true)
+	advanceUntil(t, clk1, func() bool {
+		select {
+		case <-fail.entered:
+			return true
+		default:
+			return false
+		}
+	}, "the repair's room write is in flight")
+	a2 := relaytest.DialNative(t, s1.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	require.True(t, a2.Welcome.Resumed)
+	require.Equal(t, sid, a2.Welcome.SessionID)
+	close(fail.release)
+	require.Eventually(t, func() bool { return repairs(s1, repairRepaired) >= 1 }, testenv.Wait, testenv.Tick)
+	require.True(t, roomHas(t, s2, "arena", sid), "the repair did not remove the live session's entry")
+	advanceUntil(t, clk1, func() bool { return !s1.cluster.repairPending() }, "the repair is done")
+	requireKeptBySync(t, s2, clk2, b, sid)
+}
+
+// A mark still pending when a parked session resumes on the same process
+// moves onto the new connection: its room entry is written once the
+// engine answers.
+func TestClusterRepairPendingAcrossResumeHere(t *testing.T) {
+	s1, s2, clk1, clk2, fail, a, b := repairResumeSetup(t)
+	sid := a.Welcome.SessionID
+	a2 := relaytest.DialNative(t, s1.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	require.True(t, a2.Welcome.Resumed)
+	require.True(t, s1.cluster.repairPending())
+	fail.failing.Store(false)
+	advanceUntil(t, clk1, func() bool { return roomHas(t, s2, "arena", sid) }, "the room entry is written")
+	require.Zero(t, repairs(s1, repairGone))
+	requireKeptBySync(t, s2, clk2, b, sid)
 }
 
 // An opPresent notice that finds the serving pool full is not dropped:

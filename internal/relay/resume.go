@@ -187,6 +187,9 @@ func (s *Server) resume(c *conn, token, user string) ([]*room, error) {
 	c.rmu.Unlock()
 	s.nodes[c.id] = c
 	s.conns[c] = struct{}{}
+	if s.cluster != nil {
+		s.cluster.moveRepairLocked(old, c) // old's rewrite pending is now c's
+	}
 	s.metrics.connections.WithLabelValues(c.label).Inc()
 	return rooms, nil
 }

@@ -506,7 +506,7 @@ func (cl *cluster) serve(from string, req *busRequest) {
 	var cleanup func()
 	switch req.Op {
 	case opPresent:
-		s.writePresence(wire.NodeID(req.Node), req.SID)
+		s.writePresence(cl.ctx, wire.NodeID(req.Node), req.SID)
 		return
 	case opResume:
 		var h *handedSession
@@ -573,19 +573,27 @@ func (cl *cluster) serve(from string, req *busRequest) {
 
 // writePresence writes the NodeId directory entry and the hub presence
 // of the session id sid of NodeId id again in each of its rooms, when it
-// is here (opPresent, and the presence repair). It reports whether every
-// write succeeded (true when the session is not here: nothing to write);
-// a failed one marks the connection for repair (markRepair).
-func (s *Server) writePresence(id wire.NodeID, sid string) bool {
+// is here (opPresent, and the presence repair); base bounds the engine's
+// calls (each with opTimeout). here reports whether the session is here,
+// ok whether every write succeeded (true when not here: nothing to
+// write); a failed one marks the session's connection for repair
+// (markRepair). An entry whose write lands once the session is no longer
+// in the room is removed; the session counts, not the connection, since
+// a resume on this process moves it onto a new connection.
+func (s *Server) writePresence(base context.Context, id wire.NodeID, sid string) (here, ok bool) {
 	s.mu.RLock()
 	c := s.nodes[id]
 	arriving := s.cluster.arriving[sid] // rooms it is still joining
 	s.mu.RUnlock()
-	if c == nil || c.sid != sid || s.cfg.Presence == nil {
-		return true
+	if c == nil || c.sid != sid {
+		return false, true
 	}
-	ok := s.cluster.dirAdd(c)
+	if s.cfg.Presence == nil {
+		return true, true
+	}
+	ok = s.cluster.dirAdd(base, c)
 	info := c.presenceInfo()
+	removed := false
 	names := slices.Clone(arriving)
 	for _, r := range c.roomList() {
 		if !slices.Contains(names, r.name) {
@@ -593,28 +601,54 @@ func (s *Server) writePresence(id wire.NodeID, sid string) bool {
 		}
 	}
 	for _, name := range names {
-		ctx, cancel := s.cluster.opCtx()
+		ctx, cancel := context.WithTimeout(base, opTimeout)
 		err := s.cfg.Presence.AddPresence(ctx, ChannelPrefix+name, info)
 		// Left the room (or went) while the write was in flight: its
 		// leave's removal may have come first, and the entry must not stay.
 		s.mu.RLock()
-		still := s.nodes[id] == c && (c.roomNamed(name) != nil || slices.Contains(s.cluster.arriving[sid], name))
+		n := s.nodes[id]
+		still := n != nil && n.sid == sid && (n.roomNamed(name) != nil || slices.Contains(s.cluster.arriving[sid], name))
 		s.mu.RUnlock()
 		switch {
 		case !still:
 			if err := s.cfg.Presence.RemovePresence(ctx, ChannelPrefix+name, sid, info.UserID); err != nil {
 				s.log.Warn("relay presence remove failed", "channel", ChannelPrefix+name, "error", err)
 			}
+			removed = true
 		case err != nil:
 			s.log.Warn("relay presence add failed", "channel", ChannelPrefix+name, "error", err)
 			ok = false
 		}
 		cancel()
 	}
-	if !ok {
-		s.cluster.markRepair(c)
+	if removed {
+		s.cluster.presentAgainIfHanded(c)
 	}
-	return ok
+	if !ok {
+		s.cluster.markRepairSession(id, sid) // the connection holding it now
+	}
+	return true, ok
+}
+
+// presentAgainIfHanded tells the process c's session was handed over to,
+// if any, to write its presence again (opPresent): a removal of ours may
+// have come after its rewrite.
+func (cl *cluster) presentAgainIfHanded(c *conn) {
+	to := ""
+	for _, t := range []string{c.resume, c.alias} {
+		if t != "" && to == "" {
+			to = cl.handedTo(t)
+		}
+	}
+	if to == "" {
+		return
+	}
+	ctx, cancel := cl.opCtx()
+	defer cancel()
+	req := &busRequest{ID: uuid.NewString(), Op: opPresent, Node: uint64(c.id), SID: c.sid}
+	if err := cl.bus.Publish(ctx, []hub.TopicMessage{{Topic: processTopic(to), Data: busJSONFrame(busAsk, cl.origin, req)}}); err != nil {
+		cl.s.log.Warn("relay presence notice to another process failed", "error", err)
+	}
 }
 
 // handOver takes the parked session of token out for another process
@@ -885,6 +919,11 @@ func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {
 			}
 			rest := *h
 			rest.Rooms = h.Rooms[i:]
+			// No longer arriving first: a rewrite (writePresence) landing
+			// after abandon's removal then removes its entry again.
+			s.mu.Lock()
+			delete(cl.arriving, h.SID)
+			s.mu.Unlock()
 			cl.abandon(&rest)
 			s.unregister(c)
 			return nil, fmt.Errorf("relay: resume: room %q: %w", name, err)

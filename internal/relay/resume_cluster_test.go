@@ -1013,7 +1013,7 @@ func TestClusterPresenceRewriteAfterLeave(t *testing.T) {
 	require.Len(t, roomPresence(t, s, "r"), 1)
 	held.armed.Store(true)
 	done := make(chan struct{})
-	go func() { defer close(done); s.writePresence(9, sid) }()
+	go func() { defer close(done); s.writePresence(s.cluster.ctx, 9, sid) }()
 	<-held.entered
 	x.SendControl(&wire.Leave{RequestID: 3, Handle: j.Handle})
 	require.Eventually(t, func() bool { return len(s.Rooms()) == 0 && len(roomPresence(t, s, "r")) == 0 },

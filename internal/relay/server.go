@@ -384,7 +384,7 @@ func (s *Server) register(c *conn) error {
 		return err
 	}
 	if s.cluster != nil {
-		s.cluster.dirAdd(c)
+		s.cluster.dirAdd(s.cluster.ctx, c)
 	}
 	return nil
 }
