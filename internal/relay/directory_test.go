@@ -344,9 +344,10 @@ func (r *readDeadlines) Presence(ctx context.Context, channel string) (map[strin
 }
 
 // A handshake's NodeId directory read ends with the handshake
-// (HandshakeTimeout), not later.
+// (HandshakeTimeout), not later: with the directory's own bound made
+// far longer, the read's deadline is still the handshake's.
 func TestClusterDirectoryReadBoundedByHandshake(t *testing.T) {
-	const handshake = 500 * time.Millisecond // well below dirTimeout
+	const handshake = 5 * time.Second
 	for _, tc := range []struct {
 		name string
 		dial func(t *testing.T, s *testServer)
@@ -362,6 +363,7 @@ func TestClusterDirectoryReadBoundedByHandshake(t *testing.T) {
 				c.Presence = reads
 				c.HandshakeTimeout = handshake
 			})
+			s.cluster.dir.handshakeWait.Store(int64(time.Hour))
 			tc.dial(t, s)
 			select {
 			case left := <-reads.left:

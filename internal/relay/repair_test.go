@@ -32,13 +32,16 @@ type failingAdds struct {
 	hold    atomic.Bool
 	entered chan struct{}
 	release chan struct{}
+	// ended receives how the held addition's context ended, when it did
+	// before release.
+	ended chan error
 }
 
 // failAdds makes c's presence fail the additions of channel until the
 // returned failingAdds' failing is cleared.
 func failAdds(c *Config, channel string) *failingAdds {
 	f := &failingAdds{writeOnly: c.Presence, lister: c.Presence.(PresenceLister), channel: channel,
-		entered: make(chan struct{}, 1), release: make(chan struct{})}
+		entered: make(chan struct{}, 1), release: make(chan struct{}), ended: make(chan error, 1)}
 	f.failing.Store(true)
 	c.Presence = f
 	return f
@@ -54,7 +57,12 @@ func (f *failingAdds) AddPresence(ctx context.Context, ch string, info *hub.Clie
 	}
 	if ch == f.channel && f.hold.CompareAndSwap(true, false) {
 		f.entered <- struct{}{}
-		<-f.release
+		select {
+		case <-f.release:
+		case <-ctx.Done():
+			f.ended <- ctx.Err()
+			return ctx.Err()
+		}
 	}
 	return f.writeOnly.AddPresence(ctx, ch, info)
 }
@@ -182,6 +190,75 @@ func TestClusterRepairDropsGoneConnection(t *testing.T) {
 	require.Empty(t, dirHolders(t, s1, 8))
 }
 
+// awaitHeld advances clk by repairEvery until f holds an addition.
+func awaitHeld(t *testing.T, clk *clocktest.Fake, f *failingAdds) {
+	t.Helper()
+	advanceUntil(t, clk, func() bool {
+		select {
+		case <-f.entered:
+			return true
+		default:
+			return false
+		}
+	}, "the repair's write is in flight")
+}
+
+// Shutdown ends a repair's write the engine does not answer at once (as
+// the syncs' reads), rather than at its deadline or the write's timeout.
+func TestClusterRepairEndsAtShutdown(t *testing.T) {
+	clk := clocktest.New(time.Now())
+	var fail *failingAdds
+	s1 := newClusterServer(t, clusterPrefix(t), func(c *Config) {
+		fail = failAdds(c, nodeChannel(6))
+		c.Clock, c.HeartbeatInterval, c.SyncInterval = clk, time.Hour, -1
+	})
+	dialISSUN(t, s1, 6)
+	require.True(t, s1.cluster.repairPending())
+	fail.failing.Store(false)
+	fail.hold.Store(true)
+	awaitHeld(t, clk, fail)
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		done <- s1.Shutdown(ctx)
+	}()
+	select {
+	case err := <-fail.ended:
+		require.ErrorIs(t, err, context.Canceled, "close cancelled it")
+	case <-time.After(testenv.Wait):
+		t.Fatal("the held write did not end")
+	}
+	require.NoError(t, <-done)
+}
+
+// Two directory writes of one connection landing out of order leave the
+// newer state: a rewrite that read "live" landing after the entry was
+// marked parked writes "parked" again.
+func TestClusterDirectoryWritesOutOfOrder(t *testing.T) {
+	prefix := clusterPrefix(t)
+	var fail *failingAdds
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		fail = failAdds(c, nodeChannel(5))
+		fail.failing.Store(false)
+	})
+	s2 := newClusterServer(t, prefix, nil)
+	dialISSUN(t, s1, 5)
+	c := s1.node(5)
+	require.NotNil(t, c)
+	fail.hold.Store(true)
+	done := make(chan struct{})
+	go func() { defer close(done); s1.cluster.dirAdd(s1.cluster.ctx, c) }() // reads "live"
+	<-fail.entered
+	s1.cluster.dirMarkParked(c, true) // lands first
+	close(fail.release)
+	<-done
+	hs, err := s2.cluster.dirRead(context.Background(), 5)
+	require.NoError(t, err)
+	require.Len(t, hs, 1)
+	require.True(t, hs[0].parked, "the newer state stays")
+}
+
 // repairResumeSetup starts s1 (whose room "arena" presence writes fail)
 // and s2, with b on s2 and a on s1 in arena, a's write failed and a
 // parked on s1.
@@ -233,14 +310,7 @@ func TestClusterRepairInFlightAcrossResumeHere(t *testing.T) {
 	sid := a.Welcome.SessionID
 	fail.failing.Store(false)
 	fail.hold.Store(true)
-	advanceUntil(t, clk1, func() bool {
-		select {
-		case <-fail.entered:
-			return true
-		default:
-			return false
-		}
-	}, "the repair's room write is in flight")
+	awaitHeld(t, clk1, fail)
 	a2 := relaytest.DialNative(t, s1.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
 	require.True(t, a2.Welcome.Resumed)
 	require.Equal(t, sid, a2.Welcome.SessionID)
