@@ -187,7 +187,9 @@ type cluster struct {
 	arriving map[string][]string
 	// testHandOver, when set (tests), runs in a handover at "claim"
 	// (before the parked session is looked up), "taken" (after it is taken
-	// out) and "answering" (just before the answer is sent).
+	// out) and "answering" (just before the answer is sent); on a
+	// claimer at "abandoned" (a resume that failed at a room join ended
+	// the session, before its connection unregisters).
 	testHandOver atomic.Pointer[func(stage string)]
 
 	// dirMu guards dir.cache (directory.go).

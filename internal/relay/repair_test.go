@@ -365,3 +365,46 @@ func TestClusterPresenceNoticeWhileBusyRepaired(t *testing.T) {
 	advanceUntil(t, clk, func() bool { return roomHas(t, s1, "arena", c.sid) }, "the presence is written again")
 	require.Equal(t, 1.0, repairs(s1, repairRepaired))
 }
+
+// failingSubscribe fails the subscriptions of one topic.
+type failingSubscribe struct {
+	RoomBus
+	topic string
+}
+
+func (f failingSubscribe) Subscribe(ctx context.Context, topic string) error {
+	if topic == f.topic {
+		return fmt.Errorf("%w: the test's bus refuses %s", hub.ErrRetryLater, topic)
+	}
+	return f.RoomBus.Subscribe(ctx, topic)
+}
+
+// A resume from another process that fails at a room join (here the
+// claimer cannot subscribe the room's topic) leaves no presence entry behind: a rewrite of the
+// session's presence (an opPresent) between the session's end and its
+// connection's unregistering writes none.
+func TestClusterAbandonedResumeLeavesNoPresence(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1 := newClusterServer(t, prefix, nil)
+	s2 := newClusterServer(t, prefix, func(c *Config) { c.Bus = failingSubscribe{RoomBus: c.Bus, topic: ChannelPrefix + "y"} })
+	a := dialNative(t, s1, 1)
+	a.Join("x")
+	a.Join("y")
+	sid := a.Welcome.SessionID
+	lose(t, a, s1)
+	var rewrote atomic.Bool
+	hook := func(stage string) {
+		if stage == "abandoned" {
+			_, ok := s2.writePresence(s2.cluster.ctx, 1, sid)
+			rewrote.Store(ok)
+		}
+	}
+	s2.cluster.testHandOver.Store(&hook)
+	_, err := relaytest.TryNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken}, relaytest.NativeOptions{})
+	require.Error(t, err, "the second room cannot be joined")
+	require.True(t, rewrote.Load(), "the rewrite ran")
+	require.Eventually(t, func() bool { return s2.node(1) == nil }, testenv.Wait, testenv.Tick)
+	for _, room := range []string{"x", "y"} {
+		require.False(t, roomHas(t, s2, room, sid), "no entry in %s", room)
+	}
+}

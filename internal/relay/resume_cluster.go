@@ -914,17 +914,19 @@ func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {
 	for i, name := range h.Rooms {
 		r, _, err := s.joinRoom(c, name, 0, true)
 		if err != nil {
+			// No longer arriving first: a rewrite (writePresence) landing
+			// after the leaves' or abandon's removal then removes its
+			// entry again.
+			s.mu.Lock()
+			delete(cl.arriving, h.SID)
+			s.mu.Unlock()
 			for _, r := range rooms {
 				c.nativeLeave(r)
 			}
 			rest := *h
 			rest.Rooms = h.Rooms[i:]
-			// No longer arriving first: a rewrite (writePresence) landing
-			// after abandon's removal then removes its entry again.
-			s.mu.Lock()
-			delete(cl.arriving, h.SID)
-			s.mu.Unlock()
 			cl.abandon(&rest)
+			cl.hook("abandoned")
 			s.unregister(c)
 			return nil, fmt.Errorf("relay: resume: room %q: %w", name, err)
 		}
