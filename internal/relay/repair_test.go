@@ -408,3 +408,40 @@ func TestClusterAbandonedResumeLeavesNoPresence(t *testing.T) {
 		require.False(t, roomHas(t, s2, room, sid), "no entry in %s", room)
 	}
 }
+
+// A repair on the issuer whose room write is in flight while the parked
+// session is handed over to another process removes the late entry and
+// tells the claimer to write its own again: the entry is back at once,
+// not only at the claimer's next presence refresh.
+func TestClusterRepairInFlightAcrossHandover(t *testing.T) {
+	prefix := clusterPrefix(t)
+	clk1 := clocktest.New(time.Now())
+	var fail, adds2 *failingAdds
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		fail = failAdds(c, ChannelPrefix+"arena")
+		c.Clock, c.HeartbeatInterval, c.SyncInterval = clk1, time.Hour, -1
+	})
+	s2 := newClusterServer(t, prefix, func(c *Config) {
+		adds2 = failAdds(c, ChannelPrefix+"arena")
+		adds2.failing.Store(false)
+	})
+	a := dialNative(t, s1, 1)
+	a.Join("arena")
+	sid := a.Welcome.SessionID
+	require.True(t, s1.cluster.repairPending())
+	lose(t, a, s1)
+	fail.failing.Store(false)
+	fail.hold.Store(true)
+	awaitHeld(t, clk1, fail)
+
+	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	require.True(t, a2.Welcome.Resumed)
+	// The claimer's own write and its rewrite on the issuer's notice.
+	require.Eventually(t, func() bool { return adds2.adds.Load() >= 2 }, testenv.Wait, testenv.Tick)
+	require.True(t, roomHas(t, s2, "arena", sid))
+	close(fail.release)
+	require.Eventually(t, func() bool { return repairs(s1, repairRepaired)+repairs(s1, repairGone) >= 1 },
+		testenv.Wait, testenv.Tick, "the issuer's repair ended")
+	require.Eventually(t, func() bool { return roomHas(t, s2, "arena", sid) }, testenv.Wait, testenv.Tick,
+		"the claimer wrote its entry again")
+}
