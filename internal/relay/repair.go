@@ -18,8 +18,10 @@ import (
 // room for) is marked; the cluster's repair goroutine rewrites the whole
 // presence of each marked connection (writePresence: directory entry and
 // every room) every repairEvery while any is marked, until a rewrite
-// succeeds or the connection unregistered. The ISSUN lobby has its own
-// repair (syncLobby).
+// succeeds or the connection unregistered. A resume on this process
+// moves a mark onto the new connection (moveRepairLocked). The engine
+// calls end at close (cl.syncCtx). The ISSUN lobby has its own repair
+// (syncLobby).
 //
 // The set holds registered connections only (at most one entry each), so
 // it is bounded by the sessions of the process (max_clients and the
