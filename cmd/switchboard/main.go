@@ -76,7 +76,7 @@ type CLI struct {
 	Genconfig   GenconfigCmd   `cmd:"" help:"Write a starter configuration with random secrets."`
 	Keygen      KeygenCmd      `cmd:"" help:"Print a new secp256k1 private key and both public key encodings."`
 	Play        PlayCmd        `cmd:"" help:"Run a script on a circle (authenticating with a key file)."`
-	Bench       bench.Cmd      `cmd:"" help:"Load-test a Centrifugo-compatible server (conns, fanout, rpc, plot)."`
+	Bench       bench.Cmd      `cmd:"" help:"Load-test a Centrifugo-compatible server (conns, fanout, rpc, relay, scheduler, plot)."`
 	Node        NodeCmd        `cmd:"" help:"Run a compute node for the scheduler (runs chunks through a worker command)."`
 	RelayCert   RelayCertCmd   `cmd:"" name:"relay-cert" help:"Write a self-signed relay certificate browsers accept by hash (ECDSA P-256, at most 14 days)."`
 	Sandbox     SandboxCmd     `cmd:"" name:"sandbox-worker" hidden:"" help:"Run circle plays for the server (started by it)."`
@@ -105,7 +105,7 @@ func (k *KeygenCmd) Run(out *output) error {
 		_, err := io.WriteString(out.stdout, kp.KeyFile())
 		return err
 	}
-	if err := writeNew(k.Output, []byte(kp.KeyFile()), k.Force); err != nil {
+	if err := writeNew(k.Output, []byte(kp.KeyFile()), k.Force, privateMode); err != nil {
 		return err
 	}
 	_, err = fmt.Fprintf(out.stdout, "wrote private key to %s (mode 0600)\n%s", k.Output, kp.PublicText())
@@ -275,7 +275,7 @@ func (s *ServeCmd) Run(out *output) error {
 		return err
 	}
 	wsURL := "ws://" + m.Addr() + "/connection/websocket"
-	fmt.Fprintf(out.stdout, "switchboard %s listening on %s (WebSocket %s)\n", version(), m.URL(), wsURL)
+	fmt.Fprintln(out.stdout, listeningLine(version(), m.URL(), wsURL))
 	if s.Dev {
 		logger.Warn("development mode (--dev): not for production; secrets are printed on standard output")
 		if err := printDevBanner(out.stdout, cfg, dev, m.URL(), wsURL, time.Now()); err != nil {
@@ -309,6 +309,12 @@ func (s *ServeCmd) Run(out *output) error {
 	return nil
 }
 
+// listeningLine is serve's first line of output. The version comes last
+// and labelled, so an unversioned build's "dev" does not read like --dev.
+func listeningLine(v, httpURL, wsURL string) string {
+	return fmt.Sprintf("switchboard listening on %s (WebSocket %s; version %s)", httpURL, wsURL, v)
+}
+
 func (m *Main) serveErrCh() <-chan error { return m.serveErr }
 
 // VersionCmd prints the version.
@@ -326,11 +332,15 @@ type CheckconfigCmd struct {
 	Config string `short:"c" required:"" env:"SWITCHBOARD_CONFIG" help:"Configuration file to check." type:"path"`
 }
 
-// Run loads and validates the file.
+// Run loads and validates the file (with the environment), and reads the
+// files it names as serve would.
 func (c *CheckconfigCmd) Run(out *output) error {
 	cfg, err := config.Load(c.Config)
 	if err != nil {
 		return usageError(err)
+	}
+	if _, err := cfg.Relay.Certificate(); err != nil {
+		return usageError(fmt.Errorf("config %s: %w", c.Config, err))
 	}
 	fmt.Fprintf(out.stdout, "%s: configuration is valid\n", c.Config)
 	if len(cfg.NoEffect) > 0 {
@@ -393,7 +403,7 @@ func (g *GenconfigCmd) Run(out *output) error {
 	if err := sameAsStdout(out.stdout, g.Output); err != nil {
 		return err
 	}
-	if err := writeNew(g.Output, data, g.Force); err != nil {
+	if err := writeNew(g.Output, data, g.Force, privateMode); err != nil {
 		return err
 	}
 	fmt.Fprintf(out.stdout, "wrote %s\n", g.Output)
@@ -434,25 +444,42 @@ func sameAsStdout(w io.Writer, path string) error {
 	return nil
 }
 
-// writeNew writes data to a new file with mode 0600; an existing file is a
-// usage error unless force is set (then it is truncated and rewritten).
-func writeNew(path string, data []byte, force bool) error {
+// File modes of what the commands write: secrets (keys, a configuration
+// with secrets) and public files (a certificate).
+const (
+	privateMode os.FileMode = 0o600
+	publicMode  os.FileMode = 0o644
+)
+
+// writeNew writes data to a new file with mode perm (less the umask); an
+// existing file is a usage error unless force is set (then it is truncated
+// and rewritten, keeping its mode). A failed write removes the file it
+// created.
+func writeNew(path string, data []byte, force bool, perm os.FileMode) error {
 	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 	if force {
 		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 	}
-	f, err := os.OpenFile(path, flags, 0o600)
+	f, err := os.OpenFile(path, flags, perm)
 	if err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return usageError(fmt.Errorf("%s exists; use --force to overwrite", path))
+			return existsError(path)
 		}
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	return f.Close()
+	if err != nil && !force {
+		os.Remove(path)
+	}
+	return err
+}
+
+// existsError is the usage error for a file a command will not overwrite.
+func existsError(path string) error {
+	return usageError(fmt.Errorf("%s exists; use --force to overwrite", path))
 }
 
 type output struct {

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -59,21 +63,11 @@ func (m *Main) startRelay(cfg config.Config, h *hub.Hub, tokens *auth.TokenVerif
 		return nil
 	}
 	rc := cfg.Relay.RelayConfig()
-	if cfg.Relay.CertFile != "" {
-		certPEM, err := os.ReadFile(cfg.Relay.CertFile)
-		if err != nil {
-			return usageError(fmt.Errorf("relay.cert_file: %w", err))
-		}
-		keyPEM, err := os.ReadFile(cfg.Relay.KeyFile)
-		if err != nil {
-			return usageError(fmt.Errorf("relay.key_file: %w", err))
-		}
-		cert, err := relay.LoadCertificate(certPEM, keyPEM)
-		if err != nil {
-			return usageError(fmt.Errorf("relay.cert_file/relay.key_file: %w", err))
-		}
-		rc.Certificate = &cert
+	cert, err := cfg.Relay.Certificate()
+	if err != nil {
+		return usageError(err)
 	}
+	rc.Certificate = cert
 	if cfg.Client.Token.HMACSecretKey != "" {
 		rc.Verifier = tokens
 	}
@@ -84,6 +78,10 @@ func (m *Main) startRelay(cfg config.Config, h *hub.Hub, tokens *auth.TokenVerif
 	rc.MirrorTo = h        // relay.mirror: spectators on relay:R
 	rc.Origins = m.origins // WebTransport sessions: client.allowed_origins
 	s, err := relay.New(rc)
+	var fe *relay.FieldError
+	if errors.As(err, &fe) {
+		return usageError(err) // a setting (or its dependency): a configuration error
+	}
 	if err != nil {
 		return err
 	}
@@ -125,20 +123,34 @@ func (m *Main) RelayAddr() string {
 // valid under the 14 days browsers accept for certificates pinned by hash
 // (WebTransport's serverCertificateHashes), and prints its SHA-256.
 type RelayCertCmd struct {
-	Cert  string        `default:"relay.crt" help:"Certificate file to write (PEM)."`
+	Cert  string        `default:"relay.crt" help:"Certificate file to write (PEM, mode 0644)."`
 	Key   string        `default:"relay.key" help:"Private key file to write (PEM, PKCS#8, mode 0600)."`
 	Hosts []string      `name:"host" default:"localhost,127.0.0.1,::1" help:"DNS names and IP addresses the certificate is for."`
 	Valid time.Duration `default:"312h" help:"Validity (at most 336h, 14 days)."`
 	Force bool          `help:"Overwrite existing files."`
 }
 
-// Run writes the certificate and key.
+// Run writes the certificate and key. Without --force it refuses, before
+// writing anything, when either file exists; a failure part way leaves
+// neither new file, so the two files on disk always belong together.
 func (c *RelayCertCmd) Run(out *output) error {
 	if c.Valid <= 0 || c.Valid > relay.MaxBrowserCertValidity {
 		return usageError(fmt.Errorf("--valid: %s is not within 0s..%s (browsers refuse longer for pinned certificates)", c.Valid, relay.MaxBrowserCertValidity))
 	}
 	if len(c.Hosts) == 0 {
 		return usageError(errors.New("--host: at least one name or address"))
+	}
+	if filepath.Clean(c.Cert) == filepath.Clean(c.Key) {
+		return usageError(fmt.Errorf("--cert and --key are the same file %s", c.Cert))
+	}
+	if !c.Force {
+		for _, p := range []string{c.Cert, c.Key} {
+			if _, err := os.Lstat(p); err == nil {
+				return existsError(p)
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
 	}
 	certPEM, keyPEM, err := relay.GenerateCertificate(c.Hosts, time.Now(), c.Valid)
 	if err != nil {
@@ -148,13 +160,61 @@ func (c *RelayCertCmd) Run(out *output) error {
 	if err != nil {
 		return err
 	}
-	if err := writeNew(c.Key, keyPEM, c.Force); err != nil {
-		return err
-	}
-	if err := writeNew(c.Cert, certPEM, c.Force); err != nil {
+	if err := writePair(c.Cert, certPEM, c.Key, keyPEM, c.Force); err != nil {
 		return err
 	}
 	_, err = fmt.Fprintf(out.stdout, "wrote %s and %s, valid for %s\nsha256: %s\nuse: relay.cert_file = %q, relay.key_file = %q\n",
 		c.Cert, c.Key, c.Valid, relay.Fingerprint(&cert), c.Cert, c.Key)
 	return err
+}
+
+// writePair writes a certificate (publicMode) and its key (privateMode).
+// Without force both must be new: when the second cannot be written the
+// first is removed again. With force each is written beside its target
+// and renamed over it, the key last; when that rename fails the new
+// certificate is removed, so no certificate is left with a key it does not
+// match.
+func writePair(certPath string, certPEM []byte, keyPath string, keyPEM []byte, force bool) error {
+	if !force {
+		if err := writeNew(certPath, certPEM, false, publicMode); err != nil {
+			return err
+		}
+		if err := writeNew(keyPath, keyPEM, false, privateMode); err != nil {
+			os.Remove(certPath)
+			return err
+		}
+		return nil
+	}
+	certTmp, err := writeBeside(certPath, certPEM, publicMode)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(certTmp) // gone already once renamed
+	keyTmp, err := writeBeside(keyPath, keyPEM, privateMode)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(keyTmp)
+	if err := os.Rename(certTmp, certPath); err != nil {
+		return err
+	}
+	if err := os.Rename(keyTmp, keyPath); err != nil {
+		os.Remove(certPath)
+		return fmt.Errorf("%w (removed the new %s, which needs the new key)", err, certPath)
+	}
+	return nil
+}
+
+// writeBeside writes data to a new temporary file in path's directory
+// and returns its name.
+func writeBeside(path string, data []byte, perm os.FileMode) (string, error) {
+	var suffix [6]byte
+	if _, err := rand.Read(suffix[:]); err != nil {
+		return "", err
+	}
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-"+hex.EncodeToString(suffix[:]))
+	if err := writeNew(tmp, data, false, perm); err != nil {
+		return "", err
+	}
+	return tmp, nil
 }

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"crypto/tls"
+	"fmt"
+	"os"
 	"time"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
@@ -186,7 +189,42 @@ func (r Relay) RelayConfig() relay.Config {
 		BusQueue:          r.BusQueue,
 		BusQueueBytes:     r.BusQueueBytes,
 		SyncInterval:      r.SyncInterval.Std(),
-		Mirror: relay.MirrorConfig{Enabled: r.Mirror.Enabled, Rate: float64(r.Mirror.Rate), Burst: r.Mirror.Burst,
+		Mirror: relay.MirrorConfig{Enabled: r.Mirror.Enabled, Rate: r.Mirror.Rate, Burst: r.Mirror.Burst,
 			Queue: r.Mirror.Queue, RoomPrefix: r.Mirror.RoomPrefix},
 	}
+}
+
+// Certificate reads and pairs relay.cert_file and relay.key_file: nil
+// when both are empty (the relay then generates a development
+// certificate). Every failure names the key of the file at fault, so that
+// `checkconfig` and `serve` report it the same way.
+func (r Relay) Certificate() (*tls.Certificate, error) {
+	if r.CertFile == "" && r.KeyFile == "" {
+		return nil, nil
+	}
+	if err := r.certPairError(); err != nil {
+		return nil, err
+	}
+	certPEM, err := os.ReadFile(r.CertFile)
+	if err != nil {
+		return nil, fmt.Errorf("relay.cert_file: %w", err)
+	}
+	keyPEM, err := os.ReadFile(r.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("relay.key_file: %w", err)
+	}
+	cert, err := relay.LoadCertificate(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("relay.cert_file, relay.key_file: %s and %s: %w", r.CertFile, r.KeyFile, err)
+	}
+	return &cert, nil
+}
+
+// certPairError is the rule that relay.cert_file and relay.key_file are
+// set together (Validate and Certificate report it).
+func (r Relay) certPairError() error {
+	if (r.CertFile == "") != (r.KeyFile == "") {
+		return &keyProblem{path: "relay.cert_file", problem: "relay.cert_file and relay.key_file go together (both empty: a development certificate)"}
+	}
+	return nil
 }

@@ -48,6 +48,8 @@ func nonZero(t *testing.T, v reflect.Value, path string) {
 		f.SetInt(7)
 	case reflect.Uint64:
 		f.SetUint(7)
+	case reflect.Float64:
+		f.SetFloat(7.5)
 	case reflect.String:
 		f.SetString("x")
 	case reflect.Slice:

@@ -518,9 +518,9 @@ type RelayMirror struct {
 	Enabled bool `json:"enabled" yaml:"enabled" toml:"enabled"`
 	// Rate (events per second, per room and process) and Burst cap what
 	// is mirrored; Queue bounds the publications waiting.
-	Rate  int `json:"rate" yaml:"rate" toml:"rate"`
-	Burst int `json:"burst" yaml:"burst" toml:"burst"`
-	Queue int `json:"queue" yaml:"queue" toml:"queue"`
+	Rate  float64 `json:"rate" yaml:"rate" toml:"rate"`
+	Burst int     `json:"burst" yaml:"burst" toml:"burst"`
+	Queue int     `json:"queue" yaml:"queue" toml:"queue"`
 	// RoomPrefix limits mirroring to rooms whose names start with it.
 	RoomPrefix string `json:"room_prefix" yaml:"room_prefix" toml:"room_prefix"`
 }

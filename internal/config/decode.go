@@ -198,8 +198,31 @@ func convert(_ reflect.Type, to reflect.Type, v any) (any, error) {
 			return nil, err
 		}
 		return reflect.ValueOf(n).Convert(to).Interface(), nil
+	case to.Kind() == reflect.Float64:
+		return floatFrom(v)
 	}
 	return v, nil
+}
+
+// floatFrom converts a parsed number, or a number written as a string, to
+// a finite float64.
+func floatFrom(v any) (float64, error) {
+	s, isNum := number(v)
+	if !isNum {
+		str, ok := v.(string)
+		if !ok {
+			return 0, fmt.Errorf("expected number, got %s", describe(v))
+		}
+		s = strings.TrimSpace(str)
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Errorf("expected number, got %s", describe(v))
+	}
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, fmt.Errorf("%s is not a finite number", s)
+	}
+	return f, nil
 }
 
 // number returns the literal text of a parsed number, and whether v is one.
@@ -318,6 +341,8 @@ func kindName(t reflect.Type) string {
 		return "boolean"
 	case t.Kind() == reflect.String:
 		return "string"
+	case t.Kind() == reflect.Float64:
+		return "number"
 	}
 	return "integer"
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"sort"
 	"strings"
@@ -44,7 +45,15 @@ const CentrifugoEnvPrefix = "CENTRIFUGO_"
 // Variables in ReservedEnv and SWITCHBOARD_TEST_* are ignored. c is not
 // validated.
 func ApplyEnv(c *Config, environ []string) error {
+	_, err := applyEnv(c, environ)
+	return err
+}
+
+// applyEnv is ApplyEnv; it also returns the variable that set each key
+// path, so that validation can name it.
+func applyEnv(c *Config, environ []string) (map[string]string, error) {
 	schemaLeaves()
+	source := map[string]string{}
 	p := &problems{}
 	own := map[string]bool{} // SWITCHBOARD_* names set, which beat their aliases
 	for _, kv := range environ {
@@ -86,13 +95,14 @@ func ApplyEnv(c *Config, environ []string) error {
 		})
 		k := koanf.New(".")
 		if err := k.Load(prov, nil); err != nil {
-			return fmt.Errorf("environment: %w", err)
+			return nil, fmt.Errorf("environment: %w", err)
 		}
 		unmarshal(k, c, p, func(path string) string { return fmt.Sprintf("%s (%s)", setBy[path], path) })
 		c.addNoEffect(stray...)
+		maps.Copy(source, setBy)
 	}
 	c.normalize()
-	return p.err()
+	return source, p.err()
 }
 
 // envValue converts a variable's text for the key l: lists and tagged keys

@@ -108,7 +108,7 @@ func TestEnvOverridesFile(t *testing.T) {
 	}
 	// Env values are validated too.
 	_, err = load(p, []string{"SWITCHBOARD_HTTP_SERVER_PORT=70000"})
-	wantErr(t, err, "http_server.port: 70000 out of range")
+	wantErr(t, err, "SWITCHBOARD_HTTP_SERVER_PORT (http_server.port): 70000 out of range")
 	// Unknown variables fail Load.
 	_, err = load(p, []string{"SWITCHBOARD_HTTP_APIKEY=x"})
 	wantErr(t, err, "unknown environment variable SWITCHBOARD_HTTP_APIKEY")

@@ -43,10 +43,11 @@ func load(path string, environ []string) (Config, error) {
 			return Config{}, fmt.Errorf("config %s:\n%w", path, err)
 		}
 	}
-	if err := ApplyEnv(&c, environ); err != nil {
+	source, err := applyEnv(&c, environ)
+	if err != nil {
 		return Config{}, fmt.Errorf("config environment:\n%w", err)
 	}
-	if err := c.Validate(); err != nil {
+	if err := nameSources(c.Validate(), source); err != nil {
 		if path == "" {
 			return Config{}, fmt.Errorf("config:\n%w", err)
 		}

@@ -190,7 +190,8 @@ func literalInts(n *yaml.Node) {
 	}
 }
 
-// tomlParser is koanf's TOML parser with the error placed at its line.
+// tomlParser is koanf's TOML parser with one "toml:" prefix on its
+// errors, and the line and column when the library knows them.
 type tomlParser struct{}
 
 func (tomlParser) Marshal(map[string]any) ([]byte, error) { return nil, errors.New("not supported") }
@@ -198,12 +199,14 @@ func (tomlParser) Marshal(map[string]any) ([]byte, error) { return nil, errors.N
 func (tomlParser) Unmarshal(b []byte) (map[string]any, error) {
 	m, err := ktoml.Parser().Unmarshal(b)
 	if err != nil {
+		msg := strings.TrimPrefix(err.Error(), "toml: ")
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
-			row, col := de.Position()
-			return nil, fmt.Errorf("toml: line %d, column %d: %s", row, col, de.Error())
+			if row, col := de.Position(); row > 0 {
+				return nil, fmt.Errorf("toml: line %d, column %d: %s", row, col, msg)
+			}
 		}
-		return nil, fmt.Errorf("toml: %w", err)
+		return nil, fmt.Errorf("toml: %s", msg)
 	}
 	if m == nil {
 		m = map[string]any{}

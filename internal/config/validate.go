@@ -293,46 +293,64 @@ func (c *Config) Validate() error {
 
 	// relay
 	rl := c.Relay
-	if rl.Auth != relay.AuthNone && rl.Auth != relay.AuthToken {
-		v.add("relay.auth", "must be %q or %q, got %q", relay.AuthNone, relay.AuthToken, rl.Auth)
-	}
 	if rl.Enabled && rl.Auth == relay.AuthToken && c.Client.Token.HMACSecretKey == "" {
 		v.add("relay.auth", "%q needs client.token.hmac_secret_key", relay.AuthToken)
 	}
-	if (rl.CertFile == "") != (rl.KeyFile == "") {
-		v.add("relay.cert_file", "relay.cert_file and relay.key_file go together (both empty: a development certificate)")
+	if err := rl.certPairError(); err != nil {
+		v.errs = append(v.errs, err)
 	}
-	if rl.MaxFrame < 0 || rl.MaxFrame > 16<<20 {
-		v.add("relay.max_frame", "must be 0 (default) to 16 MiB, got %d", rl.MaxFrame)
-	}
-	if rl.MaxTypeName < 0 {
-		v.add("relay.max_type_name", "must not be negative, got %d", rl.MaxTypeName)
-	}
-	v.nonNeg("relay.max_clients_per_ip", rl.MaxClientsPerIP)
-	v.nonNeg("relay.event_burst", rl.EventBurst)
-	v.nonNeg("relay.max_rooms", rl.MaxRooms)
-	v.nonNeg("relay.max_members", rl.MaxMembers)
-	v.nonNeg("relay.queue_limit", rl.QueueLimit)
-	v.nonNeg("relay.bus_queue", rl.BusQueue)
-	v.nonNeg("relay.bus_queue_bytes", rl.BusQueueBytes)
-	v.nonNeg("relay.mirror.rate", rl.Mirror.Rate)
-	v.nonNeg("relay.mirror.burst", rl.Mirror.Burst)
-	v.nonNeg("relay.mirror.queue", rl.Mirror.Queue)
-	for _, d := range []struct {
-		path string
-		d    Duration
-	}{{"relay.handshake_timeout", rl.HandshakeTimeout}, {"relay.idle_timeout", rl.IdleTimeout}, {"relay.write_timeout", rl.WriteTimeout},
-		{"relay.heartbeat_interval", rl.HeartbeatInterval}, {"relay.resume_grace", rl.ResumeGrace}} {
-		v.nonNegDur(d.path, d.d)
+	// The relay's own rules, once: what relay.New would refuse.
+	for _, err := range joined(rl.RelayConfig().Validate()) {
+		var fe *relay.FieldError
+		if errors.As(err, &fe) {
+			v.add("relay."+fe.Field, "%s", fe.Problem)
+		} else {
+			v.errs = append(v.errs, err)
+		}
 	}
 
 	return errors.Join(v.errs...)
 }
 
+// joined returns the errors an errors.Join made (err itself when it is
+// not one, none for nil).
+func joined(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err == nil {
+		return nil
+	}
+	return []error{err}
+}
+
 type validator struct{ errs []error }
 
 func (v *validator) add(path, format string, args ...any) {
-	v.errs = append(v.errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+	v.errs = append(v.errs, &keyProblem{path: path, problem: fmt.Sprintf(format, args...)})
+}
+
+// keyProblem is an invalid value found by Validate, at its key path.
+type keyProblem struct{ path, problem string }
+
+func (e *keyProblem) Error() string { return e.path + ": " + e.problem }
+
+// nameSources rewrites the problems of err (from Validate) whose key was
+// set by an environment variable (source: key path to variable) to name
+// the variable first, "VAR (key.path): problem", as the environment's own
+// decoding errors do.
+func nameSources(err error, source map[string]string) error {
+	if err == nil || len(source) == 0 {
+		return err
+	}
+	out := joined(err)
+	for i, e := range out {
+		var kp *keyProblem
+		if errors.As(e, &kp) && source[kp.path] != "" {
+			out[i] = fmt.Errorf("%s (%s): %s", source[kp.path], kp.path, kp.problem)
+		}
+	}
+	return errors.Join(out...)
 }
 
 func (v *validator) rangeInt(path string, n, lo, hi int) {

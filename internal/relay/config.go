@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"net"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +35,8 @@ const (
 	DefaultWriteTimeout      = 5 * time.Second
 	DefaultHeartbeatInterval = 5 * time.Second
 	DefaultResumeGrace       = 20 * time.Second
+	// MaxMaxFrame is the largest MaxFrame accepted (16 MiB).
+	MaxMaxFrame = 16 << 20
 	// ChannelPrefix is the hub namespace of rooms: room R is channel "relay:R".
 	ChannelPrefix = "relay:"
 	// LobbyChannel is the hub channel (and, with a bus, the engine topic)
@@ -40,6 +44,10 @@ const (
 	// ISSUN clients in no room. No room has it: room names are not empty.
 	LobbyChannel = ChannelPrefix + lobbyName
 )
+
+// queueSlack is what QueueLimit must hold beyond one frame of MaxFrame
+// bytes (its header).
+const queueSlack = 64
 
 // lobbyName is the lobby's room name for the bus (cluster.go).
 const lobbyName = ""
@@ -202,34 +210,34 @@ func setDur(p *time.Duration, d time.Duration) {
 	}
 }
 
-// validate reports every invalid field of a defaulted config at once.
+// FieldError is one invalid setting of a Config: Field is its name as a
+// configuration key under "relay." (e.g. "queue_limit", "mirror.rate").
+type FieldError struct {
+	Field   string
+	Problem string
+}
+
+func (e *FieldError) Error() string { return "relay: " + e.Field + ": " + e.Problem }
+
+// Validate checks the settings of c, zero values standing for the
+// defaults, and returns every invalid one at once (errors.Join of
+// *FieldError), or nil. It leaves out the injected dependencies (Verifier,
+// Presence, Bus, MirrorTo), which New checks too, and does no I/O: a
+// configuration loader calls it to report what New would refuse.
+func (c Config) Validate() error {
+	c.setDefaults()
+	return errors.Join(c.settingErrors()...)
+}
+
+// validate reports every invalid field of a defaulted config at once:
+// the settings, then the dependencies they need.
 func (c *Config) validate() error {
-	var errs []error
+	errs := c.settingErrors()
 	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("relay: %s: %s", field, fmt.Sprintf(format, args...)))
-	}
-	if c.Auth != AuthNone && c.Auth != AuthToken {
-		bad("auth", "%q is not %q or %q", c.Auth, AuthNone, AuthToken)
+		errs = append(errs, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
 	}
 	if c.Auth == AuthToken && c.Verifier == nil {
 		bad("auth", "%q needs a token verifier (a token secret)", AuthToken)
-	}
-	if c.MaxFrame < 0 || c.MaxFrame > 16<<20 {
-		bad("max_frame", "%d is not within 1..%d", c.MaxFrame, 16<<20)
-	}
-	if c.MaxTypeName < 0 || c.MaxTypeName > c.MaxFrame {
-		bad("max_type_name", "%d is not within 1..max_frame", c.MaxTypeName)
-	}
-	if c.EventBurst < 0 {
-		bad("event_burst", "%d is negative", c.EventBurst)
-	}
-	for _, f := range []struct {
-		name string
-		v    int
-	}{{"max_clients_per_ip", c.MaxClientsPerIP}, {"max_rooms", c.MaxRooms}, {"max_members", c.MaxMembers}, {"queue_limit", c.QueueLimit}, {"bus_queue", c.BusQueue}, {"bus_queue_bytes", c.BusQueueBytes}} {
-		if f.v < 0 {
-			bad(f.name, "%d is negative", f.v)
-		}
 	}
 	if _, ok := c.Presence.(PresenceLister); c.Bus != nil && !ok {
 		bad("bus", "needs a presence that lists channels (the hub)")
@@ -237,11 +245,50 @@ func (c *Config) validate() error {
 	if c.Mirror.Enabled && c.MirrorTo == nil {
 		bad("mirror", "enabled without a hub to publish to")
 	}
-	if c.Mirror.Rate < 0 || c.Mirror.Burst < 0 || c.Mirror.Queue < 0 {
-		bad("mirror", "rate %v, burst %d and queue %d must not be negative", c.Mirror.Rate, c.Mirror.Burst, c.Mirror.Queue)
+	return errors.Join(errs...)
+}
+
+// settingErrors checks the settings of a defaulted config.
+func (c *Config) settingErrors() []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
 	}
-	if c.QueueLimit < c.MaxFrame+64 {
-		bad("queue_limit", "%d must hold at least one frame of max_frame (%d) bytes", c.QueueLimit, c.MaxFrame)
+	if _, port, err := net.SplitHostPort(c.Address); err != nil {
+		bad("address", "%q is not host:port: %v", c.Address, err)
+	} else if _, err := net.LookupPort("udp", port); err != nil {
+		bad("address", "%q: bad port %q", c.Address, port)
+	}
+	if c.Auth != AuthNone && c.Auth != AuthToken {
+		bad("auth", "%q is not %q or %q", c.Auth, AuthNone, AuthToken)
+	}
+	if c.MaxFrame < 0 || c.MaxFrame > MaxMaxFrame {
+		bad("max_frame", "%d is not within 1..%d (0: the default)", c.MaxFrame, MaxMaxFrame)
+	}
+	if c.MaxTypeName < 0 || c.MaxTypeName > c.MaxFrame {
+		bad("max_type_name", "%d is not within 1..max_frame (0: the default)", c.MaxTypeName)
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"event_burst", c.EventBurst}, {"max_clients_per_ip", c.MaxClientsPerIP}, {"max_rooms", c.MaxRooms}, {"max_members", c.MaxMembers},
+		{"bus_queue", c.BusQueue}, {"bus_queue_bytes", c.BusQueueBytes}} {
+		if f.v < 0 {
+			bad(f.name, "%d is negative", f.v)
+		}
+	}
+	if r := c.Mirror.Rate; r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+		bad("mirror", "rate %v is not a positive number of events per second (0: the default)", r)
+	}
+	if c.Mirror.Burst < 0 {
+		bad("mirror", "burst %d is negative", c.Mirror.Burst)
+	}
+	if c.Mirror.Queue < 0 {
+		bad("mirror", "queue %d is negative", c.Mirror.Queue)
+	}
+	if c.QueueLimit < c.MaxFrame+queueSlack {
+		bad("queue_limit", "%d is less than max_frame + %d (%d bytes): a connection must be able to queue one frame of max_frame bytes with its header",
+			c.QueueLimit, queueSlack, c.MaxFrame+queueSlack)
 	}
 	for _, f := range []struct {
 		name string
@@ -252,5 +299,5 @@ func (c *Config) validate() error {
 			bad(f.name, "%s is negative", f.v)
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
