@@ -26,7 +26,7 @@ func TestValidateRelay(t *testing.T) {
 		{"auth", func(r *Relay) { r.Auth = "tokn" }, `relay.auth: "tokn" is not "none" or "token"`},
 		{"max_frame", func(r *Relay) { r.MaxFrame = 32 << 20 }, "relay.max_frame: 33554432 is not within 1..16777216"},
 		{"type name", func(r *Relay) { r.MaxTypeName = -1 }, "relay.max_type_name: -1 is not within"},
-		{"mirror rate", func(r *Relay) { r.Mirror.Rate = -0.5 }, "relay.mirror: rate -0.5 is not a positive number"},
+		{"mirror rate", func(r *Relay) { r.Mirror.Rate = -0.5 }, "relay.mirror.rate: -0.5 is not a positive number"},
 		{"bus queue", func(r *Relay) { r.BusQueue = -1 }, "relay.bus_queue: -1 is negative"},
 		{"timeout", func(r *Relay) { r.IdleTimeout = -1 }, "relay.idle_timeout: -1ns is negative"},
 	}

@@ -278,13 +278,13 @@ func (c *Config) settingErrors() []error {
 		}
 	}
 	if r := c.Mirror.Rate; r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
-		bad("mirror", "rate %v is not a positive number of events per second (0: the default)", r)
+		bad("mirror.rate", "%v is not a positive number of events per second (0: the default)", r)
 	}
 	if c.Mirror.Burst < 0 {
-		bad("mirror", "burst %d is negative", c.Mirror.Burst)
+		bad("mirror.burst", "%d is negative", c.Mirror.Burst)
 	}
 	if c.Mirror.Queue < 0 {
-		bad("mirror", "queue %d is negative", c.Mirror.Queue)
+		bad("mirror.queue", "%d is negative", c.Mirror.Queue)
 	}
 	if c.QueueLimit < c.MaxFrame+queueSlack {
 		bad("queue_limit", "%d is less than max_frame + %d (%d bytes): a connection must be able to queue one frame of max_frame bytes with its header",

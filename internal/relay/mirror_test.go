@@ -154,5 +154,5 @@ func TestMirrorConfigRefused(t *testing.T) {
 	_, err := New(Config{Address: "127.0.0.1:0", Mirror: MirrorConfig{Enabled: true}})
 	require.ErrorContains(t, err, "mirror: enabled without a hub")
 	_, err = New(Config{Address: "127.0.0.1:0", Mirror: MirrorConfig{Rate: -1}})
-	require.ErrorContains(t, err, "mirror: rate -1")
+	require.ErrorContains(t, err, "mirror.rate: -1")
 }
