@@ -176,10 +176,16 @@ func (cl *cluster) repairRound() {
 			}
 		}
 		cl.repairMu.Lock()
-		if outcome != repairFailed && cl.repair.pending[c] == seq {
+		cur := cl.repair.pending[c]
+		if outcome != repairFailed && cur == seq {
 			delete(cl.repair.pending, c) // not marked again meanwhile
 		}
 		cl.repairMu.Unlock()
+		if outcome == repairGone && cur != seq {
+			// The mark moved onto a resumed connection (moveRepairLocked),
+			// or markRepair dropped (and counted) it: not this round's.
+			continue
+		}
 		cl.repair.outcomes.WithLabelValues(outcome).Inc()
 	}
 }

@@ -592,6 +592,11 @@ func (s *Server) writePresence(base context.Context, id wire.NodeID, sid string)
 		return true, true
 	}
 	ok = s.cluster.dirAdd(base, c)
+	s.mu.RLock()
+	if n := s.nodes[id]; n != nil && n.sid == sid {
+		c = n // a resume here took the session over meanwhile: its info counts
+	}
+	s.mu.RUnlock()
 	info := c.presenceInfo()
 	removed := false
 	names := slices.Clone(arriving)
@@ -611,9 +616,13 @@ func (s *Server) writePresence(base context.Context, id wire.NodeID, sid string)
 		s.mu.RUnlock()
 		switch {
 		case !still:
-			if err := s.cfg.Presence.RemovePresence(ctx, ChannelPrefix+name, sid, info.UserID); err != nil {
+			// Not bound by base: a close cancelling it must not leave the
+			// entry until the presence TTL (Shutdown's deadline ends it).
+			uctx, ucancel := s.opCtx()
+			if err := s.cfg.Presence.RemovePresence(uctx, ChannelPrefix+name, sid, info.UserID); err != nil {
 				s.log.Warn("relay presence remove failed", "channel", ChannelPrefix+name, "error", err)
 			}
+			ucancel()
 			removed = true
 		case err != nil:
 			s.log.Warn("relay presence add failed", "channel", ChannelPrefix+name, "error", err)
@@ -622,7 +631,7 @@ func (s *Server) writePresence(base context.Context, id wire.NodeID, sid string)
 		cancel()
 	}
 	if removed {
-		s.cluster.presentAgainIfHanded(c)
+		s.cluster.presentAgainIfHanded(base, c)
 	}
 	if !ok {
 		s.cluster.markRepairSession(id, sid) // the connection holding it now
@@ -632,8 +641,9 @@ func (s *Server) writePresence(base context.Context, id wire.NodeID, sid string)
 
 // presentAgainIfHanded tells the process c's session was handed over to,
 // if any, to write its presence again (opPresent): a removal of ours may
-// have come after its rewrite.
-func (cl *cluster) presentAgainIfHanded(c *conn) {
+// have come after its rewrite. base bounds the publication (with
+// opTimeout): the repair's ends at close, which waits for it.
+func (cl *cluster) presentAgainIfHanded(base context.Context, c *conn) {
 	to := ""
 	for _, t := range []string{c.resume, c.alias} {
 		if t != "" && to == "" {
@@ -643,7 +653,7 @@ func (cl *cluster) presentAgainIfHanded(c *conn) {
 	if to == "" {
 		return
 	}
-	ctx, cancel := cl.opCtx()
+	ctx, cancel := context.WithTimeout(base, opTimeout)
 	defer cancel()
 	req := &busRequest{ID: uuid.NewString(), Op: opPresent, Node: uint64(c.id), SID: c.sid}
 	if err := cl.bus.Publish(ctx, []hub.TopicMessage{{Topic: processTopic(to), Data: busJSONFrame(busAsk, cl.origin, req)}}); err != nil {
