@@ -156,6 +156,7 @@ func (cl *cluster) repairRound() {
 		list[c] = seq
 	}
 	cl.repairMu.Unlock()
+	cl.hook("repair_listed")
 	s := cl.s
 	for c, seq := range list {
 		select {

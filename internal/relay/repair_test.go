@@ -649,3 +649,37 @@ func TestClusterDirectoryWriteInFlightFailureMarksRepair(t *testing.T) {
 	require.False(t, <-done)
 	require.True(t, s1.cluster.repairPending(), "the writer's failure marked c")
 }
+
+// A mark a round listed that moves onto a resumed connection before the
+// round reaches it (moveRepairLocked) is not counted gone: the session is
+// still here, and its repair follows on the new connection.
+func TestClusterRepairMovedMarkNotCountedGone(t *testing.T) {
+	s1, s2, clk1, clk2, fail, a, b := repairResumeSetup(t)
+	sid := a.Welcome.SessionID
+	listed, resumed := make(chan struct{}), make(chan struct{})
+	var once atomic.Bool
+	hook := func(stage string) {
+		if stage == "repair_listed" && once.CompareAndSwap(false, true) {
+			close(listed)
+			<-resumed
+		}
+	}
+	s1.cluster.testHandOver.Store(&hook)
+	advanceUntil(t, clk1, func() bool {
+		select {
+		case <-listed:
+			return true
+		default:
+			return false
+		}
+	}, "a round listed a's mark")
+	a2 := relaytest.DialNative(t, s1.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	require.True(t, a2.Welcome.Resumed)
+	close(resumed)
+	fail.failing.Store(false)
+	advanceUntil(t, clk1, func() bool { return roomHas(t, s2, "arena", sid) }, "the room entry is written")
+	require.Eventually(t, func() bool { return !s1.cluster.repairPending() }, testenv.Wait, testenv.Tick)
+	require.Zero(t, repairs(s1, repairGone), "the moved mark is not gone")
+	require.Equal(t, 1.0, repairs(s1, repairRepaired))
+	requireKeptBySync(t, s2, clk2, b, sid)
+}
