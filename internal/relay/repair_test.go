@@ -683,3 +683,36 @@ func TestClusterRepairMovedMarkNotCountedGone(t *testing.T) {
 	require.Equal(t, 1.0, repairs(s1, repairRepaired))
 	requireKeptBySync(t, s2, clk2, b, sid)
 }
+
+// A presence rewrite during which the session resumes on this process
+// writes the room entries with the info of the connection holding the
+// session now, not the one it began with.
+func TestClusterRewriteAcrossResumeHereUsesNewInfo(t *testing.T) {
+	prefix := clusterPrefix(t)
+	var held *failingAdds
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		held = heldDirWrites(c, 1)
+		c.ResumeGrace = time.Hour
+	})
+	a := dialNative(t, s1, 1)
+	a.Join("arena")
+	sid := a.Welcome.SessionID
+	lose(t, a, s1)
+	require.Eventually(t, func() bool { return !dirWriting(s1.node(1)) }, testenv.Wait, testenv.Tick)
+	held.hold.Store(true)
+	done := make(chan struct{})
+	go func() { defer close(done); s1.writePresence(s1.cluster.ctx, 1, sid) }() // as opPresent does
+	<-held.entered // its directory write, of the parked connection, is in flight
+	a2 := relaytest.DialNative(t, s1.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	require.True(t, a2.Welcome.Resumed)
+	n := s1.node(1)
+	n.setMemberMeta([]byte("new")) // the resumed connection's state moved on
+	close(held.release)
+	<-done
+	pres, err := s1.hub.Presence(context.Background(), ChannelPrefix+"arena")
+	require.NoError(t, err)
+	require.Contains(t, pres, sid)
+	var e presenceEntry
+	require.NoError(t, json.Unmarshal(pres[sid].ChanInfo, &e))
+	require.Equal(t, []byte("new"), e.Metadata, "the room entry has the holder's info")
+}
