@@ -716,3 +716,69 @@ func TestClusterRewriteAcrossResumeHereUsesNewInfo(t *testing.T) {
 	require.NoError(t, json.Unmarshal(pres[sid].ChanInfo, &e))
 	require.Equal(t, []byte("new"), e.Metadata, "the room entry has the holder's info")
 }
+
+// heldPublish holds, once armed, the next publication to topic until its
+// context ends, and sends how it ended on ended.
+type heldPublish struct {
+	RoomBus
+	topic atomic.Pointer[string]
+	armed atomic.Bool
+	ended chan error
+}
+
+func (h *heldPublish) Publish(ctx context.Context, msgs []hub.TopicMessage) error {
+	if t := h.topic.Load(); t != nil && len(msgs) == 1 && msgs[0].Topic == *t && h.armed.CompareAndSwap(true, false) {
+		<-ctx.Done()
+		h.ended <- ctx.Err()
+		return ctx.Err()
+	}
+	return h.RoomBus.Publish(ctx, msgs)
+}
+
+// The repair's notice to a claimer (after it removed a late room entry on
+// the issuer) ends at close, rather than keeping Shutdown waiting for the
+// bus until its own timeout.
+func TestClusterRepairNoticeEndsAtShutdown(t *testing.T) {
+	prefix := clusterPrefix(t)
+	clk1 := clocktest.New(time.Now())
+	var fail, adds2 *failingAdds
+	bus := &heldPublish{ended: make(chan error, 1)}
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		fail = failAdds(c, ChannelPrefix+"arena")
+		bus.RoomBus = c.Bus
+		c.Bus = bus
+		c.Clock, c.HeartbeatInterval, c.SyncInterval, c.ResumeGrace = clk1, time.Hour, -1, time.Hour
+	})
+	s2 := newClusterServer(t, prefix, func(c *Config) {
+		adds2 = failAdds(c, ChannelPrefix+"arena")
+		adds2.failing.Store(false)
+	})
+	to := processTopic(s2.cluster.origin)
+	bus.topic.Store(&to)
+	a := dialNative(t, s1, 1)
+	a.Join("arena")
+	require.True(t, s1.cluster.repairPending())
+	lose(t, a, s1)
+	fail.failing.Store(false)
+	fail.hold.Store(true)
+	awaitHeld(t, clk1, fail)
+	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	require.True(t, a2.Welcome.Resumed)
+	require.Eventually(t, func() bool { return adds2.adds.Load() >= 2 }, testenv.Wait, testenv.Tick, "the handover is done")
+	bus.armed.Store(true) // the repair's notice, once its late entry is removed
+	close(fail.release)
+	require.Eventually(t, func() bool { return !bus.armed.Load() }, testenv.Wait, testenv.Tick, "the notice is in flight")
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		done <- s1.Shutdown(ctx)
+	}()
+	select {
+	case err := <-bus.ended:
+		require.ErrorIs(t, err, context.Canceled, "close cancelled it")
+	case <-time.After(testenv.Wait):
+		t.Fatal("the held notice did not end")
+	}
+	require.NoError(t, <-done)
+}
