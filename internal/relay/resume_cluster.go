@@ -574,7 +574,8 @@ func (cl *cluster) serve(from string, req *busRequest) {
 // writePresence writes the NodeId directory entry and the hub presence
 // of the session id sid of NodeId id again in each of its rooms, when it
 // is here (opPresent, and the presence repair); base bounds the engine's
-// calls (each with opTimeout). here reports whether the session is here,
+// calls (each with opTimeout) but the removals of late entries (s.opBase:
+// only Shutdown's deadline ends them). here reports whether the session is here,
 // ok whether every write succeeded (true when not here: nothing to
 // write); a failed one marks the session's connection for repair
 // (markRepair). An entry whose write lands once the session is no longer
