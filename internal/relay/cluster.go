@@ -189,7 +189,8 @@ type cluster struct {
 	// (before the parked session is looked up), "taken" (after it is taken
 	// out) and "answering" (just before the answer is sent); on a
 	// claimer at "abandoned" (a resume that failed at a room join ended
-	// the session, before its connection unregisters).
+	// the session, before its connection unregisters); on the repair
+	// goroutine at "repair_listed" (a round listed the marks).
 	testHandOver atomic.Pointer[func(stage string)]
 
 	// dirMu guards dir.cache (directory.go).

@@ -61,8 +61,11 @@ type conn struct {
 	// dirGone: the directory entry was removed for good; dirParked: it
 	// says the session is parked (directory.go).
 	dirGone, dirParked bool
-	// dirGen counts the directory writes begun (dirAdd), guarded by mu.
-	dirGen uint64
+	// dirDirty: the entry's state changed since the last write began;
+	// dirWriting: a write is in flight, and its writer writes again while
+	// dirDirty (dirAdd). Guarded by mu.
+	dirDirty, dirWriting bool
+
 	bucket bucket
 	// rooms are the rooms joined, guarded by rmu (written by the goroutine
 	// handling joins, read by the event readers).

@@ -88,6 +88,9 @@ type dirState struct {
 	// handshakeWait bounds a handshake's read (nodeElsewhere) besides the
 	// handshake's own deadline (dirTimeout; tests make it longer).
 	handshakeWait atomic.Int64
+	// writeWait bounds a directory write (dirAdd; dirTimeout, tests make
+	// it longer).
+	writeWait atomic.Int64
 	// running holds a token per lookup in progress (dirLookups).
 	running chan struct{}
 }
@@ -96,6 +99,7 @@ func (cl *cluster) initDirectory() error {
 	cl.dir.cache = map[wire.NodeID]*dirEntry{}
 	cl.dir.lookupWait.Store(int64(dirTimeout))
 	cl.dir.handshakeWait.Store(int64(dirTimeout))
+	cl.dir.writeWait.Store(int64(dirTimeout))
 	cl.dir.running = make(chan struct{}, dirLookups)
 	cl.dir.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_node_lookups_total",
 		Help: "Cluster NodeId directory lookups for ISSUN targeted events, by outcome (found, missing, failed)."}, []string{"outcome"})
@@ -110,32 +114,52 @@ func (cl *cluster) initDirectory() error {
 }
 
 // dirAdd writes c's directory entry (c just registered, or its presence
-// is written again); base bounds the write (with dirTimeout). It reports
-// whether the entry is written (or nothing is to be written: no
-// presence, or c's entry is removed for good); a failed write marks c for
-// repair (markRepair). Writes of one connection may overlap: one that
-// lands after a newer one began (c.dirGen) writes the current state
-// again, so the last to land is never stale. When another connection now
-// holds the session (a resume on this process took it over), that one's
-// entry is written again: the one written here may be stale.
+// is written again); base bounds the write (with the directory's
+// writeWait). One connection's writes never overlap: while one is in
+// flight, a caller only records that the state changed (c.dirDirty) and
+// returns true, and the writer in flight writes the latest state again
+// before it returns. It reports whether the entry is written (or nothing
+// is to be written: no presence, another writer's turn, or c's entry is
+// removed for good); a failed write, this caller's or the one it left the
+// turn to, marks the session's connection for repair (markRepair). An
+// entry landing once c's session is no longer here (removed, ended, or
+// handed over meanwhile) is deleted again, and a process the session was
+// handed to is told to write its own again (presentAgainIfHanded: the
+// deletion is under the session id). When another connection now holds
+// the session (a resume on this process took it over), that one's entry
+// is written again: the one written here may be stale.
 func (cl *cluster) dirAdd(base context.Context, c *conn) bool {
 	p := cl.s.cfg.Presence
 	if p == nil {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(base, dirTimeout)
-	defer cancel()
+	c.mu.Lock()
+	if c.dirGone {
+		c.mu.Unlock()
+		return true
+	}
+	c.dirDirty = true
+	if c.dirWriting {
+		c.mu.Unlock()
+		return true // the writer in flight writes this state too
+	}
+	c.dirWriting = true
+	c.mu.Unlock()
 	for {
 		info := c.presenceInfo()
 		c.mu.Lock()
-		if c.dirGone {
+		if c.dirGone || !c.dirDirty {
+			gone := c.dirGone
+			c.dirWriting = false
 			c.mu.Unlock()
-			return true
+			if gone {
+				return true // removed since the last write landed: dirRemove deleted it
+			}
+			break
 		}
+		c.dirDirty = false
 		c.dirUser = info.UserID
 		parked := c.dirParked
-		c.dirGen++
-		gen := c.dirGen
 		c.mu.Unlock()
 		if parked {
 			var e presenceEntry
@@ -143,12 +167,17 @@ func (cl *cluster) dirAdd(base context.Context, c *conn) bool {
 			e.Parked = true
 			info.ChanInfo, _ = json.Marshal(e)
 		}
+		ctx, cancel := context.WithTimeout(base, time.Duration(cl.dir.writeWait.Load()))
 		err := p.AddPresence(ctx, nodeChannel(c.id), info)
+		cancel()
 		c.mu.Lock()
-		gone, newer := c.dirGone, c.dirGen != gen
+		gone := c.dirGone
+		if gone || err != nil {
+			c.dirWriting = false
+		}
 		c.mu.Unlock()
 		if gone { // removed while the write was in flight: it must not stay
-			cl.dirDelete(c)
+			cl.dirUndo(base, c)
 			return true
 		}
 		if err != nil {
@@ -156,19 +185,33 @@ func (cl *cluster) dirAdd(base context.Context, c *conn) bool {
 			cl.markRepairSession(c.id, c.sid) // the connection holding the session now
 			return false
 		}
-		if newer {
-			continue // a newer write began meanwhile, and may have landed first
-		}
-		if n := cl.s.node(c.id); n != nil && n != c && n.sid == c.sid {
-			return cl.dirAdd(base, n)
-		}
+	}
+	switch n := cl.s.node(c.id); {
+	case n == c:
+		return true
+	case n != nil && n.sid == c.sid:
+		return cl.dirAdd(base, n)
+	default: // the session is no longer here: its late entry must not stay
+		c.mu.Lock()
+		c.dirGone = true
+		c.mu.Unlock()
+		cl.dirUndo(base, c)
 		return true
 	}
 }
 
+// dirUndo deletes c's entry written after c's session left (dirAdd), and
+// tells the process the session was handed to, if any, to write its own
+// again: the deletion is under the session id, which that one shares.
+func (cl *cluster) dirUndo(base context.Context, c *conn) {
+	cl.dirDelete(c)
+	cl.presentAgainIfHanded(base, c)
+}
+
 // dirMarkParked rewrites c's directory entry saying whether it is parked
 // (a native session lost within its resume window), which the same user
-// may take over from another process.
+// may take over from another process. It does not wait for a write of c
+// in flight, which writes the new state once done (dirAdd).
 func (cl *cluster) dirMarkParked(c *conn, parked bool) {
 	c.mu.Lock()
 	c.dirParked = parked

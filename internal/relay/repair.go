@@ -156,6 +156,7 @@ func (cl *cluster) repairRound() {
 		list[c] = seq
 	}
 	cl.repairMu.Unlock()
+	cl.hook("repair_listed")
 	s := cl.s
 	for c, seq := range list {
 		select {
@@ -176,10 +177,16 @@ func (cl *cluster) repairRound() {
 			}
 		}
 		cl.repairMu.Lock()
-		if outcome != repairFailed && cl.repair.pending[c] == seq {
+		cur := cl.repair.pending[c]
+		if outcome != repairFailed && cur == seq {
 			delete(cl.repair.pending, c) // not marked again meanwhile
 		}
 		cl.repairMu.Unlock()
+		if outcome == repairGone && cur != seq {
+			// The mark moved onto a resumed connection (moveRepairLocked),
+			// or markRepair dropped (and counted) it: not this round's.
+			continue
+		}
 		cl.repair.outcomes.WithLabelValues(outcome).Inc()
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -212,6 +213,7 @@ func TestClusterRepairEndsAtShutdown(t *testing.T) {
 		fail = failAdds(c, nodeChannel(6))
 		c.Clock, c.HeartbeatInterval, c.SyncInterval = clk, time.Hour, -1
 	})
+	s1.cluster.dir.writeWait.Store(int64(time.Hour)) // only close ends the held write
 	dialISSUN(t, s1, 6)
 	require.True(t, s1.cluster.repairPending())
 	fail.failing.Store(false)
@@ -419,7 +421,8 @@ func TestClusterRepairInFlightAcrossHandover(t *testing.T) {
 	var fail, adds2 *failingAdds
 	s1 := newClusterServer(t, prefix, func(c *Config) {
 		fail = failAdds(c, ChannelPrefix+"arena")
-		c.Clock, c.HeartbeatInterval, c.SyncInterval = clk1, time.Hour, -1
+		// awaitHeld advances clk1: the session must outlive it parked.
+		c.Clock, c.HeartbeatInterval, c.SyncInterval, c.ResumeGrace = clk1, time.Hour, -1, time.Hour
 	})
 	s2 := newClusterServer(t, prefix, func(c *Config) {
 		adds2 = failAdds(c, ChannelPrefix+"arena")
@@ -444,4 +447,338 @@ func TestClusterRepairInFlightAcrossHandover(t *testing.T) {
 		testenv.Wait, testenv.Tick, "the issuer's repair ended")
 	require.Eventually(t, func() bool { return roomHas(t, s2, "arena", sid) }, testenv.Wait, testenv.Tick,
 		"the claimer wrote its entry again")
+}
+
+// heldDirWrites wraps s's presence in a failingAdds of id's directory
+// channel that fails nothing (writes are held when hold is set).
+func heldDirWrites(c *Config, id wire.NodeID) *failingAdds {
+	f := failAdds(c, nodeChannel(id))
+	f.failing.Store(false)
+	return f
+}
+
+// dirWriting reports whether a directory write of c is in flight.
+func dirWriting(c *conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dirWriting
+}
+
+// A parked session's directory write ("parked") in flight while the
+// client resumes on the same process, and the resumed session then ends,
+// leaves no entry: it landed after the session's removal, and the engine
+// would refresh it for the life of the process (another process would
+// refuse the NodeId).
+func TestClusterDirectoryLateWriteAfterResumeHereEnds(t *testing.T) {
+	prefix := clusterPrefix(t)
+	var held *failingAdds
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		held = heldDirWrites(c, 1)
+		c.ResumeGrace = time.Hour
+	})
+	s2 := newClusterServer(t, prefix, nil)
+	a := dialNative(t, s1, 1)
+	a.Join("arena") // a session with no room is not parked
+	old := s1.node(1)
+	require.NotNil(t, old)
+	held.hold.Store(true)
+	lose(t, a, s1)
+	<-held.entered // the parked mark's write is in flight
+	a2 := relaytest.DialNative(t, s1.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	require.True(t, a2.Welcome.Resumed)
+	a2.Close() // ends the session (close code 0)
+	require.Eventually(t, func() bool { return s1.node(1) == nil }, testenv.Wait, testenv.Tick)
+	require.Empty(t, dirHolders(t, s2, 1), "the session's end removed its entry")
+	close(held.release)
+	require.Eventually(t, func() bool { return !dirWriting(old) && len(dirHolders(t, s2, 1)) == 0 },
+		testenv.Wait, testenv.Tick, "the late write's entry is removed")
+	_, err := tryISSUN(t, s2, 1)
+	require.NoError(t, err, "another process takes the NodeId")
+}
+
+// A directory write of a parked session in flight on the issuer when the
+// session is handed over deletes its late entry — under the session id,
+// so the claimer's too — and tells the claimer, which writes its own
+// again: the NodeId stays known.
+func TestClusterDirectoryLateWriteOnIssuerTellsClaimer(t *testing.T) {
+	prefix := clusterPrefix(t)
+	var held, adds2 *failingAdds
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		held = heldDirWrites(c, 1)
+		c.ResumeGrace = time.Hour
+	})
+	s2 := newClusterServer(t, prefix, func(c *Config) { adds2 = heldDirWrites(c, 1) })
+	s3 := newClusterServer(t, prefix, nil)
+	a := dialNative(t, s1, 1)
+	a.Join("arena") // a session with no room is not parked
+	old := s1.node(1)
+	require.NotNil(t, old)
+	held.hold.Store(true)
+	lose(t, a, s1)
+	<-held.entered // the parked mark's write is in flight
+	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	require.True(t, a2.Welcome.Resumed)
+	// The claimer's write at register and its rewrite on the issuer's notice.
+	require.Eventually(t, func() bool { return adds2.adds.Load() >= 2 }, testenv.Wait, testenv.Tick)
+	require.Eventually(t, func() bool {
+		old.mu.Lock()
+		defer old.mu.Unlock()
+		return old.dirGone
+	}, testenv.Wait, testenv.Tick, "the issuer removed its entry")
+	require.Eventually(t, func() bool { return slices.Equal(dirHolders(t, s3, 1), []string{s2.cluster.origin}) },
+		testenv.Wait, testenv.Tick)
+	close(held.release)
+	require.Eventually(t, func() bool {
+		return adds2.adds.Load() >= 3 && slices.Equal(dirHolders(t, s3, 1), []string{s2.cluster.origin})
+	}, testenv.Wait, testenv.Tick, "the claimer wrote its entry again")
+	_, err := tryISSUN(t, s3, 1)
+	requireDuplicate(t, err)
+}
+
+// One connection's directory writes never overlap: a rewrite asked for
+// while one is in flight returns at once (a resume's handshake does not
+// wait for the engine), and the writer in flight writes the newest state
+// once more, rather than both rewriting each other.
+func TestClusterDirectoryWritesSerialized(t *testing.T) {
+	prefix := clusterPrefix(t)
+	var held *failingAdds
+	s1 := newClusterServer(t, prefix, func(c *Config) { held = heldDirWrites(c, 5) })
+	s2 := newClusterServer(t, prefix, nil)
+	dialISSUN(t, s1, 5)
+	c := s1.node(5)
+	require.NotNil(t, c)
+	before := held.adds.Load()
+	held.hold.Store(true)
+	done := make(chan bool, 1)
+	go func() { done <- s1.cluster.dirAdd(s1.cluster.ctx, c) }()
+	<-held.entered
+	s1.cluster.dirMarkParked(c, true) // returns while the first is held
+	require.Equal(t, before+1, held.adds.Load(), "no second write alongside the one in flight")
+	close(held.release)
+	require.True(t, <-done)
+	require.Equal(t, before+2, held.adds.Load(), "the writer wrote the newest state once more")
+	hs, err := s2.cluster.dirRead(context.Background(), 5)
+	require.NoError(t, err)
+	require.Len(t, hs, 1)
+	require.True(t, hs[0].parked, "the newest state stays")
+}
+
+// heldThenCancel holds one addition of a channel (entered, release), then
+// writes it and calls after (before returning).
+type heldThenCancel struct {
+	writeOnly
+	lister  PresenceLister
+	channel string
+	armed   atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+	after   func()
+}
+
+func (h *heldThenCancel) AddPresence(ctx context.Context, ch string, info *hub.ClientInfo) error {
+	if ch != h.channel || !h.armed.CompareAndSwap(true, false) {
+		return h.writeOnly.AddPresence(ctx, ch, info)
+	}
+	h.entered <- struct{}{}
+	<-h.release
+	err := h.writeOnly.AddPresence(ctx, ch, info)
+	h.after()
+	return err
+}
+
+func (h *heldThenCancel) Presence(ctx context.Context, channel string) (map[string]*hub.ClientInfo, error) {
+	return h.lister.Presence(ctx, channel)
+}
+
+// A presence rewrite's room entry landing after the session left the room
+// is removed even when the rewrite's context (the repair's, which close
+// cancels) ends right after the addition: the entry must not linger until
+// the presence TTL.
+func TestClusterLateRoomEntryUndoneAfterCancel(t *testing.T) {
+	prefix := clusterPrefix(t)
+	var held *heldThenCancel
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		held = &heldThenCancel{writeOnly: c.Presence, lister: c.Presence.(PresenceLister), channel: ChannelPrefix + "arena",
+			entered: make(chan struct{}, 1), release: make(chan struct{})}
+		c.Presence = held
+	})
+	a := dialNative(t, s1, 1)
+	j := a.Join("arena")
+	sid := a.Welcome.SessionID
+	base, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	held.after = cancel
+	held.armed.Store(true)
+	done := make(chan struct{})
+	go func() { defer close(done); s1.writePresence(base, 1, sid) }()
+	<-held.entered
+	a.SendControl(&wire.Leave{RequestID: 3, Handle: j.Handle})
+	require.Eventually(t, func() bool { n := s1.node(1); return n != nil && n.roomNamed("arena") == nil },
+		testenv.Wait, testenv.Tick, "a left arena")
+	require.Eventually(t, func() bool { return !roomHas(t, s1, "arena", sid) }, testenv.Wait, testenv.Tick)
+	close(held.release)
+	<-done
+	require.Error(t, base.Err())
+	require.False(t, roomHas(t, s1, "arena", sid), "the late entry is removed")
+}
+
+// A directory rewrite that leaves its turn to a write in flight reports
+// success, and the writer in flight, whose write of the newest state
+// fails, marks the connection for repair: the failure is not lost.
+func TestClusterDirectoryWriteInFlightFailureMarksRepair(t *testing.T) {
+	prefix := clusterPrefix(t)
+	var held *failingAdds
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		held = heldDirWrites(c, 5)
+		c.HeartbeatInterval, c.SyncInterval = time.Hour, -1
+	})
+	dialISSUN(t, s1, 5)
+	c := s1.node(5)
+	require.NotNil(t, c)
+	require.False(t, s1.cluster.repairPending())
+	held.hold.Store(true)
+	done := make(chan bool, 1)
+	go func() { done <- s1.cluster.dirAdd(s1.cluster.ctx, c) }()
+	<-held.entered
+	here, ok := s1.writePresence(s1.cluster.ctx, 5, c.sid) // as the repair does
+	require.True(t, here)
+	require.True(t, ok, "the write in flight has the turn")
+	require.False(t, s1.cluster.repairPending())
+	held.failing.Store(true) // the writer's next write (the newest state) fails
+	close(held.release)
+	require.False(t, <-done)
+	require.True(t, s1.cluster.repairPending(), "the writer's failure marked c")
+}
+
+// A mark a round listed that moves onto a resumed connection before the
+// round reaches it (moveRepairLocked) is not counted gone: the session is
+// still here, and its repair follows on the new connection.
+func TestClusterRepairMovedMarkNotCountedGone(t *testing.T) {
+	s1, s2, clk1, clk2, fail, a, b := repairResumeSetup(t)
+	sid := a.Welcome.SessionID
+	listed, resumed := make(chan struct{}), make(chan struct{})
+	var once atomic.Bool
+	hook := func(stage string) {
+		if stage == "repair_listed" && once.CompareAndSwap(false, true) {
+			close(listed)
+			<-resumed
+		}
+	}
+	s1.cluster.testHandOver.Store(&hook)
+	advanceUntil(t, clk1, func() bool {
+		select {
+		case <-listed:
+			return true
+		default:
+			return false
+		}
+	}, "a round listed a's mark")
+	a2 := relaytest.DialNative(t, s1.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	require.True(t, a2.Welcome.Resumed)
+	close(resumed)
+	fail.failing.Store(false)
+	advanceUntil(t, clk1, func() bool { return roomHas(t, s2, "arena", sid) }, "the room entry is written")
+	require.Eventually(t, func() bool { return !s1.cluster.repairPending() }, testenv.Wait, testenv.Tick)
+	require.Zero(t, repairs(s1, repairGone), "the moved mark is not gone")
+	require.Equal(t, 1.0, repairs(s1, repairRepaired))
+	requireKeptBySync(t, s2, clk2, b, sid)
+}
+
+// A presence rewrite during which the session resumes on this process
+// writes the room entries with the info of the connection holding the
+// session now, not the one it began with.
+func TestClusterRewriteAcrossResumeHereUsesNewInfo(t *testing.T) {
+	prefix := clusterPrefix(t)
+	var held *failingAdds
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		held = heldDirWrites(c, 1)
+		c.ResumeGrace = time.Hour
+	})
+	a := dialNative(t, s1, 1)
+	a.Join("arena")
+	sid := a.Welcome.SessionID
+	lose(t, a, s1)
+	require.Eventually(t, func() bool { return !dirWriting(s1.node(1)) }, testenv.Wait, testenv.Tick)
+	held.hold.Store(true)
+	done := make(chan struct{})
+	go func() { defer close(done); s1.writePresence(s1.cluster.ctx, 1, sid) }() // as opPresent does
+	<-held.entered // its directory write, of the parked connection, is in flight
+	a2 := relaytest.DialNative(t, s1.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	require.True(t, a2.Welcome.Resumed)
+	n := s1.node(1)
+	n.setMemberMeta([]byte("new")) // the resumed connection's state moved on
+	close(held.release)
+	<-done
+	pres, err := s1.hub.Presence(context.Background(), ChannelPrefix+"arena")
+	require.NoError(t, err)
+	require.Contains(t, pres, sid)
+	var e presenceEntry
+	require.NoError(t, json.Unmarshal(pres[sid].ChanInfo, &e))
+	require.Equal(t, []byte("new"), e.Metadata, "the room entry has the holder's info")
+}
+
+// heldPublish holds, once armed, the next publication to topic until its
+// context ends, and sends how it ended on ended.
+type heldPublish struct {
+	RoomBus
+	topic atomic.Pointer[string]
+	armed atomic.Bool
+	ended chan error
+}
+
+func (h *heldPublish) Publish(ctx context.Context, msgs []hub.TopicMessage) error {
+	if t := h.topic.Load(); t != nil && len(msgs) == 1 && msgs[0].Topic == *t && h.armed.CompareAndSwap(true, false) {
+		<-ctx.Done()
+		h.ended <- ctx.Err()
+		return ctx.Err()
+	}
+	return h.RoomBus.Publish(ctx, msgs)
+}
+
+// The repair's notice to a claimer (after it removed a late room entry on
+// the issuer) ends at close, rather than keeping Shutdown waiting for the
+// bus until its own timeout.
+func TestClusterRepairNoticeEndsAtShutdown(t *testing.T) {
+	prefix := clusterPrefix(t)
+	clk1 := clocktest.New(time.Now())
+	var fail, adds2 *failingAdds
+	bus := &heldPublish{ended: make(chan error, 1)}
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		fail = failAdds(c, ChannelPrefix+"arena")
+		bus.RoomBus = c.Bus
+		c.Bus = bus
+		c.Clock, c.HeartbeatInterval, c.SyncInterval, c.ResumeGrace = clk1, time.Hour, -1, time.Hour
+	})
+	s2 := newClusterServer(t, prefix, func(c *Config) {
+		adds2 = failAdds(c, ChannelPrefix+"arena")
+		adds2.failing.Store(false)
+	})
+	to := processTopic(s2.cluster.origin)
+	bus.topic.Store(&to)
+	a := dialNative(t, s1, 1)
+	a.Join("arena")
+	require.True(t, s1.cluster.repairPending())
+	lose(t, a, s1)
+	fail.failing.Store(false)
+	fail.hold.Store(true)
+	awaitHeld(t, clk1, fail)
+	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	require.True(t, a2.Welcome.Resumed)
+	require.Eventually(t, func() bool { return adds2.adds.Load() >= 2 }, testenv.Wait, testenv.Tick, "the handover is done")
+	bus.armed.Store(true) // the repair's notice, once its late entry is removed
+	close(fail.release)
+	require.Eventually(t, func() bool { return !bus.armed.Load() }, testenv.Wait, testenv.Tick, "the notice is in flight")
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		done <- s1.Shutdown(ctx)
+	}()
+	select {
+	case err := <-bus.ended:
+		require.ErrorIs(t, err, context.Canceled, "close cancelled it")
+	case <-time.After(testenv.Wait):
+		t.Fatal("the held notice did not end")
+	}
+	require.NoError(t, <-done)
 }

@@ -574,7 +574,8 @@ func (cl *cluster) serve(from string, req *busRequest) {
 // writePresence writes the NodeId directory entry and the hub presence
 // of the session id sid of NodeId id again in each of its rooms, when it
 // is here (opPresent, and the presence repair); base bounds the engine's
-// calls (each with opTimeout). here reports whether the session is here,
+// calls (each with opTimeout) but the removals of late entries (s.opBase:
+// only Shutdown's deadline ends them). here reports whether the session is here,
 // ok whether every write succeeded (true when not here: nothing to
 // write); a failed one marks the session's connection for repair
 // (markRepair). An entry whose write lands once the session is no longer
@@ -592,6 +593,11 @@ func (s *Server) writePresence(base context.Context, id wire.NodeID, sid string)
 		return true, true
 	}
 	ok = s.cluster.dirAdd(base, c)
+	s.mu.RLock()
+	if n := s.nodes[id]; n != nil && n.sid == sid {
+		c = n // a resume here took the session over meanwhile: its info counts
+	}
+	s.mu.RUnlock()
 	info := c.presenceInfo()
 	removed := false
 	names := slices.Clone(arriving)
@@ -611,9 +617,13 @@ func (s *Server) writePresence(base context.Context, id wire.NodeID, sid string)
 		s.mu.RUnlock()
 		switch {
 		case !still:
-			if err := s.cfg.Presence.RemovePresence(ctx, ChannelPrefix+name, sid, info.UserID); err != nil {
+			// Not bound by base: a close cancelling it must not leave the
+			// entry until the presence TTL (Shutdown's deadline ends it).
+			uctx, ucancel := s.opCtx()
+			if err := s.cfg.Presence.RemovePresence(uctx, ChannelPrefix+name, sid, info.UserID); err != nil {
 				s.log.Warn("relay presence remove failed", "channel", ChannelPrefix+name, "error", err)
 			}
+			ucancel()
 			removed = true
 		case err != nil:
 			s.log.Warn("relay presence add failed", "channel", ChannelPrefix+name, "error", err)
@@ -622,7 +632,7 @@ func (s *Server) writePresence(base context.Context, id wire.NodeID, sid string)
 		cancel()
 	}
 	if removed {
-		s.cluster.presentAgainIfHanded(c)
+		s.cluster.presentAgainIfHanded(base, c)
 	}
 	if !ok {
 		s.cluster.markRepairSession(id, sid) // the connection holding it now
@@ -632,8 +642,9 @@ func (s *Server) writePresence(base context.Context, id wire.NodeID, sid string)
 
 // presentAgainIfHanded tells the process c's session was handed over to,
 // if any, to write its presence again (opPresent): a removal of ours may
-// have come after its rewrite.
-func (cl *cluster) presentAgainIfHanded(c *conn) {
+// have come after its rewrite. base bounds the publication (with
+// opTimeout): the repair's ends at close, which waits for it.
+func (cl *cluster) presentAgainIfHanded(base context.Context, c *conn) {
 	to := ""
 	for _, t := range []string{c.resume, c.alias} {
 		if t != "" && to == "" {
@@ -643,7 +654,7 @@ func (cl *cluster) presentAgainIfHanded(c *conn) {
 	if to == "" {
 		return
 	}
-	ctx, cancel := cl.opCtx()
+	ctx, cancel := context.WithTimeout(base, opTimeout)
 	defer cancel()
 	req := &busRequest{ID: uuid.NewString(), Op: opPresent, Node: uint64(c.id), SID: c.sid}
 	if err := cl.bus.Publish(ctx, []hub.TopicMessage{{Topic: processTopic(to), Data: busJSONFrame(busAsk, cl.origin, req)}}); err != nil {
