@@ -146,7 +146,6 @@ func (cl *cluster) dirAdd(base context.Context, c *conn) bool {
 	c.dirWriting = true
 	c.mu.Unlock()
 	for {
-		info := c.presenceInfo()
 		c.mu.Lock()
 		if c.dirGone || !c.dirDirty {
 			gone := c.dirGone
@@ -157,9 +156,12 @@ func (cl *cluster) dirAdd(base context.Context, c *conn) bool {
 			}
 			break
 		}
-		c.dirDirty = false
-		c.dirUser = info.UserID
+		c.dirDirty = false // a change from here on makes another round
 		parked := c.dirParked
+		c.mu.Unlock()
+		info := c.presenceInfo()
+		c.mu.Lock()
+		c.dirUser = info.UserID
 		c.mu.Unlock()
 		if parked {
 			var e presenceEntry
@@ -206,6 +208,11 @@ func (cl *cluster) dirAdd(base context.Context, c *conn) bool {
 func (cl *cluster) dirUndo(base context.Context, c *conn) {
 	cl.dirDelete(c)
 	cl.presentAgainIfHanded(base, c)
+	// The session came back here meanwhile (handed away and resumed here
+	// again, under the same session id): the deletion took its live entry.
+	if n := cl.s.node(c.id); n != nil && n != c && n.sid == c.sid {
+		cl.dirAdd(base, n)
+	}
 }
 
 // dirMarkParked rewrites c's directory entry saying whether it is parked

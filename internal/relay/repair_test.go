@@ -428,6 +428,7 @@ func TestClusterRepairInFlightAcrossHandover(t *testing.T) {
 		adds2 = failAdds(c, ChannelPrefix+"arena")
 		adds2.failing.Store(false)
 	})
+	served := presentServed(s2)
 	a := dialNative(t, s1, 1)
 	a.Join("arena")
 	sid := a.Welcome.SessionID
@@ -440,7 +441,8 @@ func TestClusterRepairInFlightAcrossHandover(t *testing.T) {
 	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
 	require.True(t, a2.Welcome.Resumed)
 	// The claimer's own write and its rewrite on the issuer's notice.
-	require.Eventually(t, func() bool { return adds2.adds.Load() >= 2 }, testenv.Wait, testenv.Tick)
+	awaitSignal(t, served, "the claimer served the handover's notice")
+	require.Positive(t, adds2.adds.Load())
 	require.True(t, roomHas(t, s2, "arena", sid))
 	close(fail.release)
 	require.Eventually(t, func() bool { return repairs(s1, repairRepaired)+repairs(s1, repairGone) >= 1 },
@@ -487,8 +489,8 @@ func TestClusterDirectoryLateWriteAfterResumeHereEnds(t *testing.T) {
 	a2 := relaytest.DialNative(t, s1.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
 	require.True(t, a2.Welcome.Resumed)
 	a2.Close() // ends the session (close code 0)
-	require.Eventually(t, func() bool { return s1.node(1) == nil }, testenv.Wait, testenv.Tick)
-	require.Empty(t, dirHolders(t, s2, 1), "the session's end removed its entry")
+	require.Eventually(t, func() bool { return s1.node(1) == nil && len(dirHolders(t, s2, 1)) == 0 },
+		testenv.Wait, testenv.Tick, "the session's end removed its entry")
 	close(held.release)
 	require.Eventually(t, func() bool { return !dirWriting(old) && len(dirHolders(t, s2, 1)) == 0 },
 		testenv.Wait, testenv.Tick, "the late write's entry is removed")
@@ -508,6 +510,7 @@ func TestClusterDirectoryLateWriteOnIssuerTellsClaimer(t *testing.T) {
 		c.ResumeGrace = time.Hour
 	})
 	s2 := newClusterServer(t, prefix, func(c *Config) { adds2 = heldDirWrites(c, 1) })
+	served := presentServed(s2)
 	s3 := newClusterServer(t, prefix, nil)
 	a := dialNative(t, s1, 1)
 	a.Join("arena") // a session with no room is not parked
@@ -518,8 +521,7 @@ func TestClusterDirectoryLateWriteOnIssuerTellsClaimer(t *testing.T) {
 	<-held.entered // the parked mark's write is in flight
 	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
 	require.True(t, a2.Welcome.Resumed)
-	// The claimer's write at register and its rewrite on the issuer's notice.
-	require.Eventually(t, func() bool { return adds2.adds.Load() >= 2 }, testenv.Wait, testenv.Tick)
+	awaitSignal(t, served, "the claimer served the handover's notice")
 	require.Eventually(t, func() bool {
 		old.mu.Lock()
 		defer old.mu.Unlock()
@@ -528,8 +530,9 @@ func TestClusterDirectoryLateWriteOnIssuerTellsClaimer(t *testing.T) {
 	require.Eventually(t, func() bool { return slices.Equal(dirHolders(t, s3, 1), []string{s2.cluster.origin}) },
 		testenv.Wait, testenv.Tick)
 	close(held.release)
+	awaitSignal(t, served, "the claimer served the notice after the late entry was deleted")
 	require.Eventually(t, func() bool {
-		return adds2.adds.Load() >= 3 && slices.Equal(dirHolders(t, s3, 1), []string{s2.cluster.origin})
+		return adds2.adds.Load() >= 2 && slices.Equal(dirHolders(t, s3, 1), []string{s2.cluster.origin})
 	}, testenv.Wait, testenv.Tick, "the claimer wrote its entry again")
 	_, err := tryISSUN(t, s3, 1)
 	requireDuplicate(t, err)
@@ -697,8 +700,10 @@ func TestClusterRewriteAcrossResumeHereUsesNewInfo(t *testing.T) {
 	a := dialNative(t, s1, 1)
 	a.Join("arena")
 	sid := a.Welcome.SessionID
+	before := held.adds.Load()
 	lose(t, a, s1)
-	require.Eventually(t, func() bool { return !dirWriting(s1.node(1)) }, testenv.Wait, testenv.Tick)
+	require.Eventually(t, func() bool { return held.adds.Load() > before && !dirWriting(s1.node(1)) },
+		testenv.Wait, testenv.Tick, "the parked mark's write landed")
 	held.hold.Store(true)
 	done := make(chan struct{})
 	go func() { defer close(done); s1.writePresence(s1.cluster.ctx, 1, sid) }() // as opPresent does
@@ -753,6 +758,7 @@ func TestClusterRepairNoticeEndsAtShutdown(t *testing.T) {
 		adds2 = failAdds(c, ChannelPrefix+"arena")
 		adds2.failing.Store(false)
 	})
+	served := presentServed(s2)
 	to := processTopic(s2.cluster.origin)
 	bus.topic.Store(&to)
 	a := dialNative(t, s1, 1)
@@ -764,7 +770,7 @@ func TestClusterRepairNoticeEndsAtShutdown(t *testing.T) {
 	awaitHeld(t, clk1, fail)
 	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
 	require.True(t, a2.Welcome.Resumed)
-	require.Eventually(t, func() bool { return adds2.adds.Load() >= 2 }, testenv.Wait, testenv.Tick, "the handover is done")
+	awaitSignal(t, served, "the handover is done (the claimer served its notice)")
 	bus.armed.Store(true) // the repair's notice, once its late entry is removed
 	close(fail.release)
 	require.Eventually(t, func() bool { return !bus.armed.Load() }, testenv.Wait, testenv.Tick, "the notice is in flight")
@@ -781,4 +787,71 @@ func TestClusterRepairNoticeEndsAtShutdown(t *testing.T) {
 		t.Fatal("the held notice did not end")
 	}
 	require.NoError(t, <-done)
+}
+
+// presentServed returns a channel that gets a value each time s serves a
+// presence notice from another process (opPresent).
+func presentServed(s *testServer) chan struct{} {
+	ch := make(chan struct{}, 16)
+	hook := func(stage string) {
+		if stage == "present_served" {
+			ch <- struct{}{}
+		}
+	}
+	s.cluster.testHandOver.Store(&hook)
+	return ch
+}
+
+// awaitSignal waits for a value on ch.
+func awaitSignal(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(testenv.Wait):
+		t.Fatal(what)
+	}
+}
+
+// A late directory write of a session handed away lands after the session
+// came back to this process (handed back under the same session id): the
+// undo deletes the entry under that session id, the returned connection's
+// too, and that one is written again, so the NodeId stays in the directory.
+func TestClusterDirectoryUndoKeepsReturnedSession(t *testing.T) {
+	prefix := clusterPrefix(t)
+	var held *failingAdds
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		held = heldDirWrites(c, 1)
+		c.ResumeGrace = time.Hour
+	})
+	s1.cluster.dir.writeWait.Store(int64(time.Hour)) // only release ends the held write
+	served := presentServed(s1)
+	s2 := newClusterServer(t, prefix, func(c *Config) { c.ResumeGrace = time.Hour })
+	served2 := presentServed(s2)
+	s3 := newClusterServer(t, prefix, nil)
+	a := dialNative(t, s1, 1)
+	a.Join("arena") // a session with no room is not parked
+	old := s1.node(1)
+	held.hold.Store(true)
+	lose(t, a, s1)
+	<-held.entered // the parked mark's write is in flight
+
+	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	require.True(t, a2.Welcome.Resumed)
+	awaitSignal(t, served2, "s2 served s1's notice after the handover")
+	lose(t, a2, s2)
+	a3 := relaytest.DialNative(t, s1.Addr().String(), &wire.Hello{ResumeToken: a2.Welcome.ResumeToken})
+	require.True(t, a3.Welcome.Resumed, "back on s1")
+	back := s1.node(1)
+	require.NotSame(t, old, back)
+	require.Equal(t, old.sid, back.sid)
+	awaitSignal(t, served, "s1 served s2's notice after the handover back")
+	require.Eventually(t, func() bool { return slices.Equal(dirHolders(t, s3, 1), []string{s1.cluster.origin}) },
+		testenv.Wait, testenv.Tick, "the returned session's entry")
+
+	close(held.release)
+	awaitSignal(t, served2, "s2 told to write again after the undo")
+	require.Eventually(t, func() bool { return slices.Equal(dirHolders(t, s3, 1), []string{s1.cluster.origin}) },
+		testenv.Wait, testenv.Tick, "the returned session's entry is written again after the undo")
+	_, err := tryISSUN(t, s3, 1)
+	requireDuplicate(t, err)
 }

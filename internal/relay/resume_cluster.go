@@ -507,6 +507,7 @@ func (cl *cluster) serve(from string, req *busRequest) {
 	switch req.Op {
 	case opPresent:
 		s.writePresence(cl.ctx, wire.NodeID(req.Node), req.SID)
+		cl.hook("present_served")
 		return
 	case opResume:
 		var h *handedSession
