@@ -707,7 +707,8 @@ func TestClusterRewriteAcrossResumeHereUsesNewInfo(t *testing.T) {
 	held.hold.Store(true)
 	done := make(chan struct{})
 	go func() { defer close(done); s1.writePresence(s1.cluster.ctx, 1, sid) }() // as opPresent does
-	<-held.entered                                                              // its directory write, of the parked connection, is in flight
+	// Its directory write, of the parked connection, is in flight.
+	<-held.entered
 	a2 := relaytest.DialNative(t, s1.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
 	require.True(t, a2.Welcome.Resumed)
 	n := s1.node(1)
