@@ -186,6 +186,10 @@ func (s *Server) Start() {
 		s.acceptLoop()
 	}()
 	s.log.Info("relay listening", "address", s.Addr().String(), "issun", !s.cfg.DisableISSUN, "auth", s.cfg.Auth)
+	if a, ok := s.Addr().(*net.UDPAddr); ok && a.IP.IsUnspecified() && s.cfg.Auth == AuthNone {
+		s.log.Warn("relay is open to anyone who reaches this port on any interface (relay.auth none): set relay.auth token, or a loopback relay.address",
+			"address", s.Addr().String())
+	}
 }
 
 func (s *Server) tlsConfig() *tls.Config {
