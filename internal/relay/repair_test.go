@@ -219,19 +219,7 @@ func TestClusterRepairEndsAtShutdown(t *testing.T) {
 	fail.failing.Store(false)
 	fail.hold.Store(true)
 	awaitHeld(t, clk, fail)
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
-		defer cancel()
-		done <- s1.Shutdown(ctx)
-	}()
-	select {
-	case err := <-fail.ended:
-		require.ErrorIs(t, err, context.Canceled, "close cancelled it")
-	case <-time.After(testenv.Wait):
-		t.Fatal("the held write did not end")
-	}
-	require.NoError(t, <-done)
+	requireShutdownCancels(t, s1, fail.ended, "the held write")
 }
 
 // Two directory writes of one connection landing out of order leave the
@@ -775,19 +763,7 @@ func TestClusterRepairNoticeEndsAtShutdown(t *testing.T) {
 	bus.armed.Store(true) // the repair's notice, once its late entry is removed
 	close(fail.release)
 	require.Eventually(t, func() bool { return !bus.armed.Load() }, testenv.Wait, testenv.Tick, "the notice is in flight")
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
-		defer cancel()
-		done <- s1.Shutdown(ctx)
-	}()
-	select {
-	case err := <-bus.ended:
-		require.ErrorIs(t, err, context.Canceled, "close cancelled it")
-	case <-time.After(testenv.Wait):
-		t.Fatal("the held notice did not end")
-	}
-	require.NoError(t, <-done)
+	requireShutdownCancels(t, s1, bus.ended, "the held notice")
 }
 
 // presentServed returns a channel that gets a value each time s serves a
@@ -855,4 +831,24 @@ func TestClusterDirectoryUndoKeepsReturnedSession(t *testing.T) {
 		testenv.Wait, testenv.Tick, "the returned session's entry is written again after the undo")
 	_, err := tryISSUN(t, s3, 1)
 	requireDuplicate(t, err)
+}
+
+// requireShutdownCancels shuts s down with no deadline to speak of and
+// requires that the engine call held open (reporting how it ended on
+// ended) was cancelled by close, and that Shutdown then succeeded.
+func requireShutdownCancels(t *testing.T, s *testServer, ended <-chan error, what string) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		done <- s.Shutdown(ctx)
+	}()
+	select {
+	case err := <-ended:
+		require.ErrorIs(t, err, context.Canceled, "close cancelled %s", what)
+	case <-time.After(testenv.Wait):
+		t.Fatalf("%s did not end", what)
+	}
+	require.NoError(t, <-done)
 }
