@@ -228,3 +228,59 @@ func processUmask(t *testing.T) os.FileMode {
 	t.Skip("no Umask line in /proc/self/status")
 	return 0
 }
+
+// --force whose key cannot replace its target (here a directory) puts
+// the old certificate back: the old pair stays whole.
+func TestRelayCertForceKeepsOldPairWhenKeyRenameFails(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "relay.crt"), filepath.Join(dir, "relay.key")
+	code, _, stderr := runCLI(t, "relay-cert", "--cert", cert, "--key", key)
+	require.Equal(t, 0, code, stderr)
+	oldCert, err := os.ReadFile(cert)
+	require.NoError(t, err)
+	oldKey, err := os.ReadFile(key)
+	require.NoError(t, err)
+	// The key's place holds a non-empty directory: no rename can replace it.
+	goodKey := filepath.Join(dir, "good.key")
+	require.NoError(t, os.Rename(key, goodKey))
+	require.NoError(t, os.MkdirAll(filepath.Join(key, "x"), 0o700))
+	code, _, stderr = runCLI(t, "relay-cert", "--cert", cert, "--key", key, "--force")
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "left as they were")
+	requireContent(t, cert, string(oldCert))
+	requireContent(t, goodKey, string(oldKey))
+	requirePair(t, cert, goodKey)
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, entries, 3, "no temporary files left: %v", entries)
+}
+
+// --cert and --key naming one file by two paths (relative and absolute, or
+// a link) is refused before anything is written.
+func TestRelayCertSameFileByAlias(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	code, _, stderr := runCLI(t, "relay-cert", "--cert", "a.crt", "--key", filepath.Join(dir, "a.crt"), "--force")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "same file")
+	require.NoFileExists(t, "a.crt")
+
+	require.NoError(t, writeFile("b.crt", "x"))
+	require.NoError(t, os.Symlink("b.crt", "link.key"))
+	code, _, stderr = runCLI(t, "relay-cert", "--cert", "b.crt", "--key", "link.key", "--force")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "same file")
+	requireContent(t, "b.crt", "x")
+}
+
+// keygen -o --force over a file others can read makes it private before
+// writing the new key into it.
+func TestKeygenForceMakesFilePrivate(t *testing.T) {
+	umask := processUmask(t)
+	path := filepath.Join(t.TempDir(), "k.pem")
+	require.NoError(t, os.WriteFile(path, []byte("old"), 0o644))
+	require.NoError(t, os.Chmod(path, 0o644))
+	code, _, stderr := runCLI(t, "keygen", "-o", path, "--force")
+	require.Equal(t, 0, code, stderr)
+	requireMode(t, path, 0o600&^umask)
+}

@@ -453,8 +453,8 @@ const (
 
 // writeNew writes data to a new file with mode perm (less the umask); an
 // existing file is a usage error unless force is set (then it is truncated
-// and rewritten, keeping its mode). A failed write removes the file it
-// created.
+// and rewritten; a secret's file (privateMode) is first made mode perm).
+// A failed write removes the file it created.
 func writeNew(path string, data []byte, force bool, perm os.FileMode) error {
 	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 	if force {
@@ -467,7 +467,12 @@ func writeNew(path string, data []byte, force bool, perm os.FileMode) error {
 		}
 		return err
 	}
-	_, err = f.Write(data)
+	if force && perm == privateMode {
+		err = f.Chmod(perm) // an existing file may be readable by others
+	}
+	if err == nil {
+		_, err = f.Write(data)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -127,7 +127,7 @@ type RelayCertCmd struct {
 	Key   string        `default:"relay.key" help:"Private key file to write (PEM, PKCS#8, mode 0600)."`
 	Hosts []string      `name:"host" default:"localhost,127.0.0.1,::1" help:"DNS names and IP addresses the certificate is for."`
 	Valid time.Duration `default:"312h" help:"Validity (at most 336h, 14 days)."`
-	Force bool          `help:"Overwrite existing files."`
+	Force bool          `help:"Replace existing files: new ones (certificate 0644, key 0600, owned by whoever runs this) are renamed over them, so a symlink is replaced rather than followed."`
 }
 
 // Run writes the certificate and key. Without --force it refuses, before
@@ -140,8 +140,8 @@ func (c *RelayCertCmd) Run(out *output) error {
 	if len(c.Hosts) == 0 {
 		return usageError(errors.New("--host: at least one name or address"))
 	}
-	if filepath.Clean(c.Cert) == filepath.Clean(c.Key) {
-		return usageError(fmt.Errorf("--cert and --key are the same file %s", c.Cert))
+	if sameFile(c.Cert, c.Key) {
+		return usageError(fmt.Errorf("--cert and --key name the same file (%s, %s)", c.Cert, c.Key))
 	}
 	if !c.Force {
 		for _, p := range []string{c.Cert, c.Key} {
@@ -195,14 +195,42 @@ func writePair(certPath string, certPEM []byte, keyPath string, keyPEM []byte, f
 		return err
 	}
 	defer os.Remove(keyTmp)
+	// The old certificate stays reachable until the key is in place: if
+	// the key cannot replace its target, the old pair is put back.
+	backup := ""
+	if _, err := os.Lstat(certPath); err == nil {
+		backup = certTmp + ".old"
+		if err := os.Link(certPath, backup); err != nil {
+			return fmt.Errorf("keep %s while replacing it: %w", certPath, err)
+		}
+		defer os.Remove(backup)
+	}
 	if err := os.Rename(certTmp, certPath); err != nil {
 		return err
 	}
 	if err := os.Rename(keyTmp, keyPath); err != nil {
+		if backup != "" {
+			if rerr := os.Rename(backup, certPath); rerr == nil {
+				return fmt.Errorf("%w (%s and %s are left as they were)", err, certPath, keyPath)
+			}
+		}
 		os.Remove(certPath)
 		return fmt.Errorf("%w (removed the new %s, which needs the new key)", err, certPath)
 	}
 	return nil
+}
+
+// sameFile reports whether paths a and b name one file: the same path
+// once absolute, or (when both exist) the same file through a link.
+func sameFile(a, b string) bool {
+	aa, errA := filepath.Abs(a)
+	ab, errB := filepath.Abs(b)
+	if errA == nil && errB == nil && aa == ab {
+		return true
+	}
+	sa, errA := os.Stat(a)
+	sb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(sa, sb)
 }
 
 // writeBeside writes data to a new temporary file in path's directory

@@ -20,6 +20,7 @@ func TestValidateRelay(t *testing.T) {
 	}{
 		{"address without port", func(r *Relay) { r.Address = "nope" }, `relay.address: "nope" is not host:port`},
 		{"address bad port", func(r *Relay) { r.Address = ":99999" }, `relay.address: ":99999": bad port "99999"`},
+		{"address empty port", func(r *Relay) { r.Address = "127.0.0.1:" }, `relay.address: "127.0.0.1:" has no port`},
 		{"queue below a frame", func(r *Relay) { r.QueueLimit = 100 },
 			"relay.queue_limit: 100 is less than max_frame + 64 (65600 bytes)"},
 		{"queue below a large frame", func(r *Relay) { r.MaxFrame = 1 << 20 }, "relay.queue_limit: 262144 is less than max_frame + 64 (1048640 bytes)"},

@@ -222,7 +222,8 @@ func (e *FieldError) Error() string { return "relay: " + e.Field + ": " + e.Prob
 // Validate checks the settings of c, zero values standing for the
 // defaults, and returns every invalid one at once (errors.Join of
 // *FieldError), or nil. It leaves out the injected dependencies (Verifier,
-// Presence, Bus, MirrorTo), which New checks too, and does no I/O: a
+// Presence, Bus, MirrorTo), which New checks too, and reads no file (a
+// service-name port is looked up in the host's services database): a
 // configuration loader calls it to report what New would refuse.
 func (c Config) Validate() error {
 	c.setDefaults()
@@ -256,8 +257,10 @@ func (c *Config) settingErrors() []error {
 	}
 	if _, port, err := net.SplitHostPort(c.Address); err != nil {
 		bad("address", "%q is not host:port: %v", c.Address, err)
+	} else if port == "" {
+		bad("address", "%q has no port", c.Address)
 	} else if _, err := net.LookupPort("udp", port); err != nil {
-		bad("address", "%q: bad port %q", c.Address, port)
+		bad("address", "%q: bad port %q (a number, or a service name in this host's services database)", c.Address, port)
 	}
 	if c.Auth != AuthNone && c.Auth != AuthToken {
 		bad("auth", "%q is not %q or %q", c.Auth, AuthNone, AuthToken)
