@@ -89,6 +89,11 @@ func (cl *cluster) markRepair(c *conn) {
 	cl.repair.seq++
 	cl.repair.pending[c] = cl.repair.seq
 	cl.repairMu.Unlock()
+	cl.wakeRepair()
+}
+
+// wakeRepair wakes the repair goroutine without blocking.
+func (cl *cluster) wakeRepair() {
 	select {
 	case cl.repair.wake <- struct{}{}:
 	default:
@@ -107,10 +112,7 @@ func (cl *cluster) moveRepairLocked(old, c *conn) {
 	}
 	cl.repairMu.Unlock()
 	if marked {
-		select {
-		case cl.repair.wake <- struct{}{}:
-		default:
-		}
+		cl.wakeRepair()
 	}
 }
 

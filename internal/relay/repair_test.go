@@ -191,6 +191,15 @@ func TestClusterRepairDropsGoneConnection(t *testing.T) {
 	require.Empty(t, dirHolders(t, s1, 8))
 }
 
+// holdRepair lets f's engine answer again and holds the repair's next
+// write of f's channel in flight (awaitHeld).
+func holdRepair(t *testing.T, clk *clocktest.Fake, f *failingAdds) {
+	t.Helper()
+	f.failing.Store(false)
+	f.hold.Store(true)
+	awaitHeld(t, clk, f)
+}
+
 // awaitHeld advances clk by repairEvery until f holds an addition.
 func awaitHeld(t *testing.T, clk *clocktest.Fake, f *failingAdds) {
 	t.Helper()
@@ -216,9 +225,7 @@ func TestClusterRepairEndsAtShutdown(t *testing.T) {
 	s1.cluster.dir.writeWait.Store(int64(time.Hour)) // only close ends the held write
 	dialISSUN(t, s1, 6)
 	require.True(t, s1.cluster.repairPending())
-	fail.failing.Store(false)
-	fail.hold.Store(true)
-	awaitHeld(t, clk, fail)
+	holdRepair(t, clk, fail)
 	requireShutdownCancels(t, s1, fail.ended, "the held write")
 }
 
@@ -298,9 +305,7 @@ func requireKeptBySync(t *testing.T, s2 *testServer, clk2 *clocktest.Fake, b *re
 func TestClusterRepairInFlightAcrossResumeHere(t *testing.T) {
 	s1, s2, clk1, clk2, fail, a, b := repairResumeSetup(t)
 	sid := a.Welcome.SessionID
-	fail.failing.Store(false)
-	fail.hold.Store(true)
-	awaitHeld(t, clk1, fail)
+	holdRepair(t, clk1, fail)
 	a2 := relaytest.DialNative(t, s1.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
 	require.True(t, a2.Welcome.Resumed)
 	require.Equal(t, sid, a2.Welcome.SessionID)
@@ -422,9 +427,7 @@ func TestClusterRepairInFlightAcrossHandover(t *testing.T) {
 	sid := a.Welcome.SessionID
 	require.True(t, s1.cluster.repairPending())
 	lose(t, a, s1)
-	fail.failing.Store(false)
-	fail.hold.Store(true)
-	awaitHeld(t, clk1, fail)
+	holdRepair(t, clk1, fail)
 
 	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
 	require.True(t, a2.Welcome.Resumed)
@@ -754,9 +757,7 @@ func TestClusterRepairNoticeEndsAtShutdown(t *testing.T) {
 	a.Join("arena")
 	require.True(t, s1.cluster.repairPending())
 	lose(t, a, s1)
-	fail.failing.Store(false)
-	fail.hold.Store(true)
-	awaitHeld(t, clk1, fail)
+	holdRepair(t, clk1, fail)
 	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
 	require.True(t, a2.Welcome.Resumed)
 	awaitSignal(t, served, "the handover is done (the claimer served its notice)")
