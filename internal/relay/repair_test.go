@@ -22,7 +22,7 @@ import (
 // failingAdds fails the presence additions of one channel while failing
 // is set, as a Redis that is briefly down does. Once hold is set, the
 // next addition of the channel signals entered and waits for release
-// (a write in flight), and hold is cleared.
+// (a write in flight), and hold is cleared; after runs once it is written.
 type failingAdds struct {
 	writeOnly
 	lister  PresenceLister
@@ -33,6 +33,9 @@ type failingAdds struct {
 	hold    atomic.Bool
 	entered chan struct{}
 	release chan struct{}
+	// after, when set, runs once the held addition was written (before it
+	// returns).
+	after func()
 	// ended receives how the held addition's context ended, when it did
 	// before release.
 	ended chan error
@@ -64,6 +67,11 @@ func (f *failingAdds) AddPresence(ctx context.Context, ch string, info *hub.Clie
 			f.ended <- ctx.Err()
 			return ctx.Err()
 		}
+		err := f.writeOnly.AddPresence(ctx, ch, info)
+		if f.after != nil {
+			f.after()
+		}
+		return err
 	}
 	return f.writeOnly.AddPresence(ctx, ch, info)
 }
@@ -557,44 +565,16 @@ func TestClusterDirectoryWritesSerialized(t *testing.T) {
 	require.True(t, hs[0].parked, "the newest state stays")
 }
 
-// heldThenCancel holds one addition of a channel (entered, release), then
-// writes it and calls after (before returning).
-type heldThenCancel struct {
-	writeOnly
-	lister  PresenceLister
-	channel string
-	armed   atomic.Bool
-	entered chan struct{}
-	release chan struct{}
-	after   func()
-}
-
-func (h *heldThenCancel) AddPresence(ctx context.Context, ch string, info *hub.ClientInfo) error {
-	if ch != h.channel || !h.armed.CompareAndSwap(true, false) {
-		return h.writeOnly.AddPresence(ctx, ch, info)
-	}
-	h.entered <- struct{}{}
-	<-h.release
-	err := h.writeOnly.AddPresence(ctx, ch, info)
-	h.after()
-	return err
-}
-
-func (h *heldThenCancel) Presence(ctx context.Context, channel string) (map[string]*hub.ClientInfo, error) {
-	return h.lister.Presence(ctx, channel)
-}
-
 // A presence rewrite's room entry landing after the session left the room
 // is removed even when the rewrite's context (the repair's, which close
 // cancels) ends right after the addition: the entry must not linger until
 // the presence TTL.
 func TestClusterLateRoomEntryUndoneAfterCancel(t *testing.T) {
 	prefix := clusterPrefix(t)
-	var held *heldThenCancel
+	var held *failingAdds
 	s1 := newClusterServer(t, prefix, func(c *Config) {
-		held = &heldThenCancel{writeOnly: c.Presence, lister: c.Presence.(PresenceLister), channel: ChannelPrefix + "arena",
-			entered: make(chan struct{}, 1), release: make(chan struct{})}
-		c.Presence = held
+		held = failAdds(c, ChannelPrefix+"arena")
+		held.failing.Store(false)
 	})
 	a := dialNative(t, s1, 1)
 	j := a.Join("arena")
@@ -602,7 +582,7 @@ func TestClusterLateRoomEntryUndoneAfterCancel(t *testing.T) {
 	base, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	held.after = cancel
-	held.armed.Store(true)
+	held.hold.Store(true)
 	done := make(chan struct{})
 	go func() { defer close(done); s1.writePresence(base, 1, sid) }()
 	<-held.entered
