@@ -74,6 +74,7 @@ func (m *Main) startRelay(cfg config.Config, h *hub.Hub, tokens *auth.TokenVerif
 	rc.Pool, rc.Presence, rc.Sessions, rc.Logger, rc.Registerer, rc.Clock = pool, h, h, log, reg, h.Clock()
 	if t := h.Topics(); t != nil { // the Redis engine: rooms span the processes
 		rc.Bus = t
+		rc.Nodes = h // the hub's node registry tells which processes died
 	}
 	rc.MirrorTo = h        // relay.mirror: spectators on relay:R
 	rc.Origins = m.origins // WebTransport sessions: client.allowed_origins

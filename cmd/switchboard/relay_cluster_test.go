@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"testing"
@@ -45,6 +46,19 @@ func TestRelayRoomAcrossServeInstances(t *testing.T) {
 
 	_, body := apiCall(t, a, "presence", map[string]any{"channel": "relay:table"})
 	require.Len(t, body["result"].(map[string]any)["presence"], 2)
+	// Each relay names its process as the hub's node registry does, which
+	// tells the others when it dies.
+	pres, err := a.hub.Presence(context.Background(), "relay:table")
+	require.NoError(t, err)
+	var procs []string
+	for _, info := range pres {
+		var e struct {
+			Process string `json:"process"`
+		}
+		require.NoError(t, json.Unmarshal(info.ChanInfo, &e))
+		procs = append(procs, e.Process)
+	}
+	require.ElementsMatch(t, []string{a.hub.NodeID(), b.hub.NodeID()}, procs)
 	cb.Close()
 	for {
 		if p, ok := ca.Next().(*wire.Presence); ok && len(p.Leaves) > 0 {

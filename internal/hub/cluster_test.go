@@ -289,3 +289,8 @@ func TestClusterMetrics(t *testing.T) {
 		require.Equal(t, v, got[k], k)
 	}
 }
+
+func TestNodeTTLIsThreeAnnounceIntervals(t *testing.T) {
+	cl := newCluster(t, "a")
+	require.Equal(t, 3*announceEvery, cl.hubs["a"].NodeTTL(), "the default")
+}

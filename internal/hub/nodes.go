@@ -322,6 +322,11 @@ func (c *cluster) send(ctx context.Context, node string, m *controlMessage) erro
 // NodeID is this hub's node id, unique among the nodes sharing an engine.
 func (h *Hub) NodeID() string { return h.cluster.cfg.NodeID }
 
+// NodeTTL is how long another node stays listed by Nodes after its last
+// announcement (ClusterConfig.NodeTTL with its default filled in): a node
+// silent for longer is taken for gone.
+func (h *Hub) NodeTTL() time.Duration { return h.cluster.cfg.NodeTTL }
+
 // Nodes lists the live nodes: this one first, with its current figures,
 // then every node heard from within the TTL (by name, then id) with the
 // figures of its last announcement. A node that left cleanly is gone at

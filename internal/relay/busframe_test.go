@@ -65,12 +65,13 @@ func TestResumeTokenOrigin(t *testing.T) {
 
 	c := newTestServer(t, func(c *Config) { c.Bus = nopBus{} })
 	tok = c.newResumeToken()
-	require.Len(t, tok, 64)
+	require.Len(t, tok, 32+len(c.cluster.origin), "random part, then the origin")
 	origin, ok := tokenOrigin(tok)
 	require.True(t, ok)
 	require.Equal(t, c.cluster.origin, origin)
 	require.NotEqual(t, tok, c.newResumeToken(), "random part")
-	for _, bad := range []string{"", "nope", tok[:63], tok + "0", strings.Repeat("g", 64)} {
+	for _, bad := range []string{"", "nope", tok[:32], strings.Repeat("g", 32) + c.cluster.origin,
+		tok[:32] + strings.Repeat("x", maxOrigin+1)} {
 		_, ok := tokenOrigin(bad)
 		require.False(t, ok, bad)
 	}

@@ -199,6 +199,8 @@ type cluster struct {
 	// repairMu guards repair.pending and repair.seq (repair.go).
 	repairMu sync.Mutex
 	repair   repairState
+	// live: which processes are dead (liveness.go).
+	live liveState
 
 	published, received prometheus.Counter
 	// sessions counts sessions moved between processes, by event.
@@ -293,7 +295,11 @@ func newCluster(s *Server) (*cluster, error) {
 	if !ok {
 		return nil, errors.New("a bus needs a presence that lists channels (the hub)")
 	}
-	cl := &cluster{s: s, bus: s.cfg.Bus, lister: lister, origin: uuid.NewString(), rooms: map[string]*busRoom{},
+	origin := uuid.NewString()
+	if n := s.cfg.Nodes; n != nil {
+		origin = n.NodeID() // the registry's name of this process (liveness.go)
+	}
+	cl := &cluster{s: s, bus: s.cfg.Bus, lister: lister, origin: origin, rooms: map[string]*busRoom{},
 		out: make(chan hub.TopicMessage, s.cfg.BusQueue), stop: make(chan struct{}), pending: map[string]pendingAsk{}, handed: map[string]handedRecord{},
 		gaveUp: map[string]handedRecord{}, serving: make(chan struct{}, maxServing),
 		handing: map[*hubSession]*handingState{}, disconnected: map[string]handedRecord{},
@@ -309,9 +315,9 @@ func newCluster(s *Server) (*cluster, error) {
 	cl.published = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "published_total", Help: "Room messages (events, joins, leaves) handed to the engine for other processes."})
 	cl.received = prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "received_total", Help: "Room messages received from other processes."})
 	cl.sessions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_relay_cross_process_sessions_total",
-		Help: "Native sessions moved between processes: parked sessions handed over to a resume on another process (handed_over), resumed here from another process (taken_over), parked sessions ended because their NodeId joined on another process (ended_for_node)."},
+		Help: "Native sessions moved between processes: parked sessions handed over to a resume on another process (handed_over), resumed here from another process (taken_over), parked sessions ended because their NodeId joined on another process (ended_for_node); and remote room or lobby members dropped because the node registry no longer lists their process (process_died, one per room)."},
 		[]string{"event"})
-	for _, e := range []string{sessionHandedOver, sessionTakenOver, sessionEndedForNode} {
+	for _, e := range []string{sessionHandedOver, sessionTakenOver, sessionEndedForNode, sessionProcessDied} {
 		cl.sessions.WithLabelValues(e)
 	}
 	if reg := s.cfg.Registerer; reg != nil {
@@ -331,6 +337,7 @@ func newCluster(s *Server) (*cluster, error) {
 	if err := cl.initRepair(); err != nil {
 		return nil, err
 	}
+	cl.initLiveness()
 	if err := cl.bus.Listen(cl.handle); err != nil {
 		return nil, err
 	}
@@ -359,14 +366,19 @@ func (cl *cluster) resubscribed(topics []string) {
 	}
 }
 
-// start runs the publisher, the periodic sync and the presence repair
-// until close, and subscribes the process's own topic (retrying in the
-// background when the engine is down).
+// start runs the publisher, the periodic sync, the presence repair and,
+// with a node registry, the liveness check (liveness.go) until close,
+// and subscribes the process's own topic (retrying in the background when
+// the engine is down).
 func (cl *cluster) start() {
 	cl.wg.Add(3)
 	go func() { defer cl.wg.Done(); defer close(cl.pubDone); cl.publish() }()
 	go func() { defer cl.wg.Done(); cl.syncLoop() }()
 	go func() { defer cl.wg.Done(); cl.repairLoop() }()
+	if cl.s.cfg.Nodes != nil {
+		cl.wg.Add(1)
+		go func() { defer cl.wg.Done(); cl.livenessLoop() }()
+	}
 	if !cl.subscribeProcess() {
 		cl.wg.Add(1)
 		go func() { defer cl.wg.Done(); cl.retryEverySecond(cl.subscribeProcess) }()
@@ -767,8 +779,24 @@ func (cl *cluster) sync(br *busRoom) (map[string]struct{}, bool) {
 	}
 	cl.s.mu.RUnlock()
 	var joined, left []remoteMember
+	var clean map[string]*hub.ClientInfo
+	defer func() { cl.cleanDead(br, clean) }() // after news is released (no engine call under it)
 	br.news.Lock()
 	defer br.news.Unlock()
+	// Entries of dead processes (liveness.go) add no member; read under
+	// news, so a member dropped by the liveness goroutine stays dropped.
+	v := cl.liveness()
+	var stale map[string]deadEntry
+	for sid, m := range fresh {
+		if v.dead(m.process) {
+			if stale == nil {
+				stale = map[string]deadEntry{}
+			}
+			stale[sid] = deadEntry{process: m.process, info: pres[sid]}
+			delete(fresh, sid)
+		}
+	}
+	died := 0
 	br.mu.Lock()
 	if br.gen != gen || !br.live {
 		br.mu.Unlock()
@@ -785,9 +813,12 @@ func (cl *cluster) sync(br *busRoom) (map[string]struct{}, bool) {
 			br.dropRemoteLocked(sid) // taken over here: a local member now, no news
 			continue
 		}
-		if _, ok := fresh[sid]; !ok && m.added.Before(start) {
+		if _, ok := fresh[sid]; !ok && (m.added.Before(start) || v.dead(m.process)) {
 			br.dropRemoteLocked(sid)
 			left = append(left, m)
+			if v.dead(m.process) {
+				died++
+			}
 		}
 	}
 	for sid, m := range fresh {
@@ -813,7 +844,11 @@ func (cl *cluster) sync(br *busRoom) (map[string]struct{}, bool) {
 	}
 	br.mu.Unlock()
 	br.syncs.Add(1)
+	if died > 0 {
+		cl.live.died.Add(float64(died))
+	}
 	cl.tell(br.name, joined, left)
+	clean = cl.deadToClean(stale, own, fresh)
 	return own, true
 }
 

@@ -144,6 +144,13 @@ type Config struct {
 	// SyncInterval is how often each room's remote members are re-read
 	// from the hub presence; negative: never.
 	SyncInterval time.Duration
+	// Nodes is the registry of the live processes (*hub.Hub, whose
+	// control plane links the processes on the engine); with a Bus, this
+	// process's id on the bus is then its NodeID, and the processes the
+	// registry takes for dead lose their members at once (liveness.go).
+	// nil: a random id, and a dead process's members go only with the
+	// engine's presence TTL and the next sync.
+	Nodes NodeLister
 	// Mirror publishes room events to the hub channel relay:R for
 	// spectators (mirror.go), through MirrorTo (the hub).
 	Mirror     MirrorConfig
@@ -222,7 +229,7 @@ func (e *FieldError) Error() string { return "relay: " + e.Field + ": " + e.Prob
 // Validate checks the settings of c, zero values standing for the
 // defaults, and returns every invalid one at once (errors.Join of
 // *FieldError), or nil. It leaves out the injected dependencies (Verifier,
-// Presence, Bus, MirrorTo), which New checks too, and reads no file (a
+// Presence, Bus, Nodes, MirrorTo), which New checks too, and reads no file (a
 // service-name port is looked up in the host's services database): a
 // configuration loader calls it to report what New would refuse.
 func (c Config) Validate() error {
@@ -242,6 +249,9 @@ func (c *Config) validate() error {
 	}
 	if _, ok := c.Presence.(PresenceLister); c.Bus != nil && !ok {
 		bad("bus", "needs a presence that lists channels (the hub)")
+	}
+	if c.Bus != nil && c.Nodes != nil && !validOrigin(c.Nodes.NodeID()) {
+		bad("nodes", "the node id %q is not 1..%d bytes", c.Nodes.NodeID(), maxOrigin)
 	}
 	if c.Mirror.Enabled && c.MirrorTo == nil {
 		bad("mirror", "enabled without a hub to publish to")

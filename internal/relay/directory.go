@@ -253,18 +253,21 @@ func (cl *cluster) dirDelete(c *conn) {
 
 // dirHolder is a session holding a NodeId on another process.
 type dirHolder struct {
-	process, user string
-	parked        bool
+	process, user, sid string
+	parked             bool
 }
 
-// dirRead lists the sessions holding id on other processes.
+// dirRead lists the sessions holding id on other processes that are not
+// dead (liveness.go); the entries of dead ones are removed in the
+// background (dirForget).
 func (cl *cluster) dirRead(ctx context.Context, id wire.NodeID) ([]dirHolder, error) {
 	pres, err := cl.lister.Presence(ctx, nodeChannel(id))
 	if err != nil {
 		return nil, err
 	}
-	var out []dirHolder
-	for _, info := range pres {
+	var out, dead []dirHolder
+	var v *liveView
+	for sid, info := range pres {
 		var e presenceEntry
 		if json.Unmarshal(info.ChanInfo, &e) != nil || e.Process == "" || e.Process == cl.origin {
 			continue
@@ -272,9 +275,37 @@ func (cl *cluster) dirRead(ctx context.Context, id wire.NodeID) ([]dirHolder, er
 		if n, err := strconv.ParseUint(e.NodeID, 10, 64); err != nil || wire.NodeID(n) != id {
 			continue
 		}
-		out = append(out, dirHolder{process: e.Process, user: info.UserID, parked: e.Parked})
+		h := dirHolder{process: e.Process, user: info.UserID, sid: sid, parked: e.Parked}
+		if v == nil {
+			lv := cl.liveness()
+			v = &lv
+		}
+		if v.dead(e.Process) {
+			dead = append(dead, h)
+			continue
+		}
+		out = append(out, h)
+	}
+	if len(dead) > 0 {
+		cl.dirForget(id, dead)
 	}
 	return out, nil
+}
+
+// dirForget removes the directory entries of id that dead processes left
+// (their sessions died with them), in a goroutine the cluster owns: the
+// handshake or lookup that found them does not wait. A failure is logged;
+// the next read finds the entry again.
+func (cl *cluster) dirForget(id wire.NodeID, dead []dirHolder) {
+	cl.goRun(func() {
+		for _, h := range dead {
+			ctx, cancel := cl.opCtx()
+			if err := cl.s.cfg.Presence.RemovePresence(ctx, nodeChannel(id), h.sid, h.user); err != nil {
+				cl.s.log.Warn("relay node directory remove of a dead process's entry failed", "node_id", uint64(id), "error", err)
+			}
+			cancel()
+		}
+	})
 }
 
 // nodeElsewhere reports whether another process holds id, for a

@@ -4,8 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 
-	"github.com/google/uuid"
-
 	"github.com/switchboard-rt/switchboard/internal/clock"
 	"github.com/switchboard-rt/switchboard/internal/errs"
 	wire "github.com/switchboard-rt/switchboard/protocol/relay"
@@ -41,38 +39,35 @@ type parkedSession struct {
 	timer clock.Timer
 }
 
-// newResumeToken returns a fresh resume token: 16 random bytes in hex
-// on one process; with a cluster, the process's origin (a UUID's 16
-// bytes) then 16 random bytes, so another process knows whom to ask
-// (resume_cluster.go). Clients treat it as opaque.
+// newResumeToken returns a fresh resume token: 16 random bytes in hex;
+// with a cluster, followed by the process's origin, so another process
+// knows whom to ask (resume_cluster.go). Clients treat it as opaque.
 func (s *Server) newResumeToken() string {
-	var b [32]byte
+	var b [16]byte
 	_, _ = rand.Read(b[:])
 	if s.cluster != nil {
-		if u, err := uuid.Parse(s.cluster.origin); err == nil {
-			copy(b[:16], u[:])
-		}
-		return hex.EncodeToString(b[:])
+		return hex.EncodeToString(b[:]) + s.cluster.origin
 	}
-	return hex.EncodeToString(b[:16])
+	return hex.EncodeToString(b[:])
 }
 
 // tokenOrigin returns the origin of the process that issued a cluster
 // resume token; false for anything else.
 func tokenOrigin(token string) (string, bool) {
-	if len(token) != 64 {
+	const random = 32 // hex digits
+	if len(token) <= random {
 		return "", false
 	}
-	b, err := hex.DecodeString(token)
-	if err != nil {
+	if _, err := hex.DecodeString(token[:random]); err != nil {
 		return "", false
 	}
-	u, err := uuid.FromBytes(b[:16])
-	if err != nil {
-		return "", false
-	}
-	return u.String(), true
+	origin := token[random:]
+	return origin, validOrigin(origin)
 }
+
+// validOrigin reports whether o can be a process's origin (a bus message
+// carries at most maxOrigin bytes of it).
+func validOrigin(o string) bool { return o != "" && len(o) <= maxOrigin }
 
 // park keeps c's session for ResumeGrace when it may be resumed; it
 // reports whether it did (the caller then skips leaving the rooms).

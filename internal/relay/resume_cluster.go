@@ -845,6 +845,9 @@ func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {
 			return nil, ErrResumeUnknown
 		}
 	}
+	if cl.liveness().dead(from) {
+		return nil, ErrResumeUnknown // its parked sessions died with it (liveness.go)
+	}
 	var a *busReply
 	for asks := 1; ; asks++ {
 		var err error
@@ -862,7 +865,8 @@ func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {
 		if a.Redirect == "" || a.Session != nil {
 			break
 		}
-		if _, err := uuid.Parse(a.Redirect); err != nil || asks >= maxClaimAsks || a.Redirect == cl.origin || a.Redirect == from {
+		if !validOrigin(a.Redirect) || asks >= maxClaimAsks || a.Redirect == cl.origin || a.Redirect == from ||
+			cl.liveness().dead(a.Redirect) {
 			return nil, ErrResumeUnknown
 		}
 		from = a.Redirect
@@ -966,6 +970,10 @@ func (cl *cluster) freeNode(br *busRoom, c *conn) error {
 	br.mu.Unlock()
 	if !found {
 		return nil // gone meanwhile
+	}
+	if v := cl.liveness(); v.dead(rm.process) {
+		cl.dropDead(br, v) // its process died: the member is gone (liveness.go)
+		return nil
 	}
 	if c.user == "" || !c.tokenAccepted.Load() || rm.user != c.user || rm.process == "" || rm.handed {
 		return errNodeInRoom // an anonymous session is reachable only through its resume token

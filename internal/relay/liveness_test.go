@@ -1,0 +1,335 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-rt/switchboard/internal/broker/memory"
+	"github.com/switchboard-rt/switchboard/internal/broker/redis"
+	"github.com/switchboard-rt/switchboard/internal/clock/clocktest"
+	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/relay/relaytest"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
+	wire "github.com/switchboard-rt/switchboard/protocol/relay"
+)
+
+// liveCluster is relay processes on one Redis whose hubs announce
+// themselves on a loopback control plane, all on one fake clock: the node
+// registry (liveness.go) is driven by the clock.
+type liveCluster struct {
+	prefix string
+	net    *memory.ControlNetwork
+	clk    *clocktest.Fake
+}
+
+// liveAnnounce is the hubs' announce interval; the registry's TTL is 3 of
+// them.
+const liveAnnounce = time.Second
+
+func newLiveCluster(t *testing.T) *liveCluster {
+	return &liveCluster{prefix: clusterPrefix(t), net: memory.NewControlNetwork(), clk: clocktest.New(time.Now())}
+}
+
+// liveServer is one process of a liveCluster.
+type liveServer struct {
+	*testServer
+	ctl    *memory.ControlNode
+	broker *redis.Broker
+	leaves *leaveCounter // what its relay published as hub leaves
+}
+
+// start starts a process whose hub is on network net (lc.net when nil).
+func (lc *liveCluster) start(t *testing.T, net *memory.ControlNetwork) *liveServer {
+	t.Helper()
+	if net == nil {
+		net = lc.net
+	}
+	b, err := redis.New(redis.Config{Address: testenv.RedisURL(t), Prefix: lc.prefix})
+	require.NoError(t, err)
+	ls := &liveServer{ctl: net.Node(), broker: b}
+	hc := hub.Config{Broker: b, Presence: b, Clock: lc.clk,
+		Cluster: hub.ClusterConfig{Control: ls.ctl, AnnounceInterval: liveAnnounce}}
+	ls.testServer = startTestServer(t, hc, true, func(c *Config) {
+		h := c.Presence.(*hub.Hub)
+		ls.leaves = &leaveCounter{Hub: h, got: map[string]int{}}
+		c.Presence, c.Nodes = ls.leaves, h
+		c.Clock, c.HeartbeatInterval = lc.clk, time.Hour
+	})
+	return ls
+}
+
+// crash makes s's process die as the others see it: it stops announcing
+// itself and reaching Redis (no bus leave, no presence removal, no hub
+// leave gets out), then stops.
+func (s *liveServer) crash(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
+	defer cancel()
+	require.NoError(t, s.ctl.Close(ctx))
+	require.NoError(t, s.broker.Close(ctx))
+	_ = s.Shutdown(ctx) // its engine calls fail: nothing reaches the others
+}
+
+// advanceUntil moves the clock on by small steps until cond holds (the
+// relays' goroutines run between steps).
+func (lc *liveCluster) advanceUntil(t *testing.T, cond func() bool, msg string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		if cond() {
+			return true
+		}
+		lc.clk.Advance(100 * time.Millisecond)
+		return false
+	}, testenv.Wait, testenv.Tick, msg)
+}
+
+// leaveCounter is the hub as the relay's presence, counting the hub
+// leaves published, by channel and client id.
+type leaveCounter struct {
+	*hub.Hub
+	mu  sync.Mutex
+	got map[string]int
+}
+
+func (l *leaveCounter) PublishLeave(ctx context.Context, ch string, info *hub.ClientInfo) error {
+	l.mu.Lock()
+	l.got[ch+" "+info.ClientID]++
+	l.mu.Unlock()
+	return l.Hub.PublishLeave(ctx, ch, info)
+}
+
+func (l *leaveCounter) count(ch, sid string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.got[ch+" "+sid]
+}
+
+// gotLeave reports whether a PRESENCE that c has received (without
+// waiting) says id left.
+func gotLeave(c *relaytest.Native, id wire.NodeID) bool {
+	for {
+		select {
+		case m := <-c.Control:
+			if p, ok := m.(*wire.Presence); ok && slices.Contains(p.Leaves, id) {
+				return true
+			}
+		default:
+			return false
+		}
+	}
+}
+
+// entriesOf lists the session ids of channel ch's hub presence written by
+// process p.
+func entriesOf(t *testing.T, s *liveServer, ch, p string) []string {
+	t.Helper()
+	pres, err := s.hub.Presence(context.Background(), ch)
+	require.NoError(t, err)
+	var out []string
+	for sid, info := range pres {
+		var e presenceEntry
+		if json.Unmarshal(info.ChanInfo, &e) == nil && e.Process == p {
+			out = append(out, sid)
+		}
+	}
+	return out
+}
+
+func remoteCount(s *liveServer, room string) int {
+	return s.cluster.room(room).remoteCount()
+}
+
+// A member on a process that dies without a word leaves the room on the
+// others once the node registry drops its process (within its TTL, plus
+// one check), not when the engine's presence TTL ends; a client with its
+// NodeId can then connect and join elsewhere.
+func TestLivenessDeadProcessMembersLeave(t *testing.T) {
+	lc := newLiveCluster(t)
+	a, b := lc.start(t, nil), lc.start(t, nil)
+	require.Equal(t, a.hub.NodeID(), a.cluster.origin, "the relay names itself as the registry does")
+	na, nb := dialNative(t, a.testServer, 1), dialNative(t, b.testServer, 2)
+	na.Join("arena")
+	nb.Join("arena")
+	na.AwaitJoin(2)
+
+	b.crash(t)
+	crashed := lc.clk.Now()
+	lc.advanceUntil(t, func() bool { return gotLeave(na, 2) }, "a sees b's member leave")
+	ttl := a.hub.NodeTTL()
+	require.LessOrEqual(t, lc.clk.Now().Sub(crashed), ttl+2*livenessEvery, "within the registry's TTL and a check")
+	require.Equal(t, 0, remoteCount(a, "arena"))
+	require.Equal(t, 1.0, testutil.ToFloat64(a.cluster.sessions.WithLabelValues(sessionProcessDied)))
+
+	// The NodeId is free: the handshake passes (the directory entry of
+	// the dead process does not count) and so does the JOIN.
+	n2 := dialNative(t, a.testServer, 2)
+	j := n2.Join("arena")
+	require.ElementsMatch(t, []wire.NodeID{1, 2}, nodeIDs(j.Members))
+}
+
+// A handshake with a NodeId that only a dead process's directory entry
+// holds is accepted (it was refused before the process was seen dead),
+// and the entry is removed.
+func TestLivenessHandshakeSkipsDeadProcess(t *testing.T) {
+	lc := newLiveCluster(t)
+	a, b := lc.start(t, nil), lc.start(t, nil)
+	dialNative(t, b.testServer, 7)
+	ch := nodeChannel(7)
+	require.Len(t, entriesOf(t, a, ch, b.cluster.origin), 1)
+	_, err := relaytest.TryNative(t, a.Addr().String(), &wire.Hello{NodeID: 7}, relaytest.NativeOptions{})
+	refusal(t, err, wire.ErrCodeConflict, closeNodeInUse)
+
+	bOrigin := b.cluster.origin
+	b.crash(t)
+	lc.advanceUntil(t, func() bool { return a.cluster.liveness().dead(bOrigin) }, "b is dead for a")
+	n := relaytest.DialNative(t, a.Addr().String(), &wire.Hello{NodeID: 7})
+	require.Equal(t, wire.NodeID(7), n.Welcome.NodeID)
+	require.Eventually(t, func() bool { return len(entriesOf(t, a, ch, bOrigin)) == 0 }, testenv.Wait, testenv.Tick,
+		"the dead process's directory entry is removed")
+	require.Len(t, entriesOf(t, a, ch, a.cluster.origin), 1, "the new session's entry")
+}
+
+// A process this one has not heard from yet (it just started: the other
+// one's announcement has not reached it) is unknown, not dead: its
+// members stay, its NodeIds stay taken. Only once this process has been
+// up for the registry's TTL does a process the registry does not list
+// count as dead.
+func TestLivenessUnheardProcessIsNotDead(t *testing.T) {
+	lc := newLiveCluster(t)
+	b := lc.start(t, memory.NewControlNetwork()) // a never hears b
+	nb := dialNative(t, b.testServer, 2)
+	nb.Join("arena")
+	a := lc.start(t, nil)
+	require.NotContains(t, a.hub.Nodes(), b.hub.Nodes()[0], "a has not heard b")
+	na := dialNative(t, a.testServer, 1)
+	require.ElementsMatch(t, []wire.NodeID{1, 2}, nodeIDs(na.Join("arena").Members))
+
+	ttl := a.hub.NodeTTL()
+	for lc.clk.Now().Sub(a.cluster.live.born) < ttl-200*time.Millisecond {
+		lc.clk.Advance(100 * time.Millisecond)
+		require.False(t, a.cluster.liveness().dead(b.cluster.origin), "not dead before a was up for the TTL")
+		require.Equal(t, 1, remoteCount(a, "arena"), "b's member stays")
+	}
+	a.cluster.sync(a.cluster.room("arena")) // a sync keeps it too
+	require.Equal(t, 1, remoteCount(a, "arena"))
+	require.False(t, gotLeave(na, 2))
+	_, err := relaytest.TryNative(t, a.Addr().String(), &wire.Hello{NodeID: 2}, relaytest.NativeOptions{})
+	refusal(t, err, wire.ErrCodeConflict, closeNodeInUse)
+
+	// Past the TTL, a process the registry does not list is dead.
+	lc.advanceUntil(t, func() bool { return gotLeave(na, 2) }, "b's member leaves once a was up for the TTL")
+}
+
+// The hub presence of relay:R that a dead process wrote is removed by
+// one of the live processes holding R, which publishes one hub leave per
+// member; the other publishes none, and no later sync publishes again.
+func TestLivenessHubLeaveOnce(t *testing.T) {
+	lc := newLiveCluster(t)
+	a, b, c := lc.start(t, nil), lc.start(t, nil), lc.start(t, nil)
+	na, nc := dialNative(t, a.testServer, 1), dialNative(t, c.testServer, 4)
+	nb, nb2 := dialNative(t, b.testServer, 2), dialNative(t, b.testServer, 3)
+	for _, n := range []*relaytest.Native{na, nb, nb2, nc} {
+		n.Join("arena")
+	}
+	require.Eventually(t, func() bool { return remoteCount(a, "arena") == 3 && remoteCount(c, "arena") == 3 },
+		testenv.Wait, testenv.Tick)
+	const ch = ChannelPrefix + "arena"
+	dead := []string{nb.Welcome.SessionID, nb2.Welcome.SessionID}
+	bOrigin := b.cluster.origin
+	require.ElementsMatch(t, dead, entriesOf(t, a, ch, bOrigin))
+
+	b.crash(t)
+	leaves := func(sid string) int { return a.leaves.count(ch, sid) + c.leaves.count(ch, sid) }
+	lc.advanceUntil(t, func() bool {
+		return len(entriesOf(t, a, ch, bOrigin)) == 0 && leaves(dead[0]) == 1 && leaves(dead[1]) == 1
+	}, "b's entries removed, one hub leave each")
+	require.Equal(t, 1, remoteCount(a, "arena"))
+	require.Equal(t, 1, remoteCount(c, "arena"))
+	cleaner, other := a, c
+	if c.cluster.origin < a.cluster.origin {
+		cleaner, other = c, a
+	}
+	for _, sid := range dead {
+		require.Equal(t, 1, cleaner.leaves.count(ch, sid), "the live process with the smallest id cleans")
+		require.Zero(t, other.leaves.count(ch, sid))
+	}
+	// Later syncs and checks publish nothing more.
+	end := lc.clk.Now().Add(2 * (DefaultSyncInterval + deadSettle))
+	lc.advanceUntil(t, func() bool { return !lc.clk.Now().Before(end) }, "time passes")
+	for _, sid := range dead {
+		require.Equal(t, 1, leaves(sid))
+	}
+	require.ElementsMatch(t, []string{na.Welcome.SessionID}, entriesOf(t, a, ch, a.cluster.origin))
+}
+
+// A resume token naming a dead process is refused as unknown at once,
+// without asking the dead process and waiting for an answer.
+func TestLivenessResumeOnDeadProcessRefusedAtOnce(t *testing.T) {
+	lc := newLiveCluster(t)
+	a, b := lc.start(t, nil), lc.start(t, nil)
+	nb := dialNative(t, b.testServer, 2)
+	nb.Join("arena")
+	token := nb.Welcome.ResumeToken
+	origin, ok := tokenOrigin(token)
+	require.True(t, ok)
+	require.Equal(t, b.cluster.origin, origin)
+	lose(t, nb, b.testServer)
+
+	b.crash(t)
+	lc.advanceUntil(t, func() bool { return a.cluster.liveness().dead(origin) }, "b is dead for a")
+	start := time.Now()
+	_, err := relaytest.TryNative(t, a.Addr().String(), &wire.Hello{ResumeToken: token}, relaytest.NativeOptions{})
+	refusal(t, err, wire.ErrCodeNotFound, closeResume)
+	require.Less(t, time.Since(start), claimWait, "no wait for an answer from the dead process")
+}
+
+// fakeNodes is a node registry listing a fixed set of ids.
+type fakeNodes struct {
+	id  string
+	ids []string
+}
+
+func (f fakeNodes) NodeID() string { return f.id }
+func (f fakeNodes) Nodes() []hub.NodeInfo {
+	out := []hub.NodeInfo{{ID: f.id}}
+	for _, id := range f.ids {
+		out = append(out, hub.NodeInfo{ID: id})
+	}
+	return out
+}
+func (fakeNodes) NodeTTL() time.Duration { return 3 * liveAnnounce }
+
+func TestLivenessRule(t *testing.T) {
+	clk := clocktest.New(time.Now())
+	s := newTestServer(t, func(c *Config) {
+		c.Bus, c.Clock, c.Nodes = nopBus{}, clk, fakeNodes{id: "self", ids: []string{"other"}}
+	})
+	cl := s.cluster
+	require.Equal(t, "self", cl.origin)
+	for _, p := range []string{"gone", "other", "self", ""} {
+		require.False(t, cl.liveness().dead(p), "%q: up for less than the TTL, nobody is dead", p)
+	}
+	clk.Advance(3 * liveAnnounce)
+	v := cl.liveness()
+	require.True(t, v.dead("gone"), "not listed")
+	require.False(t, v.dead("other"), "listed")
+	require.False(t, v.dead("self"))
+	require.False(t, v.dead(""), "unknown process")
+	require.False(t, v.dead("6ba7b810-9dad-11d1-80b4-00c04fd430c8"), "a relay without a registry: never judged")
+}
+
+func TestLivenessNodeIDMustFitTheBus(t *testing.T) {
+	_, err := New(Config{Address: "127.0.0.1:0", Bus: nopBus{}, Presence: newTestServer(t, nil).hub,
+		Nodes: fakeNodes{id: strings.Repeat("n", maxOrigin+1)}})
+	var fe *FieldError
+	require.ErrorAs(t, err, &fe)
+	require.Equal(t, "nodes", fe.Field)
+}
