@@ -333,3 +333,25 @@ func TestLivenessNodeIDMustFitTheBus(t *testing.T) {
 	require.ErrorAs(t, err, &fe)
 	require.Equal(t, "nodes", fe.Field)
 }
+
+// The lobby's remote members of a dead process go as a room's do, and its
+// lobby presence is removed without a hub leave (the lobby publishes
+// none).
+func TestLivenessDeadProcessLobbyMembersGo(t *testing.T) {
+	lc := newLiveCluster(t)
+	a, b := lc.start(t, nil), lc.start(t, nil)
+	dialISSUN(t, a.testServer, 8)
+	dialISSUN(t, b.testServer, 9)
+	require.Eventually(t, func() bool { return a.cluster.lobby.remoteCount() == 1 }, testenv.Wait, testenv.Tick)
+	bOrigin := b.cluster.origin
+	require.Len(t, entriesOf(t, a, LobbyChannel, bOrigin), 1)
+
+	b.crash(t)
+	lc.advanceUntil(t, func() bool { return a.cluster.lobby.remoteCount() == 0 }, "b's lobby member is dropped")
+	require.Nil(t, a.cluster.issunHolder(9), "no longer a target known on another process")
+	lc.advanceUntil(t, func() bool { return len(entriesOf(t, a, LobbyChannel, bOrigin)) == 0 }, "b's lobby presence is removed")
+	require.Len(t, entriesOf(t, a, LobbyChannel, a.cluster.origin), 1)
+	a.leaves.mu.Lock()
+	defer a.leaves.mu.Unlock()
+	require.Empty(t, a.leaves.got, "no hub leave for the lobby")
+}
