@@ -108,7 +108,7 @@ func TestCheckconfigRelayRules(t *testing.T) {
 		{"queue limit", `{"relay":{"enabled":true,"queue_limit":100}}`, "relay.queue_limit: 100 is less than max_frame + 64 (65600 bytes)"},
 		{"missing cert", files(filepath.Join(dir, "missing.crt"), ka), "relay.cert_file: open "},
 		{"missing key", files(ca, filepath.Join(dir, "missing.key")), "relay.key_file: open "},
-		{"mismatched pair", files(ca, kb), "relay.cert_file, relay.key_file: "},
+		{"mismatched pair", files(ca, kb), "and relay.key_file "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".json")

@@ -339,7 +339,7 @@ func (c *CheckconfigCmd) Run(out *output) error {
 	if err != nil {
 		return usageError(err)
 	}
-	if _, err := cfg.Relay.Certificate(); err != nil {
+	if _, err := cfg.RelayCertificate(); err != nil {
 		return usageError(fmt.Errorf("config %s: %w", c.Config, err))
 	}
 	fmt.Fprintf(out.stdout, "%s: configuration is valid\n", c.Config)

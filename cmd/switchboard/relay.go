@@ -63,7 +63,7 @@ func (m *Main) startRelay(cfg config.Config, h *hub.Hub, tokens *auth.TokenVerif
 		return nil
 	}
 	rc := cfg.Relay.RelayConfig()
-	cert, err := cfg.Relay.Certificate()
+	cert, err := cfg.RelayCertificate()
 	if err != nil {
 		return usageError(err)
 	}

@@ -197,7 +197,8 @@ func (r Relay) RelayConfig() relay.Config {
 // Certificate reads and pairs relay.cert_file and relay.key_file: nil
 // when both are empty (the relay then generates a development
 // certificate). Every failure names the key of the file at fault, so that
-// `checkconfig` and `serve` report it the same way.
+// `checkconfig` and `serve` report it the same way; Config.RelayCertificate
+// also names the environment variable that set it.
 func (r Relay) Certificate() (*tls.Certificate, error) {
 	if r.CertFile == "" && r.KeyFile == "" {
 		return nil, nil
@@ -207,17 +208,25 @@ func (r Relay) Certificate() (*tls.Certificate, error) {
 	}
 	certPEM, err := os.ReadFile(r.CertFile)
 	if err != nil {
-		return nil, fmt.Errorf("relay.cert_file: %w", err)
+		return nil, &keyProblem{path: "relay.cert_file", problem: err.Error(), err: err}
 	}
 	keyPEM, err := os.ReadFile(r.KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("relay.key_file: %w", err)
+		return nil, &keyProblem{path: "relay.key_file", problem: err.Error(), err: err}
 	}
 	cert, err := relay.LoadCertificate(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("relay.cert_file, relay.key_file: %s and %s: %w", r.CertFile, r.KeyFile, err)
+		return nil, &keyProblem{path: "relay.cert_file",
+			problem: fmt.Sprintf("%s and relay.key_file %s: %v", r.CertFile, r.KeyFile, err), err: err}
 	}
 	return &cert, nil
+}
+
+// RelayCertificate is c.Relay.Certificate, its failure naming the
+// environment variable that set the key at fault, as Load's do.
+func (c Config) RelayCertificate() (*tls.Certificate, error) {
+	cert, err := c.Relay.Certificate()
+	return cert, nameSources(err, c.sources)
 }
 
 // certPairError is the rule that relay.cert_file and relay.key_file are

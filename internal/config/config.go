@@ -79,6 +79,10 @@ type Config struct {
 	// features it lacks, switched off or tuned. Load fills it; the server
 	// logs it once at startup. It is not a configuration key.
 	NoEffect []string `json:"-" yaml:"-" toml:"-"`
+
+	// sources names, by key path, the environment variable that set each
+	// key (Load fills it), for errors found after Load.
+	sources map[string]string
 }
 
 // HTTPServer is the main listener.

@@ -53,6 +53,7 @@ func load(path string, environ []string) (Config, error) {
 		}
 		return Config{}, fmt.Errorf("config %s:\n%w", path, err)
 	}
+	c.sources = source
 	return c, nil
 }
 

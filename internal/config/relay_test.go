@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -136,7 +138,24 @@ func TestRelayCertificate(t *testing.T) {
 	_, err = Relay{CertFile: ca, KeyFile: filepath.Join(dir, "missing.key")}.Certificate()
 	wantErr(t, err, "relay.key_file: open ", "missing.key")
 	_, err = Relay{CertFile: ca, KeyFile: kb}.Certificate()
-	wantErr(t, err, "relay.cert_file, relay.key_file: ", "private key does not match public key")
+	wantErr(t, err, "relay.cert_file: "+ca+" and relay.key_file "+kb+": ", "private key does not match public key")
 	_, err = Relay{CertFile: ca}.Certificate()
 	wantErr(t, err, "relay.cert_file: relay.cert_file and relay.key_file go together")
+
+	// Set from the environment: the variable is named, the cause kept.
+	c, err := load("", []string{"SWITCHBOARD_RELAY_CERT_FILE=" + filepath.Join(dir, "missing.crt"), "SWITCHBOARD_RELAY_KEY_FILE=" + ka})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.RelayCertificate()
+	wantErr(t, err, "SWITCHBOARD_RELAY_CERT_FILE (relay.cert_file): open ", "missing.crt")
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("cause lost: %v", err)
+	}
+	c, err = load("", []string{"SWITCHBOARD_RELAY_CERT_FILE=" + ca, "SWITCHBOARD_RELAY_KEY_FILE=" + filepath.Join(dir, "missing.key")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.RelayCertificate()
+	wantErr(t, err, "SWITCHBOARD_RELAY_KEY_FILE (relay.key_file): open ", "missing.key")
 }

@@ -330,10 +330,16 @@ func (v *validator) add(path, format string, args ...any) {
 	v.errs = append(v.errs, &keyProblem{path: path, problem: fmt.Sprintf(format, args...)})
 }
 
-// keyProblem is an invalid value found by Validate, at its key path.
-type keyProblem struct{ path, problem string }
+// keyProblem is an invalid value found by Validate, at its key path; err,
+// when set, is the failure behind problem.
+type keyProblem struct {
+	path, problem string
+	err           error
+}
 
 func (e *keyProblem) Error() string { return e.path + ": " + e.problem }
+
+func (e *keyProblem) Unwrap() error { return e.err }
 
 // nameSources rewrites the problems of err (from Validate) whose key was
 // set by an environment variable (source: key path to variable) to name
@@ -347,11 +353,23 @@ func nameSources(err error, source map[string]string) error {
 	for i, e := range out {
 		var kp *keyProblem
 		if errors.As(e, &kp) && source[kp.path] != "" {
-			out[i] = fmt.Errorf("%s (%s): %s", source[kp.path], kp.path, kp.problem)
+			out[i] = &sourcedProblem{env: source[kp.path], kp: kp}
 		}
 	}
 	return errors.Join(out...)
 }
+
+// sourcedProblem is a keyProblem whose key an environment variable set.
+type sourcedProblem struct {
+	env string
+	kp  *keyProblem
+}
+
+func (e *sourcedProblem) Error() string {
+	return fmt.Sprintf("%s (%s): %s", e.env, e.kp.path, e.kp.problem)
+}
+
+func (e *sourcedProblem) Unwrap() error { return e.kp }
 
 func (v *validator) rangeInt(path string, n, lo, hi int) {
 	if n < lo || n > hi {

@@ -192,32 +192,34 @@ func (s *Server) Start() {
 	}
 }
 
+// tlsConfig is the listener's TLS configuration: the native profile's
+// (ALPN switchboard-relay/1), with GetConfigForClient choosing the ISSUN
+// (no ALPN) or WebTransport one. quic-go clones whatever config
+// GetConfigForClient returns for each connection and keeps the clone for
+// the connection's life, so the native profile, the one most clients
+// use, answers nil (the listener's own config) and costs no clone.
 func (s *Server) tlsConfig() *tls.Config {
-	base := &tls.Config{Certificates: []tls.Certificate{s.cert}, MinVersion: tls.VersionTLS13, SessionTicketsDisabled: true}
-	issun := base.Clone()
-	native := base.Clone()
-	native.NextProtos = []string{wire.ALPNNative}
-	h3 := base.Clone()
+	issun := &tls.Config{Certificates: []tls.Certificate{s.cert}, MinVersion: tls.VersionTLS13, SessionTicketsDisabled: true}
+	h3 := issun.Clone()
 	h3.NextProtos = []string{wire.ALPNWebTransport}
-	return &tls.Config{
-		Certificates: base.Certificates,
-		MinVersion:   tls.VersionTLS13,
-		GetConfigForClient: func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
-			if len(chi.SupportedProtos) == 0 {
-				if s.cfg.DisableISSUN {
-					return nil, errors.New("relay: the ISSUN profile (no ALPN) is disabled")
-				}
-				return issun, nil
+	native := issun.Clone()
+	native.NextProtos = []string{wire.ALPNNative}
+	native.GetConfigForClient = func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
+		if len(chi.SupportedProtos) == 0 {
+			if s.cfg.DisableISSUN {
+				return nil, errors.New("relay: the ISSUN profile (no ALPN) is disabled")
 			}
-			if slices.Contains(chi.SupportedProtos, wire.ALPNNative) {
-				return native, nil
-			}
-			if slices.Contains(chi.SupportedProtos, wire.ALPNWebTransport) {
-				return h3, nil
-			}
-			return nil, fmt.Errorf("relay: no supported application protocol in %q (want %q or %q)", chi.SupportedProtos, wire.ALPNNative, wire.ALPNWebTransport)
-		},
+			return issun, nil
+		}
+		if slices.Contains(chi.SupportedProtos, wire.ALPNNative) {
+			return nil, nil // the listener's config: native
+		}
+		if slices.Contains(chi.SupportedProtos, wire.ALPNWebTransport) {
+			return h3, nil
+		}
+		return nil, fmt.Errorf("relay: no supported application protocol in %q (want %q or %q)", chi.SupportedProtos, wire.ALPNNative, wire.ALPNWebTransport)
 	}
+	return native
 }
 
 func (s *Server) quicConfig() *quic.Config {
