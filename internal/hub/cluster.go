@@ -11,7 +11,8 @@ import (
 
 // HandleControl implements ControlHandler: it applies a message from
 // another node. Malformed messages are logged and dropped; the node's own
-// broadcasts are ignored (the sender has applied them already).
+// broadcasts are ignored (the sender has applied them already), except
+// that the echo of its own announcement is recorded (RegistryComplete).
 func (h *Hub) HandleControl(data []byte) {
 	c := h.cluster
 	m, err := decodeControl(data)
@@ -21,6 +22,9 @@ func (h *Hub) HandleControl(data []byte) {
 		return
 	}
 	if m.Node == c.cfg.NodeID {
+		if m.Type == ctlAnnounce {
+			c.echo() // the plane delivers to this node (RegistryComplete)
+		}
 		return
 	}
 	c.received.WithLabelValues(m.Type, "received").Inc()

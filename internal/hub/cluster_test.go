@@ -294,3 +294,38 @@ func TestNodeTTLIsThreeAnnounceIntervals(t *testing.T) {
 	cl := newCluster(t, "a")
 	require.Equal(t, 3*announceEvery, cl.hubs["a"].NodeTTL(), "the default")
 }
+
+// RegistryComplete holds once a node has heard its own announcements come
+// back for the TTL without a gap of more than two intervals; it ends when
+// the plane stops delivering to it and when it shuts down. LiveIDs and
+// LeftIDs tell live nodes from nodes that left cleanly.
+func TestRegistryCompleteFollowsOwnEchoes(t *testing.T) {
+	cl := newCluster(t, "a", "b", "c")
+	a := cl.hubs["a"]
+	require.False(t, a.RegistryComplete(), "just started: a node not heard yet may be live")
+	cl.clock.Advance(2 * announceEvery)
+	require.False(t, a.RegistryComplete())
+	cl.clock.Advance(announceEvery)
+	require.True(t, a.RegistryComplete(), "its own announcements came back for the TTL")
+	require.ElementsMatch(t, []string{"id-a", "id-b", "id-c"}, a.LiveIDs())
+	require.Empty(t, a.LeftIDs())
+
+	require.NoError(t, cl.hubs["c"].Shutdown(context.Background()))
+	require.False(t, cl.hubs["c"].RegistryComplete(), "shutting down")
+	require.ElementsMatch(t, []string{"id-a", "id-b"}, a.LiveIDs())
+	require.Equal(t, []string{"id-c"}, a.LeftIDs(), "c left cleanly")
+
+	b := cl.hubs["b"]
+	require.NoError(t, cl.ctl["b"].Close(context.Background())) // b hears nothing more
+	cl.clock.Advance(2 * announceEvery)
+	require.True(t, b.RegistryComplete(), "a gap of two intervals still counts")
+	cl.clock.Advance(announceEvery)
+	require.False(t, b.RegistryComplete(), "b no longer hears its own announcements")
+	cl.clock.Advance(announceEvery)
+	require.Equal(t, []string{"id-b"}, b.LiveIDs(), "b's registry lists only itself")
+	require.True(t, a.RegistryComplete())
+	require.Empty(t, a.LeftIDs(), "c's leave is forgotten after the TTL")
+	require.NotContains(t, a.LeftIDs(), "id-b", "b went silent: it did not leave")
+
+	require.False(t, newHub(t, chatNamespaces()).RegistryComplete(), "no control plane: never complete")
+}

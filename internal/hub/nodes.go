@@ -74,6 +74,10 @@ type cluster struct {
 	left    map[string]time.Time // ids that left, until the TTL passes
 	timer   clock.Timer
 	stopped bool
+	// echoLast is when this node last heard its own announcement back;
+	// echoSince when the current run of echoes began (no gap longer than
+	// echoGap): RegistryComplete.
+	echoLast, echoSince time.Time
 	// ticking counts announcements in flight (tick), awaited by stop so
 	// that none is sent after it returns (the plane may close then).
 	ticking sync.WaitGroup
@@ -237,6 +241,21 @@ func (c *cluster) heard(info *NodeInfo) (isNew bool) {
 	return !known
 }
 
+// echoGap is the longest silence between two of a node's own
+// announcement echoes that still counts as hearing the control plane.
+func (c *cluster) echoGap() time.Duration { return 2 * c.cfg.AnnounceInterval }
+
+// echo records that this node heard its own announcement back.
+func (c *cluster) echo() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock.Now()
+	if c.echoLast.IsZero() || now.Sub(c.echoLast) > c.echoGap() {
+		c.echoSince = now
+	}
+	c.echoLast = now
+}
+
 func (c *cluster) forget(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -326,6 +345,59 @@ func (h *Hub) NodeID() string { return h.cluster.cfg.NodeID }
 // announcement (ClusterConfig.NodeTTL with its default filled in): a node
 // silent for longer is taken for gone.
 func (h *Hub) NodeTTL() time.Duration { return h.cluster.cfg.NodeTTL }
+
+// RegistryComplete reports whether Nodes can be trusted to list every
+// live node: this node has been hearing its own announcements come back
+// (the control plane delivers to it) without a gap longer than two
+// announce intervals for at least NodeTTL, and it is not shutting down.
+// False without a control plane (the registry then lists only this node),
+// at startup and after the node stopped hearing the plane, until NodeTTL
+// of echoes has passed again: a node unheard meanwhile may be live.
+func (h *Hub) RegistryComplete() bool {
+	c := h.cluster
+	if c.cfg.Control == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock.Now()
+	return !c.stopped && !c.echoLast.IsZero() && now.Sub(c.echoLast) <= c.echoGap() &&
+		now.Sub(c.echoSince) >= c.cfg.NodeTTL
+}
+
+// LiveIDs lists the ids of the live nodes, this one included, in no
+// order: Nodes without the figures (no scan of the hub's state).
+func (h *Hub) LiveIDs() []string {
+	c := h.cluster
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock.Now()
+	out := make([]string, 0, len(c.nodes)+1)
+	out = append(out, c.cfg.NodeID)
+	for id, e := range c.nodes {
+		if !now.After(e.expires) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// LeftIDs lists the ids of the nodes that announced their leave (a clean
+// shutdown) within the last NodeTTL, in no order; a node that went silent
+// instead is not among them.
+func (h *Hub) LeftIDs() []string {
+	c := h.cluster
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock.Now()
+	out := make([]string, 0, len(c.left))
+	for id, until := range c.left {
+		if !now.After(until) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
 
 // Nodes lists the live nodes: this one first, with its current figures,
 // then every node heard from within the TTL (by name, then id) with the

@@ -1,9 +1,11 @@
 package relay
 
 import (
+	"encoding/hex"
 	"strings"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 )
 
@@ -65,14 +67,26 @@ func TestResumeTokenOrigin(t *testing.T) {
 
 	c := newTestServer(t, func(c *Config) { c.Bus = nopBus{} })
 	tok = c.newResumeToken()
-	require.Len(t, tok, 32+len(c.cluster.origin), "random part, then the origin")
+	require.Len(t, tok, 32+len(tokenSep)+len(c.cluster.origin), "random part, separator, then the origin")
 	origin, ok := tokenOrigin(tok)
 	require.True(t, ok)
 	require.Equal(t, c.cluster.origin, origin)
 	require.NotEqual(t, tok, c.newResumeToken(), "random part")
-	for _, bad := range []string{"", "nope", tok[:32], strings.Repeat("g", 32) + c.cluster.origin,
-		tok[:32] + strings.Repeat("x", maxOrigin+1)} {
+	for _, bad := range []string{"", "nope", tok[:32], tok[:33], strings.Repeat("g", 32) + tokenSep + c.cluster.origin,
+		tok[:33] + strings.Repeat("x", maxOrigin+1)} {
 		_, ok := tokenOrigin(bad)
 		require.False(t, ok, bad)
 	}
+
+	// A hub node id is 32 hex digits: a token naming one is not read as
+	// an earlier version's (UUID origin first), and an earlier version's
+	// 64 hex digits are not read as a random part and a hub id.
+	hubID := strings.Repeat("ab", 16)
+	origin, ok = tokenOrigin(strings.Repeat("0", 32) + tokenSep + hubID)
+	require.True(t, ok)
+	require.Equal(t, hubID, origin)
+	old := uuid.MustParse("6ba7b810-9dad-11d1-80b4-00c04fd430c8")
+	origin, ok = tokenOrigin(hex.EncodeToString(old[:]) + strings.Repeat("0", 32))
+	require.True(t, ok, "an earlier version's token, in a rolling upgrade")
+	require.Equal(t, old.String(), origin)
 }

@@ -245,6 +245,10 @@ type busRoom struct {
 	// without br.mu.
 	ids sync.Map
 	n   atomic.Int32
+	// cleaning: a cleanup of dead processes' entries runs (startClean);
+	// cleanGen counts cleanups begun and ended (guarded by mu).
+	cleaning bool
+	cleanGen uint64
 	// issun counts the remote ISSUN members by NodeId (guarded by mu): what
 	// this room adds to cluster.issunNodes.
 	issun map[wire.NodeID]int
@@ -732,14 +736,26 @@ func roomTransport(label string) string {
 // was released meanwhile). Only the room's syncMu (and, for a first
 // subscribe, its subMu) is held during the read: a release or a new
 // subscription meanwhile (gen) voids the read.
+//
+// With a node registry, the entries of dead processes add no member, and
+// the room's cleaner removes them once settled (deadToClean), on a
+// goroutine of its own started after syncMu is released (startClean).
 func (cl *cluster) sync(br *busRoom) (map[string]struct{}, bool) {
+	own, clean, ok := cl.syncRead(br)
+	cl.startClean(br, clean)
+	return own, ok
+}
+
+// syncRead is sync under the room's syncMu; it also returns the entries
+// of dead processes this process is to remove (br.cleaning is then set).
+func (cl *cluster) syncRead(br *busRoom) (map[string]struct{}, map[string]*hub.ClientInfo, bool) {
 	br.syncMu.Lock()
 	defer br.syncMu.Unlock()
 	br.mu.Lock()
-	gen, live := br.gen, br.live
+	gen, live, cleanGen := br.gen, br.live, br.cleanGen
 	br.mu.Unlock()
 	if !live {
-		return nil, false
+		return nil, nil, false
 	}
 	start := cl.s.cfg.Clock.Now()
 	ctx, cancel := context.WithTimeout(cl.syncCtx, opTimeout)
@@ -747,10 +763,10 @@ func (cl *cluster) sync(br *busRoom) (map[string]struct{}, bool) {
 	cancel()
 	if err != nil {
 		if cl.syncCtx.Err() != nil {
-			return nil, false // closing
+			return nil, nil, false // closing
 		}
 		cl.s.log.Warn("relay room presence read failed", "channel", br.topic, "error", err)
-		return nil, false
+		return nil, nil, false
 	}
 	fresh := map[string]remoteMember{}
 	own := map[string]struct{}{}
@@ -779,8 +795,6 @@ func (cl *cluster) sync(br *busRoom) (map[string]struct{}, bool) {
 	}
 	cl.s.mu.RUnlock()
 	var joined, left []remoteMember
-	var clean map[string]*hub.ClientInfo
-	defer func() { cl.cleanDead(br, clean) }() // after news is released (no engine call under it)
 	br.news.Lock()
 	defer br.news.Unlock()
 	// Entries of dead processes (liveness.go) add no member; read under
@@ -796,11 +810,11 @@ func (cl *cluster) sync(br *busRoom) (map[string]struct{}, bool) {
 			delete(fresh, sid)
 		}
 	}
-	died := 0
+	var died []remoteMember
 	br.mu.Lock()
 	if br.gen != gen || !br.live {
 		br.mu.Unlock()
-		return nil, false
+		return nil, nil, false
 	}
 	for sid, m := range br.remote {
 		if m.handed && start.Sub(m.added) < goneHorizon {
@@ -817,7 +831,7 @@ func (cl *cluster) sync(br *busRoom) (map[string]struct{}, bool) {
 			br.dropRemoteLocked(sid)
 			left = append(left, m)
 			if v.dead(m.process) {
-				died++
+				died = append(died, m)
 			}
 		}
 	}
@@ -844,12 +858,30 @@ func (cl *cluster) sync(br *busRoom) (map[string]struct{}, bool) {
 	}
 	br.mu.Unlock()
 	br.syncs.Add(1)
-	if died > 0 {
-		cl.live.died.Add(float64(died))
+	if len(died) > 0 {
+		cl.live.died.Add(float64(len(died)))
+		for _, m := range died {
+			if v.cleanable(m.process) {
+				cl.cleanDue(br, m.process)
+			}
+		}
 	}
 	cl.tell(br.name, joined, left)
-	clean = cl.deadToClean(stale, own, fresh)
-	return own, true
+	clean := cl.deadToClean(br, v, stale, own, fresh)
+	if len(clean) > 0 {
+		// One cleanup at a time, from a read made after the last one
+		// ended: a read made while one was removing entries would pick
+		// them again and publish their hub leaves twice.
+		br.mu.Lock()
+		if br.cleaning || br.cleanGen != cleanGen {
+			clean = nil
+		} else {
+			br.cleaning = true
+			br.cleanGen++
+		}
+		br.mu.Unlock()
+	}
+	return own, clean, true
 }
 
 // syncLobby syncs the lobby's remote members from presence and writes
@@ -1147,6 +1179,9 @@ func (cl *cluster) handle(topic string, data []byte) {
 	case busEvent, busDatagram:
 		cl.deliver(name, m)
 	case busJoin, busLeave:
+		if m.kind == busJoin && cl.liveness().dead(m.origin) {
+			return // late news from a process already judged dead: it would stay a member forever
+		}
 		rm := remoteMember{node: wire.NodeID(m.member.Node), sid: m.member.SID, user: m.member.User,
 			transport: m.transport, meta: m.member.Meta, added: cl.s.cfg.Clock.Now(), process: m.origin}
 		br.news.Lock()

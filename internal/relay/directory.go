@@ -93,10 +93,14 @@ type dirState struct {
 	writeWait atomic.Int64
 	// running holds a token per lookup in progress (dirLookups).
 	running chan struct{}
+	// forgetting: session ids of dead processes' entries being removed
+	// (dirForget; guarded by cluster.dirMu).
+	forgetting map[string]struct{}
 }
 
 func (cl *cluster) initDirectory() error {
 	cl.dir.cache = map[wire.NodeID]*dirEntry{}
+	cl.dir.forgetting = map[string]struct{}{}
 	cl.dir.lookupWait.Store(int64(dirTimeout))
 	cl.dir.handshakeWait.Store(int64(dirTimeout))
 	cl.dir.writeWait.Store(int64(dirTimeout))
@@ -296,16 +300,41 @@ func (cl *cluster) dirRead(ctx context.Context, id wire.NodeID) ([]dirHolder, er
 // (their sessions died with them), in a goroutine the cluster owns: the
 // handshake or lookup that found them does not wait. A failure is logged;
 // the next read finds the entry again.
+//
+// An entry whose removal is under way already (another read found it) is
+// skipped (dir.forgetting).
 func (cl *cluster) dirForget(id wire.NodeID, dead []dirHolder) {
-	cl.goRun(func() {
-		for _, h := range dead {
-			ctx, cancel := cl.opCtx()
+	cl.dirMu.Lock()
+	todo := dead[:0:0]
+	for _, h := range dead {
+		if _, busy := cl.dir.forgetting[h.sid]; !busy {
+			cl.dir.forgetting[h.sid] = struct{}{}
+			todo = append(todo, h)
+		}
+	}
+	cl.dirMu.Unlock()
+	if len(todo) == 0 {
+		return
+	}
+	done := func() {
+		cl.dirMu.Lock()
+		for _, h := range todo {
+			delete(cl.dir.forgetting, h.sid)
+		}
+		cl.dirMu.Unlock()
+	}
+	if !cl.goRun(func() {
+		defer done()
+		ctx, cancel := cl.opCtx()
+		defer cancel()
+		for _, h := range todo {
 			if err := cl.s.cfg.Presence.RemovePresence(ctx, nodeChannel(id), h.sid, h.user); err != nil {
 				cl.s.log.Warn("relay node directory remove of a dead process's entry failed", "node_id", uint64(id), "error", err)
 			}
-			cancel()
 		}
-	})
+	}) {
+		done()
+	}
 }
 
 // nodeElsewhere reports whether another process holds id, for a
@@ -353,6 +382,13 @@ func (cl *cluster) forwardByDirectory(target wire.NodeID, frame []byte) bool {
 		return true
 	case e != nil:
 		process := e.process
+		if process != "" && cl.liveness().dead(process) {
+			// Found on a process that died since (liveness.go): nobody has
+			// it now, as far as this process knows; the next event reads
+			// the directory again.
+			delete(cl.dir.cache, target)
+			process = ""
+		}
 		cl.dirMu.Unlock()
 		if process == "" {
 			return false

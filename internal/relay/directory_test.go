@@ -85,16 +85,17 @@ func TestClusterNativeNodeIDReservedAcrossProcesses(t *testing.T) {
 	require.Len(t, dirHolders(t, s1, c.Welcome.NodeID), 1, "an assigned NodeId is in the directory too")
 }
 
-// failingNodeLister fails the directory's presence reads (Redis down for
-// them) and passes everything else to the hub.
-type failingNodeLister struct {
+// failingDirPresence is the hub as the relay's presence, failing the
+// directory's presence reads (Redis down for them) and passing everything
+// else to the hub.
+type failingDirPresence struct {
 	*hub.Hub
 	reads chanCounter
 }
 
 type chanCounter chan struct{}
 
-func (f failingNodeLister) Presence(ctx context.Context, channel string) (map[string]*hub.ClientInfo, error) {
+func (f failingDirPresence) Presence(ctx context.Context, channel string) (map[string]*hub.ClientInfo, error) {
 	if strings.HasPrefix(channel, ChannelPrefix+"\xff") {
 		select {
 		case f.reads <- struct{}{}:
@@ -112,7 +113,7 @@ func TestClusterNodeDirectoryReadFailureAccepts(t *testing.T) {
 	s1 := newClusterServer(t, prefix, nil)
 	reads := make(chanCounter, 16)
 	s2 := newClusterServer(t, prefix, func(c *Config) {
-		c.Presence = failingNodeLister{Hub: c.Presence.(*hub.Hub), reads: reads}
+		c.Presence = failingDirPresence{Hub: c.Presence.(*hub.Hub), reads: reads}
 	})
 	a := dialNative(t, s1, 5)
 	a.Join("r")

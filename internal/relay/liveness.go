@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,9 +18,13 @@ import (
 // a process the same way, and the registry tells which processes are gone
 // (liveView.dead) long before the engine's presence TTL would:
 //
+//   - only a complete registry judges (NodeLister.RegistryComplete: this
+//     process hears its own announcements), so a process whose control
+//     plane is down, just started or closing takes nobody for dead;
 //   - remote members (rooms and lobby) of a dead process are dropped by
 //     the liveness goroutine, every livenessEvery, with the news a bus
-//     leave brings (dropDead), and a sync adds none back;
+//     leave brings (dropDead); a sync adds none back, nor does a late
+//     bus join;
 //   - the NodeId directory skips a dead process's entries (a handshake
 //     with its NodeIds is accepted, a targeted event finds nobody) and
 //     removes them (dirRead);
@@ -28,15 +33,30 @@ import (
 //   - the hub presence of relay:R that a dead process wrote is removed by
 //     one live process, which publishes a hub leave per member (the
 //     cleaner, see sync and cleanDead), once the process has been seen
-//     dead for deadSettle.
+//     dead for deadSettle; never that of a process that left the
+//     registry cleanly (liveView.cleanable): it cleans its own.
 
 // NodeLister is the registry of the live processes sharing the engine
 // (*hub.Hub, whose control plane links them). Safe for concurrent use.
+//
+// Contract: its clock is Config.Clock (the TTL and RegistryComplete are
+// measured on it); NodeID is stable for the life of the process; a
+// registry without a control plane lists only this node, and then
+// RegistryComplete is always false, so no process is ever judged dead.
 type NodeLister interface {
 	// NodeID is this process's id in the registry: at most 64 bytes.
 	NodeID() string
-	// Nodes lists the live nodes, this one included.
-	Nodes() []hub.NodeInfo
+	// LiveIDs lists the ids of the live nodes, this one included. It is
+	// cheap (no figures), though the relay reads it only once a check.
+	LiveIDs() []string
+	// LeftIDs lists the nodes that left cleanly (announced their
+	// shutdown) within the last NodeTTL.
+	LeftIDs() []string
+	// RegistryComplete reports whether LiveIDs can be trusted to list
+	// every live node: this node's own announcements have been coming
+	// back through the control plane, without a gap, for at least
+	// NodeTTL, and it is not shutting down.
+	RegistryComplete() bool
 	// NodeTTL is how long a node stays listed after its last
 	// announcement.
 	NodeTTL() time.Duration
@@ -48,10 +68,9 @@ const (
 	// registry and the rooms' remote members), where a sync reads Redis.
 	livenessEvery = time.Second
 	// deadSettle is how long a process must have been seen dead before its
-	// hub presence is cleaned up by another one: longer than a process
-	// that stops cleanly (which leaves the registry at once) takes to
-	// remove its own entries and publish its leaves, each bounded by
-	// opTimeout; so their leaves are not published twice.
+	// hub presence is cleaned up by another one: a margin for a process
+	// taken for dead while its announcements were briefly lost (one that
+	// stopped cleanly is never cleaned up by another: cleanable).
 	deadSettle = 2 * opTimeout
 	// deadHorizon is how long a process seen dead is remembered.
 	deadHorizon = 10 * time.Minute
@@ -61,67 +80,121 @@ const (
 // or lobby member dropped because its process died.
 const sessionProcessDied = "process_died"
 
-// liveState is the cluster's liveness bookkeeping; since and due are
-// guarded by mu, taken after any room lock and held across no call.
+// liveState is the cluster's liveness bookkeeping. view is the reading of
+// the registry the last check stored (read without a lock by handshakes,
+// syncs and bus messages); since, due and left are guarded by mu, taken
+// after any room lock and held across no call.
 type liveState struct {
-	born time.Time     // the cluster's creation, on the injected clock
-	ttl  time.Duration // the registry's NodeTTL
+	view atomic.Pointer[liveView]
 	mu   sync.Mutex
 	// since: when each process was first seen dead (deadSettle).
 	since map[string]time.Time
 	// due: rooms to sync once a dead process's hub presence may be
 	// cleaned up there.
-	due  map[*busRoom]time.Time
+	due map[*busRoom]time.Time
+	// left: processes seen leaving the registry cleanly, and when; kept
+	// for deadHorizon (the registry forgets them after its TTL).
+	left map[string]time.Time
 	died prometheus.Counter
 }
 
-// liveView is one reading of the node registry (liveness).
+// liveView is one reading of the node registry (refreshLiveness).
 type liveView struct {
 	judging bool // the registry can tell a dead process
 	self    string
 	live    map[string]struct{}
+	left    map[string]struct{} // left cleanly: dead, but cleans its own entries
 }
 
-// liveness reads the node registry. Without one, or while this process
-// has been up (since its cluster was created, on the injected clock) for
-// less than the registry's TTL, the view judges no process dead: a live
-// process may not have been heard from yet.
+// liveness returns the last reading of the node registry, stored by the
+// liveness check every livenessEvery: no engine or hub call. It judges no
+// process dead without a registry, while the registry is not complete
+// (RegistryComplete: this process's control plane does not work, or has
+// not worked for the TTL yet), nor once the relay is closing.
 func (cl *cluster) liveness() liveView {
+	if v := cl.live.view.Load(); v != nil && !cl.s.closing.Load() {
+		return *v
+	}
+	return liveView{}
+}
+
+// refreshLiveness reads the node registry and stores the view liveness
+// returns.
+func (cl *cluster) refreshLiveness() {
 	n := cl.s.cfg.Nodes
-	if n == nil || cl.s.cfg.Clock.Now().Sub(cl.live.born) < cl.live.ttl {
-		return liveView{}
+	if n == nil {
+		return
 	}
-	nodes := n.Nodes()
-	v := liveView{judging: true, self: cl.origin, live: make(map[string]struct{}, len(nodes))}
-	for _, node := range nodes {
-		v.live[node.ID] = struct{}{}
+	now := cl.s.cfg.Clock.Now()
+	leftIDs := n.LeftIDs()
+	complete := n.RegistryComplete() && !cl.s.closing.Load()
+	v := liveView{}
+	if complete {
+		ids := n.LiveIDs()
+		v = liveView{judging: true, self: cl.origin, live: make(map[string]struct{}, len(ids))}
+		for _, id := range ids {
+			v.live[id] = struct{}{}
+		}
 	}
-	return v
+	cl.live.mu.Lock()
+	for _, id := range leftIDs {
+		if _, ok := cl.live.left[id]; !ok {
+			cl.live.left[id] = now
+		}
+	}
+	for id, at := range cl.live.left {
+		if _, back := v.live[id]; back || now.Sub(at) > deadHorizon {
+			delete(cl.live.left, id)
+		}
+	}
+	if complete && len(cl.live.left) > 0 {
+		v.left = make(map[string]struct{}, len(cl.live.left))
+		for id := range cl.live.left {
+			v.left[id] = struct{}{}
+		}
+	}
+	cl.live.mu.Unlock()
+	cl.live.view.Store(&v)
 }
 
 // dead reports whether process p is dead, the one rule of this file: the
-// registry no longer lists it and this process has been up for at least
-// the registry's TTL (v.judging). Never this process, nor an unknown one
-// (""), nor one whose id is a UUID: that is a relay without a registry
-// (an earlier version, or no Config.Nodes), which no registry lists.
+// registry, complete (v.judging), no longer lists it. Never this process,
+// nor one that cannot be judged (judgeable).
 func (v liveView) dead(p string) bool {
-	if !v.judging || p == "" || p == v.self {
+	if !v.judging || p == v.self || !judgeable(p) {
 		return false
 	}
-	if _, ok := v.live[p]; ok {
+	_, ok := v.live[p]
+	return !ok
+}
+
+// cleanable reports whether another process may remove the hub presence
+// entries of process p: it is dead and did not leave cleanly (a process
+// that left cleanly removes its own, and publishes its own hub leaves,
+// while it drains; if it dies meanwhile, they expire with the engine's
+// presence TTL).
+func (v liveView) cleanable(p string) bool {
+	if !v.dead(p) {
 		return false
 	}
-	return !(len(p) == 36 && uuid.Validate(p) == nil)
+	_, left := v.left[p]
+	return !left
+}
+
+// judgeable reports whether a registry can tell whether process p is
+// live: not an unknown process (""), nor one whose id is a UUID (a relay
+// without a registry, an earlier version or no Config.Nodes, which no
+// registry lists).
+func judgeable(p string) bool {
+	return p != "" && !(len(p) == 36 && uuid.Validate(p) == nil)
 }
 
 // initLiveness sets up the liveness state; the origin is already set.
 func (cl *cluster) initLiveness() {
-	cl.live.born = cl.s.cfg.Clock.Now()
-	if n := cl.s.cfg.Nodes; n != nil {
-		cl.live.ttl = n.NodeTTL()
-	}
+	cl.live.view.Store(&liveView{})
 	cl.live.since = map[string]time.Time{}
 	cl.live.due = map[*busRoom]time.Time{}
+	cl.live.left = map[string]time.Time{}
 	cl.live.died = cl.sessions.WithLabelValues(sessionProcessDied)
 }
 
@@ -133,10 +206,12 @@ func (cl *cluster) livenessLoop() {
 	}
 }
 
-// checkLiveness drops the remote members of dead processes from every
-// room held here (the lobby too), schedules the sync that cleans up their
-// hub presence deadSettle later, and runs the syncs now due.
+// checkLiveness refreshes the view of the registry, drops the remote
+// members of dead processes from every room held here (the lobby too),
+// and hands the rooms whose cleanup is due to the sync loop. It makes no
+// engine call: a slow engine does not delay it.
 func (cl *cluster) checkLiveness() {
+	cl.refreshLiveness()
 	v := cl.liveness()
 	if !v.judging {
 		return
@@ -149,19 +224,13 @@ func (cl *cluster) checkLiveness() {
 	}
 	cl.mu.RUnlock()
 	for _, br := range list {
-		if cl.dropDead(br, v) > 0 {
-			cl.live.mu.Lock()
-			if _, ok := cl.live.due[br]; !ok {
-				cl.live.due[br] = now.Add(deadSettle)
-			}
-			cl.live.mu.Unlock()
-		}
+		cl.dropDead(br, v)
 	}
 	cl.live.mu.Lock()
-	var due []*busRoom
+	var due []string
 	for br, at := range cl.live.due {
 		if !now.Before(at) {
-			due = append(due, br)
+			due = append(due, br.name)
 			delete(cl.live.due, br)
 		}
 	}
@@ -171,14 +240,15 @@ func (cl *cluster) checkLiveness() {
 		}
 	}
 	cl.live.mu.Unlock()
-	for _, br := range due {
-		if cl.syncCtx.Err() != nil {
-			return
+	if len(due) > 0 {
+		cl.mu.Lock()
+		for _, name := range due {
+			cl.resync[name] = struct{}{} // nothing when released meanwhile
 		}
-		if br == cl.lobby {
-			cl.syncLobby()
-		} else {
-			cl.sync(br) // nothing when released meanwhile
+		cl.mu.Unlock()
+		select {
+		case cl.resyncNow <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -196,9 +266,25 @@ func (cl *cluster) seenDead(p string, now time.Time) time.Time {
 	return at
 }
 
+// cleanDue schedules a sync of br at the time the hub presence of process
+// p, dead, may be cleaned up there (deadSettle after it was first seen
+// dead), unless one is due already.
+func (cl *cluster) cleanDue(br *busRoom, p string) {
+	now := cl.s.cfg.Clock.Now()
+	at := cl.seenDead(p, now).Add(deadSettle)
+	cl.live.mu.Lock()
+	defer cl.live.mu.Unlock()
+	if old, ok := cl.live.due[br]; !ok || at.Before(old) {
+		cl.live.due[br] = at
+	}
+}
+
 // dropDead removes br's remote members whose process v takes for dead
-// and tells the local members they left, as their bus leaves would; it
-// returns how many it dropped.
+// and tells the local members they left, as their bus leaves would (a
+// later bus leave of such a member, from a process that left cleanly and
+// drains, finds it unknown and tells nothing again); it schedules the
+// cleanup of their hub presence (cleanDue) and returns how many it
+// dropped.
 func (cl *cluster) dropDead(br *busRoom, v liveView) int {
 	br.news.Lock()
 	defer br.news.Unlock()
@@ -218,9 +304,10 @@ func (cl *cluster) dropDead(br *busRoom, v liveView) int {
 	if len(left) == 0 {
 		return 0
 	}
-	now := cl.s.cfg.Clock.Now()
 	for _, m := range left {
-		cl.seenDead(m.process, now)
+		if v.cleanable(m.process) {
+			cl.cleanDue(br, m.process)
+		}
 	}
 	cl.live.died.Add(float64(len(left)))
 	cl.s.log.Info("relay members of a dead process dropped", "channel", br.topic, "members", len(left))
@@ -231,17 +318,18 @@ func (cl *cluster) dropDead(br *busRoom, v liveView) int {
 // cleaner reports whether this process cleans up the hub presence that
 // dead processes left in a room, from a sync's read of the room's
 // presence: own are this process's entries, fresh the live processes'.
-// It does when it has entries and its id is the smallest of the processes
-// having some. Every live process holding the room reads the same
-// presence, so one of them cleans (two, briefly, when one has not read a
-// newcomer's entries yet). When the cleaner dies too, the next smallest
-// finds both processes' entries at its next sync.
+// It does when it has entries and its id is the smallest of the
+// judgeable processes having some (a relay without a registry, whose id
+// is a UUID, takes no part). Every live process holding the room reads
+// the same presence, so one of them cleans (two, briefly, when one has
+// not read a newcomer's entries yet). When the cleaner dies too, the next
+// smallest finds both processes' entries at its next sync.
 func (cl *cluster) cleaner(own map[string]struct{}, fresh map[string]remoteMember) bool {
 	if len(own) == 0 {
 		return false
 	}
 	for _, m := range fresh {
-		if m.process != "" && m.process < cl.origin {
+		if judgeable(m.process) && m.process < cl.origin {
 			return false
 		}
 	}
@@ -250,45 +338,88 @@ func (cl *cluster) cleaner(own map[string]struct{}, fresh map[string]remoteMembe
 
 // cleanDead removes the hub presence entries of dead processes from br's
 // channel and publishes a hub leave for each (the lobby publishes none):
-// what the dead process would have done at their leave. An entry whose
-// removal fails is left for the next sync, without a leave.
+// what the dead process would have done at their leave. It runs on a
+// goroutine of its own (startClean), the whole batch within opTimeout; an
+// entry whose removal fails or is not reached is left for a later sync,
+// without a leave.
 func (cl *cluster) cleanDead(br *busRoom, entries map[string]*hub.ClientInfo) {
-	p := cl.s.cfg.Presence
+	ctx, cancel := context.WithTimeout(cl.syncCtx, opTimeout)
+	defer cancel()
+	removed := 0
 	for sid, info := range entries {
-		if cl.syncCtx.Err() != nil {
-			return
+		if ctx.Err() != nil {
+			break
 		}
-		ctx, cancel := context.WithTimeout(cl.syncCtx, opTimeout)
-		err := p.RemovePresence(ctx, br.topic, sid, info.UserID)
-		if err != nil {
-			cl.s.log.Warn("relay presence remove of a dead process's member failed", "channel", br.topic, "error", err)
-		} else if br != cl.lobby {
-			if err := p.PublishLeave(ctx, br.topic, info); err != nil {
-				cl.s.log.Warn("relay leave publication of a dead process's member failed", "channel", br.topic, "error", err)
-			}
+		if cl.removeAndLeave(ctx, br.topic, sid, info, br != cl.lobby) {
+			removed++
 		}
-		cancel()
 	}
-	if len(entries) > 0 {
-		cl.s.log.Info("relay hub presence of a dead process removed", "channel", br.topic, "members", len(entries))
+	if removed > 0 {
+		cl.s.log.Info("relay hub presence of a dead process removed", "channel", br.topic, "members", removed)
+	}
+}
+
+// removeAndLeave removes the hub presence entry sid of channel topic and,
+// when it is gone and leave is set, publishes its hub leave, as a member
+// leaving would; it reports whether the removal succeeded. Failures are
+// logged.
+func (cl *cluster) removeAndLeave(ctx context.Context, topic, sid string, info *hub.ClientInfo, leave bool) bool {
+	p := cl.s.cfg.Presence
+	if err := p.RemovePresence(ctx, topic, sid, info.UserID); err != nil {
+		cl.s.log.Warn("relay presence remove failed", "channel", topic, "error", err)
+		return false
+	}
+	if leave {
+		if err := p.PublishLeave(ctx, topic, info); err != nil {
+			cl.s.log.Warn("relay leave publication failed", "channel", topic, "error", err)
+		}
+	}
+	return true
+}
+
+// startClean runs cleanDead for the entries a sync of br picked, on a
+// goroutine the cluster owns (not under the room's syncMu, nor on the
+// goroutine that synced: a JOIN or the sync loop does not wait for it),
+// and lets the room's syncs pick again once it is done (br.cleaning).
+func (cl *cluster) startClean(br *busRoom, entries map[string]*hub.ClientInfo) {
+	if len(entries) == 0 {
+		return
+	}
+	done := func() {
+		br.mu.Lock()
+		br.cleaning = false
+		br.cleanGen++
+		br.mu.Unlock()
+	}
+	if !cl.goRun(func() { defer done(); cl.cleanDead(br, entries) }) {
+		done()
 	}
 }
 
 // deadToClean picks, from the entries of dead processes a sync of a
 // room read (stale, by session id), those this process removes now: all
-// of them seen dead for deadSettle when it is the room's cleaner (own,
-// fresh: the read's entries of this process and of live ones), none
-// otherwise.
-func (cl *cluster) deadToClean(stale map[string]deadEntry, own map[string]struct{}, fresh map[string]remoteMember) map[string]*hub.ClientInfo {
+// of them that may be cleaned (cleanable) and were seen dead for
+// deadSettle, when it is the room's cleaner (own, fresh: the read's
+// entries of this process and of live ones); none otherwise. Those not
+// settled yet get a sync scheduled (cleanDue).
+func (cl *cluster) deadToClean(br *busRoom, v liveView, stale map[string]deadEntry, own map[string]struct{}, fresh map[string]remoteMember) map[string]*hub.ClientInfo {
 	if len(stale) == 0 || !cl.cleaner(own, fresh) {
 		return nil
 	}
 	now := cl.s.cfg.Clock.Now()
-	out := map[string]*hub.ClientInfo{}
+	var out map[string]*hub.ClientInfo
 	for sid, e := range stale {
-		if now.Sub(cl.seenDead(e.process, now)) >= deadSettle {
-			out[sid] = e.info
+		if !v.cleanable(e.process) {
+			continue
 		}
+		if now.Sub(cl.seenDead(e.process, now)) < deadSettle {
+			cl.cleanDue(br, e.process)
+			continue
+		}
+		if out == nil {
+			out = map[string]*hub.ClientInfo{}
+		}
+		out[sid] = e.info
 	}
 	return out
 }

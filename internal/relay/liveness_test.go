@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,12 +43,42 @@ func newLiveCluster(t *testing.T) *liveCluster {
 type liveServer struct {
 	*testServer
 	ctl    *memory.ControlNode
+	deaf   *deafControl // its hub's plane: can stop delivering to it
 	broker *redis.Broker
 	leaves *leaveCounter // what its relay published as hub leaves
 }
 
+// deafControl is a control node that, while deaf is set, delivers nothing
+// to its hub and still sends: the process's control subscription is down
+// while the rest of its engine works.
+type deafControl struct {
+	*memory.ControlNode
+	deaf atomic.Bool
+}
+
+func (d *deafControl) Run(node string, h hub.ControlHandler) error {
+	return d.ControlNode.Run(node, deafHandler{d, h})
+}
+
+type deafHandler struct {
+	d *deafControl
+	h hub.ControlHandler
+}
+
+func (h deafHandler) HandleControl(data []byte) {
+	if !h.d.deaf.Load() {
+		h.h.HandleControl(data)
+	}
+}
+
 // start starts a process whose hub is on network net (lc.net when nil).
 func (lc *liveCluster) start(t *testing.T, net *memory.ControlNetwork) *liveServer {
+	t.Helper()
+	return lc.startWith(t, net, nil)
+}
+
+// startWith is start with mod applied to the relay's configuration.
+func (lc *liveCluster) startWith(t *testing.T, net *memory.ControlNetwork, mod func(*Config)) *liveServer {
 	t.Helper()
 	if net == nil {
 		net = lc.net
@@ -55,13 +86,17 @@ func (lc *liveCluster) start(t *testing.T, net *memory.ControlNetwork) *liveServ
 	b, err := redis.New(redis.Config{Address: testenv.RedisURL(t), Prefix: lc.prefix})
 	require.NoError(t, err)
 	ls := &liveServer{ctl: net.Node(), broker: b}
+	ls.deaf = &deafControl{ControlNode: ls.ctl}
 	hc := hub.Config{Broker: b, Presence: b, Clock: lc.clk,
-		Cluster: hub.ClusterConfig{Control: ls.ctl, AnnounceInterval: liveAnnounce}}
+		Cluster: hub.ClusterConfig{Control: ls.deaf, AnnounceInterval: liveAnnounce}}
 	ls.testServer = startTestServer(t, hc, true, func(c *Config) {
 		h := c.Presence.(*hub.Hub)
-		ls.leaves = &leaveCounter{Hub: h, got: map[string]int{}}
+		ls.leaves = &leaveCounter{Hub: h, got: map[string]int{}, holds: map[string]*hold{}}
 		c.Presence, c.Nodes = ls.leaves, h
 		c.Clock, c.HeartbeatInterval = lc.clk, time.Hour
+		if mod != nil {
+			mod(c)
+		}
 	})
 	return ls
 }
@@ -92,11 +127,45 @@ func (lc *liveCluster) advanceUntil(t *testing.T, cond func() bool, msg string) 
 }
 
 // leaveCounter is the hub as the relay's presence, counting the hub
-// leaves published, by channel and client id.
+// leaves published, by channel and client id, and holding the presence
+// removals of a channel while told to (hold).
 type leaveCounter struct {
 	*hub.Hub
-	mu  sync.Mutex
-	got map[string]int
+	mu    sync.Mutex
+	got   map[string]int
+	holds map[string]*hold // by channel
+}
+
+// hold holds the presence removals of a channel until release is closed
+// (or their context ends); held counts those that reached it.
+type hold struct {
+	release chan struct{}
+	held    atomic.Int32
+}
+
+// hold makes the removals from channel ch wait until the returned hold
+// is released.
+func (l *leaveCounter) hold(ch string) *hold {
+	h := &hold{release: make(chan struct{})}
+	l.mu.Lock()
+	l.holds[ch] = h
+	l.mu.Unlock()
+	return h
+}
+
+func (l *leaveCounter) RemovePresence(ctx context.Context, ch, sid, user string) error {
+	l.mu.Lock()
+	h := l.holds[ch]
+	l.mu.Unlock()
+	if h != nil {
+		h.held.Add(1)
+		select {
+		case <-h.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return l.Hub.RemovePresence(ctx, ch, sid, user)
 }
 
 func (l *leaveCounter) PublishLeave(ctx context.Context, ch string, info *hub.ClientInfo) error {
@@ -104,6 +173,16 @@ func (l *leaveCounter) PublishLeave(ctx context.Context, ch string, info *hub.Cl
 	l.got[ch+" "+info.ClientID]++
 	l.mu.Unlock()
 	return l.Hub.PublishLeave(ctx, ch, info)
+}
+
+func (l *leaveCounter) total() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, c := range l.got {
+		n += c
+	}
+	return n
 }
 
 func (l *leaveCounter) count(ch, sid string) int {
@@ -207,13 +286,14 @@ func TestLivenessUnheardProcessIsNotDead(t *testing.T) {
 	b := lc.start(t, memory.NewControlNetwork()) // a never hears b
 	nb := dialNative(t, b.testServer, 2)
 	nb.Join("arena")
+	born := lc.clk.Now()
 	a := lc.start(t, nil)
 	require.NotContains(t, a.hub.Nodes(), b.hub.Nodes()[0], "a has not heard b")
 	na := dialNative(t, a.testServer, 1)
 	require.ElementsMatch(t, []wire.NodeID{1, 2}, nodeIDs(na.Join("arena").Members))
 
 	ttl := a.hub.NodeTTL()
-	for lc.clk.Now().Sub(a.cluster.live.born) < ttl-200*time.Millisecond {
+	for lc.clk.Now().Sub(born) < ttl-200*time.Millisecond {
 		lc.clk.Advance(100 * time.Millisecond)
 		require.False(t, a.cluster.liveness().dead(b.cluster.origin), "not dead before a was up for the TTL")
 		require.Equal(t, 1, remoteCount(a, "arena"), "b's member stays")
@@ -293,37 +373,63 @@ func TestLivenessResumeOnDeadProcessRefusedAtOnce(t *testing.T) {
 
 // fakeNodes is a node registry listing a fixed set of ids.
 type fakeNodes struct {
-	id  string
-	ids []string
+	id       string
+	ids      []string
+	left     []string
+	complete *atomic.Bool
+	reads    *atomic.Int32 // LiveIDs calls, when set
 }
 
 func (f fakeNodes) NodeID() string { return f.id }
-func (f fakeNodes) Nodes() []hub.NodeInfo {
-	out := []hub.NodeInfo{{ID: f.id}}
-	for _, id := range f.ids {
-		out = append(out, hub.NodeInfo{ID: id})
+func (f fakeNodes) LiveIDs() []string {
+	if f.reads != nil {
+		f.reads.Add(1)
 	}
-	return out
+	return append([]string{f.id}, f.ids...)
 }
-func (fakeNodes) NodeTTL() time.Duration { return 3 * liveAnnounce }
+func (f fakeNodes) LeftIDs() []string      { return f.left }
+func (f fakeNodes) RegistryComplete() bool { return f.complete != nil && f.complete.Load() }
+func (fakeNodes) NodeTTL() time.Duration   { return 3 * liveAnnounce }
 
 func TestLivenessRule(t *testing.T) {
-	clk := clocktest.New(time.Now())
+	var complete atomic.Bool
+	var reads atomic.Int32
 	s := newTestServer(t, func(c *Config) {
-		c.Bus, c.Clock, c.Nodes = nopBus{}, clk, fakeNodes{id: "self", ids: []string{"other"}}
+		c.Bus, c.Nodes = nopBus{}, fakeNodes{id: "self", ids: []string{"other"}, left: []string{"drained"}, complete: &complete, reads: &reads}
 	})
 	cl := s.cluster
 	require.Equal(t, "self", cl.origin)
+	cl.refreshLiveness()
 	for _, p := range []string{"gone", "other", "self", ""} {
-		require.False(t, cl.liveness().dead(p), "%q: up for less than the TTL, nobody is dead", p)
+		require.False(t, cl.liveness().dead(p), "%q: the registry is not complete, nobody is dead", p)
 	}
-	clk.Advance(3 * liveAnnounce)
+	complete.Store(true)
+	require.False(t, cl.liveness().dead("gone"), "the view is the last check's")
+	cl.refreshLiveness()
 	v := cl.liveness()
 	require.True(t, v.dead("gone"), "not listed")
+	require.True(t, v.cleanable("gone"))
+	require.True(t, v.dead("drained"), "left cleanly: dead")
+	require.False(t, v.cleanable("drained"), "left cleanly: it cleans its own entries")
 	require.False(t, v.dead("other"), "listed")
 	require.False(t, v.dead("self"))
 	require.False(t, v.dead(""), "unknown process")
 	require.False(t, v.dead("6ba7b810-9dad-11d1-80b4-00c04fd430c8"), "a relay without a registry: never judged")
+	n := reads.Load()
+	for range 3 {
+		require.True(t, cl.liveness().dead("gone"))
+	}
+	require.Equal(t, n, reads.Load(), "a reading of the view does not read the registry")
+
+	// The cleaner vote counts only processes that can be judged: an
+	// earlier version (UUID id) with entries does not take it.
+	own := map[string]struct{}{"s-own": {}}
+	require.True(t, cl.cleaner(own, map[string]remoteMember{
+		"s1": {process: "00000000-0000-0000-0000-000000000000"}, "s2": {process: ""}, "s3": {process: "zzz"}}))
+	require.False(t, cl.cleaner(own, map[string]remoteMember{"s1": {process: "other"}}), "a smaller live id cleans")
+
+	s.closing.Store(true)
+	require.False(t, cl.liveness().dead("gone"), "a closing relay judges nobody")
 }
 
 func TestLivenessNodeIDMustFitTheBus(t *testing.T) {
@@ -347,7 +453,10 @@ func TestLivenessDeadProcessLobbyMembersGo(t *testing.T) {
 	require.Len(t, entriesOf(t, a, LobbyChannel, bOrigin), 1)
 
 	b.crash(t)
+	crashed := lc.clk.Now()
 	lc.advanceUntil(t, func() bool { return a.cluster.lobby.remoteCount() == 0 }, "b's lobby member is dropped")
+	require.LessOrEqual(t, lc.clk.Now().Sub(crashed), a.hub.NodeTTL()+2*livenessEvery,
+		"by the liveness check, within the registry's TTL and a check (not by a periodic sync)")
 	require.Nil(t, a.cluster.issunHolder(9), "no longer a target known on another process")
 	lc.advanceUntil(t, func() bool { return len(entriesOf(t, a, LobbyChannel, bOrigin)) == 0 }, "b's lobby presence is removed")
 	require.Len(t, entriesOf(t, a, LobbyChannel, a.cluster.origin), 1)

@@ -3,6 +3,9 @@ package relay
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"strings"
+
+	"github.com/google/uuid"
 
 	"github.com/switchboard-rt/switchboard/internal/clock"
 	"github.com/switchboard-rt/switchboard/internal/errs"
@@ -39,30 +42,50 @@ type parkedSession struct {
 	timer clock.Timer
 }
 
-// newResumeToken returns a fresh resume token: 16 random bytes in hex;
-// with a cluster, followed by the process's origin, so another process
-// knows whom to ask (resume_cluster.go). Clients treat it as opaque.
+// newResumeToken returns a fresh resume token: 16 random bytes in hex
+// on one process; with a cluster, followed by tokenSep and the process's
+// origin, so another process knows whom to ask (resume_cluster.go).
+// Clients treat it as opaque. Earlier versions issued 64 hex digits, the
+// origin (a UUID's 16 bytes) first: tokenOrigin still reads those, and
+// the separator keeps the two forms apart.
 func (s *Server) newResumeToken() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	if s.cluster != nil {
-		return hex.EncodeToString(b[:]) + s.cluster.origin
+		return hex.EncodeToString(b[:]) + tokenSep + s.cluster.origin
 	}
 	return hex.EncodeToString(b[:])
 }
 
+// tokenSep separates a cluster resume token's random part from the
+// issuing process's origin; it is in no hex token.
+const tokenSep = "."
+
 // tokenOrigin returns the origin of the process that issued a cluster
-// resume token; false for anything else.
+// resume token: 32 hex digits, tokenSep, the origin; or, from an earlier
+// version, 64 hex digits whose first 16 bytes are the origin's UUID.
+// False for anything else.
 func tokenOrigin(token string) (string, bool) {
 	const random = 32 // hex digits
-	if len(token) <= random {
+	if len(token) > random && strings.HasPrefix(token[random:], tokenSep) {
+		if _, err := hex.DecodeString(token[:random]); err != nil {
+			return "", false
+		}
+		origin := token[random+len(tokenSep):]
+		return origin, validOrigin(origin)
+	}
+	if len(token) != 2*random {
 		return "", false
 	}
-	if _, err := hex.DecodeString(token[:random]); err != nil {
+	b, err := hex.DecodeString(token)
+	if err != nil {
 		return "", false
 	}
-	origin := token[random:]
-	return origin, validOrigin(origin)
+	u, err := uuid.FromBytes(b[:16])
+	if err != nil {
+		return "", false
+	}
+	return u.String(), true
 }
 
 // validOrigin reports whether o can be a process's origin (a bus message

@@ -954,27 +954,42 @@ func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {
 }
 
 // freeNode clears the way for c to join br's room with its NodeId, which
-// a remote member has: when that member is a parked session of c's user,
-// its process ends it (its rooms see it leave) and this process forgets
-// it at once; otherwise errNodeInRoom (or the engine's error).
+// remote members have: each member that is a parked session of c's user
+// is ended by its process (its rooms see it leave) and forgotten here at
+// once; a member of a dead process (liveness.go) is dropped, its cleanup
+// scheduled (dropDead); any other member makes it errNodeInRoom (or the
+// engine's error). It goes on until no remote member has the NodeId.
 func (cl *cluster) freeNode(br *busRoom, c *conn) error {
-	var rm remoteMember
-	found := false
-	br.mu.Lock()
-	for _, m := range br.remote {
-		if m.node == c.id {
-			rm, found = m, true
-			break
+	for {
+		var rm remoteMember
+		found := false
+		br.mu.Lock()
+		for _, m := range br.remote {
+			if m.node == c.id {
+				rm, found = m, true
+				break
+			}
+		}
+		br.mu.Unlock()
+		if !found {
+			return nil // none left, or gone meanwhile
+		}
+		if v := cl.liveness(); v.dead(rm.process) {
+			if cl.dropDead(br, v) == 0 {
+				return nil // released meanwhile
+			}
+			continue
+		}
+		if err := cl.endRemoteNode(br, c, rm); err != nil {
+			return err
 		}
 	}
-	br.mu.Unlock()
-	if !found {
-		return nil // gone meanwhile
-	}
-	if v := cl.liveness(); v.dead(rm.process) {
-		cl.dropDead(br, v) // its process died: the member is gone (liveness.go)
-		return nil
-	}
+}
+
+// endRemoteNode has the process of rm, a remote member of br with c's
+// NodeId, end it when it is a parked session of c's user, and forgets it
+// here; otherwise errNodeInRoom (or the engine's error).
+func (cl *cluster) endRemoteNode(br *busRoom, c *conn, rm remoteMember) error {
 	if c.user == "" || !c.tokenAccepted.Load() || rm.user != c.user || rm.process == "" || rm.handed {
 		return errNodeInRoom // an anonymous session is reachable only through its resume token
 	}
