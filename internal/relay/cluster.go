@@ -246,9 +246,10 @@ type busRoom struct {
 	ids sync.Map
 	n   atomic.Int32
 	// cleaning: a cleanup of dead processes' entries runs (startClean);
-	// cleanGen counts cleanups begun and ended (guarded by mu).
-	cleaning bool
-	cleanGen uint64
+	// cleanGen counts cleanups begun and ended; cleanAgain: a sync's pick
+	// was dropped meanwhile, sync again after it (guarded by mu).
+	cleaning, cleanAgain bool
+	cleanGen             uint64
 	// issun counts the remote ISSUN members by NodeId (guarded by mu): what
 	// this room adds to cluster.issunNodes.
 	issun map[wire.NodeID]int
@@ -741,14 +742,32 @@ func roomTransport(label string) string {
 // the room's cleaner removes them once settled (deadToClean), on a
 // goroutine of its own started after syncMu is released (startClean).
 func (cl *cluster) sync(br *busRoom) (map[string]struct{}, bool) {
-	own, clean, ok := cl.syncRead(br)
+	var again bool
+	own, clean, ok := cl.syncRead(br, &again)
 	cl.startClean(br, clean)
+	if again {
+		cl.resyncSoon(br.name)
+	}
 	return own, ok
 }
 
+// resyncSoon has the sync loop sync room name now (nothing when it is
+// released meanwhile).
+func (cl *cluster) resyncSoon(name string) {
+	cl.mu.Lock()
+	cl.resync[name] = struct{}{}
+	cl.mu.Unlock()
+	select {
+	case cl.resyncNow <- struct{}{}:
+	default:
+	}
+}
+
 // syncRead is sync under the room's syncMu; it also returns the entries
-// of dead processes this process is to remove (br.cleaning is then set).
-func (cl *cluster) syncRead(br *busRoom) (map[string]struct{}, map[string]*hub.ClientInfo, bool) {
+// of dead processes this process is to remove (br.cleaning is then set),
+// and sets *again when it dropped its pick because a cleanup ended
+// during its read.
+func (cl *cluster) syncRead(br *busRoom, again *bool) (map[string]struct{}, map[string]*hub.ClientInfo, bool) {
 	br.syncMu.Lock()
 	defer br.syncMu.Unlock()
 	br.mu.Lock()
@@ -871,11 +890,17 @@ func (cl *cluster) syncRead(br *busRoom) (map[string]struct{}, map[string]*hub.C
 	if len(clean) > 0 {
 		// One cleanup at a time, from a read made after the last one
 		// ended: a read made while one was removing entries would pick
-		// them again and publish their hub leaves twice.
+		// them again and publish their hub leaves twice. A room whose
+		// pick is dropped so is synced again after the cleanup.
 		br.mu.Lock()
-		if br.cleaning || br.cleanGen != cleanGen {
+		switch {
+		case br.cleaning:
+			br.cleanAgain = true
 			clean = nil
-		} else {
+		case br.cleanGen != cleanGen:
+			*again = true
+			clean = nil
+		default:
 			br.cleaning = true
 			br.cleanGen++
 		}

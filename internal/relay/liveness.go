@@ -240,16 +240,8 @@ func (cl *cluster) checkLiveness() {
 		}
 	}
 	cl.live.mu.Unlock()
-	if len(due) > 0 {
-		cl.mu.Lock()
-		for _, name := range due {
-			cl.resync[name] = struct{}{} // nothing when released meanwhile
-		}
-		cl.mu.Unlock()
-		select {
-		case cl.resyncNow <- struct{}{}:
-		default:
-		}
+	for _, name := range due {
+		cl.resyncSoon(name)
 	}
 }
 
@@ -389,7 +381,12 @@ func (cl *cluster) startClean(br *busRoom, entries map[string]*hub.ClientInfo) {
 		br.mu.Lock()
 		br.cleaning = false
 		br.cleanGen++
+		again := br.cleanAgain
+		br.cleanAgain = false
 		br.mu.Unlock()
+		if again {
+			cl.resyncSoon(br.name)
+		}
 	}
 	if !cl.goRun(func() { defer done(); cl.cleanDead(br, entries) }) {
 		done()
