@@ -346,6 +346,13 @@ func (h *Hub) NodeID() string { return h.cluster.cfg.NodeID }
 // silent for longer is taken for gone.
 func (h *Hub) NodeTTL() time.Duration { return h.cluster.cfg.NodeTTL }
 
+// EchoGap is the longest silence of this node's own announcement echoes
+// that RegistryComplete still takes for hearing the control plane (two
+// announce intervals). A complete registry may so have missed up to that
+// much of another node's announcements: a node missing from LiveIDs for
+// less than EchoGap may be live.
+func (h *Hub) EchoGap() time.Duration { return h.cluster.echoGap() }
+
 // RegistryComplete reports whether Nodes can be trusted to list every
 // live node: this node has been hearing its own announcements come back
 // (the control plane delivers to it) without a gap longer than two

@@ -1204,13 +1204,16 @@ func (cl *cluster) handle(topic string, data []byte) {
 	case busEvent, busDatagram:
 		cl.deliver(name, m)
 	case busJoin, busLeave:
-		if m.kind == busJoin && cl.liveness().dead(m.origin) {
-			return // late news from a process already judged dead: it would stay a member forever
-		}
 		rm := remoteMember{node: wire.NodeID(m.member.Node), sid: m.member.SID, user: m.member.User,
 			transport: m.transport, meta: m.member.Meta, added: cl.s.cfg.Clock.Now(), process: m.origin}
 		br.news.Lock()
 		defer br.news.Unlock()
+		// Read under news, as dropDead judges: a check storing a view
+		// that takes the origin for dead either ran before (the join is
+		// ignored here) or runs after (it drops the member).
+		if m.kind == busJoin && cl.liveness().dead(m.origin) {
+			return // late news from a process already judged dead: it would stay a member forever
+		}
 		br.mu.Lock()
 		if !br.live {
 			br.mu.Unlock()

@@ -262,8 +262,9 @@ type dirHolder struct {
 }
 
 // dirRead lists the sessions holding id on other processes that are not
-// dead (liveness.go); the entries of dead ones are removed in the
-// background (dirForget).
+// dead (liveness.go); the entries of dead ones that may be cleaned by
+// others (liveView.cleanable: not one that left cleanly, which removes
+// its own while it drains) are removed in the background (dirForget).
 func (cl *cluster) dirRead(ctx context.Context, id wire.NodeID) ([]dirHolder, error) {
 	pres, err := cl.lister.Presence(ctx, nodeChannel(id))
 	if err != nil {
@@ -285,7 +286,9 @@ func (cl *cluster) dirRead(ctx context.Context, id wire.NodeID) ([]dirHolder, er
 			v = &lv
 		}
 		if v.dead(e.Process) {
-			dead = append(dead, h)
+			if v.cleanable(e.Process) {
+				dead = append(dead, h) // one that left cleanly removes its own
+			}
 			continue
 		}
 		out = append(out, h)

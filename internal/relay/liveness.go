@@ -21,6 +21,12 @@ import (
 //   - only a complete registry judges (NodeLister.RegistryComplete: this
 //     process hears its own announcements), so a process whose control
 //     plane is down, just started or closing takes nobody for dead;
+//   - a process is dead once the complete registry has not listed it, at
+//     every check, for NodeLister.EchoGap (liveState.missing): a complete
+//     registry may have missed that much of a live node's announcements
+//     (a receive outage RegistryComplete tolerates, a full control
+//     queue), so a shorter absence judges nothing. One that left cleanly
+//     (LeftIDs) is dead at once;
 //   - remote members (rooms and lobby) of a dead process are dropped by
 //     the liveness goroutine, every livenessEvery, with the news a bus
 //     leave brings (dropDead); a sync adds none back, nor does a late
@@ -42,7 +48,10 @@ import (
 // Contract: its clock is Config.Clock (the TTL and RegistryComplete are
 // measured on it); NodeID is stable for the life of the process; a
 // registry without a control plane lists only this node, and then
-// RegistryComplete is always false, so no process is ever judged dead.
+// RegistryComplete is always false, so no process is ever judged dead. A
+// node listed as left (LeftIDs) is one whose relay is closing: it removes
+// its own presence and directory entries and publishes its own hub
+// leaves, so no other process cleans them.
 type NodeLister interface {
 	// NodeID is this process's id in the registry: at most 64 bytes.
 	NodeID() string
@@ -60,6 +69,10 @@ type NodeLister interface {
 	// NodeTTL is how long a node stays listed after its last
 	// announcement.
 	NodeTTL() time.Duration
+	// EchoGap is the longest gap in this node's own echoes that
+	// RegistryComplete tolerates: how long a live node may be missing
+	// from a complete registry's LiveIDs.
+	EchoGap() time.Duration
 }
 
 const (
@@ -95,6 +108,15 @@ type liveState struct {
 	// left: processes seen leaving the registry cleanly, and when; kept
 	// for deadHorizon (the registry forgets them after its TTL).
 	left map[string]time.Time
+	// missing: when each process once listed was first found missing
+	// from a complete registry at a check (deleted when listed again, or
+	// after deadHorizon); complete: since when the registry has been
+	// complete at every check (zero: it was not at the last one).
+	missing  map[string]time.Time
+	complete time.Time
+	// seen: the processes a complete registry listed (forgotten with
+	// their missing entry).
+	seen map[string]struct{}
 	died prometheus.Counter
 }
 
@@ -104,6 +126,12 @@ type liveView struct {
 	self    string
 	live    map[string]struct{}
 	left    map[string]struct{} // left cleanly: dead, but cleans its own entries
+	// waiting: processes listed before and missing for less than the
+	// confirmation time (EchoGap): not dead yet. confirmed: the registry
+	// has been complete for that long, so any other process not listed
+	// is dead.
+	waiting   map[string]struct{}
+	confirmed bool
 }
 
 // liveness returns the last reading of the node registry, stored by the
@@ -137,6 +165,47 @@ func (cl *cluster) refreshLiveness() {
 		}
 	}
 	cl.live.mu.Lock()
+	if complete {
+		if cl.live.complete.IsZero() {
+			cl.live.complete = now
+		}
+		confirm := n.EchoGap()
+		v.confirmed = now.Sub(cl.live.complete) >= confirm
+		for id := range cl.live.missing {
+			if _, back := v.live[id]; back {
+				delete(cl.live.missing, id) // listed again: a new absence starts afresh
+			}
+		}
+		for id := range cl.live.seen {
+			if _, ok := v.live[id]; !ok {
+				if _, ok := cl.live.missing[id]; !ok {
+					cl.live.missing[id] = now
+				}
+			}
+		}
+		for id, at := range cl.live.missing {
+			// Missing since the registry became complete at the latest:
+			// an absence while it was not does not count.
+			if at.Before(cl.live.complete) {
+				at = cl.live.complete
+			}
+			switch {
+			case now.Sub(at) > deadHorizon:
+				delete(cl.live.missing, id)
+				delete(cl.live.seen, id)
+			case now.Sub(at) < confirm:
+				if v.waiting == nil {
+					v.waiting = map[string]struct{}{}
+				}
+				v.waiting[id] = struct{}{}
+			}
+		}
+		for id := range v.live {
+			cl.live.seen[id] = struct{}{}
+		}
+	} else {
+		cl.live.complete = time.Time{}
+	}
 	for _, id := range leftIDs {
 		if _, ok := cl.live.left[id]; !ok {
 			cl.live.left[id] = now
@@ -158,14 +227,23 @@ func (cl *cluster) refreshLiveness() {
 }
 
 // dead reports whether process p is dead, the one rule of this file: the
-// registry, complete (v.judging), no longer lists it. Never this process,
-// nor one that cannot be judged (judgeable).
+// registry, complete (v.judging), no longer lists it, and has not at
+// every check for EchoGap (a process this one listed before: since it
+// was first found missing; any other: since the registry is complete),
+// or it left cleanly. Never this process, nor one that cannot be judged
+// (judgeable).
 func (v liveView) dead(p string) bool {
 	if !v.judging || p == v.self || !judgeable(p) {
 		return false
 	}
-	_, ok := v.live[p]
-	return !ok
+	if _, ok := v.live[p]; ok {
+		return false
+	}
+	if _, ok := v.left[p]; ok {
+		return true
+	}
+	_, waiting := v.waiting[p]
+	return v.confirmed && !waiting
 }
 
 // cleanable reports whether another process may remove the hub presence
@@ -195,6 +273,8 @@ func (cl *cluster) initLiveness() {
 	cl.live.since = map[string]time.Time{}
 	cl.live.due = map[*busRoom]time.Time{}
 	cl.live.left = map[string]time.Time{}
+	cl.live.missing = map[string]time.Time{}
+	cl.live.seen = map[string]struct{}{}
 	cl.live.died = cl.sessions.WithLabelValues(sessionProcessDied)
 }
 

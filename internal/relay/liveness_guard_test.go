@@ -235,7 +235,7 @@ func TestLivenessFreeNodeLooksOnAfterDeadMember(t *testing.T) {
 	old.Join("arena")
 	na.AwaitJoin(7)
 	lose(t, old, b.testServer)
-	lc.advanceUntil(t, func() bool { return judging(a) && !a.cluster.liveness().dead(b.cluster.origin) }, "a judges, b is live")
+	lc.advanceUntil(t, func() bool { return a.cluster.liveness().confirmed && !a.cluster.liveness().dead(b.cluster.origin) }, "a judges (complete for the echo gap), b is live")
 
 	// A member of a dead process with NodeId 7 too, which a's check has
 	// not dropped yet.

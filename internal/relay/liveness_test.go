@@ -54,6 +54,8 @@ type liveServer struct {
 type deafControl struct {
 	*memory.ControlNode
 	deaf atomic.Bool
+	// drop, when set, is asked about each message: true loses it.
+	drop atomic.Pointer[func([]byte) bool]
 }
 
 func (d *deafControl) Run(node string, h hub.ControlHandler) error {
@@ -66,9 +68,13 @@ type deafHandler struct {
 }
 
 func (h deafHandler) HandleControl(data []byte) {
-	if !h.d.deaf.Load() {
-		h.h.HandleControl(data)
+	if h.d.deaf.Load() {
+		return
 	}
+	if f := h.d.drop.Load(); f != nil && (*f)(data) {
+		return
+	}
+	h.h.HandleControl(data)
 }
 
 // start starts a process whose hub is on network net (lc.net when nil).
@@ -80,6 +86,12 @@ func (lc *liveCluster) start(t *testing.T, net *memory.ControlNetwork) *liveServ
 // startWith is start with mod applied to the relay's configuration.
 func (lc *liveCluster) startWith(t *testing.T, net *memory.ControlNetwork, mod func(*Config)) *liveServer {
 	t.Helper()
+	return lc.startHub(t, net, liveAnnounce, mod)
+}
+
+// startHub is startWith with the hub announcing itself every announce.
+func (lc *liveCluster) startHub(t *testing.T, net *memory.ControlNetwork, announce time.Duration, mod func(*Config)) *liveServer {
+	t.Helper()
 	if net == nil {
 		net = lc.net
 	}
@@ -88,7 +100,7 @@ func (lc *liveCluster) startWith(t *testing.T, net *memory.ControlNetwork, mod f
 	ls := &liveServer{ctl: net.Node(), broker: b}
 	ls.deaf = &deafControl{ControlNode: ls.ctl}
 	hc := hub.Config{Broker: b, Presence: b, Clock: lc.clk,
-		Cluster: hub.ClusterConfig{Control: ls.deaf, AnnounceInterval: liveAnnounce}}
+		Cluster: hub.ClusterConfig{Control: ls.deaf, AnnounceInterval: announce}}
 	ls.testServer = startTestServer(t, hc, true, func(c *Config) {
 		h := c.Presence.(*hub.Hub)
 		ls.leaves = &leaveCounter{Hub: h, got: map[string]int{}, holds: map[string]*hold{}}
@@ -243,7 +255,7 @@ func TestLivenessDeadProcessMembersLeave(t *testing.T) {
 	crashed := lc.clk.Now()
 	lc.advanceUntil(t, func() bool { return gotLeave(na, 2) }, "a sees b's member leave")
 	ttl := a.hub.NodeTTL()
-	require.LessOrEqual(t, lc.clk.Now().Sub(crashed), ttl+2*livenessEvery, "within the registry's TTL and a check")
+	require.LessOrEqual(t, lc.clk.Now().Sub(crashed), ttl+a.hub.EchoGap()+2*livenessEvery, "within the registry's TTL, the echo gap and a check")
 	require.Equal(t, 0, remoteCount(a, "arena"))
 	require.Equal(t, 1.0, testutil.ToFloat64(a.cluster.sessions.WithLabelValues(sessionProcessDied)))
 
@@ -390,12 +402,15 @@ func (f fakeNodes) LiveIDs() []string {
 func (f fakeNodes) LeftIDs() []string      { return f.left }
 func (f fakeNodes) RegistryComplete() bool { return f.complete != nil && f.complete.Load() }
 func (fakeNodes) NodeTTL() time.Duration   { return 3 * liveAnnounce }
+func (fakeNodes) EchoGap() time.Duration   { return 2 * liveAnnounce }
 
 func TestLivenessRule(t *testing.T) {
 	var complete atomic.Bool
 	var reads atomic.Int32
+	clk := clocktest.New(time.Now())
 	s := newTestServer(t, func(c *Config) {
 		c.Bus, c.Nodes = nopBus{}, fakeNodes{id: "self", ids: []string{"other"}, left: []string{"drained"}, complete: &complete, reads: &reads}
+		c.Clock = clk
 	})
 	cl := s.cluster
 	require.Equal(t, "self", cl.origin)
@@ -406,8 +421,15 @@ func TestLivenessRule(t *testing.T) {
 	complete.Store(true)
 	require.False(t, cl.liveness().dead("gone"), "the view is the last check's")
 	cl.refreshLiveness()
+	require.False(t, cl.liveness().dead("gone"), "not listed, but the registry was not complete for the echo gap yet")
+	require.True(t, cl.liveness().dead("drained"), "left cleanly: dead at once")
+	clk.Advance(2*liveAnnounce - time.Millisecond)
+	cl.refreshLiveness()
+	require.False(t, cl.liveness().dead("gone"))
+	clk.Advance(time.Millisecond)
+	cl.refreshLiveness()
 	v := cl.liveness()
-	require.True(t, v.dead("gone"), "not listed")
+	require.True(t, v.dead("gone"), "not listed for the echo gap")
 	require.True(t, v.cleanable("gone"))
 	require.True(t, v.dead("drained"), "left cleanly: dead")
 	require.False(t, v.cleanable("drained"), "left cleanly: it cleans its own entries")
@@ -455,12 +477,69 @@ func TestLivenessDeadProcessLobbyMembersGo(t *testing.T) {
 	b.crash(t)
 	crashed := lc.clk.Now()
 	lc.advanceUntil(t, func() bool { return a.cluster.lobby.remoteCount() == 0 }, "b's lobby member is dropped")
-	require.LessOrEqual(t, lc.clk.Now().Sub(crashed), a.hub.NodeTTL()+2*livenessEvery,
-		"by the liveness check, within the registry's TTL and a check (not by a periodic sync)")
+	require.LessOrEqual(t, lc.clk.Now().Sub(crashed), a.hub.NodeTTL()+a.hub.EchoGap()+2*livenessEvery,
+		"by the liveness check, within the registry's TTL, the echo gap and a check (not by a periodic sync)")
 	require.Nil(t, a.cluster.issunHolder(9), "no longer a target known on another process")
 	lc.advanceUntil(t, func() bool { return len(entriesOf(t, a, LobbyChannel, bOrigin)) == 0 }, "b's lobby presence is removed")
 	require.Len(t, entriesOf(t, a, LobbyChannel, a.cluster.origin), 1)
 	a.leaves.mu.Lock()
 	defer a.leaves.mu.Unlock()
 	require.Empty(t, a.leaves.got, "no hub leave for the lobby")
+}
+
+// A live process whose announcements this one lost for just under two
+// intervals (a receive outage that RegistryComplete tolerates, or a full
+// control queue), announcing every interval plus 1ms, drops out of the
+// registry for a few milliseconds while it is complete: nobody takes it
+// for dead, since it was not missing for the echo gap.
+func TestLivenessShortAbsenceIsNotDeath(t *testing.T) {
+	lc := newLiveCluster(t)
+	a := lc.start(t, nil)
+	b := lc.startHub(t, nil, liveAnnounce+time.Millisecond, nil)
+	bID := b.hub.NodeID()
+	na, nb := dialNative(t, a.testServer, 1), dialNative(t, b.testServer, 2)
+	na.Join("arena")
+	nb.Join("arena")
+	na.AwaitJoin(2)
+	lc.advanceUntil(t, func() bool { return a.cluster.liveness().confirmed }, "a's registry is complete for the echo gap")
+
+	// At the next announcement of b that a hears (t0), a loses b's
+	// messages from t0+I/2 for 2I-10ms: b's next two announcements.
+	var mu sync.Mutex
+	var t0 time.Time
+	drop := func(data []byte) bool {
+		if !strings.Contains(string(data), bID) {
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		now := lc.clk.Now()
+		if t0.IsZero() {
+			t0 = now
+			return false
+		}
+		from := t0.Add(liveAnnounce / 2)
+		return !now.Before(from) && now.Before(from.Add(2*liveAnnounce-10*time.Millisecond))
+	}
+	a.deaf.drop.Store(&drop)
+	heardAt := func() time.Time { mu.Lock(); defer mu.Unlock(); return t0 }
+	lc.advanceUntil(t, func() bool { return !heardAt().IsZero() }, "a hears b")
+	expiry := heardAt().Add(a.hub.NodeTTL())
+	lc.advanceUntil(t, func() bool { return !lc.clk.Now().Before(expiry.Add(-50 * time.Millisecond)) }, "near b's expiry")
+	require.Contains(t, a.hub.LiveIDs(), bID)
+	for slices.Contains(a.hub.LiveIDs(), bID) {
+		lc.clk.Advance(time.Millisecond)
+		require.True(t, lc.clk.Now().Before(expiry.Add(3*time.Millisecond)), "b drops out at its expiry")
+	}
+	require.True(t, a.hub.RegistryComplete(), "a heard its own announcements throughout")
+	a.cluster.checkLiveness()
+	require.False(t, a.cluster.liveness().dead(bID), "missing for less than the echo gap")
+	require.Equal(t, 1, remoteCount(a, "arena"), "b's member stays")
+
+	lc.advanceUntil(t, func() bool { return slices.Contains(a.hub.LiveIDs(), bID) }, "b's next announcement is heard")
+	end := lc.clk.Now().Add(3 * livenessEvery)
+	lc.advanceUntil(t, func() bool { return !lc.clk.Now().Before(end) }, "checks pass")
+	require.Equal(t, 1, remoteCount(a, "arena"))
+	require.False(t, gotLeave(na, 2), "no leave told")
+	require.Zero(t, testutil.ToFloat64(a.cluster.sessions.WithLabelValues(sessionProcessDied)))
 }
