@@ -245,11 +245,6 @@ type busRoom struct {
 	// without br.mu.
 	ids sync.Map
 	n   atomic.Int32
-	// cleaning: a cleanup of dead processes' entries runs (startClean);
-	// cleanGen counts cleanups begun and ended; cleanAgain: a sync's pick
-	// was dropped meanwhile, sync again after it (guarded by mu).
-	cleaning, cleanAgain bool
-	cleanGen             uint64
 	// issun counts the remote ISSUN members by NodeId (guarded by mu): what
 	// this room adds to cluster.issunNodes.
 	issun map[wire.NodeID]int
@@ -764,18 +759,27 @@ func (cl *cluster) resyncSoon(name string) {
 }
 
 // syncRead is sync under the room's syncMu; it also returns the entries
-// of dead processes this process is to remove (br.cleaning is then set),
-// and sets *again when it dropped its pick because a cleanup ended
-// during its read.
+// of dead processes this process is to remove (marked as being removed:
+// cleanPick), and sets *again when it dropped its pick because a cleanup
+// of the channel ended during its read.
 func (cl *cluster) syncRead(br *busRoom, again *bool) (map[string]struct{}, map[string]*hub.ClientInfo, bool) {
 	br.syncMu.Lock()
 	defer br.syncMu.Unlock()
 	br.mu.Lock()
-	gen, live, cleanGen := br.gen, br.live, br.cleanGen
+	gen, live := br.gen, br.live
 	br.mu.Unlock()
 	if !live {
 		return nil, nil, false
 	}
+	// The channel's cleanups ended before the read (cleanEnter); every
+	// return leaves as a pick would (cleanPick or cleanLeave).
+	ended := cl.cleanEnter(br.topic)
+	picked := false
+	defer func() {
+		if !picked {
+			cl.cleanLeave(br.topic)
+		}
+	}()
 	start := cl.s.cfg.Clock.Now()
 	ctx, cancel := context.WithTimeout(cl.syncCtx, opTimeout)
 	pres, err := cl.lister.Presence(ctx, br.topic)
@@ -886,26 +890,9 @@ func (cl *cluster) syncRead(br *busRoom, again *bool) (map[string]struct{}, map[
 		}
 	}
 	cl.tell(br.name, joined, left)
-	clean := cl.deadToClean(br, v, stale, own, fresh)
-	if len(clean) > 0 {
-		// One cleanup at a time, from a read made after the last one
-		// ended: a read made while one was removing entries would pick
-		// them again and publish their hub leaves twice. A room whose
-		// pick is dropped so is synced again after the cleanup.
-		br.mu.Lock()
-		switch {
-		case br.cleaning:
-			br.cleanAgain = true
-			clean = nil
-		case br.cleanGen != cleanGen:
-			*again = true
-			clean = nil
-		default:
-			br.cleaning = true
-			br.cleanGen++
-		}
-		br.mu.Unlock()
-	}
+	picked = true
+	clean, redo := cl.cleanPick(br.topic, ended, cl.deadToClean(br, v, stale, own, fresh))
+	*again = redo
 	return own, clean, true
 }
 

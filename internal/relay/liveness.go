@@ -117,7 +117,25 @@ type liveState struct {
 	// seen: the processes a complete registry listed (forgotten with
 	// their missing entry).
 	seen map[string]struct{}
+	// cleans: the cleanup bookkeeping of each channel with a cleanup or
+	// a sync's read in progress (cleanPick), by channel: per channel,
+	// not per busRoom, since a room released and held again (a new
+	// busRoom) must not remove the same entries a second time.
+	cleans map[string]*chanClean
 	died prometheus.Counter
+}
+
+// chanClean is the cleanup bookkeeping of one channel (liveState.cleans,
+// guarded by liveState.mu).
+type chanClean struct {
+	// removing: the session ids of dead processes' entries a cleanup is
+	// removing; a pick skips them.
+	removing map[string]struct{}
+	// ended counts the cleanups ended; readers the syncs between their
+	// read's start and their pick. A channel with neither a cleanup nor
+	// a reader is forgotten.
+	ended   uint64
+	readers int
 }
 
 // liveView is one reading of the node registry (refreshLiveness).
@@ -275,6 +293,7 @@ func (cl *cluster) initLiveness() {
 	cl.live.left = map[string]time.Time{}
 	cl.live.missing = map[string]time.Time{}
 	cl.live.seen = map[string]struct{}{}
+	cl.live.cleans = map[string]*chanClean{}
 	cl.live.died = cl.sessions.WithLabelValues(sessionProcessDied)
 }
 
@@ -412,14 +431,16 @@ func (cl *cluster) cleaner(own map[string]struct{}, fresh map[string]remoteMembe
 // channel and publishes a hub leave for each (the lobby publishes none):
 // what the dead process would have done at their leave. It runs on a
 // goroutine of its own (startClean), the whole batch within opTimeout; an
-// entry whose removal fails or is not reached is left for a later sync,
-// without a leave.
-func (cl *cluster) cleanDead(br *busRoom, entries map[string]*hub.ClientInfo) {
+// entry whose removal fails is left for a later sync, without a leave;
+// it reports whether the bound cut the batch short (entries not reached,
+// which startClean has synced again soon).
+func (cl *cluster) cleanDead(br *busRoom, entries map[string]*hub.ClientInfo) (cut bool) {
 	ctx, cancel := context.WithTimeout(cl.syncCtx, opTimeout)
 	defer cancel()
 	removed := 0
 	for sid, info := range entries {
 		if ctx.Err() != nil {
+			cut = cl.syncCtx.Err() == nil // not when closing
 			break
 		}
 		if cl.removeAndLeave(ctx, br.topic, sid, info, br != cl.lobby) {
@@ -429,12 +450,16 @@ func (cl *cluster) cleanDead(br *busRoom, entries map[string]*hub.ClientInfo) {
 	if removed > 0 {
 		cl.s.log.Info("relay hub presence of a dead process removed", "channel", br.topic, "members", removed)
 	}
+	return cut
 }
 
 // removeAndLeave removes the hub presence entry sid of channel topic and,
 // when it is gone and leave is set, publishes its hub leave, as a member
 // leaving would; it reports whether the removal succeeded. Failures are
-// logged.
+// logged; a leave whose publication fails after the removal succeeded is
+// lost (no later sync finds the entry again), as a member's own leave
+// would be: the hub's other processes learn of it by their presence
+// reads only.
 func (cl *cluster) removeAndLeave(ctx context.Context, topic, sid string, info *hub.ClientInfo, leave bool) bool {
 	p := cl.s.cfg.Presence
 	if err := p.RemovePresence(ctx, topic, sid, info.UserID); err != nil {
@@ -452,24 +477,95 @@ func (cl *cluster) removeAndLeave(ctx context.Context, topic, sid string, info *
 // startClean runs cleanDead for the entries a sync of br picked, on a
 // goroutine the cluster owns (not under the room's syncMu, nor on the
 // goroutine that synced: a JOIN or the sync loop does not wait for it),
-// and lets the room's syncs pick again once it is done (br.cleaning).
+// and lets the channel's syncs pick them again once it is done
+// (cleanDone). A batch cut short by its bound has the room synced again
+// soon (resyncSoon), so the entries not reached are retried then.
 func (cl *cluster) startClean(br *busRoom, entries map[string]*hub.ClientInfo) {
 	if len(entries) == 0 {
 		return
 	}
+	var cut bool
 	done := func() {
-		br.mu.Lock()
-		br.cleaning = false
-		br.cleanGen++
-		again := br.cleanAgain
-		br.cleanAgain = false
-		br.mu.Unlock()
-		if again {
+		cl.cleanDone(br.topic, entries)
+		if cut {
 			cl.resyncSoon(br.name)
 		}
 	}
-	if !cl.goRun(func() { defer done(); cl.cleanDead(br, entries) }) {
+	if !cl.goRun(func() { defer done(); cut = cl.cleanDead(br, entries) }) {
 		done()
+	}
+}
+
+// cleanEnter records that a sync begins its read of channel topic and
+// returns how many of its cleanups have ended so far; cleanPick or
+// cleanLeave follows.
+func (cl *cluster) cleanEnter(topic string) uint64 {
+	cl.live.mu.Lock()
+	defer cl.live.mu.Unlock()
+	c := cl.live.cleans[topic]
+	if c == nil {
+		c = &chanClean{removing: map[string]struct{}{}}
+		cl.live.cleans[topic] = c
+	}
+	c.readers++
+	return c.ended
+}
+
+// cleanLeave ends a sync's read of channel topic without a pick.
+func (cl *cluster) cleanLeave(topic string) {
+	cl.live.mu.Lock()
+	defer cl.live.mu.Unlock()
+	c := cl.live.cleans[topic]
+	c.readers--
+	cl.cleanPruneLocked(topic, c)
+}
+
+// cleanPick ends a sync's read of channel topic (begun when ended
+// cleanups had ended) with its pick: the entries to remove, minus those
+// a cleanup is removing already (anywhere in this process: any room
+// holding the channel), which it marks as being removed. It drops the
+// whole pick, and reports again, when a cleanup ended during the read:
+// the read may list entries that cleanup removed, whose hub leaves are
+// published already; the room is to be synced again.
+func (cl *cluster) cleanPick(topic string, ended uint64, pick map[string]*hub.ClientInfo) (map[string]*hub.ClientInfo, bool) {
+	cl.live.mu.Lock()
+	defer cl.live.mu.Unlock()
+	c := cl.live.cleans[topic]
+	c.readers--
+	defer cl.cleanPruneLocked(topic, c)
+	if len(pick) == 0 {
+		return nil, false
+	}
+	if c.ended != ended {
+		return nil, true
+	}
+	for sid := range pick {
+		if _, busy := c.removing[sid]; busy {
+			delete(pick, sid)
+			continue
+		}
+		c.removing[sid] = struct{}{}
+	}
+	return pick, false
+}
+
+// cleanDone ends a cleanup of channel topic's entries.
+func (cl *cluster) cleanDone(topic string, entries map[string]*hub.ClientInfo) {
+	cl.live.mu.Lock()
+	defer cl.live.mu.Unlock()
+	c := cl.live.cleans[topic]
+	for sid := range entries {
+		delete(c.removing, sid)
+	}
+	c.ended++
+	cl.cleanPruneLocked(topic, c)
+}
+
+// cleanPruneLocked forgets channel topic's bookkeeping once no cleanup
+// and no read uses it.
+func (cl *cluster) cleanPruneLocked(topic string, c *chanClean) {
+	if c.readers == 0 && len(c.removing) == 0 {
+		delete(cl.live.cleans, topic)
 	}
 }
 

@@ -35,12 +35,13 @@ func countLeaves(c *relaytest.Native, got map[wire.NodeID]int) {
 	}
 }
 
-// cleaning reports whether a cleanup of dead processes' entries runs in
-// br.
-func cleaning(br *busRoom) bool {
-	br.mu.Lock()
-	defer br.mu.Unlock()
-	return br.cleaning
+// cleaning reports whether a cleanup of dead processes' entries runs on
+// br's channel in br's process (s).
+func cleaning(s *liveServer, br *busRoom) bool {
+	s.cluster.live.mu.Lock()
+	defer s.cluster.live.mu.Unlock()
+	c := s.cluster.live.cleans[br.topic]
+	return c != nil && len(c.removing) > 0
 }
 
 // A process whose control subscription is down (its other engine calls
@@ -135,7 +136,7 @@ func TestLivenessCleanLeaveOneHubLeave(t *testing.T) {
 	br := a.cluster.room("arena")
 	require.ElementsMatch(t, sids, entriesOf(t, a, ch, bOrigin), "b's entries are still there")
 	a.cluster.sync(br)
-	require.Eventually(t, func() bool { return !cleaning(br) }, testenv.Wait, testenv.Tick)
+	require.Eventually(t, func() bool { return !cleaning(a, br) }, testenv.Wait, testenv.Tick)
 	require.Zero(t, a.leaves.total(), "a cleans nothing of a process that left cleanly")
 
 	close(held.release)
@@ -193,7 +194,7 @@ func TestLivenessSlowCleanupBlocksNothing(t *testing.T) {
 	dialNative(t, a.testServer, 3).Join("arena")
 
 	close(held.release)
-	require.Eventually(t, func() bool { return len(entriesOf(t, a, ch, bOrigin)) == 0 && !cleaning(br) },
+	require.Eventually(t, func() bool { return len(entriesOf(t, a, ch, bOrigin)) == 0 && !cleaning(a, br) },
 		testenv.Wait, testenv.Tick)
 	require.Equal(t, 1, a.leaves.count(ch, nb.Welcome.SessionID), "one hub leave, though two syncs read the entry")
 }
@@ -299,4 +300,37 @@ func TestLivenessDirectoryForgetOnce(t *testing.T) {
 	defer cancel()
 	require.NoError(t, a.Shutdown(ctx)) // waits for the cluster's goroutines
 	require.Equal(t, int32(1), held.held.Load(), "one removal")
+}
+
+// A cleanup of a dead process's entries held by a slow engine while the
+// room is released and held again (a JOIN: a new busRoom) is not started
+// a second time by the new room's syncs: one hub leave per member.
+func TestLivenessCleanupOncePerChannel(t *testing.T) {
+	lc := newLiveCluster(t)
+	a, b := lc.start(t, nil), lc.start(t, nil)
+	na, nb := dialNative(t, a.testServer, 1), dialNative(t, b.testServer, 2)
+	j := na.Join("arena")
+	nb.Join("arena")
+	require.Eventually(t, func() bool { return remoteCount(a, "arena") == 1 }, testenv.Wait, testenv.Tick)
+	const ch = ChannelPrefix + "arena"
+	held := a.leaves.hold(ch)
+	b.crash(t)
+	lc.advanceUntil(t, func() bool { return held.held.Load() == 1 }, "a's cleanup of b's entry is held")
+
+	old := a.cluster.room("arena")
+	na.SendControl(&wire.Leave{RequestID: 7, Handle: j.Handle})
+	nextSkippingPresence[*wire.Left](t, na, "LEFT")
+	require.Nil(t, a.cluster.room("arena"), "released")
+	na.Join("arena")
+	br := a.cluster.room("arena")
+	require.NotSame(t, old, br, "a new busRoom")
+	require.Len(t, entriesOf(t, a, ch, a.cluster.origin), 1, "a's member's entry: a is the room's cleaner")
+	n := br.syncs.Load()
+	lc.advanceUntil(t, func() bool { return br.syncs.Load() >= n+2 }, "the new room syncs, reading b's entry")
+
+	close(held.release)
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
+	defer cancel()
+	require.NoError(t, a.Shutdown(ctx)) // waits for the cluster's goroutines
+	require.Equal(t, 1, a.leaves.count(ch, nb.Welcome.SessionID), "one hub leave")
 }
