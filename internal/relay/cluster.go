@@ -118,6 +118,9 @@ type cluster struct {
 	bus    RoomBus
 	lister PresenceLister
 	origin string // this process's id on the bus
+	// beforeNews, when set (tests only), runs in handle before a bus
+	// join or leave takes the room's news lock.
+	beforeNews atomic.Pointer[func()]
 
 	mu    sync.RWMutex
 	rooms map[string]*busRoom // by room name, while joined or joining here
@@ -1193,6 +1196,9 @@ func (cl *cluster) handle(topic string, data []byte) {
 	case busJoin, busLeave:
 		rm := remoteMember{node: wire.NodeID(m.member.Node), sid: m.member.SID, user: m.member.User,
 			transport: m.transport, meta: m.member.Meta, added: cl.s.cfg.Clock.Now(), process: m.origin}
+		if f := cl.beforeNews.Load(); f != nil {
+			(*f)()
+		}
 		br.news.Lock()
 		defer br.news.Unlock()
 		// Read under news, as dropDead judges: a check storing a view

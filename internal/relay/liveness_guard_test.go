@@ -334,3 +334,32 @@ func TestLivenessCleanupOncePerChannel(t *testing.T) {
 	require.NoError(t, a.Shutdown(ctx)) // waits for the cluster's goroutines
 	require.Equal(t, 1, a.leaves.count(ch, nb.Welcome.SessionID), "one hub leave")
 }
+
+// A bus join handled while a check judges its process dead and drops the
+// process's members (between the join's arrival and its apply) adds no
+// member: the join reads the liveness under the room's news lock.
+func TestLivenessJoinRacingCheckIgnored(t *testing.T) {
+	lc := newLiveCluster(t)
+	a := lc.start(t, nil)
+	na := dialNative(t, a.testServer, 1)
+	na.Join("arena")
+	br := a.cluster.room("arena")
+	reached, resume := make(chan struct{}), make(chan struct{})
+	hook := func() { close(reached); <-resume }
+	a.cluster.beforeNews.Store(&hook)
+	handled := make(chan struct{})
+	go func() {
+		defer close(handled)
+		a.cluster.handle(ChannelPrefix+"arena", busMemberFrame(busJoin, transportNative, "racing-process",
+			&busMember{Node: 5, SID: "racing-session", Label: presenceTransport(transportNative)}))
+	}()
+	<-reached
+	// The check: the process is dead now; its members (none yet) dropped.
+	a.cluster.live.view.Store(&liveView{judging: true, confirmed: true, self: a.cluster.origin,
+		live: map[string]struct{}{a.cluster.origin: {}}})
+	require.True(t, a.cluster.liveness().dead("racing-process"))
+	require.Zero(t, a.cluster.dropDead(br, a.cluster.liveness()))
+	close(resume)
+	<-handled
+	require.Zero(t, remoteCount(a, "arena"), "the join of a process judged dead meanwhile is ignored")
+}
