@@ -122,7 +122,7 @@ type liveState struct {
 	// not per busRoom, since a room released and held again (a new
 	// busRoom) must not remove the same entries a second time.
 	cleans map[string]*chanClean
-	died prometheus.Counter
+	died   prometheus.Counter
 }
 
 // chanClean is the cleanup bookkeeping of one channel (liveState.cleans,

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
+	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/relay/relaytest"
 	"github.com/switchboard-rt/switchboard/internal/testenv"
 	wire "github.com/switchboard-rt/switchboard/protocol/relay"
@@ -362,4 +364,28 @@ func TestLivenessJoinRacingCheckIgnored(t *testing.T) {
 	close(resume)
 	<-handled
 	require.Zero(t, remoteCount(a, "arena"), "the join of a process judged dead meanwhile is ignored")
+}
+
+// A directory read skips the entries of every dead process but removes
+// only those of a process that did not leave cleanly: one that left
+// cleanly (its relay is closing) removes its own.
+func TestLivenessDirectoryKeepsCleanlyLeftEntries(t *testing.T) {
+	lc := newLiveCluster(t)
+	a := lc.start(t, nil)
+	ch := nodeChannel(7)
+	ctx, cancel := context.WithTimeout(context.Background(), testenv.Wait)
+	defer cancel()
+	for _, p := range []string{"drained", "crashed"} {
+		ci, err := json.Marshal(presenceEntry{NodeID: "7", Transport: presenceTransport(transportNative), Process: p})
+		require.NoError(t, err)
+		require.NoError(t, a.hub.AddPresence(ctx, ch, &hub.ClientInfo{ClientID: p + "-session", UserID: "u", ChanInfo: ci}))
+	}
+	a.cluster.live.view.Store(&liveView{judging: true, confirmed: true, self: a.cluster.origin,
+		live: map[string]struct{}{a.cluster.origin: {}}, left: map[string]struct{}{"drained": {}}})
+	got, err := a.cluster.dirRead(ctx, 7)
+	require.NoError(t, err)
+	require.Empty(t, got, "both are dead: skipped")
+	require.NoError(t, a.Shutdown(ctx)) // waits for the removal (dirForget)
+	require.Equal(t, []string{"drained-session"}, entriesOf(t, a, ch, "drained"), "the cleanly-left process's entry stays")
+	require.Empty(t, entriesOf(t, a, ch, "crashed"), "the crashed process's entry is removed")
 }
