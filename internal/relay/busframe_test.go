@@ -73,7 +73,7 @@ func TestResumeTokenOrigin(t *testing.T) {
 	require.Equal(t, c.cluster.origin, origin)
 	require.NotEqual(t, tok, c.newResumeToken(), "random part")
 	for _, bad := range []string{"", "nope", tok[:32], tok[:33], strings.Repeat("g", 32) + tokenSep + c.cluster.origin,
-		tok[:33] + strings.Repeat("x", maxOrigin+1)} {
+		tok[:33] + strings.Repeat("x", maxOrigin+1), tok[:33] + "relay:room", tok[:33] + "ABCD", tok[:33] + "a b"} {
 		_, ok := tokenOrigin(bad)
 		require.False(t, ok, bad)
 	}
@@ -89,4 +89,29 @@ func TestResumeTokenOrigin(t *testing.T) {
 	origin, ok = tokenOrigin(hex.EncodeToString(old[:]) + strings.Repeat("0", 32))
 	require.True(t, ok, "an earlier version's token, in a rolling upgrade")
 	require.Equal(t, old.String(), origin)
+}
+
+// A resume token, whatever a client sends, never panics tokenOrigin, and
+// an origin it accepts is always a valid one (validOrigin: no topic
+// other than a process's can be named).
+func FuzzTokenOrigin(f *testing.F) {
+	f.Add(strings.Repeat("0", 32) + tokenSep + strings.Repeat("ab", 16))
+	f.Add(strings.Repeat("0", 32) + tokenSep + "6ba7b810-9dad-11d1-80b4-00c04fd430c8")
+	f.Add(strings.Repeat("1", 64))
+	f.Add(strings.Repeat("0", 32) + tokenSep + "relay:arena")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, token string) {
+		origin, ok := tokenOrigin(token)
+		if ok && !validOrigin(origin) {
+			t.Fatalf("token %q: invalid origin %q accepted", token, origin)
+		}
+		if ok && len(origin) > maxOrigin {
+			t.Fatalf("token %q: origin of %d bytes", token, len(origin))
+		}
+		for i := 0; ok && i < len(origin); i++ {
+			if c := origin[i]; !strings.ContainsRune("0123456789abcdef-", rune(c)) {
+				t.Fatalf("token %q: origin %q has %q", token, origin, c)
+			}
+		}
+	})
 }

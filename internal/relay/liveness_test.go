@@ -409,37 +409,37 @@ func TestLivenessRule(t *testing.T) {
 	var reads atomic.Int32
 	clk := clocktest.New(time.Now())
 	s := newTestServer(t, func(c *Config) {
-		c.Bus, c.Nodes = nopBus{}, fakeNodes{id: "self", ids: []string{"other"}, left: []string{"drained"}, complete: &complete, reads: &reads}
+		c.Bus, c.Nodes = nopBus{}, fakeNodes{id: "5e1f", ids: []string{"07e4"}, left: []string{"d4a1"}, complete: &complete, reads: &reads}
 		c.Clock = clk
 	})
 	cl := s.cluster
-	require.Equal(t, "self", cl.origin)
+	require.Equal(t, "5e1f", cl.origin)
 	cl.refreshLiveness()
-	for _, p := range []string{"gone", "other", "self", ""} {
+	for _, p := range []string{"60e0", "07e4", "5e1f", ""} {
 		require.False(t, cl.liveness().dead(p), "%q: the registry is not complete, nobody is dead", p)
 	}
 	complete.Store(true)
-	require.False(t, cl.liveness().dead("gone"), "the view is the last check's")
+	require.False(t, cl.liveness().dead("60e0"), "the view is the last check's")
 	cl.refreshLiveness()
-	require.False(t, cl.liveness().dead("gone"), "not listed, but the registry was not complete for the echo gap yet")
-	require.True(t, cl.liveness().dead("drained"), "left cleanly: dead at once")
+	require.False(t, cl.liveness().dead("60e0"), "not listed, but the registry was not complete for the echo gap yet")
+	require.True(t, cl.liveness().dead("d4a1"), "left cleanly: dead at once")
 	clk.Advance(2*liveAnnounce - time.Millisecond)
 	cl.refreshLiveness()
-	require.False(t, cl.liveness().dead("gone"))
+	require.False(t, cl.liveness().dead("60e0"))
 	clk.Advance(time.Millisecond)
 	cl.refreshLiveness()
 	v := cl.liveness()
-	require.True(t, v.dead("gone"), "not listed for the echo gap")
-	require.True(t, v.cleanable("gone"))
-	require.True(t, v.dead("drained"), "left cleanly: dead")
-	require.False(t, v.cleanable("drained"), "left cleanly: it cleans its own entries")
-	require.False(t, v.dead("other"), "listed")
-	require.False(t, v.dead("self"))
+	require.True(t, v.dead("60e0"), "not listed for the echo gap")
+	require.True(t, v.cleanable("60e0"))
+	require.True(t, v.dead("d4a1"), "left cleanly: dead")
+	require.False(t, v.cleanable("d4a1"), "left cleanly: it cleans its own entries")
+	require.False(t, v.dead("07e4"), "listed")
+	require.False(t, v.dead("5e1f"))
 	require.False(t, v.dead(""), "unknown process")
 	require.False(t, v.dead("6ba7b810-9dad-11d1-80b4-00c04fd430c8"), "a relay without a registry: never judged")
 	n := reads.Load()
 	for range 3 {
-		require.True(t, cl.liveness().dead("gone"))
+		require.True(t, cl.liveness().dead("60e0"))
 	}
 	require.Equal(t, n, reads.Load(), "a reading of the view does not read the registry")
 
@@ -448,15 +448,15 @@ func TestLivenessRule(t *testing.T) {
 	own := map[string]struct{}{"s-own": {}}
 	require.True(t, cl.cleaner(own, map[string]remoteMember{
 		"s1": {process: "00000000-0000-0000-0000-000000000000"}, "s2": {process: ""}, "s3": {process: "zzz"}}))
-	require.False(t, cl.cleaner(own, map[string]remoteMember{"s1": {process: "other"}}), "a smaller live id cleans")
+	require.False(t, cl.cleaner(own, map[string]remoteMember{"s1": {process: "07e4"}}), "a smaller live id cleans")
 
 	s.closing.Store(true)
-	require.False(t, cl.liveness().dead("gone"), "a closing relay judges nobody")
+	require.False(t, cl.liveness().dead("60e0"), "a closing relay judges nobody")
 }
 
 func TestLivenessNodeIDMustFitTheBus(t *testing.T) {
 	_, err := New(Config{Address: "127.0.0.1:0", Bus: nopBus{}, Presence: newTestServer(t, nil).hub,
-		Nodes: fakeNodes{id: strings.Repeat("n", maxOrigin+1)}})
+		Nodes: fakeNodes{id: strings.Repeat("a", maxOrigin+1)}})
 	var fe *FieldError
 	require.ErrorAs(t, err, &fe)
 	require.Equal(t, "nodes", fe.Field)

@@ -88,9 +88,21 @@ func tokenOrigin(token string) (string, bool) {
 	return u.String(), true
 }
 
-// validOrigin reports whether o can be a process's origin (a bus message
-// carries at most maxOrigin bytes of it).
-func validOrigin(o string) bool { return o != "" && len(o) <= maxOrigin }
+// validOrigin reports whether o can be a process's origin: 1 to
+// maxOrigin bytes (what a bus message carries) of lowercase hex digits
+// and '-', the characters of hub node ids and UUIDs, so that a crafted
+// resume token or redirect cannot name any other topic.
+func validOrigin(o string) bool {
+	if o == "" || len(o) > maxOrigin {
+		return false
+	}
+	for i := 0; i < len(o); i++ {
+		if c := o[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // park keeps c's session for ResumeGrace when it may be resumed; it
 // reports whether it did (the caller then skips leaving the rooms).
