@@ -389,3 +389,31 @@ func TestLivenessDirectoryKeepsCleanlyLeftEntries(t *testing.T) {
 	require.Equal(t, []string{"drained-session"}, entriesOf(t, a, ch, "drained"), "the cleanly-left process's entry stays")
 	require.Empty(t, entriesOf(t, a, ch, "crashed"), "the crashed process's entry is removed")
 }
+
+// A cleanup cut short by its bound (a removal held past opTimeout) has
+// the room synced again at once, not at the next periodic sync: the
+// entries it did not remove are removed then, one hub leave each.
+func TestLivenessCutCleanupRetriedSoon(t *testing.T) {
+	lc := newLiveCluster(t)
+	a, b := lc.start(t, nil), lc.start(t, nil)
+	na := dialNative(t, a.testServer, 1)
+	nb, nb2 := dialNative(t, b.testServer, 2), dialNative(t, b.testServer, 3)
+	for _, n := range []*relaytest.Native{na, nb, nb2} {
+		n.Join("arena")
+	}
+	require.Eventually(t, func() bool { return remoteCount(a, "arena") == 2 }, testenv.Wait, testenv.Tick)
+	const ch = ChannelPrefix + "arena"
+	bOrigin := b.cluster.origin
+	held := a.leaves.hold(ch)
+	b.crash(t)
+	lc.advanceUntil(t, func() bool { return held.held.Load() == 1 }, "a's cleanup of b's entries is held")
+	// The fake clock stands still from here: no periodic sync, no check.
+	require.Eventually(t, func() bool { return held.expired.Load() == 1 }, testenv.Wait, testenv.Tick,
+		"the cleanup's bound ends the held removal")
+	close(held.release)
+	require.Eventually(t, func() bool { return len(entriesOf(t, a, ch, bOrigin)) == 0 }, testenv.Wait, testenv.Tick,
+		"the room is synced again and b's entries removed")
+	require.Eventually(t, func() bool {
+		return a.leaves.count(ch, nb.Welcome.SessionID) == 1 && a.leaves.count(ch, nb2.Welcome.SessionID) == 1
+	}, testenv.Wait, testenv.Tick, "one hub leave each")
+}

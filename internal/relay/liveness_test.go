@@ -153,6 +153,7 @@ type leaveCounter struct {
 type hold struct {
 	release chan struct{}
 	held    atomic.Int32
+	expired atomic.Int32 // removals whose context ended while held
 }
 
 // hold makes the removals from channel ch wait until the returned hold
@@ -174,6 +175,7 @@ func (l *leaveCounter) RemovePresence(ctx context.Context, ch, sid, user string)
 		select {
 		case <-h.release:
 		case <-ctx.Done():
+			h.expired.Add(1)
 			return ctx.Err()
 		}
 	}
