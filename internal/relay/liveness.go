@@ -95,7 +95,7 @@ const sessionProcessDied = "process_died"
 
 // liveState is the cluster's liveness bookkeeping. view is the reading of
 // the registry the last check stored (read without a lock by handshakes,
-// syncs and bus messages); since, due and left are guarded by mu, taken
+// syncs and bus messages); the other fields are guarded by mu, taken
 // after any room lock and held across no call.
 type liveState struct {
 	view atomic.Pointer[liveView]

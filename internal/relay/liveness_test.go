@@ -292,9 +292,9 @@ func TestLivenessHandshakeSkipsDeadProcess(t *testing.T) {
 
 // A process this one has not heard from yet (it just started: the other
 // one's announcement has not reached it) is unknown, not dead: its
-// members stay, its NodeIds stay taken. Only once this process has been
-// up for the registry's TTL does a process the registry does not list
-// count as dead.
+// members stay, its NodeIds stay taken. Only once this process's
+// registry has been complete (up for the TTL) for the echo gap does a
+// process the registry does not list count as dead.
 func TestLivenessUnheardProcessIsNotDead(t *testing.T) {
 	lc := newLiveCluster(t)
 	b := lc.start(t, memory.NewControlNetwork()) // a never hears b
