@@ -293,6 +293,7 @@ func TestClusterMetrics(t *testing.T) {
 func TestNodeTTLIsThreeAnnounceIntervals(t *testing.T) {
 	cl := newCluster(t, "a")
 	require.Equal(t, 3*announceEvery, cl.hubs["a"].NodeTTL(), "the default")
+	require.Equal(t, 2*announceEvery, cl.hubs["a"].EchoGap(), "two intervals")
 }
 
 // RegistryComplete holds once a node has heard its own announcements come
