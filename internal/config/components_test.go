@@ -197,6 +197,6 @@ func TestRelayMapping(t *testing.T) {
 		"Mirror.Queue", "Mirror.RoomPrefix"})
 	want["Enabled"], want["CertFile"], want["KeyFile"] = []string{}, []string{}, []string{}
 	unmapped := []string{"Certificate", "Verifier", "Pool", "Presence", "Sessions", "Bus", "MirrorTo", "Logger", "Registerer", "Clock",
-		"Origins"} // Origins: the program passes client.allowed_origins
+		"Origins", "Nodes"} // Origins: the program passes client.allowed_origins; Nodes: the hub
 	checkMapping(t, want, unmapped, func(r Relay) []reflect.Value { return []reflect.Value{reflect.ValueOf(r.RelayConfig())} })
 }
