@@ -34,7 +34,9 @@ type ClusterConfig struct {
 	Control ControlPlane
 	// NodeID must be unique among the nodes; "" (the normal case) picks a
 	// fresh random id, so a restarted process is a new node. (A node that
-	// left is ignored for NodeTTL: a fixed id cannot rejoin sooner.)
+	// left is ignored for NodeTTL: a fixed id cannot rejoin sooner.) The
+	// game relay's cluster mode needs 1 to 64 bytes of lowercase hex
+	// digits and '-'.
 	NodeID string
 	// NodeName is shown by the info API; "" = the host name.
 	NodeName string

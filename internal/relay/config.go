@@ -251,7 +251,7 @@ func (c *Config) validate() error {
 		bad("bus", "needs a presence that lists channels (the hub)")
 	}
 	if c.Bus != nil && c.Nodes != nil && !validOrigin(c.Nodes.NodeID()) {
-		bad("nodes", "the node id %q is not 1..%d bytes", c.Nodes.NodeID(), maxOrigin)
+		bad("nodes", "the node id %q is not 1..%d bytes of lowercase hex digits and '-'", c.Nodes.NodeID(), maxOrigin)
 	}
 	if c.Mirror.Enabled && c.MirrorTo == nil {
 		bad("mirror", "enabled without a hub to publish to")

@@ -53,7 +53,9 @@ import (
 // its own presence and directory entries and publishes its own hub
 // leaves, so no other process cleans them.
 type NodeLister interface {
-	// NodeID is this process's id in the registry: at most 64 bytes.
+	// NodeID is this process's id in the registry: 1 to 64 bytes of
+	// lowercase hex digits and '-' (a hub's random id is), stable for the
+	// process's life.
 	NodeID() string
 	// LiveIDs lists the ids of the live nodes, this one included. It is
 	// cheap (no figures), though the relay reads it only once a check.
@@ -117,6 +119,10 @@ type liveState struct {
 	// seen: the processes a complete registry listed (forgotten with
 	// their missing entry).
 	seen map[string]struct{}
+	// met: when each process never listed was first met (a presence
+	// entry, a bus message, a token naming it) while a complete registry
+	// did not list it; forgotten once listed or after deadHorizon.
+	met map[string]time.Time
 	// cleans: the cleanup bookkeeping of each channel with a cleanup or
 	// a sync's read in progress (cleanPick), by channel: per channel,
 	// not per busRoom, since a room released and held again (a new
@@ -150,6 +156,13 @@ type liveView struct {
 	// is dead.
 	waiting   map[string]struct{}
 	confirmed bool
+	// seen: the processes a complete registry listed before; met and now
+	// decide on any other (firstMet): a process that just started may
+	// be heard from (its bus messages, its presence) before its first
+	// announcement reaches this one.
+	seen map[string]struct{}
+	gap  time.Duration
+	met  func(p string) time.Duration
 }
 
 // liveness returns the last reading of the node registry, stored by the
@@ -173,6 +186,7 @@ func (cl *cluster) refreshLiveness() {
 	}
 	now := cl.s.cfg.Clock.Now()
 	leftIDs := n.LeftIDs()
+	confirm := n.EchoGap()
 	complete := n.RegistryComplete() && !cl.s.closing.Load()
 	v := liveView{}
 	if complete {
@@ -187,8 +201,8 @@ func (cl *cluster) refreshLiveness() {
 		if cl.live.complete.IsZero() {
 			cl.live.complete = now
 		}
-		confirm := n.EchoGap()
 		v.confirmed = now.Sub(cl.live.complete) >= confirm
+		v.gap, v.met = confirm, cl.unlistedFor
 		for id := range cl.live.missing {
 			if _, back := v.live[id]; back {
 				delete(cl.live.missing, id) // listed again: a new absence starts afresh
@@ -201,17 +215,19 @@ func (cl *cluster) refreshLiveness() {
 				}
 			}
 		}
-		for id, at := range cl.live.missing {
+		for id, first := range cl.live.missing {
+			if now.Sub(first) > deadHorizon {
+				delete(cl.live.missing, id)
+				delete(cl.live.seen, id)
+				continue
+			}
 			// Missing since the registry became complete at the latest:
 			// an absence while it was not does not count.
+			at := first
 			if at.Before(cl.live.complete) {
 				at = cl.live.complete
 			}
-			switch {
-			case now.Sub(at) > deadHorizon:
-				delete(cl.live.missing, id)
-				delete(cl.live.seen, id)
-			case now.Sub(at) < confirm:
+			if now.Sub(at) < confirm {
 				if v.waiting == nil {
 					v.waiting = map[string]struct{}{}
 				}
@@ -220,6 +236,15 @@ func (cl *cluster) refreshLiveness() {
 		}
 		for id := range v.live {
 			cl.live.seen[id] = struct{}{}
+		}
+		v.seen = make(map[string]struct{}, len(cl.live.seen))
+		for id := range cl.live.seen {
+			v.seen[id] = struct{}{}
+		}
+		for id, at := range cl.live.met {
+			if _, listed := v.live[id]; listed || now.Sub(at) > deadHorizon {
+				delete(cl.live.met, id)
+			}
 		}
 	} else {
 		cl.live.complete = time.Time{}
@@ -260,8 +285,26 @@ func (v liveView) dead(p string) bool {
 	if _, ok := v.left[p]; ok {
 		return true
 	}
+	if _, ok := v.seen[p]; !ok && v.met != nil {
+		return v.confirmed && v.met(p) >= v.gap
+	}
 	_, waiting := v.waiting[p]
 	return v.confirmed && !waiting
+}
+
+// unlistedFor returns how long ago process p, never listed by a complete
+// registry, was first met unlisted (0 when now): dead only after EchoGap
+// of that too.
+func (cl *cluster) unlistedFor(p string) time.Duration {
+	now := cl.s.cfg.Clock.Now()
+	cl.live.mu.Lock()
+	defer cl.live.mu.Unlock()
+	at, ok := cl.live.met[p]
+	if !ok {
+		cl.live.met[p] = now
+		return 0
+	}
+	return now.Sub(at)
 }
 
 // cleanable reports whether another process may remove the hub presence
@@ -293,6 +336,7 @@ func (cl *cluster) initLiveness() {
 	cl.live.left = map[string]time.Time{}
 	cl.live.missing = map[string]time.Time{}
 	cl.live.seen = map[string]struct{}{}
+	cl.live.met = map[string]time.Time{}
 	cl.live.cleans = map[string]*chanClean{}
 	cl.live.died = cl.sessions.WithLabelValues(sessionProcessDied)
 }
@@ -440,13 +484,14 @@ func (cl *cluster) cleanDead(br *busRoom, entries map[string]*hub.ClientInfo) (c
 	removed := 0
 	for sid, info := range entries {
 		if ctx.Err() != nil {
-			cut = cl.syncCtx.Err() == nil // not when closing
 			break
 		}
 		if cl.removeAndLeave(ctx, br.topic, sid, info, br != cl.lobby) {
 			removed++
 		}
 	}
+	// Cut short by the bound (its last removal included), not by close.
+	cut = ctx.Err() != nil && cl.syncCtx.Err() == nil
 	if removed > 0 {
 		cl.s.log.Info("relay hub presence of a dead process removed", "channel", br.topic, "members", removed)
 	}

@@ -248,6 +248,10 @@ func TestLivenessFreeNodeLooksOnAfterDeadMember(t *testing.T) {
 	br.putRemoteLocked(remoteMember{node: 7, sid: "dead-session", process: "dead-process", transport: transportNative, added: lc.clk.Now()})
 	br.mu.Unlock()
 	br.news.Unlock()
+	// Never listed, met unlisted an echo gap ago: dead.
+	a.cluster.live.mu.Lock()
+	a.cluster.live.met["dead-process"] = lc.clk.Now().Add(-a.hub.EchoGap())
+	a.cluster.live.mu.Unlock()
 
 	fresh := relaytest.DialNative(t, a.Addr().String(), &wire.Hello{NodeID: 7, Token: bob})
 	fresh.SendControl(&wire.Join{RequestID: 4, Room: "arena"})

@@ -431,7 +431,15 @@ func TestLivenessRule(t *testing.T) {
 	clk.Advance(time.Millisecond)
 	cl.refreshLiveness()
 	v := cl.liveness()
-	require.True(t, v.dead("60e0"), "not listed for the echo gap")
+	require.False(t, v.dead("60e0"), "never listed, met just now: a process that just started may not be heard from yet")
+	clk.Advance(2*liveAnnounce - time.Millisecond)
+	cl.refreshLiveness()
+	v = cl.liveness()
+	require.False(t, v.dead("60e0"), "met unlisted less than the echo gap ago")
+	clk.Advance(time.Millisecond)
+	cl.refreshLiveness()
+	v = cl.liveness()
+	require.True(t, v.dead("60e0"), "never listed, and unlisted for the echo gap since first met")
 	require.True(t, v.cleanable("60e0"))
 	require.True(t, v.dead("d4a1"), "left cleanly: dead")
 	require.False(t, v.cleanable("d4a1"), "left cleanly: it cleans its own entries")
@@ -544,4 +552,45 @@ func TestLivenessShortAbsenceIsNotDeath(t *testing.T) {
 	require.Equal(t, 1, remoteCount(a, "arena"))
 	require.False(t, gotLeave(na, 2), "no leave told")
 	require.Zero(t, testutil.ToFloat64(a.cluster.sessions.WithLabelValues(sessionProcessDied)))
+}
+
+// A process missing for deadHorizon is forgotten even when the registry
+// keeps going incomplete meanwhile (each time restarting the absence that
+// counts for the verdict); so is one never listed, met once.
+func TestLivenessForgetsLongGoneProcesses(t *testing.T) {
+	var complete atomic.Bool
+	clk := clocktest.New(time.Now())
+	s := newTestServer(t, func(c *Config) {
+		c.Bus, c.Nodes = nopBus{}, fakeNodes{id: "5e1f", complete: &complete}
+		c.Clock = clk
+	})
+	cl := s.cluster
+	cl.live.mu.Lock()
+	cl.live.seen["01d1"] = struct{}{}
+	cl.live.mu.Unlock()
+	complete.Store(true)
+	cl.refreshLiveness() // 01d1 is missing from now
+	clk.Advance(2 * liveAnnounce)
+	cl.refreshLiveness()
+	require.False(t, cl.liveness().dead("e7e7"), "met just now")
+	remembered := func() (missing, met bool) {
+		cl.live.mu.Lock()
+		defer cl.live.mu.Unlock()
+		_, missing = cl.live.missing["01d1"]
+		_, met = cl.live.met["e7e7"]
+		return missing, met
+	}
+	missing, met := remembered()
+	require.True(t, missing && met)
+	// Incomplete for a moment every 5 minutes, for 15 minutes.
+	for range 3 {
+		complete.Store(false)
+		cl.refreshLiveness()
+		complete.Store(true)
+		clk.Advance(5 * time.Minute)
+		cl.refreshLiveness()
+	}
+	missing, met = remembered()
+	require.False(t, missing, "missing for more than deadHorizon: forgotten")
+	require.False(t, met, "met more than deadHorizon ago: forgotten")
 }
