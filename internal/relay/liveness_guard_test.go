@@ -106,13 +106,7 @@ func TestLivenessDeafProcessJudgesNobody(t *testing.T) {
 // clean its hub presence themselves; its own leaves are the only ones.
 func TestLivenessCleanLeaveOneHubLeave(t *testing.T) {
 	lc := newLiveCluster(t)
-	a, b := lc.start(t, nil), lc.start(t, nil)
-	na := dialNative(t, a.testServer, 1)
-	nb, nb2 := dialNative(t, b.testServer, 2), dialNative(t, b.testServer, 3)
-	for _, n := range []*relaytest.Native{na, nb, nb2} {
-		n.Join("arena")
-	}
-	require.Eventually(t, func() bool { return remoteCount(a, "arena") == 2 }, testenv.Wait, testenv.Tick)
+	a, b, na, nb, nb2 := arenaOnTwo(t, lc)
 	lc.advanceUntil(t, func() bool { return judging(a) }, "a's registry is complete")
 	const ch = ChannelPrefix + "arena"
 	sids := []string{nb.Welcome.SessionID, nb2.Welcome.SessionID}
@@ -399,13 +393,7 @@ func TestLivenessDirectoryKeepsCleanlyLeftEntries(t *testing.T) {
 // entries it did not remove are removed then, one hub leave each.
 func TestLivenessCutCleanupRetriedSoon(t *testing.T) {
 	lc := newLiveCluster(t)
-	a, b := lc.start(t, nil), lc.start(t, nil)
-	na := dialNative(t, a.testServer, 1)
-	nb, nb2 := dialNative(t, b.testServer, 2), dialNative(t, b.testServer, 3)
-	for _, n := range []*relaytest.Native{na, nb, nb2} {
-		n.Join("arena")
-	}
-	require.Eventually(t, func() bool { return remoteCount(a, "arena") == 2 }, testenv.Wait, testenv.Tick)
+	a, b, _, nb, nb2 := arenaOnTwo(t, lc)
 	const ch = ChannelPrefix + "arena"
 	bOrigin := b.cluster.origin
 	held := a.leaves.hold(ch)
@@ -420,4 +408,18 @@ func TestLivenessCutCleanupRetriedSoon(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return a.leaves.count(ch, nb.Welcome.SessionID) == 1 && a.leaves.count(ch, nb2.Welcome.SessionID) == 1
 	}, testenv.Wait, testenv.Tick, "one hub leave each")
+}
+
+// arenaOnTwo starts two processes with room "arena": one native member on
+// a (NodeId 1), two on b (2 and 3), and returns once a knows b's two.
+func arenaOnTwo(t *testing.T, lc *liveCluster) (a, b *liveServer, na, nb, nb2 *relaytest.Native) {
+	t.Helper()
+	a, b = lc.start(t, nil), lc.start(t, nil)
+	na = dialNative(t, a.testServer, 1)
+	nb, nb2 = dialNative(t, b.testServer, 2), dialNative(t, b.testServer, 3)
+	for _, n := range []*relaytest.Native{na, nb, nb2} {
+		n.Join("arena")
+	}
+	require.Eventually(t, func() bool { return remoteCount(a, "arena") == 2 }, testenv.Wait, testenv.Tick)
+	return a, b, na, nb, nb2
 }
