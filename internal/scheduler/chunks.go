@@ -356,6 +356,9 @@ func (s *Service) FailChunk(ctx context.Context, key ed25519.PublicKey, chunkID,
 		if h == alreadyCompleted {
 			return ErrLeaseLost.With("lease lost: the chunk is completed")
 		}
+		if f.Retryable && f.Code == CodeShuttingDown {
+			c.Attempts-- // handed back: the lease is not an attempt
+		}
 		o, err = s.endLease(ctx, tx, j, c, msg, f.Retryable, now)
 		return err
 	})

@@ -328,12 +328,19 @@ type Completion struct {
 }
 
 // Failure is a node's report that a chunk failed. Retryable false fails
-// the chunk and its job at once.
+// the chunk and its job at once. A retryable failure coded
+// CodeShuttingDown is a hand-back (the node is stopping and did not run
+// the chunk, or stopped it): the chunk is pending again without the
+// attempt counting, so a draining node cannot use up a chunk's attempts.
 type Failure struct {
 	Message   string
 	Code      string
 	Retryable bool
 }
+
+// CodeShuttingDown is the failure code of a node handing a chunk back as
+// it shuts down (the worker pool's code of the same name).
+const CodeShuttingDown = "SHUTTING_DOWN"
 
 // JobQuery selects jobs for Jobs. Zero values mean no filter; Limit 0
 // means DefaultListLimit.

@@ -33,6 +33,7 @@ func Run(t *testing.T, f Factory) {
 		{"LeaseExpiryBackoffLeaseLost", testLeaseExpiry},
 		{"HeartbeatAndProgressExtendLeases", testExtend},
 		{"AttemptCap", testAttemptCap},
+		{"HandBackIsNoAttempt", testHandBack},
 		{"FailRetryableAndNot", testFail},
 		{"Cancel", testCancel},
 		{"ConcurrentCompletionsAggregateOnce", testConcurrentCompletions},
@@ -397,6 +398,28 @@ func testAttemptCap(t *testing.T, f Factory) {
 	}, testenv.Wait, testenv.Tick)
 	e.Clock.Advance(time.Minute)
 	require.Len(t, e.Hub.Assignments(t, n.ID), 2)
+}
+
+// A chunk handed back by a node that is shutting down (retryable,
+// CodeShuttingDown) is pending again without its attempt counting: more
+// hand-backs than MaxAttempts do not fail the job.
+func testHandBack(t *testing.T, f Factory) {
+	e := NewEnv(t, f(t), scheduler.Config{MaxAttempts: 2, BackoffBase: time.Second, BackoffMax: time.Second})
+	n := e.Node(t, "alice", 1, 1, true)
+	cr, err := e.Svc.CreateJob(ctx, "alice", scheduler.JobSpec{Config: json.RawMessage(`{}`), Iterations: 1000})
+	require.NoError(t, err)
+	for i := 1; i <= 3; i++ {
+		as := e.WaitAssigned(t, n, i)
+		last := as[len(as)-1]
+		require.NoError(t, e.Svc.FailChunk(ctx, n.Key, last.ID, last.LeaseID,
+			scheduler.Failure{Message: "node shutting down", Code: scheduler.CodeShuttingDown, Retryable: true}))
+		j := e.WaitJob(t, cr.JobID, func(j scheduler.Job) bool { return j.Chunks.Pending == 1 })
+		require.Equal(t, scheduler.JobRunning, j.Status, "hand-back %d", i)
+		e.Clock.Advance(time.Second)
+	}
+	as := e.WaitAssigned(t, n, 4)
+	e.Complete(t, n, as[3])
+	e.WaitJob(t, cr.JobID, func(j scheduler.Job) bool { return j.Status == scheduler.JobCompleted })
 }
 
 func testFail(t *testing.T, f Factory) {
