@@ -87,9 +87,10 @@ func (s *Service) assignOnce() (int, bool) {
 }
 
 // plan chooses, from one consistent read, which pending chunks go to which
-// eligible online node with free capacity: jobs by priority then age, each
-// chunk to the node with the most free capacity, at most AssignBatch
-// chunks (full reports that the batch filled).
+// eligible online node that has free capacity and is not draining: jobs
+// by priority then age, each chunk to the node with the most free
+// capacity, at most AssignBatch chunks (full reports that the batch
+// filled).
 func (s *Service) plan(ctx context.Context, tx Tx, online []string, now time.Time) (plan map[string][]planned, order []string, jobs map[string]Job, full bool, err error) {
 	plan, jobs = map[string][]planned{}, map[string]Job{}
 	nodes, err := tx.FreeNodes(ctx, online)
@@ -99,7 +100,7 @@ func (s *Service) plan(ctx context.Context, tx Tx, online []string, now time.Tim
 	var live []*Node
 	ids := make([]string, 0, len(nodes))
 	for i := range nodes {
-		if nodes[i].Claimed() && nodes[i].Free() > 0 {
+		if nodes[i].Claimed() && !nodes[i].Draining && nodes[i].Free() > 0 {
 			live = append(live, &nodes[i])
 			ids = append(ids, nodes[i].ID)
 		}
@@ -202,8 +203,8 @@ type leased struct {
 }
 
 // leaseIn leases job j's planned chunks inside tx: job locked, nodes in id
-// order, node capacity and chunk state guarded (AddRunning with a limit,
-// LeaseChunk), every lease recorded; it writes the job's counters.
+// order, node capacity, draining and chunk state guarded (AddRunning with a
+// limit, LeaseChunk), every lease recorded; it writes the job's counters.
 func (s *Service) leaseIn(ctx context.Context, tx Tx, j Job, plan []planned, now time.Time) (leased, error) {
 	sort.SliceStable(plan, func(a, b int) bool { return plan[a].node.ID < plan[b].node.ID }) // lock order
 	deadline := now.Add(s.cfg.Lease)
@@ -218,7 +219,7 @@ func (s *Service) leaseIn(ctx context.Context, tx Tx, j Job, plan []planned, now
 			return l, err
 		}
 		if !ok {
-			continue // full (another process leased to it)
+			continue // full (another process leased to it) or draining since the plan
 		}
 		lease := uuid.NewString()
 		ok, err = tx.LeaseChunk(ctx, p.chunk.ID, p.node.ID, lease, deadline, now)

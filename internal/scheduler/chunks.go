@@ -319,8 +319,12 @@ func (s *Service) committer() {
 
 // FailChunk records that the node could not run a chunk. A retryable
 // failure puts it back to pending after a backoff unless MaxAttempts is
-// reached; otherwise the chunk and its job fail with f.Message. Errors as
-// CompleteChunk; failing a chunk the node completed is ErrLeaseLost.
+// reached; otherwise the chunk and its job fail with f.Message. A
+// hand-back (retryable, CodeShuttingDown) is pending again at once without
+// the attempt counting, and marks the node draining in the same
+// transaction, so the chunk goes to another node (or waits for one).
+// Errors as CompleteChunk; failing a chunk the node completed is
+// ErrLeaseLost.
 func (s *Service) FailChunk(ctx context.Context, key ed25519.PublicKey, chunkID, leaseID string, f Failure) error {
 	if err := s.chunkArgs(key, chunkID, leaseID); err != nil {
 		return err
@@ -356,11 +360,16 @@ func (s *Service) FailChunk(ctx context.Context, key ed25519.PublicKey, chunkID,
 		if h == alreadyCompleted {
 			return ErrLeaseLost.With("lease lost: the chunk is completed")
 		}
-		if f.Retryable && f.Code == CodeShuttingDown {
+		handBack := f.Retryable && f.Code == CodeShuttingDown
+		if handBack {
 			c.Attempts-- // handed back: the lease is not an attempt
 		}
-		o, err = s.endLease(ctx, tx, j, c, msg, f.Retryable, now)
-		return err
+		if o, err = s.endLease(ctx, tx, j, c, msg, f.Retryable, handBack, now); err != nil || !handBack {
+			return err
+		}
+		// The node is shutting down: no more chunks for it (node row last,
+		// after endLease's count update on the same row).
+		return markDraining(ctx, tx, nodeID, now)
 	})
 	if err != nil {
 		return storeErr(err, ErrChunkNotFound)
@@ -368,6 +377,17 @@ func (s *Service) FailChunk(ctx context.Context, key ed25519.PublicKey, chunkID,
 	s.afterEnd(o)
 	s.nodesChanged(nodeID)
 	return nil
+}
+
+// markDraining marks node id draining (status StatusDraining) unless it
+// is already; the caller's lock order allows locking the node row.
+func markDraining(ctx context.Context, tx Tx, id string, now time.Time) error {
+	n, err := tx.NodeForUpdate(ctx, id)
+	if err != nil || n.Draining {
+		return err
+	}
+	n.Draining, n.Status, n.UpdatedAt = true, StatusDraining, now
+	return tx.UpdateNode(ctx, &n)
 }
 
 // endOutcome is what endLease decided, for the publications after commit.
@@ -379,10 +399,11 @@ type endOutcome struct {
 }
 
 // endLease ends the running chunk c's lease without a result (failure or
-// expiry): back to pending after a backoff when retryable and attempts
-// remain, otherwise the chunk fails and so does its job, whose other
-// chunks are stopped. The caller holds the job's and chunk's locks.
-func (s *Service) endLease(ctx context.Context, tx Tx, j Job, c Chunk, msg string, retryable bool, now time.Time) (endOutcome, error) {
+// expiry): back to pending when retryable and attempts remain (after a
+// backoff, or at once for a hand-back), otherwise the chunk fails and so
+// does its job, whose other chunks are stopped. The caller holds the job's
+// and chunk's locks.
+func (s *Service) endLease(ctx context.Context, tx Tx, j Job, c Chunk, msg string, retryable, handBack bool, now time.Time) (endOutcome, error) {
 	holder := c.NodeID
 	j.Chunks.Running--
 	j.UpdatedAt = now
@@ -395,7 +416,10 @@ func (s *Service) endLease(ctx context.Context, tx Tx, j Job, c Chunk, msg strin
 	if retryable && c.Attempts < s.cfg.MaxAttempts {
 		c.Status = ChunkPending
 		c.NodeID, c.LeaseID, c.Done = "", "", 0
-		c.AvailableAt = now.Add(s.backoff(c.Attempts))
+		c.AvailableAt = now
+		if !handBack {
+			c.AvailableAt = now.Add(s.backoff(c.Attempts))
+		}
 		j.Chunks.Pending++
 		o.retryAt = c.AvailableAt
 		if err := tx.UpdateChunk(ctx, c); err != nil {
@@ -515,7 +539,7 @@ func (s *Service) expirePass() {
 					return nil // completed, extended or expired by another process
 				}
 				expired, nodeID = true, c.NodeID
-				o, err = s.endLease(ctx, tx, j, c, "lease expired", true, now)
+				o, err = s.endLease(ctx, tx, j, c, "lease expired", true, false, now)
 				return err
 			})
 			if err != nil {

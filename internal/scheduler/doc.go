@@ -17,6 +17,12 @@
 // After MaxAttempts leases, or a non-retryable failure, the chunk and its
 // job fail with the last error.
 //
+// A node that is shutting down is draining (Node.Draining): it says so in
+// a heartbeat (StatusDraining) or by its first hand-back
+// (CodeShuttingDown), and gets no chunk from then on until it registers
+// again. A hand-back is no attempt and pending again at once, for another
+// node.
+//
 // # Assign and publish
 //
 // Leases are granted in one function (leaseIn, inside a store

@@ -44,6 +44,33 @@ func (c jobsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// drainingNodes counts the online nodes that are draining, read from the
+// store at scrape time (0 when the read fails; the failure is logged).
+func (s *Service) drainingNodes() float64 {
+	ids := s.onlineIDs()
+	if len(ids) == 0 {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var nodes []Node
+	err := s.store.InTx(ctx, func(tx Tx) (err error) {
+		nodes, err = tx.Nodes(ctx, "", ids)
+		return err
+	})
+	if err != nil {
+		s.log.Warn("count draining nodes for metrics failed", "error", err)
+		return 0
+	}
+	n := 0
+	for _, node := range nodes {
+		if node.Draining {
+			n++
+		}
+	}
+	return float64(n)
+}
+
 func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "scheduler", Name: name, Help: help})
@@ -67,8 +94,12 @@ func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
 	online := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "switchboard", Subsystem: "scheduler", Name: "nodes_online", Help: "Nodes present in nodes:online.",
 	}, func() float64 { return float64(len(s.onlineIDs())) })
+	draining := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "switchboard", Subsystem: "scheduler", Name: "nodes_draining",
+		Help: "Nodes present in nodes:online that are shutting down (offered no chunks).",
+	}, s.drainingNodes)
 	jobs := jobsCollector{s: s, desc: prometheus.NewDesc("switchboard_scheduler_jobs", "Jobs by status.", []string{"status"}, nil)}
-	for _, c := range []prometheus.Collector{m.assigned, m.completed, m.failed, m.expired, m.retried, m.publishFailures, m.latency, online, jobs} {
+	for _, c := range []prometheus.Collector{m.assigned, m.completed, m.failed, m.expired, m.retried, m.publishFailures, m.latency, online, draining, jobs} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

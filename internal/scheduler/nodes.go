@@ -54,7 +54,9 @@ func (i NodeInfo) validate() error {
 
 // RegisterNode records a node by key, or returns the known node of key,
 // updating the fields info carries (omitted ones keep their stored
-// values). Claimed nodes answer ClaimCode nil.
+// values). Registering again ends a draining state (a node process
+// registers when it starts): the node is offered chunks again. Claimed
+// nodes answer ClaimCode nil.
 func (s *Service) RegisterNode(ctx context.Context, key ed25519.PublicKey, info NodeInfo) (Registration, error) {
 	if err := s.running(); err != nil {
 		return Registration{}, err
@@ -67,20 +69,23 @@ func (s *Service) RegisterNode(ctx context.Context, key ed25519.PublicKey, info 
 	}
 	now := s.now()
 	var n Node
-	var created bool
+	var created, undrained bool
 	err := s.store.InTx(ctx, func(tx Tx) error {
-		created = false
+		created, undrained = false, false
 		var err error
 		n, err = tx.NodeByKey(ctx, key)
 		switch {
 		case err == nil:
 			info.apply(&n)
+			if n.Draining {
+				n.Draining, n.Status, undrained = false, StatusIdle, true
+			}
 			n.LastSeenAt, n.UpdatedAt = now, now
 			return tx.UpdateNode(ctx, &n)
 		case errors.Is(err, ErrNoRows):
 			n = Node{
 				ID: uuid.NewString(), PublicKey: append([]byte(nil), key...), ClaimCode: ClaimCode(key),
-				Status: "idle", LastSeenAt: now, CreatedAt: now, UpdatedAt: now, RowVersion: 1,
+				Status: StatusIdle, LastSeenAt: now, CreatedAt: now, UpdatedAt: now, RowVersion: 1,
 			}
 			info.apply(&n)
 			created = true
@@ -99,8 +104,11 @@ func (s *Service) RegisterNode(ctx context.Context, key ed25519.PublicKey, info 
 	if err != nil {
 		return Registration{}, storeErr(err, ErrNodeNotFound)
 	}
-	if created {
+	if created || undrained {
 		s.nodeFeed(n)
+	}
+	if undrained && n.Claimed() && s.isOnline(n.ID) {
+		s.kickAssign()
 	}
 	r := Registration{ID: n.ID, Claimed: n.Claimed()}
 	if !n.Claimed() {
@@ -111,8 +119,10 @@ func (s *Service) RegisterNode(ctx context.Context, key ed25519.PublicKey, info 
 }
 
 // Heartbeat records that the node is alive (status, if not empty, is what
-// it reports), and extends the leases of the chunks it holds. Unclaimed
-// or unknown nodes get ErrNodeNotClaimed.
+// it reports), and extends the leases of the chunks it holds. Status
+// StatusDraining marks the node draining: no chunk is assigned to it from
+// the commit on, until it registers again; while draining, other reported
+// statuses are ignored. Unclaimed or unknown nodes get ErrNodeNotClaimed.
 func (s *Service) Heartbeat(ctx context.Context, key ed25519.PublicKey, status string) (NodeStatus, error) {
 	if err := s.running(); err != nil {
 		return NodeStatus{}, err
@@ -127,6 +137,7 @@ func (s *Service) Heartbeat(ctx context.Context, key ed25519.PublicKey, status s
 	var n Node
 	changed := false
 	err := s.store.InTx(ctx, func(tx Tx) error {
+		changed = false
 		var err error
 		n, err = tx.NodeByKey(ctx, key)
 		if err != nil {
@@ -135,15 +146,24 @@ func (s *Service) Heartbeat(ctx context.Context, key ed25519.PublicKey, status s
 		if !n.Claimed() {
 			return ErrNodeNotClaimed
 		}
-		changed = status != "" && status != n.Status
-		if status != "" {
-			n.Status = status
-		}
-		n.LastSeenAt, n.UpdatedAt = now, now
 		// Chunks before the node row (lock order).
 		if _, err := tx.ExtendLeases(ctx, n.ID, now.Add(s.cfg.Lease)); err != nil {
 			return err
 		}
+		// Read the row again, locked: a hand-back committed since the
+		// first read may have marked it draining, which must not be lost.
+		if n, err = tx.NodeForUpdate(ctx, n.ID); err != nil {
+			return err
+		}
+		switch {
+		case n.Draining || status == "":
+		case status == StatusDraining:
+			n.Draining, n.Status, changed = true, StatusDraining, true
+		default:
+			changed = status != n.Status
+			n.Status = status
+		}
+		n.LastSeenAt, n.UpdatedAt = now, now
 		return tx.UpdateNode(ctx, &n)
 	})
 	if err != nil {

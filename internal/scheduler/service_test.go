@@ -176,6 +176,6 @@ func TestJobAndNodeJSON(t *testing.T) {
 	b, err = json.Marshal(n)
 	require.NoError(t, err)
 	require.JSONEq(t, `{"id":"n","name":"rig","hostname":"","platform":"","version":"","totalCores":8,"enabledCores":0,"maxParallel":4,
-		"claimed":false,"ownerId":null,"online":false,"running":1,"capacity":4,"status":"","lastSeenAt":null,"createdAt":"2026-01-02T03:04:05Z",
+		"claimed":false,"ownerId":null,"online":false,"running":1,"capacity":4,"status":"","draining":false,"lastSeenAt":null,"createdAt":"2026-01-02T03:04:05Z",
 		"updatedAt":"2026-01-02T03:04:05.000Z","rowVersion":3}`, string(b))
 }

@@ -50,20 +50,22 @@ type Tx interface {
 	NodeForUpdate(ctx context.Context, id string) (Node, error)
 	NodeByClaimCodeForUpdate(ctx context.Context, code string) (Node, error)
 	// UpdateNode writes every field of n except ID, PublicKey, CreatedAt
-	// and Running (changed only by AddRunning).
+	// and Running (changed only by AddRunning), Draining included.
 	// It adds 1 to the row's RowVersion and sets n.RowVersion to the new
 	// value.
 	UpdateNode(ctx context.Context, n *Node) error
 	// AddRunning adds delta to a node's running count; with limit > 0 it
 	// changes nothing and reports false when the result would exceed
-	// limit. The update is atomic (guarded), so concurrent processes never
-	// lease a node beyond its capacity.
+	// limit or the node is draining. The update is atomic (guarded), so
+	// concurrent processes never lease a node beyond its capacity, nor
+	// after a transaction marking it draining committed.
 	AddRunning(ctx context.Context, nodeID string, delta, limit int) (bool, error)
 	// Nodes lists claimed and unclaimed nodes: with ownerID set only that
 	// owner's, with ids set only those; ordered by creation.
 	Nodes(ctx context.Context, ownerID string, ids []string) ([]Node, error)
-	// FreeNodes returns the claimed nodes among ids that have free
-	// capacity (running < Node.Capacity()), ordered by creation.
+	// FreeNodes returns the claimed nodes among ids that are not draining
+	// and have free capacity (running < Node.Capacity()), ordered by
+	// creation.
 	FreeNodes(ctx context.Context, ids []string) ([]Node, error)
 	// Grant records that the owner of nodeID lets userID's jobs run on it
 	// (idempotent).

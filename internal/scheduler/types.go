@@ -65,22 +65,27 @@ func (v Viewer) may(owner string) bool { return v.Admin || (v.UserID != "" && v.
 // Node is a registered compute node. Its JSON form is the node JSON of the
 // user API and the scheduler feeds.
 type Node struct {
-	ID           string    `json:"id"`
-	PublicKey    []byte    `json:"-"` // raw 32-byte Ed25519 public key
-	ClaimCode    string    `json:"-"`
-	Name         string    `json:"name"`
-	Hostname     string    `json:"hostname"`
-	Platform     string    `json:"platform"`
-	Version      string    `json:"version"`
-	TotalCores   int       `json:"totalCores"`
-	EnabledCores int       `json:"enabledCores"`
-	MaxParallel  int       `json:"maxParallel"`
-	OwnerID      string    `json:"-"` // "" while unclaimed
-	Status       string    `json:"status"`
-	Running      int       `json:"running"` // chunks leased to it now
-	Online       bool      `json:"online"`  // in hub presence of nodes:online (filled by the Service)
-	LastSeenAt   time.Time `json:"-"`       // zero = never
-	CreatedAt    time.Time `json:"createdAt"`
+	ID           string `json:"id"`
+	PublicKey    []byte `json:"-"` // raw 32-byte Ed25519 public key
+	ClaimCode    string `json:"-"`
+	Name         string `json:"name"`
+	Hostname     string `json:"hostname"`
+	Platform     string `json:"platform"`
+	Version      string `json:"version"`
+	TotalCores   int    `json:"totalCores"`
+	EnabledCores int    `json:"enabledCores"`
+	MaxParallel  int    `json:"maxParallel"`
+	OwnerID      string `json:"-"` // "" while unclaimed
+	Status       string `json:"status"`
+	// Draining is set when the node says it is shutting down (a heartbeat
+	// with status StatusDraining, or its first SHUTTING_DOWN hand-back):
+	// it is offered no chunks until it registers again. Status reads
+	// StatusDraining meanwhile.
+	Draining   bool      `json:"draining"`
+	Running    int       `json:"running"` // chunks leased to it now
+	Online     bool      `json:"online"`  // in hub presence of nodes:online (filled by the Service)
+	LastSeenAt time.Time `json:"-"`       // zero = never
+	CreatedAt  time.Time `json:"createdAt"`
 	// UpdatedAt is the last change of the node's record (registration,
 	// claim, heartbeat).
 	UpdatedAt time.Time `json:"-"`
@@ -122,8 +127,8 @@ func (n Node) Free() int {
 
 // MarshalJSON writes the node JSON: {id, name, hostname, platform,
 // version, totalCores, enabledCores, maxParallel, claimed, ownerId,
-// online, running, capacity, status, lastSeenAt, createdAt, updatedAt,
-// rowVersion}, ownerId and lastSeenAt null when unset, updatedAt RFC 3339
+// online, running, capacity, status, draining, lastSeenAt, createdAt,
+// updatedAt, rowVersion}, ownerId and lastSeenAt null when unset, updatedAt RFC 3339
 // with milliseconds.
 func (n Node) MarshalJSON() ([]byte, error) {
 	type plain Node
@@ -339,8 +344,19 @@ type Failure struct {
 }
 
 // CodeShuttingDown is the failure code of a node handing a chunk back as
-// it shuts down (the worker pool's code of the same name).
+// it shuts down (the worker pool's code of the same name). The first such
+// hand-back also marks the node draining (Node.Draining).
 const CodeShuttingDown = "SHUTTING_DOWN"
+
+// StatusDraining is the node status of a node that is shutting down. A
+// node reports it in a heartbeat before it hands its chunks back; from
+// then on it is offered no chunks until it registers again, and its
+// Status stays StatusDraining whatever later heartbeats report.
+const StatusDraining = "draining"
+
+// StatusIdle is the status of a new node, and of a draining node that
+// registers again.
+const StatusIdle = "idle"
 
 // JobQuery selects jobs for Jobs. Zero values mean no filter; Limit 0
 // means DefaultListLimit.

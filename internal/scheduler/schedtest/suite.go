@@ -34,6 +34,9 @@ func Run(t *testing.T, f Factory) {
 		{"HeartbeatAndProgressExtendLeases", testExtend},
 		{"AttemptCap", testAttemptCap},
 		{"HandBackIsNoAttempt", testHandBack},
+		{"HandBackDrainsNode", testHandBackDrains},
+		{"DrainingOnlyNodeLeavesChunkPending", testDrainingOnlyNode},
+		{"DrainingHeartbeat", testDrainingHeartbeat},
 		{"FailRetryableAndNot", testFail},
 		{"Cancel", testCancel},
 		{"ConcurrentCompletionsAggregateOnce", testConcurrentCompletions},
@@ -139,10 +142,10 @@ func testRegisterAndClaim(t *testing.T, f Factory) {
 	var js map[string]any
 	b, _ := json.Marshal(nodes[0])
 	require.NoError(t, json.Unmarshal(b, &js))
-	for _, k := range []string{"id", "name", "hostname", "platform", "version", "totalCores", "enabledCores", "maxParallel", "claimed", "ownerId", "online", "running", "capacity", "status", "lastSeenAt", "createdAt", "updatedAt", "rowVersion"} {
+	for _, k := range []string{"id", "name", "hostname", "platform", "version", "totalCores", "enabledCores", "maxParallel", "claimed", "ownerId", "online", "running", "capacity", "status", "draining", "lastSeenAt", "createdAt", "updatedAt", "rowVersion"} {
 		require.Contains(t, js, k)
 	}
-	require.Len(t, js, 18)
+	require.Len(t, js, 19)
 
 	require.ErrorIs(t, e.Svc.GrantNode(ctx, scheduler.Viewer{UserID: "bob"}, n.ID, "carol"), scheduler.ErrNotYours)
 	require.ErrorIs(t, e.Svc.GrantNode(ctx, scheduler.Viewer{UserID: "alice"}, "nope", "carol"), scheduler.ErrNodeNotFound)
@@ -400,9 +403,52 @@ func testAttemptCap(t *testing.T, f Factory) {
 	require.Len(t, e.Hub.Assignments(t, n.ID), 2)
 }
 
+// handBack hands a back as node, the way a node shutting down does.
+func (e *Env) handBack(tb testing.TB, node SimNode, a scheduler.Assignment) {
+	tb.Helper()
+	require.NoError(tb, e.Svc.FailChunk(ctx, node.Key, a.ID, a.LeaseID,
+		scheduler.Failure{Message: "node shutting down", Code: scheduler.CodeShuttingDown, Retryable: true}))
+}
+
+// reRegister registers node's key again, as a restarted node process does.
+func (e *Env) reRegister(tb testing.TB, node SimNode) {
+	tb.Helper()
+	reg, err := e.Svc.RegisterNode(ctx, node.Key, scheduler.NodeInfo{})
+	require.NoError(tb, err)
+	require.Equal(tb, node.ID, reg.ID)
+}
+
+// nodeOf returns node as the user API lists it.
+func (e *Env) nodeOf(tb testing.TB, node SimNode) scheduler.Node {
+	tb.Helper()
+	ns, err := e.Svc.Nodes(ctx, scheduler.Viewer{Admin: true})
+	require.NoError(tb, err)
+	for _, n := range ns {
+		if n.ID == node.ID {
+			return n
+		}
+	}
+	tb.Fatalf("node %s not listed", node.ID)
+	return scheduler.Node{}
+}
+
+// gauge returns the value of the unlabelled gauge name (0 when absent).
+func (e *Env) gauge(tb testing.TB, name string) float64 {
+	tb.Helper()
+	mfs, err := e.Reg.Gather()
+	require.NoError(tb, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
 // A chunk handed back by a node that is shutting down (retryable,
 // CodeShuttingDown) is pending again without its attempt counting: more
-// hand-backs than MaxAttempts do not fail the job.
+// hand-backs than MaxAttempts do not fail the job. (The node registers
+// again between hand-backs, a restart: a draining node gets nothing.)
 func testHandBack(t *testing.T, f Factory) {
 	e := NewEnv(t, f(t), scheduler.Config{MaxAttempts: 2, BackoffBase: time.Second, BackoffMax: time.Second})
 	n := e.Node(t, "alice", 1, 1, true)
@@ -410,16 +456,126 @@ func testHandBack(t *testing.T, f Factory) {
 	require.NoError(t, err)
 	for i := 1; i <= 3; i++ {
 		as := e.WaitAssigned(t, n, i)
-		last := as[len(as)-1]
-		require.NoError(t, e.Svc.FailChunk(ctx, n.Key, last.ID, last.LeaseID,
-			scheduler.Failure{Message: "node shutting down", Code: scheduler.CodeShuttingDown, Retryable: true}))
+		e.handBack(t, n, as[len(as)-1])
 		j := e.WaitJob(t, cr.JobID, func(j scheduler.Job) bool { return j.Chunks.Pending == 1 })
 		require.Equal(t, scheduler.JobRunning, j.Status, "hand-back %d", i)
-		e.Clock.Advance(time.Second)
+		e.reRegister(t, n)
 	}
 	as := e.WaitAssigned(t, n, 4)
 	e.Complete(t, n, as[3])
 	e.WaitJob(t, cr.JobID, func(j scheduler.Job) bool { return j.Status == scheduler.JobCompleted })
+}
+
+// The first SHUTTING_DOWN hand-back marks the node draining: the chunk
+// goes to the other node (though the draining one has more free
+// capacity), and the draining node is offered nothing more, until it
+// registers again.
+func testHandBackDrains(t *testing.T, f Factory) {
+	e := NewEnv(t, f(t), scheduler.Config{BackoffBase: time.Second, BackoffMax: time.Second})
+	a := e.Node(t, "alice", 2, 2, true)
+	cr, err := e.Svc.CreateJob(ctx, "alice", scheduler.JobSpec{Config: json.RawMessage(`{}`), Iterations: 1000})
+	require.NoError(t, err)
+	got := e.WaitAssigned(t, a, 1)
+	b := e.Node(t, "alice", 1, 1, true)
+	e.handBack(t, a, got[0])
+
+	onB := e.WaitAssigned(t, b, 1)
+	require.Equal(t, got[0].ID, onB[0].ID, "the handed-back chunk")
+	na := e.nodeOf(t, a)
+	require.True(t, na.Draining)
+	require.Equal(t, scheduler.StatusDraining, na.Status)
+	require.Zero(t, na.Running)
+	require.Equal(t, 1.0, e.gauge(t, "switchboard_scheduler_nodes_draining"))
+	require.Eventually(t, func() bool {
+		ev := e.Hub.Events(t, scheduler.OwnerNodesChannel("alice"))
+		for _, x := range ev {
+			if p, _ := x["payload"].(map[string]any); p["id"] == a.ID && p["draining"] == true && p["status"] == scheduler.StatusDraining {
+				return true
+			}
+		}
+		return false
+	}, testenv.Wait, testenv.Tick, "the feed shows the node draining")
+
+	// More work while b is busy waits for b, not for the draining a.
+	cr2, err := e.Svc.CreateJob(ctx, "alice", scheduler.JobSpec{Config: json.RawMessage(`{"n":2}`), Iterations: 1000})
+	require.NoError(t, err)
+	e.Complete(t, b, onB[0])
+	e.WaitJob(t, cr.JobID, func(j scheduler.Job) bool { return j.Status == scheduler.JobCompleted })
+	onB = e.WaitAssigned(t, b, 2)
+	require.Equal(t, cr2.JobID, onB[1].JobID)
+	require.Len(t, e.Hub.Assignments(t, a.ID), 1, "the draining node got a new assignment")
+	j, err := e.Svc.Job(ctx, scheduler.Viewer{Admin: true}, cr.JobID)
+	require.NoError(t, err)
+	require.Equal(t, scheduler.ChunkCounts{Total: 1, Completed: 1}, j.Chunks)
+
+	// Registering again (a restarted node) ends the drain.
+	e.reRegister(t, a)
+	na = e.nodeOf(t, a)
+	require.False(t, na.Draining)
+	require.Equal(t, scheduler.StatusIdle, na.Status)
+	require.Equal(t, 0.0, e.gauge(t, "switchboard_scheduler_nodes_draining"))
+	_, err = e.Svc.CreateJob(ctx, "alice", scheduler.JobSpec{Config: json.RawMessage(`{"n":3}`), Iterations: 1000})
+	require.NoError(t, err)
+	e.WaitAssigned(t, a, 2)
+}
+
+// With only the draining node online, the handed-back chunk stays
+// pending (the job does not fail) and goes to a node that comes later.
+func testDrainingOnlyNode(t *testing.T, f Factory) {
+	e := NewEnv(t, f(t), scheduler.Config{MaxAttempts: 1, BackoffBase: time.Second, BackoffMax: time.Second})
+	a := e.Node(t, "alice", 2, 2, true)
+	cr, err := e.Svc.CreateJob(ctx, "alice", scheduler.JobSpec{Config: json.RawMessage(`{}`), Iterations: 1000})
+	require.NoError(t, err)
+	got := e.WaitAssigned(t, a, 1)
+	e.handBack(t, a, got[0])
+	j := e.WaitJob(t, cr.JobID, func(j scheduler.Job) bool { return j.Chunks.Pending == 1 })
+	require.Equal(t, scheduler.JobRunning, j.Status)
+	e.Clock.Advance(time.Minute) // past any backoff
+	require.Never(t, func() bool { return len(e.Hub.Assignments(t, a.ID)) > 1 }, 100*time.Millisecond, 10*time.Millisecond,
+		"the draining node was offered a chunk")
+	j, err = e.Svc.Job(ctx, scheduler.Viewer{Admin: true}, cr.JobID)
+	require.NoError(t, err)
+	require.Equal(t, scheduler.ChunkCounts{Total: 1, Pending: 1}, j.Chunks)
+
+	b := e.Node(t, "alice", 1, 1, true)
+	onB := e.WaitAssigned(t, b, 1)
+	require.Equal(t, got[0].ID, onB[0].ID)
+	e.Complete(t, b, onB[0])
+	e.WaitJob(t, cr.JobID, func(j scheduler.Job) bool { return j.Status == scheduler.JobCompleted })
+	require.Len(t, e.Hub.Assignments(t, a.ID), 1)
+}
+
+// A heartbeat with status "draining" (sent before any hand-back) takes the
+// node out of assignment at once; later statuses do not bring it back,
+// and the store refuses to lease to it (the guard another process's
+// stale plan meets); registering again does.
+func testDrainingHeartbeat(t *testing.T, f Factory) {
+	e := NewEnv(t, f(t), scheduler.Config{})
+	a := e.Node(t, "alice", 2, 2, true)
+	st, err := e.Svc.Heartbeat(ctx, a.Key, scheduler.StatusDraining)
+	require.NoError(t, err)
+	require.Equal(t, scheduler.StatusDraining, st.Status)
+	st, err = e.Svc.Heartbeat(ctx, a.Key, "busy")
+	require.NoError(t, err)
+	require.Equal(t, scheduler.StatusDraining, st.Status, "draining ends only by registering")
+	require.True(t, e.nodeOf(t, a).Draining)
+	require.NoError(t, e.Store.InTx(ctx, func(tx scheduler.Tx) error {
+		ok, err := tx.AddRunning(ctx, a.ID, 1, 2)
+		require.False(t, ok, "AddRunning leased a draining node")
+		free, ferr := tx.FreeNodes(ctx, []string{a.ID})
+		require.Empty(t, free)
+		return errors.Join(err, ferr)
+	}))
+
+	b := e.Node(t, "alice", 1, 1, true)
+	cr, err := e.Svc.CreateJob(ctx, "alice", scheduler.JobSpec{Config: json.RawMessage(`{}`), Iterations: 2000})
+	require.NoError(t, err)
+	e.WaitAssigned(t, b, 1)
+	require.Never(t, func() bool { return len(e.Hub.Assignments(t, a.ID)) > 0 }, 100*time.Millisecond, 10*time.Millisecond,
+		"the draining node was offered a chunk")
+	e.reRegister(t, a)
+	e.WaitAssigned(t, a, 1)
+	e.WaitJob(t, cr.JobID, func(j scheduler.Job) bool { return j.Chunks.Running == 2 })
 }
 
 func testFail(t *testing.T, f Factory) {

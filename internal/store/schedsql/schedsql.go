@@ -214,7 +214,7 @@ func noRows(err error) error {
 
 // Nodes.
 
-const nodeCols = `id, public_key, claim_code, name, hostname, platform, version, total_cores, enabled_cores, max_parallel, owner_id, status, running, last_seen_at, created_at, updated_at, row_version`
+const nodeCols = `id, public_key, claim_code, name, hostname, platform, version, total_cores, enabled_cores, max_parallel, owner_id, status, draining, running, last_seen_at, created_at, updated_at, row_version`
 
 type scanner interface{ Scan(...any) error }
 
@@ -241,15 +241,15 @@ func scanNode(r scanner) (scheduler.Node, error) {
 	var owner sql.NullString
 	var seen, created, updated int64
 	err := r.Scan(&n.ID, &n.PublicKey, &n.ClaimCode, &n.Name, &n.Hostname, &n.Platform, &n.Version,
-		&n.TotalCores, &n.EnabledCores, &n.MaxParallel, &owner, &n.Status, &n.Running, &seen, &created, &updated, &n.RowVersion)
+		&n.TotalCores, &n.EnabledCores, &n.MaxParallel, &owner, &n.Status, &n.Draining, &n.Running, &seen, &created, &updated, &n.RowVersion)
 	n.OwnerID, n.LastSeenAt, n.CreatedAt, n.UpdatedAt = owner.String, fromUS(seen), fromUS(created), fromUS(updated)
 	return n, noRows(err)
 }
 
 func (t *txn) InsertNode(ctx context.Context, n scheduler.Node) error {
-	_, err := t.exec(ctx, `INSERT INTO sched_nodes (`+nodeCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err := t.exec(ctx, `INSERT INTO sched_nodes (`+nodeCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		n.ID, n.PublicKey, n.ClaimCode, n.Name, n.Hostname, n.Platform, n.Version, n.TotalCores, n.EnabledCores,
-		n.MaxParallel, nullStr(n.OwnerID), n.Status, n.Running, us(n.LastSeenAt), us(n.CreatedAt), us(n.UpdatedAt), n.RowVersion)
+		n.MaxParallel, nullStr(n.OwnerID), n.Status, n.Draining, n.Running, us(n.LastSeenAt), us(n.CreatedAt), us(n.UpdatedAt), n.RowVersion)
 	return err
 }
 
@@ -276,8 +276,8 @@ func (t *txn) NodeByClaimCodeForUpdate(ctx context.Context, code string) (schedu
 }
 
 func (t *txn) UpdateNode(ctx context.Context, n *scheduler.Node) error {
-	return noRows(t.row(ctx, `UPDATE sched_nodes SET claim_code=?, name=?, hostname=?, platform=?, version=?, total_cores=?, enabled_cores=?, max_parallel=?, owner_id=?, status=?, last_seen_at=?, updated_at=?, row_version=row_version+1 WHERE id=? RETURNING row_version`,
-		n.ClaimCode, n.Name, n.Hostname, n.Platform, n.Version, n.TotalCores, n.EnabledCores, n.MaxParallel, nullStr(n.OwnerID), n.Status,
+	return noRows(t.row(ctx, `UPDATE sched_nodes SET claim_code=?, name=?, hostname=?, platform=?, version=?, total_cores=?, enabled_cores=?, max_parallel=?, owner_id=?, status=?, draining=?, last_seen_at=?, updated_at=?, row_version=row_version+1 WHERE id=? RETURNING row_version`,
+		n.ClaimCode, n.Name, n.Hostname, n.Platform, n.Version, n.TotalCores, n.EnabledCores, n.MaxParallel, nullStr(n.OwnerID), n.Status, n.Draining,
 		us(n.LastSeenAt), us(n.UpdatedAt), n.ID).Scan(&n.RowVersion))
 }
 
@@ -285,7 +285,7 @@ func (t *txn) AddRunning(ctx context.Context, nodeID string, delta, limit int) (
 	var n int64
 	var err error
 	if limit > 0 {
-		n, err = t.exec(ctx, `UPDATE sched_nodes SET running = running + ?, row_version = row_version + 1 WHERE id = ? AND running + ? <= ?`, delta, nodeID, delta, limit)
+		n, err = t.exec(ctx, `UPDATE sched_nodes SET running = running + ?, row_version = row_version + 1 WHERE id = ? AND running + ? <= ? AND NOT draining`, delta, nodeID, delta, limit)
 	} else {
 		n, err = t.exec(ctx, `UPDATE sched_nodes SET running = CASE WHEN running + ? < 0 THEN 0 ELSE running + ? END, row_version = row_version + 1 WHERE id = ?`, delta, delta, nodeID)
 	}
@@ -327,7 +327,7 @@ func (t *txn) FreeNodes(ctx context.Context, ids []string) ([]scheduler.Node, er
 	for i, id := range ids {
 		args[i] = id
 	}
-	return queryAll(ctx, t, scanNode, `SELECT `+nodeCols+` FROM sched_nodes WHERE id IN (`+inList(len(ids))+`) AND owner_id IS NOT NULL AND running < `+capacitySQL+` ORDER BY created_at, id`, args...)
+	return queryAll(ctx, t, scanNode, `SELECT `+nodeCols+` FROM sched_nodes WHERE id IN (`+inList(len(ids))+`) AND owner_id IS NOT NULL AND NOT draining AND running < `+capacitySQL+` ORDER BY created_at, id`, args...)
 }
 
 func (t *txn) Grant(ctx context.Context, nodeID, userID string, at time.Time) error {
