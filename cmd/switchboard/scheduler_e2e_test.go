@@ -126,22 +126,34 @@ func (e *schedEnv) startNodeWorker(worker, keyFile, owner string, extra ...strin
 	return n
 }
 
-func (e *schedEnv) online(owner, id string) bool {
+// e2eNodeState is a node of GET /nodes, the fields the tests read.
+type e2eNodeState struct {
+	ID       string `json:"id"`
+	Online   bool   `json:"online"`
+	Draining bool   `json:"draining"`
+	Status   string `json:"status"`
+}
+
+// nodeState returns owner's node id as GET /nodes lists it (false when
+// the call fails or the node is not listed).
+func (e *schedEnv) nodeState(owner, id string) (e2eNodeState, bool) {
 	var reply struct {
-		Nodes []struct {
-			ID     string `json:"id"`
-			Online bool   `json:"online"`
-		} `json:"nodes"`
+		Nodes []e2eNodeState `json:"nodes"`
 	}
 	if e.call("GET", "/nodes", owner, nil, &reply) != 200 {
-		return false
+		return e2eNodeState{}, false
 	}
 	for _, n := range reply.Nodes {
 		if n.ID == id {
-			return n.Online
+			return n, true
 		}
 	}
-	return false
+	return e2eNodeState{}, false
+}
+
+func (e *schedEnv) online(owner, id string) bool {
+	n, _ := e.nodeState(owner, id)
+	return n.Online
 }
 
 type e2eJob struct {
@@ -360,6 +372,11 @@ func TestSchedulerNodeProcesses(t *testing.T) {
 		id, _ := e.createJob("alice", 6000, "private", cfg)
 		require.Eventually(t, func() bool { return len(h.assigned(id)) > 0 }, 30*time.Second, testenv.Tick, "node h got a chunk")
 		require.Equal(t, 0, h.stop(t), "exit status after SIGTERM")
+		// The server heard it drain (its heartbeat, or its first hand-back).
+		st, ok := e.nodeState("alice", h.id)
+		require.True(t, ok)
+		require.True(t, st.Draining, "node h draining after SIGTERM")
+		require.Equal(t, "draining", st.Status)
 		back := h.logged(handedBackRe, id)
 		// Assignments that arrive while it drains are handed back too.
 		require.Subset(t, back, h.assigned(id), "every held chunk handed back")

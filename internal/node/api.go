@@ -186,6 +186,10 @@ type nodeInfo struct {
 	Status      string `json:"status"`
 }
 
+// statusDraining is the heartbeat status of a node shutting down: the
+// scheduler assigns it no more chunks (scheduler.StatusDraining).
+const statusDraining = "draining"
+
 type heartbeatRequest struct {
 	Status string `json:"status,omitempty"`
 }

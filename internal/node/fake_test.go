@@ -179,6 +179,7 @@ func (f *fakeServer) serveNodeAPI(w http.ResponseWriter, r *http.Request) {
 		f.reply(w, 200, info)
 	case "POST /nodes/heartbeat":
 		f.heartbeats++
+		f.reports = append(f.reports, report{Path: r.URL.Path, Body: m})
 		f.reply(w, 200, info)
 	case "POST /nodes/token":
 		f.tokens++

@@ -591,6 +591,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 }
 
 func (n *Node) shutdown(ctx context.Context) {
+	n.announceDraining(ctx)
 	n.mu.Lock()
 	n.draining = true
 	n.signalSlotsLocked() // chunks waiting for a slot are handed back
@@ -639,6 +640,25 @@ func (n *Node) shutdown(ctx context.Context) {
 	n.mu.Unlock()
 	n.wg.Wait()
 	n.log.Info("node stopped")
+}
+
+// drainTimeout bounds the draining heartbeat of a shutdown.
+const drainTimeout = 5 * time.Second
+
+// announceDraining tells the scheduler, before any chunk is handed back,
+// that the node is shutting down (POST /nodes/heartbeat with status
+// "draining"), so it assigns the node nothing more. Best effort within
+// ctx and drainTimeout: the first hand-back tells the scheduler as well.
+func (n *Node) announceDraining(ctx context.Context) {
+	if n.ID().IsZero() {
+		return // not registered: the scheduler assigns it nothing
+	}
+	ctx, cancel := context.WithTimeout(ctx, drainTimeout)
+	defer cancel()
+	var info nodeInfo
+	if err := n.api.call(ctx, http.MethodPost, "/nodes/heartbeat", heartbeatRequest{Status: statusDraining}, &info); err != nil {
+		n.log.Warn("draining heartbeat failed", "err", err)
+	}
 }
 
 func (n *Node) activeChunks() int {

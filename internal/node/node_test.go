@@ -212,6 +212,20 @@ func TestNodeShutdown(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 			defer cancel()
 			require.NoError(t, n.Shutdown(ctx))
+			// The scheduler hears "draining" before the first hand-back.
+			f.mu.Lock()
+			drained, firstFail := -1, -1
+			for i, r := range f.reports {
+				if r.Path == "/nodes/heartbeat" && str(r.Body["status"]) == "draining" && drained < 0 {
+					drained = i
+				}
+				if r.Path == "/chunks/fail" && firstFail < 0 {
+					firstFail = i
+				}
+			}
+			f.mu.Unlock()
+			require.GreaterOrEqual(t, drained, 0, "no draining heartbeat")
+			require.Less(t, drained, firstFail, "draining heartbeat after a hand-back")
 			fails := map[string]string{}
 			for _, r := range f.of("/chunks/fail") {
 				require.Equal(t, "true", string(r.Body["retryable"]))
