@@ -656,7 +656,8 @@ func (n *Node) announceDraining(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, drainTimeout)
 	defer cancel()
 	var info nodeInfo
-	if err := n.api.call(ctx, http.MethodPost, "/nodes/heartbeat", heartbeatRequest{Status: statusDraining}, &info); err != nil {
+	err := n.api.call(ctx, http.MethodPost, "/nodes/heartbeat", heartbeatRequest{Status: statusDraining}, &info)
+	if err != nil && !notClaimed(err) { // unclaimed: nothing is assigned to it anyway
 		n.log.Warn("draining heartbeat failed", "err", err)
 	}
 }

@@ -83,6 +83,34 @@ func TestTwoSchedulersShareOneDatabase(t *testing.T) {
 	t.Logf("assigned by a: %v, by b: %v", counter(t, a, "switchboard_scheduler_chunks_assigned_total"), counter(t, b, "switchboard_scheduler_chunks_assigned_total"))
 }
 
+// A node that hands a chunk back through one Service is draining for the
+// other Service on the same schema too: the chunk and later work go to
+// the other node, whichever process assigns them.
+func TestDrainingSeenByEveryScheduler(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.PostgresURL(t)
+	schema := testenv.PostgresSchema(t, url)
+	a := schedtest.NewEnv(t, open(t, url, schema), scheduler.Config{})
+	b := a.NewEnvOn(t, open(t, url, schema))
+	x := a.Node(t, "alice", 2, 2, true)
+	cr, err := a.Svc.CreateJob(ctx, "alice", scheduler.JobSpec{Config: json.RawMessage(`{}`), Iterations: 1000})
+	require.NoError(t, err)
+	got := a.WaitAssigned(t, x, 1)
+	y := a.Node(t, "alice", 1, 1, true)
+	require.NoError(t, b.Svc.FailChunk(ctx, x.Key, got[0].ID, got[0].LeaseID,
+		scheduler.Failure{Message: "node shutting down", Code: scheduler.CodeShuttingDown, Retryable: true}))
+	onY := a.WaitAssigned(t, y, 1)
+	require.Equal(t, got[0].ID, onY[0].ID)
+
+	cr2, err := b.Svc.CreateJob(ctx, "alice", scheduler.JobSpec{Config: json.RawMessage(`{"n":2}`), Iterations: 1000})
+	require.NoError(t, err)
+	a.Complete(t, y, onY[0])
+	onY = a.WaitAssigned(t, y, 2)
+	require.Equal(t, cr2.JobID, onY[1].JobID)
+	require.Len(t, a.Hub.Assignments(t, x.ID), 1, "the draining node got a new assignment")
+	a.WaitJob(t, cr.JobID, func(j scheduler.Job) bool { return j.Status == scheduler.JobCompleted })
+}
+
 // A NOTIFY from one store reaches the other's Wakeups.
 func TestNotifyWakesOtherStore(t *testing.T) {
 	url := testenv.PostgresURL(t)
