@@ -9,7 +9,8 @@
 #   unreliable   the same in datagrams
 #   native100k   1,000 native clients, rooms of 8, 14.3 ev/s for 60 s (100,000 deliveries/s)
 #   conns10k     10,000 native clients, rooms of 8, 0.5 ev/s each  (35,000 deliveries/s)
-#   idle         1,000 native clients held idle: the relay's RSS
+#   idle         1,000 native clients held idle for 150 s: the relay's RSS once the
+#                runtime's forced GC (every 2 min) has run, not the snapshot right after connecting
 #
 # LAYOUT=shared lets relay and load tool share both cores; LAYOUT=pinned puts the relay on CPU 0
 # and the load tool on CPU 1 (taskset), as two one-core machines would be. Each run writes
@@ -87,7 +88,7 @@ for layout in $LAYOUT; do
 		unreliable) run "$layout" unreliable --unreliable -n 1000 --room-size 8 --rate 10 --duration "$DURATION" ;;
 		native100k) run "$layout" native100k -n 1000 --room-size 8 --rate 14.3 --duration 60s ;;
 		conns10k) run "$layout" conns10k -n 10000 --room-size 8 --rate 0.5 --duration "$DURATION" --sockets 16 ;;
-		idle) run "$layout" idle -n 1000 --room-size 8 --rate 0.1 --duration 2s --idle 20s ;;
+		idle) run "$layout" idle -n 1000 --room-size 8 --rate 0.1 --duration 2s --idle 150s ;;
 		*) echo "unknown run $r" >&2; exit 2 ;;
 		esac
 	done
