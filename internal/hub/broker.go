@@ -53,3 +53,40 @@ type Closer interface {
 type ContextSubscriber interface {
 	SubscribeContext(ctx context.Context, channel string) error
 }
+
+// PresenceClaim is the condition of a conditional presence add
+// (PresenceClaimer.ClaimPresence).
+type PresenceClaim struct {
+	// Max: the entry is added only while the channel holds fewer than Max
+	// live entries of other clients; 0 sets no cap.
+	Max int
+	// Key: the entry is added only while no live entry of another client
+	// carries Key, and then carries it for as long as it lives (refreshes
+	// keep it; RemovePresence and expiry free it). "" sets no key.
+	Key string
+	// Ignore lists client IDs whose entries count for neither condition
+	// (their keys may be taken over).
+	Ignore []string
+	// Always adds the entry whatever the conditions (a rewrite of an entry
+	// admitted before); it takes Key only when no other live entry
+	// carries it, and the result still says Added.
+	Always bool
+}
+
+// ClaimResult is what a conditional presence add did: Added, or what
+// refused it: Full (Max), or Holder, the client carrying Key, with its
+// entry (HolderInfo).
+type ClaimResult struct {
+	Added      bool
+	Full       bool
+	Holder     string
+	HolderInfo *ClientInfo
+}
+
+// PresenceClaimer is an optional capability of a PresenceManager: an add
+// that drops expired entries, checks claim and writes the entry as one
+// atomic step for every process sharing the engine. A refused claim
+// writes nothing; an added entry is refreshed like AddPresence's.
+type PresenceClaimer interface {
+	ClaimPresence(ctx context.Context, channel, clientID string, info *ClientInfo, claim PresenceClaim) (ClaimResult, error)
+}

@@ -765,6 +765,17 @@ func (h *Hub) AddPresence(ctx context.Context, channel string, info *ClientInfo)
 	return h.cfg.Presence.AddPresence(ctx, channel, info.ClientID, info)
 }
 
+// ClaimPresence records info as present in channel when claim holds,
+// atomically for every process on the engine (PresenceClaimer); it fails
+// with ErrNotAvailable when the engine has no conditional presence.
+func (h *Hub) ClaimPresence(ctx context.Context, channel string, info *ClientInfo, claim PresenceClaim) (ClaimResult, error) {
+	pc, ok := h.cfg.Presence.(PresenceClaimer)
+	if !ok {
+		return ClaimResult{}, ErrNotAvailable.With("the engine has no conditional presence")
+	}
+	return pc.ClaimPresence(ctx, channel, info.ClientID, info, claim)
+}
+
 // RemovePresence removes a client's presence from channel.
 func (h *Hub) RemovePresence(ctx context.Context, channel, clientID, userID string) error {
 	return h.cfg.Presence.RemovePresence(ctx, channel, clientID, userID)

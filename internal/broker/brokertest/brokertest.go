@@ -87,6 +87,7 @@ func Run(t *testing.T, newBroker NewFunc) {
 		{"PublishWithoutHistory", testWithoutHistory},
 		{"IdempotentPublish", testIdempotentPublish},
 		{"Presence", testPresence},
+		{"ClaimPresence", testClaimPresence},
 		{"JoinLeaveOrder", testJoinLeaveOrder},
 		{"ConcurrentOrder", testConcurrentOrder},
 	}
@@ -413,6 +414,59 @@ func testPresence(t *testing.T, e *env) {
 	m, err = e.p.Presence(c, "presence-empty")
 	require.NoError(t, err)
 	require.Empty(t, m)
+}
+
+// testClaimPresence checks a conditional add (hub.PresenceClaimer), when
+// the presence manager has it: the cap, the key, Ignore and Always.
+func testClaimPresence(t *testing.T, e *env) {
+	pc, ok := e.p.(hub.PresenceClaimer)
+	if !ok {
+		t.Skip("the presence manager has no conditional add")
+	}
+	const ch = "claims"
+	c := ctx(t)
+	info := func(id string) *hub.ClientInfo { return &hub.ClientInfo{ClientID: id, UserID: "u-" + id} }
+	claim := func(id string, cl hub.PresenceClaim) hub.ClaimResult {
+		t.Helper()
+		res, err := pc.ClaimPresence(c, ch, id, info(id), cl)
+		require.NoError(t, err)
+		return res
+	}
+	require.Equal(t, hub.ClaimResult{Added: true}, claim("a", hub.PresenceClaim{Max: 2, Key: "1"}))
+	require.Equal(t, hub.ClaimResult{Added: true}, claim("a", hub.PresenceClaim{Max: 1, Key: "1"}), "its own entry counts for nothing")
+	res := claim("b", hub.PresenceClaim{Max: 2, Key: "1"})
+	require.False(t, res.Added)
+	require.Equal(t, "a", res.Holder, "the key is a's")
+	require.Equal(t, "u-a", res.HolderInfo.UserID)
+	require.Equal(t, hub.ClaimResult{Added: true}, claim("b", hub.PresenceClaim{Max: 2, Key: "2"}))
+	require.Equal(t, hub.ClaimResult{Full: true}, claim("c", hub.PresenceClaim{Max: 2, Key: "3"}))
+	require.Equal(t, hub.ClaimResult{Added: true}, claim("c", hub.PresenceClaim{Max: 2, Key: "3", Ignore: []string{"b"}}), "b counts for nothing")
+	m, err := e.p.Presence(c, ch)
+	require.NoError(t, err)
+	require.Len(t, m, 3, "nothing written by a refused claim, the rest stays")
+
+	// A plain add keeps the key; a removal frees it.
+	require.NoError(t, e.p.AddPresence(c, ch, "a", info("a")))
+	require.Equal(t, "a", claim("d", hub.PresenceClaim{Key: "1"}).Holder)
+	require.NoError(t, e.p.RemovePresence(c, ch, "a", "u-a"))
+	require.Equal(t, hub.ClaimResult{Added: true}, claim("d", hub.PresenceClaim{Key: "1"}), "freed by the removal")
+	require.Equal(t, "d", claim("e", hub.PresenceClaim{Key: "1"}).Holder)
+
+	// Ignore lets a holder's key be taken over; the old holder's removal
+	// does not free it then.
+	require.Equal(t, hub.ClaimResult{Added: true}, claim("e", hub.PresenceClaim{Key: "1", Ignore: []string{"d"}}))
+	require.NoError(t, e.p.RemovePresence(c, ch, "d", "u-d"))
+	require.Equal(t, "e", claim("f", hub.PresenceClaim{Key: "1"}).Holder)
+
+	// Always adds whatever the conditions, taking only a free key.
+	require.Equal(t, hub.ClaimResult{Added: true}, claim("f", hub.PresenceClaim{Max: 1, Key: "1", Always: true}))
+	require.NoError(t, e.p.RemovePresence(c, ch, "f", "u-f"))
+	require.Equal(t, "e", claim("g", hub.PresenceClaim{Key: "1"}).Holder, "f never held 1")
+	require.Equal(t, hub.ClaimResult{Added: true}, claim("g", hub.PresenceClaim{Key: "7", Always: true}))
+	require.Equal(t, "g", claim("h", hub.PresenceClaim{Key: "7"}).Holder, "a free key is taken")
+	// A client's new key replaces its old one.
+	require.Equal(t, hub.ClaimResult{Added: true}, claim("g", hub.PresenceClaim{Key: "8"}))
+	require.Equal(t, hub.ClaimResult{Added: true}, claim("h", hub.PresenceClaim{Key: "7"}))
 }
 
 func testJoinLeaveOrder(t *testing.T, e *env) {

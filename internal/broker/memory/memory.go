@@ -27,6 +27,7 @@ const SweepInterval = time.Minute
 var (
 	_ hub.Broker          = (*Broker)(nil)
 	_ hub.PresenceManager = (*Presence)(nil)
+	_ hub.PresenceClaimer = (*Presence)(nil)
 	_ hub.Closer          = (*Broker)(nil)
 )
 

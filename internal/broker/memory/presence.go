@@ -3,6 +3,7 @@ package memory
 import (
 	"context"
 	"hash/maphash"
+	"slices"
 	"sync"
 
 	"github.com/switchboard-rt/switchboard/internal/hub"
@@ -11,6 +12,23 @@ import (
 type presenceShard struct {
 	mu       sync.RWMutex
 	channels map[string]map[string]*hub.ClientInfo
+	// keys: the claim keys of each channel (ClaimPresence), key → client
+	// ID and client ID → key; an entry's removal frees its key.
+	keys map[string]*claimKeys
+}
+
+type claimKeys struct {
+	holder map[string]string // key → client ID
+	of     map[string]string // client ID → key
+}
+
+func (k *claimKeys) drop(clientID string) {
+	if key, ok := k.of[clientID]; ok {
+		delete(k.of, clientID)
+		if k.holder[key] == clientID {
+			delete(k.holder, key)
+		}
+	}
 }
 
 // Presence is an in-memory hub.PresenceManager.
@@ -24,6 +42,7 @@ func NewPresence() *Presence {
 	p := &Presence{seed: maphash.MakeSeed()}
 	for i := range p.shards {
 		p.shards[i].channels = map[string]map[string]*hub.ClientInfo{}
+		p.shards[i].keys = map[string]*claimKeys{}
 	}
 	return p
 }
@@ -57,7 +76,59 @@ func (p *Presence) RemovePresence(_ context.Context, channel, clientID, _ string
 			delete(s.channels, channel)
 		}
 	}
+	if k := s.keys[channel]; k != nil {
+		k.drop(clientID)
+		if len(k.of) == 0 {
+			delete(s.keys, channel)
+		}
+	}
 	return nil
+}
+
+// ClaimPresence adds info under clientID when claim holds (see
+// hub.PresenceClaim), atomically under the channel's lock. Entries never
+// expire here.
+func (p *Presence) ClaimPresence(_ context.Context, channel, clientID string, info *hub.ClientInfo, claim hub.PresenceClaim) (hub.ClaimResult, error) {
+	s := p.shard(channel)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.channels[channel]
+	ignored := func(id string) bool { return id == clientID || slices.Contains(claim.Ignore, id) }
+	k := s.keys[channel]
+	free := true
+	if claim.Key != "" && k != nil {
+		if h, ok := k.holder[claim.Key]; ok && !ignored(h) && m[h] != nil {
+			if !claim.Always {
+				return hub.ClaimResult{Holder: h, HolderInfo: m[h]}, nil
+			}
+			free = false
+		}
+	}
+	if claim.Max > 0 && !claim.Always {
+		n := 0
+		for id := range m {
+			if !ignored(id) {
+				n++
+			}
+		}
+		if n >= claim.Max {
+			return hub.ClaimResult{Full: true}, nil
+		}
+	}
+	if m == nil {
+		m = map[string]*hub.ClientInfo{}
+		s.channels[channel] = m
+	}
+	m[clientID] = info
+	if claim.Key != "" && free {
+		if k == nil {
+			k = &claimKeys{holder: map[string]string{}, of: map[string]string{}}
+			s.keys[channel] = k
+		}
+		k.drop(clientID)
+		k.holder[claim.Key], k.of[clientID] = clientID, claim.Key
+	}
+	return hub.ClaimResult{Added: true}, nil
 }
 
 // Presence returns a copy of channel's presence map.

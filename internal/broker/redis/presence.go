@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -21,10 +22,16 @@ type localPresence struct {
 
 type presenceKey struct{ channel, client string }
 
+// presenceKeys are the keys of channel's presence: data hash, expiry
+// zset, claim-key hash (scripts.go).
+func (b *Broker) presenceKeys(channel string) []string {
+	return []string{b.key("presence.data", channel), b.key("presence.expire", channel), b.key("presence.keys", channel)}
+}
+
 func (b *Broker) addPresenceExec(channel, clientID string, info []byte) rueidis.LuaExec {
 	expire := b.cfg.Now().Add(b.cfg.PresenceTTL).UnixMilli()
 	return rueidis.LuaExec{
-		Keys: []string{b.key("presence.data", channel), b.key("presence.expire", channel)},
+		Keys: b.presenceKeys(channel),
 		Args: []string{clientID, rueidis.BinaryString(info), strconv.FormatInt(expire, 10), ms(b.cfg.PresenceTTL)},
 	}
 }
@@ -38,12 +45,61 @@ func (b *Broker) AddPresence(ctx context.Context, channel, clientID string, info
 	if err := addPresenceScript.Exec(ctx, b.client, x.Keys, x.Args).Error(); err != nil {
 		return opErr("add presence", channel, err)
 	}
+	b.keepRefreshing(channel, clientID, enc)
+	return nil
+}
+
+// keepRefreshing has the refresher re-add an entry just written.
+func (b *Broker) keepRefreshing(channel, clientID string, enc []byte) {
 	if b.cfg.PresenceRefresh > 0 {
 		b.local.mu.Lock()
 		b.local.entries[presenceKey{channel, clientID}] = enc
 		b.local.mu.Unlock()
 	}
-	return nil
+}
+
+// ClaimPresence adds info under clientID like AddPresence when claim
+// holds, in one script that first drops the channel's expired entries
+// (hub.PresenceClaimer); a refused claim writes nothing. The claim key is
+// kept by the refreshes and freed by RemovePresence or expiry.
+func (b *Broker) ClaimPresence(ctx context.Context, channel, clientID string, info *hub.ClientInfo, claim hub.PresenceClaim) (hub.ClaimResult, error) {
+	enc := encodeInfo(info)
+	x := b.addPresenceExec(channel, clientID, enc)
+	always := "0"
+	if claim.Always {
+		always = "1"
+	}
+	args := append(x.Args, strconv.FormatInt(b.cfg.Now().UnixMilli(), 10), strconv.Itoa(max(claim.Max, 0)), claim.Key, always)
+	args = append(args, claim.Ignore...)
+	reply, err := claimPresenceScript.Exec(ctx, b.client, x.Keys, args).AsStrSlice()
+	if err != nil {
+		return hub.ClaimResult{}, opErr("claim presence", channel, err)
+	}
+	res, err := parseClaim(reply)
+	if err != nil {
+		return hub.ClaimResult{}, opErr("claim presence", channel, err)
+	}
+	if res.Added {
+		b.keepRefreshing(channel, clientID, enc)
+	}
+	return res, nil
+}
+
+// parseClaim decodes claimPresenceScript's reply.
+func parseClaim(reply []string) (hub.ClaimResult, error) {
+	switch {
+	case len(reply) == 1 && reply[0] == "a":
+		return hub.ClaimResult{Added: true}, nil
+	case len(reply) == 1 && reply[0] == "f":
+		return hub.ClaimResult{Full: true}, nil
+	case len(reply) == 3 && reply[0] == "k":
+		info, err := decodeInfo([]byte(reply[2]))
+		if err != nil {
+			return hub.ClaimResult{}, fmt.Errorf("holder %q: %w", reply[1], err)
+		}
+		return hub.ClaimResult{Holder: reply[1], HolderInfo: info}, nil
+	}
+	return hub.ClaimResult{}, fmt.Errorf("unexpected claim reply of %d values", len(reply))
 }
 
 // refreshPresence re-adds every local entry, in batches, until Close.
@@ -83,8 +139,7 @@ func (b *Broker) RemovePresence(ctx context.Context, channel, clientID, _ string
 	b.local.mu.Lock()
 	delete(b.local.entries, presenceKey{channel, clientID})
 	b.local.mu.Unlock()
-	err := remPresenceScript.Exec(ctx, b.client,
-		[]string{b.key("presence.data", channel), b.key("presence.expire", channel)},
+	err := remPresenceScript.Exec(ctx, b.client, b.presenceKeys(channel),
 		[]string{clientID},
 	).Error()
 	if err != nil {
@@ -119,8 +174,7 @@ func (b *Broker) PresenceStats(ctx context.Context, channel string) (hub.Presenc
 }
 
 func (b *Broker) presence(ctx context.Context, channel string) (map[string]*hub.ClientInfo, error) {
-	kv, err := presenceScript.Exec(ctx, b.client,
-		[]string{b.key("presence.data", channel), b.key("presence.expire", channel)},
+	kv, err := presenceScript.Exec(ctx, b.client, b.presenceKeys(channel),
 		[]string{strconv.FormatInt(b.cfg.Now().UnixMilli(), 10)},
 	).AsStrSlice()
 	if err != nil {

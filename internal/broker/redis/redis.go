@@ -11,7 +11,8 @@
 //
 // Keys (prefix p, channel ch; the hash tag keeps a channel's keys in one
 // cluster slot): p.stream.{ch}, p.meta.{ch}, p.result.{ch}.KEY,
-// p.presence.data.{ch}, p.presence.expire.{ch}; PUB/SUB channel p.client.ch,
+// p.presence.data.{ch}, p.presence.expire.{ch}, p.presence.keys.{ch} (claim
+// keys, scripts.go); PUB/SUB channel p.client.ch,
 // and p.topic.T for topic T (topic.go).
 package redis
 
@@ -52,6 +53,7 @@ const (
 var (
 	_ hub.Broker          = (*Broker)(nil)
 	_ hub.PresenceManager = (*Broker)(nil)
+	_ hub.PresenceClaimer = (*Broker)(nil)
 	_ hub.Closer          = (*Broker)(nil)
 )
 

@@ -70,30 +70,106 @@ end
 return {top, epoch, entries}
 `)
 
-// addPresenceScript: KEYS data hash, expiry zset. ARGV client ID, info,
-// expiry (unix ms), key TTL ms.
+// Presence keys: a data hash (client ID → encoded info), an expiry zset
+// (client ID → unix ms) and a claim-key hash (ClaimPresence) with two
+// kinds of fields: "k:" key → the client ID holding it, "c:" client ID →
+// its key. Every write sets the three keys' TTL together, so the key hash
+// lives as long as the entries; a removal or an expiry drops the entry's
+// "c:" field and its "k:" field when it still names the entry.
+
+// dropKeyLua frees the claim key of client id (a function of scripts
+// taking the key hash as KEYS[3]).
+const dropKeyLua = `
+local function dropkey(id)
+  local k = redis.call('hget', KEYS[3], 'c:' .. id)
+  if k then
+    redis.call('hdel', KEYS[3], 'c:' .. id)
+    if redis.call('hget', KEYS[3], 'k:' .. k) == id then redis.call('hdel', KEYS[3], 'k:' .. k) end
+  end
+end
+`
+
+// expireLua drops the entries expired at now (ARGV index given), with
+// their keys.
+const expireLua = `
+local function expire(now)
+  local gone = redis.call('zrangebyscore', KEYS[2], '-inf', now)
+  for i = 1, #gone, 1000 do
+    redis.call('hdel', KEYS[1], unpack(gone, i, math.min(i + 999, #gone)))
+  end
+  if #gone > 0 then
+    redis.call('zremrangebyscore', KEYS[2], '-inf', now)
+    if redis.call('exists', KEYS[3]) == 1 then
+      for i = 1, #gone do dropkey(gone[i]) end
+    end
+  end
+end
+`
+
+// addPresenceScript: KEYS data hash, expiry zset, key hash. ARGV client
+// ID, info, expiry (unix ms), key TTL ms. The entry's claim key, if any,
+// stays.
 var addPresenceScript = rueidis.NewLuaScript(`
 redis.call('zadd', KEYS[2], ARGV[3], ARGV[1])
 redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
 redis.call('pexpire', KEYS[1], ARGV[4])
 redis.call('pexpire', KEYS[2], ARGV[4])
+redis.call('pexpire', KEYS[3], ARGV[4])
 return 1
 `)
 
-// remPresenceScript: KEYS data hash, expiry zset. ARGV client ID.
-var remPresenceScript = rueidis.NewLuaScript(`
+// remPresenceScript: KEYS data hash, expiry zset, key hash. ARGV client ID.
+var remPresenceScript = rueidis.NewLuaScript(dropKeyLua + `
 redis.call('hdel', KEYS[1], ARGV[1])
 redis.call('zrem', KEYS[2], ARGV[1])
+dropkey(ARGV[1])
 return 1
 `)
 
 // presenceScript drops expired members, then returns the hash (field, value, …).
-// KEYS data hash, expiry zset. ARGV now (unix ms).
-var presenceScript = rueidis.NewLuaScript(`
-local gone = redis.call('zrangebyscore', KEYS[2], '-inf', ARGV[1])
-for i = 1, #gone, 1000 do
-  redis.call('hdel', KEYS[1], unpack(gone, i, math.min(i + 999, #gone)))
-end
-if #gone > 0 then redis.call('zremrangebyscore', KEYS[2], '-inf', ARGV[1]) end
+// KEYS data hash, expiry zset, key hash. ARGV now (unix ms).
+var presenceScript = rueidis.NewLuaScript(dropKeyLua + expireLua + `
+expire(ARGV[1])
 return redis.call('hgetall', KEYS[1])
+`)
+
+// claimPresenceScript drops expired members, then adds the entry when the
+// claim holds (or always). KEYS data hash, expiry zset, key hash. ARGV
+// client ID, info, expiry (unix ms), key TTL ms, now (unix ms), max (0 =
+// no cap), key ('' = none), always ('0'/'1'), then the ignored client IDs.
+// Returns {'a'} (added), {'f'} (full) or {'k', holder, holder's info}.
+var claimPresenceScript = rueidis.NewLuaScript(dropKeyLua + expireLua + `
+local id, key, max = ARGV[1], ARGV[7], tonumber(ARGV[6])
+local always = ARGV[8] == '1'
+expire(ARGV[5])
+local ignored = {[id] = true}
+for i = 9, #ARGV do ignored[ARGV[i]] = true end
+local free = true
+if key ~= '' then
+  local h = redis.call('hget', KEYS[3], 'k:' .. key)
+  if h and not ignored[h] then
+    local v = redis.call('hget', KEYS[1], h)
+    if v then
+      if not always then return {'k', h, v} end
+      free = false
+    end
+  end
+end
+if max > 0 and not always then
+  local n = redis.call('hlen', KEYS[1])
+  for c in pairs(ignored) do
+    if redis.call('hexists', KEYS[1], c) == 1 then n = n - 1 end
+  end
+  if n >= max then return {'f'} end
+end
+redis.call('zadd', KEYS[2], ARGV[3], id)
+redis.call('hset', KEYS[1], id, ARGV[2])
+if key ~= '' and free then
+  dropkey(id)
+  redis.call('hset', KEYS[3], 'k:' .. key, id, 'c:' .. id, key)
+end
+redis.call('pexpire', KEYS[1], ARGV[4])
+redis.call('pexpire', KEYS[2], ARGV[4])
+redis.call('pexpire', KEYS[3], ARGV[4])
+return {'a'}
 `)

@@ -1,0 +1,119 @@
+package redis
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-rt/switchboard/internal/broker/brokertest"
+	"github.com/switchboard-rt/switchboard/internal/hub"
+)
+
+// Claims racing on two brokers (two processes) admit exactly the cap, and
+// one holder per key.
+func TestClaimPresenceRaceAcrossBrokers(t *testing.T) {
+	prefix := testPrefix(t)
+	bs := []*Broker{newTestBroker(t, Config{Prefix: prefix}), newTestBroker(t, Config{Prefix: prefix})}
+	ctx := ctxT(t)
+	const n, cap = 40, 7
+	var added, keyed atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := "c" + strconv.Itoa(i)
+			b := bs[i%2]
+			res, err := b.ClaimPresence(ctx, "room", id, &hub.ClientInfo{ClientID: id}, hub.PresenceClaim{Max: cap})
+			if err == nil && res.Added {
+				added.Add(1)
+			}
+			res, err = b.ClaimPresence(ctx, "dir", id, &hub.ClientInfo{ClientID: id}, hub.PresenceClaim{Key: "node-5"})
+			if err == nil && res.Added {
+				keyed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, int32(cap), added.Load())
+	require.Equal(t, int32(1), keyed.Load())
+	m, err := bs[0].Presence(ctx, "room")
+	require.NoError(t, err)
+	require.Len(t, m, cap)
+}
+
+// An expired entry counts for neither the cap nor its key, and its key
+// fields go with it; the refresher keeps a claimed entry and its key (and
+// the key hash's TTL) alive past PresenceTTL.
+func TestClaimPresenceExpiryAndRefresh(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	prefix := testPrefix(t)
+	// a refreshes its entries; b never does (a process that died).
+	a := newTestBroker(t, Config{Prefix: prefix, PresenceTTL: time.Minute, PresenceRefresh: 10 * time.Millisecond, Now: clock})
+	b := newTestBroker(t, Config{Prefix: prefix, PresenceTTL: time.Minute, PresenceRefresh: -1, Now: clock})
+	require.NoError(t, a.Run(brokertest.NewRecorder()))
+	ctx := ctxT(t)
+	claim := func(br *Broker, id, key string, max int) hub.ClaimResult {
+		t.Helper()
+		res, err := br.ClaimPresence(ctx, "r", id, &hub.ClientInfo{ClientID: id}, hub.PresenceClaim{Max: max, Key: key})
+		require.NoError(t, err)
+		return res
+	}
+	require.True(t, claim(a, "live", "1", 0).Added)
+	require.True(t, claim(b, "dead", "2", 0).Added)
+	require.Equal(t, "dead", claim(a, "x", "2", 0).Holder)
+	require.True(t, claim(a, "y", "", 3).Full == false)
+	require.NoError(t, a.RemovePresence(ctx, "r", "y", ""))
+
+	score := func() float64 {
+		v, err := a.client.Do(ctx, a.client.B().Zscore().Key(a.key("presence.expire", "r")).Member("live").Build()).AsFloat64()
+		require.NoError(t, err)
+		return v
+	}
+	first := score()
+	advance(50 * time.Second)
+	require.Eventually(t, func() bool { return score() > first }, 5*time.Second, 10*time.Millisecond, "entry not refreshed")
+	pttl, err := a.client.Do(ctx, a.client.B().Pttl().Key(a.key("presence.keys", "r")).Build()).AsInt64()
+	require.NoError(t, err)
+	require.Greater(t, pttl, int64(50_000), "the refresher extends the key hash's TTL")
+	advance(30 * time.Second) // past the first expiry: "dead" expired, "live" was refreshed
+
+	require.Equal(t, "live", claim(b, "z", "1", 0).Holder, "the refreshed entry keeps its key")
+	require.True(t, claim(b, "z", "2", 2).Added, "the expired entry counts for nothing and its key is free")
+	fields, err := a.client.Do(ctx, a.client.B().Hkeys().Key(a.key("presence.keys", "r")).Build()).AsStrSlice()
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"k:1", "c:live", "k:2", "c:z"}, fields, "the expired entry's key fields are gone")
+	require.Equal(t, hub.ClaimResult{Full: true}, claim(b, "w", "3", 2))
+}
+
+func FuzzParseClaim(f *testing.F) {
+	info := string(encodeInfo(&hub.ClientInfo{ClientID: "c", UserID: "u", ChanInfo: []byte(`{"node_id":"5"}`)}))
+	f.Add("a", "", "")
+	f.Add("f", "", "")
+	f.Add("k", "holder", info)
+	f.Add("k", "holder", info[:len(info)/2])
+	f.Add("x", "y", "z")
+	f.Fuzz(func(t *testing.T, kind, holder, enc string) {
+		for _, reply := range [][]string{{kind}, {kind, holder}, {kind, holder, enc}} {
+			res, err := parseClaim(reply)
+			if err != nil {
+				require.Equal(t, hub.ClaimResult{}, res)
+				continue
+			}
+			n := 0
+			for _, b := range []bool{res.Added, res.Full, res.Holder != "" || res.HolderInfo != nil} {
+				if b {
+					n++
+				}
+			}
+			require.LessOrEqual(t, n, 1, "one outcome")
+		}
+	})
+}
