@@ -136,7 +136,7 @@ return redis.call('hgetall', KEYS[1])
 // claimPresenceScript drops expired members, then adds the entry when the
 // claim holds (or always). KEYS data hash, expiry zset, key hash. ARGV
 // client ID, info, expiry (unix ms), key TTL ms, now (unix ms), max (0 =
-// no cap), key ('' = none), always ('0'/'1'), then the ignored client IDs.
+// no cap), key (empty: none), always ('0'/'1'), then the ignored client IDs.
 // Returns {'a'} (added), {'f'} (full) or {'k', holder, holder's info}.
 var claimPresenceScript = rueidis.NewLuaScript(dropKeyLua + expireLua + `
 local id, key, max = ARGV[1], ARGV[7], tonumber(ARGV[6])
