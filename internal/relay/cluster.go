@@ -93,6 +93,16 @@ type PresenceLister interface {
 	Presence(ctx context.Context, channel string) (map[string]*hub.ClientInfo, error)
 }
 
+// PresenceClaimer is a Presence whose adds can be conditional and atomic
+// for every process on the engine (*hub.Hub, by its engine's
+// hub.PresenceClaimer). With a Bus, a JOIN's member cap and NodeId check
+// and the handshake's NodeId reservation are decided by it (claims.go);
+// a Presence without it leaves them to what this process knows of the
+// others (best-effort across processes).
+type PresenceClaimer interface {
+	ClaimPresence(ctx context.Context, channel string, info *hub.ClientInfo, claim hub.PresenceClaim) (hub.ClaimResult, error)
+}
+
 // Defaults of the cluster fields of Config.
 const (
 	DefaultBusQueue      = 16384
@@ -117,7 +127,9 @@ type cluster struct {
 	s      *Server
 	bus    RoomBus
 	lister PresenceLister
-	origin string // this process's id on the bus
+	// claimer is the Presence as a PresenceClaimer (nil when it is not).
+	claimer PresenceClaimer
+	origin  string // this process's id on the bus
 	// beforeNews, when set (tests only), runs in handle before a bus
 	// join or leave takes the room's news lock.
 	beforeNews atomic.Pointer[func()]
@@ -308,6 +320,7 @@ func newCluster(s *Server) (*cluster, error) {
 		handing: map[*hubSession]*handingState{}, disconnected: map[string]handedRecord{},
 		taken: map[string]handedRecord{}, arriving: map[string][]string{},
 		resync: map[string]struct{}{}, resyncNow: make(chan struct{}, 1), issunNodes: map[wire.NodeID]map[*busRoom]struct{}{}}
+	cl.claimer, _ = s.cfg.Presence.(PresenceClaimer)
 	cl.lobby = cl.newBusRoom(lobbyName)
 	cl.rooms[lobbyName] = cl.lobby
 	cl.procTopic = processTopic(cl.origin)

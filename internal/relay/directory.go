@@ -25,11 +25,12 @@ import (
 //   - Handshakes: an ISSUN NodeId present on another process is refused
 //     as a duplicate, as is a native NodeId (asked for, not assigned)
 //     held there by another user or an anonymous session (the same user's
-//     parked session is ended at JOIN, cluster.freeNode). One presence
-//     read, so two handshakes racing on two processes can both pass: the
-//     check is best-effort. A failed read lets the handshake through
-//     (logged): the local check still holds, and rooms check NodeIds
-//     again at JOIN.
+//     parked session is ended at JOIN, cluster.freeNode). With a
+//     PresenceClaimer the entry's first write is the check, one atomic
+//     step for every process (dirClaim, claims.go); without one it is a
+//     read before the write (nodeElsewhere), best-effort. A failed claim
+//     or read lets the handshake through (logged): the local check still
+//     holds, and rooms check NodeIds again at JOIN.
 //   - ISSUN targeted events to a NodeId neither connected here nor a
 //     known remote member (issunNodes) are sent to the process holding it
 //     (busTarget on its processTopic), found through a small cache
@@ -266,18 +267,28 @@ type dirHolder struct {
 // others (liveView.cleanable: not one that left cleanly, which removes
 // its own while it drains) are removed in the background (dirForget).
 func (cl *cluster) dirRead(ctx context.Context, id wire.NodeID) ([]dirHolder, error) {
+	hs, _, err := cl.dirScan(ctx, id)
+	return hs, err
+}
+
+// dirScan is dirRead; it also returns the session ids of the entries of
+// the channel that hold nothing (this process's, malformed ones, the dead
+// processes'), which a claim ignores (dirClaim).
+func (cl *cluster) dirScan(ctx context.Context, id wire.NodeID) (holders []dirHolder, skipped []string, err error) {
 	pres, err := cl.lister.Presence(ctx, nodeChannel(id))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out, dead []dirHolder
+	var dead []dirHolder
 	var v *liveView
 	for sid, info := range pres {
 		var e presenceEntry
 		if json.Unmarshal(info.ChanInfo, &e) != nil || e.Process == "" || e.Process == cl.origin {
+			skipped = append(skipped, sid)
 			continue
 		}
 		if n, err := strconv.ParseUint(e.NodeID, 10, 64); err != nil || wire.NodeID(n) != id {
+			skipped = append(skipped, sid)
 			continue
 		}
 		h := dirHolder{process: e.Process, user: info.UserID, sid: sid, parked: e.Parked}
@@ -286,17 +297,18 @@ func (cl *cluster) dirRead(ctx context.Context, id wire.NodeID) ([]dirHolder, er
 			v = &lv
 		}
 		if v.dead(e.Process) {
+			skipped = append(skipped, sid)
 			if v.cleanable(e.Process) {
 				dead = append(dead, h) // one that left cleanly removes its own
 			}
 			continue
 		}
-		out = append(out, h)
+		holders = append(holders, h)
 	}
 	if len(dead) > 0 {
 		cl.dirForget(id, dead)
 	}
-	return out, nil
+	return holders, skipped, nil
 }
 
 // dirForget removes the directory entries of id that dead processes left

@@ -47,14 +47,8 @@ func (s *Server) handshakeISSUN(qc *quic.Conn) (session func()) {
 	}
 	c := s.newConn(qc, transportISSUN, id)
 	c.q = s.cfg.Pool.NewQueue(issunSink{c}, s.cfg.QueueLimit)
-	err = nil
-	if s.cluster != nil && s.node(id) == nil && s.cluster.nodeElsewhere(hctx, id, "") {
-		err = ErrNodeInUse // connected on another process (directory.go)
-	}
-	if err == nil {
-		err = s.register(c)
-	}
-	if err != nil {
+	// Connected on another process: refused too (directory.go, claims.go).
+	if err = s.registerChosen(hctx, c, ""); err != nil {
 		if errors.Is(err, ErrNodeInUse) {
 			s.metrics.handshakes.WithLabelValues(handshakeDuplicate).Inc()
 			closeQUIC(qc, closeNodeInUse)

@@ -222,12 +222,10 @@ func (s *Server) registerNative(ctx context.Context, c *conn, assign bool) error
 			s.endParkedNode(c.id, "", c.user)
 			same = c.user
 		}
-		// Held on another process (directory.go): refused, unless by
-		// the same user (a parked session there ends at JOIN, freeNode).
-		if s.cluster != nil && s.node(c.id) == nil && s.cluster.nodeElsewhere(ctx, c.id, same) {
-			return ErrNodeInUse
-		}
-		return s.register(c)
+		// Held on another process (directory.go, claims.go): refused,
+		// unless by the same user (a parked session there ends at JOIN,
+		// freeNode).
+		return s.registerChosen(ctx, c, same)
 	}
 	for range 8 {
 		var b [8]byte
@@ -481,8 +479,8 @@ func (s *Server) members(r *room) []wire.Member {
 func (s *Server) roomExists(name string) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	_, ok := s.rooms[name]
-	return ok
+	r := s.rooms[name]
+	return r != nil && len(r.members) > 0 // not one held only by JOINs in flight
 }
 
 // listRooms lists native rooms whose names start with prefix, sorted,
@@ -494,7 +492,7 @@ func (s *Server) listRooms(prefix string, limit int) []wire.RoomInfo {
 	s.mu.RLock()
 	out := make([]wire.RoomInfo, 0)
 	for name, r := range s.rooms {
-		if r.transport == transportNative && strings.HasPrefix(name, prefix) {
+		if r.transport == transportNative && len(r.members) > 0 && strings.HasPrefix(name, prefix) {
 			out = append(out, wire.RoomInfo{Name: name, Members: uint32(len(r.members) + r.bus.remoteCount()), MaxMembers: uint32(r.maxMembers)})
 		}
 	}

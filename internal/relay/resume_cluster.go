@@ -609,7 +609,7 @@ func (s *Server) writePresence(base context.Context, id wire.NodeID, sid string)
 	}
 	for _, name := range names {
 		ctx, cancel := context.WithTimeout(base, opTimeout)
-		err := s.cfg.Presence.AddPresence(ctx, ChannelPrefix+name, info)
+		err := s.writeMember(ctx, ChannelPrefix+name, info, id)
 		// Left the room (or went) while the write was in flight: its
 		// leave's removal may have come first, and the entry must not stay.
 		s.mu.RLock()
@@ -914,7 +914,7 @@ func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {
 		failed := false
 		for _, name := range h.Rooms {
 			ctx, cancel := cl.opCtx()
-			if err := p.AddPresence(ctx, ChannelPrefix+name, info); err != nil {
+			if err := s.writeMember(ctx, ChannelPrefix+name, info, c.id); err != nil {
 				s.log.Warn("relay presence add failed", "channel", ChannelPrefix+name, "error", err)
 				failed = true
 			}

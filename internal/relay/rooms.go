@@ -21,7 +21,10 @@ type room struct {
 	transport  string
 	maxMembers int
 	members    map[*conn]struct{}
-	snap       atomic.Pointer[[]*conn]
+	// pending counts the JOINs whose claim is in flight (claims.go): they
+	// hold a slot, and the room stays while any does. Guarded by Server.mu.
+	pending int
+	snap    atomic.Pointer[[]*conn]
 	// notify serialises a joiner's member list (JOINED) with the PRESENCE
 	// news sent to members: news of a change made after the list was
 	// taken reaches the joiner after its JOINED, never before (when it
@@ -95,6 +98,13 @@ func (s *Server) joinRoom(c *conn, name string, maxMembers int, resumed bool) (*
 // lobby in the critical section that adds it to the room, so no lobby
 // broadcast reaches it once it gets the room's, and it gets one or the
 // other throughout; its lobby leave goes out afterwards.
+//
+// Across processes with a PresenceClaimer, a new member's cap and NodeId
+// check are decided by the engine (claimMember): c holds a slot of the
+// room here (r.pending) while its presence is claimed, then becomes a
+// member or gives the slot back. When the engine does not answer, the
+// join is decided by what this process knows of the others, as without
+// a claimer, and its presence is repaired later.
 func (s *Server) joinRoomFrom(c *conn, name string, maxMembers int, resumed, fromLobby bool) (*room, []*conn, error) {
 	if len(c.roomList()) >= s.cfg.MaxRooms {
 		return nil, nil, ErrTooManyRooms
@@ -103,12 +113,13 @@ func (s *Server) joinRoomFrom(c *conn, name string, maxMembers int, resumed, fro
 		maxMembers = s.cfg.MaxMembers
 	}
 	var br *busRoom
+	claim := !resumed && s.cluster != nil && s.cluster.claimer != nil && s.cfg.Presence != nil
 	if s.cluster != nil {
 		var err error
 		if br, err = s.cluster.acquire(name); err != nil {
 			return nil, nil, err
 		}
-		if !resumed && br.hasRemote(c.id) {
+		if !resumed && !claim && br.hasRemote(c.id) {
 			// Held on another process by a parked session of this user:
 			// that process ends it (nodeFreed); anything else conflicts.
 			if err := s.cluster.freeNode(br, c); err != nil {
@@ -119,7 +130,7 @@ func (s *Server) joinRoomFrom(c *conn, name string, maxMembers int, resumed, fro
 	}
 	var r *room
 	refuse := func(err error) (*room, []*conn, error) {
-		if len(r.members) == 0 && s.rooms[name] == r { // created for this join
+		if len(r.members) == 0 && r.pending == 0 && s.rooms[name] == r { // created for this join
 			delete(s.rooms, name)
 			s.metrics.rooms.Dec()
 		}
@@ -142,11 +153,32 @@ func (s *Server) joinRoomFrom(c *conn, name string, maxMembers int, resumed, fro
 	if r.transport != c.transport || br.otherTransport(c.transport) {
 		return refuse(errRoomTransport)
 	}
-	if !resumed && len(r.members)+br.remoteCount() >= r.maxMembers {
+	// The local members and the JOINs in flight here are certain; the
+	// remote members this process knows count only without a claim.
+	remote := br.remoteCount()
+	if claim {
+		remote = 0
+	}
+	if !resumed && len(r.members)+r.pending+remote >= r.maxMembers {
 		return refuse(ErrRoomFull)
 	}
-	if (!resumed && br.hasRemote(c.id)) || (resumed && br.hasOtherRemote(c.id, c.sid)) {
+	if (!resumed && !claim && br.hasRemote(c.id)) || (resumed && br.hasOtherRemote(c.id, c.sid)) {
 		return refuse(errNodeInRoom)
+	}
+	written := false
+	if claim {
+		r.pending++
+		s.mu.Unlock()
+		var err error
+		written, err = s.cluster.claimMember(br, r, c)
+		s.mu.Lock()
+		r.pending--
+		if err != nil {
+			return refuse(err)
+		}
+		if !written && len(r.members)+r.pending+br.remoteCount() >= r.maxMembers {
+			return refuse(ErrRoomFull) // the engine did not answer: what this process knows
+		}
 	}
 	before := *r.snap.Load()
 	r.members[c] = struct{}{}
@@ -177,8 +209,15 @@ func (s *Server) joinRoomFrom(c *conn, name string, maxMembers int, resumed, fro
 		ctx, cancel := s.opCtx()
 		defer cancel()
 		info := c.presenceInfo()
-		if err := p.AddPresence(ctx, r.channel, info); err != nil {
-			s.log.Warn("relay presence add failed", "channel", r.channel, "error", err)
+		ok := written // by the claim; a failed one was logged there
+		if !claim {
+			if err := p.AddPresence(ctx, r.channel, info); err != nil {
+				s.log.Warn("relay presence add failed", "channel", r.channel, "error", err)
+			} else {
+				ok = true
+			}
+		}
+		if !ok {
 			if s.cluster != nil && c.roomNamed(name) == r {
 				s.cluster.markRepair(c) // the engine refreshes only written entries
 			}
@@ -202,7 +241,7 @@ func (s *Server) leave(c *conn, r *room) {
 func (s *Server) dropMemberLocked(r *room, c *conn) {
 	delete(r.members, c)
 	r.snapshotLocked()
-	if len(r.members) == 0 && s.rooms[r.name] == r {
+	if len(r.members) == 0 && r.pending == 0 && s.rooms[r.name] == r {
 		delete(s.rooms, r.name)
 		s.metrics.rooms.Dec()
 	}
@@ -464,7 +503,9 @@ func (s *Server) Rooms() map[string]int {
 	defer s.mu.Unlock()
 	out := make(map[string]int, len(s.rooms))
 	for n, r := range s.rooms {
-		out[n] = len(r.members)
+		if len(r.members) > 0 { // not one held only by JOINs in flight
+			out[n] = len(r.members)
+		}
 	}
 	return out
 }

@@ -372,14 +372,25 @@ func (s *Server) handshake(qc *quic.Conn) (session func()) {
 // (under c.user); ErrNodeInUse when the NodeId is taken, and
 // ErrNotAvailable while shutting down.
 func (s *Server) register(c *conn) error {
+	return s.registerWith(c, false)
+}
+
+// registerWith is register; dirWritten: c's directory entry is written
+// already (dirClaim), and is removed again when c is refused here.
+func (s *Server) registerWith(c *conn, dirWritten bool) error {
 	s.mu.Lock()
+	var err error
 	if s.closing.Load() {
-		s.mu.Unlock()
-		return hub.ErrNotAvailable
+		err = hub.ErrNotAvailable
+	} else if _, taken := s.nodes[c.id]; taken {
+		err = ErrNodeInUse
 	}
-	if _, taken := s.nodes[c.id]; taken {
+	if err != nil {
 		s.mu.Unlock()
-		return ErrNodeInUse
+		if dirWritten {
+			s.cluster.dirDelete(c) // under c's own session id: nobody else's
+		}
+		return err
 	}
 	s.nodes[c.id] = c
 	s.conns[c] = struct{}{}
@@ -389,7 +400,7 @@ func (s *Server) register(c *conn) error {
 		s.unregister(c)
 		return err
 	}
-	if s.cluster != nil {
+	if s.cluster != nil && !dirWritten {
 		s.cluster.dirAdd(s.cluster.ctx, c)
 	}
 	return nil

@@ -1,0 +1,229 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/switchboard-rt/switchboard/internal/hub"
+	wire "github.com/switchboard-rt/switchboard/protocol/relay"
+)
+
+// Claims across processes (the Redis engine, a Presence that is a
+// PresenceClaimer). Two decisions that a read of the others' presence
+// followed by a write cannot make safely for several processes are made
+// by one conditional add of the engine instead:
+//
+//   - A JOIN (not a resumed one, not the lobby) writes its member's hub
+//     presence in relay:R only while the room holds fewer than its cap of
+//     other entries and no other entry carries its NodeId (the claim key,
+//     nodeKey). What refused it is then judged by the rules of a JOIN: an
+//     entry of a dead process (liveness.go) counts for nothing, a parked
+//     session of the same user is ended by its process (endRemoteNode),
+//     anything else is ErrRoomFull or errNodeInRoom. The refused claim
+//     wrote nothing; the next one ignores what was judged harmless.
+//   - A handshake with a NodeId the client chose writes its directory
+//     entry (directory.go) only while the channel of that NodeId holds no
+//     other entry; a refused claim reads the entries and ignores those
+//     that do not hold the NodeId against it (this process's own, the
+//     dead processes', the same user's parked sessions for a native
+//     HELLO), then claims again.
+//
+// A claim the engine does not answer (Redis down, a timeout) is logged
+// and the decision falls back to what this process knows, as without a
+// claimer: a JOIN checks the remote members it knows and its presence is
+// repaired later (repair.go), a handshake is accepted.
+
+// claimRounds bounds the claims of one decision: each refused one judges
+// one more entry harmless, or refuses.
+const claimRounds = 8
+
+// nodeKey is the claim key of NodeId id in a room's presence.
+func nodeKey(id wire.NodeID) string { return strconv.FormatUint(uint64(id), 10) }
+
+// claimMember writes c's presence in r's channel by a claim (see the
+// top): written reports whether it did; err is the JOIN's refusal. A
+// claim the engine failed writes nothing and refuses nothing (logged):
+// the caller decides by what it knows, and a known remote member with
+// c's NodeId has been dealt with (freeNode) when err is nil.
+func (cl *cluster) claimMember(br *busRoom, r *room, c *conn) (written bool, err error) {
+	info := c.presenceInfo()
+	claim := hub.PresenceClaim{Max: r.maxMembers, Key: nodeKey(c.id)}
+	readFull := false
+	refusal := error(ErrRoomFull)
+	for range claimRounds {
+		ctx, cancel := cl.s.opCtx()
+		res, err := cl.claimer.ClaimPresence(ctx, r.channel, info, claim)
+		cancel()
+		switch {
+		case err != nil:
+			cl.s.log.Warn("relay room presence claim failed: the join is checked against the members this process knows",
+				"channel", r.channel, "error", err)
+			if br.hasRemote(c.id) {
+				return false, cl.freeNode(br, c)
+			}
+			return false, nil
+		case res.Added:
+			if br.hasRemote(c.id) {
+				// A member this process knows with c's NodeId holds
+				// nothing in the engine: one of a dead process goes now,
+				// as freeNode drops it (and schedules its cleanup).
+				if v := cl.liveness(); v.judging {
+					cl.dropDead(br, v)
+				}
+			}
+			return true, nil
+		case res.Full:
+			refusal = ErrRoomFull
+			if readFull {
+				return false, ErrRoomFull
+			}
+			readFull = true
+			dead := cl.deadEntries(r.channel, claim.Ignore)
+			if len(dead) == 0 {
+				return false, ErrRoomFull
+			}
+			claim.Ignore = append(claim.Ignore, dead...)
+		default:
+			refusal = errNodeInRoom
+			if err := cl.freeHolder(br, c, res.Holder, res.HolderInfo); err != nil {
+				return false, err
+			}
+			claim.Ignore = append(claim.Ignore, res.Holder)
+		}
+	}
+	return false, refusal
+}
+
+// deadEntries lists the session ids of the entries of channel that dead
+// processes left (not in skip); none when the read fails.
+func (cl *cluster) deadEntries(channel string, skip []string) []string {
+	v := cl.liveness()
+	if !v.judging {
+		return nil
+	}
+	ctx, cancel := cl.s.opCtx()
+	pres, err := cl.lister.Presence(ctx, channel)
+	cancel()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for sid, info := range pres {
+		var e presenceEntry
+		if json.Unmarshal(info.ChanInfo, &e) != nil || e.Process == "" || e.Process == cl.origin || slices.Contains(skip, sid) {
+			continue
+		}
+		if v.dead(e.Process) {
+			out = append(out, sid)
+		}
+	}
+	return out
+}
+
+// freeHolder judges the entry of session sid (info) that holds c's
+// NodeId in br's room, by the rules of freeNode: nil when it may be
+// ignored (a dead process's, a stale one of this process, a parked
+// session of c's user that its process has just ended), else
+// errNodeInRoom (or the engine's error).
+func (cl *cluster) freeHolder(br *busRoom, c *conn, sid string, info *hub.ClientInfo) error {
+	var e presenceEntry
+	if info == nil || json.Unmarshal(info.ChanInfo, &e) != nil {
+		return errNodeInRoom
+	}
+	br.mu.Lock()
+	rm, known := br.remote[sid]
+	br.mu.Unlock()
+	if e.Process == cl.origin {
+		// c holds its NodeId here, so no other session here has it: the
+		// entry is stale (its removal failed), unless its session was
+		// handed over from here and its new process has not written it.
+		if known {
+			return errNodeInRoom
+		}
+		return nil
+	}
+	if cl.liveness().dead(e.Process) {
+		return nil
+	}
+	if !known {
+		rm = remoteMember{node: c.id, sid: sid, user: info.UserID, process: e.Process}
+	}
+	return cl.endRemoteNode(br, c, rm)
+}
+
+// dirClaim writes c's directory entry by a claim (see the top), for a
+// handshake with a NodeId the client chose; sameUser, when not empty, is
+// a user whose parked sessions elsewhere do not count (nodeElsewhere).
+// It returns ErrNodeInUse when another process holds the NodeId, and
+// whether the entry is written. A failed claim or read accepts (logged),
+// as a failed directory read does: ctx (the handshake's) and the
+// directory's handshake bound end them.
+func (cl *cluster) dirClaim(ctx context.Context, c *conn, sameUser string) (written bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(cl.dir.handshakeWait.Load()))
+	defer cancel()
+	info := c.presenceInfo()
+	claim := hub.PresenceClaim{Max: 1}
+	for range claimRounds {
+		res, err := cl.claimer.ClaimPresence(ctx, nodeChannel(c.id), info, claim)
+		if err != nil {
+			cl.s.log.Warn("relay node directory claim failed: handshake accepted", "node_id", uint64(c.id), "error", err)
+			return false, nil
+		}
+		if res.Added {
+			c.mu.Lock()
+			c.dirUser = info.UserID
+			c.mu.Unlock()
+			return true, nil
+		}
+		hs, skipped, err := cl.dirScan(ctx, c.id)
+		if err != nil {
+			cl.s.log.Warn("relay node directory read failed: handshake accepted", "node_id", uint64(c.id), "error", err)
+			return false, nil
+		}
+		ignore := skipped
+		for _, h := range hs {
+			if sameUser == "" || h.user != sameUser || !h.parked {
+				return false, ErrNodeInUse
+			}
+			ignore = append(ignore, h.sid)
+		}
+		claim.Ignore = ignore
+	}
+	return false, ErrNodeInUse
+}
+
+// registerChosen registers c under the NodeId its client chose: with a
+// bus, a NodeId another process holds is refused (ErrNodeInUse) by the
+// directory's rules, by a claim when the Presence is a PresenceClaimer
+// (dirClaim), else by a read (nodeElsewhere). ctx bounds the handshake.
+func (s *Server) registerChosen(ctx context.Context, c *conn, sameUser string) error {
+	cl := s.cluster
+	if cl == nil || s.node(c.id) != nil {
+		return s.register(c) // refused here first: no engine call
+	}
+	if cl.claimer == nil || s.cfg.Presence == nil {
+		if cl.nodeElsewhere(ctx, c.id, sameUser) {
+			return ErrNodeInUse
+		}
+		return s.register(c)
+	}
+	written, err := cl.dirClaim(ctx, c, sameUser)
+	if err != nil {
+		return err
+	}
+	return s.registerWith(c, written)
+}
+
+// writeMember writes info, the presence of a member of a room admitted
+// before (a resume, a repair), in channel: by a claim that always adds,
+// so its NodeId is its claim key again when no other entry has it.
+func (s *Server) writeMember(ctx context.Context, channel string, info *hub.ClientInfo, id wire.NodeID) error {
+	if cl := s.cluster; cl != nil && cl.claimer != nil {
+		_, err := cl.claimer.ClaimPresence(ctx, channel, info, hub.PresenceClaim{Key: nodeKey(id), Always: true})
+		return err
+	}
+	return s.cfg.Presence.AddPresence(ctx, channel, info)
+}

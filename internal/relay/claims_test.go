@@ -1,0 +1,237 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/relay/relaytest"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
+	wire "github.com/switchboard-rt/switchboard/protocol/relay"
+)
+
+// holdNews holds s's handling of the bus joins and leaves of other
+// processes until the returned release is called (at cleanup at the
+// latest): s does not learn of remote members meanwhile.
+func holdNews(t *testing.T, s *testServer) (release func()) {
+	t.Helper()
+	gate := make(chan struct{})
+	var once atomic.Bool
+	release = func() {
+		if once.CompareAndSwap(false, true) {
+			close(gate)
+		}
+	}
+	hook := func() { <-gate }
+	s.cluster.beforeNews.Store(&hook)
+	t.Cleanup(release)
+	return release
+}
+
+// Two JOINs on two processes, the second before its process has heard of
+// the first: the engine's claim counts both, so the room stays within its
+// cap.
+func TestClusterJoinCapRaceAcrossProcesses(t *testing.T) {
+	prefix := clusterPrefix(t)
+	capped := func(c *Config) { c.MaxMembers, c.SyncInterval = 2, -1 }
+	s1, s2 := newClusterServer(t, prefix, capped), newClusterServer(t, prefix, capped)
+	w := dialNative(t, s2, 2)
+	w.Join("arena")
+	release := holdNews(t, s2)
+	a := dialNative(t, s1, 1)
+	require.ElementsMatch(t, []wire.NodeID{1, 2}, nodeIDs(a.Join("arena").Members))
+	require.Zero(t, s2.cluster.room("arena").remoteCount(), "s2 has not heard of a")
+
+	c := dialNative(t, s2, 3)
+	c.SendControl(&wire.Join{RequestID: 7, Room: "arena"})
+	require.Equal(t, wire.ErrCodeRoomFull, nextError(t, c).Code, "the cap counts a, which s2 did not know")
+	release()
+	pres, err := s1.hub.Presence(context.Background(), "relay:arena")
+	require.NoError(t, err)
+	require.Len(t, pres, 2, "nothing written for the refused JOIN")
+	require.Eventually(t, func() bool { return s2.cluster.room("arena").remoteCount() == 1 }, testenv.Wait, testenv.Tick)
+
+	// A slot freed on one process is free for a JOIN on the other.
+	a.Close()
+	require.Eventually(t, func() bool {
+		pres, err := s2.hub.Presence(context.Background(), "relay:arena")
+		return err == nil && len(pres) == 1
+	}, testenv.Wait, testenv.Tick)
+	c.SendControl(&wire.Join{RequestID: 8, Room: "arena"})
+	require.ElementsMatch(t, []wire.NodeID{2, 3}, nodeIDs(nextSkippingPresence[*wire.Joined](t, c, "JOINED").Members))
+}
+
+// dirDown is the hub as the relay's presence with the NodeId directory's
+// claims and reads failing (Redis down for them): handshakes are
+// accepted, and only the JOIN checks NodeIds.
+type dirDown struct{ *hub.Hub }
+
+var errDirDown = errors.New("redis: connection refused")
+
+func isDirChannel(ch string) bool { return strings.HasPrefix(ch, ChannelPrefix+"\xff") }
+
+func (d dirDown) ClaimPresence(ctx context.Context, ch string, info *hub.ClientInfo, c hub.PresenceClaim) (hub.ClaimResult, error) {
+	if isDirChannel(ch) {
+		return hub.ClaimResult{}, errDirDown
+	}
+	return d.Hub.ClaimPresence(ctx, ch, info, c)
+}
+
+func (d dirDown) Presence(ctx context.Context, ch string) (map[string]*hub.ClientInfo, error) {
+	if isDirChannel(ch) {
+		return nil, errDirDown
+	}
+	return d.Hub.Presence(ctx, ch)
+}
+
+// Two JOINs with one NodeId on two processes, the second before its
+// process has heard of the first: the claim key refuses the second.
+func TestClusterJoinNodeIDRaceAcrossProcesses(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1 := newClusterServer(t, prefix, func(c *Config) { c.SyncInterval = -1 })
+	s2 := newClusterServer(t, prefix, func(c *Config) {
+		c.SyncInterval = -1
+		c.Presence = dirDown{c.Presence.(*hub.Hub)}
+	})
+	w := dialNative(t, s2, 2)
+	w.Join("arena")
+	release := holdNews(t, s2)
+	a := dialNative(t, s1, 5)
+	a.Join("arena")
+	b := dialNative(t, s2, 5) // the directory is down for s2: accepted
+	b.SendControl(&wire.Join{RequestID: 3, Room: "arena"})
+	e := nextError(t, b)
+	require.Equal(t, wire.ErrCodeConflict, e.Code)
+	require.Contains(t, e.Message, "another process has this node id")
+	release()
+	pres, err := s1.hub.Presence(context.Background(), "relay:arena")
+	require.NoError(t, err)
+	require.Len(t, pres, 2, "a and w only")
+}
+
+// gatedDir is the hub as the relay's presence holding the directory
+// writes (adds and claims) of one channel, once armed, until release.
+type gatedDir struct {
+	*hub.Hub
+	channel string
+	armed   atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedDir) hold(ch string) {
+	if ch == g.channel && g.armed.CompareAndSwap(true, false) {
+		g.entered <- struct{}{}
+		<-g.release
+	}
+}
+
+func (g *gatedDir) AddPresence(ctx context.Context, ch string, info *hub.ClientInfo) error {
+	g.hold(ch)
+	return g.Hub.AddPresence(ctx, ch, info)
+}
+
+func (g *gatedDir) ClaimPresence(ctx context.Context, ch string, info *hub.ClientInfo, c hub.PresenceClaim) (hub.ClaimResult, error) {
+	g.hold(ch)
+	return g.Hub.ClaimPresence(ctx, ch, info, c)
+}
+
+// Two handshakes with one NodeId on two processes, the second while the
+// first's directory write is in flight: one of them is refused.
+func TestClusterHandshakeNodeIDRaceAcrossProcesses(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dial func(t *testing.T, s *testServer) error
+	}{
+		{"issun", func(t *testing.T, s *testServer) error { _, err := tryISSUN(t, s, 7); return err }},
+		{"native", func(t *testing.T, s *testServer) error {
+			_, err := relaytest.TryNative(t, s.Addr().String(), &wire.Hello{NodeID: 7}, relaytest.NativeOptions{})
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			prefix := clusterPrefix(t)
+			var gate *gatedDir
+			s1 := newClusterServer(t, prefix, func(c *Config) {
+				gate = &gatedDir{Hub: c.Presence.(*hub.Hub), channel: nodeChannel(7), entered: make(chan struct{}, 1), release: make(chan struct{})}
+				c.Presence = gate
+			})
+			s2 := newClusterServer(t, prefix, nil)
+			gate.armed.Store(true)
+			first := make(chan error, 1)
+			go func() { first <- tc.dial(t, s1) }()
+			select {
+			case <-gate.entered:
+			case <-time.After(testenv.Wait):
+				t.Fatal("s1's handshake wrote no directory entry")
+			}
+			require.NoError(t, tc.dial(t, s2), "nobody holds 7 yet")
+			close(gate.release)
+			var err error
+			select {
+			case err = <-first:
+			case <-time.After(testenv.Wait):
+				t.Fatal("s1's handshake did not end")
+			}
+			if tc.name == "issun" {
+				requireDuplicate(t, err)
+			} else {
+				refusal(t, err, wire.ErrCodeConflict, closeNodeInUse)
+			}
+			require.Nil(t, s1.node(7))
+			require.NotNil(t, s2.node(7))
+			require.Equal(t, []string{s2.cluster.origin}, dirHolders(t, s1, 7), "s1 wrote nothing")
+		})
+	}
+}
+
+// claimDeadlines records how long the directory claims of one channel
+// had left on their context.
+type claimDeadlines struct {
+	*hub.Hub
+	channel string
+	left    chan time.Duration
+}
+
+func (r *claimDeadlines) ClaimPresence(ctx context.Context, ch string, info *hub.ClientInfo, c hub.PresenceClaim) (hub.ClaimResult, error) {
+	if ch == r.channel {
+		left := time.Duration(-1)
+		if d, ok := ctx.Deadline(); ok {
+			left = time.Until(d)
+		}
+		select {
+		case r.left <- left:
+		default:
+		}
+	}
+	return r.Hub.ClaimPresence(ctx, ch, info, c)
+}
+
+// A handshake's directory claim ends with the handshake
+// (HandshakeTimeout): with the directory's own bound made far longer, the
+// claim's deadline is still the handshake's.
+func TestClusterDirectoryClaimBoundedByHandshake(t *testing.T) {
+	const handshake = 5 * time.Second
+	var claims *claimDeadlines
+	s := newClusterServer(t, clusterPrefix(t), func(c *Config) {
+		claims = &claimDeadlines{Hub: c.Presence.(*hub.Hub), channel: nodeChannel(9), left: make(chan time.Duration, 2)}
+		c.Presence = claims
+		c.HandshakeTimeout = handshake
+	})
+	s.cluster.dir.handshakeWait.Store(int64(time.Hour))
+	dialISSUN(t, s, 9)
+	var left time.Duration
+	select {
+	case left = <-claims.left:
+	default:
+		t.Fatal("the handshake claimed no directory entry")
+	}
+	require.Positive(t, left, "the claim has a deadline")
+	require.LessOrEqual(t, left, handshake, "the handshake's")
+}
