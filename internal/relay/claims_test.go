@@ -61,7 +61,7 @@ func TestClusterJoinCapRaceAcrossProcesses(t *testing.T) {
 	a.Close()
 	require.Eventually(t, func() bool {
 		pres, err := s2.hub.Presence(context.Background(), "relay:arena")
-		return err == nil && len(pres) == 1
+		return err == nil && len(pres) == 1 && s2.cluster.room("arena").remoteCount() == 0
 	}, testenv.Wait, testenv.Tick)
 	c.SendControl(&wire.Join{RequestID: 8, Room: "arena"})
 	require.ElementsMatch(t, []wire.NodeID{2, 3}, nodeIDs(nextSkippingPresence[*wire.Joined](t, c, "JOINED").Members))
@@ -234,4 +234,69 @@ func TestClusterDirectoryClaimBoundedByHandshake(t *testing.T) {
 	}
 	require.Positive(t, left, "the claim has a deadline")
 	require.LessOrEqual(t, left, handshake, "the handshake's")
+}
+
+// The hub presence a dead process left in a room (not cleaned up yet)
+// does not fill the room: the JOIN's claim ignores it once the claim
+// says full.
+func TestLivenessDeadEntriesDoNotFillTheRoom(t *testing.T) {
+	lc := newLiveCluster(t)
+	capped := func(c *Config) { c.MaxMembers = 2 }
+	a, b := lc.startWith(t, nil, capped), lc.startWith(t, nil, capped)
+	na, nb := dialNative(t, a.testServer, 1), dialNative(t, b.testServer, 2)
+	na.Join("arena")
+	nb.Join("arena")
+	na.AwaitJoin(2)
+	b.crash(t)
+	lc.advanceUntil(t, func() bool { return gotLeave(na, 2) }, "b's member leaves")
+	pres, err := a.hub.Presence(context.Background(), "relay:arena")
+	require.NoError(t, err)
+	require.Len(t, pres, 2, "b's entry is still there")
+
+	nc := dialNative(t, a.testServer, 3)
+	require.ElementsMatch(t, []wire.NodeID{1, 3}, nodeIDs(nc.Join("arena").Members))
+	nd := dialNative(t, a.testServer, 4)
+	nd.SendControl(&wire.Join{RequestID: 9, Room: "arena"})
+	require.Equal(t, wire.ErrCodeRoomFull, nextError(t, nd).Code, "the live members fill it")
+}
+
+// roomClaimsDown is the hub as the relay's presence with the conditional
+// room claims of JOINs failing while armed (Redis down for them); the
+// rewrites of admitted members (Always) go through.
+type roomClaimsDown struct {
+	*hub.Hub
+	armed atomic.Bool
+}
+
+func (d *roomClaimsDown) ClaimPresence(ctx context.Context, ch string, info *hub.ClientInfo, c hub.PresenceClaim) (hub.ClaimResult, error) {
+	if !isDirChannel(ch) && !c.Always && d.armed.Load() {
+		return hub.ClaimResult{}, errDirDown
+	}
+	return d.Hub.ClaimPresence(ctx, ch, info, c)
+}
+
+// A JOIN admitted while its claim failed has its presence written by the
+// repair, which makes its NodeId the entry's claim key again: a JOIN with
+// that NodeId on another process is refused.
+func TestClusterRepairedMemberHoldsItsNodeID(t *testing.T) {
+	prefix := clusterPrefix(t)
+	var down *roomClaimsDown
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		down = &roomClaimsDown{Hub: c.Presence.(*hub.Hub)}
+		c.Presence = down
+	})
+	s2 := newClusterServer(t, prefix, func(c *Config) { c.Presence = dirDown{c.Presence.(*hub.Hub)} })
+	down.armed.Store(true)
+	a := dialNative(t, s1, 5)
+	a.Join("arena") // admitted: what s1 knows allows it
+	require.Eventually(t, func() bool {
+		pres, err := s2.hub.Presence(context.Background(), "relay:arena")
+		return err == nil && len(pres) == 1
+	}, testenv.Wait, testenv.Tick, "the repair writes a's presence")
+	b := dialNative(t, s2, 5) // the directory is down for s2: accepted
+	w := dialNative(t, s2, 6)
+	w.Join("arena")
+	require.Eventually(t, func() bool { return s2.cluster.room("arena").hasRemote(5) }, testenv.Wait, testenv.Tick)
+	b.SendControl(&wire.Join{RequestID: 3, Room: "arena"})
+	require.Equal(t, wire.ErrCodeConflict, nextError(t, b).Code)
 }

@@ -134,3 +134,53 @@ func BenchmarkPublishIdempotent(b *testing.B) {
 		run(b, br)
 	})
 }
+
+// BenchmarkJoinPresence is a relay JOIN's presence write and its leave's
+// removal in a room of 32 members: a plain AddPresence (before claims)
+// or a ClaimPresence with the room's cap and the NodeId as key.
+func BenchmarkJoinPresence(b *testing.B) {
+	br, err := New(Config{Address: testenv.RedisURL(b), Prefix: testPrefix(b), PresenceRefresh: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		cleanKeys(ctx, br)
+		_ = br.Close(ctx)
+	}()
+	ctx := context.Background()
+	chanInfo := []byte(`{"node_id":"123456789","transport":"native","process":"0123456789abcdef"}`)
+	for i := range 32 {
+		id := fmt.Sprint("member", i)
+		if _, err := br.ClaimPresence(ctx, "room", id, &hub.ClientInfo{ClientID: id, ChanInfo: chanInfo}, hub.PresenceClaim{Key: fmt.Sprint(i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	info := &hub.ClientInfo{ClientID: "joiner", UserID: "u", ChanInfo: chanInfo}
+	for _, c := range []struct {
+		name string
+		add  func() error
+	}{
+		{"add", func() error { return br.AddPresence(ctx, "room", "joiner", info) }},
+		{"claim", func() error {
+			res, err := br.ClaimPresence(ctx, "room", "joiner", info, hub.PresenceClaim{Max: 64, Key: "1000"})
+			if err == nil && !res.Added {
+				err = fmt.Errorf("refused: %+v", res)
+			}
+			return err
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.add(); err != nil {
+					b.Fatal(err)
+				}
+				if err := br.RemovePresence(ctx, "room", "joiner", "u"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
