@@ -48,7 +48,7 @@ func TestClaimPresenceRaceAcrossBrokers(t *testing.T) {
 
 // An expired entry counts for neither the cap nor its key, and its key
 // fields go with it; the refresher keeps a claimed entry and its key (and
-// the key hash's TTL) alive past PresenceTTL.
+// the key hash's TTL) alive past PresenceTTL, and takes a lost key again.
 func TestClaimPresenceExpiryAndRefresh(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Unix(1_700_000_000, 0)
@@ -69,7 +69,7 @@ func TestClaimPresenceExpiryAndRefresh(t *testing.T) {
 	require.True(t, claim(a, "live", "1", 0).Added)
 	require.True(t, claim(b, "dead", "2", 0).Added)
 	require.Equal(t, "dead", claim(a, "x", "2", 0).Holder)
-	require.True(t, claim(a, "y", "", 3).Full == false)
+	require.True(t, claim(a, "y", "", 3).Added)
 	require.NoError(t, a.RemovePresence(ctx, "r", "y", ""))
 
 	score := func() float64 {
@@ -91,6 +91,14 @@ func TestClaimPresenceExpiryAndRefresh(t *testing.T) {
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{"k:1", "c:live", "k:2", "c:z"}, fields, "the expired entry's key fields are gone")
 	require.Equal(t, hub.ClaimResult{Full: true}, claim(b, "w", "3", 2))
+
+	// A key Redis lost (a restart without persistence) is taken again by
+	// the next refresh.
+	require.NoError(t, a.client.Do(ctx, a.client.B().Del().Key(a.key("presence.keys", "r")).Build()).Error())
+	require.Eventually(t, func() bool {
+		h, err := a.client.Do(ctx, a.client.B().Hget().Key(a.key("presence.keys", "r")).Field("k:1").Build()).ToString()
+		return err == nil && h == "live"
+	}, 5*time.Second, 10*time.Millisecond)
 }
 
 func FuzzParseClaim(f *testing.F) {

@@ -17,7 +17,15 @@ import (
 // process does and vanish PresenceTTL after it dies.
 type localPresence struct {
 	mu      sync.Mutex
-	entries map[presenceKey][]byte // encoded info
+	entries map[presenceKey]localEntry
+}
+
+// localEntry is an entry to refresh: its encoded info and its claim key
+// (ClaimPresence; "" for none), which each refresh takes again when no
+// other live entry has it (after a Redis restart that lost it, say).
+type localEntry struct {
+	enc []byte
+	key string
 }
 
 type presenceKey struct{ channel, client string }
@@ -26,6 +34,19 @@ type presenceKey struct{ channel, client string }
 // zset, claim-key hash (scripts.go).
 func (b *Broker) presenceKeys(channel string) []string {
 	return []string{b.key("presence.data", channel), b.key("presence.expire", channel), b.key("presence.keys", channel)}
+}
+
+// claimExec is a claimPresenceScript call: addPresenceExec's arguments,
+// then the claim's.
+func (b *Broker) claimExec(channel, clientID string, info []byte, claim hub.PresenceClaim) rueidis.LuaExec {
+	x := b.addPresenceExec(channel, clientID, info)
+	always := "0"
+	if claim.Always {
+		always = "1"
+	}
+	x.Args = append(x.Args, strconv.FormatInt(b.cfg.Now().UnixMilli(), 10), strconv.Itoa(max(claim.Max, 0)), claim.Key, always)
+	x.Args = append(x.Args, claim.Ignore...)
+	return x
 }
 
 func (b *Broker) addPresenceExec(channel, clientID string, info []byte) rueidis.LuaExec {
@@ -45,15 +66,20 @@ func (b *Broker) AddPresence(ctx context.Context, channel, clientID string, info
 	if err := addPresenceScript.Exec(ctx, b.client, x.Keys, x.Args).Error(); err != nil {
 		return opErr("add presence", channel, err)
 	}
-	b.keepRefreshing(channel, clientID, enc)
+	b.keepRefreshing(channel, clientID, enc, "")
 	return nil
 }
 
-// keepRefreshing has the refresher re-add an entry just written.
-func (b *Broker) keepRefreshing(channel, clientID string, enc []byte) {
+// keepRefreshing has the refresher re-add an entry just written, with
+// claim key key ("": the key it had, if any: a plain add keeps it).
+func (b *Broker) keepRefreshing(channel, clientID string, enc []byte, key string) {
 	if b.cfg.PresenceRefresh > 0 {
+		k := presenceKey{channel, clientID}
 		b.local.mu.Lock()
-		b.local.entries[presenceKey{channel, clientID}] = enc
+		if key == "" {
+			key = b.local.entries[k].key
+		}
+		b.local.entries[k] = localEntry{enc: enc, key: key}
 		b.local.mu.Unlock()
 	}
 }
@@ -64,14 +90,8 @@ func (b *Broker) keepRefreshing(channel, clientID string, enc []byte) {
 // kept by the refreshes and freed by RemovePresence or expiry.
 func (b *Broker) ClaimPresence(ctx context.Context, channel, clientID string, info *hub.ClientInfo, claim hub.PresenceClaim) (hub.ClaimResult, error) {
 	enc := encodeInfo(info)
-	x := b.addPresenceExec(channel, clientID, enc)
-	always := "0"
-	if claim.Always {
-		always = "1"
-	}
-	args := append(x.Args, strconv.FormatInt(b.cfg.Now().UnixMilli(), 10), strconv.Itoa(max(claim.Max, 0)), claim.Key, always)
-	args = append(args, claim.Ignore...)
-	reply, err := claimPresenceScript.Exec(ctx, b.client, x.Keys, args).AsStrSlice()
+	x := b.claimExec(channel, clientID, enc, claim)
+	reply, err := claimPresenceScript.Exec(ctx, b.client, x.Keys, x.Args).AsStrSlice()
 	if err != nil {
 		return hub.ClaimResult{}, opErr("claim presence", channel, err)
 	}
@@ -80,7 +100,7 @@ func (b *Broker) ClaimPresence(ctx context.Context, channel, clientID string, in
 		return hub.ClaimResult{}, opErr("claim presence", channel, err)
 	}
 	if res.Added {
-		b.keepRefreshing(channel, clientID, enc)
+		b.keepRefreshing(channel, clientID, enc, claim.Key)
 	}
 	return res, nil
 }
@@ -113,21 +133,32 @@ func (b *Broker) refreshPresence() {
 		case <-t.C:
 		}
 		b.local.mu.Lock()
-		execs := make([]rueidis.LuaExec, 0, len(b.local.entries))
-		for k, enc := range b.local.entries {
-			execs = append(execs, b.addPresenceExec(k.channel, k.client, enc))
+		var plain, keyed []rueidis.LuaExec
+		for k, e := range b.local.entries {
+			if e.key == "" {
+				plain = append(plain, b.addPresenceExec(k.channel, k.client, e.enc))
+			} else {
+				keyed = append(keyed, b.claimExec(k.channel, k.client, e.enc, hub.PresenceClaim{Key: e.key, Always: true}))
+			}
 		}
 		b.local.mu.Unlock()
-		for i := 0; i < len(execs); i += presenceBatch {
-			ctx, cancel := context.WithTimeout(b.ctx, b.cfg.PresenceRefresh)
-			for _, r := range addPresenceScript.ExecMulti(ctx, b.client, execs[i:min(i+presenceBatch, len(execs))]...) {
-				if err := r.Error(); err != nil {
-					b.log.Warn("presence refresh failed", "error", err)
-					break
-				}
+		b.refreshBatches(addPresenceScript, plain)
+		b.refreshBatches(claimPresenceScript, keyed)
+	}
+}
+
+// refreshBatches runs script for execs, presenceBatch at a time, each
+// batch within PresenceRefresh.
+func (b *Broker) refreshBatches(script *rueidis.Lua, execs []rueidis.LuaExec) {
+	for i := 0; i < len(execs); i += presenceBatch {
+		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.PresenceRefresh)
+		for _, r := range script.ExecMulti(ctx, b.client, execs[i:min(i+presenceBatch, len(execs))]...) {
+			if err := r.Error(); err != nil {
+				b.log.Warn("presence refresh failed", "error", err)
+				break
 			}
-			cancel()
 		}
+		cancel()
 	}
 }
 

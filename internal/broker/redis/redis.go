@@ -197,7 +197,7 @@ func New(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
-	b.local.entries = map[presenceKey][]byte{}
+	b.local.entries = map[presenceKey]localEntry{}
 	b.ready = make(chan struct{})
 	b.pending.Store(int32(cfg.Shards))
 	b.shards = make([]*shard, cfg.Shards)
