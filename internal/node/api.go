@@ -170,6 +170,9 @@ type registerRequest struct {
 	EnabledCores int    `json:"enabledCores"`
 	Platform     string `json:"platform"`
 	Version      string `json:"version"`
+	// Instance names this process (Node.instance): the scheduler ignores
+	// a late draining heartbeat of an older process of the same key.
+	Instance string `json:"instance"`
 }
 
 type registerResponse struct {
@@ -186,12 +189,13 @@ type nodeInfo struct {
 	Status      string `json:"status"`
 }
 
-// statusDraining is the heartbeat status of a node shutting down: the
-// scheduler assigns it no more chunks (scheduler.StatusDraining).
-const statusDraining = "draining"
-
+// heartbeatRequest is a heartbeat; Draining says the process is shutting
+// down (the scheduler assigns the node no more chunks until it registers
+// again).
 type heartbeatRequest struct {
-	Status string `json:"status,omitempty"`
+	Status   string `json:"status,omitempty"`
+	Draining bool   `json:"draining,omitempty"`
+	Instance string `json:"instance,omitempty"`
 }
 
 type tokenResponse struct {

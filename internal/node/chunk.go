@@ -292,12 +292,31 @@ func (n *Node) complete(c Chunk, result json.RawMessage) {
 
 // fail reports a failure, retrying network errors and 5xx answers.
 func (n *Node) fail(c Chunk, e chunkError, retry bool) {
+	if e.Code == worker.CodeShuttingDown {
+		n.awaitAnnounced()
+	}
 	err := n.reportRetry(http.MethodPost, "/chunks/fail", failRequest{ChunkID: c.ID, LeaseID: c.LeaseID, Error: e, Retryable: retry}, nil)
 	if err != nil {
 		n.log.Warn("chunk failure not accepted", "chunk", c.ID.String(), "err", err)
 		return
 	}
 	n.log.Info("chunk failure reported", "chunk", c.ID.String(), "job", c.JobID.String(), "code", e.Code, "retryable", retry)
+}
+
+// awaitAnnounced waits, while the node is shutting down, until the
+// draining heartbeat is done (or the final reports are cancelled), so a
+// hand-back never overtakes it.
+func (n *Node) awaitAnnounced() {
+	n.mu.Lock()
+	draining := n.draining
+	n.mu.Unlock()
+	if !draining {
+		return
+	}
+	select {
+	case <-n.announced:
+	case <-n.report.Done():
+	}
 }
 
 func (n *Node) reportRetry(method, path string, in, out any) error {

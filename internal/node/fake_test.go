@@ -68,6 +68,10 @@ type fakeServer struct {
 	seen          map[string]bool // signatures (the server's replay cache)
 	assignedCalls int
 	verifyCalls   int
+	// drainGate, when set, holds the answer to a draining heartbeat until
+	// it is closed; drainSeen is set when one arrives.
+	drainGate chan struct{}
+	drainSeen bool
 }
 
 func newFakeServer(t *testing.T) *fakeServer {
@@ -159,6 +163,7 @@ func (f *fakeServer) serveNodeAPI(w http.ResponseWriter, r *http.Request) {
 	switch r.Method + " " + r.URL.Path {
 	case "POST /nodes/register":
 		f.registers++
+		f.reports = append(f.reports, report{Path: r.URL.Path, Body: m})
 		if f.limitRegister > 0 {
 			f.limitRegister--
 			w.Header().Set("Retry-After", "1")
@@ -180,6 +185,12 @@ func (f *fakeServer) serveNodeAPI(w http.ResponseWriter, r *http.Request) {
 	case "POST /nodes/heartbeat":
 		f.heartbeats++
 		f.reports = append(f.reports, report{Path: r.URL.Path, Body: m})
+		if gate := f.drainGate; gate != nil && string(m["draining"]) == "true" {
+			f.drainSeen = true
+			f.mu.Unlock()
+			<-gate
+			f.mu.Lock()
+		}
 		f.reply(w, 200, info)
 	case "POST /nodes/token":
 		f.tokens++

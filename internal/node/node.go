@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/centrifugal/centrifuge-go"
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-rt/switchboard/internal/clock"
@@ -214,13 +215,19 @@ type Node struct {
 	active    int // chunks holding a slot
 	slotFreed chan struct{}
 	draining  bool
-	stopped   bool // no more goroutines start
-	runDone   chan struct{}
-	runOnce   sync.Once
-	shutOnce  sync.Once
-	shutDone  chan struct{}
-	idle      chan struct{} // closed when draining and no chunk runs
-	idleOnce  sync.Once
+	// announced is closed once the draining heartbeat is answered (or
+	// given up): hand-backs wait for it, so the scheduler hears the drain
+	// from the heartbeat first.
+	announced chan struct{}
+	// instance is this process's id, sent on register and heartbeat.
+	instance string
+	stopped  bool // no more goroutines start
+	runDone  chan struct{}
+	runOnce  sync.Once
+	shutOnce sync.Once
+	shutDone chan struct{}
+	idle     chan struct{} // closed when draining and no chunk runs
+	idleOnce sync.Once
 
 	wg sync.WaitGroup
 }
@@ -240,6 +247,7 @@ func New(cfg Config) (*Node, error) {
 		running: map[string]*chunkRun{}, finished: map[string]struct{}{},
 		limit: cfg.Parallel, slotFreed: make(chan struct{}),
 		runDone: make(chan struct{}), shutDone: make(chan struct{}), idle: make(chan struct{}),
+		announced: make(chan struct{}), instance: uuid.NewString(),
 	}
 	n.life, n.stopLife = context.WithCancel(context.Background())
 	n.work, n.cancelWork = context.WithCancel(context.Background())
@@ -345,7 +353,7 @@ func ignoreCanceled(ctx context.Context, err error) error {
 // other 4xx answers are final.
 func (n *Node) register(ctx context.Context) (registerResponse, error) {
 	req := registerRequest{Hostname: n.cfg.Hostname, TotalCores: n.cfg.TotalCores,
-		EnabledCores: n.cfg.Parallel, Platform: n.cfg.Platform, Version: n.cfg.Version}
+		EnabledCores: n.cfg.Parallel, Platform: n.cfg.Platform, Version: n.cfg.Version, Instance: n.instance}
 	var resp registerResponse
 	b := n.newBackoff(n.cfg.ClaimPollMin, n.cfg.ClaimPollMax)
 	for {
@@ -559,7 +567,7 @@ func (n *Node) heartbeatLoop() {
 	for n.sleep(n.life, n.cfg.HeartbeatInterval) {
 		var info nodeInfo
 		ctx, cancel := context.WithTimeout(n.life, max(n.cfg.HeartbeatInterval, 5*time.Second))
-		err := n.api.call(ctx, http.MethodPost, "/nodes/heartbeat", heartbeatRequest{}, &info)
+		err := n.api.call(ctx, http.MethodPost, "/nodes/heartbeat", heartbeatRequest{Instance: n.instance}, &info)
 		cancel()
 		if err != nil {
 			if n.life.Err() == nil {
@@ -591,12 +599,15 @@ func (n *Node) Shutdown(ctx context.Context) error {
 }
 
 func (n *Node) shutdown(ctx context.Context) {
-	n.announceDraining(ctx)
+	// No new chunk starts from here; hand-backs (of new assignments and
+	// of chunks waiting for a slot) wait for the draining heartbeat.
 	n.mu.Lock()
 	n.draining = true
-	n.signalSlotsLocked() // chunks waiting for a slot are handed back
+	n.signalSlotsLocked()
 	n.checkIdleLocked()
 	n.mu.Unlock()
+	n.announceDraining(ctx)
+	close(n.announced)
 	n.stopLife()
 	n.runOnce.Do(func() { close(n.runDone) }) // Run never called
 	select {
@@ -646,9 +657,10 @@ func (n *Node) shutdown(ctx context.Context) {
 const drainTimeout = 5 * time.Second
 
 // announceDraining tells the scheduler, before any chunk is handed back,
-// that the node is shutting down (POST /nodes/heartbeat with status
-// "draining"), so it assigns the node nothing more. Best effort within
-// ctx and drainTimeout: the first hand-back tells the scheduler as well.
+// that this process is shutting down (POST /nodes/heartbeat with draining
+// and the instance), so it assigns the node nothing more. Best effort
+// within ctx and drainTimeout: the first hand-back tells the scheduler as
+// well.
 func (n *Node) announceDraining(ctx context.Context) {
 	if n.ID().IsZero() {
 		return // not registered: the scheduler assigns it nothing
@@ -656,7 +668,7 @@ func (n *Node) announceDraining(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, drainTimeout)
 	defer cancel()
 	var info nodeInfo
-	err := n.api.call(ctx, http.MethodPost, "/nodes/heartbeat", heartbeatRequest{Status: statusDraining}, &info)
+	err := n.api.call(ctx, http.MethodPost, "/nodes/heartbeat", heartbeatRequest{Draining: true, Instance: n.instance}, &info)
 	if err != nil && !notClaimed(err) { // unclaimed: nothing is assigned to it anyway
 		n.log.Warn("draining heartbeat failed", "err", err)
 	}

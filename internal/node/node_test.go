@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -212,20 +213,7 @@ func TestNodeShutdown(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 			defer cancel()
 			require.NoError(t, n.Shutdown(ctx))
-			// The scheduler hears "draining" before the first hand-back.
-			f.mu.Lock()
-			drained, firstFail := -1, -1
-			for i, r := range f.reports {
-				if r.Path == "/nodes/heartbeat" && str(r.Body["status"]) == "draining" && drained < 0 {
-					drained = i
-				}
-				if r.Path == "/chunks/fail" && firstFail < 0 {
-					firstFail = i
-				}
-			}
-			f.mu.Unlock()
-			require.GreaterOrEqual(t, drained, 0, "no draining heartbeat")
-			require.Less(t, drained, firstFail, "draining heartbeat after a hand-back")
+			f.requireDrainFirst(t, n)
 			fails := map[string]string{}
 			for _, r := range f.of("/chunks/fail") {
 				require.Equal(t, "true", string(r.Body["retryable"]))
@@ -243,6 +231,69 @@ func TestNodeShutdown(t *testing.T) {
 			}
 		})
 	}
+}
+
+// requireDrainFirst checks that the scheduler heard the draining
+// heartbeat, naming the instance the node registered with, before the
+// first hand-back.
+func (f *fakeServer) requireDrainFirst(t *testing.T, n *Node) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	drained, firstFail, instance := -1, -1, ""
+	for i, r := range f.reports {
+		switch {
+		case r.Path == "/nodes/register" && instance == "":
+			instance = str(r.Body["instance"])
+		case r.Path == "/nodes/heartbeat" && string(r.Body["draining"]) == "true" && drained < 0:
+			drained = i
+			require.Equal(t, n.instance, str(r.Body["instance"]), "draining heartbeat instance")
+		case r.Path == "/chunks/fail" && firstFail < 0:
+			firstFail = i
+		}
+	}
+	require.NotEmpty(t, instance, "register sends the instance")
+	require.Equal(t, n.instance, instance)
+	require.GreaterOrEqual(t, drained, 0, "no draining heartbeat")
+	require.Less(t, drained, firstFail, "draining heartbeat after a hand-back")
+}
+
+// While the draining heartbeat is on its way, the node starts no new
+// chunk: an assignment arriving then is handed back, after the heartbeat.
+func TestNodeShutdownStartsNothingWhileAnnouncing(t *testing.T) {
+	f := newFakeServer(t)
+	f.claim()
+	gate := make(chan struct{})
+	var open sync.Once
+	release := func() { open.Do(func() { close(gate) }) }
+	f.mu.Lock()
+	f.drainGate = gate
+	f.mu.Unlock()
+	n, _ := startNode(t, f, nil)
+	t.Cleanup(release) // runs before startNode's cleanup: a failed check does not hang
+	f.connected(t)
+	done := make(chan error, 1)
+	go func() { done <- n.Shutdown(context.Background()) }()
+	require.Eventually(t, func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.drainSeen
+	}, testenv.Wait, testenv.Tick, "draining heartbeat sent")
+	late := chunkMsg("late", "l1", 400, 0, map[string]any{"sleepMs": 20}, time.Minute)
+	f.publish(t, "chunks:"+fakeNodeID, late)
+	require.Eventually(t, func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		_, handed := n.finished["late\x00l1"]
+		return handed || len(n.running) > 0
+	}, testenv.Wait, testenv.Tick, "assignment received")
+	require.Zero(t, n.activeChunks(), "a chunk started while the node announced its drain")
+	require.Empty(t, f.of("/chunks/fail"), "hand-back before the draining heartbeat")
+	release()
+	require.NoError(t, <-done)
+	f.requireDrainFirst(t, n)
+	require.Len(t, f.of("/chunks/fail"), 1)
+	require.Empty(t, f.of("/chunks/progress"))
 }
 
 // A short-lived hub token is refreshed through /nodes/token.
