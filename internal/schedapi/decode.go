@@ -22,10 +22,13 @@ type registerRequest struct {
 	EnabledCores *int    `json:"enabledCores"`
 	Platform     *string `json:"platform"`
 	Version      *string `json:"version"`
+	Instance     string  `json:"instance"`
 }
 
 type heartbeatRequest struct {
-	Status string `json:"status"`
+	Status   string `json:"status"`
+	Draining bool   `json:"draining"`
+	Instance string `json:"instance"`
 }
 
 type completeRequest struct {

@@ -20,7 +20,7 @@ func (h *Handler) register(ctx context.Context, key ed25519.PublicKey, _ *http.R
 		return nil, err
 	}
 	return h.cfg.Service.RegisterNode(ctx, key, scheduler.NodeInfo{Hostname: req.Hostname, TotalCores: req.TotalCores,
-		EnabledCores: req.EnabledCores, Platform: req.Platform, Version: req.Version})
+		EnabledCores: req.EnabledCores, Platform: req.Platform, Version: req.Version, Instance: req.Instance})
 }
 
 func (h *Handler) heartbeat(ctx context.Context, key ed25519.PublicKey, _ *http.Request, body []byte) (any, error) {
@@ -28,7 +28,7 @@ func (h *Handler) heartbeat(ctx context.Context, key ed25519.PublicKey, _ *http.
 	if err := decodeBody(body, &req); err != nil {
 		return nil, err
 	}
-	return h.cfg.Service.Heartbeat(ctx, key, req.Status)
+	return h.cfg.Service.Heartbeat(ctx, key, scheduler.HeartbeatInfo{Status: req.Status, Draining: req.Draining, Instance: req.Instance})
 }
 
 func (h *Handler) verify(ctx context.Context, key ed25519.PublicKey, _ *http.Request, body []byte) (any, error) {

@@ -44,7 +44,7 @@ const (
 // implements it. Node methods take the verified public key.
 type Service interface {
 	RegisterNode(ctx context.Context, key ed25519.PublicKey, info scheduler.NodeInfo) (scheduler.Registration, error)
-	Heartbeat(ctx context.Context, key ed25519.PublicKey, status string) (scheduler.NodeStatus, error)
+	Heartbeat(ctx context.Context, key ed25519.PublicKey, hb scheduler.HeartbeatInfo) (scheduler.NodeStatus, error)
 	Verify(ctx context.Context, key ed25519.PublicKey) (scheduler.NodeStatus, error)
 	NodeForToken(ctx context.Context, key ed25519.PublicKey) (scheduler.Node, error)
 	CompleteChunk(ctx context.Context, key ed25519.PublicKey, chunkID, leaseID string, result json.RawMessage) (scheduler.Completion, error)

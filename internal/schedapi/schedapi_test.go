@@ -64,8 +64,8 @@ func (f *fakeService) view(name string, v scheduler.Viewer) error {
 
 func (f *fakeService) RegisterNode(_ context.Context, key ed25519.PublicKey, info scheduler.NodeInfo) (scheduler.Registration, error) {
 	code := "MW3AM4"
-	return scheduler.Registration{ID: "n1", ClaimCode: &code}, f.rec(fmt.Sprintf("register:%s/%s/%s/%s/%s", show(info.Hostname), show(info.TotalCores),
-		show(info.EnabledCores), show(info.Platform), show(info.Version)), key)
+	return scheduler.Registration{ID: "n1", ClaimCode: &code}, f.rec(fmt.Sprintf("register:%s/%s/%s/%s/%s/%s", show(info.Hostname), show(info.TotalCores),
+		show(info.EnabledCores), show(info.Platform), show(info.Version), info.Instance), key)
 }
 
 // show prints *v, or "-" for nil (an omitted field).
@@ -75,8 +75,9 @@ func show[T any](v *T) string {
 	}
 	return fmt.Sprint(*v)
 }
-func (f *fakeService) Heartbeat(_ context.Context, key ed25519.PublicKey, status string) (scheduler.NodeStatus, error) {
-	return scheduler.NodeStatus{ID: "n1", Name: "box", MaxParallel: 2, Status: status}, f.rec("heartbeat:"+status, key)
+func (f *fakeService) Heartbeat(_ context.Context, key ed25519.PublicKey, hb scheduler.HeartbeatInfo) (scheduler.NodeStatus, error) {
+	return scheduler.NodeStatus{ID: "n1", Name: "box", MaxParallel: 2, Status: hb.Status},
+		f.rec(fmt.Sprintf("heartbeat:%s/%v/%s", hb.Status, hb.Draining, hb.Instance), key)
 }
 func (f *fakeService) Verify(_ context.Context, key ed25519.PublicKey) (scheduler.NodeStatus, error) {
 	return scheduler.NodeStatus{ID: "n1", Name: "box", MaxParallel: 2, Status: "online"}, f.rec("verify", key)
@@ -193,14 +194,14 @@ func (f *fixture) user(method, path, body string, creds ...string) reply {
 	return f.do(req)
 }
 
-const registerBody = `{"hostname":"h","totalCores":8,"enabledCores":4,"platform":"linux-x86_64","version":"0.1.0"}`
+const registerBody = `{"hostname":"h","totalCores":8,"enabledCores":4,"platform":"linux-x86_64","version":"0.1.0","instance":"p1"}`
 
 func TestNodeRegisterSigned(t *testing.T) {
 	f := newFixture(t)
 	r := f.signed("POST", "/nodes/register", registerBody)
 	require.Equal(t, 200, r.status, r.body)
 	require.Equal(t, map[string]any{"id": "n1", "claimCode": "MW3AM4", "claimed": false}, r.body)
-	require.Equal(t, []string{"register:h/8/4/linux-x86_64/0.1.0"}, f.svc.calls)
+	require.Equal(t, []string{"register:h/8/4/linux-x86_64/0.1.0/p1"}, f.svc.calls)
 	require.Equal(t, []string{"ebVWLo/mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ="}, f.svc.keys)
 }
 
@@ -212,7 +213,7 @@ func TestNodeRegisterOmittedFields(t *testing.T) {
 	require.Equal(t, 200, r.status, r.body)
 	r = f.signed("POST", "/nodes/register", `{"version":"0.2.0","hostname":null}`)
 	require.Equal(t, 200, r.status, r.body)
-	require.Equal(t, []string{"register:-/-/-/-/-", "register:-/-/-/-/0.2.0"}, f.svc.calls)
+	require.Equal(t, []string{"register:-/-/-/-/-/", "register:-/-/-/-/0.2.0/"}, f.svc.calls)
 }
 
 func TestNodeSignatureFailures(t *testing.T) {
@@ -277,7 +278,7 @@ func TestNodeSignatureFailures(t *testing.T) {
 	r := f.do(req())
 	require.Equal(t, 401, r.status)
 	require.Equal(t, "Replayed signature", r.body["error"])
-	require.Equal(t, []string{"heartbeat:idle"}, f.svc.calls)
+	require.Equal(t, []string{"heartbeat:idle/false/"}, f.svc.calls)
 	require.Equal(t, 2.0, testutil.ToFloat64(f.h.refused.WithLabelValues("Invalid signature")))
 	require.Equal(t, 1.0, testutil.ToFloat64(f.h.refused.WithLabelValues("Replayed signature")))
 	require.Equal(t, 1.0, testutil.ToFloat64(f.h.refused.WithLabelValues("Body too large")))
@@ -285,6 +286,9 @@ func TestNodeSignatureFailures(t *testing.T) {
 
 func TestNodeEndpoints(t *testing.T) {
 	f := newFixture(t)
+	h := f.signed("POST", "/nodes/heartbeat", `{"draining":true,"instance":"p1"}`)
+	require.Equal(t, 200, h.status, h.body)
+	require.Equal(t, []string{"heartbeat:/true/p1"}, f.svc.calls, "the drain and the instance reach the Service")
 	r := f.signed("POST", "/nodes/verify", "")
 	require.Equal(t, 200, r.status, r.body)
 	require.Equal(t, map[string]any{"id": "n1", "name": "box", "maxParallel": 2.0, "status": "online"}, r.body)
@@ -517,7 +521,7 @@ func TestRoutingErrors(t *testing.T) {
 // FuzzDecodeBody: any body decodes into each request type or fails with an
 // Invalid error; a decoded value survives a JSON round trip.
 func FuzzDecodeBody(f *testing.F) {
-	for _, s := range []string{registerBody, `{"status":"idle"}`, `{"chunkId":"c","leaseId":null,"result":{"iterations":1}}`,
+	for _, s := range []string{registerBody, `{"status":"idle"}`, `{"draining":true,"instance":"p1"}`, `{"chunkId":"c","leaseId":null,"result":{"iterations":1}}`,
 		`{"chunkId":"c","error":{"message":"m","code":"c"},"retryable":true}`, `{"chunkId":"c","done":5}`,
 		`{"config":{"a":[1,2]},"iterations":10,"accessType":"user","priority":-1,"user":"u"}`,
 		`{"code":"ABC","name":"n","maxParallel":3}`, `{"userId":"u"}`, ``, `[]`, `{"a":1}`, `{"iterations":1e3}`, "{\"x\":\"\xff\"}"} {

@@ -17,12 +17,25 @@ type planned struct {
 	node  Node
 }
 
+// maxReplans bounds the passes assignPass repeats in a row because a
+// planned lease was refused.
+const maxReplans = 3
+
 // assignPass leases pending chunks to eligible online nodes and publishes
-// them; it repeats while it fills a whole batch.
+// them; it repeats while it fills a whole batch, and (up to maxReplans
+// times in a row) when a planned lease was refused because the node
+// filled or drained, or the chunk was taken, since the plan: a fresh plan
+// gives the chunk to another free node now, not at the next sweep.
 func (s *Service) assignPass() {
+	replans := 0
 	for s.ctx.Err() == nil {
-		n, full := s.assignOnce()
-		if !full || n == 0 {
+		n, full, refused := s.assignOnce()
+		switch {
+		case refused && replans < maxReplans:
+			replans++
+		case full && n > 0:
+			replans = 0
+		default:
 			return
 		}
 	}
@@ -34,19 +47,19 @@ func (s *Service) assignPass() {
 // (publishLeased). On a store that serialises transactions the plan and
 // the leases share one transaction; elsewhere each job's leases get their
 // own (one job lock per transaction keeps the lock order). It returns how
-// many chunks it assigned and whether the batch was full.
-func (s *Service) assignOnce() (int, bool) {
+// many chunks it assigned, whether the batch was full and whether a
+// planned lease was refused.
+func (s *Service) assignOnce() (assigned int, full, refused bool) {
 	ctx := s.ctx
 	online := s.onlineIDs()
 	if len(online) == 0 {
-		return 0, false
+		return 0, false, false
 	}
 	now := s.now()
 	var plan map[string][]planned
 	var order []string
 	var jobs map[string]Job
 	var ls []leased
-	full := false
 	err := s.store.InTx(ctx, func(tx Tx) (err error) {
 		ls = ls[:0]
 		if plan, order, jobs, full, err = s.plan(ctx, tx, online, now); err != nil || !s.serialized {
@@ -63,7 +76,7 @@ func (s *Service) assignOnce() (int, bool) {
 	})
 	if err != nil {
 		s.loopError("plan assignments", err)
-		return 0, false
+		return 0, false, false
 	}
 	if !s.serialized {
 		for _, id := range order {
@@ -79,11 +92,11 @@ func (s *Service) assignOnce() (int, bool) {
 			ls = append(ls, l)
 		}
 	}
-	total := 0
 	for _, l := range ls {
-		total += s.publishLeased(l)
+		assigned += s.publishLeased(l)
+		refused = refused || l.refused > 0
 	}
-	return total, full
+	return assigned, full, refused
 }
 
 // plan chooses, from one consistent read, which pending chunks go to which
@@ -200,6 +213,9 @@ type leased struct {
 	won   []Assignment
 	nodes []string    // holder of won[i]
 	since []time.Time // when won[i] became assignable
+	// refused counts the planned chunks the guards refused (node full or
+	// draining, chunk no longer pending).
+	refused int
 }
 
 // leaseIn leases job j's planned chunks inside tx: job locked, nodes in id
@@ -210,8 +226,12 @@ func (s *Service) leaseIn(ctx context.Context, tx Tx, j Job, plan []planned, now
 	deadline := now.Add(s.cfg.Lease)
 	var l leased
 	job, err := tx.JobForUpdate(ctx, j.ID)
-	if err != nil || job.Status.Terminal() {
+	if err != nil {
 		return l, err
+	}
+	if job.Status.Terminal() {
+		l.refused = len(plan) // ended since the plan: its nodes may serve other jobs
+		return l, nil
 	}
 	for _, p := range plan {
 		ok, err := tx.AddRunning(ctx, p.node.ID, 1, p.node.Capacity())
@@ -219,7 +239,8 @@ func (s *Service) leaseIn(ctx context.Context, tx Tx, j Job, plan []planned, now
 			return l, err
 		}
 		if !ok {
-			continue // full (another process leased to it) or draining since the plan
+			l.refused++ // full (another process leased to it) or draining since the plan
+			continue
 		}
 		lease := uuid.NewString()
 		ok, err = tx.LeaseChunk(ctx, p.chunk.ID, p.node.ID, lease, deadline, now)
@@ -230,6 +251,7 @@ func (s *Service) leaseIn(ctx context.Context, tx Tx, j Job, plan []planned, now
 			if _, err := tx.AddRunning(ctx, p.node.ID, -1, 0); err != nil {
 				return l, err
 			}
+			l.refused++
 			continue
 		}
 		if err := tx.InsertLease(ctx, lease, p.chunk.ID, p.node.ID, now); err != nil {

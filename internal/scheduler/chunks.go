@@ -321,8 +321,9 @@ func (s *Service) committer() {
 // failure puts it back to pending after a backoff unless MaxAttempts is
 // reached; otherwise the chunk and its job fail with f.Message. A
 // hand-back (retryable, CodeShuttingDown) is pending again at once without
-// the attempt counting, and marks the node draining in the same
-// transaction, so the chunk goes to another node (or waits for one).
+// the attempt counting, and, when the chunk was leased since the node
+// last registered, marks the node draining in the same transaction, so
+// the chunk goes to another node (or waits for one).
 // Errors as CompleteChunk; failing a chunk the node completed is
 // ErrLeaseLost.
 func (s *Service) FailChunk(ctx context.Context, key ed25519.PublicKey, chunkID, leaseID string, f Failure) error {
@@ -367,9 +368,13 @@ func (s *Service) FailChunk(ctx context.Context, key ed25519.PublicKey, chunkID,
 		if o, err = s.endLease(ctx, tx, j, c, msg, f.Retryable, handBack, now); err != nil || !handBack {
 			return err
 		}
-		// The node is shutting down: no more chunks for it (node row last,
-		// after endLease's count update on the same row).
-		return markDraining(ctx, tx, nodeID, now)
+		// The node process is shutting down: no more chunks for it (node
+		// row last, after endLease's count update on the same row).
+		leasedAt, err := tx.LeasedAt(ctx, c.LeaseID) // the lease it held (leaseID may be "")
+		if err != nil {
+			return err
+		}
+		return markDraining(ctx, tx, nodeID, leasedAt, now)
 	})
 	if err != nil {
 		return storeErr(err, ErrChunkNotFound)
@@ -379,11 +384,14 @@ func (s *Service) FailChunk(ctx context.Context, key ed25519.PublicKey, chunkID,
 	return nil
 }
 
-// markDraining marks node id draining (status StatusDraining) unless it
-// is already; the caller's lock order allows locking the node row.
-func markDraining(ctx context.Context, tx Tx, id string, now time.Time) error {
+// markDraining marks node id draining (status StatusDraining) for the
+// hand-back of a chunk leased at leasedAt, unless it is already or the
+// lease predates the node's last registration (the hand-back of an
+// older process, which a new one of the same key replaced); the caller's
+// lock order allows locking the node row.
+func markDraining(ctx context.Context, tx Tx, id string, leasedAt, now time.Time) error {
 	n, err := tx.NodeForUpdate(ctx, id)
-	if err != nil || n.Draining {
+	if err != nil || n.Draining || leasedAt.Before(n.RegisteredAt) {
 		return err
 	}
 	n.Draining, n.Status, n.UpdatedAt = true, StatusDraining, now

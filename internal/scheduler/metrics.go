@@ -44,31 +44,30 @@ func (c jobsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// drainingNodes counts the online nodes that are draining, read from the
-// store at scrape time (0 when the read fails; the failure is logged).
-func (s *Service) drainingNodes() float64 {
-	ids := s.onlineIDs()
-	if len(ids) == 0 {
-		return 0
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	var nodes []Node
-	err := s.store.InTx(ctx, func(tx Tx) (err error) {
-		nodes, err = tx.Nodes(ctx, "", ids)
-		return err
-	})
-	if err != nil {
-		s.log.Warn("count draining nodes for metrics failed", "error", err)
-		return 0
-	}
+// drainingCollector reports the online nodes that are draining, counted
+// in the store at scrape time; nothing when the count fails (logged).
+type drainingCollector struct {
+	s    *Service
+	desc *prometheus.Desc
+}
+
+func (c drainingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c drainingCollector) Collect(ch chan<- prometheus.Metric) {
 	n := 0
-	for _, node := range nodes {
-		if node.Draining {
-			n++
+	if ids := c.s.onlineIDs(); len(ids) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		err := c.s.store.InTx(ctx, func(tx Tx) (err error) {
+			n, err = tx.CountDraining(ctx, ids)
+			return err
+		})
+		if err != nil {
+			c.s.log.Warn("count draining nodes for metrics failed", "error", err)
+			return
 		}
 	}
-	return float64(n)
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n))
 }
 
 func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
@@ -94,10 +93,8 @@ func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
 	online := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "switchboard", Subsystem: "scheduler", Name: "nodes_online", Help: "Nodes present in nodes:online.",
 	}, func() float64 { return float64(len(s.onlineIDs())) })
-	draining := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "switchboard", Subsystem: "scheduler", Name: "nodes_draining",
-		Help: "Nodes present in nodes:online that are shutting down (offered no chunks).",
-	}, s.drainingNodes)
+	draining := drainingCollector{s: s, desc: prometheus.NewDesc("switchboard_scheduler_nodes_draining",
+		"Nodes present in nodes:online that are shutting down (offered no chunks).", nil, nil)}
 	jobs := jobsCollector{s: s, desc: prometheus.NewDesc("switchboard_scheduler_jobs", "Jobs by status.", []string{"status"}, nil)}
 	for _, c := range []prometheus.Collector{m.assigned, m.completed, m.failed, m.expired, m.retried, m.publishFailures, m.latency, online, draining, jobs} {
 		if err := reg.Register(c); err != nil {

@@ -30,6 +30,9 @@ func checkText(field, v string) error {
 }
 
 func (i NodeInfo) validate() error {
+	if err := checkText("instance", i.Instance); err != nil {
+		return err
+	}
 	for _, f := range []struct {
 		name string
 		v    *string
@@ -54,9 +57,12 @@ func (i NodeInfo) validate() error {
 
 // RegisterNode records a node by key, or returns the known node of key,
 // updating the fields info carries (omitted ones keep their stored
-// values). Registering again ends a draining state (a node process
-// registers when it starts): the node is offered chunks again. Claimed
-// nodes answer ClaimCode nil.
+// values). Registering is a new node process starting: it records
+// info.Instance and the time (so a late drain from the previous process
+// is ignored, see Heartbeat and FailChunk) and ends a draining state (the
+// node is offered chunks again). The known row is read locked, so a
+// register is ordered with a concurrent claim or drain. Claimed nodes
+// answer ClaimCode nil.
 func (s *Service) RegisterNode(ctx context.Context, key ed25519.PublicKey, info NodeInfo) (Registration, error) {
 	if err := s.running(); err != nil {
 		return Registration{}, err
@@ -74,18 +80,24 @@ func (s *Service) RegisterNode(ctx context.Context, key ed25519.PublicKey, info 
 		created, undrained = false, false
 		var err error
 		n, err = tx.NodeByKey(ctx, key)
+		if err == nil {
+			n, err = tx.NodeForUpdate(ctx, n.ID)
+		}
 		switch {
 		case err == nil:
 			info.apply(&n)
-			if n.Draining {
-				n.Draining, n.Status, undrained = false, StatusIdle, true
+			if n.Draining || n.Status == StatusDraining {
+				undrained = true
+				n.Draining, n.Status = false, StatusIdle
 			}
+			n.Instance, n.RegisteredAt = info.Instance, now
 			n.LastSeenAt, n.UpdatedAt = now, now
 			return tx.UpdateNode(ctx, &n)
 		case errors.Is(err, ErrNoRows):
 			n = Node{
 				ID: uuid.NewString(), PublicKey: append([]byte(nil), key...), ClaimCode: ClaimCode(key),
-				Status: StatusIdle, LastSeenAt: now, CreatedAt: now, UpdatedAt: now, RowVersion: 1,
+				Status: StatusIdle, Instance: info.Instance, RegisteredAt: now,
+				LastSeenAt: now, CreatedAt: now, UpdatedAt: now, RowVersion: 1,
 			}
 			info.apply(&n)
 			created = true
@@ -118,19 +130,24 @@ func (s *Service) RegisterNode(ctx context.Context, key ed25519.PublicKey, info 
 	return r, nil
 }
 
-// Heartbeat records that the node is alive (status, if not empty, is what
-// it reports), and extends the leases of the chunks it holds. Status
-// StatusDraining marks the node draining: no chunk is assigned to it from
-// the commit on, until it registers again; while draining, other reported
-// statuses are ignored. Unclaimed or unknown nodes get ErrNodeNotClaimed.
-func (s *Service) Heartbeat(ctx context.Context, key ed25519.PublicKey, status string) (NodeStatus, error) {
+// Heartbeat records that the node is alive (hb.Status, if not empty, is
+// what it reports), and extends the leases of the chunks it holds.
+// hb.Draining marks the node draining: no chunk is assigned to it from
+// the commit on, until it registers again; unless hb.Instance is set and
+// is not the registered instance (a late heartbeat of a process that a
+// new one of the same key replaced). While draining, reported statuses
+// are ignored. Unclaimed or unknown nodes get ErrNodeNotClaimed.
+func (s *Service) Heartbeat(ctx context.Context, key ed25519.PublicKey, hb HeartbeatInfo) (NodeStatus, error) {
 	if err := s.running(); err != nil {
 		return NodeStatus{}, err
 	}
 	if err := checkKey(key); err != nil {
 		return NodeStatus{}, err
 	}
-	if err := checkText("status", status); err != nil {
+	if err := checkText("status", hb.Status); err != nil {
+		return NodeStatus{}, err
+	}
+	if err := checkText("instance", hb.Instance); err != nil {
 		return NodeStatus{}, err
 	}
 	now := s.now()
@@ -150,18 +167,19 @@ func (s *Service) Heartbeat(ctx context.Context, key ed25519.PublicKey, status s
 		if _, err := tx.ExtendLeases(ctx, n.ID, now.Add(s.cfg.Lease)); err != nil {
 			return err
 		}
-		// Read the row again, locked: a hand-back committed since the
-		// first read may have marked it draining, which must not be lost.
+		// Read the row again, locked: a drain or registration committed
+		// since the first read must not be lost, and the instance check
+		// needs the current registration.
 		if n, err = tx.NodeForUpdate(ctx, n.ID); err != nil {
 			return err
 		}
 		switch {
-		case n.Draining || status == "":
-		case status == StatusDraining:
+		case n.Draining:
+		case hb.Draining && (hb.Instance == "" || hb.Instance == n.Instance):
 			n.Draining, n.Status, changed = true, StatusDraining, true
-		default:
-			changed = status != n.Status
-			n.Status = status
+		case hb.Status != "":
+			changed = hb.Status != n.Status
+			n.Status = hb.Status
 		}
 		n.LastSeenAt, n.UpdatedAt = now, now
 		return tx.UpdateNode(ctx, &n)
@@ -178,7 +196,7 @@ func (s *Service) Heartbeat(ctx context.Context, key ed25519.PublicKey, status s
 // Verify is Heartbeat without a status (the origin's node calls
 // POST /nodes/verify).
 func (s *Service) Verify(ctx context.Context, key ed25519.PublicKey) (NodeStatus, error) {
-	return s.Heartbeat(ctx, key, "")
+	return s.Heartbeat(ctx, key, HeartbeatInfo{})
 }
 
 // NodeForToken returns the claimed node of key, for issuing its hub

@@ -50,7 +50,8 @@ type Tx interface {
 	NodeForUpdate(ctx context.Context, id string) (Node, error)
 	NodeByClaimCodeForUpdate(ctx context.Context, code string) (Node, error)
 	// UpdateNode writes every field of n except ID, PublicKey, CreatedAt
-	// and Running (changed only by AddRunning), Draining included.
+	// and Running (changed only by AddRunning), Draining, Instance and
+	// RegisteredAt included.
 	// It adds 1 to the row's RowVersion and sets n.RowVersion to the new
 	// value.
 	UpdateNode(ctx context.Context, n *Node) error
@@ -67,6 +68,9 @@ type Tx interface {
 	// and have free capacity (running < Node.Capacity()), ordered by
 	// creation.
 	FreeNodes(ctx context.Context, ids []string) ([]Node, error)
+	// CountDraining counts the draining nodes among ids (for the
+	// draining gauge).
+	CountDraining(ctx context.Context, ids []string) (int, error)
 	// Grant records that the owner of nodeID lets userID's jobs run on it
 	// (idempotent).
 	Grant(ctx context.Context, nodeID, userID string, at time.Time) error
@@ -136,6 +140,9 @@ type Tx interface {
 	// LeaseHolder returns the node and chunk of a lease (ErrNoRows when
 	// unknown).
 	LeaseHolder(ctx context.Context, leaseID string) (nodeID, chunkID string, err error)
+	// LeasedAt returns when a lease was granted (InsertLease's at;
+	// ErrNoRows when unknown).
+	LeasedAt(ctx context.Context, leaseID string) (time.Time, error)
 	// HeldBefore reports whether nodeID ever held a lease on chunkID.
 	HeldBefore(ctx context.Context, chunkID, nodeID string) (bool, error)
 }

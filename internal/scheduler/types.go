@@ -77,15 +77,23 @@ type Node struct {
 	MaxParallel  int    `json:"maxParallel"`
 	OwnerID      string `json:"-"` // "" while unclaimed
 	Status       string `json:"status"`
-	// Draining is set when the node says it is shutting down (a heartbeat
-	// with status StatusDraining, or its first SHUTTING_DOWN hand-back):
-	// it is offered no chunks until it registers again. Status reads
-	// StatusDraining meanwhile.
-	Draining   bool      `json:"draining"`
-	Running    int       `json:"running"` // chunks leased to it now
-	Online     bool      `json:"online"`  // in hub presence of nodes:online (filled by the Service)
-	LastSeenAt time.Time `json:"-"`       // zero = never
-	CreatedAt  time.Time `json:"createdAt"`
+	// Draining is set when the node process says it is shutting down (a
+	// heartbeat with HeartbeatInfo.Draining, or the first SHUTTING_DOWN
+	// hand-back of a chunk leased since it registered): it is offered no
+	// chunks until it registers again. Status reads StatusDraining
+	// meanwhile. Both persist while the node is offline.
+	Draining bool `json:"draining"`
+	// Instance is the process id the node sent when it last registered
+	// ("" when it sent none): a draining heartbeat naming another
+	// instance is ignored.
+	Instance string `json:"-"`
+	// RegisteredAt is the node's last registration: a hand-back only
+	// drains the node when its chunk was leased at or after it.
+	RegisteredAt time.Time `json:"-"`
+	Running      int       `json:"running"` // chunks leased to it now
+	Online       bool      `json:"online"`  // in hub presence of nodes:online (filled by the Service)
+	LastSeenAt   time.Time `json:"-"`       // zero = never
+	CreatedAt    time.Time `json:"createdAt"`
 	// UpdatedAt is the last change of the node's record (registration,
 	// claim, heartbeat).
 	UpdatedAt time.Time `json:"-"`
@@ -271,6 +279,25 @@ type NodeInfo struct {
 	EnabledCores *int
 	Platform     *string
 	Version      *string
+	// Instance names the registering node process (an id it makes up at
+	// start, at most MaxNameLength bytes). Unlike the other fields it is
+	// always stored: "" (an older node) means the process has no id.
+	Instance string
+}
+
+// HeartbeatInfo is what a node reports in a heartbeat; the zero value is
+// a plain heartbeat.
+type HeartbeatInfo struct {
+	// Status is free text shown with the node ("" keeps the stored one).
+	Status string
+	// Draining says the node process is shutting down: the node is
+	// offered no chunks from the commit on, until it registers again.
+	Draining bool
+	// Instance is the sending process's id (NodeInfo.Instance). A
+	// draining heartbeat whose non-empty Instance differs from the
+	// registered one is from an older process of the same key and is
+	// ignored; "" always counts.
+	Instance string
 }
 
 // apply sets the present fields of i on n.
@@ -344,14 +371,16 @@ type Failure struct {
 }
 
 // CodeShuttingDown is the failure code of a node handing a chunk back as
-// it shuts down (the worker pool's code of the same name). The first such
-// hand-back also marks the node draining (Node.Draining).
+// it shuts down (the worker pool's code of the same name). It means "this
+// node process is stopping": the first such hand-back of a chunk leased
+// since the node last registered also marks the node draining
+// (Node.Draining).
 const CodeShuttingDown = "SHUTTING_DOWN"
 
-// StatusDraining is the node status of a node that is shutting down. A
-// node reports it in a heartbeat before it hands its chunks back; from
-// then on it is offered no chunks until it registers again, and its
-// Status stays StatusDraining whatever later heartbeats report.
+// StatusDraining is the node status of a draining node (Node.Draining):
+// it stays so whatever later heartbeats report, until the node registers
+// again. Registering also resets a status text "draining" left by an
+// older server.
 const StatusDraining = "draining"
 
 // StatusIdle is the status of a new node, and of a draining node that

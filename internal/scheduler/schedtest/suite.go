@@ -37,6 +37,8 @@ func Run(t *testing.T, f Factory) {
 		{"HandBackDrainsNode", testHandBackDrains},
 		{"DrainingOnlyNodeLeavesChunkPending", testDrainingOnlyNode},
 		{"DrainingHeartbeat", testDrainingHeartbeat},
+		{"LateDrainOfOldProcessIgnored", testLateDrain},
+		{"RegisterResetsDrainingStatus", testRegisterResetsDrainingStatus},
 		{"FailRetryableAndNot", testFail},
 		{"Cancel", testCancel},
 		{"ConcurrentCompletionsAggregateOnce", testConcurrentCompletions},
@@ -88,7 +90,7 @@ func testRegisterAndClaim(t *testing.T, f Factory) {
 	require.NoError(t, err)
 	require.Equal(t, reg.ID, again.ID)
 
-	_, err = e.Svc.Heartbeat(ctx, key, "")
+	_, err = e.Svc.Heartbeat(ctx, key, scheduler.HeartbeatInfo{})
 	requireReason(t, err, scheduler.ReasonNodeNotClaimed)
 	_, err = e.Svc.NodeForToken(ctx, key)
 	requireReason(t, err, scheduler.ReasonNodeNotClaimed)
@@ -121,7 +123,7 @@ func testRegisterAndClaim(t *testing.T, f Factory) {
 	ns, err = e.Svc.Nodes(ctx, scheduler.Viewer{UserID: "alice"})
 	require.NoError(t, err)
 	require.Equal(t, [5]any{"box2", 6, 2, "linux", "1.1"}, [5]any{ns[0].Hostname, ns[0].TotalCores, ns[0].EnabledCores, ns[0].Platform, ns[0].Version})
-	st, err := e.Svc.Heartbeat(ctx, key, "busy")
+	st, err := e.Svc.Heartbeat(ctx, key, scheduler.HeartbeatInfo{Status: "busy"})
 	require.NoError(t, err)
 	require.Equal(t, scheduler.NodeStatus{ID: n.ID, Name: "rig", MaxParallel: 2, Status: "busy"}, st)
 	tok, err := e.Svc.NodeForToken(ctx, key)
@@ -354,7 +356,7 @@ func testExtend(t *testing.T, f Factory) {
 	as := e.WaitAssigned(t, n, 2)
 	for range 3 {
 		e.Clock.Advance(20 * time.Second)
-		_, err := e.Svc.Heartbeat(ctx, n.Key, "")
+		_, err := e.Svc.Heartbeat(ctx, n.Key, scheduler.HeartbeatInfo{})
 		require.NoError(t, err)
 	}
 	d, err := e.Svc.ProgressChunk(ctx, n.Key, as[0].ID, as[0].LeaseID, 400)
@@ -545,17 +547,23 @@ func testDrainingOnlyNode(t *testing.T, f Factory) {
 	require.Len(t, e.Hub.Assignments(t, a.ID), 1)
 }
 
-// A heartbeat with status "draining" (sent before any hand-back) takes the
+// A heartbeat with draining set (sent before any hand-back) takes the
 // node out of assignment at once; later statuses do not bring it back,
 // and the store refuses to lease to it (the guard another process's
-// stale plan meets); registering again does.
+// stale plan meets); registering again does. The status text "draining"
+// alone is just a status.
 func testDrainingHeartbeat(t *testing.T, f Factory) {
 	e := NewEnv(t, f(t), scheduler.Config{})
 	a := e.Node(t, "alice", 2, 2, true)
-	st, err := e.Svc.Heartbeat(ctx, a.Key, scheduler.StatusDraining)
+	st, err := e.Svc.Heartbeat(ctx, a.Key, scheduler.HeartbeatInfo{Status: scheduler.StatusDraining})
+	require.NoError(t, err)
+	require.False(t, e.nodeOf(t, a).Draining, "a status text drained the node")
+	require.Equal(t, scheduler.StatusDraining, st.Status)
+	st, err = e.Svc.Heartbeat(ctx, a.Key, scheduler.HeartbeatInfo{Draining: true})
 	require.NoError(t, err)
 	require.Equal(t, scheduler.StatusDraining, st.Status)
-	st, err = e.Svc.Heartbeat(ctx, a.Key, "busy")
+	require.Equal(t, 1.0, e.gauge(t, "switchboard_scheduler_nodes_draining"))
+	st, err = e.Svc.Heartbeat(ctx, a.Key, scheduler.HeartbeatInfo{Status: "busy"})
 	require.NoError(t, err)
 	require.Equal(t, scheduler.StatusDraining, st.Status, "draining ends only by registering")
 	require.True(t, e.nodeOf(t, a).Draining)
@@ -576,6 +584,73 @@ func testDrainingHeartbeat(t *testing.T, f Factory) {
 	e.reRegister(t, a)
 	e.WaitAssigned(t, a, 1)
 	e.WaitJob(t, cr.JobID, func(j scheduler.Job) bool { return j.Chunks.Running == 2 })
+}
+
+// registerAs registers node's key as the node process instance.
+func (e *Env) registerAs(tb testing.TB, node SimNode, instance string) {
+	tb.Helper()
+	reg, err := e.Svc.RegisterNode(ctx, node.Key, scheduler.NodeInfo{Instance: instance})
+	require.NoError(tb, err)
+	require.Equal(tb, node.ID, reg.ID)
+}
+
+// A node restarts while the old process still drains: the old process's
+// draining heartbeat (its instance) and its hand-back of a chunk leased
+// before the new process registered land after the registration, and
+// neither drains the new process; the new process's own drain does, and
+// so does a draining heartbeat without an instance.
+func testLateDrain(t *testing.T, f Factory) {
+	e := NewEnv(t, f(t), scheduler.Config{})
+	a := e.Node(t, "alice", 2, 2, true)
+	e.registerAs(t, a, "old")
+	cr, err := e.Svc.CreateJob(ctx, "alice", scheduler.JobSpec{Config: json.RawMessage(`{}`), Iterations: 1000})
+	require.NoError(t, err)
+	got := e.WaitAssigned(t, a, 1)
+
+	e.Clock.Advance(time.Second)
+	e.registerAs(t, a, "new")
+	_, err = e.Svc.Heartbeat(ctx, a.Key, scheduler.HeartbeatInfo{Draining: true, Instance: "old"})
+	require.NoError(t, err)
+	require.False(t, e.nodeOf(t, a).Draining, "the old process's draining heartbeat drained the new one")
+	e.handBack(t, a, got[0])
+	na := e.nodeOf(t, a)
+	require.False(t, na.Draining, "the old process's hand-back drained the new one")
+	require.Equal(t, scheduler.StatusIdle, na.Status)
+	again := e.WaitAssigned(t, a, 2)
+	require.Equal(t, got[0].ID, again[1].ID, "the handed-back chunk goes to the new process")
+
+	_, err = e.Svc.Heartbeat(ctx, a.Key, scheduler.HeartbeatInfo{Draining: true, Instance: "new"})
+	require.NoError(t, err)
+	require.True(t, e.nodeOf(t, a).Draining, "the new process's drain")
+	e.handBack(t, a, again[1]) // leased since "new" registered
+	e.WaitJob(t, cr.JobID, func(j scheduler.Job) bool { return j.Chunks.Pending == 1 })
+
+	e.registerAs(t, a, "") // an older node: no instance
+	require.False(t, e.nodeOf(t, a).Draining)
+	e.WaitAssigned(t, a, 3)
+	_, err = e.Svc.Heartbeat(ctx, a.Key, scheduler.HeartbeatInfo{Draining: true})
+	require.NoError(t, err)
+	require.True(t, e.nodeOf(t, a).Draining, "a draining heartbeat without an instance")
+}
+
+// A node row with the status text "draining" but no drain (written by an
+// older server, or a status a node reported) reads "idle" once the node
+// registers again.
+func testRegisterResetsDrainingStatus(t *testing.T, f Factory) {
+	e := NewEnv(t, f(t), scheduler.Config{})
+	a := e.Node(t, "alice", 2, 2, true)
+	require.NoError(t, e.Store.InTx(ctx, func(tx scheduler.Tx) error {
+		n, err := tx.NodeForUpdate(ctx, a.ID)
+		if err != nil {
+			return err
+		}
+		n.Status = scheduler.StatusDraining
+		return tx.UpdateNode(ctx, &n)
+	}))
+	e.reRegister(t, a)
+	na := e.nodeOf(t, a)
+	require.False(t, na.Draining)
+	require.Equal(t, scheduler.StatusIdle, na.Status)
 }
 
 func testFail(t *testing.T, f Factory) {
@@ -957,7 +1032,7 @@ func testRowVersions(t *testing.T, f Factory) {
 	_, err = e.Svc.RegisterNode(ctx, key, scheduler.NodeInfo{})
 	require.NoError(t, err)
 	require.Equal(t, int64(3), version())
-	st, err := e.Svc.Heartbeat(ctx, key, "busy")
+	st, err := e.Svc.Heartbeat(ctx, key, scheduler.HeartbeatInfo{Status: "busy"})
 	require.NoError(t, err)
 	require.Equal(t, "busy", st.Status)
 	require.Equal(t, int64(4), version())

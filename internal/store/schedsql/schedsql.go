@@ -214,7 +214,7 @@ func noRows(err error) error {
 
 // Nodes.
 
-const nodeCols = `id, public_key, claim_code, name, hostname, platform, version, total_cores, enabled_cores, max_parallel, owner_id, status, draining, running, last_seen_at, created_at, updated_at, row_version`
+const nodeCols = `id, public_key, claim_code, name, hostname, platform, version, total_cores, enabled_cores, max_parallel, owner_id, status, draining, instance, registered_at, running, last_seen_at, created_at, updated_at, row_version`
 
 type scanner interface{ Scan(...any) error }
 
@@ -239,17 +239,18 @@ func queryAll[T any](ctx context.Context, t *txn, scan func(scanner) (T, error),
 func scanNode(r scanner) (scheduler.Node, error) {
 	var n scheduler.Node
 	var owner sql.NullString
-	var seen, created, updated int64
+	var registered, seen, created, updated int64
 	err := r.Scan(&n.ID, &n.PublicKey, &n.ClaimCode, &n.Name, &n.Hostname, &n.Platform, &n.Version,
-		&n.TotalCores, &n.EnabledCores, &n.MaxParallel, &owner, &n.Status, &n.Draining, &n.Running, &seen, &created, &updated, &n.RowVersion)
-	n.OwnerID, n.LastSeenAt, n.CreatedAt, n.UpdatedAt = owner.String, fromUS(seen), fromUS(created), fromUS(updated)
+		&n.TotalCores, &n.EnabledCores, &n.MaxParallel, &owner, &n.Status, &n.Draining, &n.Instance, &registered, &n.Running, &seen, &created, &updated, &n.RowVersion)
+	n.OwnerID, n.RegisteredAt = owner.String, fromUS(registered)
+	n.LastSeenAt, n.CreatedAt, n.UpdatedAt = fromUS(seen), fromUS(created), fromUS(updated)
 	return n, noRows(err)
 }
 
 func (t *txn) InsertNode(ctx context.Context, n scheduler.Node) error {
-	_, err := t.exec(ctx, `INSERT INTO sched_nodes (`+nodeCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	_, err := t.exec(ctx, `INSERT INTO sched_nodes (`+nodeCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 		n.ID, n.PublicKey, n.ClaimCode, n.Name, n.Hostname, n.Platform, n.Version, n.TotalCores, n.EnabledCores,
-		n.MaxParallel, nullStr(n.OwnerID), n.Status, n.Draining, n.Running, us(n.LastSeenAt), us(n.CreatedAt), us(n.UpdatedAt), n.RowVersion)
+		n.MaxParallel, nullStr(n.OwnerID), n.Status, n.Draining, n.Instance, us(n.RegisteredAt), n.Running, us(n.LastSeenAt), us(n.CreatedAt), us(n.UpdatedAt), n.RowVersion)
 	return err
 }
 
@@ -276,9 +277,9 @@ func (t *txn) NodeByClaimCodeForUpdate(ctx context.Context, code string) (schedu
 }
 
 func (t *txn) UpdateNode(ctx context.Context, n *scheduler.Node) error {
-	return noRows(t.row(ctx, `UPDATE sched_nodes SET claim_code=?, name=?, hostname=?, platform=?, version=?, total_cores=?, enabled_cores=?, max_parallel=?, owner_id=?, status=?, draining=?, last_seen_at=?, updated_at=?, row_version=row_version+1 WHERE id=? RETURNING row_version`,
+	return noRows(t.row(ctx, `UPDATE sched_nodes SET claim_code=?, name=?, hostname=?, platform=?, version=?, total_cores=?, enabled_cores=?, max_parallel=?, owner_id=?, status=?, draining=?, instance=?, registered_at=?, last_seen_at=?, updated_at=?, row_version=row_version+1 WHERE id=? RETURNING row_version`,
 		n.ClaimCode, n.Name, n.Hostname, n.Platform, n.Version, n.TotalCores, n.EnabledCores, n.MaxParallel, nullStr(n.OwnerID), n.Status, n.Draining,
-		us(n.LastSeenAt), us(n.UpdatedAt), n.ID).Scan(&n.RowVersion))
+		n.Instance, us(n.RegisteredAt), us(n.LastSeenAt), us(n.UpdatedAt), n.ID).Scan(&n.RowVersion))
 }
 
 func (t *txn) AddRunning(ctx context.Context, nodeID string, delta, limit int) (bool, error) {
@@ -328,6 +329,19 @@ func (t *txn) FreeNodes(ctx context.Context, ids []string) ([]scheduler.Node, er
 		args[i] = id
 	}
 	return queryAll(ctx, t, scanNode, `SELECT `+nodeCols+` FROM sched_nodes WHERE id IN (`+inList(len(ids))+`) AND owner_id IS NOT NULL AND NOT draining AND running < `+capacitySQL+` ORDER BY created_at, id`, args...)
+}
+
+func (t *txn) CountDraining(ctx context.Context, ids []string) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	var n int
+	err := t.row(ctx, `SELECT COUNT(*) FROM sched_nodes WHERE id IN (`+inList(len(ids))+`) AND draining`, args...).Scan(&n)
+	return n, err
 }
 
 func (t *txn) Grant(ctx context.Context, nodeID, userID string, at time.Time) error {
@@ -602,6 +616,12 @@ func (t *txn) LeaseHolder(ctx context.Context, leaseID string) (string, string, 
 	var node, chunk string
 	err := t.row(ctx, (`SELECT node_id, chunk_id FROM sched_leases WHERE lease_id=?`), leaseID).Scan(&node, &chunk)
 	return node, chunk, noRows(err)
+}
+
+func (t *txn) LeasedAt(ctx context.Context, leaseID string) (time.Time, error) {
+	var at int64
+	err := t.row(ctx, `SELECT created_at FROM sched_leases WHERE lease_id=?`, leaseID).Scan(&at)
+	return fromUS(at), noRows(err)
 }
 
 func (t *txn) HeldBefore(ctx context.Context, chunkID, nodeID string) (bool, error) {
