@@ -17,11 +17,13 @@
 // After MaxAttempts leases, or a non-retryable failure, the chunk and its
 // job fail with the last error.
 //
-// A node that is shutting down is draining (Node.Draining): it says so in
-// a heartbeat (StatusDraining) or by its first hand-back
-// (CodeShuttingDown), and gets no chunk from then on until it registers
-// again. A hand-back is no attempt and pending again at once, for another
-// node.
+// A node whose process is shutting down is draining (Node.Draining): the
+// process says so in a heartbeat (HeartbeatInfo.Draining) or by its first
+// hand-back (CodeShuttingDown) of a chunk leased since it registered, and
+// the node gets no chunk from then on until it registers again. A late
+// drain of an older process of the same key (another instance, or a
+// chunk leased before the last registration) is ignored. A hand-back is
+// no attempt and pending again at once, for another node.
 //
 // # Assign and publish
 //

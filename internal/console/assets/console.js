@@ -383,7 +383,10 @@
     tr.appendChild(cell(n.ownerId || "unclaimed", null, "owner"));
     tr.appendChild(cell(n.capacity, (n.maxParallel || 0) + " parallel / " + (n.totalCores || 0) + " cores", "capacity"));
     tr.appendChild(cell((n.running || 0) + " / " + n.capacity, null, "running"));
-    tr.appendChild(cell(n.status || "", null, "status"));
+    // The stored status (say "draining") persists while the node is away:
+    // an offline node reads "offline", its last status beneath.
+    tr.appendChild(n.online ? cell(n.status || "", null, "status")
+      : cell("offline", n.status ? "last status: " + n.status : null, "status"));
     tr.appendChild(cell(n.hostname || "", [n.platform, n.version].filter(Boolean).join(" "), "host"));
     tr.appendChild(cell(ago(n.lastSeenAt), null, "seen"));
     return tr;
