@@ -261,16 +261,19 @@ func TestDrainingGaugeOmittedOnError(t *testing.T) {
 	hs := newHookStore(open(t, url, testenv.PostgresSchema(t, url)))
 	a := schedtest.NewEnv(t, hs, scheduler.Config{})
 	a.Node(t, "alice", 1, 1, true)
-	has := func() bool {
+	gauge := func(name string) (float64, bool) {
 		mfs, err := a.Reg.Gather()
 		require.NoError(t, err)
 		for _, mf := range mfs {
-			if mf.GetName() == "switchboard_scheduler_nodes_draining" {
-				return true
+			if mf.GetName() == name {
+				return mf.GetMetric()[0].GetGauge().GetValue(), true
 			}
 		}
-		return false
+		return 0, false
 	}
+	has := func() bool { _, ok := gauge("switchboard_scheduler_nodes_draining"); return ok }
+	require.Eventually(t, func() bool { v, _ := gauge("switchboard_scheduler_nodes_online"); return v == 1 },
+		testenv.Wait, testenv.Tick, "the node online (the count is read only then)")
 	require.True(t, has())
 	hs.failCount.Store(true)
 	require.False(t, has(), "a failed count reported a value")
