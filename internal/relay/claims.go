@@ -22,8 +22,14 @@ import (
 //     nodeKey). What refused it is then judged by the rules of a JOIN: an
 //     entry of a dead process (liveness.go) counts for nothing, a parked
 //     session of the same user is ended by its process (endRemoteNode),
-//     anything else is ErrRoomFull or errNodeInRoom. The refused claim
-//     wrote nothing; the next one ignores what was judged harmless.
+//     anything else is ErrRoomFull or errNodeInRoom. A refused claim
+//     writes no entry (it only drops expired ones); the next one ignores
+//     what was judged harmless. An added claim is checked still against
+//     the remote members this process knows with c's NodeId, whose
+//     entries may hold no claim key (a process of a version without
+//     claims, a key hash Redis lost, a handover's window): they are
+//     judged as without a claimer (freeNode), and a refusal removes the
+//     entry just written.
 //   - A handshake with a NodeId the client chose writes its directory
 //     entry (directory.go) only while the channel of that NodeId holds no
 //     other entry; a refused claim reads the entries and ignores those
@@ -67,11 +73,13 @@ func (cl *cluster) claimMember(br *busRoom, r *room, c *conn) (written bool, err
 			return false, nil
 		case res.Added:
 			if br.hasRemote(c.id) {
-				// A member this process knows with c's NodeId holds
-				// nothing in the engine: one of a dead process goes now,
-				// as freeNode drops it (and schedules its cleanup).
-				if v := cl.liveness(); v.judging {
-					cl.dropDead(br, v)
+				// A member this process knows with c's NodeId holds no
+				// claim key (a process without claims, a key Redis lost,
+				// a handover's window): judged as without a claimer, and
+				// the entry just written goes when that refuses.
+				if err := cl.freeNode(br, c); err != nil {
+					cl.dropEntry(r.channel, c)
+					return false, err
 				}
 			}
 			return true, nil
@@ -95,6 +103,17 @@ func (cl *cluster) claimMember(br *busRoom, r *room, c *conn) (written bool, err
 		}
 	}
 	return false, refusal
+}
+
+// dropEntry removes c's presence entry in channel, written by a claim
+// whose JOIN is refused after all (best effort, logged): unrefreshed, it
+// would hold a slot and c's NodeId until it expires.
+func (cl *cluster) dropEntry(channel string, c *conn) {
+	ctx, cancel := cl.s.opCtx()
+	defer cancel()
+	if err := cl.s.cfg.Presence.RemovePresence(ctx, channel, c.sid, c.userName()); err != nil {
+		cl.s.log.Warn("relay presence removal of a refused join failed", "channel", channel, "error", err)
+	}
 }
 
 // deadEntries lists the session ids of the entries of channel that dead

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/hub"
@@ -299,4 +300,66 @@ func TestClusterRepairedMemberHoldsItsNodeID(t *testing.T) {
 	require.Eventually(t, func() bool { return s2.cluster.room("arena").hasRemote(5) }, testenv.Wait, testenv.Tick)
 	b.SendControl(&wire.Join{RequestID: 3, Room: "arena"})
 	require.Equal(t, wire.ErrCodeConflict, nextError(t, b).Code)
+}
+
+// plainPresence is the hub as the relay's presence without conditional
+// adds: a process of a version before claims, in a rolling upgrade.
+type plainPresence struct{ h *hub.Hub }
+
+func (p plainPresence) AddPresence(ctx context.Context, ch string, info *hub.ClientInfo) error {
+	return p.h.AddPresence(ctx, ch, info)
+}
+
+func (p plainPresence) RemovePresence(ctx context.Context, ch, cid, uid string) error {
+	return p.h.RemovePresence(ctx, ch, cid, uid)
+}
+
+func (p plainPresence) PublishJoin(ctx context.Context, ch string, info *hub.ClientInfo) error {
+	return p.h.PublishJoin(ctx, ch, info)
+}
+
+func (p plainPresence) PublishLeave(ctx context.Context, ch string, info *hub.ClientInfo) error {
+	return p.h.PublishLeave(ctx, ch, info)
+}
+
+func (p plainPresence) Presence(ctx context.Context, ch string) (map[string]*hub.ClientInfo, error) {
+	return p.h.Presence(ctx, ch)
+}
+
+// A live remote member this process knows has the JOIN's NodeId but its
+// entry holds no claim key (its process writes plain presence, or Redis
+// lost the key hash): the claim adds, the known member refuses the JOIN
+// as without a claimer, and the entry just written goes.
+func TestClusterJoinRefusedByKnownMemberWithoutClaimKey(t *testing.T) {
+	for _, mode := range []string{"plain process", "key hash lost"} {
+		t.Run(mode, func(t *testing.T) {
+			prefix := clusterPrefix(t)
+			s1 := newClusterServer(t, prefix, func(c *Config) {
+				if mode == "plain process" {
+					c.Presence = plainPresence{c.Presence.(*hub.Hub)}
+				}
+			})
+			s2 := newClusterServer(t, prefix, func(c *Config) { c.Presence = dirDown{c.Presence.(*hub.Hub)} })
+			a := dialNative(t, s1, 5)
+			a.Join("arena")
+			w := dialNative(t, s2, 6)
+			w.Join("arena")
+			require.Eventually(t, func() bool { return s2.cluster.room("arena").hasRemote(5) }, testenv.Wait, testenv.Tick)
+			if mode == "key hash lost" {
+				opt, err := rueidis.ParseURL(testenv.RedisURL(t))
+				require.NoError(t, err)
+				cli, err := rueidis.NewClient(opt)
+				require.NoError(t, err)
+				defer cli.Close()
+				key := prefix + ".presence.keys.{relay:arena}"
+				require.NoError(t, cli.Do(context.Background(), cli.B().Del().Key(key).Build()).Error())
+			}
+			b := dialNative(t, s2, 5) // the directory is down for s2: accepted
+			b.SendControl(&wire.Join{RequestID: 3, Room: "arena"})
+			require.Equal(t, wire.ErrCodeConflict, nextError(t, b).Code)
+			pres, err := s2.hub.Presence(context.Background(), "relay:arena")
+			require.NoError(t, err)
+			require.Len(t, pres, 2, "a and w only: the refused JOIN's entry is removed")
+		})
+	}
 }
