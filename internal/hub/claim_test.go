@@ -15,11 +15,12 @@ import (
 type plainPresence struct{ hub.PresenceManager }
 
 // ClaimPresence goes to the engine's conditional add, and fails with
-// ErrNotAvailable when the engine has none.
+// ErrNotAvailable when the engine has none (CanClaimPresence false).
 func TestClaimPresenceDelegates(t *testing.T) {
 	ctx := context.Background()
 	h := newHub(t, chatNamespaces())
 	info := &hub.ClientInfo{ClientID: "c1", UserID: "u1"}
+	require.True(t, h.CanClaimPresence())
 	res, err := h.ClaimPresence(ctx, "chat:a", info, hub.PresenceClaim{Max: 1, Key: "k"})
 	require.NoError(t, err)
 	require.True(t, res.Added)
@@ -29,6 +30,7 @@ func TestClaimPresenceDelegates(t *testing.T) {
 
 	plain := newHubConfig(t, hub.Config{Broker: memory.New(nil), Presence: plainPresence{memory.NewPresence()}, Namespaces: chatNamespaces()})
 	t.Cleanup(func() { require.NoError(t, plain.Shutdown(ctx)) })
+	require.False(t, plain.CanClaimPresence())
 	_, err = plain.ClaimPresence(ctx, "chat:a", info, hub.PresenceClaim{Max: 1})
 	require.True(t, errors.Is(err, hub.ErrNotAvailable), "%v", err)
 }

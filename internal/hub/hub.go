@@ -776,6 +776,14 @@ func (h *Hub) ClaimPresence(ctx context.Context, channel string, info *ClientInf
 	return pc.ClaimPresence(ctx, channel, info.ClientID, info, claim)
 }
 
+// CanClaimPresence reports whether the engine has conditional presence
+// (a PresenceClaimer): without it, ClaimPresence always fails with
+// ErrNotAvailable.
+func (h *Hub) CanClaimPresence() bool {
+	_, ok := h.cfg.Presence.(PresenceClaimer)
+	return ok
+}
+
 // RemovePresence removes a client's presence from channel.
 func (h *Hub) RemovePresence(ctx context.Context, channel, clientID, userID string) error {
 	return h.cfg.Presence.RemovePresence(ctx, channel, clientID, userID)

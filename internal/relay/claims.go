@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strconv"
 	"time"
@@ -238,11 +239,15 @@ func (s *Server) registerChosen(ctx context.Context, c *conn, sameUser string) e
 
 // writeMember writes info, the presence of a member of a room admitted
 // before (a resume, a repair), in channel: by a claim that always adds,
-// so its NodeId is its claim key again when no other entry has it.
+// so its NodeId is its claim key again when no other entry has it; by a
+// plain add without a claimer, or when the claimer says it has none
+// (ErrNotAvailable).
 func (s *Server) writeMember(ctx context.Context, channel string, info *hub.ClientInfo, id wire.NodeID) error {
 	if cl := s.cluster; cl != nil && cl.claimer != nil {
 		_, err := cl.claimer.ClaimPresence(ctx, channel, info, hub.PresenceClaim{Key: nodeKey(id), Always: true})
-		return err
+		if !errors.Is(err, hub.ErrNotAvailable) {
+			return err
+		}
 	}
 	return s.cfg.Presence.AddPresence(ctx, channel, info)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/require"
 
+	"github.com/switchboard-rt/switchboard/internal/broker/redis"
 	"github.com/switchboard-rt/switchboard/internal/hub"
 	"github.com/switchboard-rt/switchboard/internal/relay/relaytest"
 	"github.com/switchboard-rt/switchboard/internal/testenv"
@@ -362,4 +363,38 @@ func TestClusterJoinRefusedByKnownMemberWithoutClaimKey(t *testing.T) {
 			require.Len(t, pres, 2, "a and w only: the refused JOIN's entry is removed")
 		})
 	}
+}
+
+// On an engine without conditional presence the hub is no claimer: a
+// JOIN writes its presence by a plain add, at once.
+func TestClusterHubWithoutClaimingEngine(t *testing.T) {
+	b, err := redis.New(redis.Config{Address: testenv.RedisURL(t), Prefix: clusterPrefix(t)})
+	require.NoError(t, err)
+	s := startTestServer(t, hub.Config{Broker: b, Presence: struct{ hub.PresenceManager }{b}}, true, nil)
+	require.True(t, s.cluster.claimer == nil, "the hub is no claimer")
+	a := dialNative(t, s, 5)
+	a.Join("arena")
+	pres, err := s.hub.Presence(context.Background(), "relay:arena")
+	require.NoError(t, err)
+	require.Len(t, pres, 1, "written by the JOIN")
+}
+
+// unclaimable is the hub as the relay's presence with every conditional
+// add answering ErrNotAvailable.
+type unclaimable struct{ *hub.Hub }
+
+func (unclaimable) ClaimPresence(context.Context, string, *hub.ClientInfo, hub.PresenceClaim) (hub.ClaimResult, error) {
+	return hub.ClaimResult{}, hub.ErrNotAvailable.With("the engine has no conditional presence")
+}
+
+// A member's rewrite (a repair, a resume) falls back to a plain add when
+// the claimer has no conditional presence.
+func TestClusterWriteMemberWithoutClaims(t *testing.T) {
+	s := newClusterServer(t, clusterPrefix(t), func(c *Config) { c.Presence = unclaimable{c.Presence.(*hub.Hub)} })
+	require.NotNil(t, s.cluster.claimer)
+	info := &hub.ClientInfo{ClientID: "s1", ChanInfo: []byte(`{"node_id":"5"}`)}
+	require.NoError(t, s.writeMember(context.Background(), "relay:arena", info, 5))
+	pres, err := s.hub.Presence(context.Background(), "relay:arena")
+	require.NoError(t, err)
+	require.Contains(t, pres, "s1")
 }

@@ -99,8 +99,24 @@ type PresenceLister interface {
 // and the handshake's NodeId reservation are decided by it (claims.go);
 // a Presence without it leaves them to what this process knows of the
 // others (best-effort across processes).
+//
+// A PresenceClaimer that also has CanClaimPresence (*hub.Hub) is one only
+// while that reports true (its engine has conditional presence).
 type PresenceClaimer interface {
 	ClaimPresence(ctx context.Context, channel string, info *hub.ClientInfo, claim hub.PresenceClaim) (hub.ClaimResult, error)
+}
+
+// claimerOf is p as a PresenceClaimer, nil when it is not one (see
+// PresenceClaimer).
+func claimerOf(p Presence) PresenceClaimer {
+	pc, ok := p.(PresenceClaimer)
+	if !ok {
+		return nil
+	}
+	if c, ok := p.(interface{ CanClaimPresence() bool }); ok && !c.CanClaimPresence() {
+		return nil
+	}
+	return pc
 }
 
 // Defaults of the cluster fields of Config.
@@ -320,7 +336,7 @@ func newCluster(s *Server) (*cluster, error) {
 		handing: map[*hubSession]*handingState{}, disconnected: map[string]handedRecord{},
 		taken: map[string]handedRecord{}, arriving: map[string][]string{},
 		resync: map[string]struct{}{}, resyncNow: make(chan struct{}, 1), issunNodes: map[wire.NodeID]map[*busRoom]struct{}{}}
-	cl.claimer, _ = s.cfg.Presence.(PresenceClaimer)
+	cl.claimer = claimerOf(s.cfg.Presence)
 	cl.lobby = cl.newBusRoom(lobbyName)
 	cl.rooms[lobbyName] = cl.lobby
 	cl.procTopic = processTopic(cl.origin)
