@@ -125,3 +125,34 @@ func FuzzParseClaim(f *testing.F) {
 		}
 	})
 }
+
+// An entry removed while a refresh runs, after its snapshot, is not
+// brought back by the refresh's write (nor its claim key); one added
+// again meanwhile stays.
+func TestRefreshDoesNotResurrectRemovedEntries(t *testing.T) {
+	b := newTestBroker(t, Config{Prefix: testPrefix(t), PresenceTTL: time.Minute, PresenceRefresh: time.Hour})
+	ctx := ctxT(t)
+	claim := func(id, key string) {
+		t.Helper()
+		res, err := b.ClaimPresence(ctx, "r", id, &hub.ClientInfo{ClientID: id}, hub.PresenceClaim{Key: key})
+		require.NoError(t, err)
+		require.True(t, res.Added)
+	}
+	claim("keyed", "5")
+	claim("again", "6")
+	require.NoError(t, b.AddPresence(ctx, "r", "plain", &hub.ClientInfo{ClientID: "plain"}))
+	b.local.afterSnapshot = func() {
+		for _, id := range []string{"keyed", "plain", "again"} {
+			require.NoError(t, b.RemovePresence(ctx, "r", id, ""))
+		}
+		claim("again", "6")
+	}
+	b.refreshLocal()
+	m, err := b.Presence(ctx, "r")
+	require.NoError(t, err)
+	require.Len(t, m, 1)
+	require.Contains(t, m, "again")
+	fields, err := b.client.Do(ctx, b.client.B().Hkeys().Key(b.key("presence.keys", "r")).Build()).AsStrSlice()
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"k:6", "c:again"}, fields, "the removed entry's key is free")
+}

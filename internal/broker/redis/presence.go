@@ -15,9 +15,22 @@ import (
 // localPresence is what this process added and has not removed: the
 // refresher re-adds it every PresenceRefresh, so entries live while their
 // process does and vanish PresenceTTL after it dies.
+//
+// A refresh writes a snapshot of the entries; one removed after the
+// snapshot may be written back by it. While a refresh runs (tracking),
+// removals are recorded (removed); after it, the refresher removes again
+// those still absent, holding gate exclusively. Adds hold gate shared
+// over their write and local record, so that second removal never takes
+// an entry added again meanwhile. Lock order: gate, then mu.
 type localPresence struct {
-	mu      sync.Mutex
-	entries map[presenceKey]localEntry
+	gate     sync.RWMutex
+	mu       sync.Mutex
+	entries  map[presenceKey]localEntry
+	tracking bool
+	removed  map[presenceKey]struct{}
+	// afterSnapshot, when set (tests only), runs between a refresh's
+	// snapshot and its writes.
+	afterSnapshot func()
 }
 
 // localEntry is an entry to refresh: its encoded info and its claim key
@@ -63,6 +76,8 @@ func (b *Broker) addPresenceExec(channel, clientID string, info []byte) rueidis.
 func (b *Broker) AddPresence(ctx context.Context, channel, clientID string, info *hub.ClientInfo) error {
 	enc := encodeInfo(info)
 	x := b.addPresenceExec(channel, clientID, enc)
+	b.local.gate.RLock()
+	defer b.local.gate.RUnlock()
 	if err := addPresenceScript.Exec(ctx, b.client, x.Keys, x.Args).Error(); err != nil {
 		return opErr("add presence", channel, err)
 	}
@@ -91,6 +106,8 @@ func (b *Broker) keepRefreshing(channel, clientID string, enc []byte, key string
 func (b *Broker) ClaimPresence(ctx context.Context, channel, clientID string, info *hub.ClientInfo, claim hub.PresenceClaim) (hub.ClaimResult, error) {
 	enc := encodeInfo(info)
 	x := b.claimExec(channel, clientID, enc, claim)
+	b.local.gate.RLock()
+	defer b.local.gate.RUnlock()
 	reply, err := claimPresenceScript.Exec(ctx, b.client, x.Keys, x.Args).AsStrSlice()
 	if err != nil {
 		return hub.ClaimResult{}, opErr("claim presence", channel, err)
@@ -132,26 +149,55 @@ func (b *Broker) refreshPresence() {
 			return
 		case <-t.C:
 		}
-		b.local.mu.Lock()
-		var plain, keyed []rueidis.LuaExec
-		for k, e := range b.local.entries {
-			if e.key == "" {
-				plain = append(plain, b.addPresenceExec(k.channel, k.client, e.enc))
-			} else {
-				keyed = append(keyed, b.claimExec(k.channel, k.client, e.enc, hub.PresenceClaim{Key: e.key, Always: true}))
-			}
-		}
-		b.local.mu.Unlock()
-		b.refreshBatches(addPresenceScript, plain)
-		b.refreshBatches(claimPresenceScript, keyed)
+		b.refreshLocal()
 	}
 }
 
+// refreshLocal re-adds every local entry once, then removes again the
+// entries removed meanwhile, which the writes may have brought back (see
+// localPresence).
+func (b *Broker) refreshLocal() {
+	b.local.mu.Lock()
+	var plain, keyed []rueidis.LuaExec
+	for k, e := range b.local.entries {
+		if e.key == "" {
+			plain = append(plain, b.addPresenceExec(k.channel, k.client, e.enc))
+		} else {
+			keyed = append(keyed, b.claimExec(k.channel, k.client, e.enc, hub.PresenceClaim{Key: e.key, Always: true}))
+		}
+	}
+	b.local.tracking, b.local.removed = true, nil
+	hook := b.local.afterSnapshot
+	b.local.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	b.refreshBatches(addPresenceScript, plain)
+	b.refreshBatches(claimPresenceScript, keyed)
+
+	b.local.gate.Lock()
+	defer b.local.gate.Unlock()
+	b.local.mu.Lock()
+	var undo []rueidis.LuaExec
+	for k := range b.local.removed {
+		if _, ok := b.local.entries[k]; !ok {
+			undo = append(undo, rueidis.LuaExec{Keys: b.presenceKeys(k.channel), Args: []string{k.client}})
+		}
+	}
+	b.local.tracking, b.local.removed = false, nil
+	b.local.mu.Unlock()
+	b.refreshBatches(remPresenceScript, undo)
+}
+
+// refreshTimeoutMin is the least time a refresh batch is given, however
+// short PresenceRefresh is.
+const refreshTimeoutMin = time.Second
+
 // refreshBatches runs script for execs, presenceBatch at a time, each
-// batch within PresenceRefresh.
+// batch within PresenceRefresh (refreshTimeoutMin at least).
 func (b *Broker) refreshBatches(script *rueidis.Lua, execs []rueidis.LuaExec) {
 	for i := 0; i < len(execs); i += presenceBatch {
-		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.PresenceRefresh)
+		ctx, cancel := context.WithTimeout(b.ctx, max(b.cfg.PresenceRefresh, refreshTimeoutMin))
 		for _, r := range script.ExecMulti(ctx, b.client, execs[i:min(i+presenceBatch, len(execs))]...) {
 			if err := r.Error(); err != nil {
 				b.log.Warn("presence refresh failed", "error", err)
@@ -167,8 +213,15 @@ const presenceBatch = 512
 // RemovePresence forgets clientID in channel; an absent client is not an
 // error.
 func (b *Broker) RemovePresence(ctx context.Context, channel, clientID, _ string) error {
+	k := presenceKey{channel, clientID}
 	b.local.mu.Lock()
-	delete(b.local.entries, presenceKey{channel, clientID})
+	delete(b.local.entries, k)
+	if b.local.tracking {
+		if b.local.removed == nil {
+			b.local.removed = map[presenceKey]struct{}{}
+		}
+		b.local.removed[k] = struct{}{}
+	}
 	b.local.mu.Unlock()
 	err := remPresenceScript.Exec(ctx, b.client, b.presenceKeys(channel),
 		[]string{clientID},

@@ -69,7 +69,8 @@ type Config struct {
 	// disappears.
 	PresenceTTL time.Duration
 	// PresenceRefresh is how often the broker re-adds the presence entries
-	// this process holds (default PresenceTTL/3; negative: never).
+	// this process holds (default PresenceTTL/3; negative: never). Each
+	// batch of a refresh is given PresenceRefresh, and 1 s at least.
 	PresenceRefresh time.Duration
 	// MetaTTL: how long a stream's epoch and offset outlive its last
 	// publication when PublishOptions.MetaTTL is zero.
