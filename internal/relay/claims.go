@@ -52,9 +52,11 @@ func nodeKey(id wire.NodeID) string { return strconv.FormatUint(uint64(id), 10) 
 
 // claimMember writes c's presence in r's channel by a claim (see the
 // top): written reports whether it did; err is the JOIN's refusal. A
-// claim the engine failed writes nothing and refuses nothing (logged):
-// the caller decides by what it knows, and a known remote member with
-// c's NodeId has been dealt with (freeNode) when err is nil.
+// claim the engine failed refuses nothing (logged): the caller decides
+// by what it knows, and a known remote member with c's NodeId has been
+// dealt with (freeNode) when err is nil. As a failed claim (a timeout)
+// may have run in the engine, a JOIN refused after it removes c's entry
+// (dropEntry), here and in the caller.
 func (cl *cluster) claimMember(br *busRoom, r *room, c *conn) (written bool, err error) {
 	info := c.presenceInfo()
 	claim := hub.PresenceClaim{Max: r.maxMembers, Key: nodeKey(c.id)}
@@ -69,7 +71,10 @@ func (cl *cluster) claimMember(br *busRoom, r *room, c *conn) (written bool, err
 			cl.s.log.Warn("relay room presence claim failed: the join is checked against the members this process knows",
 				"channel", r.channel, "error", err)
 			if br.hasRemote(c.id) {
-				return false, cl.freeNode(br, c)
+				if err := cl.freeNode(br, c); err != nil {
+					cl.dropEntry(r.channel, c) // the claim may have run all the same
+					return false, err
+				}
 			}
 			return false, nil
 		case res.Added:

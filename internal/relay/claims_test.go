@@ -398,3 +398,71 @@ func TestClusterWriteMemberWithoutClaims(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, pres, "s1")
 }
+
+// claimsTimeOut is dirDown with the room claims of JOINs running in the
+// engine but answering a timeout, as a reply lost after the script ran.
+type claimsTimeOut struct{ dirDown }
+
+func (d claimsTimeOut) ClaimPresence(ctx context.Context, ch string, info *hub.ClientInfo, c hub.PresenceClaim) (hub.ClaimResult, error) {
+	if isDirChannel(ch) || c.Always {
+		return d.dirDown.ClaimPresence(ctx, ch, info, c)
+	}
+	if _, err := d.Hub.ClaimPresence(ctx, ch, info, c); err != nil {
+		return hub.ClaimResult{}, err
+	}
+	return hub.ClaimResult{}, context.DeadlineExceeded
+}
+
+// roomAddsFail is plainPresence with its room presence writes failing.
+type roomAddsFail struct{ plainPresence }
+
+func (p roomAddsFail) AddPresence(ctx context.Context, ch string, info *hub.ClientInfo) error {
+	if !isDirChannel(ch) {
+		return errDirDown
+	}
+	return p.plainPresence.AddPresence(ctx, ch, info)
+}
+
+// A claim that timed out may have written the entry: when what the
+// process knows then refuses the JOIN, the entry is removed.
+func TestClusterJoinRefusedAfterFailedClaimRemovesEntry(t *testing.T) {
+	t.Run("node id", func(t *testing.T) {
+		prefix := clusterPrefix(t)
+		s1 := newClusterServer(t, prefix, func(c *Config) { c.Presence = plainPresence{c.Presence.(*hub.Hub)} })
+		s2 := newClusterServer(t, prefix, func(c *Config) { c.Presence = claimsTimeOut{dirDown{c.Presence.(*hub.Hub)}} })
+		a := dialNative(t, s1, 5)
+		a.Join("arena")
+		w := dialNative(t, s2, 6)
+		w.Join("arena")
+		require.Eventually(t, func() bool { return s2.cluster.room("arena").hasRemote(5) }, testenv.Wait, testenv.Tick)
+		b := dialNative(t, s2, 5) // the directory is down for s2: accepted
+		b.SendControl(&wire.Join{RequestID: 3, Room: "arena"})
+		require.Equal(t, wire.ErrCodeConflict, nextError(t, b).Code)
+		pres, err := s2.hub.Presence(context.Background(), "relay:arena")
+		require.NoError(t, err)
+		require.Len(t, pres, 2, "a and w only")
+	})
+	t.Run("cap", func(t *testing.T) {
+		prefix := clusterPrefix(t)
+		capped := func(c *Config) { c.MaxMembers = 2 }
+		s1 := newClusterServer(t, prefix, func(c *Config) {
+			capped(c)
+			c.Presence = roomAddsFail{plainPresence{c.Presence.(*hub.Hub)}}
+		})
+		s2 := newClusterServer(t, prefix, func(c *Config) {
+			capped(c)
+			c.Presence = claimsTimeOut{dirDown{c.Presence.(*hub.Hub)}}
+		})
+		w := dialNative(t, s2, 6)
+		w.Join("arena")
+		a := dialNative(t, s1, 5) // its presence is never written
+		a.Join("arena")
+		require.Eventually(t, func() bool { return s2.cluster.room("arena").hasRemote(5) }, testenv.Wait, testenv.Tick)
+		c := dialNative(t, s2, 7)
+		c.SendControl(&wire.Join{RequestID: 3, Room: "arena"})
+		require.Equal(t, wire.ErrCodeRoomFull, nextError(t, c).Code)
+		pres, err := s2.hub.Presence(context.Background(), "relay:arena")
+		require.NoError(t, err)
+		require.Len(t, pres, 1, "w only")
+	})
+}

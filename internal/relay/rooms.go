@@ -177,7 +177,11 @@ func (s *Server) joinRoomFrom(c *conn, name string, maxMembers int, resumed, fro
 			return refuse(err)
 		}
 		if !written && len(r.members)+r.pending+br.remoteCount() >= r.maxMembers {
-			return refuse(ErrRoomFull) // the engine did not answer: what this process knows
+			// The engine did not answer: what this process knows refuses;
+			// the claim may have run all the same.
+			room, before, err := refuse(ErrRoomFull)
+			s.cluster.dropEntry(r.channel, c)
+			return room, before, err
 		}
 	}
 	before := *r.snap.Load()
