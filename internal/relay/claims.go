@@ -95,7 +95,7 @@ func (cl *cluster) claimMember(br *busRoom, r *room, c *conn) (written bool, err
 				return false, ErrRoomFull
 			}
 			readFull = true
-			dead := cl.deadEntries(r.channel, claim.Ignore)
+			dead := cl.deadEntries(r, claim.Ignore)
 			if len(dead) == 0 {
 				return false, ErrRoomFull
 			}
@@ -122,15 +122,14 @@ func (cl *cluster) dropEntry(channel string, c *conn) {
 	}
 }
 
-// deadEntries lists the session ids of the entries of channel that dead
-// processes left (not in skip); none when the read fails.
-func (cl *cluster) deadEntries(channel string, skip []string) []string {
+// deadEntries lists the session ids of the entries of r's channel (not
+// in skip) that hold nothing: those dead processes left, and this
+// process's own whose session it does not hold in r (holdsSession: a
+// removal that failed). None when the read fails.
+func (cl *cluster) deadEntries(r *room, skip []string) []string {
 	v := cl.liveness()
-	if !v.judging {
-		return nil
-	}
 	ctx, cancel := cl.s.opCtx()
-	pres, err := cl.lister.Presence(ctx, channel)
+	pres, err := cl.lister.Presence(ctx, r.channel)
 	cancel()
 	if err != nil {
 		return nil
@@ -138,10 +137,14 @@ func (cl *cluster) deadEntries(channel string, skip []string) []string {
 	var out []string
 	for sid, info := range pres {
 		var e presenceEntry
-		if json.Unmarshal(info.ChanInfo, &e) != nil || e.Process == "" || e.Process == cl.origin || slices.Contains(skip, sid) {
+		if json.Unmarshal(info.ChanInfo, &e) != nil || e.Process == "" || slices.Contains(skip, sid) {
 			continue
 		}
-		if v.dead(e.Process) {
+		if e.Process == cl.origin {
+			if !cl.s.holdsSession(r.name, sid) {
+				out = append(out, sid)
+			}
+		} else if v.judging && v.dead(e.Process) {
 			out = append(out, sid)
 		}
 	}
@@ -151,8 +154,9 @@ func (cl *cluster) deadEntries(channel string, skip []string) []string {
 // freeHolder judges the entry of session sid (info) that holds c's
 // NodeId in br's room, by the rules of freeNode: nil when it may be
 // ignored (a dead process's, a stale one of this process, a parked
-// session of c's user that its process has just ended), else
-// errNodeInRoom (or the engine's error).
+// session of c's user that its process has just ended, one whose live
+// process, asked, no longer holds the session there: removed then),
+// else errNodeInRoom (or the engine's error).
 func (cl *cluster) freeHolder(br *busRoom, c *conn, sid string, info *hub.ClientInfo) error {
 	var e presenceEntry
 	if info == nil || json.Unmarshal(info.ChanInfo, &e) != nil {
@@ -173,10 +177,56 @@ func (cl *cluster) freeHolder(br *busRoom, c *conn, sid string, info *hub.Client
 	if cl.liveness().dead(e.Process) {
 		return nil
 	}
-	if !known {
-		rm = remoteMember{node: c.id, sid: sid, user: info.UserID, process: e.Process}
+	if known {
+		return cl.endRemoteNode(br, c, rm)
 	}
-	return cl.endRemoteNode(br, c, rm)
+	rm = remoteMember{node: c.id, sid: sid, user: info.UserID, process: e.Process}
+	if err := cl.endRemoteNode(br, c, rm); err != errNodeInRoom {
+		return err
+	}
+	// Unknown here: a member this process has not heard of yet, or an
+	// entry its live process failed to remove. That process tells.
+	a, err := cl.ask(c.ctx, c.gone(), e.Process, &busRequest{Op: opHolds, SID: sid, Room: br.name})
+	if err != nil || a.Err != refuseAbsent {
+		return errNodeInRoom
+	}
+	ctx, cancel := cl.s.opCtx()
+	defer cancel()
+	if err := cl.s.cfg.Presence.RemovePresence(ctx, ChannelPrefix+br.name, sid, info.UserID); err != nil {
+		cl.s.log.Warn("relay presence removal of a stale entry failed", "channel", ChannelPrefix+br.name, "error", err)
+	}
+	return nil
+}
+
+// holdsSession reports whether this process holds session sid in room
+// name: a member, a JOIN claiming its presence, a session being taken
+// over here with that room, or one handed over from here whose new
+// process has not joined yet (opHolds, deadEntries).
+func (s *Server) holdsSession(name, sid string) bool {
+	cl := s.cluster
+	s.mu.RLock()
+	held := slices.Contains(cl.arriving[sid], name)
+	if r := s.rooms[name]; r != nil && !held {
+		held = r.claiming[sid] > 0
+		for m := range r.members {
+			if held {
+				break
+			}
+			held = m.sid == sid
+		}
+	}
+	s.mu.RUnlock()
+	if held {
+		return true
+	}
+	br := cl.room(name)
+	if br == nil {
+		return false
+	}
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	rm, ok := br.remote[sid]
+	return ok && rm.handed
 }
 
 // dirClaim writes c's directory entry by a claim (see the top), for a

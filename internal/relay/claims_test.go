@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -465,4 +466,89 @@ func TestClusterJoinRefusedAfterFailedClaimRemovesEntry(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, pres, 1, "w only")
 	})
+}
+
+// failRemove is the hub as the relay's presence with the room presence
+// removals failing while armed, as the engine fails them (the refresh
+// record dropped, the Redis call failed): a Redis blip during a leave.
+type failRemove struct {
+	*hub.Hub
+	armed atomic.Bool
+}
+
+func (f *failRemove) RemovePresence(ctx context.Context, ch, cid, uid string) error {
+	if f.armed.Load() && !isDirChannel(ch) {
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		return f.Hub.RemovePresence(cctx, ch, cid, uid)
+	}
+	return f.Hub.RemovePresence(ctx, ch, cid, uid)
+}
+
+// leaveStale has n, a member of room arena on s (presence fr), leave it
+// with its presence removal failing, then close: its entry stays.
+func leaveStale(t *testing.T, s *testServer, fr *failRemove, n *relaytest.Native, handle uint32, id wire.NodeID) {
+	t.Helper()
+	fr.armed.Store(true)
+	n.SendControl(&wire.Leave{RequestID: 2, Handle: handle})
+	n.Close()
+	require.Eventually(t, func() bool { return s.node(id) == nil }, testenv.Wait, testenv.Tick)
+	fr.armed.Store(false)
+	require.Eventually(t, func() bool {
+		pres, err := s.hub.Presence(context.Background(), nodeChannel(id))
+		return err == nil && len(pres) == 0
+	}, testenv.Wait, testenv.Tick, "the directory entry goes")
+	pres, err := s.hub.Presence(context.Background(), "relay:arena")
+	require.NoError(t, err)
+	var ids []string
+	for _, info := range pres {
+		ids = append(ids, string(info.ChanInfo))
+	}
+	require.Contains(t, strings.Join(ids, " "), `"node_id":"`+strconv.FormatUint(uint64(id), 10)+`"`, "the stale entry stays")
+}
+
+// An entry left by a live process whose removal failed does not hold
+// the NodeId: asked, that process says it no longer holds the session,
+// and the entry goes.
+func TestClusterStaleEntryOfLiveProcessFreesNodeID(t *testing.T) {
+	prefix := clusterPrefix(t)
+	var fr *failRemove
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		fr = &failRemove{Hub: c.Presence.(*hub.Hub)}
+		c.Presence = fr
+	})
+	s2 := newClusterServer(t, prefix, nil)
+	w := dialNative(t, s2, 6)
+	w.Join("arena")
+	a := dialNative(t, s1, 5)
+	j := a.Join("arena")
+	leaveStale(t, s1, fr, a, j.Handle, 5)
+	require.Eventually(t, func() bool { return !s2.cluster.room("arena").hasRemote(5) }, testenv.Wait, testenv.Tick)
+	b := dialNative(t, s2, 5)
+	b.SendControl(&wire.Join{RequestID: 3, Room: "arena"})
+	require.ElementsMatch(t, []wire.NodeID{5, 6}, nodeIDs(nextSkippingPresence[*wire.Joined](t, b, "JOINED").Members))
+	pres, err := s2.hub.Presence(context.Background(), "relay:arena")
+	require.NoError(t, err)
+	require.Len(t, pres, 2, "w and b: the stale entry is removed")
+}
+
+// This process's own entries whose sessions it no longer holds in the
+// room (a removal that failed) do not fill it.
+func TestClusterOwnStaleEntriesDoNotFillTheRoom(t *testing.T) {
+	var fr *failRemove
+	s := newClusterServer(t, clusterPrefix(t), func(c *Config) {
+		c.MaxMembers = 2
+		fr = &failRemove{Hub: c.Presence.(*hub.Hub)}
+		c.Presence = fr
+	})
+	w := dialNative(t, s, 6)
+	w.Join("arena")
+	a := dialNative(t, s, 5)
+	j := a.Join("arena")
+	leaveStale(t, s, fr, a, j.Handle, 5)
+	b := dialNative(t, s, 7)
+	require.ElementsMatch(t, []wire.NodeID{6, 7}, nodeIDs(b.Join("arena").Members))
+	c := dialNative(t, s, 8)
+	c.SendControl(&wire.Join{RequestID: 9, Room: "arena"})
+	require.Equal(t, wire.ErrCodeRoomFull, nextError(t, c).Code, "the live members fill it")
 }

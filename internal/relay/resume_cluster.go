@@ -113,12 +113,17 @@ const (
 	opResume  = "resume"
 	opEndNode = "end_node"
 	opPresent = "present" // no answer: write the session's presence again
+	// opHolds: does the process hold the session in the room (a member,
+	// a JOIN claiming, a session arriving or being handed over)? Empty
+	// answer: yes; refuseAbsent: no.
+	opHolds = "holds"
 	// opDisconnect (no answer): the server API disconnected a session
 	// handed over to the process asked.
 	opDisconnect  = "disconnect"
 	refuseUnknown = "unknown"
 	refuseUser    = "user"
 	refuseBusy    = "unavailable" // too many requests in progress: retry
+	refuseAbsent  = "absent"      // opHolds: not held
 )
 
 // maxServing bounds the requests of other processes served at once; one
@@ -145,7 +150,8 @@ type busRequest struct {
 	Token string `json:"k,omitempty"` // opResume
 	User  string `json:"u,omitempty"`
 	Node  uint64 `json:"n,omitempty"` // opEndNode, opPresent
-	SID   string `json:"s,omitempty"` // opEndNode, opPresent
+	SID   string `json:"s,omitempty"` // opEndNode, opPresent, opHolds
+	Room  string `json:"r,omitempty"` // opHolds
 	// Deadline (opResume, unix milliseconds): when the claimer stops
 	// waiting; an issuer that could not answer well before refuses.
 	Deadline int64 `json:"t,omitempty"`
@@ -532,6 +538,10 @@ func (cl *cluster) serve(from string, req *busRequest) {
 			}
 		default:
 			a.Session = h
+		}
+	case opHolds:
+		if req.SID == "" || !s.holdsSession(req.Room, req.SID) {
+			a.Err = refuseAbsent
 		}
 	case opEndNode:
 		if req.SID == "" || !s.endParkedNode(wire.NodeID(req.Node), req.SID, req.User) {

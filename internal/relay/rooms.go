@@ -24,7 +24,9 @@ type room struct {
 	// pending counts the JOINs whose claim is in flight (claims.go): they
 	// hold a slot, and the room stays while any does. Guarded by Server.mu.
 	pending int
-	snap    atomic.Pointer[[]*conn]
+	// claiming counts those JOINs by session id (opHolds).
+	claiming map[string]int
+	snap     atomic.Pointer[[]*conn]
 	// notify serialises a joiner's member list (JOINED) with the PRESENCE
 	// news sent to members: news of a change made after the list was
 	// taken reaches the joiner after its JOINED, never before (when it
@@ -168,11 +170,18 @@ func (s *Server) joinRoomFrom(c *conn, name string, maxMembers int, resumed, fro
 	written := false
 	if claim {
 		r.pending++
+		if r.claiming == nil {
+			r.claiming = map[string]int{}
+		}
+		r.claiming[c.sid]++
 		s.mu.Unlock()
 		var err error
 		written, err = s.cluster.claimMember(br, r, c)
 		s.mu.Lock()
 		r.pending--
+		if r.claiming[c.sid]--; r.claiming[c.sid] == 0 {
+			delete(r.claiming, c.sid)
+		}
 		if err != nil {
 			return refuse(err)
 		}
