@@ -69,18 +69,34 @@ type PresenceClaim struct {
 	Ignore []string
 	// Always adds the entry whatever the conditions (a rewrite of an entry
 	// admitted before); it takes Key only when no other live entry
-	// carries it, and the result still says Added.
+	// carries it, and the result still says Added (with KeyTaken and
+	// Holder when another entry carries Key). A Key not obtained is not
+	// taken later by the entry on its own (memory engine) or may be,
+	// once free, by the engine's refreshes of it (Redis engine, whose
+	// refresher repeats the Always claim).
 	Always bool
 }
 
 // ClaimResult is what a conditional presence add did: Added, or what
 // refused it: Full (Max), or Holder, the client carrying Key, with its
-// entry (HolderInfo).
+// entry (HolderInfo). An Always claim that added its entry while another
+// carries Key says Added and KeyTaken, with Holder (HolderInfo nil).
 type ClaimResult struct {
 	Added      bool
 	Full       bool
+	KeyTaken   bool
 	Holder     string
 	HolderInfo *ClientInfo
+}
+
+// PresenceReleaser is an optional capability of a PresenceManager whose
+// entries expire unless refreshed: ReleasePresence stops this process's
+// refreshes of an entry without removing it, so that it expires unless
+// another process writes it again (a session handed over between
+// processes, whose new process rewrites the entry under the same client
+// ID). Releasing an entry not held is not an error.
+type PresenceReleaser interface {
+	ReleasePresence(ctx context.Context, channel, clientID string) error
 }
 
 // PresenceClaimer is an optional capability of a PresenceManager: an add

@@ -34,3 +34,16 @@ func TestClaimPresenceDelegates(t *testing.T) {
 	_, err = plain.ClaimPresence(ctx, "chat:a", info, hub.PresenceClaim{Max: 1})
 	require.True(t, errors.Is(err, hub.ErrNotAvailable), "%v", err)
 }
+
+// ReleasePresence removes the entry on an engine whose entries never
+// expire (no hub.PresenceReleaser).
+func TestReleasePresenceWithoutReleaser(t *testing.T) {
+	ctx := context.Background()
+	h := newHub(t, chatNamespaces())
+	info := &hub.ClientInfo{ClientID: "c1", UserID: "u1"}
+	require.NoError(t, h.AddPresence(ctx, "chat:a", info))
+	require.NoError(t, h.ReleasePresence(ctx, "chat:a", "c1", "u1"))
+	m, err := h.Presence(ctx, "chat:a")
+	require.NoError(t, err)
+	require.Empty(t, m)
+}

@@ -784,6 +784,17 @@ func (h *Hub) CanClaimPresence() bool {
 	return ok
 }
 
+// ReleasePresence lets go of a client's presence in channel without
+// removing it when the engine is a PresenceReleaser (the entry expires
+// unless another process writes it again); otherwise it removes it, as
+// RemovePresence.
+func (h *Hub) ReleasePresence(ctx context.Context, channel, clientID, userID string) error {
+	if r, ok := h.cfg.Presence.(PresenceReleaser); ok {
+		return r.ReleasePresence(ctx, channel, clientID)
+	}
+	return h.cfg.Presence.RemovePresence(ctx, channel, clientID, userID)
+}
+
 // RemovePresence removes a client's presence from channel.
 func (h *Hub) RemovePresence(ctx context.Context, channel, clientID, userID string) error {
 	return h.cfg.Presence.RemovePresence(ctx, channel, clientID, userID)

@@ -296,10 +296,17 @@ func (s *Server) registerChosen(ctx context.Context, c *conn, sameUser string) e
 // before (a resume, a repair), in channel: by a claim that always adds,
 // so its NodeId is its claim key again when no other entry has it; by a
 // plain add without a claimer, or when the claimer says it has none
-// (ErrNotAvailable).
+// (ErrNotAvailable). Another entry holding the NodeId (two members with
+// it, admitted while Redis did not answer) is logged and counted
+// (switchboard_relay_node_conflicts_total).
 func (s *Server) writeMember(ctx context.Context, channel string, info *hub.ClientInfo, id wire.NodeID) error {
 	if cl := s.cluster; cl != nil && cl.claimer != nil {
-		_, err := cl.claimer.ClaimPresence(ctx, channel, info, hub.PresenceClaim{Key: nodeKey(id), Always: true})
+		res, err := cl.claimer.ClaimPresence(ctx, channel, info, hub.PresenceClaim{Key: nodeKey(id), Always: true})
+		if res.KeyTaken {
+			cl.nodeConflicts.Inc()
+			s.log.Warn("relay room member rewritten while another session holds its node id", "channel", channel,
+				"node_id", uint64(id), "holder", res.Holder)
+		}
 		if !errors.Is(err, hub.ErrNotAvailable) {
 			return err
 		}

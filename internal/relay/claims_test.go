@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/require"
 
@@ -551,4 +552,81 @@ func TestClusterOwnStaleEntriesDoNotFillTheRoom(t *testing.T) {
 	c := dialNative(t, s, 8)
 	c.SendControl(&wire.Join{RequestID: 9, Room: "arena"})
 	require.Equal(t, wire.ErrCodeRoomFull, nextError(t, c).Code, "the live members fill it")
+}
+
+// removals is the hub as the relay's presence recording the removals of
+// one session's entries.
+type removals struct {
+	*hub.Hub
+	sid   atomic.Pointer[string]
+	count atomic.Int32
+}
+
+func (r *removals) RemovePresence(ctx context.Context, ch, cid, uid string) error {
+	if p := r.sid.Load(); p != nil && *p == cid {
+		r.count.Add(1)
+	}
+	return r.Hub.RemovePresence(ctx, ch, cid, uid)
+}
+
+// A session handed over to another process keeps its room entry and its
+// NodeId's claim key throughout: the issuer releases its entries (no
+// removal), the claimer's rewrite replaces them.
+func TestClusterHandoverKeepsTheClaims(t *testing.T) {
+	prefix := clusterPrefix(t)
+	var rec *removals
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		rec = &removals{Hub: c.Presence.(*hub.Hub)}
+		c.Presence = rec
+	})
+	s2 := newClusterServer(t, prefix, nil)
+	served := make(chan struct{}, 1)
+	hook := func(stage string) {
+		if stage == "present_served" {
+			select {
+			case served <- struct{}{}:
+			default:
+			}
+		}
+	}
+	s2.cluster.testHandOver.Store(&hook)
+	a := dialNative(t, s1, 1)
+	a.Join("arena")
+	sid := a.Welcome.SessionID
+	rec.sid.Store(&sid)
+	lose(t, a, s1)
+	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	require.True(t, a2.Welcome.Resumed)
+	nextSkippingPresence[*wire.Joined](t, a2, "JOINED")
+	select {
+	case <-served: // the issuer's cleanup is done
+	case <-time.After(testenv.Wait):
+		t.Fatal("the issuer's presence notice never came")
+	}
+	require.Zero(t, rec.count.Load(), "the issuer removed none of the session's entries")
+	require.Equal(t, s2.cluster.origin, roomPresence(t, s2, "arena")[sid].Process)
+	res, err := s2.hub.ClaimPresence(context.Background(), "relay:arena", &hub.ClientInfo{ClientID: "probe"}, hub.PresenceClaim{Key: nodeKey(1)})
+	require.NoError(t, err)
+	require.Equal(t, sid, res.Holder, "the NodeId is still the session's claim key")
+	dir, err := s2.hub.Presence(context.Background(), nodeChannel(1))
+	require.NoError(t, err)
+	require.Contains(t, dir, sid, "the directory entry stays")
+}
+
+// A member's rewrite that finds its NodeId held by another entry is
+// counted (and logged), and written all the same.
+func TestClusterWriteMemberCountsNodeConflicts(t *testing.T) {
+	s := newClusterServer(t, clusterPrefix(t), nil)
+	ctx := context.Background()
+	res, err := s.hub.ClaimPresence(ctx, "relay:arena", &hub.ClientInfo{ClientID: "other"}, hub.PresenceClaim{Key: nodeKey(5)})
+	require.NoError(t, err)
+	require.True(t, res.Added)
+	info := &hub.ClientInfo{ClientID: "s1", ChanInfo: []byte(`{"node_id":"5"}`)}
+	require.NoError(t, s.writeMember(ctx, "relay:arena", info, 5))
+	require.Equal(t, 1.0, testutil.ToFloat64(s.cluster.nodeConflicts))
+	pres, err := s.hub.Presence(ctx, "relay:arena")
+	require.NoError(t, err)
+	require.Contains(t, pres, "s1")
+	require.NoError(t, s.writeMember(ctx, "relay:arena", &hub.ClientInfo{ClientID: "s2", ChanInfo: []byte(`{"node_id":"6"}`)}, 6))
+	require.Equal(t, 1.0, testutil.ToFloat64(s.cluster.nodeConflicts), "a free NodeId is no conflict")
 }

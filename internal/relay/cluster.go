@@ -145,7 +145,10 @@ type cluster struct {
 	lister PresenceLister
 	// claimer is the Presence as a PresenceClaimer (nil when it is not).
 	claimer PresenceClaimer
-	origin  string // this process's id on the bus
+	// nodeConflicts counts member rewrites that found their NodeId held
+	// by another entry (writeMember).
+	nodeConflicts prometheus.Counter
+	origin        string // this process's id on the bus
 	// beforeNews, when set (tests only), runs in handle before a bus
 	// join or leave takes the room's news lock.
 	beforeNews atomic.Pointer[func()]
@@ -352,8 +355,10 @@ func newCluster(s *Server) (*cluster, error) {
 	for _, e := range []string{sessionHandedOver, sessionTakenOver, sessionEndedForNode, sessionProcessDied} {
 		cl.sessions.WithLabelValues(e)
 	}
+	cl.nodeConflicts = prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_relay_node_conflicts_total",
+		Help: "Room members whose presence was rewritten (a resume on another process, a repair) while another session's entry held their NodeId: two members with one NodeId, admitted while Redis did not answer."})
 	if reg := s.cfg.Registerer; reg != nil {
-		for _, c := range []prometheus.Collector{cl.published, cl.received, cl.sessions} {
+		for _, c := range []prometheus.Collector{cl.published, cl.received, cl.sessions, cl.nodeConflicts} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

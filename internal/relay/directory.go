@@ -240,8 +240,26 @@ func (cl *cluster) dirRemove(c *conn) {
 	cl.dirDelete(c)
 }
 
+// dirRelease is dirRemove for a session handed over to another process,
+// which rewrites the entry under the same session id: this process only
+// stops refreshing it (releasePresence), so the NodeId stays reserved
+// throughout the move.
+func (cl *cluster) dirRelease(c *conn) {
+	c.mu.Lock()
+	c.dirGone = true
+	c.mu.Unlock()
+	cl.dirDrop(c, releasePresence)
+}
+
 // dirDelete deletes c's directory entry from the engine.
 func (cl *cluster) dirDelete(c *conn) {
+	cl.dirDrop(c, func(ctx context.Context, p Presence, channel, sid, user string) error {
+		return p.RemovePresence(ctx, channel, sid, user)
+	})
+}
+
+// dirDrop deletes or releases (drop) c's directory entry.
+func (cl *cluster) dirDrop(c *conn, drop func(ctx context.Context, p Presence, channel, sid, user string) error) {
 	p := cl.s.cfg.Presence
 	if p == nil {
 		return
@@ -251,9 +269,25 @@ func (cl *cluster) dirDelete(c *conn) {
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(cl.s.opBase, dirTimeout) // Shutdown's deadline ends it
 	defer cancel()
-	if err := p.RemovePresence(ctx, nodeChannel(id), sid, user); err != nil {
+	if err := drop(ctx, p, nodeChannel(id), sid, user); err != nil {
 		cl.s.log.Warn("relay node directory remove failed", "node_id", uint64(id), "error", err)
 	}
+}
+
+// presenceReleaser is a Presence that can let go of an entry without
+// removing it (*hub.Hub: hub.PresenceReleaser).
+type presenceReleaser interface {
+	ReleasePresence(ctx context.Context, channel, clientID, userID string) error
+}
+
+// releasePresence lets go of this process's entry of session sid in
+// channel without removing it, when p can (presenceReleaser); else it
+// removes it.
+func releasePresence(ctx context.Context, p Presence, channel, sid, user string) error {
+	if r, ok := p.(presenceReleaser); ok {
+		return r.ReleasePresence(ctx, channel, sid, user)
+	}
+	return p.RemovePresence(ctx, channel, sid, user)
 }
 
 // dirHolder is a session holding a NodeId on another process.

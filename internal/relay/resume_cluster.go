@@ -725,16 +725,19 @@ func (s *Server) handOver(token, user, to string) (h *handedSession, cleanup fun
 	return h, func() {
 		defer func() {
 			s.removeSession(old)
-			s.cluster.dirRemove(old) // the claimer writes it again (opPresent)
+			s.cluster.dirRelease(old) // the claimer rewrites it (and again on opPresent)
 			s.mu.Lock()
 			delete(s.cluster.handing, hs)
 			s.mu.Unlock()
 		}()
 		for _, r := range rooms {
 			if p := s.cfg.Presence; p != nil {
+				// Released, not removed: the claimer's rewrite replaces
+				// the entry under the same session id, so its slot and
+				// NodeId stay held throughout.
 				ctx, cancel := s.cluster.opCtx()
-				if err := p.RemovePresence(ctx, r.channel, old.sid, old.user); err != nil {
-					s.log.Warn("relay presence remove failed", "channel", r.channel, "error", err)
+				if err := releasePresence(ctx, p, r.channel, old.sid, old.user); err != nil {
+					s.log.Warn("relay presence release failed", "channel", r.channel, "error", err)
 				}
 				cancel()
 			}

@@ -438,6 +438,9 @@ func testClaimPresence(t *testing.T, e *env) {
 	require.False(t, res.Added)
 	require.Equal(t, "a", res.Holder, "the key is a's")
 	require.Equal(t, "u-a", res.HolderInfo.UserID)
+	res.HolderInfo.ChanInfo = append(res.HolderInfo.ChanInfo, 'x')
+	res.HolderInfo.UserID = "changed"
+	require.Equal(t, "u-a", claim("b", hub.PresenceClaim{Max: 2, Key: "1"}).HolderInfo.UserID, "the answer is a copy")
 	require.Equal(t, hub.ClaimResult{Added: true}, claim("b", hub.PresenceClaim{Max: 2, Key: "2"}))
 	require.Equal(t, hub.ClaimResult{Full: true}, claim("c", hub.PresenceClaim{Max: 2, Key: "3"}))
 	require.Equal(t, hub.ClaimResult{Added: true}, claim("c", hub.PresenceClaim{Max: 2, Key: "3", Ignore: []string{"b"}}), "b counts for nothing")
@@ -459,7 +462,8 @@ func testClaimPresence(t *testing.T, e *env) {
 	require.Equal(t, "e", claim("f", hub.PresenceClaim{Key: "1"}).Holder)
 
 	// Always adds whatever the conditions, taking only a free key.
-	require.Equal(t, hub.ClaimResult{Added: true}, claim("f", hub.PresenceClaim{Max: 1, Key: "1", Always: true}))
+	require.Equal(t, hub.ClaimResult{Added: true, KeyTaken: true, Holder: "e"}, claim("f", hub.PresenceClaim{Max: 1, Key: "1", Always: true}),
+		"added, the key held by e")
 	require.NoError(t, e.p.RemovePresence(c, ch, "f", "u-f"))
 	require.Equal(t, "e", claim("g", hub.PresenceClaim{Key: "1"}).Holder, "f never held 1")
 	require.Equal(t, hub.ClaimResult{Added: true}, claim("g", hub.PresenceClaim{Key: "7", Always: true}))

@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"bytes"
 	"context"
 	"hash/maphash"
 	"slices"
@@ -95,13 +96,13 @@ func (p *Presence) ClaimPresence(_ context.Context, channel, clientID string, in
 	m := s.channels[channel]
 	ignored := func(id string) bool { return id == clientID || slices.Contains(claim.Ignore, id) }
 	k := s.keys[channel]
-	free := true
+	free, holder := true, ""
 	if claim.Key != "" && k != nil {
 		if h, ok := k.holder[claim.Key]; ok && !ignored(h) && m[h] != nil {
 			if !claim.Always {
-				return hub.ClaimResult{Holder: h, HolderInfo: m[h]}, nil
+				return hub.ClaimResult{Holder: h, HolderInfo: cloneInfo(m[h])}, nil
 			}
-			free = false
+			free, holder = false, h
 		}
 	}
 	if claim.Max > 0 && !claim.Always {
@@ -128,7 +129,19 @@ func (p *Presence) ClaimPresence(_ context.Context, channel, clientID string, in
 		k.drop(clientID)
 		k.holder[claim.Key], k.of[clientID] = clientID, claim.Key
 	}
+	if !free {
+		return hub.ClaimResult{Added: true, KeyTaken: true, Holder: holder}, nil
+	}
 	return hub.ClaimResult{Added: true}, nil
+}
+
+// cloneInfo copies info and its byte slices, so a caller cannot change
+// what the presence holds.
+func cloneInfo(info *hub.ClientInfo) *hub.ClientInfo {
+	c := *info
+	c.ConnInfo = bytes.Clone(info.ConnInfo)
+	c.ChanInfo = bytes.Clone(info.ChanInfo)
+	return &c
 }
 
 // Presence returns a copy of channel's presence map.

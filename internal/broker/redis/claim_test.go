@@ -104,6 +104,7 @@ func TestClaimPresenceExpiryAndRefresh(t *testing.T) {
 func FuzzParseClaim(f *testing.F) {
 	info := string(encodeInfo(&hub.ClientInfo{ClientID: "c", UserID: "u", ChanInfo: []byte(`{"node_id":"5"}`)}))
 	f.Add("a", "", "")
+	f.Add("a", "holder", "")
 	f.Add("f", "", "")
 	f.Add("k", "holder", info)
 	f.Add("k", "holder", info[:len(info)/2])
@@ -116,12 +117,13 @@ func FuzzParseClaim(f *testing.F) {
 				continue
 			}
 			n := 0
-			for _, b := range []bool{res.Added, res.Full, res.Holder != "" || res.HolderInfo != nil} {
+			for _, b := range []bool{res.Added, res.Full, res.HolderInfo != nil} {
 				if b {
 					n++
 				}
 			}
 			require.LessOrEqual(t, n, 1, "one outcome")
+			require.Equal(t, res.KeyTaken, res.Added && res.Holder != "", "a holder with an added entry only as KeyTaken")
 		}
 	})
 }
@@ -155,4 +157,36 @@ func TestRefreshDoesNotResurrectRemovedEntries(t *testing.T) {
 	fields, err := b.client.Do(ctx, b.client.B().Hkeys().Key(b.key("presence.keys", "r")).Build()).AsStrSlice()
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{"k:6", "c:again"}, fields, "the removed entry's key is free")
+}
+
+// A released entry stays until it expires: the refresher lets it go.
+func TestReleasePresence(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	b := newTestBroker(t, Config{Prefix: testPrefix(t), PresenceTTL: time.Minute, PresenceRefresh: time.Hour, Now: clock})
+	ctx := ctxT(t)
+	res, err := b.ClaimPresence(ctx, "r", "c1", &hub.ClientInfo{ClientID: "c1"}, hub.PresenceClaim{Key: "5"})
+	require.NoError(t, err)
+	require.True(t, res.Added)
+	require.NoError(t, b.ReleasePresence(ctx, "r", "c1"))
+	m, err := b.Presence(ctx, "r")
+	require.NoError(t, err)
+	require.Contains(t, m, "c1", "not removed")
+	require.Equal(t, "c1", claimHolder(t, b, "5"), "its key stays")
+	b.refreshLocal()
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	m, err = b.Presence(ctx, "r")
+	require.NoError(t, err)
+	require.NotContains(t, m, "c1", "not refreshed: expired")
+}
+
+func claimHolder(t *testing.T, b *Broker, key string) string {
+	t.Helper()
+	res, err := b.ClaimPresence(ctxT(t), "r", "probe", &hub.ClientInfo{ClientID: "probe"}, hub.PresenceClaim{Key: key})
+	require.NoError(t, err)
+	require.False(t, res.Added)
+	return res.Holder
 }

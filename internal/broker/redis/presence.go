@@ -127,6 +127,8 @@ func parseClaim(reply []string) (hub.ClaimResult, error) {
 	switch {
 	case len(reply) == 1 && reply[0] == "a":
 		return hub.ClaimResult{Added: true}, nil
+	case len(reply) == 2 && reply[0] == "a" && reply[1] != "":
+		return hub.ClaimResult{Added: true, KeyTaken: true, Holder: reply[1]}, nil
 	case len(reply) == 1 && reply[0] == "f":
 		return hub.ClaimResult{Full: true}, nil
 	case len(reply) == 3 && reply[0] == "k":
@@ -209,6 +211,17 @@ func (b *Broker) refreshBatches(script *rueidis.Lua, execs []rueidis.LuaExec) {
 }
 
 const presenceBatch = 512
+
+// ReleasePresence stops refreshing clientID's entry in channel without
+// removing it (hub.PresenceReleaser): it expires PresenceTTL after its
+// last write unless another process writes it again. A refresh under way
+// may still write it once.
+func (b *Broker) ReleasePresence(_ context.Context, channel, clientID string) error {
+	b.local.mu.Lock()
+	delete(b.local.entries, presenceKey{channel, clientID})
+	b.local.mu.Unlock()
+	return nil
+}
 
 // RemovePresence forgets clientID in channel; an absent client is not an
 // error.

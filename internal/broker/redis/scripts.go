@@ -137,21 +137,22 @@ return redis.call('hgetall', KEYS[1])
 // claim holds (or always). KEYS data hash, expiry zset, key hash. ARGV
 // client ID, info, expiry (unix ms), key TTL ms, now (unix ms), max (0 =
 // no cap), key (empty: none), always ('0'/'1'), then the ignored client IDs.
-// Returns {'a'} (added), {'f'} (full) or {'k', holder, holder's info}.
+// Returns {'a'} (added), {'a', holder} (added always, the key held by
+// holder), {'f'} (full) or {'k', holder, holder's info}.
 var claimPresenceScript = rueidis.NewLuaScript(dropKeyLua + expireLua + `
 local id, key, max = ARGV[1], ARGV[7], tonumber(ARGV[6])
 local always = ARGV[8] == '1'
 expire(ARGV[5])
 local ignored = {[id] = true}
 for i = 9, #ARGV do ignored[ARGV[i]] = true end
-local free = true
+local free, holder = true, nil
 if key ~= '' then
   local h = redis.call('hget', KEYS[3], 'k:' .. key)
   if h and not ignored[h] then
     local v = redis.call('hget', KEYS[1], h)
     if v then
       if not always then return {'k', h, v} end
-      free = false
+      free, holder = false, h
     end
   end
 end
@@ -171,5 +172,6 @@ end
 redis.call('pexpire', KEYS[1], ARGV[4])
 redis.call('pexpire', KEYS[2], ARGV[4])
 redis.call('pexpire', KEYS[3], ARGV[4])
+if holder then return {'a', holder} end
 return {'a'}
 `)
