@@ -289,7 +289,7 @@ func (s *Server) registerChosen(ctx context.Context, c *conn, sameUser string) e
 	if err != nil {
 		return err
 	}
-	return s.registerWith(c, written)
+	return s.registerWith(ctx, c, written) // a write after a failed claim ends with the handshake too
 }
 
 // writeMember writes info, the presence of a member of a room admitted

@@ -630,3 +630,50 @@ func TestClusterWriteMemberCountsNodeConflicts(t *testing.T) {
 	require.NoError(t, s.writeMember(ctx, "relay:arena", &hub.ClientInfo{ClientID: "s2", ChanInfo: []byte(`{"node_id":"6"}`)}, 6))
 	require.Equal(t, 1.0, testutil.ToFloat64(s.cluster.nodeConflicts), "a free NodeId is no conflict")
 }
+
+// failedClaimDeadlines fails the directory claims of one channel and
+// records how long the plain writes that follow had left on their context.
+type failedClaimDeadlines struct{ claimDeadlines }
+
+func (r *failedClaimDeadlines) ClaimPresence(ctx context.Context, ch string, info *hub.ClientInfo, c hub.PresenceClaim) (hub.ClaimResult, error) {
+	if ch == r.channel {
+		return hub.ClaimResult{}, errDirDown
+	}
+	return r.Hub.ClaimPresence(ctx, ch, info, c)
+}
+
+func (r *failedClaimDeadlines) AddPresence(ctx context.Context, ch string, info *hub.ClientInfo) error {
+	if ch == r.channel {
+		left := time.Duration(-1)
+		if d, ok := ctx.Deadline(); ok {
+			left = time.Until(d)
+		}
+		select {
+		case r.left <- left:
+		default:
+		}
+	}
+	return r.Hub.AddPresence(ctx, ch, info)
+}
+
+// The directory write that follows a failed directory claim in a
+// handshake ends with the handshake too.
+func TestClusterDirectoryWriteAfterFailedClaimBoundedByHandshake(t *testing.T) {
+	const handshake = 5 * time.Second
+	var w *failedClaimDeadlines
+	s := newClusterServer(t, clusterPrefix(t), func(c *Config) {
+		w = &failedClaimDeadlines{claimDeadlines{Hub: c.Presence.(*hub.Hub), channel: nodeChannel(9), left: make(chan time.Duration, 2)}}
+		c.Presence = w
+		c.HandshakeTimeout = handshake
+	})
+	s.cluster.dir.writeWait.Store(int64(time.Hour))
+	dialISSUN(t, s, 9)
+	var left time.Duration
+	select {
+	case left = <-w.left:
+	default:
+		t.Fatal("the handshake wrote no directory entry")
+	}
+	require.Positive(t, left, "the write has a deadline")
+	require.LessOrEqual(t, left, handshake, "the handshake's")
+}

@@ -58,7 +58,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	const ns = "switchboard_relay_"
 	m := &metrics{
 		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ns + "connections", Help: "Relay connections past their handshake, by transport."}, []string{"transport"}),
-		rooms:       prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "rooms", Help: "Relay rooms with members on this process."}),
+		rooms:       prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "rooms", Help: "Relay rooms with members on this process, or with a JOIN claiming its presence (across processes)."}),
 		eventsIn:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "events_in_total", Help: "Events received from clients, by reliability."}, []string{"reliability"}),
 		deliveries:  prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "deliveries_total", Help: "Events queued to receiving connections."}),
 		drops:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "drops_total", Help: "Events or deliveries dropped, by reason."}, []string{"reason"}),

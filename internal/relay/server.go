@@ -372,12 +372,16 @@ func (s *Server) handshake(qc *quic.Conn) (session func()) {
 // (under c.user); ErrNodeInUse when the NodeId is taken, and
 // ErrNotAvailable while shutting down.
 func (s *Server) register(c *conn) error {
-	return s.registerWith(c, false)
+	if s.cluster == nil {
+		return s.registerWith(context.Background(), c, false)
+	}
+	return s.registerWith(s.cluster.ctx, c, false)
 }
 
 // registerWith is register; dirWritten: c's directory entry is written
-// already (dirClaim), and is removed again when c is refused here.
-func (s *Server) registerWith(c *conn, dirWritten bool) error {
+// already (dirClaim), and is removed again when c is refused here; else
+// base (with the directory's write bound) bounds its write (dirAdd).
+func (s *Server) registerWith(base context.Context, c *conn, dirWritten bool) error {
 	s.mu.Lock()
 	var err error
 	if s.closing.Load() {
@@ -401,7 +405,7 @@ func (s *Server) registerWith(c *conn, dirWritten bool) error {
 		return err
 	}
 	if s.cluster != nil && !dirWritten {
-		s.cluster.dirAdd(s.cluster.ctx, c)
+		s.cluster.dirAdd(base, c)
 	}
 	return nil
 }
