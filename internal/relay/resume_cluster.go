@@ -497,7 +497,7 @@ func (cl *cluster) handleProcess(m *busMessage) {
 			return
 		}
 		// The claimer stopped waiting: the session is ours to end.
-		if !cl.goRun(func() { cl.abandon(h) }) {
+		if !cl.goRun(func() { cl.abandonSession(h) }) {
 			cl.s.log.Warn("relay session handed over while closing: left to the syncs", "node_id", h.Node)
 		}
 	default:
@@ -523,7 +523,7 @@ func (cl *cluster) serve(from string, req *busRequest) {
 		}
 		if h != nil && !s.answering(h) {
 			// The server API disconnected it meanwhile: it ends here.
-			cl.abandon(h)
+			cl.abandonSession(h)
 			cleanup()
 			h, err = nil, ErrResumeUnknown
 		}
@@ -558,7 +558,7 @@ func (cl *cluster) serve(from string, req *busRequest) {
 	if err != nil {
 		s.log.Warn("relay answer to another process failed", "op", req.Op, "error", err)
 		if a.Session != nil {
-			cl.abandon(a.Session)
+			cl.abandonSession(a.Session)
 			cleanup()
 		}
 		return
@@ -770,8 +770,23 @@ func (s *Server) handOff(old *conn, r *room, meta []byte) {
 	old.rmu.Unlock()
 }
 
-// abandon ends a handed-over session no process took: every process's
-// members of its rooms see it leave, and its hub presence goes.
+// abandonSession is abandon for the whole session: its NodeId directory
+// entry, which the issuer released rather than removed (handOver), goes
+// too.
+func (cl *cluster) abandonSession(h *handedSession) {
+	cl.abandon(h)
+	if p := cl.s.cfg.Presence; p != nil {
+		ctx, cancel := cl.opCtx()
+		defer cancel()
+		if err := p.RemovePresence(ctx, nodeChannel(wire.NodeID(h.Node)), h.SID, h.User); err != nil {
+			cl.s.log.Warn("relay node directory remove failed", "node_id", h.Node, "error", err)
+		}
+	}
+}
+
+// abandon ends a handed-over session no process took in h.Rooms: every
+// process's members of those rooms see it leave, and its hub presence
+// there goes.
 func (cl *cluster) abandon(h *handedSession) {
 	s := cl.s
 	s.log.Info("relay session handed over between processes was not taken: it leaves", "node_id", h.Node)
@@ -911,13 +926,13 @@ func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {
 		s.mu.Unlock()
 	}()
 	if err := s.register(c); err != nil {
-		cl.abandon(h)
+		cl.abandonSession(h)
 		return nil, err
 	}
 	if s.takeDisconnected(h.SID, from) {
 		// The server API disconnected it while it moved: it ends.
 		s.unregister(c)
-		cl.abandon(h)
+		cl.abandonSession(h)
 		return nil, ErrResumeUnknown
 	}
 	// The presence first: the issuer removed it, and the sooner it is
