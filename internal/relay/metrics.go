@@ -71,6 +71,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		rtt: prometheus.NewHistogram(prometheus.HistogramOpts{Name: ns + "heartbeat_rtt_seconds", Help: "Round-trip time of native heartbeats.",
 			Buckets: []float64{.0005, .001, .005, .01, .05, .1, .5, 1}}),
 	}
+	for _, t := range []string{transportISSUN, transportNative, transportWebTransport} {
+		m.connections.WithLabelValues(t) // exported at 0 before the first client
+	}
 	m.inReliable, m.inUnreliable = m.eventsIn.WithLabelValues(reliable), m.eventsIn.WithLabelValues(unreliable)
 	m.dropNotInRoom = m.drops.WithLabelValues(dropNotInRoom)
 	m.dropRateLimited = m.drops.WithLabelValues(dropRateLimited)
