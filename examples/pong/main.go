@@ -2,7 +2,11 @@
 // (client/relay), two relay connections in one program: the host
 // simulates the ball and sends it with its own paddle unreliably 60 times
 // a second, the guest sends its paddle reliably, and a point goes to the
-// side that did not miss. Both connections reconnect by themselves.
+// side that did not miss. Both connections reconnect by themselves and
+// the game goes on across a reconnection (a relay restart, a dropped
+// connection): what was sent meanwhile is dropped, the next tick sends
+// again. Ctrl-C (SIGINT) or SIGTERM closes both connections (they leave
+// the room at once) and exits with status 0.
 //
 // Two bots, with a relay started inside the program:
 //
@@ -31,6 +35,9 @@ import (
 	"io"
 	"math"
 	"os"
+	"os/signal"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,12 +76,21 @@ func main() {
 	flag.DurationVar(&m.tick, "tick", time.Second/60, "simulation step")
 	tui := flag.Bool("tui", false, "draw the court in this terminal and play the left paddle with the keys")
 	flag.Parse()
+	// The first signal ends the game (the connections leave the room);
+	// a second one, the default again, kills the program.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() { <-ctx.Done(); stop() }()
 	var err error
 	if *tui {
-		err = runTUI(m)
+		err = runTUI(ctx, m)
 	} else {
-		err = run(m, os.Stdout)
+		err = run(ctx, m, os.Stdout)
 	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(os.Stderr, "pong: stopped")
+		return // both connections are closed: the relay saw them leave
+	}
+	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pong:", err)
 		os.Exit(1)
@@ -82,7 +98,7 @@ func main() {
 }
 
 // runTUI is run with the terminal UI and a human host.
-func runTUI(m match) error {
+func runTUI(ctx context.Context, m match) error {
 	restore, err := rawTerminal(os.Stdout)
 	if err != nil {
 		return err
@@ -90,7 +106,7 @@ func runTUI(m match) error {
 	h := newHuman()
 	go h.read(os.Stdin) // ends with the program: a read of stdin cannot be interrupted
 	var log bytes.Buffer
-	err = play(m, &log, h, os.Stdout)
+	err = play(ctx, m, &log, h, os.Stdout)
 	restore()
 	fmt.Print(log.String())
 	if errors.Is(err, errQuit) {
@@ -99,15 +115,19 @@ func runTUI(m match) error {
 	return err
 }
 
-func run(m match, out io.Writer) error {
-	return play(m, out, nil, nil)
+// run plays one game of two bots, printing the score to out, until a side
+// wins or ctx ends (its error is returned; both connections are closed
+// first, so the relay sees them leave).
+func run(ctx context.Context, m match, out io.Writer) error {
+	return play(ctx, m, out, nil, nil)
 }
 
 // play runs one game; with h the host's paddle is h's and every tick is
 // drawn on screen.
-func play(m match, out io.Writer, h *human, screen io.Writer) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+func play(ctx context.Context, m match, out io.Writer, h *human, screen io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
+	out = &lockedWriter{w: out} // the clients' OnState writes too
 	addr, points, tick := m.addr, m.points, m.tick
 	var pin [32]byte
 	if m.local {
@@ -126,13 +146,16 @@ func play(m match, out io.Writer, h *human, screen io.Writer) error {
 		}
 		copy(pin[:], b)
 	}
-	opts := relay.Options{CertHashes: [][32]byte{pin}, Token: m.token, Reconnect: true, MaxAttempts: 20}
-	host, err := relay.Dial(ctx, addr, opts)
+	opts := func(who string) relay.Options {
+		return relay.Options{CertHashes: [][32]byte{pin}, Token: m.token, Reconnect: true, MaxAttempts: 20,
+			OnState: func(sc relay.StateChange) { logState(out, who, sc) }}
+	}
+	host, err := relay.Dial(ctx, addr, opts("host"))
 	if err != nil {
 		return err
 	}
 	defer host.Close()
-	guest, err := relay.Dial(ctx, addr, opts)
+	guest, err := relay.Dial(ctx, addr, opts("guest"))
 	if err != nil {
 		return err
 	}
@@ -148,16 +171,54 @@ func play(m match, out io.Writer, h *human, screen io.Writer) error {
 	}
 	fmt.Fprintf(out, "room %s: host %d vs guest %d, first to %d\n", room, host.NodeID(), guest.NodeID(), points)
 	done := make(chan error, 1)
-	go func() { done <- playGuest(guest, gr, points, tick) }()
+	go func() { done <- playGuest(ctx, guest, gr, points, tick) }()
 	hp := hostPlayer{points: points, tick: tick, out: out, screen: screen, human: h}
 	left, right, err := hp.play(ctx, host, hr)
 	if err != nil {
 		return err
 	}
-	if err := <-done; err != nil {
+	if err := hp.finish(ctx, host, hr, left, right, done); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "final score %d:%d\n", left, right)
+	return nil
+}
+
+// logState prints the reconnections of a player's connection.
+func logState(out io.Writer, who string, sc relay.StateChange) {
+	switch sc.State {
+	case relay.StateReconnecting:
+		fmt.Fprintf(out, "%s: relay reconnecting (attempt %d): %v\n", who, sc.Attempt, sc.Err)
+	case relay.StateResumed, relay.StateRejoined:
+		fmt.Fprintf(out, "%s: relay %s\n", who, sc.State)
+	}
+}
+
+// lockedWriter serialises the writes of the players and their clients.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// sendErr is what a failed send on r means to a player: nil when the
+// event may be dropped (the client is between connections, or the
+// connection broke and it is about to notice), an error when the game
+// cannot go on (the client ended, or the room was lost at a rejoin).
+func sendErr(c *relay.Client, r *relay.Room, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, relay.ErrClosed) || c.State() == relay.StateClosed:
+		return err
+	case c.Room(r.Name()) != r:
+		return fmt.Errorf("room %s lost: %w", r.Name(), err)
+	}
 	return nil
 }
 
@@ -268,11 +329,10 @@ func (p hostPlayer) play(ctx context.Context, c *relay.Client, r *relay.Room) (i
 		if point != 0 {
 			fmt.Fprintf(out, "score %d:%d\n", left, right)
 			x, y, vy = 0.5, 0.5, math.Copysign(0.009, -vy)
-			var b []byte
-			b = binary.LittleEndian.AppendUint32(b, uint32(left))
-			b = binary.LittleEndian.AppendUint32(b, uint32(right))
-			if err := r.Send(opScore, b); err != nil {
-				return left, right, err
+			// A score lost in a reconnection is carried by the next one,
+			// and finish repeats the last.
+			if err := sendErr(c, r, r.Send(opScore, scoreFrame(left, right))); err != nil {
+				return left, right, fmt.Errorf("host: %w", err)
 			}
 		}
 		_ = r.SendUnreliable(opBall, f64s(x, y, me)) // a lost frame is replaced by the next
@@ -283,16 +343,53 @@ func (p hostPlayer) play(ctx context.Context, c *relay.Client, r *relay.Room) (i
 			}
 		}
 	}
-	return left, right, nil // the last score told the guest
+	return left, right, nil
 }
 
-// playGuest moves the right paddle after the ball until a side has points.
-func playGuest(c *relay.Client, r *relay.Room, points int, tick time.Duration) error {
+// scoreRepeat is how often finish sends the final score again.
+const scoreRepeat = 100 * time.Millisecond
+
+// finish repeats the final score until the guest (in this program) has
+// ended, with its result: a reconnection of either side may have lost
+// the first one.
+func (p hostPlayer) finish(ctx context.Context, c *relay.Client, r *relay.Room, left, right int, guest <-chan error) error {
+	t := time.NewTicker(scoreRepeat)
+	defer t.Stop()
+	for {
+		select {
+		case err := <-guest:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.Done():
+			return fmt.Errorf("host: %w", c.Err())
+		case _, ok := <-c.Events(): // the guest's paddle until it has the score
+			if !ok {
+				return fmt.Errorf("host: %w", c.Err())
+			}
+		case <-t.C:
+			if err := sendErr(c, r, r.Send(opScore, scoreFrame(left, right))); err != nil {
+				return fmt.Errorf("host: %w", err)
+			}
+		}
+	}
+}
+
+func scoreFrame(left, right int) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, uint32(left))
+	return binary.LittleEndian.AppendUint32(b, uint32(right))
+}
+
+// playGuest moves the right paddle after the ball until a side has points
+// (or ctx ends).
+func playGuest(ctx context.Context, c *relay.Client, r *relay.Room, points int, tick time.Duration) error {
 	paddle, ballY := 0.5, 0.5
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
 		select {
+		case <-ctx.Done():
+			return ctx.Err()
 		case ev, ok := <-c.Events():
 			if !ok {
 				return fmt.Errorf("guest: %v", c.Err())
@@ -310,8 +407,8 @@ func playGuest(c *relay.Client, r *relay.Room, points int, tick time.Duration) e
 			}
 		case <-t.C:
 			paddle = follow(paddle, ballY, guestSpeed)
-			if err := r.Send(opPaddle, f64s(paddle)); err != nil {
-				return fmt.Errorf("guest: %w", err)
+			if err := sendErr(c, r, r.Send(opPaddle, f64s(paddle))); err != nil {
+				return fmt.Errorf("guest: %w", err) // else dropped: the next tick sends the paddle again
 			}
 		case <-c.Done():
 			return fmt.Errorf("guest: %v", c.Err())

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"math"
 	"strings"
 	"testing"
@@ -59,7 +60,7 @@ func TestPongTUIQuit(t *testing.T) {
 	h := newHuman()
 	var screen, out bytes.Buffer
 	go h.read(strings.NewReader("")) // end of input: quit
-	err := play(match{local: true, points: 5, tick: 1e6}, &out, h, &screen)
+	err := play(context.Background(), match{local: true, points: 5, tick: 1e6}, &out, h, &screen)
 	require.ErrorIs(t, err, errQuit)
 }
 
@@ -68,7 +69,7 @@ func TestPongTUIQuit(t *testing.T) {
 func TestPongTUIGame(t *testing.T) {
 	h := newHuman() // never quits: no reader
 	var screen, out bytes.Buffer
-	require.NoError(t, play(match{local: true, points: 2, tick: 1e6}, &out, h, &screen))
+	require.NoError(t, play(context.Background(), match{local: true, points: 2, tick: 1e6}, &out, h, &screen))
 	require.Contains(t, out.String(), "final score")
 	require.Regexp(t, ` you (2 : \d|\d : 2) bot`, screen.String())
 	require.Contains(t, screen.String(), "relay: connected")
