@@ -348,7 +348,9 @@ func (c *Client) RTT() time.Duration {
 func (c *Client) DroppedUnreliable() uint64 { return c.dropped.Load() }
 
 // Close leaves every room at once (code 0: no resume) and closes; it
-// stops a reconnection under way.
+// stops a reconnection under way. It returns once the close has been
+// sent (native QUIC and WebTransport alike), so the program may exit
+// right after and the relay still sees a leave, not a lost connection.
 func (c *Client) Close() error {
 	c.stop(true)
 	<-c.done

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 	"github.com/quic-go/webtransport-go"
 )
 
@@ -141,15 +142,24 @@ func (l *wtLink) receiveDatagram(ctx context.Context) ([]byte, error) {
 
 func (l *wtLink) sendDatagram(b []byte) error { return l.sess.SendDatagram(b) }
 
-// close ends the session with code. A non-zero code closes the QUIC
-// connection itself with it (as a lost connection would end): the
-// library closes the connection as soon as the session is closed, which
-// can overtake the session's close message.
+// close ends the session with code and returns once the relay has been
+// told (the CONNECTION_CLOSE sent), so a program may exit right after.
+// A non-zero code closes the QUIC connection itself with it (as a lost
+// connection would end): the library closes the connection as soon as
+// the session is closed, which can overtake the session's close message.
+// Code 0 closes the session, then the connection with H3_NO_ERROR (a
+// leave to the relay, as a closing page's): the library's own close of
+// the connection runs after the session's in a goroutine of its own, and
+// the session's close capsule may not have left yet.
 func (l *wtLink) close(code uint32, msg string) {
-	if code != 0 && l.qc != nil {
+	switch {
+	case code != 0 && l.qc != nil:
 		_ = l.qc.CloseWithError(quic.ApplicationErrorCode(code), msg)
-	} else {
+	default:
 		_ = l.sess.CloseWithError(webtransport.SessionErrorCode(code), msg)
+		if l.qc != nil {
+			_ = l.qc.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "")
+		}
 	}
 	_ = l.tr.Close()
 }
