@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"time"
 
 	"github.com/switchboard-rt/switchboard/internal/auth"
 	"github.com/switchboard-rt/switchboard/internal/config"
+	"github.com/switchboard-rt/switchboard/internal/relay"
 )
 
 // Development mode (`serve --dev`): a server a first-time user can connect
@@ -37,11 +39,25 @@ var devNamespaces = []config.Namespace{
 	}},
 }
 
+// devRelayNamespace is added, when the relay is on, in place of the one
+// the relay adds by itself (presence and join/leave for the server API):
+// spectators may subscribe to relay:R and read its presence, as to the
+// other development channels; only the relay publishes there.
+var devRelayNamespace = config.Namespace{Name: relayNamespaceName, NamespaceOptions: config.NamespaceOptions{
+	Presence: true, JoinLeave: true, AllowSubscribeForClient: true, AllowPresenceForSubscriber: true,
+}}
+
+// devRelayHost is the relay's host under --dev when relay.address names
+// none: the loopback interface, like the HTTP server's default.
+const devRelayHost = "127.0.0.1"
+
 // devInfo is what development mode generated, for the start banner.
 type devInfo struct {
 	secretGenerated, keyGenerated bool
 	namespaces                    []string // names added
 	originsOpened                 bool
+	// relayLocal: the relay was bound to devRelayHost.
+	relayLocal bool
 	// schedulerOn: development mode switched the scheduler on; console:
 	// it switched the console on; passwordGenerated: with a new password.
 	schedulerOn, consoleOn, passwordGenerated bool
@@ -51,13 +67,24 @@ type devInfo struct {
 // key (random reads 32 bytes each), the devNamespaces and any browser
 // origin; it switches the compute scheduler (SQLite in circles.data_dir)
 // and the console on, with a random admin password and session secret
-// when the configuration has none.
+// when the configuration has none. An enabled relay whose address names
+// no host listens on devRelayHost, and its namespace (unless configured)
+// is devRelayNamespace.
 func applyDev(cfg *config.Config, random io.Reader) (devInfo, error) {
 	var info devInfo
 	gen := func() (string, error) { return genHex(random, 32) }
 	var err error
 	if err := devDefaults(cfg, &info, gen); err != nil {
 		return info, err
+	}
+	if cfg.Relay.Enabled {
+		if host, port, err := net.SplitHostPort(cfg.Relay.Address); err == nil && host == "" {
+			cfg.Relay.Address, info.relayLocal = net.JoinHostPort(devRelayHost, port), true
+		}
+		if _, ok := cfg.Namespace(relayNamespaceName); !ok {
+			cfg.Channel.Namespaces = append(cfg.Channel.Namespaces, devRelayNamespace)
+			info.namespaces = append(info.namespaces, relayNamespaceName)
+		}
 	}
 	if !cfg.Scheduler.Enabled {
 		cfg.Scheduler.Enabled, info.schedulerOn = true, true
@@ -117,10 +144,17 @@ func devDefaults(cfg *config.Config, info *devInfo, gen func() (string, error)) 
 	return nil
 }
 
+// devRelay is the running relay, for the banner.
+type devRelay struct {
+	addr   string // UDP host:port it listens on
+	sha256 string // its certificate's SHA-256 (hex)
+}
+
 // printDevBanner writes the development banner: a warning, the secrets, an
-// example connection token and a curl line publishing to devChannel. Each
+// example connection token and a curl line publishing to devChannel; with
+// rl (the relay is on) its address, certificate hash and demo page. Each
 // value sits on its own "  name: value" line so scripts can read it.
-func printDevBanner(w io.Writer, cfg config.Config, info devInfo, baseURL, wsURL string, now time.Time) error {
+func printDevBanner(w io.Writer, cfg config.Config, info devInfo, baseURL, wsURL string, rl *devRelay, now time.Time) error {
 	tok, err := auth.SignConnect(cfg.Client.Token.HMACSecretKey, devUser, devTokenTTL, now)
 	if err != nil {
 		return fmt.Errorf("--dev: sign example token: %w", err)
@@ -145,6 +179,15 @@ func printDevBanner(w io.Writer, cfg config.Config, info devInfo, baseURL, wsURL
 	}
 	if len(info.namespaces) > 0 {
 		fmt.Fprintf(&b, "  namespaces added: %s (chat: subscribe, publish, presence, history, recovery)\n", strings.Join(info.namespaces, ", "))
+	}
+	if rl != nil {
+		where := ""
+		if info.relayLocal {
+			where = "; loopback only: name a host in relay.address to listen elsewhere"
+		}
+		fmt.Fprintf(&b, "  relay: %s  (UDP, QUIC and WebTransport; auth %s%s)\n", rl.addr, cfg.Relay.Auth, where)
+		fmt.Fprintf(&b, "  relay_sha256: %s  (pin it: examples/pong -pin, bench relay --pin)\n", rl.sha256)
+		fmt.Fprintf(&b, "  relay_demo: %s%s\n", baseURL, relay.DemoPath)
 	}
 	fmt.Fprintf(&b, "  token: %s  (user %q, valid %s)\n", tok, devUser, devTokenTTL)
 	if cfg.Admin.Enabled {

@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/hex"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,7 +19,9 @@ import (
 	"github.com/centrifugal/centrifuge-go"
 	"github.com/stretchr/testify/require"
 
+	relayclient "github.com/switchboard-rt/switchboard/client/relay"
 	"github.com/switchboard-rt/switchboard/internal/config"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
 // devBanner is what `serve --dev` printed: "name: value" lines.
@@ -256,7 +261,7 @@ func TestDevFillsOnlyWhatIsMissing(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cfg.json")
 	require.NoError(t, writeFile(path, `{"client":{"token":{"hmac_secret_key":"mine"},"allowed_origins":["http://app.example"]},
 		"channel":{"namespaces":[{"name":"chat","presence":true}]}}`))
-	s := &ServeCmd{Config: path, Dev: true, Port: 0}
+	s := &ServeCmd{Config: path, Dev: true, Port: 0, RelayPort: -1}
 	cfg, info, err := s.loadConfig()
 	require.NoError(t, err)
 	require.Equal(t, "mine", cfg.Client.Token.HMACSecretKey)
@@ -290,7 +295,7 @@ func TestDevBannerIsParseable(t *testing.T) {
 	require.True(t, cfg.Admin.Enabled)
 	require.NoError(t, cfg.Validate())
 	var out bytes.Buffer
-	require.NoError(t, printDevBanner(&out, cfg, info, "http://127.0.0.1:1", "ws://127.0.0.1:1/connection/websocket", time.Now()))
+	require.NoError(t, printDevBanner(&out, cfg, info, "http://127.0.0.1:1", "ws://127.0.0.1:1/connection/websocket", nil, time.Now()))
 	s := out.String()
 	require.Contains(t, s, "NOT FOR PRODUCTION")
 	require.Contains(t, s, "  console: http://127.0.0.1:1/console")
@@ -336,4 +341,56 @@ func TestReadmeTestCommandRetests(t *testing.T) {
 		require.NoError(t, err)
 		require.Contains(t, string(data), "go test -race -count=1 ./...", f)
 	}
+}
+
+// TestServeDevRelay: `serve --dev --relay-port` binds the relay to the
+// loopback interface like the HTTP server, the banner gives its address,
+// certificate hash and demo page, and spectators may subscribe to a
+// room's channel relay:R (and read its presence) with the printed token.
+func TestServeDevRelay(t *testing.T) {
+	p := startProgram(t, "serve", "--dev", "--port", "0", "--relay-port", "0")
+	b := readDevBanner(t, p)
+	addr := b.field(t, "relay")
+	host, _, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1", host, "--dev keeps the relay on loopback")
+	pin := b.field(t, "relay_sha256")
+	require.Len(t, pin, 64)
+	base := strings.TrimSuffix(b.field(t, "console"), "/console")
+	require.Equal(t, base+"/relay/demo", b.field(t, "relay_demo"))
+	rsp, err := http.Get(b.field(t, "relay_demo"))
+	require.NoError(t, err)
+	rsp.Body.Close()
+	require.Equal(t, http.StatusOK, rsp.StatusCode)
+
+	raw, err := hex.DecodeString(pin)
+	require.NoError(t, err)
+	var sum [32]byte
+	copy(sum[:], raw)
+	ctx, cancel := context.WithTimeout(t.Context(), testenv.Wait)
+	defer cancel()
+	player, err := relayclient.Dial(ctx, addr, relayclient.Options{CertHashes: [][32]byte{sum}})
+	require.NoError(t, err, "the printed hash pins the relay's certificate")
+	defer player.Close()
+	_, err = player.Join(ctx, "pong-1", relayclient.JoinOptions{Create: true})
+	require.NoError(t, err)
+
+	c := newGoClientURL(t, b.field(t, "websocket"), false, b.field(t, "token"))
+	sub, subscribed := c.sub(t, "relay:pong-1", centrifuge.SubscriptionConfig{})
+	require.NoError(t, sub.Subscribe())
+	require.NoError(t, c.Connect())
+	receive(t, subscribed, "subscribed to relay:pong-1 (a spectator)")
+	require.Eventually(t, func() bool {
+		pres, err := sub.Presence(t.Context())
+		if err != nil {
+			return false
+		}
+		for _, ci := range pres.Clients { // the spectator and the player
+			if strings.Contains(string(ci.ChanInfo), `"transport":"quic-native"`) {
+				return true
+			}
+		}
+		return false
+	}, testenv.Wait, testenv.Tick, "the player in the room's presence")
+	require.Equal(t, 0, p.stop(t), "stderr: %s", p.stderr.String())
 }

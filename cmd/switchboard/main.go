@@ -278,7 +278,7 @@ func (s *ServeCmd) Run(out *output) error {
 	fmt.Fprintln(out.stdout, listeningLine(version(), m.URL(), wsURL))
 	if s.Dev {
 		logger.Warn("development mode (--dev): not for production; secrets are printed on standard output")
-		if err := printDevBanner(out.stdout, cfg, dev, m.URL(), wsURL, time.Now()); err != nil {
+		if err := printDevBanner(out.stdout, cfg, dev, m.URL(), wsURL, m.devRelay(), time.Now()); err != nil {
 			logger.Error("dev banner", "error", err)
 		}
 	}

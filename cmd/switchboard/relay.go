@@ -112,6 +112,15 @@ func (m *Main) relayPagePort() {
 	}
 }
 
+// devRelay describes the running relay for the dev banner (nil when off).
+func (m *Main) devRelay() *devRelay {
+	if m.relay == nil {
+		return nil
+	}
+	cert := m.relay.Certificate()
+	return &devRelay{addr: m.RelayAddr(), sha256: relay.Fingerprint(&cert)}
+}
+
 // RelayAddr is the relay's UDP address after Run ("" when it is off).
 func (m *Main) RelayAddr() string {
 	if m.relay == nil {
