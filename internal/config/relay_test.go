@@ -53,6 +53,59 @@ func TestValidateRelay(t *testing.T) {
 	})
 }
 
+// Timings the relay would take but cannot work with are refused by key;
+// the bounds themselves and 0 (the default) pass.
+func TestRelayTimingBounds(t *testing.T) {
+	cases := []struct {
+		name string
+		mut  func(r *Relay)
+		want string
+	}{
+		{"heartbeat too fast", func(r *Relay) { r.HeartbeatInterval = Duration(500 * time.Microsecond) },
+			"relay.heartbeat_interval: 500µs is not within 100ms..1m0s (0: the default)"},
+		{"heartbeat too slow", func(r *Relay) { r.HeartbeatInterval = Duration(2 * time.Minute) }, "relay.heartbeat_interval: 2m0s is not within"},
+		{"resume grace too short", func(r *Relay) { r.ResumeGrace = Duration(time.Millisecond) },
+			"relay.resume_grace: 1ms is not within 1s..10m0s"},
+		{"resume grace too long", func(r *Relay) { r.ResumeGrace = Duration(time.Hour) }, "relay.resume_grace: 1h0m0s is not within"},
+		{"idle timeout", func(r *Relay) { r.IdleTimeout = Duration(time.Millisecond) }, "relay.idle_timeout: 1ms is not within 1s..10m0s"},
+		{"handshake timeout", func(r *Relay) { r.HandshakeTimeout = Duration(time.Millisecond) }, "relay.handshake_timeout: 1ms is not within"},
+		{"write timeout", func(r *Relay) { r.WriteTimeout = Duration(time.Microsecond) }, "relay.write_timeout: 1µs is not within"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			tc.mut(&c.Relay)
+			wantErr(t, c.Validate(), tc.want)
+		})
+	}
+	c := Default()
+	c.Relay.HeartbeatInterval, c.Relay.ResumeGrace = Duration(100*time.Millisecond), Duration(10*time.Minute)
+	c.Relay.IdleTimeout, c.Relay.HandshakeTimeout, c.Relay.WriteTimeout = 0, Duration(time.Minute), Duration(10*time.Millisecond)
+	if err := c.Validate(); err != nil {
+		t.Error(err)
+	}
+	_, err := load("", []string{"SWITCHBOARD_RELAY_RESUME_GRACE=1ms"})
+	wantErr(t, err, "SWITCHBOARD_RELAY_RESUME_GRACE (relay.resume_grace): 1ms is not within")
+}
+
+// An invalid relay.max_frame is reported alone: max_type_name and
+// queue_limit, checked against it, are not (the user did not set them),
+// unless they are wrong on their own.
+func TestRelayInvalidBaseHidesDependents(t *testing.T) {
+	_, err := Parse([]byte(`{"relay":{"max_frame":-1}}`), "json")
+	wantErr(t, err, "relay.max_frame: -1 is not within")
+	if strings.Contains(err.Error(), "max_type_name") || strings.Contains(err.Error(), "queue_limit") {
+		t.Errorf("a dependent of max_frame reported: %v", err)
+	}
+	_, err = load("", []string{"SWITCHBOARD_RELAY_MAX_FRAME=5GB"})
+	wantErr(t, err, "SWITCHBOARD_RELAY_MAX_FRAME (relay.max_frame): 5000000000 is not within")
+	if strings.Contains(err.Error(), "queue_limit") {
+		t.Errorf("queue_limit reported for an invalid max_frame: %v", err)
+	}
+	_, err = Parse([]byte(`{"relay":{"max_frame":-1,"max_type_name":-2,"queue_limit":-3}}`), "json")
+	wantErr(t, err, "relay.max_frame: -1", "relay.max_type_name: must not be negative, got -2", "relay.queue_limit: must not be negative, got -3")
+}
+
 // relay.mirror.rate is a number: fractions load from every format and
 // from the environment.
 func TestMirrorRateIsANumber(t *testing.T) {

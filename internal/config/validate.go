@@ -299,17 +299,65 @@ func (c *Config) Validate() error {
 	if err := rl.certPairError(); err != nil {
 		v.errs = append(v.errs, err)
 	}
-	// The relay's own rules, once: what relay.New would refuse.
+	// Timings the relay accepts but cannot work with (0: the default,
+	// negative: the relay's own error below).
+	for _, d := range relayDurationBounds {
+		if got := d.get(rl); got > 0 && (got < d.lo || got > d.hi) {
+			v.add("relay."+d.key, "%s is not within %s..%s (0: the default)", got, d.lo, d.hi)
+		}
+	}
+	v.relayRules(rl)
+
+	return errors.Join(v.errs...)
+}
+
+// relayDurationBounds bound the relay's timings: a heartbeat faster than
+// 100 ms floods (under 1 ms WELCOME advertises 0 and native clients
+// fail), one slower than a minute leaves a dead peer unnoticed; a resume
+// window under a second is shorter than a redial, one over ten minutes
+// holds a lost player's seat for too long. The rest catch a typo'd unit.
+var relayDurationBounds = []struct {
+	key    string
+	get    func(Relay) Duration
+	lo, hi Duration
+}{
+	{"heartbeat_interval", func(r Relay) Duration { return r.HeartbeatInterval }, Duration(100 * time.Millisecond), Duration(time.Minute)},
+	{"resume_grace", func(r Relay) Duration { return r.ResumeGrace }, Duration(time.Second), Duration(10 * time.Minute)},
+	{"handshake_timeout", func(r Relay) Duration { return r.HandshakeTimeout }, Duration(100 * time.Millisecond), Duration(time.Minute)},
+	{"idle_timeout", func(r Relay) Duration { return r.IdleTimeout }, Duration(time.Second), Duration(10 * time.Minute)},
+	{"write_timeout", func(r Relay) Duration { return r.WriteTimeout }, Duration(10 * time.Millisecond), Duration(time.Minute)},
+}
+
+// relayDependsOn names, for a relay setting checked against another one,
+// that other (the base): against an invalid base the dependent's check
+// means nothing, so only the base is reported.
+var relayDependsOn = map[string]string{"max_type_name": "max_frame", "queue_limit": "max_frame"}
+
+// relayRules adds the relay's own rules, once: what relay.New would
+// refuse, without the dependents of an invalid base (see relayDependsOn),
+// which are then checked on their own.
+func (v *validator) relayRules(rl Relay) {
+	var fes []*relay.FieldError
+	bad := map[string]bool{}
 	for _, err := range joined(rl.RelayConfig().Validate()) {
 		var fe *relay.FieldError
 		if errors.As(err, &fe) {
-			v.add("relay."+fe.Field, "%s", fe.Problem)
+			fes = append(fes, fe)
+			bad[fe.Field] = true
 		} else {
 			v.errs = append(v.errs, err)
 		}
 	}
-
-	return errors.Join(v.errs...)
+	for _, fe := range fes {
+		if base, ok := relayDependsOn[fe.Field]; ok && bad[base] {
+			continue
+		}
+		v.add("relay."+fe.Field, "%s", fe.Problem)
+	}
+	if bad["max_frame"] {
+		v.nonNeg("relay.max_type_name", rl.MaxTypeName)
+		v.nonNeg("relay.queue_limit", rl.QueueLimit)
+	}
 }
 
 // joined returns the errors an errors.Join made (err itself when it is
