@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -30,7 +31,7 @@ import (
 type RelayCmd struct {
 	Addr       string        `required:"" help:"Relay address, host:port (UDP); a comma-separated list spreads the clients over several relays (see --spread)."`
 	Spread     string        `default:"clients" enum:"clients,rooms" help:"With several --addr: clients (client i to relay i mod n, so every room has members on each relay and events cross between processes) or rooms (room k wholly on relay k mod n)."`
-	Pin        string        `help:"SHA-256 (hex) of the relay certificate to accept (relay-cert prints it; the development certificate's is logged)."`
+	Pin        string        `help:"SHA-256 (hex) of the relay certificate to accept (relay-cert prints it; the development certificate's is logged); a comma-separated list accepts any of them (several relays with certificates of their own)."`
 	Insecure   bool          `help:"Accept any relay certificate."`
 	Secret     string        `help:"HMAC secret to sign HS256 connect tokens (sub=user-N) for a relay with relay.auth token." env:"BENCH_SECRET"`
 	TokenFile  string        `help:"File with one connect token per line, used round-robin instead of --secret." type:"path"`
@@ -77,15 +78,42 @@ func (c *RelayCmd) validate() error {
 	case c.Pin == "" && !c.Insecure:
 		return errors.New("--pin or --insecure: how to accept the relay's certificate")
 	}
-	if c.Pin != "" {
-		if b, err := hex.DecodeString(c.Pin); err != nil || len(b) != 32 {
-			return errors.New("--pin: 64 hex digits")
-		}
+	if _, err := c.pins(); err != nil {
+		return err
 	}
 	if len(c.addrs()) == 0 {
 		return errors.New("--addr: no address")
 	}
+	for _, a := range c.addrs() {
+		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" {
+			return fmt.Errorf("--addr: %q is not host:port", a)
+		}
+	}
+	if c.TokenFile != "" {
+		if _, err := readTokens(c.TokenFile); err != nil {
+			return fmt.Errorf("--token-file: %w", err)
+		}
+	}
 	return nil
+}
+
+// pins are the certificate hashes of --pin.
+func (c *RelayCmd) pins() ([][]byte, error) {
+	var out [][]byte
+	for _, p := range strings.Split(c.Pin, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		b, err := hex.DecodeString(p)
+		if err != nil || len(b) != sha256.Size {
+			return nil, fmt.Errorf("--pin: %q is not 64 hex digits", p)
+		}
+		out = append(out, b)
+	}
+	if c.Pin != "" && len(out) == 0 {
+		return nil, errors.New("--pin: no hash")
+	}
+	return out, nil
 }
 
 // addrs lists the relays of --addr.
@@ -167,8 +195,14 @@ func (r *RelayResult) text(w io.Writer) {
 			fmt.Fprintf(w, "  %s (%d): p50 %.2f p90 %.2f p99 %.2f p99.9 %.2f max %.2f\n", x.name, x.l.Count, x.l.P50, x.l.P90, x.l.P99, x.l.P999, x.l.Max)
 		}
 	}
-	if r.Disconnected > 0 || r.FirstError != "" {
-		fmt.Fprintf(w, "disconnected during the run: %d (first error: %s)\n", r.Disconnected, r.FirstError)
+	if r.ConnFailed > 0 {
+		fmt.Fprintf(w, "refused or failed to connect: %d of %d\n", r.ConnFailed, r.Clients)
+	}
+	if r.Disconnected > 0 {
+		fmt.Fprintf(w, "disconnected during the run: %d\n", r.Disconnected)
+	}
+	if r.FirstError != "" {
+		fmt.Fprintf(w, "first error: %s\n", r.FirstError)
 	}
 	if r.ServerRSSBefore > 0 {
 		fmt.Fprintf(w, "server rss MB: before %.1f", mb(r.ServerRSSBefore))
@@ -286,16 +320,18 @@ func (c *RelayCmd) Run(ctx context.Context) error {
 
 func (c *RelayCmd) tlsConfig() *tls.Config {
 	tc := &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"} // checked below when pinned
-	if c.Pin != "" {
-		want, _ := hex.DecodeString(c.Pin)
+	if pins, _ := c.pins(); len(pins) > 0 {                              // validated
 		tc.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
 			if len(raw) == 0 {
 				return errors.New("no certificate")
 			}
-			if sum := sha256.Sum256(raw[0]); string(sum[:]) != string(want) {
-				return fmt.Errorf("relay certificate sha256 %x is not --pin", sum)
+			sum := sha256.Sum256(raw[0])
+			for _, want := range pins {
+				if bytes.Equal(sum[:], want) {
+					return nil
+				}
 			}
-			return nil
+			return fmt.Errorf("relay certificate sha256 %x is not --pin", sum)
 		}
 	}
 	return tc

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
@@ -96,12 +97,18 @@ func TestRelayBenchTokens(t *testing.T) {
 			if err == nil {
 				require.Zero(t, res.Connected, "no client gets in without a token")
 				require.NotEmpty(t, res.FirstError)
+				var out bytes.Buffer
+				res.text(&out)
+				require.Contains(t, out.String(), "refused or failed to connect: 4 of 4\nfirst error: ")
+				require.NotContains(t, out.String(), "disconnected during the run")
 			}
 		})
 	}
 }
 
 func TestRelayBenchFlags(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty")
+	require.NoError(t, os.WriteFile(empty, []byte("# no tokens\n\n"), 0o600))
 	for _, c := range []struct {
 		cmd  RelayCmd
 		want string
@@ -109,7 +116,15 @@ func TestRelayBenchFlags(t *testing.T) {
 		{RelayCmd{Clients: 1, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true}, "--clients"},
 		{RelayCmd{Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 8, Insecure: true}, "--payload"},
 		{RelayCmd{Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64}, "--pin or --insecure"},
-		{RelayCmd{Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Pin: "zz"}, "--pin: 64 hex"},
+		{RelayCmd{Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Pin: "zz"}, `--pin: "zz" is not 64 hex digits`},
+		{RelayCmd{Addr: "a:1", Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Pin: " , "}, "--pin: no hash"},
+		{RelayCmd{Addr: "nohost", Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true}, `--addr: "nohost" is not host:port`},
+		{RelayCmd{Addr: "a:1,b", Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true}, `--addr: "b" is not host:port`},
+		{RelayCmd{Addr: ":5000", Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true}, `--addr: ":5000" is not host:port`},
+		{RelayCmd{Addr: "a:1", Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true,
+			TokenFile: filepath.Join(t.TempDir(), "missing")}, "--token-file: token file: open"},
+		{RelayCmd{Addr: "a:1", Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true,
+			TokenFile: empty}, "--token-file: token file " + empty + ": no tokens"},
 		{RelayCmd{Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true, Protocol: "issun", Unreliable: true}, "--unreliable"},
 		{RelayCmd{Addr: " , ", Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true}, "--addr: no address"},
 		{RelayCmd{Clients: 10, RoomSize: 8, Rate: 1, Duration: time.Second, Payload: 64, Insecure: true, Sockets: -1}, "--sockets"},
@@ -136,4 +151,25 @@ func TestRelayBenchSpreadsRooms(t *testing.T) {
 	require.Zero(t, res.CrossRelay.Count)
 	cmd.Spread = "clients"
 	require.Equal(t, []string{a, b, a}, []string{cmd.addrFor(0, 0), cmd.addrFor(1, 0), cmd.addrFor(2, 1)})
+}
+
+// Two relays with development certificates of their own: --pin takes
+// both hashes, and each client accepts either.
+func TestRelayBenchSeveralPins(t *testing.T) {
+	a1, p1 := startBenchRelay(t)
+	a2, p2 := startBenchRelay(t)
+	require.NotEqual(t, p1, p2)
+	cmd := &RelayCmd{Addr: a1 + "," + a2, Pin: p1 + "," + p2, Spread: "clients", Protocol: "native", Clients: 4, RoomSize: 2, Rate: 20,
+		Duration: 200 * time.Millisecond, Payload: 32, Sockets: 1}
+	require.NoError(t, cmd.validate())
+	res, err := cmd.run(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 4, res.Connected, res.FirstError)
+
+	cmd.Pin = p1 // the second relay's certificate is not pinned
+	res, err = cmd.run(context.Background())
+	if err == nil {
+		require.Equal(t, 2, res.Connected)
+		require.Contains(t, res.FirstError, "is not --pin")
+	}
 }
