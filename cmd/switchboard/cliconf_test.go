@@ -41,6 +41,33 @@ func TestRelayCertRefusesBeforeWriting(t *testing.T) {
 	require.Contains(t, stderr, "same file")
 }
 
+// relay-cert refuses a validity browsers would not take and a host that
+// is neither an IP address nor a DNS name, as usage errors saying why.
+func TestRelayCertChecksValidityAndHosts(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "relay.crt"), filepath.Join(dir, "relay.key")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--valid", "0s"}, "--valid: 0s: must be positive, at most 336h0m0s"},
+		{[]string{"--valid=-1h"}, "--valid: -1h0m0s: must be positive"},
+		{[]string{"--valid", "337h"}, "--valid: 337h0m0s is over 336h0m0s"},
+		{[]string{"--host", "bad host!"}, `--host: "bad host!" is not an IP address or a DNS name`},
+		{[]string{"--host=ok.example,-bad.example"}, `--host: "-bad.example" is not`},
+		{[]string{"--host", "a..b"}, `--host: "a..b" is not`},
+		{[]string{"--host", "*."}, `--host: "*." is not`},
+	} {
+		code, _, stderr := runCLI(t, append([]string{"relay-cert", "--cert", cert, "--key", key}, c.args...)...)
+		require.Equal(t, 2, code, "%v: %s", c.args, stderr)
+		require.Contains(t, stderr, c.want, "%v", c.args)
+		require.NoFileExists(t, cert)
+	}
+	code, stdout, stderr := runCLI(t, "relay-cert", "--cert", cert, "--key", key, "--host", "game.example,*.game.example,10.0.0.1,::1,localhost")
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "sha256: ")
+}
+
 // A write failing part way leaves no new file beside the old ones.
 func TestRelayCertFailureLeavesNoHalfPair(t *testing.T) {
 	dir := t.TempDir()

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -144,11 +145,19 @@ type RelayCertCmd struct {
 // writing anything, when either file exists; a failure part way leaves
 // neither new file, so the two files on disk always belong together.
 func (c *RelayCertCmd) Run(out *output) error {
-	if c.Valid <= 0 || c.Valid > relay.MaxBrowserCertValidity {
-		return usageError(fmt.Errorf("--valid: %s is not within 0s..%s (browsers refuse longer for pinned certificates)", c.Valid, relay.MaxBrowserCertValidity))
+	switch {
+	case c.Valid <= 0:
+		return usageError(fmt.Errorf("--valid: %s: must be positive, at most %s", c.Valid, relay.MaxBrowserCertValidity))
+	case c.Valid > relay.MaxBrowserCertValidity:
+		return usageError(fmt.Errorf("--valid: %s is over %s (browsers refuse longer for pinned certificates)", c.Valid, relay.MaxBrowserCertValidity))
 	}
 	if len(c.Hosts) == 0 {
 		return usageError(errors.New("--host: at least one name or address"))
+	}
+	for _, h := range c.Hosts {
+		if err := certHost(h); err != nil {
+			return usageError(fmt.Errorf("--host: %w", err))
+		}
 	}
 	if sameFile(c.Cert, c.Key) {
 		return usageError(fmt.Errorf("--cert and --key name the same file (%s, %s)", c.Cert, c.Key))
@@ -176,6 +185,30 @@ func (c *RelayCertCmd) Run(out *output) error {
 	_, err = fmt.Fprintf(out.stdout, "wrote %s and %s, valid for %s\nsha256: %s\nuse: relay.cert_file = %q, relay.key_file = %q\n",
 		c.Cert, c.Key, c.Valid, relay.Fingerprint(&cert), c.Cert, c.Key)
 	return err
+}
+
+// certHost checks a name of the certificate: an IP address or a DNS name
+// (letters, digits and hyphens in dot-separated labels of 1 to 63
+// characters, none starting or ending with a hyphen, 253 at most; "*."
+// first for a wildcard).
+func certHost(h string) error {
+	if net.ParseIP(h) != nil {
+		return nil
+	}
+	name := strings.TrimPrefix(h, "*.")
+	if name == "" || len(name) > 253 {
+		return fmt.Errorf("%q is not an IP address or a DNS name", h)
+	}
+	for _, label := range strings.Split(name, ".") {
+		ok := len(label) >= 1 && len(label) <= 63 && label[0] != '-' && label[len(label)-1] != '-'
+		for _, r := range label {
+			ok = ok && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-')
+		}
+		if !ok {
+			return fmt.Errorf("%q is not an IP address or a DNS name (letters, digits, hyphens and dots)", h)
+		}
+	}
+	return nil
 }
 
 // writePair writes a certificate (publicMode) and its key (privateMode).
