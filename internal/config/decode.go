@@ -17,10 +17,25 @@ import (
 // maxProblems caps the problems reported for one document.
 const maxProblems = 100
 
-// problems collects every error found while loading, capped at maxProblems.
+// problems collects every error found while loading, capped at maxProblems,
+// and the key paths whose value was refused (they keep their previous
+// value, so Validate's findings about them are left out: see dropRefused).
 type problems struct {
 	errs    []error
 	dropped int
+	refused map[string]bool
+}
+
+// refuse adds err, the problem of the value at the key path.
+func (p *problems) refuse(path string, err error) {
+	p.add(err)
+	if path == "" {
+		return
+	}
+	if p.refused == nil {
+		p.refused = map[string]bool{}
+	}
+	p.refused[path] = true
 }
 
 func (p *problems) add(err error) {
@@ -48,7 +63,7 @@ func unmarshal(k *koanf.Koanf, c *Config, p *problems, rename func(path string) 
 		Squash:     true,
 	}})
 	for _, e := range leafErrors(err) {
-		p.add(e.format(rename))
+		p.refuse(e.path, e.format(rename))
 	}
 }
 

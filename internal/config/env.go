@@ -52,9 +52,19 @@ func ApplyEnv(c *Config, environ []string) error {
 // applyEnv is ApplyEnv; it also returns the variable that set each key
 // path, so that validation can name it.
 func applyEnv(c *Config, environ []string) (map[string]string, error) {
+	p := &problems{}
+	source, err := applyEnvTo(c, environ, p)
+	if err != nil {
+		return nil, err
+	}
+	return source, p.err()
+}
+
+// applyEnvTo is applyEnv adding the variables' problems to p; the error
+// returned is one of the environment itself.
+func applyEnvTo(c *Config, environ []string, p *problems) (map[string]string, error) {
 	schemaLeaves()
 	source := map[string]string{}
-	p := &problems{}
 	own := map[string]bool{} // SWITCHBOARD_* names set, which beat their aliases
 	for _, kv := range environ {
 		if name, _, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(name, EnvPrefix) {
@@ -86,7 +96,7 @@ func applyEnv(c *Config, environ []string) (map[string]string, error) {
 				}
 				v, err := envValue(l, val)
 				if err != nil {
-					p.add(fmt.Errorf("%s (%s): %w", name, l.path, err))
+					p.refuse(l.path, fmt.Errorf("%s (%s): %w", name, l.path, err))
 					return "", nil
 				}
 				setBy[l.path] = name
@@ -102,7 +112,7 @@ func applyEnv(c *Config, environ []string) (map[string]string, error) {
 		maps.Copy(source, setBy)
 	}
 	c.normalize()
-	return source, p.err()
+	return source, nil
 }
 
 // envValue converts a variable's text for the key l: lists and tagged keys

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -29,6 +30,7 @@ func Load(path string) (Config, error) {
 
 func load(path string, environ []string) (Config, error) {
 	c := Default()
+	fp := &problems{}
 	if path != "" {
 		format, err := formatOf(path)
 		if err != nil {
@@ -39,19 +41,31 @@ func load(path string, environ []string) (Config, error) {
 		} else if st.Size() > MaxConfigSize {
 			return Config{}, fmt.Errorf("config %s: larger than the %d byte limit", path, MaxConfigSize)
 		}
-		if err := c.overlay(file.Provider(path), format); err != nil {
+		if err := c.overlay(file.Provider(path), format, fp); err != nil {
 			return Config{}, fmt.Errorf("config %s:\n%w", path, err)
 		}
 	}
-	source, err := applyEnv(&c, environ)
+	ep := &problems{}
+	source, err := applyEnvTo(&c, environ, ep)
 	if err != nil {
 		return Config{}, fmt.Errorf("config environment:\n%w", err)
 	}
-	if err := nameSources(c.Validate(), source); err != nil {
+	// Every problem at once: the values refused by decoding, then what
+	// Validate finds in the keys that decoded.
+	valid := nameSources(dropRefused(c.Validate(), fp.refused, ep.refused), source)
+	var sections []error
+	if err := errors.Join(fp.err(), valid); err != nil {
 		if path == "" {
-			return Config{}, fmt.Errorf("config:\n%w", err)
+			sections = append(sections, fmt.Errorf("config:\n%w", err))
+		} else {
+			sections = append(sections, fmt.Errorf("config %s:\n%w", path, err))
 		}
-		return Config{}, fmt.Errorf("config %s:\n%w", path, err)
+	}
+	if err := ep.err(); err != nil {
+		sections = append(sections, fmt.Errorf("config environment:\n%w", err))
+	}
+	if len(sections) > 0 {
+		return Config{}, errors.Join(sections...)
 	}
 	c.sources = source
 	return c, nil
@@ -80,10 +94,11 @@ func Parse(data []byte, format string) (Config, error) {
 		return Config{}, fmt.Errorf("config document is %d bytes, larger than the %d byte limit", len(data), MaxConfigSize)
 	}
 	c := Default()
-	if err := c.overlay(rawbytes.Provider(data), strings.ToLower(format)); err != nil {
+	p := &problems{}
+	if err := c.overlay(rawbytes.Provider(data), strings.ToLower(format), p); err != nil {
 		return Config{}, err
 	}
-	if err := c.Validate(); err != nil {
+	if err := errors.Join(p.err(), dropRefused(c.Validate(), p.refused)); err != nil {
 		return Config{}, err
 	}
 	return c, nil
@@ -91,8 +106,10 @@ func Parse(data []byte, format string) (Config, error) {
 
 // overlay loads one document through koanf and decodes it onto c: the
 // keys are checked first (unknown keys, Centrifugo classification), then
-// decoded; every problem is returned at once.
-func (c *Config) overlay(prov koanf.Provider, format string) error {
+// decoded; every problem with a key or value is added to p (a refused
+// value leaves the key as it was), and the error returned is a document
+// that does not parse.
+func (c *Config) overlay(prov koanf.Provider, format string, p *problems) error {
 	parser, err := parserFor(format)
 	if err != nil {
 		return err
@@ -101,14 +118,10 @@ func (c *Config) overlay(prov koanf.Provider, format string) error {
 	if err := k.Load(prov, parser); err != nil {
 		return err
 	}
-	p := &problems{}
 	cl := &classifier{p: p}
 	cl.object(reflect.TypeOf(Config{}), "", "", k.Raw())
 	convertTagged(k, p)
 	unmarshal(k, c, p, nil)
-	if err := p.err(); err != nil {
-		return err
-	}
 	c.addNoEffect(cl.noEffect...)
 	c.normalize()
 	return nil
@@ -127,7 +140,7 @@ func convertTagged(k *koanf.Koanf, p *problems) {
 		}
 		v, err := taggedValue(l.field.opt, s)
 		if err != nil {
-			p.add(fmt.Errorf("%s: %w", l.path, err))
+			p.refuse(l.path, fmt.Errorf("%s: %w", l.path, err))
 			k.Delete(l.path)
 			continue
 		}

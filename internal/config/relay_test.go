@@ -212,3 +212,27 @@ func TestRelayCertificate(t *testing.T) {
 	_, err = c.RelayCertificate()
 	wantErr(t, err, "SWITCHBOARD_RELAY_KEY_FILE (relay.key_file): open ", "missing.key")
 }
+
+// A value refused by decoding does not hide the problems of the other
+// keys: the file's, the environment's and Validate's come at once, and
+// nothing is said of the refused key beyond its decoding.
+func TestProblemsReportedAtOnce(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.json")
+	if err := os.WriteFile(p, []byte(`{"relay":{"max_frame":"x","heartbeat_interval":"1ms"},"client":{"ping_interval":"nope"},"http_server":{"port":999999}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := load(p, []string{"SWITCHBOARD_RELAY_RESUME_GRACE=zz", "SWITCHBOARD_RELAY_IDLE_TIMEOUT=1ms"})
+	wantErr(t, err, "config "+p+":\n",
+		`relay.max_frame: invalid size "x"`,
+		`client.ping_interval: invalid duration "nope"`,
+		"http_server.port: 999999 out of range",
+		"relay.heartbeat_interval: 1ms is not within",
+		"SWITCHBOARD_RELAY_IDLE_TIMEOUT (relay.idle_timeout): 1ms is not within",
+		"config environment:\nSWITCHBOARD_RELAY_RESUME_GRACE (relay.resume_grace): invalid duration")
+	if n := strings.Count(err.Error(), "relay.max_frame"); n != 1 {
+		t.Errorf("relay.max_frame reported %d times: %v", n, err)
+	}
+
+	_, err = Parse([]byte(`{"relay":{"max_frame":"x","resume_grace":-1}}`), "json")
+	wantErr(t, err, `relay.max_frame: invalid size "x"`, "relay.resume_grace: -1s is negative")
+}

@@ -389,6 +389,35 @@ func (e *keyProblem) Error() string { return e.path + ": " + e.problem }
 
 func (e *keyProblem) Unwrap() error { return e.err }
 
+// dropRefused leaves out of err (from Validate) the problems of the keys
+// in refused and below them: their values were refused by decoding and
+// reported already, what Validate saw there is the value they kept.
+func dropRefused(err error, refused ...map[string]bool) error {
+	if err == nil {
+		return nil
+	}
+	var out []error
+	for _, e := range joined(err) {
+		var kp *keyProblem
+		if errors.As(e, &kp) && isRefused(kp.path, refused) {
+			continue
+		}
+		out = append(out, e)
+	}
+	return errors.Join(out...)
+}
+
+func isRefused(path string, refused []map[string]bool) bool {
+	for _, m := range refused {
+		for r := range m {
+			if path == r || strings.HasPrefix(path, r+".") || strings.HasPrefix(path, r+"[") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // nameSources rewrites the problems of err (from Validate) whose key was
 // set by an environment variable (source: key path to variable) to name
 // the variable first, "VAR (key.path): problem", as the environment's own
