@@ -311,3 +311,18 @@ func TestKeygenForceMakesFilePrivate(t *testing.T) {
 	require.Equal(t, 0, code, stderr)
 	requireMode(t, path, 0o600&^umask)
 }
+
+// `bench` without its subcommand names every one (kong alone stops at
+// five), and serve's help shows no -1 defaults for the ports.
+func TestBenchListsEverySubcommandAndPortsHaveNoMinusOne(t *testing.T) {
+	code, _, stderr := runCLI(t, "bench")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, `expected one of "conns", "fanout", "rpc", "plot", "relay", "scheduler"`)
+	require.NotContains(t, stderr, "...")
+
+	code, stdout, _ := runCLI(t, "serve", "--help")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "--port=PORT")
+	require.Contains(t, stdout, "--relay-port=PORT")
+	require.NotContains(t, stdout, "=-1")
+}

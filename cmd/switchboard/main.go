@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -155,7 +156,7 @@ type ServeCmd struct {
 	Config    string `short:"c" env:"SWITCHBOARD_CONFIG" help:"Configuration file (JSON, YAML or TOML)." type:"path"`
 	Dev       bool   `help:"Development mode: generate and print a secret, an API key, a token and a curl line; add open chat and bench namespaces. Not for production."`
 	Host      string `help:"Listen address (overrides http_server.address)."`
-	Port      int    `help:"Listen port (overrides http_server.port)." default:"-1"`
+	Port      int    `help:"Listen port (overrides http_server.port; without it, the configuration's)." default:"-1" placeholder:"PORT"`
 	LogFormat string `help:"Log format: text or json (overrides log.format)."`
 	LogLevel  string `help:"Log level: trace, debug, info, warn, error (overrides log.level)."`
 	Debug     bool   `short:"d" help:"Debug logging (same as --log-level debug)."`
@@ -171,7 +172,7 @@ type ServeCmd struct {
 	Workers int    `name:"workers" help:"Worker processes (runner.workers)."`
 
 	Scheduler bool `name:"scheduler" help:"Run the compute scheduler and its API (scheduler.enabled; needs client.token.hmac_secret_key)."`
-	RelayPort int  `name:"relay-port" help:"Start the game relay on this UDP port (relay.enabled, port of relay.address)." default:"-1"`
+	RelayPort int  `name:"relay-port" help:"Start the game relay on this UDP port (relay.enabled, port of relay.address; without it, as the configuration says)." default:"-1" placeholder:"PORT"`
 }
 
 // loadConfig reads file + env, then applies flags on top; with --dev it
@@ -528,7 +529,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}()
 		kctx, err := parser.Parse(args)
 		if err != nil {
-			fmt.Fprintln(stderr, "switchboard:", err)
+			fmt.Fprintln(stderr, "switchboard:", untruncated(err))
 			return 2
 		}
 		if err := kctx.Run(); err != nil {
@@ -541,6 +542,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 type exitSignal struct{}
+
+// untruncated replaces kong's "expected one of a, b, c, d, e, ..." (a
+// command group run without its subcommand; kong lists five) by the list
+// of every subcommand.
+func untruncated(err error) error {
+	var pe *kong.ParseError
+	if !errors.As(err, &pe) || pe.Context == nil || !strings.HasPrefix(err.Error(), "expected one of ") ||
+		!strings.HasSuffix(err.Error(), ", ...") {
+		return err
+	}
+	node := pe.Context.Selected()
+	if node == nil {
+		node = pe.Context.Model.Node
+	}
+	var names []string
+	for _, child := range node.Children {
+		if !child.Hidden && child.Argument == nil {
+			names = append(names, strconv.Quote(child.Name))
+		}
+	}
+	if len(names) == 0 {
+		return err
+	}
+	return fmt.Errorf("expected one of %s", strings.Join(names, ", "))
+}
 
 // exitStatusError carries a specific exit status.
 type exitStatusError struct {
