@@ -106,3 +106,13 @@ type PresenceReleaser interface {
 type PresenceClaimer interface {
 	ClaimPresence(ctx context.Context, channel, clientID string, info *ClientInfo, claim PresenceClaim) (ClaimResult, error)
 }
+
+// PresenceConditionalRemover is an optional capability of a
+// PresenceManager: RemovePresenceIf removes clientID's entry in channel
+// only while it still holds info (compare-and-delete, atomic for every
+// process sharing the engine), so that an entry written meanwhile under
+// the same client ID, by any process, stays. It reports whether it
+// removed one; an absent entry is not an error.
+type PresenceConditionalRemover interface {
+	RemovePresenceIf(ctx context.Context, channel, clientID string, info *ClientInfo) (bool, error)
+}

@@ -795,6 +795,17 @@ func (h *Hub) ReleasePresence(ctx context.Context, channel, clientID, userID str
 	return h.cfg.Presence.RemovePresence(ctx, channel, clientID, userID)
 }
 
+// RemovePresenceIf removes info.ClientID's presence in channel only while
+// the entry still holds info (hub.PresenceConditionalRemover); it fails
+// with ErrNotAvailable when the engine cannot.
+func (h *Hub) RemovePresenceIf(ctx context.Context, channel string, info *ClientInfo) (bool, error) {
+	r, ok := h.cfg.Presence.(PresenceConditionalRemover)
+	if !ok {
+		return false, ErrNotAvailable.With("the engine has no conditional presence removal")
+	}
+	return r.RemovePresenceIf(ctx, channel, info.ClientID, info)
+}
+
 // RemovePresence removes a client's presence from channel.
 func (h *Hub) RemovePresence(ctx context.Context, channel, clientID, userID string) error {
 	return h.cfg.Presence.RemovePresence(ctx, channel, clientID, userID)

@@ -28,6 +28,7 @@ var (
 	_ hub.Broker          = (*Broker)(nil)
 	_ hub.PresenceManager = (*Presence)(nil)
 	_ hub.PresenceClaimer = (*Presence)(nil)
+	_ hub.PresenceConditionalRemover = (*Presence)(nil)
 	_ hub.Closer          = (*Broker)(nil)
 )
 

@@ -277,3 +277,33 @@ func TestIdempotentResultsExpire(t *testing.T) {
 		require.Zero(t, n, "expired results and their stream are swept")
 	}
 }
+
+// RemovePresenceIf removes an entry only while it holds the info given,
+// with its claim key.
+func TestRemovePresenceIf(t *testing.T) {
+	p := NewPresence()
+	ctx := context.Background()
+	old := &hub.ClientInfo{ClientID: "s", UserID: "old", ChanInfo: []byte(`{"p":"a"}`)}
+	res, err := p.ClaimPresence(ctx, "ch", "s", old, hub.PresenceClaim{Key: "5"})
+	require.NoError(t, err)
+	require.True(t, res.Added)
+	again := &hub.ClientInfo{ClientID: "s", UserID: "new"}
+	_, err = p.ClaimPresence(ctx, "ch", "s", again, hub.PresenceClaim{Key: "5", Always: true})
+	require.NoError(t, err)
+	removed, err := p.RemovePresenceIf(ctx, "ch", "s", old)
+	require.NoError(t, err)
+	require.False(t, removed, "rewritten meanwhile")
+	m, err := p.Presence(ctx, "ch")
+	require.NoError(t, err)
+	require.Equal(t, "new", m["s"].UserID)
+
+	removed, err = p.RemovePresenceIf(ctx, "ch", "s", &hub.ClientInfo{ClientID: "s", UserID: "new"})
+	require.NoError(t, err)
+	require.True(t, removed)
+	m, err = p.Presence(ctx, "ch")
+	require.NoError(t, err)
+	require.Empty(t, m)
+	res, err = p.ClaimPresence(ctx, "ch", "probe", &hub.ClientInfo{ClientID: "probe"}, hub.PresenceClaim{Key: "5"})
+	require.NoError(t, err)
+	require.True(t, res.Added, "its key is free")
+}

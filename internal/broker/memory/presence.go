@@ -71,6 +71,13 @@ func (p *Presence) RemovePresence(_ context.Context, channel, clientID, _ string
 	s := p.shard(channel)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.removeLocked(channel, clientID)
+	return nil
+}
+
+// removeLocked drops clientID's entry in channel and its claim key (s.mu
+// held).
+func (s *presenceShard) removeLocked(channel, clientID string) {
 	if m := s.channels[channel]; m != nil {
 		delete(m, clientID)
 		if len(m) == 0 {
@@ -83,7 +90,25 @@ func (p *Presence) RemovePresence(_ context.Context, channel, clientID, _ string
 			delete(s.keys, channel)
 		}
 	}
-	return nil
+}
+
+// RemovePresenceIf removes clientID's entry in channel only while it
+// holds info (equal fields), under the channel's lock
+// (hub.PresenceConditionalRemover).
+func (p *Presence) RemovePresenceIf(_ context.Context, channel, clientID string, info *hub.ClientInfo) (bool, error) {
+	s := p.shard(channel)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur := s.channels[channel][clientID]; cur == nil || !sameInfo(cur, info) {
+		return false, nil
+	}
+	s.removeLocked(channel, clientID)
+	return true, nil
+}
+
+func sameInfo(a, b *hub.ClientInfo) bool {
+	return a.ClientID == b.ClientID && a.UserID == b.UserID &&
+		bytes.Equal(a.ConnInfo, b.ConnInfo) && bytes.Equal(a.ChanInfo, b.ChanInfo)
 }
 
 // ClaimPresence adds info under clientID when claim holds (see

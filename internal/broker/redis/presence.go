@@ -1,10 +1,14 @@
 package redis
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -16,32 +20,53 @@ import (
 // refresher re-adds it every PresenceRefresh, so entries live while their
 // process does and vanish PresenceTTL after it dies.
 //
-// A refresh writes a snapshot of the entries; one removed after the
-// snapshot may be written back by it. While a refresh runs (tracking),
-// removals are recorded (removed); after it, the refresher removes again
-// those still absent, holding gate exclusively. Adds hold gate shared
-// over their write and local record, so that second removal never takes
-// an entry added again meanwhile. Lock order: gate, then mu.
+// Every add or claim writes a token of its own with the entry (see
+// scripts.go), which the refreshes of that entry keep. A refresh writes an
+// entry only while it is absent or still that write, so it never replaces
+// another's write (another process's after a handover, say). An entry
+// removed after a refresh's snapshot may be written back by it when it is
+// absent: while a refresh runs (tracking), removals are recorded
+// (removed), and after it the refresher removes those still not held
+// again, each only while it is the very write of the refresh
+// (compare-and-delete), so that an entry written meanwhile, here or
+// elsewhere, stays. No lock is held over a Redis call.
 type localPresence struct {
-	gate     sync.RWMutex
 	mu       sync.Mutex
 	entries  map[presenceKey]localEntry
 	tracking bool
 	removed  map[presenceKey]struct{}
+	// tokPrefix and tokSeq make the write tokens: unique to this broker,
+	// then to the write.
+	tokPrefix string
+	tokSeq    atomic.Uint64
 	// afterSnapshot, when set (tests only), runs between a refresh's
 	// snapshot and its writes.
 	afterSnapshot func()
 }
 
-// localEntry is an entry to refresh: its encoded info and its claim key
-// (ClaimPresence; "" for none), which each refresh takes again when no
-// other live entry has it (after a Redis restart that lost it, say).
+// localEntry is an entry to refresh: its encoded info, the token of its
+// write and its claim key (ClaimPresence; "" for none), which each
+// refresh takes again when no other live entry has it (after a Redis
+// restart that lost it, say).
 type localEntry struct {
 	enc []byte
+	tok string
 	key string
 }
 
 type presenceKey struct{ channel, client string }
+
+// newTokenPrefix returns a random prefix for a broker's write tokens.
+func newTokenPrefix() string {
+	var r [8]byte
+	_, _ = rand.Read(r[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(r[:]) + "."
+}
+
+// newToken returns the token of a new write.
+func (b *Broker) newToken() string {
+	return b.local.tokPrefix + strconv.FormatUint(b.local.tokSeq.Add(1), 36)
+}
 
 // presenceKeys are the keys of channel's presence: data hash, expiry
 // zset, claim-key hash (scripts.go).
@@ -49,52 +74,67 @@ func (b *Broker) presenceKeys(channel string) []string {
 	return []string{b.key("presence.data", channel), b.key("presence.expire", channel), b.key("presence.keys", channel)}
 }
 
-// claimExec is a claimPresenceScript call: addPresenceExec's arguments,
-// then the claim's.
-func (b *Broker) claimExec(channel, clientID string, info []byte, claim hub.PresenceClaim) rueidis.LuaExec {
-	x := b.addPresenceExec(channel, clientID, info)
+// claimExec is a claimPresenceScript call: addPresenceExec's first
+// arguments, then the claim's; refresh makes it a refresh's (written only
+// over the write of tok).
+func (b *Broker) claimExec(channel, clientID string, info []byte, tok string, refresh bool, claim hub.PresenceClaim) rueidis.LuaExec {
+	expire := b.cfg.Now().Add(b.cfg.PresenceTTL).UnixMilli()
 	always := "0"
 	if claim.Always {
 		always = "1"
 	}
-	x.Args = append(x.Args, strconv.FormatInt(b.cfg.Now().UnixMilli(), 10), strconv.Itoa(max(claim.Max, 0)), claim.Key, always)
+	x := rueidis.LuaExec{
+		Keys: b.presenceKeys(channel),
+		Args: []string{clientID, rueidis.BinaryString(info), strconv.FormatInt(expire, 10), ms(b.cfg.PresenceTTL),
+			strconv.FormatInt(b.cfg.Now().UnixMilli(), 10), strconv.Itoa(max(claim.Max, 0)), claim.Key, always,
+			tok, flag(refresh)},
+	}
 	x.Args = append(x.Args, claim.Ignore...)
 	return x
 }
 
-func (b *Broker) addPresenceExec(channel, clientID string, info []byte) rueidis.LuaExec {
-	expire := b.cfg.Now().Add(b.cfg.PresenceTTL).UnixMilli()
+// addPresenceExec is an addPresenceScript call (refresh: see claimExec).
+func (b *Broker) addPresenceExec(channel, clientID string, info []byte, tok string, refresh bool) rueidis.LuaExec {
+	now := b.cfg.Now()
 	return rueidis.LuaExec{
 		Keys: b.presenceKeys(channel),
-		Args: []string{clientID, rueidis.BinaryString(info), strconv.FormatInt(expire, 10), ms(b.cfg.PresenceTTL)},
+		Args: []string{clientID, rueidis.BinaryString(info), strconv.FormatInt(now.Add(b.cfg.PresenceTTL).UnixMilli(), 10),
+			ms(b.cfg.PresenceTTL), tok, flag(refresh), strconv.FormatInt(now.UnixMilli(), 10)},
 	}
+}
+
+func flag(v bool) string {
+	if v {
+		return "1"
+	}
+	return "0"
 }
 
 // AddPresence records info under clientID for PresenceTTL; calling it
 // again refreshes the entry (and replaces info). Until RemovePresence the
-// broker refreshes the entry itself every PresenceRefresh.
+// broker refreshes the entry itself every PresenceRefresh, while it is
+// still this write (not replaced by another process's).
 func (b *Broker) AddPresence(ctx context.Context, channel, clientID string, info *hub.ClientInfo) error {
-	enc := encodeInfo(info)
-	x := b.addPresenceExec(channel, clientID, enc)
-	b.local.gate.RLock()
-	defer b.local.gate.RUnlock()
+	enc, tok := encodeInfo(info), b.newToken()
+	x := b.addPresenceExec(channel, clientID, enc, tok, false)
 	if err := addPresenceScript.Exec(ctx, b.client, x.Keys, x.Args).Error(); err != nil {
 		return opErr("add presence", channel, err)
 	}
-	b.keepRefreshing(channel, clientID, enc, "")
+	b.keepRefreshing(channel, clientID, enc, tok, "")
 	return nil
 }
 
-// keepRefreshing has the refresher re-add an entry just written, with
-// claim key key ("": the key it had, if any: a plain add keeps it).
-func (b *Broker) keepRefreshing(channel, clientID string, enc []byte, key string) {
+// keepRefreshing has the refresher re-add an entry just written with
+// token tok, with claim key key ("": the key it had, if any: a plain add
+// keeps it).
+func (b *Broker) keepRefreshing(channel, clientID string, enc []byte, tok, key string) {
 	if b.cfg.PresenceRefresh > 0 {
 		k := presenceKey{channel, clientID}
 		b.local.mu.Lock()
 		if key == "" {
 			key = b.local.entries[k].key
 		}
-		b.local.entries[k] = localEntry{enc: enc, key: key}
+		b.local.entries[k] = localEntry{enc: enc, tok: tok, key: key}
 		b.local.mu.Unlock()
 	}
 }
@@ -104,10 +144,8 @@ func (b *Broker) keepRefreshing(channel, clientID string, enc []byte, key string
 // (hub.PresenceClaimer); a refused claim writes nothing. The claim key is
 // kept by the refreshes and freed by RemovePresence or expiry.
 func (b *Broker) ClaimPresence(ctx context.Context, channel, clientID string, info *hub.ClientInfo, claim hub.PresenceClaim) (hub.ClaimResult, error) {
-	enc := encodeInfo(info)
-	x := b.claimExec(channel, clientID, enc, claim)
-	b.local.gate.RLock()
-	defer b.local.gate.RUnlock()
+	enc, tok := encodeInfo(info), b.newToken()
+	x := b.claimExec(channel, clientID, enc, tok, false, claim)
 	reply, err := claimPresenceScript.Exec(ctx, b.client, x.Keys, x.Args).AsStrSlice()
 	if err != nil {
 		return hub.ClaimResult{}, opErr("claim presence", channel, err)
@@ -117,7 +155,7 @@ func (b *Broker) ClaimPresence(ctx context.Context, channel, clientID string, in
 		return hub.ClaimResult{}, opErr("claim presence", channel, err)
 	}
 	if res.Added {
-		b.keepRefreshing(channel, clientID, enc, claim.Key)
+		b.keepRefreshing(channel, clientID, enc, tok, claim.Key)
 	}
 	return res, nil
 }
@@ -155,17 +193,20 @@ func (b *Broker) refreshPresence() {
 	}
 }
 
-// refreshLocal re-adds every local entry once, then removes again the
-// entries removed meanwhile, which the writes may have brought back (see
+// refreshLocal re-adds every local entry once, each only while it is
+// absent or still this process's write, then removes again the entries
+// removed meanwhile that the writes may have brought back (see
 // localPresence).
 func (b *Broker) refreshLocal() {
 	b.local.mu.Lock()
+	snap := make(map[presenceKey]localEntry, len(b.local.entries))
 	var plain, keyed []rueidis.LuaExec
 	for k, e := range b.local.entries {
+		snap[k] = e
 		if e.key == "" {
-			plain = append(plain, b.addPresenceExec(k.channel, k.client, e.enc))
+			plain = append(plain, b.addPresenceExec(k.channel, k.client, e.enc, e.tok, true))
 		} else {
-			keyed = append(keyed, b.claimExec(k.channel, k.client, e.enc, hub.PresenceClaim{Key: e.key, Always: true}))
+			keyed = append(keyed, b.claimExec(k.channel, k.client, e.enc, e.tok, true, hub.PresenceClaim{Key: e.key, Always: true}))
 		}
 	}
 	b.local.tracking, b.local.removed = true, nil
@@ -177,18 +218,17 @@ func (b *Broker) refreshLocal() {
 	b.refreshBatches(addPresenceScript, plain)
 	b.refreshBatches(claimPresenceScript, keyed)
 
-	b.local.gate.Lock()
-	defer b.local.gate.Unlock()
 	b.local.mu.Lock()
 	var undo []rueidis.LuaExec
 	for k := range b.local.removed {
 		if _, ok := b.local.entries[k]; !ok {
-			undo = append(undo, rueidis.LuaExec{Keys: b.presenceKeys(k.channel), Args: []string{k.client}})
+			e := snap[k]
+			undo = append(undo, rueidis.LuaExec{Keys: b.presenceKeys(k.channel), Args: []string{k.client, rueidis.BinaryString(e.enc), e.tok}})
 		}
 	}
 	b.local.tracking, b.local.removed = false, nil
 	b.local.mu.Unlock()
-	b.refreshBatches(remPresenceScript, undo)
+	b.refreshBatches(remOwnPresenceScript, undo)
 }
 
 // refreshTimeoutMin is the least time a refresh batch is given, however
@@ -215,7 +255,8 @@ const presenceBatch = 512
 // ReleasePresence stops refreshing clientID's entry in channel without
 // removing it (hub.PresenceReleaser): it expires PresenceTTL after its
 // last write unless another process writes it again. A refresh under way
-// may still write it once.
+// may still write it once, only while it is absent or this process's
+// write, never over another's.
 func (b *Broker) ReleasePresence(_ context.Context, channel, clientID string) error {
 	b.local.mu.Lock()
 	delete(b.local.entries, presenceKey{channel, clientID})
@@ -226,16 +267,7 @@ func (b *Broker) ReleasePresence(_ context.Context, channel, clientID string) er
 // RemovePresence forgets clientID in channel; an absent client is not an
 // error.
 func (b *Broker) RemovePresence(ctx context.Context, channel, clientID, _ string) error {
-	k := presenceKey{channel, clientID}
-	b.local.mu.Lock()
-	delete(b.local.entries, k)
-	if b.local.tracking {
-		if b.local.removed == nil {
-			b.local.removed = map[presenceKey]struct{}{}
-		}
-		b.local.removed[k] = struct{}{}
-	}
-	b.local.mu.Unlock()
+	b.forget(channel, clientID)
 	err := remPresenceScript.Exec(ctx, b.client, b.presenceKeys(channel),
 		[]string{clientID},
 	).Error()
@@ -243,6 +275,44 @@ func (b *Broker) RemovePresence(ctx context.Context, channel, clientID, _ string
 		return opErr("remove presence", channel, err)
 	}
 	return nil
+}
+
+// forget drops clientID's local entry in channel, as removed (see
+// localPresence).
+func (b *Broker) forget(channel, clientID string) {
+	k := presenceKey{channel, clientID}
+	b.local.mu.Lock()
+	defer b.local.mu.Unlock()
+	delete(b.local.entries, k)
+	if b.local.tracking {
+		if b.local.removed == nil {
+			b.local.removed = map[presenceKey]struct{}{}
+		}
+		b.local.removed[k] = struct{}{}
+	}
+}
+
+// RemovePresenceIf removes clientID's entry in channel only while it holds
+// info (the same encoding), in one script (hub.PresenceConditionalRemover):
+// an entry written meanwhile with other info, by any process, stays. It
+// reports whether it removed one. This process stops refreshing its own
+// entry only when that is the one removed.
+func (b *Broker) RemovePresenceIf(ctx context.Context, channel, clientID string, info *hub.ClientInfo) (bool, error) {
+	enc := encodeInfo(info)
+	k := presenceKey{channel, clientID}
+	b.local.mu.Lock()
+	e, ok := b.local.entries[k]
+	b.local.mu.Unlock()
+	if ok && bytes.Equal(e.enc, enc) {
+		b.forget(channel, clientID)
+	}
+	n, err := remOwnPresenceScript.Exec(ctx, b.client, b.presenceKeys(channel),
+		[]string{clientID, rueidis.BinaryString(enc), ""},
+	).AsInt64()
+	if err != nil {
+		return false, opErr("remove presence", channel, err)
+	}
+	return n == 1, nil
 }
 
 // Presence returns the channel's unexpired entries by client ID; expired

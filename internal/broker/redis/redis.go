@@ -54,6 +54,7 @@ var (
 	_ hub.Broker          = (*Broker)(nil)
 	_ hub.PresenceManager = (*Broker)(nil)
 	_ hub.PresenceClaimer = (*Broker)(nil)
+	_ hub.PresenceConditionalRemover = (*Broker)(nil)
 	_ hub.Closer          = (*Broker)(nil)
 )
 
@@ -199,6 +200,7 @@ func New(cfg Config) (*Broker, error) {
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.local.entries = map[presenceKey]localEntry{}
+	b.local.tokPrefix = newTokenPrefix()
 	b.ready = make(chan struct{})
 	b.pending.Store(int32(cfg.Shards))
 	b.shards = make([]*shard, cfg.Shards)

@@ -71,14 +71,20 @@ return {top, epoch, entries}
 `)
 
 // Presence keys: a data hash (client ID → encoded info), an expiry zset
-// (client ID → unix ms) and a claim-key hash (ClaimPresence) with two
+// (client ID → unix ms) and a claim-key hash (ClaimPresence) with three
 // kinds of fields: "k:" key → the client ID holding it, "c:" client ID →
-// its key. Every write sets the three keys' TTL together, so the key hash
-// lives as long as the entries; a removal or an expiry drops the entry's
-// "c:" field and its "k:" field when it still names the entry.
+// its key, "t:" client ID → the token of the write of its entry (a value
+// unique to one AddPresence or ClaimPresence of one process, kept by its
+// refreshes), so that a conditional write or removal tells this process's
+// write from another's exactly. Every write sets the three keys' TTL
+// together, so the key hash lives as long as the entries; a removal or an
+// expiry drops the entry's "c:" and "t:" fields and its "k:" field when
+// it still names the entry. A process of a version without tokens writes
+// none: its entries differ from ours by their info (the relay's name
+// their process), which every condition compares too.
 
-// dropKeyLua frees the claim key of client id (a function of scripts
-// taking the key hash as KEYS[3]).
+// dropKeyLua frees the claim key of client id and drops its token (a
+// function of scripts taking the key hash as KEYS[3]).
 const dropKeyLua = `
 local function dropkey(id)
   local k = redis.call('hget', KEYS[3], 'c:' .. id)
@@ -87,10 +93,16 @@ local function dropkey(id)
     if redis.call('hget', KEYS[3], 'k:' .. k) == id then redis.call('hdel', KEYS[3], 'k:' .. k) end
   end
 end
+local function dropentry(id)
+  redis.call('hdel', KEYS[1], id)
+  redis.call('zrem', KEYS[2], id)
+  dropkey(id)
+  redis.call('hdel', KEYS[3], 't:' .. id)
+end
 `
 
 // expireLua drops the entries expired at now (ARGV index given), with
-// their keys.
+// their keys and tokens.
 const expireLua = `
 local function expire(now)
   local gone = redis.call('zrangebyscore', KEYS[2], '-inf', now)
@@ -100,18 +112,41 @@ local function expire(now)
   if #gone > 0 then
     redis.call('zremrangebyscore', KEYS[2], '-inf', now)
     if redis.call('exists', KEYS[3]) == 1 then
-      for i = 1, #gone do dropkey(gone[i]) end
+      for i = 1, #gone do
+        dropkey(gone[i])
+        redis.call('hdel', KEYS[3], 't:' .. gone[i])
+      end
     end
   end
 end
 `
 
+// ownLua: mine(id, info, token) reports whether id's entry is the write
+// of token with info (a token '' matches any; so does an entry without
+// one, a key hash Redis lost, when its info matches).
+const ownLua = `
+local function mine(id, info, token)
+  if redis.call('hget', KEYS[1], id) ~= info then return false end
+  if token == '' then return true end
+  local t = redis.call('hget', KEYS[3], 't:' .. id)
+  return not t or t == token
+end
+`
+
 // addPresenceScript: KEYS data hash, expiry zset, key hash. ARGV client
-// ID, info, expiry (unix ms), key TTL ms. The entry's claim key, if any,
-// stays.
-var addPresenceScript = rueidis.NewLuaScript(`
-redis.call('zadd', KEYS[2], ARGV[3], ARGV[1])
-redis.call('hset', KEYS[1], ARGV[1], ARGV[2])
+// ID, info, expiry (unix ms), key TTL ms, token, refresh ('0'/'1'), now
+// (unix ms). The entry's claim key, if any, stays. A refresh writes only
+// when the entry is absent (or expired) or still the write of token with
+// info: it never replaces another's write. Returns 1 (written) or 0.
+var addPresenceScript = rueidis.NewLuaScript(ownLua + `
+local id = ARGV[1]
+if ARGV[6] == '1' and redis.call('hexists', KEYS[1], id) == 1 then
+  local exp = redis.call('zscore', KEYS[2], id)
+  if exp and tonumber(exp) > tonumber(ARGV[7]) and not mine(id, ARGV[2], ARGV[5]) then return 0 end
+end
+redis.call('zadd', KEYS[2], ARGV[3], id)
+redis.call('hset', KEYS[1], id, ARGV[2])
+redis.call('hset', KEYS[3], 't:' .. id, ARGV[5])
 redis.call('pexpire', KEYS[1], ARGV[4])
 redis.call('pexpire', KEYS[2], ARGV[4])
 redis.call('pexpire', KEYS[3], ARGV[4])
@@ -120,9 +155,17 @@ return 1
 
 // remPresenceScript: KEYS data hash, expiry zset, key hash. ARGV client ID.
 var remPresenceScript = rueidis.NewLuaScript(dropKeyLua + `
-redis.call('hdel', KEYS[1], ARGV[1])
-redis.call('zrem', KEYS[2], ARGV[1])
-dropkey(ARGV[1])
+dropentry(ARGV[1])
+return 1
+`)
+
+// remOwnPresenceScript removes an entry only while it is the write of a
+// token with an info (compare-and-delete). KEYS data hash, expiry zset,
+// key hash. ARGV client ID, info, token ('' = any). Returns 1 (removed)
+// or 0.
+var remOwnPresenceScript = rueidis.NewLuaScript(dropKeyLua + ownLua + `
+if not mine(ARGV[1], ARGV[2], ARGV[3]) then return 0 end
+dropentry(ARGV[1])
 return 1
 `)
 
@@ -136,15 +179,20 @@ return redis.call('hgetall', KEYS[1])
 // claimPresenceScript drops expired members, then adds the entry when the
 // claim holds (or always). KEYS data hash, expiry zset, key hash. ARGV
 // client ID, info, expiry (unix ms), key TTL ms, now (unix ms), max (0 =
-// no cap), key (empty: none), always ('0'/'1'), then the ignored client IDs.
+// no cap), key (empty: none), always ('0'/'1'), token, refresh ('0'/'1':
+// as addPresenceScript's), then the ignored client IDs.
 // Returns {'a'} (added), {'a', holder} (added always, the key held by
-// holder), {'f'} (full) or {'k', holder, holder's info}.
-var claimPresenceScript = rueidis.NewLuaScript(dropKeyLua + expireLua + `
+// holder), {'f'} (full), {'k', holder, holder's info} or {'s'} (a refresh
+// that found another's write: nothing written).
+var claimPresenceScript = rueidis.NewLuaScript(dropKeyLua + expireLua + ownLua + `
 local id, key, max = ARGV[1], ARGV[7], tonumber(ARGV[6])
 local always = ARGV[8] == '1'
 expire(ARGV[5])
+if ARGV[10] == '1' and redis.call('hexists', KEYS[1], id) == 1 and not mine(id, ARGV[2], ARGV[9]) then
+  return {'s'}
+end
 local ignored = {[id] = true}
-for i = 9, #ARGV do ignored[ARGV[i]] = true end
+for i = 11, #ARGV do ignored[ARGV[i]] = true end
 local free, holder = true, nil
 if key ~= '' then
   local h = redis.call('hget', KEYS[3], 'k:' .. key)
@@ -165,6 +213,7 @@ if max > 0 and not always then
 end
 redis.call('zadd', KEYS[2], ARGV[3], id)
 redis.call('hset', KEYS[1], id, ARGV[2])
+redis.call('hset', KEYS[3], 't:' .. id, ARGV[9])
 if key ~= '' and free then
   dropkey(id)
   redis.call('hset', KEYS[3], 'k:' .. key, id, 'c:' .. id, key)
