@@ -25,11 +25,11 @@ const numShards = 64
 const SweepInterval = time.Minute
 
 var (
-	_ hub.Broker          = (*Broker)(nil)
-	_ hub.PresenceManager = (*Presence)(nil)
-	_ hub.PresenceClaimer = (*Presence)(nil)
+	_ hub.Broker                     = (*Broker)(nil)
+	_ hub.PresenceManager            = (*Presence)(nil)
+	_ hub.PresenceClaimer            = (*Presence)(nil)
 	_ hub.PresenceConditionalRemover = (*Presence)(nil)
-	_ hub.Closer          = (*Broker)(nil)
+	_ hub.Closer                     = (*Broker)(nil)
 )
 
 type stream struct {

@@ -51,11 +51,11 @@ const (
 )
 
 var (
-	_ hub.Broker          = (*Broker)(nil)
-	_ hub.PresenceManager = (*Broker)(nil)
-	_ hub.PresenceClaimer = (*Broker)(nil)
+	_ hub.Broker                     = (*Broker)(nil)
+	_ hub.PresenceManager            = (*Broker)(nil)
+	_ hub.PresenceClaimer            = (*Broker)(nil)
 	_ hub.PresenceConditionalRemover = (*Broker)(nil)
-	_ hub.Closer          = (*Broker)(nil)
+	_ hub.Closer                     = (*Broker)(nil)
 )
 
 // Config configures a Broker. Zero values take the defaults above.

@@ -122,7 +122,7 @@ end
 `
 
 // ownLua: mine(id, info, token) reports whether id's entry is the write
-// of token with info (a token '' matches any; so does an entry without
+// of token with info (an empty token matches any; so does an entry without
 // one, a key hash Redis lost, when its info matches).
 const ownLua = `
 local function mine(id, info, token)
@@ -134,7 +134,7 @@ end
 `
 
 // addPresenceScript: KEYS data hash, expiry zset, key hash. ARGV client
-// ID, info, expiry (unix ms), key TTL ms, token, refresh ('0'/'1'), now
+// ID, info, expiry (unix ms), key TTL ms, token, refresh (0/1), now
 // (unix ms). The entry's claim key, if any, stays. A refresh writes only
 // when the entry is absent (or expired) or still the write of token with
 // info: it never replaces another's write. Returns 1 (written) or 0.
@@ -161,7 +161,7 @@ return 1
 
 // remOwnPresenceScript removes an entry only while it is the write of a
 // token with an info (compare-and-delete). KEYS data hash, expiry zset,
-// key hash. ARGV client ID, info, token ('' = any). Returns 1 (removed)
+// key hash. ARGV client ID, info, token (empty: any). Returns 1 (removed)
 // or 0.
 var remOwnPresenceScript = rueidis.NewLuaScript(dropKeyLua + ownLua + `
 if not mine(ARGV[1], ARGV[2], ARGV[3]) then return 0 end
@@ -179,7 +179,7 @@ return redis.call('hgetall', KEYS[1])
 // claimPresenceScript drops expired members, then adds the entry when the
 // claim holds (or always). KEYS data hash, expiry zset, key hash. ARGV
 // client ID, info, expiry (unix ms), key TTL ms, now (unix ms), max (0 =
-// no cap), key (empty: none), always ('0'/'1'), token, refresh ('0'/'1':
+// no cap), key (empty: none), always ('0'/'1'), token, refresh (0/1:
 // as addPresenceScript's), then the ignored client IDs.
 // Returns {'a'} (added), {'a', holder} (added always, the key held by
 // holder), {'f'} (full), {'k', holder, holder's info} or {'s'} (a refresh
