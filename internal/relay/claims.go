@@ -71,7 +71,7 @@ func (cl *cluster) claimMember(br *busRoom, r *room, c *conn) (written bool, err
 			cl.s.log.Warn("relay room presence claim failed: the join is checked against the members this process knows",
 				"channel", r.channel, "error", err)
 			if br.hasRemote(c.id) {
-				if err := cl.freeNode(br, c); err != nil {
+				if err := cl.freeNode(br, c, false); err != nil {
 					cl.dropEntry(r.channel, c) // the claim may have run all the same
 					return false, err
 				}
@@ -83,7 +83,7 @@ func (cl *cluster) claimMember(br *busRoom, r *room, c *conn) (written bool, err
 				// claim key (a process without claims, a key Redis lost,
 				// a handover's window): judged as without a claimer, and
 				// the entry just written goes when that refuses.
-				if err := cl.freeNode(br, c); err != nil {
+				if err := cl.freeNode(br, c, true); err != nil {
 					cl.dropEntry(r.channel, c)
 					return false, err
 				}
@@ -187,15 +187,39 @@ func (cl *cluster) freeHolder(br *busRoom, c *conn, sid string, info *hub.Client
 	// Unknown here: a member this process has not heard of yet, or an
 	// entry its live process failed to remove. That process tells.
 	a, err := cl.ask(c.ctx, c.gone(), e.Process, &busRequest{Op: opHolds, SID: sid, Room: br.name})
+	if err == nil && a.Err == refuseBusy {
+		return errBusyResume
+	}
 	if err != nil || a.Err != refuseAbsent {
 		return errNodeInRoom
 	}
 	ctx, cancel := cl.s.opCtx()
 	defer cancel()
-	if err := cl.s.cfg.Presence.RemovePresence(ctx, ChannelPrefix+br.name, sid, info.UserID); err != nil {
+	if err := removeStale(ctx, cl.s.cfg.Presence, ChannelPrefix+br.name, info); err != nil {
 		cl.s.log.Warn("relay presence removal of a stale entry failed", "channel", ChannelPrefix+br.name, "error", err)
 	}
 	return nil
+}
+
+// presenceConditionalRemover is a Presence that can remove an entry only
+// while it holds what was read (*hub.Hub, by its engine's
+// hub.PresenceConditionalRemover).
+type presenceConditionalRemover interface {
+	RemovePresenceIf(ctx context.Context, channel string, info *hub.ClientInfo) (bool, error)
+}
+
+// removeStale removes the entry info (of session info.ClientID) read in
+// channel and judged stale, only while it is still that entry when p can
+// (an entry of the session written meanwhile, by its new process say,
+// stays); otherwise by its session id.
+func removeStale(ctx context.Context, p Presence, channel string, info *hub.ClientInfo) error {
+	if r, ok := p.(presenceConditionalRemover); ok {
+		_, err := r.RemovePresenceIf(ctx, channel, info)
+		if !errors.Is(err, hub.ErrNotAvailable) {
+			return err
+		}
+	}
+	return p.RemovePresence(ctx, channel, info.ClientID, info.UserID)
 }
 
 // holdsSession reports whether this process holds session sid in room

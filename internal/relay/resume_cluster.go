@@ -558,7 +558,10 @@ func (cl *cluster) serve(from string, req *busRequest) {
 	if err != nil {
 		s.log.Warn("relay answer to another process failed", "op", req.Op, "error", err)
 		if a.Session != nil {
-			cl.abandonSession(a.Session)
+			// The answer may have been delivered all the same (ask): the
+			// directory entry is released (cleanup), not removed, so that
+			// the claimer's, if written, stays.
+			cl.abandon(a.Session)
 			cleanup()
 		}
 		return
@@ -722,16 +725,29 @@ func (s *Server) handOver(token, user, to string) (h *handedSession, cleanup fun
 		delete(s.nodes, old.id)
 	}
 	s.mu.Unlock()
+	// back: the session came back here since (handed away and resumed
+	// here again, same session id), whose entries this process refreshes
+	// again under the same keys: a late release must not stop that.
+	back := func() bool {
+		n := s.node(old.id)
+		return n != nil && n != old && n.sid == old.sid
+	}
 	return h, func() {
 		defer func() {
 			s.removeSession(old)
-			s.cluster.dirRelease(old) // the claimer rewrites it (and again on opPresent)
+			if back() {
+				old.mu.Lock()
+				old.dirGone = true
+				old.mu.Unlock()
+			} else {
+				s.cluster.dirRelease(old) // the claimer rewrites it (and again on opPresent)
+			}
 			s.mu.Lock()
 			delete(s.cluster.handing, hs)
 			s.mu.Unlock()
 		}()
 		for _, r := range rooms {
-			if p := s.cfg.Presence; p != nil {
+			if p := s.cfg.Presence; p != nil && !back() {
 				// Released, not removed: the claimer's rewrite replaces
 				// the entry under the same session id, so its slot and
 				// NodeId stay held throughout.
@@ -986,8 +1002,12 @@ func (cl *cluster) resumeRemote(c *conn, token, user string) ([]*room, error) {
 // is ended by its process (its rooms see it leave) and forgotten here at
 // once; a member of a dead process (liveness.go) is dropped, its cleanup
 // scheduled (dropDead); any other member makes it errNodeInRoom (or the
-// engine's error). It goes on until no remote member has the NodeId.
-func (cl *cluster) freeNode(br *busRoom, c *conn) error {
+// engine's error). With asking (after a claim the engine added, so no
+// live entry holds the NodeId), a member that refuses so is a record its
+// process may have dropped (its leave not arrived yet): that process is
+// asked (opHolds), and the record forgotten when it no longer holds it.
+// It goes on until no remote member has the NodeId.
+func (cl *cluster) freeNode(br *busRoom, c *conn, asking bool) error {
 	for {
 		var rm remoteMember
 		found := false
@@ -1008,10 +1028,30 @@ func (cl *cluster) freeNode(br *busRoom, c *conn) error {
 			}
 			continue
 		}
-		if err := cl.endRemoteNode(br, c, rm); err != nil {
+		err := cl.endRemoteNode(br, c, rm)
+		if err == errNodeInRoom && asking && rm.process != "" && !rm.handed {
+			err = cl.dropIfAbsent(br, c, rm)
+		}
+		if err != nil {
 			return err
 		}
 	}
+}
+
+// dropIfAbsent asks the process of rm, a remote member of br, whether it
+// still holds rm's session there (opHolds): not, the record is stale and
+// forgotten (nil); else errNodeInRoom, or errBusyResume when that process
+// was too busy to tell.
+func (cl *cluster) dropIfAbsent(br *busRoom, c *conn, rm remoteMember) error {
+	a, err := cl.ask(c.ctx, c.gone(), rm.process, &busRequest{Op: opHolds, SID: rm.sid, Room: br.name})
+	switch {
+	case err == nil && a.Err == refuseBusy:
+		return errBusyResume
+	case err != nil || a.Err != refuseAbsent:
+		return errNodeInRoom
+	}
+	cl.dropRemote(br.name, rm)
+	return nil
 }
 
 // endRemoteNode has the process of rm, a remote member of br with c's

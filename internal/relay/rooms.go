@@ -124,7 +124,7 @@ func (s *Server) joinRoomFrom(c *conn, name string, maxMembers int, resumed, fro
 		if !resumed && !claim && br.hasRemote(c.id) {
 			// Held on another process by a parked session of this user:
 			// that process ends it (nodeFreed); anything else conflicts.
-			if err := s.cluster.freeNode(br, c); err != nil {
+			if err := s.cluster.freeNode(br, c, false); err != nil {
 				s.cluster.release(br)
 				return nil, nil, err
 			}
