@@ -677,3 +677,84 @@ func TestClusterDirectoryWriteAfterFailedClaimBoundedByHandshake(t *testing.T) {
 	require.Positive(t, left, "the write has a deadline")
 	require.LessOrEqual(t, left, handshake, "the handshake's")
 }
+
+// A remote member record whose process no longer holds the session (its
+// leave not arrived yet) does not refuse a JOIN whose claim the engine
+// added: that process, asked, says so, and the record is forgotten.
+func TestClusterStaleRemoteRecordAfterClaim(t *testing.T) {
+	prefix := clusterPrefix(t)
+	s1 := newClusterServer(t, prefix, nil)
+	s2 := newClusterServer(t, prefix, nil)
+	w := dialNative(t, s2, 6)
+	w.Join("arena")
+	br := s2.cluster.room("arena")
+	require.NotNil(t, br)
+	br.mu.Lock()
+	br.putRemoteLocked(remoteMember{node: 5, sid: "gone-session", process: s1.cluster.origin, transport: transportNative,
+		added: s2.cfg.Clock.Now()})
+	br.mu.Unlock()
+	b := dialNative(t, s2, 5)
+	b.SendControl(&wire.Join{RequestID: 3, Room: "arena"})
+	require.ElementsMatch(t, []wire.NodeID{5, 6}, nodeIDs(nextSkippingPresence[*wire.Joined](t, b, "JOINED").Members))
+	require.False(t, br.hasOtherRemote(5, ""), "the stale record is forgotten")
+}
+
+// rewriteBeforeRemove is the hub as the relay's presence that, on the
+// first removal of a room entry, first writes a fresh entry of the same
+// session (another process's write landing between the read of the entry
+// and its removal).
+type rewriteBeforeRemove struct {
+	*hub.Hub
+	once  atomic.Bool
+	fresh atomic.Pointer[hub.ClientInfo]
+}
+
+func (r *rewriteBeforeRemove) rewrite(ctx context.Context, ch, cid string) {
+	if isDirChannel(ch) || !r.once.CompareAndSwap(false, true) {
+		return
+	}
+	info := &hub.ClientInfo{ClientID: cid, UserID: "fresh", ChanInfo: []byte(`{"node_id":"99","process":"elsewhere"}`)}
+	r.fresh.Store(info)
+	_ = r.Hub.AddPresence(ctx, ch, info)
+}
+
+func (r *rewriteBeforeRemove) RemovePresence(ctx context.Context, ch, cid, uid string) error {
+	r.rewrite(ctx, ch, cid)
+	return r.Hub.RemovePresence(ctx, ch, cid, uid)
+}
+
+func (r *rewriteBeforeRemove) RemovePresenceIf(ctx context.Context, ch string, info *hub.ClientInfo) (bool, error) {
+	r.rewrite(ctx, ch, info.ClientID)
+	return r.Hub.RemovePresenceIf(ctx, ch, info)
+}
+
+// The removal of a stale entry its process no longer holds (opHolds)
+// spares an entry of the same session written since.
+func TestClusterStaleEntryRemovalSparesRewrite(t *testing.T) {
+	prefix := clusterPrefix(t)
+	var fr *failRemove
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		fr = &failRemove{Hub: c.Presence.(*hub.Hub)}
+		c.Presence = fr
+	})
+	var rw *rewriteBeforeRemove
+	s2 := newClusterServer(t, prefix, func(c *Config) {
+		rw = &rewriteBeforeRemove{Hub: c.Presence.(*hub.Hub)}
+		c.Presence = rw
+	})
+	w := dialNative(t, s2, 6)
+	w.Join("arena")
+	a := dialNative(t, s1, 5)
+	j := a.Join("arena")
+	leaveStale(t, s1, fr, a, j.Handle, 5)
+	require.Eventually(t, func() bool { return !s2.cluster.room("arena").hasRemote(5) }, testenv.Wait, testenv.Tick)
+	b := dialNative(t, s2, 5)
+	b.SendControl(&wire.Join{RequestID: 3, Room: "arena"})
+	require.ElementsMatch(t, []wire.NodeID{5, 6}, nodeIDs(nextSkippingPresence[*wire.Joined](t, b, "JOINED").Members))
+	fresh := rw.fresh.Load()
+	require.NotNil(t, fresh, "the stale entry's removal ran")
+	pres, err := s2.hub.Presence(context.Background(), "relay:arena")
+	require.NoError(t, err)
+	require.Contains(t, pres, fresh.ClientID, "the entry written since stays")
+	require.Equal(t, "fresh", pres[fresh.ClientID].UserID)
+}
