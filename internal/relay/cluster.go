@@ -356,7 +356,7 @@ func newCluster(s *Server) (*cluster, error) {
 		cl.sessions.WithLabelValues(e)
 	}
 	cl.nodeConflicts = prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_relay_node_conflicts_total",
-		Help: "Room members whose presence was rewritten (a resume on another process, a repair) while another session's entry held their NodeId: two members with one NodeId, admitted while Redis did not answer."})
+		Help: "Presence rewrites of room members (a resume on another process, each repair) that found their NodeId held by another live entry (two members with one NodeId admitted while Redis did not answer, or a dead process's entry not expired yet); a conflict counts on every rewrite."})
 	if reg := s.cfg.Registerer; reg != nil {
 		for _, c := range []prometheus.Collector{cl.published, cl.received, cl.sessions, cl.nodeConflicts} {
 			if err := reg.Register(c); err != nil {
