@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -757,4 +758,80 @@ func TestClusterStaleEntryRemovalSparesRewrite(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, pres, fresh.ClientID, "the entry written since stays")
 	require.Equal(t, "fresh", pres[fresh.ClientID].UserID)
+}
+
+// releases is the hub as the relay's presence counting the releases of
+// session sid's entries while armed.
+type releases struct {
+	*hub.Hub
+	sid   atomic.Pointer[string]
+	count atomic.Int32
+}
+
+func (r *releases) ReleasePresence(ctx context.Context, ch, cid, uid string) error {
+	if p := r.sid.Load(); p != nil && *p == cid {
+		r.count.Add(1)
+	}
+	return r.Hub.ReleasePresence(ctx, ch, cid, uid)
+}
+
+// A session handed over and back (s1 → s2 → s1) before the first
+// handover's cleanup ended on s1 (its hub session gone, its directory
+// entry not yet released) keeps its entries there: the late cleanup
+// releases none of them, so s1 goes on refreshing them.
+func TestClusterLateHandoverCleanupSparesReturnedSession(t *testing.T) {
+	prefix := clusterPrefix(t)
+	var rel *releases
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		rel = &releases{Hub: c.Presence.(*hub.Hub)}
+		c.Presence = rel
+	})
+	s2 := newClusterServer(t, prefix, nil)
+	blocked, unblock := make(chan struct{}), make(chan struct{})
+	var unblocked sync.Once
+	t.Cleanup(func() { unblocked.Do(func() { close(unblock) }) }) // before the servers close
+	var once atomic.Bool
+	hook1 := func(stage string) {
+		if stage == "session_removed" && once.CompareAndSwap(false, true) {
+			close(blocked)
+			<-unblock
+		}
+	}
+	s1.cluster.testHandOver.Store(&hook1)
+	served := make(chan struct{}, 1)
+	hook2 := func(stage string) {
+		if stage == "present_served" {
+			select {
+			case served <- struct{}{}:
+			default:
+			}
+		}
+	}
+	s2.cluster.testHandOver.Store(&hook2)
+
+	a := dialNative(t, s1, 1)
+	a.Join("arena")
+	sid := a.Welcome.SessionID
+	lose(t, a, s1)
+	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	require.True(t, a2.Welcome.Resumed)
+	nextSkippingPresence[*wire.Joined](t, a2, "JOINED")
+	<-blocked
+	lose(t, a2, s2)
+	a3 := relaytest.DialNative(t, s1.Addr().String(), &wire.Hello{ResumeToken: a2.Welcome.ResumeToken})
+	require.True(t, a3.Welcome.Resumed)
+	require.Equal(t, sid, a3.Welcome.SessionID)
+	nextSkippingPresence[*wire.Joined](t, a3, "JOINED")
+	rel.sid.Store(&sid)
+	unblocked.Do(func() { close(unblock) })
+	select {
+	case <-served: // s1's late cleanup is done (its notice follows it)
+	case <-time.After(testenv.Wait):
+		t.Fatal("the first handover's presence notice never came")
+	}
+	require.Zero(t, rel.count.Load(), "the late cleanup released the returned session's entries")
+	dir, err := s1.hub.Presence(context.Background(), nodeChannel(1))
+	require.NoError(t, err)
+	require.Contains(t, dir, sid)
+	require.Equal(t, s1.cluster.origin, roomPresence(t, s1, "arena")[sid].Process)
 }

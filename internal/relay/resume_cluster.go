@@ -735,6 +735,7 @@ func (s *Server) handOver(token, user, to string) (h *handedSession, cleanup fun
 	return h, func() {
 		defer func() {
 			s.removeSession(old)
+			hook("session_removed") // the session may come back here from now on
 			if back() {
 				old.mu.Lock()
 				old.dirGone = true
