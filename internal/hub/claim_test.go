@@ -47,3 +47,23 @@ func TestReleasePresenceWithoutReleaser(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, m)
 }
+
+// RemovePresenceIf goes to the engine's conditional removal, and fails
+// with ErrNotAvailable when the engine has none.
+func TestRemovePresenceIfDelegates(t *testing.T) {
+	ctx := context.Background()
+	h := newHub(t, chatNamespaces())
+	info := &hub.ClientInfo{ClientID: "c1", UserID: "u1"}
+	require.NoError(t, h.AddPresence(ctx, "chat:a", info))
+	removed, err := h.RemovePresenceIf(ctx, "chat:a", &hub.ClientInfo{ClientID: "c1", UserID: "other"})
+	require.NoError(t, err)
+	require.False(t, removed)
+	removed, err = h.RemovePresenceIf(ctx, "chat:a", info)
+	require.NoError(t, err)
+	require.True(t, removed)
+
+	plain := newHubConfig(t, hub.Config{Broker: memory.New(nil), Presence: plainPresence{memory.NewPresence()}, Namespaces: chatNamespaces()})
+	t.Cleanup(func() { require.NoError(t, plain.Shutdown(ctx)) })
+	_, err = plain.RemovePresenceIf(ctx, "chat:a", info)
+	require.True(t, errors.Is(err, hub.ErrNotAvailable), "%v", err)
+}

@@ -2,12 +2,17 @@ package redis
 
 import (
 	"context"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/require"
 
 	"github.com/switchboard-rt/switchboard/internal/hub"
+	"github.com/switchboard-rt/switchboard/internal/testenv"
 )
 
 // twoBrokers returns two brokers (two processes) on one prefix whose
@@ -109,31 +114,6 @@ func TestRefreshRestoresLostEntry(t *testing.T) {
 	require.Contains(t, m, "s")
 }
 
-// A refresh under way blocks no add or claim: they run while it waits
-// on Redis (the refresher holds no lock over its calls).
-func TestRefreshBlocksNoClaim(t *testing.T) {
-	b, _ := twoBrokers(t)
-	ctx := ctxT(t)
-	require.NoError(t, b.AddPresence(ctx, "ch", "x", &hub.ClientInfo{ClientID: "x"}))
-	inHook := make(chan struct{})
-	release := make(chan struct{})
-	b.local.afterSnapshot = func() {
-		close(inHook)
-		<-release
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); b.refreshLocal() }()
-	<-inHook
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	res, err := b.ClaimPresence(cctx, "ch", "y", &hub.ClientInfo{ClientID: "y"}, hub.PresenceClaim{Key: "1"})
-	require.NoError(t, err)
-	require.True(t, res.Added)
-	require.NoError(t, b.AddPresence(cctx, "ch", "z", &hub.ClientInfo{ClientID: "z"}))
-	close(release)
-	<-done
-}
-
 // RemovePresenceIf removes an entry only while it holds the info given.
 func TestRemovePresenceIf(t *testing.T) {
 	b1, b2 := twoBrokers(t)
@@ -167,4 +147,76 @@ func claimHolderOf(t *testing.T, b *Broker, ch, key string) string {
 		require.NoError(t, b.RemovePresence(ctxT(t), ch, "probe", ""))
 	}
 	return res.Holder
+}
+
+// slowClient holds every single command naming a key that contains slow
+// until release is closed (a Redis slow to answer one call).
+type slowClient struct {
+	rueidis.Client
+	slow    string
+	entered chan struct{}
+	once    sync.Once
+	release chan struct{}
+}
+
+func (c *slowClient) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	for _, s := range cmd.Commands() {
+		if strings.Contains(s, c.slow) {
+			c.once.Do(func() { close(c.entered) })
+			<-c.release
+			break
+		}
+	}
+	return c.Client.Do(ctx, cmd)
+}
+
+// One add slow to answer delays no other add or claim, even while a
+// refresh runs: nothing waits on a lock that a Redis call holds.
+func TestSlowAddBlocksNoClaimDuringRefresh(t *testing.T) {
+	rc, err := NewClient(testenv.RedisURL(t), slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	t.Cleanup(rc.Close)
+	sc := &slowClient{Client: rc, slow: "slowch", entered: make(chan struct{}), release: make(chan struct{})}
+	var mu sync.Mutex
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	b := newTestBroker(t, Config{Client: sc, Prefix: testPrefix(t), PresenceTTL: time.Minute, PresenceRefresh: time.Hour, Now: clock})
+	ctx := ctxT(t)
+	require.NoError(t, b.AddPresence(ctx, "ch", "x", &hub.ClientInfo{ClientID: "x"}))
+	var released sync.Once
+	release := func() { released.Do(func() { close(sc.release) }) }
+	t.Cleanup(release)
+	slowDone := make(chan error, 1)
+	go func() { slowDone <- b.AddPresence(ctx, "slowch", "y", &hub.ClientInfo{ClientID: "y"}) }()
+	<-sc.entered
+	score := func() float64 {
+		v, err := rc.Do(ctx, rc.B().Zscore().Key(b.key("presence.expire", "ch")).Member("x").Build()).AsFloat64()
+		require.NoError(t, err)
+		return v
+	}
+	first := score()
+	mu.Lock()
+	now = now.Add(time.Second)
+	mu.Unlock()
+	refreshed := make(chan struct{})
+	go func() { defer close(refreshed); b.refreshLocal() }()
+	require.Eventually(t, func() bool { return score() > first }, testenv.Wait, testenv.Tick, "the refresh wrote")
+
+	claimed := make(chan error, 1)
+	go func() {
+		cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		_, err := b.ClaimPresence(cctx, "ch", "z", &hub.ClientInfo{ClientID: "z"}, hub.PresenceClaim{Key: "1"})
+		claimed <- err
+	}()
+	select {
+	case err := <-claimed:
+		require.NoError(t, err)
+	case <-time.After(time.Second):
+		release()
+		t.Fatal("a claim with 50 ms waited behind the slow add")
+	}
+	<-refreshed
+	release()
+	require.NoError(t, <-slowDone)
 }
