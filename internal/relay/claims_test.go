@@ -835,3 +835,32 @@ func TestClusterLateHandoverCleanupSparesReturnedSession(t *testing.T) {
 	require.Contains(t, dir, sid)
 	require.Equal(t, s1.cluster.origin, roomPresence(t, s1, "arena")[sid].Process)
 }
+
+// A live process too busy to say whether it holds a stale entry's
+// session makes the JOIN fail as retryable, not as a NodeId conflict.
+func TestClusterStaleEntryBusyProcessIsRetryable(t *testing.T) {
+	prefix := clusterPrefix(t)
+	var fr *failRemove
+	s1 := newClusterServer(t, prefix, func(c *Config) {
+		fr = &failRemove{Hub: c.Presence.(*hub.Hub)}
+		c.Presence = fr
+	})
+	s2 := newClusterServer(t, prefix, nil)
+	w := dialNative(t, s2, 6)
+	w.Join("arena")
+	a := dialNative(t, s1, 5)
+	j := a.Join("arena")
+	leaveStale(t, s1, fr, a, j.Handle, 5)
+	require.Eventually(t, func() bool { return !s2.cluster.room("arena").hasRemote(5) }, testenv.Wait, testenv.Tick)
+	for range cap(s1.cluster.serving) { // s1 serves as many requests as it can
+		s1.cluster.serving <- struct{}{}
+	}
+	t.Cleanup(func() {
+		for range cap(s1.cluster.serving) {
+			<-s1.cluster.serving
+		}
+	})
+	b := dialNative(t, s2, 5)
+	b.SendControl(&wire.Join{RequestID: 3, Room: "arena"})
+	require.Equal(t, wire.ErrCodeUnavailable, nextError(t, b).Code)
+}
