@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -863,4 +864,72 @@ func TestClusterStaleEntryBusyProcessIsRetryable(t *testing.T) {
 	b := dialNative(t, s2, 5)
 	b.SendControl(&wire.Join{RequestID: 3, Room: "arena"})
 	require.Equal(t, wire.ErrCodeUnavailable, nextError(t, b).Code)
+}
+
+// deliveredAnswers is a bus whose answers between processes are
+// delivered but reported failed, once wait returns (the claimer's
+// directory entry written by then).
+type deliveredAnswers struct {
+	RoomBus
+	wait func()
+}
+
+func (b deliveredAnswers) Publish(ctx context.Context, msgs []hub.TopicMessage) error {
+	err := b.RoomBus.Publish(ctx, msgs)
+	for _, m := range msgs {
+		if strings.HasPrefix(m.Topic, "relay-process:") && len(m.Data) > 1 && m.Data[1] == busAnswer {
+			b.wait()
+			return errors.New("redis broker: publish topic: connection reset")
+		}
+	}
+	return err
+}
+
+// An issuer whose answer publish failed although the answer arrived
+// (the claimer took the session) does not remove the directory entry:
+// the claimer's stays.
+func TestClusterFailedAnswerPublishKeepsClaimerDirectoryEntry(t *testing.T) {
+	prefix := clusterPrefix(t)
+	var s2 *testServer
+	var sid atomic.Pointer[string]
+	dirOf := func(s *testServer) map[string]presenceEntry {
+		pres, err := s.hub.Presence(context.Background(), nodeChannel(1))
+		require.NoError(t, err)
+		out := map[string]presenceEntry{}
+		for id, info := range pres {
+			var e presenceEntry
+			require.NoError(t, json.Unmarshal(info.ChanInfo, &e))
+			out[id] = e
+		}
+		return out
+	}
+	wait := func() {
+		require.Eventually(t, func() bool {
+			p := sid.Load()
+			return p != nil && dirOf(s2)[*p].Process == s2.cluster.origin
+		}, testenv.Wait, testenv.Tick, "the claimer's directory entry")
+	}
+	s1 := newClusterServer(t, prefix, func(c *Config) { c.Bus = deliveredAnswers{RoomBus: c.Bus, wait: wait} })
+	s2 = newClusterServer(t, prefix, nil)
+	cleaned := make(chan struct{})
+	var once atomic.Bool
+	hook := func(stage string) {
+		if stage == "session_removed" && once.CompareAndSwap(false, true) {
+			close(cleaned)
+		}
+	}
+	s1.cluster.testHandOver.Store(&hook)
+	a := dialNative(t, s1, 1)
+	a.Join("r")
+	id := a.Welcome.SessionID
+	sid.Store(&id)
+	lose(t, a, s1)
+	a2 := relaytest.DialNative(t, s2.Addr().String(), &wire.Hello{ResumeToken: a.Welcome.ResumeToken})
+	require.True(t, a2.Welcome.Resumed)
+	select {
+	case <-cleaned:
+	case <-time.After(testenv.Wait):
+		t.Fatal("the issuer's cleanup never ran")
+	}
+	require.Equal(t, s2.cluster.origin, dirOf(s2)[id].Process, "the claimer's directory entry stays")
 }
