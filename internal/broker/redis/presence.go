@@ -22,26 +22,42 @@ import (
 //
 // Every add or claim writes a token of its own with the entry (see
 // scripts.go), which the refreshes of that entry keep. A refresh writes an
-// entry only while it is absent or still that write, so it never replaces
-// another's write (another process's after a handover, say). An entry
+// entry only while it is absent or still this broker's write (refreshable
+// in scripts.go), so it never replaces another's write (another
+// process's after a handover, say). An entry
 // removed after a refresh's snapshot may be written back by it when it is
 // absent: while a refresh runs (tracking), removals are recorded
 // (removed), and after it the refresher removes those still not held
 // again, each only while it is the very write of the refresh
 // (compare-and-delete), so that an entry written meanwhile, here or
-// elsewhere, stays. No lock is held over a Redis call.
+// elsewhere, stays.
+//
+// The writes and removals of one (channel, client) by this process hold
+// that key's lock (lockKey) over the Redis call and the local record, so
+// the record follows Redis's order; no other lock is held over a Redis
+// call, and the refresher takes none. A refresh finding the entry written
+// by this broker with another token and the same info (a write the
+// record missed, or one a Redis restore brought back) refreshes it and
+// adopts its token while the record is still the snapshot's; one finding
+// another process's write drops the record (again only while it is the
+// snapshot's): the refresher lets that entry go for good, and does not
+// write it back once that process removes it.
 type localPresence struct {
 	mu       sync.Mutex
 	entries  map[presenceKey]localEntry
 	tracking bool
 	removed  map[presenceKey]struct{}
+	// writing holds the per-key write locks in use, with their users.
+	writing map[presenceKey]*keyLock
 	// tokPrefix and tokSeq make the write tokens: unique to this broker,
 	// then to the write.
 	tokPrefix string
 	tokSeq    atomic.Uint64
 	// afterSnapshot, when set (tests only), runs between a refresh's
-	// snapshot and its writes.
+	// snapshot and its writes; afterWrite between an add's or claim's
+	// Redis call and its local record.
 	afterSnapshot func()
+	afterWrite    func()
 }
 
 // localEntry is an entry to refresh: its encoded info, the token of its
@@ -55,6 +71,39 @@ type localEntry struct {
 }
 
 type presenceKey struct{ channel, client string }
+
+// keyLock serialises this process's writes of one key; n counts the
+// goroutines holding or waiting for it (guarded by localPresence.mu).
+type keyLock struct {
+	mu sync.Mutex
+	n  int
+}
+
+// lockKey takes k's write lock and returns its unlock; locks of other
+// keys are independent, and a lock no one uses is dropped.
+func (b *Broker) lockKey(k presenceKey) func() {
+	l := &b.local
+	l.mu.Lock()
+	kl := l.writing[k]
+	if kl == nil {
+		kl = &keyLock{}
+		if l.writing == nil {
+			l.writing = map[presenceKey]*keyLock{}
+		}
+		l.writing[k] = kl
+	}
+	kl.n++
+	l.mu.Unlock()
+	kl.mu.Lock()
+	return func() {
+		kl.mu.Unlock()
+		l.mu.Lock()
+		if kl.n--; kl.n == 0 {
+			delete(l.writing, k)
+		}
+		l.mu.Unlock()
+	}
+}
 
 // newTokenPrefix returns a random prefix for a broker's write tokens.
 func newTokenPrefix() string {
@@ -87,7 +136,7 @@ func (b *Broker) claimExec(channel, clientID string, info []byte, tok string, re
 		Keys: b.presenceKeys(channel),
 		Args: []string{clientID, rueidis.BinaryString(info), strconv.FormatInt(expire, 10), ms(b.cfg.PresenceTTL),
 			strconv.FormatInt(b.cfg.Now().UnixMilli(), 10), strconv.Itoa(max(claim.Max, 0)), claim.Key, always,
-			tok, flag(refresh)},
+			tok, flag(refresh), b.local.tokPrefix},
 	}
 	x.Args = append(x.Args, claim.Ignore...)
 	return x
@@ -99,7 +148,7 @@ func (b *Broker) addPresenceExec(channel, clientID string, info []byte, tok stri
 	return rueidis.LuaExec{
 		Keys: b.presenceKeys(channel),
 		Args: []string{clientID, rueidis.BinaryString(info), strconv.FormatInt(now.Add(b.cfg.PresenceTTL).UnixMilli(), 10),
-			ms(b.cfg.PresenceTTL), tok, flag(refresh), strconv.FormatInt(now.UnixMilli(), 10)},
+			ms(b.cfg.PresenceTTL), tok, flag(refresh), strconv.FormatInt(now.UnixMilli(), 10), b.local.tokPrefix},
 	}
 }
 
@@ -116,6 +165,7 @@ func flag(v bool) string {
 // still this write (not replaced by another process's).
 func (b *Broker) AddPresence(ctx context.Context, channel, clientID string, info *hub.ClientInfo) error {
 	enc, tok := encodeInfo(info), b.newToken()
+	defer b.lockKey(presenceKey{channel, clientID})()
 	x := b.addPresenceExec(channel, clientID, enc, tok, false)
 	if err := addPresenceScript.Exec(ctx, b.client, x.Keys, x.Args).Error(); err != nil {
 		return opErr("add presence", channel, err)
@@ -128,6 +178,9 @@ func (b *Broker) AddPresence(ctx context.Context, channel, clientID string, info
 // token tok, with claim key key ("": the key it had, if any: a plain add
 // keeps it).
 func (b *Broker) keepRefreshing(channel, clientID string, enc []byte, tok, key string) {
+	if b.local.afterWrite != nil {
+		b.local.afterWrite()
+	}
 	if b.cfg.PresenceRefresh > 0 {
 		k := presenceKey{channel, clientID}
 		b.local.mu.Lock()
@@ -145,6 +198,7 @@ func (b *Broker) keepRefreshing(channel, clientID string, enc []byte, tok, key s
 // kept by the refreshes and freed by RemovePresence or expiry.
 func (b *Broker) ClaimPresence(ctx context.Context, channel, clientID string, info *hub.ClientInfo, claim hub.PresenceClaim) (hub.ClaimResult, error) {
 	enc, tok := encodeInfo(info), b.newToken()
+	defer b.lockKey(presenceKey{channel, clientID})()
 	x := b.claimExec(channel, clientID, enc, tok, false, claim)
 	reply, err := claimPresenceScript.Exec(ctx, b.client, x.Keys, x.Args).AsStrSlice()
 	if err != nil {
@@ -194,19 +248,19 @@ func (b *Broker) refreshPresence() {
 }
 
 // refreshLocal re-adds every local entry once, each only while it is
-// absent or still this process's write, then removes again the entries
+// absent or still this broker's write, then removes again the entries
 // removed meanwhile that the writes may have brought back (see
 // localPresence).
 func (b *Broker) refreshLocal() {
 	b.local.mu.Lock()
 	snap := make(map[presenceKey]localEntry, len(b.local.entries))
-	var plain, keyed []rueidis.LuaExec
+	var plain, keyed refreshSet
 	for k, e := range b.local.entries {
 		snap[k] = e
 		if e.key == "" {
-			plain = append(plain, b.addPresenceExec(k.channel, k.client, e.enc, e.tok, true))
+			plain.add(k, b.addPresenceExec(k.channel, k.client, e.enc, e.tok, true))
 		} else {
-			keyed = append(keyed, b.claimExec(k.channel, k.client, e.enc, e.tok, true, hub.PresenceClaim{Key: e.key, Always: true}))
+			keyed.add(k, b.claimExec(k.channel, k.client, e.enc, e.tok, true, hub.PresenceClaim{Key: e.key, Always: true}))
 		}
 	}
 	b.local.tracking, b.local.removed = true, nil
@@ -215,20 +269,54 @@ func (b *Broker) refreshLocal() {
 	if hook != nil {
 		hook()
 	}
-	b.refreshBatches(addPresenceScript, plain)
-	b.refreshBatches(claimPresenceScript, keyed)
+	settle := func(i int, reply []string) { b.settleRefresh(snap, plain.keys[i], reply) }
+	b.refreshBatches(addPresenceScript, plain.execs, settle)
+	settle = func(i int, reply []string) { b.settleRefresh(snap, keyed.keys[i], reply) }
+	b.refreshBatches(claimPresenceScript, keyed.execs, settle)
 
 	b.local.mu.Lock()
 	var undo []rueidis.LuaExec
 	for k := range b.local.removed {
-		if _, ok := b.local.entries[k]; !ok {
-			e := snap[k]
+		e, inSnap := snap[k]
+		if _, held := b.local.entries[k]; inSnap && !held {
 			undo = append(undo, rueidis.LuaExec{Keys: b.presenceKeys(k.channel), Args: []string{k.client, rueidis.BinaryString(e.enc), e.tok}})
 		}
 	}
 	b.local.tracking, b.local.removed = false, nil
 	b.local.mu.Unlock()
-	b.refreshBatches(remOwnPresenceScript, undo)
+	b.refreshBatches(remOwnPresenceScript, undo, nil)
+}
+
+// refreshSet is a refresh's calls with the key of each.
+type refreshSet struct {
+	keys  []presenceKey
+	execs []rueidis.LuaExec
+}
+
+func (s *refreshSet) add(k presenceKey, x rueidis.LuaExec) {
+	s.keys, s.execs = append(s.keys, k), append(s.execs, x)
+}
+
+// settleRefresh applies the reply of k's refresh to its local record
+// while the record is still the snapshot's: {'w', token} adopts the token
+// written (this broker's write that the record missed), {'o'} (another
+// process's write) drops the record; {'s'} leaves it.
+func (b *Broker) settleRefresh(snap map[presenceKey]localEntry, k presenceKey, reply []string) {
+	was := snap[k]
+	b.local.mu.Lock()
+	defer b.local.mu.Unlock()
+	e, ok := b.local.entries[k]
+	if !ok || e.tok != was.tok {
+		return
+	}
+	switch {
+	case len(reply) == 2 && reply[0] == "w" && reply[1] != e.tok:
+		e.tok = reply[1]
+		b.local.entries[k] = e
+	case len(reply) == 1 && reply[0] == "o":
+		delete(b.local.entries, k)
+		b.log.Debug("presence entry taken by another process", "channel", k.channel, "client", k.client)
+	}
 }
 
 // refreshTimeoutMin is the least time a refresh batch is given, however
@@ -236,14 +324,20 @@ func (b *Broker) refreshLocal() {
 const refreshTimeoutMin = time.Second
 
 // refreshBatches runs script for execs, presenceBatch at a time, each
-// batch within PresenceRefresh (refreshTimeoutMin at least).
-func (b *Broker) refreshBatches(script *rueidis.Lua, execs []rueidis.LuaExec) {
+// batch within PresenceRefresh (refreshTimeoutMin at least), and passes
+// settle (when not nil) the index and reply of each call that answered.
+func (b *Broker) refreshBatches(script *rueidis.Lua, execs []rueidis.LuaExec, settle func(i int, reply []string)) {
 	for i := 0; i < len(execs); i += presenceBatch {
 		ctx, cancel := context.WithTimeout(b.ctx, max(b.cfg.PresenceRefresh, refreshTimeoutMin))
-		for _, r := range script.ExecMulti(ctx, b.client, execs[i:min(i+presenceBatch, len(execs))]...) {
+		for j, r := range script.ExecMulti(ctx, b.client, execs[i:min(i+presenceBatch, len(execs))]...) {
 			if err := r.Error(); err != nil {
 				b.log.Warn("presence refresh failed", "error", err)
 				break
+			}
+			if settle != nil {
+				if reply, err := r.AsStrSlice(); err == nil {
+					settle(i+j, reply)
+				}
 			}
 		}
 		cancel()
@@ -267,6 +361,7 @@ func (b *Broker) ReleasePresence(_ context.Context, channel, clientID string) er
 // RemovePresence forgets clientID in channel; an absent client is not an
 // error.
 func (b *Broker) RemovePresence(ctx context.Context, channel, clientID, _ string) error {
+	defer b.lockKey(presenceKey{channel, clientID})()
 	b.forget(channel, clientID)
 	err := remPresenceScript.Exec(ctx, b.client, b.presenceKeys(channel),
 		[]string{clientID},
@@ -300,6 +395,7 @@ func (b *Broker) forget(channel, clientID string) {
 func (b *Broker) RemovePresenceIf(ctx context.Context, channel, clientID string, info *hub.ClientInfo) (bool, error) {
 	enc := encodeInfo(info)
 	k := presenceKey{channel, clientID}
+	defer b.lockKey(k)()
 	b.local.mu.Lock()
 	e, ok := b.local.entries[k]
 	b.local.mu.Unlock()

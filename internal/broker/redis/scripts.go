@@ -82,6 +82,10 @@ return {top, epoch, entries}
 // it still names the entry. A process of a version without tokens writes
 // none: its entries differ from ours by their info (the relay's name
 // their process), which every condition compares too.
+// Tokens start with their broker's prefix, so a refresh tells this
+// broker's writes from another's (refreshable). The remove and expire
+// scripts of such a version leave the "t:" field of the entries they drop:
+// harmless (a write replaces it, the hash's TTL ends it) and small.
 
 // dropKeyLua frees the claim key of client id and drops its token (a
 // function of scripts taking the key hash as KEYS[3]).
@@ -123,7 +127,14 @@ end
 
 // ownLua: mine(id, info, token) reports whether id's entry is the write
 // of token with info (an empty token matches any; so does an entry without
-// one, a key hash Redis lost, when its info matches).
+// one, a key hash Redis lost, when its info matches). refreshable(id,
+// info, token, prefix), for a refresh of an entry present, returns the
+// token to write when the entry is this broker's (mine, or the same info
+// with another token of prefix: a write of this broker's that its
+// local record missed, or one a Redis restore brought back, whose token
+// is kept) and nil otherwise, with 'o' when the entry is another
+// process's (other info or a token not of prefix) or 's' when it is an
+// older write of this broker's with other info (left to expire).
 const ownLua = `
 local function mine(id, info, token)
   if redis.call('hget', KEYS[1], id) ~= info then return false end
@@ -131,26 +142,47 @@ local function mine(id, info, token)
   local t = redis.call('hget', KEYS[3], 't:' .. id)
   return not t or t == token
 end
+local function refreshable(id, info, token, prefix)
+  local v = redis.call('hget', KEYS[1], id)
+  local t = redis.call('hget', KEYS[3], 't:' .. id)
+  local ours = t and string.sub(t, 1, #prefix) == prefix
+  if v == info then
+    if not t or t == token then return token end
+    if ours then return t end
+    return nil, 'o'
+  end
+  if ours then return nil, 's' end
+  return nil, 'o'
+end
 `
 
-// addPresenceScript: KEYS data hash, expiry zset, key hash. ARGV client
+// addPresenceScript drops expired members (as claimPresenceScript), then
+// writes the entry. KEYS: data hash, expiry zset, key hash. ARGV client
 // ID, info, expiry (unix ms), key TTL ms, token, refresh (0/1), now
-// (unix ms). The entry's claim key, if any, stays. A refresh writes only
-// when the entry is absent (or expired) or still the write of token with
-// info: it never replaces another's write. Returns 1 (written) or 0.
-var addPresenceScript = rueidis.NewLuaScript(ownLua + `
-local id = ARGV[1]
-if ARGV[6] == '1' and redis.call('hexists', KEYS[1], id) == 1 then
-  local exp = redis.call('zscore', KEYS[2], id)
-  if exp and tonumber(exp) > tonumber(ARGV[7]) and not mine(id, ARGV[2], ARGV[5]) then return 0 end
+// (unix ms), token prefix of this broker. The claim key of an entry
+// present stays. A refresh writes only when the entry is absent or this
+// broker's (refreshable), never over another's write. Returns {'w',
+// token written} or, for a refresh that wrote nothing, {'o'} or {'s'}
+// (refreshable).
+var addPresenceScript = rueidis.NewLuaScript(dropKeyLua + expireLua + ownLua + `
+local id, tok = ARGV[1], ARGV[5]
+expire(ARGV[7])
+if ARGV[6] == '1' then
+  if redis.call('hexists', KEYS[1], id) == 1 then
+    local why
+    tok, why = refreshable(id, ARGV[2], ARGV[5], ARGV[8])
+    if not tok then return {why} end
+  else
+    dropkey(id)
+  end
 end
 redis.call('zadd', KEYS[2], ARGV[3], id)
 redis.call('hset', KEYS[1], id, ARGV[2])
-redis.call('hset', KEYS[3], 't:' .. id, ARGV[5])
+redis.call('hset', KEYS[3], 't:' .. id, tok)
 redis.call('pexpire', KEYS[1], ARGV[4])
 redis.call('pexpire', KEYS[2], ARGV[4])
 redis.call('pexpire', KEYS[3], ARGV[4])
-return 1
+return {'w', tok}
 `)
 
 // remPresenceScript: KEYS data hash, expiry zset, key hash. ARGV client ID.
@@ -180,19 +212,23 @@ return redis.call('hgetall', KEYS[1])
 // claim holds (or always). KEYS data hash, expiry zset, key hash. ARGV
 // client ID, info, expiry (unix ms), key TTL ms, now (unix ms), max (0 =
 // no cap), key (empty: none), always ('0'/'1'), token, refresh (0/1:
-// as addPresenceScript's), then the ignored client IDs.
+// as addPresenceScript's), token prefix of this broker, then the ignored
+// client IDs.
 // Returns {'a'} (added), {'a', holder} (added always, the key held by
-// holder), {'f'} (full), {'k', holder, holder's info} or {'s'} (a refresh
-// that found another's write: nothing written).
+// holder), {'f'} (full) or {'k', holder, holder's info}; a refresh
+// returns {'w', token written}, {'o'} or {'s'} (refreshable).
 var claimPresenceScript = rueidis.NewLuaScript(dropKeyLua + expireLua + ownLua + `
 local id, key, max = ARGV[1], ARGV[7], tonumber(ARGV[6])
 local always = ARGV[8] == '1'
+local refresh, tok = ARGV[10] == '1', ARGV[9]
 expire(ARGV[5])
-if ARGV[10] == '1' and redis.call('hexists', KEYS[1], id) == 1 and not mine(id, ARGV[2], ARGV[9]) then
-  return {'s'}
+if refresh and redis.call('hexists', KEYS[1], id) == 1 then
+  local why
+  tok, why = refreshable(id, ARGV[2], ARGV[9], ARGV[11])
+  if not tok then return {why} end
 end
 local ignored = {[id] = true}
-for i = 11, #ARGV do ignored[ARGV[i]] = true end
+for i = 12, #ARGV do ignored[ARGV[i]] = true end
 local free, holder = true, nil
 if key ~= '' then
   local h = redis.call('hget', KEYS[3], 'k:' .. key)
@@ -213,7 +249,7 @@ if max > 0 and not always then
 end
 redis.call('zadd', KEYS[2], ARGV[3], id)
 redis.call('hset', KEYS[1], id, ARGV[2])
-redis.call('hset', KEYS[3], 't:' .. id, ARGV[9])
+redis.call('hset', KEYS[3], 't:' .. id, tok)
 if key ~= '' and free then
   dropkey(id)
   redis.call('hset', KEYS[3], 'k:' .. key, id, 'c:' .. id, key)
@@ -221,6 +257,7 @@ end
 redis.call('pexpire', KEYS[1], ARGV[4])
 redis.call('pexpire', KEYS[2], ARGV[4])
 redis.call('pexpire', KEYS[3], ARGV[4])
+if refresh then return {'w', tok} end
 if holder then return {'a', holder} end
 return {'a'}
 `)
