@@ -178,10 +178,11 @@ func (cl *cluster) freeHolder(br *busRoom, c *conn, sid string, info *hub.Client
 		return nil
 	}
 	if known {
-		return cl.endRemoteNode(br, c, rm)
+		_, err := cl.endRemoteNode(br, c, rm)
+		return err
 	}
 	rm = remoteMember{node: c.id, sid: sid, user: info.UserID, process: e.Process}
-	if err := cl.endRemoteNode(br, c, rm); err != errNodeInRoom {
+	if unanswered, err := cl.endRemoteNode(br, c, rm); err != errNodeInRoom || unanswered {
 		return err
 	}
 	// Unknown here: a member this process has not heard of yet, or an

@@ -886,14 +886,14 @@ func (b deliveredAnswers) Publish(ctx context.Context, msgs []hub.TopicMessage) 
 }
 
 // An issuer whose answer publish failed although the answer arrived
-// (the claimer took the session) does not remove the directory entry:
-// the claimer's stays.
+// (the claimer took the session) removes neither the directory entry nor
+// the room entries: the claimer's stay.
 func TestClusterFailedAnswerPublishKeepsClaimerDirectoryEntry(t *testing.T) {
 	prefix := clusterPrefix(t)
 	var s2 *testServer
 	var sid atomic.Pointer[string]
-	dirOf := func(s *testServer) map[string]presenceEntry {
-		pres, err := s.hub.Presence(context.Background(), nodeChannel(1))
+	entriesOf := func(s *testServer, channel string) map[string]presenceEntry {
+		pres, err := s.hub.Presence(context.Background(), channel)
 		require.NoError(t, err)
 		out := map[string]presenceEntry{}
 		for id, info := range pres {
@@ -903,11 +903,13 @@ func TestClusterFailedAnswerPublishKeepsClaimerDirectoryEntry(t *testing.T) {
 		}
 		return out
 	}
+	dirOf := func(s *testServer) map[string]presenceEntry { return entriesOf(s, nodeChannel(1)) }
+	roomOf := func(s *testServer) map[string]presenceEntry { return entriesOf(s, ChannelPrefix+"r") }
 	wait := func() {
 		require.Eventually(t, func() bool {
 			p := sid.Load()
-			return p != nil && dirOf(s2)[*p].Process == s2.cluster.origin
-		}, testenv.Wait, testenv.Tick, "the claimer's directory entry")
+			return p != nil && dirOf(s2)[*p].Process == s2.cluster.origin && roomOf(s2)[*p].Process == s2.cluster.origin
+		}, testenv.Wait, testenv.Tick, "the claimer's directory and room entries")
 	}
 	s1 := newClusterServer(t, prefix, func(c *Config) { c.Bus = deliveredAnswers{RoomBus: c.Bus, wait: wait} })
 	s2 = newClusterServer(t, prefix, nil)
@@ -932,4 +934,5 @@ func TestClusterFailedAnswerPublishKeepsClaimerDirectoryEntry(t *testing.T) {
 		t.Fatal("the issuer's cleanup never ran")
 	}
 	require.Equal(t, s2.cluster.origin, dirOf(s2)[id].Process, "the claimer's directory entry stays")
+	require.Equal(t, s2.cluster.origin, roomOf(s2)[id].Process, "the claimer's room entry stays")
 }

@@ -558,10 +558,10 @@ func (cl *cluster) serve(from string, req *busRequest) {
 	if err != nil {
 		s.log.Warn("relay answer to another process failed", "op", req.Op, "error", err)
 		if a.Session != nil {
-			// The answer may have been delivered all the same (ask): the
-			// directory entry is released (cleanup), not removed, so that
-			// the claimer's, if written, stays.
-			cl.abandon(a.Session)
+			// The answer may have been delivered all the same (ask): only
+			// this process's entries go, so that the claimer's, if
+			// written, stay, and only their rooms see the session leave.
+			cl.abandonOwn(a.Session)
 			cleanup()
 		}
 		return
@@ -824,6 +824,68 @@ func (cl *cluster) abandon(h *handedSession) {
 	}
 }
 
+// abandonOwn is abandon for a session whose answer may have reached the
+// claimer: in each room of h, and in its NodeId directory, only an entry
+// still this process's is removed (conditionally), and only the rooms
+// where one was see the session leave; the claimer's entries stay.
+func (cl *cluster) abandonOwn(h *handedSession) {
+	s := cl.s
+	p := s.cfg.Presence
+	if p == nil {
+		cl.abandon(h)
+		return
+	}
+	s.log.Info("relay session handed over between processes may not have been taken: its entries here go", "node_id", h.Node)
+	rm := remoteMember{node: wire.NodeID(h.Node), sid: h.SID, user: h.User, transport: transportNative, meta: h.Meta}
+	for _, name := range h.Rooms {
+		topic := ChannelPrefix + name
+		if !cl.removeOwn(topic, h.SID) {
+			continue
+		}
+		cl.dropRemote(name, rm)
+		ctx, cancel := cl.opCtx()
+		_ = p.PublishLeave(ctx, topic, &hub.ClientInfo{ClientID: h.SID, UserID: h.User, ConnInfo: h.Info})
+		cancel()
+		cl.enqueueWait(topic, busMemberFrame(busLeave, transportNative, cl.origin,
+			&busMember{Node: h.Node, SID: h.SID, User: h.User, Meta: h.Meta}))
+	}
+	cl.removeOwn(nodeChannel(wire.NodeID(h.Node)), h.SID)
+}
+
+// removeOwn removes session sid's entry in channel when it is this
+// process's (its Process is this one), only while it is the entry read
+// when the engine can (as removeStale), and reports whether it did; a
+// failure is logged and reported as not removed.
+func (cl *cluster) removeOwn(channel, sid string) bool {
+	ctx, cancel := cl.opCtx()
+	defer cancel()
+	pres, err := cl.lister.Presence(ctx, channel)
+	if err != nil {
+		cl.s.log.Warn("relay presence read failed", "channel", channel, "error", err)
+		return false
+	}
+	info := pres[sid]
+	var e presenceEntry
+	if info == nil || json.Unmarshal(info.ChanInfo, &e) != nil || e.Process != cl.origin {
+		return false
+	}
+	p := cl.s.cfg.Presence
+	if r, ok := p.(presenceConditionalRemover); ok {
+		removed, err := r.RemovePresenceIf(ctx, channel, info)
+		if !errors.Is(err, hub.ErrNotAvailable) {
+			if err != nil {
+				cl.s.log.Warn("relay presence remove failed", "channel", channel, "error", err)
+			}
+			return removed && err == nil
+		}
+	}
+	if err := p.RemovePresence(ctx, channel, sid, info.UserID); err != nil {
+		cl.s.log.Warn("relay presence remove failed", "channel", channel, "error", err)
+		return false
+	}
+	return true
+}
+
 // dropRemote forgets the remote member rm.sid of room name (as a leave
 // would: a sync in flight does not bring it back) and tells the local
 // members it left, when it was known.
@@ -1029,8 +1091,8 @@ func (cl *cluster) freeNode(br *busRoom, c *conn, asking bool) error {
 			}
 			continue
 		}
-		err := cl.endRemoteNode(br, c, rm)
-		if err == errNodeInRoom && asking && rm.process != "" && !rm.handed {
+		unanswered, err := cl.endRemoteNode(br, c, rm)
+		if err == errNodeInRoom && asking && rm.process != "" && !rm.handed && !unanswered {
 			err = cl.dropIfAbsent(br, c, rm)
 		}
 		if err != nil {
@@ -1057,23 +1119,28 @@ func (cl *cluster) dropIfAbsent(br *busRoom, c *conn, rm remoteMember) error {
 
 // endRemoteNode has the process of rm, a remote member of br with c's
 // NodeId, end it when it is a parked session of c's user, and forgets it
-// here; otherwise errNodeInRoom (or the engine's error).
-func (cl *cluster) endRemoteNode(br *busRoom, c *conn, rm remoteMember) error {
+// here; otherwise errNodeInRoom (or the engine's error), with unanswered
+// when rm's process was asked and did not answer (asking it again, about
+// the same session, is no use then).
+func (cl *cluster) endRemoteNode(br *busRoom, c *conn, rm remoteMember) (unanswered bool, err error) {
 	if c.user == "" || !c.tokenAccepted.Load() || rm.user != c.user || rm.process == "" || rm.handed {
-		return errNodeInRoom // an anonymous session is reachable only through its resume token
+		return false, errNodeInRoom // an anonymous session is reachable only through its resume token
 	}
 	a, err := cl.ask(c.ctx, c.gone(), rm.process, &busRequest{Op: opEndNode, Node: uint64(c.id), SID: rm.sid, User: c.user})
 	if err != nil && errors.Is(err, hub.ErrRetryLater) {
-		return err
+		return false, err
 	}
-	if err == nil && a.Err == refuseBusy {
-		return errBusyResume
+	if err != nil {
+		return true, errNodeInRoom // its process is gone or too slow
 	}
-	if err != nil || a.Err != "" {
-		return errNodeInRoom // live, another user's, or its process is gone
+	if a.Err == refuseBusy {
+		return false, errBusyResume
+	}
+	if a.Err != "" {
+		return false, errNodeInRoom // live or another user's
 	}
 	cl.dropRemote(br.name, rm)
-	return nil
+	return false, nil
 }
 
 // endParkedNode ends the parked session of NodeId id when it is user's,
