@@ -275,10 +275,13 @@ func (c *Config) settingErrors() []error {
 	if c.Auth != AuthNone && c.Auth != AuthToken {
 		bad("auth", "%q is not %q or %q", c.Auth, AuthNone, AuthToken)
 	}
-	if c.MaxFrame < 0 || c.MaxFrame > MaxMaxFrame {
+	// Settings bounded by max_frame are checked against it only when it
+	// is valid itself: a bad max_frame is one problem, not three.
+	frameOK := c.MaxFrame >= 0 && c.MaxFrame <= MaxMaxFrame
+	if !frameOK {
 		bad("max_frame", "%d is not within 1..%d (0: the default)", c.MaxFrame, MaxMaxFrame)
 	}
-	if c.MaxTypeName < 0 || c.MaxTypeName > c.MaxFrame {
+	if c.MaxTypeName < 0 || (frameOK && c.MaxTypeName > c.MaxFrame) {
 		bad("max_type_name", "%d is not within 1..max_frame (0: the default)", c.MaxTypeName)
 	}
 	for _, f := range []struct {
@@ -299,7 +302,9 @@ func (c *Config) settingErrors() []error {
 	if c.Mirror.Queue < 0 {
 		bad("mirror.queue", "%d is negative", c.Mirror.Queue)
 	}
-	if c.QueueLimit < c.MaxFrame+queueSlack {
+	if c.QueueLimit < 0 {
+		bad("queue_limit", "%d is negative", c.QueueLimit)
+	} else if frameOK && c.QueueLimit < c.MaxFrame+queueSlack {
 		bad("queue_limit", "%d is less than max_frame + %d (%d bytes): a connection must be able to queue one frame of max_frame bytes with its header",
 			c.QueueLimit, queueSlack, c.MaxFrame+queueSlack)
 	}
