@@ -556,19 +556,28 @@ func TestClusterOwnStaleEntriesDoNotFillTheRoom(t *testing.T) {
 	require.Equal(t, wire.ErrCodeRoomFull, nextError(t, c).Code, "the live members fill it")
 }
 
-// removals is the hub as the relay's presence recording the removals of
-// one session's entries.
-type removals struct {
+// sessionCalls is the hub as the relay's presence counting the removals
+// and releases of session sid's entries once sid is set.
+type sessionCalls struct {
 	*hub.Hub
-	sid   atomic.Pointer[string]
-	count atomic.Int32
+	sid               atomic.Pointer[string]
+	removed, released atomic.Int32
 }
 
-func (r *removals) RemovePresence(ctx context.Context, ch, cid, uid string) error {
-	if p := r.sid.Load(); p != nil && *p == cid {
-		r.count.Add(1)
+func (r *sessionCalls) of(cid string) bool { p := r.sid.Load(); return p != nil && *p == cid }
+
+func (r *sessionCalls) RemovePresence(ctx context.Context, ch, cid, uid string) error {
+	if r.of(cid) {
+		r.removed.Add(1)
 	}
 	return r.Hub.RemovePresence(ctx, ch, cid, uid)
+}
+
+func (r *sessionCalls) ReleasePresence(ctx context.Context, ch, cid, uid string) error {
+	if r.of(cid) {
+		r.released.Add(1)
+	}
+	return r.Hub.ReleasePresence(ctx, ch, cid, uid)
 }
 
 // A session handed over to another process keeps its room entry and its
@@ -576,9 +585,9 @@ func (r *removals) RemovePresence(ctx context.Context, ch, cid, uid string) erro
 // removal), the claimer's rewrite replaces them.
 func TestClusterHandoverKeepsTheClaims(t *testing.T) {
 	prefix := clusterPrefix(t)
-	var rec *removals
+	var rec *sessionCalls
 	s1 := newClusterServer(t, prefix, func(c *Config) {
-		rec = &removals{Hub: c.Presence.(*hub.Hub)}
+		rec = &sessionCalls{Hub: c.Presence.(*hub.Hub)}
 		c.Presence = rec
 	})
 	s2 := newClusterServer(t, prefix, nil)
@@ -605,7 +614,7 @@ func TestClusterHandoverKeepsTheClaims(t *testing.T) {
 	case <-time.After(testenv.Wait):
 		t.Fatal("the issuer's presence notice never came")
 	}
-	require.Zero(t, rec.count.Load(), "the issuer removed none of the session's entries")
+	require.Zero(t, rec.removed.Load(), "the issuer removed none of the session's entries")
 	require.Equal(t, s2.cluster.origin, roomPresence(t, s2, "arena")[sid].Process)
 	res, err := s2.hub.ClaimPresence(context.Background(), "relay:arena", &hub.ClientInfo{ClientID: "probe"}, hub.PresenceClaim{Key: nodeKey(1)})
 	require.NoError(t, err)
@@ -761,30 +770,15 @@ func TestClusterStaleEntryRemovalSparesRewrite(t *testing.T) {
 	require.Equal(t, "fresh", pres[fresh.ClientID].UserID)
 }
 
-// releases is the hub as the relay's presence counting the releases of
-// session sid's entries while armed.
-type releases struct {
-	*hub.Hub
-	sid   atomic.Pointer[string]
-	count atomic.Int32
-}
-
-func (r *releases) ReleasePresence(ctx context.Context, ch, cid, uid string) error {
-	if p := r.sid.Load(); p != nil && *p == cid {
-		r.count.Add(1)
-	}
-	return r.Hub.ReleasePresence(ctx, ch, cid, uid)
-}
-
 // A session handed over and back (s1 → s2 → s1) before the first
 // handover's cleanup ended on s1 (its hub session gone, its directory
 // entry not yet released) keeps its entries there: the late cleanup
 // releases none of them, so s1 goes on refreshing them.
 func TestClusterLateHandoverCleanupSparesReturnedSession(t *testing.T) {
 	prefix := clusterPrefix(t)
-	var rel *releases
+	var rel *sessionCalls
 	s1 := newClusterServer(t, prefix, func(c *Config) {
-		rel = &releases{Hub: c.Presence.(*hub.Hub)}
+		rel = &sessionCalls{Hub: c.Presence.(*hub.Hub)}
 		c.Presence = rel
 	})
 	s2 := newClusterServer(t, prefix, nil)
@@ -830,7 +824,7 @@ func TestClusterLateHandoverCleanupSparesReturnedSession(t *testing.T) {
 	case <-time.After(testenv.Wait):
 		t.Fatal("the first handover's presence notice never came")
 	}
-	require.Zero(t, rel.count.Load(), "the late cleanup released the returned session's entries")
+	require.Zero(t, rel.released.Load(), "the late cleanup released the returned session's entries")
 	dir, err := s1.hub.Presence(context.Background(), nodeChannel(1))
 	require.NoError(t, err)
 	require.Contains(t, dir, sid)
