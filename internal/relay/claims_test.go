@@ -232,13 +232,20 @@ func TestClusterDirectoryClaimBoundedByHandshake(t *testing.T) {
 	})
 	s.cluster.dir.handshakeWait.Store(int64(time.Hour))
 	dialISSUN(t, s, 9)
+	requireHandshakeBound(t, claims.left, handshake, "claim")
+}
+
+// requireHandshakeBound checks the deadline left of the directory call
+// (what: "claim" or "write") a handshake made: set, and within handshake.
+func requireHandshakeBound(t *testing.T, deadlines <-chan time.Duration, handshake time.Duration, what string) {
+	t.Helper()
 	var left time.Duration
 	select {
-	case left = <-claims.left:
+	case left = <-deadlines:
 	default:
-		t.Fatal("the handshake claimed no directory entry")
+		t.Fatalf("the handshake made no directory %s", what)
 	}
-	require.Positive(t, left, "the claim has a deadline")
+	require.Positive(t, left, "the %s has a deadline", what)
 	require.LessOrEqual(t, left, handshake, "the handshake's")
 }
 
@@ -679,14 +686,7 @@ func TestClusterDirectoryWriteAfterFailedClaimBoundedByHandshake(t *testing.T) {
 	})
 	s.cluster.dir.writeWait.Store(int64(time.Hour))
 	dialISSUN(t, s, 9)
-	var left time.Duration
-	select {
-	case left = <-w.left:
-	default:
-		t.Fatal("the handshake wrote no directory entry")
-	}
-	require.Positive(t, left, "the write has a deadline")
-	require.LessOrEqual(t, left, handshake, "the handshake's")
+	requireHandshakeBound(t, w.left, handshake, "write")
 }
 
 // A remote member record whose process no longer holds the session (its
